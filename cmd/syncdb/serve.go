@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/syncdb/syncdb/server"
+)
+
+// listFlag is a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+func serve(args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
+	data := fs.String("data", "./syncdb-data", "data directory (one subdirectory per database)")
+	var authTokens, readTokens, dbs listFlag
+	fs.Var(&authTokens, "auth-token", "require `TOKEN` (read-write) as Authorization: Bearer; repeatable")
+	fs.Var(&readTokens, "read-token", "also accept `TOKEN` for pulls only; repeatable")
+	fs.Var(&dbs, "db", "create database `NAME` at start; repeatable")
+	noAuto := fs.Bool("no-auto-create", false, "answer 404 for databases that do not exist instead of creating them")
+	retention := fs.Duration("history-retention", 7*24*time.Hour, "how long old revisions stay servable (0 = forever)")
+	maxBody := fs.Int64("max-push-bytes", 256<<20, "largest /v2/pipeline request body")
+	stmtTimeout := fs.Duration("statement-timeout", time.Minute, "limit on one pipeline request's statements and on a query selector")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve: unexpected arguments %q", fs.Args())
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	srv, err := server.New(server.Config{
+		DataDir:                 *data,
+		AuthTokens:              authTokens,
+		ReadTokens:              readTokens,
+		NoAutoCreate:            *noAuto,
+		Databases:               dbs,
+		MaxPipelineRequestBytes: *maxBody,
+		StatementTimeout:        *stmtTimeout,
+		HistoryRetention:        *retention,
+		Logger:                  log,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		srv.Close()
+		return err
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	url := "http://" + ln.Addr().String()
+	fmt.Printf("syncdb server listening on %s\n", url)
+	fmt.Printf("  database \"default\": %s\n  database NAME:      %s/db/NAME\n", url, url)
+	os.Stdout.Sync()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	select {
+	case err = <-served:
+	case <-ctx.Done():
+		log.Info("shutting down: draining requests")
+		srv.BeginShutdown()
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err = hs.Shutdown(sctx)
+		cancel()
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return errors.Join(err, srv.Close())
+}

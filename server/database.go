@@ -1,0 +1,449 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/syncdb/syncdb/internal/sqlitex"
+	"github.com/syncdb/syncdb/internal/walfile"
+	"github.com/syncdb/syncdb/server/history"
+)
+
+// ErrBadRevision reports a revision string this database cannot serve: not
+// one of its own, older than the retained history, or newer than the latest.
+// A client that gets it must bootstrap again.
+var ErrBadRevision = errors.New("revision cannot be served")
+
+// database is one served database: a SQLite file written by one connection,
+// and the page history of every commit on it.
+//
+// Ownership: mu is the writer. Holding it grants the write connection, the
+// WAL read position and the right to checkpoint. Readers of the history never
+// take it.
+type database struct {
+	name string
+	dir  string
+	opts dbOptions
+	log  *slog.Logger
+
+	sqldb *sql.DB
+	hist  *history.Store
+
+	mu      sync.Mutex
+	conn    *sql.Conn
+	walPos  walfile.Position
+	walFile *os.File // opened once the WAL exists; read with ReadAt only
+
+	cmu     sync.Mutex
+	changed chan struct{} // closed and replaced when a revision is added
+	stopped chan struct{} // closed at shutdown, so long polls return early
+	stopOne sync.Once
+
+	bg sync.WaitGroup
+}
+
+type dbOptions struct {
+	retention        time.Duration
+	checkpointFrames int
+	stmtTimeout      time.Duration
+	onRevisions      func(n int) // called after commits were recorded
+}
+
+const (
+	mainFile    = "db.sqlite"
+	historyFile = "history.sqlite"
+)
+
+func openDatabase(ctx context.Context, name, dir string, opts dbOptions, log *slog.Logger) (*database, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create database directory: %w", err)
+	}
+	d := &database{
+		name:    name,
+		dir:     dir,
+		opts:    opts,
+		log:     log.With("db", name),
+		changed: make(chan struct{}),
+		stopped: make(chan struct{}),
+	}
+	if err := d.open(ctx); err != nil {
+		d.closeFiles()
+		return nil, err
+	}
+	d.bg.Add(1)
+	go d.maintain()
+	return d, nil
+}
+
+func (d *database) open(ctx context.Context) error {
+	path := filepath.Join(d.dir, mainFile)
+	// synchronous=FULL: a commit is on disk before the pipeline answers.
+	// wal_autocheckpoint=0: only maintain() checkpoints, after the history
+	// has recorded every frame.
+	dsn := "file:" + path + "?_pragma=page_size(4096)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)" +
+		"&_pragma=wal_autocheckpoint(0)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(0)"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(1)
+	db.SetConnMaxIdleTime(0)
+	db.SetConnMaxLifetime(0)
+	d.sqldb = db
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	d.conn = conn
+	// SQLite must never checkpoint on its own when the connection closes:
+	// only checkpoint() may, after the history recorded every frame.
+	if err := sqlitex.Raw(ctx, conn, func(c *sqlitex.Conn) error { return c.SetNoCheckpointOnClose(true) }); err != nil {
+		return fmt.Errorf("configure %s: %w", path, err)
+	}
+	var pageSize int
+	var mode string
+	if err := conn.QueryRowContext(ctx, "PRAGMA page_size").Scan(&pageSize); err != nil {
+		return fmt.Errorf("read page size: %w", err)
+	}
+	if pageSize != history.PageSize {
+		return fmt.Errorf("database %s has page size %d; the sync protocol needs %d", d.name, pageSize, history.PageSize)
+	}
+	if err := conn.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil || !strings.EqualFold(mode, "wal") {
+		return fmt.Errorf("database %s is not in WAL mode (%q, %v)", d.name, mode, err)
+	}
+
+	d.hist, err = history.Open(filepath.Join(d.dir, historyFile))
+	if err != nil {
+		return err
+	}
+	if !d.hist.Initialized() {
+		return d.initHistory(ctx)
+	}
+	c := d.hist.Cursor()
+	d.walPos = walfile.Position{Salt1: c.Salt1, Salt2: c.Salt2, Frame: c.Frame, Cksum1: c.Cksum1, Cksum2: c.Cksum2}
+	// Recover commits that reached the WAL but not the history (a crash
+	// between the two).
+	n, err := d.recordCommits(ctx)
+	if err != nil {
+		return fmt.Errorf("recover history: %w", err)
+	}
+	if n > 0 {
+		d.log.Info("recovered commits from the WAL", "commits", n)
+	}
+	return nil
+}
+
+// initHistory records the base revision: the database as it is now, which
+// may be a database created before the server ever saw it.
+func (d *database) initHistory(ctx context.Context) error {
+	if _, err := d.conn.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+		return fmt.Errorf("checkpoint before base: %w", err)
+	}
+	var size uint32
+	if err := d.conn.QueryRowContext(ctx, "PRAGMA page_count").Scan(&size); err != nil {
+		return err
+	}
+	base := history.Commit{DBSize: size, Pages: func(fn func(history.Page) error) error {
+		rows, err := d.conn.QueryContext(ctx, "SELECT pgno, data FROM sqlite_dbpage ORDER BY pgno")
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var p history.Page
+			if err := rows.Scan(&p.Pgno, &p.Data); err != nil {
+				return err
+			}
+			if err := fn(p); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	}}
+	var id [6]byte
+	rand.Read(id[:])
+	d.walPos = walfile.Position{}
+	if err := d.hist.Init(ctx, hex.EncodeToString(id[:]), base, history.Cursor{}, time.Now().UnixMilli()); err != nil {
+		return fmt.Errorf("record base revision: %w", err)
+	}
+	d.log.Info("created page history", "pages", size)
+	return nil
+}
+
+// recordCommits reads the transactions committed to the WAL since walPos and
+// records each as a revision. The caller holds mu (or is open()).
+func (d *database) recordCommits(ctx context.Context) (int, error) {
+	if d.walFile == nil {
+		f, err := os.Open(filepath.Join(d.dir, mainFile) + "-wal")
+		if errors.Is(err, os.ErrNotExist) {
+			return 0, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+		d.walFile = f
+	}
+	st, err := d.walFile.Stat()
+	if err != nil {
+		return 0, err
+	}
+	sc, err := walfile.NewScanner(d.walFile, st.Size(), d.walPos)
+	if err != nil {
+		return 0, fmt.Errorf("scan WAL: %w", err)
+	}
+	var commits []history.Commit
+	pageSize := history.PageSize
+	for {
+		frames, err := sc.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return 0, fmt.Errorf("scan WAL: %w", err)
+		}
+		// The last frame of a page within a transaction is its image.
+		last := map[uint32]walfile.Frame{}
+		order := make([]uint32, 0, len(frames))
+		for _, f := range frames {
+			if _, ok := last[f.Pgno]; !ok {
+				order = append(order, f.Pgno)
+			}
+			last[f.Pgno] = f
+		}
+		commit := frames[len(frames)-1]
+		commits = append(commits, history.Commit{DBSize: commit.DBSize, Pages: func(fn func(history.Page) error) error {
+			buf := make([]byte, pageSize)
+			for _, pg := range order {
+				if pg > commit.DBSize {
+					continue // truncated away by this very commit
+				}
+				data, err := walfile.ReadPage(d.walFile, last[pg], pageSize, buf)
+				if err != nil {
+					return err
+				}
+				if err := fn(history.Page{Pgno: pg, Data: data}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}})
+	}
+	if len(commits) == 0 {
+		return 0, nil
+	}
+	pos := sc.Position()
+	cur := history.Cursor{Salt1: pos.Salt1, Salt2: pos.Salt2, Frame: pos.Frame, Cksum1: pos.Cksum1, Cksum2: pos.Cksum2}
+	if _, err := d.hist.Append(ctx, commits, cur, time.Now().UnixMilli()); err != nil {
+		return 0, err
+	}
+	d.walPos = pos
+	d.notify()
+	if d.opts.onRevisions != nil {
+		d.opts.onRevisions(len(commits))
+	}
+	return len(commits), nil
+}
+
+func (d *database) notify() {
+	d.cmu.Lock()
+	close(d.changed)
+	d.changed = make(chan struct{})
+	d.cmu.Unlock()
+}
+
+// waitChange blocks until a revision newer than seq exists, the timeout
+// passes, ctx ends or the server shuts down.
+func (d *database) waitChange(ctx context.Context, seq int64, timeout time.Duration) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		d.cmu.Lock()
+		ch := d.changed
+		d.cmu.Unlock()
+		if d.hist.Latest().Seq > seq {
+			return
+		}
+		select {
+		case <-ch:
+		case <-t.C:
+			return
+		case <-ctx.Done():
+			return
+		case <-d.stopped:
+			return
+		}
+	}
+}
+
+// write runs fn with the writer connection, then rolls back a transaction
+// fn left open and records the commits fn made.
+func (d *database) write(ctx context.Context, fn func(*sqlitex.Conn) error) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.conn == nil {
+		return errors.New("database closed")
+	}
+	// The request's context bounds the statements; recording the commits
+	// they made must happen even if the client went away meanwhile.
+	err := sqlitex.Raw(context.WithoutCancel(ctx), d.conn, func(c *sqlitex.Conn) error {
+		ferr := fn(c)
+		if !c.Autocommit() {
+			if rerr := c.Exec("ROLLBACK"); rerr != nil && ferr == nil {
+				ferr = rerr
+			}
+		}
+		return ferr
+	})
+	if _, rerr := d.recordCommits(context.WithoutCancel(ctx)); rerr != nil {
+		// The commit is durable in the WAL; the history is not. Refuse to
+		// go on rather than serve pulls that miss it.
+		d.log.Error("recording commits failed", "err", rerr)
+		return errors.Join(err, fmt.Errorf("record history: %w", rerr))
+	}
+	return err
+}
+
+// maintain checkpoints the database and compacts the history in the
+// background.
+func (d *database) maintain() {
+	defer d.bg.Done()
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	lastCompact := time.Time{}
+	for {
+		select {
+		case <-d.stopped:
+			return
+		case <-tick.C:
+		}
+		d.mu.Lock()
+		needs := d.walPos.Frame >= d.opts.checkpointFrames
+		d.mu.Unlock()
+		if needs {
+			if err := d.checkpoint(context.Background()); err != nil {
+				d.log.Warn("checkpoint failed", "err", err)
+			}
+		}
+		if d.opts.retention > 0 && time.Since(lastCompact) > time.Minute {
+			lastCompact = time.Now()
+			if err := d.compact(context.Background()); err != nil {
+				d.log.Warn("history compaction failed", "err", err)
+			}
+		}
+	}
+}
+
+// checkpoint moves the WAL into the database file, once the history holds
+// every frame durably.
+func (d *database) checkpoint(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.conn == nil {
+		return nil
+	}
+	if _, err := d.recordCommits(ctx); err != nil {
+		return err
+	}
+	if err := d.hist.Sync(ctx); err != nil {
+		return err
+	}
+	var busy, logFrames, done int
+	if err := d.conn.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &done); err != nil {
+		return err
+	}
+	if busy == 0 {
+		// The next write restarts the WAL with new salts, which the scanner
+		// recognises; reset the position now so it starts from frame 1.
+		d.walPos = walfile.Position{}
+	}
+	return nil
+}
+
+func (d *database) compact(ctx context.Context) error {
+	h, err := d.hist.SeqAtOrBefore(ctx, time.Now().Add(-d.opts.retention).UnixMilli())
+	if err != nil || h <= d.hist.Horizon() {
+		return err
+	}
+	n, err := d.hist.Compact(ctx, h)
+	if n > 0 {
+		d.log.Info("compacted history", "horizon", h, "deleted", n)
+	}
+	return err
+}
+
+// revision formats seq as the opaque string clients see.
+func (d *database) revision(seq int64) string {
+	return d.hist.ID() + "-" + strconv.FormatInt(seq, 10)
+}
+
+// parseRevision checks that rev names a revision this history can serve.
+func (d *database) parseRevision(rev string) (history.Revision, error) {
+	i := strings.LastIndexByte(rev, '-')
+	if i < 0 || rev[:i] != d.hist.ID() {
+		return history.Revision{}, fmt.Errorf("%w: %q is not a revision of database %q (it may have been recreated)", ErrBadRevision, rev, d.name)
+	}
+	seq, err := strconv.ParseInt(rev[i+1:], 10, 64)
+	if err != nil {
+		return history.Revision{}, fmt.Errorf("%w: malformed revision %q", ErrBadRevision, rev)
+	}
+	r, err := d.hist.Check(seq)
+	if err != nil {
+		return history.Revision{}, fmt.Errorf("%w: %w", ErrBadRevision, err)
+	}
+	return r, nil
+}
+
+func (d *database) stop() {
+	d.stopOne.Do(func() { close(d.stopped) })
+}
+
+// close stops maintenance and closes the files. The history is current, so
+// the checkpoint SQLite runs when its last connection closes is harmless.
+func (d *database) close() error {
+	d.stop()
+	d.bg.Wait()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.closeFiles()
+}
+
+// closeFiles closes the history before the database: SQLite checkpoints the
+// database's WAL when its last connection closes, and every frame must be
+// durably recorded before that.
+func (d *database) closeFiles() error {
+	var errs []error
+	if d.conn != nil && d.hist != nil && d.hist.Initialized() {
+		if _, err := d.recordCommits(context.Background()); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if d.hist != nil {
+		errs = append(errs, d.hist.Close())
+		d.hist = nil
+	}
+	if d.conn != nil {
+		errs = append(errs, d.conn.Close())
+		d.conn = nil
+	}
+	if d.sqldb != nil {
+		errs = append(errs, d.sqldb.Close())
+		d.sqldb = nil
+	}
+	if d.walFile != nil {
+		errs = append(errs, d.walFile.Close())
+		d.walFile = nil
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,226 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/RoaringBitmap/roaring/v2"
+	"github.com/klauspost/compress/zstd"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/syncdb/syncdb/server/history"
+	"github.com/syncdb/syncdb/wire"
+	"github.com/syncdb/syncdb/wire/syncpb"
+)
+
+// zstdLevel is the level advertised to clients that asked for zstd pages.
+const zstdLevel = 1
+
+var pageEncoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+
+// pullPlan is what a /pull-updates request resolves to.
+type pullPlan struct {
+	target history.Revision
+	pages  *roaring.Bitmap // SQLite page numbers (1-based) to send
+	all    bool            // every page 1..target.DBSize
+	zstd   bool
+}
+
+// handlePull serves POST /pull-updates.
+func (s *Server) handlePull(w http.ResponseWriter, r *http.Request, d *database) {
+	body, ok := s.readBody(w, r, s.cfg.MaxPullRequestBytes)
+	if !ok {
+		return
+	}
+	var req syncpb.PullUpdatesReqProtoBody
+	if err := proto.Unmarshal(body, &req); err != nil {
+		httpError(w, http.StatusBadRequest, "malformed pull-updates request: %v", err)
+		return
+	}
+	plan, status, err := s.planPull(r.Context(), d, &req)
+	if err != nil {
+		httpError(w, status, "%v", err)
+		return
+	}
+	s.streamPages(w, r, d, plan)
+}
+
+// planPull validates the request and decides which pages of which revision
+// to send. It may wait (long poll).
+func (s *Server) planPull(ctx context.Context, d *database, req *syncpb.PullUpdatesReqProtoBody) (*pullPlan, int, error) {
+	if req.StreamKind != syncpb.PullUpdatesStreamKind_PULL_UPDATES_STREAM_KIND_PAGES {
+		return nil, http.StatusBadRequest, errors.New("this server speaks the page protocol only (stream_kind must be PAGES)")
+	}
+	plan := &pullPlan{}
+	switch req.Encoding {
+	case syncpb.PageUpdatesEncodingReq_PAGE_UPDATES_ENCODING_REQ_RAW:
+	case syncpb.PageUpdatesEncodingReq_PAGE_UPDATES_ENCODING_REQ_ZSTD:
+		plan.zstd = true
+	default:
+		return nil, http.StatusBadRequest, fmt.Errorf("unknown page encoding %d", req.Encoding)
+	}
+	sel, err := wire.DecodeSelector(req.ServerPagesSelector)
+	if err != nil {
+		return nil, http.StatusBadRequest, err
+	}
+
+	from := int64(-1) // no client revision: send a snapshot
+	if req.ClientRevision != "" {
+		c, err := d.parseRevision(req.ClientRevision)
+		if err != nil {
+			return nil, http.StatusGone, err
+		}
+		from = c.Seq
+	}
+	if req.ServerRevision != "" {
+		plan.target, err = d.parseRevision(req.ServerRevision)
+		if err != nil {
+			return nil, http.StatusGone, err
+		}
+	} else {
+		if from >= 0 && req.LongPollTimeoutMs > 0 && d.hist.Latest().Seq <= from {
+			timeout := time.Duration(req.LongPollTimeoutMs) * time.Millisecond
+			timeout = min(timeout, s.cfg.MaxLongPoll)
+			s.metrics.longPollWaiters.Inc()
+			d.waitChange(ctx, from, timeout)
+			s.metrics.longPollWaiters.Dec()
+		}
+		plan.target = d.hist.Latest()
+	}
+	if from > plan.target.Seq {
+		return nil, http.StatusBadRequest, fmt.Errorf("client_revision %q is newer than the requested revision", req.ClientRevision)
+	}
+
+	var want *roaring.Bitmap // 1-based; nil = everything
+	if sel != nil {
+		want = roaring.New()
+		it := sel.Iterator()
+		for it.HasNext() {
+			id := it.Next()
+			if id < maxPgno {
+				want.Add(id + 1)
+			}
+		}
+	}
+	if req.ServerQuerySelector != "" {
+		q, err := d.queryPages(ctx, plan.target, req.ServerQuerySelector, s.cfg.StatementTimeout)
+		if err != nil {
+			return nil, http.StatusBadRequest, fmt.Errorf("server_query_selector: %w", err)
+		}
+		if want == nil {
+			want = q
+		} else {
+			want.Or(q)
+		}
+	}
+
+	switch {
+	case from >= 0:
+		rd, err := d.hist.Reader(ctx)
+		if err != nil {
+			return nil, http.StatusInternalServerError, err
+		}
+		changed, err := rd.ChangedBetween(ctx, from, plan.target.Seq)
+		rd.Close()
+		if err != nil {
+			return nil, http.StatusInternalServerError, err
+		}
+		if want != nil {
+			changed.And(want)
+		}
+		plan.pages = changed
+	case want != nil:
+		plan.pages = want
+	default:
+		plan.all = true
+	}
+	if plan.pages != nil && plan.target.DBSize < maxPgno {
+		plan.pages.RemoveRange(uint64(plan.target.DBSize)+1, uint64(maxPgno)+1)
+		plan.pages.Remove(0)
+	}
+	return plan, 0, nil
+}
+
+// maxPgno bounds page numbers: SQLite's own limit.
+const maxPgno = 0xFFFFFFFE
+
+// streamPages writes the header and the pages. Once the header is out, an
+// error can only abort the connection, which the client sees as a truncated
+// stream.
+func (s *Server) streamPages(w http.ResponseWriter, r *http.Request, d *database, plan *pullPlan) {
+	rd, err := d.hist.Reader(r.Context())
+	if err != nil {
+		httpError(w, http.StatusInternalServerError, "%v", err)
+		return
+	}
+	defer rd.Close()
+
+	hdr := &syncpb.PullUpdatesRespProtoBody{
+		ServerRevision: d.revision(plan.target.Seq),
+		DbSize:         uint64(plan.target.DBSize),
+		Protocol:       syncpb.PullUpdatesProtocol_PULL_UPDATES_PROTOCOL_PAGES,
+	}
+	if plan.zstd {
+		hdr.ZstdEncoding = &syncpb.PageSetZstdEncodingProto{Level: zstdLevel}
+	} else {
+		hdr.RawEncoding = &syncpb.PageSetRawEncodingProto{}
+	}
+	w.Header().Set("Content-Type", "application/protobuf")
+	w.WriteHeader(http.StatusOK)
+	cw := &countingWriter{w: w}
+	bw := bufio.NewWriterSize(cw, 256<<10)
+	defer func() { s.metrics.bytesOut.WithLabelValues("pull").Add(float64(cw.n)) }()
+	if _, err := wire.WriteDelimited(bw, hdr); err != nil {
+		return
+	}
+
+	var page, enc, frame []byte
+	send := func(pgno uint32) error {
+		page, err = rd.PageAt(page[:0], pgno, plan.target.Seq)
+		if err != nil {
+			return err
+		}
+		body := page
+		if plan.zstd {
+			enc = pageEncoder.EncodeAll(page, enc[:0])
+			body = enc
+		}
+		frame = wire.AppendPage(frame[:0], uint64(pgno-1), body)
+		_, err := bw.Write(frame)
+		return err
+	}
+	if plan.all {
+		for p := uint32(1); p <= plan.target.DBSize && err == nil; p++ {
+			err = send(p)
+		}
+	} else {
+		it := plan.pages.Iterator()
+		for it.HasNext() && err == nil {
+			err = send(it.Next())
+		}
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
+		if r.Context().Err() == nil {
+			d.log.Warn("pull stream aborted", "err", err)
+		}
+		panic(http.ErrAbortHandler)
+	}
+}
+
+type countingWriter struct {
+	w http.ResponseWriter
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}

@@ -1,0 +1,145 @@
+package server
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"sync"
+	"time"
+
+	"github.com/RoaringBitmap/roaring/v2"
+	"modernc.org/sqlite/vfs"
+
+	"github.com/syncdb/syncdb/server/history"
+)
+
+// queryPages runs query read-only against the database as of rev and returns
+// the pages (1-based) SQLite read to answer it: page 1, the schema pages and
+// every B-tree page on the query's paths. A partial client that bootstraps
+// with these pages can answer the same query without fetching anything.
+//
+// The query runs on a private read-only VFS whose only file is the database
+// image at rev, assembled from the history page by page; every read of that
+// file is recorded. A fresh connection has an empty page cache, so each page
+// it needs is read exactly once.
+func (d *database) queryPages(ctx context.Context, rev history.Revision, query string, timeout time.Duration) (*roaring.Bitmap, error) {
+	rd, err := d.hist.Reader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer rd.Close()
+	img := &revisionImage{rd: rd, seq: rev.Seq, size: int64(rev.DBSize) * history.PageSize, read: roaring.New()}
+	name, fsys, err := vfs.New(img)
+	if err != nil {
+		return nil, fmt.Errorf("register query VFS: %w", err)
+	}
+	defer fsys.Close()
+	db, err := sql.Open("sqlite", "file:"+imageName+"?vfs="+name+"&mode=ro&_pragma=query_only(1)")
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	rows, err := db.QueryContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return nil, err
+	}
+	if img.err != nil {
+		return nil, img.err
+	}
+	img.read.Add(1)
+	return img.read, nil
+}
+
+const imageName = "db"
+
+// revisionImage is an fs.FS holding one file: the database at one revision.
+type revisionImage struct {
+	rd   *history.Reader
+	seq  int64
+	size int64
+
+	mu   sync.Mutex
+	read *roaring.Bitmap
+	err  error
+	page []byte
+}
+
+func (im *revisionImage) Open(name string) (fs.File, error) {
+	if name != imageName {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+	}
+	return &imageFile{im: im}, nil
+}
+
+type imageFile struct {
+	im  *revisionImage
+	off int64
+}
+
+func (f *imageFile) Stat() (fs.FileInfo, error) { return imageInfo{size: f.im.size}, nil }
+func (f *imageFile) Close() error               { return nil }
+
+func (f *imageFile) Seek(off int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+		f.off = off
+	case io.SeekCurrent:
+		f.off += off
+	case io.SeekEnd:
+		f.off = f.im.size + off
+	}
+	if f.off < 0 {
+		return 0, errors.New("negative offset")
+	}
+	return f.off, nil
+}
+
+func (f *imageFile) Read(p []byte) (int, error) {
+	im := f.im
+	if f.off >= im.size {
+		return 0, io.EOF
+	}
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	n := 0
+	for n < len(p) && f.off < im.size {
+		pgno := uint32(f.off/history.PageSize) + 1
+		var err error
+		im.page, err = im.rd.PageAt(im.page[:0], pgno, im.seq)
+		if err != nil {
+			im.err = err
+			return n, err
+		}
+		im.read.Add(pgno)
+		if pgno == 1 {
+			// The served file is WAL-mode; present it as a rollback-journal
+			// file so SQLite reads it directly, with no WAL or shm.
+			im.page[18], im.page[19] = 1, 1
+		}
+		c := copy(p[n:], im.page[f.off%history.PageSize:])
+		n += c
+		f.off += int64(c)
+	}
+	return n, nil
+}
+
+type imageInfo struct{ size int64 }
+
+func (i imageInfo) Name() string       { return imageName }
+func (i imageInfo) Size() int64        { return i.size }
+func (i imageInfo) Mode() fs.FileMode  { return 0o444 }
+func (i imageInfo) ModTime() time.Time { return time.Time{} }
+func (i imageInfo) IsDir() bool        { return false }
+func (i imageInfo) Sys() any           { return nil }

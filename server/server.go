@@ -1,0 +1,326 @@
+// Package server is the syncdb sync server: the remote that syncdb clients and
+// Turso's own sync SDKs (@tursodatabase/sync) pull from and push to.
+//
+// One Server holds many databases under one data directory, each in its own
+// subdirectory: the SQLite file (WAL mode, 4096-byte pages) and its page
+// history (see package history). It speaks two endpoints per database:
+//
+//	POST /pull-updates   physical pull: protobuf request, a length-delimited
+//	                     header followed by the pages (package wire)
+//	POST /v2/pipeline    logical push: Hrana v2 over HTTP, JSON (package hrana)
+//
+// URLs: http://HOST:PORT/ is database "default"; http://HOST:PORT/db/NAME/ is
+// database NAME. GET /healthz answers "ok"; GET /metrics serves Prometheus
+// metrics.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Config configures a Server. The zero value of every field but DataDir has
+// a sensible default.
+type Config struct {
+	DataDir      string   // where databases live; created if missing
+	AuthTokens   []string // if any token is set, every request needs one (read-write)
+	ReadTokens   []string // tokens that may pull but not push
+	NoAutoCreate bool     // refuse databases that do not exist yet
+	Databases    []string // databases to create at start
+
+	MaxPullRequestBytes     int64         // default 4 MiB
+	MaxPipelineRequestBytes int64         // default 256 MiB
+	MaxLongPoll             time.Duration // cap on long_poll_timeout_ms; default 5 min
+	StatementTimeout        time.Duration // per pipeline request and query selector; default 60 s
+	HistoryRetention        time.Duration // 0 = keep every revision; default set by the command line
+	CheckpointFrames        int           // checkpoint a database when its WAL has this many frames; default 1000
+
+	Logger   *slog.Logger
+	Registry prometheus.Registerer // default: a fresh registry served at /metrics
+}
+
+// Server serves databases over HTTP. Create it with New, serve Handler, and
+// call Close after the HTTP server has stopped.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+	gather  prometheus.Gatherer
+	lock    *os.File // flock on the data directory
+
+	mu       sync.Mutex
+	dbs      map[string]*database
+	opening  map[string]chan struct{}
+	shutdown bool
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// ErrDataDirInUse reports that another server holds the data directory.
+var ErrDataDirInUse = errors.New("data directory is in use by another syncdb server")
+
+// New prepares a server over cfg.DataDir.
+func New(cfg Config) (*Server, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("server: DataDir is required")
+	}
+	if cfg.MaxPullRequestBytes <= 0 {
+		cfg.MaxPullRequestBytes = 4 << 20
+	}
+	if cfg.MaxPipelineRequestBytes <= 0 {
+		cfg.MaxPipelineRequestBytes = 256 << 20
+	}
+	if cfg.MaxLongPoll <= 0 {
+		cfg.MaxLongPoll = 5 * time.Minute
+	}
+	if cfg.StatementTimeout <= 0 {
+		cfg.StatementTimeout = time.Minute
+	}
+	if cfg.CheckpointFrames <= 0 {
+		cfg.CheckpointFrames = 1000
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(cfg.DataDir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock data directory: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("%w: %s", ErrDataDirInUse, cfg.DataDir)
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, lock: lock, dbs: map[string]*database{}, opening: map[string]chan struct{}{}}
+	reg := cfg.Registry
+	if reg == nil {
+		r := prometheus.NewRegistry()
+		reg, s.gather = r, r
+	} else if g, ok := reg.(prometheus.Gatherer); ok {
+		s.gather = g
+	}
+	s.metrics = newMetrics(reg)
+	for _, name := range cfg.Databases {
+		if !nameRE.MatchString(name) {
+			s.Close()
+			return nil, fmt.Errorf("bad database name %q: want [A-Za-z0-9_-]{1,64}", name)
+		}
+		if _, err := s.database(context.Background(), name, true); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (s *Server) dbOptions() dbOptions {
+	return dbOptions{
+		retention:        s.cfg.HistoryRetention,
+		checkpointFrames: s.cfg.CheckpointFrames,
+		stmtTimeout:      s.cfg.StatementTimeout,
+		onRevisions:      func(n int) { s.metrics.revisions.Add(float64(n)) },
+	}
+}
+
+var errNoDatabase = errors.New("no such database")
+
+// database returns the open database name, opening or creating it.
+func (s *Server) database(ctx context.Context, name string, create bool) (*database, error) {
+	for {
+		s.mu.Lock()
+		if s.shutdown {
+			s.mu.Unlock()
+			return nil, errors.New("server is shutting down")
+		}
+		if d := s.dbs[name]; d != nil {
+			s.mu.Unlock()
+			return d, nil
+		}
+		if wait := s.opening[name]; wait != nil {
+			s.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		dir := filepath.Join(s.cfg.DataDir, name)
+		if _, err := os.Stat(filepath.Join(dir, mainFile)); err != nil && !create {
+			s.mu.Unlock()
+			return nil, fmt.Errorf("%w: %q", errNoDatabase, name)
+		}
+		done := make(chan struct{})
+		s.opening[name] = done
+		s.mu.Unlock()
+
+		d, err := openDatabase(ctx, name, dir, s.dbOptions(), s.log)
+		s.mu.Lock()
+		delete(s.opening, name)
+		close(done)
+		if err == nil {
+			s.dbs[name] = d
+			s.metrics.databases.Set(float64(len(s.dbs)))
+		}
+		s.mu.Unlock()
+		return d, err
+	}
+}
+
+// Handler returns the HTTP handler.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	mux.Handle("GET /metrics", s.authorize(false, promhttp.HandlerFor(s.gather, promhttp.HandlerOpts{})))
+	mux.HandleFunc("/", s.route)
+	return s.instrument(mux)
+}
+
+// route maps "/pull-updates", "/v2/pipeline" and "/db/NAME/..." to a
+// database and endpoint.
+func (s *Server) route(w http.ResponseWriter, r *http.Request) {
+	name, rest := "default", r.URL.Path
+	if after, ok := strings.CutPrefix(r.URL.Path, "/db/"); ok {
+		name, rest, _ = strings.Cut(after, "/")
+		rest = "/" + rest
+		if !nameRE.MatchString(name) {
+			httpError(w, http.StatusBadRequest, "bad database name %q: want [A-Za-z0-9_-]{1,64}", name)
+			return
+		}
+	}
+	var write bool
+	switch rest {
+	case "/pull-updates":
+	case "/v2/pipeline":
+		write = true
+	default:
+		httpError(w, http.StatusNotFound, "not found: %s %s (endpoints: POST /pull-updates, POST /v2/pipeline)", r.Method, r.URL.Path)
+		return
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		httpError(w, http.StatusMethodNotAllowed, "%s needs POST", rest)
+		return
+	}
+	if !s.allowed(w, r, write) {
+		return
+	}
+	d, err := s.database(r.Context(), name, !s.cfg.NoAutoCreate)
+	switch {
+	case errors.Is(err, errNoDatabase):
+		httpError(w, http.StatusNotFound, "%v", err)
+		return
+	case err != nil:
+		s.log.Error("open database", "db", name, "err", err)
+		httpError(w, http.StatusInternalServerError, "open database %q: %v", name, err)
+		return
+	}
+	if write {
+		s.handlePipeline(w, r, d)
+	} else {
+		s.handlePull(w, r, d)
+	}
+}
+
+func (s *Server) authorize(write bool, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.allowed(w, r, write) {
+			h.ServeHTTP(w, r)
+		}
+	})
+}
+
+// allowed checks the bearer token. With no tokens configured, everyone may
+// read and write.
+func (s *Server) allowed(w http.ResponseWriter, r *http.Request, write bool) bool {
+	if len(s.cfg.AuthTokens) == 0 && len(s.cfg.ReadTokens) == 0 {
+		return true
+	}
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || tok == "" {
+		httpError(w, http.StatusUnauthorized, "authorization required: send Authorization: Bearer <token>")
+		return false
+	}
+	for _, t := range s.cfg.AuthTokens {
+		if constantTimeEqual(t, tok) {
+			return true
+		}
+	}
+	for _, t := range s.cfg.ReadTokens {
+		if constantTimeEqual(t, tok) {
+			if write {
+				httpError(w, http.StatusForbidden, "this token may pull but not push")
+				return false
+			}
+			return true
+		}
+	}
+	httpError(w, http.StatusUnauthorized, "invalid token")
+	return false
+}
+
+// readBody reads a request body up to limit, answering 413 beyond it.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		httpError(w, http.StatusRequestEntityTooLarge, "request body larger than %d bytes", limit)
+		return nil, false
+	case err != nil:
+		httpError(w, http.StatusBadRequest, "read request body: %v", err)
+		return nil, false
+	}
+	s.metrics.bytesIn.Add(float64(len(body)))
+	return body, true
+}
+
+func httpError(w http.ResponseWriter, status int, format string, args ...any) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	fmt.Fprintf(w, format+"\n", args...)
+}
+
+// BeginShutdown releases long polls so that an HTTP server shutdown does not
+// wait for them to time out.
+func (s *Server) BeginShutdown() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, d := range s.dbs {
+		d.stop()
+	}
+}
+
+// Close closes every database. Call it after the HTTP server stopped.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.shutdown = true
+	dbs := s.dbs
+	s.dbs = map[string]*database{}
+	s.mu.Unlock()
+	var errs []error
+	for _, d := range dbs {
+		errs = append(errs, d.close())
+	}
+	if s.lock != nil {
+		errs = append(errs, s.lock.Close())
+	}
+	return errors.Join(errs...)
+}
