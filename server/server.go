@@ -308,19 +308,20 @@ func (s *Server) BeginShutdown() {
 	}
 }
 
-// Close closes every database. Call it after the HTTP server stopped.
+// Close closes every database and releases the data directory. Call it
+// after the HTTP server stopped; calling it again does nothing.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	s.shutdown = true
-	dbs := s.dbs
-	s.dbs = map[string]*database{}
+	dbs, lock := s.dbs, s.lock
+	s.dbs, s.lock = map[string]*database{}, nil
 	s.mu.Unlock()
 	var errs []error
 	for _, d := range dbs {
 		errs = append(errs, d.close())
 	}
-	if s.lock != nil {
-		errs = append(errs, s.lock.Close())
+	if lock != nil {
+		errs = append(errs, lock.Close())
 	}
 	return errors.Join(errs...)
 }

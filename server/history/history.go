@@ -94,13 +94,19 @@ CREATE INDEX IF NOT EXISTS pages_by_seq ON pages(seq, pgno);
 // Open opens (creating if needed) the history at path. A new history is
 // empty: the caller records the base with Init.
 func Open(path string) (*Store, error) {
-	// 16 KiB pages hold three or more page images each, without overflow chains.
-	dsn := "file:" + path + "?_pragma=page_size(16384)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(10000)&_txlock=immediate"
+	dsn := "file:" + path + "?_pragma=synchronous(NORMAL)&_pragma=busy_timeout(10000)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open history: %w", err)
 	}
 	db.SetMaxOpenConns(8)
+	// 16 KiB pages hold three or more page images each, without overflow
+	// chains. The page size must be set before WAL mode creates the file
+	// (it is ignored for an existing file).
+	if _, err := db.Exec("PRAGMA page_size = 16384; PRAGMA journal_mode = WAL"); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open history: %w", err)
+	}
 	if _, err := db.Exec(schema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("create history schema: %w", err)
@@ -486,4 +492,3 @@ func (s *Store) SeqAtOrBefore(ctx context.Context, unixMS int64) (int64, error) 
 	err := s.db.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM revisions WHERE unix_ms <= ?`, unixMS).Scan(&seq)
 	return seq, err
 }
-

@@ -1,0 +1,270 @@
+// Package actors is the plumbing shared by syncdb's actors: an actor system
+// with a quiet logger, request/response without wall-clock futures, panic
+// containment that fails loudly, orderly leak-free shutdown, and injectable
+// time and identifiers.
+//
+// Each syncdb actor owns one resource (the writer connection, the metadata
+// file, the HTTP client, the page-presence state) and serializes access to
+// it through its mailbox. Callers talk to actors with Ask, which sends a
+// message that embeds a Request and waits for the actor's single reply, or
+// for the caller's context, or for the actor to stop.
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// ErrStopped reports a request to an actor that has stopped.
+var ErrStopped = errors.New("actor stopped")
+
+// ErrFailed reports a request to an actor that panicked earlier: its state
+// can no longer be trusted, so it refuses all further work.
+var ErrFailed = errors.New("actor failed after a panic")
+
+// PanicError is what a caller gets when the actor panicked handling its
+// request.
+type PanicError struct {
+	Actor string
+	Value any
+	Stack string
+}
+
+func (e *PanicError) Error() string {
+	return fmt.Sprintf("actor %s panicked: %v\n%s", e.Actor, e.Value, e.Stack)
+}
+
+// Result is an actor's reply.
+type Result[T any] struct {
+	Val T
+	Err error
+}
+
+// Request is embedded (by value) in every message that expects a reply.
+// Ask fills it in; the actor answers exactly once with Respond.
+type Request[T any] struct {
+	ctx   context.Context
+	reply chan Result[T]
+}
+
+// Context is the requester's context: actors check it before starting work
+// and pass it to anything that can be interrupted.
+func (r *Request[T]) Context() context.Context {
+	if r.ctx == nil {
+		return context.Background()
+	}
+	return r.ctx
+}
+
+// Respond delivers the reply. It never blocks; a second reply is dropped.
+func (r *Request[T]) Respond(v T, err error) {
+	if r.reply == nil {
+		return
+	}
+	select {
+	case r.reply <- Result[T]{v, err}:
+	default:
+	}
+}
+
+// Fail replies with err (used by the panic guard).
+func (r *Request[T]) Fail(err error) {
+	var zero T
+	r.Respond(zero, err)
+}
+
+func (r *Request[T]) request() *Request[T] { return r }
+
+// Message is a message that carries a Request for a T.
+type Message[T any] interface {
+	request() *Request[T]
+}
+
+// failer is any message that can be answered with an error.
+type failer interface{ Fail(error) }
+
+// Options configure a System.
+type Options struct {
+	Name   string       // for logs and errors
+	Logger *slog.Logger // our own logs; protoactor's are silenced
+	// OnPanic is called once for every actor panic, after the requester was
+	// answered. Tests set it to fail the test.
+	OnPanic func(*PanicError)
+}
+
+// System is a set of actors that stop together.
+type System struct {
+	opts Options
+	sys  *actor.ActorSystem
+
+	mu     sync.Mutex
+	actors []*entry
+	byPID  map[string]*entry
+	closed bool
+}
+
+type entry struct {
+	name string
+	pid  *actor.PID
+	done chan struct{} // closed when the actor has stopped
+}
+
+// NewSystem starts an actor system.
+func NewSystem(opts Options) *System {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	quiet := slog.New(slog.DiscardHandler)
+	sys := actor.NewActorSystem(
+		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet }),
+		actor.WithDeadLetterRequestLogging(false),
+	)
+	return &System{opts: opts, sys: sys, byPID: map[string]*entry{}}
+}
+
+// Handler is an actor's behaviour: called with each message, one at a time.
+type Handler func(msg any)
+
+// Spawn starts an actor named name. The producer is called once, on the
+// actor's first message (protoactor's Started), so its state is created
+// inside the actor. onStop, if not nil, runs when the actor stops, inside
+// the actor, before Stop returns.
+func (s *System) Spawn(name string, handle Handler, onStop func()) (*actor.PID, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrStopped
+	}
+	e := &entry{name: name, done: make(chan struct{})}
+	g := &guard{sys: s, e: e, handle: handle, onStop: onStop}
+	props := actor.PropsFromProducer(func() actor.Actor { return g },
+		actor.WithSupervisor(actor.NewOneForOneStrategy(0, 0, func(any) actor.Directive { return actor.StopDirective })))
+	pid, err := s.sys.Root.SpawnNamed(props, s.opts.Name+"/"+name)
+	if err != nil {
+		return nil, fmt.Errorf("spawn %s: %w", name, err)
+	}
+	e.pid = pid
+	s.actors = append(s.actors, e)
+	s.byPID[pid.Id] = e
+	return pid, nil
+}
+
+// Send delivers msg without waiting for anything.
+func (s *System) Send(pid *actor.PID, msg any) {
+	s.sys.Root.Send(pid, msg)
+}
+
+// Ask sends msg to pid and waits for its reply, for ctx, or for the actor
+// to stop. If ctx ends first, the actor may still carry out the request;
+// actors check the request's context before they start, so a request still
+// waiting in the mailbox is abandoned.
+func Ask[T any](ctx context.Context, s *System, pid *actor.PID, msg Message[T]) (T, error) {
+	var zero T
+	if err := ctx.Err(); err != nil {
+		return zero, err
+	}
+	s.mu.Lock()
+	e := s.byPID[pid.Id]
+	s.mu.Unlock()
+	if e == nil {
+		return zero, ErrStopped
+	}
+	r := msg.request()
+	r.ctx = ctx
+	r.reply = make(chan Result[T], 1)
+	select {
+	case <-e.done:
+		return zero, fmt.Errorf("%s: %w", e.name, ErrStopped)
+	default:
+	}
+	s.sys.Root.Send(pid, msg)
+	select {
+	case res := <-r.reply:
+		return res.Val, res.Err
+	case <-ctx.Done():
+		return zero, ctx.Err()
+	case <-e.done:
+		// It may have answered just before stopping.
+		select {
+		case res := <-r.reply:
+			return res.Val, res.Err
+		default:
+		}
+		return zero, fmt.Errorf("%s: %w", e.name, ErrStopped)
+	}
+}
+
+// Stop stops every actor, the last spawned first, and waits until each has
+// run its onStop. Messages still queued are answered with ErrStopped.
+// Calling Stop again does nothing.
+func (s *System) Stop() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	actors := s.actors
+	s.mu.Unlock()
+	for i := len(actors) - 1; i >= 0; i-- {
+		e := actors[i]
+		s.sys.Root.Stop(e.pid)
+		<-e.done
+	}
+	s.sys.Shutdown()
+}
+
+// guard runs a Handler inside protoactor, containing panics.
+type guard struct {
+	sys    *System
+	e      *entry
+	handle Handler
+	onStop func()
+	failed bool
+}
+
+func (g *guard) Receive(c actor.Context) {
+	switch msg := c.Message().(type) {
+	case *actor.Started, *actor.Restarting, *actor.Stopping:
+		return
+	case *actor.Stopped:
+		if g.onStop != nil {
+			g.run(func() { g.onStop() }, nil)
+		}
+		close(g.e.done)
+		return
+	default:
+		if g.failed {
+			if f, ok := msg.(failer); ok {
+				f.Fail(fmt.Errorf("%s: %w", g.e.name, ErrFailed))
+			}
+			return
+		}
+		g.run(func() { g.handle(msg) }, msg)
+	}
+}
+
+func (g *guard) run(fn func(), msg any) {
+	defer func() {
+		v := recover()
+		if v == nil {
+			return
+		}
+		g.failed = true
+		perr := &PanicError{Actor: g.e.name, Value: v, Stack: string(debug.Stack())}
+		g.sys.opts.Logger.Error("actor panicked", "actor", g.e.name, "panic", v)
+		if f, ok := msg.(failer); ok {
+			f.Fail(perr)
+		}
+		if g.sys.opts.OnPanic != nil {
+			g.sys.opts.OnPanic(perr)
+		}
+	}()
+	fn()
+}

@@ -1,0 +1,332 @@
+package server
+
+import (
+	"bytes"
+	"database/sql"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/syncdb/syncdb/wire/syncpb"
+)
+
+func fill(t *testing.T, ts *testServer, db string, from, to int) {
+	t.Helper()
+	ts.exec(t, db, fmt.Sprintf(`WITH RECURSIVE n(i) AS (SELECT %d UNION ALL SELECT i+1 FROM n WHERE i < %d)
+		INSERT INTO t(id, v) SELECT i, printf('row-%%d-%%s', i, hex(randomblob(40))) FROM n`, from, to))
+}
+
+func countRows(t *testing.T, db *sql.DB) (n, sum int64) {
+	t.Helper()
+	if err := db.QueryRow("SELECT count(*), coalesce(sum(id), 0) FROM t").Scan(&n, &sum); err != nil {
+		t.Fatal(err)
+	}
+	return n, sum
+}
+
+// A snapshot is a complete, valid database equal to the server's.
+func TestPullSnapshot(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+	fill(t, ts, "", 1, 3000)
+	p := ts.pull(t, "", &syncpb.PullUpdatesReqProtoBody{})
+	if uint64(len(p.pages)) != p.hdr.DbSize || p.hdr.DbSize < 50 {
+		t.Fatalf("snapshot has %d pages, db_size %d", len(p.pages), p.hdr.DbSize)
+	}
+	for i, pg := range p.order {
+		if pg != uint32(i+1) {
+			t.Fatalf("pages out of order: %v", p.order[:i+1])
+		}
+	}
+	im := image{}
+	im.apply(p)
+	db := openImage(t, im.write(t, p.hdr.DbSize))
+	integrityOK(t, db)
+	if n, sum := countRows(t, db); n != 3000 || sum != 3000*3001/2 {
+		t.Fatalf("rows %d sum %d", n, sum)
+	}
+}
+
+// Incremental pulls applied in sequence always give the server's database,
+// byte for byte, at every revision — across checkpoints of the server's WAL.
+func TestIncrementalPullsMatchSnapshots(t *testing.T) {
+	ts := newTestServer(t, Config{CheckpointFrames: 20})
+	ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+	p := ts.pull(t, "", &syncpb.PullUpdatesReqProtoBody{})
+	im := image{}
+	im.apply(p)
+	rev := p.hdr.ServerRevision
+	d, _ := ts.database(t.Context(), "default", false)
+	for round := 0; round < 8; round++ {
+		fill(t, ts, "", round*500+1, round*500+500)
+		ts.exec(t, "", fmt.Sprintf("DELETE FROM t WHERE id BETWEEN %d AND %d", round*300, round*300+40),
+			fmt.Sprintf("UPDATE t SET v = v || 'x' WHERE id BETWEEN %d AND %d", round*200+100, round*200+130))
+		if round%3 == 2 {
+			if err := d.checkpoint(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		inc := ts.pull(t, "", &syncpb.PullUpdatesReqProtoBody{ClientRevision: rev})
+		if inc.hdr.ServerRevision == rev {
+			t.Fatal("revision did not move")
+		}
+		if round > 0 && uint64(len(inc.pages)) >= inc.hdr.DbSize {
+			t.Fatalf("round %d: incremental pull sent %d pages of %d", round, len(inc.pages), inc.hdr.DbSize)
+		}
+		im.apply(inc)
+		rev = inc.hdr.ServerRevision
+		full := ts.pull(t, "", &syncpb.PullUpdatesReqProtoBody{})
+		if full.hdr.ServerRevision != rev {
+			t.Fatalf("snapshot at %s, incremental at %s", full.hdr.ServerRevision, rev)
+		}
+		if len(full.pages) != len(im) {
+			t.Fatalf("round %d: image has %d pages, snapshot %d", round, len(im), len(full.pages))
+		}
+		for pg, data := range full.pages {
+			if !bytes.Equal(im[pg], data) {
+				t.Fatalf("round %d: page %d differs from the snapshot", round, pg)
+			}
+		}
+	}
+	db := openImage(t, im.write(t, uint64(len(im))))
+	integrityOK(t, db)
+	// An empty pull: header only, same revision.
+	empty := ts.pull(t, "", &syncpb.PullUpdatesReqProtoBody{ClientRevision: rev})
+	if len(empty.pages) != 0 || empty.hdr.ServerRevision != rev {
+		t.Fatalf("empty pull: %d pages, revision %s (want %s)", len(empty.pages), empty.hdr.ServerRevision, rev)
+	}
+}
+
+// A pinned request returns pages and db_size as of the pinned revision,
+// even after the database moved on and was checkpointed.
+func TestPinnedRevision(t *testing.T) {
+	ts := newTestServer(t, Config{CheckpointFrames: 10})
+	ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+	fill(t, ts, "", 1, 1000)
+	old := ts.pull(t, "", &syncpb.PullUpdatesReqProtoBody{})
+	fill(t, ts, "", 1001, 5000)
+	ts.exec(t, "", "UPDATE t SET v = 'changed'")
+	d, _ := ts.database(t.Context(), "default", false)
+	if err := d.checkpoint(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var ids []uint32
+	for pg := range old.pages {
+		ids = append(ids, pg-1)
+	}
+	pinned := ts.pull(t, "", &syncpb.PullUpdatesReqProtoBody{ServerRevision: old.hdr.ServerRevision, ServerPagesSelector: selector(t, ids...)})
+	if pinned.hdr.DbSize != old.hdr.DbSize || pinned.hdr.ServerRevision != old.hdr.ServerRevision {
+		t.Fatalf("pinned header %v, want db_size %d", pinned.hdr, old.hdr.DbSize)
+	}
+	for pg, data := range old.pages {
+		if !bytes.Equal(pinned.pages[pg], data) {
+			t.Fatalf("pinned page %d differs", pg)
+		}
+	}
+	// Pages beyond the pinned size are not sent.
+	beyond := ts.pull(t, "", &syncpb.PullUpdatesReqProtoBody{ServerRevision: old.hdr.ServerRevision, ServerPagesSelector: selector(t, uint32(old.hdr.DbSize), uint32(old.hdr.DbSize)+5)})
+	if len(beyond.pages) != 0 {
+		t.Fatalf("pages beyond db_size sent: %v", beyond.order)
+	}
+	// A selector at the latest revision picks exactly those pages.
+	latest := ts.pull(t, "", &syncpb.PullUpdatesReqProtoBody{ServerPagesSelector: selector(t, 0, 2, 4)})
+	if fmt.Sprint(latest.order) != "[1 3 5]" {
+		t.Fatalf("selector pages %v", latest.order)
+	}
+}
+
+// Revisions the server cannot serve get 410 with a message.
+func TestBadRevisions(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+	first := ts.pull(t, "", &syncpb.PullUpdatesReqProtoBody{}).hdr.ServerRevision
+	for i := 0; i < 5; i++ {
+		fill(t, ts, "", i*10+1, i*10+10)
+	}
+	d, _ := ts.database(t.Context(), "default", false)
+	id := d.hist.ID()
+	for _, rev := range []string{"garbage", "other-1", id + "-x", id + "-999999"} {
+		_, status, msg := ts.tryPull(t, "", &syncpb.PullUpdatesReqProtoBody{ClientRevision: rev})
+		if status != http.StatusGone || !strings.Contains(msg, "revision") {
+			t.Errorf("client_revision %q: %d %s", rev, status, msg)
+		}
+		_, status, _ = ts.tryPull(t, "", &syncpb.PullUpdatesReqProtoBody{ServerRevision: rev})
+		if status != http.StatusGone {
+			t.Errorf("server_revision %q: %d", rev, status)
+		}
+	}
+	// Move the horizon past the first revision: it becomes too old.
+	latest := d.hist.Latest().Seq
+	if _, err := d.hist.Compact(t.Context(), latest-1); err != nil {
+		t.Fatal(err)
+	}
+	_, status, msg := ts.tryPull(t, "", &syncpb.PullUpdatesReqProtoBody{ClientRevision: first})
+	if status != http.StatusGone || !strings.Contains(msg, "older") {
+		t.Fatalf("too old: %d %s", status, msg)
+	}
+	// The horizon revision and later ones are complete after compaction.
+	full := ts.pull(t, "", &syncpb.PullUpdatesReqProtoBody{ServerRevision: d.revision(latest - 1)})
+	im := image{}
+	im.apply(full)
+	db := openImage(t, im.write(t, full.hdr.DbSize))
+	integrityOK(t, db)
+	if n, _ := countRows(t, db); n != 40 {
+		t.Fatalf("rows at horizon: %d", n)
+	}
+	inc := ts.pull(t, "", &syncpb.PullUpdatesReqProtoBody{ClientRevision: d.revision(latest - 1)})
+	if inc.hdr.ServerRevision != d.revision(latest) {
+		t.Fatalf("incremental from horizon: %v", inc.hdr)
+	}
+}
+
+// A long poll returns as soon as another request commits, and after its
+// timeout when nothing happens.
+func TestLongPoll(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+	rev := ts.pull(t, "", &syncpb.PullUpdatesReqProtoBody{}).hdr.ServerRevision
+
+	start := time.Now()
+	p := ts.pull(t, "", &syncpb.PullUpdatesReqProtoBody{ClientRevision: rev, LongPollTimeoutMs: 300})
+	if el := time.Since(start); el < 280*time.Millisecond || len(p.pages) != 0 || p.hdr.ServerRevision != rev {
+		t.Fatalf("idle long poll: %v, %d pages, %s", el, len(p.pages), p.hdr.ServerRevision)
+	}
+
+	done := make(chan *pulled)
+	go func() {
+		done <- ts.pull(t, "", &syncpb.PullUpdatesReqProtoBody{ClientRevision: rev, LongPollTimeoutMs: 20000})
+	}()
+	time.Sleep(200 * time.Millisecond)
+	start = time.Now()
+	ts.exec(t, "", "INSERT INTO t VALUES(1, 'wake')")
+	select {
+	case p := <-done:
+		if p.hdr.ServerRevision == rev || len(p.pages) == 0 {
+			t.Fatalf("woken long poll brought nothing: %v", p.hdr)
+		}
+		if el := time.Since(start); el > 2*time.Second {
+			t.Fatalf("long poll woke after %v", el)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("long poll not woken by a commit")
+	}
+}
+
+// zstd pages decode to the raw ones.
+func TestZstdEncoding(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+	fill(t, ts, "", 1, 500)
+	raw := ts.pull(t, "", &syncpb.PullUpdatesReqProtoBody{})
+	z := ts.pull(t, "", &syncpb.PullUpdatesReqProtoBody{Encoding: syncpb.PageUpdatesEncodingReq_PAGE_UPDATES_ENCODING_REQ_ZSTD})
+	if z.hdr.ZstdEncoding == nil || len(z.pages) != len(raw.pages) {
+		t.Fatalf("zstd header %v, %d pages", z.hdr, len(z.pages))
+	}
+	for pg, data := range raw.pages {
+		if !bytes.Equal(z.pages[pg], data) {
+			t.Fatalf("page %d differs", pg)
+		}
+	}
+}
+
+// A database file that existed before the server is served completely,
+// including the pages that were only ever in the database file.
+func TestPreexistingDatabase(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "old"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pre, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "old", mainFile)+"?_pragma=journal_mode(WAL)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pre.Exec(`CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);
+		WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 2000) INSERT INTO t SELECT i, 'pre' FROM n;`); err != nil {
+		t.Fatal(err)
+	}
+	pre.Close() // checkpoints into the database file
+	ts := newTestServer(t, Config{DataDir: dir, NoAutoCreate: true})
+	p := ts.pull(t, "old", &syncpb.PullUpdatesReqProtoBody{})
+	im := image{}
+	im.apply(p)
+	db := openImage(t, im.write(t, p.hdr.DbSize))
+	integrityOK(t, db)
+	if n, _ := countRows(t, db); n != 2000 {
+		t.Fatalf("rows: %d", n)
+	}
+	// With --no-auto-create, unknown databases are 404.
+	_, status, _ := ts.tryPull(t, "nope", &syncpb.PullUpdatesReqProtoBody{})
+	if status != http.StatusNotFound {
+		t.Fatalf("unknown database: %d", status)
+	}
+}
+
+// The query selector returns the pages that answer the query: an image
+// holding only those pages (the rest zeros) answers it identically.
+func TestQuerySelector(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", "CREATE INDEX t_v ON t(v)")
+	fill(t, ts, "", 1, 20000)
+	full := ts.pull(t, "", &syncpb.PullUpdatesReqProtoBody{})
+	for _, q := range []string{
+		"SELECT * FROM t WHERE id = 12345",
+		"SELECT id FROM t WHERE v >= 'row-19990' ORDER BY v LIMIT 5",
+		"SELECT * FROM t WHERE id BETWEEN 100 AND 140",
+	} {
+		p := ts.pull(t, "", &syncpb.PullUpdatesReqProtoBody{ServerQuerySelector: q})
+		if _, ok := p.pages[1]; !ok {
+			t.Fatalf("%s: page 1 missing", q)
+		}
+		if len(p.pages) > 20 || p.hdr.DbSize != full.hdr.DbSize {
+			t.Fatalf("%s: %d pages of %d", q, len(p.pages), p.hdr.DbSize)
+		}
+		im := image{}
+		im.apply(p)
+		part := openImage(t, im.write(t, p.hdr.DbSize))
+		fullIm := image{}
+		fullIm.apply(full)
+		whole := openImage(t, fullIm.write(t, full.hdr.DbSize))
+		if a, b := rowsOf(t, part, q), rowsOf(t, whole, q); a != b || a == "" {
+			t.Fatalf("%s: partial image answers %q, full %q", q, a, b)
+		}
+	}
+	_, status, msg := ts.tryPull(t, "", &syncpb.PullUpdatesReqProtoBody{ServerQuerySelector: "DELETE FROM t"})
+	if status != http.StatusBadRequest {
+		t.Fatalf("writing query selector: %d %s", status, msg)
+	}
+	var n int64
+	ts.query(t, "", "SELECT count(*) FROM t")
+	if rows := ts.query(t, "", "SELECT count(*) FROM t"); mustInt(t, rows[0][0]) != 20000 {
+		t.Fatalf("query selector changed data: %d", n)
+	}
+}
+
+func rowsOf(t *testing.T, db *sql.DB, q string) string {
+	t.Helper()
+	rows, err := db.Query(q)
+	if err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	var b strings.Builder
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintln(&b, vals...)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return b.String()
+}

@@ -1,0 +1,468 @@
+// Package hrana implements the JSON messages of Hrana over HTTP v2, the
+// protocol of POST /v2/pipeline, which the sync client uses to push its
+// changes as one SQL batch.
+//
+// A request body is {"baton":…,"requests":[…]}; each request is an object
+// tagged by "type" (execute, batch, sequence, close, describe, store_sql,
+// close_sql). The response is {"baton":…,"base_url":…,"results":[…]} with
+// one {"type":"ok","response":{…}} or {"type":"error","error":{…}} per
+// request. 64-bit integers (values, last_insert_rowid, replication_index)
+// travel as decimal strings.
+//
+// The types serve both sides: a server decodes requests and encodes
+// responses, a client the reverse. Encoding follows the Rust sync client
+// field for field, including explicit nulls and empty arrays, because the
+// Rust (serde) peer rejects missing required keys such as
+// "last_insert_rowid" and null arrays. Decoding is lenient about optional
+// and unknown keys but rejects unknown "type" tags.
+package hrana
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// ErrInvalid is wrapped by errors for messages that are malformed or
+// violate the protocol's shapes, in either direction.
+var ErrInvalid = errors.New("hrana: invalid message")
+
+// ErrBadValue is wrapped by Value errors; it also matches ErrInvalid.
+var ErrBadValue = fmt.Errorf("%w: bad value", ErrInvalid)
+
+// Stream request types.
+const (
+	ReqExecute  = "execute"
+	ReqBatch    = "batch"
+	ReqSequence = "sequence"
+	ReqClose    = "close"
+	ReqDescribe = "describe"
+	ReqStoreSQL = "store_sql"
+	ReqCloseSQL = "close_sql"
+)
+
+// Stream result types.
+const (
+	ResultOK    = "ok"
+	ResultError = "error"
+)
+
+// PipelineReqBody is the body of POST /v2/pipeline.
+type PipelineReqBody struct {
+	Baton    *string         `json:"baton"`
+	Requests []StreamRequest `json:"requests"`
+}
+
+func (p PipelineReqBody) MarshalJSON() ([]byte, error) {
+	type plain PipelineReqBody
+	p.Requests = nonNil(p.Requests)
+	return json.Marshal(plain(p))
+}
+
+// DecodePipelineReq decodes a request body; every error wraps ErrInvalid.
+func DecodePipelineReq(b []byte) (*PipelineReqBody, error) {
+	var p PipelineReqBody
+	if err := json.Unmarshal(b, &p); err != nil {
+		return nil, invalid(err)
+	}
+	return &p, nil
+}
+
+// StreamRequest is one request of a pipeline. Type selects which other
+// fields are used:
+//
+//	execute              Stmt
+//	batch                Batch
+//	sequence, describe   SQL or SQLID
+//	store_sql            SQLID and SQL
+//	close_sql            SQLID
+//	close                (none)
+type StreamRequest struct {
+	Type  string
+	Stmt  *Stmt
+	Batch *Batch
+	SQL   *string
+	SQLID *int32
+}
+
+type streamRequestWire struct {
+	Type  string  `json:"type"`
+	Stmt  *Stmt   `json:"stmt"`
+	Batch *Batch  `json:"batch"`
+	SQL   *string `json:"sql"`
+	SQLID *int32  `json:"sql_id"`
+}
+
+func (r StreamRequest) MarshalJSON() ([]byte, error) {
+	if err := r.check(); err != nil {
+		return nil, err
+	}
+	// One struct per shape keeps key order and presence identical to the
+	// Rust client's output.
+	switch r.Type {
+	case ReqExecute:
+		return json.Marshal(struct {
+			Type string `json:"type"`
+			Stmt *Stmt  `json:"stmt"`
+		}{r.Type, r.Stmt})
+	case ReqBatch:
+		return json.Marshal(struct {
+			Type  string `json:"type"`
+			Batch *Batch `json:"batch"`
+		}{r.Type, r.Batch})
+	case ReqSequence, ReqDescribe:
+		return json.Marshal(struct {
+			Type  string  `json:"type"`
+			SQL   *string `json:"sql"`
+			SQLID *int32  `json:"sql_id"`
+		}{r.Type, r.SQL, r.SQLID})
+	case ReqStoreSQL:
+		return json.Marshal(struct {
+			Type  string `json:"type"`
+			SQLID int32  `json:"sql_id"`
+			SQL   string `json:"sql"`
+		}{r.Type, *r.SQLID, *r.SQL})
+	case ReqCloseSQL:
+		return json.Marshal(struct {
+			Type  string `json:"type"`
+			SQLID int32  `json:"sql_id"`
+		}{r.Type, *r.SQLID})
+	default: // ReqClose
+		return json.Marshal(struct {
+			Type string `json:"type"`
+		}{r.Type})
+	}
+}
+
+func (r *StreamRequest) UnmarshalJSON(b []byte) error {
+	var w streamRequestWire
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	*r = StreamRequest{Type: w.Type}
+	switch w.Type {
+	case ReqExecute:
+		r.Stmt = w.Stmt
+	case ReqBatch:
+		r.Batch = w.Batch
+	case ReqSequence, ReqDescribe, ReqStoreSQL:
+		r.SQL, r.SQLID = w.SQL, w.SQLID
+	case ReqCloseSQL:
+		r.SQLID = w.SQLID
+	}
+	return r.check()
+}
+
+func (r *StreamRequest) check() error {
+	missing := ""
+	switch r.Type {
+	case ReqExecute:
+		if r.Stmt == nil {
+			missing = "stmt"
+		}
+	case ReqBatch:
+		if r.Batch == nil {
+			missing = "batch"
+		}
+	case ReqStoreSQL:
+		if r.SQL == nil {
+			missing = "sql"
+		}
+		fallthrough
+	case ReqCloseSQL:
+		if r.SQLID == nil {
+			missing = "sql_id"
+		}
+	case ReqSequence, ReqDescribe, ReqClose:
+	default:
+		return fmt.Errorf("%w: unknown request type %q", ErrInvalid, r.Type)
+	}
+	if missing != "" {
+		return fmt.Errorf("%w: %s request without %s", ErrInvalid, r.Type, missing)
+	}
+	return nil
+}
+
+// Stmt is one SQL statement, given as text (SQL) or as an id stored with
+// store_sql (SQLID), with positional and named arguments. A nil WantRows
+// means true, as servers default it.
+type Stmt struct {
+	SQL              *string    `json:"sql"`
+	SQLID            *int32     `json:"sql_id"`
+	Args             []Value    `json:"args"`
+	NamedArgs        []NamedArg `json:"named_args"`
+	WantRows         *bool      `json:"want_rows"`
+	ReplicationIndex *uint64    `json:"replication_index,string"`
+}
+
+func (s Stmt) MarshalJSON() ([]byte, error) {
+	type plain Stmt
+	s.Args, s.NamedArgs = nonNil(s.Args), nonNil(s.NamedArgs)
+	return json.Marshal(plain(s))
+}
+
+// NamedArg binds a value to a named parameter (":name", "@name", "$name").
+type NamedArg struct {
+	Name  string `json:"name"`
+	Value Value  `json:"value"`
+}
+
+// Batch is a list of statements, each run only if its condition holds.
+type Batch struct {
+	Steps            []BatchStep `json:"steps"`
+	ReplicationIndex *uint64     `json:"replication_index,string"`
+}
+
+func (b Batch) MarshalJSON() ([]byte, error) {
+	type plain Batch
+	b.Steps = nonNil(b.Steps)
+	return json.Marshal(plain(b))
+}
+
+// BatchStep is one statement of a batch; a nil Condition always holds.
+type BatchStep struct {
+	Condition *BatchCond `json:"condition"`
+	Stmt      Stmt       `json:"stmt"`
+}
+
+// PipelineRespBody is the response body of POST /v2/pipeline.
+type PipelineRespBody struct {
+	Baton   *string        `json:"baton"`
+	BaseURL *string        `json:"base_url"`
+	Results []StreamResult `json:"results"`
+}
+
+func (p PipelineRespBody) MarshalJSON() ([]byte, error) {
+	type plain PipelineRespBody
+	p.Results = nonNil(p.Results)
+	return json.Marshal(plain(p))
+}
+
+// DecodePipelineResp decodes a response body; every error wraps ErrInvalid.
+func DecodePipelineResp(b []byte) (*PipelineRespBody, error) {
+	var p PipelineRespBody
+	if err := json.Unmarshal(b, &p); err != nil {
+		return nil, invalid(err)
+	}
+	return &p, nil
+}
+
+// StreamResult is the outcome of one request: Type "ok" with Response, or
+// "error" with Error.
+type StreamResult struct {
+	Type     string
+	Response *StreamResponse
+	Error    *Error
+}
+
+type streamResultWire struct {
+	Type     string          `json:"type"`
+	Response *StreamResponse `json:"response,omitempty"`
+	Error    *Error          `json:"error,omitempty"`
+}
+
+func (r StreamResult) MarshalJSON() ([]byte, error) {
+	if err := r.check(); err != nil {
+		return nil, err
+	}
+	return json.Marshal(streamResultWire(r))
+}
+
+func (r *StreamResult) UnmarshalJSON(b []byte) error {
+	var w streamResultWire
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	*r = StreamResult(w)
+	return r.check()
+}
+
+func (r *StreamResult) check() error {
+	switch r.Type {
+	case ResultOK:
+		if r.Response == nil {
+			return fmt.Errorf("%w: ok result without response", ErrInvalid)
+		}
+		r.Error = nil
+	case ResultError:
+		if r.Error == nil {
+			return fmt.Errorf("%w: error result without error", ErrInvalid)
+		}
+		r.Response = nil
+	default:
+		return fmt.Errorf("%w: unknown result type %q", ErrInvalid, r.Type)
+	}
+	return nil
+}
+
+// StreamResponse is the response to a successful request; Type matches the
+// request's. StmtResult is set for execute, BatchResult for batch and
+// DescribeResult for describe; the others carry no data.
+type StreamResponse struct {
+	Type           string
+	StmtResult     *StmtResult
+	BatchResult    *BatchResult
+	DescribeResult *DescribeResult
+}
+
+func (r StreamResponse) MarshalJSON() ([]byte, error) {
+	var result any
+	var present bool
+	switch r.Type {
+	case ReqExecute:
+		result, present = r.StmtResult, r.StmtResult != nil
+	case ReqBatch:
+		result, present = r.BatchResult, r.BatchResult != nil
+	case ReqDescribe:
+		result, present = r.DescribeResult, r.DescribeResult != nil
+	case ReqSequence, ReqClose, ReqStoreSQL, ReqCloseSQL:
+		return json.Marshal(struct {
+			Type string `json:"type"`
+		}{r.Type})
+	default:
+		return nil, fmt.Errorf("%w: unknown response type %q", ErrInvalid, r.Type)
+	}
+	if !present {
+		return nil, fmt.Errorf("%w: %s response without result", ErrInvalid, r.Type)
+	}
+	return json.Marshal(struct {
+		Type   string `json:"type"`
+		Result any    `json:"result"`
+	}{r.Type, result})
+}
+
+func (r *StreamResponse) UnmarshalJSON(b []byte) error {
+	var w struct {
+		Type   string          `json:"type"`
+		Result json.RawMessage `json:"result"`
+	}
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	*r = StreamResponse{Type: w.Type}
+	var dst any
+	switch w.Type {
+	case ReqExecute:
+		r.StmtResult = new(StmtResult)
+		dst = r.StmtResult
+	case ReqBatch:
+		r.BatchResult = new(BatchResult)
+		dst = r.BatchResult
+	case ReqDescribe:
+		r.DescribeResult = new(DescribeResult)
+		dst = r.DescribeResult
+	case ReqSequence, ReqClose, ReqStoreSQL, ReqCloseSQL:
+		return nil
+	default:
+		return fmt.Errorf("%w: unknown response type %q", ErrInvalid, w.Type)
+	}
+	if len(w.Result) == 0 || string(w.Result) == "null" {
+		return fmt.Errorf("%w: %s response without result", ErrInvalid, w.Type)
+	}
+	return json.Unmarshal(w.Result, dst)
+}
+
+// StmtResult is the result of one statement. LastInsertRowid is always
+// encoded (as a decimal string or null) because the Rust client requires
+// the key; the remaining counters are optional on input.
+type StmtResult struct {
+	Cols             []Col     `json:"cols"`
+	Rows             [][]Value `json:"rows"`
+	AffectedRowCount uint64    `json:"affected_row_count"`
+	LastInsertRowid  *int64    `json:"last_insert_rowid,string"`
+	ReplicationIndex *uint64   `json:"replication_index,string"`
+	RowsRead         uint64    `json:"rows_read"`
+	RowsWritten      uint64    `json:"rows_written"`
+	QueryDurationMS  float64   `json:"query_duration_ms"`
+}
+
+func (r StmtResult) MarshalJSON() ([]byte, error) {
+	type plain StmtResult
+	r.Cols, r.Rows = nonNil(r.Cols), nonNil(r.Rows)
+	for i, row := range r.Rows {
+		if row == nil { // copy before fixing: r.Rows shares the caller's array
+			r.Rows = append([][]Value(nil), r.Rows...)
+			for j := i; j < len(r.Rows); j++ {
+				r.Rows[j] = nonNil(r.Rows[j])
+			}
+			break
+		}
+	}
+	return json.Marshal(plain(r))
+}
+
+// Col describes a result column.
+type Col struct {
+	Name     *string `json:"name"`
+	Decltype *string `json:"decltype"`
+}
+
+// BatchResult has one entry per step in both slices: a result for steps
+// that ran successfully, an error for steps that failed, and null in both
+// for steps skipped by their condition.
+type BatchResult struct {
+	StepResults      []*StmtResult `json:"step_results"`
+	StepErrors       []*Error      `json:"step_errors"`
+	ReplicationIndex *uint64       `json:"replication_index,string"`
+}
+
+func (r BatchResult) MarshalJSON() ([]byte, error) {
+	type plain BatchResult
+	r.StepResults, r.StepErrors = nonNil(r.StepResults), nonNil(r.StepErrors)
+	return json.Marshal(plain(r))
+}
+
+// DescribeResult describes a statement without running it.
+type DescribeResult struct {
+	Params     []DescribeParam `json:"params"`
+	Cols       []DescribeCol   `json:"cols"`
+	IsExplain  bool            `json:"is_explain"`
+	IsReadonly bool            `json:"is_readonly"`
+}
+
+func (r DescribeResult) MarshalJSON() ([]byte, error) {
+	type plain DescribeResult
+	r.Params, r.Cols = nonNil(r.Params), nonNil(r.Cols)
+	return json.Marshal(plain(r))
+}
+
+// DescribeParam is a statement parameter; Name is nil for "?" parameters.
+type DescribeParam struct {
+	Name *string `json:"name"`
+}
+
+// DescribeCol is a column a statement would return.
+type DescribeCol struct {
+	Name     string  `json:"name"`
+	Decltype *string `json:"decltype"`
+}
+
+// Error is an SQL or protocol error reported by the server. Code is a
+// SQLite-style code such as "SQLITE_ERROR"; it may be empty on input.
+type Error struct {
+	Message string `json:"message"`
+	Code    string `json:"code"`
+}
+
+func (e *Error) Error() string {
+	if e.Code == "" {
+		return e.Message
+	}
+	return e.Message + " (" + e.Code + ")"
+}
+
+// nonNil turns a nil slice into an empty one, which encodes as [] rather
+// than null; serde rejects null for a Vec.
+func nonNil[S ~[]E, E any](s S) S {
+	if s == nil {
+		return S{}
+	}
+	return s
+}
+
+func invalid(err error) error {
+	if errors.Is(err, ErrInvalid) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrInvalid, err)
+}
