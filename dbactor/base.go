@@ -1,0 +1,101 @@
+package dbactor
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/syncdb/syncdb/internal/walfile"
+	"github.com/syncdb/syncdb/messages"
+)
+
+// ErrExternalModification reports that the database's files were changed
+// by something other than syncdb. The synced base can no longer be trusted,
+// so syncdb refuses to apply pulls (which would corrupt the database).
+var ErrExternalModification = errors.New("the database files were modified outside syncdb")
+
+// recoveryHint tells users what to do about ErrExternalModification.
+const recoveryHint = "another program wrote to or checkpointed the database or its WAL while it was not " +
+	"open through syncdb, so pulling into it would corrupt it. Recover: open it with plain SQLite to copy out " +
+	"any local changes you need, move the database and its -wal, -shm, -info, -revert files aside, and open " +
+	"it with syncdb again to bootstrap a fresh replica"
+
+func externalModification(format string, args ...any) error {
+	return fmt.Errorf("%w: %s (%s)", ErrExternalModification, fmt.Sprintf(format, args...), recoveryHint)
+}
+
+// baseReader reads pages of the synced base: the database file, overlaid by
+// WAL frames 1..W, overlaid by the revert store.
+type baseReader struct {
+	base   messages.Base
+	dbFile *os.File
+	wal    *os.File // nil when there is no WAL yet
+	index  *walfile.Index
+	revert *pageStore
+}
+
+// walFrames scans the WAL from the start up to (and checking) position
+// upTo, returning the index of frames 1..upTo.Frame.
+func walIndex(wal *os.File, upTo walfile.Position) (*walfile.Index, error) {
+	idx := walfile.BuildIndex(nil)
+	if upTo.Frame == 0 {
+		return idx, nil
+	}
+	if wal == nil {
+		return nil, externalModification("the WAL holding the synced base is missing")
+	}
+	st, err := wal.Stat()
+	if err != nil {
+		return nil, err
+	}
+	sc, err := walfile.NewScanner(wal, st.Size(), walfile.Position{})
+	if err != nil {
+		return nil, externalModification("the WAL cannot be read: %v", err)
+	}
+	if h := sc.Header(); h.Salt1 != upTo.Salt1 || h.Salt2 != upTo.Salt2 {
+		return nil, externalModification("the WAL was restarted by another program")
+	}
+	for idx.Last() < upTo.Frame {
+		frames, err := sc.Next()
+		if errors.Is(err, io.EOF) {
+			return nil, externalModification("the WAL lost frames of the synced base (has %d, base needs %d)", idx.Last(), upTo.Frame)
+		}
+		if err != nil {
+			return nil, externalModification("the WAL cannot be read: %v", err)
+		}
+		if err := idx.Add(frames...); err != nil {
+			return nil, err
+		}
+	}
+	if p := sc.Position(); idx.Last() != upTo.Frame || p.Cksum1 != upTo.Cksum1 || p.Cksum2 != upTo.Cksum2 {
+		return nil, externalModification("the WAL frames of the synced base were rewritten")
+	}
+	return idx, nil
+}
+
+// page appends the base image of pgno to dst.
+func (b *baseReader) page(dst []byte, pgno uint32) ([]byte, error) {
+	if pgno == 0 || pgno > b.base.DBSize {
+		return dst, fmt.Errorf("page %d is not in the synced base (%d pages)", pgno, b.base.DBSize)
+	}
+	if b.revert.has(pgno) {
+		return b.revert.read(dst, pgno)
+	}
+	if f, ok := b.index.Lookup(pgno, b.base.WAL.Frame); ok {
+		start := len(dst)
+		dst = append(dst, make([]byte, PageSize)...)
+		_, err := walfile.ReadPage(b.wal, f, PageSize, dst[start:])
+		return dst, err
+	}
+	start := len(dst)
+	dst = append(dst, make([]byte, PageSize)...)
+	n, err := b.dbFile.ReadAt(dst[start:], int64(pgno-1)*PageSize)
+	if n == PageSize {
+		return dst, nil
+	}
+	if err == io.EOF || err == nil {
+		return dst, fmt.Errorf("page %d of the synced base is beyond the end of the database file", pgno)
+	}
+	return dst, err
+}

@@ -1,0 +1,115 @@
+package dbactor
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/syncdb/syncdb/internal/walfile"
+	"github.com/syncdb/syncdb/messages"
+)
+
+// checkpoint copies the WAL into the database file without losing the
+// synced base:
+//
+//  1. append to <db>-revert the base image of every page the checkpoint
+//     will overwrite that the revert store does not hold yet, fsync, and
+//     record the new length with Checkpointing set;
+//  2. PRAGMA wal_checkpoint(TRUNCATE);
+//  3. record W = 0 (empty WAL), the database file's stamp, Checkpointing
+//     cleared.
+//
+// After step 1 the base no longer depends on the database file's copy of
+// the local pages, so a crash during or after step 2 leaves it intact; an
+// open with Checkpointing set finishes step 3 (recoverCheckpoint).
+func (a *dbActor) checkpoint(ctx context.Context) error {
+	if err := a.checkForeignWrites(); err != nil {
+		return err
+	}
+	dirty, err := a.dirtyPages(ctx)
+	if err != nil {
+		return err
+	}
+	rv := a.base.revert
+	var buf []byte
+	for pg := range dirty {
+		if pg > a.base.base.DBSize || rv.has(pg) {
+			continue
+		}
+		if buf, err = a.base.page(buf[:0], pg); err != nil {
+			return fmt.Errorf("save base page %d: %w", pg, err)
+		}
+		if err := rv.append(pg, buf); err != nil {
+			return err
+		}
+	}
+	if err := rv.sync(); err != nil {
+		return err
+	}
+	newLen := rv.size
+	if err := a.updateMeta(ctx, func(m *messages.Meta) error {
+		m.SyncDB.Base.RevertLen = newLen
+		m.SyncDB.Checkpointing = true
+		return nil
+	}); err != nil {
+		return err
+	}
+	a.base.base.RevertLen = newLen
+
+	var busy, logFrames, copied int
+	if err := a.conn.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &copied); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	return a.finishCheckpoint(ctx)
+}
+
+// finishCheckpoint records the state after a checkpoint, complete or not.
+// If the WAL was emptied the base is the database file plus the revert
+// store; if not (a reader held it back), W stays and the pages copied so
+// far are covered by the revert store.
+func (a *dbActor) finishCheckpoint(ctx context.Context) error {
+	stamp, err := fileStamp(a.cfg.Path)
+	if err != nil {
+		return err
+	}
+	size := a.walSizeNow()
+	emptied := size < walfile.HeaderSize
+	if err := a.updateMeta(ctx, func(m *messages.Meta) error {
+		if emptied {
+			m.SyncDB.Base.WAL = walfile.Position{}
+		}
+		m.SyncDB.DBFile = stamp
+		m.SyncDB.Checkpointing = false
+		return nil
+	}); err != nil {
+		return err
+	}
+	a.walSize = size
+	return a.loadBase()
+}
+
+// recoverCheckpoint finishes a checkpoint interrupted by a crash. The WAL
+// may still hold its frames (the crash came before or during the copy) or
+// be empty (after it): either way the revert store covers the base.
+func (a *dbActor) recoverCheckpoint(ctx context.Context) error {
+	if size := a.walSizeNow(); size >= walfile.HeaderSize {
+		// Finish the copy so that the database file is consistent again.
+		if _, err := a.conn.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+			return fmt.Errorf("finish checkpoint: %w", err)
+		}
+	}
+	return a.finishCheckpoint(ctx)
+}
+
+// stats reports the local statistics.
+func (a *dbActor) stats(ctx context.Context) (messages.LocalStats, error) {
+	var s messages.LocalStats
+	if err := a.conn.QueryRowContext(ctx, "SELECT count(*) FROM _syncdb_changes WHERE change_id > ?", a.meta.LastPushedChangeIDHint).Scan(&s.CDCOperations); err != nil {
+		return s, err
+	}
+	s.MainWALSize = a.walSizeNow()
+	if st, err := os.Stat(a.path(suffixRevert)); err == nil {
+		s.RevertWALSize = st.Size()
+	}
+	return s, nil
+}

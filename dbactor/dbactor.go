@@ -1,0 +1,256 @@
+// Package dbactor is the database actor: it owns the single writer
+// connection of a synced database and every file of the database except
+// <db>-info (which metaactor owns).
+//
+// It runs local write transactions and captures their changes in the same
+// transaction (a preupdate hook plus schema diffs, into _syncdb_changes),
+// applies pulls on top of the synced base and rebases the local changes
+// over them, and checkpoints without losing the base.
+//
+// # The synced base
+//
+// At every moment the client can reconstruct the server's pages at its
+// synced revision, byte for byte: the database file, overlaid by frames
+// 1..W of the WAL, overlaid by the images in <db>-revert (see
+// messages.Base). Frames after W are the local layer. A checkpoint copies
+// local frames into the database file, so it first saves the base images of
+// the pages it will overwrite into <db>-revert.
+//
+// # Applying a pull
+//
+// ApplyPull runs as one actor message, so no local write interleaves:
+//
+//  1. save the local change log to <db>-syncdb-replay and the true image of
+//     page 1 of the new base to <db>-revert.next (both fsynced), and record
+//     the pending pull in -info;
+//  2. T1: one transaction writing, through sqlite_dbpage, the base image of
+//     every locally changed page the server did not change and the server's
+//     image of every page it did (page 1 with a bumped schema cookie, so
+//     that every connection reloads the schema), truncating if the database
+//     shrank. After T1 the database is the server's at the new revision, and
+//     T1's commit frame is the new W;
+//  3. T2: replay the saved local changes above the replay floor (read from
+//     turso_sync_last_change_id in the newly applied pages) as SQL,
+//     capturing them again in a new pull generation;
+//  4. make <db>-revert.next the revert store and record the new revision and
+//     base in -info; remove the journal.
+//
+// A crash anywhere is recovered at the next open: before T1 committed the
+// pull is abandoned (the database is untouched); after, T2 is run from the
+// journal if it did not commit, then step 4. Readers never see the state
+// between T1 and T2: the facade holds new reads at a gate meanwhile.
+package dbactor
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/syncdb/syncdb/actors"
+	"github.com/syncdb/syncdb/internal/fsx"
+	"github.com/syncdb/syncdb/messages"
+)
+
+// ErrPullPending reports a local write refused because an interrupted pull
+// must be finished first.
+var ErrPullPending = errors.New("an interrupted pull must be finished first")
+
+// Gate is how the actor holds readers back while a pull's two transactions
+// commit one after the other (the facade implements it).
+type Gate interface {
+	Close() // wait until no read is starting, and hold new ones
+	Open()
+}
+
+// Config configures the database actor.
+type Config struct {
+	Path     string // the database file
+	FS       fsx.FS
+	ClientID string
+	Sys      *actors.System
+	Meta     *actor.PID // the metadata actor
+	Gate     Gate
+	// IgnoreTables are captured (so they survive pulls) but never pushed;
+	// they may lack a primary key.
+	IgnoreTables []string
+	// AutoCheckpointFrames: checkpoint after a write when the WAL has more
+	// frames than this. 0 = 4096 (16 MiB); negative = never.
+	AutoCheckpointFrames int
+	Clock                actors.Clock
+	Logger               *slog.Logger
+}
+
+// Spawn starts the actor. Send it OpenDB before anything else.
+func Spawn(cfg Config) (*actor.PID, error) {
+	if cfg.FS == nil {
+		cfg.FS = fsx.OS
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = actors.RealClock{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.AutoCheckpointFrames == 0 {
+		cfg.AutoCheckpointFrames = 4096
+	}
+	a := &dbActor{cfg: cfg, ignored: map[string]bool{}}
+	for _, t := range cfg.IgnoreTables {
+		a.ignored[t] = true
+	}
+	return cfg.Sys.Spawn("db", a.receive, a.close)
+}
+
+type dbActor struct {
+	cfg     Config
+	ignored map[string]bool
+
+	writer  *sql.DB
+	conn    *sql.Conn
+	dbFile  *os.File // read-only, open until close: never close an fd of a locked file early
+	walFile *os.File
+	meta    messages.Meta
+	base    *baseReader
+	cap     capture
+
+	opened  bool
+	walSize int64 // WAL size after our last write: anything else is a foreign write
+	pending bool  // a pull's T1 committed but the pull is not finished
+}
+
+func (a *dbActor) receive(msg any) {
+	switch m := msg.(type) {
+	case *messages.OpenDB:
+		m.Respond(struct{}{}, a.open(m.Context()))
+	case *messages.Exec:
+		if err := a.ready(m.Context()); err != nil {
+			m.Fail(err)
+			return
+		}
+		m.Respond(a.exec(m.Context(), m.SQL, m.Args))
+	case *messages.Tx:
+		if err := a.ready(m.Context()); err != nil {
+			m.Fail(err)
+			return
+		}
+		m.Respond(struct{}{}, a.tx(m.Context(), m.Fn))
+	case *messages.PendingChanges:
+		if err := a.ready(m.Context()); err != nil {
+			m.Fail(err)
+			return
+		}
+		m.Respond(a.pendingChanges(m.Context(), m.After, m.Limit))
+	case *messages.ApplyPull:
+		if err := a.ready(m.Context()); err != nil {
+			m.Fail(err)
+			return
+		}
+		m.Respond(a.applyPull(m.Context(), m.Revision, m.DBSize, m.ChangesPath))
+	case *messages.Checkpoint:
+		if err := a.ready(m.Context()); err != nil {
+			m.Fail(err)
+			return
+		}
+		m.Respond(struct{}{}, a.checkpoint(m.Context()))
+	case *messages.DBStats:
+		if !a.opened {
+			m.Fail(errors.New("database not open"))
+			return
+		}
+		m.Respond(a.stats(m.Context()))
+	default:
+		if f, ok := msg.(interface{ Fail(error) }); ok {
+			f.Fail(fmt.Errorf("dbactor: unexpected message %T", msg))
+		}
+	}
+}
+
+// ready checks that a request can run: the database is open, the request
+// not abandoned, an interrupted pull finished.
+func (a *dbActor) ready(ctx context.Context) error {
+	if !a.opened {
+		return errors.New("database not open")
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if a.pending {
+		if err := a.recoverPull(ctx); err != nil {
+			return fmt.Errorf("%w: %w", ErrPullPending, err)
+		}
+	}
+	return nil
+}
+
+// updateMeta changes -info durably through the metadata actor and keeps
+// the actor's copy in step.
+func (a *dbActor) updateMeta(ctx context.Context, fn func(*messages.Meta) error) error {
+	m, err := actors.Ask[*messages.Meta](context.WithoutCancel(ctx), a.cfg.Sys, a.cfg.Meta, &messages.UpdateMeta{Fn: fn})
+	if err != nil {
+		return fmt.Errorf("update metadata: %w", err)
+	}
+	a.meta = *m
+	return nil
+}
+
+func (a *dbActor) path(suffix string) string { return a.cfg.Path + suffix }
+
+func (a *dbActor) now() time.Time { return a.cfg.Clock.Now() }
+
+// close runs when the actor stops: the readers are already closed, so the
+// writer is the last connection; it does not checkpoint on close. A clean
+// close records the WAL end, so that the next open can tell foreign writes.
+func (a *dbActor) close() {
+	if a.opened && !a.pending {
+		if pos, err := a.walEnd(); err == nil {
+			p := pos
+			if err := a.updateMeta(context.Background(), func(m *messages.Meta) error {
+				m.SyncDB.CleanClose = &p
+				return nil
+			}); err != nil {
+				a.cfg.Logger.Warn("recording clean close", "err", err)
+			}
+		}
+	}
+	a.closeFiles()
+}
+
+func (a *dbActor) closeFiles() {
+	if a.conn != nil {
+		a.conn.Close()
+		a.conn = nil
+	}
+	if a.writer != nil {
+		a.writer.Close()
+		a.writer = nil
+	}
+	if a.base != nil && a.base.revert != nil {
+		a.base.revert.close()
+	}
+	if a.walFile != nil {
+		a.walFile.Close()
+		a.walFile = nil
+	}
+	if a.dbFile != nil {
+		a.dbFile.Close()
+		a.dbFile = nil
+	}
+	a.opened = false
+}
+
+func fileStamp(path string) (*messages.FileStamp, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	return &messages.FileStamp{Size: st.Size(), MtimeNS: st.ModTime().UnixNano()}, nil
+}
+
+func dirOf(path string) string { return filepath.Dir(path) }

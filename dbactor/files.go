@@ -1,0 +1,321 @@
+package dbactor
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"slices"
+
+	"github.com/syncdb/syncdb/internal/fsx"
+)
+
+// PageSize is the only page size the sync protocol allows.
+const PageSize = 4096
+
+// The files a synced database owns besides SQLite's own. Names avoid
+// "-journal", which SQLite would take for a hot rollback journal.
+const (
+	suffixInfo      = "-info"
+	suffixChanges   = "-changes"       // a downloaded pull, before it is applied
+	suffixRevert    = "-revert"        // base images of pages a checkpoint overwrote
+	suffixReplay    = "-syncdb-replay" // local changes saved before a pull peels them off
+	suffixConflicts = "-conflicts"     // local changes a pull could not replay
+	suffixBootstrap = "-bootstrap"     // a database being downloaded
+)
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+// pageRecord is the on-disk unit of the revert store and the changes file:
+// page number (big-endian), the page, and a CRC-32C of both.
+const pageRecordSize = 4 + PageSize + 4
+
+func encodePageRecord(dst []byte, pgno uint32, page []byte) []byte {
+	start := len(dst)
+	dst = binary.BigEndian.AppendUint32(dst, pgno)
+	dst = append(dst, page...)
+	return binary.BigEndian.AppendUint32(dst, crc32.Checksum(dst[start:], crcTable))
+}
+
+func decodePageRecord(rec []byte) (uint32, []byte, error) {
+	pgno := binary.BigEndian.Uint32(rec)
+	page := rec[4 : 4+PageSize]
+	if crc32.Checksum(rec[:4+PageSize], crcTable) != binary.BigEndian.Uint32(rec[4+PageSize:]) || pgno == 0 {
+		return 0, nil, errors.New("page record checksum mismatch")
+	}
+	return pgno, page, nil
+}
+
+// pageStore is an append-only file of page records with an index: the
+// revert store (first record of a page wins: it is the oldest image, the
+// base's) and the changes file (last record wins: the newest image).
+type pageStore struct {
+	fs    fsx.FS
+	path  string
+	f     fsx.File
+	index map[uint32]int64 // pgno -> offset of its record
+	size  int64            // valid length
+	first bool             // keep the first record of a page (revert) rather than the last
+	buf   []byte
+}
+
+// openPageStore opens path and indexes its first validLen bytes (all of it
+// if validLen < 0); anything after is a torn or abandoned tail and is cut
+// off. A missing file is an empty store, created on first append.
+func openPageStore(fs fsx.FS, path string, validLen int64, first bool) (*pageStore, error) {
+	s := &pageStore{fs: fs, path: path, index: map[uint32]int64{}, first: first}
+	f, err := fs.OpenFile(path, os.O_RDWR, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		if validLen > 0 {
+			return nil, fmt.Errorf("%s is missing but should hold %d bytes", path, validLen)
+		}
+		return s, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.f = f
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if validLen < 0 {
+		validLen = st.Size() - st.Size()%pageRecordSize
+	}
+	if st.Size() < validLen || validLen%pageRecordSize != 0 {
+		f.Close()
+		return nil, fmt.Errorf("%s has %d bytes, want at least %d in whole records", path, st.Size(), validLen)
+	}
+	r := bufio.NewReaderSize(io.NewSectionReader(f, 0, validLen), 1<<20)
+	rec := make([]byte, pageRecordSize)
+	for off := int64(0); off < validLen; off += pageRecordSize {
+		if _, err := io.ReadFull(r, rec); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("read %s: %w", path, err)
+		}
+		pgno, _, err := decodePageRecord(rec)
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("%s at offset %d: %w", path, off, err)
+		}
+		if _, seen := s.index[pgno]; !seen || !first {
+			s.index[pgno] = off
+		}
+	}
+	s.size = validLen
+	if st.Size() > validLen {
+		if err := f.Truncate(validLen); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (s *pageStore) has(pgno uint32) bool { _, ok := s.index[pgno]; return ok }
+func (s *pageStore) len() int             { return len(s.index) }
+
+// read appends the page image of pgno to dst.
+func (s *pageStore) read(dst []byte, pgno uint32) ([]byte, error) {
+	off, ok := s.index[pgno]
+	if !ok {
+		return dst, fmt.Errorf("page %d not in %s", pgno, s.path)
+	}
+	if cap(s.buf) < pageRecordSize {
+		s.buf = make([]byte, pageRecordSize)
+	}
+	rec := s.buf[:pageRecordSize]
+	if _, err := s.f.ReadAt(rec, off); err != nil {
+		return dst, fmt.Errorf("read %s: %w", s.path, err)
+	}
+	_, page, err := decodePageRecord(rec)
+	if err != nil {
+		return dst, fmt.Errorf("%s at offset %d: %w", s.path, off, err)
+	}
+	return append(dst, page...), nil
+}
+
+// append adds a record; with first, a page already present is skipped.
+// Call sync to make appends durable.
+func (s *pageStore) append(pgno uint32, page []byte) error {
+	if len(page) != PageSize {
+		return fmt.Errorf("page %d has %d bytes", pgno, len(page))
+	}
+	if _, ok := s.index[pgno]; ok && s.first {
+		return nil
+	}
+	if s.f == nil {
+		f, err := s.fs.OpenFile(s.path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err != nil {
+			return err
+		}
+		s.f = f
+	}
+	s.buf = encodePageRecord(s.buf[:0], pgno, page)
+	if _, err := s.f.WriteAt(s.buf, s.size); err != nil {
+		return fmt.Errorf("write %s: %w", s.path, err)
+	}
+	s.index[pgno] = s.size
+	s.size += pageRecordSize
+	return nil
+}
+
+func (s *pageStore) sync() error {
+	if s.f == nil {
+		return nil
+	}
+	return s.f.Sync()
+}
+
+func (s *pageStore) close() error {
+	if s.f == nil {
+		return nil
+	}
+	err := s.f.Close()
+	s.f = nil
+	return err
+}
+
+// sortedPages returns the store's page numbers in ascending order.
+func (s *pageStore) sortedPages() []uint32 {
+	out := make([]uint32, 0, len(s.index))
+	for pg := range s.index {
+		out = append(out, pg)
+	}
+	sortU32(out)
+	return out
+}
+
+// ChangesWriter writes a downloaded pull into the changes file. The file
+// need not be durable: it is read only before the pull's first transaction
+// commits, and a crash before that abandons the pull.
+type ChangesWriter struct {
+	s *pageStore
+}
+
+// CreateChanges starts (or restarts) the changes file of the database at
+// dbPath.
+func CreateChanges(fs fsx.FS, dbPath string) (*ChangesWriter, error) {
+	path := ChangesPath(dbPath)
+	f, err := fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	return &ChangesWriter{s: &pageStore{fs: fs, path: path, f: f, index: map[uint32]int64{}}}, nil
+}
+
+// ChangesPath is where a database's downloaded pull is kept.
+func ChangesPath(dbPath string) string { return dbPath + suffixChanges }
+
+// Reset discards what was written (a retried download starts over).
+func (w *ChangesWriter) Reset() error {
+	w.s.index = map[uint32]int64{}
+	w.s.size = 0
+	return w.s.f.Truncate(0)
+}
+
+// Add records one page.
+func (w *ChangesWriter) Add(pgno uint32, page []byte) error { return w.s.append(pgno, page) }
+
+// Pages is the number of distinct pages written.
+func (w *ChangesWriter) Pages() int { return w.s.len() }
+
+// Close closes the file.
+func (w *ChangesWriter) Close() error { return w.s.close() }
+
+// The replay journal holds the local change log while a pull peels it off
+// the database: a header, then one entry per change, each entry framed as
+// [u32 length][payload][u32 CRC-32C of payload], all big-endian. It is
+// written and fsynced before the pull's first transaction and read back to
+// replay the changes on the new base.
+type journalHeader struct {
+	PullGen  int64  `json:"pull_gen"`
+	Revision string `json:"revision"`
+	Count    int    `json:"count"`
+}
+
+// journalEntry is one saved change: its local id, transaction id and
+// encoded record.
+type journalEntry struct {
+	ID, Txn int64
+	Record  []byte
+}
+
+func appendFramed(dst, payload []byte) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(payload)))
+	dst = append(dst, payload...)
+	return binary.BigEndian.AppendUint32(dst, crc32.Checksum(payload, crcTable))
+}
+
+func readFramed(r *bufio.Reader) ([]byte, error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n > 1<<30 {
+		return nil, fmt.Errorf("journal entry of %d bytes", n)
+	}
+	buf := make([]byte, n+4)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return nil, io.ErrUnexpectedEOF
+	}
+	if crc32.Checksum(buf[:n], crcTable) != binary.BigEndian.Uint32(buf[n:]) {
+		return nil, errors.New("journal entry checksum mismatch")
+	}
+	return buf[:n], nil
+}
+
+// writeJournal writes the journal durably.
+func writeJournal(fs fsx.FS, path string, hdr journalHeader, entries []journalEntry) error {
+	hdr.Count = len(entries)
+	h, err := json.Marshal(hdr)
+	if err != nil {
+		return err
+	}
+	buf := appendFramed(nil, h)
+	for _, e := range entries {
+		p := binary.BigEndian.AppendUint64(nil, uint64(e.ID))
+		p = binary.BigEndian.AppendUint64(p, uint64(e.Txn))
+		p = append(p, e.Record...)
+		buf = appendFramed(buf, p)
+	}
+	return fsx.WriteFileAtomic(fs, path, buf)
+}
+
+// readJournal reads a journal written by writeJournal; an incomplete one
+// is an error (it was written atomically, so that means damage).
+func readJournal(fs fsx.FS, path string) (journalHeader, []journalEntry, error) {
+	var hdr journalHeader
+	f, err := fs.OpenFile(path, os.O_RDONLY, 0)
+	if err != nil {
+		return hdr, nil, err
+	}
+	defer f.Close()
+	r := bufio.NewReaderSize(f, 1<<20)
+	h, err := readFramed(r)
+	if err != nil {
+		return hdr, nil, fmt.Errorf("journal %s header: %w", path, err)
+	}
+	if err := json.Unmarshal(h, &hdr); err != nil {
+		return hdr, nil, fmt.Errorf("journal %s header: %w", path, err)
+	}
+	entries := make([]journalEntry, 0, hdr.Count)
+	for i := 0; i < hdr.Count; i++ {
+		p, err := readFramed(r)
+		if err != nil || len(p) < 16 {
+			return hdr, nil, fmt.Errorf("journal %s entry %d: %v", path, i, err)
+		}
+		entries = append(entries, journalEntry{
+			ID: int64(binary.BigEndian.Uint64(p)), Txn: int64(binary.BigEndian.Uint64(p[8:])), Record: p[16:],
+		})
+	}
+	return hdr, entries, nil
+}
+
+func sortU32(s []uint32) { slices.Sort(s) }

@@ -1,0 +1,282 @@
+package dbactor
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"modernc.org/sqlite"
+
+	"github.com/syncdb/syncdb/actors"
+	"github.com/syncdb/syncdb/internal/sqlitex"
+	"github.com/syncdb/syncdb/internal/walfile"
+	"github.com/syncdb/syncdb/messages"
+)
+
+// Local bookkeeping, never pushed and never part of the synced base.
+const localSchema = `
+CREATE TABLE IF NOT EXISTS _syncdb_changes(
+	change_id INTEGER PRIMARY KEY,
+	change_time INTEGER NOT NULL,
+	txn INTEGER NOT NULL,
+	op INTEGER NOT NULL,
+	table_name TEXT NOT NULL,
+	record BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS _syncdb_local(key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+`
+
+// WriterDSN is how the writer connection opens the database: WAL, commits
+// durable when they return, and no checkpoint unless syncdb asks.
+func WriterDSN(path string) string {
+	return "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=synchronous(FULL)&_pragma=wal_autocheckpoint(0)&_pragma=foreign_keys(0)"
+}
+
+func (a *dbActor) open(ctx context.Context) error {
+	if a.opened {
+		return nil
+	}
+	m, err := actors.Ask[*messages.Meta](ctx, a.cfg.Sys, a.cfg.Meta, &messages.GetMeta{})
+	if err != nil {
+		return err
+	}
+	if m == nil {
+		return errors.New("dbactor: no metadata: bootstrap or initialize first")
+	}
+	a.meta = *m
+	if err := a.openFiles(ctx); err != nil {
+		a.closeFiles()
+		return err
+	}
+	a.opened = true
+	if err := a.recover(ctx); err != nil {
+		a.closeFiles()
+		return err
+	}
+	return nil
+}
+
+func (a *dbActor) openFiles(ctx context.Context) error {
+	// The database file as the base knows it must not have been rewritten
+	// by a checkpoint someone else ran.
+	if stamp := a.meta.SyncDB.DBFile; stamp != nil && !a.meta.SyncDB.Checkpointing {
+		cur, err := fileStamp(a.cfg.Path)
+		if err != nil {
+			return fmt.Errorf("open %s: %w", a.cfg.Path, err)
+		}
+		if *cur != *stamp {
+			return externalModification("the database file changed (size %d→%d) since syncdb last wrote it", stamp.Size, cur.Size)
+		}
+	}
+	fresh := false
+	if _, err := os.Stat(a.cfg.Path); errors.Is(err, os.ErrNotExist) {
+		fresh = true
+	}
+	if err := a.openWriter(ctx, fresh); err != nil {
+		return err
+	}
+	f, err := os.Open(a.cfg.Path)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", a.cfg.Path, err)
+	}
+	a.dbFile = f
+	if err := a.openWAL(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// openWriter opens (or reopens) the writer connection. A connection that
+// wrote pages through sqlite_dbpage keeps stale cached pages, so a pull
+// replaces it after its first transaction.
+func (a *dbActor) openWriter(ctx context.Context, fresh bool) error {
+	if a.writer == nil {
+		db, err := sql.Open("sqlite", WriterDSN(a.cfg.Path))
+		if err != nil {
+			return err
+		}
+		db.SetMaxOpenConns(1)
+		db.SetMaxIdleConns(1)
+		db.SetConnMaxLifetime(0)
+		db.SetConnMaxIdleTime(0)
+		a.writer = db
+	}
+	conn, err := a.writer.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", a.cfg.Path, err)
+	}
+	a.conn = conn
+	err = sqlitex.Raw(ctx, conn, func(c *sqlitex.Conn) error {
+		// Only syncdb checkpoints, and only in a way that keeps the base.
+		if err := c.SetNoCheckpointOnClose(true); err != nil {
+			return err
+		}
+		if err := c.SetDefensive(false); err != nil {
+			return err
+		}
+		if fresh {
+			if err := c.Exec("PRAGMA page_size = 4096"); err != nil {
+				return err
+			}
+		}
+		if err := c.Exec("PRAGMA journal_mode = WAL"); err != nil {
+			return err
+		}
+		hook, ok := c.Driver().(interface{ RegisterPreUpdateHook(sqlite.PreUpdateHookFn) })
+		if !ok {
+			return errors.New("dbactor: the driver connection has no preupdate hook")
+		}
+		hook.RegisterPreUpdateHook(a.onPreUpdate)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("configure the writer connection: %w", err)
+	}
+	var size int
+	if err := conn.QueryRowContext(ctx, "PRAGMA page_size").Scan(&size); err != nil {
+		return err
+	}
+	if size != PageSize {
+		return fmt.Errorf("%s has %d-byte pages; syncdb needs %d", a.cfg.Path, size, PageSize)
+	}
+	a.cap.tables = nil
+	return nil
+}
+
+// reopenWriter replaces the writer connection (see openWriter).
+func (a *dbActor) reopenWriter(ctx context.Context) error {
+	if a.conn != nil {
+		// Returning ErrBadConn makes database/sql close it for good.
+		a.conn.Raw(func(any) error { return driverErrBadConn })
+		a.conn.Close()
+		a.conn = nil
+	}
+	return a.openWriter(ctx, false)
+}
+
+func (a *dbActor) openWAL() error {
+	if a.walFile != nil {
+		return nil
+	}
+	f, err := os.Open(a.cfg.Path + "-wal")
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	a.walFile = f
+	return nil
+}
+
+// walEnd is the position after the last committed transaction in the WAL.
+func (a *dbActor) walEnd() (walfile.Position, error) {
+	if err := a.openWAL(); err != nil || a.walFile == nil {
+		return walfile.Position{}, err
+	}
+	st, err := a.walFile.Stat()
+	if err != nil {
+		return walfile.Position{}, err
+	}
+	from := a.meta.SyncDB.Base.WAL
+	sc, err := walfile.NewScanner(a.walFile, st.Size(), from)
+	if err != nil {
+		return walfile.Position{}, err
+	}
+	for {
+		_, err := sc.Next()
+		if errors.Is(err, io.EOF) {
+			return sc.Position(), nil
+		}
+		if err != nil {
+			return walfile.Position{}, err
+		}
+	}
+}
+
+// walFrames is the number of frames the WAL file could hold; cheap.
+func (a *dbActor) walSizeNow() int64 {
+	if err := a.openWAL(); err != nil || a.walFile == nil {
+		return 0
+	}
+	st, err := a.walFile.Stat()
+	if err != nil {
+		return 0
+	}
+	return st.Size()
+}
+
+// recover brings the database to a consistent state after open: finish or
+// abandon an interrupted pull or checkpoint, check that nobody else wrote
+// to the files, create the local tables.
+func (a *dbActor) recover(ctx context.Context) error {
+	if a.meta.SyncDB.Pull != nil {
+		a.pending = true
+		if err := a.recoverPull(ctx); err != nil {
+			return err
+		}
+	}
+	if err := a.loadBase(); err != nil {
+		return err
+	}
+	if a.meta.SyncDB.Checkpointing {
+		if err := a.recoverCheckpoint(ctx); err != nil {
+			return err
+		}
+	}
+	if cc := a.meta.SyncDB.CleanClose; cc != nil {
+		end, err := a.walEnd()
+		if err != nil {
+			return externalModification("the WAL cannot be read: %v", err)
+		}
+		if end != *cc {
+			return externalModification("the WAL changed after syncdb closed it (%d frames, expected %d)", end.Frame, cc.Frame)
+		}
+		if err := a.updateMeta(ctx, func(m *messages.Meta) error { m.SyncDB.CleanClose = nil; return nil }); err != nil {
+			return err
+		}
+	}
+	if _, err := a.conn.ExecContext(ctx, localSchema); err != nil {
+		return fmt.Errorf("create local tables: %w", err)
+	}
+	a.walSize = a.walSizeNow()
+	return nil
+}
+
+// loadBase (re)builds the base reader from the metadata.
+func (a *dbActor) loadBase() error {
+	if a.base != nil && a.base.revert != nil {
+		a.base.revert.close()
+	}
+	a.base = nil
+	if err := a.openWAL(); err != nil {
+		return err
+	}
+	b := a.meta.SyncDB.Base
+	idx, err := walIndex(a.walFile, b.WAL)
+	if err != nil {
+		return err
+	}
+	rv, err := openPageStore(a.cfg.FS, a.path(suffixRevert), b.RevertLen, true)
+	if err != nil {
+		return fmt.Errorf("open revert store: %w", err)
+	}
+	a.base = &baseReader{base: b, dbFile: a.dbFile, wal: a.walFile, index: idx, revert: rv}
+	return nil
+}
+
+// checkForeignWrites compares the WAL with what syncdb last left in it.
+func (a *dbActor) checkForeignWrites() error {
+	if size := a.walSizeNow(); size != a.walSize {
+		return externalModification("the WAL changed size behind syncdb's back (%d bytes, expected %d)", size, a.walSize)
+	}
+	return nil
+}
+
+func isInternalTable(name string) bool {
+	lower := strings.ToLower(name)
+	return strings.HasPrefix(lower, "_syncdb_") || strings.HasPrefix(lower, "sqlite_") || lower == "turso_sync_last_change_id"
+}

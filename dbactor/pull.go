@@ -1,0 +1,563 @@
+package dbactor
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/syncdb/syncdb/internal/change"
+	"github.com/syncdb/syncdb/internal/sqlitex"
+	"github.com/syncdb/syncdb/internal/walfile"
+	"github.com/syncdb/syncdb/messages"
+)
+
+// ErrClientCloned reports that the server has a newer pull generation for
+// this client than the client itself: the local files were restored from a
+// backup or copied from another machine, and the client id is no longer
+// unique. Continuing would silently drop writes.
+var ErrClientCloned = errors.New("this replica's client id is also used by a newer copy of it (restored from a backup or copied?)")
+
+// applyPull applies the pull in the changes file; see the package doc.
+func (a *dbActor) applyPull(ctx context.Context, revision string, dbSize uint32, changesPath string) (bool, error) {
+	if err := a.checkForeignWrites(); err != nil {
+		return false, err
+	}
+	changes, err := openPageStore(a.cfg.FS, changesPath, -1, false)
+	if err != nil {
+		return false, fmt.Errorf("read downloaded pages: %w", err)
+	}
+	defer changes.close()
+	base := a.base.base
+	// Nothing physical changed: the local layer stays valid on the new base.
+	if changes.len() == 0 && dbSize == base.DBSize {
+		err := a.updateMeta(ctx, func(m *messages.Meta) error {
+			m.SyncedRevision = &messages.Revision{Type: "v1", Revision: revision}
+			t := a.now().Unix()
+			m.LastPullUnixTime = &t
+			return nil
+		})
+		return false, err
+	}
+
+	// The local layer: pages written after W, and pages the local database
+	// lost by shrinking below the base.
+	before, err := a.walEnd()
+	if err != nil {
+		return false, externalModification("the WAL cannot be read: %v", err)
+	}
+	dirty, err := a.dirtyPages(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, pg := range a.base.revert.sortedPages() {
+		dirty[pg] = true
+	}
+	for pg := base.DBSize + 1; pg <= dbSize; pg++ {
+		if !changes.has(pg) {
+			return false, fmt.Errorf("the server's update is incomplete: page %d is new but was not sent", pg)
+		}
+	}
+
+	// Step 1: the journal of local changes, and the new base's page 1.
+	gen, err := a.localPullGen(ctx)
+	if err != nil {
+		return false, err
+	}
+	entries, err := a.readChangeLog(ctx)
+	if err != nil {
+		return false, err
+	}
+	if err := writeJournal(a.cfg.FS, a.path(suffixReplay), journalHeader{PullGen: gen, Revision: revision}, entries); err != nil {
+		return false, fmt.Errorf("save local changes: %w", err)
+	}
+	var page1 []byte // the true page 1 of the new base, if T1 writes page 1
+	if changes.has(1) {
+		if page1, err = changes.read(nil, 1); err != nil {
+			return false, err
+		}
+	} else if dirty[1] {
+		if page1, err = a.base.page(nil, 1); err != nil {
+			return false, err
+		}
+	}
+	next, err := openPageStore(a.cfg.FS, a.path(suffixRevert+".next"), 0, true)
+	if err != nil {
+		return false, err
+	}
+	os.Truncate(a.path(suffixRevert+".next"), 0)
+	if page1 != nil {
+		if err := next.append(1, page1); err != nil {
+			next.close()
+			return false, err
+		}
+	}
+	err = next.sync()
+	nextLen := next.size
+	next.close()
+	if err != nil {
+		return false, err
+	}
+	if err := a.updateMeta(ctx, func(m *messages.Meta) error {
+		m.SyncDB.Pull = &messages.PendingPull{Revision: revision, DBSize: dbSize, Before: before, NextRevertLen: nextLen}
+		return nil
+	}); err != nil {
+		return false, err
+	}
+	a.pending = true
+
+	// Step 2: T1. Readers wait at the gate until T2 committed, so that
+	// nobody sees the server's state without the local changes on top.
+	if a.cfg.Gate != nil {
+		a.cfg.Gate.Close()
+		defer a.cfg.Gate.Open()
+	}
+	if err := a.writeBase(ctx, dirty, changes, dbSize, page1); err != nil {
+		// T1 did not commit: the database is as it was.
+		if aerr := a.abandonPull(ctx); aerr != nil {
+			return false, errors.Join(err, aerr)
+		}
+		return false, fmt.Errorf("apply pulled pages: %w", err)
+	}
+	// Steps 3 and 4.
+	if err := a.recoverPull(ctx); err != nil {
+		return true, err
+	}
+	return true, nil
+}
+
+// dirtyPages returns the pages the local layer may have changed since the
+// base: those in WAL frames after W, and those beyond the local size that
+// the base has.
+func (a *dbActor) dirtyPages(ctx context.Context) (map[uint32]bool, error) {
+	dirty := map[uint32]bool{}
+	if err := a.openWAL(); err != nil {
+		return nil, err
+	}
+	if a.walFile != nil {
+		st, err := a.walFile.Stat()
+		if err != nil {
+			return nil, err
+		}
+		sc, err := walfile.NewScanner(a.walFile, st.Size(), a.base.base.WAL)
+		if err != nil {
+			return nil, externalModification("the WAL cannot be read: %v", err)
+		}
+		for {
+			frames, err := sc.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return nil, externalModification("the WAL cannot be read: %v", err)
+			}
+			for _, f := range frames {
+				dirty[f.Pgno] = true
+			}
+		}
+	}
+	var size uint32
+	if err := a.conn.QueryRowContext(ctx, "PRAGMA page_count").Scan(&size); err != nil {
+		return nil, err
+	}
+	for pg := size + 1; pg <= a.base.base.DBSize; pg++ {
+		dirty[pg] = true
+	}
+	return dirty, nil
+}
+
+// writeBase is T1: one transaction of raw page writes that turns the
+// database into the server's at the new revision.
+func (a *dbActor) writeBase(ctx context.Context, dirty map[uint32]bool, changes *pageStore, dbSize uint32, page1 []byte) error {
+	var curSize uint32
+	var cookie uint32
+	if err := a.conn.QueryRowContext(ctx, "PRAGMA page_count").Scan(&curSize); err != nil {
+		return err
+	}
+	if err := a.conn.QueryRowContext(ctx, "PRAGMA schema_version").Scan(&cookie); err != nil {
+		return err
+	}
+	var pages []uint32
+	for pg := range dirty {
+		if pg <= dbSize && !changes.has(pg) {
+			pages = append(pages, pg)
+		}
+	}
+	pages = append(pages, changes.sortedPages()...)
+	slices.Sort(pages)
+	err := sqlitex.Raw(ctx, a.conn, func(c *sqlitex.Conn) error {
+		if err := c.Exec("BEGIN IMMEDIATE"); err != nil {
+			return err
+		}
+		err := func() error {
+			st, _, err := c.Prepare("INSERT INTO sqlite_dbpage(pgno, data) VALUES(?, ?)")
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			var buf []byte
+			writePage1 := false
+			for _, pg := range pages {
+				if pg > dbSize {
+					continue
+				}
+				switch {
+				case pg == 1:
+					writePage1 = true
+					continue
+				case changes.has(pg):
+					if buf, err = changes.read(buf[:0], pg); err != nil {
+						return err
+					}
+				default:
+					if buf, err = a.base.page(buf[:0], pg); err != nil {
+						return err
+					}
+				}
+				if err := st.BindAll(int64(pg), buf); err != nil {
+					return err
+				}
+				if _, err := st.Step(); err != nil {
+					return fmt.Errorf("write page %d: %w", pg, err)
+				}
+				if err := st.Reset(); err != nil {
+					return err
+				}
+			}
+			// Page 1 and the truncation go last, in one statement: once
+			// page 1 (with its header) is written, any further statement in
+			// this transaction would reload the schema against the old page
+			// count and fail. Truncation is applied at commit and any data
+			// write after it would cancel it.
+			var p1 []byte
+			if writePage1 {
+				// Every connection must reload the schema: give the page a
+				// cookie none of them has seen.
+				p1 = append([]byte(nil), page1...)
+				bumpCookie(p1, cookie)
+			}
+			switch truncate := curSize > dbSize; {
+			case p1 != nil && truncate:
+				err = c.Exec("INSERT INTO sqlite_dbpage(pgno, data) VALUES(1, ?), (?, NULL)", p1, int64(dbSize)+1)
+			case p1 != nil:
+				err = c.Exec("INSERT INTO sqlite_dbpage(pgno, data) VALUES(1, ?)", p1)
+			case truncate:
+				err = c.Exec("INSERT INTO sqlite_dbpage(pgno, data) VALUES(?, NULL)", int64(dbSize)+1)
+			}
+			if err != nil {
+				return fmt.Errorf("write page 1: %w", err)
+			}
+			return c.Exec("COMMIT")
+		}()
+		if err != nil && !c.Autocommit() {
+			c.Exec("ROLLBACK")
+		}
+		return err
+	})
+	// This connection's page cache is stale after raw page writes, commit
+	// or not: replace it.
+	if rerr := a.reopenWriter(ctx); rerr != nil {
+		return errors.Join(err, rerr)
+	}
+	return err
+}
+
+// bumpCookie sets the schema cookie (page 1, bytes 40..43) above both its
+// current value in page and the local one.
+func bumpCookie(page []byte, local uint32) {
+	c := binary.BigEndian.Uint32(page[40:44])
+	binary.BigEndian.PutUint32(page[40:44], max(c, local)+1)
+}
+
+// abandonPull forgets a pull whose T1 did not commit.
+func (a *dbActor) abandonPull(ctx context.Context) error {
+	if err := a.updateMeta(ctx, func(m *messages.Meta) error { m.SyncDB.Pull = nil; return nil }); err != nil {
+		return err
+	}
+	a.pending = false
+	a.cfg.FS.Remove(a.path(suffixReplay))
+	a.cfg.FS.Remove(a.path(suffixRevert + ".next"))
+	return nil
+}
+
+// recoverPull finishes the pending pull recorded in -info: abandons it if
+// T1 did not commit, else runs T2 if needed and makes the new base current.
+func (a *dbActor) recoverPull(ctx context.Context) error {
+	p := a.meta.SyncDB.Pull
+	if p == nil {
+		a.pending = false
+		return nil
+	}
+	if err := a.openWAL(); err != nil {
+		return err
+	}
+	var t1 *walfile.Position
+	if a.walFile != nil {
+		st, err := a.walFile.Stat()
+		if err != nil {
+			return err
+		}
+		sc, err := walfile.NewScanner(a.walFile, st.Size(), p.Before)
+		if err != nil {
+			return externalModification("the WAL does not match the interrupted pull: %v", err)
+		}
+		if _, err := sc.Next(); err == nil {
+			pos := sc.Position()
+			t1 = &pos
+		} else if !errors.Is(err, io.EOF) {
+			return externalModification("the WAL cannot be read: %v", err)
+		}
+	}
+	if t1 == nil {
+		return a.abandonPull(ctx)
+	}
+	// T1 committed. Has T2?
+	var applied string
+	err := a.conn.QueryRowContext(ctx, "SELECT value FROM _syncdb_local WHERE key = 'applied_revision'").Scan(&applied)
+	if err != nil && !strings.Contains(err.Error(), "no such table") && !strings.Contains(err.Error(), "no rows") {
+		return err
+	}
+	if applied != p.Revision {
+		if err := a.replay(ctx, p.Revision); err != nil {
+			return fmt.Errorf("replay local changes: %w", err)
+		}
+	}
+	// Step 4: the new base.
+	next := a.path(suffixRevert + ".next")
+	if _, err := a.cfg.FS.Stat(next); err == nil {
+		if a.base != nil && a.base.revert != nil {
+			a.base.revert.close()
+		}
+		if err := a.cfg.FS.Rename(next, a.path(suffixRevert)); err != nil {
+			return err
+		}
+		if err := a.cfg.FS.SyncDir(dirOf(a.cfg.Path)); err != nil {
+			return err
+		}
+	}
+	now := a.now().Unix()
+	if err := a.updateMeta(ctx, func(m *messages.Meta) error {
+		m.SyncedRevision = &messages.Revision{Type: "v1", Revision: p.Revision}
+		m.SyncDB.Base = messages.Base{DBSize: p.DBSize, WAL: *t1, RevertLen: p.NextRevertLen}
+		m.SyncDB.Pull = nil
+		m.LastPullUnixTime = &now
+		m.LastPushedPullGenHint, m.LastPushedChangeIDHint = 0, 0
+		return nil
+	}); err != nil {
+		return err
+	}
+	a.pending = false
+	a.cfg.FS.Remove(a.path(suffixReplay))
+	a.cap.nextID = 0
+	a.walSize = a.walSizeNow()
+	return a.loadBase()
+}
+
+// replay is T2: re-apply the journaled local changes above the replay
+// floor on the new base, capturing them again in a new pull generation.
+func (a *dbActor) replay(ctx context.Context, revision string) error {
+	hdr, entries, err := readJournal(a.cfg.FS, a.path(suffixReplay))
+	if err != nil {
+		return err
+	}
+	floor, err := a.replayFloor(ctx, hdr.PullGen)
+	if err != nil {
+		return err
+	}
+	if _, err := a.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return err
+	}
+	err = func() error {
+		if _, err := a.conn.ExecContext(ctx, localSchema); err != nil {
+			return err
+		}
+		a.cap.nextID = 1
+		var conflicts []conflict
+		for _, e := range entries {
+			if e.ID <= floor {
+				continue
+			}
+			c, err := change.Decode(e.Record)
+			if err != nil {
+				return fmt.Errorf("journal change %d: %w", e.ID, err)
+			}
+			c.ID, c.Txn = e.ID, e.Txn
+			if err := a.replayOne(ctx, c); err != nil {
+				if isCaptureError(err) {
+					return err
+				}
+				conflicts = append(conflicts, conflict{Change: c, Err: err.Error()})
+			}
+		}
+		if err := a.flush(ctx); err != nil {
+			return err
+		}
+		if _, err := a.conn.ExecContext(ctx, `INSERT OR REPLACE INTO _syncdb_local(key, value) VALUES
+			('pull_gen', ?), ('applied_revision', ?)`, hdr.PullGen+1, revision); err != nil {
+			return err
+		}
+		if len(conflicts) > 0 {
+			if err := a.saveConflicts(revision, conflicts); err != nil {
+				return err
+			}
+		}
+		_, err := a.conn.ExecContext(context.WithoutCancel(ctx), "COMMIT")
+		return err
+	}()
+	if err != nil {
+		a.rollback()
+		a.endTxn(false)
+		return err
+	}
+	a.endTxn(true)
+	return nil
+}
+
+// replayOne applies one change inside a savepoint, so that a change that
+// does not apply leaves nothing behind.
+func (a *dbActor) replayOne(ctx context.Context, c change.Change) error {
+	stmts, err := change.Statements(c)
+	if err != nil {
+		return err
+	}
+	if len(stmts) == 0 {
+		return nil
+	}
+	if _, err := a.conn.ExecContext(ctx, "SAVEPOINT replay"); err != nil {
+		return captureError{err}
+	}
+	for _, st := range stmts {
+		_, err := a.execOne(ctx, st.SQL, st.Args)
+		if err != nil && (st.Tolerated == "" || !strings.Contains(err.Error(), st.Tolerated)) {
+			if isCaptureError(err) {
+				return err
+			}
+			if _, rerr := a.conn.ExecContext(ctx, "ROLLBACK TO replay; RELEASE replay"); rerr != nil {
+				return captureError{rerr}
+			}
+			a.cap.nextID = 0
+			return err
+		}
+	}
+	if _, err := a.conn.ExecContext(ctx, "RELEASE replay"); err != nil {
+		return captureError{err}
+	}
+	return nil
+}
+
+// replayFloor decides which journaled changes the server already has,
+// from this client's row of turso_sync_last_change_id in the pulled pages.
+func (a *dbActor) replayFloor(ctx context.Context, localGen int64) (int64, error) {
+	var gen, id int64
+	err := a.conn.QueryRowContext(ctx, "SELECT pull_gen, change_id FROM turso_sync_last_change_id WHERE client_id = ?", a.cfg.ClientID).Scan(&gen, &id)
+	switch {
+	case err != nil && (strings.Contains(err.Error(), "no such table") || strings.Contains(err.Error(), "no rows")):
+		return 0, nil
+	case err != nil:
+		return 0, err
+	case gen > localGen:
+		return 0, fmt.Errorf("%w: the server has pull generation %d, this replica %d; bootstrap a fresh replica", ErrClientCloned, gen, localGen)
+	case gen == localGen:
+		return id, nil
+	}
+	return 0, nil
+}
+
+// localPullGen is the local pull generation (0 before the first pull
+// that rebased).
+func (a *dbActor) localPullGen(ctx context.Context) (int64, error) {
+	var gen int64
+	err := a.conn.QueryRowContext(ctx, "SELECT value FROM _syncdb_local WHERE key = 'pull_gen'").Scan(&gen)
+	if err != nil && !strings.Contains(err.Error(), "no rows") {
+		return 0, err
+	}
+	return gen, nil
+}
+
+func (a *dbActor) readChangeLog(ctx context.Context) ([]journalEntry, error) {
+	rows, err := a.conn.QueryContext(ctx, "SELECT change_id, txn, record FROM _syncdb_changes ORDER BY change_id")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []journalEntry
+	for rows.Next() {
+		var e journalEntry
+		if err := rows.Scan(&e.ID, &e.Txn, &e.Record); err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// pendingChanges reads the change log above after, for a push.
+func (a *dbActor) pendingChanges(ctx context.Context, after int64, limit int) (messages.Pending, error) {
+	var p messages.Pending
+	var err error
+	if p.PullGen, err = a.localPullGen(ctx); err != nil {
+		return p, err
+	}
+	q := "SELECT change_id, txn, record FROM _syncdb_changes WHERE change_id > ? ORDER BY change_id"
+	args := []any{after}
+	if limit > 0 {
+		q += " LIMIT ?"
+		args = append(args, limit+1)
+	}
+	rows, err := a.conn.QueryContext(ctx, q, args...)
+	if err != nil {
+		return p, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, txn int64
+		var rec []byte
+		if err := rows.Scan(&id, &txn, &rec); err != nil {
+			return p, err
+		}
+		if limit > 0 && len(p.Changes) == limit {
+			p.More = true
+			break
+		}
+		c, err := change.Decode(rec)
+		if err != nil {
+			return p, fmt.Errorf("change %d: %w", id, err)
+		}
+		c.ID, c.Txn = id, txn
+		p.Changes = append(p.Changes, c)
+	}
+	return p, rows.Err()
+}
+
+// conflict is a local change a pull could not replay.
+type conflict struct {
+	Change change.Change `json:"change"`
+	Err    string        `json:"error"`
+}
+
+// saveConflicts appends the changes that could not be replayed to
+// <db>-conflicts (JSON lines), so that nothing is lost silently.
+func (a *dbActor) saveConflicts(revision string, cs []conflict) error {
+	f, err := a.cfg.FS.OpenFile(a.path(suffixConflicts), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for _, c := range cs {
+		line, _ := json.Marshal(struct {
+			Time     int64  `json:"time"`
+			Revision string `json:"revision"`
+			conflict
+		}{a.now().Unix(), revision, c})
+		if _, err := f.Write(append(line, '\n')); err != nil {
+			return err
+		}
+	}
+	a.cfg.Logger.Warn("local changes conflicted with the server and were not kept", "count", len(cs), "file", a.path(suffixConflicts))
+	return f.Sync()
+}

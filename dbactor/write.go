@@ -1,0 +1,237 @@
+package dbactor
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/syncdb/syncdb/internal/sqlitex"
+	"github.com/syncdb/syncdb/messages"
+)
+
+// ErrUnsupportedStatement reports a statement syncdb cannot run for the
+// user because it would break change capture or the synced base.
+var ErrUnsupportedStatement = errors.New("statement not supported on a synced database")
+
+var driverErrBadConn = driver.ErrBadConn
+
+// firstKeyword returns the upper-cased first word of a statement (which
+// SplitStatements already stripped of leading comments).
+func firstKeyword(stmt string) string {
+	end := strings.IndexFunc(stmt, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '_')
+	})
+	if end < 0 {
+		end = len(stmt)
+	}
+	return strings.ToUpper(stmt[:end])
+}
+
+// Pragmas that would break the WAL or the synced base.
+var deniedPragmas = []string{"journal_mode", "wal_checkpoint", "wal_autocheckpoint", "locking_mode", "page_size",
+	"writable_schema", "query_only", "auto_vacuum", "incremental_vacuum", "schema_version", "journal_size_limit"}
+
+// checkStatement refuses statements that would defeat capture or the base.
+func checkStatement(stmt string, inTx bool) error {
+	kw := firstKeyword(stmt)
+	switch kw {
+	case "BEGIN", "COMMIT", "END":
+		return fmt.Errorf("%w: %s: use DB.Tx for transactions", ErrUnsupportedStatement, kw)
+	case "ROLLBACK":
+		rest := strings.ToUpper(strings.Join(strings.Fields(stmt)[1:], " "))
+		if !inTx || !(strings.HasPrefix(rest, "TO") || strings.HasPrefix(rest, "TRANSACTION TO")) {
+			return fmt.Errorf("%w: ROLLBACK: use DB.Tx (return an error to roll back)", ErrUnsupportedStatement)
+		}
+	case "SAVEPOINT", "RELEASE":
+		if !inTx {
+			return fmt.Errorf("%w: %s outside DB.Tx", ErrUnsupportedStatement, kw)
+		}
+	case "VACUUM", "ATTACH", "DETACH":
+		return fmt.Errorf("%w: %s", ErrUnsupportedStatement, kw)
+	case "PRAGMA":
+		p := strings.ToLower(strings.TrimSpace(strings.TrimPrefix(stmt[len(kw):], " ")))
+		p = strings.TrimPrefix(p, "main.")
+		for _, d := range deniedPragmas {
+			if strings.HasPrefix(p, d) {
+				rest := strings.TrimSpace(p[len(d):])
+				if rest != "" && rest != ";" { // reading is fine, setting is not
+					return fmt.Errorf("%w: PRAGMA %s", ErrUnsupportedStatement, d)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// writeConn is the WriteConn a Tx function gets.
+type writeConn struct {
+	a   *dbActor
+	ctx context.Context
+	err error // first capture error: the transaction must not commit
+}
+
+func (w *writeConn) Exec(query string, args ...any) (sql.Result, error) {
+	res, err := w.a.execStatements(w.ctx, query, args, true)
+	if err != nil && w.err == nil && isCaptureError(err) {
+		w.err = err
+	}
+	return res, err
+}
+
+func (w *writeConn) Query(query string, args ...any) (*sql.Rows, error) {
+	if err := w.a.flush(w.ctx); err != nil {
+		w.err = err
+		return nil, err
+	}
+	return w.a.conn.QueryContext(w.ctx, query, args...)
+}
+
+func (w *writeConn) QueryRow(query string, args ...any) *sql.Row {
+	if err := w.a.flush(w.ctx); err != nil {
+		w.err = err
+	}
+	return w.a.conn.QueryRowContext(w.ctx, query, args...)
+}
+
+// captureError marks errors after which the transaction must not commit
+// (the change log would miss a change).
+type captureError struct{ error }
+
+func (e captureError) Unwrap() error { return e.error }
+
+func isCaptureError(err error) bool {
+	var ce captureError
+	return errors.As(err, &ce)
+}
+
+// exec runs a script as one transaction.
+func (a *dbActor) exec(ctx context.Context, query string, args []any) (sql.Result, error) {
+	var res sql.Result
+	err := a.inTx(ctx, func() error {
+		var err error
+		res, err = a.execStatements(ctx, query, args, false)
+		return err
+	})
+	return res, err
+}
+
+// tx runs fn as one transaction.
+func (a *dbActor) tx(ctx context.Context, fn func(messages.WriteConn) error) error {
+	return a.inTx(ctx, func() (err error) {
+		w := &writeConn{a: a, ctx: ctx}
+		defer func() {
+			if v := recover(); v != nil {
+				err = fmt.Errorf("panic in transaction function: %v", v)
+			}
+		}()
+		if err := fn(w); err != nil {
+			return err
+		}
+		return w.err
+	})
+}
+
+// inTx wraps fn in BEGIN IMMEDIATE ... COMMIT on the writer, rolling back
+// on any error, and runs the after-write duties.
+func (a *dbActor) inTx(ctx context.Context, fn func() error) error {
+	if err := a.checkForeignWrites(); err != nil {
+		return err
+	}
+	if _, err := a.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	err := fn()
+	if err == nil {
+		err = a.flush(ctx)
+	}
+	if err == nil {
+		if _, err = a.conn.ExecContext(context.WithoutCancel(ctx), "COMMIT"); err != nil {
+			err = fmt.Errorf("commit: %w", err)
+		}
+	}
+	if err != nil {
+		a.rollback()
+		a.endTxn(false)
+		return err
+	}
+	a.endTxn(true)
+	return a.afterWrite(ctx)
+}
+
+func (a *dbActor) rollback() {
+	sqlitex.Raw(context.Background(), a.conn, func(c *sqlitex.Conn) error {
+		if !c.Autocommit() {
+			return c.Exec("ROLLBACK")
+		}
+		return nil
+	})
+}
+
+// afterWrite notes the WAL's new size and checkpoints when it is large.
+func (a *dbActor) afterWrite(ctx context.Context) error {
+	a.walSize = a.walSizeNow()
+	if n := a.cfg.AutoCheckpointFrames; n > 0 && a.walSize > int64(n)*(PageSize+24) {
+		if err := a.checkpoint(context.WithoutCancel(ctx)); err != nil {
+			// The write committed; a failed checkpoint is retried later.
+			a.cfg.Logger.Warn("automatic checkpoint failed", "err", err)
+		}
+	}
+	return nil
+}
+
+// execStatements runs each statement of a script inside the current
+// transaction, capturing its changes. It returns the last statement's
+// result.
+func (a *dbActor) execStatements(ctx context.Context, query string, args []any, inTx bool) (sql.Result, error) {
+	stmts := sqlitex.SplitStatements(query)
+	if len(stmts) == 0 {
+		return nil, errors.New("no SQL statement")
+	}
+	if len(stmts) > 1 && len(args) > 0 {
+		return nil, errors.New("arguments are only supported for a single statement")
+	}
+	var res sql.Result
+	for _, st := range stmts {
+		if err := checkStatement(st, inTx); err != nil {
+			return nil, err
+		}
+		var err error
+		if res, err = a.execOne(ctx, st, args); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+// execOne runs one statement and captures what it changed.
+func (a *dbActor) execOne(ctx context.Context, stmt string, args []any) (sql.Result, error) {
+	if err := a.flush(ctx); err != nil {
+		return nil, captureError{err}
+	}
+	kw := firstKeyword(stmt)
+	ddl := kw == "CREATE" || kw == "DROP" || kw == "ALTER"
+	var before map[string]schemaObject
+	if ddl {
+		var err error
+		if before, err = a.schema(ctx); err != nil {
+			return nil, err
+		}
+	}
+	res, err := a.conn.ExecContext(ctx, stmt, args...)
+	if err != nil {
+		a.cap.rows, a.cap.err = nil, nil // the statement was undone
+		return nil, err
+	}
+	if err := a.flush(ctx); err != nil {
+		return nil, captureError{err}
+	}
+	if ddl {
+		if err := a.captureDDL(ctx, stmt, kw, before); err != nil {
+			return nil, captureError{err}
+		}
+	}
+	return res, nil
+}

@@ -1,0 +1,168 @@
+// Package messages holds the typed messages syncdb's actors exchange. Every
+// message that expects an answer embeds actors.Request[T] and is sent as a
+// pointer with actors.Ask; the receiving actor answers exactly once.
+//
+// Ownership, by actor:
+//
+//	metaactor  the <db>-info file             GetMeta, UpdateMeta
+//	netactor   the HTTP client and counters   PullUpdates, Pipeline, NetStats
+//	dbactor    the writer connection and the  OpenDB, Exec, Tx, PendingChanges,
+//	           database's files               ApplyPull, Checkpoint, DBStats
+//	syncactor  the sync workflows             Pull, Push, Bootstrap
+package messages
+
+import (
+	"database/sql"
+
+	"github.com/syncdb/syncdb/actors"
+	"github.com/syncdb/syncdb/internal/change"
+	"github.com/syncdb/syncdb/wire/hrana"
+	"github.com/syncdb/syncdb/wire/syncpb"
+)
+
+// ---- metaactor
+
+// GetMeta returns a copy of the current metadata (nil if there is none yet).
+type GetMeta struct {
+	actors.Request[*Meta]
+}
+
+// UpdateMeta applies Fn to a copy of the metadata (a fresh Meta if there is
+// none), writes the result durably (temp file, fsync, rename, fsync of the
+// directory) and makes it current. If Fn fails, nothing changes. The reply
+// is a copy of the new metadata.
+type UpdateMeta struct {
+	actors.Request[*Meta]
+	Fn func(*Meta) error
+}
+
+// ---- netactor
+
+// PullUpdates sends one POST /pull-updates and streams the response: OnHeader
+// once, then OnPage for each page (pgno is 1-based; data is valid only during
+// the call). Idempotent requests are retried on transient failures, but only
+// before OnHeader was called.
+type PullUpdates struct {
+	actors.Request[PullInfo]
+	Req      *syncpb.PullUpdatesReqProtoBody
+	OnHeader func(*syncpb.PullUpdatesRespProtoBody) error
+	OnPage   func(pgno uint32, data []byte) error
+}
+
+// PullInfo summarizes a finished pull stream.
+type PullInfo struct {
+	Header *syncpb.PullUpdatesRespProtoBody
+	Pages  int
+	Bytes  int64 // response body bytes
+}
+
+// Pipeline sends one POST /v2/pipeline. Only a Retryable request (one that
+// has no effect if it runs twice, e.g. a read) is retried on transient
+// failures.
+type Pipeline struct {
+	actors.Request[*hrana.PipelineRespBody]
+	Body      hrana.PipelineReqBody
+	Retryable bool
+}
+
+// NetStats returns the byte counters.
+type NetStats struct {
+	actors.Request[NetCounters]
+}
+
+// NetCounters counts request and response body bytes over all requests.
+type NetCounters struct {
+	SentBytes, ReceivedBytes int64
+}
+
+// ---- dbactor
+
+// OpenDB opens the database (after bootstrap, if any), finishes or undoes an
+// interrupted pull or checkpoint, and checks for external modification.
+type OpenDB struct {
+	actors.Request[struct{}]
+}
+
+// Exec runs SQL (one or more statements) as one local write transaction,
+// capturing its changes.
+type Exec struct {
+	actors.Request[sql.Result]
+	SQL  string
+	Args []any
+}
+
+// Tx runs Fn inside one local write transaction on the writer connection;
+// it commits if Fn returns nil.
+type Tx struct {
+	actors.Request[struct{}]
+	Fn func(WriteConn) error
+}
+
+// WriteConn is what a Tx function may do.
+type WriteConn interface {
+	Exec(sql string, args ...any) (sql.Result, error)
+	Query(sql string, args ...any) (*sql.Rows, error)
+	QueryRow(sql string, args ...any) *sql.Row
+}
+
+// PendingChanges reads the local changes with change id > After, in order,
+// for a push.
+type PendingChanges struct {
+	actors.Request[Pending]
+	After int64
+	Limit int // 0 = all
+}
+
+// Pending is a slice of the local change log.
+type Pending struct {
+	PullGen int64 // the local pull generation the changes belong to
+	Changes []change.Change
+	More    bool // Limit cut the list
+}
+
+// ApplyPull applies a downloaded pull (pages in the file at ChangesPath, see
+// dbactor.ChangesFile) on top of the synced base and rebases the local
+// changes over it, atomically for readers and crash-safely.
+type ApplyPull struct {
+	actors.Request[bool]
+	Revision    string
+	DBSize      uint32
+	ChangesPath string
+}
+
+// Checkpoint moves the WAL into the database file, keeping the synced base
+// reconstructible.
+type Checkpoint struct {
+	actors.Request[struct{}]
+}
+
+// DBStats returns local statistics.
+type DBStats struct {
+	actors.Request[LocalStats]
+}
+
+// LocalStats are the database side of syncdb.Stats.
+type LocalStats struct {
+	CDCOperations int64
+	MainWALSize   int64
+	RevertWALSize int64
+}
+
+// ---- syncactor
+
+// Bootstrap downloads the remote database into a new local replica and
+// writes its first metadata.
+type Bootstrap struct {
+	actors.Request[struct{}]
+}
+
+// Pull fetches and applies the server's changes; the reply says whether
+// anything changed.
+type Pull struct {
+	actors.Request[bool]
+}
+
+// Push sends the local changes.
+type Push struct {
+	actors.Request[struct{}]
+}

@@ -1,0 +1,98 @@
+package messages
+
+import "github.com/syncdb/syncdb/internal/walfile"
+
+// MetaVersion is the only -info format version this code reads and writes.
+const MetaVersion = "v1"
+
+// Meta is the content of <db>-info: the client's sync state. Field names
+// follow Turso's sync engine where the field exists there, so that tools that
+// read Turso's metadata understand ours; syncdb's own state sits under
+// "syncdb".
+type Meta struct {
+	Version        string    `json:"version"`
+	ClientUniqueID string    `json:"client_unique_id"`
+	SyncedRevision *Revision `json:"synced_revision"`
+	// RevertSinceWALSalt and RevertSinceWALWatermark locate the synced base
+	// in the WAL: frames 1..watermark of the WAL with these salts belong to
+	// the base (see Base).
+	RevertSinceWALSalt      *[2]uint32 `json:"revert_since_wal_salt"`
+	RevertSinceWALWatermark int        `json:"revert_since_wal_watermark"`
+	LastPullUnixTime        *int64     `json:"last_pull_unix_time"`
+	LastPushUnixTime        *int64     `json:"last_push_unix_time"`
+	LastPushedPullGenHint   int64      `json:"last_pushed_pull_gen_hint"`
+	LastPushedChangeIDHint  int64      `json:"last_pushed_change_id_hint"`
+	// PartialBootstrapServerRevision is set for partial replicas: lazy page
+	// loads are pinned to it.
+	PartialBootstrapServerRevision *Revision    `json:"partial_bootstrap_server_revision"`
+	SavedConfiguration             *SavedConfig `json:"saved_configuration"`
+
+	SyncDB SyncDBState `json:"syncdb"`
+}
+
+// Revision is an opaque server revision, as Turso stores it.
+type Revision struct {
+	Type     string `json:"type"` // always "v1"
+	Revision string `json:"revision"`
+}
+
+// SavedConfig is configuration that later opens reuse.
+type SavedConfig struct {
+	RemoteURL              *string `json:"remote_url"`
+	PartialSyncPrefetch    *bool   `json:"partial_sync_prefetch"`
+	PartialSyncSegmentSize *int    `json:"partial_sync_segment_size"`
+}
+
+// SyncDBState is syncdb's own part of the metadata.
+type SyncDBState struct {
+	// Base locates the synced base: the server's pages at SyncedRevision.
+	Base Base `json:"base"`
+	// Pull is set while a pull is being applied (see dbactor): it tells the
+	// next Open how to finish or undo it.
+	Pull *PendingPull `json:"pull,omitempty"`
+	// Checkpointing is set while a base-preserving checkpoint runs.
+	Checkpointing bool `json:"checkpointing,omitempty"`
+	// DBFile fingerprints the database file after syncdb last wrote it
+	// (bootstrap or checkpoint); a different file means another program
+	// checkpointed into it.
+	DBFile *FileStamp `json:"db_file,omitempty"`
+	// CleanClose is the WAL end recorded by a clean Close; any other
+	// content at the next Open was written by another program.
+	CleanClose *walfile.Position `json:"clean_close,omitempty"`
+	// Pages is the partial replica's presence bookkeeping (pageactor).
+	Partial *PartialState `json:"partial,omitempty"`
+}
+
+// Base says where the synced base is: the database file, overlaid by the
+// WAL frames up to WAL (frames 1..WAL.Frame of the WAL generation with
+// WAL's salts), overlaid by the first RevertLen bytes of <db>-revert. The
+// base has DBSize pages.
+type Base struct {
+	DBSize    uint32           `json:"db_size"`
+	WAL       walfile.Position `json:"wal"`
+	RevertLen int64            `json:"revert_len"`
+}
+
+// PendingPull is the durable record of a pull being applied.
+type PendingPull struct {
+	Revision string `json:"revision"`
+	DBSize   uint32 `json:"db_size"`
+	// Before is the WAL end before the pull's first transaction: a commit
+	// after it means that transaction committed.
+	Before walfile.Position `json:"before"`
+	// NextRevertLen is the length of <db>-revert.next, the revert store of
+	// the new base.
+	NextRevertLen int64 `json:"next_revert_len"`
+}
+
+// FileStamp identifies a file's content cheaply.
+type FileStamp struct {
+	Size    int64 `json:"size"`
+	MtimeNS int64 `json:"mtime_ns"`
+}
+
+// PartialState is a partial replica's state.
+type PartialState struct {
+	// PresentLen is the valid length of <db>-present, the presence log.
+	PresentLen int64 `json:"present_len"`
+}

@@ -1,0 +1,275 @@
+package syncactor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/syncdb/syncdb/actors"
+	"github.com/syncdb/syncdb/dbactor"
+	"github.com/syncdb/syncdb/internal/change"
+	"github.com/syncdb/syncdb/messages"
+	"github.com/syncdb/syncdb/netactor"
+	"github.com/syncdb/syncdb/wire/hrana"
+	"github.com/syncdb/syncdb/wire/syncpb"
+)
+
+func dirOf(p string) string { return filepath.Dir(p) }
+
+// pull downloads the pages changed since the synced revision into the
+// changes file and has the database actor apply them.
+func (s *syncActor) pull(ctx context.Context) (bool, error) {
+	var changed bool
+	err := s.retry(ctx, func() error {
+		var err error
+		changed, err = s.pullOnce(ctx)
+		return err
+	})
+	if errors.Is(err, netactor.ErrRevisionGone) {
+		return false, fmt.Errorf("%w: %w", ErrRebootstrap, err)
+	}
+	return changed, err
+}
+
+func (s *syncActor) pullOnce(ctx context.Context) (bool, error) {
+	m, err := s.meta(ctx)
+	if err != nil {
+		return false, err
+	}
+	req := &syncpb.PullUpdatesReqProtoBody{}
+	if m.SyncedRevision != nil {
+		req.ClientRevision = m.SyncedRevision.Revision
+	}
+	if s.cfg.LongPoll > 0 {
+		req.LongPollTimeoutMs = uint32(s.cfg.LongPoll.Milliseconds())
+	}
+	w, err := dbactor.CreateChanges(s.cfg.FS, s.cfg.Path)
+	if err != nil {
+		return false, err
+	}
+	info, err := actors.Ask[messages.PullInfo](ctx, s.cfg.Sys, s.cfg.Net, &messages.PullUpdates{
+		Req:      req,
+		OnHeader: func(*syncpb.PullUpdatesRespProtoBody) error { return w.Reset() },
+		OnPage:   w.Add,
+	})
+	cerr := w.Close()
+	if err != nil {
+		return false, err
+	}
+	if cerr != nil {
+		return false, cerr
+	}
+	hdr := info.Header
+	if hdr.DbSize > 1<<31 {
+		return false, fmt.Errorf("server reports an impossible database size of %d pages", hdr.DbSize)
+	}
+	if m.SyncedRevision != nil && hdr.ServerRevision == m.SyncedRevision.Revision && info.Pages == 0 {
+		now := s.cfg.Clock.Now().Unix()
+		return false, s.updateMeta(ctx, func(m *messages.Meta) error { m.LastPullUnixTime = &now; return nil })
+	}
+	return actors.Ask[bool](ctx, s.cfg.Sys, s.cfg.DB, &messages.ApplyPull{
+		Revision: hdr.ServerRevision, DBSize: uint32(hdr.DbSize), ChangesPath: dbactor.ChangesPath(s.cfg.Path),
+	})
+}
+
+const (
+	highWaterSelect = "SELECT pull_gen, change_id FROM turso_sync_last_change_id WHERE client_id = ?"
+	highWaterTable  = "CREATE TABLE IF NOT EXISTS turso_sync_last_change_id (client_id TEXT PRIMARY KEY, pull_gen INTEGER, change_id INTEGER)"
+	highWaterUpsert = "INSERT INTO turso_sync_last_change_id(client_id, pull_gen, change_id) VALUES (?, ?, ?) " +
+		"ON CONFLICT(client_id) DO UPDATE SET pull_gen=excluded.pull_gen, change_id=excluded.change_id"
+)
+
+// push sends the local changes the server does not have yet, exactly once:
+// the floor is re-read from the server's high-water mark before every
+// attempt, and each batch moves the mark in the same server transaction.
+func (s *syncActor) push(ctx context.Context) error {
+	m, err := s.meta(ctx)
+	if err != nil {
+		return err
+	}
+	// Nothing new since the last successful push: no request at all.
+	probe, err := actors.Ask[messages.Pending](ctx, s.cfg.Sys, s.cfg.DB, &messages.PendingChanges{After: m.LastPushedChangeIDHint, Limit: 1})
+	if err != nil {
+		return err
+	}
+	if probe.PullGen == m.LastPushedPullGenHint && len(probe.Changes) == 0 {
+		return nil
+	}
+	return s.retry(ctx, func() error { return s.pushOnce(ctx) })
+}
+
+func (s *syncActor) pushOnce(ctx context.Context) error {
+	gen, id, found, err := s.highWater(ctx)
+	if err != nil {
+		return err
+	}
+	local, err := actors.Ask[messages.Pending](ctx, s.cfg.Sys, s.cfg.DB, &messages.PendingChanges{Limit: 1})
+	if err != nil {
+		return err
+	}
+	floor := int64(0)
+	switch {
+	case found && gen > local.PullGen:
+		return fmt.Errorf("%w: the server has pull generation %d, this replica %d; bootstrap a fresh replica", dbactor.ErrClientCloned, gen, local.PullGen)
+	case found && gen == local.PullGen:
+		floor = id
+	}
+	pending, err := actors.Ask[messages.Pending](ctx, s.cfg.Sys, s.cfg.DB, &messages.PendingChanges{After: floor})
+	if err != nil {
+		return err
+	}
+	if len(pending.Changes) == 0 {
+		return s.recordPush(ctx, pending.PullGen, floor)
+	}
+	for _, batch := range s.batches(pending.Changes) {
+		if err := s.sendBatch(ctx, pending.PullGen, batch); err != nil {
+			return err
+		}
+		if err := s.recordPush(ctx, pending.PullGen, batch[len(batch)-1].ID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *syncActor) recordPush(ctx context.Context, gen, id int64) error {
+	now := s.cfg.Clock.Now().Unix()
+	return s.updateMeta(ctx, func(m *messages.Meta) error {
+		m.LastPushedPullGenHint, m.LastPushedChangeIDHint = gen, id
+		m.LastPushUnixTime = &now
+		return nil
+	})
+}
+
+// highWater reads this client's row of turso_sync_last_change_id on the
+// server. A read may be retried freely.
+func (s *syncActor) highWater(ctx context.Context) (gen, id int64, found bool, err error) {
+	sql := highWaterSelect
+	want := true
+	resp, err := actors.Ask[*hrana.PipelineRespBody](ctx, s.cfg.Sys, s.cfg.Net, &messages.Pipeline{Retryable: true, Body: hrana.PipelineReqBody{
+		Requests: []hrana.StreamRequest{{Type: hrana.ReqBatch, Batch: &hrana.Batch{Steps: []hrana.BatchStep{{
+			Stmt: hrana.Stmt{SQL: &sql, Args: []hrana.Value{hrana.Text(s.cfg.ClientID)}, WantRows: &want},
+		}}}}},
+	}})
+	if err != nil {
+		return 0, 0, false, err
+	}
+	if len(resp.Results) != 1 {
+		return 0, 0, false, fmt.Errorf("high-water read: %d results", len(resp.Results))
+	}
+	r := resp.Results[0]
+	if r.Type != hrana.ResultOK || r.Response == nil || r.Response.BatchResult == nil {
+		return 0, 0, false, fmt.Errorf("high-water read: %v", r.Error)
+	}
+	br := r.Response.BatchResult
+	if len(br.StepErrors) > 0 && br.StepErrors[0] != nil {
+		if strings.Contains(br.StepErrors[0].Message, "no such table") {
+			return 0, 0, false, nil
+		}
+		return 0, 0, false, fmt.Errorf("high-water read: %w", br.StepErrors[0])
+	}
+	if len(br.StepResults) == 0 || br.StepResults[0] == nil || len(br.StepResults[0].Rows) == 0 {
+		return 0, 0, false, nil
+	}
+	row := br.StepResults[0].Rows[0]
+	g, ok1 := row[0].V.(int64)
+	c, ok2 := row[1].V.(int64)
+	if len(row) < 2 || !ok1 || !ok2 {
+		return 0, 0, false, fmt.Errorf("high-water read: unexpected row %v", row)
+	}
+	return g, c, true, nil
+}
+
+// batches splits changes into batches of about PushBatch changes, only at
+// transaction boundaries.
+func (s *syncActor) batches(cs []change.Change) [][]change.Change {
+	if s.cfg.PushBatch <= 0 {
+		return [][]change.Change{cs}
+	}
+	var out [][]change.Change
+	start := 0
+	for i := 1; i <= len(cs); i++ {
+		end := i == len(cs)
+		if end || (i-start >= s.cfg.PushBatch && cs[i].Txn != cs[i-1].Txn) {
+			out = append(out, cs[start:i])
+			start = i
+		}
+	}
+	return out
+}
+
+// sendBatch pushes changes as one server transaction: BEGIN IMMEDIATE,
+// the statements, the high-water upsert, COMMIT. Every step runs only if
+// the one before succeeded (or failed tolerably) and the transaction is
+// still open, so a failing statement can never let the high-water mark
+// commit without the changes.
+func (s *syncActor) sendBatch(ctx context.Context, gen int64, cs []change.Change) error {
+	var steps []hrana.BatchStep
+	tolerated := map[int]string{}
+	add := func(sql string, args []any, tol string) error {
+		vals := make([]hrana.Value, len(args))
+		for i, a := range args {
+			vals[i] = hrana.Value{V: a}
+		}
+		no := false
+		st := hrana.BatchStep{Stmt: hrana.Stmt{SQL: &sql, Args: vals, WantRows: &no}}
+		if i := len(steps); i > 0 {
+			prev := uint32(i - 1)
+			ran := hrana.BatchCond{Type: hrana.CondOK, Step: prev}
+			if _, tol := tolerated[i-1]; tol {
+				ran = hrana.BatchCond{Type: hrana.CondOr, Conds: []hrana.BatchCond{ran, {Type: hrana.CondError, Step: prev}}}
+			}
+			st.Condition = &hrana.BatchCond{Type: hrana.CondAnd, Conds: []hrana.BatchCond{
+				{Type: hrana.CondNot, Cond: &hrana.BatchCond{Type: hrana.CondIsAutocommit}}, ran}}
+		}
+		if tol != "" {
+			tolerated[len(steps)] = tol
+		}
+		steps = append(steps, st)
+		return nil
+	}
+	add("BEGIN IMMEDIATE", nil, "")
+	add(highWaterTable, nil, "")
+	for _, c := range cs {
+		if s.ignored[c.Table] {
+			continue
+		}
+		stmts, err := change.Statements(c)
+		if err != nil {
+			return fmt.Errorf("change %d: %w", c.ID, err)
+		}
+		for _, st := range stmts {
+			add(st.SQL, st.Args, st.Tolerated)
+		}
+	}
+	add(highWaterUpsert, []any{s.cfg.ClientID, gen, cs[len(cs)-1].ID}, "")
+	add("COMMIT", nil, "")
+
+	resp, err := actors.Ask[*hrana.PipelineRespBody](ctx, s.cfg.Sys, s.cfg.Net, &messages.Pipeline{Body: hrana.PipelineReqBody{
+		Requests: []hrana.StreamRequest{{Type: hrana.ReqBatch, Batch: &hrana.Batch{Steps: steps}}},
+	}})
+	if err != nil {
+		return err
+	}
+	if len(resp.Results) != 1 || resp.Results[0].Type != hrana.ResultOK || resp.Results[0].Response.BatchResult == nil {
+		return fmt.Errorf("%w: unexpected response %+v", ErrPushRejected, resp.Results)
+	}
+	br := resp.Results[0].Response.BatchResult
+	if len(br.StepResults) != len(steps) || len(br.StepErrors) != len(steps) {
+		return fmt.Errorf("%w: %d step results for %d steps", ErrPushRejected, len(br.StepResults), len(steps))
+	}
+	for i := range steps {
+		if e := br.StepErrors[i]; e != nil {
+			if tol, ok := tolerated[i]; ok && strings.Contains(e.Message, tol) {
+				continue
+			}
+			return fmt.Errorf("%w: %s: %s", ErrPushRejected, *steps[i].Stmt.SQL, e.Error())
+		}
+	}
+	if br.StepResults[len(steps)-1] == nil {
+		return fmt.Errorf("%w: the transaction did not commit", ErrPushRejected)
+	}
+	return nil
+}

@@ -1,0 +1,267 @@
+// Package syncactor runs the sync workflows — bootstrap, pull, push — one at
+// a time, by asking the actors that own the resources involved: netactor
+// (HTTP), dbactor (the database) and metaactor (<db>-info). Serializing the
+// workflows in one mailbox is what makes concurrent Pull, Push and Sync
+// calls safe; local reads and writes never wait for it.
+package syncactor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/syncdb/syncdb/actors"
+	"github.com/syncdb/syncdb/dbactor"
+	"github.com/syncdb/syncdb/internal/fsx"
+	"github.com/syncdb/syncdb/messages"
+	"github.com/syncdb/syncdb/netactor"
+	"github.com/syncdb/syncdb/wire"
+	"github.com/syncdb/syncdb/wire/syncpb"
+)
+
+// ErrPushRejected reports that the server refused a statement of a push;
+// nothing of that push was applied.
+var ErrPushRejected = errors.New("the server rejected the push")
+
+// ErrRebootstrap reports that the server can no longer serve this
+// replica's revision.
+var ErrRebootstrap = errors.New("the server no longer has this replica's revision: bootstrap a fresh replica")
+
+// Config configures the sync actor.
+type Config struct {
+	Sys            *actors.System
+	DB, Net, Meta  *actor.PID
+	FS             fsx.FS
+	Path           string // the database file
+	ClientID       string
+	SavedConfig    messages.SavedConfig // written with the first metadata
+	LongPoll       time.Duration
+	PushBatch      int   // split a push after this many changes, at transaction boundaries (0 = one batch)
+	BootstrapChunk int64 // download the bootstrap in requests of about this many bytes (0 = one request)
+	IgnoreTables   []string
+	Attempts       int // tries of a push or pull after transient failures (default 3)
+	Clock          actors.Clock
+	Logger         *slog.Logger
+}
+
+// Spawn starts the sync actor.
+func Spawn(cfg Config) (*actor.PID, error) {
+	if cfg.FS == nil {
+		cfg.FS = fsx.OS
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = actors.RealClock{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Attempts <= 0 {
+		cfg.Attempts = 3
+	}
+	s := &syncActor{cfg: cfg, ignored: map[string]bool{}}
+	for _, t := range cfg.IgnoreTables {
+		s.ignored[t] = true
+	}
+	return cfg.Sys.Spawn("sync", s.receive, nil)
+}
+
+type syncActor struct {
+	cfg     Config
+	ignored map[string]bool
+}
+
+func (s *syncActor) receive(msg any) {
+	switch m := msg.(type) {
+	case *messages.Bootstrap:
+		m.Respond(struct{}{}, s.bootstrap(m.Context()))
+	case *messages.Pull:
+		m.Respond(s.pull(m.Context()))
+	case *messages.Push:
+		m.Respond(struct{}{}, s.push(m.Context()))
+	default:
+		if f, ok := msg.(interface{ Fail(error) }); ok {
+			f.Fail(fmt.Errorf("syncactor: unexpected message %T", msg))
+		}
+	}
+}
+
+func (s *syncActor) meta(ctx context.Context) (*messages.Meta, error) {
+	return actors.Ask[*messages.Meta](ctx, s.cfg.Sys, s.cfg.Meta, &messages.GetMeta{})
+}
+
+func (s *syncActor) updateMeta(ctx context.Context, fn func(*messages.Meta) error) error {
+	_, err := actors.Ask[*messages.Meta](context.WithoutCancel(ctx), s.cfg.Sys, s.cfg.Meta, &messages.UpdateMeta{Fn: fn})
+	return err
+}
+
+// retry runs op up to Attempts times while it fails transiently, waiting
+// with exponential backoff on the actor clock.
+func (s *syncActor) retry(ctx context.Context, op func() error) error {
+	wait := 200 * time.Millisecond
+	for i := 1; ; i++ {
+		err := op()
+		if err == nil || i >= s.cfg.Attempts || !transient(err) || ctx.Err() != nil {
+			return err
+		}
+		s.cfg.Logger.Debug("retrying after a transient failure", "attempt", i, "err", err)
+		select {
+		case <-s.cfg.Clock.After(wait):
+		case <-ctx.Done():
+			return errors.Join(err, ctx.Err())
+		}
+		wait *= 2
+	}
+}
+
+// transient reports failures worth another try: the network and the
+// server's 5xx/429, not the server's refusals.
+func transient(err error) bool {
+	var he *netactor.HTTPError
+	if errors.As(err, &he) {
+		return he.Status >= 500 || he.Status == 429
+	}
+	return !errors.Is(err, ErrPushRejected) && !errors.Is(err, dbactor.ErrExternalModification) &&
+		!errors.Is(err, dbactor.ErrClientCloned) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) &&
+		!errors.Is(err, netactor.ErrNoURL) && isNetworkish(err)
+}
+
+// isNetworkish: a truncated stream, a reset connection and similar.
+func isNetworkish(err error) bool {
+	var ne interface{ Timeout() bool }
+	return errors.As(err, &ne) || errors.Is(err, errTruncated) || errors.Is(err, os.ErrDeadlineExceeded) ||
+		containsAny(err.Error(), "connection reset", "connection refused", "EOF", "broken pipe")
+}
+
+var errTruncated = errors.New("truncated response")
+
+func containsAny(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// bootstrap downloads the database into <db>-bootstrap, records the
+// metadata, then moves the file into place. A crash before the metadata
+// leaves no metadata (the next Open starts over); a crash after it leaves
+// the file to be moved (see dbactor's open).
+func (s *syncActor) bootstrap(ctx context.Context) error {
+	tmp := s.cfg.Path + "-bootstrap"
+	var f fsx.File
+	var hdr *syncpb.PullUpdatesRespProtoBody
+	err := s.retry(ctx, func() error {
+		if f != nil {
+			f.Close()
+		}
+		var err error
+		f, err = s.cfg.FS.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err != nil {
+			return err
+		}
+		hdr = nil
+		chunk := uint32(0)
+		if s.cfg.BootstrapChunk > 0 {
+			chunk = uint32(max(1, s.cfg.BootstrapChunk/wire.PageSize))
+		}
+		for start := uint32(0); ; start += chunk {
+			req := &syncpb.PullUpdatesReqProtoBody{}
+			if chunk > 0 {
+				sel, err := wire.EncodeSelector(wire.SelectorRange(start, start+chunk))
+				if err != nil {
+					return err
+				}
+				req.ServerPagesSelector = sel
+			}
+			if hdr != nil {
+				req.ServerRevision = hdr.ServerRevision
+			}
+			info, err := actors.Ask[messages.PullInfo](ctx, s.cfg.Sys, s.cfg.Net, &messages.PullUpdates{
+				Req: req,
+				OnHeader: func(h *syncpb.PullUpdatesRespProtoBody) error {
+					if hdr == nil {
+						hdr = h
+					}
+					return nil
+				},
+				OnPage: func(pgno uint32, data []byte) error {
+					if uint64(pgno) > hdr.DbSize {
+						return fmt.Errorf("server sent page %d of a %d-page database", pgno, hdr.DbSize)
+					}
+					_, err := f.WriteAt(data, int64(pgno-1)*wire.PageSize)
+					return err
+				},
+			})
+			if err != nil {
+				return err
+			}
+			_ = info
+			if chunk == 0 || uint64(start+chunk) >= hdr.DbSize {
+				return nil
+			}
+		}
+	})
+	if err != nil {
+		if f != nil {
+			f.Close()
+		}
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	size := hdr.DbSize
+	if err := f.Truncate(int64(size) * wire.PageSize); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	var stamp *messages.FileStamp
+	if size > 0 {
+		st, err := s.cfg.FS.Stat(tmp)
+		if err != nil {
+			return err
+		}
+		stamp = &messages.FileStamp{Size: st.Size(), MtimeNS: st.ModTime().UnixNano()}
+	}
+	now := s.cfg.Clock.Now().Unix()
+	if err := s.updateMeta(ctx, func(m *messages.Meta) error {
+		m.ClientUniqueID = s.cfg.ClientID
+		m.SyncedRevision = &messages.Revision{Type: "v1", Revision: hdr.ServerRevision}
+		m.LastPullUnixTime = &now
+		sc := s.cfg.SavedConfig
+		m.SavedConfiguration = &sc
+		m.SyncDB.Base = messages.Base{DBSize: uint32(size)}
+		m.SyncDB.DBFile = stamp
+		return nil
+	}); err != nil {
+		return err
+	}
+	return FinishBootstrap(s.cfg.FS, s.cfg.Path)
+}
+
+// FinishBootstrap moves a downloaded database into place if the metadata
+// was written but the move was not (a crash in between).
+func FinishBootstrap(fs fsx.FS, path string) error {
+	tmp := path + "-bootstrap"
+	if _, err := fs.Stat(tmp); err != nil {
+		return nil
+	}
+	if _, err := fs.Stat(path); err == nil {
+		return fmt.Errorf("both %s and %s exist", path, tmp)
+	}
+	if err := fs.Rename(tmp, path); err != nil {
+		return err
+	}
+	return fs.SyncDir(dirOf(path))
+}

@@ -1,0 +1,452 @@
+// Package syncdb is an embedded SQLite database that syncs both ways with a
+// remote server speaking the Turso sync protocol (syncdb serve, or Turso).
+//
+// Open a local database file, read and write it at local speed — offline
+// too — and exchange changes with the server when you choose:
+//
+//	db, err := syncdb.Open(ctx, syncdb.Config{Path: "app.db", URL: "http://127.0.0.1:8080"})
+//	if err != nil { ... }
+//	defer db.Close()
+//	db.Exec(ctx, "CREATE TABLE IF NOT EXISTS notes(id INTEGER PRIMARY KEY, body TEXT)")
+//	db.Exec(ctx, "INSERT INTO notes(body) VALUES(?)", "hello")
+//	err = db.Push(ctx)            // send local changes
+//	changed, err := db.Pull(ctx)  // apply the server's changes, keeping local ones on top
+//
+// # How it works
+//
+// The first Open downloads the whole database (bootstrap). Every local
+// write is captured, in the same transaction, into a change log inside the
+// database. Push replays the log on the server as one SQL transaction
+// together with a per-client high-water mark, so a change is applied
+// exactly once even if a push is retried or the response lost. Pull is
+// physical: the server sends the pages changed since the client's
+// revision; the client peels its local changes off, writes the pages, and
+// replays the still-unpushed changes on top. Conflicts resolve as last
+// writer wins: whole rows for inserts, columns for updates.
+//
+// # Files
+//
+// A database at app.db owns app.db, app.db-wal, app.db-shm (SQLite's),
+// app.db-info (sync state, JSON), app.db-revert (page images that keep the
+// last synced state reconstructible) and, briefly, app.db-changes and
+// app.db-syncdb-replay. Do not open them with other programs while syncdb
+// may use them: a checkpoint by another program would destroy the synced
+// state. syncdb detects such modification and refuses to pull
+// (ErrExternalModification) rather than corrupt the database.
+//
+// # Rules for SQL
+//
+//   - Synced tables need a declared PRIMARY KEY (ErrNoPrimaryKey); tables
+//     listed in Config.IgnoreTables may lack one and stay local.
+//   - Use DB.Tx for transactions; BEGIN/COMMIT, VACUUM, ATTACH and pragmas
+//     that change the journal or page size are refused
+//     (ErrUnsupportedStatement).
+//   - DB.Query and DB.QueryRow read through a pool of read-only
+//     connections and never wait for writes or syncs; statements that write
+//     (INSERT ... RETURNING) belong in Exec or Tx.
+//   - Triggers run wherever a change is applied; only the statements'
+//     direct changes are captured.
+package syncdb
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	_ "modernc.org/sqlite" // the database/sql driver
+
+	"github.com/syncdb/syncdb/actors"
+	"github.com/syncdb/syncdb/dbactor"
+	"github.com/syncdb/syncdb/internal/fsx"
+	"github.com/syncdb/syncdb/messages"
+	"github.com/syncdb/syncdb/metaactor"
+	"github.com/syncdb/syncdb/netactor"
+	"github.com/syncdb/syncdb/syncactor"
+)
+
+// Errors, for errors.Is.
+var (
+	// ErrExternalModification: the files were changed outside syncdb; the
+	// error text says how to recover.
+	ErrExternalModification = dbactor.ErrExternalModification
+	// ErrNoPrimaryKey: a write to a synced table without a primary key.
+	ErrNoPrimaryKey = dbactor.ErrNoPrimaryKey
+	// ErrUnsupportedStatement: a statement syncdb does not run for you.
+	ErrUnsupportedStatement = dbactor.ErrUnsupportedStatement
+	// ErrPushRejected: the server refused a change of a push (for example a
+	// constraint violation); nothing of that push was applied.
+	ErrPushRejected = syncactor.ErrPushRejected
+	// ErrRebootstrap: the server no longer keeps this replica's revision.
+	ErrRebootstrap = syncactor.ErrRebootstrap
+	// ErrNoURL: Pull or Push on a database opened without a URL.
+	ErrNoURL = netactor.ErrNoURL
+	// ErrClosed: the database was closed.
+	ErrClosed = errors.New("syncdb: database is closed")
+)
+
+// Config configures Open. Path is required; everything else has defaults.
+type Config struct {
+	Path            string        // local database file
+	URL             string        // remote base URL; "" = the URL a previous Open saved, else local only (deferred)
+	AuthToken       string        // sent as Authorization: Bearer
+	ClientName      string        // client id = ClientName + "-" + uuid v4, generated once and persisted; default "syncdb-go"
+	LongPollTimeout time.Duration // 0 = no long poll
+	Partial         *PartialSync  // nil = full bootstrap
+	// RemoteEncryptionKey and RemoteEncryptionCipher are sent as
+	// x-turso-encryption-* headers.
+	RemoteEncryptionKey, RemoteEncryptionCipher string
+	ReadConns                                   int // read-only connection pool size (0 = max(4, GOMAXPROCS))
+
+	// AuthTokenFunc, if set, is called for every request instead of using
+	// AuthToken (for tokens that expire).
+	AuthTokenFunc func() (string, error)
+	HTTPClient    *http.Client // default: sensible timeouts, none overall
+	Logger        *slog.Logger // default: discard
+	// PushBatchChanges splits a push into several server transactions of
+	// about this many changes, at local transaction boundaries (0 = one).
+	PushBatchChanges int
+	// BootstrapChunkBytes downloads the bootstrap in requests of about this
+	// many bytes (0 = one request).
+	BootstrapChunkBytes int64
+	// IgnoreTables are kept local: captured so that they survive pulls, but
+	// never pushed. They may lack a primary key.
+	IgnoreTables []string
+	// AutoCheckpointFrames checkpoints after a write when the WAL holds more
+	// frames than this (0 = 4096, about 16 MiB; negative = never).
+	AutoCheckpointFrames int
+	// ZstdPages asks the server for zstd-compressed pages (syncdb serve
+	// supports it; Turso's servers may not).
+	ZstdPages bool
+
+	// For tests and the simulator.
+	FS      fsx.FS
+	Clock   actors.Clock
+	IDs     actors.IDSource
+	OnPanic func(error)
+}
+
+// PartialSync configures a partial replica (not implemented yet).
+type PartialSync struct {
+	PrefixBytes int64
+	Query       string
+	SegmentSize int
+	Prefetch    bool
+}
+
+// Stats describes a replica.
+type Stats struct {
+	CDCOperations, MainWALSize, RevertWALSize int64
+	LastPullUnixTime, LastPushUnixTime        int64
+	Revision                                  string
+	NetworkSentBytes, NetworkReceivedBytes    int64
+}
+
+// DB is an open synced database. Its methods are safe for concurrent use.
+type DB struct {
+	cfg     Config
+	sys     *actors.System
+	db, net *actor.PID
+	meta    *actor.PID
+	sync    *actor.PID
+	readers *sql.DB
+	gate    gate
+
+	mu     sync.Mutex
+	closed bool
+	panics []error
+}
+
+// gate holds new reads while a pull's transactions commit, so that no
+// reader sees the server's state without the local changes on top.
+type gate struct{ mu sync.RWMutex }
+
+func (g *gate) Close() { g.mu.Lock() }
+func (g *gate) Open()  { g.mu.Unlock() }
+
+// Open opens (bootstrapping if needed) the database at cfg.Path.
+func Open(ctx context.Context, cfg Config) (*DB, error) {
+	if cfg.Path == "" {
+		return nil, errors.New("syncdb: Config.Path is required")
+	}
+	if cfg.Partial != nil {
+		return nil, errors.New("syncdb: partial sync is not implemented yet")
+	}
+	if cfg.ClientName == "" {
+		cfg.ClientName = "syncdb-go"
+	}
+	if cfg.FS == nil {
+		cfg.FS = fsx.OS
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = actors.RealClock{}
+	}
+	if cfg.IDs == nil {
+		cfg.IDs = actors.RandomIDs
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ReadConns <= 0 {
+		cfg.ReadConns = max(4, runtime.GOMAXPROCS(0))
+	}
+	d := &DB{cfg: cfg}
+	d.sys = actors.NewSystem(actors.Options{Name: cfg.Path, Logger: cfg.Logger, OnPanic: func(p *actors.PanicError) {
+		d.mu.Lock()
+		d.panics = append(d.panics, p)
+		d.mu.Unlock()
+		if cfg.OnPanic != nil {
+			cfg.OnPanic(p)
+		}
+	}})
+	if err := d.open(ctx); err != nil {
+		d.sys.Stop()
+		if d.readers != nil {
+			d.readers.Close()
+		}
+		return nil, fmt.Errorf("syncdb: open %s: %w", cfg.Path, err)
+	}
+	return d, nil
+}
+
+func (d *DB) open(ctx context.Context) error {
+	cfg := d.cfg
+	var err error
+	if d.meta, err = metaactor.Spawn(d.sys, cfg.FS, cfg.Path+"-info"); err != nil {
+		return err
+	}
+	m, err := actors.Ask[*messages.Meta](ctx, d.sys, d.meta, &messages.GetMeta{})
+	if err != nil {
+		return err
+	}
+	url := cfg.URL
+	if url == "" && m != nil && m.SavedConfiguration != nil && m.SavedConfiguration.RemoteURL != nil {
+		url = *m.SavedConfiguration.RemoteURL
+	}
+	token := cfg.AuthTokenFunc
+	if token == nil && cfg.AuthToken != "" {
+		t := cfg.AuthToken
+		token = func() (string, error) { return t, nil }
+	}
+	if d.net, err = netactor.Spawn(d.sys, netactor.Config{
+		URL: url, AuthToken: token, EncryptionKey: cfg.RemoteEncryptionKey, EncryptionCipher: cfg.RemoteEncryptionCipher,
+		HTTPClient: cfg.HTTPClient, Clock: cfg.Clock, ZstdPages: cfg.ZstdPages, Logger: cfg.Logger,
+	}); err != nil {
+		return err
+	}
+	clientID := ""
+	if m != nil {
+		clientID = m.ClientUniqueID
+	} else {
+		clientID = cfg.ClientName + "-" + cfg.IDs()
+	}
+	d.readers, err = sql.Open("sqlite", "file:"+cfg.Path+"?_pragma=query_only(1)&_pragma=busy_timeout(10000)")
+	if err != nil {
+		return err
+	}
+	d.readers.SetMaxOpenConns(cfg.ReadConns)
+	d.readers.SetMaxIdleConns(cfg.ReadConns)
+	if d.db, err = dbactor.Spawn(dbactor.Config{
+		Path: cfg.Path, FS: cfg.FS, ClientID: clientID, Sys: d.sys, Meta: d.meta, Gate: &d.gate,
+		IgnoreTables: cfg.IgnoreTables, AutoCheckpointFrames: cfg.AutoCheckpointFrames, Clock: cfg.Clock, Logger: cfg.Logger,
+	}); err != nil {
+		return err
+	}
+	var saved messages.SavedConfig
+	if url != "" {
+		saved.RemoteURL = &url
+	}
+	if d.sync, err = syncactor.Spawn(syncactor.Config{
+		Sys: d.sys, DB: d.db, Net: d.net, Meta: d.meta, FS: cfg.FS, Path: cfg.Path, ClientID: clientID,
+		SavedConfig: saved, LongPoll: cfg.LongPollTimeout, PushBatch: cfg.PushBatchChanges,
+		BootstrapChunk: cfg.BootstrapChunkBytes, IgnoreTables: cfg.IgnoreTables, Clock: cfg.Clock, Logger: cfg.Logger,
+	}); err != nil {
+		return err
+	}
+
+	switch {
+	case m == nil:
+		if _, err := cfg.FS.Stat(cfg.Path); err == nil {
+			return fmt.Errorf("%s exists but has no %s-info: it is not a syncdb database "+
+				"(syncdb will not adopt it, because its existing rows would never be pushed)", cfg.Path, cfg.Path)
+		}
+		if url == "" {
+			// Deferred: a local database whose first pull brings the server's
+			// state and keeps the local rows.
+			if _, err := actors.Ask[*messages.Meta](ctx, d.sys, d.meta, &messages.UpdateMeta{Fn: func(m *messages.Meta) error {
+				m.ClientUniqueID = clientID
+				m.SavedConfiguration = &messages.SavedConfig{}
+				return nil
+			}}); err != nil {
+				return err
+			}
+		} else if _, err := actors.Ask[struct{}](ctx, d.sys, d.sync, &messages.Bootstrap{}); err != nil {
+			return err
+		}
+	default:
+		if err := syncactor.FinishBootstrap(cfg.FS, cfg.Path); err != nil {
+			return err
+		}
+		if url != "" && (m.SavedConfiguration == nil || m.SavedConfiguration.RemoteURL == nil || *m.SavedConfiguration.RemoteURL != url) {
+			if _, err := actors.Ask[*messages.Meta](ctx, d.sys, d.meta, &messages.UpdateMeta{Fn: func(m *messages.Meta) error {
+				if m.SavedConfiguration == nil {
+					m.SavedConfiguration = &messages.SavedConfig{}
+				}
+				m.SavedConfiguration.RemoteURL = &url
+				return nil
+			}}); err != nil {
+				return err
+			}
+		}
+	}
+	_, err = actors.Ask[struct{}](ctx, d.sys, d.db, &messages.OpenDB{})
+	return err
+}
+
+func (d *DB) check() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+// Exec runs one or more statements as one local write transaction. Its
+// changes are captured for the next Push.
+func (d *DB) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if err := d.check(); err != nil {
+		return nil, err
+	}
+	return actors.Ask[sql.Result](ctx, d.sys, d.db, &messages.Exec{SQL: query, Args: args})
+}
+
+// Query runs a read-only query on the read pool. It never waits for
+// writes or syncs (only, very briefly, for a pull's final commit).
+func (d *DB) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if err := d.check(); err != nil {
+		return nil, err
+	}
+	d.gate.mu.RLock()
+	defer d.gate.mu.RUnlock()
+	return d.readers.QueryContext(ctx, query, args...)
+}
+
+// QueryRow is Query for at most one row.
+func (d *DB) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	d.gate.mu.RLock()
+	defer d.gate.mu.RUnlock()
+	return d.readers.QueryRowContext(ctx, query, args...)
+}
+
+// Tx is a local write transaction, valid only inside the function given to
+// DB.Tx. Do not call the DB's own methods from inside it.
+type Tx struct{ w messages.WriteConn }
+
+func (t *Tx) Exec(query string, args ...any) (sql.Result, error) { return t.w.Exec(query, args...) }
+func (t *Tx) Query(query string, args ...any) (*sql.Rows, error) { return t.w.Query(query, args...) }
+func (t *Tx) QueryRow(query string, args ...any) *sql.Row        { return t.w.QueryRow(query, args...) }
+
+// Tx runs fn in one local write transaction, committing if fn returns nil
+// and rolling back otherwise. Reads inside see the transaction's writes.
+func (d *DB) Tx(ctx context.Context, fn func(tx *Tx) error) error {
+	if err := d.check(); err != nil {
+		return err
+	}
+	_, err := actors.Ask[struct{}](ctx, d.sys, d.db, &messages.Tx{Fn: func(w messages.WriteConn) error { return fn(&Tx{w}) }})
+	return err
+}
+
+// Pull applies the server's changes since the last pull, rebasing the
+// local unpushed changes on top. It reports whether anything changed.
+func (d *DB) Pull(ctx context.Context) (bool, error) {
+	if err := d.check(); err != nil {
+		return false, err
+	}
+	return actors.Ask[bool](ctx, d.sys, d.sync, &messages.Pull{})
+}
+
+// Push sends the local changes the server does not have yet.
+func (d *DB) Push(ctx context.Context) error {
+	if err := d.check(); err != nil {
+		return err
+	}
+	_, err := actors.Ask[struct{}](ctx, d.sys, d.sync, &messages.Push{})
+	return err
+}
+
+// Sync pushes, then pulls.
+func (d *DB) Sync(ctx context.Context) error {
+	if err := d.Push(ctx); err != nil {
+		return err
+	}
+	_, err := d.Pull(ctx)
+	return err
+}
+
+// Checkpoint moves the WAL into the database file (keeping what a pull
+// needs). It also happens automatically when the WAL grows large.
+func (d *DB) Checkpoint(ctx context.Context) error {
+	if err := d.check(); err != nil {
+		return err
+	}
+	_, err := actors.Ask[struct{}](ctx, d.sys, d.db, &messages.Checkpoint{})
+	return err
+}
+
+// Stats reports the replica's state.
+func (d *DB) Stats(ctx context.Context) (Stats, error) {
+	if err := d.check(); err != nil {
+		return Stats{}, err
+	}
+	var s Stats
+	ls, err := actors.Ask[messages.LocalStats](ctx, d.sys, d.db, &messages.DBStats{})
+	if err != nil {
+		return s, err
+	}
+	m, err := actors.Ask[*messages.Meta](ctx, d.sys, d.meta, &messages.GetMeta{})
+	if err != nil {
+		return s, err
+	}
+	nc, err := actors.Ask[messages.NetCounters](ctx, d.sys, d.net, &messages.NetStats{})
+	if err != nil {
+		return s, err
+	}
+	s.CDCOperations, s.MainWALSize, s.RevertWALSize = ls.CDCOperations, ls.MainWALSize, ls.RevertWALSize
+	if m.SyncedRevision != nil {
+		s.Revision = m.SyncedRevision.Revision
+	}
+	if m.LastPullUnixTime != nil {
+		s.LastPullUnixTime = *m.LastPullUnixTime
+	}
+	if m.LastPushUnixTime != nil {
+		s.LastPushUnixTime = *m.LastPushUnixTime
+	}
+	s.NetworkSentBytes, s.NetworkReceivedBytes = nc.SentBytes, nc.ReceivedBytes
+	return s, nil
+}
+
+// Close closes the database: the readers first, then every actor (the
+// writer connection last). It returns the first actor panic, if any
+// happened while the database was open.
+func (d *DB) Close() error {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return nil
+	}
+	d.closed = true
+	d.mu.Unlock()
+	err := d.readers.Close()
+	d.sys.Stop()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return errors.Join(append([]error{err}, d.panics...)...)
+}
+
