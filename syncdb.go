@@ -449,4 +449,3 @@ func (d *DB) Close() error {
 	defer d.mu.Unlock()
 	return errors.Join(append([]error{err}, d.panics...)...)
 }
-
