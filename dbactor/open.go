@@ -219,13 +219,15 @@ func (a *dbActor) recover(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := a.loadBase(); err != nil {
-		return err
-	}
+	// An interrupted checkpoint may have restarted the WAL that the
+	// recorded base points into: finish it before reading the base.
 	if a.meta.SyncDB.Checkpointing {
 		if err := a.recoverCheckpoint(ctx); err != nil {
 			return err
 		}
+	}
+	if err := a.loadBase(); err != nil {
+		return err
 	}
 	if cc := a.meta.SyncDB.CleanClose; cc != nil {
 		end, err := a.walEnd()

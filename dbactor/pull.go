@@ -379,12 +379,14 @@ func (a *dbActor) replay(ctx context.Context, revision string) error {
 		a.cap.nextID = 1
 		var conflicts []conflict
 		for _, e := range entries {
-			if e.ID <= floor {
-				continue
-			}
 			c, err := change.Decode(e.Record)
 			if err != nil {
 				return fmt.Errorf("journal change %d: %w", e.ID, err)
+			}
+			// Changes at or below the floor are in the pulled pages, except
+			// those of local-only tables, which the server never gets.
+			if e.ID <= floor && !a.ignored[c.Table] {
+				continue
 			}
 			c.ID, c.Txn = e.ID, e.Txn
 			if err := a.replayOne(ctx, c); err != nil {

@@ -1,0 +1,393 @@
+package syncdb_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/syncdb/syncdb"
+)
+
+// Checkpoints (explicit and automatic) keep the synced base: pulls after
+// them still apply correctly, with local changes rebased.
+func TestCheckpointKeepsBase(t *testing.T) {
+	url := newServer(t)
+	dir := t.TempDir()
+	ctx := context.Background()
+	a := open(t, syncdb.Config{Path: filepath.Join(dir, "a.db"), URL: url})
+	b := open(t, syncdb.Config{Path: filepath.Join(dir, "b.db"), URL: url, AutoCheckpointFrames: 50})
+	mustExec(t, a, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+	if err := a.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Pull(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for round := 0; round < 5; round++ {
+		mustExec(t, a, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 300) INSERT OR REPLACE INTO t SELECT ?*1000+i, hex(randomblob(60)) FROM n", round)
+		if err := a.Push(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// B writes enough locally to trigger automatic checkpoints, and
+		// checkpoints explicitly too, before pulling.
+		mustExec(t, b, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 400) INSERT OR REPLACE INTO t SELECT 100000+?*1000+i, hex(randomblob(60)) FROM n", round)
+		if round%2 == 0 {
+			if err := b.Checkpoint(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// A row B has from an earlier pull, changed locally before this one.
+		mustExec(t, b, "UPDATE t SET v = 'b' WHERE id = ?", max(0, round-1)*1000+1)
+		if _, err := b.Pull(ctx); err != nil {
+			t.Fatal(err)
+		}
+		integrity(t, b)
+	}
+	st, err := b.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Pull(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ra, rb := rows(t, a, "SELECT * FROM t ORDER BY id"), rows(t, b, "SELECT * FROM t ORDER BY id"); ra != rb || !strings.Contains(rb, "|b") {
+		t.Fatalf("replicas differ after checkpoints (a %d bytes, b %d bytes)", len(ra), len(rb))
+	}
+	t.Logf("stats: %+v", st)
+}
+
+func integrity(t *testing.T, db *syncdb.DB) {
+	t.Helper()
+	var ok string
+	if err := db.QueryRow(context.Background(), "PRAGMA integrity_check").Scan(&ok); err != nil || ok != "ok" {
+		t.Fatalf("integrity_check: %q %v", ok, err)
+	}
+}
+
+// Deferred mode: a database opened without a URL works locally; the first
+// pull once a URL is set keeps the local rows, and pushing delivers them.
+func TestDeferred(t *testing.T) {
+	url := newServer(t)
+	dir := t.TempDir()
+	ctx := context.Background()
+	a := open(t, syncdb.Config{Path: filepath.Join(dir, "a.db"), URL: url})
+	mustExec(t, a, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+	mustExec(t, a, "INSERT INTO t VALUES(1, 'remote')")
+	if err := a.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	path := filepath.Join(dir, "d.db")
+	d, err := syncdb.Open(ctx, syncdb.Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, d, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+	mustExec(t, d, "INSERT INTO t VALUES(2, 'local')")
+	if err := d.Push(ctx); !errors.Is(err, syncdb.ErrNoURL) {
+		t.Fatalf("push without URL: %v", err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d = open(t, syncdb.Config{Path: path, URL: url})
+	if _, err := d.Pull(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := rows(t, d, "SELECT * FROM t ORDER BY id"); got != "1|remote\n2|local" {
+		t.Fatalf("after the first pull: %q", got)
+	}
+	if err := d.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Pull(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := rows(t, a, "SELECT * FROM t ORDER BY id"); got != "1|remote\n2|local" {
+		t.Fatalf("a: %q", got)
+	}
+	integrity(t, d)
+}
+
+// Reopen without network, push later; the URL is remembered.
+func TestReopenThenPush(t *testing.T) {
+	url := newServer(t)
+	dir := t.TempDir()
+	ctx := context.Background()
+	path := filepath.Join(dir, "a.db")
+	a, err := syncdb.Open(ctx, syncdb.Config{Path: path, URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, a, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+	mustExec(t, a, "INSERT INTO t VALUES(1, 'before close')")
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	a = open(t, syncdb.Config{Path: path}) // no URL: the saved one is used
+	mustExec(t, a, "INSERT INTO t VALUES(2, 'after reopen')")
+	if err := a.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b := open(t, syncdb.Config{Path: filepath.Join(dir, "b.db"), URL: url})
+	if got := rows(t, b, "SELECT * FROM t ORDER BY id"); got != "1|before close\n2|after reopen" {
+		t.Fatalf("b: %q", got)
+	}
+}
+
+// Another program writing to or checkpointing the files is detected and
+// refused, with a recovery hint, instead of corrupting the database.
+func TestExternalModification(t *testing.T) {
+	url := newServer(t)
+	dir := t.TempDir()
+	ctx := context.Background()
+	for _, how := range []string{"checkpoint", "write"} {
+		t.Run(how, func(t *testing.T) {
+			path := filepath.Join(dir, how+".db")
+			a, err := syncdb.Open(ctx, syncdb.Config{Path: path, URL: url})
+			if err != nil {
+				t.Fatal(err)
+			}
+			mustExec(t, a, "CREATE TABLE IF NOT EXISTS t_"+how+"(id INTEGER PRIMARY KEY, v TEXT)")
+			mustExec(t, a, "INSERT INTO t_"+how+" VALUES(1, 'x')")
+			if err := a.Close(); err != nil {
+				t.Fatal(err)
+			}
+			other, err := sql.Open("sqlite", path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if how == "checkpoint" {
+				_, err = other.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
+			} else {
+				_, err = other.Exec("INSERT INTO t_" + how + " VALUES(2, 'foreign')")
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			other.Close()
+			_, err = syncdb.Open(ctx, syncdb.Config{Path: path, URL: url})
+			if !errors.Is(err, syncdb.ErrExternalModification) || !strings.Contains(err.Error(), "bootstrap a fresh replica") {
+				t.Fatalf("open after a foreign %s: %v", how, err)
+			}
+		})
+	}
+}
+
+// A push whose response is lost after the server committed is not applied
+// twice: the retry reads the high-water mark first.
+func TestPushExactlyOnceWhenResponseLost(t *testing.T) {
+	url := newServer(t)
+	dir := t.TempDir()
+	ctx := context.Background()
+	var drop atomic.Int32
+	client := &http.Client{Transport: dropResponses{next: http.DefaultTransport, drop: &drop}}
+	a := open(t, syncdb.Config{Path: filepath.Join(dir, "a.db"), URL: url, HTTPClient: client})
+	mustExec(t, a, "CREATE TABLE t(id INTEGER PRIMARY KEY, n INTEGER)")
+	mustExec(t, a, "INSERT INTO t VALUES(1, 0)")
+	if err := a.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Count, on the server, how often an update of row 1 is applied.
+	b := open(t, syncdb.Config{Path: filepath.Join(dir, "b.db"), URL: url})
+	mustExec(t, b, "CREATE TABLE audit(id INTEGER PRIMARY KEY, at INTEGER)")
+	mustExec(t, b, "CREATE TRIGGER count_updates AFTER UPDATE ON t BEGIN INSERT INTO audit(at) VALUES (NEW.n); END")
+	if err := b.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Pull(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, a, "UPDATE t SET n = 1 WHERE id = 1")
+	drop.Store(1) // the next push's response is lost after the server ran it
+	// The push retries by itself, re-reading the high-water mark first.
+	if err := a.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if drop.Load() != 0 {
+		t.Fatal("no response was dropped: the test tested nothing")
+	}
+	if _, err := b.Pull(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := rows(t, b, "SELECT count(*) FROM audit"); got != "1" {
+		t.Fatalf("the update was applied %s times on the server", got)
+	}
+}
+
+// dropResponses loses the response of the next pipeline request after the
+// server handled it.
+type dropResponses struct {
+	next http.RoundTripper
+	drop *atomic.Int32
+}
+
+func (d dropResponses) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := d.next.RoundTrip(r)
+	if err == nil && strings.HasSuffix(r.URL.Path, "/v2/pipeline") && strings.Contains(r.Header.Get("Content-Type"), "json") {
+		if r.ContentLength != 0 && d.drop.Load() > 0 && bodyIsPush(r) {
+			d.drop.Add(-1)
+			resp.Body.Close()
+			return nil, errors.New("connection reset (simulated)")
+		}
+	}
+	return resp, err
+}
+
+func bodyIsPush(r *http.Request) bool { return r.ContentLength > 400 }
+
+// Tables without a primary key are refused unless kept local.
+func TestNoPrimaryKey(t *testing.T) {
+	url := newServer(t)
+	dir := t.TempDir()
+	ctx := context.Background()
+	a := open(t, syncdb.Config{Path: filepath.Join(dir, "a.db"), URL: url, IgnoreTables: []string{"scratch"}})
+	mustExec(t, a, "CREATE TABLE nopk(a, b)")
+	if _, err := a.Exec(ctx, "INSERT INTO nopk VALUES(1, 2)"); !errors.Is(err, syncdb.ErrNoPrimaryKey) {
+		t.Fatalf("insert into a table without a key: %v", err)
+	}
+	if got := rows(t, a, "SELECT count(*) FROM nopk"); got != "0" {
+		t.Fatalf("the refused write committed: %s rows", got)
+	}
+	mustExec(t, a, "CREATE TABLE scratch(a, b)")
+	mustExec(t, a, "INSERT INTO scratch VALUES(1, 2)")
+	if err := a.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Pull(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Local tables survive pulls.
+	if got := rows(t, a, "SELECT * FROM scratch"); got != "1|2" {
+		t.Fatalf("scratch after pull: %q", got)
+	}
+}
+
+func TestRefusedStatements(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	a := open(t, syncdb.Config{Path: filepath.Join(dir, "a.db")})
+	for _, q := range []string{"BEGIN", "COMMIT", "PRAGMA journal_mode=DELETE", "PRAGMA wal_checkpoint(FULL)", "VACUUM", "ROLLBACK"} {
+		if _, err := a.Exec(ctx, q); !errors.Is(err, syncdb.ErrUnsupportedStatement) {
+			t.Errorf("%s: %v", q, err)
+		}
+	}
+	if _, err := a.Exec(ctx, "PRAGMA journal_mode"); err != nil {
+		t.Errorf("reading a pragma: %v", err)
+	}
+}
+
+// Schema changes travel both ways.
+func TestSchemaChanges(t *testing.T) {
+	url := newServer(t)
+	dir := t.TempDir()
+	ctx := context.Background()
+	a := open(t, syncdb.Config{Path: filepath.Join(dir, "a.db"), URL: url})
+	b := open(t, syncdb.Config{Path: filepath.Join(dir, "b.db"), URL: url})
+	mustExec(t, a, `CREATE TABLE "my table"(id INTEGER PRIMARY KEY, v TEXT)`)
+	mustExec(t, a, `INSERT INTO "my table" VALUES(1, 'x')`)
+	mustExec(t, a, `ALTER TABLE "my table" ADD COLUMN extra INTEGER DEFAULT 7`)
+	mustExec(t, a, `CREATE INDEX "my index" ON "my table"(v)`)
+	mustExec(t, a, `CREATE TABLE gone(id INTEGER PRIMARY KEY)`)
+	mustExec(t, a, `DROP TABLE gone`)
+	if err := a.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Pull(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := rows(t, b, `SELECT type, name FROM sqlite_schema WHERE name NOT LIKE 'sqlite%' AND name NOT LIKE '\_syncdb%' ESCAPE '\' AND name != 'turso_sync_last_change_id' ORDER BY name`); got != "index|my index\ntable|my table" {
+		t.Fatalf("schema on b: %q", got)
+	}
+	mustExec(t, b, `UPDATE "my table" SET extra = 8 WHERE id = 1`)
+	mustExec(t, b, `ALTER TABLE "my table" ADD COLUMN more TEXT`)
+	if err := b.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Pull(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := rows(t, a, `SELECT * FROM "my table"`); got != "1|x|8|<nil>" {
+		t.Fatalf("a: %q", got)
+	}
+	integrity(t, a)
+}
+
+// The last push wins on the same row.
+func TestLastPushWins(t *testing.T) {
+	url := newServer(t)
+	dir := t.TempDir()
+	ctx := context.Background()
+	a := open(t, syncdb.Config{Path: filepath.Join(dir, "a.db"), URL: url})
+	mustExec(t, a, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, w TEXT)")
+	mustExec(t, a, "INSERT INTO t VALUES(1, 'orig', 'orig')")
+	if err := a.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b := open(t, syncdb.Config{Path: filepath.Join(dir, "b.db"), URL: url})
+	mustExec(t, a, "UPDATE t SET v = 'a' WHERE id = 1")
+	mustExec(t, b, "UPDATE t SET v = 'b', w = 'b' WHERE id = 1")
+	if err := a.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, db := range []*syncdb.DB{a, b} {
+		if _, err := db.Pull(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := rows(t, db, "SELECT v, w FROM t"); got != "b|b" {
+			t.Fatalf("got %q", got)
+		}
+	}
+	// An update of a row deleted remotely meanwhile brings it back.
+	mustExec(t, a, "DELETE FROM t WHERE id = 1")
+	mustExec(t, b, "UPDATE t SET w = 'kept' WHERE id = 1")
+	if err := a.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, db := range []*syncdb.DB{a, b} {
+		if _, err := db.Pull(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := rows(t, db, "SELECT v, w FROM t"); got != "b|kept" {
+			t.Fatalf("after delete vs update: %q", got)
+		}
+	}
+}
+
+// Cancellation is honoured: a request whose context ends returns promptly.
+func TestContextCancellation(t *testing.T) {
+	url := newServer(t)
+	dir := t.TempDir()
+	a := open(t, syncdb.Config{Path: filepath.Join(dir, "a.db"), URL: url, LongPollTimeout: 30 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := a.Pull(ctx) // a long poll with nothing to wait for
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 3*time.Second {
+		t.Fatalf("pull: %v after %v", err, time.Since(start))
+	}
+	cctx, ccancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer ccancel()
+	_, err = a.Exec(cctx, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n) SELECT count(*) FROM n")
+	if err == nil {
+		t.Fatal("an endless statement was not interrupted")
+	}
+	mustExec(t, a, "CREATE TABLE ok(id INTEGER PRIMARY KEY)")
+	_ = os.Remove
+}
