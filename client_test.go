@@ -5,12 +5,13 @@ import (
 	"database/sql"
 	"errors"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 
 	"github.com/syncdb/syncdb"
 )
@@ -389,5 +390,99 @@ func TestContextCancellation(t *testing.T) {
 		t.Fatal("an endless statement was not interrupted")
 	}
 	mustExec(t, a, "CREATE TABLE ok(id INTEGER PRIMARY KEY)")
-	_ = os.Remove
+}
+
+// Chunked bootstrap and batched pushes give the same result as the
+// single-request forms.
+func TestChunkedBootstrapAndBatchedPush(t *testing.T) {
+	url := newServer(t)
+	dir := t.TempDir()
+	ctx := context.Background()
+	a := open(t, syncdb.Config{Path: filepath.Join(dir, "a.db"), URL: url, PushBatchChanges: 100})
+	mustExec(t, a, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+	for i := 0; i < 50; i++ { // 50 transactions of 20 rows
+		if err := a.Tx(ctx, func(tx *syncdb.Tx) error {
+			for j := 0; j < 20; j++ {
+				if _, err := tx.Exec("INSERT INTO t VALUES(?, hex(randomblob(100)))", i*20+j); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := a.Stats(ctx)
+	b := open(t, syncdb.Config{Path: filepath.Join(dir, "b.db"), URL: url, BootstrapChunkBytes: 16 << 10})
+	if ra, rb := rows(t, a, "SELECT * FROM t ORDER BY id"), rows(t, b, "SELECT * FROM t ORDER BY id"); ra != rb || strings.Count(rb, "\n") != 999 {
+		t.Fatal("chunked bootstrap differs")
+	}
+	integrity(t, b)
+	if st.NetworkSentBytes == 0 || st.LastPushUnixTime == 0 || st.Revision == "" {
+		t.Fatalf("stats: %+v", st)
+	}
+}
+
+// A write by another program while the database is open is noticed before
+// syncdb writes or pulls again.
+func TestForeignWriteWhileOpen(t *testing.T) {
+	url := newServer(t)
+	dir := t.TempDir()
+	ctx := context.Background()
+	path := filepath.Join(dir, "a.db")
+	a, err := syncdb.Open(ctx, syncdb.Config{Path: path, URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	mustExec(t, a, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+	other, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Exec("INSERT INTO t VALUES(1, 'foreign')"); err != nil {
+		t.Fatal(err)
+	}
+	other.Close()
+	if _, err := a.Pull(ctx); !errors.Is(err, syncdb.ErrExternalModification) {
+		t.Fatalf("pull after a foreign write: %v", err)
+	}
+	if _, err := a.Exec(ctx, "INSERT INTO t VALUES(2, 'mine')"); !errors.Is(err, syncdb.ErrExternalModification) {
+		t.Fatalf("write after a foreign write: %v", err)
+	}
+}
+
+// Close stops every actor and goroutine.
+func TestCloseLeavesNoGoroutines(t *testing.T) {
+	url := newServer(t)
+	dir := t.TempDir()
+	ctx := context.Background()
+	cycle := func() {
+		db, err := syncdb.Open(ctx, syncdb.Config{Path: filepath.Join(dir, "a.db"), URL: url, LongPollTimeout: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustExec(t, db, "CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY)")
+		mustExec(t, db, "INSERT INTO t DEFAULT VALUES")
+		if err := db.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// Close with a long poll in flight.
+		go db.Pull(ctx)
+		time.Sleep(50 * time.Millisecond)
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cycle() // the server opens its database and keeps it open
+	time.Sleep(100 * time.Millisecond)
+	ignore := goleak.IgnoreCurrent()
+	for i := 0; i < 3; i++ {
+		cycle()
+	}
+	goleak.VerifyNone(t, ignore, goleak.IgnoreTopFunction("net/http.(*conn).serve"),
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"))
 }

@@ -65,10 +65,8 @@ func (s *syncActor) pullOnce(ctx context.Context) (bool, error) {
 	if hdr.DbSize > 1<<31 {
 		return false, fmt.Errorf("server reports an impossible database size of %d pages", hdr.DbSize)
 	}
-	if m.SyncedRevision != nil && hdr.ServerRevision == m.SyncedRevision.Revision && info.Pages == 0 {
-		now := s.cfg.Clock.Now().Unix()
-		return false, s.updateMeta(ctx, func(m *messages.Meta) error { m.LastPullUnixTime = &now; return nil })
-	}
+	// Even an empty pull goes to the database actor: it checks that nobody
+	// else wrote to the files.
 	return actors.Ask[bool](ctx, s.cfg.Sys, s.cfg.DB, &messages.ApplyPull{
 		Revision: hdr.ServerRevision, DBSize: uint32(hdr.DbSize), ChangesPath: dbactor.ChangesPath(s.cfg.Path),
 	})
