@@ -90,7 +90,6 @@ func (a *dbActor) applyPull(ctx context.Context, revision string, dbSize uint32,
 	if err != nil {
 		return false, err
 	}
-	os.Truncate(a.path(suffixRevert+".next"), 0)
 	if page1 != nil {
 		if err := next.append(1, page1); err != nil {
 			next.close()
@@ -117,16 +116,15 @@ func (a *dbActor) applyPull(ctx context.Context, revision string, dbSize uint32,
 		a.cfg.Gate.Close()
 		defer a.cfg.Gate.Open()
 	}
-	if err := a.writeBase(ctx, dirty, changes, dbSize, page1); err != nil {
-		// T1 did not commit: the database is as it was.
-		if aerr := a.abandonPull(ctx); aerr != nil {
-			return false, errors.Join(err, aerr)
-		}
-		return false, fmt.Errorf("apply pulled pages: %w", err)
-	}
-	// Steps 3 and 4.
+	werr := a.writeBase(ctx, dirty, changes, dbSize, page1)
+	// Whatever writeBase reported, the WAL says whether T1 committed (a
+	// failed COMMIT may still have committed): recoverPull abandons the
+	// pull if it did not, and finishes it (T2, new base) if it did.
 	if err := a.recoverPull(ctx); err != nil {
-		return true, err
+		return true, errors.Join(werr, err)
+	}
+	if a.meta.SyncedRevision == nil || a.meta.SyncedRevision.Revision != revision {
+		return false, fmt.Errorf("apply pulled pages: %w", werr)
 	}
 	return true, nil
 }
