@@ -124,6 +124,10 @@ type Config struct {
 	// ZstdPages asks the server for zstd-compressed pages (syncdb serve
 	// supports it; Turso's servers may not).
 	ZstdPages bool
+	// Progress, if set, is called as downloads advance: phase "bootstrap"
+	// or "pull", pages received, and the total pages (0 if unknown). It runs
+	// on a network goroutine and must be quick.
+	Progress func(phase string, pages, total int64)
 
 	// For tests and the simulator.
 	FS      fsx.FS
@@ -266,6 +270,7 @@ func (d *DB) open(ctx context.Context) error {
 		Sys: d.sys, DB: d.db, Net: d.net, Meta: d.meta, FS: cfg.FS, Path: cfg.Path, ClientID: clientID,
 		SavedConfig: saved, LongPoll: cfg.LongPollTimeout, PushBatch: cfg.PushBatchChanges,
 		BootstrapChunk: cfg.BootstrapChunkBytes, IgnoreTables: cfg.IgnoreTables, Clock: cfg.Clock, Logger: cfg.Logger,
+		Progress: cfg.Progress,
 	}); err != nil {
 		return err
 	}

@@ -52,7 +52,10 @@ func (s *syncActor) pullOnce(ctx context.Context) (bool, error) {
 	info, err := actors.Ask[messages.PullInfo](ctx, s.cfg.Sys, s.cfg.Net, &messages.PullUpdates{
 		Req:      req,
 		OnHeader: func(*syncpb.PullUpdatesRespProtoBody) error { return w.Reset() },
-		OnPage:   w.Add,
+		OnPage: func(pgno uint32, data []byte) error {
+			s.progress("pull", int64(w.Pages())+1, 0)
+			return w.Add(pgno, data)
+		},
 	})
 	cerr := w.Close()
 	if err != nil {

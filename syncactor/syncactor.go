@@ -46,8 +46,11 @@ type Config struct {
 	BootstrapChunk int64 // download the bootstrap in requests of about this many bytes (0 = one request)
 	IgnoreTables   []string
 	Attempts       int // tries of a push or pull after transient failures (default 3)
-	Clock          actors.Clock
-	Logger         *slog.Logger
+	// Progress, if set, is told how a download advances: phase "bootstrap"
+	// or "pull", pages received so far, and the total (0 if unknown).
+	Progress func(phase string, pages, total int64)
+	Clock    actors.Clock
+	Logger   *slog.Logger
 }
 
 // Spawn starts the sync actor.
@@ -167,6 +170,7 @@ func (s *syncActor) bootstrap(ctx context.Context) error {
 			return err
 		}
 		hdr = nil
+		got := int64(0)
 		chunk := uint32(0)
 		if s.cfg.BootstrapChunk > 0 {
 			chunk = uint32(max(1, s.cfg.BootstrapChunk/wire.PageSize))
@@ -195,6 +199,8 @@ func (s *syncActor) bootstrap(ctx context.Context) error {
 					if uint64(pgno) > hdr.DbSize {
 						return fmt.Errorf("server sent page %d of a %d-page database", pgno, hdr.DbSize)
 					}
+					got++
+					s.progress("bootstrap", got, int64(hdr.DbSize))
 					_, err := f.WriteAt(data, int64(pgno-1)*wire.PageSize)
 					return err
 				},
@@ -264,4 +270,10 @@ func FinishBootstrap(fs fsx.FS, path string) error {
 		return err
 	}
 	return fs.SyncDir(dirOf(path))
+}
+
+func (s *syncActor) progress(phase string, pages, total int64) {
+	if s.cfg.Progress != nil {
+		s.cfg.Progress(phase, pages, total)
+	}
 }
