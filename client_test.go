@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -485,4 +486,61 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 	}
 	goleak.VerifyNone(t, ignore, goleak.IgnoreTopFunction("net/http.(*conn).serve"),
 		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"))
+}
+
+// A push request replayed later (a duplicate delivered by the network)
+// changes nothing: no old values come back, the high-water mark does not
+// move back.
+func TestReplayedPushIsHarmless(t *testing.T) {
+	url := newServer(t)
+	dir := t.TempDir()
+	ctx := context.Background()
+	rec := &recordPushes{next: http.DefaultTransport}
+	a := open(t, syncdb.Config{Path: filepath.Join(dir, "a.db"), URL: url, HTTPClient: &http.Client{Transport: rec}})
+	mustExec(t, a, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+	mustExec(t, a, "INSERT INTO t VALUES(1, 'old')")
+	if err := a.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	old := rec.last
+	mustExec(t, a, "UPDATE t SET v = 'new' WHERE id = 1")
+	if err := a.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(url+"/v2/pipeline", "application/json", strings.NewReader(old))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	b := open(t, syncdb.Config{Path: filepath.Join(dir, "b.db"), URL: url})
+	if got := rows(t, b, "SELECT v FROM t"); got != "new" {
+		t.Fatalf("after a replayed push: %q", got)
+	}
+	mustExec(t, a, "INSERT INTO t VALUES(2, 'after')")
+	if err := a.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Pull(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := rows(t, b, "SELECT id, v FROM t ORDER BY id"); got != "1|new\n2|after" {
+		t.Fatalf("b: %q", got)
+	}
+}
+
+type recordPushes struct {
+	next http.RoundTripper
+	last string
+}
+
+func (r *recordPushes) RoundTrip(req *http.Request) (*http.Response, error) {
+	if strings.HasSuffix(req.URL.Path, "/v2/pipeline") && req.GetBody != nil {
+		if body, err := req.GetBody(); err == nil {
+			b, _ := io.ReadAll(body)
+			if strings.Contains(string(b), "COMMIT") {
+				r.last = string(b)
+			}
+		}
+	}
+	return r.next.RoundTrip(req)
 }

@@ -78,6 +78,12 @@ func (s *syncActor) pullOnce(ctx context.Context) (bool, error) {
 const (
 	highWaterSelect = "SELECT pull_gen, change_id FROM turso_sync_last_change_id WHERE client_id = ?"
 	highWaterTable  = "CREATE TABLE IF NOT EXISTS turso_sync_last_change_id (client_id TEXT PRIMARY KEY, pull_gen INTEGER, change_id INTEGER)"
+	// staleGuard fails (json() of a non-JSON text is an error) when the
+	// server already has this batch: a duplicated or replayed request then
+	// changes nothing, instead of re-applying old values and moving the
+	// high-water mark back.
+	staleGuard = "SELECT json(CASE WHEN EXISTS (SELECT 1 FROM turso_sync_last_change_id WHERE client_id = ? " +
+		"AND (pull_gen > ? OR (pull_gen = ? AND change_id >= ?))) THEN 'stale push' ELSE '0' END)"
 	highWaterUpsert = "INSERT INTO turso_sync_last_change_id(client_id, pull_gen, change_id) VALUES (?, ?, ?) " +
 		"ON CONFLICT(client_id) DO UPDATE SET pull_gen=excluded.pull_gen, change_id=excluded.change_id"
 )
@@ -233,6 +239,8 @@ func (s *syncActor) sendBatch(ctx context.Context, gen int64, cs []change.Change
 	}
 	add("BEGIN IMMEDIATE", nil, "")
 	add(highWaterTable, nil, "")
+	last := cs[len(cs)-1].ID
+	add(staleGuard, []any{s.cfg.ClientID, gen, gen, last}, "")
 	for _, c := range cs {
 		if s.ignored[c.Table] {
 			continue
@@ -245,7 +253,7 @@ func (s *syncActor) sendBatch(ctx context.Context, gen int64, cs []change.Change
 			add(st.SQL, st.Args, st.Tolerated)
 		}
 	}
-	add(highWaterUpsert, []any{s.cfg.ClientID, gen, cs[len(cs)-1].ID}, "")
+	add(highWaterUpsert, []any{s.cfg.ClientID, gen, last}, "")
 	add("COMMIT", nil, "")
 
 	resp, err := actors.Ask[*hrana.PipelineRespBody](ctx, s.cfg.Sys, s.cfg.Net, &messages.Pipeline{Body: hrana.PipelineReqBody{
