@@ -283,3 +283,22 @@ func fmtRows(rows [][]hrana.Value) string {
 	}
 	return b.String()
 }
+
+// metricValue reads one unlabelled metric from the server's registry.
+func (ts *testServer) metricValue(t *testing.T, name string) float64 {
+	t.Helper()
+	mfs, err := ts.gather.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			m := mf.GetMetric()[0]
+			if m.Gauge != nil {
+				return m.Gauge.GetValue()
+			}
+			return m.Counter.GetValue()
+		}
+	}
+	return 0
+}

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"database/sql"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/syncdb/syncdb/wire/syncpb"
 )
@@ -329,4 +332,46 @@ func rowsOf(t *testing.T, db *sql.DB, q string) string {
 		t.Fatalf("%s: %v", q, err)
 	}
 	return b.String()
+}
+
+// Many waiting long polls are cheap: each is one parked goroutine, and one
+// commit wakes them all.
+func TestManyLongPolls(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY)")
+	rev := ts.pull(t, "", &syncpb.PullUpdatesReqProtoBody{}).hdr.ServerRevision
+	const n = 1000
+	tr := &http.Transport{MaxConnsPerHost: n + 10, MaxIdleConnsPerHost: n + 10}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	body, _ := proto.Marshal(&syncpb.PullUpdatesReqProtoBody{ClientRevision: rev, LongPollTimeoutMs: 60000})
+	done := make(chan error, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			resp, err := client.Post(ts.url+"/pull-updates", "application/protobuf", bytes.NewReader(body))
+			if err == nil {
+				out, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if p := decodePull(t, out); p.hdr.ServerRevision == rev {
+					err = fmt.Errorf("woken without a new revision")
+				}
+			}
+			done <- err
+		}()
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for ts.metricValue(t, "syncdb_long_poll_waiters") < n && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if w := ts.metricValue(t, "syncdb_long_poll_waiters"); w != n {
+		t.Fatalf("%v waiters, want %d", w, n)
+	}
+	start := time.Now()
+	ts.exec(t, "", "INSERT INTO t VALUES(1)")
+	for i := 0; i < n; i++ {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("%d long polls woken by one commit in %v", n, time.Since(start))
 }
