@@ -130,6 +130,7 @@ type Config struct {
 	Progress func(phase string, pages, total int64)
 
 	// For tests and the simulator.
+	VFS     string // SQLite VFS name for the database's connections
 	FS      fsx.FS
 	Clock   actors.Clock
 	IDs     actors.IDSource
@@ -250,7 +251,7 @@ func (d *DB) open(ctx context.Context) error {
 	} else {
 		clientID = cfg.ClientName + "-" + cfg.IDs()
 	}
-	d.readers, err = sql.Open("sqlite", "file:"+cfg.Path+"?_pragma=query_only(1)&_pragma=busy_timeout(10000)")
+	d.readers, err = sql.Open("sqlite", dbactor.ReaderDSN(cfg.Path, cfg.VFS))
 	if err != nil {
 		return err
 	}
@@ -259,6 +260,7 @@ func (d *DB) open(ctx context.Context) error {
 	if d.db, err = dbactor.Spawn(dbactor.Config{
 		Path: cfg.Path, FS: cfg.FS, ClientID: clientID, Sys: d.sys, Meta: d.meta, Gate: &d.gate,
 		IgnoreTables: cfg.IgnoreTables, AutoCheckpointFrames: cfg.AutoCheckpointFrames, Clock: cfg.Clock, Logger: cfg.Logger,
+		VFS: cfg.VFS,
 	}); err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/syncdb/syncdb/internal/failpoint"
 	"github.com/syncdb/syncdb/internal/walfile"
 	"github.com/syncdb/syncdb/messages"
 )
@@ -46,6 +47,7 @@ func (a *dbActor) checkpoint(ctx context.Context) error {
 	if err := rv.sync(); err != nil {
 		return err
 	}
+	failpoint.Hit("checkpoint.revert", a.cfg.Path)
 	newLen := rv.size
 	if err := a.updateMeta(ctx, func(m *messages.Meta) error {
 		m.SyncDB.Base.RevertLen = newLen
@@ -55,11 +57,13 @@ func (a *dbActor) checkpoint(ctx context.Context) error {
 		return err
 	}
 	a.base.base.RevertLen = newLen
+	failpoint.Hit("checkpoint.meta", a.cfg.Path)
 
 	var busy, logFrames, copied int
 	if err := a.conn.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &copied); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
+	failpoint.Hit("checkpoint.copied", a.cfg.Path)
 	return a.finishCheckpoint(ctx)
 }
 

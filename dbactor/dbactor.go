@@ -85,6 +85,7 @@ type Config struct {
 	AutoCheckpointFrames int
 	Clock                actors.Clock
 	Logger               *slog.Logger
+	VFS                  string // SQLite VFS for the database ("" = default); the simulator's crash recorder
 }
 
 // Spawn starts the actor. Send it OpenDB before anything else.

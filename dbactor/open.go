@@ -30,9 +30,23 @@ CREATE TABLE IF NOT EXISTS _syncdb_local(key TEXT PRIMARY KEY, value) WITHOUT RO
 `
 
 // WriterDSN is how the writer connection opens the database: WAL, commits
-// durable when they return, and no checkpoint unless syncdb asks.
-func WriterDSN(path string) string {
-	return "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=synchronous(FULL)&_pragma=wal_autocheckpoint(0)&_pragma=foreign_keys(0)"
+// durable when they return, and no checkpoint unless syncdb asks. vfs ""
+// is SQLite's default.
+func WriterDSN(path, vfs string) string {
+	return "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=synchronous(FULL)&_pragma=wal_autocheckpoint(0)&_pragma=foreign_keys(0)" + VFSParam(vfs)
+}
+
+// ReaderDSN is how read-only pool connections open the database.
+func ReaderDSN(path, vfs string) string {
+	return "file:" + path + "?_pragma=query_only(1)&_pragma=busy_timeout(10000)" + VFSParam(vfs)
+}
+
+// VFSParam is the URI parameter selecting vfs ("" = none).
+func VFSParam(vfs string) string {
+	if vfs == "" {
+		return ""
+	}
+	return "&vfs=" + vfs
 }
 
 func (a *dbActor) open(ctx context.Context) error {
@@ -94,7 +108,7 @@ func (a *dbActor) openFiles(ctx context.Context) error {
 // replaces it after its first transaction.
 func (a *dbActor) openWriter(ctx context.Context, fresh bool) error {
 	if a.writer == nil {
-		db, err := sql.Open("sqlite", WriterDSN(a.cfg.Path))
+		db, err := sql.Open("sqlite", WriterDSN(a.cfg.Path, a.cfg.VFS))
 		if err != nil {
 			return err
 		}

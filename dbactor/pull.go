@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/syncdb/syncdb/internal/change"
+	"github.com/syncdb/syncdb/internal/failpoint"
 	"github.com/syncdb/syncdb/internal/sqlitex"
 	"github.com/syncdb/syncdb/internal/walfile"
 	"github.com/syncdb/syncdb/messages"
@@ -76,6 +77,7 @@ func (a *dbActor) applyPull(ctx context.Context, revision string, dbSize uint32,
 	if err := writeJournal(a.cfg.FS, a.path(suffixReplay), journalHeader{PullGen: gen, Revision: revision}, entries); err != nil {
 		return false, fmt.Errorf("save local changes: %w", err)
 	}
+	failpoint.Hit("pull.journal", a.cfg.Path)
 	var page1 []byte // the true page 1 of the new base, if T1 writes page 1
 	if changes.has(1) {
 		if page1, err = changes.read(nil, 1); err != nil {
@@ -102,6 +104,7 @@ func (a *dbActor) applyPull(ctx context.Context, revision string, dbSize uint32,
 	if err != nil {
 		return false, err
 	}
+	failpoint.Hit("pull.revert-next", a.cfg.Path)
 	if err := a.updateMeta(ctx, func(m *messages.Meta) error {
 		m.SyncDB.Pull = &messages.PendingPull{Revision: revision, DBSize: dbSize, Before: before, NextRevertLen: nextLen}
 		return nil
@@ -109,6 +112,7 @@ func (a *dbActor) applyPull(ctx context.Context, revision string, dbSize uint32,
 		return false, err
 	}
 	a.pending = true
+	failpoint.Hit("pull.pending", a.cfg.Path)
 
 	// Step 2: T1. Readers wait at the gate until T2 committed, so that
 	// nobody sees the server's state without the local changes on top.
@@ -117,6 +121,7 @@ func (a *dbActor) applyPull(ctx context.Context, revision string, dbSize uint32,
 		defer a.cfg.Gate.Open()
 	}
 	werr := a.writeBase(ctx, dirty, changes, dbSize, page1)
+	failpoint.Hit("pull.t1", a.cfg.Path)
 	// Whatever writeBase reported, the WAL says whether T1 committed (a
 	// failed COMMIT may still have committed): recoverPull abandons the
 	// pull if it did not, and finishes it (T2, new base) if it did.
@@ -324,6 +329,7 @@ func (a *dbActor) recoverPull(ctx context.Context) error {
 		if err := a.replay(ctx, p.Revision); err != nil {
 			return fmt.Errorf("replay local changes: %w", err)
 		}
+		failpoint.Hit("pull.t2", a.cfg.Path)
 	}
 	// Step 4: the new base.
 	next := a.path(suffixRevert + ".next")
@@ -337,6 +343,7 @@ func (a *dbActor) recoverPull(ctx context.Context) error {
 		if err := a.cfg.FS.SyncDir(dirOf(a.cfg.Path)); err != nil {
 			return err
 		}
+		failpoint.Hit("pull.renamed", a.cfg.Path)
 	}
 	now := a.now().Unix()
 	if err := a.updateMeta(ctx, func(m *messages.Meta) error {
@@ -350,6 +357,7 @@ func (a *dbActor) recoverPull(ctx context.Context) error {
 		return err
 	}
 	a.pending = false
+	failpoint.Hit("pull.done", a.cfg.Path)
 	a.cfg.FS.Remove(a.path(suffixReplay))
 	a.cap.nextID = 0
 	a.walSize = a.walSizeNow()

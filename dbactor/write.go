@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/syncdb/syncdb/internal/failpoint"
 	"github.com/syncdb/syncdb/internal/sqlitex"
 	"github.com/syncdb/syncdb/messages"
 )
@@ -158,6 +159,7 @@ func (a *dbActor) inTx(ctx context.Context, fn func() error) error {
 		return err
 	}
 	a.endTxn(true)
+	failpoint.Hit("write.committed", a.cfg.Path)
 	return a.afterWrite(ctx)
 }
 

@@ -59,6 +59,9 @@ type dbOptions struct {
 	checkpointFrames int
 	stmtTimeout      time.Duration
 	onRevisions      func(n int) // called after commits were recorded
+	vfs              string
+	newID            func() string
+	interval         time.Duration
 }
 
 const (
@@ -82,8 +85,10 @@ func openDatabase(ctx context.Context, name, dir string, opts dbOptions, log *sl
 		d.closeFiles()
 		return nil, err
 	}
-	d.bg.Add(1)
-	go d.maintain()
+	if opts.interval >= 0 {
+		d.bg.Add(1)
+		go d.maintain()
+	}
 	return d, nil
 }
 
@@ -94,6 +99,9 @@ func (d *database) open(ctx context.Context) error {
 	// has recorded every frame.
 	dsn := "file:" + path + "?_pragma=page_size(4096)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)" +
 		"&_pragma=wal_autocheckpoint(0)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(0)"
+	if d.opts.vfs != "" {
+		dsn += "&vfs=" + d.opts.vfs
+	}
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", path, err)
@@ -124,7 +132,7 @@ func (d *database) open(ctx context.Context) error {
 		return fmt.Errorf("database %s is not in WAL mode (%q, %v)", d.name, mode, err)
 	}
 
-	d.hist, err = history.Open(filepath.Join(d.dir, historyFile))
+	d.hist, err = history.Open(filepath.Join(d.dir, historyFile), d.opts.vfs)
 	if err != nil {
 		return err
 	}
@@ -172,10 +180,14 @@ func (d *database) initHistory(ctx context.Context) error {
 		}
 		return rows.Err()
 	}}
-	var id [6]byte
-	rand.Read(id[:])
+	var idb [6]byte
+	rand.Read(idb[:])
+	id := hex.EncodeToString(idb[:])
+	if d.opts.newID != nil {
+		id = d.opts.newID()
+	}
 	d.walPos = walfile.Position{}
-	if err := d.hist.Init(ctx, hex.EncodeToString(id[:]), base, history.Cursor{}, time.Now().UnixMilli()); err != nil {
+	if err := d.hist.Init(ctx, id, base, history.Cursor{}, time.Now().UnixMilli()); err != nil {
 		return fmt.Errorf("record base revision: %w", err)
 	}
 	d.log.Info("created page history", "pages", size)
@@ -319,7 +331,11 @@ func (d *database) write(ctx context.Context, fn func(*sqlitex.Conn) error) erro
 // background.
 func (d *database) maintain() {
 	defer d.bg.Done()
-	tick := time.NewTicker(2 * time.Second)
+	interval := d.opts.interval
+	if interval == 0 {
+		interval = 2 * time.Second
+	}
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	lastCompact := time.Time{}
 	for {

@@ -51,6 +51,11 @@ type Config struct {
 
 	Logger   *slog.Logger
 	Registry prometheus.Registerer // default: a fresh registry served at /metrics
+
+	// For tests and the simulator.
+	VFS                 string        // SQLite VFS for the databases and histories ("" = default)
+	NewID               func() string // makes history identities (default: random)
+	MaintenanceInterval time.Duration // how often to checkpoint and compact (default 2 s; negative: only through Maintain)
 }
 
 // Server serves databases over HTTP. Create it with New, serve Handler, and
@@ -131,6 +136,9 @@ func New(cfg Config) (*Server, error) {
 
 func (s *Server) dbOptions() dbOptions {
 	return dbOptions{
+		vfs:              s.cfg.VFS,
+		newID:            s.cfg.NewID,
+		interval:         s.cfg.MaintenanceInterval,
 		retention:        s.cfg.HistoryRetention,
 		checkpointFrames: s.cfg.CheckpointFrames,
 		stmtTimeout:      s.cfg.StatementTimeout,
@@ -296,6 +304,25 @@ func httpError(w http.ResponseWriter, status int, format string, args ...any) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	fmt.Fprintf(w, format+"\n", args...)
+}
+
+// Maintain checkpoints every open database and compacts its history now
+// (the server also does it on its own every MaintenanceInterval).
+func (s *Server) Maintain(ctx context.Context) error {
+	s.mu.Lock()
+	dbs := make([]*database, 0, len(s.dbs))
+	for _, d := range s.dbs {
+		dbs = append(dbs, d)
+	}
+	s.mu.Unlock()
+	var errs []error
+	for _, d := range dbs {
+		errs = append(errs, d.checkpoint(ctx))
+		if d.opts.retention > 0 {
+			errs = append(errs, d.compact(ctx))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // BeginShutdown releases long polls so that an HTTP server shutdown does not

@@ -10,6 +10,7 @@ import (
 	"github.com/syncdb/syncdb/actors"
 	"github.com/syncdb/syncdb/dbactor"
 	"github.com/syncdb/syncdb/internal/change"
+	"github.com/syncdb/syncdb/internal/failpoint"
 	"github.com/syncdb/syncdb/messages"
 	"github.com/syncdb/syncdb/netactor"
 	"github.com/syncdb/syncdb/wire/hrana"
@@ -45,6 +46,7 @@ func (s *syncActor) pullOnce(ctx context.Context) (bool, error) {
 	if s.cfg.LongPoll > 0 {
 		req.LongPollTimeoutMs = uint32(s.cfg.LongPoll.Milliseconds())
 	}
+	failpoint.Hit("pull.start", s.cfg.Path)
 	w, err := dbactor.CreateChanges(s.cfg.FS, s.cfg.Path)
 	if err != nil {
 		return false, err
@@ -112,6 +114,7 @@ func (s *syncActor) pushOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	failpoint.Hit("push.highwater", s.cfg.Path)
 	local, err := actors.Ask[messages.Pending](ctx, s.cfg.Sys, s.cfg.DB, &messages.PendingChanges{Limit: 1})
 	if err != nil {
 		return err
@@ -134,6 +137,7 @@ func (s *syncActor) pushOnce(ctx context.Context) error {
 		if err := s.sendBatch(ctx, pending.PullGen, batch); err != nil {
 			return err
 		}
+		failpoint.Hit("push.sent", s.cfg.Path)
 		if err := s.recordPush(ctx, pending.PullGen, batch[len(batch)-1].ID); err != nil {
 			return err
 		}

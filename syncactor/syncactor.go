@@ -18,6 +18,7 @@ import (
 
 	"github.com/syncdb/syncdb/actors"
 	"github.com/syncdb/syncdb/dbactor"
+	"github.com/syncdb/syncdb/internal/failpoint"
 	"github.com/syncdb/syncdb/internal/fsx"
 	"github.com/syncdb/syncdb/messages"
 	"github.com/syncdb/syncdb/netactor"
@@ -232,6 +233,7 @@ func (s *syncActor) bootstrap(ctx context.Context) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
+	failpoint.Hit("bootstrap.downloaded", s.cfg.Path)
 	var stamp *messages.FileStamp
 	if size > 0 {
 		st, err := s.cfg.FS.Stat(tmp)
@@ -253,6 +255,7 @@ func (s *syncActor) bootstrap(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+	failpoint.Hit("bootstrap.meta", s.cfg.Path)
 	return FinishBootstrap(s.cfg.FS, s.cfg.Path)
 }
 

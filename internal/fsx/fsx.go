@@ -9,6 +9,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/syncdb/syncdb/internal/failpoint"
 )
 
 // File is an open file.
@@ -73,6 +75,7 @@ func WriteFileAtomic(fs FS, name string, data []byte) error {
 		f.Close()
 		return err
 	}
+	failpoint.Hit("fsx.written", name)
 	if err := f.Sync(); err != nil {
 		f.Close()
 		return err
@@ -80,9 +83,11 @@ func WriteFileAtomic(fs FS, name string, data []byte) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
+	failpoint.Hit("fsx.synced", name)
 	if err := fs.Rename(tmp, name); err != nil {
 		return err
 	}
+	failpoint.Hit("fsx.renamed", name)
 	return fs.SyncDir(filepath.Dir(name))
 }
 

@@ -93,8 +93,11 @@ CREATE INDEX IF NOT EXISTS pages_by_seq ON pages(seq, pgno);
 
 // Open opens (creating if needed) the history at path. A new history is
 // empty: the caller records the base with Init.
-func Open(path string) (*Store, error) {
+func Open(path, vfs string) (*Store, error) {
 	dsn := "file:" + path + "?_pragma=synchronous(NORMAL)&_pragma=busy_timeout(10000)&_txlock=immediate"
+	if vfs != "" {
+		dsn += "&vfs=" + vfs
+	}
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open history: %w", err)

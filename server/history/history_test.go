@@ -40,7 +40,7 @@ type model map[int64]map[uint32]int
 
 func TestHistorySemantics(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "h.sqlite")
-	s, err := Open(path)
+	s, err := Open(path, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func TestHistorySemantics(t *testing.T) {
 
 	// Reopen: state survives.
 	s.Close()
-	if s, err = Open(path); err != nil {
+	if s, err = Open(path, ""); err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
