@@ -80,12 +80,14 @@ func (s *syncActor) pullOnce(ctx context.Context) (bool, error) {
 const (
 	highWaterSelect = "SELECT pull_gen, change_id FROM turso_sync_last_change_id WHERE client_id = ?"
 	highWaterTable  = "CREATE TABLE IF NOT EXISTS turso_sync_last_change_id (client_id TEXT PRIMARY KEY, pull_gen INTEGER, change_id INTEGER)"
-	// staleGuard fails (json() of a non-JSON text is an error) when the
-	// server already has this batch: a duplicated or replayed request then
-	// changes nothing, instead of re-applying old values and moving the
-	// high-water mark back.
-	staleGuard = "SELECT json(CASE WHEN EXISTS (SELECT 1 FROM turso_sync_last_change_id WHERE client_id = ? " +
-		"AND (pull_gen > ? OR (pull_gen = ? AND change_id >= ?))) THEN 'stale push' ELSE '0' END)"
+	// continuityGuard fails (json() of a non-JSON text is an error) unless
+	// the server's high-water mark for this client is exactly where this
+	// batch starts: a duplicated or replayed batch (the mark is past it) or
+	// one that would skip changes (the mark is short of it) changes nothing.
+	// Args: client id, pull generation, the batch's floor (last change id
+	// the server should already have, 0 for none of this generation).
+	continuityGuard = "SELECT json(CASE WHEN coalesce((SELECT CASE WHEN pull_gen = ?2 THEN change_id WHEN pull_gen < ?2 THEN 0 ELSE -1 END " +
+		"FROM turso_sync_last_change_id WHERE client_id = ?1), 0) = ?3 THEN '0' ELSE 'push out of order' END)"
 	highWaterUpsert = "INSERT INTO turso_sync_last_change_id(client_id, pull_gen, change_id) VALUES (?, ?, ?) " +
 		"ON CONFLICT(client_id) DO UPDATE SET pull_gen=excluded.pull_gen, change_id=excluded.change_id"
 )
@@ -134,11 +136,12 @@ func (s *syncActor) pushOnce(ctx context.Context) error {
 		return s.recordPush(ctx, pending.PullGen, floor)
 	}
 	for _, batch := range s.batches(pending.Changes) {
-		if err := s.sendBatch(ctx, pending.PullGen, batch); err != nil {
+		if err := s.sendBatch(ctx, pending.PullGen, floor, batch); err != nil {
 			return err
 		}
 		failpoint.Hit("push.sent", s.cfg.Path)
-		if err := s.recordPush(ctx, pending.PullGen, batch[len(batch)-1].ID); err != nil {
+		floor = batch[len(batch)-1].ID
+		if err := s.recordPush(ctx, pending.PullGen, floor); err != nil {
 			return err
 		}
 	}
@@ -216,7 +219,7 @@ func (s *syncActor) batches(cs []change.Change) [][]change.Change {
 // the one before succeeded (or failed tolerably) and the transaction is
 // still open, so a failing statement can never let the high-water mark
 // commit without the changes.
-func (s *syncActor) sendBatch(ctx context.Context, gen int64, cs []change.Change) error {
+func (s *syncActor) sendBatch(ctx context.Context, gen, floor int64, cs []change.Change) error {
 	var steps []hrana.BatchStep
 	tolerated := map[int]string{}
 	add := func(sql string, args []any, tol string) error {
@@ -244,7 +247,7 @@ func (s *syncActor) sendBatch(ctx context.Context, gen int64, cs []change.Change
 	add("BEGIN IMMEDIATE", nil, "")
 	add(highWaterTable, nil, "")
 	last := cs[len(cs)-1].ID
-	add(staleGuard, []any{s.cfg.ClientID, gen, gen, last}, "")
+	add(continuityGuard, []any{s.cfg.ClientID, gen, floor}, "")
 	for _, c := range cs {
 		if s.ignored[c.Table] {
 			continue
