@@ -243,7 +243,10 @@ func (a *dbActor) recover(ctx context.Context) error {
 	if err := a.loadBase(); err != nil {
 		return err
 	}
-	if cc := a.meta.SyncDB.CleanClose; cc != nil {
+	// A clean close that left an empty WAL tells nothing: a power loss may
+	// bring back the frames of a checkpointed WAL whose truncation was not
+	// durable yet, which are harmless.
+	if cc := a.meta.SyncDB.CleanClose; cc != nil && cc.Frame > 0 {
 		end, err := a.walEnd()
 		if err != nil {
 			return externalModification("the WAL cannot be read: %v", err)
@@ -251,6 +254,8 @@ func (a *dbActor) recover(ctx context.Context) error {
 		if end != *cc {
 			return externalModification("the WAL changed after syncdb closed it (%d frames, expected %d)", end.Frame, cc.Frame)
 		}
+	}
+	if a.meta.SyncDB.CleanClose != nil {
 		if err := a.updateMeta(ctx, func(m *messages.Meta) error { m.SyncDB.CleanClose = nil; return nil }); err != nil {
 			return err
 		}

@@ -48,9 +48,9 @@ func (a *dbActor) applyPull(ctx context.Context, revision string, dbSize uint32,
 
 	// The local layer: pages written after W, and pages the local database
 	// lost by shrinking below the base.
-	before, err := a.walEnd()
+	before, err := a.anchorWAL(ctx)
 	if err != nil {
-		return false, externalModification("the WAL cannot be read: %v", err)
+		return false, err
 	}
 	dirty, err := a.dirtyPages(ctx)
 	if err != nil {
@@ -132,6 +132,28 @@ func (a *dbActor) applyPull(ctx context.Context, revision string, dbSize uint32,
 		return false, fmt.Errorf("apply pulled pages: %w", werr)
 	}
 	return true, nil
+}
+
+// anchorWAL returns the WAL end before a pull's T1, making sure it is a
+// real position in a WAL generation: an empty WAL (after a checkpoint) gets
+// a small durable commit first. Recovery recognises T1 as the first commit
+// after that position, in that generation.
+func (a *dbActor) anchorWAL(ctx context.Context) (walfile.Position, error) {
+	pos, err := a.walEnd()
+	if err != nil {
+		return pos, externalModification("the WAL cannot be read: %v", err)
+	}
+	if pos.Frame > 0 {
+		return pos, nil
+	}
+	if _, err := a.conn.ExecContext(ctx, "INSERT OR REPLACE INTO _syncdb_local(key, value) VALUES('wal_anchor', ?)", a.now().UnixNano()); err != nil {
+		return pos, fmt.Errorf("anchor the WAL: %w", err)
+	}
+	a.walSize = a.walSizeNow()
+	if pos, err = a.walEnd(); err != nil || pos.Frame == 0 {
+		return pos, fmt.Errorf("anchor the WAL: %v (frame %d)", err, pos.Frame)
+	}
+	return pos, nil
 }
 
 // dirtyPages returns the pages the local layer may have changed since the
@@ -308,6 +330,13 @@ func (a *dbActor) recoverPull(ctx context.Context) error {
 		sc, err := walfile.NewScanner(a.walFile, st.Size(), p.Before)
 		if err != nil {
 			return externalModification("the WAL does not match the interrupted pull: %v", err)
+		}
+		// T1 is always appended to the WAL generation of Before: a WAL of
+		// another generation (a power loss brought back the frames of a
+		// checkpointed WAL whose truncation was not yet durable) does not
+		// hold it.
+		if sc.Restarted() {
+			return a.abandonPull(ctx)
 		}
 		if _, err := sc.Next(); err == nil {
 			pos := sc.Position()

@@ -190,6 +190,12 @@ func (d *database) initHistory(ctx context.Context) error {
 	if err := d.hist.Init(ctx, id, base, history.Cursor{}, time.Now().UnixMilli()); err != nil {
 		return fmt.Errorf("record base revision: %w", err)
 	}
+	// Later revisions can be recovered from the WAL after a power loss, the
+	// history's identity and base cannot: make them durable before any
+	// client sees a revision.
+	if err := d.hist.Sync(ctx); err != nil {
+		return fmt.Errorf("record base revision: %w", err)
+	}
 	d.log.Info("created page history", "pages", size)
 	return nil
 }

@@ -77,6 +77,14 @@ func (s *syncActor) pullOnce(ctx context.Context) (bool, error) {
 	})
 }
 
+// errOutOfOrder: the server's high-water mark is not where this batch
+// starts (a duplicate of this request got there first, or another push by
+// this client); nothing was applied, and a retry re-reads the mark.
+var errOutOfOrder = errors.New("push out of order: the server's high-water mark moved")
+
+// guardStep is the index of the continuity guard in a push batch.
+const guardStep = 2
+
 const (
 	highWaterSelect = "SELECT pull_gen, change_id FROM turso_sync_last_change_id WHERE client_id = ?"
 	highWaterTable  = "CREATE TABLE IF NOT EXISTS turso_sync_last_change_id (client_id TEXT PRIMARY KEY, pull_gen INTEGER, change_id INTEGER)"
@@ -247,7 +255,7 @@ func (s *syncActor) sendBatch(ctx context.Context, gen, floor int64, cs []change
 	add("BEGIN IMMEDIATE", nil, "")
 	add(highWaterTable, nil, "")
 	last := cs[len(cs)-1].ID
-	add(continuityGuard, []any{s.cfg.ClientID, gen, floor}, "")
+	add(continuityGuard, []any{s.cfg.ClientID, gen, floor}, "") // guardStep
 	for _, c := range cs {
 		if s.ignored[c.Table] {
 			continue
@@ -275,6 +283,9 @@ func (s *syncActor) sendBatch(ctx context.Context, gen, floor int64, cs []change
 	br := resp.Results[0].Response.BatchResult
 	if len(br.StepResults) != len(steps) || len(br.StepErrors) != len(steps) {
 		return fmt.Errorf("%w: %d step results for %d steps", ErrPushRejected, len(br.StepResults), len(steps))
+	}
+	if br.StepErrors[guardStep] != nil {
+		return errOutOfOrder
 	}
 	for i := range steps {
 		if e := br.StepErrors[i]; e != nil {

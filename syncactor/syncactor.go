@@ -23,6 +23,7 @@ import (
 	"github.com/syncdb/syncdb/messages"
 	"github.com/syncdb/syncdb/netactor"
 	"github.com/syncdb/syncdb/wire"
+	"github.com/syncdb/syncdb/wire/hrana"
 	"github.com/syncdb/syncdb/wire/syncpb"
 )
 
@@ -138,7 +139,10 @@ func transient(err error) bool {
 // isNetworkish: a truncated stream, a reset connection and similar.
 func isNetworkish(err error) bool {
 	var ne interface{ Timeout() bool }
+	// A response cut short (hrana.ErrInvalid: the JSON ends early) is a lost
+	// response; retrying re-reads the high-water mark first.
 	return errors.As(err, &ne) || errors.Is(err, errTruncated) || errors.Is(err, os.ErrDeadlineExceeded) ||
+		errors.Is(err, hrana.ErrInvalid) || errors.Is(err, errOutOfOrder) ||
 		containsAny(err.Error(), "connection reset", "connection refused", "EOF", "broken pipe")
 }
 

@@ -1,0 +1,47 @@
+package dbactor
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/syncdb/syncdb/internal/fsx"
+	"github.com/syncdb/syncdb/messages"
+)
+
+// BaseImage reads the synced base of a closed database — the pages the
+// client believes the server has at meta.SyncedRevision — for checks and
+// tools. fn gets each page 1..DBSize in order; data is valid during the
+// call only.
+func BaseImage(fs fsx.FS, path string, meta *messages.Meta, fn func(pgno uint32, data []byte) error) error {
+	db, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	var wal *os.File
+	if f, err := os.Open(path + "-wal"); err == nil {
+		wal = f
+		defer f.Close()
+	}
+	b := meta.SyncDB.Base
+	idx, err := walIndex(wal, b.WAL)
+	if err != nil {
+		return err
+	}
+	rv, err := openPageStore(fs, path+suffixRevert, b.RevertLen, true)
+	if err != nil {
+		return fmt.Errorf("open revert store: %w", err)
+	}
+	defer rv.close()
+	r := &baseReader{base: b, dbFile: db, wal: wal, index: idx, revert: rv}
+	var buf []byte
+	for pg := uint32(1); pg <= b.DBSize; pg++ {
+		if buf, err = r.page(buf[:0], pg); err != nil {
+			return err
+		}
+		if err := fn(pg, buf); err != nil {
+			return err
+		}
+	}
+	return nil
+}

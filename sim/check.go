@@ -1,0 +1,307 @@
+package sim
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/syncdb/syncdb"
+	"github.com/syncdb/syncdb/dbactor"
+	"github.com/syncdb/syncdb/internal/fsx"
+	"github.com/syncdb/syncdb/metaactor"
+	"github.com/syncdb/syncdb/wire"
+	"github.com/syncdb/syncdb/wire/hrana"
+	"github.com/syncdb/syncdb/wire/syncpb"
+)
+
+// checkClient runs the cheap invariants after an operation of c.
+func (w *world) checkClient(c *client, op, result string) {
+	if c.db == nil {
+		return
+	}
+	ctx := context.Background()
+	var ok string
+	if err := c.db.QueryRow(ctx, "PRAGMA integrity_check").Scan(&ok); err != nil || ok != "ok" {
+		w.fail("%s after %s: integrity_check %q %v", c.name, op, ok, err)
+	}
+	st, err := c.db.Stats(ctx)
+	if err != nil {
+		w.fail("%s after %s: stats: %v", c.name, op, err)
+		return
+	}
+	if st.Revision != "" {
+		seq := parseRevSeq(st.Revision)
+		if seq < c.rev {
+			w.fail("%s after %s: revision went back from %d to %d", c.name, op, c.rev, seq)
+		}
+		c.rev = seq
+	}
+	// Errors a faulty network explains are fine; anything else is a bug.
+	if strings.HasPrefix(result, "error: ") || strings.Contains(result, " error: ") {
+		if !expectedError(result) {
+			w.fail("%s %s: unexpected error: %s", c.name, op, result)
+		}
+	}
+}
+
+// expectedError lists the errors an operation may legitimately return in
+// the simulation: network faults, a down server, a simulated crash, and
+// SQL errors of the random workload.
+func expectedError(result string) bool {
+	for _, s := range []string{
+		"sim: ", "503", "unexpected EOF", "EOF", "simulated crash", "actor failed", "actor stopped",
+		"UNIQUE constraint failed", "duplicate column name", "no such table", "no such column",
+		"database is closed", "frozen", "malformed pull", "truncated", "bad stream", "invalid message", "out of order",
+	} {
+		if strings.Contains(result, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// quiesce turns faults and crashes off, brings every client up, and runs
+// push-all then pull-all twice.
+func (w *world) quiesce() {
+	w.tr.mu.Lock()
+	w.tr.faultPct = 0
+	w.tr.mu.Unlock()
+	w.mu.Lock()
+	w.plan = nil
+	w.mu.Unlock()
+	ctx := context.Background()
+	for _, c := range w.clients {
+		w.ensureOpen(c)
+		if c.db == nil {
+			w.fail("%s cannot be opened at quiescence", c.name)
+			return
+		}
+	}
+	for round := 0; round < 2; round++ {
+		for _, c := range w.clients {
+			if err := c.db.Push(ctx); err != nil {
+				w.fail("%s: push at quiescence: %v", c.name, err)
+			}
+		}
+		for _, c := range w.clients {
+			if _, err := c.db.Pull(ctx); err != nil {
+				w.fail("%s: pull at quiescence: %v", c.name, err)
+			}
+		}
+	}
+	w.logf("quiescent")
+}
+
+// userTables are the tables the workload creates.
+var userTables = []string{"kv", "t1", "t2"}
+
+// dumpClient renders the user tables of a replica.
+func dumpClient(db *syncdb.DB) (string, error) {
+	var b strings.Builder
+	for _, t := range userTables {
+		rows, err := db.Query(context.Background(), "SELECT * FROM "+t+" ORDER BY 1")
+		if err != nil {
+			if strings.Contains(err.Error(), "no such table") {
+				continue
+			}
+			return "", err
+		}
+		cols, _ := rows.Columns()
+		fmt.Fprintf(&b, "%s(%s)\n", t, strings.Join(cols, ","))
+		for rows.Next() {
+			vals := make([]any, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			if err := rows.Scan(ptrs...); err != nil {
+				rows.Close()
+				return "", err
+			}
+			for i, v := range vals {
+				if i > 0 {
+					b.WriteByte('|')
+				}
+				fmt.Fprint(&b, v)
+			}
+			b.WriteByte('\n')
+		}
+		if err := rows.Close(); err != nil {
+			return "", err
+		}
+	}
+	return b.String(), nil
+}
+
+// serverQuery runs one read on the server through the (fault-free) network.
+func (w *world) serverQuery(sql string) ([]hrana.Col, [][]hrana.Value, error) {
+	body := fmt.Sprintf(`{"baton":null,"requests":[{"type":"execute","stmt":{"sql":%q}}]}`, sql)
+	req, _ := http.NewRequest("POST", "http://sim/v2/pipeline", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := w.tr.RoundTrip(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	out, _ := io.ReadAll(resp.Body)
+	r, err := hrana.DecodePipelineResp(out)
+	if err != nil {
+		return nil, nil, err
+	}
+	res := r.Results[0]
+	if res.Type != hrana.ResultOK {
+		return nil, nil, res.Error
+	}
+	return res.Response.StmtResult.Cols, res.Response.StmtResult.Rows, nil
+}
+
+func (w *world) dumpServer() (string, map[string][]string, error) {
+	var b strings.Builder
+	cols := map[string][]string{}
+	for _, t := range userTables {
+		cs, rows, err := w.serverQuery("SELECT * FROM " + t + " ORDER BY 1")
+		if err != nil {
+			if strings.Contains(err.Error(), "no such table") {
+				continue
+			}
+			return "", nil, err
+		}
+		var names []string
+		for _, c := range cs {
+			names = append(names, *c.Name)
+		}
+		cols[t] = names
+		fmt.Fprintf(&b, "%s(%s)\n", t, strings.Join(names, ","))
+		for _, row := range rows {
+			for i, v := range row {
+				if i > 0 {
+					b.WriteByte('|')
+				}
+				fmt.Fprint(&b, v.V)
+			}
+			b.WriteByte('\n')
+		}
+	}
+	return b.String(), cols, nil
+}
+
+// checkQuiescent runs the invariants of a quiescent system and returns a
+// hash of the final contents.
+func (w *world) checkQuiescent() string {
+	srvDump, cols, err := w.dumpServer()
+	if err != nil {
+		w.fail("server dump: %v", err)
+		return ""
+	}
+	if _, rows, err := w.serverQuery("PRAGMA integrity_check"); err != nil || len(rows) != 1 || rows[0][0].V != "ok" {
+		w.fail("server integrity_check: %v %v", rows, err)
+	}
+	// The server holds what the committed pushes say, in commit order.
+	var mb strings.Builder
+	for _, t := range userTables {
+		if c, ok := cols[t]; ok {
+			fmt.Fprintf(&mb, "%s(%s)\n", t, strings.Join(c, ","))
+			mb.WriteString(w.model.dump(t, c))
+		}
+	}
+	if got := strings.ReplaceAll(srvDump, "<nil>", "<nil>"); got != mb.String() {
+		w.fail("server differs from the model of committed pushes:\nserver:\n%s\nmodel:\n%s", srvDump, mb.String())
+	}
+	// Every replica converged on the server.
+	for _, c := range w.clients {
+		d, err := dumpClient(c.db)
+		if err != nil {
+			w.fail("%s dump: %v", c.name, err)
+			continue
+		}
+		if d != srvDump {
+			w.fail("%s differs from the server after a quiescent push+pull:\n%s\nserver:\n%s", c.name, d, srvDump)
+		}
+	}
+	// No lost write: every local write that committed and changed rows was
+	// pushed. (Exactly once is checked on every committed batch, by the
+	// chain of high-water marks; a token may legitimately travel again when
+	// an update resurrects a row deleted remotely.)
+	w.model.mu.Lock()
+	for _, c := range w.clients {
+		for _, tok := range c.tokens {
+			if w.model.tokens[tok] == 0 {
+				w.fail("%s's committed write %s never reached the server", c.name, tok)
+			}
+		}
+	}
+	w.model.mu.Unlock()
+	// Each client's synced base is the server's pages at its revision.
+	for _, c := range w.clients {
+		c.db.Close()
+		c.db = nil
+		w.checkBase(c)
+	}
+	sum := sha256.Sum256([]byte(srvDump))
+	return hex.EncodeToString(sum[:8])
+}
+
+// checkBase compares c's synced base with the server's pages at c's
+// revision, byte for byte.
+func (w *world) checkBase(c *client) {
+	meta, err := metaactor.Load(fsx.OS, c.path+"-info")
+	if err != nil {
+		w.fail("%s: load metadata: %v", c.name, err)
+		return
+	}
+	if meta.SyncedRevision == nil {
+		return
+	}
+	local := map[uint32][]byte{}
+	err = dbactor.BaseImage(fsx.OS, c.path, meta, func(pg uint32, data []byte) error {
+		local[pg] = bytes.Clone(data)
+		return nil
+	})
+	if err != nil {
+		w.fail("%s: read synced base: %v", c.name, err)
+		return
+	}
+	sel, _ := wire.EncodeSelector(wire.SelectorRange(0, meta.SyncDB.Base.DBSize))
+	body, _ := proto.Marshal(&syncpb.PullUpdatesReqProtoBody{ServerRevision: meta.SyncedRevision.Revision, ServerPagesSelector: sel})
+	req, _ := http.NewRequest("POST", "http://sim/pull-updates", bytes.NewReader(body))
+	resp, err := w.tr.RoundTrip(req)
+	if err != nil || resp.StatusCode != 200 {
+		w.fail("%s: fetch the server's revision %s: %v %v", c.name, meta.SyncedRevision.Revision, resp, err)
+		return
+	}
+	fr := wire.NewFrameReader(resp.Body, 0)
+	hdr := &syncpb.PullUpdatesRespProtoBody{}
+	if err := fr.Next(hdr); err != nil {
+		w.fail("%s: server header: %v", c.name, err)
+		return
+	}
+	if uint32(hdr.DbSize) != meta.SyncDB.Base.DBSize {
+		w.fail("%s: base has %d pages, the server's revision %d", c.name, meta.SyncDB.Base.DBSize, hdr.DbSize)
+	}
+	var diff []uint32
+	for {
+		id, page, err := fr.NextPage()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			w.fail("%s: server page: %v", c.name, err)
+			return
+		}
+		if !bytes.Equal(local[uint32(id+1)], page) {
+			diff = append(diff, uint32(id+1))
+		}
+	}
+	if len(diff) > 0 {
+		sort.Slice(diff, func(i, j int) bool { return diff[i] < diff[j] })
+		w.fail("%s: synced base differs from the server's revision %s on pages %v", c.name, meta.SyncedRevision.Revision, diff)
+	}
+}

@@ -1,0 +1,140 @@
+package sim
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/syncdb/syncdb/internal/failpoint"
+)
+
+var (
+	flagSeed    = flag.Uint64("seed", 0, "run only this seed")
+	flagSeeds   = flag.Int("seeds", 0, "number of seeds (default: the CI budget)")
+	flagFirst   = flag.Uint64("first", 1, "first seed of a multi-seed run")
+	flagOps     = flag.Int("ops", 0, "operations per seed (default: the CI budget)")
+	flagVerbose = flag.Bool("simv", false, "log every operation")
+)
+
+// The CI budget: seeds × ops per seed, scaled down under the race
+// detector, which slows the transpiled SQLite about tenfold.
+func budget() (seeds, ops int) {
+	seeds, ops = 60, 200
+	if raceEnabled {
+		seeds, ops = 12, 150
+	}
+	if *flagSeeds > 0 {
+		seeds = *flagSeeds
+	}
+	if *flagOps > 0 {
+		ops = *flagOps
+	}
+	return seeds, ops
+}
+
+// TestSim runs the simulation over the budget of seeds; -seed=N replays one.
+func TestSim(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	seeds, ops := budget()
+	first := *flagFirst
+	if *flagSeed != 0 {
+		first, seeds = *flagSeed, 1
+	}
+	start := time.Now()
+	for s := first; s < first+uint64(seeds); s++ {
+		seed := s
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			hash, log, bad := run(t, config{seed: seed, ops: ops, faults: true, crashes: true, verbose: *flagVerbose})
+			if len(bad) > 0 {
+				t.Errorf("seed %d: %d invariant violations; first: %s\n\nreplay: go test ./sim -run 'TestSim$' -seed=%d -ops=%d -simv\n\nlog tail:\n%s",
+					seed, len(bad), bad[0], seed, ops, tail(log, 60))
+				return
+			}
+			t.Logf("seed %d: %d ops, final hash %s", seed, ops, hash)
+		})
+	}
+	t.Logf("%d seeds × %d ops in %v", seeds, ops, time.Since(start).Round(time.Millisecond))
+}
+
+// run executes one seed and returns the hash of the final contents, the
+// operation log and the invariant violations.
+func run(t testing.TB, cfg config) (hash, log string, bad []string) {
+	w := newWorld(t, cfg)
+	defer failpoint.Set(nil)
+	for _, c := range w.clients {
+		w.ensureOpen(c)
+		if c.db != nil {
+			if _, err := c.db.Exec(t.Context(), kvSchema); err != nil {
+				w.fail("%s: create schema: %v", c.name, err)
+			}
+		}
+	}
+	for i := 0; i < cfg.ops && !w.failed(); i++ {
+		w.step(i)
+	}
+	if !w.failed() {
+		w.quiesce()
+	}
+	if !w.failed() {
+		hash = w.checkQuiescent()
+	}
+	w.close()
+	w.logf("final hash %s", hash)
+	return hash, w.log.String(), w.bad
+}
+
+func (w *world) close() {
+	for _, c := range w.clients {
+		if c.db != nil {
+			c.db.Close()
+			c.db = nil
+		}
+		c.rec.Stop()
+	}
+	if w.srv != nil {
+		w.srv.BeginShutdown()
+		w.srv.Close()
+	}
+	w.srvRec.Stop()
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// A replay of a seed is bit for bit the same: the same operation log and
+// the same final hash.
+func TestReplayIsDeterministic(t *testing.T) {
+	seed := uint64(7)
+	if *flagSeed != 0 {
+		seed = *flagSeed
+	}
+	cfg := config{seed: seed, ops: 120, faults: true, crashes: true}
+	h1, log1, bad1 := run(t, cfg)
+	h2, log2, bad2 := run(t, cfg)
+	if len(bad1)+len(bad2) > 0 {
+		t.Fatalf("violations: %v %v", bad1, bad2)
+	}
+	if h1 != h2 || log1 != log2 {
+		t.Fatalf("two runs of seed %d differ:\nhash %s vs %s\nfirst run log:\n%s\nsecond:\n%s", seed, h1, h2, tail(log1, 30), tail(log2, 30))
+	}
+	if !strings.Contains(log1, "crash") || !strings.Contains(log1, "net ") {
+		t.Fatalf("seed %d exercised no crash or network fault:\n%s", seed, log1)
+	}
+}
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	_ = runtime.NumCPU
+	os.Exit(m.Run())
+}

@@ -1,0 +1,215 @@
+package sim
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/syncdb/syncdb"
+)
+
+// The workload's schema. Keys come from a small range so that clients
+// collide; values are tokens "c<client>.<n>" so that every write can be
+// traced to the server.
+const (
+	keys      = 24
+	kvSchema  = "CREATE TABLE IF NOT EXISTS kv(k INTEGER PRIMARY KEY, a TEXT, b TEXT)"
+	extraCols = 2 // kv may gain columns x1, x2
+	extraTabs = 2 // tables t1, t2 may appear
+)
+
+// Failpoints per operation, for crash plans ("" = any).
+var failpoints = map[string][]string{
+	"write":      {"write.committed", "checkpoint.revert", "checkpoint.meta", "checkpoint.copied", "fsx.written", "fsx.synced", "fsx.renamed", ""},
+	"push":       {"push.highwater", "push.sent", "fsx.written", "fsx.synced", "fsx.renamed", ""},
+	"pull":       {"pull.start", "pull.journal", "pull.revert-next", "pull.pending", "pull.t1", "pull.t2", "pull.renamed", "pull.done", "fsx.written", "fsx.synced", "fsx.renamed", ""},
+	"sync":       {"push.sent", "pull.pending", "pull.t1", "pull.t2", "pull.done", ""},
+	"checkpoint": {"checkpoint.revert", "checkpoint.meta", "checkpoint.copied", "fsx.written", "fsx.synced", "fsx.renamed", ""},
+	"reopen":     {"bootstrap.downloaded", "bootstrap.meta", "pull.t2", "pull.done", "checkpoint.copied", "fsx.renamed", ""},
+}
+
+func (c *client) token() string {
+	c.seq++
+	return fmt.Sprintf("c%d.%d", c.i, c.seq)
+}
+
+// stmt is one generated statement and the token it writes ("" for none).
+type stmt struct {
+	sql   string
+	args  []any
+	token string
+}
+
+func (w *world) genStmt(c *client) stmt {
+	k := int64(w.rng.IntN(keys))
+	switch r := w.rng.IntN(100); {
+	case r < 25:
+		t := c.token()
+		return stmt{"INSERT INTO kv(k, a, b) VALUES(?, ?, ?)", []any{k, t, t}, t}
+	case r < 35:
+		t := c.token()
+		return stmt{"INSERT OR REPLACE INTO kv(k, a, b) VALUES(?, ?, ?)", []any{k, t, t}, t}
+	case r < 55:
+		t := c.token()
+		return stmt{"UPDATE kv SET a = ? WHERE k = ?", []any{t, k}, t}
+	case r < 62:
+		t := c.token()
+		return stmt{"UPDATE kv SET b = ? WHERE k >= ? AND k < ?", []any{t, k, k + 4}, t}
+	case r < 72:
+		return stmt{"DELETE FROM kv WHERE k = ?", []any{k}, ""}
+	case r < 76:
+		return stmt{fmt.Sprintf("ALTER TABLE kv ADD COLUMN x%d TEXT", 1+w.rng.IntN(extraCols)), nil, ""}
+	case r < 82:
+		t := c.token()
+		return stmt{fmt.Sprintf("UPDATE kv SET x%d = ? WHERE k = ?", 1+w.rng.IntN(extraCols)), []any{t, k}, t}
+	case r < 85:
+		return stmt{fmt.Sprintf("CREATE TABLE IF NOT EXISTS t%d(id INTEGER PRIMARY KEY, v TEXT)", 1+w.rng.IntN(extraTabs)), nil, ""}
+	default:
+		t := c.token()
+		return stmt{fmt.Sprintf("INSERT OR REPLACE INTO t%d(id, v) VALUES(?, ?)", 1+w.rng.IntN(extraTabs)), []any{k, t}, t}
+	}
+}
+
+// step runs one randomly chosen operation.
+func (w *world) step(n int) {
+	c := w.clients[w.rng.IntN(len(w.clients))]
+	w.ensureOpen(c)
+	if c.db == nil {
+		return
+	}
+	ctx := context.Background()
+	r := w.rng.IntN(100)
+	var op string
+	switch {
+	case r < 45:
+		op = "write"
+	case r < 50:
+		op = "read"
+	case r < 64:
+		op = "push"
+	case r < 78:
+		op = "pull"
+	case r < 83:
+		op = "sync"
+	case r < 87:
+		op = "checkpoint"
+	case r < 91:
+		op = "reopen"
+	case r < 94:
+		op = "crash"
+	case r < 96:
+		op = "server-crash"
+	case r < 98:
+		op = "server-maintain"
+	default:
+		op = "server-restart"
+	}
+	w.clock.advance(1e9)
+	if w.cfg.crashes && failpoints[op] != nil && w.rng.IntN(100) < 20 {
+		pts := failpoints[op]
+		w.mu.Lock()
+		w.plan = &crashPlan{owner: c.dir, point: pts[w.rng.IntN(len(pts))], countdown: 1 + w.rng.IntN(2), power: w.rng.IntN(2) == 0}
+		w.mu.Unlock()
+	}
+	var result string
+	switch op {
+	case "write":
+		result = w.write(ctx, c)
+	case "read":
+		var n int
+		err := c.db.QueryRow(ctx, "SELECT count(*) FROM kv").Scan(&n)
+		result = fmt.Sprintf("%d %v", n, errText(err))
+	case "push":
+		result = errText(c.db.Push(ctx))
+	case "pull":
+		changed, err := c.db.Pull(ctx)
+		result = fmt.Sprintf("%v %s", changed, errText(err))
+	case "sync":
+		result = errText(c.db.Sync(ctx))
+	case "checkpoint":
+		result = errText(c.db.Checkpoint(ctx))
+	case "reopen":
+		err := c.db.Close()
+		c.db = nil
+		if err != nil && !strings.Contains(err.Error(), "simulated crash") {
+			w.fail("%s: close: %v", c.name, err)
+		}
+		w.ensureOpen(c)
+		result = "reopened"
+	case "crash":
+		if w.cfg.crashes {
+			w.crashClient(c, w.rng.IntN(2) == 0, "between operations")
+			w.ensureOpen(c)
+		}
+	case "server-crash":
+		if w.cfg.crashes {
+			w.crashServer(w.rng.IntN(2) == 0)
+		}
+	case "server-restart":
+		w.logf("server restart")
+		w.tr.setHandler(nil)
+		w.srv.BeginShutdown()
+		if err := w.srv.Close(); err != nil {
+			w.fail("server close: %v", err)
+		}
+		w.startServer()
+	case "server-maintain":
+		if err := w.srv.Maintain(ctx); err != nil {
+			w.fail("server maintain: %v", err)
+		}
+	}
+	w.logf("op %d %s %s: %s", n, c.name, op, result)
+	if p := w.takeCrash(); p != nil {
+		w.crashClient(c, p.power, p.fired)
+		w.ensureOpen(c)
+	}
+	w.checkClient(c, op, result)
+}
+
+// write runs one statement or a transaction of a few, recording the tokens
+// of what committed.
+func (w *world) write(ctx context.Context, c *client) string {
+	if w.rng.IntN(4) == 0 {
+		var stmts []stmt
+		for i := 0; i < 2+w.rng.IntN(3); i++ {
+			stmts = append(stmts, w.genStmt(c))
+		}
+		var tokens []string
+		err := c.db.Tx(ctx, func(tx *syncdb.Tx) error {
+			tokens = tokens[:0]
+			for _, s := range stmts {
+				res, err := tx.Exec(s.sql, s.args...)
+				if err != nil {
+					continue // e.g. a duplicate key: the transaction goes on without it
+				}
+				if n, _ := res.RowsAffected(); n > 0 && s.token != "" {
+					tokens = append(tokens, s.token)
+				}
+			}
+			return nil
+		})
+		if err == nil {
+			c.tokens = append(c.tokens, tokens...)
+		}
+		return fmt.Sprintf("tx of %d: %s", len(stmts), errText(err))
+	}
+	s := w.genStmt(c)
+	res, err := c.db.Exec(ctx, s.sql, s.args...)
+	if err == nil && s.token != "" {
+		if n, _ := res.RowsAffected(); n > 0 {
+			c.tokens = append(c.tokens, s.token)
+		}
+	}
+	return fmt.Sprintf("%s %v: %s", s.sql, s.args, errText(err))
+}
+
+func errText(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	s := err.Error()
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	return "error: " + s
+}

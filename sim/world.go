@@ -1,0 +1,324 @@
+// Package sim is syncdb's deterministic simulation: one seed decides how
+// many clients there are, what they do (writes, schema changes,
+// transactions, reads, push, pull, sync, checkpoint, reopen), which network
+// faults hit which requests, and where processes crash — at a failpoint
+// inside an operation, as a process death or a power loss — and when the
+// server crashes and restarts. The server and the clients run in one
+// process; the network is an http.RoundTripper; time is virtual.
+//
+// After every operation and at quiescence it checks the invariants:
+// integrity of every database, no lost acknowledged write, convergence of
+// every replica with the server, the server equal to a reference model of
+// the committed pushes, each client's synced base byte-identical to the
+// server's pages at its revision, monotonic revisions, no goroutine leak.
+//
+// Run it with go test ./sim (see sim_test.go for the flags); a failing run
+// prints the command that replays it.
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/syncdb/syncdb"
+	"github.com/syncdb/syncdb/actors"
+	"github.com/syncdb/syncdb/internal/failpoint"
+	"github.com/syncdb/syncdb/internal/fsx"
+	"github.com/syncdb/syncdb/internal/shimvfs"
+	"github.com/syncdb/syncdb/server"
+)
+
+// config is one run.
+type config struct {
+	seed    uint64
+	ops     int
+	faults  bool // network faults
+	crashes bool // client and server crashes
+	verbose bool
+}
+
+// world is everything one seed runs.
+type world struct {
+	t     testing.TB
+	cfg   config
+	rng   *rand.Rand
+	dir   string
+	vfs   string
+	model *model
+	tr    *transport
+	clock *simClock
+	ids   *seededIDs
+
+	srv    *server.Server
+	srvDir string
+	srvRec *shimvfs.Recorder
+
+	clients []*client
+
+	mu   sync.Mutex // guards plan, log, failures (failpoints fire on actor goroutines)
+	plan *crashPlan
+	log  strings.Builder
+	bad  []string
+}
+
+type client struct {
+	i      int
+	name   string
+	dir    string
+	path   string
+	db     *syncdb.DB
+	fs     *fsx.CrashFS
+	rec    *shimvfs.Recorder
+	seq    int
+	tokens []string // value tokens of local writes that committed and changed rows
+	rev    int64    // revision sequence last seen (monotonic)
+}
+
+// crashPlan arms a crash at the n-th hit of a failpoint of one owner.
+type crashPlan struct {
+	owner     string // a client's or the server's directory
+	point     string // "" = any failpoint
+	countdown int
+	power     bool // a power loss, not just a process death
+	fired     string
+}
+
+func newWorld(t testing.TB, cfg config) *world {
+	vfs, err := shimvfs.Register()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &world{
+		t:     t,
+		cfg:   cfg,
+		rng:   rand.New(rand.NewPCG(cfg.seed, 0x5eed)),
+		dir:   t.TempDir(),
+		vfs:   vfs,
+		model: newModel(),
+		clock: &simClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()},
+	}
+	w.ids = &seededIDs{rng: rand.New(rand.NewPCG(cfg.seed, 0x1d5))}
+	w.tr = &transport{w: w}
+	w.model.trace = func(tok string, n int, sql string) {
+		if n > 1 {
+			w.logf("model: %s written by a committed push for the %d. time: %s", tok, n, sql)
+		}
+	}
+	if cfg.faults {
+		w.tr.faultPct = 8
+	}
+	failpoint.Set(w.hook)
+	w.srvDir = filepath.Join(w.dir, "server")
+	os.MkdirAll(w.srvDir, 0o755)
+	if w.srvRec, err = shimvfs.Record(w.srvDir); err != nil {
+		t.Fatal(err)
+	}
+	w.startServer()
+	n := 1 + w.rng.IntN(5)
+	for i := 0; i < n; i++ {
+		c := &client{i: i, name: fmt.Sprintf("c%d", i), fs: fsx.NewCrashFS()}
+		c.dir = filepath.Join(w.dir, c.name)
+		c.path = filepath.Join(c.dir, "app.db")
+		os.MkdirAll(c.dir, 0o755)
+		if c.rec, err = shimvfs.Record(c.dir); err != nil {
+			t.Fatal(err)
+		}
+		w.clients = append(w.clients, c)
+	}
+	w.logf("seed %d: %d clients", cfg.seed, n)
+	return w
+}
+
+func (w *world) logf(format string, args ...any) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	fmt.Fprintf(&w.log, format+"\n", args...)
+	if w.cfg.verbose {
+		w.t.Logf(format, args...)
+	}
+}
+
+// fail records an invariant violation.
+func (w *world) fail(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	w.mu.Lock()
+	w.bad = append(w.bad, msg)
+	fmt.Fprintf(&w.log, "VIOLATION %s\n", msg)
+	w.mu.Unlock()
+}
+
+func (w *world) failed() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.bad) > 0
+}
+
+// hook is the failpoint hook: it fires the armed crash plan.
+func (w *world) hook(name, owner string) {
+	w.mu.Lock()
+	p := w.plan
+	if p == nil || p.fired != "" || !strings.HasPrefix(owner, p.owner+string(filepath.Separator)) && owner != p.owner ||
+		p.point != "" && p.point != name {
+		w.mu.Unlock()
+		return
+	}
+	p.countdown--
+	if p.countdown > 0 {
+		w.mu.Unlock()
+		return
+	}
+	p.fired = name
+	w.mu.Unlock()
+	w.freeze(p.owner)
+	panic(failpoint.Crash{Name: name, Owner: owner})
+}
+
+// freeze stops all I/O of a process: it has died.
+func (w *world) freeze(owner string) {
+	if owner == w.srvDir {
+		w.srvRec.Crash()
+		return
+	}
+	for _, c := range w.clients {
+		if c.dir == owner {
+			c.fs.Freeze()
+			c.rec.Crash()
+		}
+	}
+}
+
+func (w *world) startServer() {
+	srv, err := server.New(server.Config{
+		DataDir: w.srvDir, Logger: slog.New(slog.DiscardHandler), VFS: w.vfs, NewID: w.ids.next,
+		MaintenanceInterval: -1, CheckpointFrames: 1 + w.rng.IntN(200),
+	})
+	if err != nil {
+		w.fail("server start: %v", err)
+		return
+	}
+	w.srv = srv
+	w.tr.setHandler(srv.Handler())
+}
+
+// crashServer kills the server (optionally with a power loss) and starts
+// it again.
+func (w *world) crashServer(power bool) {
+	w.logf("server crash power=%v", power)
+	w.tr.setHandler(nil)
+	w.srvRec.Crash()
+	w.srv.BeginShutdown()
+	w.srv.Close()
+	w.restartRecorder(w.srvRec, power)
+	w.startServer()
+}
+
+func (w *world) restartRecorder(r *shimvfs.Recorder, power bool) {
+	if power {
+		if err := r.PowerLoss(); err != nil {
+			w.fail("power loss: %v", err)
+		}
+	} else {
+		r.Resume()
+	}
+}
+
+func (w *world) open(c *client) error {
+	cfg := syncdb.Config{
+		Path: c.path, URL: "http://sim", ClientName: c.name, HTTPClient: &http.Client{Transport: w.tr},
+		Clock: w.clock, IDs: w.ids.next, FS: c.fs, VFS: w.vfs,
+		AutoCheckpointFrames: 20 + w.rng.IntN(200), PushBatchChanges: w.rng.IntN(3) * 10,
+		OnPanic: func(err error) {
+			var pe *actors.PanicError
+			if errors.As(err, &pe) {
+				if _, ok := pe.Value.(failpoint.Crash); ok {
+					return
+				}
+			}
+			w.fail("%s: actor panic: %v", c.name, err)
+		},
+	}
+	db, err := syncdb.Open(context.Background(), cfg)
+	if err != nil {
+		return err
+	}
+	c.db = db
+	return nil
+}
+
+// crashed reports whether the armed plan fired, and disarms it.
+func (w *world) takeCrash() *crashPlan {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	p := w.plan
+	w.plan = nil
+	if p != nil && p.fired != "" {
+		return p
+	}
+	return nil
+}
+
+// crashClient kills c's process (its I/O is frozen already if a failpoint
+// fired), optionally loses power, and brings it back.
+func (w *world) crashClient(c *client, power bool, why string) {
+	w.logf("%s crash at %s power=%v", c.name, why, power)
+	c.fs.Freeze()
+	c.rec.Crash()
+	if c.db != nil {
+		c.db.Close() // frozen: closing writes nothing
+		c.db = nil
+	}
+	if power {
+		if err := c.fs.PowerLoss(); err != nil {
+			w.fail("%s: power loss: %v", c.name, err)
+		}
+	}
+	c.fs.Thaw()
+	w.restartRecorder(c.rec, power)
+}
+
+// ensureOpen opens c if it is down, riding out crashes armed for its open.
+func (w *world) ensureOpen(c *client) {
+	for tries := 0; c.db == nil && tries < 5; tries++ {
+		err := w.open(c)
+		if p := w.takeCrash(); p != nil {
+			w.crashClient(c, p.power, p.fired)
+			continue
+		}
+		if err != nil {
+			if isTransient(err) {
+				w.logf("%s open: %v", c.name, err)
+				continue
+			}
+			w.fail("%s: open: %v", c.name, err)
+			return
+		}
+	}
+}
+
+// isTransient: errors a faulty network or a down server explain.
+func isTransient(err error) bool {
+	s := err.Error()
+	for _, sub := range []string{"sim: ", "status 503", "unexpected EOF", "truncated", "server down", "EOF"} {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
+}
+
+func parseRevSeq(rev string) int64 {
+	i := strings.LastIndexByte(rev, '-')
+	n, _ := strconv.ParseInt(rev[i+1:], 10, 64)
+	return n
+}
