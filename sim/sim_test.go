@@ -25,9 +25,9 @@ var (
 // The CI budget: seeds × ops per seed, scaled down under the race
 // detector, which slows the transpiled SQLite about tenfold.
 func budget() (seeds, ops int) {
-	seeds, ops = 60, 200
+	seeds, ops = 200, 300
 	if raceEnabled {
-		seeds, ops = 12, 150
+		seeds, ops = 20, 150
 	}
 	if *flagSeeds > 0 {
 		seeds = *flagSeeds

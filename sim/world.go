@@ -140,18 +140,21 @@ func newWorld(t testing.TB, cfg config) *world {
 	return w
 }
 
+// logf appends to the operation log. Paths are written relative to the
+// run's directory, so that two runs of a seed log the same bytes.
 func (w *world) logf(format string, args ...any) {
+	msg := strings.ReplaceAll(fmt.Sprintf(format, args...), w.dir, "$SIM")
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	fmt.Fprintf(&w.log, format+"\n", args...)
+	w.log.WriteString(msg + "\n")
 	if w.cfg.verbose {
-		w.t.Logf(format, args...)
+		w.t.Log(msg)
 	}
 }
 
 // fail records an invariant violation.
 func (w *world) fail(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
+	msg := strings.ReplaceAll(fmt.Sprintf(format, args...), w.dir, "$SIM")
 	w.mu.Lock()
 	w.bad = append(w.bad, msg)
 	fmt.Fprintf(&w.log, "VIOLATION %s\n", msg)
