@@ -544,3 +544,31 @@ func (r *recordPushes) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	return r.next.RoundTrip(req)
 }
+
+// One DB at a time per database file; CDCOperations counts what is not
+// pushed yet.
+func TestInUseAndStats(t *testing.T) {
+	url := newServer(t)
+	dir := t.TempDir()
+	ctx := context.Background()
+	path := filepath.Join(dir, "a.db")
+	a := open(t, syncdb.Config{Path: path, URL: url})
+	if _, err := syncdb.Open(ctx, syncdb.Config{Path: path, URL: url}); !errors.Is(err, syncdb.ErrInUse) {
+		t.Fatalf("second open: %v", err)
+	}
+	mustExec(t, a, "CREATE TABLE t(id INTEGER PRIMARY KEY)")
+	mustExec(t, a, "INSERT INTO t VALUES(1), (2)")
+	st, _ := a.Stats(ctx)
+	if st.CDCOperations != 3 {
+		t.Fatalf("before push: %d operations", st.CDCOperations)
+	}
+	if err := a.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ = a.Stats(ctx); st.CDCOperations != 0 {
+		t.Fatalf("after push: %d operations", st.CDCOperations)
+	}
+	if _, err := a.Exec(ctx, "PRAGMA wal_checkpoint"); !errors.Is(err, syncdb.ErrUnsupportedStatement) {
+		t.Fatalf("PRAGMA wal_checkpoint: %v", err)
+	}
+}

@@ -55,6 +55,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"runtime"
 	"sync"
 	"time"
@@ -64,6 +65,7 @@ import (
 
 	"github.com/syncdb/syncdb/actors"
 	"github.com/syncdb/syncdb/dbactor"
+	"github.com/syncdb/syncdb/internal/flock"
 	"github.com/syncdb/syncdb/internal/fsx"
 	"github.com/syncdb/syncdb/messages"
 	"github.com/syncdb/syncdb/metaactor"
@@ -89,6 +91,10 @@ var (
 	ErrNoURL = netactor.ErrNoURL
 	// ErrClosed: the database was closed.
 	ErrClosed = errors.New("syncdb: database is closed")
+	// ErrInUse: another process (or another DB in this one) has the
+	// database open. Only one may: a second writer looks to the first like
+	// external modification.
+	ErrInUse = errors.New("syncdb: the database is in use")
 )
 
 // Config configures Open. Path is required; everything else has defaults.
@@ -121,6 +127,9 @@ type Config struct {
 	// AutoCheckpointFrames checkpoints after a write when the WAL holds more
 	// frames than this (0 = 4096, about 16 MiB; negative = never).
 	AutoCheckpointFrames int
+	// MaxRetryTime bounds how long one request is retried after transient
+	// network failures (0 = 30 s; negative = no retries).
+	MaxRetryTime time.Duration
 	// ZstdPages asks the server for zstd-compressed pages (syncdb serve
 	// supports it; Turso's servers may not).
 	ZstdPages bool
@@ -166,6 +175,7 @@ type DB struct {
 	mu     sync.Mutex
 	closed bool
 	panics []error
+	unlock func() error
 }
 
 // gate holds new reads while a pull's transactions commit, so that no
@@ -202,6 +212,20 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		cfg.ReadConns = max(4, runtime.GOMAXPROCS(0))
 	}
 	d := &DB{cfg: cfg}
+	unlock, owner, err := flock.Lock(cfg.Path + "-lock")
+	if errors.Is(err, flock.ErrLocked) {
+		who := "another process"
+		if owner == os.Getpid() {
+			who = "another syncdb.DB in this process"
+		} else if owner > 0 {
+			who = fmt.Sprintf("process %d", owner)
+		}
+		return nil, fmt.Errorf("%w by %s: %s", ErrInUse, who, cfg.Path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("syncdb: open %s: lock: %w", cfg.Path, err)
+	}
+	d.unlock = unlock
 	d.sys = actors.NewSystem(actors.Options{Name: cfg.Path, Logger: cfg.Logger, OnPanic: func(p *actors.PanicError) {
 		d.mu.Lock()
 		d.panics = append(d.panics, p)
@@ -211,9 +235,13 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		}
 	}})
 	if err := d.open(ctx); err != nil {
-		d.sys.Stop()
 		if d.readers != nil {
 			d.readers.Close()
+		}
+		d.sys.Stop()
+		d.unlock()
+		if _, serr := cfg.FS.Stat(cfg.Path + "-info"); serr != nil {
+			os.Remove(cfg.Path + "-lock") // no replica here after all
 		}
 		return nil, fmt.Errorf("syncdb: open %s: %w", cfg.Path, err)
 	}
@@ -242,6 +270,7 @@ func (d *DB) open(ctx context.Context) error {
 	if d.net, err = netactor.Spawn(d.sys, netactor.Config{
 		URL: url, AuthToken: token, EncryptionKey: cfg.RemoteEncryptionKey, EncryptionCipher: cfg.RemoteEncryptionCipher,
 		HTTPClient: cfg.HTTPClient, Clock: cfg.Clock, ZstdPages: cfg.ZstdPages, Logger: cfg.Logger,
+		Retry: netactor.RetryPolicy{MaxElapsedTime: cfg.MaxRetryTime, Disabled: cfg.MaxRetryTime < 0},
 	}); err != nil {
 		return err
 	}
@@ -452,6 +481,7 @@ func (d *DB) Close() error {
 	d.mu.Unlock()
 	err := d.readers.Close()
 	d.sys.Stop()
+	err = errors.Join(err, d.unlock())
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return errors.Join(append([]error{err}, d.panics...)...)

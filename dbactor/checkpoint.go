@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/syncdb/syncdb/actors"
 	"github.com/syncdb/syncdb/internal/failpoint"
 	"github.com/syncdb/syncdb/internal/walfile"
 	"github.com/syncdb/syncdb/messages"
@@ -108,7 +109,16 @@ func (a *dbActor) recoverCheckpoint(ctx context.Context) error {
 // stats reports the local statistics.
 func (a *dbActor) stats(ctx context.Context) (messages.LocalStats, error) {
 	var s messages.LocalStats
-	if err := a.conn.QueryRowContext(ctx, "SELECT count(*) FROM _syncdb_changes WHERE change_id > ?", a.meta.LastPushedChangeIDHint).Scan(&s.CDCOperations); err != nil {
+	// Pushes move the hint in -info without this actor: read it fresh.
+	m, err := actors.Ask[*messages.Meta](ctx, a.cfg.Sys, a.cfg.Meta, &messages.GetMeta{})
+	if err != nil {
+		return s, err
+	}
+	var after int64
+	if gen, err := a.localPullGen(ctx); err == nil && gen == m.LastPushedPullGenHint {
+		after = m.LastPushedChangeIDHint
+	}
+	if err := a.conn.QueryRowContext(ctx, "SELECT count(*) FROM _syncdb_changes WHERE change_id > ?", after).Scan(&s.CDCOperations); err != nil {
 		return s, err
 	}
 	s.MainWALSize = a.walSizeNow()

@@ -55,6 +55,9 @@ func checkStatement(stmt string, inTx bool) error {
 	case "PRAGMA":
 		p := strings.ToLower(strings.TrimSpace(strings.TrimPrefix(stmt[len(kw):], " ")))
 		p = strings.TrimPrefix(p, "main.")
+		if strings.HasPrefix(p, "wal_checkpoint") {
+			return fmt.Errorf("%w: PRAGMA wal_checkpoint: use DB.Checkpoint", ErrUnsupportedStatement)
+		}
 		for _, d := range deniedPragmas {
 			if strings.HasPrefix(p, d) {
 				rest := strings.TrimSpace(p[len(d):])

@@ -161,7 +161,6 @@ type session struct {
 	bootstrapped bool
 	openTime     time.Duration
 	noToken      bool // no auth token was given
-	unlock       func()
 	prog         *progress
 	watch        *netWatch
 	client       *http.Client
@@ -196,20 +195,11 @@ func (c *cli) open(ctx context.Context, path string, f *clientFlags) (*session, 
 	if token == "" {
 		token = c.getenv(authTokenEnv)
 	}
-	unlock, err := lockReplica(path)
-	if err != nil {
-		return nil, err
-	}
 	s, err := c.openLocked(ctx, path, f, token)
-	if err != nil {
-		if _, serr := os.Stat(path + "-info"); errors.Is(serr, os.ErrNotExist) {
-			os.Remove(path + "-lock") // there is no replica at path
-		}
-		unlock()
-		return nil, err
+	if errors.Is(err, syncdb.ErrInUse) {
+		return nil, &userError{fmt.Sprintf("%v: one process at a time may use a replica (an open shell, for example); quit it or wait for it to finish", err)}
 	}
-	s.unlock = unlock
-	return s, nil
+	return s, err
 }
 
 func (c *cli) openLocked(ctx context.Context, path string, f *clientFlags, token string) (*session, error) {
@@ -295,9 +285,6 @@ func (s *session) close() error {
 		err = s.db.Close()
 	}
 	s.client.CloseIdleConnections()
-	if s.unlock != nil {
-		s.unlock()
-	}
 	return err
 }
 

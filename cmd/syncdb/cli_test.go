@@ -307,7 +307,7 @@ func TestCLIErrors(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	r = runBin(t, "", nil, "push", db)
-	if r.code != 1 || !strings.Contains(r.stderr, fmt.Sprintf("syncdb push: %s is in use by another syncdb process (pid %d)", db, shell.Process.Pid)) {
+	if r.code != 1 || !strings.Contains(r.stderr, fmt.Sprintf("the database is in use by process %d: %s", shell.Process.Pid, db)) {
 		t.Fatalf("push while a shell is open: exit %d, %q", r.code, r.stderr)
 	}
 	stdin.Close()
