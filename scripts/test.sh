@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test run, from a fresh machine: installs what the tests need
-# (Go modules, the pinned npm client for the interop tests) and runs every
-# test with the race detector.
+# (Go modules, the pinned npm client for the interop tests), runs every test
+# with the race detector, then the simulator's full budget without it (the
+# race detector slows the transpiled SQLite about tenfold; under -race the
+# simulator runs a smaller budget).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,5 +16,8 @@ go mod download
 echo "== go vet"
 go vet -unsafeptr=false ./...
 
-echo "== go test -race"
+echo "== go test -race ./..."
 go test -race -timeout 45m "$@" ./...
+
+echo "== simulator: 200 seeds x 300 operations"
+go test -count=1 -timeout 30m ./sim -run 'TestSim$'
