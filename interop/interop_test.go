@@ -2,7 +2,7 @@
 // a real `syncdb serve` process. Every scenario is a node script in
 // scenarios/; each gets its own server with a fresh data directory.
 //
-// Prerequisites: node on PATH and `npm ci` run in this directory (see
+// Prerequisites: node on PATH and `npm install` run in this directory (see
 // README.md). The tests fail, not skip, when either is missing.
 package interop
 
@@ -54,7 +54,7 @@ func setup() error {
 	if _, err := exec.LookPath("node"); err != nil {
 		return errors.New("node is not on PATH: the interop tests run the real @tursodatabase/sync client and need Node.js (>= 20)")
 	}
-	npmCI := fmt.Sprintf("Run `npm ci` in %s first (or `npm ci --prefix interop` from the repository root; scripts/test.sh does this)", interopDir)
+	npmCI := fmt.Sprintf("Run `npm install` in %s first (or `npm install --prefix interop` from the repository root; scripts/test.sh does this)", interopDir)
 	client := filepath.Join(interopDir, "node_modules", "@tursodatabase", "sync", "package.json")
 	installed, err := packageVersion(client, "version")
 	if err != nil {
