@@ -32,6 +32,9 @@ func TestMain(m *testing.M) {
 }
 
 func crashWorker() error {
+	if os.Getenv("W_PARTIAL") != "" {
+		return partialWorker()
+	}
 	path, url, logPath := os.Getenv("W_PATH"), os.Getenv("W_URL"), os.Getenv("W_LOG")
 	seed, _ := strconv.ParseUint(os.Getenv("W_SEED"), 10, 64)
 	base, _ := strconv.ParseInt(os.Getenv("W_BASE"), 10, 64)
@@ -184,4 +187,103 @@ func TestCrashKill(t *testing.T) {
 	}
 	integrity(t, db)
 	t.Logf("%d committed local writes survived %d kills", len(ids), iterations)
+}
+
+// partialWorker reads a partial replica at random (each read may fetch and
+// write a segment) until it is killed.
+func partialWorker() error {
+	path, url := os.Getenv("W_PATH"), os.Getenv("W_URL")
+	rows, _ := strconv.Atoi(os.Getenv("W_ROWS"))
+	seed, _ := strconv.ParseUint(os.Getenv("W_SEED"), 10, 64)
+	rng := rand.New(rand.NewPCG(seed, seed))
+	ctx := context.Background()
+	db, err := syncdb.Open(ctx, syncdb.Config{Path: path, URL: url,
+		Partial: &syncdb.PartialSync{PrefixBytes: 8192, SegmentSize: 16384, Prefetch: rng.IntN(2) == 0}})
+	if err != nil {
+		return err
+	}
+	fmt.Println("ready")
+	for {
+		switch r := rng.IntN(100); {
+		case r < 80:
+			id := 1 + rng.IntN(rows)
+			var k string
+			if err := db.QueryRow(ctx, "SELECT k FROM big WHERE id = ?", id).Scan(&k); err != nil {
+				return err
+			}
+			if k != fmt.Sprintf("key-%08d", id) {
+				return fmt.Errorf("row %d has k %q", id, k)
+			}
+		case r < 90:
+			var n int
+			if err := db.QueryRow(ctx, "SELECT count(*) FROM big WHERE k >= ?", fmt.Sprintf("key-%08d", rng.IntN(rows))).Scan(&n); err != nil {
+				return err
+			}
+		case r < 95:
+			if err := db.Checkpoint(ctx); err != nil {
+				return err
+			}
+		default:
+			if _, err := db.Pull(ctx); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// A partial replica killed while it fetches and writes segments reopens
+// correct: every page is either missing or exactly the server's.
+func TestPartialCrashKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills processes in a loop")
+	}
+	url, rows := bigRemote(t, 4)
+	path := filepath.Join(t.TempDir(), "p.db")
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 2))
+	for it := 0; it < 15; it++ {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "SYNCDB_CRASH_WORKER=1", "W_PARTIAL=1", "W_PATH="+path, "W_URL="+url,
+			fmt.Sprintf("W_ROWS=%d", rows), fmt.Sprintf("W_SEED=%d", rng.Uint64()))
+		stdout, _ := cmd.StdoutPipe()
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		ready := make(chan struct{})
+		go func() {
+			if sc := bufio.NewScanner(stdout); sc.Scan() {
+				close(ready)
+			}
+		}()
+		select {
+		case <-ready:
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+			t.Fatalf("iteration %d: the worker did not open: %s", it, stderr.String())
+		}
+		time.Sleep(time.Duration(rng.IntN(400)) * time.Millisecond)
+		cmd.Process.Kill()
+		if err := cmd.Wait(); err != nil {
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != -1 {
+				t.Fatalf("iteration %d: the worker failed before the kill: %v\n%s", it, err, stderr.String())
+			}
+		}
+	}
+	db := open(t, syncdb.Config{Path: path, URL: url})
+	integrity(t, db)
+	var n, sum int64
+	if err := db.QueryRow(context.Background(), "SELECT count(*), sum(id) FROM big").Scan(&n, &sum); err != nil {
+		t.Fatal(err)
+	}
+	if n != int64(rows) || sum != int64(rows)*int64(rows+1)/2 {
+		t.Fatalf("after the kills: count %d sum %d", n, sum)
+	}
+	var bad int
+	db.QueryRow(context.Background(), "SELECT count(*) FROM big WHERE k != printf('key-%08d', id)").Scan(&bad)
+	if bad != 0 {
+		t.Fatalf("%d rows have wrong content", bad)
+	}
 }

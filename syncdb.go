@@ -67,9 +67,11 @@ import (
 	"github.com/syncdb/syncdb/dbactor"
 	"github.com/syncdb/syncdb/internal/flock"
 	"github.com/syncdb/syncdb/internal/fsx"
+	"github.com/syncdb/syncdb/internal/shimvfs"
 	"github.com/syncdb/syncdb/messages"
 	"github.com/syncdb/syncdb/metaactor"
 	"github.com/syncdb/syncdb/netactor"
+	"github.com/syncdb/syncdb/pageactor"
 	"github.com/syncdb/syncdb/syncactor"
 )
 
@@ -146,7 +148,11 @@ type Config struct {
 	OnPanic func(error)
 }
 
-// PartialSync configures a partial replica (not implemented yet).
+// PartialSync configures a partial replica: the first Open downloads only
+// the first PrefixBytes of the database, or the pages the server reads to
+// answer Query (exactly one of the two), and later reads fetch missing pages
+// on demand, SegmentSize bytes at a time (default 128 KiB). With Prefetch,
+// fetching a B-tree interior page also loads its children.
 type PartialSync struct {
 	PrefixBytes int64
 	Query       string
@@ -160,6 +166,10 @@ type Stats struct {
 	LastPullUnixTime, LastPushUnixTime        int64
 	Revision                                  string
 	NetworkSentBytes, NetworkReceivedBytes    int64
+	// PagesPresent and PagesTotal: for a partial replica, the pages of the
+	// bootstrap revision that are local, and all of them. Both are 0 for a
+	// full replica.
+	PagesPresent, PagesTotal int64
 }
 
 // DB is an open synced database. Its methods are safe for concurrent use.
@@ -171,6 +181,9 @@ type DB struct {
 	sync    *actor.PID
 	readers *sql.DB
 	gate    gate
+
+	pages  *pageactor.Pages // partial replicas
+	detach func()
 
 	mu     sync.Mutex
 	closed bool
@@ -190,8 +203,13 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if cfg.Path == "" {
 		return nil, errors.New("syncdb: Config.Path is required")
 	}
-	if cfg.Partial != nil {
-		return nil, errors.New("syncdb: partial sync is not implemented yet")
+	if p := cfg.Partial; p != nil {
+		if (p.PrefixBytes > 0) == (p.Query != "") {
+			return nil, errors.New("syncdb: Config.Partial needs exactly one of PrefixBytes and Query")
+		}
+		if p.SegmentSize < 0 || p.SegmentSize%4096 != 0 {
+			return nil, errors.New("syncdb: Config.Partial.SegmentSize must be a multiple of 4096")
+		}
 	}
 	if cfg.ClientName == "" {
 		cfg.ClientName = "syncdb-go"
@@ -239,6 +257,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 			d.readers.Close()
 		}
 		d.sys.Stop()
+		d.closePages()
 		d.unlock()
 		if _, serr := cfg.FS.Stat(cfg.Path + "-info"); serr != nil {
 			os.Remove(cfg.Path + "-lock") // no replica here after all
@@ -280,12 +299,6 @@ func (d *DB) open(ctx context.Context) error {
 	} else {
 		clientID = cfg.ClientName + "-" + cfg.IDs()
 	}
-	d.readers, err = sql.Open("sqlite", dbactor.ReaderDSN(cfg.Path, cfg.VFS))
-	if err != nil {
-		return err
-	}
-	d.readers.SetMaxOpenConns(cfg.ReadConns)
-	d.readers.SetMaxIdleConns(cfg.ReadConns)
 	if d.db, err = dbactor.Spawn(dbactor.Config{
 		Path: cfg.Path, FS: cfg.FS, ClientID: clientID, Sys: d.sys, Meta: d.meta, Gate: &d.gate,
 		IgnoreTables: cfg.IgnoreTables, AutoCheckpointFrames: cfg.AutoCheckpointFrames, Clock: cfg.Clock, Logger: cfg.Logger,
@@ -322,8 +335,18 @@ func (d *DB) open(ctx context.Context) error {
 			}}); err != nil {
 				return err
 			}
-		} else if _, err := actors.Ask[struct{}](ctx, d.sys, d.sync, &messages.Bootstrap{}); err != nil {
-			return err
+		} else {
+			var partial *messages.PartialBootstrap
+			if p := cfg.Partial; p != nil {
+				seg := p.SegmentSize
+				if seg == 0 {
+					seg = 128 << 10
+				}
+				partial = &messages.PartialBootstrap{PrefixBytes: p.PrefixBytes, Query: p.Query, SegmentSize: seg, Prefetch: p.Prefetch}
+			}
+			if _, err := actors.Ask[struct{}](ctx, d.sys, d.sync, &messages.Bootstrap{Partial: partial}); err != nil {
+				return err
+			}
 		}
 	default:
 		if err := syncactor.FinishBootstrap(cfg.FS, cfg.Path); err != nil {
@@ -341,7 +364,36 @@ func (d *DB) open(ctx context.Context) error {
 			}
 		}
 	}
-	_, err = actors.Ask[struct{}](ctx, d.sys, d.db, &messages.OpenDB{})
+	// A partial replica reads its database through the shim VFS, which asks
+	// the page actor for pages missing from the file.
+	vfs := cfg.VFS
+	if m, err = actors.Ask[*messages.Meta](ctx, d.sys, d.meta, &messages.GetMeta{}); err != nil {
+		return err
+	}
+	open := &messages.OpenDB{}
+	if p := m.SyncDB.Partial; p != nil && m.PartialBootstrapServerRevision != nil {
+		if vfs, err = shimvfs.Register(); err != nil {
+			return err
+		}
+		d.pages, err = pageactor.Open(pageactor.Config{
+			Sys: d.sys, Net: d.net, FS: cfg.FS, Path: cfg.Path, Revision: m.PartialBootstrapServerRevision.Revision,
+			DBSize: p.DBSize, SegmentSize: p.SegmentSize, Prefetch: p.Prefetch, Logger: cfg.Logger,
+		})
+		if err != nil {
+			return fmt.Errorf("open partial replica: %w", err)
+		}
+		if d.detach, err = shimvfs.Attach(cfg.Path, d.pages); err != nil {
+			return err
+		}
+		open.Pages, open.VFS = d.pages, vfs
+	}
+	d.readers, err = sql.Open("sqlite", dbactor.ReaderDSN(cfg.Path, vfs))
+	if err != nil {
+		return err
+	}
+	d.readers.SetMaxOpenConns(cfg.ReadConns)
+	d.readers.SetMaxIdleConns(cfg.ReadConns)
+	_, err = actors.Ask[struct{}](ctx, d.sys, d.db, open)
 	return err
 }
 
@@ -455,6 +507,7 @@ func (d *DB) Stats(ctx context.Context) (Stats, error) {
 		return s, err
 	}
 	s.CDCOperations, s.MainWALSize, s.RevertWALSize = ls.CDCOperations, ls.MainWALSize, ls.RevertWALSize
+	s.PagesPresent, s.PagesTotal = ls.PagesPresent, ls.PagesTotal
 	if m.SyncedRevision != nil {
 		s.Revision = m.SyncedRevision.Revision
 	}
@@ -481,8 +534,18 @@ func (d *DB) Close() error {
 	d.mu.Unlock()
 	err := d.readers.Close()
 	d.sys.Stop()
-	err = errors.Join(err, d.unlock())
+	err = errors.Join(err, d.closePages(), d.unlock())
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return errors.Join(append([]error{err}, d.panics...)...)
+}
+
+func (d *DB) closePages() error {
+	if d.detach != nil {
+		d.detach()
+	}
+	if d.pages != nil {
+		return d.pages.Close()
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package dbactor
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -33,7 +34,13 @@ type baseReader struct {
 	wal    *os.File // nil when there is no WAL yet
 	index  *walfile.Index
 	revert *pageStore
+	pages  messages.LazyPages // a partial replica's; nil for a full one
 }
+
+// writerTag marks the writer connection for the page actor (it may read
+// the pages a pull is about to overwrite as zeros). Must equal
+// pageactor.WriterTag.
+const writerTag = "writer"
 
 // walFrames scans the WAL from the start up to (and checking) position
 // upTo, returning the index of frames 1..upTo.Frame.
@@ -80,6 +87,10 @@ func (b *baseReader) page(dst []byte, pgno uint32) ([]byte, error) {
 		return dst, fmt.Errorf("page %d is not in the synced base (%d pages)", pgno, b.base.DBSize)
 	}
 	if b.revert.has(pgno) {
+		if b.revert.remote(pgno) {
+			img, err := b.pages.Image(context.Background(), pgno)
+			return append(dst, img...), err
+		}
 		return b.revert.read(dst, pgno)
 	}
 	if f, ok := b.index.Lookup(pgno, b.base.WAL.Frame); ok {
@@ -87,6 +98,13 @@ func (b *baseReader) page(dst []byte, pgno uint32) ([]byte, error) {
 		dst = append(dst, make([]byte, PageSize)...)
 		_, err := walfile.ReadPage(b.wal, f, PageSize, dst[start:])
 		return dst, err
+	}
+	// A page missing from a partial replica's file has its bootstrap
+	// image, unchanged since (it would be present otherwise).
+	if b.pages != nil && !b.pages.Present(pgno) {
+		if err := b.pages.Ensure(context.Background(), pgno); err != nil {
+			return dst, err
+		}
 	}
 	start := len(dst)
 	dst = append(dst, make([]byte, PageSize)...)

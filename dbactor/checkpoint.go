@@ -38,6 +38,17 @@ func (a *dbActor) checkpoint(ctx context.Context) error {
 		if pg > a.base.base.DBSize || rv.has(pg) {
 			continue
 		}
+		// A partial replica does not fetch a page only to save it before
+		// overwriting it: the base image of a page missing from the file
+		// (and not in the base's WAL frames) is the server's bootstrap image.
+		if a.pages != nil && !a.pages.Present(pg) {
+			if _, inWAL := a.base.index.Lookup(pg, a.base.base.WAL.Frame); !inWAL {
+				if err := rv.appendRemote(pg); err != nil {
+					return err
+				}
+				continue
+			}
+		}
 		if buf, err = a.base.page(buf[:0], pg); err != nil {
 			return fmt.Errorf("save base page %d: %w", pg, err)
 		}
@@ -59,6 +70,18 @@ func (a *dbActor) checkpoint(ctx context.Context) error {
 	}
 	a.base.base.RevertLen = newLen
 	failpoint.Hit("checkpoint.meta", a.cfg.Path)
+	// The checkpoint will write every page of the WAL into the file: a
+	// partial replica records them present first, so that no fetch writes
+	// over them and a crash cannot leave them looking missing.
+	if a.pages != nil {
+		var all []uint32
+		for pg := range a.walPages() {
+			all = append(all, pg)
+		}
+		if err := a.pages.MarkPresent(all); err != nil {
+			return fmt.Errorf("mark pages present: %w", err)
+		}
+	}
 
 	var busy, logFrames, copied int
 	if err := a.conn.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &copied); err != nil {
@@ -73,9 +96,12 @@ func (a *dbActor) checkpoint(ctx context.Context) error {
 // store; if not (a reader held it back), W stays and the pages copied so
 // far are covered by the revert store.
 func (a *dbActor) finishCheckpoint(ctx context.Context) error {
-	stamp, err := fileStamp(a.cfg.Path)
-	if err != nil {
-		return err
+	var stamp *messages.FileStamp
+	if a.pages == nil {
+		var err error
+		if stamp, err = fileStamp(a.cfg.Path); err != nil {
+			return err
+		}
 	}
 	size := a.walSizeNow()
 	emptied := size < walfile.HeaderSize
@@ -122,6 +148,9 @@ func (a *dbActor) stats(ctx context.Context) (messages.LocalStats, error) {
 		return s, err
 	}
 	s.MainWALSize = a.walSizeNow()
+	if a.pages != nil {
+		s.PagesPresent, s.PagesTotal = a.pages.Counts()
+	}
 	if st, err := os.Stat(a.path(suffixRevert)); err == nil {
 		s.RevertWALSize = st.Size()
 	}

@@ -120,6 +120,7 @@ type dbActor struct {
 	meta    messages.Meta
 	base    *baseReader
 	cap     capture
+	pages   messages.LazyPages // nil for a full replica
 
 	opened  bool
 	walSize int64 // WAL size after our last write: anything else is a foreign write
@@ -129,6 +130,10 @@ type dbActor struct {
 func (a *dbActor) receive(msg any) {
 	switch m := msg.(type) {
 	case *messages.OpenDB:
+		a.pages = m.Pages
+		if m.VFS != "" {
+			a.cfg.VFS = m.VFS
+		}
 		m.Respond(struct{}{}, a.open(m.Context()))
 	case *messages.Exec:
 		if err := a.ready(m.Context()); err != nil {

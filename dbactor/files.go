@@ -61,6 +61,8 @@ type pageStore struct {
 	size  int64            // valid length
 	first bool             // keep the first record of a page (revert) rather than the last
 	buf   []byte
+	// remotes are the pages recorded with remoteFlag
+	remotes map[uint32]bool
 }
 
 // openPageStore opens path and indexes its first validLen bytes (all of it
@@ -103,8 +105,16 @@ func openPageStore(fs fsx.FS, path string, validLen int64, first bool) (*pageSto
 			f.Close()
 			return nil, fmt.Errorf("%s at offset %d: %w", path, off, err)
 		}
+		remote := pgno&remoteFlag != 0
+		pgno &^= remoteFlag
 		if _, seen := s.index[pgno]; !seen || !first {
 			s.index[pgno] = off
+			if remote {
+				if s.remotes == nil {
+					s.remotes = map[uint32]bool{}
+				}
+				s.remotes[pgno] = true
+			}
 		}
 	}
 	s.size = validLen
@@ -118,7 +128,31 @@ func openPageStore(fs fsx.FS, path string, validLen int64, first bool) (*pageSto
 }
 
 func (s *pageStore) has(pgno uint32) bool { _, ok := s.index[pgno]; return ok }
-func (s *pageStore) len() int             { return len(s.index) }
+
+// remoteFlag marks a record whose page is "the server's image at the
+// bootstrap revision", kept without its data (partial replicas).
+const remoteFlag = 1 << 31
+
+func (s *pageStore) remote(pgno uint32) bool { return s.remotes[pgno] }
+
+// appendRemote records pgno as a remote image (revert store only).
+func (s *pageStore) appendRemote(pgno uint32) error {
+	if s.has(pgno) {
+		return nil
+	}
+	if err := s.append(pgno|remoteFlag, make([]byte, PageSize)); err != nil {
+		return err
+	}
+	off := s.index[pgno|remoteFlag]
+	delete(s.index, pgno|remoteFlag)
+	s.index[pgno] = off
+	if s.remotes == nil {
+		s.remotes = map[uint32]bool{}
+	}
+	s.remotes[pgno] = true
+	return nil
+}
+func (s *pageStore) len() int { return len(s.index) }
 
 // read appends the page image of pgno to dst.
 func (s *pageStore) read(dst []byte, pgno uint32) ([]byte, error) {

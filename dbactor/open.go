@@ -75,7 +75,8 @@ func (a *dbActor) open(ctx context.Context) error {
 
 func (a *dbActor) openFiles(ctx context.Context) error {
 	// The database file as the base knows it must not have been rewritten
-	// by a checkpoint someone else ran.
+	// by a checkpoint someone else ran. (Partial replicas fill holes in it,
+	// so they have no stamp.)
 	if stamp := a.meta.SyncDB.DBFile; stamp != nil && !a.meta.SyncDB.Checkpointing {
 		cur, err := fileStamp(a.cfg.Path)
 		if err != nil {
@@ -108,7 +109,11 @@ func (a *dbActor) openFiles(ctx context.Context) error {
 // replaces it after its first transaction.
 func (a *dbActor) openWriter(ctx context.Context, fresh bool) error {
 	if a.writer == nil {
-		db, err := sql.Open("sqlite", WriterDSN(a.cfg.Path, a.cfg.VFS))
+		dsn := WriterDSN(a.cfg.Path, a.cfg.VFS)
+		if a.pages != nil {
+			dsn += "&syncdb_tag=" + writerTag
+		}
+		db, err := sql.Open("sqlite", dsn)
 		if err != nil {
 			return err
 		}
@@ -285,7 +290,7 @@ func (a *dbActor) loadBase() error {
 	if err != nil {
 		return fmt.Errorf("open revert store: %w", err)
 	}
-	a.base = &baseReader{base: b, dbFile: a.dbFile, wal: a.walFile, index: idx, revert: rv}
+	a.base = &baseReader{base: b, dbFile: a.dbFile, wal: a.walFile, index: idx, revert: rv, pages: a.pages}
 	return nil
 }
 

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/RoaringBitmap/roaring/v2"
+
 	"github.com/syncdb/syncdb/internal/change"
 	"github.com/syncdb/syncdb/internal/failpoint"
 	"github.com/syncdb/syncdb/internal/sqlitex"
@@ -156,6 +158,31 @@ func (a *dbActor) anchorWAL(ctx context.Context) (walfile.Position, error) {
 	return pos, nil
 }
 
+// walPages returns every page with a frame in the WAL.
+func (a *dbActor) walPages() map[uint32]bool {
+	pages := map[uint32]bool{}
+	if a.openWAL() != nil || a.walFile == nil {
+		return pages
+	}
+	st, err := a.walFile.Stat()
+	if err != nil {
+		return pages
+	}
+	sc, err := walfile.NewScanner(a.walFile, st.Size(), walfile.Position{})
+	if err != nil {
+		return pages
+	}
+	for {
+		frames, err := sc.Next()
+		if err != nil {
+			return pages
+		}
+		for _, f := range frames {
+			pages[f.Pgno] = true
+		}
+	}
+}
+
 // dirtyPages returns the pages the local layer may have changed since the
 // base: those in WAL frames after W, and those beyond the local size that
 // the base has.
@@ -215,6 +242,12 @@ func (a *dbActor) writeBase(ctx context.Context, dirty map[uint32]bool, changes 
 	}
 	pages = append(pages, changes.sortedPages()...)
 	slices.Sort(pages)
+	// sqlite_dbpage reads each page before overwriting it: the writer may
+	// read these as zeros rather than fetch them (partial replicas).
+	if a.pages != nil {
+		a.pages.ZeroFill(roaring.BitmapOf(pages...))
+		defer a.pages.ZeroFill(nil)
+	}
 	err := sqlitex.Raw(ctx, a.conn, func(c *sqlitex.Conn) error {
 		if err := c.Exec("BEGIN IMMEDIATE"); err != nil {
 			return err

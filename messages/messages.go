@@ -12,7 +12,10 @@
 package messages
 
 import (
+	"context"
 	"database/sql"
+
+	"github.com/RoaringBitmap/roaring/v2"
 
 	"github.com/syncdb/syncdb/actors"
 	"github.com/syncdb/syncdb/internal/change"
@@ -81,6 +84,21 @@ type NetCounters struct {
 // interrupted pull or checkpoint, and checks for external modification.
 type OpenDB struct {
 	actors.Request[struct{}]
+	// Pages is the presence state of a partial replica (a
+	// *pageactor.Pages; nil for a full replica).
+	Pages LazyPages
+	VFS   string // the SQLite VFS to open the database with ("" = the configured one)
+}
+
+// LazyPages is what the database actor needs of a partial replica's page
+// actor.
+type LazyPages interface {
+	Present(pgno uint32) bool
+	Ensure(ctx context.Context, pgno uint32) error
+	Image(ctx context.Context, pgno uint32) ([]byte, error)
+	MarkPresent(pages []uint32) error
+	ZeroFill(pages *roaring.Bitmap)
+	Counts() (present, total int64)
 }
 
 // Exec runs SQL (one or more statements) as one local write transaction,
@@ -146,6 +164,8 @@ type LocalStats struct {
 	CDCOperations int64
 	MainWALSize   int64
 	RevertWALSize int64
+	PagesPresent  int64 // partial replicas
+	PagesTotal    int64
 }
 
 // ---- syncactor
@@ -154,6 +174,16 @@ type LocalStats struct {
 // writes its first metadata.
 type Bootstrap struct {
 	actors.Request[struct{}]
+	Partial *PartialBootstrap // nil: the whole database
+}
+
+// PartialBootstrap asks for part of the database: the first PrefixBytes
+// (at least page 1), or the pages a query reads on the server.
+type PartialBootstrap struct {
+	PrefixBytes int64
+	Query       string
+	SegmentSize int
+	Prefetch    bool
 }
 
 // Pull fetches and applies the server's changes; the reply says whether

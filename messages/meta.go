@@ -91,8 +91,11 @@ type FileStamp struct {
 	MtimeNS int64 `json:"mtime_ns"`
 }
 
-// PartialState is a partial replica's state.
+// PartialState is a partial replica's state (see pageactor).
 type PartialState struct {
-	// PresentLen is the valid length of <db>-present, the presence log.
-	PresentLen int64 `json:"present_len"`
+	// DBSize is the database's size in pages at the bootstrap: pages up to
+	// it may be missing from the file, later ones were written locally.
+	DBSize      uint32 `json:"db_size"`
+	SegmentSize int    `json:"segment_size"`
+	Prefetch    bool   `json:"prefetch"`
 }

@@ -371,7 +371,7 @@ func validate(m *messages.Meta) error {
 		cs = append(cs, counter{"syncdb.clean_close.Frame", int64(c.Frame)})
 	}
 	if p := m.SyncDB.Partial; p != nil {
-		cs = append(cs, counter{"syncdb.partial.present_len", p.PresentLen})
+		cs = append(cs, counter{"syncdb.partial.segment_size", int64(p.SegmentSize)})
 	}
 	for _, c := range cs {
 		if c.v < 0 {

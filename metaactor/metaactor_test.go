@@ -87,7 +87,7 @@ func sampleMeta(n int) *messages.Meta {
 			Checkpointing: n%2 == 1,
 			DBFile:        &messages.FileStamp{Size: int64(4096 * (3 + n)), MtimeNS: -5},
 			CleanClose:    &walfile.Position{Salt1: 11, Salt2: uint32(22 + n), Frame: 12 + n},
-			Partial:       &messages.PartialState{PresentLen: int64(n)},
+			Partial:       &messages.PartialState{DBSize: uint32(n), SegmentSize: 4096 * n},
 		},
 	}
 	m.RevertSinceWALSalt, m.RevertSinceWALWatermark = walFields(m.SyncDB.Base.WAL)
@@ -196,7 +196,7 @@ func TestDeepCopies(t *testing.T) {
 		*m.SavedConfiguration.PartialSyncSegmentSize = 1
 		m.SyncDB.Pull.Revision = "changed"
 		m.SyncDB.CleanClose.Frame = 1000
-		m.SyncDB.Partial.PresentLen = 1000
+		m.SyncDB.Partial.DBSize = 1000
 	}
 	if got := get(t, sys, pid); !reflect.DeepEqual(got, want) {
 		t.Fatalf("the actor's state changed through a copy: %+v", got)
@@ -421,7 +421,7 @@ func TestLoadValidation(t *testing.T) {
 			"saved_configuration.partial_sync_segment_size: must not be negative, got -5"},
 		{"negative revert len", setIn(-6, "syncdb", "base", "revert_len"), "syncdb.base.revert_len: must not be negative, got -6"},
 		{"negative base frame", setIn(-7, "syncdb", "base", "wal", "Frame"), "syncdb.base.wal.Frame: must not be negative, got -7"},
-		{"negative present len", setIn(-8, "syncdb", "partial", "present_len"), "syncdb.partial.present_len: must not be negative, got -8"},
+		{"negative segment size", setIn(-8, "syncdb", "partial", "segment_size"), "syncdb.partial.segment_size: must not be negative, got -8"},
 		{"negative db size", setIn(-1, "syncdb", "base", "db_size"), "syncdb.base.db_size: expected uint32, got JSON number -1"},
 		{"fractional watermark", set("revert_since_wal_watermark", 1.5), "revert_since_wal_watermark: expected int, got JSON number 1.5"},
 		{"salt of three", set("revert_since_wal_salt", []int{1, 2, 3}), "revert_since_wal_salt: must be null or an array of two numbers, got [1,2,3]"},

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/syncdb/syncdb/actors"
@@ -22,6 +23,7 @@ import (
 	"github.com/syncdb/syncdb/internal/fsx"
 	"github.com/syncdb/syncdb/messages"
 	"github.com/syncdb/syncdb/netactor"
+	"github.com/syncdb/syncdb/pageactor"
 	"github.com/syncdb/syncdb/wire"
 	"github.com/syncdb/syncdb/wire/hrana"
 	"github.com/syncdb/syncdb/wire/syncpb"
@@ -84,6 +86,10 @@ type syncActor struct {
 func (s *syncActor) receive(msg any) {
 	switch m := msg.(type) {
 	case *messages.Bootstrap:
+		if m.Partial != nil {
+			m.Respond(struct{}{}, s.bootstrapPartial(m.Context(), m.Partial))
+			return
+		}
 		m.Respond(struct{}{}, s.bootstrap(m.Context()))
 	case *messages.Pull:
 		m.Respond(s.pull(m.Context()))
@@ -283,4 +289,90 @@ func (s *syncActor) progress(phase string, pages, total int64) {
 	if s.cfg.Progress != nil {
 		s.cfg.Progress(phase, pages, total)
 	}
+}
+
+// bootstrapPartial downloads part of the database into a full-size file
+// with holes, records which pages it holds (pageactor's presence log),
+// then the metadata, then moves the file into place.
+func (s *syncActor) bootstrapPartial(ctx context.Context, p *messages.PartialBootstrap) error {
+	tmp := s.cfg.Path + "-bootstrap"
+	req := &syncpb.PullUpdatesReqProtoBody{}
+	switch {
+	case p.Query != "":
+		req.ServerQuerySelector = p.Query
+	default:
+		n := uint32(max(1, p.PrefixBytes/wire.PageSize))
+		sel, err := wire.EncodeSelector(wire.SelectorRange(0, n))
+		if err != nil {
+			return err
+		}
+		req.ServerPagesSelector = sel
+	}
+	var f fsx.File
+	var hdr *syncpb.PullUpdatesRespProtoBody
+	present := roaring.New()
+	err := s.retry(ctx, func() error {
+		if f != nil {
+			f.Close()
+		}
+		var err error
+		if f, err = s.cfg.FS.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644); err != nil {
+			return err
+		}
+		hdr, present = nil, roaring.New()
+		_, err = actors.Ask[messages.PullInfo](ctx, s.cfg.Sys, s.cfg.Net, &messages.PullUpdates{
+			Req: req,
+			OnHeader: func(h *syncpb.PullUpdatesRespProtoBody) error {
+				hdr = h
+				return f.Truncate(int64(h.DbSize) * wire.PageSize)
+			},
+			OnPage: func(pgno uint32, data []byte) error {
+				if uint64(pgno) > hdr.DbSize {
+					return fmt.Errorf("server sent page %d of a %d-page database", pgno, hdr.DbSize)
+				}
+				present.Add(pgno)
+				s.progress("bootstrap", int64(present.GetCardinality()), 0)
+				_, err := f.WriteAt(data, int64(pgno-1)*wire.PageSize)
+				return err
+			},
+		})
+		return err
+	})
+	if err != nil {
+		if f != nil {
+			f.Close()
+		}
+		return fmt.Errorf("partial bootstrap: %w", err)
+	}
+	if hdr.DbSize > 0 && !present.Contains(1) {
+		f.Close()
+		return errors.New("partial bootstrap: the server did not send page 1")
+	}
+	if err := errors.Join(f.Sync(), f.Close()); err != nil {
+		return err
+	}
+	if err := pageactor.InitLog(s.cfg.FS, s.cfg.Path, present); err != nil {
+		return err
+	}
+	failpoint.Hit("bootstrap.downloaded", s.cfg.Path)
+	now := s.cfg.Clock.Now().Unix()
+	rev := &messages.Revision{Type: "v1", Revision: hdr.ServerRevision}
+	if err := s.updateMeta(ctx, func(m *messages.Meta) error {
+		m.ClientUniqueID = s.cfg.ClientID
+		m.SyncedRevision = rev
+		m.PartialBootstrapServerRevision = &messages.Revision{Type: "v1", Revision: hdr.ServerRevision}
+		m.LastPullUnixTime = &now
+		sc := s.cfg.SavedConfig
+		sc.PartialSyncPrefetch = &p.Prefetch
+		seg := p.SegmentSize
+		sc.PartialSyncSegmentSize = &seg
+		m.SavedConfiguration = &sc
+		m.SyncDB.Base = messages.Base{DBSize: uint32(hdr.DbSize)}
+		m.SyncDB.Partial = &messages.PartialState{DBSize: uint32(hdr.DbSize), SegmentSize: p.SegmentSize, Prefetch: p.Prefetch}
+		return nil
+	}); err != nil {
+		return err
+	}
+	failpoint.Hit("bootstrap.meta", s.cfg.Path)
+	return FinishBootstrap(s.cfg.FS, s.cfg.Path)
 }

@@ -1,0 +1,594 @@
+// Package pageactor is the page actor of a partial replica: it knows which
+// pages of the database file are present, fetches missing ones on demand —
+// a whole aligned segment at a time, one fetch per segment however many
+// readers wait for it — writes them into the file's holes, and records
+// their presence durably. With prefetch on, it parses the B-tree interior
+// pages it fetched and loads their children too.
+//
+// Fetches ask for pages as of the bootstrap revision: a page still missing
+// from the file has not changed locally nor been written by a checkpoint, so
+// every local snapshot that reads it from the file (rather than from the
+// WAL, where pulled pages land) must see it as it was at the bootstrap.
+//
+// The rule that keeps partial replicas correct: a fetch never overwrites a
+// page that is present. SQLite may write a missing page itself (a checkpoint
+// copying a reused free page); WillWrite marks such pages present, under
+// the same lock that fetches write under.
+//
+// Presence is kept in <db>-present, an append-only log of page ranges, each
+// appended only after the pages it names were fsynced into the database
+// file. A crash leaves at worst pages written but not recorded, which are
+// fetched again.
+package pageactor
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/RoaringBitmap/roaring/v2"
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/syncdb/syncdb/actors"
+	"github.com/syncdb/syncdb/internal/fsx"
+	"github.com/syncdb/syncdb/internal/shimvfs"
+	"github.com/syncdb/syncdb/messages"
+	"github.com/syncdb/syncdb/wire"
+	"github.com/syncdb/syncdb/wire/syncpb"
+)
+
+// PageSize is the only page size the sync protocol allows.
+const PageSize = wire.PageSize
+
+// WriterTag is the syncdb_tag of the writer connection: during a pull's
+// page writes it may read pages it is about to overwrite as zeros.
+const WriterTag = "writer"
+
+// Config configures the page actor.
+type Config struct {
+	Sys          *actors.System
+	Net          *actor.PID
+	FS           fsx.FS
+	Path         string        // the database file
+	Revision     string        // the bootstrap revision every fetch is pinned to
+	DBSize       uint32        // pages in the database at the bootstrap: pages beyond were written locally
+	SegmentSize  int           // bytes per fetch; default 128 KiB
+	Prefetch     bool          // load the children of fetched B-tree interior pages
+	FetchTimeout time.Duration // default 30 s
+	Logger       *slog.Logger
+}
+
+// ErrFetch wraps every failure to fetch a page (a retryable query error).
+var ErrFetch = errors.New("fetch missing page")
+
+// Pages is the presence state of a partial replica and the shim's view of
+// it (it implements shimvfs.Pages and shimvfs.WillWriter).
+type Pages struct {
+	cfg     Config
+	pid     *actor.PID
+	segment uint32 // pages per segment
+
+	present []atomic.Uint64 // bit per page 1..DBSize
+	count   atomic.Int64    // pages present
+
+	writeMu sync.Mutex // fetch writes and WillWrite exclude each other
+	file    *os.File   // our own descriptor of the database file; open until Close
+	logMu   sync.Mutex
+	log     fsx.File
+	logSize int64
+
+	zeroMu sync.RWMutex
+	zero   *roaring.Bitmap // pages the writer may read as zeros (a pull's T1)
+
+	fetches atomic.Int64 // segment requests sent (for tests and stats)
+}
+
+// Open loads the presence log and starts the actor. Close it after every
+// connection on the database is closed.
+func Open(cfg Config) (*Pages, error) {
+	if cfg.SegmentSize <= 0 {
+		cfg.SegmentSize = 128 << 10
+	}
+	if cfg.SegmentSize%PageSize != 0 {
+		return nil, fmt.Errorf("segment size %d is not a multiple of %d", cfg.SegmentSize, PageSize)
+	}
+	if cfg.FetchTimeout <= 0 {
+		cfg.FetchTimeout = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.FS == nil {
+		cfg.FS = fsx.OS
+	}
+	p := &Pages{cfg: cfg, segment: uint32(cfg.SegmentSize / PageSize), present: make([]atomic.Uint64, cfg.DBSize/64+1)}
+	f, err := os.OpenFile(cfg.Path, os.O_RDWR, 0)
+	if err != nil {
+		return nil, err
+	}
+	p.file = f
+	if err := p.loadLog(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	a := &pageActor{p: p, inflight: map[uint32][]*fetchPage{}}
+	if p.pid, err = cfg.Sys.Spawn("pages", a.receive, nil); err != nil {
+		p.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// PresentPath is the presence log of the database at dbPath.
+func PresentPath(dbPath string) string { return dbPath + "-present" }
+
+// Close closes the files. Call it after the database's connections closed.
+func (p *Pages) Close() error {
+	p.logMu.Lock()
+	defer p.logMu.Unlock()
+	var errs []error
+	if p.log != nil {
+		errs = append(errs, p.log.Close())
+		p.log = nil
+	}
+	if p.file != nil {
+		errs = append(errs, p.file.Close())
+		p.file = nil
+	}
+	return errors.Join(errs...)
+}
+
+func (p *Pages) has(pgno uint32) bool {
+	if pgno == 0 || pgno > p.cfg.DBSize {
+		return true
+	}
+	return p.present[pgno/64].Load()&(1<<(pgno%64)) != 0
+}
+
+func (p *Pages) set(pgno uint32) bool {
+	if pgno == 0 || pgno > p.cfg.DBSize {
+		return false
+	}
+	w, bit := &p.present[pgno/64], uint64(1)<<(pgno%64)
+	for {
+		old := w.Load()
+		if old&bit != 0 {
+			return false
+		}
+		if w.CompareAndSwap(old, old|bit) {
+			p.count.Add(1)
+			return true
+		}
+	}
+}
+
+// Missing implements shimvfs.Pages.
+func (p *Pages) Missing(pgno uint32) bool { return !p.has(pgno) }
+
+// Present reports whether pgno is in the database file.
+func (p *Pages) Present(pgno uint32) bool { return p.has(pgno) }
+
+// Counts returns the pages present and the pages of the bootstrap.
+func (p *Pages) Counts() (present, total int64) { return p.count.Load(), int64(p.cfg.DBSize) }
+
+// Fetches is the number of segment requests sent so far.
+func (p *Pages) Fetches() int64 { return p.fetches.Load() }
+
+// Fetch implements shimvfs.Pages: it blocks until pgno is present.
+func (p *Pages) Fetch(pgno uint32, tag string) error {
+	if tag == WriterTag {
+		p.zeroMu.RLock()
+		zero := p.zero != nil && p.zero.Contains(pgno)
+		p.zeroMu.RUnlock()
+		if zero {
+			return shimvfs.ErrZeroFill
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.FetchTimeout)
+	defer cancel()
+	_, err := actors.Ask[struct{}](ctx, p.cfg.Sys, p.pid, &fetchPage{pgno: pgno})
+	if err != nil {
+		return fmt.Errorf("%w %d: %w", ErrFetch, pgno, err)
+	}
+	return nil
+}
+
+// Ensure makes pgno present (for syncdb's own reads of the file).
+func (p *Pages) Ensure(ctx context.Context, pgno uint32) error {
+	if p.has(pgno) {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.FetchTimeout)
+	defer cancel()
+	_, err := actors.Ask[struct{}](ctx, p.cfg.Sys, p.pid, &fetchPage{pgno: pgno})
+	if err != nil {
+		return fmt.Errorf("%w %d: %w", ErrFetch, pgno, err)
+	}
+	return nil
+}
+
+// Image fetches the bootstrap revision's image of pgno without writing it
+// anywhere: the base image of a page the file no longer holds as the base
+// had it (a checkpoint wrote local content into its hole).
+func (p *Pages) Image(ctx context.Context, pgno uint32) ([]byte, error) {
+	sel, err := wire.EncodeSelector(roaring.BitmapOf(pgno - 1))
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.FetchTimeout)
+	defer cancel()
+	var img []byte
+	p.fetches.Add(1)
+	_, err = actors.Ask[messages.PullInfo](ctx, p.cfg.Sys, p.cfg.Net, &messages.PullUpdates{
+		Req:      &syncpb.PullUpdatesReqProtoBody{ServerRevision: p.cfg.Revision, ServerPagesSelector: sel},
+		OnHeader: func(*syncpb.PullUpdatesRespProtoBody) error { return nil },
+		OnPage: func(pg uint32, data []byte) error {
+			if pg == pgno {
+				img = append([]byte(nil), data...)
+			}
+			return nil
+		},
+	})
+	if err == nil && img == nil {
+		err = fmt.Errorf("the server did not send page %d", pgno)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w %d: %w", ErrFetch, pgno, err)
+	}
+	return img, nil
+}
+
+// ZeroFill lets the writer connection read pages as zeros (they are about
+// to be overwritten); nil ends it.
+func (p *Pages) ZeroFill(pages *roaring.Bitmap) {
+	p.zeroMu.Lock()
+	p.zero = pages
+	p.zeroMu.Unlock()
+}
+
+// WillWrite implements shimvfs.WillWriter: SQLite is about to write these
+// pages, so no fetch may write them any more.
+func (p *Pages) WillWrite(first, last uint32) {
+	p.writeMu.Lock()
+	defer p.writeMu.Unlock()
+	var added []uint32
+	for pg := first; pg <= last && pg <= p.cfg.DBSize; pg++ {
+		if p.set(pg) {
+			added = append(added, pg)
+		}
+	}
+	if len(added) > 0 {
+		// Not expected (checkpoints mark their pages first, see MarkPresent),
+		// but the page is SQLite's from now on: record it.
+		if err := p.record(added); err != nil {
+			p.cfg.Logger.Error("record present pages", "err", err)
+		}
+	}
+}
+
+// Wrote implements shimvfs.Pages.
+func (p *Pages) Wrote(first, last uint32) {}
+
+// MarkPresent records pages SQLite is about to write into the file (a
+// checkpoint), durably, before it writes them.
+func (p *Pages) MarkPresent(pages []uint32) error {
+	p.writeMu.Lock()
+	defer p.writeMu.Unlock()
+	var added []uint32
+	for _, pg := range pages {
+		if p.set(pg) {
+			added = append(added, pg)
+		}
+	}
+	return p.record(added)
+}
+
+// --- the presence log: records of [u32 first][u32 count][u32 crc32c], big-endian.
+
+const recordSize = 12
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+// InitLog writes the presence log of a new partial replica (bootstrap).
+func InitLog(fs fsx.FS, dbPath string, pages *roaring.Bitmap) error {
+	var buf []byte
+	appendRuns(&buf, pages.ToArray())
+	return fsx.WriteFileAtomic(fs, PresentPath(dbPath), buf)
+}
+
+func appendRuns(buf *[]byte, pages []uint32) {
+	for i := 0; i < len(pages); {
+		j := i + 1
+		for j < len(pages) && pages[j] == pages[j-1]+1 {
+			j++
+		}
+		start := len(*buf)
+		*buf = binary.BigEndian.AppendUint32(*buf, pages[i])
+		*buf = binary.BigEndian.AppendUint32(*buf, uint32(j-i))
+		*buf = binary.BigEndian.AppendUint32(*buf, crc32.Checksum((*buf)[start:], crcTable))
+		i = j
+	}
+}
+
+func (p *Pages) loadLog() error {
+	f, err := p.cfg.FS.OpenFile(PresentPath(p.cfg.Path), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	data, err := io.ReadAll(io.NewSectionReader(f, 0, 1<<40))
+	if err != nil {
+		f.Close()
+		return err
+	}
+	valid := 0
+	for ; valid+recordSize <= len(data); valid += recordSize {
+		r := data[valid : valid+recordSize]
+		if crc32.Checksum(r[:8], crcTable) != binary.BigEndian.Uint32(r[8:]) {
+			break // a torn append: everything after it is lost, and refetched
+		}
+		first, n := binary.BigEndian.Uint32(r), binary.BigEndian.Uint32(r[4:])
+		for pg := first; pg < first+n; pg++ {
+			p.set(pg)
+		}
+	}
+	if valid < len(data) {
+		if err := f.Truncate(int64(valid)); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	p.log, p.logSize = f, int64(valid)
+	return nil
+}
+
+// record appends pages to the presence log and syncs it. The pages' data
+// must be durable already.
+func (p *Pages) record(pages []uint32) error {
+	if len(pages) == 0 {
+		return nil
+	}
+	var buf []byte
+	appendRuns(&buf, sortedCopy(pages))
+	p.logMu.Lock()
+	defer p.logMu.Unlock()
+	if p.log == nil {
+		return errors.New("presence log closed")
+	}
+	if _, err := p.log.WriteAt(buf, p.logSize); err != nil {
+		return err
+	}
+	p.logSize += int64(len(buf))
+	return p.log.Sync()
+}
+
+func sortedCopy(s []uint32) []uint32 {
+	out := append([]uint32(nil), s...)
+	bm := roaring.BitmapOf(out...)
+	return bm.ToArray()
+}
+
+// --- the actor
+
+type fetchPage struct {
+	actors.Request[struct{}]
+	pgno uint32
+}
+
+// fetched is a download, sent back by the goroutine that ran it: a
+// segment's missing pages, or (prefetch) the children of interior pages.
+type fetched struct {
+	segs     []uint32 // the in-flight keys it answers
+	pages    map[uint32][]byte
+	err      error
+	prefetch bool
+}
+
+type pageActor struct {
+	p        *Pages
+	inflight map[uint32][]*fetchPage // segment -> waiters
+}
+
+func (a *pageActor) receive(msg any) {
+	switch m := msg.(type) {
+	case *fetchPage:
+		if a.p.has(m.pgno) {
+			m.Respond(struct{}{}, nil)
+			return
+		}
+		seg := (m.pgno - 1) / a.p.segment
+		a.start(seg)
+		a.inflight[seg] = append(a.inflight[seg], m)
+	case *fetched:
+		a.done(m)
+	}
+}
+
+// start begins fetching a segment unless it is in flight already.
+func (a *pageActor) start(seg uint32) {
+	if _, busy := a.inflight[seg]; busy {
+		return
+	}
+	first := seg*a.p.segment + 1
+	want := roaring.New()
+	for pg := first; pg < first+a.p.segment && pg <= a.p.cfg.DBSize; pg++ {
+		if !a.p.has(pg) {
+			want.Add(pg - 1) // selectors are 0-based
+		}
+	}
+	if want.IsEmpty() {
+		return
+	}
+	a.inflight[seg] = nil
+	a.request(want, []uint32{seg}, false)
+}
+
+// request downloads the pages of want (0-based ids) in one request and
+// sends the result back to the actor.
+func (a *pageActor) request(want *roaring.Bitmap, segs []uint32, prefetch bool) {
+	a.p.fetches.Add(1)
+	go func() {
+		res := &fetched{segs: segs, pages: map[uint32][]byte{}, prefetch: prefetch}
+		sel, err := wire.EncodeSelector(want)
+		if err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), a.p.cfg.FetchTimeout)
+			_, err = actors.Ask[messages.PullInfo](ctx, a.p.cfg.Sys, a.p.cfg.Net, &messages.PullUpdates{
+				Req:      &syncpb.PullUpdatesReqProtoBody{ServerRevision: a.p.cfg.Revision, ServerPagesSelector: sel},
+				OnHeader: func(*syncpb.PullUpdatesRespProtoBody) error { return nil },
+				OnPage: func(pgno uint32, data []byte) error {
+					if !want.Contains(pgno - 1) {
+						return fmt.Errorf("server sent page %d, which was not asked for", pgno)
+					}
+					res.pages[pgno] = append([]byte(nil), data...)
+					return nil
+				},
+			})
+			cancel()
+		}
+		res.err = err
+		a.p.cfg.Sys.Send(a.p.pid, res)
+	}()
+}
+
+// done writes a download into the file's holes and answers its waiters.
+func (a *pageActor) done(m *fetched) {
+	var waiters []*fetchPage
+	for _, seg := range m.segs {
+		waiters = append(waiters, a.inflight[seg]...)
+		delete(a.inflight, seg)
+	}
+	err := m.err
+	var written []uint32
+	if err == nil {
+		written, err = a.p.write(m.pages)
+	}
+	for _, w := range waiters {
+		switch {
+		case err != nil && !m.prefetch:
+			w.Respond(struct{}{}, err)
+		case a.p.has(w.pgno):
+			w.Respond(struct{}{}, nil)
+		case m.prefetch:
+			// A prefetch brings chosen pages, not whole segments: fetch
+			// this one's segment now.
+			seg := (w.pgno - 1) / a.p.segment
+			a.start(seg)
+			a.inflight[seg] = append(a.inflight[seg], w)
+		default:
+			w.Fail(fmt.Errorf("the server did not send page %d", w.pgno))
+		}
+	}
+	if err != nil {
+		a.p.cfg.Logger.Warn("page fetch failed", "prefetch", m.prefetch, "err", err)
+		return
+	}
+	if a.p.cfg.Prefetch && !m.prefetch {
+		a.prefetch(written, m.pages)
+	}
+}
+
+// write puts fetched pages into the holes of the file (never over a
+// present page), syncs the file, then records them as present.
+func (p *Pages) write(pages map[uint32][]byte) ([]uint32, error) {
+	p.writeMu.Lock()
+	var written []uint32
+	for pg, data := range pages {
+		if p.has(pg) {
+			continue
+		}
+		if len(data) != PageSize {
+			p.writeMu.Unlock()
+			return nil, fmt.Errorf("page %d has %d bytes", pg, len(data))
+		}
+		if _, err := p.file.WriteAt(data, int64(pg-1)*PageSize); err != nil {
+			p.writeMu.Unlock()
+			return nil, err
+		}
+		written = append(written, pg)
+		p.set(pg)
+	}
+	p.writeMu.Unlock()
+	if len(written) == 0 {
+		return nil, nil
+	}
+	if err := p.file.Sync(); err != nil {
+		return written, err
+	}
+	return written, p.record(written)
+}
+
+// maxPrefetch bounds one prefetch: the children of the interior pages a
+// demand fetch brought, at most this many pages, in one request.
+const maxPrefetch = 64
+
+// prefetch loads, in one request, the children of fetched B-tree interior
+// pages (one level deep): a search that just read an interior page will
+// read one of them next. Children in a segment already in flight are left
+// to that fetch.
+func (a *pageActor) prefetch(written []uint32, pages map[uint32][]byte) {
+	want := roaring.New()
+	segs := map[uint32]bool{}
+	for _, pg := range written {
+		for _, child := range interiorChildren(pg, pages[pg]) {
+			if want.GetCardinality() >= maxPrefetch {
+				break
+			}
+			if child == 0 || child > a.p.cfg.DBSize || a.p.has(child) {
+				continue
+			}
+			seg := (child - 1) / a.p.segment
+			if _, busy := a.inflight[seg]; busy && !segs[seg] {
+				continue
+			}
+			want.Add(child - 1)
+			segs[seg] = true
+		}
+	}
+	if want.IsEmpty() {
+		return
+	}
+	keys := make([]uint32, 0, len(segs))
+	for seg := range segs {
+		a.inflight[seg] = nil
+		keys = append(keys, seg)
+	}
+	a.request(want, keys, true)
+}
+
+// interiorChildren returns the child page numbers (1-based, as SQLite
+// stores them) of a B-tree interior page, or nil for any other page.
+func interiorChildren(pgno uint32, page []byte) []uint32 {
+	off := 0
+	if pgno == 1 {
+		off = 100 // the database header
+	}
+	if len(page) < off+12 {
+		return nil
+	}
+	kind := page[off]
+	if kind != 0x02 && kind != 0x05 { // interior index, interior table
+		return nil
+	}
+	n := int(binary.BigEndian.Uint16(page[off+3:]))
+	right := binary.BigEndian.Uint32(page[off+8:])
+	children := make([]uint32, 0, n+1)
+	cells := off + 12
+	for i := 0; i < n; i++ {
+		if cells+2*i+2 > len(page) {
+			break
+		}
+		cell := int(binary.BigEndian.Uint16(page[cells+2*i:]))
+		if cell+4 > len(page) {
+			continue
+		}
+		children = append(children, binary.BigEndian.Uint32(page[cell:]))
+	}
+	return append(children, right)
+}

@@ -1,0 +1,259 @@
+package syncdb_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/syncdb/syncdb"
+	"github.com/syncdb/syncdb/server"
+	"github.com/syncdb/syncdb/wire"
+	"github.com/syncdb/syncdb/wire/syncpb"
+)
+
+// partialMB is the size of the remote database the partial-sync tests
+// build: about 200 MB normally, less under the race detector (which slows
+// SQLite tenfold) unless SYNCDB_PARTIAL_MB says otherwise.
+func partialMB() int {
+	if s := os.Getenv("SYNCDB_PARTIAL_MB"); s != "" {
+		n, _ := strconv.Atoi(s)
+		return n
+	}
+	if raceEnabled || testing.Short() {
+		return 12
+	}
+	return 200
+}
+
+// bigRemote builds a server whose database "big" holds about mb megabytes:
+// table big(id INTEGER PRIMARY KEY, k TEXT UNIQUE, v BLOB), about 1 KiB a
+// row. The database file is written directly and then served, as a
+// pre-existing database.
+func bigRemote(t *testing.T, mb int) (url string, rows int) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "big"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rows = mb * 1000
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "big", "db.sqlite")+"?_pragma=journal_mode(WAL)&_pragma=synchronous(OFF)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`CREATE TABLE big(id INTEGER PRIMARY KEY, k TEXT UNIQUE, v BLOB);
+		WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < ?)
+		INSERT INTO big SELECT i, printf('key-%08d', i), zeroblob(1000) || randomblob(24) FROM n;`, rows); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	srv, err := server.New(server.Config{DataDir: dir, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() {
+		srv.BeginShutdown()
+		hs.Close()
+		srv.Close()
+	})
+	return hs.URL + "/db/big", rows
+}
+
+// countingTransport counts pull requests and remembers their selectors.
+type countingTransport struct {
+	pulls     atomic.Int64
+	mu        sync.Mutex
+	selectors map[string]int
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if strings.HasSuffix(r.URL.Path, "/pull-updates") && r.GetBody != nil {
+		c.pulls.Add(1)
+		body, _ := r.GetBody()
+		b, _ := io.ReadAll(body)
+		var req syncpb.PullUpdatesReqProtoBody
+		if proto.Unmarshal(b, &req) == nil && len(req.ServerPagesSelector) > 0 {
+			if bm, err := wire.DecodeSelector(req.ServerPagesSelector); err == nil {
+				c.mu.Lock()
+				if c.selectors == nil {
+					c.selectors = map[string]int{}
+				}
+				c.selectors[fmt.Sprint(bm.ToArray())]++
+				c.mu.Unlock()
+			}
+		}
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+func received(t *testing.T, db *syncdb.DB) int64 {
+	t.Helper()
+	st, err := db.Stats(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.NetworkReceivedBytes
+}
+
+// A cold partial replica answers lookups after downloading little, counts
+// exactly, stays correct when the remote changes, and its readers share
+// segment fetches.
+func TestPartialPrefix(t *testing.T) {
+	mb := partialMB()
+	url, rows := bigRemote(t, mb)
+	ctx := context.Background()
+	tr := &countingTransport{}
+	db := open(t, syncdb.Config{Path: filepath.Join(t.TempDir(), "p.db"), URL: url, HTTPClient: &http.Client{Transport: tr},
+		Partial: &syncdb.PartialSync{PrefixBytes: 128 << 10}})
+	st, _ := db.Stats(ctx)
+	if st.PagesPresent != 32 || st.PagesTotal < int64(mb)*200 {
+		t.Fatalf("after bootstrap: %d of %d pages", st.PagesPresent, st.PagesTotal)
+	}
+	t.Logf("bootstrap: %d of %d pages, %d bytes", st.PagesPresent, st.PagesTotal, st.NetworkReceivedBytes)
+
+	before := received(t, db)
+	var k string
+	if err := db.QueryRow(ctx, "SELECT k FROM big WHERE id = ?", rows/2).Scan(&k); err != nil || k != fmt.Sprintf("key-%08d", rows/2) {
+		t.Fatalf("rowid lookup: %q %v", k, err)
+	}
+	if got := received(t, db) - before; got > 1<<20 {
+		t.Fatalf("a rowid lookup downloaded %d bytes", got)
+	} else {
+		t.Logf("rowid lookup: %d bytes", got)
+	}
+	before = received(t, db)
+	var id int
+	if err := db.QueryRow(ctx, "SELECT id FROM big WHERE k = ?", fmt.Sprintf("key-%08d", rows/3)).Scan(&id); err != nil || id != rows/3 {
+		t.Fatalf("index lookup: %d %v", id, err)
+	}
+	if got := received(t, db) - before; got > 1<<20 {
+		t.Fatalf("an index lookup downloaded %d bytes", got)
+	} else {
+		t.Logf("index lookup: %d bytes", got)
+	}
+
+	// 16 readers on cold segments: correct answers, each segment once.
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 40; i++ {
+				id := 1 + (g*997+i*7919)%rows
+				var k string
+				if err := db.QueryRow(ctx, "SELECT k FROM big WHERE id = ?", id).Scan(&k); err != nil || k != fmt.Sprintf("key-%08d", id) {
+					errs <- fmt.Errorf("reader %d, id %d: %q %v", g, id, k, err)
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	tr.mu.Lock()
+	for sel, n := range tr.selectors {
+		if n > 1 {
+			t.Errorf("selector %.60s... requested %d times", sel, n)
+		}
+	}
+	t.Logf("%d pull requests so far", tr.pulls.Load())
+	tr.mu.Unlock()
+
+	// The remote changes; the replica pulls and stays exact.
+	w := open(t, syncdb.Config{Path: filepath.Join(t.TempDir(), "w.db"), URL: url,
+		Partial: &syncdb.PartialSync{PrefixBytes: 4096}})
+	mustExec(t, w, "UPDATE big SET k = 'changed' WHERE id = ?", rows/2)
+	mustExec(t, w, "DELETE FROM big WHERE id = ?", rows/4)
+	mustExec(t, w, "INSERT INTO big(id, k, v) VALUES(?, 'new', x'00')", rows+1)
+	if err := w.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, db, "INSERT INTO big(id, k, v) VALUES(?, 'local', x'01')", rows+2)
+	if _, err := db.Pull(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var n, sum int64
+	if err := db.QueryRow(ctx, "SELECT count(*), sum(id) FROM big").Scan(&n, &sum); err != nil {
+		t.Fatal(err)
+	}
+	wantN := int64(rows) - 1 + 2
+	wantSum := int64(rows)*int64(rows+1)/2 - int64(rows/4) + int64(rows+1) + int64(rows+2)
+	if n != wantN || sum != wantSum {
+		t.Fatalf("full scan after pull: count %d sum %d, want %d %d", n, sum, wantN, wantSum)
+	}
+	if got := rows1(t, db, "SELECT k FROM big WHERE id = ?", rows/2); got != "changed" {
+		t.Fatalf("changed row: %q", got)
+	}
+	if err := db.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	integrity(t, db)
+	if err := db.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Pull(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := rows1(t, w, "SELECT k FROM big WHERE id = ?", rows+2); got != "local" {
+		t.Fatalf("w sees: %q", got)
+	}
+	st, _ = db.Stats(ctx)
+	t.Logf("after a full scan: %d of %d pages, %d bytes received, %d requests", st.PagesPresent, st.PagesTotal, st.NetworkReceivedBytes, tr.pulls.Load())
+}
+
+func rows1(t *testing.T, db *syncdb.DB, q string, args ...any) string {
+	t.Helper()
+	var s string
+	if err := db.QueryRow(context.Background(), q, args...).Scan(&s); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return s
+}
+
+// A query bootstrap answers its own query with no further fetch.
+func TestPartialQuery(t *testing.T) {
+	url, rows := bigRemote(t, max(2, partialMB()/10))
+	ctx := context.Background()
+	tr := &countingTransport{}
+	q := fmt.Sprintf("SELECT id, k FROM big WHERE id BETWEEN %d AND %d", rows/2, rows/2+50)
+	db := open(t, syncdb.Config{Path: filepath.Join(t.TempDir(), "q.db"), URL: url, HTTPClient: &http.Client{Transport: tr},
+		Partial: &syncdb.PartialSync{Query: q}})
+	after := tr.pulls.Load()
+	got := 0
+	rs, err := db.Query(ctx, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rs.Next() {
+		got++
+	}
+	rs.Close()
+	if got != 51 {
+		t.Fatalf("query rows: %d", got)
+	}
+	if n := tr.pulls.Load() - after; n != 0 {
+		t.Fatalf("the bootstrap query needed %d more requests", n)
+	}
+	st, _ := db.Stats(ctx)
+	if st.PagesPresent*10 > st.PagesTotal {
+		t.Fatalf("the query bootstrap downloaded %d of %d pages", st.PagesPresent, st.PagesTotal)
+	}
+	t.Logf("query bootstrap: %d of %d pages, %d bytes", st.PagesPresent, st.PagesTotal, st.NetworkReceivedBytes)
+}

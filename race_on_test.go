@@ -1,0 +1,5 @@
+//go:build race
+
+package syncdb_test
+
+const raceEnabled = true
