@@ -1,0 +1,120 @@
+package dbactor
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/syncdb/syncdb/internal/fsx"
+)
+
+func page(b byte) []byte { return bytes.Repeat([]byte{b}, PageSize) }
+
+// The revert store keeps the first image of a page, the changes file the
+// last; a torn tail is cut off; remote records survive a reopen.
+func TestPageStore(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "store")
+	rv, err := openPageStore(fsx.OS, path, 0, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rv.append(3, page(1))
+	rv.append(3, page(2)) // ignored: the first (oldest) image wins
+	rv.append(7, page(7))
+	if err := rv.appendRemote(9); err != nil {
+		t.Fatal(err)
+	}
+	rv.sync()
+	valid := rv.size
+	rv.close()
+	// A torn record after the valid length.
+	f, _ := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	f.Write(page(9)[:100])
+	f.Close()
+
+	rv, err = openPageStore(fsx.OS, path, valid, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rv.close()
+	if got, _ := rv.read(nil, 3); !bytes.Equal(got, page(1)) {
+		t.Fatal("revert store did not keep the first image")
+	}
+	if !rv.has(7) || !rv.remote(9) || rv.remote(7) || rv.has(4) {
+		t.Fatalf("index after reopen: %v remotes %v", rv.index, rv.remotes)
+	}
+	if st, _ := os.Stat(path); st.Size() != valid {
+		t.Fatalf("torn tail not cut: %d bytes, want %d", st.Size(), valid)
+	}
+	// A damaged record inside the valid length is an error, not a guess.
+	data, _ := os.ReadFile(path)
+	data[10] ^= 0xff
+	os.WriteFile(path, data, 0o644)
+	if _, err := openPageStore(fsx.OS, path, valid, true); err == nil {
+		t.Fatal("a corrupt record was accepted")
+	}
+
+	w, err := CreateChanges(fsx.OS, filepath.Join(dir, "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Add(5, page(1))
+	w.Add(5, page(2)) // a later image of the same page wins
+	w.Close()
+	ch, err := openPageStore(fsx.OS, ChangesPath(filepath.Join(dir, "db")), -1, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.close()
+	if got, _ := ch.read(nil, 5); !bytes.Equal(got, page(2)) {
+		t.Fatal("changes file did not keep the last image")
+	}
+}
+
+func TestJournal(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "j")
+	entries := []journalEntry{{ID: 1, Txn: 1, Record: []byte("a")}, {ID: 2, Txn: 1, Record: bytes.Repeat([]byte("b"), 70000)}}
+	if err := writeJournal(fsx.OS, path, journalHeader{PullGen: 3, Revision: "r"}, entries); err != nil {
+		t.Fatal(err)
+	}
+	hdr, got, err := readJournal(fsx.OS, path)
+	if err != nil || hdr.PullGen != 3 || hdr.Count != 2 || len(got) != 2 || !bytes.Equal(got[1].Record, entries[1].Record) {
+		t.Fatalf("journal: %+v %d %v", hdr, len(got), err)
+	}
+	data, _ := os.ReadFile(path)
+	os.WriteFile(path, data[:len(data)-10], 0o644)
+	if _, _, err := readJournal(fsx.OS, path); err == nil {
+		t.Fatal("a truncated journal was accepted")
+	}
+}
+
+func TestCheckStatement(t *testing.T) {
+	for _, c := range []struct {
+		sql  string
+		inTx bool
+		ok   bool
+	}{
+		{"INSERT INTO t VALUES(1)", false, true},
+		{"BEGIN", false, false},
+		{"commit", true, false},
+		{"ROLLBACK", true, false},
+		{"ROLLBACK TO sp", true, true},
+		{"SAVEPOINT sp", false, false},
+		{"SAVEPOINT sp", true, true},
+		{"VACUUM", false, false},
+		{"ATTACH 'x' AS y", false, false},
+		{"PRAGMA journal_mode", false, true},
+		{"PRAGMA journal_mode=DELETE", false, false},
+		{"PRAGMA main.page_size = 8192", false, false},
+		{"PRAGMA wal_checkpoint", false, false},
+		{"PRAGMA foreign_keys = ON", false, true},
+	} {
+		err := checkStatement(c.sql, c.inTx)
+		if (err == nil) != c.ok || (err != nil && !errors.Is(err, ErrUnsupportedStatement)) {
+			t.Errorf("%q (in tx %v): %v", c.sql, c.inTx, err)
+		}
+	}
+}
