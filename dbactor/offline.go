@@ -11,8 +11,10 @@ import (
 // BaseImage reads the synced base of a closed database — the pages the
 // client believes the server has at meta.SyncedRevision — for checks and
 // tools. fn gets each page 1..DBSize in order; data is valid during the
-// call only.
-func BaseImage(fs fsx.FS, path string, meta *messages.Meta, fn func(pgno uint32, data []byte) error) error {
+// call only. For a partial replica, present tells which pages of the
+// bootstrap are in the file (nil for a full replica); a page the replica
+// does not hold is passed with nil data.
+func BaseImage(fs fsx.FS, path string, meta *messages.Meta, present func(pgno uint32) bool, fn func(pgno uint32, data []byte) error) error {
 	db, err := os.Open(path)
 	if err != nil {
 		return err
@@ -36,6 +38,13 @@ func BaseImage(fs fsx.FS, path string, meta *messages.Meta, fn func(pgno uint32,
 	r := &baseReader{base: b, dbFile: db, wal: wal, index: idx, revert: rv}
 	var buf []byte
 	for pg := uint32(1); pg <= b.DBSize; pg++ {
+		_, inWAL := idx.Lookup(pg, b.WAL.Frame)
+		if present != nil && (rv.remote(pg) || !inWAL && !rv.has(pg) && !present(pg)) {
+			if err := fn(pg, nil); err != nil {
+				return err
+			}
+			continue
+		}
 		if buf, err = r.page(buf[:0], pg); err != nil {
 			return err
 		}

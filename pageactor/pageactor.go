@@ -318,6 +318,23 @@ func appendRuns(buf *[]byte, pages []uint32) {
 	}
 }
 
+// LoadPresence reads the presence log of a closed partial replica (for
+// checks and tools).
+func LoadPresence(fs fsx.FS, dbPath string, dbSize uint32) (*roaring.Bitmap, error) {
+	p := &Pages{cfg: Config{FS: fs, Path: dbPath, DBSize: dbSize}, present: make([]atomic.Uint64, dbSize/64+1)}
+	if err := p.loadLog(); err != nil {
+		return nil, err
+	}
+	p.log.Close()
+	bm := roaring.New()
+	for pg := uint32(1); pg <= dbSize; pg++ {
+		if p.has(pg) {
+			bm.Add(pg)
+		}
+	}
+	return bm, nil
+}
+
 func (p *Pages) loadLog() error {
 	f, err := p.cfg.FS.OpenFile(PresentPath(p.cfg.Path), os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {

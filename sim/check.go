@@ -18,6 +18,7 @@ import (
 	"github.com/syncdb/syncdb/dbactor"
 	"github.com/syncdb/syncdb/internal/fsx"
 	"github.com/syncdb/syncdb/metaactor"
+	"github.com/syncdb/syncdb/pageactor"
 	"github.com/syncdb/syncdb/wire"
 	"github.com/syncdb/syncdb/wire/hrana"
 	"github.com/syncdb/syncdb/wire/syncpb"
@@ -61,6 +62,7 @@ func expectedError(result string) bool {
 		"sim: ", "503", "unexpected EOF", "EOF", "simulated crash", "actor failed", "actor stopped",
 		"UNIQUE constraint failed", "duplicate column name", "no such table", "no such column",
 		"database is closed", "frozen", "malformed pull", "truncated", "bad stream", "invalid message", "out of order",
+		"fetch missing page", "disk I/O error",
 	} {
 		if strings.Contains(result, s) {
 			return true
@@ -261,8 +263,19 @@ func (w *world) checkBase(c *client) {
 		return
 	}
 	local := map[uint32][]byte{}
-	err = dbactor.BaseImage(fsx.OS, c.path, meta, func(pg uint32, data []byte) error {
-		local[pg] = bytes.Clone(data)
+	var present func(uint32) bool
+	if p := meta.SyncDB.Partial; p != nil {
+		bm, err := pageactor.LoadPresence(fsx.OS, c.path, p.DBSize)
+		if err != nil {
+			w.fail("%s: load presence: %v", c.name, err)
+			return
+		}
+		present = bm.Contains
+	}
+	err = dbactor.BaseImage(fsx.OS, c.path, meta, present, func(pg uint32, data []byte) error {
+		if data != nil {
+			local[pg] = bytes.Clone(data)
+		}
 		return nil
 	})
 	if err != nil {
@@ -296,7 +309,7 @@ func (w *world) checkBase(c *client) {
 			w.fail("%s: server page: %v", c.name, err)
 			return
 		}
-		if !bytes.Equal(local[uint32(id+1)], page) {
+		if l, ok := local[uint32(id+1)]; ok && !bytes.Equal(l, page) {
 			diff = append(diff, uint32(id+1))
 		}
 	}

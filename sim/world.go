@@ -45,6 +45,7 @@ type config struct {
 	ops     int
 	faults  bool // network faults
 	crashes bool // client and server crashes
+	partial bool // some clients are partial replicas
 	verbose bool
 }
 
@@ -80,7 +81,9 @@ type client struct {
 	db     *syncdb.DB
 	fs     *fsx.CrashFS
 	rec    *shimvfs.Recorder
-	seq    int
+	// partial: a partial replica (prefix bootstrap, lazy pages)
+	partial *syncdb.PartialSync
+	seq     int
 	tokens []string // value tokens of local writes that committed and changed rows
 	rev    int64    // revision sequence last seen (monotonic)
 }
@@ -126,8 +129,16 @@ func newWorld(t testing.TB, cfg config) *world {
 	}
 	w.startServer()
 	n := 1 + w.rng.IntN(5)
+	// Which clients are partial comes from a stream of its own, so that a
+	// seed's other choices do not depend on it.
+	prng := rand.New(rand.NewPCG(cfg.seed, 0x9a7))
 	for i := 0; i < n; i++ {
 		c := &client{i: i, name: fmt.Sprintf("c%d", i), fs: fsx.NewCrashFS()}
+		if cfg.partial && prng.IntN(10) < 3 {
+			// No prefetch: its requests would run beside the query's and make
+			// the order of network faults depend on scheduling.
+			c.partial = &syncdb.PartialSync{PrefixBytes: int64(4096 * (1 + prng.IntN(4))), SegmentSize: 4096 * (1 + prng.IntN(4))}
+		}
 		c.dir = filepath.Join(w.dir, c.name)
 		c.path = filepath.Join(c.dir, "app.db")
 		os.MkdirAll(c.dir, 0o755)
@@ -136,7 +147,13 @@ func newWorld(t testing.TB, cfg config) *world {
 		}
 		w.clients = append(w.clients, c)
 	}
-	w.logf("seed %d: %d clients", cfg.seed, n)
+	partial := 0
+	for _, c := range w.clients {
+		if c.partial != nil {
+			partial++
+		}
+	}
+	w.logf("seed %d: %d clients, %d partial", cfg.seed, n, partial)
 	return w
 }
 
@@ -240,7 +257,7 @@ func (w *world) open(c *client) error {
 	cfg := syncdb.Config{
 		Path: c.path, URL: "http://sim", ClientName: c.name, HTTPClient: &http.Client{Transport: w.tr},
 		Clock: w.clock, IDs: w.ids.next, FS: c.fs, VFS: w.vfs,
-		AutoCheckpointFrames: 20 + w.rng.IntN(200), PushBatchChanges: w.rng.IntN(3) * 10,
+		AutoCheckpointFrames: 20 + w.rng.IntN(200), PushBatchChanges: w.rng.IntN(3) * 10, Partial: c.partial,
 		OnPanic: func(err error) {
 			var pe *actors.PanicError
 			if errors.As(err, &pe) {
