@@ -74,18 +74,18 @@ type world struct {
 }
 
 type client struct {
-	i      int
-	name   string
-	dir    string
-	path   string
-	db     *syncdb.DB
-	fs     *fsx.CrashFS
-	rec    *shimvfs.Recorder
+	i    int
+	name string
+	dir  string
+	path string
+	db   *syncdb.DB
+	fs   *fsx.CrashFS
+	rec  *shimvfs.Recorder
 	// partial: a partial replica (prefix bootstrap, lazy pages)
 	partial *syncdb.PartialSync
 	seq     int
-	tokens []string // value tokens of local writes that committed and changed rows
-	rev    int64    // revision sequence last seen (monotonic)
+	tokens  []string // value tokens of local writes that committed and changed rows
+	rev     int64    // revision sequence last seen (monotonic)
 }
 
 // crashPlan arms a crash at the n-th hit of a failpoint of one owner.
