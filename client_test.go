@@ -572,3 +572,30 @@ func TestInUseAndStats(t *testing.T) {
 		t.Fatalf("PRAGMA wal_checkpoint: %v", err)
 	}
 }
+
+// A statement that makes SQLite roll the whole transaction back ends the
+// Tx: nothing after it commits on its own.
+func TestTxRolledBackBySQLite(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	a := open(t, syncdb.Config{Path: filepath.Join(dir, "a.db")})
+	mustExec(t, a, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT UNIQUE)")
+	mustExec(t, a, "INSERT INTO t VALUES(1, 'x')")
+	err := a.Tx(ctx, func(tx *syncdb.Tx) error {
+		tx.Exec("INSERT INTO t VALUES(2, 'y')")
+		if _, err := tx.Exec("INSERT OR ROLLBACK INTO t VALUES(3, 'x')"); err == nil {
+			t.Error("the conflicting insert succeeded")
+		}
+		tx.Exec("INSERT INTO t VALUES(4, 'z')") // must not commit by itself
+		return nil
+	})
+	if err == nil {
+		t.Fatal("the transaction reported success")
+	}
+	if got := rows(t, a, "SELECT id FROM t ORDER BY id"); got != "1" {
+		t.Fatalf("rows after the rolled-back transaction: %q", got)
+	}
+	if st, _ := a.Stats(ctx); st.CDCOperations != 2 {
+		t.Fatalf("captured changes: %d, want 2 (the table and the first insert)", st.CDCOperations)
+	}
+}

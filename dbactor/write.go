@@ -78,6 +78,9 @@ type writeConn struct {
 }
 
 func (w *writeConn) Exec(query string, args ...any) (sql.Result, error) {
+	if w.err != nil {
+		return nil, w.err
+	}
 	res, err := w.a.execStatements(w.ctx, query, args, true)
 	if err != nil && w.err == nil && isCaptureError(err) {
 		w.err = err
@@ -86,6 +89,9 @@ func (w *writeConn) Exec(query string, args ...any) (sql.Result, error) {
 }
 
 func (w *writeConn) Query(query string, args ...any) (*sql.Rows, error) {
+	if w.err != nil {
+		return nil, w.err
+	}
 	if err := w.a.flush(w.ctx); err != nil {
 		w.err = err
 		return nil, err
@@ -166,6 +172,16 @@ func (a *dbActor) inTx(ctx context.Context, fn func() error) error {
 	return a.afterWrite(ctx)
 }
 
+// txGone reports whether SQLite ended the transaction inTx began.
+func (a *dbActor) txGone() bool {
+	gone := false
+	sqlitex.Raw(context.Background(), a.conn, func(c *sqlitex.Conn) error {
+		gone = c.Autocommit()
+		return nil
+	})
+	return gone
+}
+
 func (a *dbActor) rollback() {
 	sqlitex.Raw(context.Background(), a.conn, func(c *sqlitex.Conn) error {
 		if !c.Autocommit() {
@@ -228,6 +244,12 @@ func (a *dbActor) execOne(ctx context.Context, stmt string, args []any) (sql.Res
 	res, err := a.conn.ExecContext(ctx, stmt, args...)
 	if err != nil {
 		a.cap.rows, a.cap.err = nil, nil // the statement was undone
+		// Some errors (an interrupted write, OR ROLLBACK, RAISE(ROLLBACK))
+		// roll the whole transaction back: later statements would then run
+		// outside it, committing on their own.
+		if a.txGone() {
+			return nil, captureError{fmt.Errorf("the transaction was rolled back: %w", err)}
+		}
 		return nil, err
 	}
 	if err := a.flush(ctx); err != nil {
