@@ -152,7 +152,7 @@ func (a *dbActor) receive(msg any) {
 			m.Fail(err)
 			return
 		}
-		m.Respond(a.pendingChanges(m.Context(), m.After, m.Limit))
+		m.Respond(a.pendingChanges(m.Context(), m.After, m.Limit, m.Peek))
 	case *messages.ApplyPull:
 		if err := a.ready(m.Context()); err != nil {
 			m.Fail(err)

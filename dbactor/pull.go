@@ -566,20 +566,16 @@ func (a *dbActor) readChangeLog(ctx context.Context) ([]journalEntry, error) {
 	return out, rows.Err()
 }
 
-// pendingChanges reads the change log above after, for a push.
-func (a *dbActor) pendingChanges(ctx context.Context, after int64, limit int) (messages.Pending, error) {
+// pendingChanges reads the change log above after, for a push: whole
+// local transactions, stopping at the first transaction boundary once it
+// has limit changes (0 = no limit).
+func (a *dbActor) pendingChanges(ctx context.Context, after int64, limit int, peek bool) (messages.Pending, error) {
 	var p messages.Pending
 	var err error
 	if p.PullGen, err = a.localPullGen(ctx); err != nil {
 		return p, err
 	}
-	q := "SELECT change_id, txn, record FROM _syncdb_changes WHERE change_id > ? ORDER BY change_id"
-	args := []any{after}
-	if limit > 0 {
-		q += " LIMIT ?"
-		args = append(args, limit+1)
-	}
-	rows, err := a.conn.QueryContext(ctx, q, args...)
+	rows, err := a.conn.QueryContext(ctx, "SELECT change_id, txn, record FROM _syncdb_changes WHERE change_id > ? ORDER BY change_id", after)
 	if err != nil {
 		return p, err
 	}
@@ -590,7 +586,7 @@ func (a *dbActor) pendingChanges(ctx context.Context, after int64, limit int) (m
 		if err := rows.Scan(&id, &txn, &rec); err != nil {
 			return p, err
 		}
-		if limit > 0 && len(p.Changes) == limit {
+		if n := len(p.Changes); limit > 0 && n >= limit && p.Changes[n-1].Txn != txn || peek && n > 0 {
 			p.More = true
 			break
 		}

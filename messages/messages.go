@@ -124,11 +124,13 @@ type WriteConn interface {
 }
 
 // PendingChanges reads the local changes with change id > After, in order,
-// for a push.
+// for a push: whole local transactions, stopping at the first transaction
+// boundary after Limit changes.
 type PendingChanges struct {
 	actors.Request[Pending]
 	After int64
-	Limit int // 0 = all
+	Limit int  // 0 = all
+	Peek  bool // just the first change, to see whether there is any
 }
 
 // Pending is a slice of the local change log.

@@ -109,7 +109,7 @@ func (s *syncActor) push(ctx context.Context) error {
 		return err
 	}
 	// Nothing new since the last successful push: no request at all.
-	probe, err := actors.Ask[messages.Pending](ctx, s.cfg.Sys, s.cfg.DB, &messages.PendingChanges{After: m.LastPushedChangeIDHint, Limit: 1})
+	probe, err := actors.Ask[messages.Pending](ctx, s.cfg.Sys, s.cfg.DB, &messages.PendingChanges{After: m.LastPushedChangeIDHint, Peek: true})
 	if err != nil {
 		return err
 	}
@@ -125,7 +125,7 @@ func (s *syncActor) pushOnce(ctx context.Context) error {
 		return err
 	}
 	failpoint.Hit("push.highwater", s.cfg.Path)
-	local, err := actors.Ask[messages.Pending](ctx, s.cfg.Sys, s.cfg.DB, &messages.PendingChanges{Limit: 1})
+	local, err := actors.Ask[messages.Pending](ctx, s.cfg.Sys, s.cfg.DB, &messages.PendingChanges{Peek: true})
 	if err != nil {
 		return err
 	}
@@ -136,24 +136,28 @@ func (s *syncActor) pushOnce(ctx context.Context) error {
 	case found && gen == local.PullGen:
 		floor = id
 	}
-	pending, err := actors.Ask[messages.Pending](ctx, s.cfg.Sys, s.cfg.DB, &messages.PendingChanges{After: floor})
-	if err != nil {
-		return err
-	}
-	if len(pending.Changes) == 0 {
-		return s.recordPush(ctx, pending.PullGen, floor)
-	}
-	for _, batch := range s.batches(pending.Changes) {
-		if err := s.sendBatch(ctx, pending.PullGen, floor, batch); err != nil {
+	// One batch per PushBatch changes (whole local transactions), read one
+	// at a time so that a large change log is never all in memory.
+	for {
+		batch, err := actors.Ask[messages.Pending](ctx, s.cfg.Sys, s.cfg.DB, &messages.PendingChanges{After: floor, Limit: s.cfg.PushBatch})
+		if err != nil {
+			return err
+		}
+		if len(batch.Changes) == 0 {
+			return s.recordPush(ctx, batch.PullGen, floor)
+		}
+		if err := s.sendBatch(ctx, batch.PullGen, floor, batch.Changes); err != nil {
 			return err
 		}
 		failpoint.Hit("push.sent", s.cfg.Path)
-		floor = batch[len(batch)-1].ID
-		if err := s.recordPush(ctx, pending.PullGen, floor); err != nil {
+		floor = batch.Changes[len(batch.Changes)-1].ID
+		if err := s.recordPush(ctx, batch.PullGen, floor); err != nil {
 			return err
 		}
+		if !batch.More {
+			return nil
+		}
 	}
-	return nil
 }
 
 func (s *syncActor) recordPush(ctx context.Context, gen, id int64) error {
@@ -202,24 +206,6 @@ func (s *syncActor) highWater(ctx context.Context) (gen, id int64, found bool, e
 		return 0, 0, false, fmt.Errorf("high-water read: unexpected row %v", row)
 	}
 	return g, c, true, nil
-}
-
-// batches splits changes into batches of about PushBatch changes, only at
-// transaction boundaries.
-func (s *syncActor) batches(cs []change.Change) [][]change.Change {
-	if s.cfg.PushBatch <= 0 {
-		return [][]change.Change{cs}
-	}
-	var out [][]change.Change
-	start := 0
-	for i := 1; i <= len(cs); i++ {
-		end := i == len(cs)
-		if end || (i-start >= s.cfg.PushBatch && cs[i].Txn != cs[i-1].Txn) {
-			out = append(out, cs[start:i])
-			start = i
-		}
-	}
-	return out
 }
 
 // sendBatch pushes changes as one server transaction: BEGIN IMMEDIATE,
