@@ -61,6 +61,7 @@ type dbOptions struct {
 	onRevisions      func(n int) // called after commits were recorded
 	vfs              string
 	newID            func() string
+	after            func(time.Duration) <-chan time.Time // long-poll timer; nil = the wall clock
 	interval         time.Duration
 }
 
@@ -284,8 +285,14 @@ func (d *database) notify() {
 // waitChange blocks until a revision newer than seq exists, the timeout
 // passes, ctx ends or the server shuts down.
 func (d *database) waitChange(ctx context.Context, seq int64, timeout time.Duration) {
-	t := time.NewTimer(timeout)
-	defer t.Stop()
+	var expired <-chan time.Time
+	if d.opts.after != nil {
+		expired = d.opts.after(timeout)
+	} else {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		expired = t.C
+	}
 	for {
 		d.cmu.Lock()
 		ch := d.changed
@@ -295,7 +302,7 @@ func (d *database) waitChange(ctx context.Context, seq int64, timeout time.Durat
 		}
 		select {
 		case <-ch:
-		case <-t.C:
+		case <-expired:
 			return
 		case <-ctx.Done():
 			return

@@ -56,6 +56,9 @@ type Config struct {
 	VFS                 string        // SQLite VFS for the databases and histories ("" = default)
 	NewID               func() string // makes history identities (default: random)
 	MaintenanceInterval time.Duration // how often to checkpoint and compact (default 2 s; negative: only through Maintain)
+	// After, if set, times long polls instead of the wall clock (the
+	// simulator\'s virtual time).
+	After func(time.Duration) <-chan time.Time
 }
 
 // Server serves databases over HTTP. Create it with New, serve Handler, and
@@ -138,6 +141,7 @@ func (s *Server) dbOptions() dbOptions {
 	return dbOptions{
 		vfs:              s.cfg.VFS,
 		newID:            s.cfg.NewID,
+		after:            s.cfg.After,
 		interval:         s.cfg.MaintenanceInterval,
 		retention:        s.cfg.HistoryRetention,
 		checkpointFrames: s.cfg.CheckpointFrames,

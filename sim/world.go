@@ -82,10 +82,11 @@ type client struct {
 	fs   *fsx.CrashFS
 	rec  *shimvfs.Recorder
 	// partial: a partial replica (prefix bootstrap, lazy pages)
-	partial *syncdb.PartialSync
-	seq     int
-	tokens  []string // value tokens of local writes that committed and changed rows
-	rev     int64    // revision sequence last seen (monotonic)
+	partial  *syncdb.PartialSync
+	longPoll time.Duration
+	seq      int
+	tokens   []string // value tokens of local writes that committed and changed rows
+	rev      int64    // revision sequence last seen (monotonic)
 }
 
 // crashPlan arms a crash at the n-th hit of a failpoint of one owner.
@@ -134,6 +135,11 @@ func newWorld(t testing.TB, cfg config) *world {
 	prng := rand.New(rand.NewPCG(cfg.seed, 0x9a7))
 	for i := 0; i < n; i++ {
 		c := &client{i: i, name: fmt.Sprintf("c%d", i), fs: fsx.NewCrashFS()}
+		if cfg.partial && prng.IntN(3) == 0 {
+			// Long polls: with virtual time, one that finds nothing new
+			// expires at once.
+			c.longPoll = time.Duration(1+prng.IntN(30)) * time.Second
+		}
 		if cfg.partial && prng.IntN(10) < 3 {
 			// No prefetch: its requests would run beside the query's and make
 			// the order of network faults depend on scheduling.
@@ -221,7 +227,7 @@ func (w *world) freeze(owner string) {
 func (w *world) startServer() {
 	srv, err := server.New(server.Config{
 		DataDir: w.srvDir, Logger: slog.New(slog.DiscardHandler), VFS: w.vfs, NewID: w.ids.next,
-		MaintenanceInterval: -1, CheckpointFrames: 1 + w.rng.IntN(200),
+		MaintenanceInterval: -1, CheckpointFrames: 1 + w.rng.IntN(200), After: w.clock.After,
 	})
 	if err != nil {
 		w.fail("server start: %v", err)
@@ -257,7 +263,7 @@ func (w *world) open(c *client) error {
 	cfg := syncdb.Config{
 		Path: c.path, URL: "http://sim", ClientName: c.name, HTTPClient: &http.Client{Transport: w.tr},
 		Clock: w.clock, IDs: w.ids.next, FS: c.fs, VFS: w.vfs,
-		AutoCheckpointFrames: 20 + w.rng.IntN(200), PushBatchChanges: w.rng.IntN(3) * 10, Partial: c.partial,
+		AutoCheckpointFrames: 20 + w.rng.IntN(200), PushBatchChanges: w.rng.IntN(3) * 10, Partial: c.partial, LongPollTimeout: c.longPoll,
 		OnPanic: func(err error) {
 			var pe *actors.PanicError
 			if errors.As(err, &pe) {
