@@ -3,6 +3,7 @@ package dbactor
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"math"
@@ -28,6 +29,7 @@ type capture struct {
 	tables map[string]*tableInfo // by table name; reset on schema change
 	nextID int64                 // next change id; 0 = read it from the table
 	txnID  int64                 // change id of the current transaction's first change
+	insert *sql.Stmt             // the change log insert, prepared on the writer connection
 }
 
 // capturedRow is what the preupdate hook saw; it is turned into a Change
@@ -211,8 +213,14 @@ func (a *dbActor) record(ctx context.Context, c change.Change) error {
 	if a.cap.txnID == 0 {
 		a.cap.txnID = id
 	}
-	if _, err := a.conn.ExecContext(ctx, `INSERT INTO _syncdb_changes(change_id, change_time, txn, op, table_name, record) VALUES(?, ?, ?, ?, ?, ?)`,
-		id, a.now().Unix(), a.cap.txnID, int(c.Op), c.Table, rec); err != nil {
+	if a.cap.insert == nil {
+		st, err := a.conn.PrepareContext(ctx, `INSERT INTO _syncdb_changes(change_id, change_time, txn, op, table_name, record) VALUES(?, ?, ?, ?, ?, ?)`)
+		if err != nil {
+			return fmt.Errorf("record change: %w", err)
+		}
+		a.cap.insert = st
+	}
+	if _, err := a.cap.insert.ExecContext(ctx, id, a.now().Unix(), a.cap.txnID, int(c.Op), c.Table, rec); err != nil {
 		return fmt.Errorf("record change: %w", err)
 	}
 	a.cap.nextID++

@@ -86,6 +86,10 @@ type Config struct {
 	Clock                actors.Clock
 	Logger               *slog.Logger
 	VFS                  string // SQLite VFS for the database ("" = default); the simulator's crash recorder
+	// SyncNormal commits local writes without waiting for the disk
+	// (synchronous=NORMAL): faster, but a power loss (not a process crash)
+	// may lose the last ones. Pulls and checkpoints stay durable.
+	SyncNormal bool
 }
 
 // Spawn starts the actor. Send it OpenDB before anything else.
@@ -122,9 +126,10 @@ type dbActor struct {
 	cap     capture
 	pages   messages.LazyPages // nil for a full replica
 
-	opened  bool
-	walSize int64 // WAL size after our last write: anything else is a foreign write
-	pending bool  // a pull's T1 committed but the pull is not finished
+	opened    bool
+	forceFull bool  // inside durable(): a reopened writer stays synchronous=FULL
+	walSize   int64 // WAL size after our last write: anything else is a foreign write
+	pending   bool  // a pull's T1 committed but the pull is not finished
 }
 
 func (a *dbActor) receive(msg any) {
@@ -158,7 +163,12 @@ func (a *dbActor) receive(msg any) {
 			m.Fail(err)
 			return
 		}
-		m.Respond(a.applyPull(m.Context(), m.Revision, m.DBSize, m.ChangesPath))
+		var changed bool
+		err := a.durable(m.Context(), func() (err error) {
+			changed, err = a.applyPull(m.Context(), m.Revision, m.DBSize, m.ChangesPath)
+			return err
+		})
+		m.Respond(changed, err)
 	case *messages.Checkpoint:
 		if err := a.ready(m.Context()); err != nil {
 			m.Fail(err)
@@ -188,7 +198,7 @@ func (a *dbActor) ready(ctx context.Context) error {
 		return err
 	}
 	if a.pending {
-		if err := a.recoverPull(ctx); err != nil {
+		if err := a.durable(ctx, func() error { return a.recoverPull(ctx) }); err != nil {
 			return fmt.Errorf("%w: %w", ErrPullPending, err)
 		}
 	}
@@ -215,6 +225,14 @@ func (a *dbActor) now() time.Time { return a.cfg.Clock.Now() }
 // close records the WAL end, so that the next open can tell foreign writes.
 func (a *dbActor) close() {
 	if a.opened && !a.pending {
+		if a.cfg.SyncNormal {
+			// The recorded end must be on disk: one durable commit flushes
+			// every frame before it.
+			a.durable(context.Background(), func() error {
+				_, err := a.conn.ExecContext(context.Background(), "INSERT OR REPLACE INTO _syncdb_local(key, value) VALUES('closed', ?)", a.now().Unix())
+				return err
+			})
+		}
 		if pos, err := a.walEnd(); err == nil {
 			p := pos
 			if err := a.updateMeta(context.Background(), func(m *messages.Meta) error {
@@ -229,6 +247,10 @@ func (a *dbActor) close() {
 }
 
 func (a *dbActor) closeFiles() {
+	if a.cap.insert != nil {
+		a.cap.insert.Close()
+		a.cap.insert = nil
+	}
 	if a.conn != nil {
 		a.conn.Close()
 		a.conn = nil

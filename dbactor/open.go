@@ -154,6 +154,11 @@ func (a *dbActor) openWriter(ctx context.Context, fresh bool) error {
 	if err != nil {
 		return fmt.Errorf("configure the writer connection: %w", err)
 	}
+	if a.cfg.SyncNormal && !a.forceFull {
+		if _, err := conn.ExecContext(ctx, "PRAGMA synchronous = NORMAL"); err != nil {
+			return err
+		}
+	}
 	var size int
 	if err := conn.QueryRowContext(ctx, "PRAGMA page_size").Scan(&size); err != nil {
 		return err
@@ -165,8 +170,31 @@ func (a *dbActor) openWriter(ctx context.Context, fresh bool) error {
 	return nil
 }
 
+// durable runs fn with every commit waiting for the disk, whatever
+// SyncNormal says: the steps of a pull must be on disk before the metadata
+// that describes them.
+func (a *dbActor) durable(ctx context.Context, fn func() error) error {
+	if !a.cfg.SyncNormal {
+		return fn()
+	}
+	set := func(mode string) {
+		if a.conn != nil {
+			a.conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA synchronous = "+mode)
+		}
+	}
+	set("FULL")
+	defer set("NORMAL")
+	a.forceFull = true
+	defer func() { a.forceFull = false }()
+	return fn()
+}
+
 // reopenWriter replaces the writer connection (see openWriter).
 func (a *dbActor) reopenWriter(ctx context.Context) error {
+	if a.cap.insert != nil {
+		a.cap.insert.Close()
+		a.cap.insert = nil
+	}
 	if a.conn != nil {
 		// Returning ErrBadConn makes database/sql close it for good.
 		a.conn.Raw(func(any) error { return driverErrBadConn })
@@ -234,7 +262,7 @@ func (a *dbActor) walSizeNow() int64 {
 func (a *dbActor) recover(ctx context.Context) error {
 	if a.meta.SyncDB.Pull != nil {
 		a.pending = true
-		if err := a.recoverPull(ctx); err != nil {
+		if err := a.durable(ctx, func() error { return a.recoverPull(ctx) }); err != nil {
 			return err
 		}
 	}

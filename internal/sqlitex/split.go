@@ -20,6 +20,18 @@ func SplitStatements(sql string) []string {
 	if i := strings.IndexByte(sql, 0); i >= 0 {
 		sql = sql[:i]
 	}
+	// The common case, one statement with at most a final ';', needs no
+	// completeness checks.
+	if i := strings.IndexByte(sql, ';'); i < 0 || blank(sql[i+1:]) && !strings.Contains(sql[:i], "--") && !strings.Contains(sql[:i], "/*") &&
+		!strings.ContainsAny(sql[:i], "'\"`[") {
+		if blank(sql) {
+			return nil
+		}
+		if i >= 0 {
+			sql = sql[:i+1]
+		}
+		return []string{stmtText(sql)}
+	}
 	tls := libc.NewTLS()
 	defer tls.Close()
 	buf := libc.Xmalloc(tls, libc.Tsize_t(len(sql)+1))
