@@ -84,6 +84,10 @@ type client struct {
 	// partial: a partial replica (prefix bootstrap, lazy pages)
 	partial  *syncdb.PartialSync
 	longPoll time.Duration
+	// syncNormal: local commits do not wait for the disk; such a client
+	// may lose its last writes in a power loss, so it only ever crashes as
+	// a process.
+	syncNormal bool
 	seq      int
 	tokens   []string // value tokens of local writes that committed and changed rows
 	rev      int64    // revision sequence last seen (monotonic)
@@ -135,6 +139,7 @@ func newWorld(t testing.TB, cfg config) *world {
 	prng := rand.New(rand.NewPCG(cfg.seed, 0x9a7))
 	for i := 0; i < n; i++ {
 		c := &client{i: i, name: fmt.Sprintf("c%d", i), fs: fsx.NewCrashFS()}
+		c.syncNormal = cfg.partial && prng.IntN(4) == 0
 		if cfg.partial && prng.IntN(3) == 0 {
 			// Long polls: with virtual time, one that finds nothing new
 			// expires at once.
@@ -263,7 +268,7 @@ func (w *world) open(c *client) error {
 	cfg := syncdb.Config{
 		Path: c.path, URL: "http://sim", ClientName: c.name, HTTPClient: &http.Client{Transport: w.tr},
 		Clock: w.clock, IDs: w.ids.next, FS: c.fs, VFS: w.vfs,
-		AutoCheckpointFrames: 20 + w.rng.IntN(200), PushBatchChanges: w.rng.IntN(3) * 10, Partial: c.partial, LongPollTimeout: c.longPoll,
+		AutoCheckpointFrames: 20 + w.rng.IntN(200), PushBatchChanges: w.rng.IntN(3) * 10, Partial: c.partial, LongPollTimeout: c.longPoll, SyncNormal: c.syncNormal,
 		OnPanic: func(err error) {
 			var pe *actors.PanicError
 			if errors.As(err, &pe) {
@@ -297,6 +302,7 @@ func (w *world) takeCrash() *crashPlan {
 // crashClient kills c's process (its I/O is frozen already if a failpoint
 // fired), optionally loses power, and brings it back.
 func (w *world) crashClient(c *client, power bool, why string) {
+	power = power && !c.syncNormal
 	w.logf("%s crash at %s power=%v", c.name, why, power)
 	c.fs.Freeze()
 	c.rec.Crash()
