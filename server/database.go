@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/syncdb/syncdb/internal/sqlitex"
@@ -38,8 +39,11 @@ type database struct {
 	opts dbOptions
 	log  *slog.Logger
 
-	sqldb *sql.DB
-	hist  *history.Store
+	sqldb   *sql.DB
+	readers *sql.DB // read-only connections for pulls of the latest revision
+	hist    *history.Store
+
+	liveReaders atomic.Int64 // pulls streaming from readers: checkpoints wait for them
 
 	mu      sync.Mutex
 	conn    *sql.Conn
@@ -133,6 +137,15 @@ func (d *database) open(ctx context.Context) error {
 		return fmt.Errorf("database %s is not in WAL mode (%q, %v)", d.name, mode, err)
 	}
 
+	rdsn := "file:" + path + "?_pragma=query_only(1)&_pragma=busy_timeout(10000)"
+	if d.opts.vfs != "" {
+		rdsn += "&vfs=" + d.opts.vfs
+	}
+	if d.readers, err = sql.Open("sqlite", rdsn); err != nil {
+		return err
+	}
+	d.readers.SetMaxOpenConns(16)
+	d.readers.SetMaxIdleConns(4)
 	d.hist, err = history.Open(filepath.Join(d.dir, historyFile), d.opts.vfs)
 	if err != nil {
 		return err
@@ -358,7 +371,9 @@ func (d *database) maintain() {
 		case <-tick.C:
 		}
 		d.mu.Lock()
-		needs := d.walPos.Frame >= d.opts.checkpointFrames
+		// A checkpoint would wait for pulls streaming from the database (and
+		// hold the writer meanwhile): leave it for a quieter moment.
+		needs := d.walPos.Frame >= d.opts.checkpointFrames && d.liveReaders.Load() == 0
 		d.mu.Unlock()
 		if needs {
 			if err := d.checkpoint(context.Background()); err != nil {
@@ -461,6 +476,10 @@ func (d *database) closeFiles() error {
 	if d.hist != nil {
 		errs = append(errs, d.hist.Close())
 		d.hist = nil
+	}
+	if d.readers != nil {
+		errs = append(errs, d.readers.Close())
+		d.readers = nil
 	}
 	if d.conn != nil {
 		errs = append(errs, d.conn.Close())

@@ -28,6 +28,7 @@ type pullPlan struct {
 	pages  *roaring.Bitmap // SQLite page numbers (1-based) to send
 	all    bool            // every page 1..target.DBSize
 	zstd   bool
+	src    pageSource // where the pages come from (set by planPull)
 }
 
 // handlePull serves POST /pull-updates.
@@ -43,9 +44,13 @@ func (s *Server) handlePull(w http.ResponseWriter, r *http.Request, d *database)
 	}
 	plan, status, err := s.planPull(r.Context(), d, &req)
 	if err != nil {
+		if plan != nil && plan.src != nil {
+			plan.src.close()
+		}
 		httpError(w, status, "%v", err)
 		return
 	}
+	defer plan.src.close()
 	s.streamPages(w, r, d, plan)
 }
 
@@ -90,9 +95,25 @@ func (s *Server) planPull(ctx context.Context, d *database, req *syncpb.PullUpda
 			s.metrics.longPollWaiters.Dec()
 		}
 		plan.target = d.hist.Latest()
+		// The latest revision with raw pages: read the database itself (its
+		// snapshot may be a little newer than the revision just looked up).
+		if !plan.zstd {
+			live, rev, err := d.live(ctx)
+			if err != nil {
+				return nil, http.StatusInternalServerError, err
+			}
+			plan.src, plan.target = live, rev
+		}
+	}
+	if plan.src == nil {
+		rd, err := d.hist.Reader(ctx)
+		if err != nil {
+			return nil, http.StatusInternalServerError, err
+		}
+		plan.src = &historySource{rd: rd, seq: plan.target.Seq}
 	}
 	if from > plan.target.Seq {
-		return nil, http.StatusBadRequest, fmt.Errorf("client_revision %q is newer than the requested revision", req.ClientRevision)
+		return plan, http.StatusBadRequest, fmt.Errorf("client_revision %q is newer than the requested revision", req.ClientRevision)
 	}
 
 	var want *roaring.Bitmap // 1-based; nil = everything
@@ -109,7 +130,7 @@ func (s *Server) planPull(ctx context.Context, d *database, req *syncpb.PullUpda
 	if req.ServerQuerySelector != "" {
 		q, err := d.queryPages(ctx, plan.target, req.ServerQuerySelector, s.cfg.StatementTimeout)
 		if err != nil {
-			return nil, http.StatusBadRequest, fmt.Errorf("server_query_selector: %w", err)
+			return plan, http.StatusBadRequest, fmt.Errorf("server_query_selector: %w", err)
 		}
 		if want == nil {
 			want = q
@@ -122,12 +143,12 @@ func (s *Server) planPull(ctx context.Context, d *database, req *syncpb.PullUpda
 	case from >= 0:
 		rd, err := d.hist.Reader(ctx)
 		if err != nil {
-			return nil, http.StatusInternalServerError, err
+			return plan, http.StatusInternalServerError, err
 		}
 		changed, err := rd.ChangedBetween(ctx, from, plan.target.Seq)
 		rd.Close()
 		if err != nil {
-			return nil, http.StatusInternalServerError, err
+			return plan, http.StatusInternalServerError, err
 		}
 		if want != nil {
 			changed.And(want)
@@ -152,12 +173,7 @@ const maxPgno = 0xFFFFFFFE
 // error can only abort the connection, which the client sees as a truncated
 // stream.
 func (s *Server) streamPages(w http.ResponseWriter, r *http.Request, d *database, plan *pullPlan) {
-	rd, err := d.hist.Reader(r.Context())
-	if err != nil {
-		httpError(w, http.StatusInternalServerError, "%v", err)
-		return
-	}
-	defer rd.Close()
+	var err error
 
 	hdr := &syncpb.PullUpdatesRespProtoBody{
 		ServerRevision: d.revision(plan.target.Seq),
@@ -179,21 +195,27 @@ func (s *Server) streamPages(w http.ResponseWriter, r *http.Request, d *database
 	}
 
 	var page, enc, frame []byte
-	send := func(pgno uint32) error {
-		page, err = rd.PageAt(page[:0], pgno, plan.target.Seq)
-		if err != nil {
-			return err
-		}
-		body := page
-		if plan.zstd {
-			enc = pageEncoder.EncodeAll(page, enc[:0])
-			body = enc
-		}
-		frame = wire.AppendPage(frame[:0], uint64(pgno-1), body)
+	write := func(pgno uint32, data []byte) error {
+		frame = wire.AppendPage(frame[:0], uint64(pgno-1), data)
 		_, err := bw.Write(frame)
 		return err
 	}
-	if plan.all {
+	send := func(pgno uint32) error {
+		var compressed bool
+		page, compressed, err = plan.src.page(page[:0], pgno, !plan.zstd)
+		if err != nil {
+			return err
+		}
+		// Stored zstd frames go out as they are.
+		if plan.zstd && !compressed {
+			enc = pageEncoder.EncodeAll(page, enc[:0])
+			return write(pgno, enc)
+		}
+		return write(pgno, page)
+	}
+	if plan.all && !plan.zstd {
+		err = plan.src.each(plan.target.DBSize, write)
+	} else if plan.all {
 		for p := uint32(1); p <= plan.target.DBSize && err == nil; p++ {
 			err = send(p)
 		}

@@ -88,9 +88,9 @@ type client struct {
 	// may lose its last writes in a power loss, so it only ever crashes as
 	// a process.
 	syncNormal bool
-	seq      int
-	tokens   []string // value tokens of local writes that committed and changed rows
-	rev      int64    // revision sequence last seen (monotonic)
+	seq        int
+	tokens     []string // value tokens of local writes that committed and changed rows
+	rev        int64    // revision sequence last seen (monotonic)
 }
 
 // crashPlan arms a crash at the n-th hit of a failpoint of one owner.

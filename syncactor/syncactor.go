@@ -182,6 +182,7 @@ func (s *syncActor) bootstrap(ctx context.Context) error {
 		}
 		hdr = nil
 		got := int64(0)
+		w := &runWriter{f: f}
 		chunk := uint32(0)
 		if s.cfg.BootstrapChunk > 0 {
 			chunk = uint32(max(1, s.cfg.BootstrapChunk/wire.PageSize))
@@ -212,10 +213,12 @@ func (s *syncActor) bootstrap(ctx context.Context) error {
 					}
 					got++
 					s.progress("bootstrap", got, int64(hdr.DbSize))
-					_, err := f.WriteAt(data, int64(pgno-1)*wire.PageSize)
-					return err
+					return w.add(pgno, data)
 				},
 			})
+			if err == nil {
+				err = w.flush()
+			}
 			if err != nil {
 				return err
 			}
@@ -375,4 +378,34 @@ func (s *syncActor) bootstrapPartial(ctx context.Context, p *messages.PartialBoo
 	}
 	failpoint.Hit("bootstrap.meta", s.cfg.Path)
 	return FinishBootstrap(s.cfg.FS, s.cfg.Path)
+}
+
+// runWriter writes pages that arrive in order as runs of up to 1 MiB, one
+// write per run rather than per page.
+type runWriter struct {
+	f     fsx.File
+	buf   []byte
+	first uint32 // page number of buf's first page
+}
+
+func (w *runWriter) add(pgno uint32, data []byte) error {
+	if len(w.buf) > 0 && (pgno != w.first+uint32(len(w.buf)/wire.PageSize) || len(w.buf) >= 1<<20) {
+		if err := w.flush(); err != nil {
+			return err
+		}
+	}
+	if len(w.buf) == 0 {
+		w.first = pgno
+	}
+	w.buf = append(w.buf, data...)
+	return nil
+}
+
+func (w *runWriter) flush() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	_, err := w.f.WriteAt(w.buf, int64(w.first-1)*wire.PageSize)
+	w.buf = w.buf[:0]
+	return err
 }

@@ -413,6 +413,21 @@ func (r *Reader) PageAt(dst []byte, pgno uint32, seq int64) ([]byte, error) {
 	return out, nil
 }
 
+// StoredPageAt appends the image of pgno at seq as stored: a zstd frame
+// (compressed true) or the raw page.
+func (r *Reader) StoredPageAt(dst []byte, pgno uint32, seq int64) ([]byte, bool, error) {
+	var compressed bool
+	r.buf = r.buf[:0]
+	err := r.pageAt.QueryRow(pgno, seq).Scan(&compressed, &r.buf)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return append(dst, make([]byte, PageSize)...), false, nil
+	case err != nil:
+		return dst, false, fmt.Errorf("read page %d at %d: %w", pgno, seq, err)
+	}
+	return append(dst, r.buf...), compressed, nil
+}
+
 // ChangedBetween returns the pages written by revisions in (from, to].
 func (r *Reader) ChangedBetween(ctx context.Context, from, to int64) (*roaring.Bitmap, error) {
 	rows, err := r.tx.QueryContext(ctx, `SELECT DISTINCT pgno FROM pages WHERE seq > ? AND seq <= ?`, from, to)
