@@ -137,7 +137,7 @@ func (d *database) open(ctx context.Context) error {
 		return fmt.Errorf("database %s is not in WAL mode (%q, %v)", d.name, mode, err)
 	}
 
-	rdsn := "file:" + path + "?_pragma=query_only(1)&_pragma=busy_timeout(10000)"
+	rdsn := "file:" + path + "?_pragma=query_only(1)&_pragma=busy_timeout(10000)&_pragma=mmap_size(1073741824)"
 	if d.opts.vfs != "" {
 		rdsn += "&vfs=" + d.opts.vfs
 	}

@@ -190,14 +190,15 @@ func (s *Server) streamPages(w http.ResponseWriter, r *http.Request, d *database
 	cw := &countingWriter{w: w}
 	bw := bufio.NewWriterSize(cw, 256<<10)
 	defer func() { s.metrics.bytesOut.WithLabelValues("pull").Add(float64(cw.n)) }()
-	if _, err := wire.WriteDelimited(bw, hdr); err != nil {
-		return
-	}
+	_, err = wire.WriteDelimited(bw, hdr)
 
 	var page, enc, frame []byte
 	write := func(pgno uint32, data []byte) error {
-		frame = wire.AppendPage(frame[:0], uint64(pgno-1), data)
-		_, err := bw.Write(frame)
+		frame = wire.AppendPageHeader(frame[:0], uint64(pgno-1), len(data))
+		if _, err := bw.Write(frame); err != nil {
+			return err
+		}
+		_, err := bw.Write(data)
 		return err
 	}
 	send := func(pgno uint32) error {
@@ -213,13 +214,15 @@ func (s *Server) streamPages(w http.ResponseWriter, r *http.Request, d *database
 		}
 		return write(pgno, page)
 	}
-	if plan.all && !plan.zstd {
+	switch {
+	case err != nil:
+	case plan.all && !plan.zstd:
 		err = plan.src.each(plan.target.DBSize, write)
-	} else if plan.all {
+	case plan.all:
 		for p := uint32(1); p <= plan.target.DBSize && err == nil; p++ {
 			err = send(p)
 		}
-	} else {
+	default:
 		it := plan.pages.Iterator()
 		for it.HasNext() && err == nil {
 			err = send(it.Next())

@@ -71,22 +71,27 @@ func WriteDelimited(w io.Writer, m proto.Message) (int, error) {
 // zero page_id and an empty page). It allocates only to grow dst, which
 // keeps the server's page-streaming loop free of per-page garbage.
 func AppendPage(dst []byte, pageID uint64, page []byte) []byte {
+	return append(AppendPageHeader(dst, pageID, len(page)), page...)
+}
+
+// AppendPageHeader appends everything of AppendPage's frame except the page
+// bytes themselves, so a writer can send those without copying them first.
+func AppendPageHeader(dst []byte, pageID uint64, pageLen int) []byte {
 	size := 0
 	if pageID != 0 {
 		size += 1 + protowire.SizeVarint(pageID)
 	}
-	if len(page) > 0 {
-		size += 1 + protowire.SizeBytes(len(page))
+	if pageLen > 0 {
+		size += 1 + protowire.SizeBytes(pageLen)
 	}
-	dst = slices.Grow(dst, protowire.SizeVarint(uint64(size))+size)
 	dst = protowire.AppendVarint(dst, uint64(size))
 	if pageID != 0 {
 		dst = append(dst, tagPageID)
 		dst = protowire.AppendVarint(dst, pageID)
 	}
-	if len(page) > 0 {
+	if pageLen > 0 {
 		dst = append(dst, tagPage)
-		dst = protowire.AppendBytes(dst, page)
+		dst = protowire.AppendVarint(dst, uint64(pageLen))
 	}
 	return dst
 }
