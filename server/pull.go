@@ -95,9 +95,12 @@ func (s *Server) planPull(ctx context.Context, d *database, req *syncpb.PullUpda
 			s.metrics.longPollWaiters.Dec()
 		}
 		plan.target = d.hist.Latest()
-		// The latest revision with raw pages: read the database itself (its
-		// snapshot may be a little newer than the revision just looked up).
-		if !plan.zstd {
+		// A whole raw snapshot of the latest revision (a bootstrap): read
+		// the database itself, in one scan. Its snapshot may be a little
+		// newer than the revision just looked up. Not for small pulls: the
+		// snapshot has to wait for the writer (see live), the history
+		// does not.
+		if !plan.zstd && from < 0 && sel == nil && req.ServerQuerySelector == "" {
 			live, rev, err := d.live(ctx)
 			if err != nil {
 				return nil, http.StatusInternalServerError, err
@@ -105,12 +108,16 @@ func (s *Server) planPull(ctx context.Context, d *database, req *syncpb.PullUpda
 			plan.src, plan.target = live, rev
 		}
 	}
+	// Every other pull reads this one history view, for its pages, the
+	// changed set and the query selector alike: a pull that took a second
+	// view could wait forever once concurrent pulls held every history
+	// connection.
+	var hrd *history.Reader
 	if plan.src == nil {
-		rd, err := d.hist.Reader(ctx)
-		if err != nil {
+		if hrd, err = d.hist.Reader(ctx); err != nil {
 			return nil, http.StatusInternalServerError, err
 		}
-		plan.src = &historySource{rd: rd, seq: plan.target.Seq}
+		plan.src = &historySource{rd: hrd, seq: plan.target.Seq}
 	}
 	if from > plan.target.Seq {
 		return plan, http.StatusBadRequest, fmt.Errorf("client_revision %q is newer than the requested revision", req.ClientRevision)
@@ -128,7 +135,7 @@ func (s *Server) planPull(ctx context.Context, d *database, req *syncpb.PullUpda
 		}
 	}
 	if req.ServerQuerySelector != "" {
-		q, err := d.queryPages(ctx, plan.target, req.ServerQuerySelector, s.cfg.StatementTimeout)
+		q, err := d.queryPages(ctx, hrd, plan.target, req.ServerQuerySelector, s.cfg.StatementTimeout)
 		if err != nil {
 			return plan, http.StatusBadRequest, fmt.Errorf("server_query_selector: %w", err)
 		}
@@ -141,12 +148,7 @@ func (s *Server) planPull(ctx context.Context, d *database, req *syncpb.PullUpda
 
 	switch {
 	case from >= 0:
-		rd, err := d.hist.Reader(ctx)
-		if err != nil {
-			return plan, http.StatusInternalServerError, err
-		}
-		changed, err := rd.ChangedBetween(ctx, from, plan.target.Seq)
-		rd.Close()
+		changed, err := hrd.ChangedBetween(ctx, from, plan.target.Seq)
 		if err != nil {
 			return plan, http.StatusInternalServerError, err
 		}

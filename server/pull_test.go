@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -374,4 +375,40 @@ func TestManyLongPolls(t *testing.T) {
 		}
 	}
 	t.Logf("%d long polls woken by one commit in %v", n, time.Since(start))
+}
+
+// Many pulls at once that each need the history for more than their pages
+// (the changed set, a query selector) must not wait on each other for
+// history connections: this deadlocked when each took a second read view.
+func TestConcurrentPullsShareOneHistoryView(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+	fill(t, ts, "", 1, 2000)
+	base := ts.pull(t, "", &syncpb.PullUpdatesReqProtoBody{}).hdr.ServerRevision
+	fill(t, ts, "", 2001, 2100)
+
+	var wg sync.WaitGroup
+	errs := make(chan string, 64)
+	for i := range 64 {
+		wg.Go(func() {
+			req := &syncpb.PullUpdatesReqProtoBody{ClientRevision: base}
+			if i%2 == 0 {
+				req = &syncpb.PullUpdatesReqProtoBody{ServerQuerySelector: "SELECT * FROM t WHERE id = 2050"}
+			}
+			if _, status, msg := ts.tryPull(t, "", req); status != http.StatusOK {
+				errs <- fmt.Sprintf("pull %d: %d %s", i, status, msg)
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("64 concurrent pulls did not finish in 60 s: they are waiting on each other")
+	}
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
 }

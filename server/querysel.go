@@ -25,12 +25,8 @@ import (
 // image at rev, assembled from the history page by page; every read of that
 // file is recorded. A fresh connection has an empty page cache, so each page
 // it needs is read exactly once.
-func (d *database) queryPages(ctx context.Context, rev history.Revision, query string, timeout time.Duration) (*roaring.Bitmap, error) {
-	rd, err := d.hist.Reader(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer rd.Close()
+// rd is the pull's own history read view.
+func (d *database) queryPages(ctx context.Context, rd *history.Reader, rev history.Revision, query string, timeout time.Duration) (*roaring.Bitmap, error) {
 	img := &revisionImage{rd: rd, seq: rev.Seq, size: int64(rev.DBSize) * history.PageSize, read: roaring.New()}
 	name, fsys, err := vfs.New(img)
 	if err != nil {
