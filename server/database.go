@@ -63,6 +63,7 @@ type dbOptions struct {
 	checkpointFrames int
 	stmtTimeout      time.Duration
 	onRevisions      func(n int) // called after commits were recorded
+	onCheckpoint     func()      // called after a checkpoint emptied the WAL
 	vfs              string
 	newID            func() string
 	after            func(time.Duration) <-chan time.Time // long-poll timer; nil = the wall clock
@@ -411,6 +412,9 @@ func (d *database) checkpoint(ctx context.Context) error {
 		// The next write restarts the WAL with new salts, which the scanner
 		// recognises; reset the position now so it starts from frame 1.
 		d.walPos = walfile.Position{}
+		if d.opts.onCheckpoint != nil {
+			d.opts.onCheckpoint()
+		}
 	}
 	return nil
 }

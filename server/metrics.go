@@ -16,6 +16,7 @@ type metrics struct {
 	bytesIn         prometheus.Counter
 	bytesOut        *prometheus.CounterVec
 	revisions       prometheus.Counter
+	checkpoints     prometheus.Counter
 	longPollWaiters prometheus.Gauge
 	databases       prometheus.Gauge
 }
@@ -38,6 +39,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		revisions: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "syncdb_revisions_total", Help: "Revisions (committed write transactions) recorded, over all databases.",
 		}),
+		checkpoints: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "syncdb_checkpoints_total", Help: "WAL checkpoints that emptied a database's WAL, over all databases.",
+		}),
 		longPollWaiters: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "syncdb_long_poll_waiters", Help: "Pull requests currently waiting for a change.",
 		}),
@@ -45,7 +49,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "syncdb_open_databases", Help: "Databases currently open.",
 		}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.bytesIn, m.bytesOut, m.revisions, m.longPollWaiters, m.databases)
+	reg.MustRegister(m.requests, m.duration, m.bytesIn, m.bytesOut, m.revisions, m.checkpoints, m.longPollWaiters, m.databases)
 	return m
 }
 

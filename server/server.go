@@ -147,6 +147,7 @@ func (s *Server) dbOptions() dbOptions {
 		checkpointFrames: s.cfg.CheckpointFrames,
 		stmtTimeout:      s.cfg.StatementTimeout,
 		onRevisions:      func(n int) { s.metrics.revisions.Add(float64(n)) },
+		onCheckpoint:     s.metrics.checkpoints.Inc,
 	}
 }
 
