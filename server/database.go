@@ -44,6 +44,7 @@ type database struct {
 	hist    *history.Store
 
 	liveReaders atomic.Int64 // pulls streaming from readers: checkpoints wait for them
+	snapshots   *snapshotCache
 
 	mu      sync.Mutex
 	conn    *sql.Conn
@@ -64,6 +65,7 @@ type dbOptions struct {
 	stmtTimeout      time.Duration
 	onRevisions      func(n int) // called after commits were recorded
 	onCheckpoint     func()      // called after a checkpoint emptied the WAL
+	snapshotMinBytes int64       // see Config.SnapshotCacheMinBytes
 	vfs              string
 	newID            func() string
 	after            func(time.Duration) <-chan time.Time // long-poll timer; nil = the wall clock
@@ -87,6 +89,7 @@ func openDatabase(ctx context.Context, name, dir string, opts dbOptions, log *sl
 		changed: make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
+	d.snapshots = newSnapshotCache(dir, opts.snapshotMinBytes)
 	if err := d.open(ctx); err != nil {
 		d.closeFiles()
 		return nil, err
@@ -381,6 +384,7 @@ func (d *database) maintain() {
 				d.log.Warn("checkpoint failed", "err", err)
 			}
 		}
+		d.dropStaleSnapshot()
 		if d.opts.retention > 0 && time.Since(lastCompact) > time.Minute {
 			lastCompact = time.Now()
 			if err := d.compact(context.Background()); err != nil {
@@ -417,6 +421,16 @@ func (d *database) checkpoint(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// dropStaleSnapshot deletes the cached bootstrap response once a newer
+// revision exists.
+func (d *database) dropStaleSnapshot() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.hist != nil {
+		d.snapshots.drop(d.hist.Latest().Seq)
+	}
 }
 
 func (d *database) compact(ctx context.Context) error {
@@ -464,6 +478,7 @@ func (d *database) close() error {
 	d.bg.Wait()
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.snapshots.removeAll()
 	return d.closeFiles()
 }
 

@@ -2,6 +2,7 @@ package server
 
 import (
 	"crypto/subtle"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -17,6 +18,7 @@ type metrics struct {
 	bytesOut        *prometheus.CounterVec
 	revisions       prometheus.Counter
 	checkpoints     prometheus.Counter
+	snapshotHits    prometheus.Counter
 	longPollWaiters prometheus.Gauge
 	databases       prometheus.Gauge
 }
@@ -42,6 +44,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		checkpoints: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "syncdb_checkpoints_total", Help: "WAL checkpoints that emptied a database's WAL, over all databases.",
 		}),
+		snapshotHits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "syncdb_snapshot_cache_hits_total", Help: "Bootstraps served from the snapshot cache.",
+		}),
 		longPollWaiters: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "syncdb_long_poll_waiters", Help: "Pull requests currently waiting for a change.",
 		}),
@@ -49,7 +54,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "syncdb_open_databases", Help: "Databases currently open.",
 		}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.bytesIn, m.bytesOut, m.revisions, m.checkpoints, m.longPollWaiters, m.databases)
+	reg.MustRegister(m.requests, m.duration, m.bytesIn, m.bytesOut, m.revisions, m.checkpoints, m.snapshotHits, m.longPollWaiters, m.databases)
 	return m
 }
 
@@ -96,6 +101,14 @@ func (w *statusWriter) Flush() {
 }
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// ReadFrom keeps the server's sendfile path for io.Copy from a file.
+func (w *statusWriter) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{w.ResponseWriter}, r)
+}
 
 func constantTimeEqual(a, b string) bool {
 	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1

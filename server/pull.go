@@ -5,7 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"os"
+	"strconv"
 	"time"
 
 	"github.com/RoaringBitmap/roaring/v2"
@@ -29,6 +32,23 @@ type pullPlan struct {
 	all    bool            // every page 1..target.DBSize
 	zstd   bool
 	src    pageSource // where the pages come from (set by planPull)
+
+	cached     *os.File        // the whole response, from the snapshot cache (src is then nil)
+	cachedSize int64           // its size
+	cache      *snapshotWriter // receives a copy of the response for the snapshot cache
+}
+
+// release closes what the plan holds.
+func (p *pullPlan) release() {
+	if p.src != nil {
+		p.src.close()
+	}
+	if p.cached != nil {
+		p.cached.Close()
+	}
+	if p.cache != nil {
+		p.cache.abort()
+	}
 }
 
 // handlePull serves POST /pull-updates.
@@ -44,14 +64,39 @@ func (s *Server) handlePull(w http.ResponseWriter, r *http.Request, d *database)
 	}
 	plan, status, err := s.planPull(r.Context(), d, &req)
 	if err != nil {
-		if plan != nil && plan.src != nil {
-			plan.src.close()
+		if plan != nil {
+			plan.release()
 		}
 		httpError(w, status, "%v", err)
 		return
 	}
+	if plan.cached != nil {
+		s.sendCached(w, r, d, plan)
+		return
+	}
 	defer plan.src.close()
 	s.streamPages(w, r, d, plan)
+}
+
+// sendCached sends a cached bootstrap response as it is: the kernel copies
+// the file to the socket.
+func (s *Server) sendCached(w http.ResponseWriter, r *http.Request, d *database, plan *pullPlan) {
+	defer plan.cached.Close()
+	s.metrics.snapshotHits.Inc()
+	w.Header().Set("Content-Type", "application/protobuf")
+	w.Header().Set("Content-Length", strconv.FormatInt(plan.cachedSize, 10))
+	w.WriteHeader(http.StatusOK)
+	n, err := io.Copy(w, plan.cached)
+	s.metrics.bytesOut.WithLabelValues("pull").Add(float64(n))
+	if err == nil && n != plan.cachedSize {
+		err = fmt.Errorf("cached snapshot: sent %d of %d bytes", n, plan.cachedSize)
+	}
+	if err != nil {
+		if r.Context().Err() == nil {
+			d.log.Warn("pull stream aborted", "err", err)
+		}
+		panic(http.ErrAbortHandler)
+	}
 }
 
 // planPull validates the request and decides which pages of which revision
@@ -100,12 +145,20 @@ func (s *Server) planPull(ctx context.Context, d *database, req *syncpb.PullUpda
 		// newer than the revision just looked up. Not for small pulls: the
 		// snapshot has to wait for the writer (see live), the history
 		// does not.
+		// A cached response of that revision is sent as it is.
 		if !plan.zstd && from < 0 && sel == nil && req.ServerQuerySelector == "" {
+			if f, size := d.snapshots.open(plan.target.Seq); f != nil {
+				plan.cached, plan.cachedSize = f, size
+				return plan, 0, nil
+			}
 			live, rev, err := d.live(ctx)
 			if err != nil {
 				return nil, http.StatusInternalServerError, err
 			}
 			plan.src, plan.target = live, rev
+			plan.all = true
+			plan.cache = d.snapshots.create(rev.Seq, int64(rev.DBSize)*history.PageSize)
+			return plan, 0, nil
 		}
 	}
 	// Every other pull reads this one history view, for its pages, the
@@ -189,9 +242,20 @@ func (s *Server) streamPages(w http.ResponseWriter, r *http.Request, d *database
 	}
 	w.Header().Set("Content-Type", "application/protobuf")
 	w.WriteHeader(http.StatusOK)
-	cw := &countingWriter{w: w}
+	cw := &countingWriter{w: w, tee: plan.cache}
+	plan.cache = nil // the writer owns it now
 	bw := bufio.NewWriterSize(cw, 256<<10)
-	defer func() { s.metrics.bytesOut.WithLabelValues("pull").Add(float64(cw.n)) }()
+	defer func() {
+		s.metrics.bytesOut.WithLabelValues("pull").Add(float64(cw.n))
+		if cw.tee == nil {
+			return
+		}
+		if err != nil {
+			cw.tee.abort()
+		} else if cerr := cw.tee.commit(); cerr != nil {
+			d.log.Warn("bootstrap not cached", "err", cerr)
+		}
+	}()
 	_, err = wire.WriteDelimited(bw, hdr)
 
 	var page, enc, frame []byte
@@ -241,13 +305,22 @@ func (s *Server) streamPages(w http.ResponseWriter, r *http.Request, d *database
 	}
 }
 
+// countingWriter counts the bytes sent and copies them to tee, if set. A
+// failing tee is dropped: the response goes on without it.
 type countingWriter struct {
-	w http.ResponseWriter
-	n int64
+	w   http.ResponseWriter
+	n   int64
+	tee *snapshotWriter
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
+	if c.tee != nil {
+		if _, terr := c.tee.Write(p[:n]); terr != nil {
+			c.tee.abort()
+			c.tee = nil
+		}
+	}
 	return n, err
 }

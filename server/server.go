@@ -48,6 +48,11 @@ type Config struct {
 	StatementTimeout        time.Duration // per pipeline request and query selector; default 60 s
 	HistoryRetention        time.Duration // 0 = keep every revision; default set by the command line
 	CheckpointFrames        int           // checkpoint a database when its WAL has this many frames; default 1000
+	// SnapshotCacheMinBytes: a bootstrap (whole raw snapshot) of a database
+	// at least this big is kept as a file, and later bootstraps of the same
+	// revision are served from it. Default 4 MiB; negative: never. It costs
+	// up to one copy of each such database on disk.
+	SnapshotCacheMinBytes int64
 
 	Logger   *slog.Logger
 	Registry prometheus.Registerer // default: a fresh registry served at /metrics
@@ -101,6 +106,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.CheckpointFrames <= 0 {
 		cfg.CheckpointFrames = 1000
 	}
+	if cfg.SnapshotCacheMinBytes == 0 {
+		cfg.SnapshotCacheMinBytes = 4 << 20
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -148,6 +156,7 @@ func (s *Server) dbOptions() dbOptions {
 		stmtTimeout:      s.cfg.StatementTimeout,
 		onRevisions:      func(n int) { s.metrics.revisions.Add(float64(n)) },
 		onCheckpoint:     s.metrics.checkpoints.Inc,
+		snapshotMinBytes: s.cfg.SnapshotCacheMinBytes,
 	}
 }
 
@@ -323,6 +332,7 @@ func (s *Server) Maintain(ctx context.Context) error {
 	var errs []error
 	for _, d := range dbs {
 		errs = append(errs, d.checkpoint(ctx))
+		d.dropStaleSnapshot()
 		if d.opts.retention > 0 {
 			errs = append(errs, d.compact(ctx))
 		}

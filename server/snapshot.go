@@ -1,0 +1,137 @@
+package server
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+)
+
+// snapshotCache keeps the whole raw pull response of one database's latest
+// revision (a bootstrap) as a file, written while the first bootstrap at
+// that revision streams. Later bootstraps of the same revision are a copy
+// of that file to the socket, which the kernel does (sendfile), at the cost
+// of copying a file. A revision's pages never change, so a file keyed by
+// revision stays right until a newer revision makes it stale; maintenance
+// then deletes it. The files are a cache, never synced: every one is
+// deleted when the database opens and closes.
+type snapshotCache struct {
+	dir      string
+	minBytes int64 // cache only databases at least this big; < 0: never
+
+	mu   sync.Mutex
+	seq  int64 // revision of the cached file; -1: none
+	path string
+}
+
+const (
+	snapshotPrefix = "snapshot-"
+	snapshotTemp   = ".tmp"
+)
+
+func newSnapshotCache(dir string, minBytes int64) *snapshotCache {
+	c := &snapshotCache{dir: dir, minBytes: minBytes, seq: -1}
+	c.removeAll()
+	return c
+}
+
+// open returns the cached response of revision seq and its size, or nil.
+func (c *snapshotCache) open(seq int64) (*os.File, int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.seq != seq {
+		return nil, 0
+	}
+	// The file may be deleted right after this: the open descriptor keeps
+	// its bytes readable.
+	f, err := os.Open(c.path)
+	if err != nil {
+		return nil, 0
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0
+	}
+	return f, st.Size()
+}
+
+// create starts a cache file for revision seq of a database of dbBytes, or
+// returns nil when the database is too small to be worth it or the file
+// cannot be made (the pull then goes on without it).
+func (c *snapshotCache) create(seq, dbBytes int64) *snapshotWriter {
+	if c.minBytes < 0 || dbBytes < c.minBytes {
+		return nil
+	}
+	f, err := os.CreateTemp(c.dir, snapshotPrefix+"*"+snapshotTemp)
+	if err != nil {
+		return nil
+	}
+	return &snapshotWriter{c: c, f: f, seq: seq}
+}
+
+// drop deletes the cached file unless it is of revision latest.
+func (c *snapshotCache) drop(latest int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.seq >= 0 && c.seq != latest {
+		os.Remove(c.path)
+		c.seq, c.path = -1, ""
+	}
+}
+
+// removeAll deletes every snapshot file in the directory, finished or not.
+func (c *snapshotCache) removeAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	names, _ := filepath.Glob(filepath.Join(c.dir, snapshotPrefix+"*"))
+	for _, n := range names {
+		os.Remove(n)
+	}
+	c.seq, c.path = -1, ""
+}
+
+// snapshotWriter receives a copy of the response as it streams.
+type snapshotWriter struct {
+	c   *snapshotCache
+	f   *os.File
+	seq int64
+}
+
+var _ io.Writer = (*snapshotWriter)(nil)
+
+func (w *snapshotWriter) Write(p []byte) (int, error) { return w.f.Write(p) }
+
+// abort deletes the unfinished file.
+func (w *snapshotWriter) abort() {
+	w.f.Close()
+	os.Remove(w.f.Name())
+}
+
+// commit makes the file the cached response of its revision, unless a
+// newer revision's is cached already; it replaces an older one.
+func (w *snapshotWriter) commit() error {
+	if err := w.f.Close(); err != nil {
+		os.Remove(w.f.Name())
+		return fmt.Errorf("snapshot cache: %w", err)
+	}
+	c := w.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.seq >= w.seq {
+		os.Remove(w.f.Name())
+		return nil
+	}
+	path := filepath.Join(c.dir, snapshotPrefix+strconv.FormatInt(w.seq, 10))
+	if err := os.Rename(w.f.Name(), path); err != nil {
+		os.Remove(w.f.Name())
+		return fmt.Errorf("snapshot cache: %w", err)
+	}
+	if c.seq >= 0 {
+		os.Remove(c.path)
+	}
+	c.seq, c.path = w.seq, path
+	return nil
+}
