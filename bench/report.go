@@ -186,6 +186,7 @@ func (r *report) rows() []row {
 	add := func(num, title, metric string, a, b cell) { rows = append(rows, row{num, title, metric, a, b}) }
 	add("1", "Bootstrap, "+big, "time", cell{go_, "bootstrap/go/seconds", 0}, cell{turso, "bootstrap/turso/seconds", 0})
 	add("1", "", "time", cell{go_, "bootstrap/go/seconds", 0}, cell{floor, "bootstrap/floor/seconds", 0})
+	add("1", "", "time, first bootstrap of a revision (not cached)", cell{go_, "bootstrap/go_cold/seconds", 0}, cell{floor, "bootstrap/floor/seconds", 0})
 	add("1", "", "time, client only (replayed response)", cell{go_, "bootstrap/go_replay/seconds", 0}, cell{floor, "bootstrap/floor/seconds", 0})
 	add("1", "", "time, client only (replayed response)", cell{go_, "bootstrap/go_replay/seconds", 0}, cell{turso, "bootstrap/turso_replay/seconds", 0})
 	add("1", "", "time", cell{"Go, zstd pages", "bootstrap/go_zstd/seconds", 0}, cell{floor, "bootstrap/floor/seconds", 0})
@@ -196,6 +197,7 @@ func (r *report) rows() []row {
 	add("1", "", "bytes received", cell{"Go, zstd pages", "bootstrap/go_zstd/bytes", 0}, cell{go_, "bootstrap/go/bytes", 0})
 	add("1", "", "client CPU (process)", cell{go_, "bootstrap/go/cpu", 0}, cell{turso, "bootstrap/turso/cpu", 0})
 	add("1", "", "server CPU", cell{go_, "bootstrap/go/server_cpu", 0}, cell{turso, "bootstrap/turso/server_cpu", 0})
+	add("1", "", "server CPU", cell{"Go, not cached", "bootstrap/go_cold/server_cpu", 0}, cell{go_, "bootstrap/go/server_cpu", 0})
 	rows2 := fmt.Sprintf("Incremental pull, %s changed rows", thousands(float64(o.pullRows)))
 	add("2", rows2, "time", cell{go_, "pull/go/seconds", 0}, cell{turso, "pull/turso/seconds", 0})
 	add("2", "", "bytes received", cell{go_, "pull/go/bytes", 0}, cell{turso, "pull/turso/bytes", 0})

@@ -238,6 +238,30 @@ func benchBootstrap(e *benchEnv, r *report) error {
 			}
 			return c, err
 		}},
+		// The first bootstrap of a new revision: the server has no cached
+		// snapshot of it, streams it from the database and caches it (the
+		// next rows' bootstraps are served from that cache). The new
+		// revision comes from rotating one row's text by one character
+		// (a write of the same bytes would change no page).
+		{"go_cold", func(rep int) (*child, error) {
+			if err := remoteExec(url, stmt{sql: "UPDATE big SET v = substr(v, 2) || substr(v, 1, 1) WHERE id = 1"}); err != nil {
+				return nil, err
+			}
+			hits, err := metricValue(srv.URL, "syncdb_snapshot_cache_hits_total")
+			if err != nil {
+				return nil, err
+			}
+			p := filepath.Join(dir, "gocold.db")
+			defer removeReplica(p)
+			c, err := e.goWorker(ctx, "bootstrap", "-url", url, "-path", p, "-table", "big")
+			if err == nil {
+				err = check(c)
+			}
+			if after, merr := metricValue(srv.URL, "syncdb_snapshot_cache_hits_total"); err == nil && (merr != nil || after != hits) {
+				err = fmt.Errorf("the cold bootstrap was served from the snapshot cache (hits %v -> %v, %v)", hits, after, merr)
+			}
+			return c, err
+		}},
 	}
 	return e.alternate(r, "bootstrap", e.o.reps, sides, nil)
 }
@@ -573,6 +597,25 @@ func (e *benchEnv) loadOnce(ctx context.Context, r *report, srv *serverProc, key
 
 // recordPull saves the body of a full-snapshot /pull-updates response (an
 // empty request: the whole database at the latest revision).
+// metricValue reads one unlabelled metric from the server's /metrics.
+func metricValue(base, name string) (float64, error) {
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	return 0, fmt.Errorf("the server exports no metric %s", name)
+}
+
 func recordPull(url, path string) error {
 	req, err := http.NewRequest(http.MethodPost, url+"/pull-updates", nil)
 	if err != nil {

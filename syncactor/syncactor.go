@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/RoaringBitmap/roaring/v2"
@@ -182,7 +183,8 @@ func (s *syncActor) bootstrap(ctx context.Context) error {
 		}
 		hdr = nil
 		got := int64(0)
-		w := &runWriter{f: f}
+		w := newRunWriter(f)
+		defer w.close()
 		chunk := uint32(0)
 		if s.cfg.BootstrapChunk > 0 {
 			chunk = uint32(max(1, s.cfg.BootstrapChunk/wire.PageSize))
@@ -380,17 +382,61 @@ func (s *syncActor) bootstrapPartial(ctx context.Context, p *messages.PartialBoo
 	return FinishBootstrap(s.cfg.FS, s.cfg.Path)
 }
 
-// runWriter writes pages that arrive in order as runs of up to 1 MiB, one
-// write per run rather than per page.
+// runWriter writes pages that arrive in page order as runs of up to 1 MiB,
+// one write per run. A run is written by a goroutine of its own while the
+// next one fills, so that reading the network and writing the disk overlap.
+// Two buffers take turns: the one being filled and at most one being
+// written. Call close when done with it.
 type runWriter struct {
 	f     fsx.File
 	buf   []byte
 	first uint32 // page number of buf's first page
+	free  chan []byte
+	runs  chan pageRun
+	done  chan struct{}
+
+	mu  sync.Mutex
+	err error // the first write error
+}
+
+type pageRun struct {
+	first uint32
+	data  []byte
+}
+
+const runBytes = 1 << 20
+
+func newRunWriter(f fsx.File) *runWriter {
+	w := &runWriter{f: f, free: make(chan []byte, 1), runs: make(chan pageRun, 1), done: make(chan struct{})}
+	w.buf = make([]byte, 0, runBytes)
+	w.free <- make([]byte, 0, runBytes)
+	go w.write()
+	return w
+}
+
+func (w *runWriter) write() {
+	defer close(w.done)
+	for r := range w.runs {
+		if w.failed() == nil {
+			if _, err := w.f.WriteAt(r.data, int64(r.first-1)*wire.PageSize); err != nil {
+				w.mu.Lock()
+				w.err = err
+				w.mu.Unlock()
+			}
+		}
+		w.free <- r.data[:0]
+	}
+}
+
+func (w *runWriter) failed() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
 }
 
 func (w *runWriter) add(pgno uint32, data []byte) error {
-	if len(w.buf) > 0 && (pgno != w.first+uint32(len(w.buf)/wire.PageSize) || len(w.buf) >= 1<<20) {
-		if err := w.flush(); err != nil {
+	if len(w.buf) > 0 && (pgno != w.first+uint32(len(w.buf)/wire.PageSize) || len(w.buf)+len(data) > runBytes) {
+		if err := w.send(); err != nil {
 			return err
 		}
 	}
@@ -401,11 +447,26 @@ func (w *runWriter) add(pgno uint32, data []byte) error {
 	return nil
 }
 
+// send hands the filled buffer to the writer and takes the other one back
+// (waiting for its write to finish).
+func (w *runWriter) send() error {
+	w.runs <- pageRun{first: w.first, data: w.buf}
+	w.buf = <-w.free
+	return w.failed()
+}
+
+// flush returns once every page added so far is written.
 func (w *runWriter) flush() error {
-	if len(w.buf) == 0 {
-		return nil
+	if len(w.buf) > 0 {
+		w.send()
 	}
-	_, err := w.f.WriteAt(w.buf, int64(w.first-1)*wire.PageSize)
-	w.buf = w.buf[:0]
-	return err
+	b := <-w.free // the other buffer is back: no write in flight
+	w.free <- b
+	return w.failed()
+}
+
+// close waits for the writer goroutine to end. The file stays open.
+func (w *runWriter) close() {
+	close(w.runs)
+	<-w.done
 }
