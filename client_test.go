@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -598,4 +599,65 @@ func TestTxRolledBackBySQLite(t *testing.T) {
 	if st, _ := a.Stats(ctx); st.CDCOperations != 2 {
 		t.Fatalf("captured changes: %d, want 2 (the table and the first insert)", st.CDCOperations)
 	}
+}
+
+// The writer keeps the user's DML prepared. The same statement text stays
+// right across the schema changing under it: locally, by a pull, and a
+// table dropped and made again with other columns.
+func TestRepeatedStatementsAcrossSchemaChanges(t *testing.T) {
+	url := newServer(t)
+	dir := t.TempDir()
+	ctx := context.Background()
+	a := open(t, syncdb.Config{Path: filepath.Join(dir, "a.db"), URL: url})
+	b := open(t, syncdb.Config{Path: filepath.Join(dir, "b.db"), URL: url})
+	const ins = `INSERT INTO t VALUES (?, ?)`
+	const upd = `UPDATE t SET v = v || ? WHERE id = ?`
+	mustExec(t, a, `CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)`)
+	for i := 1; i <= 3; i++ {
+		mustExec(t, a, ins, i, fmt.Sprint("a", i))
+	}
+	mustExec(t, a, upd, "+", 1)
+	// A column added locally: the cached INSERT now has too few values.
+	mustExec(t, a, `ALTER TABLE t ADD COLUMN w INTEGER DEFAULT 0`)
+	if _, err := a.Exec(ctx, ins, 4, "a4"); err == nil || !strings.Contains(err.Error(), "3 columns but 2 values") {
+		t.Fatalf("insert of 2 values into 3 columns: %v", err)
+	}
+	mustExec(t, a, upd, "+", 2)
+	if err := a.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The table made again by another client with other columns, pulled.
+	if _, err := b.Pull(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, b, `DROP TABLE t`)
+	mustExec(t, b, `CREATE TABLE t(v TEXT, id INTEGER PRIMARY KEY)`)
+	if err := b.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Pull(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, a, ins, "first", 10) // the same text, now v then id
+	mustExec(t, a, upd, "!", 10)
+	if err := a.Tx(ctx, func(tx *syncdb.Tx) error {
+		_, err := tx.Exec(ins, "second", 11)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := "first!|10\nsecond|11"
+	if got := rows(t, a, `SELECT v, id FROM t ORDER BY id`); got != want {
+		t.Fatalf("a: %q", got)
+	}
+	if err := a.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Pull(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := rows(t, b, `SELECT v, id FROM t ORDER BY id`); got != want {
+		t.Fatalf("b: %q", got)
+	}
+	integrity(t, a)
 }

@@ -124,6 +124,7 @@ type dbActor struct {
 	meta    messages.Meta
 	base    *baseReader
 	cap     capture
+	stmts   *stmtCache         // the user's DML, prepared on conn
 	pages   messages.LazyPages // nil for a full replica
 
 	opened    bool
@@ -250,6 +251,10 @@ func (a *dbActor) closeFiles() {
 	if a.cap.insert != nil {
 		a.cap.insert.Close()
 		a.cap.insert = nil
+	}
+	if a.stmts != nil {
+		a.stmts.close()
+		a.stmts = nil
 	}
 	if a.conn != nil {
 		a.conn.Close()

@@ -128,6 +128,7 @@ func (a *dbActor) openWriter(ctx context.Context, fresh bool) error {
 		return fmt.Errorf("open %s: %w", a.cfg.Path, err)
 	}
 	a.conn = conn
+	a.stmts = newStmtCache(conn)
 	err = sqlitex.Raw(ctx, conn, func(c *sqlitex.Conn) error {
 		// Only syncdb checkpoints, and only in a way that keeps the base.
 		if err := c.SetNoCheckpointOnClose(true); err != nil {
@@ -194,6 +195,10 @@ func (a *dbActor) reopenWriter(ctx context.Context) error {
 	if a.cap.insert != nil {
 		a.cap.insert.Close()
 		a.cap.insert = nil
+	}
+	if a.stmts != nil {
+		a.stmts.close()
+		a.stmts = nil
 	}
 	if a.conn != nil {
 		// Returning ErrBadConn makes database/sql close it for good.

@@ -241,7 +241,13 @@ func (a *dbActor) execOne(ctx context.Context, stmt string, args []any) (sql.Res
 			return nil, err
 		}
 	}
-	res, err := a.conn.ExecContext(ctx, stmt, args...)
+	var res sql.Result
+	var err error
+	if !ddl && cacheable(kw) {
+		res, err = a.stmts.exec(ctx, stmt, args)
+	} else {
+		res, err = a.conn.ExecContext(ctx, stmt, args...)
+	}
 	if err != nil {
 		a.cap.rows, a.cap.err = nil, nil // the statement was undone
 		// Some errors (an interrupted write, OR ROLLBACK, RAISE(ROLLBACK))
