@@ -48,10 +48,11 @@ type Config struct {
 	StatementTimeout        time.Duration // per pipeline request and query selector; default 60 s
 	HistoryRetention        time.Duration // 0 = keep every revision; default set by the command line
 	CheckpointFrames        int           // checkpoint a database when its WAL has this many frames; default 1000
-	// SnapshotCacheMinBytes: a bootstrap (whole raw snapshot) of a database
-	// at least this big is kept as a file, and later bootstraps of the same
-	// revision are served from it. Default 4 MiB; negative: never. It costs
-	// up to one copy of each such database on disk.
+	// SnapshotCacheMinBytes: the second bootstrap (whole raw snapshot) of
+	// one revision of a database at least this big is kept as a file, and
+	// later bootstraps of that revision are served from it. Default 4 MiB;
+	// negative: never. It costs up to one copy of each such database on
+	// disk.
 	SnapshotCacheMinBytes int64
 
 	Logger   *slog.Logger

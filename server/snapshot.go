@@ -10,10 +10,11 @@ import (
 )
 
 // snapshotCache keeps the whole raw pull response of one database's latest
-// revision (a bootstrap) as a file, written while the first bootstrap at
-// that revision streams. Later bootstraps of the same revision are a copy
-// of that file to the socket, which the kernel does (sendfile), at the cost
-// of copying a file. A revision's pages never change, so a file keyed by
+// revision (a bootstrap) as a file, written while the second bootstrap at
+// that revision streams (the first one only notes the revision, so that a
+// database bootstrapped once per revision never pays for the copy). Later
+// bootstraps of the same revision are a copy of that file to the socket,
+// which the kernel does (sendfile), at the cost of copying a file. A revision's pages never change, so a file keyed by
 // revision stays right until a newer revision makes it stale; maintenance
 // then deletes it. The files are a cache, never synced: every one is
 // deleted when the database opens and closes.
@@ -24,6 +25,7 @@ type snapshotCache struct {
 	mu   sync.Mutex
 	seq  int64 // revision of the cached file; -1: none
 	path string
+	seen int64 // revision of the last bootstrap not cached
 }
 
 const (
@@ -32,7 +34,7 @@ const (
 )
 
 func newSnapshotCache(dir string, minBytes int64) *snapshotCache {
-	c := &snapshotCache{dir: dir, minBytes: minBytes, seq: -1}
+	c := &snapshotCache{dir: dir, minBytes: minBytes, seq: -1, seen: -1}
 	c.removeAll()
 	return c
 }
@@ -59,10 +61,18 @@ func (c *snapshotCache) open(seq int64) (*os.File, int64) {
 }
 
 // create starts a cache file for revision seq of a database of dbBytes, or
-// returns nil when the database is too small to be worth it or the file
-// cannot be made (the pull then goes on without it).
+// returns nil: for the first bootstrap of a revision, when the database is
+// too small to be worth it, or when the file cannot be made (the pull then
+// goes on without it).
 func (c *snapshotCache) create(seq, dbBytes int64) *snapshotWriter {
 	if c.minBytes < 0 || dbBytes < c.minBytes {
+		return nil
+	}
+	c.mu.Lock()
+	first := c.seen != seq
+	c.seen = seq
+	c.mu.Unlock()
+	if first {
 		return nil
 	}
 	f, err := os.CreateTemp(c.dir, snapshotPrefix+"*"+snapshotTemp)

@@ -37,10 +37,11 @@ func (ts *testServer) rawPull(t *testing.T, req *syncpb.PullUpdatesReqProtoBody)
 	return out
 }
 
-// A repeated bootstrap of one revision is served from the snapshot cache:
-// the same bytes as the first, whose pages are the history's pages of that
-// revision; a newer revision replaces it, maintenance deletes a stale one,
-// and none survives the database closing or opening.
+// A repeated bootstrap of one revision is served from the snapshot cache
+// (the second one writes it): the same bytes as the first, whose pages are
+// the history's pages of that revision; a newer revision replaces it,
+// maintenance deletes a stale one, and none survives the database closing
+// or opening.
 func TestSnapshotCache(t *testing.T) {
 	dir := t.TempDir()
 	// A leftover from an earlier process: deleted when the database opens.
@@ -55,8 +56,14 @@ func TestSnapshotCache(t *testing.T) {
 	hits := func() float64 { return ts.metricValue(t, "syncdb_snapshot_cache_hits_total") }
 
 	first := ts.rawPull(t, &syncpb.PullUpdatesReqProtoBody{})
-	if f := snapshotFiles(t, ts, "default"); len(f) != 1 || hits() != 0 {
+	if f := snapshotFiles(t, ts, "default"); len(f) != 0 || hits() != 0 {
 		t.Fatalf("after the first bootstrap: files %v, hits %v", f, hits())
+	}
+	if !bytes.Equal(first, ts.rawPull(t, &syncpb.PullUpdatesReqProtoBody{})) {
+		t.Fatal("the second bootstrap (written to the cache) differs from the first")
+	}
+	if f := snapshotFiles(t, ts, "default"); len(f) != 1 || hits() != 0 {
+		t.Fatalf("after the second bootstrap: files %v, hits %v", f, hits())
 	}
 	second := ts.rawPull(t, &syncpb.PullUpdatesReqProtoBody{})
 	if hits() != 1 || !bytes.Equal(first, second) {
@@ -76,8 +83,9 @@ func TestSnapshotCache(t *testing.T) {
 		}
 	}
 
-	// A new revision: the next bootstrap streams it and replaces the file.
+	// A new revision: the next bootstraps stream it and replace the file.
 	fill(t, ts, "", 2001, 2500)
+	ts.rawPull(t, &syncpb.PullUpdatesReqProtoBody{})
 	third := decodePull(t, ts.rawPull(t, &syncpb.PullUpdatesReqProtoBody{}))
 	if hits() != 1 || third.hdr.ServerRevision == cached.hdr.ServerRevision {
 		t.Fatalf("bootstrap after a write: hits %v, revision %s (cached %s)", hits(), third.hdr.ServerRevision, cached.hdr.ServerRevision)
@@ -104,6 +112,7 @@ func TestSnapshotCache(t *testing.T) {
 		t.Fatalf("stale snapshot kept by maintenance: %v", f)
 	}
 	ts.rawPull(t, &syncpb.PullUpdatesReqProtoBody{})
+	ts.rawPull(t, &syncpb.PullUpdatesReqProtoBody{})
 	if hits() != 2 || len(snapshotFiles(t, ts, "default")) != 1 {
 		t.Fatalf("hits %v after a bootstrap of a new revision", hits())
 	}
@@ -124,8 +133,9 @@ func TestSnapshotCacheThreshold(t *testing.T) {
 		ts := newTestServer(t, Config{SnapshotCacheMinBytes: min, MaintenanceInterval: -1})
 		ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
 		fill(t, ts, "", 1, 100)
-		ts.rawPull(t, &syncpb.PullUpdatesReqProtoBody{})
-		ts.rawPull(t, &syncpb.PullUpdatesReqProtoBody{})
+		for range 3 {
+			ts.rawPull(t, &syncpb.PullUpdatesReqProtoBody{})
+		}
 		if f := snapshotFiles(t, ts, "default"); len(f) != 0 || ts.metricValue(t, "syncdb_snapshot_cache_hits_total") != 0 {
 			t.Fatalf("min %d: files %v", min, f)
 		}
