@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -93,6 +94,9 @@ type side struct {
 func (e *benchEnv) alternate(r *report, group string, reps int, sides []side, record func(rep int, s side, c *child)) error {
 	for rep := 0; rep < reps; rep++ {
 		for _, s := range sides {
+			// Each side starts with no dirty pages left by the one before,
+			// whose writeback would otherwise slow its fsyncs.
+			syscall.Sync()
 			var cpu0 float64
 			if e.srv != nil {
 				cpu0, _ = procCPU(e.srv.pid())
