@@ -152,13 +152,17 @@ func (s *Server) planPull(ctx context.Context, d *database, req *syncpb.PullUpda
 				return plan, 0, nil
 			}
 			live, rev, err := d.live(ctx)
-			if err != nil {
-				return nil, http.StatusInternalServerError, err
+			if err == nil {
+				plan.src, plan.target = live, rev
+				plan.all = true
+				plan.cache = d.snapshots.create(rev.Seq, int64(rev.DBSize)*history.PageSize)
+				return plan, 0, nil
 			}
-			plan.src, plan.target = live, rev
-			plan.all = true
-			plan.cache = d.snapshots.create(rev.Seq, int64(rev.DBSize)*history.PageSize)
-			return plan, 0, nil
+			if ctx.Err() != nil {
+				return nil, http.StatusServiceUnavailable, err
+			}
+			// The history has every revision's pages too, only slower.
+			d.log.Warn("bootstrap from the history: cannot read the database", "err", err)
 		}
 	}
 	// Every other pull reads this one history view, for its pages, the

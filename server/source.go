@@ -5,7 +5,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 
+	"github.com/syncdb/syncdb/internal/walfile"
 	"github.com/syncdb/syncdb/server/history"
 )
 
@@ -49,20 +53,30 @@ func (h *historySource) each(n uint32, fn func(uint32, []byte) error) error {
 
 func (h *historySource) close() error { return h.rd.Close() }
 
-// liveSource reads the latest revision straight from the database, in a
-// read transaction: one sequential scan of sqlite_dbpage instead of a
-// history lookup and a decompression per page. It is what makes a
+// liveSource reads the latest revision straight from the database files:
+// the database file in long sequential reads, with the pages that the WAL
+// holds for this revision read from their frames. It is what makes a
 // bootstrap cost about what copying the file costs.
+//
+// A read transaction on a reader connection pins the files meanwhile:
+// SQLite neither restarts the WAL nor backfills a frame into the database
+// file while a reader may still need what it would overwrite, and every
+// frame a checkpoint can backfill under it is one this revision reads from
+// the WAL anyway.
 type liveSource struct {
 	d    *database
 	conn *sql.Conn
 	tx   *sql.Tx
-	one  *sql.Stmt
+
+	db   *os.File
+	wal  *os.File       // nil when the revision has no WAL frames
+	idx  *walfile.Index // the WAL's frames up to upTo
+	upTo int            // the revision's last frame
 }
 
 // live opens a read transaction on the database at its latest revision and
 // returns that revision. The writer lock is held only while the snapshot
-// is taken, so that the revision and the snapshot agree.
+// is taken, so that the revision, the WAL position and the snapshot agree.
 func (d *database) live(ctx context.Context) (*liveSource, history.Revision, error) {
 	conn, err := d.readers.Conn(ctx)
 	if err != nil {
@@ -76,71 +90,125 @@ func (d *database) live(ctx context.Context) (*liveSource, history.Revision, err
 	d.mu.Lock()
 	var v int
 	err = tx.QueryRowContext(ctx, "PRAGMA schema_version").Scan(&v) // starts the read transaction
-	rev := d.hist.Latest()
+	rev, pos := d.hist.Latest(), d.walPos
 	d.mu.Unlock()
-	if err != nil {
-		tx.Rollback()
-		conn.Close()
-		return nil, rev, err
+	l := &liveSource{d: d, conn: conn, tx: tx, upTo: pos.Frame}
+	if err == nil {
+		err = l.openFiles(pos)
 	}
-	one, err := tx.PrepareContext(ctx, "SELECT data FROM sqlite_dbpage WHERE pgno = ?")
 	if err != nil {
+		l.closeFiles()
 		tx.Rollback()
 		conn.Close()
 		return nil, rev, err
 	}
 	d.liveReaders.Add(1)
-	return &liveSource{d: d, conn: conn, tx: tx, one: one}, rev, nil
+	return l, rev, nil
+}
+
+// openFiles opens the database file and indexes the WAL's frames up to pos,
+// which must end exactly there.
+func (l *liveSource) openFiles(pos walfile.Position) error {
+	path := filepath.Join(l.d.dir, mainFile)
+	var err error
+	if l.db, err = os.Open(path); err != nil {
+		return err
+	}
+	if pos.Frame == 0 {
+		return nil
+	}
+	if l.wal, err = os.Open(path + "-wal"); err != nil {
+		return err
+	}
+	frameSize := int64(walfile.FrameHeaderSize + history.PageSize)
+	sc, err := walfile.NewScanner(l.wal, walfile.HeaderSize+int64(pos.Frame)*frameSize, walfile.Position{})
+	if err != nil {
+		return fmt.Errorf("index the WAL: %w", err)
+	}
+	l.idx = walfile.BuildIndex(nil)
+	for {
+		frames, err := sc.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("index the WAL: %w", err)
+		}
+		if err := l.idx.Add(frames...); err != nil {
+			return fmt.Errorf("index the WAL: %w", err)
+		}
+	}
+	if sc.Position() != pos {
+		return fmt.Errorf("index the WAL: it ends at frame %d, the revision at frame %d", sc.Position().Frame, pos.Frame)
+	}
+	return nil
 }
 
 func (l *liveSource) page(dst []byte, pgno uint32, raw bool) ([]byte, bool, error) {
-	var data []byte
-	err := l.one.QueryRow(pgno).Scan(&data)
-	if errors.Is(err, sql.ErrNoRows) || err == nil && len(data) != history.PageSize {
-		return append(dst, make([]byte, history.PageSize)...), false, nil
+	start := len(dst)
+	dst = append(dst, make([]byte, history.PageSize)...)
+	if err := l.read(dst[start:], pgno, 1); err != nil {
+		return dst[:start], false, err
 	}
-	if err != nil {
-		return dst, false, fmt.Errorf("read page %d: %w", pgno, err)
-	}
-	return append(dst, data...), false, nil
+	return dst, false, nil
 }
 
+// runPages is how many pages each reads from the database file at once.
+const runPages = 256
+
 func (l *liveSource) each(n uint32, fn func(uint32, []byte) error) error {
-	rows, err := l.tx.Query("SELECT pgno, data FROM sqlite_dbpage WHERE pgno <= ?", n)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	var data sql.RawBytes
-	next := uint32(1)
-	for rows.Next() {
-		var pg uint32
-		if err := rows.Scan(&pg, &data); err != nil {
+	buf := make([]byte, runPages*history.PageSize)
+	for first := uint32(1); first <= n; first += runPages {
+		count := min(runPages, n-first+1)
+		b := buf[:int(count)*history.PageSize]
+		if err := l.read(b, first, count); err != nil {
 			return err
 		}
-		for ; next < pg; next++ { // a hole reads as zeros, as SQLite reads it
-			if err := fn(next, make([]byte, history.PageSize)); err != nil {
+		for i := range count {
+			if err := fn(first+i, b[int(i)*history.PageSize:int(i+1)*history.PageSize]); err != nil {
 				return err
 			}
-		}
-		if err := fn(pg, data); err != nil {
-			return err
-		}
-		next = pg + 1
-	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	for ; next <= n; next++ {
-		if err := fn(next, make([]byte, history.PageSize)); err != nil {
-			return err
 		}
 	}
 	return nil
 }
 
+// read fills b with count pages from first on, as of the revision. Pages
+// past the end of the database file read as zeros, as SQLite reads them.
+func (l *liveSource) read(b []byte, first, count uint32) error {
+	n, err := l.db.ReadAt(b, int64(first-1)*history.PageSize)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("read pages %d-%d: %w", first, first+count-1, err)
+	}
+	clear(b[n:])
+	if l.idx == nil {
+		return nil
+	}
+	for i := range count {
+		f, ok := l.idx.Lookup(first+i, l.upTo)
+		if !ok {
+			continue
+		}
+		p := b[int(i)*history.PageSize : int(i)*history.PageSize]
+		if _, err := walfile.ReadPage(l.wal, f, history.PageSize, p); err != nil {
+			return fmt.Errorf("read page %d from the WAL: %w", first+i, err)
+		}
+	}
+	return nil
+}
+
+func (l *liveSource) closeFiles() {
+	if l.db != nil {
+		l.db.Close()
+	}
+	if l.wal != nil {
+		l.wal.Close()
+	}
+}
+
 func (l *liveSource) close() error {
-	l.one.Close()
+	// The files first: the read transaction is what keeps them right.
+	l.closeFiles()
 	err := l.tx.Rollback()
 	l.conn.Close()
 	l.d.liveReaders.Add(-1)

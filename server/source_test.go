@@ -1,0 +1,108 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/syncdb/syncdb/wire"
+	"github.com/syncdb/syncdb/wire/syncpb"
+)
+
+// historySnapshot pulls every page of revision rev from the history (a
+// pinned, zstd pull never reads the database itself).
+func historySnapshot(t *testing.T, ts *testServer, rev string, size uint64) *pulled {
+	t.Helper()
+	ids := make([]uint32, size)
+	for i := range ids {
+		ids[i] = uint32(i)
+	}
+	return ts.pull(t, "", &syncpb.PullUpdatesReqProtoBody{
+		ServerRevision: rev, ServerPagesSelector: selector(t, ids...),
+		Encoding: syncpb.PageUpdatesEncodingReq_PAGE_UPDATES_ENCODING_REQ_ZSTD,
+	})
+}
+
+func samePages(t *testing.T, what string, got, want *pulled) {
+	t.Helper()
+	if got.hdr.ServerRevision != want.hdr.ServerRevision || got.hdr.DbSize != want.hdr.DbSize || len(got.pages) != len(want.pages) {
+		t.Fatalf("%s: revision %s, %d pages of %d; history: %s, %d pages of %d", what,
+			got.hdr.ServerRevision, len(got.pages), got.hdr.DbSize, want.hdr.ServerRevision, len(want.pages), want.hdr.DbSize)
+	}
+	for pg, data := range want.pages {
+		if !bytes.Equal(got.pages[pg], data) {
+			t.Fatalf("%s: page %d differs from the history's", what, pg)
+		}
+	}
+}
+
+// A bootstrap reads the database file and the WAL directly: its pages are
+// the revision's, whether they are in the database file, in the WAL over an
+// older image in the file, or past the file's end.
+func TestBootstrapReadsFileAndWAL(t *testing.T) {
+	ts := newTestServer(t, Config{SnapshotCacheMinBytes: -1, MaintenanceInterval: -1})
+	ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+	fill(t, ts, "", 1, 3000)
+	if err := ts.Maintain(context.Background()); err != nil { // into the database file
+		t.Fatal(err)
+	}
+	ts.exec(t, "", "UPDATE t SET v = 'changed ' || v WHERE id <= 500", "DELETE FROM t WHERE id BETWEEN 2000 AND 2500")
+	fill(t, ts, "", 3001, 4000) // the database grows past the file's end
+	ts.exec(t, "", "UPDATE t SET v = 'again' WHERE id % 7 = 0")
+	live := ts.pull(t, "", &syncpb.PullUpdatesReqProtoBody{})
+	samePages(t, "bootstrap", live, historySnapshot(t, ts, live.hdr.ServerRevision, live.hdr.DbSize))
+}
+
+// Commits made while a bootstrap streams do not reach it, nor does a
+// checkpoint that runs meanwhile: it sends its revision's pages.
+func TestBootstrapIsASnapshot(t *testing.T) {
+	ts := newTestServer(t, Config{SnapshotCacheMinBytes: -1, MaintenanceInterval: -1})
+	ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+	fill(t, ts, "", 1, 100000) // about 15 MB: more than the socket buffers hold
+	body, err := proto.Marshal(&syncpb.PullUpdatesReqProtoBody{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(ts.dbURL("")+"/pull-updates", "application/protobuf", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	fr := wire.NewFrameReader(resp.Body, 0)
+	live := &pulled{hdr: &syncpb.PullUpdatesRespProtoBody{}, pages: map[uint32][]byte{}}
+	if err := fr.Next(live.hdr); err != nil {
+		t.Fatal(err)
+	}
+	// The stream is stalled on the socket: now change the pages it has yet
+	// to send (the table's last rows) and some it has sent.
+	ts.exec(t, "", "UPDATE t SET v = 'late' WHERE id > 90000 OR id < 100")
+	fill(t, ts, "", 100001, 101000)
+	// A checkpoint copies what it may into the database file (it then waits
+	// for the bootstrap's read to end before it restarts the WAL).
+	checkpointed := make(chan error, 1)
+	go func() { checkpointed <- ts.Maintain(context.Background()) }()
+	time.Sleep(200 * time.Millisecond)
+	for {
+		id, page, err := fr.NextPage()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		live.pages[uint32(id+1)] = append([]byte(nil), page...)
+	}
+	if err := <-checkpointed; err != nil {
+		t.Fatal(err)
+	}
+	samePages(t, "bootstrap during writes", live, historySnapshot(t, ts, live.hdr.ServerRevision, live.hdr.DbSize))
+	if now := ts.pull(t, "", &syncpb.PullUpdatesReqProtoBody{}); now.hdr.ServerRevision == live.hdr.ServerRevision {
+		t.Fatal("the writes made no new revision")
+	}
+}
