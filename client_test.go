@@ -601,9 +601,10 @@ func TestTxRolledBackBySQLite(t *testing.T) {
 	}
 }
 
-// The writer keeps the user's DML prepared. The same statement text stays
-// right across the schema changing under it: locally, by a pull, and a
-// table dropped and made again with other columns.
+// The writer keeps the user's DML prepared, the read pool the SELECTs. The
+// same statement text stays right across the schema changing under it:
+// locally, by a pull, and a table dropped and made again with other
+// columns.
 func TestRepeatedStatementsAcrossSchemaChanges(t *testing.T) {
 	url := newServer(t)
 	dir := t.TempDir()
@@ -617,8 +618,19 @@ func TestRepeatedStatementsAcrossSchemaChanges(t *testing.T) {
 		mustExec(t, a, ins, i, fmt.Sprint("a", i))
 	}
 	mustExec(t, a, upd, "+", 1)
+	const all = `SELECT * FROM t ORDER BY id`
+	const vid = `SELECT v, id FROM t ORDER BY id`
+	if got := rows(t, a, all); got != "1|a1+\n2|a2\n3|a3" {
+		t.Fatalf("before ALTER: %q", got)
+	}
+	if got := rows(t, a, vid); got != "a1+|1\na2|2\na3|3" {
+		t.Fatalf("before ALTER: %q", got)
+	}
 	// A column added locally: the cached INSERT now has too few values.
 	mustExec(t, a, `ALTER TABLE t ADD COLUMN w INTEGER DEFAULT 0`)
+	if got := rows(t, a, all); got != "1|a1+|0\n2|a2|0\n3|a3|0" {
+		t.Fatalf("after ALTER: %q", got)
+	}
 	if _, err := a.Exec(ctx, ins, 4, "a4"); err == nil || !strings.Contains(err.Error(), "3 columns but 2 values") {
 		t.Fatalf("insert of 2 values into 3 columns: %v", err)
 	}
@@ -647,7 +659,7 @@ func TestRepeatedStatementsAcrossSchemaChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "first!|10\nsecond|11"
-	if got := rows(t, a, `SELECT v, id FROM t ORDER BY id`); got != want {
+	if got := rows(t, a, vid); got != want {
 		t.Fatalf("a: %q", got)
 	}
 	if err := a.Push(ctx); err != nil {

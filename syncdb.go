@@ -68,6 +68,7 @@ import (
 	"github.com/syncdb/syncdb/internal/flock"
 	"github.com/syncdb/syncdb/internal/fsx"
 	"github.com/syncdb/syncdb/internal/shimvfs"
+	"github.com/syncdb/syncdb/internal/sqlitex"
 	"github.com/syncdb/syncdb/messages"
 	"github.com/syncdb/syncdb/metaactor"
 	"github.com/syncdb/syncdb/netactor"
@@ -186,6 +187,7 @@ type DB struct {
 	meta    *actor.PID
 	sync    *actor.PID
 	readers *sql.DB
+	reads   *sqlitex.StmtCache // SELECTs kept prepared on the read pool
 	gate    gate
 
 	pages  *pageactor.Pages // partial replicas
@@ -399,6 +401,7 @@ func (d *DB) open(ctx context.Context) error {
 	}
 	d.readers.SetMaxOpenConns(cfg.ReadConns)
 	d.readers.SetMaxIdleConns(cfg.ReadConns)
+	d.reads = sqlitex.NewStmtCache(d.readers)
 	_, err = actors.Ask[struct{}](ctx, d.sys, d.db, open)
 	return err
 }
@@ -429,6 +432,10 @@ func (d *DB) Query(ctx context.Context, query string, args ...any) (*sql.Rows, e
 	}
 	d.gate.mu.RLock()
 	defer d.gate.mu.RUnlock()
+	if st, release := d.readStmt(ctx, query); st != nil {
+		defer release()
+		return st.QueryContext(ctx, args...)
+	}
 	return d.readers.QueryContext(ctx, query, args...)
 }
 
@@ -436,7 +443,27 @@ func (d *DB) Query(ctx context.Context, query string, args ...any) (*sql.Rows, e
 func (d *DB) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
 	d.gate.mu.RLock()
 	defer d.gate.mu.RUnlock()
+	if st, release := d.readStmt(ctx, query); st != nil {
+		defer release()
+		return st.QueryRowContext(ctx, args...)
+	}
 	return d.readers.QueryRowContext(ctx, query, args...)
+}
+
+// readStmt returns a SELECT kept prepared on the read pool, or nil for
+// other statements and for those that fail to prepare (running them
+// unprepared then reports the error).
+func (d *DB) readStmt(ctx context.Context, query string) (*sql.Stmt, func()) {
+	switch sqlitex.FirstKeyword(query) {
+	case "SELECT", "WITH", "VALUES":
+	default:
+		return nil, nil
+	}
+	st, release, err := d.reads.Stmt(ctx, query)
+	if err != nil {
+		return nil, nil
+	}
+	return st, release
 }
 
 // Tx is a local write transaction, valid only inside the function given to
@@ -538,6 +565,9 @@ func (d *DB) Close() error {
 	}
 	d.closed = true
 	d.mu.Unlock()
+	if d.reads != nil {
+		d.reads.Close()
+	}
 	err := d.readers.Close()
 	d.sys.Stop()
 	err = errors.Join(err, d.closePages(), d.unlock())

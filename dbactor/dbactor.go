@@ -55,6 +55,7 @@ import (
 
 	"github.com/syncdb/syncdb/actors"
 	"github.com/syncdb/syncdb/internal/fsx"
+	"github.com/syncdb/syncdb/internal/sqlitex"
 	"github.com/syncdb/syncdb/messages"
 )
 
@@ -124,7 +125,7 @@ type dbActor struct {
 	meta    messages.Meta
 	base    *baseReader
 	cap     capture
-	stmts   *stmtCache         // the user's DML, prepared on conn
+	stmts   *sqlitex.StmtCache // the user's DML, prepared on conn
 	pages   messages.LazyPages // nil for a full replica
 
 	opened    bool
@@ -253,7 +254,7 @@ func (a *dbActor) closeFiles() {
 		a.cap.insert = nil
 	}
 	if a.stmts != nil {
-		a.stmts.close()
+		a.stmts.Close()
 		a.stmts = nil
 	}
 	if a.conn != nil {

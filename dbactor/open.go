@@ -128,7 +128,7 @@ func (a *dbActor) openWriter(ctx context.Context, fresh bool) error {
 		return fmt.Errorf("open %s: %w", a.cfg.Path, err)
 	}
 	a.conn = conn
-	a.stmts = newStmtCache(conn)
+	a.stmts = sqlitex.NewStmtCache(conn)
 	err = sqlitex.Raw(ctx, conn, func(c *sqlitex.Conn) error {
 		// Only syncdb checkpoints, and only in a way that keeps the base.
 		if err := c.SetNoCheckpointOnClose(true); err != nil {
@@ -197,7 +197,7 @@ func (a *dbActor) reopenWriter(ctx context.Context) error {
 		a.cap.insert = nil
 	}
 	if a.stmts != nil {
-		a.stmts.close()
+		a.stmts.Close()
 		a.stmts = nil
 	}
 	if a.conn != nil {

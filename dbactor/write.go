@@ -19,16 +19,17 @@ var ErrUnsupportedStatement = errors.New("statement not supported on a synced da
 
 var driverErrBadConn = driver.ErrBadConn
 
-// firstKeyword returns the upper-cased first word of a statement (which
-// SplitStatements already stripped of leading comments).
-func firstKeyword(stmt string) string {
-	end := strings.IndexFunc(stmt, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '_')
-	})
-	if end < 0 {
-		end = len(stmt)
+// firstKeyword returns the upper-cased first word of a statement.
+var firstKeyword = sqlitex.FirstKeyword
+
+// cacheable reports statements worth keeping prepared on the writer: DML,
+// whose plans do not depend on anything the statement itself changes.
+func cacheable(keyword string) bool {
+	switch keyword {
+	case "INSERT", "UPDATE", "DELETE", "REPLACE", "WITH":
+		return true
 	}
-	return strings.ToUpper(stmt[:end])
+	return false
 }
 
 // Pragmas that would break the WAL or the synced base.
@@ -244,7 +245,7 @@ func (a *dbActor) execOne(ctx context.Context, stmt string, args []any) (sql.Res
 	var res sql.Result
 	var err error
 	if !ddl && cacheable(kw) {
-		res, err = a.stmts.exec(ctx, stmt, args)
+		res, err = a.stmts.Exec(ctx, stmt, args...)
 	} else {
 		res, err = a.conn.ExecContext(ctx, stmt, args...)
 	}
