@@ -113,7 +113,46 @@ type entry struct {
 	name string
 	pid  *actor.PID
 	done chan struct{} // closed when the actor has stopped
+	disp *pinnedDispatcher
 }
+
+// pinnedDispatcher runs an actor's mailbox on one long-lived goroutine.
+// protoactor's default starts a goroutine per mailbox run, whose stack then
+// grows, by copying, to the depth SQLite's transpiled call chains need, on
+// every message; this goroutine's stack stays grown.
+type pinnedDispatcher struct {
+	runs chan func()
+	quit chan struct{}
+}
+
+func newPinnedDispatcher() *pinnedDispatcher {
+	d := &pinnedDispatcher{runs: make(chan func(), 2), quit: make(chan struct{})}
+	go func() {
+		for {
+			select {
+			case fn := <-d.runs:
+				fn()
+			case <-d.quit:
+				return
+			}
+		}
+	}()
+	return d
+}
+
+// Schedule is called once per mailbox run (so at most one run waits while
+// the previous one finishes).
+func (d *pinnedDispatcher) Schedule(fn func()) {
+	select {
+	case d.runs <- fn:
+	case <-d.quit:
+		go fn() // stopped: nothing should be scheduled, but never block
+	}
+}
+
+func (d *pinnedDispatcher) Throughput() int { return 300 }
+
+func (d *pinnedDispatcher) stop() { close(d.quit) }
 
 // NewSystem starts an actor system.
 func NewSystem(opts Options) *System {
@@ -141,12 +180,14 @@ func (s *System) Spawn(name string, handle Handler, onStop func()) (*actor.PID, 
 	if s.closed {
 		return nil, ErrStopped
 	}
-	e := &entry{name: name, done: make(chan struct{})}
+	e := &entry{name: name, done: make(chan struct{}), disp: newPinnedDispatcher()}
 	g := &guard{sys: s, e: e, handle: handle, onStop: onStop}
 	props := actor.PropsFromProducer(func() actor.Actor { return g },
-		actor.WithSupervisor(actor.NewOneForOneStrategy(0, 0, func(any) actor.Directive { return actor.StopDirective })))
+		actor.WithSupervisor(actor.NewOneForOneStrategy(0, 0, func(any) actor.Directive { return actor.StopDirective })),
+		actor.WithDispatcher(e.disp))
 	pid, err := s.sys.Root.SpawnNamed(props, s.opts.Name+"/"+name)
 	if err != nil {
+		e.disp.stop()
 		return nil, fmt.Errorf("spawn %s: %w", name, err)
 	}
 	e.pid = pid
@@ -218,6 +259,9 @@ func (s *System) Stop() {
 		<-e.done
 	}
 	s.sys.Shutdown()
+	for _, e := range actors {
+		e.disp.stop()
+	}
 }
 
 // guard runs a Handler inside protoactor, containing panics.
