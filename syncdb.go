@@ -383,14 +383,8 @@ func (d *DB) open(ctx context.Context) error {
 		if vfs, err = shimvfs.Register(); err != nil {
 			return err
 		}
-		// Absent pages are the same at every synced revision since the
-		// bootstrap (see pageactor.Pages.SetRevision).
-		pinned := m.PartialBootstrapServerRevision.Revision
-		if m.SyncedRevision != nil {
-			pinned = m.SyncedRevision.Revision
-		}
 		d.pages, err = pageactor.Open(pageactor.Config{
-			Sys: d.sys, Net: d.net, FS: cfg.FS, Path: cfg.Path, Revision: pinned,
+			Sys: d.sys, Net: d.net, FS: cfg.FS, Path: cfg.Path, Revision: m.PartialBootstrapServerRevision.Revision,
 			DBSize: p.DBSize, SegmentSize: p.SegmentSize, Prefetch: p.Prefetch, Logger: cfg.Logger,
 		})
 		if err != nil {

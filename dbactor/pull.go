@@ -45,9 +45,6 @@ func (a *dbActor) applyPull(ctx context.Context, revision string, dbSize uint32,
 			m.LastPullUnixTime = &t
 			return nil
 		})
-		if err == nil && a.pages != nil {
-			a.pages.SetRevision(revision)
-		}
 		return false, err
 	}
 
@@ -420,9 +417,6 @@ func (a *dbActor) recoverPull(ctx context.Context) error {
 		return nil
 	}); err != nil {
 		return err
-	}
-	if a.pages != nil {
-		a.pages.SetRevision(p.Revision)
 	}
 	a.pending = false
 	failpoint.Hit("pull.done", a.cfg.Path)

@@ -99,7 +99,6 @@ type LazyPages interface {
 	MarkPresent(pages []uint32) error
 	ZeroFill(pages *roaring.Bitmap)
 	Counts() (present, total int64)
-	SetRevision(revision string) // the replica's synced revision changed
 }
 
 // Exec runs SQL (one or more statements) as one local write transaction,

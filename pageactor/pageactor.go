@@ -58,7 +58,7 @@ type Config struct {
 	Net          *actor.PID
 	FS           fsx.FS
 	Path         string        // the database file
-	Revision     string        // the synced revision: fetches are pinned to it (see SetRevision)
+	Revision     string        // the bootstrap revision every fetch is pinned to
 	DBSize       uint32        // pages in the database at the bootstrap: pages beyond were written locally
 	SegmentSize  int           // bytes per fetch; default 128 KiB
 	Prefetch     bool          // load the children of fetched B-tree interior pages
@@ -89,8 +89,6 @@ type Pages struct {
 	zero   *roaring.Bitmap // pages the writer may read as zeros (a pull's T1)
 
 	fetches atomic.Int64 // segment requests sent (for tests and stats)
-
-	revision atomic.Pointer[string] // what fetches are pinned to
 }
 
 // Open loads the presence log and starts the actor. Close it after every
@@ -112,7 +110,6 @@ func Open(cfg Config) (*Pages, error) {
 		cfg.FS = fsx.OS
 	}
 	p := &Pages{cfg: cfg, segment: uint32(cfg.SegmentSize / PageSize), present: make([]atomic.Uint64, cfg.DBSize/64+1)}
-	p.revision.Store(&cfg.Revision)
 	f, err := os.OpenFile(cfg.Path, os.O_RDWR, 0)
 	if err != nil {
 		return nil, err
@@ -129,15 +126,6 @@ func Open(cfg Config) (*Pages, error) {
 	}
 	return p, nil
 }
-
-// SetRevision pins later fetches to the replica's new synced revision. An
-// absent page has the same image at every revision since the bootstrap
-// (a pull writes every page that changed, which makes it present), so any
-// synced revision serves; the newest one keeps the replica working once
-// the server's history no longer holds the bootstrap revision.
-func (p *Pages) SetRevision(revision string) { p.revision.Store(&revision) }
-
-func (p *Pages) pinned() string { return *p.revision.Load() }
 
 // PresentPath is the presence log of the database at dbPath.
 func PresentPath(dbPath string) string { return dbPath + "-present" }
@@ -240,7 +228,7 @@ func (p *Pages) Image(ctx context.Context, pgno uint32) ([]byte, error) {
 	var img []byte
 	p.fetches.Add(1)
 	_, err = actors.Ask[messages.PullInfo](ctx, p.cfg.Sys, p.cfg.Net, &messages.PullUpdates{
-		Req:      &syncpb.PullUpdatesReqProtoBody{ServerRevision: p.pinned(), ServerPagesSelector: sel},
+		Req:      &syncpb.PullUpdatesReqProtoBody{ServerRevision: p.cfg.Revision, ServerPagesSelector: sel},
 		OnHeader: func(*syncpb.PullUpdatesRespProtoBody) error { return nil },
 		OnPage: func(pg uint32, data []byte) error {
 			if pg == pgno {
@@ -469,7 +457,7 @@ func (a *pageActor) request(want *roaring.Bitmap, segs []uint32, prefetch bool) 
 		if err == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), a.p.cfg.FetchTimeout)
 			_, err = actors.Ask[messages.PullInfo](ctx, a.p.cfg.Sys, a.p.cfg.Net, &messages.PullUpdates{
-				Req:      &syncpb.PullUpdatesReqProtoBody{ServerRevision: a.p.pinned(), ServerPagesSelector: sel},
+				Req:      &syncpb.PullUpdatesReqProtoBody{ServerRevision: a.p.cfg.Revision, ServerPagesSelector: sel},
 				OnHeader: func(*syncpb.PullUpdatesRespProtoBody) error { return nil },
 				OnPage: func(pgno uint32, data []byte) error {
 					if !want.Contains(pgno - 1) {
