@@ -175,6 +175,14 @@ func decodePull(t *testing.T, out []byte) *pulled {
 	if p.hdr.Protocol != syncpb.PullUpdatesProtocol_PULL_UPDATES_PROTOCOL_PAGES {
 		t.Fatalf("header protocol %v", p.hdr.Protocol)
 	}
+	readPages(t, fr, p)
+	return p
+}
+
+// readPages reads the rest of a pull response into p, whose header is
+// read.
+func readPages(t *testing.T, fr *wire.FrameReader, p *pulled) {
+	t.Helper()
 	for {
 		id, page, err := fr.NextPage()
 		if errors.Is(err, io.EOF) {
@@ -198,7 +206,6 @@ func decodePull(t *testing.T, out []byte) *pulled {
 		p.pages[uint32(id+1)] = data
 		p.order = append(p.order, uint32(id+1))
 	}
-	return p
 }
 
 // image is a database file assembled from pulled pages.

@@ -88,8 +88,15 @@ func (d *database) live(ctx context.Context) (*liveSource, history.Revision, err
 		return nil, history.Revision{}, err
 	}
 	d.mu.Lock()
+	// Record any commit not recorded yet (a history write that failed
+	// after its commit), so that the revision covers every frame the read
+	// transaction sees: a checkpoint may backfill those frames into the
+	// database file while this reads it.
+	_, err = d.recordCommits(ctx)
 	var v int
-	err = tx.QueryRowContext(ctx, "PRAGMA schema_version").Scan(&v) // starts the read transaction
+	if err == nil {
+		err = tx.QueryRowContext(ctx, "PRAGMA schema_version").Scan(&v) // starts the read transaction
+	}
 	rev, pos := d.hist.Latest(), d.walPos
 	d.mu.Unlock()
 	l := &liveSource{d: d, conn: conn, tx: tx, upTo: pos.Frame}

@@ -3,8 +3,6 @@ package server
 import (
 	"bytes"
 	"context"
-	"errors"
-	"io"
 	"net/http"
 	"testing"
 	"time"
@@ -88,16 +86,7 @@ func TestBootstrapIsASnapshot(t *testing.T) {
 	checkpointed := make(chan error, 1)
 	go func() { checkpointed <- ts.Maintain(context.Background()) }()
 	time.Sleep(200 * time.Millisecond)
-	for {
-		id, page, err := fr.NextPage()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		live.pages[uint32(id+1)] = append([]byte(nil), page...)
-	}
+	readPages(t, fr, live)
 	if err := <-checkpointed; err != nil {
 		t.Fatal(err)
 	}
