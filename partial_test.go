@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -256,4 +257,70 @@ func TestPartialQuery(t *testing.T) {
 		t.Fatalf("the query bootstrap downloaded %d of %d pages", st.PagesPresent, st.PagesTotal)
 	}
 	t.Logf("query bootstrap: %d of %d pages, %d bytes", st.PagesPresent, st.PagesTotal, st.NetworkReceivedBytes)
+}
+
+// Once the server's history dropped the revision a partial replica
+// bootstrapped at, a read that needs a page not yet local fails (never
+// answers from wrong pages), and the log says why (see README.md).
+func TestPartialAfterBootstrapRevisionExpires(t *testing.T) {
+	ctx := context.Background()
+	srv, err := server.New(server.Config{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler),
+		HistoryRetention: time.Millisecond, MaintenanceInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() { srv.BeginShutdown(); hs.Close(); srv.Close() })
+	dir := t.TempDir()
+	w := open(t, syncdb.Config{Path: filepath.Join(dir, "w.db"), URL: hs.URL})
+	mustExec(t, w, `CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)`)
+	mustExec(t, w, `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 3000)
+		INSERT INTO t SELECT i, printf('%d-%s', i, hex(randomblob(300))) FROM n`)
+	if err := w.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(dir, "p.log")
+	logFile, err := os.Create(logPath) // an *os.File takes concurrent writes
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	p := open(t, syncdb.Config{Path: filepath.Join(dir, "p.db"), URL: hs.URL, Logger: slog.New(slog.NewTextHandler(logFile, nil)),
+		Partial: &syncdb.PartialSync{PrefixBytes: 4 * 4096, SegmentSize: 4096}})
+	st, err := p.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	boot := st.Revision
+
+	// The remote moves on; the replica pulls; the history forgets the
+	// bootstrap revision.
+	mustExec(t, w, `UPDATE t SET v = 'changed' WHERE id % 100 = 0`)
+	if err := w.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := p.Pull(ctx); err != nil || !changed {
+		t.Fatalf("pull: %v %v", changed, err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	if err := srv.Maintain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	body, _ := proto.Marshal(&syncpb.PullUpdatesReqProtoBody{ServerRevision: boot})
+	resp, err := http.Post(hs.URL+"/pull-updates", "application/protobuf", strings.NewReader(string(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusGone {
+		t.Fatalf("a pull at the bootstrap revision after compaction: %s, want 410", resp.Status)
+	}
+
+	var n int
+	if err := p.QueryRow(ctx, `SELECT count(*), sum(length(v)) FROM t`).Scan(&n, new(int)); err == nil {
+		t.Fatal("a scan needing pages of an expired revision succeeded")
+	}
+	if log, err := os.ReadFile(logPath); err != nil || !strings.Contains(string(log), "server revision gone") {
+		t.Fatalf("the log does not say the revision is gone (%v):\n%s", err, log)
+	}
 }
