@@ -486,6 +486,11 @@ func (a *pageActor) done(m *fetched) {
 	if err == nil {
 		written, err = a.p.write(m.pages)
 	}
+	if err != nil {
+		// Before the waiters hear of it, so that the log explains the
+		// query error they return.
+		a.p.cfg.Logger.Warn("page fetch failed", "prefetch", m.prefetch, "err", err)
+	}
 	for _, w := range waiters {
 		switch {
 		case err != nil && !m.prefetch:
@@ -503,7 +508,6 @@ func (a *pageActor) done(m *fetched) {
 		}
 	}
 	if err != nil {
-		a.p.cfg.Logger.Warn("page fetch failed", "prefetch", m.prefetch, "err", err)
 		return
 	}
 	if a.p.cfg.Prefetch && !m.prefetch {
