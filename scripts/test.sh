@@ -16,8 +16,14 @@ npm install --prefix interop --no-audit --no-fund --loglevel=error
 echo "== downloading Go modules"
 go mod download
 
+echo "== go mod tidy -diff (go.mod and go.sum must be tidy)"
+go mod tidy -diff
+
 echo "== go vet"
 go vet -unsafeptr=false ./...
+
+echo "== staticcheck (pinned)"
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 echo "== go test -race ./..."
 go test -race -timeout 45m "$@" ./...
