@@ -66,9 +66,9 @@ import (
 	"github.com/syncdb/syncdb/actors"
 	"github.com/syncdb/syncdb/dbactor"
 	"github.com/syncdb/syncdb/internal/flock"
-	"github.com/syncdb/syncdb/internal/fsx"
 	"github.com/syncdb/syncdb/internal/shimvfs"
 	"github.com/syncdb/syncdb/internal/sqlitex"
+	"github.com/syncdb/syncdb/internal/testhooks"
 	"github.com/syncdb/syncdb/messages"
 	"github.com/syncdb/syncdb/metaactor"
 	"github.com/syncdb/syncdb/netactor"
@@ -146,13 +146,6 @@ type Config struct {
 	// or "pull", pages received, and the total pages (0 if unknown). It runs
 	// on a network goroutine and must be quick.
 	Progress func(phase string, pages, total int64)
-
-	// For tests and the simulator.
-	VFS     string // SQLite VFS name for the database's connections
-	FS      fsx.FS
-	Clock   actors.Clock
-	IDs     actors.IDSource
-	OnPanic func(error)
 }
 
 // PartialSync configures a partial replica: the first Open downloads only
@@ -182,6 +175,7 @@ type Stats struct {
 // DB is an open synced database. Its methods are safe for concurrent use.
 type DB struct {
 	cfg     Config
+	hooks   testhooks.Hooks
 	sys     *actors.System
 	db, net *actor.PID
 	meta    *actor.PID
@@ -222,22 +216,13 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if cfg.ClientName == "" {
 		cfg.ClientName = "syncdb-go"
 	}
-	if cfg.FS == nil {
-		cfg.FS = fsx.OS
-	}
-	if cfg.Clock == nil {
-		cfg.Clock = actors.RealClock{}
-	}
-	if cfg.IDs == nil {
-		cfg.IDs = actors.RandomIDs
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.ReadConns <= 0 {
 		cfg.ReadConns = max(4, runtime.GOMAXPROCS(0))
 	}
-	d := &DB{cfg: cfg}
+	d := &DB{cfg: cfg, hooks: testhooks.From(ctx)}
 	unlock, owner, err := flock.Lock(cfg.Path + "-lock")
 	if errors.Is(err, flock.ErrLocked) {
 		who := "another process"
@@ -256,8 +241,8 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		d.mu.Lock()
 		d.panics = append(d.panics, p)
 		d.mu.Unlock()
-		if cfg.OnPanic != nil {
-			cfg.OnPanic(p)
+		if d.hooks.OnPanic != nil {
+			d.hooks.OnPanic(p)
 		}
 	}})
 	if err := d.open(ctx); err != nil {
@@ -267,7 +252,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		d.sys.Stop()
 		d.closePages()
 		d.unlock()
-		if _, serr := cfg.FS.Stat(cfg.Path + "-info"); serr != nil {
+		if _, serr := d.hooks.FS.Stat(cfg.Path + "-info"); serr != nil {
 			os.Remove(cfg.Path + "-lock") // no replica here after all
 		}
 		return nil, fmt.Errorf("syncdb: open %s: %w", cfg.Path, err)
@@ -276,9 +261,9 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 }
 
 func (d *DB) open(ctx context.Context) error {
-	cfg := d.cfg
+	cfg, h := d.cfg, d.hooks
 	var err error
-	if d.meta, err = metaactor.Spawn(d.sys, cfg.FS, cfg.Path+"-info"); err != nil {
+	if d.meta, err = metaactor.Spawn(d.sys, h.FS, cfg.Path+"-info"); err != nil {
 		return err
 	}
 	m, err := actors.Ask[*messages.Meta](ctx, d.sys, d.meta, &messages.GetMeta{})
@@ -296,7 +281,7 @@ func (d *DB) open(ctx context.Context) error {
 	}
 	if d.net, err = netactor.Spawn(d.sys, netactor.Config{
 		URL: url, AuthToken: token, EncryptionKey: cfg.RemoteEncryptionKey, EncryptionCipher: cfg.RemoteEncryptionCipher,
-		HTTPClient: cfg.HTTPClient, Clock: cfg.Clock, ZstdPages: cfg.ZstdPages, Logger: cfg.Logger,
+		HTTPClient: cfg.HTTPClient, Clock: h.Clock, ZstdPages: cfg.ZstdPages, Logger: cfg.Logger,
 		Retry: netactor.RetryPolicy{MaxElapsedTime: cfg.MaxRetryTime, Disabled: cfg.MaxRetryTime < 0},
 	}); err != nil {
 		return err
@@ -305,12 +290,12 @@ func (d *DB) open(ctx context.Context) error {
 	if m != nil {
 		clientID = m.ClientUniqueID
 	} else {
-		clientID = cfg.ClientName + "-" + cfg.IDs()
+		clientID = cfg.ClientName + "-" + h.IDs()
 	}
 	if d.db, err = dbactor.Spawn(dbactor.Config{
-		Path: cfg.Path, FS: cfg.FS, ClientID: clientID, Sys: d.sys, Meta: d.meta, Gate: &d.gate,
-		IgnoreTables: cfg.IgnoreTables, AutoCheckpointFrames: cfg.AutoCheckpointFrames, Clock: cfg.Clock, Logger: cfg.Logger,
-		VFS: cfg.VFS, SyncNormal: cfg.SyncNormal,
+		Path: cfg.Path, FS: h.FS, ClientID: clientID, Sys: d.sys, Meta: d.meta, Gate: &d.gate,
+		IgnoreTables: cfg.IgnoreTables, AutoCheckpointFrames: cfg.AutoCheckpointFrames, Clock: h.Clock, Logger: cfg.Logger,
+		VFS: h.VFS, SyncNormal: cfg.SyncNormal,
 	}); err != nil {
 		return err
 	}
@@ -319,9 +304,9 @@ func (d *DB) open(ctx context.Context) error {
 		saved.RemoteURL = &url
 	}
 	if d.sync, err = syncactor.Spawn(syncactor.Config{
-		Sys: d.sys, DB: d.db, Net: d.net, Meta: d.meta, FS: cfg.FS, Path: cfg.Path, ClientID: clientID,
+		Sys: d.sys, DB: d.db, Net: d.net, Meta: d.meta, FS: h.FS, Path: cfg.Path, ClientID: clientID,
 		SavedConfig: saved, LongPoll: cfg.LongPollTimeout, PushBatch: cfg.PushBatchChanges,
-		BootstrapChunk: cfg.BootstrapChunkBytes, IgnoreTables: cfg.IgnoreTables, Clock: cfg.Clock, Logger: cfg.Logger,
+		BootstrapChunk: cfg.BootstrapChunkBytes, IgnoreTables: cfg.IgnoreTables, Clock: h.Clock, Logger: cfg.Logger,
 		Progress: cfg.Progress,
 	}); err != nil {
 		return err
@@ -329,7 +314,7 @@ func (d *DB) open(ctx context.Context) error {
 
 	switch {
 	case m == nil:
-		if _, err := cfg.FS.Stat(cfg.Path); err == nil {
+		if _, err := h.FS.Stat(cfg.Path); err == nil {
 			return fmt.Errorf("%s exists but has no %s-info: it is not a syncdb database "+
 				"(syncdb will not adopt it, because its existing rows would never be pushed)", cfg.Path, cfg.Path)
 		}
@@ -357,7 +342,7 @@ func (d *DB) open(ctx context.Context) error {
 			}
 		}
 	default:
-		if err := syncactor.FinishBootstrap(cfg.FS, cfg.Path); err != nil {
+		if err := syncactor.FinishBootstrap(h.FS, cfg.Path); err != nil {
 			return err
 		}
 		if url != "" && (m.SavedConfiguration == nil || m.SavedConfiguration.RemoteURL == nil || *m.SavedConfiguration.RemoteURL != url) {
@@ -374,7 +359,7 @@ func (d *DB) open(ctx context.Context) error {
 	}
 	// A partial replica reads its database through the shim VFS, which asks
 	// the page actor for pages missing from the file.
-	vfs := cfg.VFS
+	vfs := h.VFS
 	if m, err = actors.Ask[*messages.Meta](ctx, d.sys, d.meta, &messages.GetMeta{}); err != nil {
 		return err
 	}
@@ -384,7 +369,7 @@ func (d *DB) open(ctx context.Context) error {
 			return err
 		}
 		d.pages, err = pageactor.Open(pageactor.Config{
-			Sys: d.sys, Net: d.net, FS: cfg.FS, Path: cfg.Path, Revision: m.PartialBootstrapServerRevision.Revision,
+			Sys: d.sys, Net: d.net, FS: h.FS, Path: cfg.Path, Revision: m.PartialBootstrapServerRevision.Revision,
 			DBSize: p.DBSize, SegmentSize: p.SegmentSize, Prefetch: p.Prefetch, Logger: cfg.Logger,
 		})
 		if err != nil {

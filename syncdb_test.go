@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/syncdb/syncdb"
+	"github.com/syncdb/syncdb/internal/testhooks"
 	"github.com/syncdb/syncdb/server"
 )
 
@@ -32,8 +33,8 @@ func newServer(t *testing.T) string {
 
 func open(t *testing.T, cfg syncdb.Config) *syncdb.DB {
 	t.Helper()
-	cfg.OnPanic = func(err error) { t.Errorf("actor panic: %v", err) }
-	db, err := syncdb.Open(context.Background(), cfg)
+	ctx := testhooks.With(context.Background(), testhooks.Hooks{OnPanic: func(err error) { t.Errorf("actor panic: %v", err) }})
+	db, err := syncdb.Open(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,6 +36,7 @@ import (
 	"github.com/syncdb/syncdb/internal/failpoint"
 	"github.com/syncdb/syncdb/internal/fsx"
 	"github.com/syncdb/syncdb/internal/shimvfs"
+	"github.com/syncdb/syncdb/internal/testhooks"
 	"github.com/syncdb/syncdb/server"
 )
 
@@ -270,8 +271,10 @@ func (w *world) restartRecorder(r *shimvfs.Recorder, power bool) {
 func (w *world) open(c *client) error {
 	cfg := syncdb.Config{
 		Path: c.path, URL: "http://sim", ClientName: c.name, HTTPClient: &http.Client{Transport: w.tr},
-		Clock: w.clock, IDs: w.ids.next, FS: c.fs, VFS: w.vfs,
 		AutoCheckpointFrames: 20 + w.rng.IntN(200), PushBatchChanges: w.rng.IntN(3) * 10, Partial: c.partial, LongPollTimeout: c.longPoll, SyncNormal: c.syncNormal,
+	}
+	hooks := testhooks.Hooks{
+		Clock: w.clock, IDs: w.ids.next, FS: c.fs, VFS: w.vfs,
 		OnPanic: func(err error) {
 			var pe *actors.PanicError
 			if errors.As(err, &pe) {
@@ -282,7 +285,7 @@ func (w *world) open(c *client) error {
 			w.fail("%s: actor panic: %v", c.name, err)
 		},
 	}
-	db, err := syncdb.Open(context.Background(), cfg)
+	db, err := syncdb.Open(testhooks.With(context.Background(), hooks), cfg)
 	if err != nil {
 		return err
 	}

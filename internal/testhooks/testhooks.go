@@ -1,0 +1,49 @@
+// Package testhooks lets syncdb's own tests and simulator replace what a
+// replica uses for files, time, identifiers and panics. The hooks are not
+// part of the public syncdb.Config: they travel in the context given to
+// syncdb.Open (as net/http/httptrace does for its hooks), and only code
+// inside this module can build such a context.
+//
+//	ctx := testhooks.With(context.Background(), testhooks.Hooks{FS: fs, Clock: clock})
+//	db, err := syncdb.Open(ctx, cfg)
+//
+// The hooks apply to the DB for as long as it stays open.
+package testhooks
+
+import (
+	"context"
+
+	"github.com/syncdb/syncdb/actors"
+	"github.com/syncdb/syncdb/internal/fsx"
+)
+
+// Hooks are the test-only replacements. Zero fields keep the defaults.
+type Hooks struct {
+	VFS     string          // SQLite VFS name for the database's connections ("" = SQLite's default)
+	FS      fsx.FS          // file system for syncdb's own files (default fsx.OS)
+	Clock   actors.Clock    // time for backoff, long polls and timestamps (default actors.RealClock)
+	IDs     actors.IDSource // new client ids (default actors.RandomIDs)
+	OnPanic func(error)     // called for every actor panic, after its requester was answered
+}
+
+type key struct{}
+
+// With returns a context carrying h for syncdb.Open.
+func With(ctx context.Context, h Hooks) context.Context {
+	return context.WithValue(ctx, key{}, h)
+}
+
+// From returns the hooks ctx carries, with defaults for the zero fields.
+func From(ctx context.Context) Hooks {
+	h, _ := ctx.Value(key{}).(Hooks)
+	if h.FS == nil {
+		h.FS = fsx.OS
+	}
+	if h.Clock == nil {
+		h.Clock = actors.RealClock{}
+	}
+	if h.IDs == nil {
+		h.IDs = actors.RandomIDs
+	}
+	return h
+}
