@@ -19,6 +19,7 @@ import (
 
 	"github.com/syncdb/syncdb/internal/sqlitex"
 	"github.com/syncdb/syncdb/internal/walfile"
+	"github.com/syncdb/syncdb/server/coord"
 	"github.com/syncdb/syncdb/server/history"
 )
 
@@ -30,9 +31,10 @@ var ErrBadRevision = errors.New("revision cannot be served")
 // database is one served database: a SQLite file written by one connection,
 // and the page history of every commit on it.
 //
-// Ownership: mu is the writer. Holding it grants the write connection, the
-// WAL read position and the right to checkpoint. Readers of the history never
-// take it.
+// Ownership: mu is the writer on this node. Holding it grants the write
+// connection, the WAL read position and the right to checkpoint. Readers of
+// the history never take it. Which node may write at all is the
+// coordinator's lease (opts.coord); its epoch fences every append.
 type database struct {
 	name string
 	dir  string
@@ -41,7 +43,7 @@ type database struct {
 
 	sqldb   *sql.DB
 	readers *sql.DB // read-only connections for pulls of the latest revision
-	hist    *history.Store
+	hist    history.Backend
 
 	liveReaders atomic.Int64 // pulls streaming from readers: checkpoints wait for them
 	snapshots   *snapshotCache
@@ -49,10 +51,9 @@ type database struct {
 	mu      sync.Mutex
 	conn    *sql.Conn
 	walPos  walfile.Position
-	walFile *os.File // opened once the WAL exists; read with ReadAt only
+	walFile *os.File      // opened once the WAL exists; read with ReadAt only
+	fence   history.Fence // the lease epoch of the current write
 
-	cmu     sync.Mutex
-	changed chan struct{} // closed and replaced when a revision is added
 	stopped chan struct{} // closed at shutdown, so long polls return early
 	stopOne sync.Once
 
@@ -70,6 +71,18 @@ type dbOptions struct {
 	newID            func() string
 	after            func(time.Duration) <-chan time.Time // long-poll timer; nil = the wall clock
 	interval         time.Duration
+	coord            coord.Coordinator // writer lease and wake-ups
+	// openHistory opens the page history of database name, whose local
+	// directory is dir.
+	openHistory func(ctx context.Context, name, dir string) (history.Backend, error)
+}
+
+// openFileHistory opens the single-node history: a SQLite file next to the
+// database.
+func openFileHistory(vfs string) func(ctx context.Context, name, dir string) (history.Backend, error) {
+	return func(_ context.Context, _, dir string) (history.Backend, error) {
+		return history.Open(filepath.Join(dir, historyFile), vfs)
+	}
 }
 
 const (
@@ -86,7 +99,6 @@ func openDatabase(ctx context.Context, name, dir string, opts dbOptions, log *sl
 		dir:     dir,
 		opts:    opts,
 		log:     log.With("db", name),
-		changed: make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
 	d.snapshots = newSnapshotCache(dir, opts.snapshotMinBytes)
@@ -150,7 +162,7 @@ func (d *database) open(ctx context.Context) error {
 	}
 	d.readers.SetMaxOpenConns(16)
 	d.readers.SetMaxIdleConns(4)
-	d.hist, err = history.Open(filepath.Join(d.dir, historyFile), d.opts.vfs)
+	d.hist, err = d.opts.openHistory(ctx, d.name, d.dir)
 	if err != nil {
 		return err
 	}
@@ -281,22 +293,16 @@ func (d *database) recordCommits(ctx context.Context) (int, error) {
 	}
 	pos := sc.Position()
 	cur := history.Cursor{Salt1: pos.Salt1, Salt2: pos.Salt2, Frame: pos.Frame, Cksum1: pos.Cksum1, Cksum2: pos.Cksum2}
-	if _, err := d.hist.Append(ctx, commits, cur, time.Now().UnixMilli()); err != nil {
+	rev, err := d.hist.Append(ctx, d.fence, commits, cur, time.Now().UnixMilli())
+	if err != nil {
 		return 0, err
 	}
 	d.walPos = pos
-	d.notify()
+	d.opts.coord.Published(d.name, rev.Seq)
 	if d.opts.onRevisions != nil {
 		d.opts.onRevisions(len(commits))
 	}
 	return len(commits), nil
-}
-
-func (d *database) notify() {
-	d.cmu.Lock()
-	close(d.changed)
-	d.changed = make(chan struct{})
-	d.cmu.Unlock()
 }
 
 // waitChange blocks until a revision newer than seq exists, the timeout
@@ -311,9 +317,7 @@ func (d *database) waitChange(ctx context.Context, seq int64, timeout time.Durat
 		expired = t.C
 	}
 	for {
-		d.cmu.Lock()
-		ch := d.changed
-		d.cmu.Unlock()
+		ch := d.opts.coord.Changed(d.name)
 		if d.hist.Latest().Seq > seq {
 			return
 		}
@@ -329,17 +333,29 @@ func (d *database) waitChange(ctx context.Context, seq int64, timeout time.Durat
 	}
 }
 
+// errNotWriter reports a write on a node that does not hold the database's
+// lease: it belongs to the node that does.
+var errNotWriter = errors.New("this node is not the database's writer")
+
 // write runs fn with the writer connection, then rolls back a transaction
 // fn left open and records the commits fn made.
 func (d *database) write(ctx context.Context, fn func(*sqlitex.Conn) error) error {
+	lease, _, err := d.opts.coord.Writer(ctx, d.name)
+	if err != nil {
+		return err
+	}
+	if lease == nil || !lease.Valid() {
+		return errNotWriter
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.conn == nil {
 		return errors.New("database closed")
 	}
+	d.fence = history.Fence{Epoch: lease.Epoch()}
 	// The request's context bounds the statements; recording the commits
 	// they made must happen even if the client went away meanwhile.
-	err := sqlitex.Raw(context.WithoutCancel(ctx), d.conn, func(c *sqlitex.Conn) error {
+	err = sqlitex.Raw(context.WithoutCancel(ctx), d.conn, func(c *sqlitex.Conn) error {
 		ferr := fn(c)
 		if !c.Autocommit() {
 			if rerr := c.Exec("ROLLBACK"); rerr != nil && ferr == nil {
@@ -451,7 +467,7 @@ func (d *database) revision(seq int64) string {
 }
 
 // parseRevision checks that rev names a revision this history can serve.
-func (d *database) parseRevision(rev string) (history.Revision, error) {
+func (d *database) parseRevision(ctx context.Context, rev string) (history.Revision, error) {
 	i := strings.LastIndexByte(rev, '-')
 	if i < 0 || rev[:i] != d.hist.ID() {
 		return history.Revision{}, fmt.Errorf("%w: %q is not a revision of database %q (it may have been recreated)", ErrBadRevision, rev, d.name)
@@ -460,7 +476,7 @@ func (d *database) parseRevision(rev string) (history.Revision, error) {
 	if err != nil {
 		return history.Revision{}, fmt.Errorf("%w: malformed revision %q", ErrBadRevision, rev)
 	}
-	r, err := d.hist.Check(seq)
+	r, err := d.hist.Check(ctx, seq)
 	if err != nil {
 		return history.Revision{}, fmt.Errorf("%w: %w", ErrBadRevision, err)
 	}

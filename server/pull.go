@@ -120,14 +120,14 @@ func (s *Server) planPull(ctx context.Context, d *database, req *syncpb.PullUpda
 
 	from := int64(-1) // no client revision: send a snapshot
 	if req.ClientRevision != "" {
-		c, err := d.parseRevision(req.ClientRevision)
+		c, err := d.parseRevision(ctx, req.ClientRevision)
 		if err != nil {
 			return nil, http.StatusGone, err
 		}
 		from = c.Seq
 	}
 	if req.ServerRevision != "" {
-		plan.target, err = d.parseRevision(req.ServerRevision)
+		plan.target, err = d.parseRevision(ctx, req.ServerRevision)
 		if err != nil {
 			return nil, http.StatusGone, err
 		}
@@ -169,7 +169,7 @@ func (s *Server) planPull(ctx context.Context, d *database, req *syncpb.PullUpda
 	// changed set and the query selector alike: a pull that took a second
 	// view could wait forever once concurrent pulls held every history
 	// connection.
-	var hrd *history.Reader
+	var hrd history.View
 	if plan.src == nil {
 		if hrd, err = d.hist.Reader(ctx); err != nil {
 			return nil, http.StatusInternalServerError, err

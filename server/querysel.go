@@ -26,7 +26,7 @@ import (
 // file is recorded. A fresh connection has an empty page cache, so each page
 // it needs is read exactly once.
 // rd is the pull's own history read view.
-func (d *database) queryPages(ctx context.Context, rd *history.Reader, rev history.Revision, query string, timeout time.Duration) (*roaring.Bitmap, error) {
+func (d *database) queryPages(ctx context.Context, rd history.View, rev history.Revision, query string, timeout time.Duration) (*roaring.Bitmap, error) {
 	img := &revisionImage{rd: rd, seq: rev.Seq, size: int64(rev.DBSize) * history.PageSize, read: roaring.New()}
 	name, fsys, err := vfs.New(img)
 	if err != nil {
@@ -62,7 +62,7 @@ const imageName = "db"
 
 // revisionImage is an fs.FS holding one file: the database at one revision.
 type revisionImage struct {
-	rd   *history.Reader
+	rd   history.View
 	seq  int64
 	size int64
 

@@ -31,6 +31,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/syncdb/syncdb/server/coord"
 )
 
 // Config configures a Server. The zero value of every field but DataDir has
@@ -75,6 +77,7 @@ type Server struct {
 	metrics *metrics
 	gather  prometheus.Gatherer
 	lock    *os.File // flock on the data directory
+	coord   coord.Coordinator
 
 	mu       sync.Mutex
 	dbs      map[string]*database
@@ -124,7 +127,7 @@ func New(cfg Config) (*Server, error) {
 		lock.Close()
 		return nil, fmt.Errorf("%w: %s", ErrDataDirInUse, cfg.DataDir)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, lock: lock, dbs: map[string]*database{}, opening: map[string]chan struct{}{}}
+	s := &Server{cfg: cfg, log: cfg.Logger, lock: lock, coord: coord.NewLocal(), dbs: map[string]*database{}, opening: map[string]chan struct{}{}}
 	reg := cfg.Registry
 	if reg == nil {
 		r := prometheus.NewRegistry()
@@ -158,6 +161,8 @@ func (s *Server) dbOptions() dbOptions {
 		onRevisions:      func(n int) { s.metrics.revisions.Add(float64(n)) },
 		onCheckpoint:     s.metrics.checkpoints.Inc,
 		snapshotMinBytes: s.cfg.SnapshotCacheMinBytes,
+		coord:            s.coord,
+		openHistory:      openFileHistory(s.cfg.VFS),
 	}
 }
 

@@ -25,7 +25,7 @@ type pageSource interface {
 
 // historySource reads pages from the page history: any retained revision.
 type historySource struct {
-	rd  *history.Reader
+	rd  history.View
 	seq int64
 }
 

@@ -69,6 +69,7 @@ type Commit struct {
 // Store is an open history. Its methods are safe for concurrent use: writes
 // are serialized, reads run concurrently on their own connections.
 type Store struct {
+	path string
 	db   *sql.DB
 	wmu  sync.Mutex // serializes writers
 	smu  sync.RWMutex
@@ -116,13 +117,16 @@ func Open(path, vfs string) (*Store, error) {
 	}
 	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
 	dec, _ := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0))
-	s := &Store{db: db, enc: enc, dec: dec}
+	s := &Store{path: path, db: db, enc: enc, dec: dec}
 	if err := s.load(); err != nil {
 		s.Close()
 		return nil, err
 	}
 	return s, nil
 }
+
+// Path is the history's file.
+func (s *Store) Path() string { return s.path }
 
 // Close closes the history. With synchronous=NORMAL, closing checkpoints the
 // history's own WAL, which makes every recorded revision durable.
@@ -240,7 +244,8 @@ func (s *Store) Init(ctx context.Context, id string, base Commit, cur Cursor, un
 
 // Append records commits as the next revisions, and the WAL position after
 // them, in one transaction. It returns the new latest revision.
-func (s *Store) Append(ctx context.Context, commits []Commit, cur Cursor, unixMS int64) (Revision, error) {
+// The SQLite history belongs to one node: it ignores the fence.
+func (s *Store) Append(ctx context.Context, _ Fence, commits []Commit, cur Cursor, unixMS int64) (Revision, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	latest := s.Latest()
@@ -340,7 +345,7 @@ func (s *Store) Sync(ctx context.Context) error {
 }
 
 // Check validates that seq can be served.
-func (s *Store) Check(seq int64) (Revision, error) {
+func (s *Store) Check(ctx context.Context, seq int64) (Revision, error) {
 	s.smu.RLock()
 	st := s.meta
 	s.smu.RUnlock()
@@ -354,7 +359,7 @@ func (s *Store) Check(seq int64) (Revision, error) {
 		return st.latest, nil
 	}
 	r := Revision{Seq: seq}
-	if err := s.db.QueryRow(`SELECT db_size FROM revisions WHERE seq = ?`, seq).Scan(&r.DBSize); err != nil {
+	if err := s.db.QueryRowContext(ctx, `SELECT db_size FROM revisions WHERE seq = ?`, seq).Scan(&r.DBSize); err != nil {
 		return Revision{}, fmt.Errorf("read revision %d: %w", seq, err)
 	}
 	return r, nil
@@ -370,7 +375,7 @@ type Reader struct {
 }
 
 // Reader starts a read view.
-func (s *Store) Reader(ctx context.Context) (*Reader, error) {
+func (s *Store) Reader(ctx context.Context) (View, error) {
 	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return nil, fmt.Errorf("history read: %w", err)

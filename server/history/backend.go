@@ -1,0 +1,78 @@
+package history
+
+import (
+	"context"
+	"errors"
+
+	"github.com/RoaringBitmap/roaring/v2"
+)
+
+// Backend is the page history of one database, as the server uses it. Store
+// (a SQLite file next to the database) implements it for a single node;
+// server/pgstore implements it over PostgreSQL, shared by every node.
+//
+// Latest, Horizon, ID, Initialized and Cursor answer from memory. A shared
+// backend may lag behind the store until it learns of a newer revision;
+// Check of a newer revision than Latest re-reads the store before it answers
+// ErrFuture, so a revision one node handed out is valid on every node.
+type Backend interface {
+	// Initialized reports whether the base revision has been recorded.
+	Initialized() bool
+	// ID is the history's identity; revisions are "ID-seq".
+	ID() string
+	Latest() Revision
+	Horizon() int64
+	// Cursor is the WAL position recorded with the latest revision by this
+	// node (node-local for a shared backend).
+	Cursor() Cursor
+	// Check validates that seq can be served and returns its revision.
+	Check(ctx context.Context, seq int64) (Revision, error)
+
+	// Init records the base revision (seq 1).
+	Init(ctx context.Context, id string, base Commit, cur Cursor, unixMS int64) error
+	// Append records commits as the next revisions after Latest, in one
+	// atomic step, if f is still the current fence (ErrFenced otherwise).
+	Append(ctx context.Context, f Fence, commits []Commit, cur Cursor, unixMS int64) (Revision, error)
+	// Sync makes every appended revision durable.
+	Sync(ctx context.Context) error
+
+	// Reader opens a consistent read view. Close it when done.
+	Reader(ctx context.Context) (View, error)
+
+	// Compact moves the horizon to h and deletes what no revision >= h needs.
+	Compact(ctx context.Context, h int64) (deleted int64, err error)
+	// SeqAtOrBefore returns the newest revision committed at or before
+	// unixMS, or 0.
+	SeqAtOrBefore(ctx context.Context, unixMS int64) (int64, error)
+
+	Close() error
+}
+
+// View reads pages of any retained revision.
+type View interface {
+	// PageAt appends the image of pgno as of seq to dst (zeros for a page
+	// never written).
+	PageAt(dst []byte, pgno uint32, seq int64) ([]byte, error)
+	// StoredPageAt appends the image as stored: a zstd frame (compressed
+	// true) or the raw page.
+	StoredPageAt(dst []byte, pgno uint32, seq int64) ([]byte, bool, error)
+	// ChangedBetween returns the pages written by revisions in (from, to].
+	ChangedBetween(ctx context.Context, from, to int64) (*roaring.Bitmap, error)
+	Close() error
+}
+
+// Fence is the writer's fencing token: a shared backend records an append
+// only while Epoch is the database's current writer epoch. The zero Fence is
+// a single node's, which a file backend ignores.
+type Fence struct {
+	Epoch int64
+}
+
+// ErrFenced reports an append refused because another writer took over the
+// database: nothing was recorded.
+var ErrFenced = errors.New("history: fenced: another node is the writer now")
+
+var (
+	_ Backend = (*Store)(nil)
+	_ View    = (*Reader)(nil)
+)
