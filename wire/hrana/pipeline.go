@@ -39,6 +39,9 @@ const (
 	ReqDescribe = "describe"
 	ReqStoreSQL = "store_sql"
 	ReqCloseSQL = "close_sql"
+	// ReqGetAutocommit asks whether the stream is outside a transaction
+	// (Hrana 3).
+	ReqGetAutocommit = "get_autocommit"
 )
 
 // Stream result types.
@@ -76,7 +79,7 @@ func DecodePipelineReq(b []byte) (*PipelineReqBody, error) {
 //	sequence, describe   SQL or SQLID
 //	store_sql            SQLID and SQL
 //	close_sql            SQLID
-//	close                (none)
+//	close, get_autocommit (none)
 type StreamRequest struct {
 	Type  string
 	Stmt  *Stmt
@@ -127,7 +130,7 @@ func (r StreamRequest) MarshalJSON() ([]byte, error) {
 			Type  string `json:"type"`
 			SQLID int32  `json:"sql_id"`
 		}{r.Type, *r.SQLID})
-	default: // ReqClose
+	default: // ReqClose, ReqGetAutocommit
 		return json.Marshal(struct {
 			Type string `json:"type"`
 		}{r.Type})
@@ -173,7 +176,7 @@ func (r *StreamRequest) check() error {
 		if r.SQLID == nil {
 			missing = "sql_id"
 		}
-	case ReqSequence, ReqDescribe, ReqClose:
+	case ReqSequence, ReqDescribe, ReqClose, ReqGetAutocommit:
 	default:
 		return fmt.Errorf("%w: unknown request type %q", ErrInvalid, r.Type)
 	}
@@ -296,13 +299,15 @@ func (r *StreamResult) check() error {
 }
 
 // StreamResponse is the response to a successful request; Type matches the
-// request's. StmtResult is set for execute, BatchResult for batch and
-// DescribeResult for describe; the others carry no data.
+// request's. StmtResult is set for execute, BatchResult for batch,
+// DescribeResult for describe and IsAutocommit for get_autocommit; the
+// others carry no data.
 type StreamResponse struct {
 	Type           string
 	StmtResult     *StmtResult
 	BatchResult    *BatchResult
 	DescribeResult *DescribeResult
+	IsAutocommit   bool
 }
 
 func (r StreamResponse) MarshalJSON() ([]byte, error) {
@@ -319,6 +324,11 @@ func (r StreamResponse) MarshalJSON() ([]byte, error) {
 		return json.Marshal(struct {
 			Type string `json:"type"`
 		}{r.Type})
+	case ReqGetAutocommit:
+		return json.Marshal(struct {
+			Type         string `json:"type"`
+			IsAutocommit bool   `json:"is_autocommit"`
+		}{r.Type, r.IsAutocommit})
 	default:
 		return nil, fmt.Errorf("%w: unknown response type %q", ErrInvalid, r.Type)
 	}
@@ -333,8 +343,9 @@ func (r StreamResponse) MarshalJSON() ([]byte, error) {
 
 func (r *StreamResponse) UnmarshalJSON(b []byte) error {
 	var w struct {
-		Type   string          `json:"type"`
-		Result json.RawMessage `json:"result"`
+		Type         string          `json:"type"`
+		Result       json.RawMessage `json:"result"`
+		IsAutocommit bool            `json:"is_autocommit"`
 	}
 	if err := json.Unmarshal(b, &w); err != nil {
 		return err
@@ -352,6 +363,9 @@ func (r *StreamResponse) UnmarshalJSON(b []byte) error {
 		r.DescribeResult = new(DescribeResult)
 		dst = r.DescribeResult
 	case ReqSequence, ReqClose, ReqStoreSQL, ReqCloseSQL:
+		return nil
+	case ReqGetAutocommit:
+		r.IsAutocommit = w.IsAutocommit
 		return nil
 	default:
 		return fmt.Errorf("%w: unknown response type %q", ErrInvalid, w.Type)
