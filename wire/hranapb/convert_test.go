@@ -72,7 +72,7 @@ func TestPipelineReqMatchesJSON(t *testing.T) {
 func TestDecodeRejects(t *testing.T) {
 	bad := []*PipelineReqBody{
 		{Requests: []*StreamRequest{{}}}, // no request type
-		{Requests: []*StreamRequest{{Request: &StreamRequest_Execute{Execute: &ExecuteStreamReq{}}}}},                                    // no stmt
+		{Requests: []*StreamRequest{{Request: &StreamRequest_Execute{Execute: &ExecuteStreamReq{}}}}},                                // no stmt
 		{Requests: []*StreamRequest{{Request: &StreamRequest_Execute{Execute: &ExecuteStreamReq{Stmt: &Stmt{Args: []*Value{{}}}}}}}}, // no value type
 	}
 	for i, m := range bad {
