@@ -55,6 +55,9 @@ type database struct {
 	fence   history.Fence // the lease epoch of the current write
 
 	stopped chan struct{} // closed at shutdown, so long polls return early
+	writer  chan struct{} // holds a token while someone owns the writer connection (writer.go)
+	hmu     sync.Mutex
+	holder  *idleHolder // the stream that keeps the writer between requests, if any
 	stopOne sync.Once
 
 	bg sync.WaitGroup
@@ -100,6 +103,7 @@ func openDatabase(ctx context.Context, name, dir string, opts dbOptions, log *sl
 		opts:    opts,
 		log:     log.With("db", name),
 		stopped: make(chan struct{}),
+		writer:  make(chan struct{}, 1),
 	}
 	d.snapshots = newSnapshotCache(dir, opts.snapshotMinBytes)
 	if err := d.open(ctx); err != nil {
@@ -337,41 +341,6 @@ func (d *database) waitChange(ctx context.Context, seq int64, timeout time.Durat
 // lease: it belongs to the node that does.
 var errNotWriter = errors.New("this node is not the database's writer")
 
-// write runs fn with the writer connection, then rolls back a transaction
-// fn left open and records the commits fn made.
-func (d *database) write(ctx context.Context, fn func(*sqlitex.Conn) error) error {
-	lease, _, err := d.opts.coord.Writer(ctx, d.name)
-	if err != nil {
-		return err
-	}
-	if lease == nil || !lease.Valid() {
-		return errNotWriter
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.conn == nil {
-		return errors.New("database closed")
-	}
-	d.fence = history.Fence{Epoch: lease.Epoch()}
-	// The request's context bounds the statements; recording the commits
-	// they made must happen even if the client went away meanwhile.
-	err = sqlitex.Raw(context.WithoutCancel(ctx), d.conn, func(c *sqlitex.Conn) error {
-		ferr := fn(c)
-		if !c.Autocommit() {
-			if rerr := c.Exec("ROLLBACK"); rerr != nil && ferr == nil {
-				ferr = rerr
-			}
-		}
-		return ferr
-	})
-	if _, rerr := d.recordCommits(context.WithoutCancel(ctx)); rerr != nil {
-		// The commit is durable in the WAL; the history is not. Refuse to
-		// go on rather than serve pulls that miss it.
-		d.log.Error("recording commits failed", "err", rerr)
-		return errors.Join(err, fmt.Errorf("record history: %w", rerr))
-	}
-	return err
-}
 
 // maintain checkpoints the database and compacts the history in the
 // background.
@@ -413,6 +382,12 @@ func (d *database) maintain() {
 // checkpoint moves the WAL into the database file, once the history holds
 // every frame durably.
 func (d *database) checkpoint(ctx context.Context) error {
+	// The checkpoint runs on the writer connection, which a stream inside
+	// a transaction keeps: leave it for later then.
+	if !d.tryWriter() {
+		return nil
+	}
+	defer d.releaseWriter()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.conn == nil {

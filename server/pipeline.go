@@ -2,10 +2,9 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
+	"regexp"
 	"strings"
 	"time"
 
@@ -16,53 +15,14 @@ import (
 // maxStoredSQL bounds store_sql entries per request.
 const maxStoredSQL = 1000
 
-// handlePipeline serves POST /v2/pipeline: Hrana v2 requests run in order
-// on the database's writer connection. Streams do not outlive a request: a
-// transaction left open at the end is rolled back and no baton is returned.
-func (s *Server) handlePipeline(w http.ResponseWriter, r *http.Request, d *database) {
-	body, ok := s.readBody(w, r, s.cfg.MaxPipelineRequestBytes)
-	if !ok {
-		return
-	}
-	req, err := hrana.DecodePipelineReq(body)
-	if err != nil {
-		httpError(w, http.StatusBadRequest, "malformed pipeline request: %v", err)
-		return
-	}
-	if req.Baton != nil {
-		httpError(w, http.StatusBadRequest, "batons are not supported: every pipeline request is a stream of its own (send \"baton\": null)")
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.StatementTimeout)
-	defer cancel()
-	resp := hrana.PipelineRespBody{Results: make([]hrana.StreamResult, 0, len(req.Requests))}
-	err = d.write(ctx, func(c *sqlitex.Conn) error {
-		ex := &executor{c: c, ctx: ctx, stored: map[int32]string{}}
-		for _, rq := range req.Requests {
-			resp.Results = append(resp.Results, ex.run(rq))
-		}
-		return nil
-	})
-	if err != nil {
-		httpError(w, http.StatusInternalServerError, "%v", err)
-		return
-	}
-	out, err := json.Marshal(resp)
-	if err != nil {
-		httpError(w, http.StatusInternalServerError, "encode response: %v", err)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Write(out)
-	s.metrics.bytesOut.WithLabelValues("pipeline").Add(float64(len(out)))
-}
-
-// executor runs the requests of one pipeline.
+// executor runs the requests of one pipeline (or one cursor) on a
+// stream's connection; the stream's stored SQL and state outlive it.
 type executor struct {
-	c      *sqlitex.Conn
-	ctx    context.Context
-	stored map[int32]string
-	closed bool
+	c   *sqlitex.Conn // nil if the writer could not be had (noConn says why)
+	ctx context.Context
+	st  *hranaStream
+
+	noConn error
 }
 
 // errorCode is the Hrana code for errors that are not SQLite's own.
@@ -76,7 +36,12 @@ func failure(code, format string, args ...any) *hrana.Error {
 	return &hrana.Error{Message: fmt.Sprintf(format, args...), Code: code}
 }
 
-// asHrana converts an execution error to a Hrana error.
+// asHrana converts an execution error to a Hrana error as sqld words it:
+// "SQLite error: MSG" with the primary result code's name (clients match
+// on SQLITE_CONSTRAINT, SQLITE_BUSY, ...), or, for a statement that does
+// not compile at a known place, "SQL input error: MSG (at offset N)" with
+// SQL_INPUT_ERROR. sqld has no name for SQLITE_ERROR itself and sends
+// SQLITE_UNKNOWN.
 func asHrana(err error) *hrana.Error {
 	var he *hrana.Error
 	var se *sqlitex.Error
@@ -84,11 +49,20 @@ func asHrana(err error) *hrana.Error {
 	case errors.As(err, &he):
 		return he
 	case errors.As(err, &se):
-		return &hrana.Error{Message: se.Msg, Code: se.CodeName()}
+		if se.InputOffset > 0 {
+			return &hrana.Error{Message: fmt.Sprintf("SQL input error: %s (at offset %d)", se.Msg, se.InputOffset-1), Code: "SQL_INPUT_ERROR"}
+		}
+		code := (&sqlitex.Error{Code: se.Code & 0xff}).CodeName()
+		if code == "SQLITE_ERROR" {
+			code = "SQLITE_UNKNOWN"
+		}
+		return &hrana.Error{Message: "SQLite error: " + se.Msg, Code: code}
+	case errors.Is(err, errWriterBusy):
+		return &hrana.Error{Message: "SQLite error: " + err.Error(), Code: "SQLITE_BUSY"}
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
-		return &hrana.Error{Message: "statement interrupted: " + err.Error(), Code: "SQLITE_INTERRUPT"}
+		return &hrana.Error{Message: "SQLite error: interrupted (" + err.Error() + ")", Code: "SQLITE_INTERRUPT"}
 	}
-	return &hrana.Error{Message: err.Error(), Code: "SQLITE_ERROR"}
+	return &hrana.Error{Message: err.Error(), Code: "SQLITE_UNKNOWN"}
 }
 
 func ok(resp hrana.StreamResponse) hrana.StreamResult {
@@ -100,13 +74,22 @@ func fail(err *hrana.Error) hrana.StreamResult {
 }
 
 func (ex *executor) run(rq hrana.StreamRequest) hrana.StreamResult {
-	if ex.closed {
+	if ex.st.closed {
 		return fail(failure(codeStreamClosed, "the stream was closed by an earlier close request"))
 	}
 	switch rq.Type {
 	case hrana.ReqClose:
-		ex.closed = true
+		ex.st.closed = true
 		return ok(hrana.StreamResponse{Type: hrana.ReqClose})
+	case hrana.ReqGetAutocommit:
+		// Without the writer the stream holds no transaction.
+		return ok(hrana.StreamResponse{Type: hrana.ReqGetAutocommit, IsAutocommit: ex.c == nil || ex.c.Autocommit()})
+	case hrana.ReqExecute, hrana.ReqBatch, hrana.ReqSequence, hrana.ReqDescribe:
+		if ex.c == nil {
+			return fail(asHrana(ex.noConn))
+		}
+	}
+	switch rq.Type {
 	case hrana.ReqExecute:
 		res, err := ex.execute(rq.Stmt)
 		if err != nil {
@@ -120,8 +103,8 @@ func (ex *executor) run(rq hrana.StreamRequest) hrana.StreamResult {
 		if err != nil {
 			return fail(err)
 		}
-		if err := ex.c.WithContext(ex.ctx, func() error { return ex.c.Exec(sql) }); err != nil {
-			return fail(asHrana(err))
+		if err := ex.sequence(sql); err != nil {
+			return fail(err)
 		}
 		return ok(hrana.StreamResponse{Type: hrana.ReqSequence})
 	case hrana.ReqDescribe:
@@ -135,16 +118,16 @@ func (ex *executor) run(rq hrana.StreamRequest) hrana.StreamResult {
 		}
 		return ok(hrana.StreamResponse{Type: hrana.ReqDescribe, DescribeResult: res})
 	case hrana.ReqStoreSQL:
-		if len(ex.stored) >= maxStoredSQL {
+		if len(ex.st.sqls) >= maxStoredSQL {
 			return fail(failure(codeBadRequest, "too many stored SQL texts (at most %d)", maxStoredSQL))
 		}
-		if _, dup := ex.stored[*rq.SQLID]; dup {
-			return fail(failure(codeBadRequest, "sql_id %d is already stored", *rq.SQLID))
+		if _, dup := ex.st.sqls[*rq.SQLID]; dup {
+			return fail(failure(codeBadRequest, "SQL text %d already exists", *rq.SQLID))
 		}
-		ex.stored[*rq.SQLID] = *rq.SQL
+		ex.st.sqls[*rq.SQLID] = *rq.SQL
 		return ok(hrana.StreamResponse{Type: hrana.ReqStoreSQL})
 	case hrana.ReqCloseSQL:
-		delete(ex.stored, *rq.SQLID)
+		delete(ex.st.sqls, *rq.SQLID)
 		return ok(hrana.StreamResponse{Type: hrana.ReqCloseSQL})
 	}
 	return fail(failure(codeBadRequest, "unknown request type %q", rq.Type))
@@ -157,9 +140,9 @@ func (ex *executor) resolve(sql *string, id *int32) (string, *hrana.Error) {
 	case sql != nil:
 		return *sql, nil
 	case id != nil:
-		s, ok := ex.stored[*id]
+		s, ok := ex.st.sqls[*id]
 		if !ok {
-			return "", failure(codeBadRequest, "sql_id %d is not stored", *id)
+			return "", failure(codeBadRequest, "SQL text %d not found", *id)
 		}
 		return s, nil
 	}
@@ -186,58 +169,127 @@ func (ex *executor) prepare(sql string) (*sqlitex.Stmt, *hrana.Error) {
 }
 
 func (ex *executor) execute(s *hrana.Stmt) (*hrana.StmtResult, *hrana.Error) {
-	sql, herr := ex.resolve(s.SQL, s.SQLID)
+	start := time.Now()
+	res := &hrana.StmtResult{Rows: [][]hrana.Value{}}
+	end, herr := ex.runStmt(s, func(cols []hrana.Col) error {
+		res.Cols = cols
+		return nil
+	}, func(row []hrana.Value) error {
+		res.Rows = append(res.Rows, row)
+		return nil
+	})
 	if herr != nil {
 		return nil, herr
+	}
+	res.AffectedRowCount, res.LastInsertRowid = end.affected, end.rowid
+	res.RowsRead, res.RowsWritten = end.rowsRead, end.affected
+	res.QueryDurationMS = float64(time.Since(start).Microseconds()) / 1000
+	return res, nil
+}
+
+// stmtEnd is what a statement did, as its result reports it.
+type stmtEnd struct {
+	affected uint64
+	rowid    *int64
+	rowsRead uint64
+}
+
+// beginReadonlyRE matches libSQL's read-only transaction, which SQLite would
+// parse as a deferred transaction named READONLY.
+var beginReadonlyRE = regexp.MustCompile(`(?i)^\s*BEGIN\s+(TRANSACTION\s+)?READONLY\s*;?\s*$`)
+
+// insertRE matches statements whose rowid the result reports.
+var insertRE = regexp.MustCompile(`(?is)^\s*(INSERT|REPLACE)\b`)
+
+// runStmt executes one statement, reporting its columns to begin and, if
+// the client wants them, its rows to row. The counts in the result are this
+// statement's alone: sqlite3_changes and last_insert_rowid keep the values
+// of the last statement that set them, which may be another client's.
+func (ex *executor) runStmt(s *hrana.Stmt, begin func([]hrana.Col) error, row func([]hrana.Value) error) (stmtEnd, *hrana.Error) {
+	var end stmtEnd
+	sql, herr := ex.resolve(s.SQL, s.SQLID)
+	if herr != nil {
+		return end, herr
+	}
+	readonlyTx := beginReadonlyRE.MatchString(sql)
+	if readonlyTx {
+		sql = "BEGIN DEFERRED"
 	}
 	st, herr := ex.prepare(sql)
 	if herr != nil {
-		return nil, herr
+		return end, herr
 	}
 	defer st.Close()
 	if herr := bindArgs(st, s); herr != nil {
-		return nil, herr
+		return end, herr
 	}
 	wantRows := s.WantRows == nil || *s.WantRows
-	start := time.Now()
-	res := &hrana.StmtResult{Cols: make([]hrana.Col, st.ColumnCount()), Rows: [][]hrana.Value{}}
-	for i := range res.Cols {
+	cols := make([]hrana.Col, st.ColumnCount())
+	for i := range cols {
 		name, decl := st.ColumnName(i), st.ColumnDecltype(i)
-		res.Cols[i].Name = &name
+		cols[i].Name = &name
 		if decl != "" {
-			res.Cols[i].Decltype = &decl
+			cols[i].Decltype = &decl
 		}
 	}
+	if err := begin(cols); err != nil {
+		return end, asHrana(err)
+	}
+	total, rowid := ex.c.TotalChanges(), ex.c.LastInsertRowid()
 	err := ex.c.WithContext(ex.ctx, func() error {
 		for {
-			row, err := st.Step()
-			if err != nil || !row {
+			more, err := st.Step()
+			if err != nil || !more {
 				return err
 			}
-			res.RowsRead++
+			end.rowsRead++
 			if !wantRows {
 				continue
 			}
-			vals := make([]hrana.Value, len(res.Cols))
+			vals := make([]hrana.Value, len(cols))
 			for i := range vals {
 				vals[i] = hrana.Value{V: st.Column(i)}
 			}
-			res.Rows = append(res.Rows, vals)
+			if err := row(vals); err != nil {
+				return err
+			}
 		}
 	})
+	defer ex.afterStmt()
 	if err != nil {
-		return nil, asHrana(err)
+		return end, asHrana(err)
 	}
-	if !st.Readonly() {
-		res.AffectedRowCount = uint64(ex.c.Changes())
-		res.RowsWritten = res.AffectedRowCount
-		if res.AffectedRowCount > 0 {
-			id := ex.c.LastInsertRowid()
-			res.LastInsertRowid = &id
+	if readonlyTx {
+		// Writes fail with SQLITE_READONLY until the transaction ends.
+		if err := ex.c.Exec("PRAGMA query_only = 1"); err != nil {
+			return end, asHrana(err)
 		}
+		ex.st.readOnly = true
 	}
-	res.QueryDurationMS = float64(time.Since(start).Microseconds()) / 1000
-	return res, nil
+	if ex.c.TotalChanges() != total {
+		end.affected = uint64(ex.c.Changes())
+	}
+	if id := ex.c.LastInsertRowid(); id != rowid || (end.affected > 0 && insertRE.MatchString(sql)) {
+		end.rowid = &id
+	}
+	return end, nil
+}
+
+// afterStmt lifts the read-only guard once a READONLY transaction ended.
+func (ex *executor) afterStmt() {
+	if ex.st.readOnly && ex.c.Autocommit() {
+		ex.st.readOnly = false
+		ex.c.Exec("PRAGMA query_only = 0")
+	}
+}
+
+// sequence runs every statement of sql, stopping at the first error.
+func (ex *executor) sequence(sql string) *hrana.Error {
+	defer ex.afterStmt()
+	if err := ex.c.WithContext(ex.ctx, func() error { return ex.c.Exec(sql) }); err != nil {
+		return asHrana(err)
+	}
+	return nil
 }
 
 func bindArgs(st *sqlitex.Stmt, s *hrana.Stmt) *hrana.Error {
@@ -268,41 +320,68 @@ func (ex *executor) batch(b *hrana.Batch) *hrana.BatchResult {
 		StepResults: make([]*hrana.StmtResult, len(b.Steps)),
 		StepErrors:  make([]*hrana.Error, len(b.Steps)),
 	}
-	for i, step := range b.Steps {
+	ex.steps(b, func(i int, stmt *hrana.Stmt) bool {
+		res.StepResults[i], res.StepErrors[i] = ex.execute(stmt)
+		return res.StepErrors[i] == nil
+	}, func(i int, err *hrana.Error) {
+		res.StepErrors[i] = err
+	})
+	return res
+}
+
+// steps runs the steps of b in order: run for each step whose condition
+// holds (it reports whether the step succeeded), fail for a step whose
+// condition cannot be evaluated.
+func (ex *executor) steps(b *hrana.Batch, run func(i int, stmt *hrana.Stmt) bool, fail func(i int, err *hrana.Error)) {
+	out := make([]outcome, len(b.Steps))
+	for i := range b.Steps {
+		step := &b.Steps[i]
 		if step.Condition != nil {
-			hold, err := ex.eval(step.Condition, res, i)
+			hold, err := ex.eval(step.Condition, out, i)
 			if err != nil {
-				res.StepErrors[i] = err
+				out[i] = failed
+				fail(i, err)
 				continue
 			}
 			if !hold {
 				continue
 			}
 		}
-		res.StepResults[i], res.StepErrors[i] = ex.execute(&step.Stmt)
+		out[i] = failed
+		if run(i, &step.Stmt) {
+			out[i] = succeeded
+		}
 	}
-	return res
 }
 
+// outcome is what became of a batch step.
+type outcome uint8
+
+const (
+	skipped outcome = iota
+	succeeded
+	failed
+)
+
 // eval evaluates a condition of step i against the outcomes of earlier
-// steps. The decoder bounds nesting depth.
-func (ex *executor) eval(c *hrana.BatchCond, res *hrana.BatchResult, i int) (bool, *hrana.Error) {
+// steps. The decoders bound nesting depth.
+func (ex *executor) eval(c *hrana.BatchCond, out []outcome, i int) (bool, *hrana.Error) {
 	switch c.Type {
 	case hrana.CondOK, hrana.CondError:
 		if int(c.Step) >= i {
 			return false, failure(codeBadRequest, "condition of step %d refers to step %d, which has not run", i, c.Step)
 		}
 		if c.Type == hrana.CondOK {
-			return res.StepResults[c.Step] != nil, nil
+			return out[c.Step] == succeeded, nil
 		}
-		return res.StepErrors[c.Step] != nil, nil
+		return out[c.Step] == failed, nil
 	case hrana.CondNot:
-		v, err := ex.eval(c.Cond, res, i)
+		v, err := ex.eval(c.Cond, out, i)
 		return !v, err
 	case hrana.CondAnd, hrana.CondOr:
 		and := c.Type == hrana.CondAnd
 		for k := range c.Conds {
-			v, err := ex.eval(&c.Conds[k], res, i)
+			v, err := ex.eval(&c.Conds[k], out, i)
 			if err != nil {
 				return false, err
 			}
@@ -315,6 +394,43 @@ func (ex *executor) eval(c *hrana.BatchCond, res *hrana.BatchResult, i int) (boo
 		return ex.c.Autocommit(), nil
 	}
 	return false, failure(codeBadRequest, "unknown condition type %q", c.Type)
+}
+
+// cursor runs b like batch, but hands its results to emit as they come:
+// step_begin, the rows, then step_end or step_error for each step that
+// runs. An emit error (the client went away) ends the batch.
+func (ex *executor) cursor(b *hrana.Batch, emit func(*hrana.CursorEntry) error) error {
+	var emitErr error
+	ex.steps(b, func(i int, stmt *hrana.Stmt) bool {
+		if emitErr != nil {
+			return false
+		}
+		begun := false
+		end, herr := ex.runStmt(stmt, func(cols []hrana.Col) error {
+			begun = true
+			emitErr = emit(&hrana.CursorEntry{Type: hrana.EntryStepBegin, Step: uint32(i), Cols: cols})
+			return emitErr
+		}, func(row []hrana.Value) error {
+			emitErr = emit(&hrana.CursorEntry{Type: hrana.EntryRow, Row: row})
+			return emitErr
+		})
+		switch {
+		case emitErr != nil:
+			return false
+		case herr != nil:
+			emitErr = emit(&hrana.CursorEntry{Type: hrana.EntryStepError, Step: uint32(i), Error: herr})
+			return false
+		case !begun:
+			return false
+		}
+		emitErr = emit(&hrana.CursorEntry{Type: hrana.EntryStepEnd, AffectedRowCount: end.affected, LastInsertRowid: end.rowid})
+		return emitErr == nil
+	}, func(i int, err *hrana.Error) {
+		if emitErr == nil {
+			emitErr = emit(&hrana.CursorEntry{Type: hrana.EntryStepError, Step: uint32(i), Error: err})
+		}
+	})
+	return emitErr
 }
 
 func (ex *executor) describe(sql string) (*hrana.DescribeResult, *hrana.Error) {

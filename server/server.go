@@ -29,6 +29,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/syncdb/syncdb/server/stream"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -48,6 +50,12 @@ type Config struct {
 	MaxPipelineRequestBytes int64         // default 256 MiB
 	MaxLongPoll             time.Duration // cap on long_poll_timeout_ms; default 5 min
 	StatementTimeout        time.Duration // per pipeline request and query selector; default 60 s
+
+	// Hrana streams (see hrana.go).
+	StreamIdleTimeout time.Duration // an idle stream expires after this; default 10 s (sqld's)
+	StreamBusyTimeout time.Duration // how long a request waits for a writer another stream keeps; default 10 s
+	StreamTxnTimeout  time.Duration // an idle stream's transaction may be rolled back after this if another stream waits; default 5 s
+	MaxStreams        int           // streams open at once, all databases; default 10000
 	HistoryRetention        time.Duration // 0 = keep every revision; default set by the command line
 	CheckpointFrames        int           // checkpoint a database when its WAL has this many frames; default 1000
 	// SnapshotCacheMinBytes: the second bootstrap (whole raw snapshot) of
@@ -79,6 +87,8 @@ type Server struct {
 	lock    *os.File // flock on the data directory
 	coord   coord.Coordinator
 
+	streams *stream.Registry[*hranaStream]
+
 	mu       sync.Mutex
 	dbs      map[string]*database
 	opening  map[string]chan struct{}
@@ -106,6 +116,18 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.StatementTimeout <= 0 {
 		cfg.StatementTimeout = time.Minute
+	}
+	if cfg.StreamIdleTimeout <= 0 {
+		cfg.StreamIdleTimeout = 10 * time.Second
+	}
+	if cfg.StreamBusyTimeout <= 0 {
+		cfg.StreamBusyTimeout = 10 * time.Second
+	}
+	if cfg.StreamTxnTimeout <= 0 {
+		cfg.StreamTxnTimeout = 5 * time.Second
+	}
+	if cfg.MaxStreams <= 0 {
+		cfg.MaxStreams = 10000
 	}
 	if cfg.CheckpointFrames <= 0 {
 		cfg.CheckpointFrames = 1000
@@ -136,6 +158,7 @@ func New(cfg Config) (*Server, error) {
 		s.gather = g
 	}
 	s.metrics = newMetrics(reg)
+	s.streams = stream.NewRegistry(stream.Config[*hranaStream]{Idle: cfg.StreamIdleTimeout, Max: cfg.MaxStreams, Expire: expireStream})
 	for _, name := range cfg.Databases {
 		if !nameRE.MatchString(name) {
 			s.Close()
@@ -220,25 +243,27 @@ func (s *Server) Handler() http.Handler {
 	return s.instrument(mux)
 }
 
-// route maps "/pull-updates", "/v2/pipeline" and "/db/NAME/..." to a
-// database and endpoint.
+// route maps a request to a database and endpoint. The database is named
+// by the path (/db/NAME/...), else as sqld names its namespaces: the
+// x-namespace header, or the first label of a Host NAME.localhost; else it
+// is "default".
 func (s *Server) route(w http.ResponseWriter, r *http.Request) {
-	name, rest := "default", r.URL.Path
-	if after, ok := strings.CutPrefix(r.URL.Path, "/db/"); ok {
-		name, rest, _ = strings.Cut(after, "/")
-		rest = "/" + rest
-		if !nameRE.MatchString(name) {
-			httpError(w, http.StatusBadRequest, "bad database name %q: want [A-Za-z0-9_-]{1,64}", name)
-			return
-		}
+	name, rest, err := databaseOf(r)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "%v", err)
+		return
 	}
-	var write bool
-	switch rest {
-	case "/pull-updates":
-	case "/v2/pipeline":
-		write = true
+	ep, hranaPath := hranaEndpoints[rest]
+	switch {
+	case rest == "/pull-updates" || hranaPath:
+	case hranaVersions[rest] && r.Method == http.MethodGet:
+		io.WriteString(w, "Hello, this is Hrana over HTTP ("+strings.TrimPrefix(rest, "/")+") of syncdb\n")
+		return
+	case rest == "/" && isWebSocket(r):
+		s.serveWebSocket(w, r, name)
+		return
 	default:
-		httpError(w, http.StatusNotFound, "not found: %s %s (endpoints: POST /pull-updates, POST /v2/pipeline)", r.Method, r.URL.Path)
+		httpError(w, http.StatusNotFound, "not found: %s %s (endpoints: POST /pull-updates, POST /v2/pipeline, /v3/pipeline, /v3/cursor, /v3-protobuf/pipeline, /v3-protobuf/cursor; GET / with a WebSocket upgrade)", r.Method, r.URL.Path)
 		return
 	}
 	if r.Method != http.MethodPost {
@@ -246,24 +271,51 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusMethodNotAllowed, "%s needs POST", rest)
 		return
 	}
-	if !s.allowed(w, r, write) {
+	if !s.allowed(w, r, hranaPath) {
 		return
 	}
-	d, err := s.database(r.Context(), name, !s.cfg.NoAutoCreate)
-	switch {
-	case errors.Is(err, errNoDatabase):
-		httpError(w, http.StatusNotFound, "%v", err)
-		return
-	case err != nil:
-		s.log.Error("open database", "db", name, "err", err)
-		httpError(w, http.StatusInternalServerError, "open database %q: %v", name, err)
+	d, ok := s.open(w, r.Context(), name)
+	if !ok {
 		return
 	}
-	if write {
-		s.handlePipeline(w, r, d)
+	if hranaPath {
+		s.handleHrana(w, r, d, ep)
 	} else {
 		s.handlePull(w, r, d)
 	}
+}
+
+// databaseOf names the database of r and the endpoint path within it.
+func databaseOf(r *http.Request) (name, rest string, err error) {
+	name, rest = "default", r.URL.Path
+	if after, ok := strings.CutPrefix(r.URL.Path, "/db/"); ok {
+		name, rest, _ = strings.Cut(after, "/")
+		rest = "/" + rest
+	} else if ns := r.Header.Get("x-namespace"); ns != "" {
+		name = ns
+	} else if host, _, _ := strings.Cut(r.Host, ":"); strings.HasSuffix(host, ".localhost") && strings.Count(host, ".") == 1 {
+		name = strings.TrimSuffix(host, ".localhost")
+	}
+	if !nameRE.MatchString(name) {
+		return "", "", fmt.Errorf("bad database name %q: want [A-Za-z0-9_-]{1,64}", name)
+	}
+	return name, rest, nil
+}
+
+// open opens the database name for a request, answering the error if it
+// cannot.
+func (s *Server) open(w http.ResponseWriter, ctx context.Context, name string) (*database, bool) {
+	d, err := s.database(ctx, name, !s.cfg.NoAutoCreate)
+	switch {
+	case errors.Is(err, errNoDatabase):
+		httpError(w, http.StatusNotFound, "%v", err)
+		return nil, false
+	case err != nil:
+		s.log.Error("open database", "db", name, "err", err)
+		httpError(w, http.StatusInternalServerError, "open database %q: %v", name, err)
+		return nil, false
+	}
+	return d, true
 }
 
 func (s *Server) authorize(write bool, h http.Handler) http.Handler {
@@ -359,6 +411,9 @@ func (s *Server) BeginShutdown() {
 // Close closes every database and releases the data directory. Call it
 // after the HTTP server stopped; calling it again does nothing.
 func (s *Server) Close() error {
+	// Streams first: their open transactions are rolled back on the
+	// databases' writers.
+	s.streams.Close()
 	s.mu.Lock()
 	s.shutdown = true
 	dbs, lock := s.dbs, s.lock

@@ -356,10 +356,15 @@ func (c *Conn) prepare(b cText, off int) (*Stmt, int, error) {
 		end = min(int(t-(b.p+16)), len(b.s))
 	}
 	if rc != sqlite3.SQLITE_OK {
+		at := sqlite3.Xsqlite3_error_offset(c.tls, c.db)
 		if p != 0 {
 			sqlite3.Xsqlite3_finalize(c.tls, p)
 		}
-		return nil, off, c.errorFor(rc)
+		err := c.errorFor(rc)
+		if e, ok := err.(*Error); ok && at >= 0 {
+			e.InputOffset = int(at) + 1
+		}
+		return nil, off, err
 	}
 	if p == 0 {
 		return nil, end, nil

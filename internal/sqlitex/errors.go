@@ -8,6 +8,10 @@ import (
 type Error struct {
 	Code int    // extended result code, e.g. 2067 for SQLITE_CONSTRAINT_UNIQUE
 	Msg  string // sqlite3_errmsg text, e.g. "UNIQUE constraint failed: t.a"
+	// InputOffset is 1 + the byte offset in the statement's text that a
+	// Prepare error points at (sqlite3_error_offset), or 0 if it points
+	// nowhere.
+	InputOffset int
 }
 
 func (e *Error) Error() string { return "sqlite: " + e.Msg + " (" + e.CodeName() + ")" }

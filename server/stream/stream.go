@@ -94,8 +94,9 @@ func NewRegistry[S any](cfg Config[S]) *Registry[S] {
 // Handle is a stream held by one request. Exactly one of Release and
 // Close must be called.
 type Handle[S any] struct {
-	r *Registry[S]
-	e *entry[S]
+	r    *Registry[S]
+	e    *entry[S]
+	next *nonce // the nonce Release gives the stream, once chosen
 }
 
 // New creates a stream holding state, held by the caller.
@@ -146,30 +147,83 @@ func (r *Registry[S]) Acquire(baton string) (*Handle[S], error) {
 // State is the stream's state.
 func (h *Handle[S]) State() S { return h.e.state }
 
+// Ref names the stream for ExpireIdle.
+type Ref struct{ id id }
+
+// Ref names h's stream.
+func (h *Handle[S]) Ref() Ref { return Ref{h.e.id} }
+
+// ExpireIdle expires the stream ref now if it is idle (no request holds
+// it), as if its idle time had run out. It reports whether it did.
+func (r *Registry[S]) ExpireIdle(ref Ref) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.streams[ref.id]
+	if e == nil || e.busy {
+		return false
+	}
+	e.timer.Stop()
+	delete(r.streams, e.id)
+	r.expired[e.id] = time.Now().Add(r.cfg.Remember)
+	r.expireLocked(e)
+	return true
+}
+
+// NextBaton chooses the baton that Release will give the stream, for a
+// response that must carry it before the request ends.
+func (h *Handle[S]) NextBaton() (string, error) {
+	if h.next == nil {
+		var n nonce
+		if _, err := rand.Read(n[:]); err != nil {
+			return "", err
+		}
+		h.next = &n
+	}
+	var b [idLen + nonceLen]byte
+	copy(b[:idLen], h.e.id[:])
+	copy(b[idLen:], h.next[:])
+	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
 // Release makes the stream wait for its next request and returns the baton
-// for it. The idle timer starts now.
+// for it (the one NextBaton chose, if it was called). The idle timer starts
+// now.
 func (h *Handle[S]) Release() (string, error) {
-	r, e := h.r, h.e
-	var n nonce
-	if _, err := rand.Read(n[:]); err != nil {
+	baton, err := h.NextBaton()
+	if err != nil {
 		h.Close()
 		return "", err
 	}
+	h.release(*h.next)
+	return baton, h.r.closedErr()
+}
+
+// Restore gives the stream back unchanged: its baton stays the one the
+// request came with.
+func (h *Handle[S]) Restore() { h.release(h.e.nonce) }
+
+func (h *Handle[S]) release(n nonce) {
+	r, e := h.r, h.e
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
 		delete(r.streams, e.id)
 		r.expireLocked(e)
-		return "", ErrClosed
+		return
 	}
 	e.nonce, e.busy = n, false
 	e.gen++
 	gen := e.gen
 	e.timer = time.AfterFunc(r.cfg.Idle, func() { r.timeout(e, gen) })
-	var b [idLen + nonceLen]byte
-	copy(b[:idLen], e.id[:])
-	copy(b[idLen:], n[:])
-	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
+func (r *Registry[S]) closedErr() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return ErrClosed
+	}
+	return nil
 }
 
 // Close forgets the stream (the client closed it, or the request failed in

@@ -208,3 +208,26 @@ func TestConcurrentUse(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestExpireIdle(t *testing.T) {
+	expired := make(chan int, 10)
+	r := newReg(t, time.Hour, expired)
+	h, _ := r.New(5)
+	ref := h.Ref()
+	if r.ExpireIdle(ref) {
+		t.Fatal("expired a stream a request holds")
+	}
+	b, _ := h.Release()
+	if !r.ExpireIdle(ref) {
+		t.Fatal("did not expire an idle stream")
+	}
+	if got := <-expired; got != 5 {
+		t.Fatalf("expired %d", got)
+	}
+	if _, err := r.Acquire(b); !errors.Is(err, ErrStreamExpired) {
+		t.Fatalf("after ExpireIdle: %v", err)
+	}
+	if r.ExpireIdle(ref) {
+		t.Fatal("expired twice")
+	}
+}

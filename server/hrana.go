@@ -1,0 +1,390 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/syncdb/syncdb/internal/sqlitex"
+	"github.com/syncdb/syncdb/server/stream"
+	"github.com/syncdb/syncdb/wire/hrana"
+	"github.com/syncdb/syncdb/wire/hranapb"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+)
+
+// Hrana over HTTP (v2 and v3, JSON and protobuf): every pipeline or cursor
+// request runs on a stream that lives across requests, named by the baton
+// of the previous response (see package stream). A stream's stored SQL and
+// its transaction survive between requests: a request that ends inside a
+// transaction keeps the database's writer for the next request on the same
+// stream (see writer.go), until the transaction ends, the stream is closed
+// or it expires, which rolls the transaction back.
+
+// hranaStream is the state of one stream between its requests.
+type hranaStream struct {
+	d        *database
+	sqls     map[int32]string
+	holds    bool // it keeps d's writer: it is inside a transaction
+	readOnly bool // inside BEGIN TRANSACTION READONLY (PRAGMA query_only is on)
+	closed   bool // a close request ended it
+}
+
+// end rolls back the stream's open transaction and lets the writer go.
+func (st *hranaStream) end(ctx context.Context) {
+	if !st.holds {
+		return
+	}
+	st.d.setHolder(nil)
+	if err := st.d.rollback(ctx); err != nil {
+		st.d.log.Warn("roll back a stream's transaction", "err", err)
+	}
+	if st.readOnly {
+		st.d.queryOnly(false)
+		st.readOnly = false
+	}
+	st.holds = false
+	st.d.releaseWriter()
+}
+
+// encoding of a Hrana HTTP endpoint.
+type encoding int
+
+const (
+	encJSON encoding = iota
+	encProtobuf
+)
+
+// hranaEndpoint is one Hrana-over-HTTP path.
+type hranaEndpoint struct {
+	enc    encoding
+	cursor bool
+	v3     bool
+}
+
+var hranaEndpoints = map[string]hranaEndpoint{
+	"/v2/pipeline":          {enc: encJSON},
+	"/v3/pipeline":          {enc: encJSON, v3: true},
+	"/v3/cursor":            {enc: encJSON, cursor: true, v3: true},
+	"/v3-protobuf/pipeline": {enc: encProtobuf, v3: true},
+	"/v3-protobuf/cursor":   {enc: encProtobuf, cursor: true, v3: true},
+}
+
+// hranaVersions answer GET as sqld does: a 2xx means "this version is served".
+var hranaVersions = map[string]bool{"/v1": true, "/v2": true, "/v3": true, "/v3-protobuf": true}
+
+// streamError answers a request whose baton cannot be used, as sqld does:
+// an expired stream gets a 500 with a Hrana error (code STREAM_EXPIRED), a
+// bad or reused baton a 400.
+func streamError(w http.ResponseWriter, err error, enc encoding) {
+	switch {
+	case errors.Is(err, stream.ErrStreamExpired):
+		hranaError(w, http.StatusInternalServerError, enc, &hrana.Error{Message: "The stream has expired due to inactivity", Code: "STREAM_EXPIRED"})
+	case errors.Is(err, stream.ErrBatonInvalid), errors.Is(err, stream.ErrBatonReused):
+		httpError(w, http.StatusBadRequest, "%v", err)
+	case errors.Is(err, stream.ErrTooMany), errors.Is(err, stream.ErrClosed), errors.Is(err, errDBClosed):
+		httpError(w, http.StatusServiceUnavailable, "%v", err)
+	default:
+		httpError(w, http.StatusInternalServerError, "%v", err)
+	}
+}
+
+func hranaError(w http.ResponseWriter, status int, enc encoding, e *hrana.Error) {
+	var body []byte
+	if enc == encProtobuf {
+		body, _ = proto.Marshal(hranapb.ToError(e))
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	} else {
+		body, _ = json.Marshal(e)
+		w.Header().Set("Content-Type", "application/json")
+	}
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+// handleHrana serves the pipeline and cursor endpoints.
+func (s *Server) handleHrana(w http.ResponseWriter, r *http.Request, d *database, ep hranaEndpoint) {
+	body, ok := s.readBody(w, r, s.cfg.MaxPipelineRequestBytes)
+	if !ok {
+		return
+	}
+	if ep.cursor {
+		s.handleCursor(w, r, d, ep, body)
+		return
+	}
+	var req *hrana.PipelineReqBody
+	var err error
+	if ep.enc == encProtobuf {
+		req, err = hranapb.DecodePipelineReq(body)
+	} else {
+		req, err = hrana.DecodePipelineReq(body)
+	}
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "malformed pipeline request: %v", err)
+		return
+	}
+	if !ep.v3 {
+		for _, rq := range req.Requests {
+			if rq.Type == hrana.ReqGetAutocommit {
+				httpError(w, http.StatusBadRequest, "get_autocommit is only supported in protocol version hrana3 and higher")
+				return
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.StatementTimeout)
+	defer cancel()
+	resp := &hrana.PipelineRespBody{Results: make([]hrana.StreamResult, 0, len(req.Requests))}
+	resp.Baton, err = s.onStream(ctx, d, req.Baton, func(ex *executor) {
+		for _, rq := range req.Requests {
+			resp.Results = append(resp.Results, ex.run(rq))
+		}
+	})
+	if err != nil {
+		streamError(w, err, ep.enc)
+		return
+	}
+	var out []byte
+	if ep.enc == encProtobuf {
+		out, err = hranapb.EncodePipelineResp(resp)
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	} else {
+		out, err = json.Marshal(resp)
+		w.Header().Set("Content-Type", "application/json")
+	}
+	if err != nil {
+		httpError(w, http.StatusInternalServerError, "encode response: %v", err)
+		return
+	}
+	w.Write(out)
+	s.metrics.bytesOut.WithLabelValues("pipeline").Add(float64(len(out)))
+}
+
+// handleCursor serves /v3/cursor and /v3-protobuf/cursor: the response is
+// the cursor's header, then its entries as they are produced, so neither
+// side holds the whole result. The header carries the baton, which must be
+// known before the batch runs: the stream is released with it only after
+// the batch, and a request that arrives with it meanwhile is refused as a
+// reuse.
+func (s *Server) handleCursor(w http.ResponseWriter, r *http.Request, d *database, ep hranaEndpoint, body []byte) {
+	var req *hrana.CursorReqBody
+	var err error
+	if ep.enc == encProtobuf {
+		req, err = hranapb.DecodeCursorReq(body)
+	} else {
+		req, err = hrana.DecodeCursorReq(body)
+	}
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "malformed cursor request: %v", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.StatementTimeout)
+	defer cancel()
+	h, err := s.openStream(d, req.Baton)
+	if err != nil {
+		streamError(w, err, ep.enc)
+		return
+	}
+	// The baton the stream will have after this request.
+	baton, err := h.NextBaton()
+	if err != nil {
+		h.State().end(ctx)
+		h.Close()
+		streamError(w, err, ep.enc)
+		return
+	}
+	bw := bufio.NewWriterSize(w, 32<<10)
+	var written int64
+	put := func(m any) error {
+		var b []byte
+		var err error
+		if ep.enc == encProtobuf {
+			var pb []byte
+			switch x := m.(type) {
+			case *hrana.CursorRespBody:
+				pb, err = proto.Marshal(&hranapb.CursorRespBody{Baton: x.Baton, BaseUrl: x.BaseURL})
+			case *hrana.CursorEntry:
+				pb, err = proto.Marshal(hranapb.ToCursorEntry(x))
+			}
+			b = append(protowire.AppendVarint(nil, uint64(len(pb))), pb...)
+		} else {
+			b, err = json.Marshal(m)
+			b = append(b, '\n')
+		}
+		if err != nil {
+			return err
+		}
+		written += int64(len(b))
+		_, err = bw.Write(b)
+		return err
+	}
+	if ep.enc == encProtobuf {
+		w.Header().Set("Content-Type", "application/octet-stream")
+	} else {
+		w.Header().Set("Content-Type", "text/plain")
+	}
+	put(&hrana.CursorRespBody{Baton: &baton})
+	rc := http.NewResponseController(w)
+	sent := 0
+	final, err := s.runOnStream(ctx, h, func(ex *executor) {
+		if ex.c == nil {
+			put(&hrana.CursorEntry{Type: hrana.EntryError, Error: asHrana(ex.noConn)})
+			return
+		}
+		err := ex.cursor(&req.Batch, func(e *hrana.CursorEntry) error {
+			if err := put(e); err != nil {
+				return err
+			}
+			if sent++; sent%256 == 0 {
+				if err := bw.Flush(); err != nil {
+					return err
+				}
+				return rc.Flush()
+			}
+			return nil
+		})
+		if err != nil {
+			put(&hrana.CursorEntry{Type: hrana.EntryError, Error: asHrana(err)})
+		}
+	})
+	if err != nil {
+		put(&hrana.CursorEntry{Type: hrana.EntryError, Error: asHrana(err)})
+	}
+	if final == nil && err == nil && !h.State().closed {
+		// The stream could not be released: the baton sent is void.
+		s.log.Debug("cursor stream not released")
+	}
+	bw.Flush()
+	s.metrics.bytesOut.WithLabelValues("pipeline").Add(float64(written))
+}
+
+// openStream finds the stream of baton (a new one if baton is nil) and
+// holds it for the request.
+func (s *Server) openStream(d *database, baton *string) (*stream.Handle[*hranaStream], error) {
+	if baton == nil {
+		return s.streams.New(&hranaStream{d: d, sqls: map[int32]string{}})
+	}
+	h, err := s.streams.Acquire(*baton)
+	if err != nil {
+		return nil, err
+	}
+	if h.State().d != d {
+		// Another database's stream: leave it to its owner.
+		h.Restore()
+		return nil, stream.ErrBatonInvalid
+	}
+	h.State().d.setHolder(nil)
+	return h, nil
+}
+
+// onStream runs fn on the stream of baton and returns the baton for the
+// next request (nil once the stream is closed).
+func (s *Server) onStream(ctx context.Context, d *database, baton *string, fn func(*executor)) (*string, error) {
+	h, err := s.openStream(d, baton)
+	if err != nil {
+		return nil, err
+	}
+	return s.runOnStream(ctx, h, fn)
+}
+
+// runOnStream runs fn with the stream's connection: the writer it keeps
+// from an earlier request, or the writer taken now (waiting at most
+// StreamBusyTimeout; if it cannot be had, fn runs with no connection and
+// its statements fail with SQLITE_BUSY). Then the stream keeps the writer if
+// it is inside a transaction, and is released with next as its baton, or
+// forgotten if it was closed.
+func (s *Server) runOnStream(ctx context.Context, h *stream.Handle[*hranaStream], fn func(*executor)) (*string, error) {
+	st := h.State()
+	d := st.d
+	var noConn error
+	if !st.holds {
+		if noConn = s.takeWriter(ctx, d); noConn == nil {
+			st.holds = true
+		}
+	}
+	auto := true
+	var err error
+	if st.holds {
+		auto, err = d.exec(ctx, func(c *sqlitex.Conn) error {
+			fn(&executor{c: c, ctx: ctx, st: st})
+			return nil
+		})
+	} else {
+		fn(&executor{ctx: ctx, st: st, noConn: noConn})
+	}
+	if st.closed || err != nil {
+		st.end(ctx)
+		h.Close()
+		if err != nil && !st.closed {
+			return nil, err
+		}
+		return nil, nil
+	}
+	if st.holds && auto {
+		st.holds = false
+		d.releaseWriter()
+	}
+	if st.holds {
+		d.setHolder(&idleHolder{ref: h.Ref(), since: time.Now()})
+	}
+	baton, err := h.Release()
+	if err != nil {
+		return nil, err
+	}
+	return &baton, nil
+}
+
+// takeWriter takes d's writer for a request, waiting at most
+// StreamBusyTimeout. A stream that keeps the writer while idle for longer
+// than StreamTxnTimeout is expired (its transaction rolled back) when
+// another request needs the writer: an abandoned transaction blocks other
+// writers for that long at most.
+func (s *Server) takeWriter(ctx context.Context, d *database) error {
+	if d.tryWriter() {
+		return nil
+	}
+	deadline := time.NewTimer(s.cfg.StreamBusyTimeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case d.writer <- struct{}{}:
+			return nil
+		case <-tick.C:
+			if h, ok := d.idleHolderSince(); ok && time.Since(h.since) >= s.cfg.StreamTxnTimeout {
+				if s.streams.ExpireIdle(h.ref) {
+					d.log.Info("rolled back an idle stream's transaction: another stream needs the writer", "idle", time.Since(h.since).Round(time.Millisecond))
+				}
+			}
+		case <-deadline.C:
+			return fmt.Errorf("%w (waited %v)", errWriterBusy, s.cfg.StreamBusyTimeout)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-d.stopped:
+			return errDBClosed
+		}
+	}
+}
+
+// expireStream is the registry's Expire callback.
+func expireStream(st *hranaStream) {
+	st.end(context.Background())
+}
+
+// queryOnly turns PRAGMA query_only on or off on the writer connection; the
+// caller holds the writer.
+func (d *database) queryOnly(on bool) {
+	v := "0"
+	if on {
+		v = "1"
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.conn != nil {
+		sqlitex.Raw(context.Background(), d.conn, func(c *sqlitex.Conn) error { return c.Exec("PRAGMA query_only = " + v) })
+	}
+}
