@@ -341,7 +341,6 @@ func (d *database) waitChange(ctx context.Context, seq int64, timeout time.Durat
 // lease: it belongs to the node that does.
 var errNotWriter = errors.New("this node is not the database's writer")
 
-
 // maintain checkpoints the database and compacts the history in the
 // background.
 func (d *database) maintain() {

@@ -56,8 +56,8 @@ type Config struct {
 	StreamBusyTimeout time.Duration // how long a request waits for a writer another stream keeps; default 10 s
 	StreamTxnTimeout  time.Duration // an idle stream's transaction may be rolled back after this if another stream waits; default 5 s
 	MaxStreams        int           // streams open at once, all databases; default 10000
-	HistoryRetention        time.Duration // 0 = keep every revision; default set by the command line
-	CheckpointFrames        int           // checkpoint a database when its WAL has this many frames; default 1000
+	HistoryRetention  time.Duration // 0 = keep every revision; default set by the command line
+	CheckpointFrames  int           // checkpoint a database when its WAL has this many frames; default 1000
 	// SnapshotCacheMinBytes: the second bootstrap (whole raw snapshot) of
 	// one revision of a database at least this big is kept as a file, and
 	// later bootstraps of that revision are served from it. Default 4 MiB;
