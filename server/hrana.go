@@ -28,7 +28,7 @@ import (
 // hranaStream is the state of one stream between its requests.
 type hranaStream struct {
 	d        *database
-	sqls     map[int32]string
+	sqls     *sqlTexts
 	holds    bool // it keeps d's writer: it is inside a transaction
 	readOnly bool // inside BEGIN TRANSACTION READONLY (PRAGMA query_only is on)
 	closed   bool // a close request ended it
@@ -265,7 +265,7 @@ func (s *Server) handleCursor(w http.ResponseWriter, r *http.Request, d *databas
 // holds it for the request.
 func (s *Server) openStream(d *database, baton *string) (*stream.Handle[*hranaStream], error) {
 	if baton == nil {
-		return s.streams.New(&hranaStream{d: d, sqls: map[int32]string{}})
+		return s.streams.New(&hranaStream{d: d, sqls: newSQLTexts()})
 	}
 	h, err := s.streams.Acquire(*baton)
 	if err != nil {
@@ -290,31 +290,12 @@ func (s *Server) onStream(ctx context.Context, d *database, baton *string, fn fu
 	return s.runOnStream(ctx, h, fn)
 }
 
-// runOnStream runs fn with the stream's connection: the writer it keeps
-// from an earlier request, or the writer taken now (waiting at most
-// StreamBusyTimeout; if it cannot be had, fn runs with no connection and
-// its statements fail with SQLITE_BUSY). Then the stream keeps the writer if
-// it is inside a transaction, and is released with next as its baton, or
-// forgotten if it was closed.
+// runOnStream runs fn on the stream (see execOn). Then the stream is
+// released (with the baton NextBaton chose, if it was called), keeping the
+// writer if it is inside a transaction, or forgotten if it was closed.
 func (s *Server) runOnStream(ctx context.Context, h *stream.Handle[*hranaStream], fn func(*executor)) (*string, error) {
 	st := h.State()
-	d := st.d
-	var noConn error
-	if !st.holds {
-		if noConn = s.takeWriter(ctx, d); noConn == nil {
-			st.holds = true
-		}
-	}
-	auto := true
-	var err error
-	if st.holds {
-		auto, err = d.exec(ctx, func(c *sqlitex.Conn) error {
-			fn(&executor{c: c, ctx: ctx, st: st})
-			return nil
-		})
-	} else {
-		fn(&executor{ctx: ctx, st: st, noConn: noConn})
-	}
+	err := s.execOn(ctx, st, fn)
 	if st.closed || err != nil {
 		st.end(ctx)
 		h.Close()
@@ -323,18 +304,42 @@ func (s *Server) runOnStream(ctx context.Context, h *stream.Handle[*hranaStream]
 		}
 		return nil, nil
 	}
-	if st.holds && auto {
-		st.holds = false
-		d.releaseWriter()
-	}
 	if st.holds {
-		d.setHolder(&idleHolder{ref: h.Ref(), since: time.Now()})
+		st.d.setHolder(&idleHolder{ref: h.Ref(), since: time.Now()})
 	}
 	baton, err := h.Release()
 	if err != nil {
 		return nil, err
 	}
 	return &baton, nil
+}
+
+// execOn runs fn with the stream's connection: the writer it keeps from an
+// earlier request, or the writer taken now (waiting at most
+// StreamBusyTimeout; if it cannot be had, fn runs with no connection and
+// its statements fail with SQLITE_BUSY). The stream keeps the writer
+// afterwards only if it is inside a transaction.
+func (s *Server) execOn(ctx context.Context, st *hranaStream, fn func(*executor)) error {
+	d := st.d
+	var noConn error
+	if !st.holds {
+		if noConn = s.takeWriter(ctx, d); noConn == nil {
+			st.holds = true
+		}
+	}
+	if !st.holds {
+		fn(&executor{ctx: ctx, st: st, noConn: noConn})
+		return nil
+	}
+	auto, err := d.exec(ctx, func(c *sqlitex.Conn) error {
+		fn(&executor{c: c, ctx: ctx, st: st})
+		return nil
+	})
+	if auto && err == nil {
+		st.holds = false
+		d.releaseWriter()
+	}
+	return err
 }
 
 // takeWriter takes d's writer for a request, waiting at most

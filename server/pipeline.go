@@ -6,14 +6,51 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/syncdb/syncdb/internal/sqlitex"
 	"github.com/syncdb/syncdb/wire/hrana"
 )
 
-// maxStoredSQL bounds store_sql entries per request.
+// maxStoredSQL bounds the SQL texts a stream (a WebSocket connection) may
+// store.
 const maxStoredSQL = 1000
+
+// sqlTexts are the SQL texts stored with store_sql: a stream's over HTTP, a
+// connection's (shared by its streams) over a WebSocket.
+type sqlTexts struct {
+	mu sync.Mutex
+	m  map[int32]string
+}
+
+func newSQLTexts() *sqlTexts { return &sqlTexts{m: map[int32]string{}} }
+
+func (t *sqlTexts) store(id int32, sql string) *hrana.Error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.m) >= maxStoredSQL {
+		return failure(codeBadRequest, "too many stored SQL texts (at most %d)", maxStoredSQL)
+	}
+	if _, dup := t.m[id]; dup {
+		return failure(codeBadRequest, "SQL text %d already exists", id)
+	}
+	t.m[id] = sql
+	return nil
+}
+
+func (t *sqlTexts) get(id int32) (string, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s, ok := t.m[id]
+	return s, ok
+}
+
+func (t *sqlTexts) remove(id int32) {
+	t.mu.Lock()
+	delete(t.m, id)
+	t.mu.Unlock()
+}
 
 // executor runs the requests of one pipeline (or one cursor) on a
 // stream's connection; the stream's stored SQL and state outlive it.
@@ -118,16 +155,12 @@ func (ex *executor) run(rq hrana.StreamRequest) hrana.StreamResult {
 		}
 		return ok(hrana.StreamResponse{Type: hrana.ReqDescribe, DescribeResult: res})
 	case hrana.ReqStoreSQL:
-		if len(ex.st.sqls) >= maxStoredSQL {
-			return fail(failure(codeBadRequest, "too many stored SQL texts (at most %d)", maxStoredSQL))
+		if err := ex.st.sqls.store(*rq.SQLID, *rq.SQL); err != nil {
+			return fail(err)
 		}
-		if _, dup := ex.st.sqls[*rq.SQLID]; dup {
-			return fail(failure(codeBadRequest, "SQL text %d already exists", *rq.SQLID))
-		}
-		ex.st.sqls[*rq.SQLID] = *rq.SQL
 		return ok(hrana.StreamResponse{Type: hrana.ReqStoreSQL})
 	case hrana.ReqCloseSQL:
-		delete(ex.st.sqls, *rq.SQLID)
+		ex.st.sqls.remove(*rq.SQLID)
 		return ok(hrana.StreamResponse{Type: hrana.ReqCloseSQL})
 	}
 	return fail(failure(codeBadRequest, "unknown request type %q", rq.Type))
@@ -140,7 +173,7 @@ func (ex *executor) resolve(sql *string, id *int32) (string, *hrana.Error) {
 	case sql != nil:
 		return *sql, nil
 	case id != nil:
-		s, ok := ex.st.sqls[*id]
+		s, ok := ex.st.sqls.get(*id)
 		if !ok {
 			return "", failure(codeBadRequest, "SQL text %d not found", *id)
 		}

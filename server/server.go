@@ -88,6 +88,7 @@ type Server struct {
 	coord   coord.Coordinator
 
 	streams *stream.Registry[*hranaStream]
+	wsConns wsSet
 
 	mu       sync.Mutex
 	dbs      map[string]*database
@@ -402,10 +403,11 @@ func (s *Server) Maintain(ctx context.Context) error {
 // wait for them to time out.
 func (s *Server) BeginShutdown() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for _, d := range s.dbs {
 		d.stop()
 	}
+	s.mu.Unlock()
+	s.wsConns.closeAll()
 }
 
 // Close closes every database and releases the data directory. Call it
@@ -413,6 +415,7 @@ func (s *Server) BeginShutdown() {
 func (s *Server) Close() error {
 	// Streams first: their open transactions are rolled back on the
 	// databases' writers.
+	s.wsConns.closeAll()
 	s.streams.Close()
 	s.mu.Lock()
 	s.shutdown = true

@@ -25,27 +25,6 @@ var errWriterBusy = errors.New("database is locked: another stream holds an open
 // errDBClosed reports a request on a database that is closing.
 var errDBClosed = errors.New("database closed")
 
-// acquireWriter takes the writer, waiting at most wait.
-func (d *database) acquireWriter(ctx context.Context, wait time.Duration) error {
-	select {
-	case d.writer <- struct{}{}:
-		return nil
-	default:
-	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case d.writer <- struct{}{}:
-		return nil
-	case <-t.C:
-		return fmt.Errorf("%w (waited %v)", errWriterBusy, wait)
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-d.stopped:
-		return errDBClosed
-	}
-}
-
 // tryWriter takes the writer if it is free.
 func (d *database) tryWriter() bool {
 	select {
@@ -124,24 +103,6 @@ func (d *database) rollback(ctx context.Context) error {
 	})
 }
 
-// write runs fn as one request of its own: it takes the writer, rolls back
-// a transaction fn left open and records the commits fn made.
-func (d *database) write(ctx context.Context, fn func(*sqlitex.Conn) error) error {
-	if err := d.acquireWriter(ctx, time.Duration(1<<62)); err != nil {
-		return err
-	}
-	defer d.releaseWriter()
-	_, err := d.exec(ctx, func(c *sqlitex.Conn) error {
-		ferr := fn(c)
-		if !c.Autocommit() {
-			if rerr := c.Exec("ROLLBACK"); rerr != nil && ferr == nil {
-				ferr = rerr
-			}
-		}
-		return ferr
-	})
-	return err
-}
 
 // idleHolder is a stream that keeps the writer while it waits for its next
 // request (it is inside a transaction).

@@ -1,8 +1,32 @@
 package server
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
+	"sync"
+
+	"github.com/coder/websocket"
+	"github.com/syncdb/syncdb/wire/hrana"
+)
+
+// Hrana over WebSocket: GET / (or /db/NAME) with an upgrade to one of the
+// subprotocols hrana3, hrana2 or hrana1 (JSON). The streams of a
+// connection are the streams of HTTP, minus batons: they live as long as
+// the connection, and each runs its requests in order on its own
+// goroutine, so that one stream waiting for the writer does not hold up
+// another stream's COMMIT. Stored SQL belongs to the connection.
+
+// wsSubprotocols are served in this order of preference.
+var wsSubprotocols = []string{"hrana3", "hrana2", "hrana1"}
+
+// Limits per connection.
+const (
+	wsMaxStreams     = 256
+	wsMaxMessage     = 64 << 20
+	wsCursorCapacity = 256 // entries buffered ahead of fetch_cursor
 )
 
 // isWebSocket tells whether r asks for a WebSocket upgrade.
@@ -10,6 +34,417 @@ func isWebSocket(r *http.Request) bool {
 	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
 }
 
+type wsConn struct {
+	s    *Server
+	name string // the database
+	ws   *websocket.Conn
+	ctx  context.Context
+	sqls *sqlTexts
+
+	wmu sync.Mutex // one writer at a time
+
+	mu      sync.Mutex
+	d       *database // opened at the first stream
+	streams map[int32]*wsStream
+	cursors map[int32]*wsCursor
+	wg      sync.WaitGroup
+}
+
+type wsStream struct {
+	st    *hranaStream
+	queue chan func()
+}
+
+type wsCursor struct {
+	entries chan hrana.CursorEntry // closed when the batch ended
+	cancel  context.CancelFunc
+	mu      sync.Mutex // one fetch at a time
+	err     *hrana.Error
+}
+
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, name string) {
-	httpError(w, http.StatusNotImplemented, "Hrana over WebSocket is not served yet")
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		Subprotocols: wsSubprotocols,
+		// Hrana authenticates with the token in its hello message, not
+		// with cookies, so a page of another origin gains nothing.
+		InsecureSkipVerify: true,
+	})
+	if err != nil {
+		return // Accept answered the error
+	}
+	if ws.Subprotocol() == "" {
+		ws.Close(websocket.StatusPolicyViolation, "no supported subprotocol (hrana3, hrana2, hrana1)")
+		return
+	}
+	ws.SetReadLimit(wsMaxMessage)
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	defer cancel()
+	c := &wsConn{s: s, name: name, ws: ws, ctx: ctx, sqls: newSQLTexts(), streams: map[int32]*wsStream{}, cursors: map[int32]*wsCursor{}}
+	s.wsConns.add(c, cancel)
+	defer s.wsConns.remove(c)
+	reason := c.serve(r)
+	cancel()
+	c.shutdown()
+	if reason != "" {
+		ws.Close(websocket.StatusProtocolError, reason)
+	} else {
+		ws.Close(websocket.StatusNormalClosure, "")
+	}
+}
+
+// serve reads messages until the connection ends; it returns the reason of
+// a protocol violation, if any.
+func (c *wsConn) serve(r *http.Request) string {
+	authed := false
+	for {
+		typ, data, err := c.ws.Read(c.ctx)
+		if err != nil {
+			return ""
+		}
+		if typ != websocket.MessageText {
+			return "binary message in a JSON subprotocol"
+		}
+		m, err := hrana.DecodeClientMsg(data)
+		if err != nil {
+			return err.Error()
+		}
+		if m.Type == hrana.MsgHello {
+			if msg := c.s.tokenProblem(m.JWT); msg != "" {
+				c.send(&hrana.ServerMsg{Type: hrana.MsgHelloError, Error: &hrana.Error{Message: msg, Code: "UNAUTHORIZED"}})
+				return ""
+			}
+			authed = true
+			c.send(&hrana.ServerMsg{Type: hrana.MsgHelloOK})
+			continue
+		}
+		if !authed {
+			return "request before hello"
+		}
+		if reason := c.request(m.RequestID, m.Request); reason != "" {
+			return reason
+		}
+	}
+}
+
+// tokenProblem says why tok may not run Hrana requests ("" if it may),
+// with the rules of the Authorization header.
+func (s *Server) tokenProblem(tok *string) string {
+	if len(s.cfg.AuthTokens) == 0 && len(s.cfg.ReadTokens) == 0 {
+		return ""
+	}
+	if tok == nil || *tok == "" {
+		return "authorization required: send a token in the hello message"
+	}
+	for _, t := range s.cfg.AuthTokens {
+		if constantTimeEqual(t, *tok) {
+			return ""
+		}
+	}
+	for _, t := range s.cfg.ReadTokens {
+		if constantTimeEqual(t, *tok) {
+			return "this token may pull but not push"
+		}
+	}
+	return "invalid token"
+}
+
+func (c *wsConn) send(m *hrana.ServerMsg) {
+	b, err := json.Marshal(m)
+	if err != nil {
+		c.s.log.Error("encode websocket message", "err", err)
+		return
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.ws.Write(c.ctx, websocket.MessageText, b)
+}
+
+func (c *wsConn) reply(id int32, resp *hrana.WsResponse, herr *hrana.Error) {
+	if herr != nil {
+		c.send(&hrana.ServerMsg{Type: hrana.MsgResponseError, RequestID: &id, Error: herr})
+		return
+	}
+	c.send(&hrana.ServerMsg{Type: hrana.MsgResponseOK, RequestID: &id, Response: resp})
+}
+
+// request handles one request; it returns the reason of a protocol
+// violation, if any.
+func (c *wsConn) request(id int32, rq *hrana.WsRequest) string {
+	ok := func() { c.reply(id, &hrana.WsResponse{Type: rq.Type}, nil) }
+	switch rq.Type {
+	case hrana.ReqOpenStream:
+		c.mu.Lock()
+		_, dup := c.streams[rq.StreamID]
+		full := len(c.streams) >= wsMaxStreams
+		c.mu.Unlock()
+		if dup {
+			return "stream already exists"
+		}
+		if full {
+			c.reply(id, nil, failure(codeBadRequest, "too many streams on this connection (at most %d)", wsMaxStreams))
+			return ""
+		}
+		d, herr := c.database()
+		if herr != nil {
+			c.reply(id, nil, herr)
+			return ""
+		}
+		ws := &wsStream{st: &hranaStream{d: d, sqls: c.sqls}, queue: make(chan func(), 64)}
+		c.mu.Lock()
+		c.streams[rq.StreamID] = ws
+		c.mu.Unlock()
+		c.wg.Go(func() {
+			for fn := range ws.queue {
+				fn()
+			}
+		})
+		ok()
+	case hrana.ReqCloseStream:
+		c.mu.Lock()
+		ws := c.streams[rq.StreamID]
+		delete(c.streams, rq.StreamID)
+		c.mu.Unlock()
+		if ws == nil {
+			ok() // closing a stream that failed to open is fine
+			return ""
+		}
+		ws.queue <- func() {
+			ws.st.end(c.ctx)
+			ok()
+		}
+		close(ws.queue)
+	case hrana.ReqStoreSQL:
+		if rq.SQLID == nil || rq.SQL == nil {
+			return "store_sql without sql_id or sql"
+		}
+		if herr := c.sqls.store(*rq.SQLID, *rq.SQL); herr != nil {
+			c.reply(id, nil, herr)
+			return ""
+		}
+		ok()
+	case hrana.ReqCloseSQL:
+		if rq.SQLID == nil {
+			return "close_sql without sql_id"
+		}
+		c.sqls.remove(*rq.SQLID)
+		ok()
+	case hrana.ReqExecute, hrana.ReqBatch, hrana.ReqSequence, hrana.ReqDescribe, hrana.ReqGetAutocommit:
+		sr := hrana.StreamRequest{Type: rq.Type, Stmt: rq.Stmt, Batch: rq.Batch, SQL: rq.SQL, SQLID: rq.SQLID}
+		if (rq.Type == hrana.ReqExecute && rq.Stmt == nil) || (rq.Type == hrana.ReqBatch && rq.Batch == nil) {
+			return rq.Type + " request without its statement"
+		}
+		c.onStream(id, rq.StreamID, func(st *hranaStream) {
+			var res hrana.StreamResult
+			if err := c.s.execOn(c.ctx, st, func(ex *executor) { res = ex.run(sr) }); err != nil {
+				st.end(c.ctx)
+				c.reply(id, nil, asHrana(err))
+				return
+			}
+			if res.Type == hrana.ResultError {
+				c.reply(id, nil, res.Error)
+				return
+			}
+			r := res.Response
+			resp := &hrana.WsResponse{Type: rq.Type, IsAutocommit: r.IsAutocommit}
+			switch rq.Type {
+			case hrana.ReqExecute:
+				resp.Result = r.StmtResult
+			case hrana.ReqBatch:
+				resp.Result = r.BatchResult
+			case hrana.ReqDescribe:
+				resp.Result = r.DescribeResult
+			}
+			c.reply(id, resp, nil)
+		})
+	case hrana.ReqOpenCursor:
+		if rq.Batch == nil {
+			return "open_cursor without batch"
+		}
+		c.mu.Lock()
+		_, dup := c.cursors[rq.CursorID]
+		c.mu.Unlock()
+		if dup {
+			return "cursor already exists"
+		}
+		cctx, cancel := context.WithCancel(c.ctx)
+		cur := &wsCursor{entries: make(chan hrana.CursorEntry, wsCursorCapacity), cancel: cancel}
+		c.mu.Lock()
+		c.cursors[rq.CursorID] = cur
+		c.mu.Unlock()
+		batch := rq.Batch
+		if !c.onStream(id, rq.StreamID, func(st *hranaStream) {
+			ok()
+			defer close(cur.entries)
+			err := c.s.execOn(cctx, st, func(ex *executor) {
+				if ex.c == nil {
+					cur.err = asHrana(ex.noConn)
+					return
+				}
+				if err := ex.cursor(batch, func(e *hrana.CursorEntry) error {
+					select {
+					case cur.entries <- *e:
+						return nil
+					case <-cctx.Done():
+						return cctx.Err()
+					}
+				}); err != nil && cctx.Err() == nil {
+					cur.err = asHrana(err)
+				}
+			})
+			if err != nil {
+				st.end(c.ctx)
+				cur.err = asHrana(err)
+			}
+		}) {
+			cancel()
+			close(cur.entries)
+		}
+	case hrana.ReqFetchCursor:
+		c.mu.Lock()
+		cur := c.cursors[rq.CursorID]
+		c.mu.Unlock()
+		if cur == nil {
+			c.reply(id, nil, failure(codeBadRequest, "Cursor %d not found", rq.CursorID))
+			return ""
+		}
+		c.wg.Go(func() { c.fetch(id, cur, rq.MaxCount) })
+	case hrana.ReqCloseCursor:
+		c.mu.Lock()
+		cur := c.cursors[rq.CursorID]
+		delete(c.cursors, rq.CursorID)
+		c.mu.Unlock()
+		if cur != nil {
+			cur.cancel()
+			c.wg.Go(func() {
+				for range cur.entries {
+				}
+			})
+		}
+		ok()
+	default:
+		return "unknown request type " + rq.Type
+	}
+	return ""
+}
+
+// onStream queues fn on the stream's goroutine; a request on a stream that
+// is not open gets an error. It reports whether fn was queued.
+func (c *wsConn) onStream(id, streamID int32, fn func(*hranaStream)) bool {
+	c.mu.Lock()
+	ws := c.streams[streamID]
+	c.mu.Unlock()
+	if ws == nil {
+		c.reply(id, nil, failure(codeBadRequest, "Stream %d not found", streamID))
+		return false
+	}
+	ws.queue <- func() { fn(ws.st) }
+	return true
+}
+
+// fetch answers fetch_cursor: at least one entry (waiting for it), at most
+// max, and done once the batch ended and every entry was fetched.
+func (c *wsConn) fetch(id int32, cur *wsCursor, max uint32) {
+	cur.mu.Lock()
+	defer cur.mu.Unlock()
+	resp := &hrana.WsResponse{Type: hrana.ReqFetchCursor}
+	if max == 0 {
+		max = 1
+	}
+	for uint32(len(resp.Entries)) < max {
+		var e hrana.CursorEntry
+		var open bool
+		if len(resp.Entries) == 0 {
+			e, open = <-cur.entries
+		} else {
+			select {
+			case e, open = <-cur.entries:
+			default:
+				c.reply(id, resp, nil)
+				return
+			}
+		}
+		if !open {
+			if cur.err != nil {
+				resp.Entries = append(resp.Entries, hrana.CursorEntry{Type: hrana.EntryError, Error: cur.err})
+				cur.err = nil
+			}
+			resp.Done = true
+			break
+		}
+		resp.Entries = append(resp.Entries, e)
+	}
+	c.reply(id, resp, nil)
+}
+
+// database opens the connection's database.
+func (c *wsConn) database() (*database, *hrana.Error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.d != nil {
+		return c.d, nil
+	}
+	d, err := c.s.database(c.ctx, c.name, !c.s.cfg.NoAutoCreate)
+	if errors.Is(err, errNoDatabase) {
+		return nil, &hrana.Error{Message: err.Error(), Code: "NAMESPACE_DOESNT_EXIST"}
+	}
+	if err != nil {
+		return nil, asHrana(err)
+	}
+	c.d = d
+	return d, nil
+}
+
+// shutdown ends every cursor and stream of a closed connection, rolling
+// back their transactions.
+func (c *wsConn) shutdown() {
+	c.mu.Lock()
+	for _, cur := range c.cursors {
+		cur.cancel()
+		go func() {
+			for range cur.entries {
+			}
+		}()
+	}
+	for k, ws := range c.streams {
+		ws.queue <- func() { ws.st.end(context.Background()) }
+		close(ws.queue)
+		delete(c.streams, k)
+	}
+	c.mu.Unlock()
+	c.wg.Wait()
+}
+
+// wsSet tracks the open WebSocket connections, which an HTTP server's
+// shutdown does not end (they are hijacked).
+type wsSet struct {
+	mu sync.Mutex
+	m  map[*wsConn]context.CancelFunc
+	wg sync.WaitGroup
+}
+
+func (s *wsSet) add(c *wsConn, cancel context.CancelFunc) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[*wsConn]context.CancelFunc{}
+	}
+	s.m[c] = cancel
+	s.wg.Add(1)
+}
+
+func (s *wsSet) remove(c *wsConn) {
+	s.mu.Lock()
+	delete(s.m, c)
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// closeAll ends every connection and waits until they are gone.
+func (s *wsSet) closeAll() {
+	s.mu.Lock()
+	for _, cancel := range s.m {
+		cancel()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
 }
