@@ -26,8 +26,11 @@ import (
 )
 
 // serverBin is the syncdb binary under test: built by TestMain into
-// builtDir, or given by $SYNCDB_SERVER_BIN.
-var serverBin, builtDir string
+// builtDir, or given by $SYNCDB_SERVER_BIN. plainBin is the same without the
+// race detector, for the scenarios that move a lot of data (the race
+// detector slows the transpiled SQLite about tenfold); it is serverBin
+// when the test runs without -race.
+var serverBin, plainBin, builtDir string
 
 // interopDir is this package's directory (the test's working directory).
 var interopDir string
@@ -77,7 +80,7 @@ func setup() error {
 		if _, err := os.Stat(abs); err != nil {
 			return fmt.Errorf("SYNCDB_SERVER_BIN: %v", err)
 		}
-		serverBin = abs
+		serverBin, plainBin = abs, abs
 		return nil
 	}
 	dir, err := os.MkdirTemp("", "syncdb-interop-bin-")
@@ -99,6 +102,16 @@ func setup() error {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		os.RemoveAll(dir)
 		return fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	plainBin = serverBin
+	if raceEnabled {
+		plainBin = filepath.Join(dir, "syncdb-plain")
+		cmd := exec.Command("go", "build", "-o", plainBin, "github.com/syncdb/syncdb/cmd/syncdb")
+		cmd.Dir = interopDir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			os.RemoveAll(dir)
+			return fmt.Errorf("go build (without -race): %v\n%s", err, out)
+		}
 	}
 	return nil
 }
@@ -141,9 +154,15 @@ type syncServer struct {
 // before, failing the test unless the server exits cleanly.
 func startServer(t *testing.T, dataDir string, flags ...string) *syncServer {
 	t.Helper()
+	return startServerBin(t, serverBin, dataDir, flags...)
+}
+
+// startServerBin is startServer with another binary.
+func startServerBin(t *testing.T, bin, dataDir string, flags ...string) *syncServer {
+	t.Helper()
 	s := &syncServer{DataDir: dataDir, stderr: &lockedBuffer{}, done: make(chan error, 1)}
 	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--data", s.DataDir}, flags...)
-	s.cmd = exec.Command(serverBin, args...)
+	s.cmd = exec.Command(bin, args...)
 	s.cmd.Stderr = s.stderr
 	stdout := &urlWatcher{found: make(chan string, 1)}
 	s.cmd.Stdout = stdout
@@ -252,6 +271,7 @@ func runScenario(t *testing.T, srv *syncServer, name, clientDir string, env ...s
 		"SYNCDB_URL="+srv.URL,
 		"SYNCDB_CLIENT_DIR="+clientDir,
 		"SYNCDB_DATA_DIR="+srv.DataDir,
+		fmt.Sprintf("SYNCDB_SERVER_PID=%d", srv.cmd.Process.Pid),
 	)
 	cmd.Env = append(cmd.Env, env...)
 	var stdout, stderr bytes.Buffer
@@ -324,6 +344,8 @@ var scenarios = []struct {
 	// client files, restarting the server on the same data directory (and
 	// another port) in between.
 	restart bool
+	// heavy: the scenario moves a lot of data; its server is plainBin.
+	heavy bool
 }{
 	{name: "roundtrip"},
 	{name: "types"},
@@ -346,6 +368,10 @@ var scenarios = []struct {
 	{name: "server_restart", restart: true},
 	{name: "concurrent_clients"},
 	{name: "checkpoint"},
+	// Remote SQL (Hrana) clients.
+	{name: "remote_libsql_client"},
+	{name: "remote_serverless", heavy: true},
+	{name: "remote_hrana_client", flags: []string{"--stream-idle-timeout", "4s"}, heavy: true},
 }
 
 func TestClient(t *testing.T) {
@@ -353,7 +379,11 @@ func TestClient(t *testing.T) {
 		t.Run(sc.name, func(t *testing.T) {
 			t.Parallel()
 			data, clients := t.TempDir(), t.TempDir()
-			srv := startServer(t, data, sc.flags...)
+			bin := serverBin
+			if sc.heavy {
+				bin = plainBin
+			}
+			srv := startServerBin(t, bin, data, sc.flags...)
 			if !sc.restart {
 				runScenario(t, srv, sc.name, clients, sc.env...)
 				return
@@ -382,8 +412,8 @@ func TestEveryScenarioIsListed(t *testing.T) {
 	}
 	for _, f := range files {
 		name := strings.TrimSuffix(filepath.Base(f), ".mjs")
-		if name == "lib" {
-			continue
+		if name == "lib" || name == "remote_lib" || name == "localhost_dns" {
+			continue // helpers
 		}
 		if !listed[name] {
 			t.Errorf("scenarios/%s.mjs is not in the scenarios table of interop_test.go", name)

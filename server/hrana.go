@@ -79,29 +79,25 @@ var hranaVersions = map[string]bool{"/v1": true, "/v2": true, "/v3": true, "/v3-
 
 // streamError answers a request whose baton cannot be used, as sqld does:
 // an expired stream gets a 500 with a Hrana error (code STREAM_EXPIRED), a
-// bad or reused baton a 400.
-func streamError(w http.ResponseWriter, err error, enc encoding) {
+// bad or reused baton a 400. The body is a JSON Error on every endpoint:
+// the clients parse error bodies only as JSON or plain text (the spec lets
+// the Content-Type say which).
+func streamError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, stream.ErrStreamExpired):
-		hranaError(w, http.StatusInternalServerError, enc, &hrana.Error{Message: "The stream has expired due to inactivity", Code: "STREAM_EXPIRED"})
+		hranaError(w, http.StatusInternalServerError, &hrana.Error{Message: "The stream has expired due to inactivity", Code: "STREAM_EXPIRED"})
 	case errors.Is(err, stream.ErrBatonInvalid), errors.Is(err, stream.ErrBatonReused):
-		httpError(w, http.StatusBadRequest, "%v", err)
+		hranaError(w, http.StatusBadRequest, &hrana.Error{Message: err.Error(), Code: "PROTOCOL_ERROR"})
 	case errors.Is(err, stream.ErrTooMany), errors.Is(err, stream.ErrClosed), errors.Is(err, errDBClosed):
-		httpError(w, http.StatusServiceUnavailable, "%v", err)
+		hranaError(w, http.StatusServiceUnavailable, &hrana.Error{Message: err.Error(), Code: "SERVER_BUSY"})
 	default:
-		httpError(w, http.StatusInternalServerError, "%v", err)
+		hranaError(w, http.StatusInternalServerError, &hrana.Error{Message: err.Error(), Code: "INTERNAL_ERROR"})
 	}
 }
 
-func hranaError(w http.ResponseWriter, status int, enc encoding, e *hrana.Error) {
-	var body []byte
-	if enc == encProtobuf {
-		body, _ = proto.Marshal(hranapb.ToError(e))
-		w.Header().Set("Content-Type", "application/x-protobuf")
-	} else {
-		body, _ = json.Marshal(e)
-		w.Header().Set("Content-Type", "application/json")
-	}
+func hranaError(w http.ResponseWriter, status int, e *hrana.Error) {
+	body, _ := json.Marshal(e)
+	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	w.Write(body)
 }
@@ -144,7 +140,7 @@ func (s *Server) handleHrana(w http.ResponseWriter, r *http.Request, d *database
 		}
 	})
 	if err != nil {
-		streamError(w, err, ep.enc)
+		streamError(w, err)
 		return
 	}
 	var out []byte
@@ -185,7 +181,7 @@ func (s *Server) handleCursor(w http.ResponseWriter, r *http.Request, d *databas
 	defer cancel()
 	h, err := s.openStream(d, req.Baton)
 	if err != nil {
-		streamError(w, err, ep.enc)
+		streamError(w, err)
 		return
 	}
 	// The baton the stream will have after this request.
@@ -193,7 +189,7 @@ func (s *Server) handleCursor(w http.ResponseWriter, r *http.Request, d *databas
 	if err != nil {
 		h.State().end(ctx)
 		h.Close()
-		streamError(w, err, ep.enc)
+		streamError(w, err)
 		return
 	}
 	bw := bufio.NewWriterSize(w, 32<<10)

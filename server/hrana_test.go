@@ -137,7 +137,7 @@ func TestStreamTransactionAcrossRequests(t *testing.T) {
 		t.Fatalf("close: %+v baton %v", res, s.baton)
 	}
 	s.baton = old
-	if status, _, out := s.send(execReq("SELECT 1")); status != http.StatusBadRequest || !strings.Contains(string(out), "invalid baton") {
+	if status, _, out := s.send(execReq("SELECT 1")); status != http.StatusBadRequest || !strings.Contains(string(out), "invalid baton") || !strings.Contains(string(out), "PROTOCOL_ERROR") {
 		t.Fatalf("closed stream's baton: %d %s", status, out)
 	}
 }

@@ -58,7 +58,7 @@ type wsStream struct {
 type wsCursor struct {
 	entries chan hrana.CursorEntry // closed when the batch ended
 	cancel  context.CancelFunc
-	mu      sync.Mutex // one fetch at a time
+	fetches chan func() // fetch_cursor requests, answered in order
 	err     *hrana.Error
 }
 
@@ -267,10 +267,17 @@ func (c *wsConn) request(id int32, rq *hrana.WsRequest) string {
 			return "cursor already exists"
 		}
 		cctx, cancel := context.WithCancel(c.ctx)
-		cur := &wsCursor{entries: make(chan hrana.CursorEntry, wsCursorCapacity), cancel: cancel}
+		cur := &wsCursor{entries: make(chan hrana.CursorEntry, wsCursorCapacity), cancel: cancel, fetches: make(chan func(), 64)}
 		c.mu.Lock()
 		c.cursors[rq.CursorID] = cur
 		c.mu.Unlock()
+		// Clients send several fetch_cursor at once; each takes the
+		// entries after the previous one's.
+		c.wg.Go(func() {
+			for fn := range cur.fetches {
+				fn()
+			}
+		})
 		batch := rq.Batch
 		if !c.onStream(id, rq.StreamID, func(st *hranaStream) {
 			ok()
@@ -307,18 +314,15 @@ func (c *wsConn) request(id int32, rq *hrana.WsRequest) string {
 			c.reply(id, nil, failure(codeBadRequest, "Cursor %d not found", rq.CursorID))
 			return ""
 		}
-		c.wg.Go(func() { c.fetch(id, cur, rq.MaxCount) })
+		max := rq.MaxCount
+		cur.fetches <- func() { c.fetch(id, cur, max) }
 	case hrana.ReqCloseCursor:
 		c.mu.Lock()
 		cur := c.cursors[rq.CursorID]
 		delete(c.cursors, rq.CursorID)
 		c.mu.Unlock()
 		if cur != nil {
-			cur.cancel()
-			c.wg.Go(func() {
-				for range cur.entries {
-				}
-			})
+			cur.end()
 		}
 		ok()
 	default:
@@ -344,8 +348,6 @@ func (c *wsConn) onStream(id, streamID int32, fn func(*hranaStream)) bool {
 // fetch answers fetch_cursor: at least one entry (waiting for it), at most
 // max, and done once the batch ended and every entry was fetched.
 func (c *wsConn) fetch(id int32, cur *wsCursor, max uint32) {
-	cur.mu.Lock()
-	defer cur.mu.Unlock()
 	resp := &hrana.WsResponse{Type: hrana.ReqFetchCursor}
 	if max == 0 {
 		max = 1
@@ -376,6 +378,17 @@ func (c *wsConn) fetch(id int32, cur *wsCursor, max uint32) {
 	c.reply(id, resp, nil)
 }
 
+// end stops the cursor's batch and its fetches (queued fetches are still
+// answered, with what is left).
+func (cur *wsCursor) end() {
+	cur.cancel()
+	close(cur.fetches)
+	go func() {
+		for range cur.entries {
+		}
+	}()
+}
+
 // database opens the connection's database.
 func (c *wsConn) database() (*database, *hrana.Error) {
 	c.mu.Lock()
@@ -399,11 +412,7 @@ func (c *wsConn) database() (*database, *hrana.Error) {
 func (c *wsConn) shutdown() {
 	c.mu.Lock()
 	for _, cur := range c.cursors {
-		cur.cancel()
-		go func() {
-			for range cur.entries {
-			}
-		}()
+		cur.end()
 	}
 	for k, ws := range c.streams {
 		ws.queue <- func() { ws.st.end(context.Background()) }

@@ -35,6 +35,9 @@ func serve(args []string) error {
 	retention := fs.Duration("history-retention", 7*24*time.Hour, "how long old revisions stay servable (0 = forever)")
 	maxBody := fs.Int64("max-push-bytes", 256<<20, "largest /v2/pipeline request body")
 	stmtTimeout := fs.Duration("statement-timeout", time.Minute, "limit on one pipeline request's statements and on a query selector")
+	streamIdle := fs.Duration("stream-idle-timeout", 10*time.Second, "a Hrana stream (and its open transaction) expires after this long without a request")
+	streamBusy := fs.Duration("stream-busy-timeout", 10*time.Second, "how long a Hrana request waits for the writer while another stream's transaction is open")
+	streamTxn := fs.Duration("stream-txn-timeout", 5*time.Second, "an idle stream's open transaction is rolled back after this long if another stream waits for the writer")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -60,6 +63,9 @@ func serve(args []string) error {
 		MaxPipelineRequestBytes: *maxBody,
 		StatementTimeout:        *stmtTimeout,
 		HistoryRetention:        *retention,
+		StreamIdleTimeout:       *streamIdle,
+		StreamBusyTimeout:       *streamBusy,
+		StreamTxnTimeout:        *streamTxn,
 		Logger:                  log,
 	})
 	if err != nil {
