@@ -103,7 +103,6 @@ func (d *database) rollback(ctx context.Context) error {
 	})
 }
 
-
 // idleHolder is a stream that keeps the writer while it waits for its next
 // request (it is inside a transaction).
 type idleHolder struct {
