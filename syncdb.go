@@ -93,11 +93,11 @@ var (
 	// ErrNoURL: Pull or Push on a database opened without a URL.
 	ErrNoURL = netactor.ErrNoURL
 	// ErrClosed: the database was closed.
-	ErrClosed = errors.New("syncdb: database is closed")
+	ErrClosed = errors.New("database is closed")
 	// ErrInUse: another process (or another DB in this one) has the
 	// database open. Only one may: a second writer looks to the first like
 	// external modification.
-	ErrInUse = errors.New("syncdb: the database is in use")
+	ErrInUse = errors.New("the database is in use")
 )
 
 // Config configures Open. Path is required; everything else has defaults.
@@ -136,8 +136,10 @@ type Config struct {
 	// writes. Pulls, pushes and checkpoints stay durable. Default: every
 	// commit is on disk when Exec or Tx returns.
 	SyncNormal bool
-	// MaxRetryTime bounds how long one request is retried after transient
-	// network failures (0 = 30 s; negative = no retries).
+	// MaxRetryTime bounds how long Open, Pull, Push or Sync retry after
+	// transient network failures, all their requests together (0 = 30 s;
+	// negative = no retries). Then they fail with ErrUnreachable (or the
+	// server's last answer).
 	MaxRetryTime time.Duration
 	// ZstdPages asks the server for zstd-compressed pages (syncdb serve
 	// supports it; Turso's servers may not).
@@ -203,14 +205,14 @@ func (g *gate) Open()  { g.mu.Unlock() }
 // Open opens (bootstrapping if needed) the database at cfg.Path.
 func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if cfg.Path == "" {
-		return nil, errors.New("syncdb: Config.Path is required")
+		return nil, errors.New("Config.Path is required")
 	}
 	if p := cfg.Partial; p != nil {
 		if (p.PrefixBytes > 0) == (p.Query != "") {
-			return nil, errors.New("syncdb: Config.Partial needs exactly one of PrefixBytes and Query")
+			return nil, errors.New("Config.Partial needs exactly one of PrefixBytes and Query")
 		}
 		if p.SegmentSize < 0 || p.SegmentSize%4096 != 0 {
-			return nil, errors.New("syncdb: Config.Partial.SegmentSize must be a multiple of 4096")
+			return nil, errors.New("Config.Partial.SegmentSize must be a multiple of 4096")
 		}
 	}
 	if cfg.ClientName == "" {
@@ -222,6 +224,13 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if cfg.ReadConns <= 0 {
 		cfg.ReadConns = max(4, runtime.GOMAXPROCS(0))
 	}
+	shown := cfg.Path // errors name the path as the caller gave it
+	abs, err := absPath(cfg.Path)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", shown, err)
+	}
+	cfg.Path = abs
+	created := newReplicaFiles(cfg.Path)
 	d := &DB{cfg: cfg, hooks: testhooks.From(ctx)}
 	unlock, owner, err := flock.Lock(cfg.Path + "-lock")
 	if errors.Is(err, flock.ErrLocked) {
@@ -231,10 +240,11 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		} else if owner > 0 {
 			who = fmt.Sprintf("process %d", owner)
 		}
-		return nil, fmt.Errorf("%w by %s: %s", ErrInUse, who, cfg.Path)
+		return nil, fmt.Errorf("%w by %s: %s", ErrInUse, who, shown)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("syncdb: open %s: lock: %w", cfg.Path, err)
+		removeAll(created)
+		return nil, fmt.Errorf("open %s: lock: %w", shown, err)
 	}
 	d.unlock = unlock
 	d.sys = actors.NewSystem(actors.Options{Name: cfg.Path, Logger: cfg.Logger, OnPanic: func(p *actors.PanicError) {
@@ -252,10 +262,8 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		d.sys.Stop()
 		d.closePages()
 		d.unlock()
-		if _, serr := d.hooks.FS.Stat(cfg.Path + "-info"); serr != nil {
-			os.Remove(cfg.Path + "-lock") // no replica here after all
-		}
-		return nil, fmt.Errorf("syncdb: open %s: %w", cfg.Path, err)
+		removeAll(created) // a new replica that failed to open leaves nothing behind
+		return nil, fmt.Errorf("open %s: %w", shown, err)
 	}
 	return d, nil
 }
@@ -305,7 +313,7 @@ func (d *DB) open(ctx context.Context) error {
 	}
 	if d.sync, err = syncactor.Spawn(syncactor.Config{
 		Sys: d.sys, DB: d.db, Net: d.net, Meta: d.meta, FS: h.FS, Path: cfg.Path, ClientID: clientID,
-		SavedConfig: saved, LongPoll: cfg.LongPollTimeout, PushBatch: cfg.PushBatchChanges,
+		SavedConfig: saved, LongPoll: cfg.LongPollTimeout, PushBatch: cfg.PushBatchChanges, MaxRetryTime: cfg.MaxRetryTime,
 		BootstrapChunk: cfg.BootstrapChunkBytes, IgnoreTables: cfg.IgnoreTables, Clock: h.Clock, Logger: cfg.Logger,
 		Progress: cfg.Progress,
 	}); err != nil {

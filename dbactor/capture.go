@@ -268,6 +268,15 @@ func (a *dbActor) captureDDL(ctx context.Context, stmt, keyword string, before m
 		return err
 	}
 	a.cap.tables = nil
+	for k, o := range after {
+		// A new object with a protected name (ALTER TABLE ... RENAME TO
+		// _syncdb_x), or a trigger or view whose body reaches a protected
+		// table: the statement cannot stand.
+		if _, ok := before[k]; !ok && o.sql != nil && (protectedName(o.name) ||
+			(o.typ == "trigger" || o.typ == "view") && mentionsProtected(*o.sql)) {
+			return refusedProtected(o.name)
+		}
+	}
 	if keyword == "ALTER" {
 		tbl := alterTarget(stmt)
 		if isInternalTable(tbl) {
@@ -298,7 +307,10 @@ func (a *dbActor) captureDDL(ctx context.Context, stmt, keyword string, before m
 	}
 	var created []schemaObject
 	for k, o := range after {
-		if _, ok := before[k]; !ok && !isInternalTable(o.name) && !isInternalTable(o.tbl) && o.sql != nil {
+		if _, ok := before[k]; ok {
+			continue
+		}
+		if !isInternalTable(o.name) && !isInternalTable(o.tbl) && o.sql != nil {
 			created = append(created, o)
 		}
 	}

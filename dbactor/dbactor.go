@@ -129,9 +129,11 @@ type dbActor struct {
 	pages   messages.LazyPages // nil for a full replica
 
 	opened    bool
-	forceFull bool  // inside durable(): a reopened writer stays synchronous=FULL
-	walSize   int64 // WAL size after our last write: anything else is a foreign write
-	pending   bool  // a pull's T1 committed but the pull is not finished
+	forceFull bool   // inside durable(): a reopened writer stays synchronous=FULL
+	walSize   int64  // WAL size after our last write: anything else is a foreign write
+	pending   bool   // a pull's T1 committed but the pull is not finished
+	user      bool   // a user statement is being prepared or run (see authorize)
+	denied    string // the protected table the authorizer last refused
 }
 
 func (a *dbActor) receive(msg any) {

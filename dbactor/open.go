@@ -147,10 +147,14 @@ func (a *dbActor) openWriter(ctx context.Context, fresh bool) error {
 		}
 		hook, ok := c.Driver().(interface{ RegisterPreUpdateHook(sqlite.PreUpdateHookFn) })
 		if !ok {
-			return errors.New("dbactor: the driver connection has no preupdate hook")
+			return errors.New("the driver connection has no preupdate hook")
 		}
 		hook.RegisterPreUpdateHook(a.onPreUpdate)
-		return nil
+		auth, ok := c.Driver().(sqlite.AuthorizerRegisterer)
+		if !ok {
+			return errors.New("the driver connection has no authorizer")
+		}
+		return auth.RegisterAuthorizer(a.authorize)
 	})
 	if err != nil {
 		return fmt.Errorf("configure the writer connection: %w", err)

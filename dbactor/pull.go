@@ -502,7 +502,7 @@ func (a *dbActor) replayOne(ctx context.Context, c change.Change) error {
 		return captureError{err}
 	}
 	for _, st := range stmts {
-		_, err := a.execOne(ctx, st.SQL, st.Args)
+		_, err := a.execOne(ctx, st.SQL, st.Args, false)
 		if err != nil && (st.Tolerated == "" || !strings.Contains(err.Error(), st.Tolerated)) {
 			if isCaptureError(err) {
 				return err

@@ -97,13 +97,25 @@ func (w *writeConn) Query(query string, args ...any) (*sql.Rows, error) {
 		w.err = err
 		return nil, err
 	}
-	return w.a.conn.QueryContext(w.ctx, query, args...)
+	var rows *sql.Rows
+	err := w.a.asUser(func() (err error) {
+		rows, err = w.a.conn.QueryContext(w.ctx, query, args...)
+		return err
+	})
+	if isCaptureError(err) {
+		w.err = err
+	}
+	return rows, err
 }
 
 func (w *writeConn) QueryRow(query string, args ...any) *sql.Row {
 	if err := w.a.flush(w.ctx); err != nil {
 		w.err = err
 	}
+	// The authorizer refuses a protected write at prepare time; the row
+	// then carries SQLite's error.
+	w.a.user = true
+	defer func() { w.a.user = false }()
 	return w.a.conn.QueryRowContext(w.ctx, query, args...)
 }
 
@@ -221,15 +233,29 @@ func (a *dbActor) execStatements(ctx context.Context, query string, args []any, 
 			return nil, err
 		}
 		var err error
-		if res, err = a.execOne(ctx, st, args); err != nil {
+		if res, err = a.execOne(ctx, st, args, true); err != nil {
 			return nil, err
 		}
 	}
 	return res, nil
 }
 
-// execOne runs one statement and captures what it changed.
-func (a *dbActor) execOne(ctx context.Context, stmt string, args []any) (sql.Result, error) {
+// asUser runs fn, which prepares and runs a user's statement, under the
+// authorizer's user rules, and turns its refusal into an error that says
+// what was refused.
+func (a *dbActor) asUser(fn func() error) error {
+	a.user, a.denied = true, ""
+	err := fn()
+	a.user = false
+	if err != nil && a.denied != "" {
+		return refusedProtected(a.denied)
+	}
+	return err
+}
+
+// execOne runs one statement and captures what it changed; user marks a
+// statement of the user's (see authorize).
+func (a *dbActor) execOne(ctx context.Context, stmt string, args []any, user bool) (sql.Result, error) {
 	if err := a.flush(ctx); err != nil {
 		return nil, captureError{err}
 	}
@@ -243,13 +269,25 @@ func (a *dbActor) execOne(ctx context.Context, stmt string, args []any) (sql.Res
 		}
 	}
 	var res sql.Result
+	run := func() (err error) {
+		if !ddl && cacheable(kw) {
+			res, err = a.stmts.Exec(ctx, stmt, args...)
+		} else {
+			res, err = a.conn.ExecContext(ctx, stmt, args...)
+		}
+		return err
+	}
 	var err error
-	if !ddl && cacheable(kw) {
-		res, err = a.stmts.Exec(ctx, stmt, args...)
+	if user {
+		err = a.asUser(run)
 	} else {
-		res, err = a.conn.ExecContext(ctx, stmt, args...)
+		err = run()
 	}
 	if err != nil {
+		if isCaptureError(err) {
+			a.cap.rows, a.cap.err = nil, nil
+			return nil, err
+		}
 		a.cap.rows, a.cap.err = nil, nil // the statement was undone
 		// Some errors (an interrupted write, OR ROLLBACK, RAISE(ROLLBACK))
 		// roll the whole transaction back: later statements would then run
@@ -264,6 +302,9 @@ func (a *dbActor) execOne(ctx context.Context, stmt string, args []any) (sql.Res
 	}
 	if ddl {
 		if err := a.captureDDL(ctx, stmt, kw, before); err != nil {
+			if isCaptureError(err) {
+				return nil, err
+			}
 			return nil, captureError{err}
 		}
 	}

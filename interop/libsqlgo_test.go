@@ -118,18 +118,24 @@ func testLibsqlGo(t *testing.T, srv *syncServer, clientDir, url, dbName string) 
 	}
 	replica("rollback", "[1 2]", false)
 
-	// A connection keeps its stream: many statements, a temporary table.
+	// A connection keeps its stream: many statements, and a transaction
+	// begun with SQL that spans requests (a temporary table lives as long
+	// as the transaction: between autocommit requests the server resets
+	// the writer connection it shares with other streams).
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []string{"CREATE TEMP TABLE scratch (x)", "INSERT INTO scratch VALUES (1)", "INSERT INTO scratch VALUES (2)"} {
+	for _, q := range []string{"INSERT INTO t VALUES (4, 'c')", "DELETE FROM t WHERE id = 4", "BEGIN", "CREATE TEMP TABLE scratch (x)", "INSERT INTO scratch VALUES (1)", "INSERT INTO scratch VALUES (2)"} {
 		if _, err := conn.ExecContext(ctx, q); err != nil {
 			t.Fatalf("conn %s: %v", q, err)
 		}
 	}
 	if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM scratch").Scan(&n); err != nil || n != 2 {
 		t.Fatalf("conn: %d %v", n, err)
+	}
+	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+		t.Fatal(err)
 	}
 	conn.Close()
 

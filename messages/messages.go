@@ -14,6 +14,7 @@ package messages
 import (
 	"context"
 	"database/sql"
+	"time"
 
 	"github.com/RoaringBitmap/roaring/v2"
 
@@ -50,6 +51,9 @@ type PullUpdates struct {
 	Req      *syncpb.PullUpdatesReqProtoBody
 	OnHeader func(*syncpb.PullUpdatesRespProtoBody) error
 	OnPage   func(pgno uint32, data []byte) error
+	// RetryUntil, if set, ends retries at this time of the actor clock
+	// (a workflow's budget), or sooner by the retry policy.
+	RetryUntil time.Time
 }
 
 // PullInfo summarizes a finished pull stream.
@@ -64,8 +68,9 @@ type PullInfo struct {
 // failures.
 type Pipeline struct {
 	actors.Request[*hrana.PipelineRespBody]
-	Body      hrana.PipelineReqBody
-	Retryable bool
+	Body       hrana.PipelineReqBody
+	Retryable  bool
+	RetryUntil time.Time // see PullUpdates
 }
 
 // NetStats returns the byte counters.

@@ -156,21 +156,21 @@ func (a *metaActor) receive(msg any) {
 // update carries out one UpdateMeta and returns a copy for the reply.
 func (a *metaActor) update(fn func(*messages.Meta) error) (*messages.Meta, error) {
 	if fn == nil {
-		return nil, errors.New("metaactor: UpdateMeta without Fn")
+		return nil, errors.New("UpdateMeta without Fn")
 	}
 	next := clone(a.cur)
 	if next == nil {
 		next = &messages.Meta{Version: messages.MetaVersion}
 	}
 	if err := fn(next); err != nil {
-		return nil, fmt.Errorf("metaactor: update %s: %w", a.path, err)
+		return nil, fmt.Errorf("update %s: %w", a.path, err)
 	}
 	data, err := encode(next)
 	if err != nil {
-		return nil, fmt.Errorf("metaactor: update %s: %w", a.path, err)
+		return nil, fmt.Errorf("update %s: %w", a.path, err)
 	}
 	if err := fsx.WriteFileAtomic(a.fs, a.path, data); err != nil {
-		return nil, fmt.Errorf("metaactor: write %s: %w", a.path, err)
+		return nil, fmt.Errorf("write %s: %w", a.path, err)
 	}
 	// Fn may have kept a pointer into next: keep our own copy.
 	a.cur = clone(next)

@@ -626,7 +626,7 @@ func TestUpdateFailures(t *testing.T) {
 			return nil
 		}
 		_, err := update(ctx, sys, pid, func(m *messages.Meta) error { m.LastPushedChangeIDHint = 1000; return nil })
-		if !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "metaactor: write "+crashPath) {
+		if !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "write "+crashPath) {
 			t.Fatalf("%s fails: %v", step, err)
 		}
 		unchanged(step + " fails")

@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -40,16 +42,23 @@ const (
 	errorShown   = 512
 )
 
-// HTTPError is a response whose status is not 200.
+// HTTPError is a response whose status is not 200. It matches
+// ErrUnauthorized (errors.Is) for 401 and 403.
 type HTTPError struct {
 	Status   int
 	Body     string // the start of the response body (at most 64 KiB)
 	Endpoint string // EndpointPull or EndpointPipeline
+	URL      string // the server's base URL
+}
+
+// Is makes a 401 or 403 answer match ErrUnauthorized.
+func (e *HTTPError) Is(target error) bool {
+	return target == ErrUnauthorized && (e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden)
 }
 
 func (e *HTTPError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "netactor: POST %s: HTTP %d", e.Endpoint, e.Status)
+	fmt.Fprintf(&b, "POST %s%s: HTTP %d", e.URL, e.Endpoint, e.Status)
 	if t := http.StatusText(e.Status); t != "" {
 		b.WriteString(" " + t)
 	}
@@ -90,6 +99,27 @@ func retryableStatus(status int) bool {
 	}
 }
 
+// ErrUnreachable is matched (errors.Is) by the error of a request that did
+// not get an answer from the server: nothing listens, the name does not
+// resolve, the connection failed or was cut before the response.
+var ErrUnreachable = errors.New("cannot reach the server")
+
+// ErrUnauthorized is matched by a 401 or 403 answer (*HTTPError): the token
+// is missing, wrong, or not allowed to do this.
+var ErrUnauthorized = errors.New("the server refused the credentials")
+
+// unreachableError is a transport failure of a request to url.
+type unreachableError struct {
+	url string
+	err error
+}
+
+func (e *unreachableError) Error() string {
+	return fmt.Sprintf("cannot reach the server at %s: %v", e.url, e.err)
+}
+
+func (e *unreachableError) Unwrap() []error { return []error{ErrUnreachable, e.err} }
+
 // counter counts the bytes read through it, into the actor's total and its
 // own count.
 type counter struct {
@@ -118,7 +148,7 @@ func (r *response) Close() { r.Response.Body.Close() }
 func (a *netActor) post(ctx context.Context, endpoint, contentType string, body []byte, header http.Header) (*response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.base+endpoint, nil)
 	if err != nil {
-		return nil, backoff.Permanent(fmt.Errorf("netactor: %w", err))
+		return nil, backoff.Permanent(fmt.Errorf("%w", err))
 	}
 	if len(body) > 0 {
 		req.ContentLength = int64(len(body))
@@ -139,7 +169,7 @@ func (a *netActor) post(ctx context.Context, endpoint, contentType string, body 
 	if a.cfg.AuthToken != nil {
 		tok, err := a.cfg.AuthToken()
 		if err != nil {
-			return nil, backoff.Permanent(fmt.Errorf("netactor: auth token: %w", err))
+			return nil, backoff.Permanent(fmt.Errorf("auth token: %w", err))
 		}
 		if tok != "" {
 			req.Header.Set("Authorization", "Bearer "+tok)
@@ -156,8 +186,15 @@ func (a *netActor) post(ctx context.Context, endpoint, contentType string, body 
 		if ctx.Err() != nil {
 			return nil, backoff.Permanent(ctx.Err())
 		}
-		err = fmt.Errorf("netactor: POST %s: %w", endpoint, err)
-		if badCertificate(err) {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // its text repeats the method and URL
+		}
+		err = &unreachableError{url: a.base, err: err}
+		// A certificate or a name that does not resolve will not get
+		// better by waiting.
+		var dns *net.DNSError
+		if badCertificate(err) || errors.As(err, &dns) && dns.IsNotFound {
 			return nil, backoff.Permanent(err)
 		}
 		return nil, err
@@ -183,7 +220,7 @@ func badCertificate(err error) bool {
 // marked permanent unless the status is transient.
 func (a *netActor) statusError(r *response, endpoint string) error {
 	body, _ := io.ReadAll(io.LimitReader(r.body, maxErrorBody))
-	herr := &HTTPError{Status: r.StatusCode, Body: string(body), Endpoint: endpoint}
+	herr := &HTTPError{Status: r.StatusCode, Body: string(body), Endpoint: endpoint, URL: a.base}
 	var err error = herr
 	if r.StatusCode == http.StatusGone && endpoint == EndpointPull {
 		err = fmt.Errorf("%w: %w", ErrRevisionGone, herr)
@@ -195,10 +232,14 @@ func (a *netActor) statusError(r *response, endpoint string) error {
 }
 
 // retry runs op until it succeeds, fails permanently (backoff.Permanent),
-// the policy gives up or ctx ends. With retryable false, op runs once.
-func (a *netActor) retry(ctx context.Context, what string, retryable bool, op func() error) error {
+// the policy gives up, until (if set) has passed on the clock, or ctx ends.
+// With retryable false, op runs once.
+func (a *netActor) retry(ctx context.Context, what string, retryable bool, until time.Time, op func() error) error {
 	p := a.cfg.Retry
-	if !retryable || p.Disabled || p.MaxAttempts == 1 {
+	if !until.IsZero() {
+		p.MaxElapsedTime = min(p.MaxElapsedTime, until.Sub(a.cfg.Clock.Now()))
+	}
+	if !retryable || p.Disabled || p.MaxAttempts == 1 || p.MaxElapsedTime <= 0 {
 		err := op()
 		var perm *backoff.PermanentError
 		if errors.As(err, &perm) {

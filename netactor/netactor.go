@@ -66,13 +66,13 @@ import (
 
 // ErrNoURL is the error of every request when Config.URL is empty: the
 // database was opened without a remote (local-only until one is configured).
-var ErrNoURL = errors.New("netactor: no sync URL configured")
+var ErrNoURL = errors.New("no sync URL configured")
 
 // ErrRevisionGone is wrapped, together with the *HTTPError, in the error of a
 // /pull-updates request answered 410 Gone: the server no longer serves the
 // client's revision (history pruned, database recreated), so the client must
 // bootstrap again.
-var ErrRevisionGone = errors.New("netactor: server revision gone, bootstrap required")
+var ErrRevisionGone = errors.New("server revision gone, bootstrap required")
 
 // DefaultUserAgent is sent when Config.UserAgent is empty.
 const DefaultUserAgent = "syncdb-go"
@@ -181,23 +181,23 @@ func NormalizeURL(raw string) (string, error) {
 	s = strings.TrimRight(s, "/")
 	u, err := url.Parse(s)
 	if err != nil {
-		return "", fmt.Errorf("netactor: bad sync URL %q: %w", raw, err)
+		return "", fmt.Errorf("bad sync URL %q: %w", raw, err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return "", fmt.Errorf("netactor: bad sync URL %q: scheme must be http, https, libsql or turso", raw)
+		return "", fmt.Errorf("bad sync URL %q: scheme must be http, https, libsql or turso", raw)
 	}
 	if u.Host == "" {
-		return "", fmt.Errorf("netactor: bad sync URL %q: no host", raw)
+		return "", fmt.Errorf("bad sync URL %q: no host", raw)
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
-		return "", fmt.Errorf("netactor: bad sync URL %q: query and fragment are not allowed", raw)
+		return "", fmt.Errorf("bad sync URL %q: query and fragment are not allowed", raw)
 	}
 	return s, nil
 }
 
 // errStopping is the cancellation cause of requests in flight when the actor
 // stops.
-var errStopping = fmt.Errorf("netactor: %w", actors.ErrStopped)
+var errStopping = fmt.Errorf("network requests stopped: %w", actors.ErrStopped)
 
 type netActor struct {
 	cfg       Config
@@ -268,7 +268,7 @@ func (a *netActor) receive(msg any) {
 		m.Respond(messages.NetCounters{SentBytes: a.sent.Load(), ReceivedBytes: a.received.Load()}, nil)
 	default:
 		if f, ok := msg.(interface{ Fail(error) }); ok {
-			f.Fail(fmt.Errorf("netactor: unexpected message %T", msg))
+			f.Fail(fmt.Errorf("unexpected message %T", msg))
 		}
 	}
 }

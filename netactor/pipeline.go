@@ -18,10 +18,10 @@ import (
 func (a *netActor) pipeline(ctx context.Context, m *messages.Pipeline) (*hrana.PipelineRespBody, error) {
 	body, err := json.Marshal(m.Body)
 	if err != nil {
-		return nil, fmt.Errorf("netactor: encode pipeline request: %w", err)
+		return nil, fmt.Errorf("encode pipeline request: %w", err)
 	}
 	var out *hrana.PipelineRespBody
-	err = a.retry(ctx, EndpointPipeline, m.Retryable, func() error {
+	err = a.retry(ctx, EndpointPipeline, m.Retryable, m.RetryUntil, func() error {
 		var err error
 		out, err = a.pipelineOnce(ctx, body)
 		return err
@@ -46,14 +46,14 @@ func (a *netActor) pipelineOnce(ctx context.Context, body []byte) (*hrana.Pipeli
 		}
 		// The response was lost on the way; a retryable request may try
 		// again.
-		return nil, fmt.Errorf("netactor: read pipeline response: %w", err)
+		return nil, fmt.Errorf("read pipeline response: %w", err)
 	}
 	if int64(len(b)) > limit {
-		return nil, backoff.Permanent(fmt.Errorf("netactor: pipeline response larger than %d bytes", limit))
+		return nil, backoff.Permanent(fmt.Errorf("pipeline response larger than %d bytes", limit))
 	}
 	out, err := hrana.DecodePipelineResp(b)
 	if err != nil {
-		return nil, backoff.Permanent(fmt.Errorf("netactor: pipeline response: %w", err))
+		return nil, backoff.Permanent(fmt.Errorf("pipeline response: %w", err))
 	}
 	return out, nil
 }

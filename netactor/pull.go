@@ -18,7 +18,7 @@ import (
 
 // ErrBadStream is wrapped by errors about a /pull-updates response that
 // violates the protocol (as opposed to one that was cut short).
-var ErrBadStream = errors.New("netactor: malformed pull-updates stream")
+var ErrBadStream = errors.New("malformed pull-updates stream")
 
 var pullHeader = http.Header{
 	// Sic: Turso's engine sends the media type in accept-encoding, which also
@@ -39,10 +39,10 @@ func (a *netActor) pull(ctx context.Context, m *messages.PullUpdates) (messages.
 	}
 	body, err := proto.Marshal(req)
 	if err != nil {
-		return messages.PullInfo{}, fmt.Errorf("netactor: encode pull-updates request: %w", err)
+		return messages.PullInfo{}, fmt.Errorf("encode pull-updates request: %w", err)
 	}
 	var info messages.PullInfo
-	err = a.retry(ctx, EndpointPull, true, func() error {
+	err = a.retry(ctx, EndpointPull, true, m.RetryUntil, func() error {
 		var err error
 		info, err = a.pullOnce(ctx, m, body)
 		return err
@@ -75,7 +75,7 @@ func (a *netActor) pullOnce(ctx context.Context, m *messages.PullUpdates, body [
 			err = io.ErrUnexpectedEOF
 		}
 		// Cut off before the header: nothing was handed out, try again.
-		return info, fmt.Errorf("netactor: pull-updates response ended before the header: %w", err)
+		return info, fmt.Errorf("pull-updates response ended before the header: %w", err)
 	}
 	zstdPages, err := a.checkHeader(hdr)
 	if err != nil {
@@ -101,7 +101,7 @@ func (a *netActor) pullOnce(ctx context.Context, m *messages.PullUpdates, body [
 			} else if errors.Is(err, wire.ErrBadFrame) || errors.Is(err, wire.ErrFrameTooLarge) {
 				err = fmt.Errorf("%w: %w", ErrBadStream, err)
 			} else {
-				err = fmt.Errorf("netactor: pull-updates stream cut after %d pages: %w", info.Pages, err)
+				err = fmt.Errorf("pull-updates stream cut after %d pages: %w", info.Pages, err)
 			}
 			return info, backoff.Permanent(err)
 		}
@@ -111,7 +111,7 @@ func (a *netActor) pullOnce(ctx context.Context, m *messages.PullUpdates, body [
 		if zstdPages {
 			dec, err := a.decoder()
 			if err != nil {
-				return info, backoff.Permanent(fmt.Errorf("netactor: zstd decoder: %w", err))
+				return info, backoff.Permanent(fmt.Errorf("zstd decoder: %w", err))
 			}
 			page, err = dec.DecodeAll(data, page[:0])
 			if err != nil {

@@ -31,10 +31,15 @@ var ErrBadRevision = errors.New("revision cannot be served")
 // database is one served database: a SQLite file written by one connection,
 // and the page history of every commit on it.
 //
-// Ownership: mu is the writer on this node. Holding it grants the write
-// connection, the WAL read position and the right to checkpoint. Readers of
-// the history never take it. Which node may write at all is the
-// coordinator's lease (opts.coord); its epoch fences every append.
+// Ownership: mu is the writer on this node. Holding it grants both
+// connections to the database file, the WAL read position and the right to
+// checkpoint. Readers of the history never take it. Which node may write at
+// all is the coordinator's lease (opts.coord); its epoch fences every append.
+//
+// client runs the clients' SQL and nothing else: it is sandboxed (see
+// sandbox.go) for its whole life, and every request gets it in the same
+// state (resetSession). admin runs the server's own statements
+// (checkpoints, reading the base revision), which the sandbox refuses.
 type database struct {
 	name string
 	dir  string
@@ -46,10 +51,14 @@ type database struct {
 	hist    history.Backend
 
 	liveReaders atomic.Int64 // pulls streaming from readers: checkpoints wait for them
+	behind      atomic.Bool  // the WAL has commits the history could not record (see session)
 	snapshots   *snapshotCache
 
 	mu      sync.Mutex
-	conn    *sql.Conn
+	client  *sql.Conn // sandboxed: the clients' SQL
+	sb      *sandbox  // client's authorizer
+	admin   *sql.Conn // the server's own statements
+	commits int       // transactions committed on client, counted by its WAL hook
 	walPos  walfile.Position
 	walFile *os.File      // opened once the WAL exists; read with ReadAt only
 	fence   history.Fence // the lease epoch of the current write
@@ -67,6 +76,7 @@ type dbOptions struct {
 	retention        time.Duration
 	checkpointFrames int
 	stmtTimeout      time.Duration
+	maxValueBytes    int         // largest string or blob a client statement may make (SQLITE_LIMIT_LENGTH)
 	onRevisions      func(n int) // called after commits were recorded
 	onCheckpoint     func()      // called after a checkpoint emptied the WAL
 	snapshotMinBytes int64       // see Config.SnapshotCacheMinBytes
@@ -129,35 +139,32 @@ func (d *database) open(ctx context.Context) error {
 	}
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
-		return fmt.Errorf("open %s: %w", path, err)
+		return fmt.Errorf("open %s: %w", mainFile, err)
 	}
-	db.SetMaxOpenConns(1)
+	db.SetMaxOpenConns(2)
+	db.SetMaxIdleConns(2)
 	db.SetConnMaxIdleTime(0)
 	db.SetConnMaxLifetime(0)
 	d.sqldb = db
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", path, err)
+	if d.admin, err = d.conn(ctx); err != nil {
+		return err
 	}
-	d.conn = conn
-	// SQLite must never checkpoint on its own when the connection closes:
-	// only checkpoint() may, after the history recorded every frame.
-	if err := sqlitex.Raw(ctx, conn, func(c *sqlitex.Conn) error { return c.SetNoCheckpointOnClose(true) }); err != nil {
-		return fmt.Errorf("configure %s: %w", path, err)
+	if err := d.openClient(ctx); err != nil {
+		return err
 	}
 	var pageSize int
 	var mode string
-	if err := conn.QueryRowContext(ctx, "PRAGMA page_size").Scan(&pageSize); err != nil {
+	if err := d.admin.QueryRowContext(ctx, "PRAGMA page_size").Scan(&pageSize); err != nil {
 		return fmt.Errorf("read page size: %w", err)
 	}
 	if pageSize != history.PageSize {
 		return fmt.Errorf("database %s has page size %d; the sync protocol needs %d", d.name, pageSize, history.PageSize)
 	}
-	if err := conn.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil || !strings.EqualFold(mode, "wal") {
+	if err := d.admin.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil || !strings.EqualFold(mode, "wal") {
 		return fmt.Errorf("database %s is not in WAL mode (%q, %v)", d.name, mode, err)
 	}
 
-	rdsn := "file:" + path + "?_pragma=query_only(1)&_pragma=busy_timeout(10000)&_pragma=mmap_size(1073741824)"
+	rdsn := "file:" + path + "?mode=ro&_pragma=query_only(1)&_pragma=busy_timeout(10000)&_pragma=mmap_size(1073741824)"
 	if d.opts.vfs != "" {
 		rdsn += "&vfs=" + d.opts.vfs
 	}
@@ -187,18 +194,64 @@ func (d *database) open(ctx context.Context) error {
 	return nil
 }
 
+// conn takes a connection to the database file for good. SQLite must
+// never checkpoint on its own when it closes: only checkpoint() may, after
+// the history recorded every frame.
+func (d *database) conn(ctx context.Context) (*sql.Conn, error) {
+	conn, err := d.sqldb.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", mainFile, err)
+	}
+	if err := sqlitex.Raw(ctx, conn, func(c *sqlitex.Conn) error { return c.SetNoCheckpointOnClose(true) }); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("configure %s: %w", mainFile, err)
+	}
+	return conn, nil
+}
+
+// openClient opens the client connection: sandboxed, with a WAL hook that
+// counts its commits.
+func (d *database) openClient(ctx context.Context) error {
+	conn, err := d.conn(ctx)
+	if err != nil {
+		return err
+	}
+	err = sqlitex.Raw(ctx, conn, func(c *sqlitex.Conn) error {
+		sb, err := newSandbox(c, false, d.opts.maxValueBytes)
+		if err != nil {
+			return err
+		}
+		d.sb = sb
+		return c.SetWALHook(func(string, int) { d.commits++ })
+	})
+	if err != nil {
+		closeClient(conn)
+		return fmt.Errorf("configure %s: %w", mainFile, err)
+	}
+	d.client = conn
+	return nil
+}
+
+// closeClient removes the client connection's hooks and closes it.
+func closeClient(conn *sql.Conn) error {
+	herr := sqlitex.Raw(context.Background(), conn, func(c *sqlitex.Conn) error {
+		return errors.Join(c.SetAuthorizer(nil), c.SetWALHook(nil))
+	})
+	return errors.Join(herr, conn.Close())
+}
+
 // initHistory records the base revision: the database as it is now, which
 // may be a database created before the server ever saw it.
 func (d *database) initHistory(ctx context.Context) error {
-	if _, err := d.conn.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+	if _, err := d.admin.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
 		return fmt.Errorf("checkpoint before base: %w", err)
 	}
 	var size uint32
-	if err := d.conn.QueryRowContext(ctx, "PRAGMA page_count").Scan(&size); err != nil {
+	if err := d.admin.QueryRowContext(ctx, "PRAGMA page_count").Scan(&size); err != nil {
 		return err
 	}
 	base := history.Commit{DBSize: size, Pages: func(fn func(history.Page) error) error {
-		rows, err := d.conn.QueryContext(ctx, "SELECT pgno, data FROM sqlite_dbpage ORDER BY pgno")
+		rows, err := d.admin.QueryContext(ctx, "SELECT pgno, data FROM sqlite_dbpage ORDER BY pgno")
 		if err != nil {
 			return err
 		}
@@ -341,6 +394,45 @@ func (d *database) waitChange(ctx context.Context, seq int64, timeout time.Durat
 // lease: it belongs to the node that does.
 var errNotWriter = errors.New("this node is not the database's writer")
 
+// errClosed reports a request on a database that was closed meanwhile.
+var errClosed = errors.New("database closed")
+
+// ErrHistoryBehind reports that commits could not be recorded in the page
+// history yet (the history's disk is full, say): pulls wait for it rather
+// than miss them.
+var ErrHistoryBehind = errors.New("the page history is behind the database (see the server log); try again later")
+
+// record records the commits not recorded yet; the caller holds mu. A
+// failure is logged and leaves the history behind for catchUp to retry.
+func (d *database) record(ctx context.Context) {
+	if _, err := d.recordCommits(ctx); err != nil {
+		if !d.behind.Swap(true) {
+			d.log.Error("recording commits in the history failed; pulls wait for it", "err", err)
+		}
+		return
+	}
+	d.behind.Store(false)
+}
+
+// catchUp makes sure the history holds every commit acknowledged so far,
+// retrying a recording that failed. It fails with ErrHistoryBehind while
+// that does not work.
+func (d *database) catchUp(ctx context.Context) error {
+	if !d.behind.Load() {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.admin == nil {
+		return errClosed
+	}
+	d.record(ctx)
+	if d.behind.Load() {
+		return ErrHistoryBehind
+	}
+	return nil
+}
+
 // maintain checkpoints the database and compacts the history in the
 // background.
 func (d *database) maintain() {
@@ -389,7 +481,7 @@ func (d *database) checkpoint(ctx context.Context) error {
 	defer d.releaseWriter()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.conn == nil {
+	if d.admin == nil {
 		return nil
 	}
 	if _, err := d.recordCommits(ctx); err != nil {
@@ -399,7 +491,7 @@ func (d *database) checkpoint(ctx context.Context) error {
 		return err
 	}
 	var busy, logFrames, done int
-	if err := d.conn.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &done); err != nil {
+	if err := d.admin.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &done); err != nil {
 		return err
 	}
 	if busy == 0 {
@@ -477,7 +569,7 @@ func (d *database) close() error {
 // durably recorded before that.
 func (d *database) closeFiles() error {
 	var errs []error
-	if d.conn != nil && d.hist != nil && d.hist.Initialized() {
+	if d.admin != nil && d.hist != nil && d.hist.Initialized() {
 		if _, err := d.recordCommits(context.Background()); err != nil {
 			errs = append(errs, err)
 		}
@@ -490,9 +582,13 @@ func (d *database) closeFiles() error {
 		errs = append(errs, d.readers.Close())
 		d.readers = nil
 	}
-	if d.conn != nil {
-		errs = append(errs, d.conn.Close())
-		d.conn = nil
+	if d.client != nil {
+		errs = append(errs, closeClient(d.client))
+		d.client = nil
+	}
+	if d.admin != nil {
+		errs = append(errs, d.admin.Close())
+		d.admin = nil
 	}
 	if d.sqldb != nil {
 		errs = append(errs, d.sqldb.Close())

@@ -40,13 +40,13 @@ func (st *hranaStream) end(ctx context.Context) {
 		return
 	}
 	st.d.setHolder(nil)
-	if err := st.d.rollback(ctx); err != nil {
-		st.d.log.Warn("roll back a stream's transaction", "err", err)
-	}
-	if st.readOnly {
-		st.d.queryOnly(false)
-		st.readOnly = false
-	}
+	st.release(ctx)
+}
+
+// release puts the connection back and lets the writer go.
+func (st *hranaStream) release(ctx context.Context) {
+	st.d.endSession(ctx)
+	st.readOnly = false
 	st.holds = false
 	st.d.releaseWriter()
 }
@@ -88,7 +88,7 @@ func streamError(w http.ResponseWriter, err error) {
 		hranaError(w, http.StatusInternalServerError, &hrana.Error{Message: "The stream has expired due to inactivity", Code: "STREAM_EXPIRED"})
 	case errors.Is(err, stream.ErrBatonInvalid), errors.Is(err, stream.ErrBatonReused):
 		hranaError(w, http.StatusBadRequest, &hrana.Error{Message: err.Error(), Code: "PROTOCOL_ERROR"})
-	case errors.Is(err, stream.ErrTooMany), errors.Is(err, stream.ErrClosed), errors.Is(err, errDBClosed):
+	case errors.Is(err, stream.ErrTooMany), errors.Is(err, stream.ErrClosed), errors.Is(err, errClosed):
 		hranaError(w, http.StatusServiceUnavailable, &hrana.Error{Message: err.Error(), Code: "SERVER_BUSY"})
 	default:
 		hranaError(w, http.StatusInternalServerError, &hrana.Error{Message: err.Error(), Code: "INTERNAL_ERROR"})
@@ -134,14 +134,31 @@ func (s *Server) handleHrana(w http.ResponseWriter, r *http.Request, d *database
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.StatementTimeout)
 	defer cancel()
 	resp := &hrana.PipelineRespBody{Results: make([]hrana.StreamResult, 0, len(req.Requests))}
-	resp.Baton, err = s.onStream(ctx, d, req.Baton, func(ex *executor) {
+	var did run
+	resp.Baton, did, err = s.onStream(ctx, d, req.Baton, func(ex *executor) {
 		for _, rq := range req.Requests {
 			resp.Results = append(resp.Results, ex.run(rq))
 		}
 	})
-	if err != nil {
+	// Per-statement errors are part of a 200 answer, as Hrana has them. A
+	// request whose statements could not write for want of disk space gets
+	// 507 if nothing it sent committed; once something committed the answer
+	// is a 200 whatever happened after, so that a client never retries a
+	// write that happened.
+	switch {
+	case did.commits == 0 && err != nil && !errors.Is(err, errClosed) && !isStreamErr(err):
+		s.log.Error("pipeline", "db", d.name, "err", err)
+		httpError(w, http.StatusInternalServerError, "internal error; nothing was written (the server log has the details)")
+		return
+	case did.commits == 0 && err != nil:
 		streamError(w, err)
 		return
+	case did.commits == 0 && did.diskFull:
+		httpError(w, http.StatusInsufficientStorage, "the server's disk is full: nothing was written")
+		return
+	case err != nil:
+		// The writes committed: answer them (the stream is gone).
+		s.log.Error("pipeline after a commit", "db", d.name, "err", err)
 	}
 	var out []byte
 	if ep.enc == encProtobuf {
@@ -155,8 +172,14 @@ func (s *Server) handleHrana(w http.ResponseWriter, r *http.Request, d *database
 		httpError(w, http.StatusInternalServerError, "encode response: %v", err)
 		return
 	}
-	w.Write(out)
+	s.writeBody(w, out)
 	s.metrics.bytesOut.WithLabelValues("pipeline").Add(float64(len(out)))
+}
+
+// isStreamErr tells errors about the stream itself (its baton) apart.
+func isStreamErr(err error) bool {
+	return errors.Is(err, stream.ErrStreamExpired) || errors.Is(err, stream.ErrBatonInvalid) ||
+		errors.Is(err, stream.ErrBatonReused) || errors.Is(err, stream.ErrTooMany) || errors.Is(err, stream.ErrClosed)
 }
 
 // handleCursor serves /v3/cursor and /v3-protobuf/cursor: the response is
@@ -225,7 +248,8 @@ func (s *Server) handleCursor(w http.ResponseWriter, r *http.Request, d *databas
 	put(&hrana.CursorRespBody{Baton: &baton})
 	rc := http.NewResponseController(w)
 	sent := 0
-	final, err := s.runOnStream(ctx, h, func(ex *executor) {
+	final, _, err := s.runOnStream(ctx, h, func(ex *executor) {
+		ex.budget = 1 << 62 // a cursor streams: no response bound
 		if ex.c == nil {
 			put(&hrana.CursorEntry{Type: hrana.EntryError, Error: asHrana(ex.noConn)})
 			return
@@ -278,10 +302,10 @@ func (s *Server) openStream(d *database, baton *string) (*stream.Handle[*hranaSt
 
 // onStream runs fn on the stream of baton and returns the baton for the
 // next request (nil once the stream is closed).
-func (s *Server) onStream(ctx context.Context, d *database, baton *string, fn func(*executor)) (*string, error) {
+func (s *Server) onStream(ctx context.Context, d *database, baton *string, fn func(*executor)) (*string, run, error) {
 	h, err := s.openStream(d, baton)
 	if err != nil {
-		return nil, err
+		return nil, run{}, err
 	}
 	return s.runOnStream(ctx, h, fn)
 }
@@ -289,25 +313,22 @@ func (s *Server) onStream(ctx context.Context, d *database, baton *string, fn fu
 // runOnStream runs fn on the stream (see execOn). Then the stream is
 // released (with the baton NextBaton chose, if it was called), keeping the
 // writer if it is inside a transaction, or forgotten if it was closed.
-func (s *Server) runOnStream(ctx context.Context, h *stream.Handle[*hranaStream], fn func(*executor)) (*string, error) {
+func (s *Server) runOnStream(ctx context.Context, h *stream.Handle[*hranaStream], fn func(*executor)) (*string, run, error) {
 	st := h.State()
-	err := s.execOn(ctx, st, fn)
+	r, err := s.execOn(ctx, st, fn)
 	if st.closed || err != nil {
 		st.end(ctx)
 		h.Close()
-		if err != nil && !st.closed {
-			return nil, err
-		}
-		return nil, nil
+		return nil, r, err
 	}
 	if st.holds {
 		st.d.setHolder(&idleHolder{ref: h.Ref(), since: time.Now()})
 	}
 	baton, err := h.Release()
 	if err != nil {
-		return nil, err
+		return nil, r, err
 	}
-	return &baton, nil
+	return &baton, r, nil
 }
 
 // execOn runs fn with the stream's connection: the writer it keeps from an
@@ -315,7 +336,7 @@ func (s *Server) runOnStream(ctx context.Context, h *stream.Handle[*hranaStream]
 // StreamBusyTimeout; if it cannot be had, fn runs with no connection and
 // its statements fail with SQLITE_BUSY). The stream keeps the writer
 // afterwards only if it is inside a transaction.
-func (s *Server) execOn(ctx context.Context, st *hranaStream, fn func(*executor)) error {
+func (s *Server) execOn(ctx context.Context, st *hranaStream, fn func(*executor)) (run, error) {
 	d := st.d
 	var noConn error
 	if !st.holds {
@@ -323,19 +344,26 @@ func (s *Server) execOn(ctx context.Context, st *hranaStream, fn func(*executor)
 			st.holds = true
 		}
 	}
+	ex := &executor{ctx: ctx, st: st, noConn: noConn, budget: s.cfg.MaxResponseBytes, maxResponse: s.cfg.MaxResponseBytes}
 	if !st.holds {
-		fn(&executor{ctx: ctx, st: st, noConn: noConn})
-		return nil
+		fn(ex)
+		return run{}, nil
 	}
-	auto, err := d.exec(ctx, func(c *sqlitex.Conn) error {
-		fn(&executor{c: c, ctx: ctx, st: st})
+	auto, commits, err := d.exec(ctx, func(c *sqlitex.Conn, sb *sandbox) error {
+		ex.c, ex.sb = c, sb
+		fn(ex)
 		return nil
 	})
 	if auto && err == nil {
-		st.holds = false
-		d.releaseWriter()
+		st.release(ctx)
 	}
-	return err
+	return run{commits: commits, diskFull: ex.diskFull}, err
+}
+
+// run is what one request did.
+type run struct {
+	commits  int  // transactions committed (durable)
+	diskFull bool // a statement failed for want of disk space
 }
 
 // takeWriter takes d's writer for a request, waiting at most
@@ -366,7 +394,7 @@ func (s *Server) takeWriter(ctx context.Context, d *database) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-d.stopped:
-			return errDBClosed
+			return errClosed
 		}
 	}
 }
@@ -374,18 +402,4 @@ func (s *Server) takeWriter(ctx context.Context, d *database) error {
 // expireStream is the registry's Expire callback.
 func expireStream(st *hranaStream) {
 	st.end(context.Background())
-}
-
-// queryOnly turns PRAGMA query_only on or off on the writer connection; the
-// caller holds the writer.
-func (d *database) queryOnly(on bool) {
-	v := "0"
-	if on {
-		v = "1"
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.conn != nil {
-		sqlitex.Raw(context.Background(), d.conn, func(c *sqlitex.Conn) error { return c.Exec("PRAGMA query_only = " + v) })
-	}
 }

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"strings"
 	"sync"
 	"time"
+
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/syncdb/syncdb/internal/sqlitex"
 	"github.com/syncdb/syncdb/wire/hrana"
@@ -56,10 +59,15 @@ func (t *sqlTexts) remove(id int32) {
 // stream's connection; the stream's stored SQL and state outlive it.
 type executor struct {
 	c   *sqlitex.Conn // nil if the writer could not be had (noConn says why)
+	sb  *sandbox      // c's sandbox
 	ctx context.Context
 	st  *hranaStream
 
 	noConn error
+
+	budget      int64 // response bytes left (pipelines; a cursor streams)
+	maxResponse int64 // Config.MaxResponseBytes
+	diskFull    bool  // a statement failed with SQLITE_FULL
 }
 
 // errorCode is the Hrana code for errors that are not SQLite's own.
@@ -182,17 +190,26 @@ func (ex *executor) resolve(sql *string, id *int32) (string, *hrana.Error) {
 	return "", failure(codeBadRequest, "a statement needs sql or sql_id")
 }
 
-// prepare compiles exactly one statement.
+// prepare compiles exactly one statement. The rest of the text must hold
+// no statement, and must compile: garbage after a statement is an error,
+// not something to ignore.
 func (ex *executor) prepare(sql string) (*sqlitex.Stmt, *hrana.Error) {
 	st, tail, err := ex.c.Prepare(sql)
 	if err != nil {
-		return nil, asHrana(err)
+		return nil, ex.asHrana(err)
 	}
 	if st == nil {
 		return nil, failure("SQL_NO_STATEMENT", "the SQL text holds no statement")
 	}
 	if strings.TrimSpace(tail) != "" {
-		if more, _, _ := ex.c.Prepare(tail); more != nil {
+		more, _, err := ex.c.Prepare(tail)
+		if err != nil {
+			st.Close()
+			herr := ex.asHrana(err)
+			herr.Message = "after the first statement: " + herr.Message
+			return nil, herr
+		}
+		if more != nil {
 			more.Close()
 			st.Close()
 			return nil, failure("SQL_MANY_STATEMENTS", "the SQL text holds more than one statement; use a batch or a sequence")
@@ -200,6 +217,52 @@ func (ex *executor) prepare(sql string) (*sqlitex.Stmt, *hrana.Error) {
 	}
 	return st, nil
 }
+
+// asHrana converts an execution error to a Hrana error, naming what the
+// sandbox refused and noting a full disk. A write the sandbox refused in a
+// READONLY transaction is SQLITE_READONLY, as libSQL reports it.
+func (ex *executor) asHrana(err error) *hrana.Error {
+	if ex.sb != nil {
+		err = ex.sb.refusal(err)
+		if ex.sb.readOnlyTx && errors.Is(err, errAuthorization) {
+			return &hrana.Error{Message: "SQLite error: attempt to write a readonly database (the transaction is READONLY)", Code: "SQLITE_READONLY"}
+		}
+	}
+	if errors.Is(err, sqlitex.ErrFull) {
+		ex.diskFull = true
+	}
+	return asHrana(err)
+}
+
+// errAuthorization matches SQLite's SQLITE_AUTH.
+var errAuthorization = &sqlitex.Error{Code: sqlite3.SQLITE_AUTH}
+
+// errValue is a result value the response cannot carry.
+type errValue struct{ msg string }
+
+func (e *errValue) Error() string { return e.msg }
+
+// value reads column i of st's current row for the response, charging its
+// size to the response budget. Values JSON cannot carry (infinite floats)
+// and values past the budget are errors.
+func (ex *executor) value(st *sqlitex.Stmt, i int) (hrana.Value, error) {
+	size := int64(st.ColumnSize(i))
+	cost := size*4/3 + 32 // base64 or escaped text, and the JSON around it
+	if cost > ex.budget {
+		return hrana.Value{}, &errValue{fmt.Sprintf("the response would exceed %d bytes (the server's limit); select fewer or smaller values", ex.maxResponse)}
+	}
+	ex.budget -= cost
+	v := st.Column(i)
+	if f, ok := v.(float64); ok && (math.IsInf(f, 0) || math.IsNaN(f)) {
+		return hrana.Value{}, &errValue{fmt.Sprintf("column %q holds %v, which JSON cannot carry", st.ColumnName(i), f)}
+	}
+	return hrana.Value{V: v}, nil
+}
+
+// returningSavepoint lets a write that returns rows be undone when one of
+// its values cannot be answered: the statement then fails and changes
+// nothing, even in autocommit mode.
+const returningSavepoint = "_syncdb_returning"
 
 func (ex *executor) execute(s *hrana.Stmt) (*hrana.StmtResult, *hrana.Error) {
 	start := time.Now()
@@ -268,7 +331,14 @@ func (ex *executor) runStmt(s *hrana.Stmt, begin func([]hrana.Col) error, row fu
 	if err := begin(cols); err != nil {
 		return end, asHrana(err)
 	}
+	guard := wantRows && !st.Readonly() && len(cols) > 0
+	if guard {
+		if err := ex.c.Exec("SAVEPOINT " + returningSavepoint); err != nil {
+			return end, ex.asHrana(err)
+		}
+	}
 	total, rowid := ex.c.TotalChanges(), ex.c.LastInsertRowid()
+	var bad, sent error
 	err := ex.c.WithContext(ex.ctx, func() error {
 		for {
 			more, err := st.Step()
@@ -281,22 +351,37 @@ func (ex *executor) runStmt(s *hrana.Stmt, begin func([]hrana.Col) error, row fu
 			}
 			vals := make([]hrana.Value, len(cols))
 			for i := range vals {
-				vals[i] = hrana.Value{V: st.Column(i)}
+				if vals[i], bad = ex.value(st, i); bad != nil {
+					return bad
+				}
 			}
-			if err := row(vals); err != nil {
-				return err
+			if sent = row(vals); sent != nil {
+				return sent
 			}
 		}
 	})
 	defer ex.afterStmt()
-	if err != nil {
-		return end, asHrana(err)
+	if guard {
+		st.Reset()
+		end := "RELEASE " + returningSavepoint
+		if bad != nil || sent != nil {
+			end = "ROLLBACK TO " + returningSavepoint + "; " + end
+		}
+		if gerr := ex.c.Exec(end); gerr != nil && err == nil {
+			err = gerr
+		}
+	}
+	switch {
+	case bad != nil:
+		return end, failure("RESPONSE_VALUE", "%v; the statement was not run", bad)
+	case sent != nil:
+		return end, asHrana(sent)
+	case err != nil:
+		return end, ex.asHrana(err)
 	}
 	if readonlyTx {
-		// Writes fail with SQLITE_READONLY until the transaction ends.
-		if err := ex.c.Exec("PRAGMA query_only = 1"); err != nil {
-			return end, asHrana(err)
-		}
+		// The sandbox refuses writes until the transaction ends.
+		ex.sb.readOnlyTx = true
 		ex.st.readOnly = true
 	}
 	if ex.c.TotalChanges() != total {
@@ -312,7 +397,7 @@ func (ex *executor) runStmt(s *hrana.Stmt, begin func([]hrana.Col) error, row fu
 func (ex *executor) afterStmt() {
 	if ex.st.readOnly && ex.c.Autocommit() {
 		ex.st.readOnly = false
-		ex.c.Exec("PRAGMA query_only = 0")
+		ex.sb.readOnlyTx = false
 	}
 }
 
@@ -320,7 +405,7 @@ func (ex *executor) afterStmt() {
 func (ex *executor) sequence(sql string) *hrana.Error {
 	defer ex.afterStmt()
 	if err := ex.c.WithContext(ex.ctx, func() error { return ex.c.Exec(sql) }); err != nil {
-		return asHrana(err)
+		return ex.asHrana(err)
 	}
 	return nil
 }

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/syncdb/syncdb/internal/sqlitex"
@@ -11,19 +10,18 @@ import (
 	"github.com/syncdb/syncdb/server/stream"
 )
 
-// The writer connection is owned by one holder at a time: a request that
-// runs SQL, or a Hrana stream between its requests while it is inside a
-// transaction (see hrana.go). Holding it is taking d.writer; the holder
-// runs statements with exec, which also takes d.mu for their duration, so
-// that pulls (which take only d.mu, briefly) are never blocked by a
-// transaction that merely stays open.
+// The client connection (d.client, the sandboxed writer) is owned by one
+// holder at a time: a request that runs SQL, or a Hrana stream between its
+// requests while it is inside a transaction (see hrana.go). Holding it is
+// taking d.writer. The holder runs statements with exec, which also takes
+// d.mu for their duration, so that pulls (which take only d.mu, briefly)
+// are never blocked by a transaction that merely stays open. When the
+// connection passes on, endSession puts it back into the state every
+// holder starts from.
 
 // errWriterBusy reports that another stream kept the writer (it is inside a
 // transaction) for longer than a request may wait.
 var errWriterBusy = errors.New("database is locked: another stream holds an open transaction")
-
-// errDBClosed reports a request on a database that is closing.
-var errDBClosed = errors.New("database closed")
 
 // tryWriter takes the writer if it is free.
 func (d *database) tryWriter() bool {
@@ -37,70 +35,92 @@ func (d *database) tryWriter() bool {
 
 func (d *database) releaseWriter() { <-d.writer }
 
-// exec runs fn on the writer connection and records the commits fn made.
-// The caller holds the writer. A transaction fn leaves open stays open;
-// exec reports whether the connection is in autocommit mode afterwards.
-func (d *database) exec(ctx context.Context, fn func(*sqlitex.Conn) error) (autocommit bool, err error) {
+// exec runs fn on the client connection, in its sandbox, and records the
+// commits fn made. The caller holds the writer. A transaction fn leaves
+// open stays open: exec reports whether the connection is in autocommit
+// mode afterwards, and how many transactions fn committed (they are
+// durable, even if err is not nil).
+//
+// A commit that the history cannot record now (its disk is full, say)
+// stays in the WAL, which is not checkpointed until it is recorded; pulls
+// fail with ErrHistoryBehind meanwhile (see catchUp), so that no pull is
+// served without it.
+func (d *database) exec(ctx context.Context, fn func(*sqlitex.Conn, *sandbox) error) (autocommit bool, commits int, err error) {
 	lease, _, err := d.opts.coord.Writer(ctx, d.name)
 	if err != nil {
-		return d.autocommit(), err
+		return true, 0, err
 	}
 	if lease == nil || !lease.Valid() {
-		return d.autocommit(), errNotWriter
+		return true, 0, errNotWriter
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.conn == nil {
-		return true, errDBClosed
-	}
 	d.fence = history.Fence{Epoch: lease.Epoch()}
+	if d.client == nil {
+		if d.admin == nil {
+			return true, 0, errClosed
+		}
+		// A failed reset closed it; open a fresh one.
+		if err := d.openClient(ctx); err != nil {
+			return true, 0, err
+		}
+	}
+	d.commits = 0
 	autocommit = true
-	// The request's context bounds the statements; recording the commits
-	// they made must happen even if the client went away meanwhile.
-	err = sqlitex.Raw(context.WithoutCancel(ctx), d.conn, func(c *sqlitex.Conn) error {
-		ferr := fn(c)
+	// fn bounds its statements by ctx itself; the recording must happen
+	// even if the client went away meanwhile.
+	err = sqlitex.Raw(context.WithoutCancel(ctx), d.client, func(c *sqlitex.Conn) error {
+		d.sb.refused = ""
+		ferr := fn(c, d.sb)
 		autocommit = c.Autocommit()
 		return ferr
 	})
-	if _, rerr := d.recordCommits(context.WithoutCancel(ctx)); rerr != nil {
-		// The commit is durable in the WAL; the history is not. Refuse to
-		// go on rather than serve pulls that miss it.
-		d.log.Error("recording commits failed", "err", rerr)
-		return autocommit, errors.Join(err, fmt.Errorf("record history: %w", rerr))
-	}
-	return autocommit, err
+	commits = d.commits
+	d.record(context.WithoutCancel(ctx))
+	return autocommit, commits, err
 }
 
-// autocommit tells whether the writer connection is outside a transaction.
-// The caller holds the writer.
-func (d *database) autocommit() bool {
+// endSession puts the client connection back into the state every holder
+// starts from (see resetSession: an open transaction is rolled back and
+// recorded nowhere). The caller holds the writer and lets it go next.
+func (d *database) endSession(ctx context.Context) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.conn == nil {
-		return true
+	if d.client == nil {
+		return
 	}
-	auto := true
-	sqlitex.Raw(context.Background(), d.conn, func(c *sqlitex.Conn) error {
-		auto = c.Autocommit()
+	var broken error
+	sqlitex.Raw(context.WithoutCancel(ctx), d.client, func(c *sqlitex.Conn) error {
+		d.sb.readOnlyTx = false
+		broken = resetSession(c)
 		return nil
 	})
-	return auto
-}
-
-// rollback ends the writer connection's open transaction, if any, recording
-// nothing. The caller holds the writer.
-func (d *database) rollback(ctx context.Context) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.conn == nil {
-		return nil
-	}
-	return sqlitex.Raw(context.WithoutCancel(ctx), d.conn, func(c *sqlitex.Conn) error {
-		if c.Autocommit() {
-			return nil
+	if broken != nil {
+		// The next holder must not see what this one left: it gets a new
+		// connection.
+		d.log.Warn("cannot reset the client connection; reopening it", "err", broken)
+		if cerr := closeClient(d.client); cerr != nil {
+			d.log.Warn("close the client connection", "err", cerr)
 		}
-		return c.Exec("ROLLBACK")
-	})
+		d.client = nil
+	}
+}
+
+// session runs fn as a request of its own on the client connection: it
+// takes the writer (waiting as long as ctx lets it), runs fn, puts the
+// connection back (rolling back what fn left open) and lets the writer go.
+func (d *database) session(ctx context.Context, fn func(*sqlitex.Conn, *sandbox) error) (int, error) {
+	select {
+	case d.writer <- struct{}{}:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-d.stopped:
+		return 0, errClosed
+	}
+	defer d.releaseWriter()
+	_, commits, err := d.exec(ctx, fn)
+	d.endSession(ctx)
+	return commits, err
 }
 
 // idleHolder is a stream that keeps the writer while it waits for its next

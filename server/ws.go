@@ -235,7 +235,7 @@ func (c *wsConn) request(id int32, rq *hrana.WsRequest) string {
 		}
 		c.onStream(id, rq.StreamID, func(st *hranaStream) {
 			var res hrana.StreamResult
-			if err := c.s.execOn(c.ctx, st, func(ex *executor) { res = ex.run(sr) }); err != nil {
+			if _, err := c.s.execOn(c.ctx, st, func(ex *executor) { res = ex.run(sr) }); err != nil {
 				st.end(c.ctx)
 				c.reply(id, nil, asHrana(err))
 				return
@@ -282,7 +282,8 @@ func (c *wsConn) request(id int32, rq *hrana.WsRequest) string {
 		if !c.onStream(id, rq.StreamID, func(st *hranaStream) {
 			ok()
 			defer close(cur.entries)
-			err := c.s.execOn(cctx, st, func(ex *executor) {
+			_, err := c.s.execOn(cctx, st, func(ex *executor) {
+				ex.budget = 1 << 62 // a cursor streams: no response bound
 				if ex.c == nil {
 					cur.err = asHrana(ex.noConn)
 					return

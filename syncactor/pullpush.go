@@ -52,7 +52,7 @@ func (s *syncActor) pullOnce(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	info, err := actors.Ask[messages.PullInfo](ctx, s.cfg.Sys, s.cfg.Net, &messages.PullUpdates{
-		Req:      req,
+		Req: req, RetryUntil: s.until,
 		OnHeader: func(*syncpb.PullUpdatesRespProtoBody) error { return w.Reset() },
 		OnPage: func(pgno uint32, data []byte) error {
 			s.progress("pull", int64(w.Pages())+1, 0)
@@ -174,7 +174,7 @@ func (s *syncActor) recordPush(ctx context.Context, gen, id int64) error {
 func (s *syncActor) highWater(ctx context.Context) (gen, id int64, found bool, err error) {
 	sql := highWaterSelect
 	want := true
-	resp, err := actors.Ask[*hrana.PipelineRespBody](ctx, s.cfg.Sys, s.cfg.Net, &messages.Pipeline{Retryable: true, Body: hrana.PipelineReqBody{
+	resp, err := actors.Ask[*hrana.PipelineRespBody](ctx, s.cfg.Sys, s.cfg.Net, &messages.Pipeline{Retryable: true, RetryUntil: s.until, Body: hrana.PipelineReqBody{
 		Requests: []hrana.StreamRequest{{Type: hrana.ReqBatch, Batch: &hrana.Batch{Steps: []hrana.BatchStep{{
 			Stmt: hrana.Stmt{SQL: &sql, Args: []hrana.Value{hrana.Text(s.cfg.ClientID)}, WantRows: &want},
 		}}}}},

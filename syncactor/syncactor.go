@@ -51,6 +51,10 @@ type Config struct {
 	BootstrapChunk int64 // download the bootstrap in requests of about this many bytes (0 = one request)
 	IgnoreTables   []string
 	Attempts       int // tries of a push or pull after transient failures (default 3)
+	// MaxRetryTime bounds a workflow's retries as a whole, the network
+	// actor's retries of each request included (0 = 30 s; negative = no
+	// retries).
+	MaxRetryTime time.Duration
 	// Progress, if set, is told how a download advances: phase "bootstrap"
 	// or "pull", pages received so far, and the total (0 if unknown).
 	Progress func(phase string, pages, total int64)
@@ -72,6 +76,9 @@ func Spawn(cfg Config) (*actor.PID, error) {
 	if cfg.Attempts <= 0 {
 		cfg.Attempts = 3
 	}
+	if cfg.MaxRetryTime == 0 {
+		cfg.MaxRetryTime = 30 * time.Second
+	}
 	s := &syncActor{cfg: cfg, ignored: map[string]bool{}}
 	for _, t := range cfg.IgnoreTables {
 		s.ignored[t] = true
@@ -82,6 +89,9 @@ func Spawn(cfg Config) (*actor.PID, error) {
 type syncActor struct {
 	cfg     Config
 	ignored map[string]bool
+	// until ends the retries of the running workflow's requests (the
+	// actor runs one workflow at a time).
+	until time.Time
 }
 
 func (s *syncActor) receive(msg any) {
@@ -113,12 +123,19 @@ func (s *syncActor) updateMeta(ctx context.Context, fn func(*messages.Meta) erro
 }
 
 // retry runs op up to Attempts times while it fails transiently, waiting
-// with exponential backoff on the actor clock.
+// with exponential backoff on the actor clock. One budget, MaxRetryTime,
+// bounds the whole: the network actor stops retrying a request when it is
+// spent, and so does retry (otherwise each attempt would retry its
+// requests for the whole budget again).
 func (s *syncActor) retry(ctx context.Context, op func() error) error {
+	start := s.cfg.Clock.Now()
+	s.until = start.Add(max(0, s.cfg.MaxRetryTime))
+	defer func() { s.until = time.Time{} }()
 	wait := 200 * time.Millisecond
 	for i := 1; ; i++ {
 		err := op()
-		if err == nil || i >= s.cfg.Attempts || !transient(err) || ctx.Err() != nil {
+		if err == nil || i >= s.cfg.Attempts || !transient(err) || ctx.Err() != nil ||
+			!s.cfg.Clock.Now().Add(wait).Before(s.until) {
 			return err
 		}
 		s.cfg.Logger.Debug("retrying after a transient failure", "attempt", i, "err", err)
@@ -149,7 +166,7 @@ func isNetworkish(err error) bool {
 	// A response cut short (hrana.ErrInvalid: the JSON ends early) is a lost
 	// response; retrying re-reads the high-water mark first.
 	return errors.As(err, &ne) || errors.Is(err, errTruncated) || errors.Is(err, os.ErrDeadlineExceeded) ||
-		errors.Is(err, hrana.ErrInvalid) || errors.Is(err, errOutOfOrder) ||
+		errors.Is(err, hrana.ErrInvalid) || errors.Is(err, errOutOfOrder) || errors.Is(err, netactor.ErrUnreachable) ||
 		containsAny(err.Error(), "connection reset", "connection refused", "EOF", "broken pipe")
 }
 
@@ -202,7 +219,7 @@ func (s *syncActor) bootstrap(ctx context.Context) error {
 				req.ServerRevision = hdr.ServerRevision
 			}
 			info, err := actors.Ask[messages.PullInfo](ctx, s.cfg.Sys, s.cfg.Net, &messages.PullUpdates{
-				Req: req,
+				Req: req, RetryUntil: s.until,
 				OnHeader: func(h *syncpb.PullUpdatesRespProtoBody) error {
 					if hdr == nil {
 						hdr = h
@@ -326,7 +343,7 @@ func (s *syncActor) bootstrapPartial(ctx context.Context, p *messages.PartialBoo
 		}
 		hdr, present = nil, roaring.New()
 		_, err = actors.Ask[messages.PullInfo](ctx, s.cfg.Sys, s.cfg.Net, &messages.PullUpdates{
-			Req: req,
+			Req: req, RetryUntil: s.until,
 			OnHeader: func(h *syncpb.PullUpdatesRespProtoBody) error {
 				hdr = h
 				return f.Truncate(int64(h.DbSize) * wire.PageSize)

@@ -1,0 +1,51 @@
+package syncdb
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+)
+
+// replicaSuffixes are the files a replica at PATH may have besides PATH
+// itself: SQLite's and syncdb's own.
+var replicaSuffixes = []string{
+	"-wal", "-shm", "-info", "-info.tmp", "-lock", "-bootstrap", "-changes", "-revert", "-revert.next",
+	"-syncdb-replay", "-syncdb-replay.tmp", "-present", "-present.tmp", "-conflicts",
+}
+
+// newReplicaFiles returns the files of a replica at path that do not exist
+// yet, if there is no replica there (no -info): a failed Open of a new
+// replica removes them, so that it leaves nothing behind. For an existing
+// replica it returns nil: its files are never removed.
+func newReplicaFiles(path string) []string {
+	if _, err := os.Stat(path + "-info"); !errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	var absent []string
+	for _, name := range append([]string{path}, withSuffixes(path)...) {
+		if _, err := os.Lstat(name); errors.Is(err, os.ErrNotExist) {
+			absent = append(absent, name)
+		}
+	}
+	return absent
+}
+
+func withSuffixes(path string) []string {
+	out := make([]string, len(replicaSuffixes))
+	for i, s := range replicaSuffixes {
+		out[i] = path + s
+	}
+	return out
+}
+
+func removeAll(names []string) {
+	for _, n := range names {
+		os.Remove(n)
+	}
+}
+
+// absPath makes a replica's path absolute: SQLite's VFS shim and the
+// lock need one, and the process may change directory later.
+func absPath(p string) (string, error) {
+	return filepath.Abs(p)
+}
