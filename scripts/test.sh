@@ -7,8 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== installing the npm client for interop tests (pinned to 0.7.2 in interop/package.json)"
-# npm ci would refuse the lock file: the client's optional packages for other
+echo "== installing the npm clients for interop tests (pinned in interop/package.json)"
+# npm ci would refuse the lock file: the clients' optional packages for other
 # platforms are not in this registry, so they cannot be locked. npm install
 # with the exact version pinned installs the same thing.
 npm install --prefix interop --no-audit --no-fund --loglevel=error

@@ -1,6 +1,8 @@
-// Package hrana implements the JSON messages of Hrana over HTTP v2, the
-// protocol of POST /v2/pipeline, which the sync client uses to push its
-// changes as one SQL batch.
+// Package hrana implements the JSON messages of Hrana: over HTTP (v2 and
+// v3: POST /v2/pipeline, which the sync client uses to push its changes as
+// one SQL batch, /v3/pipeline and /v3/cursor, see cursor.go) and over
+// WebSocket (see ws.go). Package hranapb maps the protobuf encoding of
+// Hrana 3 to these types.
 //
 // A request body is {"baton":…,"requests":[…]}; each request is an object
 // tagged by "type" (execute, batch, sequence, close, describe, store_sql,
