@@ -17,22 +17,29 @@ import (
 // jsPeer runs one step of peer/js_peer.mjs and decodes its JSON output.
 func jsPeer(t *testing.T, srv *syncServer, clientDir, step string) map[string]any {
 	t.Helper()
+	var res map[string]any
+	runPeer(t, srv, clientDir, &res, "js_peer.mjs", step)
+	return res
+}
+
+// runPeer runs `node peer/SCRIPT ARGS...` against srv with the clients'
+// files in clientDir and decodes its JSON output into out.
+func runPeer(t *testing.T, srv *syncServer, clientDir string, out any, script string, args ...string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), scenarioTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", filepath.Join(interopDir, "peer", "js_peer.mjs"), step)
+	cmd := exec.CommandContext(ctx, "node", append([]string{filepath.Join(interopDir, "peer", script)}, args...)...)
 	cmd.Dir = interopDir
 	cmd.Env = append(os.Environ(), "SYNCDB_URL="+srv.URL, "SYNCDB_CLIENT_DIR="+clientDir)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	stdout, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("js step %s: %v\n%s\n%s", step, err, out, stderr.String())
+		t.Fatalf("peer %s %v: %v\n%s\n%s", script, args, err, stdout, stderr.String())
 	}
-	var res map[string]any
-	if err := json.Unmarshal(out, &res); err != nil {
-		t.Fatalf("js step %s: output %q: %v", step, out, err)
+	if err := json.Unmarshal(stdout, out); err != nil {
+		t.Fatalf("peer %s %v: output %q: %v", script, args, stdout, err)
 	}
-	return res
 }
 
 // Our Go client and @tursodatabase/sync 0.7.2 share one database on

@@ -3,12 +3,8 @@ package interop
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"math"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -22,24 +18,11 @@ import (
 // table afterwards.
 func replicaPull(t *testing.T, srv *syncServer, clientDir, db, table string) (bool, string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), scenarioTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", filepath.Join(interopDir, "peer", "replica.mjs"), db, table)
-	cmd.Dir = interopDir
-	cmd.Env = append(os.Environ(), "SYNCDB_URL="+srv.URL, "SYNCDB_CLIENT_DIR="+clientDir)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("replica pull: %v\n%s\n%s", err, out, stderr.String())
-	}
 	var res struct {
 		Changed bool
 		IDs     []int
 	}
-	if err := json.Unmarshal(out, &res); err != nil {
-		t.Fatalf("replica output %q: %v", out, err)
-	}
+	runPeer(t, srv, clientDir, &res, "replica.mjs", db, table)
 	return res.Changed, fmt.Sprint(res.IDs)
 }
 
