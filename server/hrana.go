@@ -248,7 +248,7 @@ func (s *Server) handleCursor(w http.ResponseWriter, r *http.Request, d *databas
 	put(&hrana.CursorRespBody{Baton: &baton})
 	rc := http.NewResponseController(w)
 	sent := 0
-	final, _, err := s.runOnStream(ctx, h, func(ex *executor) {
+	_, _, err = s.runOnStream(ctx, h, func(ex *executor) {
 		ex.budget = 1 << 62 // a cursor streams: no response bound
 		if ex.c == nil {
 			put(&hrana.CursorEntry{Type: hrana.EntryError, Error: asHrana(ex.noConn)})
@@ -272,10 +272,6 @@ func (s *Server) handleCursor(w http.ResponseWriter, r *http.Request, d *databas
 	})
 	if err != nil {
 		put(&hrana.CursorEntry{Type: hrana.EntryError, Error: asHrana(err)})
-	}
-	if final == nil && err == nil && !h.State().closed {
-		// The stream could not be released: the baton sent is void.
-		s.log.Debug("cursor stream not released")
 	}
 	bw.Flush()
 	s.metrics.bytesOut.WithLabelValues("pipeline").Add(float64(written))

@@ -10,17 +10,20 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/syncdb/syncdb/wire/hrana"
+	"github.com/syncdb/syncdb/wire/hranapb"
 )
 
 // Hrana over WebSocket: GET / (or /db/NAME) with an upgrade to one of the
-// subprotocols hrana3, hrana2 or hrana1 (JSON). The streams of a
+// subprotocols hrana3-protobuf (binary frames), hrana3, hrana2 or hrana1
+// (JSON, text frames). The streams of a
 // connection are the streams of HTTP, minus batons: they live as long as
 // the connection, and each runs its requests in order on its own
 // goroutine, so that one stream waiting for the writer does not hold up
 // another stream's COMMIT. Stored SQL belongs to the connection.
 
-// wsSubprotocols are served in this order of preference.
-var wsSubprotocols = []string{"hrana3", "hrana2", "hrana1"}
+// wsSubprotocols are served in this order of preference (the clients'
+// own order).
+var wsSubprotocols = []string{"hrana3-protobuf", "hrana3", "hrana2", "hrana1"}
 
 // Limits per connection.
 const (
@@ -35,9 +38,10 @@ func isWebSocket(r *http.Request) bool {
 }
 
 type wsConn struct {
-	s    *Server
-	name string // the database
-	ws   *websocket.Conn
+	s     *Server
+	name  string // the database
+	ws    *websocket.Conn
+	proto bool // hrana3-protobuf
 	ctx  context.Context
 	sqls *sqlTexts
 
@@ -73,13 +77,13 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, name str
 		return // Accept answered the error
 	}
 	if ws.Subprotocol() == "" {
-		ws.Close(websocket.StatusPolicyViolation, "no supported subprotocol (hrana3, hrana2, hrana1)")
+		ws.Close(websocket.StatusPolicyViolation, "no supported subprotocol (hrana3-protobuf, hrana3, hrana2, hrana1)")
 		return
 	}
 	ws.SetReadLimit(wsMaxMessage)
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	defer cancel()
-	c := &wsConn{s: s, name: name, ws: ws, ctx: ctx, sqls: newSQLTexts(), streams: map[int32]*wsStream{}, cursors: map[int32]*wsCursor{}}
+	c := &wsConn{s: s, name: name, ws: ws, ctx: ctx, proto: ws.Subprotocol() == "hrana3-protobuf", sqls: newSQLTexts(), streams: map[int32]*wsStream{}, cursors: map[int32]*wsCursor{}}
 	s.wsConns.add(c, cancel)
 	defer s.wsConns.remove(c)
 	reason := c.serve(r)
@@ -101,10 +105,17 @@ func (c *wsConn) serve(r *http.Request) string {
 		if err != nil {
 			return ""
 		}
-		if typ != websocket.MessageText {
+		var m *hrana.ClientMsg
+		switch {
+		case c.proto && typ == websocket.MessageBinary:
+			m, err = hranapb.DecodeClientMsg(data)
+		case !c.proto && typ == websocket.MessageText:
+			m, err = hrana.DecodeClientMsg(data)
+		case c.proto:
+			return "text message in hrana3-protobuf"
+		default:
 			return "binary message in a JSON subprotocol"
 		}
-		m, err := hrana.DecodeClientMsg(data)
 		if err != nil {
 			return err.Error()
 		}
@@ -149,14 +160,22 @@ func (s *Server) tokenProblem(tok *string) string {
 }
 
 func (c *wsConn) send(m *hrana.ServerMsg) {
-	b, err := json.Marshal(m)
+	var b []byte
+	var err error
+	typ := websocket.MessageText
+	if c.proto {
+		b, err = hranapb.EncodeServerMsg(m)
+		typ = websocket.MessageBinary
+	} else {
+		b, err = json.Marshal(m)
+	}
 	if err != nil {
 		c.s.log.Error("encode websocket message", "err", err)
 		return
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	c.ws.Write(c.ctx, websocket.MessageText, b)
+	c.ws.Write(c.ctx, typ, b)
 }
 
 func (c *wsConn) reply(id int32, resp *hrana.WsResponse, herr *hrana.Error) {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/syncdb/syncdb/wire/hranapb"
+	"google.golang.org/protobuf/proto"
 )
 
 type wsClient struct {
@@ -133,5 +135,60 @@ func TestWebSocket(t *testing.T) {
 	resp := ts.pipeline(t, "wsdb", "tok", execReq("SELECT id FROM t"))
 	if got := fmtRows(resp.Results[0].Response.StmtResult.Rows); got != "1\n" {
 		t.Fatalf("rows: %q", got)
+	}
+}
+
+// hrana3-protobuf: the same requests in binary frames.
+func TestWebSocketProtobuf(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	w := dialWS(t, ts.url, "hrana3-protobuf")
+	if w.c.Subprotocol() != "hrana3-protobuf" {
+		t.Fatalf("subprotocol %q", w.c.Subprotocol())
+	}
+	send := func(m *hranapb.ClientMsg) *hranapb.ServerMsg {
+		t.Helper()
+		b, _ := proto.Marshal(m)
+		if err := w.c.Write(t.Context(), websocket.MessageBinary, b); err != nil {
+			t.Fatal(err)
+		}
+		typ, data, err := w.c.Read(t.Context())
+		var out hranapb.ServerMsg
+		if err != nil || typ != websocket.MessageBinary || proto.Unmarshal(data, &out) != nil {
+			t.Fatalf("read: %v %v", typ, err)
+		}
+		return &out
+	}
+	req := func(id int32, set func(*hranapb.RequestMsg)) *hranapb.ResponseOkMsg {
+		t.Helper()
+		m := &hranapb.RequestMsg{RequestId: id}
+		set(m)
+		out := send(&hranapb.ClientMsg{Msg: &hranapb.ClientMsg_Request{Request: m}})
+		ok := out.GetResponseOk()
+		if ok == nil || ok.GetRequestId() != id {
+			t.Fatalf("request %d: %v", id, out)
+		}
+		return ok
+	}
+	if send(&hranapb.ClientMsg{Msg: &hranapb.ClientMsg_Hello{Hello: &hranapb.HelloMsg{}}}).GetHelloOk() == nil {
+		t.Fatal("no hello_ok")
+	}
+	sql := func(s string) *hranapb.Stmt { return &hranapb.Stmt{Sql: &s} }
+	req(1, func(m *hranapb.RequestMsg) { m.Request = &hranapb.RequestMsg_OpenStream{OpenStream: &hranapb.WsOpenStreamReq{StreamId: 1}} })
+	req(2, func(m *hranapb.RequestMsg) { m.Request = &hranapb.RequestMsg_Execute{Execute: &hranapb.WsExecuteReq{StreamId: 1, Stmt: sql("BEGIN")}} })
+	if req(3, func(m *hranapb.RequestMsg) { m.Request = &hranapb.RequestMsg_GetAutocommit{GetAutocommit: &hranapb.WsGetAutocommitReq{StreamId: 1}} }).GetGetAutocommit().GetIsAutocommit() {
+		t.Fatal("autocommit inside BEGIN")
+	}
+	res := req(4, func(m *hranapb.RequestMsg) { m.Request = &hranapb.RequestMsg_Execute{Execute: &hranapb.WsExecuteReq{StreamId: 1, Stmt: sql("SELECT 7, -3")}} }).GetExecute().GetResult()
+	if v := res.GetRows()[0].GetValues(); v[0].GetInteger() != 7 || v[1].GetInteger() != -3 {
+		t.Fatalf("row: %v", res)
+	}
+	req(5, func(m *hranapb.RequestMsg) { m.Request = &hranapb.RequestMsg_OpenCursor{OpenCursor: &hranapb.WsOpenCursorReq{StreamId: 1, CursorId: 1, Batch: &hranapb.Batch{Steps: []*hranapb.BatchStep{{Stmt: sql("SELECT 1 UNION ALL SELECT 2")}}}}} })
+	f := req(6, func(m *hranapb.RequestMsg) { m.Request = &hranapb.RequestMsg_FetchCursor{FetchCursor: &hranapb.WsFetchCursorReq{CursorId: 1, MaxCount: 100}} }).GetFetchCursor()
+	for !f.GetDone() {
+		more := req(7, func(m *hranapb.RequestMsg) { m.Request = &hranapb.RequestMsg_FetchCursor{FetchCursor: &hranapb.WsFetchCursorReq{CursorId: 1, MaxCount: 100}} }).GetFetchCursor()
+		f.Entries, f.Done = append(f.Entries, more.Entries...), more.Done
+	}
+	if len(f.Entries) != 4 || f.Entries[1].GetRow() == nil || f.Entries[3].GetStepEnd() == nil {
+		t.Fatalf("cursor entries: %v", f.Entries)
 	}
 }

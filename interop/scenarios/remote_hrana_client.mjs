@@ -1,6 +1,6 @@
 // @libsql/hrana-client 0.10.0 in Hrana 3: over HTTP it finds
 // /v3-protobuf and speaks protobuf (pipelines and cursors); over WebSocket
-// it gets hrana3 (JSON). The server runs with --stream-idle-timeout 4s.
+// it gets hrana3-protobuf. The server runs with --stream-idle-timeout 4s.
 import * as hrana from "@libsql/hrana-client";
 import { scenario, rejects, sleep } from "./lib.mjs";
 import { assert, pathUrl, codeOf, replica, expectRevisions } from "./remote_lib.mjs";
@@ -96,6 +96,6 @@ await scenario("remote_hrana_client", async () => {
   http.close();
 
   const ws = hrana.openWs(pathUrl("hrws", "ws").replace(/\/$/, ""), undefined, 3);
-  await suite("ws hrana3", ws, () => ws, "hrws");
+  await suite("ws hrana3-protobuf", ws, () => ws, "hrws");
   ws.close();
 });
