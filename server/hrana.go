@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/syncdb/syncdb/internal/sqlitex"
@@ -135,7 +136,7 @@ func (s *Server) handleHrana(w http.ResponseWriter, r *http.Request, d *database
 	defer cancel()
 	resp := &hrana.PipelineRespBody{Results: make([]hrana.StreamResult, 0, len(req.Requests))}
 	var did run
-	resp.Baton, did, err = s.onStream(ctx, d, req.Baton, func(ex *executor) {
+	resp.Baton, did, err = s.onStream(ctx, d, req.Baton, req.Requests, func(ex *executor) {
 		for _, rq := range req.Requests {
 			resp.Results = append(resp.Results, ex.run(rq))
 		}
@@ -248,7 +249,8 @@ func (s *Server) handleCursor(w http.ResponseWriter, r *http.Request, d *databas
 	put(&hrana.CursorRespBody{Baton: &baton})
 	rc := http.NewResponseController(w)
 	sent := 0
-	_, _, err = s.runOnStream(ctx, h, func(ex *executor) {
+	reads := readSQL(h.State(), []hrana.StreamRequest{{Type: hrana.ReqBatch, Batch: &req.Batch}})
+	_, _, err = s.runOnStream(ctx, h, reads, func(ex *executor) {
 		ex.budget = 1 << 62 // a cursor streams: no response bound
 		if ex.c == nil {
 			put(&hrana.CursorEntry{Type: hrana.EntryError, Error: asHrana(ex.noConn)})
@@ -298,20 +300,20 @@ func (s *Server) openStream(d *database, baton *string) (*stream.Handle[*hranaSt
 
 // onStream runs fn on the stream of baton and returns the baton for the
 // next request (nil once the stream is closed).
-func (s *Server) onStream(ctx context.Context, d *database, baton *string, fn func(*executor)) (*string, run, error) {
+func (s *Server) onStream(ctx context.Context, d *database, baton *string, reqs []hrana.StreamRequest, fn func(*executor)) (*string, run, error) {
 	h, err := s.openStream(d, baton)
 	if err != nil {
 		return nil, run{}, err
 	}
-	return s.runOnStream(ctx, h, fn)
+	return s.runOnStream(ctx, h, readSQL(h.State(), reqs), fn)
 }
 
 // runOnStream runs fn on the stream (see execOn). Then the stream is
 // released (with the baton NextBaton chose, if it was called), keeping the
 // writer if it is inside a transaction, or forgotten if it was closed.
-func (s *Server) runOnStream(ctx context.Context, h *stream.Handle[*hranaStream], fn func(*executor)) (*string, run, error) {
+func (s *Server) runOnStream(ctx context.Context, h *stream.Handle[*hranaStream], reads []string, fn func(*executor)) (*string, run, error) {
 	st := h.State()
-	r, err := s.execOn(ctx, st, fn)
+	r, err := s.execOn(ctx, st, reads, fn)
 	if st.closed || err != nil {
 		st.end(ctx)
 		h.Close()
@@ -332,11 +334,19 @@ func (s *Server) runOnStream(ctx context.Context, h *stream.Handle[*hranaStream]
 // StreamBusyTimeout; if it cannot be had, fn runs with no connection and
 // its statements fail with SQLITE_BUSY). The stream keeps the writer
 // afterwards only if it is inside a transaction.
-func (s *Server) execOn(ctx context.Context, st *hranaStream, fn func(*executor)) (run, error) {
+//
+// A request that only reads (reads lists its SQL; nil if it may not run
+// elsewhere) does not wait for a writer another stream keeps: it runs on a
+// reader connection, in a read-only sandbox, and sees the last commit.
+func (s *Server) execOn(ctx context.Context, st *hranaStream, reads []string, fn func(*executor)) (run, error) {
 	d := st.d
 	var noConn error
 	if !st.holds {
-		if noConn = s.takeWriter(ctx, d); noConn == nil {
+		if d.tryWriter() {
+			st.holds = true
+		} else if reads != nil && s.onReader(ctx, st, reads, fn) {
+			return run{}, nil
+		} else if noConn = s.takeWriter(ctx, d); noConn == nil {
 			st.holds = true
 		}
 	}
@@ -354,6 +364,91 @@ func (s *Server) execOn(ctx context.Context, st *hranaStream, fn func(*executor)
 		st.release(ctx)
 	}
 	return run{commits: commits, diskFull: ex.diskFull}, err
+}
+
+// onReader runs fn on a reader connection if every statement of reads
+// compiles there in a read-only sandbox (which refuses writes and
+// transaction control) and is read-only. It reports whether it ran fn.
+func (s *Server) onReader(ctx context.Context, st *hranaStream, reads []string, fn func(*executor)) bool {
+	conn, err := st.d.readers.Conn(ctx)
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	ran := false
+	err = sqlitex.Raw(ctx, conn, func(c *sqlitex.Conn) error {
+		sb, err := newSandbox(c, true, st.d.opts.maxValueBytes)
+		if err != nil {
+			return err
+		}
+		defer c.SetAuthorizer(nil)
+		for _, q := range reads {
+			stmt, tail, err := c.Prepare(q)
+			if err != nil || stmt == nil || strings.TrimSpace(tail) != "" {
+				if stmt != nil {
+					stmt.Close()
+				}
+				return nil // the writer's path runs (or reports) it
+			}
+			readonly := stmt.Readonly()
+			stmt.Close()
+			if !readonly {
+				return nil
+			}
+		}
+		ran = true
+		fn(&executor{c: c, sb: sb, ctx: ctx, st: st, budget: s.cfg.MaxResponseBytes, maxResponse: s.cfg.MaxResponseBytes})
+		return nil
+	})
+	if err != nil {
+		st.d.log.Warn("read on a reader connection", "err", err)
+	}
+	return ran
+}
+
+// readSQL lists the SQL of requests that may run on a reader connection:
+// execute, batch and describe requests whose text is given or stored, and
+// get_autocommit and close, which need none. It returns nil if any other
+// request is among them.
+func readSQL(st *hranaStream, reqs []hrana.StreamRequest) []string {
+	out := []string{}
+	text := func(sql *string, id *int32) bool {
+		switch {
+		case sql != nil:
+			out = append(out, *sql)
+		case id != nil:
+			q, ok := st.sqls.get(*id)
+			if !ok {
+				return false
+			}
+			out = append(out, q)
+		default:
+			return false
+		}
+		return true
+	}
+	for _, rq := range reqs {
+		switch rq.Type {
+		case hrana.ReqExecute:
+			if !text(rq.Stmt.SQL, rq.Stmt.SQLID) {
+				return nil
+			}
+		case hrana.ReqBatch:
+			for i := range rq.Batch.Steps {
+				if !text(rq.Batch.Steps[i].Stmt.SQL, rq.Batch.Steps[i].Stmt.SQLID) {
+					return nil
+				}
+			}
+		case hrana.ReqDescribe:
+			if !text(rq.SQL, rq.SQLID) {
+				return nil
+			}
+		case hrana.ReqGetAutocommit, hrana.ReqClose:
+		default:
+			return nil
+		}
+	}
+	return out
 }
 
 // run is what one request did.

@@ -217,6 +217,36 @@ func TestStreamConcurrentTransactions(t *testing.T) {
 	}
 }
 
+// Reads do not wait for another stream's transaction: they run on a
+// reader connection and see the last commit. A request that writes or
+// begins a transaction waits.
+func TestStreamReadsDuringTransaction(t *testing.T) {
+	ts := newTestServer(t, Config{StreamBusyTimeout: 300 * time.Millisecond, StreamTxnTimeout: time.Hour})
+	ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY)", "INSERT INTO t VALUES(1)")
+	a, b := ts.stream(t, "", "/v3/pipeline"), ts.stream(t, "", "/v3/pipeline")
+	a.do("BEGIN IMMEDIATE", "INSERT INTO t VALUES(2)")
+	start := time.Now()
+	if got := fmtRows(b.do("SELECT count(*) FROM t")[0].Rows); got != "1\n" {
+		t.Fatalf("a read during another stream's transaction: %q", got)
+	}
+	_, res, _ := b.send(hrana.StreamRequest{Type: hrana.ReqBatch, Batch: &hrana.Batch{Steps: []hrana.BatchStep{step("SELECT id FROM t", nil), step("SELECT 2", nil)}}})
+	if res[0].Type != hrana.ResultOK || res[0].Response.BatchResult.StepErrors[0] != nil {
+		t.Fatalf("read batch: %+v", res[0])
+	}
+	if el := time.Since(start); el > 250*time.Millisecond {
+		t.Fatalf("reads waited %v", el)
+	}
+	for _, q := range []string{"BEGIN", "DELETE FROM t", "SELECT * FROM t; DELETE FROM t"} {
+		if _, res, _ := b.send(execReq(q)); res[0].Type != hrana.ResultError || res[0].Error.Code != "SQLITE_BUSY" {
+			t.Fatalf("%s during another stream's transaction: %+v", q, res[0])
+		}
+	}
+	a.do("COMMIT")
+	if got := fmtRows(b.do("SELECT count(*) FROM t")[0].Rows); got != "2\n" {
+		t.Fatalf("after the commit: %q", got)
+	}
+}
+
 // An abandoned transaction (a client that never sends its baton again)
 // blocks other writers for StreamTxnTimeout at most: then it is rolled
 // back.

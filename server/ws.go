@@ -254,7 +254,7 @@ func (c *wsConn) request(id int32, rq *hrana.WsRequest) string {
 		}
 		c.onStream(id, rq.StreamID, func(st *hranaStream) {
 			var res hrana.StreamResult
-			if _, err := c.s.execOn(c.ctx, st, func(ex *executor) { res = ex.run(sr) }); err != nil {
+			if _, err := c.s.execOn(c.ctx, st, readSQL(st, []hrana.StreamRequest{sr}), func(ex *executor) { res = ex.run(sr) }); err != nil {
 				st.end(c.ctx)
 				c.reply(id, nil, asHrana(err))
 				return
@@ -301,7 +301,7 @@ func (c *wsConn) request(id int32, rq *hrana.WsRequest) string {
 		if !c.onStream(id, rq.StreamID, func(st *hranaStream) {
 			ok()
 			defer close(cur.entries)
-			_, err := c.s.execOn(cctx, st, func(ex *executor) {
+			_, err := c.s.execOn(cctx, st, readSQL(st, []hrana.StreamRequest{{Type: hrana.ReqBatch, Batch: batch}}), func(ex *executor) {
 				ex.budget = 1 << 62 // a cursor streams: no response bound
 				if ex.c == nil {
 					cur.err = asHrana(ex.noConn)

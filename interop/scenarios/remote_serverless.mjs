@@ -1,7 +1,7 @@
 // @tursodatabase/serverless 1.4.0: Hrana 3 over HTTP JSON (/v3/pipeline
 // with get_autocommit in every request, /v3/cursor for every statement).
 import { connect } from "@tursodatabase/serverless";
-import { scenario, rejects, sleep } from "./lib.mjs";
+import { scenario, rejects, sleep, timed } from "./lib.mjs";
 import { assert, pathUrl, codeOf, replica, expectRevisions, serverRSS } from "./remote_lib.mjs";
 
 await scenario("remote_serverless", async () => {
@@ -18,6 +18,11 @@ await scenario("remote_serverless", async () => {
       await tx.run("INSERT INTO t VALUES (?, ?)", 2, "b");
       const n = await tx.get("SELECT count(*) AS n FROM t");
       assert.equal(n.n, 2, "read-your-writes");
+      // The connection's own stream reads meanwhile, at once, without the
+      // transaction's rows.
+      const [outside, ms] = await timed(() => conn.get("SELECT count(*) AS n FROM t"));
+      assert.equal(outside.n, 0, "a read outside the transaction");
+      assert.ok(ms < 3000, `a read outside the transaction took ${ms} ms`);
     })(),
   );
   await rep.check("t", [1, 2], "after commit");
