@@ -42,8 +42,8 @@ type wsConn struct {
 	name  string // the database
 	ws    *websocket.Conn
 	proto bool // hrana3-protobuf
-	ctx  context.Context
-	sqls *sqlTexts
+	ctx   context.Context
+	sqls  *sqlTexts
 
 	wmu sync.Mutex // one writer at a time
 

@@ -173,19 +173,33 @@ func TestWebSocketProtobuf(t *testing.T) {
 		t.Fatal("no hello_ok")
 	}
 	sql := func(s string) *hranapb.Stmt { return &hranapb.Stmt{Sql: &s} }
-	req(1, func(m *hranapb.RequestMsg) { m.Request = &hranapb.RequestMsg_OpenStream{OpenStream: &hranapb.WsOpenStreamReq{StreamId: 1}} })
-	req(2, func(m *hranapb.RequestMsg) { m.Request = &hranapb.RequestMsg_Execute{Execute: &hranapb.WsExecuteReq{StreamId: 1, Stmt: sql("BEGIN")}} })
-	if req(3, func(m *hranapb.RequestMsg) { m.Request = &hranapb.RequestMsg_GetAutocommit{GetAutocommit: &hranapb.WsGetAutocommitReq{StreamId: 1}} }).GetGetAutocommit().GetIsAutocommit() {
+	req(1, func(m *hranapb.RequestMsg) {
+		m.Request = &hranapb.RequestMsg_OpenStream{OpenStream: &hranapb.WsOpenStreamReq{StreamId: 1}}
+	})
+	req(2, func(m *hranapb.RequestMsg) {
+		m.Request = &hranapb.RequestMsg_Execute{Execute: &hranapb.WsExecuteReq{StreamId: 1, Stmt: sql("BEGIN")}}
+	})
+	if req(3, func(m *hranapb.RequestMsg) {
+		m.Request = &hranapb.RequestMsg_GetAutocommit{GetAutocommit: &hranapb.WsGetAutocommitReq{StreamId: 1}}
+	}).GetGetAutocommit().GetIsAutocommit() {
 		t.Fatal("autocommit inside BEGIN")
 	}
-	res := req(4, func(m *hranapb.RequestMsg) { m.Request = &hranapb.RequestMsg_Execute{Execute: &hranapb.WsExecuteReq{StreamId: 1, Stmt: sql("SELECT 7, -3")}} }).GetExecute().GetResult()
+	res := req(4, func(m *hranapb.RequestMsg) {
+		m.Request = &hranapb.RequestMsg_Execute{Execute: &hranapb.WsExecuteReq{StreamId: 1, Stmt: sql("SELECT 7, -3")}}
+	}).GetExecute().GetResult()
 	if v := res.GetRows()[0].GetValues(); v[0].GetInteger() != 7 || v[1].GetInteger() != -3 {
 		t.Fatalf("row: %v", res)
 	}
-	req(5, func(m *hranapb.RequestMsg) { m.Request = &hranapb.RequestMsg_OpenCursor{OpenCursor: &hranapb.WsOpenCursorReq{StreamId: 1, CursorId: 1, Batch: &hranapb.Batch{Steps: []*hranapb.BatchStep{{Stmt: sql("SELECT 1 UNION ALL SELECT 2")}}}}} })
-	f := req(6, func(m *hranapb.RequestMsg) { m.Request = &hranapb.RequestMsg_FetchCursor{FetchCursor: &hranapb.WsFetchCursorReq{CursorId: 1, MaxCount: 100}} }).GetFetchCursor()
+	req(5, func(m *hranapb.RequestMsg) {
+		m.Request = &hranapb.RequestMsg_OpenCursor{OpenCursor: &hranapb.WsOpenCursorReq{StreamId: 1, CursorId: 1, Batch: &hranapb.Batch{Steps: []*hranapb.BatchStep{{Stmt: sql("SELECT 1 UNION ALL SELECT 2")}}}}}
+	})
+	f := req(6, func(m *hranapb.RequestMsg) {
+		m.Request = &hranapb.RequestMsg_FetchCursor{FetchCursor: &hranapb.WsFetchCursorReq{CursorId: 1, MaxCount: 100}}
+	}).GetFetchCursor()
 	for !f.GetDone() {
-		more := req(7, func(m *hranapb.RequestMsg) { m.Request = &hranapb.RequestMsg_FetchCursor{FetchCursor: &hranapb.WsFetchCursorReq{CursorId: 1, MaxCount: 100}} }).GetFetchCursor()
+		more := req(7, func(m *hranapb.RequestMsg) {
+			m.Request = &hranapb.RequestMsg_FetchCursor{FetchCursor: &hranapb.WsFetchCursorReq{CursorId: 1, MaxCount: 100}}
+		}).GetFetchCursor()
 		f.Entries, f.Done = append(f.Entries, more.Entries...), more.Done
 	}
 	if len(f.Entries) != 4 || f.Entries[1].GetRow() == nil || f.Entries[3].GetStepEnd() == nil {
