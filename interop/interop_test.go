@@ -83,6 +83,9 @@ func setup() error {
 		serverBin, plainBin = abs, abs
 		return nil
 	}
+	if err := readModuleSources(filepath.Dir(interopDir)); err != nil {
+		return err
+	}
 	dir, err := os.MkdirTemp("", "syncdb-interop-bin-")
 	if err != nil {
 		return err
@@ -114,6 +117,26 @@ func setup() error {
 		}
 	}
 	return nil
+}
+
+// readModuleSources reads every Go source file of the module under root.
+// The server is built by a subprocess, which go test does not watch: the
+// files this process opens are part of its test cache key, so that a
+// change to the server's sources runs these tests again instead of
+// reporting a cached result.
+func readModuleSources(root string) error {
+	return filepath.WalkDir(root, func(path string, e os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if e.IsDir() && (e.Name() == "node_modules" || strings.HasPrefix(e.Name(), ".")) && path != root {
+			return filepath.SkipDir
+		}
+		if !e.IsDir() && (strings.HasSuffix(path, ".go") || e.Name() == "go.mod" || e.Name() == "go.sum") {
+			_, err = os.ReadFile(path)
+		}
+		return err
+	})
 }
 
 // packageVersion reads a string at keys... in a package.json file.

@@ -76,7 +76,7 @@ var hranaEndpoints = map[string]hranaEndpoint{
 }
 
 // hranaVersions answer GET as sqld does: a 2xx means "this version is served".
-var hranaVersions = map[string]bool{"/v1": true, "/v2": true, "/v3": true, "/v3-protobuf": true}
+var hranaVersions = map[string]bool{"/v2": true, "/v3": true, "/v3-protobuf": true}
 
 // streamError answers a request whose baton cannot be used, as sqld does:
 // an expired stream gets a 500 with a Hrana error (code STREAM_EXPIRED), a
@@ -336,17 +336,20 @@ func (s *Server) runOnStream(ctx context.Context, h *stream.Handle[*hranaStream]
 // afterwards only if it is inside a transaction.
 //
 // A request that only reads (reads lists its SQL; nil if it may not run
-// elsewhere) does not wait for a writer another stream keeps: it runs on a
-// reader connection, in a read-only sandbox, and sees the last commit.
+// elsewhere) on a stream outside a transaction runs on a reader connection,
+// in a read-only sandbox: it sees the last commit, as it would on the
+// writer (which is reset between such requests), but it never waits for a
+// transaction another stream keeps open, and never holds up pulls (which
+// wait for statements running on the writer) however long its cursor
+// takes to read.
 func (s *Server) execOn(ctx context.Context, st *hranaStream, reads []string, fn func(*executor)) (run, error) {
 	d := st.d
 	var noConn error
 	if !st.holds {
-		if d.tryWriter() {
-			st.holds = true
-		} else if reads != nil && s.onReader(ctx, st, reads, fn) {
+		if reads != nil && s.onReader(ctx, st, reads, fn) {
 			return run{}, nil
-		} else if noConn = s.takeWriter(ctx, d); noConn == nil {
+		}
+		if noConn = s.takeWriter(ctx, d); noConn == nil {
 			st.holds = true
 		}
 	}

@@ -438,6 +438,7 @@ func (ex *executor) batch(b *hrana.Batch) *hrana.BatchResult {
 		StepResults: make([]*hrana.StmtResult, len(b.Steps)),
 		StepErrors:  make([]*hrana.Error, len(b.Steps)),
 	}
+	defer ex.selfContained(b)()
 	ex.steps(b, func(i int, stmt *hrana.Stmt) bool {
 		res.StepResults[i], res.StepErrors[i] = ex.execute(stmt)
 		return res.StepErrors[i] == nil
@@ -445,6 +446,37 @@ func (ex *executor) batch(b *hrana.Batch) *hrana.BatchResult {
 		res.StepErrors[i] = err
 	})
 	return res
+}
+
+// selfContained returns what to do after batch b: a batch that begins in
+// autocommit mode and holds its own COMMIT is a transaction of its own, all
+// or nothing. If it ends with the transaction still open (its COMMIT was
+// skipped, because a step failed), it is rolled back then, rather than
+// kept for a next request that such clients (the sync clients' push) never
+// send.
+func (ex *executor) selfContained(b *hrana.Batch) func() {
+	if !ex.c.Autocommit() {
+		return func() {}
+	}
+	commits := false
+	for i := range b.Steps {
+		st := &b.Steps[i].Stmt
+		sql := ""
+		if st.SQL != nil {
+			sql = *st.SQL
+		} else if st.SQLID != nil {
+			sql, _ = ex.st.sqls.get(*st.SQLID)
+		}
+		if k := sqlitex.FirstKeyword(sql); k == "COMMIT" || k == "END" {
+			commits = true
+		}
+	}
+	return func() {
+		if commits && !ex.c.Autocommit() {
+			ex.c.Exec("ROLLBACK")
+			ex.afterStmt()
+		}
+	}
 }
 
 // steps runs the steps of b in order: run for each step whose condition

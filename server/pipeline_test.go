@@ -73,7 +73,7 @@ func trunc(b []byte) string {
 // Turso's push batch shape, with our stricter guard: a failing step stops
 // every later step, the high-water mark included, and nothing commits.
 func TestPipelineGuardedBatch(t *testing.T) {
-	ts := newTestServer(t, Config{StreamTxnTimeout: 50 * time.Millisecond})
+	ts := newTestServer(t, Config{})
 	ts.exec(t, "", "CREATE TABLE u(id INTEGER PRIMARY KEY, y TEXT UNIQUE)", "INSERT INTO u VALUES(1, 'taken')")
 	cond := func(prev uint32) *hrana.BatchCond {
 		return &hrana.BatchCond{Type: hrana.CondAnd, Conds: []hrana.BatchCond{*notAutocommit, *okStep(prev)}}
@@ -92,8 +92,14 @@ func TestPipelineGuardedBatch(t *testing.T) {
 	if br.StepResults[3] != nil || br.StepErrors[3] != nil || br.StepResults[4] != nil {
 		t.Fatalf("steps after the failure ran: %+v %+v", br.StepResults, br.StepErrors)
 	}
-	// The batch left its transaction open on its stream, which the client
-	// abandons: the next writer waits, then rolls it back.
+	// The batch held its own COMMIT, which did not run: it was rolled back
+	// at once, not kept open on a stream its client never uses again (the
+	// next writer would wait StreamTxnTimeout for it).
+	start := time.Now()
+	ts.exec(t, "", "INSERT INTO u VALUES(5, 'next')", "DELETE FROM u WHERE id = 5")
+	if el := time.Since(start); el > 2*time.Second {
+		t.Fatalf("the next write waited %v", el)
+	}
 	if rows := ts.query(t, "", "SELECT id FROM u ORDER BY id"); fmtRows(rows) != "1\n" {
 		t.Fatalf("rows after rolled-back batch: %q", fmtRows(rows))
 	}
