@@ -25,6 +25,11 @@ go vet -unsafeptr=false ./...
 echo "== staticcheck (pinned)"
 go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
+echo "== starting a throw-away PostgreSQL on 127.0.0.1 (scale-out tests; installs Debian's postgresql if missing)"
+pgdir=$(mktemp -d /tmp/syncdb-pg.XXXXXX)
+trap 'scripts/pg.sh stop "$pgdir"' EXIT
+eval "$(scripts/pg.sh start "$pgdir")"
+
 echo "== go test -race ./..."
 go test -race -timeout 45m "$@" ./...
 

@@ -72,6 +72,10 @@ type Fence struct {
 // database: nothing was recorded.
 var ErrFenced = errors.New("history: fenced: another node is the writer now")
 
+// ErrExists reports an Init of a shared history that another node created
+// first; the backend now holds that history.
+var ErrExists = errors.New("history: created by another node meanwhile")
+
 var (
 	_ Backend = (*Store)(nil)
 	_ View    = (*Reader)(nil)
