@@ -53,6 +53,16 @@ type database struct {
 	walPos  walfile.Position
 	walFile *os.File      // opened once the WAL exists; read with ReadAt only
 	fence   history.Fence // the lease epoch of the current write
+	lease   coord.Lease   // the lease of the current write (nil before the first)
+	// pending: a commit is in the WAL that the history may not have
+	// recorded (recording failed); nothing may read the database before
+	// recordCommits settled it.
+	pending bool
+	// In a cluster (opts.shared) the local file is a cache of the store:
+	// localEpoch is the lease epoch it was built under (0: none open),
+	// localSeq the revision it holds.
+	localEpoch int64
+	localSeq   int64
 
 	stopped chan struct{} // closed at shutdown, so long polls return early
 	stopOne sync.Once
@@ -72,6 +82,7 @@ type dbOptions struct {
 	after            func(time.Duration) <-chan time.Time // long-poll timer; nil = the wall clock
 	interval         time.Duration
 	coord            coord.Coordinator // writer lease and wake-ups
+	shared           bool              // the history is shared by several nodes; the local file is a cache
 	// openHistory opens the page history of database name, whose local
 	// directory is dir.
 	openHistory func(ctx context.Context, name, dir string) (history.Backend, error)
@@ -114,11 +125,48 @@ func openDatabase(ctx context.Context, name, dir string, opts dbOptions, log *sl
 }
 
 func (d *database) open(ctx context.Context) error {
+	if d.opts.shared {
+		return d.openShared(ctx)
+	}
+	if err := d.openLocal(ctx); err != nil {
+		return err
+	}
+	var err error
+	d.hist, err = d.opts.openHistory(ctx, d.name, d.dir)
+	if err != nil {
+		return err
+	}
+	if !d.hist.Initialized() {
+		return d.initHistory(ctx)
+	}
+	c := d.hist.Cursor()
+	d.walPos = walfile.Position{Salt1: c.Salt1, Salt2: c.Salt2, Frame: c.Frame, Cksum1: c.Cksum1, Cksum2: c.Cksum2}
+	// Recover commits that reached the WAL but not the history (a crash
+	// between the two).
+	n, err := d.recordCommits(ctx)
+	if err != nil {
+		return fmt.Errorf("recover history: %w", err)
+	}
+	if n > 0 {
+		d.log.Info("recovered commits from the WAL", "commits", n)
+	}
+	return nil
+}
+
+// openLocal opens the database file: the writer connection and the
+// readers.
+func (d *database) openLocal(ctx context.Context) error {
 	path := filepath.Join(d.dir, mainFile)
 	// synchronous=FULL: a commit is on disk before the pipeline answers.
 	// wal_autocheckpoint=0: only maintain() checkpoints, after the history
-	// has recorded every frame.
-	dsn := "file:" + path + "?_pragma=page_size(4096)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)" +
+	// has recorded every frame. (In a cluster, NORMAL: see below.)
+	sync := "FULL"
+	if d.opts.shared {
+		// The file is a cache of the store, rebuilt after any unclean stop:
+		// the store's commit is what makes a push durable.
+		sync = "NORMAL"
+	}
+	dsn := "file:" + path + "?_pragma=page_size(4096)&_pragma=journal_mode(WAL)&_pragma=synchronous(" + sync + ")" +
 		"&_pragma=wal_autocheckpoint(0)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(0)"
 	if d.opts.vfs != "" {
 		dsn += "&vfs=" + d.opts.vfs
@@ -162,24 +210,6 @@ func (d *database) open(ctx context.Context) error {
 	}
 	d.readers.SetMaxOpenConns(16)
 	d.readers.SetMaxIdleConns(4)
-	d.hist, err = d.opts.openHistory(ctx, d.name, d.dir)
-	if err != nil {
-		return err
-	}
-	if !d.hist.Initialized() {
-		return d.initHistory(ctx)
-	}
-	c := d.hist.Cursor()
-	d.walPos = walfile.Position{Salt1: c.Salt1, Salt2: c.Salt2, Frame: c.Frame, Cksum1: c.Cksum1, Cksum2: c.Cksum2}
-	// Recover commits that reached the WAL but not the history (a crash
-	// between the two).
-	n, err := d.recordCommits(ctx)
-	if err != nil {
-		return fmt.Errorf("recover history: %w", err)
-	}
-	if n > 0 {
-		d.log.Info("recovered commits from the WAL", "commits", n)
-	}
 	return nil
 }
 
@@ -293,10 +323,16 @@ func (d *database) recordCommits(ctx context.Context) (int, error) {
 	}
 	pos := sc.Position()
 	cur := history.Cursor{Salt1: pos.Salt1, Salt2: pos.Salt2, Frame: pos.Frame, Cksum1: pos.Cksum1, Cksum2: pos.Cksum2}
+	if d.lease != nil && !d.lease.Valid() {
+		// This node's own clock says its lease may have ended (it was
+		// paused, or cut off from the store): do not even try.
+		return 0, fmt.Errorf("%w: this node's lease lapsed before it recorded the commit", history.ErrFenced)
+	}
 	rev, err := d.hist.Append(ctx, d.fence, commits, cur, time.Now().UnixMilli())
 	if err != nil {
 		return 0, err
 	}
+	d.localSeq = rev.Seq
 	d.walPos = pos
 	d.opts.coord.Published(d.name, rev.Seq)
 	if d.opts.onRevisions != nil {
@@ -344,15 +380,35 @@ func (d *database) write(ctx context.Context, fn func(*sqlitex.Conn) error) erro
 	if err != nil {
 		return err
 	}
-	if lease == nil || !lease.Valid() {
+	if lease == nil {
 		return errNotWriter
+	}
+	if !lease.Valid() {
+		return fmt.Errorf("%w: this node's lease lapsed", history.ErrFenced)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	// A new lease, or one taken again while a commit's fate was unknown:
+	// the store is the truth, rebuild from it.
+	if d.opts.shared && (d.conn == nil || d.localEpoch != lease.Epoch() || (d.pending && lease != d.lease)) {
+		if err := d.materialize(ctx); err != nil {
+			return err
+		}
+		d.localEpoch = lease.Epoch()
+	}
 	if d.conn == nil {
 		return errors.New("database closed")
 	}
 	d.fence = history.Fence{Epoch: lease.Epoch()}
+	d.lease = lease
+	if d.pending {
+		// Settle what an earlier failed recording left before anything
+		// reads it: a client must not see a commit that may be dropped.
+		if _, err := d.recordCommits(context.WithoutCancel(ctx)); err != nil {
+			return d.recordFailed(err)
+		}
+		d.pending = false
+	}
 	// The request's context bounds the statements; recording the commits
 	// they made must happen even if the client went away meanwhile.
 	err = sqlitex.Raw(context.WithoutCancel(ctx), d.conn, func(c *sqlitex.Conn) error {
@@ -365,10 +421,10 @@ func (d *database) write(ctx context.Context, fn func(*sqlitex.Conn) error) erro
 		return ferr
 	})
 	if _, rerr := d.recordCommits(context.WithoutCancel(ctx)); rerr != nil {
-		// The commit is durable in the WAL; the history is not. Refuse to
+		// The commit is in the WAL; the history does not have it. Refuse to
 		// go on rather than serve pulls that miss it.
 		d.log.Error("recording commits failed", "err", rerr)
-		return errors.Join(err, fmt.Errorf("record history: %w", rerr))
+		return errors.Join(err, fmt.Errorf("record history: %w", d.recordFailed(rerr)))
 	}
 	return err
 }
@@ -477,8 +533,11 @@ func (d *database) parseRevision(ctx context.Context, rev string) (history.Revis
 		return history.Revision{}, fmt.Errorf("%w: malformed revision %q", ErrBadRevision, rev)
 	}
 	r, err := d.hist.Check(ctx, seq)
-	if err != nil {
+	if errors.Is(err, history.ErrTooOld) || errors.Is(err, history.ErrFuture) {
 		return history.Revision{}, fmt.Errorf("%w: %w", ErrBadRevision, err)
+	}
+	if err != nil {
+		return history.Revision{}, err // the store could not say
 	}
 	return r, nil
 }
@@ -512,6 +571,16 @@ func (d *database) closeFiles() error {
 		errs = append(errs, d.hist.Close())
 		d.hist = nil
 	}
+	errs = append(errs, d.closeLocal())
+	if d.opts.shared {
+		d.removeLocal()
+	}
+	return errors.Join(errs...)
+}
+
+// closeLocal closes the database file.
+func (d *database) closeLocal() error {
+	var errs []error
 	if d.readers != nil {
 		errs = append(errs, d.readers.Close())
 		d.readers = nil

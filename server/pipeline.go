@@ -44,7 +44,7 @@ func (s *Server) handlePipeline(w http.ResponseWriter, r *http.Request, d *datab
 		return nil
 	})
 	if err != nil {
-		httpError(w, http.StatusInternalServerError, "%v", err)
+		s.writeFailed(w, r, err)
 		return
 	}
 	out, err := json.Marshal(resp)

@@ -122,14 +122,14 @@ func (s *Server) planPull(ctx context.Context, d *database, req *syncpb.PullUpda
 	if req.ClientRevision != "" {
 		c, err := d.parseRevision(ctx, req.ClientRevision)
 		if err != nil {
-			return nil, http.StatusGone, err
+			return nil, revisionStatus(err), err
 		}
 		from = c.Seq
 	}
 	if req.ServerRevision != "" {
 		plan.target, err = d.parseRevision(ctx, req.ServerRevision)
 		if err != nil {
-			return nil, http.StatusGone, err
+			return nil, revisionStatus(err), err
 		}
 	} else {
 		if from >= 0 && req.LongPollTimeoutMs > 0 && d.hist.Latest().Seq <= from {
@@ -162,7 +162,11 @@ func (s *Server) planPull(ctx context.Context, d *database, req *syncpb.PullUpda
 				return nil, http.StatusServiceUnavailable, err
 			}
 			// The history has every revision's pages too, only slower.
-			d.log.Warn("bootstrap from the history: cannot read the database", "err", err)
+			if !errors.Is(err, errNoLocal) {
+				d.log.Warn("bootstrap from the history: cannot read the database", "err", err)
+			} else { // the snapshot cache takes a copy of this one too
+				plan.cache = d.snapshots.create(plan.target.Seq, int64(plan.target.DBSize)*history.PageSize)
+			}
 		}
 	}
 	// Every other pull reads this one history view, for its pages, the
@@ -172,7 +176,7 @@ func (s *Server) planPull(ctx context.Context, d *database, req *syncpb.PullUpda
 	var hrd history.View
 	if plan.src == nil {
 		if hrd, err = d.hist.Reader(ctx); err != nil {
-			return nil, http.StatusInternalServerError, err
+			return plan, http.StatusServiceUnavailable, err
 		}
 		plan.src = &historySource{rd: hrd, seq: plan.target.Seq}
 	}
@@ -223,6 +227,16 @@ func (s *Server) planPull(ctx context.Context, d *database, req *syncpb.PullUpda
 		plan.pages.Remove(0)
 	}
 	return plan, 0, nil
+}
+
+// revisionStatus is the answer to a revision that cannot be checked: 410
+// Gone for a revision this database cannot serve (the client bootstraps
+// again), 503 when the store could not say (the client retries).
+func revisionStatus(err error) int {
+	if errors.Is(err, ErrBadRevision) {
+		return http.StatusGone
+	}
+	return http.StatusServiceUnavailable
 }
 
 // maxPgno bounds page numbers: SQLite's own limit.

@@ -33,6 +33,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/syncdb/syncdb/server/coord"
+	"github.com/syncdb/syncdb/server/history"
 )
 
 // Config configures a Server. The zero value of every field but DataDir has
@@ -60,6 +61,12 @@ type Config struct {
 	Logger   *slog.Logger
 	Registry prometheus.Registerer // default: a fresh registry served at /metrics
 
+	// Cluster, if set, serves the databases of a store shared with other
+	// nodes (server/pgstore): the page histories live there, writes are
+	// forwarded to each database's lease holder, and DataDir holds only
+	// caches. Nil: this node alone serves DataDir.
+	Cluster Cluster
+
 	// For tests and the simulator.
 	VFS                 string        // SQLite VFS for the databases and histories ("" = default)
 	NewID               func() string // makes history identities (default: random)
@@ -67,6 +74,18 @@ type Config struct {
 	// After, if set, times long polls instead of the wall clock (the
 	// simulator\'s virtual time).
 	After func(time.Duration) <-chan time.Time
+}
+
+// Cluster is a store shared by several nodes: the histories of every
+// database, and the coordinator of the nodes.
+type Cluster interface {
+	coord.Coordinator
+	// OpenHistory returns the history of database name; uninitialized if it
+	// does not exist yet (Init creates it).
+	OpenHistory(ctx context.Context, name string) (history.Backend, error)
+	Exists(ctx context.Context, name string) (bool, error)
+	// Ping checks that the store answers.
+	Ping(ctx context.Context) error
 }
 
 // Server serves databases over HTTP. Create it with New, serve Handler, and
@@ -78,6 +97,7 @@ type Server struct {
 	gather  prometheus.Gatherer
 	lock    *os.File // flock on the data directory
 	coord   coord.Coordinator
+	fwd     *forwarder
 
 	mu       sync.Mutex
 	dbs      map[string]*database
@@ -128,6 +148,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("%w: %s", ErrDataDirInUse, cfg.DataDir)
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, lock: lock, coord: coord.NewLocal(), dbs: map[string]*database{}, opening: map[string]chan struct{}{}}
+	if cfg.Cluster != nil {
+		s.coord = cfg.Cluster
+	}
 	reg := cfg.Registry
 	if reg == nil {
 		r := prometheus.NewRegistry()
@@ -136,6 +159,7 @@ func New(cfg Config) (*Server, error) {
 		s.gather = g
 	}
 	s.metrics = newMetrics(reg)
+	s.fwd = newForwarder(s, reg)
 	for _, name := range cfg.Databases {
 		if !nameRE.MatchString(name) {
 			s.Close()
@@ -150,7 +174,7 @@ func New(cfg Config) (*Server, error) {
 }
 
 func (s *Server) dbOptions() dbOptions {
-	return dbOptions{
+	o := dbOptions{
 		vfs:              s.cfg.VFS,
 		newID:            s.cfg.NewID,
 		after:            s.cfg.After,
@@ -164,6 +188,11 @@ func (s *Server) dbOptions() dbOptions {
 		coord:            s.coord,
 		openHistory:      openFileHistory(s.cfg.VFS),
 	}
+	if c := s.cfg.Cluster; c != nil {
+		o.shared = true
+		o.openHistory = func(ctx context.Context, name, _ string) (history.Backend, error) { return c.OpenHistory(ctx, name) }
+	}
+	return o
 }
 
 var errNoDatabase = errors.New("no such database")
@@ -190,7 +219,7 @@ func (s *Server) database(ctx context.Context, name string, create bool) (*datab
 			}
 		}
 		dir := filepath.Join(s.cfg.DataDir, name)
-		if _, err := os.Stat(filepath.Join(dir, mainFile)); err != nil && !create {
+		if !create && !s.exists(ctx, name, dir) {
 			s.mu.Unlock()
 			return nil, fmt.Errorf("%w: %q", errNoDatabase, name)
 		}
@@ -211,12 +240,24 @@ func (s *Server) database(ctx context.Context, name string, create bool) (*datab
 	}
 }
 
+// exists reports whether database name exists: its file, or its row in
+// the shared store (a store error counts as "exists", and opening it will
+// report the error).
+func (s *Server) exists(ctx context.Context, name, dir string) bool {
+	if s.cfg.Cluster != nil {
+		ok, err := s.cfg.Cluster.Exists(ctx, name)
+		return ok || err != nil
+	}
+	_, err := os.Stat(filepath.Join(dir, mainFile))
+	return err == nil
+}
+
 // Handler returns the HTTP handler.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.Handle("GET /metrics", s.authorize(false, promhttp.HandlerFor(s.gather, promhttp.HandlerOpts{})))
-	mux.HandleFunc("/", s.route)
+	mux.Handle("/", s.fwd.wrap(http.HandlerFunc(s.route)))
 	return s.instrument(mux)
 }
 
@@ -266,6 +307,23 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// healthz answers "ok", and in a cluster whether the store answers (503 if
+// not: this node can serve neither pulls nor pushes then).
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Cluster == nil {
+		io.WriteString(w, "ok\n")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.cfg.Cluster.Ping(ctx); err != nil {
+		w.Header().Set("Retry-After", "1")
+		httpError(w, http.StatusServiceUnavailable, "store unreachable: %v", err)
+		return
+	}
+	io.WriteString(w, "ok\nstore: reachable\n")
+}
+
 func (s *Server) authorize(write bool, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.allowed(w, r, write) {
@@ -305,6 +363,14 @@ func (s *Server) allowed(w http.ResponseWriter, r *http.Request, write bool) boo
 
 // readBody reads a request body up to limit, answering 413 beyond it.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
+	body, ok := readLimited(w, r, limit)
+	if ok {
+		s.metrics.bytesIn.Add(float64(len(body)))
+	}
+	return body, ok
+}
+
+func readLimited(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	var tooBig *http.MaxBytesError
 	switch {
@@ -315,7 +381,6 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) (
 		httpError(w, http.StatusBadRequest, "read request body: %v", err)
 		return nil, false
 	}
-	s.metrics.bytesIn.Add(float64(len(body)))
 	return body, true
 }
 

@@ -78,7 +78,13 @@ type liveSource struct {
 // returns that revision. The writer lock is held only while the snapshot
 // is taken, so that the revision, the WAL position and the snapshot agree.
 func (d *database) live(ctx context.Context) (*liveSource, history.Revision, error) {
-	conn, err := d.readers.Conn(ctx)
+	d.mu.Lock()
+	readers := d.readers
+	d.mu.Unlock()
+	if readers == nil {
+		return nil, history.Revision{}, errNoLocal
+	}
+	conn, err := readers.Conn(ctx)
 	if err != nil {
 		return nil, history.Revision{}, err
 	}
@@ -88,6 +94,14 @@ func (d *database) live(ctx context.Context) (*liveSource, history.Revision, err
 		return nil, history.Revision{}, err
 	}
 	d.mu.Lock()
+	if d.opts.shared && (d.conn == nil || d.pending || d.localSeq != d.hist.Latest().Seq) {
+		// Not this node's current copy (another node writes the database,
+		// or this one has not caught up): the history serves it.
+		d.mu.Unlock()
+		tx.Rollback()
+		conn.Close()
+		return nil, history.Revision{}, errNoLocal
+	}
 	// Record any commit not recorded yet (a history write that failed
 	// after its commit), so that the revision covers every frame the read
 	// transaction sees: a checkpoint may backfill those frames into the

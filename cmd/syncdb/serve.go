@@ -14,7 +14,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/syncdb/syncdb/server"
+	"github.com/syncdb/syncdb/server/pgstore"
 )
 
 // listFlag is a repeatable string flag.
@@ -36,6 +39,9 @@ func serve(args []string) error {
 	maxBody := fs.Int64("max-push-bytes", 256<<20, "largest /v2/pipeline request body")
 	stmtTimeout := fs.Duration("statement-timeout", time.Minute, "limit on one pipeline request's statements and on a query selector")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	store := fs.String("store", os.Getenv("SYNCDB_STORE"), "`postgres://...`: keep the databases in PostgreSQL, shared with other nodes (default $SYNCDB_STORE; empty: the data directory alone)")
+	advertise := fs.String("advertise", "", "with --store: this node's `URL` for other nodes (default http://ADDR)")
+	leaseTTL := fs.Duration("lease-ttl", 5*time.Second, "with --store: how long a node that stopped renewing keeps its writer leases")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -51,7 +57,31 @@ func serve(args []string) error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
-	srv, err := server.New(server.Config{
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	url := "http://" + ln.Addr().String()
+	reg := prometheus.NewRegistry()
+	var cluster *pgstore.Cluster
+	if *store != "" {
+		adv := *advertise
+		if adv == "" {
+			if ip := ln.Addr().(*net.TCPAddr).IP; ip.IsUnspecified() {
+				ln.Close()
+				return fmt.Errorf("serve: listening on %s: give --advertise http://HOST:PORT, the address other nodes reach this one at", ln.Addr())
+			}
+			adv = url
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		cluster, err = pgstore.Open(ctx, pgstore.Config{URL: *store, Advertise: adv, TTL: *leaseTTL, Logger: log, Registry: reg})
+		cancel()
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("serve: --store: %w", err)
+		}
+	}
+	cfg := server.Config{
 		DataDir:                 *data,
 		AuthTokens:              authTokens,
 		ReadTokens:              readTokens,
@@ -61,18 +91,24 @@ func serve(args []string) error {
 		StatementTimeout:        *stmtTimeout,
 		HistoryRetention:        *retention,
 		Logger:                  log,
-	})
-	if err != nil {
-		return err
+		Registry:                reg,
 	}
-	ln, err := net.Listen("tcp", *addr)
+	if cluster != nil {
+		cfg.Cluster = cluster
+	}
+	srv, err := server.New(cfg)
 	if err != nil {
-		srv.Close()
+		ln.Close()
+		if cluster != nil {
+			cluster.Close()
+		}
 		return err
 	}
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	url := "http://" + ln.Addr().String()
 	fmt.Printf("syncdb server listening on %s\n", url)
+	if cluster != nil {
+		fmt.Printf("  store: PostgreSQL, node %s\n", cluster.Node())
+	}
 	fmt.Printf("  database \"default\": %s\n  database NAME:      %s/db/NAME\n", url, url)
 	os.Stdout.Sync()
 
@@ -92,5 +128,9 @@ func serve(args []string) error {
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
-	return errors.Join(err, srv.Close())
+	err = errors.Join(err, srv.Close())
+	if cluster != nil {
+		err = errors.Join(err, cluster.Close()) // after the databases: releases their leases
+	}
+	return err
 }

@@ -104,6 +104,11 @@ type dbState struct {
 	horizon   int64
 	changed   chan struct{}
 	cursor    history.Cursor
+	// base is the revision this node's next append builds on: set when it
+	// creates the database, takes the lease and appends; never by what it
+	// hears of other nodes, so that a retried append is told apart from a
+	// new one (see Append).
+	base int64
 
 	// The writer as last seen: cached until a syncdb_lease notification,
 	// an unreachable holder, or writerAge passes.
@@ -356,7 +361,7 @@ func (c *Cluster) load(ctx context.Context, st *dbState) error {
 		return fmt.Errorf("pgstore: load database %q: %w", st.name, err)
 	}
 	st.mu.Lock()
-	st.id, st.historyID, st.horizon = id, hid, horizn
+	st.id, st.historyID, st.horizon, st.base = id, hid, horizn, latest
 	st.setLatest(history.Revision{Seq: latest, DBSize: uint32(size)})
 	st.mu.Unlock()
 	c.mu.Lock()
@@ -582,6 +587,7 @@ func (c *Cluster) acquire(ctx context.Context, st *dbState, id, gen int64) (coor
 	st.held = l
 	st.writerURL = c.self
 	st.setLatest(rev)
+	st.base = rev.Seq
 	c.m.acquired.Inc()
 	if takeover {
 		c.m.takeovers.Inc()

@@ -135,7 +135,7 @@ func (b *backend) Init(ctx context.Context, id string, base history.Commit, cur 
 		return history.ErrExists
 	}
 	b.st.mu.Lock()
-	b.st.id, b.st.historyID, b.st.horizon, b.st.cursor = dbID, id, 1, cur
+	b.st.id, b.st.historyID, b.st.horizon, b.st.cursor, b.st.base = dbID, id, 1, cur, 1
 	b.st.setLatest(history.Revision{Seq: 1, DBSize: base.DBSize})
 	b.st.mu.Unlock()
 	b.c.mu.Lock()
@@ -216,14 +216,13 @@ const appendSQL = `WITH f AS (
 )
 SELECT (SELECT count(*) FROM f), (SELECT count(*) FROM n)`
 
-// Append records commits as the revisions after the latest one this node
-// knows, fenced by f.Epoch. A push that cannot be told apart from a
+// Append records commits as the revisions after base, fenced by f.Epoch. A push that cannot be told apart from a
 // committed one (the connection broke during the statement) is resolved by
 // the next Append of the same commits: the compare-and-set fails, and the
 // revision after base tells whether it was this writer's.
 func (b *backend) Append(ctx context.Context, f history.Fence, commits []history.Commit, cur history.Cursor, unixMS int64) (history.Revision, error) {
 	b.st.mu.Lock()
-	base, id := b.st.latest, b.st.id
+	base, id := history.Revision{Seq: b.st.base}, b.st.id
 	b.st.mu.Unlock()
 	if base.Seq == 0 {
 		return base, errors.New("history not initialized")
@@ -280,6 +279,7 @@ func (b *backend) Append(ctx context.Context, f history.Fence, commits []history
 	}
 	b.st.mu.Lock()
 	b.st.setLatest(next)
+	b.st.base = next.Seq
 	b.st.cursor = cur
 	b.st.mu.Unlock()
 	return next, nil

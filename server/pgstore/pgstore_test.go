@@ -154,7 +154,7 @@ func TestAppendRetryAfterUnknownOutcome(t *testing.T) {
 	// The writer did not learn of revision 2: it retries from 1.
 	st := h.(*backend).st
 	st.mu.Lock()
-	st.latest = history.Revision{Seq: 1, DBSize: 1}
+	st.base = 1
 	st.mu.Unlock()
 	rev, err := h.Append(t.Context(), f, one(4), history.Cursor{}, 2)
 	if err != nil || rev.Seq != 2 {

@@ -1,0 +1,154 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/syncdb/syncdb/internal/pgtest"
+	"github.com/syncdb/syncdb/server/pgstore"
+)
+
+// testNode is one syncdb node of a test cluster.
+type testNode struct {
+	*testServer
+	cluster *pgstore.Cluster
+}
+
+// testCluster is n nodes over one PostgreSQL database behind a round-robin
+// load balancer.
+type testCluster struct {
+	nodes []*testNode
+	lb    *testLB
+	dsn   string
+}
+
+func newTestCluster(t *testing.T, n int, mod func(*pgstore.Config, *Config)) *testCluster {
+	t.Helper()
+	tc := &testCluster{dsn: pgtest.NewDatabase(t)}
+	var urls []*url.URL
+	for i := range n {
+		tc.nodes = append(tc.nodes, tc.startNode(t, i, mod))
+		u, _ := url.Parse(tc.nodes[i].url)
+		urls = append(urls, u)
+	}
+	tc.lb = newTestLB(t, urls)
+	return tc
+}
+
+// startNode starts node i (again, on a fresh data directory).
+func (tc *testCluster) startNode(t *testing.T, i int, mod func(*pgstore.Config, *Config)) *testNode {
+	t.Helper()
+	hs := httptest.NewUnstartedServer(nil)
+	pcfg := pgstore.Config{URL: tc.dsn, Advertise: "http://" + hs.Listener.Addr().String(), TTL: 2 * time.Second,
+		Recheck: time.Second, Logger: slog.New(slog.DiscardHandler)}
+	cfg := Config{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)}
+	if mod != nil {
+		mod(&pcfg, &cfg)
+	}
+	c, err := pgstore.Open(t.Context(), pcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Cluster = c
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs.Config.Handler = s.Handler()
+	hs.Start()
+	node := &testNode{testServer: &testServer{Server: s, http: hs, url: hs.URL, dir: cfg.DataDir}, cluster: c}
+	t.Cleanup(func() { node.stop(t) })
+	return node
+}
+
+var stopped sync.Map // *testNode already stopped
+
+func (n *testNode) stop(t *testing.T) {
+	if _, dup := stopped.LoadOrStore(n, true); dup {
+		return
+	}
+	n.BeginShutdown()
+	n.http.Close()
+	if err := n.Close(); err != nil {
+		t.Errorf("close node: %v", err)
+	}
+	n.cluster.Close()
+}
+
+// testLB is a round-robin reverse proxy; a node that refuses connections
+// is skipped (as a load balancer's health check would), nothing else is
+// retried.
+type testLB struct {
+	*httptest.Server
+	nodes  []*url.URL
+	next   atomic.Uint64
+	counts []atomic.Int64
+	down   sync.Map // index -> true: not routed to
+}
+
+func newTestLB(t *testing.T, nodes []*url.URL) *testLB {
+	lb := &testLB{nodes: nodes, counts: make([]atomic.Int64, len(nodes))}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 32
+	lb.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		for range 2 * len(lb.nodes) {
+			i := int(lb.next.Add(1) % uint64(len(lb.nodes)))
+			if _, down := lb.down.Load(i); down {
+				continue
+			}
+			var perr error
+			p := &httputil.ReverseProxy{
+				Rewrite:       func(pr *httputil.ProxyRequest) { pr.SetURL(lb.nodes[i]) },
+				Transport:     tr,
+				FlushInterval: -1,
+				ErrorHandler:  func(_ http.ResponseWriter, _ *http.Request, err error) { perr = err },
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			r.ContentLength = int64(len(body))
+			p.ServeHTTP(w, r)
+			var op *net.OpError
+			if perr == nil {
+				lb.counts[i].Add(1)
+				return
+			}
+			if !(errors.As(perr, &op) && op.Op == "dial") {
+				http.Error(w, "load balancer: "+perr.Error(), http.StatusBadGateway)
+				return
+			}
+		}
+		http.Error(w, "load balancer: no node reachable", http.StatusBadGateway)
+	}))
+	t.Cleanup(lb.Close)
+	return lb
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting for %s", what)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
