@@ -1,21 +1,15 @@
 package server
 
 import (
-	"bytes"
 	"context"
-	"errors"
-	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
 	"net/url"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/syncdb/syncdb/internal/lb"
 	"github.com/syncdb/syncdb/internal/pgtest"
 	"github.com/syncdb/syncdb/server/pgstore"
 )
@@ -87,56 +81,17 @@ func (n *testNode) stop(t *testing.T) {
 	n.cluster.Close()
 }
 
-// testLB is a round-robin reverse proxy; a node that refuses connections
-// is skipped (as a load balancer's health check would), nothing else is
-// retried.
+// testLB is the load balancer of package lb on loopback.
 type testLB struct {
 	*httptest.Server
-	nodes  []*url.URL
-	next   atomic.Uint64
-	counts []atomic.Int64
-	down   sync.Map // index -> true: not routed to
+	*lb.LB
 }
 
 func newTestLB(t *testing.T, nodes []*url.URL) *testLB {
-	lb := &testLB{nodes: nodes, counts: make([]atomic.Int64, len(nodes))}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = 32
-	lb.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		for range 2 * len(lb.nodes) {
-			i := int(lb.next.Add(1) % uint64(len(lb.nodes)))
-			if _, down := lb.down.Load(i); down {
-				continue
-			}
-			var perr error
-			p := &httputil.ReverseProxy{
-				Rewrite:       func(pr *httputil.ProxyRequest) { pr.SetURL(lb.nodes[i]) },
-				Transport:     tr,
-				FlushInterval: -1,
-				ErrorHandler:  func(_ http.ResponseWriter, _ *http.Request, err error) { perr = err },
-			}
-			r.Body = io.NopCloser(bytes.NewReader(body))
-			r.ContentLength = int64(len(body))
-			p.ServeHTTP(w, r)
-			var op *net.OpError
-			if perr == nil {
-				lb.counts[i].Add(1)
-				return
-			}
-			if !(errors.As(perr, &op) && op.Op == "dial") {
-				http.Error(w, "load balancer: "+perr.Error(), http.StatusBadGateway)
-				return
-			}
-		}
-		http.Error(w, "load balancer: no node reachable", http.StatusBadGateway)
-	}))
-	t.Cleanup(lb.Close)
-	return lb
+	b := lb.New(nodes)
+	l := &testLB{Server: httptest.NewServer(b), LB: b}
+	t.Cleanup(l.Close)
+	return l
 }
 
 // waitFor polls cond until it holds or the timeout passes.

@@ -73,7 +73,7 @@ func TestClusterServesAnyRequestOnAnyNode(t *testing.T) {
 		t.Fatalf("rows: %s", got)
 	}
 	for i := range tc.nodes {
-		if c := tc.lb.counts[i].Load(); c == 0 {
+		if c := tc.lb.Count(i); c == 0 {
 			t.Fatalf("the load balancer sent nothing to node %d", i)
 		}
 	}

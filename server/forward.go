@@ -10,6 +10,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -52,6 +53,10 @@ func newForwarder(s *Server, reg prometheus.Registerer) *forwarder {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 64
 	tr.DialContext = (&net.Dialer{Timeout: 2 * time.Second}).DialContext
+	// A holder that accepted the request but does not answer (paused, or
+	// cut off) must not hold the client forever; a working one answers
+	// within the statement timeout plus the time to record.
+	tr.ResponseHeaderTimeout = s.cfg.StatementTimeout + 30*time.Second
 	f.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(pr.In.Context().Value(targetKey{}).(*url.URL))
@@ -136,8 +141,17 @@ func (f *forwarder) wrap(next http.Handler) http.Handler {
 				replay()
 				start := time.Now()
 				var perr error
-				ctx := contextWith(r, to, &perr)
-				f.proxy.ServeHTTP(w, r.WithContext(ctx))
+				ctx, cancel := context.WithCancel(contextWith(r, to, &perr))
+				sw := &startedWriter{ResponseWriter: w}
+				moved := f.watch(ctx, cancel, name, to, &sw.started)
+				f.proxy.ServeHTTP(sw, r.WithContext(ctx))
+				cancel()
+				if moved.Load() {
+					// The holder stopped answering and lost the lease; it
+					// cannot record this request any more: send it to the
+					// new writer.
+					perr = errMoved
+				}
 				if perr == nil {
 					f.requests.WithLabelValues("ok").Inc()
 					f.seconds.Observe(time.Since(start).Seconds())
@@ -168,9 +182,57 @@ func contextWith(r *http.Request, to *url.URL, perr *error) context.Context {
 	return context.WithValue(context.WithValue(r.Context(), targetKey{}, to), errKey{}, perr)
 }
 
-// retryable: the request surely did not run on the holder.
+// watch cancels a forwarded request once the lease of db moved away from
+// to while it waited (the holder was paused or cut off past its lease).
+func (f *forwarder) watch(ctx context.Context, cancel func(), db string, to *url.URL, started *atomic.Bool) *atomic.Bool {
+	moved := &atomic.Bool{}
+	go func() {
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if started.Load() {
+				return // the holder answers: let it finish
+			}
+			lease, now, err := f.s.coord.Writer(context.WithoutCancel(ctx), db)
+			if err == nil && (lease != nil || now.String() != to.String()) && !started.Load() {
+				moved.Store(true)
+				cancel()
+				return
+			}
+		}
+	}()
+	return moved
+}
+
+// startedWriter notes when the forwarded response started.
+type startedWriter struct {
+	http.ResponseWriter
+	started atomic.Bool
+}
+
+func (w *startedWriter) WriteHeader(code int) {
+	w.started.Store(true)
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *startedWriter) Write(p []byte) (int, error) {
+	w.started.Store(true)
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *startedWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+var errMoved = errors.New("the writer's lease moved to another node while it did not answer")
+
+// retryable: the request surely did not run on the holder, or cannot be
+// recorded by it any more.
 func retryable(err error) bool {
-	if errors.Is(err, errMisdirected) {
+	if errors.Is(err, errMisdirected) || errors.Is(err, errMoved) {
 		return true
 	}
 	var op *net.OpError

@@ -255,7 +255,7 @@ func TestNotifyWakesOtherNodes(t *testing.T) {
 		t.Fatalf("b's latest after the wake-up: %+v", hb.Latest())
 	}
 	// The listener's session is killed: b reconnects and re-reads.
-	if _, err := a.pool.Exec(t.Context(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()`); err != nil {
+	if _, err := a.pool.Exec(t.Context(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%' AND datname = current_database() AND pid <> pg_backend_pid()`); err != nil {
 		t.Fatal(err)
 	}
 	ch = b.Changed("d")
