@@ -6,7 +6,7 @@
 #
 #   eval "$(scripts/pg.sh start DIR)"   # prints export lines: SYNCDB_TEST_PG, SYNCDB_TEST_PGDATA, ...
 #   scripts/pg.sh stop DIR
-#   scripts/pg.sh restart DIR            # immediate-mode restart (crash recovery), same port
+#   scripts/pg.sh restart DIR [SECONDS]  # crash (immediate stop), down SECONDS, start again; same port
 set -euo pipefail
 cmd=${1:?usage: pg.sh start|stop|restart DIR}
 dir=${2:?usage: pg.sh start|stop|restart DIR}
@@ -61,8 +61,12 @@ stop)
 	rm -rf "$dir"
 	;;
 restart)
+	# A crash and a restart: stop in immediate mode (no shutdown checkpoint:
+	# recovery replays the WAL), stay down ${3:-0} seconds, start again.
 	B=$(bindir)
-	as_owner "$B/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -m immediate -w restart >/dev/null
+	as_owner "$B/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null
+	sleep "${3:-0}"
+	as_owner "$B/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w start >/dev/null
 	;;
 *)
 	echo "usage: pg.sh start|stop|restart DIR" >&2

@@ -7,9 +7,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"net/url"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,16 +72,52 @@ func NewDatabase(t testing.TB) string {
 	return u.String()
 }
 
-// Restart restarts the test cluster in immediate mode (a crash: recovery
-// replays its WAL), or skips the test if the cluster was not started by
-// scripts/pg.sh.
-func Restart(t testing.TB) {
+// Cluster is a private PostgreSQL cluster of one test, for tests that
+// crash it (which would disturb every other test on the shared one).
+type Cluster struct {
+	URL string
+	dir string
+	ctl string
+}
+
+// NewCluster starts a private cluster with scripts/pg.sh (the one that
+// started the shared cluster), stopped at the end of the test; it skips the
+// test without one.
+func NewCluster(t testing.TB) *Cluster {
 	t.Helper()
-	ctl, data := os.Getenv("SYNCDB_TEST_PGCTL"), os.Getenv("SYNCDB_TEST_PGDATA")
-	if ctl == "" || data == "" {
-		t.Skip("needs a cluster started by scripts/pg.sh (SYNCDB_TEST_PGCTL, SYNCDB_TEST_PGDATA)")
+	URL(t)
+	ctl := os.Getenv("SYNCDB_TEST_PGCTL")
+	if ctl == "" {
+		t.Skip("needs scripts/pg.sh (SYNCDB_TEST_PGCTL, set by scripts/test.sh and by eval \"$(scripts/pg.sh start DIR)\")")
 	}
-	out, err := exec.Command(ctl, "restart", data[:len(data)-len("/data")]).CombinedOutput()
+	dir, err := os.MkdirTemp("", "syncdb-pgtest-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(ctl, "start", dir).Output()
+	if err != nil {
+		os.RemoveAll(dir)
+		t.Fatalf("start a private PostgreSQL: %v", err)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command(ctl, "stop", dir).CombinedOutput(); err != nil {
+			t.Logf("stop the private PostgreSQL: %v\n%s", err, out)
+		}
+	})
+	for _, line := range strings.Split(string(out), "\n") {
+		if v, ok := strings.CutPrefix(line, "export "+EnvURL+"="); ok {
+			return &Cluster{URL: strings.Trim(v, "'"), dir: dir, ctl: ctl}
+		}
+	}
+	t.Fatalf("scripts/pg.sh start printed no %s: %s", EnvURL, out)
+	return nil
+}
+
+// Crash stops the cluster in immediate mode, keeps it down for down, and
+// starts it again (recovery replays its WAL).
+func (c *Cluster) Crash(t testing.TB, down time.Duration) {
+	t.Helper()
+	out, err := exec.Command(c.ctl, "restart", c.dir, fmt.Sprintf("%.1f", down.Seconds())).CombinedOutput()
 	if err != nil {
 		t.Fatalf("restart PostgreSQL: %v\n%s", err, out)
 	}

@@ -191,8 +191,10 @@ func (c *Cluster) register(ctx context.Context) error {
 	}
 	sent := time.Now()
 	var key int32
+	// Again after a lost lock session: the row stays, under a new lock.
 	err = conn.QueryRow(ctx, `INSERT INTO syncdb_node(node, url, lock_key, lease_until)
-		VALUES ($1, $2, nextval('syncdb_node_lock'), now() + $3::interval) RETURNING lock_key`,
+		VALUES ($1, $2, nextval('syncdb_node_lock'), now() + $3::interval)
+		ON CONFLICT (node) DO UPDATE SET lock_key = excluded.lock_key, lease_until = excluded.lease_until RETURNING lock_key`,
 		c.node, c.self.String(), c.cfg.TTL.String()).Scan(&key)
 	if err == nil {
 		_, err = conn.Exec(ctx, `SELECT pg_advisory_lock($1, $2)`, advisoryClass, key)
