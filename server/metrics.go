@@ -64,6 +64,11 @@ func (s *Server) instrument(h http.Handler) http.Handler {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		ep := endpoint(r.URL.Path)
+		if r.Header.Get(forwardedHeader) != "" {
+			// Counted as the client's request by the node that forwarded
+			// it: a cluster's requests add up to its clients'.
+			ep = "forwarded"
+		}
 		defer func() {
 			s.metrics.requests.WithLabelValues(ep, strconv.Itoa(sw.code)).Inc()
 			s.metrics.duration.WithLabelValues(ep).Observe(time.Since(start).Seconds())

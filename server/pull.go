@@ -132,6 +132,11 @@ func (s *Server) planPull(ctx context.Context, d *database, req *syncpb.PullUpda
 			return nil, revisionStatus(err), err
 		}
 	} else {
+		// The latest revision, wherever it was recorded: a client that saw
+		// its push acknowledged by one node pulls it from any other.
+		if err := d.hist.Refresh(ctx); err != nil {
+			return nil, http.StatusServiceUnavailable, err
+		}
 		if from >= 0 && req.LongPollTimeoutMs > 0 && d.hist.Latest().Seq <= from {
 			timeout := time.Duration(req.LongPollTimeoutMs) * time.Millisecond
 			timeout = min(timeout, s.cfg.MaxLongPoll)

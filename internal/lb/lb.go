@@ -126,6 +126,7 @@ func (b *LB) metrics(w http.ResponseWriter, r *http.Request) {
 		n := b.node(i)
 		req, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, n.JoinPath("/metrics").String(), nil)
 		req.Header = r.Header.Clone()
+		req.Header.Del("Accept-Encoding") // plain text, to add up
 		resp, err := b.tr.RoundTrip(req)
 		if err != nil {
 			continue

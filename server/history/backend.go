@@ -27,6 +27,10 @@ type Backend interface {
 	Cursor() Cursor
 	// Check validates that seq can be served and returns its revision.
 	Check(ctx context.Context, seq int64) (Revision, error)
+	// Refresh brings Latest up to date with a shared store, so that a
+	// revision recorded on any node before the call is seen (a file
+	// history is always up to date).
+	Refresh(ctx context.Context) error
 
 	// Init records the base revision (seq 1).
 	Init(ctx context.Context, id string, base Commit, cur Cursor, unixMS int64) error

@@ -344,6 +344,9 @@ func (s *Store) Sync(ctx context.Context) error {
 	return nil
 }
 
+// Refresh does nothing: this node records every revision itself.
+func (s *Store) Refresh(context.Context) error { return nil }
+
 // Check validates that seq can be served.
 func (s *Store) Check(ctx context.Context, seq int64) (Revision, error) {
 	s.smu.RLock()

@@ -96,6 +96,22 @@ func (b *backend) Check(ctx context.Context, seq int64) (history.Revision, error
 	return history.Revision{Seq: seq, DBSize: uint32(*revSize)}, nil
 }
 
+// Refresh reads the latest revision from the store.
+func (b *backend) Refresh(ctx context.Context) error {
+	var l, size, h int64
+	start := time.Now()
+	err := b.c.pool.QueryRow(ctx, `SELECT latest, db_size, horizon FROM syncdb_db WHERE id = $1`, b.dbID()).Scan(&l, &size, &h)
+	b.c.m.observe("read", start, err)
+	if err != nil {
+		return fmt.Errorf("pgstore: read the latest revision of %q: %w", b.st.name, err)
+	}
+	b.st.mu.Lock()
+	b.st.setLatest(history.Revision{Seq: l, DBSize: uint32(size)})
+	b.st.horizon = max(b.st.horizon, h)
+	b.st.mu.Unlock()
+	return nil
+}
+
 // Init creates the database in the store with its base revision. If another
 // node created it first, Init loads that one and returns history.ErrExists.
 func (b *backend) Init(ctx context.Context, id string, base history.Commit, cur history.Cursor, unixMS int64) error {
