@@ -31,10 +31,15 @@ var ErrBadRevision = errors.New("revision cannot be served")
 // database is one served database: a SQLite file written by one connection,
 // and the page history of every commit on it.
 //
-// Ownership: mu is the writer on this node. Holding it grants the write
-// connection, the WAL read position and the right to checkpoint. Readers of
-// the history never take it. Which node may write at all is the
-// coordinator's lease (opts.coord); its epoch fences every append.
+// Ownership: mu is the writer on this node. Holding it grants both
+// connections to the database file, the WAL read position and the right to
+// checkpoint. Readers of the history never take it. Which node may write at
+// all is the coordinator's lease (opts.coord); its epoch fences every append.
+//
+// client runs the clients' SQL and nothing else: it is sandboxed (see
+// sandbox.go) for its whole life, and every request gets it in the same
+// state (resetSession). admin runs the server's own statements
+// (checkpoints, reading the base revision), which the sandbox refuses.
 type database struct {
 	name string
 	dir  string
@@ -46,18 +51,18 @@ type database struct {
 	hist    history.Backend
 
 	liveReaders atomic.Int64 // pulls streaming from readers: checkpoints wait for them
+	behind      atomic.Bool  // the WAL has commits the history could not record (see session)
 	snapshots   *snapshotCache
 
 	mu      sync.Mutex
-	conn    *sql.Conn
+	client  *sql.Conn // sandboxed: the clients' SQL
+	sb      *sandbox  // client's authorizer
+	admin   *sql.Conn // the server's own statements
+	commits int       // transactions committed on client, counted by its WAL hook
 	walPos  walfile.Position
 	walFile *os.File      // opened once the WAL exists; read with ReadAt only
 	fence   history.Fence // the lease epoch of the current write
 	lease   coord.Lease   // the lease of the current write (nil before the first)
-	// pending: a commit is in the WAL that the history may not have
-	// recorded (recording failed); nothing may read the database before
-	// recordCommits settled it.
-	pending bool
 	// In a cluster (opts.shared) the local file is a cache of the store:
 	// localEpoch is the lease epoch it was built under (0: none open),
 	// localSeq the revision it holds.
@@ -74,6 +79,7 @@ type dbOptions struct {
 	retention        time.Duration
 	checkpointFrames int
 	stmtTimeout      time.Duration
+	maxValueBytes    int         // largest string or blob a client statement may make (SQLITE_LIMIT_LENGTH)
 	onRevisions      func(n int) // called after commits were recorded
 	onCheckpoint     func()      // called after a checkpoint emptied the WAL
 	snapshotMinBytes int64       // see Config.SnapshotCacheMinBytes
@@ -153,13 +159,13 @@ func (d *database) open(ctx context.Context) error {
 	return nil
 }
 
-// openLocal opens the database file: the writer connection and the
-// readers.
+// openLocal opens the database file: the admin and client connections and
+// the readers.
 func (d *database) openLocal(ctx context.Context) error {
 	path := filepath.Join(d.dir, mainFile)
 	// synchronous=FULL: a commit is on disk before the pipeline answers.
 	// wal_autocheckpoint=0: only maintain() checkpoints, after the history
-	// has recorded every frame. (In a cluster, NORMAL: see below.)
+	// has recorded every frame.
 	sync := "FULL"
 	if d.opts.shared {
 		// The file is a cache of the store, rebuilt after any unclean stop:
@@ -173,35 +179,32 @@ func (d *database) openLocal(ctx context.Context) error {
 	}
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
-		return fmt.Errorf("open %s: %w", path, err)
+		return fmt.Errorf("open %s: %w", mainFile, err)
 	}
-	db.SetMaxOpenConns(1)
+	db.SetMaxOpenConns(2)
+	db.SetMaxIdleConns(2)
 	db.SetConnMaxIdleTime(0)
 	db.SetConnMaxLifetime(0)
 	d.sqldb = db
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", path, err)
+	if d.admin, err = d.conn(ctx); err != nil {
+		return err
 	}
-	d.conn = conn
-	// SQLite must never checkpoint on its own when the connection closes:
-	// only checkpoint() may, after the history recorded every frame.
-	if err := sqlitex.Raw(ctx, conn, func(c *sqlitex.Conn) error { return c.SetNoCheckpointOnClose(true) }); err != nil {
-		return fmt.Errorf("configure %s: %w", path, err)
+	if err := d.openClient(ctx); err != nil {
+		return err
 	}
 	var pageSize int
 	var mode string
-	if err := conn.QueryRowContext(ctx, "PRAGMA page_size").Scan(&pageSize); err != nil {
+	if err := d.admin.QueryRowContext(ctx, "PRAGMA page_size").Scan(&pageSize); err != nil {
 		return fmt.Errorf("read page size: %w", err)
 	}
 	if pageSize != history.PageSize {
 		return fmt.Errorf("database %s has page size %d; the sync protocol needs %d", d.name, pageSize, history.PageSize)
 	}
-	if err := conn.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil || !strings.EqualFold(mode, "wal") {
+	if err := d.admin.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil || !strings.EqualFold(mode, "wal") {
 		return fmt.Errorf("database %s is not in WAL mode (%q, %v)", d.name, mode, err)
 	}
 
-	rdsn := "file:" + path + "?_pragma=query_only(1)&_pragma=busy_timeout(10000)&_pragma=mmap_size(1073741824)"
+	rdsn := "file:" + path + "?mode=ro&_pragma=query_only(1)&_pragma=busy_timeout(10000)&_pragma=mmap_size(1073741824)"
 	if d.opts.vfs != "" {
 		rdsn += "&vfs=" + d.opts.vfs
 	}
@@ -213,18 +216,64 @@ func (d *database) openLocal(ctx context.Context) error {
 	return nil
 }
 
+// conn takes a connection to the database file for good. SQLite must
+// never checkpoint on its own when it closes: only checkpoint() may, after
+// the history recorded every frame.
+func (d *database) conn(ctx context.Context) (*sql.Conn, error) {
+	conn, err := d.sqldb.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", mainFile, err)
+	}
+	if err := sqlitex.Raw(ctx, conn, func(c *sqlitex.Conn) error { return c.SetNoCheckpointOnClose(true) }); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("configure %s: %w", mainFile, err)
+	}
+	return conn, nil
+}
+
+// openClient opens the client connection: sandboxed, with a WAL hook that
+// counts its commits.
+func (d *database) openClient(ctx context.Context) error {
+	conn, err := d.conn(ctx)
+	if err != nil {
+		return err
+	}
+	err = sqlitex.Raw(ctx, conn, func(c *sqlitex.Conn) error {
+		sb, err := newSandbox(c, false, d.opts.maxValueBytes)
+		if err != nil {
+			return err
+		}
+		d.sb = sb
+		return c.SetWALHook(func(string, int) { d.commits++ })
+	})
+	if err != nil {
+		closeClient(conn)
+		return fmt.Errorf("configure %s: %w", mainFile, err)
+	}
+	d.client = conn
+	return nil
+}
+
+// closeClient removes the client connection's hooks and closes it.
+func closeClient(conn *sql.Conn) error {
+	herr := sqlitex.Raw(context.Background(), conn, func(c *sqlitex.Conn) error {
+		return errors.Join(c.SetAuthorizer(nil), c.SetWALHook(nil))
+	})
+	return errors.Join(herr, conn.Close())
+}
+
 // initHistory records the base revision: the database as it is now, which
 // may be a database created before the server ever saw it.
 func (d *database) initHistory(ctx context.Context) error {
-	if _, err := d.conn.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+	if _, err := d.admin.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
 		return fmt.Errorf("checkpoint before base: %w", err)
 	}
 	var size uint32
-	if err := d.conn.QueryRowContext(ctx, "PRAGMA page_count").Scan(&size); err != nil {
+	if err := d.admin.QueryRowContext(ctx, "PRAGMA page_count").Scan(&size); err != nil {
 		return err
 	}
 	base := history.Commit{DBSize: size, Pages: func(fn func(history.Page) error) error {
-		rows, err := d.conn.QueryContext(ctx, "SELECT pgno, data FROM sqlite_dbpage ORDER BY pgno")
+		rows, err := d.admin.QueryContext(ctx, "SELECT pgno, data FROM sqlite_dbpage ORDER BY pgno")
 		if err != nil {
 			return err
 		}
@@ -373,60 +422,120 @@ func (d *database) waitChange(ctx context.Context, seq int64, timeout time.Durat
 // lease: it belongs to the node that does.
 var errNotWriter = errors.New("this node is not the database's writer")
 
-// write runs fn with the writer connection, then rolls back a transaction
-// fn left open and records the commits fn made.
-func (d *database) write(ctx context.Context, fn func(*sqlitex.Conn) error) error {
+// errClosed reports a request on a database that was closed meanwhile.
+var errClosed = errors.New("database closed")
+
+// ErrHistoryBehind reports that commits could not be recorded in the page
+// history yet (the history's disk is full, say): pulls wait for it rather
+// than miss them.
+var ErrHistoryBehind = errors.New("the page history is behind the database (see the server log); try again later")
+
+// session runs fn on the client connection under the writer lock. Then,
+// whatever fn did, it puts the connection back into the state every
+// request starts from and records the commits fn made in the history. It
+// returns how many transactions fn committed (they are durable, even if
+// err is not nil).
+//
+// A commit that the history cannot record now (its disk is full, say)
+// stays in the WAL, which is not checkpointed until it is recorded; pulls
+// fail with ErrHistoryBehind meanwhile (see catchUp), so that no pull is
+// served without it.
+//
+// In a cluster a commit is acknowledged only once the shared store has it:
+// one it could not record may be dropped (another node may take over), so
+// session reports it as not committed, and settles it before it runs
+// anything else (see settle).
+func (d *database) session(ctx context.Context, fn func(*sqlitex.Conn, *sandbox) error) (commits int, err error) {
 	lease, _, err := d.opts.coord.Writer(ctx, d.name)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if lease == nil {
-		return errNotWriter
+		return 0, errNotWriter
 	}
 	if !lease.Valid() {
-		return fmt.Errorf("%w: this node's lease lapsed", history.ErrFenced)
+		return 0, fmt.Errorf("%w: this node's lease lapsed", history.ErrFenced)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	// A new lease, or one taken again while a commit's fate was unknown:
-	// the store is the truth, rebuild from it.
-	if d.opts.shared && (d.conn == nil || d.localEpoch != lease.Epoch() || (d.pending && lease != d.lease)) {
-		if err := d.materialize(ctx); err != nil {
-			return err
+	if d.opts.shared {
+		if err := d.settle(ctx, lease); err != nil {
+			return 0, err
 		}
-		d.localEpoch = lease.Epoch()
-	}
-	if d.conn == nil {
-		return errors.New("database closed")
 	}
 	d.fence = history.Fence{Epoch: lease.Epoch()}
 	d.lease = lease
-	if d.pending {
-		// Settle what an earlier failed recording left before anything
-		// reads it: a client must not see a commit that may be dropped.
-		if _, err := d.recordCommits(context.WithoutCancel(ctx)); err != nil {
-			return d.recordFailed(err)
+	if d.client == nil {
+		if d.admin == nil {
+			return 0, errClosed
 		}
-		d.pending = false
+		// A failed reset closed it; open a fresh one.
+		if err := d.openClient(ctx); err != nil {
+			return 0, err
+		}
 	}
-	// The request's context bounds the statements; recording the commits
-	// they made must happen even if the client went away meanwhile.
-	err = sqlitex.Raw(context.WithoutCancel(ctx), d.conn, func(c *sqlitex.Conn) error {
-		ferr := fn(c)
-		if !c.Autocommit() {
-			if rerr := c.Exec("ROLLBACK"); rerr != nil && ferr == nil {
-				ferr = rerr
-			}
-		}
+	d.commits = 0
+	var broken error
+	// fn bounds its statements by ctx itself; the reset and the recording
+	// must happen even if the client went away meanwhile.
+	err = sqlitex.Raw(context.WithoutCancel(ctx), d.client, func(c *sqlitex.Conn) error {
+		d.sb.refused = ""
+		ferr := fn(c, d.sb)
+		broken = resetSession(c)
 		return ferr
 	})
-	if _, rerr := d.recordCommits(context.WithoutCancel(ctx)); rerr != nil {
-		// The commit is in the WAL; the history does not have it. Refuse to
-		// go on rather than serve pulls that miss it.
-		d.log.Error("recording commits failed", "err", rerr)
-		return errors.Join(err, fmt.Errorf("record history: %w", d.recordFailed(rerr)))
+	commits = d.commits
+	if broken != nil {
+		// The next request must not see what this one left: start it on
+		// a new connection.
+		d.log.Warn("cannot reset the client connection; reopening it", "err", broken)
+		if cerr := closeClient(d.client); cerr != nil {
+			d.log.Warn("close the client connection", "err", cerr)
+		}
+		d.client = nil
 	}
-	return err
+	if d.opts.shared {
+		if _, rerr := d.recordCommits(context.WithoutCancel(ctx)); rerr != nil {
+			d.log.Warn("recording commits in the store failed", "err", rerr)
+			return 0, errors.Join(err, fmt.Errorf("record history: %w", d.recordFailed(rerr)))
+		}
+		return commits, err
+	}
+	d.record(context.WithoutCancel(ctx))
+	return commits, err
+}
+
+// record records the commits not recorded yet; the caller holds mu. A
+// failure is logged and leaves the history behind for catchUp to retry.
+func (d *database) record(ctx context.Context) {
+	if _, err := d.recordCommits(ctx); err != nil {
+		if !d.behind.Swap(true) {
+			d.log.Error("recording commits in the history failed; pulls wait for it", "err", err)
+		}
+		return
+	}
+	d.behind.Store(false)
+}
+
+// catchUp makes sure the history holds every commit acknowledged so far,
+// retrying a recording that failed. It fails with ErrHistoryBehind while
+// that does not work.
+func (d *database) catchUp(ctx context.Context) error {
+	if !d.behind.Load() || d.opts.shared {
+		// In a cluster pulls read the store, which never has an
+		// unacknowledged commit; the writer settles its own (settle).
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.admin == nil {
+		return errClosed
+	}
+	d.record(ctx)
+	if d.behind.Load() {
+		return ErrHistoryBehind
+	}
+	return nil
 }
 
 // maintain checkpoints the database and compacts the history in the
@@ -471,7 +580,7 @@ func (d *database) maintain() {
 func (d *database) checkpoint(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.conn == nil {
+	if d.admin == nil {
 		return nil
 	}
 	if _, err := d.recordCommits(ctx); err != nil {
@@ -481,7 +590,7 @@ func (d *database) checkpoint(ctx context.Context) error {
 		return err
 	}
 	var busy, logFrames, done int
-	if err := d.conn.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &done); err != nil {
+	if err := d.admin.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &done); err != nil {
 		return err
 	}
 	if busy == 0 {
@@ -562,7 +671,7 @@ func (d *database) close() error {
 // durably recorded before that.
 func (d *database) closeFiles() error {
 	var errs []error
-	if d.conn != nil && d.hist != nil && d.hist.Initialized() {
+	if d.admin != nil && d.hist != nil && d.hist.Initialized() {
 		if _, err := d.recordCommits(context.Background()); err != nil {
 			errs = append(errs, err)
 		}
@@ -585,9 +694,13 @@ func (d *database) closeLocal() error {
 		errs = append(errs, d.readers.Close())
 		d.readers = nil
 	}
-	if d.conn != nil {
-		errs = append(errs, d.conn.Close())
-		d.conn = nil
+	if d.client != nil {
+		errs = append(errs, closeClient(d.client))
+		d.client = nil
+	}
+	if d.admin != nil {
+		errs = append(errs, d.admin.Close())
+		d.admin = nil
 	}
 	if d.sqldb != nil {
 		errs = append(errs, d.sqldb.Close())

@@ -30,6 +30,8 @@ type testServer struct {
 	http *httptest.Server
 	url  string
 	dir  string
+
+	token string // sent by the helpers that take no token, if set
 }
 
 func newTestServer(t *testing.T, cfg Config) *testServer {
@@ -101,6 +103,9 @@ func (ts *testServer) pipeline(t *testing.T, db, token string, reqs ...hrana.Str
 	if err != nil {
 		t.Fatal(err)
 	}
+	if token == "" {
+		token = ts.token
+	}
 	status, out := post(t, ts.dbURL(db)+"/v2/pipeline", "application/json", token, body)
 	if status != http.StatusOK {
 		t.Fatalf("pipeline: %d %s", status, out)
@@ -153,7 +158,7 @@ func (ts *testServer) tryPull(t *testing.T, db string, req *syncpb.PullUpdatesRe
 	if err != nil {
 		t.Fatal(err)
 	}
-	status, out := post(t, ts.dbURL(db)+"/pull-updates", "application/protobuf", "", body)
+	status, out := post(t, ts.dbURL(db)+"/pull-updates", "application/protobuf", ts.token, body)
 	if status != http.StatusOK {
 		return nil, status, string(out)
 	}

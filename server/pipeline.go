@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/syncdb/syncdb/internal/sqlitex"
+	"github.com/syncdb/syncdb/server/history"
 	"github.com/syncdb/syncdb/wire/hrana"
 )
 
@@ -17,8 +19,16 @@ import (
 const maxStoredSQL = 1000
 
 // handlePipeline serves POST /v2/pipeline: Hrana v2 requests run in order
-// on the database's writer connection. Streams do not outlive a request: a
-// transaction left open at the end is rolled back and no baton is returned.
+// on the database's client connection, in the statement sandbox. Streams
+// do not outlive a request: whatever a request leaves (an open
+// transaction, temporary objects, settings) is undone before the next one
+// (see database.session) and no baton is returned.
+//
+// Status codes: per-statement errors are part of a 200 answer, as Hrana
+// has them. A request whose statements could not write because the disk
+// is full gets 507 if nothing it sent committed; once something committed
+// the answer is a 200 whatever happens after, so that a client never
+// retries a write that happened.
 func (s *Server) handlePipeline(w http.ResponseWriter, r *http.Request, d *database) {
 	body, ok := s.readBody(w, r, s.cfg.MaxPipelineRequestBytes)
 	if !ok {
@@ -36,33 +46,59 @@ func (s *Server) handlePipeline(w http.ResponseWriter, r *http.Request, d *datab
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.StatementTimeout)
 	defer cancel()
 	resp := hrana.PipelineRespBody{Results: make([]hrana.StreamResult, 0, len(req.Requests))}
-	err = d.write(ctx, func(c *sqlitex.Conn) error {
-		ex := &executor{c: c, ctx: ctx, stored: map[int32]string{}}
+	var full bool
+	commits, err := d.session(ctx, func(c *sqlitex.Conn, sb *sandbox) error {
+		ex := &executor{c: c, sb: sb, ctx: ctx, stored: map[int32]string{}, budget: s.cfg.MaxResponseBytes, maxResponse: s.cfg.MaxResponseBytes}
 		for _, rq := range req.Requests {
 			resp.Results = append(resp.Results, ex.run(rq))
 		}
+		full = ex.diskFull
 		return nil
 	})
-	if err != nil {
+	switch {
+	case err != nil && (s.cfg.Cluster != nil || errors.Is(err, errNotWriter) || errors.Is(err, history.ErrFenced)):
+		// A lease or store problem: nothing was acknowledged, the client
+		// retries (exactly once: see writeFailed).
 		s.writeFailed(w, r, err)
 		return
+	case commits == 0 && errors.Is(err, errClosed):
+		httpError(w, http.StatusServiceUnavailable, "the database is closing; nothing was written")
+		return
+	case commits == 0 && err != nil:
+		s.log.Error("pipeline", "db", d.name, "err", err)
+		httpError(w, http.StatusInternalServerError, "internal error; nothing was written (the server log has the details)")
+		return
+	case commits == 0 && full:
+		httpError(w, http.StatusInsufficientStorage, "the server's disk is full: nothing was written")
+		return
+	case err != nil:
+		// The writes committed: answer them.
+		s.log.Error("pipeline after a commit", "db", d.name, "err", err)
 	}
 	out, err := json.Marshal(resp)
 	if err != nil {
-		httpError(w, http.StatusInternalServerError, "encode response: %v", err)
+		// Values are checked as they are read (see checkValue), so this is
+		// a bug; the status says whether anything was written.
+		s.log.Error("encode pipeline response", "db", d.name, "err", err)
+		httpError(w, http.StatusInternalServerError, "internal error encoding the response; %d transaction(s) committed", commits)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	w.Write(out)
+	s.writeBody(w, out)
 	s.metrics.bytesOut.WithLabelValues("pipeline").Add(float64(len(out)))
 }
 
 // executor runs the requests of one pipeline.
 type executor struct {
 	c      *sqlitex.Conn
+	sb     *sandbox
 	ctx    context.Context
 	stored map[int32]string
 	closed bool
+
+	budget      int64 // response bytes left
+	maxResponse int64 // Config.MaxResponseBytes
+	diskFull    bool  // a statement failed with SQLITE_FULL
 }
 
 // errorCode is the Hrana code for errors that are not SQLite's own.
@@ -121,7 +157,7 @@ func (ex *executor) run(rq hrana.StreamRequest) hrana.StreamResult {
 			return fail(err)
 		}
 		if err := ex.c.WithContext(ex.ctx, func() error { return ex.c.Exec(sql) }); err != nil {
-			return fail(asHrana(err))
+			return fail(ex.asHrana(err))
 		}
 		return ok(hrana.StreamResponse{Type: hrana.ReqSequence})
 	case hrana.ReqDescribe:
@@ -166,17 +202,26 @@ func (ex *executor) resolve(sql *string, id *int32) (string, *hrana.Error) {
 	return "", failure(codeBadRequest, "a statement needs sql or sql_id")
 }
 
-// prepare compiles exactly one statement.
+// prepare compiles exactly one statement. The rest of the text must hold
+// no statement, and must compile: garbage after a statement is an error,
+// not something to ignore.
 func (ex *executor) prepare(sql string) (*sqlitex.Stmt, *hrana.Error) {
 	st, tail, err := ex.c.Prepare(sql)
 	if err != nil {
-		return nil, asHrana(err)
+		return nil, ex.asHrana(err)
 	}
 	if st == nil {
 		return nil, failure("SQL_NO_STATEMENT", "the SQL text holds no statement")
 	}
 	if strings.TrimSpace(tail) != "" {
-		if more, _, _ := ex.c.Prepare(tail); more != nil {
+		more, _, err := ex.c.Prepare(tail)
+		if err != nil {
+			st.Close()
+			herr := ex.asHrana(err)
+			herr.Message = "after the first statement: " + herr.Message
+			return nil, herr
+		}
+		if more != nil {
 			more.Close()
 			st.Close()
 			return nil, failure("SQL_MANY_STATEMENTS", "the SQL text holds more than one statement; use a batch or a sequence")
@@ -184,6 +229,43 @@ func (ex *executor) prepare(sql string) (*sqlitex.Stmt, *hrana.Error) {
 	}
 	return st, nil
 }
+
+// asHrana converts an execution error to a Hrana error, naming what the
+// sandbox refused and noting a full disk.
+func (ex *executor) asHrana(err error) *hrana.Error {
+	err = ex.sb.refusal(err)
+	if errors.Is(err, sqlitex.ErrFull) {
+		ex.diskFull = true
+	}
+	return asHrana(err)
+}
+
+// errValue is a result value the response cannot carry.
+type errValue struct{ msg string }
+
+func (e *errValue) Error() string { return e.msg }
+
+// value reads column i of st's current row for the response, charging its
+// size to the response budget. Values JSON cannot carry (infinite floats)
+// and values past the budget are errors.
+func (ex *executor) value(st *sqlitex.Stmt, i int) (hrana.Value, error) {
+	size := int64(st.ColumnSize(i))
+	cost := size*4/3 + 32 // base64 or escaped text, and the JSON around it
+	if cost > ex.budget {
+		return hrana.Value{}, &errValue{fmt.Sprintf("the response would exceed %d bytes (the server's limit); select fewer or smaller values", ex.maxResponse)}
+	}
+	ex.budget -= cost
+	v := st.Column(i)
+	if f, ok := v.(float64); ok && (math.IsInf(f, 0) || math.IsNaN(f)) {
+		return hrana.Value{}, &errValue{fmt.Sprintf("column %q holds %v, which JSON cannot carry", st.ColumnName(i), f)}
+	}
+	return hrana.Value{V: v}, nil
+}
+
+// returningSavepoint lets a write that returns rows be undone when one of
+// its values cannot be answered: the statement then fails and changes
+// nothing, even in autocommit mode.
+const returningSavepoint = "_syncdb_returning"
 
 func (ex *executor) execute(s *hrana.Stmt) (*hrana.StmtResult, *hrana.Error) {
 	sql, herr := ex.resolve(s.SQL, s.SQLID)
@@ -208,6 +290,13 @@ func (ex *executor) execute(s *hrana.Stmt) (*hrana.StmtResult, *hrana.Error) {
 			res.Cols[i].Decltype = &decl
 		}
 	}
+	guard := wantRows && !st.Readonly() && len(res.Cols) > 0
+	if guard {
+		if err := ex.c.Exec("SAVEPOINT " + returningSavepoint); err != nil {
+			return nil, ex.asHrana(err)
+		}
+	}
+	var bad error
 	err := ex.c.WithContext(ex.ctx, func() error {
 		for {
 			row, err := st.Step()
@@ -220,13 +309,28 @@ func (ex *executor) execute(s *hrana.Stmt) (*hrana.StmtResult, *hrana.Error) {
 			}
 			vals := make([]hrana.Value, len(res.Cols))
 			for i := range vals {
-				vals[i] = hrana.Value{V: st.Column(i)}
+				if vals[i], bad = ex.value(st, i); bad != nil {
+					return bad
+				}
 			}
 			res.Rows = append(res.Rows, vals)
 		}
 	})
+	if guard {
+		st.Reset()
+		end := "RELEASE " + returningSavepoint
+		if bad != nil {
+			end = "ROLLBACK TO " + returningSavepoint + "; " + end
+		}
+		if gerr := ex.c.Exec(end); gerr != nil && err == nil {
+			err = gerr
+		}
+	}
+	if bad != nil {
+		return nil, failure("RESPONSE_VALUE", "%v; the statement was not run", bad)
+	}
 	if err != nil {
-		return nil, asHrana(err)
+		return nil, ex.asHrana(err)
 	}
 	if !st.Readonly() {
 		res.AffectedRowCount = uint64(ex.c.Changes())

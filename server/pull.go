@@ -105,6 +105,9 @@ func (s *Server) planPull(ctx context.Context, d *database, req *syncpb.PullUpda
 	if req.StreamKind != syncpb.PullUpdatesStreamKind_PULL_UPDATES_STREAM_KIND_PAGES {
 		return nil, http.StatusBadRequest, errors.New("this server speaks the page protocol only (stream_kind must be PAGES)")
 	}
+	if err := d.catchUp(ctx); err != nil {
+		return nil, http.StatusServiceUnavailable, err
+	}
 	plan := &pullPlan{}
 	switch req.Encoding {
 	case syncpb.PageUpdatesEncodingReq_PAGE_UPDATES_ENCODING_REQ_RAW:

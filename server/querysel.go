@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/RoaringBitmap/roaring/v2"
 	"modernc.org/sqlite/vfs"
 
+	"github.com/syncdb/syncdb/internal/sqlitex"
 	"github.com/syncdb/syncdb/server/history"
 )
 
@@ -42,13 +44,20 @@ func (d *database) queryPages(ctx context.Context, rd history.View, rev history.
 
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	rows, err := db.QueryContext(ctx, query)
+	conn, err := db.Conn(ctx)
 	if err != nil {
 		return nil, err
 	}
-	for rows.Next() {
-	}
-	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+	defer conn.Close()
+	err = sqlitex.Raw(ctx, conn, func(c *sqlitex.Conn) error {
+		sb, err := newSandbox(c, true, d.opts.maxValueBytes)
+		if err != nil {
+			return err
+		}
+		defer c.SetAuthorizer(nil)
+		return runSelector(c, sb, query)
+	})
+	if err != nil {
 		return nil, err
 	}
 	if img.err != nil {
@@ -56,6 +65,45 @@ func (d *database) queryPages(ctx context.Context, rd history.View, rev history.
 	}
 	img.read.Add(1)
 	return img.read, nil
+}
+
+// ErrSelector reports a query selector that is not exactly one read-only
+// SELECT.
+var ErrSelector = errors.New("the query selector must be exactly one SELECT statement")
+
+// runSelector runs query, which must be exactly one read-only SELECT, to
+// its end, discarding its rows.
+func runSelector(c *sqlitex.Conn, sb *sandbox, query string) error {
+	st, tail, err := c.Prepare(query)
+	if err != nil {
+		return sb.refusal(err)
+	}
+	if st == nil {
+		return fmt.Errorf("%w: it holds no statement", ErrSelector)
+	}
+	defer st.Close()
+	if strings.TrimSpace(tail) != "" {
+		more, _, err := c.Prepare(tail)
+		if err != nil {
+			return fmt.Errorf("%w: after the first statement: %w", ErrSelector, sb.refusal(err))
+		}
+		if more != nil {
+			more.Close()
+			return fmt.Errorf("%w: it holds more than one", ErrSelector)
+		}
+	}
+	if !st.Readonly() || sb.selects == 0 {
+		return fmt.Errorf("%w: %q is not one", ErrSelector, st.SQL())
+	}
+	for {
+		row, err := st.Step()
+		if err != nil {
+			return sb.refusal(err)
+		}
+		if !row {
+			return nil
+		}
+	}
 }
 
 const imageName = "db"

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/syncdb/syncdb/internal/walfile"
+	"github.com/syncdb/syncdb/server/coord"
 	"github.com/syncdb/syncdb/server/history"
 )
 
@@ -48,7 +49,8 @@ func (d *database) removeLocal() {
 		os.Remove(p)
 	}
 	d.snapshots.removeAll()
-	d.localEpoch, d.localSeq, d.walPos, d.pending = 0, 0, walfile.Position{}, false
+	d.localEpoch, d.localSeq, d.walPos = 0, 0, walfile.Position{}
+	d.behind.Store(false)
 }
 
 // materialize rebuilds the local file as the store's latest revision. The
@@ -99,6 +101,30 @@ func (d *database) writeImage(ctx context.Context, path string, rev history.Revi
 	return f.Close()
 }
 
+// settle makes the local copy fit to run a request under lease: built
+// from the store under this lease's epoch (a new lease; or one taken again
+// while a commit's fate was unknown: the store is the truth), and with no
+// commit whose recording failed (recorded now, or dropped with the copy if
+// the store fenced it). The caller holds mu.
+func (d *database) settle(ctx context.Context, lease coord.Lease) error {
+	again := d.behind.Load() && lease != d.lease
+	d.fence, d.lease = history.Fence{Epoch: lease.Epoch()}, lease
+	if d.admin == nil || d.localEpoch != lease.Epoch() || again {
+		if err := d.materialize(ctx); err != nil {
+			return err
+		}
+		d.localEpoch = lease.Epoch()
+	}
+	if d.behind.Load() {
+		// A client must not read a commit that may yet be dropped.
+		if _, err := d.recordCommits(context.WithoutCancel(ctx)); err != nil {
+			return d.recordFailed(err)
+		}
+		d.behind.Store(false)
+	}
+	return nil
+}
+
 // errNoLocal: this node has no current local copy to serve a bootstrap
 // from; the history serves it.
 var errNoLocal = errors.New("no current local copy of the database")
@@ -119,6 +145,6 @@ func (d *database) recordFailed(err error) error {
 		}
 		return err
 	}
-	d.pending = true
+	d.behind.Store(true)
 	return err
 }

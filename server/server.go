@@ -45,12 +45,15 @@ type Config struct {
 	NoAutoCreate bool     // refuse databases that do not exist yet
 	Databases    []string // databases to create at start
 
-	MaxPullRequestBytes     int64         // default 4 MiB
-	MaxPipelineRequestBytes int64         // default 256 MiB
-	MaxLongPoll             time.Duration // cap on long_poll_timeout_ms; default 5 min
-	StatementTimeout        time.Duration // per pipeline request and query selector; default 60 s
-	HistoryRetention        time.Duration // 0 = keep every revision; default set by the command line
-	CheckpointFrames        int           // checkpoint a database when its WAL has this many frames; default 1000
+	MaxPullRequestBytes     int64 // default 4 MiB
+	MaxPipelineRequestBytes int64 // default 256 MiB
+	// MaxResponseBytes bounds a pipeline response and the size of one
+	// string or blob a client statement may make or store. Default 64 MiB.
+	MaxResponseBytes int64
+	MaxLongPoll      time.Duration // cap on long_poll_timeout_ms; default 5 min
+	StatementTimeout time.Duration // per pipeline request and query selector; default 60 s
+	HistoryRetention time.Duration // 0 = keep every revision; default set by the command line
+	CheckpointFrames int           // checkpoint a database when its WAL has this many frames; default 1000
 	// SnapshotCacheMinBytes: the second bootstrap (whole raw snapshot) of
 	// one revision of a database at least this big is kept as a file, and
 	// later bootstraps of that revision are served from it. Default 4 MiB;
@@ -121,6 +124,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxPipelineRequestBytes <= 0 {
 		cfg.MaxPipelineRequestBytes = 256 << 20
 	}
+	if cfg.MaxResponseBytes <= 0 {
+		cfg.MaxResponseBytes = 64 << 20
+	}
 	if cfg.MaxLongPoll <= 0 {
 		cfg.MaxLongPoll = 5 * time.Minute
 	}
@@ -182,6 +188,7 @@ func (s *Server) dbOptions() dbOptions {
 		retention:        s.cfg.HistoryRetention,
 		checkpointFrames: s.cfg.CheckpointFrames,
 		stmtTimeout:      s.cfg.StatementTimeout,
+		maxValueBytes:    int(min(s.cfg.MaxResponseBytes, 1<<30)),
 		onRevisions:      func(n int) { s.metrics.revisions.Add(float64(n)) },
 		onCheckpoint:     s.metrics.checkpoints.Inc,
 		snapshotMinBytes: s.cfg.SnapshotCacheMinBytes,
@@ -297,7 +304,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		return
 	case err != nil:
 		s.log.Error("open database", "db", name, "err", err)
-		httpError(w, http.StatusInternalServerError, "open database %q: %v", name, err)
+		httpError(w, http.StatusInternalServerError, "cannot open database %q (the server log has the details)", name)
 		return
 	}
 	if write {
@@ -382,6 +389,11 @@ func readLimited(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, b
 		return nil, false
 	}
 	return body, true
+}
+
+// writeBody writes a whole response body.
+func (s *Server) writeBody(w http.ResponseWriter, b []byte) {
+	w.Write(b)
 }
 
 func httpError(w http.ResponseWriter, status int, format string, args ...any) {

@@ -94,7 +94,7 @@ func (d *database) live(ctx context.Context) (*liveSource, history.Revision, err
 		return nil, history.Revision{}, err
 	}
 	d.mu.Lock()
-	if d.opts.shared && (d.conn == nil || d.pending || d.localSeq != d.hist.Latest().Seq) {
+	if d.opts.shared && (d.admin == nil || d.behind.Load() || d.localSeq != d.hist.Latest().Seq) {
 		// Not this node's current copy (another node writes the database,
 		// or this one has not caught up): the history serves it.
 		d.mu.Unlock()

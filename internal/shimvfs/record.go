@@ -53,6 +53,7 @@ type Recorder struct {
 	dir string
 
 	crashed, stopped atomic.Bool
+	full             atomic.Pointer[func(path string) bool] // see SetFull
 
 	mu    sync.Mutex // guards files and recFile.opens
 	files map[string]*recFile
@@ -254,6 +255,9 @@ func (f *recFile) write(tls *libc.TLS, pFile, buf uintptr, n int32, off int64) i
 	if f.r.crashed.Load() {
 		return sqlite3.SQLITE_IOERR_WRITE
 	}
+	if full := f.r.full.Load(); full != nil && (*full)(f.path) {
+		return sqlite3.SQLITE_FULL
+	}
 	if rc := f.save(tls, pFile, off, off+int64(n)); rc != sqlite3.SQLITE_OK {
 		return rc
 	}
@@ -354,3 +358,14 @@ func readInner(tls *libc.TLS, pFile uintptr, off, n int64) ([]byte, int32) {
 // risk of a later PowerLoss. Call it after every connection of the dead
 // process was closed.
 func (r *Recorder) Resume() { r.crashed.Store(false) }
+
+// SetFull simulates a full disk: from now on every write to a recorded file
+// whose path full reports true fails with SQLITE_FULL and changes nothing.
+// SetFull(nil) ends it.
+func (r *Recorder) SetFull(full func(path string) bool) {
+	if full == nil {
+		r.full.Store(nil)
+		return
+	}
+	r.full.Store(&full)
+}

@@ -249,6 +249,23 @@ func (s *Stmt) ColumnDecltype(i int) string {
 	return libc.GoString(sqlite3.Xsqlite3_column_decltype(s.c.tls, s.p, int32(i)))
 }
 
+// ColumnSize returns the size in bytes of value i of the current row
+// without copying it: the length of a TEXT or BLOB (sqlite3_column_bytes;
+// a zeroblob is not materialized), 8 for a number, 0 for NULL. It does not
+// convert the value, so Column still sees its storage class.
+func (s *Stmt) ColumnSize(i int) int {
+	if s.p == 0 {
+		return 0
+	}
+	switch sqlite3.Xsqlite3_column_type(s.c.tls, s.p, int32(i)) {
+	case sqlite3.SQLITE_TEXT, sqlite3.SQLITE_BLOB:
+		return int(sqlite3.Xsqlite3_column_bytes(s.c.tls, s.p, int32(i)))
+	case sqlite3.SQLITE_NULL:
+		return 0
+	}
+	return 8
+}
+
 // Column returns value i of the current row exactly as its storage class:
 // int64 (INTEGER), float64 (REAL), string (TEXT), []byte (BLOB, a copy; an
 // empty blob is []byte{}, not nil) or nil (NULL). The declared type of the

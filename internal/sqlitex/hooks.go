@@ -1,0 +1,163 @@
+package sqlitex
+
+import (
+	"sync"
+
+	"modernc.org/libc"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// AuthResult is an authorizer's answer (SQLITE_OK, SQLITE_DENY or
+// SQLITE_IGNORE).
+type AuthResult int32
+
+const (
+	AuthOK     AuthResult = sqlite3.SQLITE_OK
+	AuthDeny   AuthResult = sqlite3.SQLITE_DENY   // the statement fails to compile with SQLITE_AUTH
+	AuthIgnore AuthResult = sqlite3.SQLITE_IGNORE // a read gives NULL, a DML on a table does nothing
+)
+
+// Action is one operation SQLite asks an authorizer about while it
+// compiles a statement (https://www.sqlite.org/c3ref/c_alter_table.html
+// lists what Arg1 and Arg2 hold for each Code).
+type Action struct {
+	Code       int    // sqlite3.SQLITE_CREATE_INDEX ... sqlite3.SQLITE_RECURSIVE
+	Arg1, Arg2 string // "" also for NULL
+	HasArg2    bool   // Arg2 is not NULL: e.g. a PRAGMA with a value
+	DB         string // "main", "temp", an attached name, or ""
+	Inner      string // the innermost trigger or view the access comes from, or ""
+}
+
+// Authorizer decides each Action. It runs inside sqlite3_prepare (and
+// re-preparations) on the goroutine that compiles; it must not use the
+// connection. A panic in it denies the action.
+type Authorizer func(Action) AuthResult
+
+// WALHook is called after every transaction that commits on the connection
+// to a WAL database, with the database name and the number of frames in
+// the WAL. It runs inside the statement that committed; it must not use
+// the connection.
+type WALHook func(db string, frames int)
+
+// hooks holds the Go side of the callbacks installed with SetAuthorizer and
+// SetWALHook, by sqlite3* handle. Entries are removed when the callback is
+// removed; a connection must remove its callbacks before it is closed.
+var hooks = struct {
+	sync.RWMutex
+	auth map[uintptr]Authorizer
+	wal  map[uintptr]WALHook
+}{auth: map[uintptr]Authorizer{}, wal: map[uintptr]WALHook{}}
+
+// SetAuthorizer installs fn as the connection's authorizer
+// (sqlite3_set_authorizer), replacing any other, or removes it (fn nil).
+// The setting outlives Raw: it stays on the connection until it is
+// replaced or removed, which must happen before the connection is closed.
+// Prepared statements expire and are authorized again on their next use.
+func (c *Conn) SetAuthorizer(fn Authorizer) error {
+	if c.db == 0 {
+		return errDone
+	}
+	hooks.Lock()
+	if fn == nil {
+		delete(hooks.auth, c.db)
+	} else {
+		hooks.auth[c.db] = fn
+	}
+	hooks.Unlock()
+	var cb uintptr
+	if fn != nil {
+		cb = authorizerPtr
+	}
+	if rc := sqlite3.Xsqlite3_set_authorizer(c.tls, c.db, cb, c.db); rc != sqlite3.SQLITE_OK {
+		return c.errorFor(rc)
+	}
+	return nil
+}
+
+var authorizerPtr = cFunc(authorizerTrampoline)
+
+// authorizerTrampoline is the C callback; db is the handle, passed as the
+// callback's argument. Without a Go authorizer it denies (fail closed).
+func authorizerTrampoline(_ *libc.TLS, db uintptr, code int32, z1, z2, zDB, zInner uintptr) (res int32) {
+	hooks.RLock()
+	fn := hooks.auth[db]
+	hooks.RUnlock()
+	if fn == nil {
+		return sqlite3.SQLITE_DENY
+	}
+	defer func() {
+		if recover() != nil {
+			res = sqlite3.SQLITE_DENY
+		}
+	}()
+	return int32(fn(Action{
+		Code: int(code), Arg1: goString(z1), Arg2: goString(z2), HasArg2: z2 != 0,
+		DB: goString(zDB), Inner: goString(zInner),
+	}))
+}
+
+func goString(p uintptr) string {
+	if p == 0 {
+		return ""
+	}
+	return libc.GoString(p)
+}
+
+// SetWALHook installs fn as the connection's WAL hook (sqlite3_wal_hook),
+// or removes it (fn nil). Like SetAuthorizer it outlives Raw and must be
+// removed before the connection is closed. It replaces SQLite's automatic
+// checkpointing (wal_autocheckpoint), which uses the same hook.
+func (c *Conn) SetWALHook(fn WALHook) error {
+	if c.db == 0 {
+		return errDone
+	}
+	hooks.Lock()
+	if fn == nil {
+		delete(hooks.wal, c.db)
+	} else {
+		hooks.wal[c.db] = fn
+	}
+	hooks.Unlock()
+	var cb uintptr
+	if fn != nil {
+		cb = walHookPtr
+	}
+	sqlite3.Xsqlite3_wal_hook(c.tls, c.db, cb, c.db)
+	return nil
+}
+
+var walHookPtr = cFunc(walHookTrampoline)
+
+func walHookTrampoline(_ *libc.TLS, db, _ uintptr, zDB uintptr, frames int32) int32 {
+	hooks.RLock()
+	fn := hooks.wal[db]
+	hooks.RUnlock()
+	if fn != nil {
+		// The commit has happened whatever fn does: a panic must not turn
+		// it into an error of the statement.
+		func() {
+			defer func() { recover() }()
+			fn(goString(zDB), int(frames))
+		}()
+	}
+	return sqlite3.SQLITE_OK
+}
+
+// SetLimit sets a run-time limit (sqlite3_limit, e.g.
+// sqlite3.SQLITE_LIMIT_ATTACHED) and returns its previous value. SQLite
+// caps v at the limit's compile-time maximum; a negative v only reads it.
+func (c *Conn) SetLimit(id int32, v int) int {
+	return int(sqlite3.Xsqlite3_limit(c.tls, c.handle(), id, int32(min(v, 1<<31-1))))
+}
+
+// SetLastInsertRowid sets what last_insert_rowid() returns
+// (sqlite3_set_last_insert_rowid).
+func (c *Conn) SetLastInsertRowid(v int64) {
+	sqlite3.Xsqlite3_set_last_insert_rowid(c.tls, c.handle(), v)
+}
+
+// SetTrustedSchema sets SQLITE_DBCONFIG_TRUSTED_SCHEMA: when off, views and
+// triggers may only use functions and virtual tables marked innocuous.
+func (c *Conn) SetTrustedSchema(on bool) error {
+	return c.dbConfig(sqlite3.SQLITE_DBCONFIG_TRUSTED_SCHEMA, on)
+}

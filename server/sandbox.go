@@ -1,0 +1,220 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/syncdb/syncdb/internal/sqlitex"
+)
+
+// The statement sandbox. Every connection that runs a client's SQL (the
+// pipeline's writer connection, the query selector's connection) has it:
+// SQLite itself, through an authorizer, refuses whatever could reach
+// outside the database's rows and schema or change how the server keeps the
+// database, whatever the SQL text looks like. On top of the authorizer:
+// no attached databases at all (SQLITE_LIMIT_ATTACHED = 0), the defensive
+// flag (no writes to the schema table, sqlite_dbpage or shadow tables, no
+// schema_version writes), and a cap on the size of one value.
+//
+// Refused: ATTACH and DETACH (and so VACUUM, which attaches its target),
+// sqlite_dbpage, extension loading, virtual table modules other than the
+// full-text and R-tree ones, and every PRAGMA but those in pragmaRules.
+// Read-only sandboxes (the query selector) allow reading only.
+//
+// Connection state a client may still change (temporary objects, an open
+// transaction, the PRAGMAs marked set in pragmaRules, last_insert_rowid) is
+// put back by resetSession after each request.
+
+// pragmaUse is what a client may do with a PRAGMA.
+type pragmaUse int
+
+const (
+	pragmaRead pragmaUse = iota // only without a value: PRAGMA x, pragma_x()
+	pragmaArg                   // with any argument: it names a table or index, or bounds a check
+	pragmaSet                   // read and set; connection state that resetSession puts back, or database content
+)
+
+// pragmaRules lists the PRAGMAs clients may run: the read-only ones that
+// ORMs and migration tools send to inspect a schema, and the few settings
+// that are part of the database (user_version, application_id) or that
+// resetSession restores after each request (foreign_keys,
+// defer_foreign_keys). database_list is not here: it shows server paths.
+var pragmaRules = map[string]pragmaUse{
+	"table_info":         pragmaArg,
+	"table_xinfo":        pragmaArg,
+	"table_list":         pragmaArg,
+	"index_list":         pragmaArg,
+	"index_info":         pragmaArg,
+	"index_xinfo":        pragmaArg,
+	"foreign_key_list":   pragmaArg,
+	"foreign_key_check":  pragmaArg,
+	"integrity_check":    pragmaArg,
+	"quick_check":        pragmaArg,
+	"collation_list":     pragmaRead,
+	"function_list":      pragmaRead,
+	"module_list":        pragmaRead,
+	"pragma_list":        pragmaRead,
+	"compile_options":    pragmaRead,
+	"schema_version":     pragmaRead,
+	"data_version":       pragmaRead,
+	"page_count":         pragmaRead,
+	"page_size":          pragmaRead,
+	"freelist_count":     pragmaRead,
+	"encoding":           pragmaRead,
+	"journal_mode":       pragmaRead,
+	"auto_vacuum":        pragmaRead,
+	"recursive_triggers": pragmaRead,
+	"legacy_alter_table": pragmaRead,
+	"user_version":       pragmaSet,
+	"application_id":     pragmaSet,
+	"foreign_keys":       pragmaSet,
+	"defer_foreign_keys": pragmaSet,
+}
+
+// resetPragmas puts the settable connection PRAGMAs back to the values the
+// server opens its connections with.
+const resetPragmas = "PRAGMA foreign_keys = 0; PRAGMA defer_foreign_keys = 0"
+
+// vtabModules are the virtual table modules a client may create tables
+// with. The others (dbstat, sqlite_dbpage, json_each, ...) are eponymous
+// or internal.
+var vtabModules = map[string]bool{"fts3": true, "fts4": true, "fts5": true, "rtree": true, "rtree_i32": true, "geopoly": true}
+
+// deniedFunctions are SQL functions no client may call.
+var deniedFunctions = map[string]bool{"load_extension": true, "fts3_tokenizer": true}
+
+// maxAttached is 0: no ATTACH, whatever the authorizer says.
+const maxAttached = 0
+
+// ErrRefused wraps the error of a statement the sandbox refused.
+var ErrRefused = errors.New("not allowed on this server")
+
+// sandbox is the authorizer of one connection.
+type sandbox struct {
+	readOnly bool
+	refused  string // what the last refusal was, for the error message
+	selects  int    // SELECT actions seen (the query selector needs one)
+}
+
+// newSandbox installs a sandbox on c. maxValue caps the size of one string
+// or blob (SQLITE_LIMIT_LENGTH). Remove it with c.SetAuthorizer(nil)
+// before the connection closes.
+func newSandbox(c *sqlitex.Conn, readOnly bool, maxValue int) (*sandbox, error) {
+	sb := &sandbox{readOnly: readOnly}
+	c.SetLimit(sqlite3.SQLITE_LIMIT_ATTACHED, maxAttached)
+	if got := c.SetLimit(sqlite3.SQLITE_LIMIT_ATTACHED, -1); got != maxAttached {
+		return nil, fmt.Errorf("sandbox: attach limit is %d", got)
+	}
+	if maxValue > 0 {
+		c.SetLimit(sqlite3.SQLITE_LIMIT_LENGTH, maxValue)
+	}
+	if err := c.SetDefensive(true); err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	if err := c.SetAuthorizer(sb.authorize); err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	return sb, nil
+}
+
+func (sb *sandbox) deny(format string, args ...any) sqlitex.AuthResult {
+	sb.refused = fmt.Sprintf(format, args...)
+	return sqlitex.AuthDeny
+}
+
+// authorize is the policy, action by action.
+func (sb *sandbox) authorize(a sqlitex.Action) sqlitex.AuthResult {
+	if a.DB != "" && a.DB != "main" && a.DB != "temp" {
+		return sb.deny("using database %q", a.DB)
+	}
+	switch a.Code {
+	case sqlite3.SQLITE_SELECT:
+		sb.selects++
+		return sqlitex.AuthOK
+	case sqlite3.SQLITE_READ:
+		if strings.EqualFold(a.Arg1, "sqlite_dbpage") {
+			return sb.deny("reading sqlite_dbpage")
+		}
+		return sqlitex.AuthOK
+	case sqlite3.SQLITE_RECURSIVE:
+		return sqlitex.AuthOK
+	case sqlite3.SQLITE_FUNCTION:
+		if deniedFunctions[strings.ToLower(a.Arg2)] {
+			return sb.deny("the function %s()", a.Arg2)
+		}
+		return sqlitex.AuthOK
+	case sqlite3.SQLITE_PRAGMA:
+		return sb.pragma(a)
+	case sqlite3.SQLITE_ATTACH:
+		return sb.deny("ATTACH (and VACUUM, which attaches its target)")
+	case sqlite3.SQLITE_DETACH:
+		return sb.deny("DETACH")
+	}
+	if sb.readOnly {
+		return sb.deny("anything but reading (a read-only statement is required)")
+	}
+	switch a.Code {
+	case sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE:
+		if strings.EqualFold(a.Arg1, "sqlite_dbpage") {
+			return sb.deny("writing sqlite_dbpage")
+		}
+	case sqlite3.SQLITE_CREATE_VTABLE:
+		if !vtabModules[strings.ToLower(a.Arg2)] {
+			return sb.deny("virtual tables of module %q (allowed: fts3, fts4, fts5, rtree, rtree_i32, geopoly)", a.Arg2)
+		}
+	}
+	return sqlitex.AuthOK
+}
+
+func (sb *sandbox) pragma(a sqlitex.Action) sqlitex.AuthResult {
+	name := strings.ToLower(a.Arg1)
+	use, ok := pragmaRules[name]
+	switch {
+	case !ok:
+		return sb.deny("PRAGMA %s (only schema inspection and foreign_keys, defer_foreign_keys, user_version, application_id are allowed)", name)
+	case use == pragmaRead && a.HasArg2:
+		return sb.deny("setting PRAGMA %s", name)
+	case use == pragmaSet && a.HasArg2 && sb.readOnly:
+		return sb.deny("setting PRAGMA %s in a read-only statement", name)
+	}
+	return sqlitex.AuthOK
+}
+
+// refusal rewrites an error SQLite reported for a refused action
+// (SQLITE_AUTH, "not authorized") into one that names what was refused.
+func (sb *sandbox) refusal(err error) error {
+	var se *sqlitex.Error
+	if !errors.As(err, &se) || se.Code&0xff != sqlite3.SQLITE_AUTH && !(se.Code&0xff == sqlite3.SQLITE_ERROR && strings.Contains(se.Msg, "not authorized")) {
+		return err
+	}
+	what := sb.refused
+	if what == "" {
+		what = se.Msg
+	}
+	return &sqlitex.Error{Code: sqlite3.SQLITE_AUTH, Msg: fmt.Sprintf("%v: %s", ErrRefused, what)}
+}
+
+// resetSession puts the client connection back into the state every
+// request starts from: no transaction, no temporary objects, the settable
+// PRAGMAs at their defaults, last_insert_rowid 0.
+func resetSession(c *sqlitex.Conn) error {
+	var errs []error
+	if !c.Autocommit() {
+		errs = append(errs, c.Exec("ROLLBACK"))
+	}
+	rows, err := c.Query("SELECT type, name FROM temp.sqlite_schema WHERE type IN ('trigger', 'view', 'table') ORDER BY type = 'table', type = 'view'")
+	errs = append(errs, err)
+	for _, r := range rows {
+		kind, name := r[0].(string), r[1].(string)
+		// A dropped table takes its triggers along; IF EXISTS covers them.
+		errs = append(errs, c.Exec(fmt.Sprintf("DROP %s IF EXISTS temp.%s", strings.ToUpper(kind), quoteIdent(name))))
+	}
+	errs = append(errs, c.Exec(resetPragmas))
+	c.SetLastInsertRowid(0)
+	return errors.Join(errs...)
+}
+
+func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
