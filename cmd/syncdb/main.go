@@ -38,6 +38,7 @@ func init() {
 		{name: "stats", args: "[--url URL] [--auth-token T] [--json] PATH", summary: "show the revision, last pull and push, unpushed changes and WAL sizes", help: statsHelp, run: runStats},
 		{name: "checkpoint", args: "[--url URL] [--auth-token T] [--json] PATH", summary: "move the WAL into the database file", help: checkpointHelp, run: runCheckpoint},
 		{name: "serve", args: "[flags]", summary: "run the sync server (syncdb serve -h for flags)", run: runServe},
+		{name: "migrate-store", args: "--store postgres://... --data DIR", summary: "copy a single-node server's databases into a cluster's PostgreSQL store", help: migrateHelp, run: runMigrate},
 		{name: "help", args: "[COMMAND]", summary: "show this list, or one command's help", run: runHelp},
 	}
 }

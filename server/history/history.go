@@ -518,3 +518,46 @@ func (s *Store) SeqAtOrBefore(ctx context.Context, unixMS int64) (int64, error) 
 	err := s.db.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM revisions WHERE unix_ms <= ?`, unixMS).Scan(&seq)
 	return seq, err
 }
+
+// Revisions calls fn for every retained revision, in order (for copying a
+// history elsewhere).
+func (s *Store) Revisions(ctx context.Context, fn func(seq int64, dbSize uint32, unixMS int64) error) error {
+	rows, err := s.db.QueryContext(ctx, `SELECT seq, db_size, unix_ms FROM revisions ORDER BY seq`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var seq, size, ms int64
+		if err := rows.Scan(&seq, &size, &ms); err != nil {
+			return err
+		}
+		if err := fn(seq, uint32(size), ms); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// StoredPages calls fn for every stored page version as stored (a zstd
+// frame or the raw page), for copying a history elsewhere. data is valid
+// only during the call.
+func (s *Store) StoredPages(ctx context.Context, fn func(pgno uint32, seq int64, compressed bool, data []byte) error) error {
+	rows, err := s.db.QueryContext(ctx, `SELECT pgno, seq, zstd, data FROM pages ORDER BY seq, pgno`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var data []byte
+	for rows.Next() {
+		var pgno, seq int64
+		var z bool
+		if err := rows.Scan(&pgno, &seq, &z, &data); err != nil {
+			return err
+		}
+		if err := fn(uint32(pgno), seq, z, data); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/syncdb/syncdb/internal/pgtest"
+	"github.com/syncdb/syncdb/server"
+	"github.com/syncdb/syncdb/server/pgstore"
+	"github.com/syncdb/syncdb/wire"
+	"github.com/syncdb/syncdb/wire/syncpb"
+)
+
+func pipelineSQL(t *testing.T, base, sql string) {
+	t.Helper()
+	body := fmt.Sprintf(`{"baton":null,"requests":[{"type":"execute","stmt":{"sql":%q}}]}`, sql)
+	resp, err := http.Post(base+"/v2/pipeline", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(out), `"type":"ok"`) {
+		t.Fatalf("%s: %d %s", sql, resp.StatusCode, out)
+	}
+}
+
+func pullPages(t *testing.T, base string, req *syncpb.PullUpdatesReqProtoBody) (string, map[uint64][]byte) {
+	t.Helper()
+	body, _ := proto.Marshal(req)
+	resp, err := http.Post(base+"/pull-updates", "application/protobuf", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		msg, _ := io.ReadAll(resp.Body)
+		t.Fatalf("pull: %d %s", resp.StatusCode, msg)
+	}
+	fr := wire.NewFrameReader(resp.Body, 0)
+	hdr := &syncpb.PullUpdatesRespProtoBody{}
+	if err := fr.Next(hdr); err != nil {
+		t.Fatal(err)
+	}
+	pages := map[uint64][]byte{}
+	for {
+		id, data, err := fr.NextPage()
+		if err == io.EOF {
+			return hdr.ServerRevision, pages
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages[id] = append([]byte(nil), data...)
+	}
+}
+
+// A single-node data directory copied into the store: a cluster node serves
+// the same revisions (same strings, same pages), incremental pulls from a
+// pre-migration revision work, and pushes go on from the latest revision.
+func TestMigrateStore(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	data := t.TempDir()
+	single, err := server.New(server.Config{DataDir: data, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(single.Handler())
+	for _, db := range []string{"", "/db/other"} {
+		pipelineSQL(t, hs.URL+db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+		pipelineSQL(t, hs.URL+db, "INSERT INTO t(v) VALUES ('before 1')")
+	}
+	old, oldPages := pullPages(t, hs.URL, &syncpb.PullUpdatesReqProtoBody{})
+	pipelineSQL(t, hs.URL, "INSERT INTO t(v) SELECT 'before 2 ' || hex(randomblob(2000)) FROM (SELECT 1 UNION SELECT 2 UNION SELECT 3)")
+	latest, latestPages := pullPages(t, hs.URL, &syncpb.PullUpdatesReqProtoBody{})
+	hs.Close()
+	single.Close()
+
+	var out bytes.Buffer
+	if err := migrateStore(context.Background(), dsn, data, &out); err != nil {
+		t.Fatal(err)
+	}
+	t.Log(out.String())
+
+	// A cluster node on a fresh directory.
+	node := httptest.NewUnstartedServer(nil)
+	c, err := pgstore.Open(t.Context(), pgstore.Config{URL: dsn, Advertise: "http://" + node.Listener.Addr().String(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	srv, err := server.New(server.Config{DataDir: t.TempDir(), Cluster: c, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	node.Config.Handler = srv.Handler()
+	node.Start()
+	defer node.Close()
+
+	for _, want := range []struct {
+		rev   string
+		pages map[uint64][]byte
+	}{{old, oldPages}, {latest, latestPages}} {
+		rev, pages := pullPages(t, node.URL, &syncpb.PullUpdatesReqProtoBody{ServerRevision: want.rev})
+		if rev != want.rev || len(pages) != len(want.pages) {
+			t.Fatalf("revision %s after the migration: %s, %d pages (want %d)", want.rev, rev, len(pages), len(want.pages))
+		}
+		for pg, b := range want.pages {
+			if !bytes.Equal(pages[pg], b) {
+				t.Fatalf("revision %s: page %d differs after the migration", want.rev, pg+1)
+			}
+		}
+	}
+	rev, pages := pullPages(t, node.URL, &syncpb.PullUpdatesReqProtoBody{ClientRevision: old})
+	if rev != latest || len(pages) == 0 {
+		t.Fatalf("incremental pull from %s: %s with %d pages", old, rev, len(pages))
+	}
+	pipelineSQL(t, node.URL, "INSERT INTO t(v) VALUES ('after')")
+	next, _ := pullPages(t, node.URL, &syncpb.PullUpdatesReqProtoBody{ClientRevision: latest})
+	if id, _, _ := strings.Cut(next, "-"); !strings.HasPrefix(latest, id+"-") || next == latest {
+		t.Fatalf("revision after a push on the cluster: %s (before: %s)", next, latest)
+	}
+	if _, pages := pullPages(t, node.URL+"/db/other", &syncpb.PullUpdatesReqProtoBody{}); len(pages) == 0 {
+		t.Fatal("database other was not migrated")
+	}
+
+	out.Reset()
+	if err := migrateStore(context.Background(), dsn, data, &out); err != nil || !strings.Contains(out.String(), "already in the store") {
+		t.Fatalf("second migration: %v\n%s", err, out.String())
+	}
+}
