@@ -3,8 +3,8 @@ package scaleout
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"sort"
@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/syncdb/syncdb/internal/rawclient"
 )
 
 // pushers starts n Go clients pushing through the load balancer.
@@ -220,20 +222,19 @@ func TestSplitBrainPausedWriter(t *testing.T) {
 // returns the status; a primary-key violation (the row is there already)
 // fails the test.
 func insertDirect(t *testing.T, base string) int {
-	body := `{"baton":null,"requests":[{"type":"execute","stmt":{"sql":"INSERT INTO items(client, n) VALUES ('direct', 1)"}},{"type":"close"}]}`
-	resp, err := http.Post(base+"/v2/pipeline", "application/json", strings.NewReader(body))
-	if err != nil {
-		return 0
-	}
-	defer resp.Body.Close()
-	out, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode == http.StatusOK && strings.Contains(string(out), "UNIQUE") {
+	out, err := rawclient.Exec(base, "INSERT INTO items(client, n) VALUES ('direct', 1)")
+	var se *rawclient.StatusError
+	switch {
+	case errors.As(err, &se):
+		return se.Code
+	case err != nil && strings.Contains(string(out), "UNIQUE"):
 		t.Errorf("the direct push was applied twice: %s", out)
+	case err != nil && out != nil:
+		t.Errorf("the direct push failed: %v", err)
+	case err != nil:
+		return 0 // no answer
 	}
-	if resp.StatusCode == http.StatusOK && !strings.Contains(string(out), `"type":"ok"`) {
-		t.Errorf("the direct push failed: %s", out)
-	}
-	return resp.StatusCode
+	return http.StatusOK
 }
 
 // metric reads one unlabelled sample from a node's /metrics.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
@@ -19,12 +18,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"google.golang.org/protobuf/proto"
-
 	"github.com/syncdb/syncdb"
 	"github.com/syncdb/syncdb/internal/lb"
 	"github.com/syncdb/syncdb/internal/pgtest"
-	"github.com/syncdb/syncdb/wire"
+	"github.com/syncdb/syncdb/internal/rawclient"
 	"github.com/syncdb/syncdb/wire/syncpb"
 )
 
@@ -351,33 +348,11 @@ func verify(t *testing.T, url string, clients []*pushClient) {
 // pullAt fetches the whole database at rev from one node.
 func pullAt(t *testing.T, base, rev string) (*syncpb.PullUpdatesRespProtoBody, map[uint64][]byte) {
 	t.Helper()
-	body, _ := proto.Marshal(&syncpb.PullUpdatesReqProtoBody{ServerRevision: rev})
-	resp, err := http.Post(base+"/pull-updates", "application/protobuf", bytes.NewReader(body))
+	p, err := rawclient.Pull(base, &syncpb.PullUpdatesReqProtoBody{ServerRevision: rev})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("pull %s at %s: %v", base, rev, err)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(resp.Body)
-		t.Fatalf("pull %s at %s: %d %s", base, rev, resp.StatusCode, msg)
-	}
-	fr := wire.NewFrameReader(resp.Body, 0)
-	hdr := &syncpb.PullUpdatesRespProtoBody{}
-	if err := fr.Next(hdr); err != nil {
-		t.Fatal(err)
-	}
-	pages := map[uint64][]byte{}
-	for {
-		id, data, err := fr.NextPage()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		pages[id] = append([]byte(nil), data...)
-	}
-	return hdr, pages
+	return p.Header, p.Pages
 }
 
 // sameEverywhere checks that every node serves byte-identical pages for

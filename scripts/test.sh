@@ -27,7 +27,11 @@ go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 echo "== starting a throw-away PostgreSQL on 127.0.0.1 (scale-out tests; installs Debian's postgresql if missing)"
 pgdir=$(mktemp -d /tmp/syncdb-pg.XXXXXX)
-trap 'scripts/pg.sh stop "$pgdir"' EXIT
+# go test prints a package's result when it ends, in order: say every 30 s
+# that it is still going.
+( while sleep 30; do echo "   ... still testing ($(date +%T))"; done ) &
+ticker=$!
+trap 'kill $ticker 2>/dev/null; scripts/pg.sh stop "$pgdir"' EXIT
 eval "$(scripts/pg.sh start "$pgdir")"
 
 echo "== go test -race ./..."

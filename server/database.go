@@ -615,6 +615,15 @@ func (d *database) dropStaleSnapshot() {
 }
 
 func (d *database) compact(ctx context.Context) error {
+	if d.opts.shared {
+		// In a cluster the writer compacts: one node per database.
+		d.mu.Lock()
+		writer := d.admin != nil
+		d.mu.Unlock()
+		if !writer {
+			return nil
+		}
+	}
 	h, err := d.hist.SeqAtOrBefore(ctx, time.Now().Add(-d.opts.retention).UnixMilli())
 	if err != nil || h <= d.hist.Horizon() {
 		return err

@@ -3,65 +3,32 @@ package main
 import (
 	"bytes"
 	"context"
-	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/syncdb/syncdb/internal/pgtest"
+	"github.com/syncdb/syncdb/internal/rawclient"
 	"github.com/syncdb/syncdb/server"
 	"github.com/syncdb/syncdb/server/pgstore"
-	"github.com/syncdb/syncdb/wire"
 	"github.com/syncdb/syncdb/wire/syncpb"
 )
 
 func pipelineSQL(t *testing.T, base, sql string) {
 	t.Helper()
-	body := fmt.Sprintf(`{"baton":null,"requests":[{"type":"execute","stmt":{"sql":%q}}]}`, sql)
-	resp, err := http.Post(base+"/v2/pipeline", "application/json", strings.NewReader(body))
-	if err != nil {
+	if _, err := rawclient.Exec(base, sql); err != nil {
 		t.Fatal(err)
-	}
-	out, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || !strings.Contains(string(out), `"type":"ok"`) {
-		t.Fatalf("%s: %d %s", sql, resp.StatusCode, out)
 	}
 }
 
 func pullPages(t *testing.T, base string, req *syncpb.PullUpdatesReqProtoBody) (string, map[uint64][]byte) {
 	t.Helper()
-	body, _ := proto.Marshal(req)
-	resp, err := http.Post(base+"/pull-updates", "application/protobuf", bytes.NewReader(body))
+	p, err := rawclient.Pull(base, req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		msg, _ := io.ReadAll(resp.Body)
-		t.Fatalf("pull: %d %s", resp.StatusCode, msg)
-	}
-	fr := wire.NewFrameReader(resp.Body, 0)
-	hdr := &syncpb.PullUpdatesRespProtoBody{}
-	if err := fr.Next(hdr); err != nil {
-		t.Fatal(err)
-	}
-	pages := map[uint64][]byte{}
-	for {
-		id, data, err := fr.NextPage()
-		if err == io.EOF {
-			return hdr.ServerRevision, pages
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		pages[id] = append([]byte(nil), data...)
-	}
+	return p.Header.ServerRevision, p.Pages
 }
 
 // A single-node data directory copied into the store: a cluster node serves
