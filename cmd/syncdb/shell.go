@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/syncdb/syncdb"
 	"github.com/syncdb/syncdb/internal/sqlitex"
 )
 
@@ -104,9 +103,9 @@ type shell struct {
 	out, errw   io.Writer
 	interactive bool
 	bail        bool
-	failed      bool // a statement or command failed
-	interrupted bool // Ctrl-C in a script: stop
-	tx          *shellTx
+	failed      bool    // a statement or command failed
+	interrupted bool    // Ctrl-C in a script: stop
+	tx          *sql.Tx // open since BEGIN
 
 	mu     sync.Mutex
 	cancel context.CancelFunc // of the running operation; nil when idle
@@ -306,34 +305,27 @@ func (sh *shell) runText(text string, line int) {
 	}
 }
 
-// runner runs statements on the database, or in an open transaction.
+// runner runs statements on the database (its *sql.DB), or in the open
+// transaction.
 type runner interface {
-	query(q string, args ...any) (*sql.Rows, error)
-	exec(q string) (sql.Result, error)
+	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
+	ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error)
 }
-
-type dbRunner struct {
-	ctx context.Context
-	db  *syncdb.DB
-}
-
-func (r dbRunner) query(q string, args ...any) (*sql.Rows, error) {
-	return r.db.Query(r.ctx, q, args...)
-}
-func (r dbRunner) exec(q string) (sql.Result, error) { return r.db.Exec(r.ctx, q) }
-
-type txRunner struct{ tx *syncdb.Tx }
-
-func (r txRunner) query(q string, args ...any) (*sql.Rows, error) { return r.tx.Query(q, args...) }
-func (r txRunner) exec(q string) (sql.Result, error)              { return r.tx.Exec(q) }
 
 // withRunner runs fn on the open transaction if there is one, else on the
-// database.
-func (sh *shell) withRunner(fn func(r runner) error) error {
-	if sh.tx != nil {
-		return sh.tx.call(sh, func(tx *syncdb.Tx) error { return fn(txRunner{tx}) })
+// database, with a context that Ctrl-C cancels. Ctrl-C inside a
+// transaction rolls it back.
+func (sh *shell) withRunner(fn func(ctx context.Context, r runner) error) error {
+	if sh.tx == nil {
+		return sh.op(func(ctx context.Context) error { return fn(ctx, sh.s.db.SQL()) })
 	}
-	return sh.op(func(ctx context.Context) error { return fn(dbRunner{ctx, sh.s.db}) })
+	err := sh.op(func(ctx context.Context) error { return fn(ctx, sh.tx) })
+	if errors.Is(err, errInterrupted) {
+		sh.tx.Rollback()
+		sh.tx = nil
+		return fmt.Errorf("%w: the transaction was rolled back", errInterrupted)
+	}
+	return err
 }
 
 // runStmt runs one statement and prints its result.
@@ -357,16 +349,16 @@ func (sh *shell) runStmt(stmt string) error {
 		res      *resultSet
 		affected int64 = -1
 	)
-	run := func(r runner) error {
+	err := sh.withRunner(func(ctx context.Context, r runner) error {
 		if info.kind == kindQuery || info.returning {
-			rows, err := r.query(stmt)
+			rows, err := r.QueryContext(ctx, stmt)
 			if err != nil {
 				return err
 			}
 			res, err = collect(rows)
 			return err
 		}
-		result, err := r.exec(stmt)
+		result, err := r.ExecContext(ctx, stmt)
 		if err != nil {
 			return err
 		}
@@ -374,17 +366,7 @@ func (sh *shell) runStmt(stmt string) error {
 			affected, _ = result.RowsAffected()
 		}
 		return nil
-	}
-	var err error
-	if info.returning && sh.tx == nil {
-		// The rows of INSERT ... RETURNING come from the writer, in a
-		// transaction of their own.
-		err = sh.op(func(ctx context.Context) error {
-			return sh.s.db.Tx(ctx, func(tx *syncdb.Tx) error { return run(txRunner{tx}) })
-		})
-	} else {
-		err = sh.withRunner(run)
-	}
+	})
 	if err != nil {
 		return err
 	}
@@ -396,83 +378,17 @@ func (sh *shell) runStmt(stmt string) error {
 	return nil
 }
 
-// shellTx is a transaction the user opened with BEGIN: a DB.Tx whose
-// function runs the statements the shell hands it until COMMIT or
-// ROLLBACK. Meanwhile the database's writer is busy, so pulls, pushes and
-// checkpoints wait for the end of the transaction.
-type shellTx struct {
-	ctx    context.Context
-	reqs   chan txReq
-	done   chan error // DB.Tx's result
-	cancel context.CancelFunc
-}
-
-type txReq struct {
-	fn          func(tx *syncdb.Tx) error
-	reply       chan error
-	end, commit bool
-}
-
-var errRollback = errors.New("rolled back")
-
+// begin opens a transaction: a *sql.Tx on the writer, which runs nothing
+// else until COMMIT or ROLLBACK (pulls, pushes and checkpoints wait).
 func (sh *shell) begin() error {
 	if sh.tx != nil {
 		return errors.New("a transaction is already open (COMMIT or ROLLBACK it first)")
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t := &shellTx{ctx: ctx, reqs: make(chan txReq), done: make(chan error, 1), cancel: cancel}
-	go func() {
-		t.done <- sh.s.db.Tx(ctx, func(tx *syncdb.Tx) error {
-			for {
-				select {
-				case r := <-t.reqs:
-					if r.end {
-						if r.commit {
-							return nil
-						}
-						return errRollback
-					}
-					r.reply <- r.fn(tx)
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-			}
-		})
-	}()
-	sh.tx = t
-	// Wait until the transaction has begun, so that BEGIN reports its errors.
-	return t.call(sh, func(*syncdb.Tx) error { return nil })
-}
-
-// call runs fn inside the transaction. If the transaction has ended
-// (Ctrl-C, an error), it says so and the shell leaves transaction mode.
-func (t *shellTx) call(sh *shell, fn func(tx *syncdb.Tx) error) error {
-	sh.setCancel(t.cancel)
-	defer sh.setCancel(nil)
-	reply := make(chan error, 1)
-	select {
-	case t.reqs <- txReq{fn: fn, reply: reply}:
-		select {
-		case err := <-reply:
-			if t.ctx.Err() != nil { // Ctrl-C: the transaction is ending
-				return sh.txEnded(<-t.done)
-			}
-			return err
-		case err := <-t.done:
-			return sh.txEnded(err)
-		}
-	case err := <-t.done:
-		return sh.txEnded(err)
-	}
-}
-
-func (sh *shell) txEnded(err error) error {
-	sh.tx.cancel()
-	sh.tx = nil
-	if errors.Is(err, context.Canceled) {
-		return fmt.Errorf("%w: the transaction was rolled back", errInterrupted)
-	}
-	return fmt.Errorf("the transaction was rolled back: %w", err)
+	return sh.op(func(ctx context.Context) error {
+		tx, err := sh.s.db.SQL().BeginTx(context.WithoutCancel(ctx), nil)
+		sh.tx = tx
+		return err
+	})
 }
 
 // endTx commits or rolls back the open transaction.
@@ -481,21 +397,11 @@ func (sh *shell) endTx(commit bool) error {
 	if t == nil {
 		return errors.New("no transaction is open")
 	}
-	var err error
-	select {
-	case t.reqs <- txReq{end: true, commit: commit}:
-		err = <-t.done
-	case err = <-t.done:
-		if commit {
-			return sh.txEnded(err)
-		}
-	}
-	t.cancel()
 	sh.tx = nil
-	if !commit && (err == nil || errors.Is(err, errRollback)) {
-		return nil
+	if commit {
+		return t.Commit()
 	}
-	return err
+	return t.Rollback()
 }
 
 // dot runs a shell command (a line starting with ".").
@@ -589,8 +495,8 @@ func (sh *shell) tables(args []string) error {
 	}
 	q += " ORDER BY name"
 	var res *resultSet
-	err := sh.withRunner(func(r runner) error {
-		rows, err := r.query(q, qargs...)
+	err := sh.withRunner(func(ctx context.Context, r runner) error {
+		rows, err := r.QueryContext(ctx, q, qargs...)
 		if err != nil {
 			return err
 		}
@@ -615,8 +521,8 @@ func (sh *shell) schema(args []string) error {
 	}
 	q += " ORDER BY tbl_name, CASE type WHEN 'table' THEN 0 WHEN 'view' THEN 0 WHEN 'index' THEN 1 ELSE 2 END, name"
 	var stmts []string
-	err := sh.withRunner(func(r runner) error {
-		rows, err := r.query(q, qargs...)
+	err := sh.withRunner(func(ctx context.Context, r runner) error {
+		rows, err := r.QueryContext(ctx, q, qargs...)
 		if err != nil {
 			return err
 		}
