@@ -119,16 +119,7 @@ func TestGoToolsOnReplicas(t *testing.T) {
 	if n, err := bq.DeleteAuthor(ctx, all[2].ID); err != nil || n != 1 {
 		t.Fatalf("DeleteAuthor: %d %v", n, err)
 	}
-	if err := bdb.Close(); err != nil {
-		t.Fatal(err)
-	}
-	b := open(t, syncdb.Config{Path: filepath.Join(dir, "b.db")})
-	if err := b.Push(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.Pull(ctx); err != nil {
-		t.Fatal(err)
-	}
+	closeAndPush(t, bdb, filepath.Join(dir, "b.db"), a)
 	got, err := q.ListAuthors(ctx)
 	if err != nil {
 		t.Fatal(err)

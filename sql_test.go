@@ -392,18 +392,9 @@ func TestSQLOpenDSN(t *testing.T) {
 	if _, err := db.ExecContext(ctx, "INSERT INTO t VALUES(2, 'from b')"); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
 	// Closing the *sql.DB closed the replica: it opens again, and the
 	// change is captured for its next push.
-	b := open(t, syncdb.Config{Path: filepath.Join(dir, "b.db")})
-	if err := b.Push(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.Pull(ctx); err != nil {
-		t.Fatal(err)
-	}
+	closeAndPush(t, db, filepath.Join(dir, "b.db"), a)
 	if got := rows(t, a, "SELECT * FROM t ORDER BY id"); got != "1|from a\n2|from b" {
 		t.Fatalf("a: %q", got)
 	}
@@ -438,5 +429,23 @@ func TestQueryRefusals(t *testing.T) {
 	}
 	if st, err := a.Stats(ctx); err != nil || st.MainWALSize == 0 {
 		t.Fatalf("the WAL was checkpointed by a reader: %+v %v", st, err)
+	}
+}
+
+// closeAndPush closes a *sql.DB that sql.Open("syncdb", ...) opened on the
+// replica at path (closing the replica), opens the replica, pushes its
+// changes and has to pull them.
+func closeAndPush(t *testing.T, db *sql.DB, path string, to *syncdb.DB) {
+	t.Helper()
+	ctx := context.Background()
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b := open(t, syncdb.Config{Path: path})
+	if err := b.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := to.Pull(ctx); err != nil {
+		t.Fatal(err)
 	}
 }
