@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"testing"
 )
@@ -54,11 +53,7 @@ func TestREADMESnippetsCompile(t *testing.T) {
 	if err := os.WriteFile(ov, js, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(gobin); err != nil {
-		gobin = "go"
-	}
-	cmd := exec.Command(gobin, append([]string{"build", "-overlay=" + ov, "-o", os.DevNull}, pkgs...)...)
+	cmd := exec.Command("go", append([]string{"build", "-overlay=" + ov, "-o", os.DevNull}, pkgs...)...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("README snippets do not compile: %v\n%s", err, out)
 	}
