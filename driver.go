@@ -537,10 +537,10 @@ func (b *bufferedRows) Next(dest []driver.Value) error {
 // rowError returns a *sql.Row whose Scan reports err: database/sql has no
 // other way to make one.
 func rowError(ctx context.Context, err error) *sql.Row {
-	return errRows.QueryRowContext(ctx, "", failWith{err})
+	db := sql.OpenDB(errConnector{})
+	defer db.Close() // the row keeps its error, and no goroutine stays behind
+	return db.QueryRowContext(ctx, "", failWith{err})
 }
-
-var errRows = sql.OpenDB(errConnector{})
 
 // failWith is the argument by which errConnector's queries learn their
 // error.

@@ -134,12 +134,14 @@ func (w *writeConn) prepareQuery(ctx context.Context, query string) error {
 	if err := w.usable(); err != nil {
 		return err
 	}
-	if err := checkStatement(query, true); err != nil {
-		return err
-	}
-	switch kw := firstKeyword(query); kw {
-	case "CREATE", "DROP", "ALTER":
-		return fmt.Errorf("%w: %s in a query: run schema changes with Exec", ErrUnsupportedStatement, kw)
+	for _, st := range sqlitex.SplitStatements(query) {
+		if err := checkStatement(st, true); err != nil {
+			return err
+		}
+		switch kw := firstKeyword(st); kw {
+		case "CREATE", "DROP", "ALTER":
+			return fmt.Errorf("%w: %s in a query: run schema changes with Exec", ErrUnsupportedStatement, kw)
+		}
 	}
 	if err := w.a.flush(ctx); err != nil {
 		w.err = err

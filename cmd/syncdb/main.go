@@ -116,6 +116,11 @@ func runHelp(c *cli, _ *command, args []string) int {
 		fmt.Fprintf(c.stderr, "syncdb help: too many arguments\n")
 		return 2
 	}
+	switch args[0] {
+	case "-h", "--help", "-help":
+		fmt.Fprint(c.stdout, usage())
+		return 0
+	}
 	cmd := findCommand(args[0])
 	if cmd == nil {
 		fmt.Fprintf(c.stderr, "syncdb help: unknown command %q\n\n%s", args[0], usage())
