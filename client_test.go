@@ -405,7 +405,7 @@ func TestChunkedBootstrapAndBatchedPush(t *testing.T) {
 	for i := 0; i < 50; i++ { // 50 transactions of 20 rows
 		if err := a.Tx(ctx, func(tx *syncdb.Tx) error {
 			for j := 0; j < 20; j++ {
-				if _, err := tx.Exec("INSERT INTO t VALUES(?, hex(randomblob(100)))", i*20+j); err != nil {
+				if _, err := tx.Exec(ctx, "INSERT INTO t VALUES(?, hex(randomblob(100)))", i*20+j); err != nil {
 					return err
 				}
 			}
@@ -583,11 +583,11 @@ func TestTxRolledBackBySQLite(t *testing.T) {
 	mustExec(t, a, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT UNIQUE)")
 	mustExec(t, a, "INSERT INTO t VALUES(1, 'x')")
 	err := a.Tx(ctx, func(tx *syncdb.Tx) error {
-		tx.Exec("INSERT INTO t VALUES(2, 'y')")
-		if _, err := tx.Exec("INSERT OR ROLLBACK INTO t VALUES(3, 'x')"); err == nil {
+		tx.Exec(ctx, "INSERT INTO t VALUES(2, 'y')")
+		if _, err := tx.Exec(ctx, "INSERT OR ROLLBACK INTO t VALUES(3, 'x')"); err == nil {
 			t.Error("the conflicting insert succeeded")
 		}
-		tx.Exec("INSERT INTO t VALUES(4, 'z')") // must not commit by itself
+		tx.Exec(ctx, "INSERT INTO t VALUES(4, 'z')") // must not commit by itself
 		return nil
 	})
 	if err == nil {
@@ -653,7 +653,7 @@ func TestRepeatedStatementsAcrossSchemaChanges(t *testing.T) {
 	mustExec(t, a, ins, "first", 10) // the same text, now v then id
 	mustExec(t, a, upd, "!", 10)
 	if err := a.Tx(ctx, func(tx *syncdb.Tx) error {
-		_, err := tx.Exec(ins, "second", 11)
+		_, err := tx.Exec(ctx, ins, "second", 11)
 		return err
 	}); err != nil {
 		t.Fatal(err)

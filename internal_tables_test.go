@@ -51,7 +51,7 @@ func TestInternalTablesProtected(t *testing.T) {
 	// Inside a transaction the refusal also stops the commit, even if the
 	// function ignores the error.
 	err := a.Tx(ctx, func(tx *syncdb.Tx) error {
-		tx.Exec("DROP TABLE _syncdb_changes")
+		tx.Exec(ctx, "DROP TABLE _syncdb_changes")
 		return nil
 	})
 	if !errors.Is(err, syncdb.ErrUnsupportedStatement) {

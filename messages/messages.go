@@ -14,6 +14,7 @@ package messages
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"time"
 
 	"github.com/RoaringBitmap/roaring/v2"
@@ -121,11 +122,11 @@ type Tx struct {
 	Fn func(WriteConn) error
 }
 
-// WriteConn is what a Tx function may do.
+// WriteConn is what a Tx function may do. Each call's ctx bounds that
+// statement only.
 type WriteConn interface {
-	Exec(sql string, args ...any) (sql.Result, error)
-	Query(sql string, args ...any) (*sql.Rows, error)
-	QueryRow(sql string, args ...any) *sql.Row
+	Exec(ctx context.Context, sql string, args ...any) (sql.Result, error)
+	Query(ctx context.Context, sql string, args ...any) (*sql.Rows, error)
 }
 
 // PendingChanges reads the local changes with change id > After, in order,
@@ -149,10 +150,11 @@ type Pending struct {
 // dbactor.ChangesFile) on top of the synced base and rebases the local
 // changes over it, atomically for readers and crash-safely.
 type ApplyPull struct {
-	actors.Request[bool]
+	actors.Request[PullResult]
 	Revision    string
 	DBSize      uint32
 	ChangesPath string
+	Tables      bool // report the changed tables
 }
 
 // Checkpoint moves the WAL into the database file, keeping the synced base
@@ -196,8 +198,27 @@ type PartialBootstrap struct {
 // Pull fetches and applies the server's changes; the reply says whether
 // anything changed.
 type Pull struct {
-	actors.Request[bool]
+	actors.Request[PullResult]
+	// LongPoll, if positive, replaces the configured long poll.
+	LongPoll time.Duration
+	// Wake, if set, ends a pull still waiting for the server's answer (a
+	// long poll): a value received from it makes the pull fail at once
+	// with ErrWoken, having applied nothing. Once the answer has begun the
+	// pull goes on, and the value is put back. Give it a capacity of 1.
+	Wake chan struct{}
+	// Tables asks for the tables the pull changed.
+	Tables bool
 }
+
+// PullResult is what a pull did.
+type PullResult struct {
+	Changed  bool     // the database changed
+	Revision string   // the server revision the replica is at now
+	Tables   []string // with Pull.Tables: the tables whose rows or schema changed, sorted
+}
+
+// ErrWoken ends a pull that Pull.Wake interrupted.
+var ErrWoken = errors.New("pull interrupted before the server answered")
 
 // Push sends the local changes.
 type Push struct {

@@ -232,10 +232,10 @@ func (p *pushClient) run(ctx context.Context) {
 		n := p.attempted + 1
 		p.mu.Unlock()
 		err := p.db.Tx(ctx, func(tx *syncdb.Tx) error {
-			if _, err := tx.Exec("INSERT INTO items(client, n) VALUES (?, ?)", p.name, n); err != nil {
+			if _, err := tx.Exec(ctx, "INSERT INTO items(client, n) VALUES (?, ?)", p.name, n); err != nil {
 				return err
 			}
-			_, err := tx.Exec("INSERT INTO counters(client, v) VALUES (?, ?) ON CONFLICT(client) DO UPDATE SET v = excluded.v", p.name, n)
+			_, err := tx.Exec(ctx, "INSERT INTO counters(client, v) VALUES (?, ?) ON CONFLICT(client) DO UPDATE SET v = excluded.v", p.name, n)
 			return err
 		})
 		if err != nil {

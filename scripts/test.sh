@@ -13,6 +13,16 @@ echo "== installing the npm client for interop tests (pinned to 0.7.2 in interop
 # with the exact version pinned installs the same thing.
 npm install --prefix interop --no-audit --no-fund --loglevel=error
 
+echo "== sqlite3 (the shell's output modes are compared with it)"
+if ! command -v sqlite3 >/dev/null; then
+	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sqlite3 >/dev/null ||
+			echo "could not install sqlite3: the comparison tests will skip"
+	else
+		echo "sqlite3 is missing and cannot be installed here (needs root and apt-get): the comparison tests will skip"
+	fi
+fi
+
 echo "== downloading Go modules"
 go mod download
 

@@ -178,7 +178,7 @@ func (w *world) write(ctx context.Context, c *client) string {
 		err := c.db.Tx(ctx, func(tx *syncdb.Tx) error {
 			tokens = tokens[:0]
 			for _, s := range stmts {
-				res, err := tx.Exec(s.sql, s.args...)
+				res, err := tx.Exec(ctx, s.sql, s.args...)
 				if err != nil {
 					continue // e.g. a duplicate key: the transaction goes on without it
 				}

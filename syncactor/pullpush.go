@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/syncdb/syncdb/actors"
 	"github.com/syncdb/syncdb/dbactor"
@@ -21,39 +22,51 @@ func dirOf(p string) string { return filepath.Dir(p) }
 
 // pull downloads the pages changed since the synced revision into the
 // changes file and has the database actor apply them.
-func (s *syncActor) pull(ctx context.Context) (bool, error) {
-	var changed bool
+func (s *syncActor) pull(ctx context.Context, p *messages.Pull) (messages.PullResult, error) {
+	var res messages.PullResult
 	err := s.retry(ctx, func() error {
 		var err error
-		changed, err = s.pullOnce(ctx)
+		res, err = s.pullOnce(ctx, p)
 		return err
 	})
 	if errors.Is(err, netactor.ErrRevisionGone) {
-		return false, fmt.Errorf("%w: %w", ErrRebootstrap, err)
+		return res, fmt.Errorf("%w: %w", ErrRebootstrap, err)
 	}
-	return changed, err
+	return res, err
 }
 
-func (s *syncActor) pullOnce(ctx context.Context) (bool, error) {
+func (s *syncActor) pullOnce(ctx context.Context, p *messages.Pull) (messages.PullResult, error) {
+	var res messages.PullResult
 	m, err := s.meta(ctx)
 	if err != nil {
-		return false, err
+		return res, err
 	}
 	req := &syncpb.PullUpdatesReqProtoBody{}
 	if m.SyncedRevision != nil {
 		req.ClientRevision = m.SyncedRevision.Revision
 	}
-	if s.cfg.LongPoll > 0 {
-		req.LongPollTimeoutMs = uint32(s.cfg.LongPoll.Milliseconds())
+	longPoll := s.cfg.LongPoll
+	if p.LongPoll > 0 {
+		longPoll = p.LongPoll
+	}
+	if longPoll > 0 {
+		req.LongPollTimeoutMs = uint32(longPoll.Milliseconds())
 	}
 	failpoint.Hit("pull.start", s.cfg.Path)
 	w, err := dbactor.CreateChanges(s.cfg.FS, s.cfg.Path)
 	if err != nil {
-		return false, err
+		return res, err
 	}
-	info, err := actors.Ask[messages.PullInfo](ctx, s.cfg.Sys, s.cfg.Net, &messages.PullUpdates{
+	reqCtx, answered, release := wakeable(ctx, p.Wake)
+	defer release()
+	info, err := actors.Ask[messages.PullInfo](reqCtx, s.cfg.Sys, s.cfg.Net, &messages.PullUpdates{
 		Req: req, RetryUntil: s.until,
-		OnHeader: func(*syncpb.PullUpdatesRespProtoBody) error { return w.Reset() },
+		OnHeader: func(*syncpb.PullUpdatesRespProtoBody) error {
+			if !answered() {
+				return messages.ErrWoken
+			}
+			return w.Reset()
+		},
 		OnPage: func(pgno uint32, data []byte) error {
 			s.progress("pull", int64(w.Pages())+1, 0)
 			return w.Add(pgno, data)
@@ -61,20 +74,67 @@ func (s *syncActor) pullOnce(ctx context.Context) (bool, error) {
 	})
 	cerr := w.Close()
 	if err != nil {
-		return false, err
+		if errors.Is(context.Cause(reqCtx), messages.ErrWoken) {
+			return res, messages.ErrWoken
+		}
+		return res, err
 	}
 	if cerr != nil {
-		return false, cerr
+		return res, cerr
 	}
 	hdr := info.Header
 	if hdr.DbSize > 1<<31 {
-		return false, fmt.Errorf("server reports an impossible database size of %d pages", hdr.DbSize)
+		return res, fmt.Errorf("server reports an impossible database size of %d pages", hdr.DbSize)
 	}
 	// Even an empty pull goes to the database actor: it checks that nobody
 	// else wrote to the files.
-	return actors.Ask[bool](ctx, s.cfg.Sys, s.cfg.DB, &messages.ApplyPull{
-		Revision: hdr.ServerRevision, DBSize: uint32(hdr.DbSize), ChangesPath: dbactor.ChangesPath(s.cfg.Path),
+	return actors.Ask[messages.PullResult](ctx, s.cfg.Sys, s.cfg.DB, &messages.ApplyPull{
+		Revision: hdr.ServerRevision, DBSize: uint32(hdr.DbSize), ChangesPath: dbactor.ChangesPath(s.cfg.Path), Tables: p.Tables,
 	})
+}
+
+// wakeable returns the context for a pull request that a value from wake
+// cancels (with cause ErrWoken) as long as the server has not begun to
+// answer, and answered, which the header callback calls: it reports false
+// if the wake came first. A wake after the answer began is put back.
+// release frees the context.
+func wakeable(ctx context.Context, wake chan struct{}) (reqCtx context.Context, answered func() bool, release func()) {
+	if wake == nil {
+		return ctx, func() bool { return true }, func() {}
+	}
+	reqCtx, cancel := context.WithCancelCause(ctx)
+	release = func() { cancel(nil) }
+	var mu sync.Mutex
+	begun, woken := false, false
+	stop := make(chan struct{})
+	go func() {
+		select {
+		case <-wake:
+			mu.Lock()
+			if begun {
+				select {
+				case wake <- struct{}{}:
+				default:
+				}
+			} else {
+				woken = true
+				cancel(messages.ErrWoken)
+			}
+			mu.Unlock()
+		case <-stop:
+		case <-reqCtx.Done():
+		}
+	}()
+	answered = func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if !begun {
+			begun = true
+			close(stop)
+		}
+		return !woken
+	}
+	return reqCtx, answered, release
 }
 
 // errOutOfOrder: the server's high-water mark is not where this batch

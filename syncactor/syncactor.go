@@ -103,7 +103,7 @@ func (s *syncActor) receive(msg any) {
 		}
 		m.Respond(struct{}{}, s.bootstrap(m.Context()))
 	case *messages.Pull:
-		m.Respond(s.pull(m.Context()))
+		m.Respond(s.pull(m.Context(), m))
 	case *messages.Push:
 		m.Respond(struct{}{}, s.push(m.Context()))
 	default:

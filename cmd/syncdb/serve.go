@@ -26,6 +26,17 @@ type listFlag []string
 func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
+const serveHelp = `Usage: syncdb serve [flags]
+
+Runs the sync server: it serves any number of databases over HTTP to syncdb
+replicas and to Turso's clients (@tursodatabase/sync), each at /db/NAME
+(the root is database "default"): pulls from its page history, pushes as
+SQL transactions, long polls, bearer-token auth. SIGINT or SIGTERM stops it
+after the requests in flight.
+
+Flags:
+`
+
 func serve(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
@@ -42,11 +53,19 @@ func serve(args []string) error {
 	store := fs.String("store", os.Getenv("SYNCDB_STORE"), "`postgres://...`: keep the databases in PostgreSQL, shared with other nodes (default $SYNCDB_STORE; empty: the data directory alone)")
 	advertise := fs.String("advertise", "", "with --store: this node's `URL` for other nodes (default http://ADDR)")
 	leaseTTL := fs.Duration("lease-ttl", 5*time.Second, "with --store: how long a node that stopped renewing keeps its writer leases")
+	version := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), serveHelp)
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
 		return err
+	}
+	if *version { // handled by run; listed for -h
+		return nil
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("serve: unexpected arguments %q", fs.Args())
