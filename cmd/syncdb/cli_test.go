@@ -381,6 +381,10 @@ func TestCLIHelp(t *testing.T) {
 				contains(t, strings.Join(args, " "), r.stdout, "Usage: syncdb version", "print the version")
 				continue
 			}
+			if c.name == "migrate-store" {
+				contains(t, strings.Join(args, " "), r.stdout, "Usage: syncdb migrate-store ", "--store", "--data")
+				continue
+			}
 			contains(t, strings.Join(args, " "), r.stdout, "Usage: syncdb "+c.name+" ", "-url", "-auth-token")
 		}
 	}

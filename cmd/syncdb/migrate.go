@@ -21,6 +21,10 @@ retained history and its identity, into the PostgreSQL store of a cluster
 (syncdb serve --store): clients keep their revisions and go on pulling
 incrementally from any node. Stop the single-node server first. A database
 the store already has is left alone (and reported).
+
+Flags:
+  --store postgres://...   the cluster's store (default $SYNCDB_STORE)
+  --data DIR               the single-node data directory (default ./syncdb-data)
 `
 
 func runMigrate(c *cli, cmd *command, args []string) int {
