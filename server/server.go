@@ -200,7 +200,7 @@ func New(cfg Config) (*Server, error) {
 	// runs maintenance itself, keeps them open.
 	if cfg.IdleTimeout > 0 && cfg.MaintenanceInterval >= 0 {
 		s.stopIdle, s.idleDone = make(chan struct{}), make(chan struct{})
-		go s.idleLoop()
+		go s.idleLoop(s.stopIdle, s.idleDone)
 	}
 	return s, nil
 }
@@ -344,14 +344,14 @@ func (s *Server) closeIdle() {
 	}
 }
 
-// idleLoop runs closeIdle until Close.
-func (s *Server) idleLoop() {
-	defer close(s.idleDone)
+// idleLoop runs closeIdle until stop is closed.
+func (s *Server) idleLoop(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
 	tick := time.NewTicker(min(max(s.cfg.IdleTimeout/4, 10*time.Millisecond), time.Minute))
 	defer tick.Stop()
 	for {
 		select {
-		case <-s.stopIdle:
+		case <-stop:
 			return
 		case <-tick.C:
 			s.closeIdle()
