@@ -74,7 +74,7 @@ func (s *Server) handlePipeline(w http.ResponseWriter, r *http.Request, d *datab
 	}
 	out, err := json.Marshal(resp)
 	if err != nil {
-		// Values are checked as they are read (see checkValue), so this is
+		// Values are checked as they are read (executor.value), so this is
 		// a bug; the status says whether anything was written.
 		s.log.Error("encode pipeline response", "db", d.name, "err", err)
 		httpError(w, http.StatusInternalServerError, "internal error encoding the response; %d transaction(s) committed", commits)
