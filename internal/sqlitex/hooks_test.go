@@ -8,7 +8,7 @@ import (
 )
 
 // The authorizer sees every action with its exact arguments (a PRAGMA
-// without a value has a NULL Arg2, with ” an empty one), a denial fails
+// without a value has a NULL Arg2, with an empty string an empty one), a denial fails
 // the statement with SQLITE_AUTH, and removing it restores everything.
 // The WAL hook sees every commit and nothing else.
 func TestAuthorizerAndWALHook(t *testing.T) {
