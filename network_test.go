@@ -109,7 +109,8 @@ func TestUnreachableFailsWithinMaxRetryTime(t *testing.T) {
 
 // Case 8: a wrong token is ErrUnauthorized, at once, and says so.
 func TestUnauthorized(t *testing.T) {
-	srv, err := server.New(server.Config{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler), AuthTokens: []string{"right"}, ReadTokens: []string{"reader"}})
+	// Only a read-write token may create a database: this one exists.
+	srv, err := server.New(server.Config{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler), AuthTokens: []string{"right"}, ReadTokens: []string{"reader"}, Databases: []string{"default"}})
 	if err != nil {
 		t.Fatal(err)
 	}

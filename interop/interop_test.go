@@ -9,8 +9,12 @@ package interop
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
 	"database/sql"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -22,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	_ "modernc.org/sqlite" // for the integrity check of the server's files
 )
 
@@ -334,6 +339,8 @@ var scenarios = []struct {
 	// client files, restarting the server on the same data directory (and
 	// another port) in between.
 	restart bool
+	// setup, if set, adds flags and environment made at run time.
+	setup func(t *testing.T) (flags, env []string)
 }{
 	{name: "roundtrip"},
 	{name: "types"},
@@ -352,6 +359,7 @@ var scenarios = []struct {
 		flags: []string{"--auth-token", authToken, "--read-token", readToken},
 		env:   []string{"SYNCDB_AUTH_TOKEN=" + authToken, "SYNCDB_READ_TOKEN=" + readToken},
 	},
+	{name: "jwt", setup: jwtSetup},
 	{name: "encryption_headers"},
 	{name: "server_restart", restart: true},
 	{name: "concurrent_clients"},
@@ -363,6 +371,11 @@ func TestClient(t *testing.T) {
 		t.Run(sc.name, func(t *testing.T) {
 			t.Parallel()
 			data, clients := t.TempDir(), t.TempDir()
+			if sc.setup != nil {
+				flags, env := sc.setup(t)
+				sc.flags = append(append([]string(nil), sc.flags...), flags...)
+				sc.env = append(append([]string(nil), sc.env...), env...)
+			}
 			srv := startServer(t, data, sc.flags...)
 			if !sc.restart {
 				runScenario(t, srv, sc.name, clients, sc.env...)
@@ -402,5 +415,37 @@ func TestEveryScenarioIsListed(t *testing.T) {
 	}
 	for name := range listed {
 		t.Errorf("scenario %q has no scenarios/%s.mjs", name, name)
+	}
+}
+
+// jwtSetup makes an Ed25519 key, writes its public half as the server's
+// --auth-jwt-key-file (PEM, as openssl writes it), and mints the jwt
+// scenario's tokens with sqld's claims.
+func jwtSetup(t *testing.T) (flags, env []string) {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "jwt-public.pem")
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hour := time.Now().Add(time.Hour).Unix()
+	mint := func(c jwt.MapClaims) string {
+		s, err := jwt.NewWithClaims(jwt.SigningMethodEdDSA, c).SignedString(priv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	return []string{"--auth-jwt-key-file", keyFile}, []string{
+		"SYNCDB_JWT_RW=" + mint(jwt.MapClaims{"exp": hour, "id": "app", "a": "rw"}),
+		"SYNCDB_JWT_RO=" + mint(jwt.MapClaims{"exp": hour, "id": "app", "a": "ro"}),
+		"SYNCDB_JWT_OTHER=" + mint(jwt.MapClaims{"exp": hour, "id": "other", "a": "rw"}),
+		"SYNCDB_JWT_EXPIRED=" + mint(jwt.MapClaims{"exp": time.Now().Add(-time.Hour).Unix(), "id": "app"}),
 	}
 }

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"log/slog"
 	"net/http/httptest"
 	"net/url"
@@ -92,18 +91,4 @@ func newTestLB(t *testing.T, nodes []*url.URL) *testLB {
 	l := &testLB{Server: httptest.NewServer(b), LB: b}
 	t.Cleanup(l.Close)
 	return l
-}
-
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting for %s", what)
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
 }

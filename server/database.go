@@ -52,6 +52,10 @@ type database struct {
 
 	liveReaders atomic.Int64 // pulls streaming from readers: checkpoints wait for them
 	behind      atomic.Bool  // the WAL has commits the history could not record (see session)
+	ckptDue     atomic.Bool  // a checkpoint waits for live readers: they hand over to the history
+	active      atomic.Int64 // requests in progress (Server.acquire)
+	working     atomic.Int64 // of them, those not waiting in a long poll
+	lastUsed    atomic.Int64 // unix ns when the last request ended
 	snapshots   *snapshotCache
 
 	mu      sync.Mutex
@@ -556,9 +560,7 @@ func (d *database) maintain() {
 		case <-tick.C:
 		}
 		d.mu.Lock()
-		// A checkpoint would wait for pulls streaming from the database (and
-		// hold the writer meanwhile): leave it for a quieter moment.
-		needs := d.walPos.Frame >= d.opts.checkpointFrames && d.liveReaders.Load() == 0
+		needs := d.walPos.Frame >= d.opts.checkpointFrames
 		d.mu.Unlock()
 		if needs {
 			if err := d.checkpoint(context.Background()); err != nil {
@@ -583,12 +585,21 @@ func (d *database) checkpoint(ctx context.Context) error {
 	if d.admin == nil {
 		return nil
 	}
+	if d.liveReaders.Load() > 0 {
+		// Pulls streaming from the files would make the checkpoint wait,
+		// holding the writer. They hand over to the history at their next
+		// read (and new ones read the history) until it is done; a client
+		// that stops reading is dropped after IOTimeout.
+		d.ckptDue.Store(true)
+		return nil
+	}
 	if _, err := d.recordCommits(ctx); err != nil {
 		return err
 	}
 	if err := d.hist.Sync(ctx); err != nil {
 		return err
 	}
+	defer d.ckptDue.Store(false)
 	var busy, logFrames, done int
 	if err := d.admin.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &done); err != nil {
 		return err

@@ -81,6 +81,7 @@ func newForwarder(s *Server, reg prometheus.Registerer) *forwarder {
 type (
 	targetKey struct{}
 	errKey    struct{}
+	bodyKey   struct{} // the request body, read by the forwarder
 )
 
 var errMisdirected = errors.New("the node is not the writer any more")
@@ -115,7 +116,7 @@ func (f *forwarder) wrap(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		body, ok := readLimited(w, r, f.s.cfg.MaxPipelineRequestBytes) // counted where it is served
+		body, ok := f.s.readBody(w, r, f.s.cfg.MaxPipelineRequestBytes)
 		if !ok {
 			return
 		}
@@ -123,14 +124,15 @@ func (f *forwarder) wrap(next http.Handler) http.Handler {
 			r.Body = io.NopCloser(bytes.NewReader(body))
 			r.ContentLength = int64(len(body))
 		}
+		// Served here, the handler gets the body read already.
+		local := r.WithContext(context.WithValue(r.Context(), bodyKey{}, body))
 		forwarded := r.Header.Get(forwardedHeader) != ""
 		var lastErr error
 		for attempt := range 3 {
 			lease, to, err := f.s.coord.Writer(r.Context(), name)
 			switch {
 			case errors.Is(err, coord.ErrUnknownDatabase), err == nil && lease != nil:
-				replay() // this node writes it (or creates it)
-				next.ServeHTTP(w, r)
+				next.ServeHTTP(w, local) // this node writes it (or creates it)
 				return
 			case err != nil:
 				lastErr = err

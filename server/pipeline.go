@@ -47,8 +47,11 @@ func (s *Server) handlePipeline(w http.ResponseWriter, r *http.Request, d *datab
 	defer cancel()
 	resp := hrana.PipelineRespBody{Results: make([]hrana.StreamResult, 0, len(req.Requests))}
 	var full bool
+	var reserved int64 // response memory, given back once it is sent
+	defer func() { s.mem.release(reserved) }()
 	commits, err := d.session(ctx, func(c *sqlitex.Conn, sb *sandbox) error {
-		ex := &executor{c: c, sb: sb, ctx: ctx, stored: map[int32]string{}, budget: s.cfg.MaxResponseBytes, maxResponse: s.cfg.MaxResponseBytes}
+		ex := &executor{c: c, sb: sb, ctx: ctx, stored: map[int32]string{}, budget: s.cfg.MaxResponseBytes, maxResponse: s.cfg.MaxResponseBytes, mem: s.mem}
+		defer func() { reserved = ex.reserved }()
 		for _, rq := range req.Requests {
 			resp.Results = append(resp.Results, ex.run(rq))
 		}
@@ -77,14 +80,16 @@ func (s *Server) handlePipeline(w http.ResponseWriter, r *http.Request, d *datab
 	}
 	out, err := json.Marshal(resp)
 	if err != nil {
-		// Values are checked as they are read (see checkValue), so this is
+		// Values are checked as they are read (executor.value), so this is
 		// a bug; the status says whether anything was written.
 		s.log.Error("encode pipeline response", "db", d.name, "err", err)
 		httpError(w, http.StatusInternalServerError, "internal error encoding the response; %d transaction(s) committed", commits)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	s.writeBody(w, out)
+	if err := s.writeBody(w, out); err != nil && r.Context().Err() == nil {
+		d.log.Info("pipeline response not delivered", "err", err)
+	}
 	s.metrics.bytesOut.WithLabelValues("pipeline").Add(float64(len(out)))
 }
 
@@ -96,9 +101,11 @@ type executor struct {
 	stored map[int32]string
 	closed bool
 
-	budget      int64 // response bytes left
-	maxResponse int64 // Config.MaxResponseBytes
-	diskFull    bool  // a statement failed with SQLITE_FULL
+	budget      int64      // response bytes left
+	maxResponse int64      // Config.MaxResponseBytes
+	mem         *memBudget // the server's in-flight budget
+	reserved    int64      // taken from mem
+	diskFull    bool       // a statement failed with SQLITE_FULL
 }
 
 // errorCode is the Hrana code for errors that are not SQLite's own.
@@ -254,6 +261,11 @@ func (ex *executor) value(st *sqlitex.Stmt, i int) (hrana.Value, error) {
 	if cost > ex.budget {
 		return hrana.Value{}, &errValue{fmt.Sprintf("the response would exceed %d bytes (the server's limit); select fewer or smaller values", ex.maxResponse)}
 	}
+	// Twice: the values, then their JSON.
+	if !ex.mem.reserve(2 * cost) {
+		return hrana.Value{}, &errValue{errNoMemory}
+	}
+	ex.reserved += 2 * cost
 	ex.budget -= cost
 	v := st.Column(i)
 	if f, ok := v.(float64); ok && (math.IsInf(f, 0) || math.IsNaN(f)) {

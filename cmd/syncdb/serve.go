@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"flag"
 	"fmt"
@@ -47,7 +48,14 @@ func serve(args []string) error {
 	fs.Var(&dbs, "db", "create database `NAME` at start; repeatable")
 	noAuto := fs.Bool("no-auto-create", false, "answer 404 for databases that do not exist instead of creating them")
 	retention := fs.Duration("history-retention", 7*24*time.Hour, "how long old revisions stay servable (0 = forever)")
+	jwtKeys := fs.String("auth-jwt-key-file", "", "also accept JWTs signed with the Ed25519 public key(s) in `FILE` (PEM or base64); see README, Security")
 	maxBody := fs.Int64("max-push-bytes", 256<<20, "largest /v2/pipeline request body")
+	maxResponse := fs.Int64("max-response-bytes", 64<<20, "largest /v2/pipeline response, and largest value a statement may make or store")
+	maxInflight := fs.Int64("max-inflight-bytes", 1<<30, "request bodies and pipeline responses held in memory at once, over all requests")
+	maxDBs := fs.Int("max-databases", 1000, "how many databases may exist (-1: no limit)")
+	maxReqs := fs.Int("max-requests-per-db", 256, "requests one database serves at once (waiting long polls not counted)")
+	idle := fs.Duration("idle-timeout", 10*time.Minute, "close a database no request used for this long")
+	ioTimeout := fs.Duration("io-timeout", 30*time.Second, "drop a client that sends or reads nothing for this long")
 	stmtTimeout := fs.Duration("statement-timeout", time.Minute, "limit on one pipeline request's statements and on a query selector")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	store := fs.String("store", os.Getenv("SYNCDB_STORE"), "`postgres://...`: keep the databases in PostgreSQL, shared with other nodes (default $SYNCDB_STORE; empty: the data directory alone)")
@@ -76,6 +84,13 @@ func serve(args []string) error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
+	var keys []ed25519.PublicKey
+	if *jwtKeys != "" {
+		var err error
+		if keys, err = server.LoadJWTKeys(*jwtKeys); err != nil {
+			return fmt.Errorf("--auth-jwt-key-file: %w", err)
+		}
+	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err
@@ -109,7 +124,14 @@ func serve(args []string) error {
 		ReadTokens:              readTokens,
 		NoAutoCreate:            *noAuto,
 		Databases:               dbs,
+		JWTKeys:                 keys,
 		MaxPipelineRequestBytes: *maxBody,
+		MaxResponseBytes:        *maxResponse,
+		MaxInflightBytes:        *maxInflight,
+		MaxDatabases:            *maxDBs,
+		MaxRequestsPerDatabase:  *maxReqs,
+		IdleTimeout:             *idle,
+		IOTimeout:               *ioTimeout,
 		StatementTimeout:        *stmtTimeout,
 		HistoryRetention:        *retention,
 		Logger:                  log,
@@ -126,7 +148,9 @@ func serve(args []string) error {
 		}
 		return err
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	// Request bodies and responses have their own deadlines (--io-timeout,
+	// renewed as data moves); a whole-request timeout would cut long polls.
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: *ioTimeout, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	fmt.Printf("syncdb server listening on %s\n", url)
 	if cluster != nil {
 		fmt.Printf("  store: PostgreSQL, node %s\n", cluster.Node())

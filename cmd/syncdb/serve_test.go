@@ -335,3 +335,15 @@ func TestSigtermDrains(t *testing.T) {
 		t.Fatalf("shutdown took %v", el)
 	}
 }
+
+// A JWT key file that cannot be read stops serve at once, naming the flag.
+func TestServeBadJWTKeyFile(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "key.pem")
+	os.WriteFile(bad, []byte("not a key"), 0o600)
+	for _, f := range []string{filepath.Join(t.TempDir(), "missing.pem"), bad} {
+		err := serve([]string{"--addr", "127.0.0.1:0", "--data", t.TempDir(), "--auth-jwt-key-file", f})
+		if err == nil || !strings.Contains(err.Error(), "--auth-jwt-key-file") {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package sqlitex
 
 import (
+	"reflect"
 	"sync"
 
 	"modernc.org/libc"
@@ -48,6 +49,19 @@ var hooks = struct {
 	wal  map[uintptr]WALHook
 }{auth: map[uintptr]Authorizer{}, wal: map[uintptr]WALHook{}}
 
+// register records fn (nil: removes it) for the handle db and returns the
+// C callback to install: trampoline, or 0 to remove it.
+func register[F any](m map[uintptr]F, db uintptr, fn F, trampoline uintptr) uintptr {
+	hooks.Lock()
+	defer hooks.Unlock()
+	if reflect.ValueOf(fn).IsNil() {
+		delete(m, db)
+		return 0
+	}
+	m[db] = fn
+	return trampoline
+}
+
 // SetAuthorizer installs fn as the connection's authorizer
 // (sqlite3_set_authorizer), replacing any other, or removes it (fn nil).
 // The setting outlives Raw: it stays on the connection until it is
@@ -57,17 +71,7 @@ func (c *Conn) SetAuthorizer(fn Authorizer) error {
 	if c.db == 0 {
 		return errDone
 	}
-	hooks.Lock()
-	if fn == nil {
-		delete(hooks.auth, c.db)
-	} else {
-		hooks.auth[c.db] = fn
-	}
-	hooks.Unlock()
-	var cb uintptr
-	if fn != nil {
-		cb = authorizerPtr
-	}
+	cb := register(hooks.auth, c.db, fn, authorizerPtr)
 	if rc := sqlite3.Xsqlite3_set_authorizer(c.tls, c.db, cb, c.db); rc != sqlite3.SQLITE_OK {
 		return c.errorFor(rc)
 	}
@@ -111,17 +115,7 @@ func (c *Conn) SetWALHook(fn WALHook) error {
 	if c.db == 0 {
 		return errDone
 	}
-	hooks.Lock()
-	if fn == nil {
-		delete(hooks.wal, c.db)
-	} else {
-		hooks.wal[c.db] = fn
-	}
-	hooks.Unlock()
-	var cb uintptr
-	if fn != nil {
-		cb = walHookPtr
-	}
+	cb := register(hooks.wal, c.db, fn, walHookPtr)
 	sqlite3.Xsqlite3_wal_hook(c.tls, c.db, cb, c.db)
 	return nil
 }

@@ -67,10 +67,13 @@ type Commit struct {
 }
 
 // Store is an open history. Its methods are safe for concurrent use: writes
-// are serialized, reads run concurrently on their own connections.
+// are serialized on one connection of their own, so that a write never
+// waits for a free connection while read views hold the others; reads run
+// concurrently on a pool of read-only connections.
 type Store struct {
 	path string
-	db   *sql.DB
+	w    *sql.DB    // the writer: one connection
+	db   *sql.DB    // read views, at most maxReaders at once
 	wmu  sync.Mutex // serializes writers
 	smu  sync.RWMutex
 	meta state
@@ -95,35 +98,46 @@ CREATE INDEX IF NOT EXISTS pages_by_seq ON pages(seq, pgno);
 // Open opens (creating if needed) the history at path. A new history is
 // empty: the caller records the base with Init.
 func Open(path, vfs string) (*Store, error) {
-	dsn := "file:" + path + "?_pragma=synchronous(NORMAL)&_pragma=busy_timeout(10000)&_txlock=immediate"
+	params := "_pragma=busy_timeout(10000)"
 	if vfs != "" {
-		dsn += "&vfs=" + vfs
+		params += "&vfs=" + vfs
 	}
-	db, err := sql.Open("sqlite", dsn)
+	w, err := sql.Open("sqlite", "file:"+path+"?_pragma=synchronous(NORMAL)&_txlock=immediate&"+params)
 	if err != nil {
 		return nil, fmt.Errorf("open history: %w", err)
 	}
-	db.SetMaxOpenConns(8)
+	w.SetMaxOpenConns(1)
+	w.SetConnMaxIdleTime(0)
 	// 16 KiB pages hold three or more page images each, without overflow
 	// chains. The page size must be set before WAL mode creates the file
 	// (it is ignored for an existing file).
-	if _, err := db.Exec("PRAGMA page_size = 16384; PRAGMA journal_mode = WAL"); err != nil {
-		db.Close()
+	if _, err := w.Exec("PRAGMA page_size = 16384; PRAGMA journal_mode = WAL"); err != nil {
+		w.Close()
 		return nil, fmt.Errorf("open history: %w", err)
 	}
-	if _, err := db.Exec(schema); err != nil {
-		db.Close()
+	if _, err := w.Exec(schema); err != nil {
+		w.Close()
 		return nil, fmt.Errorf("create history schema: %w", err)
 	}
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&_pragma=query_only(1)&"+params)
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open history: %w", err)
+	}
+	db.SetMaxOpenConns(maxReaders)
 	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
 	dec, _ := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0))
-	s := &Store{path: path, db: db, enc: enc, dec: dec}
+	s := &Store{path: path, w: w, db: db, enc: enc, dec: dec}
 	if err := s.load(); err != nil {
 		s.Close()
 		return nil, err
 	}
 	return s, nil
 }
+
+// maxReaders bounds the read connections: read views beyond it wait for
+// one (or for their context).
+const maxReaders = 16
 
 // Path is the history's file.
 func (s *Store) Path() string { return s.path }
@@ -132,7 +146,8 @@ func (s *Store) Path() string { return s.path }
 // history's own WAL, which makes every recorded revision durable.
 func (s *Store) Close() error {
 	s.dec.Close()
-	return s.db.Close()
+	// The writer last: the last connection to close checkpoints.
+	return errors.Join(s.db.Close(), s.w.Close())
 }
 
 func (s *Store) load() error {
@@ -271,7 +286,7 @@ func (s *Store) Append(ctx context.Context, _ Fence, commits []Commit, cur Curso
 // write runs fn in a write transaction and, once it committed, apply under
 // the state lock.
 func (s *Store) write(ctx context.Context, fn func(*sql.Tx) error, apply func()) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("history: %w", err)
 	}
@@ -338,7 +353,7 @@ func (s *Store) Sync(ctx context.Context) error {
 	// A checkpoint syncs the history's WAL before it copies anything, even
 	// when a reader keeps it from finishing; that sync is what we need.
 	var busy, logFrames, ckpt int
-	if err := s.db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &logFrames, &ckpt); err != nil {
+	if err := s.w.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &logFrames, &ckpt); err != nil {
 		return fmt.Errorf("history checkpoint: %w", err)
 	}
 	return nil
