@@ -205,7 +205,10 @@ func (a *dbActor) record(ctx context.Context, c change.Change) error {
 		return fmt.Errorf("encode change to %s: %w", c.Table, err)
 	}
 	if a.cap.nextID == 0 {
-		if err := a.conn.QueryRowContext(ctx, "SELECT coalesce(max(change_id), 0) + 1 FROM _syncdb_changes").Scan(&a.cap.nextID); err != nil {
+		// Change ids only grow within a pull generation, also when pushed
+		// changes were trimmed from the log (trimChanges keeps the floor).
+		if err := a.conn.QueryRowContext(ctx, `SELECT max(coalesce((SELECT max(change_id) FROM _syncdb_changes), 0),
+			coalesce((SELECT value FROM _syncdb_local WHERE key = 'trimmed'), 0)) + 1`).Scan(&a.cap.nextID); err != nil {
 			return fmt.Errorf("read change log: %w", err)
 		}
 	}

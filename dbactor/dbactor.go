@@ -165,6 +165,12 @@ func (a *dbActor) receive(msg any) {
 			return
 		}
 		m.Respond(a.pendingChanges(m.Context(), m.After, m.Limit, m.Peek))
+	case *messages.TrimChanges:
+		if err := a.ready(m.Context()); err != nil {
+			m.Fail(err)
+			return
+		}
+		m.Respond(struct{}{}, a.trimChanges(m.Context(), m.PullGen, m.UpTo))
 	case *messages.ApplyPull:
 		if err := a.ready(m.Context()); err != nil {
 			m.Fail(err)

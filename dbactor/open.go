@@ -275,6 +275,9 @@ func (a *dbActor) recover(ctx context.Context) error {
 			return err
 		}
 	}
+	// A download left by a crash is of no use any more (a pull that got as
+	// far as its first transaction recovers from the WAL).
+	a.cfg.FS.Remove(a.path(suffixChanges))
 	// An interrupted checkpoint may have restarted the WAL that the
 	// recorded base points into: finish it before reading the base.
 	if a.meta.SyncDB.Checkpointing {

@@ -293,13 +293,23 @@ func (a *dbActor) writeBase(ctx context.Context, dirty map[uint32]bool, changes 
 			// count and fail. Truncation is applied at commit and any data
 			// write after it would cancel it.
 			var p1 []byte
+			truncate := curSize > dbSize
 			if writePage1 {
 				// Every connection must reload the schema: give the page a
 				// cookie none of them has seen.
 				p1 = append([]byte(nil), page1...)
 				bumpCookie(p1, cookie)
+				if truncate {
+					// sqlite_dbpage truncates only below the size the page-1
+					// header claims when the statement ends; with the
+					// server's (smaller) size there the truncation would be
+					// ignored, leaving the WAL and file at the old size
+					// forever. 0 means "compute it" to SQLite, and the next
+					// commit that changes the size writes the real one.
+					binary.BigEndian.PutUint32(p1[28:32], 0)
+				}
 			}
-			switch truncate := curSize > dbSize; {
+			switch {
 			case p1 != nil && truncate:
 				err = c.Exec("INSERT INTO sqlite_dbpage(pgno, data) VALUES(1, ?), (?, NULL)", p1, int64(dbSize)+1)
 			case p1 != nil:

@@ -139,6 +139,15 @@ type PendingChanges struct {
 	Peek  bool // just the first change, to see whether there is any
 }
 
+// TrimChanges drops from the change log the changes of pull generation
+// PullGen up to UpTo, which the server has confirmed (a push committed),
+// so that their space is reused; changes of local-only tables stay (a pull
+// replays them).
+type TrimChanges struct {
+	actors.Request[struct{}]
+	PullGen, UpTo int64
+}
+
 // Pending is a slice of the local change log.
 type Pending struct {
 	PullGen int64 // the local pull generation the changes belong to

@@ -73,6 +73,9 @@ func (s *syncActor) pullOnce(ctx context.Context, p *messages.Pull) (messages.Pu
 		},
 	})
 	cerr := w.Close()
+	// The download is needed only until the database actor applied it (or
+	// failed to): its space goes back at once.
+	defer s.cfg.FS.Remove(dbactor.ChangesPath(s.cfg.Path))
 	if err != nil {
 		if errors.Is(context.Cause(reqCtx), messages.ErrWoken) {
 			return res, messages.ErrWoken
@@ -213,6 +216,10 @@ func (s *syncActor) pushOnce(ctx context.Context) error {
 		floor = batch.Changes[len(batch.Changes)-1].ID
 		if err := s.recordPush(ctx, batch.PullGen, floor); err != nil {
 			return err
+		}
+		// The server has them: free their space in the change log.
+		if _, err := actors.Ask[struct{}](ctx, s.cfg.Sys, s.cfg.DB, &messages.TrimChanges{PullGen: batch.PullGen, UpTo: floor}); err != nil {
+			s.cfg.Logger.Warn("trimming pushed changes from the change log", "err", err)
 		}
 		if !batch.More {
 			return nil
