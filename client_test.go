@@ -354,10 +354,21 @@ func TestLastPushWins(t *testing.T) {
 			t.Fatalf("got %q", got)
 		}
 	}
-	// An update of a row deleted remotely meanwhile brings it back.
+	// An update of a row deleted remotely meanwhile is a conflict: it
+	// waits, and brings the row back only if the local side is kept.
 	mustExec(t, a, "DELETE FROM t WHERE id = 1")
 	mustExec(t, b, "UPDATE t SET w = 'kept' WHERE id = 1")
 	if err := a.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Push(ctx); !errors.Is(err, syncdb.ErrConflict) {
+		t.Fatalf("push of an update of a deleted row: %v", err)
+	}
+	cs, err := b.Conflicts(ctx)
+	if err != nil || len(cs) != 1 || cs[0].Kind != "update-deleted" {
+		t.Fatalf("conflicts: %+v %v", cs, err)
+	}
+	if err := b.ResolveConflict(ctx, cs[0].ID, "local"); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Push(ctx); err != nil {

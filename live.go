@@ -147,7 +147,8 @@ func (d *DB) pull(ctx context.Context, p *messages.Pull) (messages.PullResult, e
 	}
 	p.Tables = d.subscribed()
 	res, err := actors.Ask[messages.PullResult](ctx, d.sys, d.sync, p)
-	if err == nil && res.Changed {
+	if res.Changed { // also when conflicts wait (ErrConflict): the pull was applied
+
 		d.publish(Change{Revision: res.Revision, Tables: res.Tables})
 	}
 	return res, err

@@ -27,7 +27,7 @@ CREATE TABLE IF NOT EXISTS _syncdb_changes(
 	table_name TEXT NOT NULL,
 	record BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS _syncdb_local(key TEXT PRIMARY KEY, value) WITHOUT ROWID;
-`
+` + conflictSchema
 
 // WriterDSN is how the writer connection opens the database: WAL, commits
 // durable when they return, and no checkpoint unless syncdb asks. vfs ""

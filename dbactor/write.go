@@ -117,10 +117,14 @@ func (w *writeConn) Query(ctx context.Context, query string, args ...any) (*sql.
 		return nil, err
 	}
 	var rows *sql.Rows
+	// INSERT ... RETURNING makes its changes in the first step, inside
+	// QueryContext.
+	w.a.cap.assigned = func(rowid int64) bool { return assignedKey(rowid, query, args) }
 	err := w.a.asUser(func() (err error) {
 		rows, err = w.a.conn.QueryContext(ctx, query, args...)
 		return err
 	})
+	w.a.cap.assigned = nil
 	if isCaptureError(err) {
 		w.err = err
 	}
@@ -313,6 +317,8 @@ func (a *dbActor) execOne(ctx context.Context, stmt string, args []any, user boo
 	}
 	var err error
 	if user {
+		a.cap.assigned = func(rowid int64) bool { return assignedKey(rowid, stmt, args) }
+		defer func() { a.cap.assigned = nil }()
 		err = a.asUser(run)
 	} else {
 		err = run()
