@@ -12,6 +12,25 @@ import (
 	"github.com/syncdb/syncdb/server"
 )
 
+// serverWith starts a server with cfg (a temporary data directory and a
+// silent logger unless given) and returns its URL.
+func serverWith(t *testing.T, cfg server.Config) string {
+	t.Helper()
+	if cfg.DataDir == "" {
+		cfg.DataDir = t.TempDir()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	srv, err := server.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() { srv.BeginShutdown(); hs.Close(); srv.Close() })
+	return hs.URL
+}
+
 func fileSize(t *testing.T, path string) int64 {
 	t.Helper()
 	st, err := os.Stat(path)
@@ -30,16 +49,11 @@ func fileSize(t *testing.T, path string) int64 {
 // the change log's space is reused by later writes.
 func TestDiskSpace(t *testing.T) {
 	data := t.TempDir()
-	srv, err := server.New(server.Config{DataDir: data, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() { srv.BeginShutdown(); hs.Close(); srv.Close() })
+	url := serverWith(t, server.Config{DataDir: data})
 	ctx := context.Background()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "a.db")
-	db := open(t, syncdb.Config{Path: path, URL: hs.URL})
+	db := open(t, syncdb.Config{Path: path, URL: url})
 	mb, unit := 8, 64 // MB written, then rows of 16 KiB per MB
 	if raceEnabled {
 		mb, unit = 4, 16 // the race detector slows SQLite tenfold: 256 KiB "MB"
