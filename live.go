@@ -154,6 +154,15 @@ func (d *DB) pull(ctx context.Context, p *messages.Pull) (messages.PullResult, e
 	return res, err
 }
 
+// interruptLive ends a live replica's long poll, if one is waiting, so
+// that an explicit Pull or Push does not queue behind it for up to
+// PollTimeout. The loop then pushes, which finds nothing or what is new.
+func (d *DB) interruptLive() {
+	if d.liveStop != nil {
+		d.localCommit()
+	}
+}
+
 // localCommit is the database actor's OnCommit: a live replica's pull
 // loop wakes to push.
 func (d *DB) localCommit() {
@@ -226,7 +235,7 @@ func (d *DB) live(ctx context.Context, l LiveSync) {
 			case <-d.wake: // this push takes the writes so far
 			default:
 			}
-			if err := d.Push(ctx); err != nil {
+			if err := d.push(ctx); err != nil {
 				if !wait("push", err) {
 					return
 				}

@@ -615,12 +615,18 @@ func (d *DB) Tx(ctx context.Context, fn func(tx *Tx) error) error {
 // Pull applies the server's changes since the last pull, rebasing the
 // local unpushed changes on top. It reports whether anything changed.
 func (d *DB) Pull(ctx context.Context) (bool, error) {
+	d.interruptLive()
 	res, err := d.pull(ctx, &messages.Pull{})
 	return res.Changed, err
 }
 
 // Push sends the local changes the server does not have yet.
 func (d *DB) Push(ctx context.Context) error {
+	d.interruptLive()
+	return d.push(ctx)
+}
+
+func (d *DB) push(ctx context.Context) error {
 	if err := d.check(); err != nil {
 		return err
 	}
