@@ -468,18 +468,28 @@ func TestForeignWriteWhileOpen(t *testing.T) {
 	}
 }
 
-// Close stops every actor and goroutine.
+// Close stops every actor and goroutine, those of a live replica, of
+// Changes subscriptions and of DB.SQL included.
 func TestCloseLeavesNoGoroutines(t *testing.T) {
 	url := newServer(t)
 	dir := t.TempDir()
 	ctx := context.Background()
 	cycle := func() {
-		db, err := syncdb.Open(ctx, syncdb.Config{Path: filepath.Join(dir, "a.db"), URL: url, LongPollTimeout: time.Second})
+		db, err := syncdb.Open(ctx, syncdb.Config{Path: filepath.Join(dir, "a.db"), URL: url, LongPollTimeout: time.Second,
+			Live: &syncdb.LiveSync{PollTimeout: time.Second, PushDelay: time.Millisecond}})
 		if err != nil {
 			t.Fatal(err)
 		}
+		db.Changes(ctx)
 		mustExec(t, db, "CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY)")
-		mustExec(t, db, "INSERT INTO t DEFAULT VALUES")
+		if _, err := db.SQL().ExecContext(ctx, "INSERT INTO t DEFAULT VALUES"); err != nil {
+			t.Fatal(err)
+		}
+		tx, err := db.SQL().BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback()
 		if err := db.Sync(ctx); err != nil {
 			t.Fatal(err)
 		}
