@@ -354,10 +354,21 @@ func TestLastPushWins(t *testing.T) {
 			t.Fatalf("got %q", got)
 		}
 	}
-	// An update of a row deleted remotely meanwhile brings it back.
+	// An update of a row deleted remotely meanwhile is a conflict: it
+	// waits, and brings the row back only if the local side is kept.
 	mustExec(t, a, "DELETE FROM t WHERE id = 1")
 	mustExec(t, b, "UPDATE t SET w = 'kept' WHERE id = 1")
 	if err := a.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Push(ctx); !errors.Is(err, syncdb.ErrConflict) {
+		t.Fatalf("push of an update of a deleted row: %v", err)
+	}
+	cs, err := b.Conflicts(ctx)
+	if err != nil || len(cs) != 1 || cs[0].Kind != "update-deleted" {
+		t.Fatalf("conflicts: %+v %v", cs, err)
+	}
+	if err := b.ResolveConflict(ctx, cs[0].ID, "local"); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Push(ctx); err != nil {
@@ -457,18 +468,28 @@ func TestForeignWriteWhileOpen(t *testing.T) {
 	}
 }
 
-// Close stops every actor and goroutine.
+// Close stops every actor and goroutine, those of a live replica, of
+// Changes subscriptions and of DB.SQL included.
 func TestCloseLeavesNoGoroutines(t *testing.T) {
 	url := newServer(t)
 	dir := t.TempDir()
 	ctx := context.Background()
 	cycle := func() {
-		db, err := syncdb.Open(ctx, syncdb.Config{Path: filepath.Join(dir, "a.db"), URL: url, LongPollTimeout: time.Second})
+		db, err := syncdb.Open(ctx, syncdb.Config{Path: filepath.Join(dir, "a.db"), URL: url, LongPollTimeout: time.Second,
+			Live: &syncdb.LiveSync{PollTimeout: time.Second, PushDelay: time.Millisecond}})
 		if err != nil {
 			t.Fatal(err)
 		}
+		db.Changes(ctx)
 		mustExec(t, db, "CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY)")
-		mustExec(t, db, "INSERT INTO t DEFAULT VALUES")
+		if _, err := db.SQL().ExecContext(ctx, "INSERT INTO t DEFAULT VALUES"); err != nil {
+			t.Fatal(err)
+		}
+		tx, err := db.SQL().BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback()
 		if err := db.Sync(ctx); err != nil {
 			t.Fatal(err)
 		}

@@ -147,10 +147,20 @@ func (d *DB) pull(ctx context.Context, p *messages.Pull) (messages.PullResult, e
 	}
 	p.Tables = d.subscribed()
 	res, err := actors.Ask[messages.PullResult](ctx, d.sys, d.sync, p)
-	if err == nil && res.Changed {
+	if res.Changed { // also when conflicts wait (ErrConflict): the pull was applied
+
 		d.publish(Change{Revision: res.Revision, Tables: res.Tables})
 	}
 	return res, err
+}
+
+// interruptLive ends a live replica's long poll, if one is waiting, so
+// that an explicit Pull or Push does not queue behind it for up to
+// PollTimeout. The loop then pushes, which finds nothing or what is new.
+func (d *DB) interruptLive() {
+	if d.liveStop != nil {
+		d.localCommit()
+	}
 }
 
 // localCommit is the database actor's OnCommit: a live replica's pull
@@ -225,7 +235,7 @@ func (d *DB) live(ctx context.Context, l LiveSync) {
 			case <-d.wake: // this push takes the writes so far
 			default:
 			}
-			if err := d.Push(ctx); err != nil {
+			if err := d.push(ctx); err != nil {
 				if !wait("push", err) {
 					return
 				}

@@ -302,3 +302,35 @@ func TestChangesDuringBulkPull(t *testing.T) {
 		t.Fatalf("merged %+v", merged)
 	}
 }
+
+// On a live replica, explicit Sync calls do not wait for the long poll in
+// flight (PollTimeout here is far longer than the bound checked).
+func TestLiveExplicitSync(t *testing.T) {
+	url := newServer(t)
+	dir := t.TempDir()
+	ctx := context.Background()
+	var errs atomic.Int64
+	cfg := liveConfig(filepath.Join(dir, "a.db"), url, &errs)
+	cfg.Live.PollTimeout = 2 * time.Minute
+	a := open(t, cfg)
+	mustExec(t, a, "CREATE TABLE t(id INTEGER PRIMARY KEY)")
+	b := open(t, syncdb.Config{Path: filepath.Join(dir, "b.db"), URL: url})
+	time.Sleep(200 * time.Millisecond) // the loop pushes, then waits at the server
+	for i := 0; i < 3; i++ {
+		start := time.Now()
+		if err := a.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(start); d > 30*time.Second {
+			t.Fatalf("Sync on a live replica took %v", d)
+		}
+	}
+	if _, err := b.Pull(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, b, "INSERT INTO t VALUES(1)")
+	if err := b.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "b's row on a", func() bool { return rows(t, a, "SELECT count(*) FROM t") == "1" })
+}

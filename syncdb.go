@@ -94,6 +94,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -194,6 +195,13 @@ type Config struct {
 	// or "pull", pages received, and the total pages (0 if unknown). It runs
 	// on a network goroutine and must be quick.
 	Progress func(phase string, pages, total int64)
+	// OnConflict, if set, decides each conflict as it is found: keep
+	// "local", "remote", "rekey" (an insert-insert on an INTEGER PRIMARY
+	// KEY: the local row takes a new key) or "" (it waits for
+	// DB.ResolveConflict; also when it returns an error). nil is the
+	// default policy (see Conflict). It runs inside the pull's transaction:
+	// it must not use the DB.
+	OnConflict func(ctx context.Context, c Conflict) (keep string, err error)
 }
 
 // PartialSync configures a partial replica: the first Open downloads only
@@ -218,6 +226,8 @@ type Stats struct {
 	// bootstrap revision that are local, and all of them. Both are 0 for a
 	// full replica.
 	PagesPresent, PagesTotal int64
+	// Conflicts counts the unresolved conflicts (DB.Conflicts).
+	Conflicts int64
 }
 
 // DB is an open synced database. Its methods are safe for concurrent use.
@@ -369,7 +379,7 @@ func (d *DB) open(ctx context.Context) error {
 	if d.db, err = dbactor.Spawn(dbactor.Config{
 		Path: cfg.Path, FS: h.FS, ClientID: clientID, Sys: d.sys, Meta: d.meta, Gate: &d.gate,
 		IgnoreTables: cfg.IgnoreTables, AutoCheckpointFrames: cfg.AutoCheckpointFrames, Clock: h.Clock, Logger: cfg.Logger,
-		VFS: h.VFS, SyncNormal: cfg.SyncNormal, OnCommit: d.localCommit,
+		VFS: h.VFS, SyncNormal: cfg.SyncNormal, OnCommit: d.localCommit, OnConflict: onConflict(cfg.OnConflict),
 	}); err != nil {
 		return err
 	}
@@ -605,26 +615,37 @@ func (d *DB) Tx(ctx context.Context, fn func(tx *Tx) error) error {
 // Pull applies the server's changes since the last pull, rebasing the
 // local unpushed changes on top. It reports whether anything changed.
 func (d *DB) Pull(ctx context.Context) (bool, error) {
+	d.interruptLive()
 	res, err := d.pull(ctx, &messages.Pull{})
 	return res.Changed, err
 }
 
 // Push sends the local changes the server does not have yet.
 func (d *DB) Push(ctx context.Context) error {
+	d.interruptLive()
+	return d.push(ctx)
+}
+
+func (d *DB) push(ctx context.Context) error {
 	if err := d.check(); err != nil {
 		return err
 	}
-	_, err := actors.Ask[struct{}](ctx, d.sys, d.sync, &messages.Push{})
+	// A conflict may make the push pull first: its changes are news too.
+	res, err := actors.Ask[messages.PullResult](ctx, d.sys, d.sync, &messages.Push{Tables: d.subscribed()})
+	if res.Changed {
+		d.publish(Change{Revision: res.Revision, Tables: slices.Compact(slices.Sorted(slices.Values(res.Tables)))})
+	}
 	return err
 }
 
-// Sync pushes, then pulls.
+// Sync pushes, then pulls (also when the push leaves conflicts waiting).
 func (d *DB) Sync(ctx context.Context) error {
-	if err := d.Push(ctx); err != nil {
-		return err
+	perr := d.Push(ctx)
+	if perr != nil && !errors.Is(perr, ErrConflict) {
+		return perr
 	}
 	_, err := d.Pull(ctx)
-	return err
+	return syncErr(perr, err)
 }
 
 // Checkpoint moves the WAL into the database file (keeping what a pull
@@ -657,6 +678,7 @@ func (d *DB) Stats(ctx context.Context) (Stats, error) {
 	}
 	s.CDCOperations, s.MainWALSize, s.RevertWALSize = ls.CDCOperations, ls.MainWALSize, ls.RevertWALSize
 	s.PagesPresent, s.PagesTotal = ls.PagesPresent, ls.PagesTotal
+	s.Conflicts = ls.Conflicts
 	if m.SyncedRevision != nil {
 		s.Revision = m.SyncedRevision.Revision
 	}

@@ -145,6 +145,9 @@ func (a *dbActor) stats(ctx context.Context) (messages.LocalStats, error) {
 	if s.CDCOperations, err = UnpushedChanges(ctx, a.conn, m); err != nil {
 		return s, err
 	}
+	if s.Conflicts, err = a.unresolvedConflicts(ctx); err != nil {
+		return s, err
+	}
 	s.MainWALSize = a.walSizeNow()
 	if a.pages != nil {
 		s.PagesPresent, s.PagesTotal = a.pages.Counts()

@@ -94,6 +94,8 @@ type Config struct {
 	// OnCommit, if set, is called after each local write transaction
 	// commits (on the actor's goroutine: it must not block).
 	OnCommit func()
+	// OnConflict decides conflicts instead of the default policy (nil).
+	OnConflict OnConflict
 }
 
 // Spawn starts the actor. Send it OpenDB before anything else.
@@ -165,6 +167,12 @@ func (a *dbActor) receive(msg any) {
 			return
 		}
 		m.Respond(a.pendingChanges(m.Context(), m.After, m.Limit, m.Peek))
+	case *messages.TrimChanges:
+		if err := a.ready(m.Context()); err != nil {
+			m.Fail(err)
+			return
+		}
+		m.Respond(struct{}{}, a.trimChanges(m.Context(), m.PullGen, m.UpTo))
 	case *messages.ApplyPull:
 		if err := a.ready(m.Context()); err != nil {
 			m.Fail(err)
@@ -197,6 +205,18 @@ func (a *dbActor) receive(msg any) {
 			return
 		}
 		m.Respond(struct{}{}, a.checkpoint(m.Context()))
+	case *messages.ListConflicts:
+		if !a.opened {
+			m.Fail(errors.New("database not open"))
+			return
+		}
+		m.Respond(a.listConflicts(m.Context(), m.All))
+	case *messages.ResolveConflict:
+		if err := a.ready(m.Context()); err != nil {
+			m.Fail(err)
+			return
+		}
+		m.Respond(struct{}{}, a.resolveConflict(m.Context(), m.ID, m.Keep))
 	case *messages.DBStats:
 		if !a.opened {
 			m.Fail(errors.New("database not open"))

@@ -117,10 +117,14 @@ func (w *writeConn) Query(ctx context.Context, query string, args ...any) (*sql.
 		return nil, err
 	}
 	var rows *sql.Rows
+	// INSERT ... RETURNING makes its changes in the first step, inside
+	// QueryContext.
+	w.a.cap.assigned = func(rowid int64) bool { return assignedKey(rowid, query, args) }
 	err := w.a.asUser(func() (err error) {
 		rows, err = w.a.conn.QueryContext(ctx, query, args...)
 		return err
 	})
+	w.a.cap.assigned = nil
 	if isCaptureError(err) {
 		w.err = err
 	}
@@ -313,6 +317,8 @@ func (a *dbActor) execOne(ctx context.Context, stmt string, args []any, user boo
 	}
 	var err error
 	if user {
+		a.cap.assigned = func(rowid int64) bool { return assignedKey(rowid, stmt, args) }
+		defer func() { a.cap.assigned = nil }()
 		err = a.asUser(run)
 	} else {
 		err = run()
@@ -343,4 +349,44 @@ func (a *dbActor) execOne(ctx context.Context, stmt string, args []any, user boo
 		}
 	}
 	return res, nil
+}
+
+// trimChanges deletes pushed changes from the change log (see
+// messages.TrimChanges), in a transaction of its own that also records
+// the floor, so that later change ids stay above it.
+func (a *dbActor) trimChanges(ctx context.Context, gen, upTo int64) error {
+	if cur, err := a.localPullGen(ctx); err != nil || cur != gen || upTo <= 0 {
+		return err // a pull started a new generation meanwhile: nothing to do
+	}
+	if err := a.checkForeignWrites(); err != nil {
+		return err
+	}
+	if _, err := a.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return err
+	}
+	err := func() error {
+		q := "DELETE FROM _syncdb_changes WHERE change_id <= ?"
+		args := []any{upTo}
+		for t := range a.ignored {
+			q += " AND table_name IS NOT ?"
+			args = append(args, t)
+		}
+		if _, err := a.conn.ExecContext(ctx, q, args...); err != nil {
+			return err
+		}
+		_, err := a.conn.ExecContext(ctx, `INSERT INTO _syncdb_local(key, value) VALUES('trimmed', ?)
+			ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)`, upTo)
+		return err
+	}()
+	if err == nil {
+		_, err = a.conn.ExecContext(context.WithoutCancel(ctx), "COMMIT")
+	}
+	if err != nil {
+		a.rollback()
+		a.endTxn(false)
+		return fmt.Errorf("trim the change log: %w", err)
+	}
+	a.endTxn(true)
+	a.walSize = a.walSizeNow()
+	return nil
 }

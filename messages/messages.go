@@ -139,6 +139,15 @@ type PendingChanges struct {
 	Peek  bool // just the first change, to see whether there is any
 }
 
+// TrimChanges drops from the change log the changes of pull generation
+// PullGen up to UpTo, which the server has confirmed (a push committed),
+// so that their space is reused; changes of local-only tables stay (a pull
+// replays them).
+type TrimChanges struct {
+	actors.Request[struct{}]
+	PullGen, UpTo int64
+}
+
 // Pending is a slice of the local change log.
 type Pending struct {
 	PullGen int64 // the local pull generation the changes belong to
@@ -175,6 +184,7 @@ type LocalStats struct {
 	RevertWALSize int64
 	PagesPresent  int64 // partial replicas
 	PagesTotal    int64
+	Conflicts     int64 // unresolved
 }
 
 // ---- syncactor
@@ -222,5 +232,42 @@ var ErrWoken = errors.New("pull interrupted before the server answered")
 
 // Push sends the local changes.
 type Push struct {
+	actors.Request[PullResult] // of the pull a conflict made it run, if any
+	// Tables asks for the tables that pull changed (see Pull).
+	Tables bool
+}
+
+// ---- conflicts (dbactor)
+
+// Conflict is a recorded conflict: a local change that met a remote change
+// it never saw (see dbactor's package documentation).
+type Conflict struct {
+	ID            int64
+	Kind          string // "insert-insert", "update-deleted", "delete-updated", "constraint"
+	Table         string
+	Key           []any          // the row's primary key, as the local change named it
+	Local, Remote map[string]any // the row as the local changes leave it and as the server has it (nil: no row)
+	Resolved      string         // "" (waiting), "local", "remote" or "rekeyed"
+	NewKey        []any          // rekeyed: the key the local row moved to
+	Error         string         // constraint: SQLite's message
+	Revision      string         // the server revision it was seen at
+	Base          string         // the replica's synced revision before that
+	Time          int64          // when it was recorded (unix seconds)
+	Changes       int            // local changes it holds (the conflicting one and those that depended on it)
+}
+
+// ListConflicts returns the recorded conflicts, oldest first: the
+// unresolved ones, or with All every one.
+type ListConflicts struct {
+	actors.Request[[]Conflict]
+	All bool
+}
+
+// ResolveConflict resolves an unresolved conflict by keeping the local
+// ("local") or the remote ("remote") side, in one local transaction whose
+// changes the next push sends.
+type ResolveConflict struct {
 	actors.Request[struct{}]
+	ID   int64
+	Keep string
 }

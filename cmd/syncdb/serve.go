@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/syncdb/syncdb/internal/sqlitex"
 	"github.com/syncdb/syncdb/server"
 	"github.com/syncdb/syncdb/server/pgstore"
 )
@@ -56,6 +57,7 @@ func serve(args []string) error {
 	maxReqs := fs.Int("max-requests-per-db", 256, "requests one database serves at once (waiting long polls not counted)")
 	idle := fs.Duration("idle-timeout", 10*time.Minute, "close a database no request used for this long")
 	ioTimeout := fs.Duration("io-timeout", 30*time.Second, "drop a client that sends or reads nothing for this long")
+	maxSQLiteMem := fs.Int64("max-sqlite-memory", 2<<30, "bytes SQLite may hold in all (a statement beyond fails with out of memory; 0: no limit)")
 	stmtTimeout := fs.Duration("statement-timeout", time.Minute, "limit on one pipeline request's statements and on a query selector")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	store := fs.String("store", os.Getenv("SYNCDB_STORE"), "`postgres://...`: keep the databases in PostgreSQL, shared with other nodes (default $SYNCDB_STORE; empty: the data directory alone)")
@@ -89,6 +91,14 @@ func serve(args []string) error {
 		var err error
 		if keys, err = server.LoadJWTKeys(*jwtKeys); err != nil {
 			return fmt.Errorf("--auth-jwt-key-file: %w", err)
+		}
+	}
+	// Before any database opens: the limit needs SQLite's memory
+	// statistics, which can only be switched on before its first use (a
+	// process that used SQLite before serve, a test, runs without it).
+	if *maxSQLiteMem > 0 {
+		if err := sqlitex.LimitHeap(*maxSQLiteMem); err != nil {
+			log.Warn("the SQLite memory limit is not in force", "err", err)
 		}
 	}
 	ln, err := net.Listen("tcp", *addr)

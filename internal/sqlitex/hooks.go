@@ -1,6 +1,7 @@
 package sqlitex
 
 import (
+	"errors"
 	"reflect"
 	"sync"
 
@@ -154,4 +155,37 @@ func (c *Conn) SetLastInsertRowid(v int64) {
 // triggers may only use functions and virtual tables marked innocuous.
 func (c *Conn) SetTrustedSchema(on bool) error {
 	return c.dbConfig(sqlite3.SQLITE_DBCONFIG_TRUSTED_SCHEMA, on)
+}
+
+// ErrHeapLimit reports a heap limit set too late: SQLite was already in use
+// in this process.
+var ErrHeapLimit = errors.New("sqlitex: the SQLite heap limit must be set before SQLite is first used in the process")
+
+// LimitHeap makes SQLite refuse allocations (SQLITE_NOMEM) once it holds n
+// bytes, over every connection of the process (sqlite3_hard_heap_limit64).
+// The limit needs SQLite's memory statistics, which this build leaves off
+// and which can only be switched on before SQLite initializes: call it
+// before the process opens any database, or it fails with ErrHeapLimit.
+func LimitHeap(n int64) error {
+	tls := libc.NewTLS()
+	defer tls.Close()
+	va := libc.Xmalloc(tls, 8)
+	if va == 0 {
+		return errors.New("sqlitex: out of memory")
+	}
+	defer libc.Xfree(tls, va)
+	if rc := sqlite3.Xsqlite3_config(tls, sqlite3.SQLITE_CONFIG_MEMSTATUS, libc.VaList(va, int32(1))); rc != sqlite3.SQLITE_OK {
+		return ErrHeapLimit
+	}
+	sqlite3.Xsqlite3_hard_heap_limit64(tls, n)
+	return nil
+}
+
+// HeapUsed returns the bytes SQLite holds now and at most since the last
+// call (sqlite3_memory_used, sqlite3_memory_highwater with reset); both are
+// 0 unless LimitHeap switched the statistics on.
+func HeapUsed() (now, peak int64) {
+	tls := libc.NewTLS()
+	defer tls.Close()
+	return sqlite3.Xsqlite3_memory_used(tls), sqlite3.Xsqlite3_memory_highwater(tls, 1)
 }
