@@ -34,7 +34,13 @@ start)
 	data=$dir/data
 	rm -rf "$data"
 	mkdir -p "$data"
-	if [ "$(id -u)" = 0 ]; then chown -R postgres:postgres "$dir"; fi
+	if [ "$(id -u)" = 0 ]; then
+		chown -R postgres:postgres "$dir"
+		if ! runuser -u postgres -- test -x "$dir"; then
+			echo "pg.sh: user postgres cannot reach $dir (a parent directory is private): use a directory it can reach" >&2
+			exit 1
+		fi
+	fi
 	as_owner "$B/initdb" -D "$data" -A trust -U postgres --no-sync >"$dir/initdb.log" 2>&1
 	# A free port: ask the kernel for one.
 	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

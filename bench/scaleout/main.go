@@ -57,6 +57,7 @@ func run() error {
 		return err
 	}
 	defer os.RemoveAll(work)
+	os.Chmod(work, 0o755) // PostgreSQL's user must reach its directory in it
 	base := *store
 	if base == "" {
 		out, err := exec.Command("scripts/pg.sh", "start", filepath.Join(work, "pg")).Output()
