@@ -354,10 +354,21 @@ func TestLastPushWins(t *testing.T) {
 			t.Fatalf("got %q", got)
 		}
 	}
-	// An update of a row deleted remotely meanwhile brings it back.
+	// An update of a row deleted remotely meanwhile is a conflict: it
+	// waits, and brings the row back only if the local side is kept.
 	mustExec(t, a, "DELETE FROM t WHERE id = 1")
 	mustExec(t, b, "UPDATE t SET w = 'kept' WHERE id = 1")
 	if err := a.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Push(ctx); !errors.Is(err, syncdb.ErrConflict) {
+		t.Fatalf("push of an update of a deleted row: %v", err)
+	}
+	cs, err := b.Conflicts(ctx)
+	if err != nil || len(cs) != 1 || cs[0].Kind != "update-deleted" {
+		t.Fatalf("conflicts: %+v %v", cs, err)
+	}
+	if err := b.ResolveConflict(ctx, cs[0].ID, "local"); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Push(ctx); err != nil {
@@ -405,7 +416,7 @@ func TestChunkedBootstrapAndBatchedPush(t *testing.T) {
 	for i := 0; i < 50; i++ { // 50 transactions of 20 rows
 		if err := a.Tx(ctx, func(tx *syncdb.Tx) error {
 			for j := 0; j < 20; j++ {
-				if _, err := tx.Exec("INSERT INTO t VALUES(?, hex(randomblob(100)))", i*20+j); err != nil {
+				if _, err := tx.Exec(ctx, "INSERT INTO t VALUES(?, hex(randomblob(100)))", i*20+j); err != nil {
 					return err
 				}
 			}
@@ -457,18 +468,28 @@ func TestForeignWriteWhileOpen(t *testing.T) {
 	}
 }
 
-// Close stops every actor and goroutine.
+// Close stops every actor and goroutine, those of a live replica, of
+// Changes subscriptions and of DB.SQL included.
 func TestCloseLeavesNoGoroutines(t *testing.T) {
 	url := newServer(t)
 	dir := t.TempDir()
 	ctx := context.Background()
 	cycle := func() {
-		db, err := syncdb.Open(ctx, syncdb.Config{Path: filepath.Join(dir, "a.db"), URL: url, LongPollTimeout: time.Second})
+		db, err := syncdb.Open(ctx, syncdb.Config{Path: filepath.Join(dir, "a.db"), URL: url, LongPollTimeout: time.Second,
+			Live: &syncdb.LiveSync{PollTimeout: time.Second, PushDelay: time.Millisecond}})
 		if err != nil {
 			t.Fatal(err)
 		}
+		db.Changes(ctx)
 		mustExec(t, db, "CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY)")
-		mustExec(t, db, "INSERT INTO t DEFAULT VALUES")
+		if _, err := db.SQL().ExecContext(ctx, "INSERT INTO t DEFAULT VALUES"); err != nil {
+			t.Fatal(err)
+		}
+		tx, err := db.SQL().BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback()
 		if err := db.Sync(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -583,11 +604,11 @@ func TestTxRolledBackBySQLite(t *testing.T) {
 	mustExec(t, a, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT UNIQUE)")
 	mustExec(t, a, "INSERT INTO t VALUES(1, 'x')")
 	err := a.Tx(ctx, func(tx *syncdb.Tx) error {
-		tx.Exec("INSERT INTO t VALUES(2, 'y')")
-		if _, err := tx.Exec("INSERT OR ROLLBACK INTO t VALUES(3, 'x')"); err == nil {
+		tx.Exec(ctx, "INSERT INTO t VALUES(2, 'y')")
+		if _, err := tx.Exec(ctx, "INSERT OR ROLLBACK INTO t VALUES(3, 'x')"); err == nil {
 			t.Error("the conflicting insert succeeded")
 		}
-		tx.Exec("INSERT INTO t VALUES(4, 'z')") // must not commit by itself
+		tx.Exec(ctx, "INSERT INTO t VALUES(4, 'z')") // must not commit by itself
 		return nil
 	})
 	if err == nil {
@@ -653,7 +674,7 @@ func TestRepeatedStatementsAcrossSchemaChanges(t *testing.T) {
 	mustExec(t, a, ins, "first", 10) // the same text, now v then id
 	mustExec(t, a, upd, "!", 10)
 	if err := a.Tx(ctx, func(tx *syncdb.Tx) error {
-		_, err := tx.Exec(ins, "second", 11)
+		_, err := tx.Exec(ctx, ins, "second", 11)
 		return err
 	}); err != nil {
 		t.Fatal(err)

@@ -57,12 +57,31 @@ func crashWorker() error {
 				return err
 			}
 			fmt.Fprintf(log, "%d\n", id)
+		case r < 66:
+			// The database/sql paths: a transaction and a write with
+			// RETURNING, each captured in its own transaction.
+			tx, err := db.SQL().BeginTx(ctx, nil)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, "INSERT INTO w(id, v) VALUES(?, 'sqltx')", id); err != nil {
+				return err
+			}
+			if err := tx.Commit(); err != nil {
+				return err
+			}
+			fmt.Fprintf(log, "%d\n", id)
+			var got int64
+			if err := db.SQL().QueryRowContext(ctx, "INSERT INTO w(id, v) VALUES(?, 'returning') RETURNING id", id+1).Scan(&got); err != nil {
+				return err
+			}
+			fmt.Fprintf(log, "%d\n", got)
 		case r < 70:
 			err := db.Tx(ctx, func(tx *syncdb.Tx) error {
-				if _, err := tx.Exec("INSERT INTO w(id, v) VALUES(?, 'tx')", id); err != nil {
+				if _, err := tx.Exec(ctx, "INSERT INTO w(id, v) VALUES(?, 'tx')", id); err != nil {
 					return err
 				}
-				_, err := tx.Exec("INSERT INTO w(id, v) VALUES(?, 'tx')", id+1)
+				_, err := tx.Exec(ctx, "INSERT INTO w(id, v) VALUES(?, 'tx')", id+1)
 				return err
 			})
 			if err != nil {
@@ -89,7 +108,8 @@ func crashWorker() error {
 	}
 }
 
-// A process killed at any moment of Open, Exec, Pull, Push or Checkpoint
+// A process killed at any moment of Open, Exec, Tx (DB.Tx and DB.SQL's
+// transactions and writing queries), Pull, Push or Checkpoint
 // loses no committed local write and no remote data, and the next Open and
 // Sync converge.
 func TestCrashKill(t *testing.T) {

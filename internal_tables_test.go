@@ -51,7 +51,7 @@ func TestInternalTablesProtected(t *testing.T) {
 	// Inside a transaction the refusal also stops the commit, even if the
 	// function ignores the error.
 	err := a.Tx(ctx, func(tx *syncdb.Tx) error {
-		tx.Exec("DROP TABLE _syncdb_changes")
+		tx.Exec(ctx, "DROP TABLE _syncdb_changes")
 		return nil
 	})
 	if !errors.Is(err, syncdb.ErrUnsupportedStatement) {
@@ -75,7 +75,7 @@ func TestInternalTablesProtected(t *testing.T) {
 	if got := rows(t, b, "SELECT id, v FROM t ORDER BY id"); got != "1|one\n2|two" {
 		t.Fatalf("b: %q", got)
 	}
-	if got := rows(t, a, "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite%' ORDER BY name"); got != "_syncdb_changes\n_syncdb_local\nt\nturso_sync_last_change_id" {
+	if got := rows(t, a, "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite%' ORDER BY name"); got != "_syncdb_changes\n_syncdb_conflicts\n_syncdb_local\nt\nturso_sync_last_change_id" {
 		t.Fatalf("a's tables: %q", got)
 	}
 }

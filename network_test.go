@@ -109,16 +109,12 @@ func TestUnreachableFailsWithinMaxRetryTime(t *testing.T) {
 
 // Case 8: a wrong token is ErrUnauthorized, at once, and says so.
 func TestUnauthorized(t *testing.T) {
-	srv, err := server.New(server.Config{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler), AuthTokens: []string{"right"}, ReadTokens: []string{"reader"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() { srv.BeginShutdown(); hs.Close(); srv.Close() })
+	// Only a read-write token may create a database: this one exists.
+	url := serverWith(t, server.Config{AuthTokens: []string{"right"}, ReadTokens: []string{"reader"}, Databases: []string{"default"}})
 	ctx := context.Background()
 	dir := t.TempDir()
 	start := time.Now()
-	_, err = syncdb.Open(ctx, syncdb.Config{Path: filepath.Join(dir, "a.db"), URL: hs.URL, AuthToken: "wrong"})
+	_, err := syncdb.Open(ctx, syncdb.Config{Path: filepath.Join(dir, "a.db"), URL: url, AuthToken: "wrong"})
 	if !errors.Is(err, syncdb.ErrUnauthorized) || errors.Is(err, syncdb.ErrUnreachable) || time.Since(start) > 5*time.Second {
 		t.Fatalf("wrong token: %v after %v", err, time.Since(start))
 	}
@@ -127,7 +123,7 @@ func TestUnauthorized(t *testing.T) {
 		t.Errorf("message does not name the status: %v", err)
 	}
 	// A read-only token may pull but not push: 403 is ErrUnauthorized too.
-	db := open(t, syncdb.Config{Path: filepath.Join(dir, "b.db"), URL: hs.URL, AuthToken: "reader"})
+	db := open(t, syncdb.Config{Path: filepath.Join(dir, "b.db"), URL: url, AuthToken: "reader"})
 	mustExec(t, db, "CREATE TABLE t(id INTEGER PRIMARY KEY)")
 	if err := db.Push(ctx); !errors.Is(err, syncdb.ErrUnauthorized) {
 		t.Fatalf("push with a read-only token: %v", err)

@@ -38,14 +38,51 @@
 //
 //   - Synced tables need a declared PRIMARY KEY (ErrNoPrimaryKey); tables
 //     listed in Config.IgnoreTables may lack one and stay local.
-//   - Use DB.Tx for transactions; BEGIN/COMMIT, VACUUM, ATTACH and pragmas
-//     that change the journal or page size are refused
-//     (ErrUnsupportedStatement).
+//   - Use DB.Tx (or BeginTx on DB.SQL) for transactions; BEGIN/COMMIT,
+//     VACUUM, ATTACH and pragmas that checkpoint or change the journal or
+//     page size are refused (ErrUnsupportedStatement), in reads too.
 //   - DB.Query and DB.QueryRow read through a pool of read-only
 //     connections and never wait for writes or syncs; statements that write
-//     (INSERT ... RETURNING) belong in Exec or Tx.
+//     (INSERT ... RETURNING) belong in Exec or Tx (DB.SQL routes them
+//     there by itself).
+//   - The function given to DB.Tx must use its *Tx: the DB's own methods
+//     fail there with ErrInTx (they would wait for the writer that the
+//     transaction holds).
 //   - Triggers run wherever a change is applied; only the statements'
 //     direct changes are captured.
+//
+// # database/sql
+//
+// DB.SQL returns a standard *sql.DB over the replica for code that wants
+// one: sqlc's generated queries, sqlx, goose or other migration tools.
+// Reads run on the read pool, writes and BeginTx on the capturing writer,
+// read-only transactions (sql.TxOptions{ReadOnly: true}) on the read pool;
+// the same statements are refused with the same errors. Tools that only
+// take a driver name open a replica with the registered driver:
+//
+//	db, err := sql.Open("syncdb", "app.db?url=http://127.0.0.1:8080")
+//
+// The DSN is a path with optional parameters (see ParseDSN); the replica
+// opens with the first connection and closes with the *sql.DB.
+//
+// # Live replicas
+//
+// With Config.Live the replica follows the server by itself: a long-poll
+// pull applies other replicas' pushes as soon as the server has them, local
+// writes are pushed shortly after they commit (batched), and while the
+// server is unreachable both retry with exponential backoff. DB.Changes
+// reports after each applied pull which tables changed, at which revision.
+//
+// # What readers see
+//
+// Every read (a Query, or each statement of a read-only transaction's
+// snapshot) sees a state that existed: the server's state at some pulled
+// revision with every local write committed before the read on top. A
+// pull becomes visible at once and entirely: reads never see part of it,
+// nor the server's state without the local writes. Revisions only move
+// forward; once a Change for revision R has been received, reads see R or
+// later. A read-only transaction keeps its snapshot until it ends, so it
+// may see an older revision than a read started after it.
 package syncdb
 
 import (
@@ -57,10 +94,13 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/petermattis/goid"
 	_ "modernc.org/sqlite" // the database/sql driver
 
 	"github.com/syncdb/syncdb/actors"
@@ -92,6 +132,10 @@ var (
 	ErrRebootstrap = syncactor.ErrRebootstrap
 	// ErrNoURL: Pull or Push on a database opened without a URL.
 	ErrNoURL = netactor.ErrNoURL
+	// ErrInTx: a DB method was called from inside the function given to
+	// DB.Tx, whose transaction holds the writer until the function
+	// returns; use the *Tx's methods instead.
+	ErrInTx = errors.New("DB method called inside DB.Tx: use the *Tx")
 	// ErrClosed: the database was closed.
 	ErrClosed = errors.New("database is closed")
 	// ErrInUse: another process (or another DB in this one) has the
@@ -144,10 +188,20 @@ type Config struct {
 	// ZstdPages asks the server for zstd-compressed pages (syncdb serve
 	// supports it; Turso's servers may not).
 	ZstdPages bool
+	// Live, if set, keeps the replica following the server by itself (see
+	// LiveSync); DB.Changes tells what each pull changed.
+	Live *LiveSync
 	// Progress, if set, is called as downloads advance: phase "bootstrap"
 	// or "pull", pages received, and the total pages (0 if unknown). It runs
 	// on a network goroutine and must be quick.
 	Progress func(phase string, pages, total int64)
+	// OnConflict, if set, decides each conflict as it is found: keep
+	// "local", "remote", "rekey" (an insert-insert on an INTEGER PRIMARY
+	// KEY: the local row takes a new key) or "" (it waits for
+	// DB.ResolveConflict; also when it returns an error). nil is the
+	// default policy (see Conflict). It runs inside the pull's transaction:
+	// it must not use the DB.
+	OnConflict func(ctx context.Context, c Conflict) (keep string, err error)
 }
 
 // PartialSync configures a partial replica: the first Open downloads only
@@ -172,6 +226,8 @@ type Stats struct {
 	// bootstrap revision that are local, and all of them. Both are 0 for a
 	// full replica.
 	PagesPresent, PagesTotal int64
+	// Conflicts counts the unresolved conflicts (DB.Conflicts).
+	Conflicts int64
 }
 
 // DB is an open synced database. Its methods are safe for concurrent use.
@@ -188,6 +244,24 @@ type DB struct {
 
 	pages  *pageactor.Pages // partial replicas
 	detach func()
+
+	url string // the server followed ("" = none)
+
+	// Live replicas and Changes (live.go).
+	wake     chan struct{} // capacity 1: a local write committed
+	liveStop context.CancelFunc
+	liveDone chan struct{}
+	subsMu   sync.Mutex
+	subs     map[*subscriber]struct{} // nil once closed
+
+	sqlOnce sync.Once
+	sqldb   *sql.DB       // SQL's
+	closing chan struct{} // closed by Close: open write transactions roll back
+	// inTx counts the goroutines running a DB.Tx function, by goroutine
+	// id: the DB's methods refuse to run on them (they would wait for the
+	// writer that their own transaction holds).
+	inTx  sync.Map // goroutine id -> struct{}
+	inTxN atomic.Int32
 
 	mu     sync.Mutex
 	closed bool
@@ -231,7 +305,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	}
 	cfg.Path = abs
 	created := newReplicaFiles(cfg.Path)
-	d := &DB{cfg: cfg, hooks: testhooks.From(ctx)}
+	d := &DB{cfg: cfg, hooks: testhooks.From(ctx), closing: make(chan struct{}), wake: make(chan struct{}, 1), subs: map[*subscriber]struct{}{}}
 	unlock, owner, err := flock.Lock(cfg.Path + "-lock")
 	if errors.Is(err, flock.ErrLocked) {
 		who := "another process"
@@ -265,6 +339,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		removeAll(created) // a new replica that failed to open leaves nothing behind
 		return nil, fmt.Errorf("open %s: %w", shown, err)
 	}
+	d.startLive()
 	return d, nil
 }
 
@@ -282,6 +357,7 @@ func (d *DB) open(ctx context.Context) error {
 	if url == "" && m != nil && m.SavedConfiguration != nil && m.SavedConfiguration.RemoteURL != nil {
 		url = *m.SavedConfiguration.RemoteURL
 	}
+	d.url = url
 	token := cfg.AuthTokenFunc
 	if token == nil && cfg.AuthToken != "" {
 		t := cfg.AuthToken
@@ -303,7 +379,7 @@ func (d *DB) open(ctx context.Context) error {
 	if d.db, err = dbactor.Spawn(dbactor.Config{
 		Path: cfg.Path, FS: h.FS, ClientID: clientID, Sys: d.sys, Meta: d.meta, Gate: &d.gate,
 		IgnoreTables: cfg.IgnoreTables, AutoCheckpointFrames: cfg.AutoCheckpointFrames, Clock: h.Clock, Logger: cfg.Logger,
-		VFS: h.VFS, SyncNormal: cfg.SyncNormal,
+		VFS: h.VFS, SyncNormal: cfg.SyncNormal, OnCommit: d.localCommit, OnConflict: onConflict(cfg.OnConflict),
 	}); err != nil {
 		return err
 	}
@@ -400,10 +476,25 @@ func (d *DB) open(ctx context.Context) error {
 }
 
 func (d *DB) check() error {
+	if err := d.reentrant(); err != nil {
+		return err
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
 		return ErrClosed
+	}
+	return nil
+}
+
+// reentrant refuses a call from inside a DB.Tx function: it would wait for
+// the writer, which that transaction holds until the function returns.
+func (d *DB) reentrant() error {
+	if d.inTxN.Load() == 0 {
+		return nil
+	}
+	if _, ok := d.inTx.Load(goid.Get()); ok {
+		return ErrInTx
 	}
 	return nil
 }
@@ -423,6 +514,9 @@ func (d *DB) Query(ctx context.Context, query string, args ...any) (*sql.Rows, e
 	if err := d.check(); err != nil {
 		return nil, err
 	}
+	if err := dbactor.CheckRead(query); err != nil {
+		return nil, err
+	}
 	d.gate.mu.RLock()
 	defer d.gate.mu.RUnlock()
 	if st, release := d.readStmt(ctx, query); st != nil {
@@ -432,8 +526,15 @@ func (d *DB) Query(ctx context.Context, query string, args ...any) (*sql.Rows, e
 	return d.readers.QueryContext(ctx, query, args...)
 }
 
-// QueryRow is Query for at most one row.
+// QueryRow is Query for at most one row. Errors, ErrClosed included, are
+// reported by its Scan.
 func (d *DB) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	if err := d.check(); err != nil {
+		return rowError(ctx, err)
+	}
+	if err := dbactor.CheckRead(query); err != nil {
+		return rowError(ctx, err)
+	}
 	d.gate.mu.RLock()
 	defer d.gate.mu.RUnlock()
 	if st, release := d.readStmt(ctx, query); st != nil {
@@ -460,48 +561,91 @@ func (d *DB) readStmt(ctx context.Context, query string) (*sql.Stmt, func()) {
 }
 
 // Tx is a local write transaction, valid only inside the function given to
-// DB.Tx. Do not call the DB's own methods from inside it.
-type Tx struct{ w messages.WriteConn }
+// DB.Tx. Its methods run on the writer, inside the transaction; the rows
+// of its queries are read in full before they are returned (use DB.Query,
+// on the read pool, for large reads). Calling the DB's own methods from
+// inside the function fails with ErrInTx.
+type Tx struct{ tx *sql.Tx }
 
-func (t *Tx) Exec(query string, args ...any) (sql.Result, error) { return t.w.Exec(query, args...) }
-func (t *Tx) Query(query string, args ...any) (*sql.Rows, error) { return t.w.Query(query, args...) }
-func (t *Tx) QueryRow(query string, args ...any) *sql.Row        { return t.w.QueryRow(query, args...) }
+// Exec runs one statement (or, without arguments, several) in the
+// transaction, capturing its changes.
+func (t *Tx) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return t.tx.ExecContext(ctx, query, args...)
+}
+
+// Query runs a query, or a write with RETURNING, in the transaction.
+func (t *Tx) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return t.tx.QueryContext(ctx, query, args...)
+}
+
+// QueryRow is Query for at most one row.
+func (t *Tx) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	return t.tx.QueryRowContext(ctx, query, args...)
+}
 
 // Tx runs fn in one local write transaction, committing if fn returns nil
-// and rolling back otherwise. Reads inside see the transaction's writes.
+// and rolling back otherwise (or if fn panics; the panic goes on). Reads
+// inside see the transaction's writes. ctx bounds the whole transaction.
 func (d *DB) Tx(ctx context.Context, fn func(tx *Tx) error) error {
 	if err := d.check(); err != nil {
 		return err
 	}
-	_, err := actors.Ask[struct{}](ctx, d.sys, d.db, &messages.Tx{Fn: func(w messages.WriteConn) error { return fn(&Tx{w}) }})
-	return err
+	tx, err := d.SQL().BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	g := goid.Get()
+	d.inTx.Store(g, struct{}{})
+	d.inTxN.Add(1)
+	defer func() {
+		d.inTx.Delete(g)
+		d.inTxN.Add(-1)
+		if v := recover(); v != nil {
+			tx.Rollback()
+			panic(v)
+		}
+	}()
+	if err := fn(&Tx{tx}); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
 }
 
 // Pull applies the server's changes since the last pull, rebasing the
 // local unpushed changes on top. It reports whether anything changed.
 func (d *DB) Pull(ctx context.Context) (bool, error) {
-	if err := d.check(); err != nil {
-		return false, err
-	}
-	return actors.Ask[bool](ctx, d.sys, d.sync, &messages.Pull{})
+	d.interruptLive()
+	res, err := d.pull(ctx, &messages.Pull{})
+	return res.Changed, err
 }
 
 // Push sends the local changes the server does not have yet.
 func (d *DB) Push(ctx context.Context) error {
+	d.interruptLive()
+	return d.push(ctx)
+}
+
+func (d *DB) push(ctx context.Context) error {
 	if err := d.check(); err != nil {
 		return err
 	}
-	_, err := actors.Ask[struct{}](ctx, d.sys, d.sync, &messages.Push{})
+	// A conflict may make the push pull first: its changes are news too.
+	res, err := actors.Ask[messages.PullResult](ctx, d.sys, d.sync, &messages.Push{Tables: d.subscribed()})
+	if res.Changed {
+		d.publish(Change{Revision: res.Revision, Tables: slices.Compact(slices.Sorted(slices.Values(res.Tables)))})
+	}
 	return err
 }
 
-// Sync pushes, then pulls.
+// Sync pushes, then pulls (also when the push leaves conflicts waiting).
 func (d *DB) Sync(ctx context.Context) error {
-	if err := d.Push(ctx); err != nil {
-		return err
+	perr := d.Push(ctx)
+	if perr != nil && !errors.Is(perr, ErrConflict) {
+		return perr
 	}
 	_, err := d.Pull(ctx)
-	return err
+	return syncErr(perr, err)
 }
 
 // Checkpoint moves the WAL into the database file (keeping what a pull
@@ -534,6 +678,7 @@ func (d *DB) Stats(ctx context.Context) (Stats, error) {
 	}
 	s.CDCOperations, s.MainWALSize, s.RevertWALSize = ls.CDCOperations, ls.MainWALSize, ls.RevertWALSize
 	s.PagesPresent, s.PagesTotal = ls.PagesPresent, ls.PagesTotal
+	s.Conflicts = ls.Conflicts
 	if m.SyncedRevision != nil {
 		s.Revision = m.SyncedRevision.Revision
 	}
@@ -558,6 +703,14 @@ func (d *DB) Close() error {
 	}
 	d.closed = true
 	d.mu.Unlock()
+	close(d.closing)
+	d.stopLive()
+	d.subsMu.Lock()
+	d.subs = nil
+	d.subsMu.Unlock()
+	if d.sqldb != nil {
+		d.sqldb.Close()
+	}
 	if d.reads != nil {
 		d.reads.Close()
 	}

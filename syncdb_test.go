@@ -253,10 +253,10 @@ func TestReadersSeeConsistentSnapshots(t *testing.T) {
 	transfer := func(db *syncdb.DB, from, to, amt int) {
 		t.Helper()
 		err := db.Tx(ctx, func(tx *syncdb.Tx) error {
-			if _, err := tx.Exec("UPDATE acct SET bal = bal - ?, pad = hex(randomblob(100)) WHERE id = ?", amt, from); err != nil {
+			if _, err := tx.Exec(ctx, "UPDATE acct SET bal = bal - ?, pad = hex(randomblob(100)) WHERE id = ?", amt, from); err != nil {
 				return err
 			}
-			_, err := tx.Exec("UPDATE acct SET bal = bal + ?, pad = hex(randomblob(100)) WHERE id = ?", amt, to)
+			_, err := tx.Exec(ctx, "UPDATE acct SET bal = bal + ?, pad = hex(randomblob(100)) WHERE id = ?", amt, to)
 			return err
 		})
 		if err != nil {

@@ -280,7 +280,12 @@ func (l *lockedBuffer) String() string {
 // pre-existing) databases dbs at start. With -profile it runs the same
 // server package in a bench worker that writes a CPU profile.
 func (e *benchEnv) startServer(dataDir string, dbs ...string) (*serverProc, error) {
-	args := []string{"serve", "--addr", "127.0.0.1:0", "--data", dataDir, "--log-level", "warn"}
+	return e.startServerWith(dataDir, nil, dbs...)
+}
+
+// startServerWith is startServer with extra serve flags.
+func (e *benchEnv) startServerWith(dataDir string, flags []string, dbs ...string) (*serverProc, error) {
+	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--data", dataDir, "--log-level", "warn"}, flags...)
 	for _, d := range dbs {
 		args = append(args, "--db", d)
 	}

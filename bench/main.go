@@ -77,7 +77,7 @@ func main() {
 	flag.IntVar(&o.clients, "clients", 50, "server-load clients")
 	flag.DurationVar(&o.loadTime, "load-time", 30*time.Second, "server-load measuring window")
 	flag.DurationVar(&o.longPoll, "long-poll", 5*time.Second, "server-load clients' long-poll timeout")
-	flag.StringVar(&o.only, "only", "", "comma-separated subset: bootstrap,pull,push,partial,local,load")
+	flag.StringVar(&o.only, "only", "", "comma-separated subset: bootstrap,pull,push,partial,local,load,stalled")
 	flag.StringVar(&o.work, "work", "", "work directory (default bench/out under the module root); its cache/ keeps generated databases between runs")
 	flag.StringVar(&o.node, "node", "node", "node binary for the Turso client")
 	flag.StringVar(&o.out, "out", "", "also write the markdown report to this file (default WORK/results.md; raw samples go to WORK/results.json)")
@@ -143,6 +143,7 @@ func run(o *options) error {
 		{"partial", benchPartial},
 		{"local", benchLocal},
 		{"load", benchLoad},
+		{"stalled", benchStalled},
 	} {
 		if !o.enabled(s.name) {
 			continue

@@ -232,6 +232,8 @@ func (r *report) rows() []row {
 	load("", "server CPU use", "server_cpu_util")
 	load("", "client process CPU use (all clients)", "client_cpu_util")
 	load("", "client process peak RSS (all clients)", "client_maxrss")
+	add("7", "One-row push, 100 stalled readers", "push p99", cell{"100 stalled pulls", "stalled/with/push_p99", 0}, cell{"none", "stalled/none/push_p99", 0})
+	add("7", "", "push p50", cell{"100 stalled pulls", "stalled/with/push_p50", 0}, cell{"none", "stalled/none/push_p50", 0})
 	return rows
 }
 

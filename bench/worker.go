@@ -246,7 +246,7 @@ func goPush(ctx context.Context, url, path, table, tag string, start, rows, txs 
 		err := db.Tx(ctx, func(tx *syncdb.Tx) error {
 			for j := 0; j < per; j++ {
 				id, who, v := pushRow(tag, start+i*per+j)
-				if _, err := tx.Exec(ins, id, who, v); err != nil {
+				if _, err := tx.Exec(ctx, ins, id, who, v); err != nil {
 					return err
 				}
 			}

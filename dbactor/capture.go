@@ -30,6 +30,9 @@ type capture struct {
 	nextID int64                 // next change id; 0 = read it from the table
 	txnID  int64                 // change id of the current transaction's first change
 	insert *sql.Stmt             // the change log insert, prepared on the writer connection
+	// assigned tells, for an insert, whether SQLite chose the rowid (set
+	// around each statement; nil: no). The hook asks it.
+	assigned func(rowid int64) bool
 }
 
 // capturedRow is what the preupdate hook saw; it is turned into a Change
@@ -39,6 +42,7 @@ type capturedRow struct {
 	table              string
 	oldRowid, newRowid int64
 	before, after      []any
+	assigned           bool // an insert whose rowid SQLite chose (see capture.assigned)
 }
 
 // onPreUpdate runs inside sqlite3_step: it must not use the connection.
@@ -54,6 +58,7 @@ func (a *dbActor) onPreUpdate(d sqlite.SQLitePreUpdateData) {
 	case sqlite3.SQLITE_INSERT:
 		r.op = change.Insert
 		r.after, err = sqlitex.PreUpdate(&d, true)
+		r.assigned = a.cap.assigned != nil && a.cap.assigned(d.NewRowID)
 	case sqlite3.SQLITE_DELETE:
 		r.op = change.Delete
 		r.before, err = sqlitex.PreUpdate(&d, false)
@@ -179,6 +184,7 @@ func (a *dbActor) flush(ctx context.Context) error {
 		if c.Op == change.Update && r.oldRowid == r.newRowid && sameRow(c.Before, c.After) {
 			continue // nothing changed
 		}
+		c.KeyAssigned = c.Op == change.Insert && c.RowidAlias && r.assigned
 		if err := a.record(ctx, c); err != nil {
 			return err
 		}
@@ -205,7 +211,10 @@ func (a *dbActor) record(ctx context.Context, c change.Change) error {
 		return fmt.Errorf("encode change to %s: %w", c.Table, err)
 	}
 	if a.cap.nextID == 0 {
-		if err := a.conn.QueryRowContext(ctx, "SELECT coalesce(max(change_id), 0) + 1 FROM _syncdb_changes").Scan(&a.cap.nextID); err != nil {
+		// Change ids only grow within a pull generation, also when pushed
+		// changes were trimmed from the log (trimChanges keeps the floor).
+		if err := a.conn.QueryRowContext(ctx, `SELECT max(coalesce((SELECT max(change_id) FROM _syncdb_changes), 0),
+			coalesce((SELECT value FROM _syncdb_local WHERE key = 'trimmed'), 0)) + 1`).Scan(&a.cap.nextID); err != nil {
 			return fmt.Errorf("read change log: %w", err)
 		}
 	}

@@ -2,6 +2,8 @@ package dbactor
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 
@@ -140,11 +142,10 @@ func (a *dbActor) stats(ctx context.Context) (messages.LocalStats, error) {
 	if err != nil {
 		return s, err
 	}
-	var after int64
-	if gen, err := a.localPullGen(ctx); err == nil && gen == m.LastPushedPullGenHint {
-		after = m.LastPushedChangeIDHint
+	if s.CDCOperations, err = UnpushedChanges(ctx, a.conn, m); err != nil {
+		return s, err
 	}
-	if err := a.conn.QueryRowContext(ctx, "SELECT count(*) FROM _syncdb_changes WHERE change_id > ?", after).Scan(&s.CDCOperations); err != nil {
+	if s.Conflicts, err = a.unresolvedConflicts(ctx); err != nil {
 		return s, err
 	}
 	s.MainWALSize = a.walSizeNow()
@@ -155,4 +156,24 @@ func (a *dbActor) stats(ctx context.Context) (messages.LocalStats, error) {
 		s.RevertWALSize = st.Size()
 	}
 	return s, nil
+}
+
+// UnpushedChanges counts the local changes that the last push recorded in
+// m did not send, reading the change log through q (the writer, or a
+// read-only connection of another process's replica).
+func UnpushedChanges(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, m *messages.Meta) (int64, error) {
+	var gen int64
+	err := q.QueryRowContext(ctx, "SELECT value FROM _syncdb_local WHERE key = 'pull_gen'").Scan(&gen)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, err
+	}
+	var after int64
+	if gen == m.LastPushedPullGenHint {
+		after = m.LastPushedChangeIDHint
+	}
+	var n int64
+	err = q.QueryRowContext(ctx, "SELECT count(*) FROM _syncdb_changes WHERE change_id > ?", after).Scan(&n)
+	return n, err
 }

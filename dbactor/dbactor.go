@@ -91,6 +91,11 @@ type Config struct {
 	// (synchronous=NORMAL): faster, but a power loss (not a process crash)
 	// may lose the last ones. Pulls and checkpoints stay durable.
 	SyncNormal bool
+	// OnCommit, if set, is called after each local write transaction
+	// commits (on the actor's goroutine: it must not block).
+	OnCommit func()
+	// OnConflict decides conflicts instead of the default policy (nil).
+	OnConflict OnConflict
 }
 
 // Spawn starts the actor. Send it OpenDB before anything else.
@@ -162,23 +167,56 @@ func (a *dbActor) receive(msg any) {
 			return
 		}
 		m.Respond(a.pendingChanges(m.Context(), m.After, m.Limit, m.Peek))
+	case *messages.TrimChanges:
+		if err := a.ready(m.Context()); err != nil {
+			m.Fail(err)
+			return
+		}
+		m.Respond(struct{}{}, a.trimChanges(m.Context(), m.PullGen, m.UpTo))
 	case *messages.ApplyPull:
 		if err := a.ready(m.Context()); err != nil {
 			m.Fail(err)
 			return
 		}
-		var changed bool
+		var before map[string][2]string
+		if m.Tables {
+			var err error
+			if before, err = a.schemaSQL(m.Context()); err != nil {
+				m.Fail(err)
+				return
+			}
+		}
+		res := messages.PullResult{Revision: m.Revision}
 		err := a.durable(m.Context(), func() (err error) {
-			changed, err = a.applyPull(m.Context(), m.Revision, m.DBSize, m.ChangesPath)
+			res.Changed, err = a.applyPull(m.Context(), m.Revision, m.DBSize, m.ChangesPath)
 			return err
 		})
-		m.Respond(changed, err)
+		if err == nil && res.Changed && m.Tables {
+			if res.Tables, err = a.changedPullTables(m.Context(), m.ChangesPath, before); err != nil {
+				// The pull is applied; only the report is missing.
+				a.cfg.Logger.Warn("finding the tables a pull changed", "err", err)
+				err = nil
+			}
+		}
+		m.Respond(res, err)
 	case *messages.Checkpoint:
 		if err := a.ready(m.Context()); err != nil {
 			m.Fail(err)
 			return
 		}
 		m.Respond(struct{}{}, a.checkpoint(m.Context()))
+	case *messages.ListConflicts:
+		if !a.opened {
+			m.Fail(errors.New("database not open"))
+			return
+		}
+		m.Respond(a.listConflicts(m.Context(), m.All))
+	case *messages.ResolveConflict:
+		if err := a.ready(m.Context()); err != nil {
+			m.Fail(err)
+			return
+		}
+		m.Respond(struct{}{}, a.resolveConflict(m.Context(), m.ID, m.Keep))
 	case *messages.DBStats:
 		if !a.opened {
 			m.Fail(errors.New("database not open"))

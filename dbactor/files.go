@@ -24,7 +24,6 @@ const (
 	suffixChanges   = "-changes"       // a downloaded pull, before it is applied
 	suffixRevert    = "-revert"        // base images of pages a checkpoint overwrote
 	suffixReplay    = "-syncdb-replay" // local changes saved before a pull peels them off
-	suffixConflicts = "-conflicts"     // local changes a pull could not replay
 	suffixBootstrap = "-bootstrap"     // a database being downloaded
 )
 
@@ -268,9 +267,10 @@ func (w *ChangesWriter) Close() error { return w.s.close() }
 // written and fsynced before the pull's first transaction and read back to
 // replay the changes on the new base.
 type journalHeader struct {
-	PullGen  int64  `json:"pull_gen"`
-	Revision string `json:"revision"`
-	Count    int    `json:"count"`
+	PullGen   int64  `json:"pull_gen"`
+	Revision  string `json:"revision"`
+	Count     int    `json:"count"`
+	Conflicts int    `json:"conflicts,omitempty"` // recorded conflicts (JSON entries) after the changes
 }
 
 // journalEntry is one saved change: its local id, transaction id and
@@ -306,8 +306,9 @@ func readFramed(r *bufio.Reader) ([]byte, error) {
 }
 
 // writeJournal writes the journal durably.
-func writeJournal(fs fsx.FS, path string, hdr journalHeader, entries []journalEntry) error {
+func writeJournal(fs fsx.FS, path string, hdr journalHeader, entries []journalEntry, conflicts []*conflictRecord) error {
 	hdr.Count = len(entries)
+	hdr.Conflicts = len(conflicts)
 	h, err := json.Marshal(hdr)
 	if err != nil {
 		return err
@@ -319,37 +320,56 @@ func writeJournal(fs fsx.FS, path string, hdr journalHeader, entries []journalEn
 		p = append(p, e.Record...)
 		buf = appendFramed(buf, p)
 	}
+	for _, c := range conflicts {
+		p, err := json.Marshal(c)
+		if err != nil {
+			return err
+		}
+		buf = appendFramed(buf, p)
+	}
 	return fsx.WriteFileAtomic(fs, path, buf)
 }
 
 // readJournal reads a journal written by writeJournal; an incomplete one
 // is an error (it was written atomically, so that means damage).
-func readJournal(fs fsx.FS, path string) (journalHeader, []journalEntry, error) {
+func readJournal(fs fsx.FS, path string) (journalHeader, []journalEntry, []*conflictRecord, error) {
 	var hdr journalHeader
 	f, err := fs.OpenFile(path, os.O_RDONLY, 0)
 	if err != nil {
-		return hdr, nil, err
+		return hdr, nil, nil, err
 	}
 	defer f.Close()
 	r := bufio.NewReaderSize(f, 1<<20)
 	h, err := readFramed(r)
 	if err != nil {
-		return hdr, nil, fmt.Errorf("journal %s header: %w", path, err)
+		return hdr, nil, nil, fmt.Errorf("journal %s header: %w", path, err)
 	}
 	if err := json.Unmarshal(h, &hdr); err != nil {
-		return hdr, nil, fmt.Errorf("journal %s header: %w", path, err)
+		return hdr, nil, nil, fmt.Errorf("journal %s header: %w", path, err)
 	}
 	entries := make([]journalEntry, 0, hdr.Count)
 	for i := 0; i < hdr.Count; i++ {
 		p, err := readFramed(r)
 		if err != nil || len(p) < 16 {
-			return hdr, nil, fmt.Errorf("journal %s entry %d: %v", path, i, err)
+			return hdr, nil, nil, fmt.Errorf("journal %s entry %d: %v", path, i, err)
 		}
 		entries = append(entries, journalEntry{
 			ID: int64(binary.BigEndian.Uint64(p)), Txn: int64(binary.BigEndian.Uint64(p[8:])), Record: p[16:],
 		})
 	}
-	return hdr, entries, nil
+	var conflicts []*conflictRecord
+	for i := 0; i < hdr.Conflicts; i++ {
+		p, err := readFramed(r)
+		rec := &conflictRecord{}
+		if err == nil {
+			err = json.Unmarshal(p, rec)
+		}
+		if err != nil {
+			return hdr, nil, nil, fmt.Errorf("journal %s conflict %d: %w", path, i, err)
+		}
+		conflicts = append(conflicts, rec)
+	}
+	return hdr, entries, conflicts, nil
 }
 
 func sortU32(s []uint32) { slices.Sort(s) }

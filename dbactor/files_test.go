@@ -77,16 +77,21 @@ func TestPageStore(t *testing.T) {
 func TestJournal(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "j")
 	entries := []journalEntry{{ID: 1, Txn: 1, Record: []byte("a")}, {ID: 2, Txn: 1, Record: bytes.Repeat([]byte("b"), 70000)}}
-	if err := writeJournal(fsx.OS, path, journalHeader{PullGen: 3, Revision: "r"}, entries); err != nil {
+	key := int64(7)
+	recs := []*conflictRecord{{ID: 4, Kind: KindInsertInsert, Table: "t", Changes: [][]byte{[]byte("c1"), []byte("c2")}, Remote: []byte{0, 1}, NewKey: &key, Resolved: Rekeyed}}
+	if err := writeJournal(fsx.OS, path, journalHeader{PullGen: 3, Revision: "r"}, entries, recs); err != nil {
 		t.Fatal(err)
 	}
-	hdr, got, err := readJournal(fsx.OS, path)
+	hdr, got, gotRecs, err := readJournal(fsx.OS, path)
 	if err != nil || hdr.PullGen != 3 || hdr.Count != 2 || len(got) != 2 || !bytes.Equal(got[1].Record, entries[1].Record) {
 		t.Fatalf("journal: %+v %d %v", hdr, len(got), err)
 	}
+	if len(gotRecs) != 1 || gotRecs[0].ID != 4 || *gotRecs[0].NewKey != 7 || string(gotRecs[0].Changes[1]) != "c2" || !bytes.Equal(gotRecs[0].Remote, []byte{0, 1}) {
+		t.Fatalf("journal conflicts: %+v", gotRecs)
+	}
 	data, _ := os.ReadFile(path)
 	os.WriteFile(path, data[:len(data)-10], 0o644)
-	if _, _, err := readJournal(fsx.OS, path); err == nil {
+	if _, _, _, err := readJournal(fsx.OS, path); err == nil {
 		t.Fatal("a truncated journal was accepted")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/syncdb/syncdb/internal/change"
 	"github.com/syncdb/syncdb/internal/fsx"
 	"github.com/syncdb/syncdb/messages"
 )
@@ -53,4 +54,20 @@ func BaseImage(fs fsx.FS, path string, meta *messages.Meta, present func(pgno ui
 		}
 	}
 	return nil
+}
+
+// ConflictChanges decodes the local changes a conflict record holds (the
+// changes column of _syncdb_conflicts), for checks and tools.
+func ConflictChanges(blob []byte) ([]change.Change, error) {
+	parts, err := splitFramed(blob)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]change.Change, len(parts))
+	for i, p := range parts {
+		if out[i], err = change.Decode(p); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }

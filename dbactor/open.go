@@ -27,7 +27,7 @@ CREATE TABLE IF NOT EXISTS _syncdb_changes(
 	table_name TEXT NOT NULL,
 	record BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS _syncdb_local(key TEXT PRIMARY KEY, value) WITHOUT ROWID;
-`
+` + conflictSchema
 
 // WriterDSN is how the writer connection opens the database: WAL, commits
 // durable when they return, and no checkpoint unless syncdb asks. vfs ""
@@ -275,6 +275,9 @@ func (a *dbActor) recover(ctx context.Context) error {
 			return err
 		}
 	}
+	// A download left by a crash is of no use any more (a pull that got as
+	// far as its first transaction recovers from the WAL).
+	a.cfg.FS.Remove(a.path(suffixChanges))
 	// An interrupted checkpoint may have restarted the WAL that the
 	// recorded base points into: finish it before reading the base.
 	if a.meta.SyncDB.Checkpointing {

@@ -3,11 +3,9 @@ package dbactor
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strings"
 
@@ -76,7 +74,11 @@ func (a *dbActor) applyPull(ctx context.Context, revision string, dbSize uint32,
 	if err != nil {
 		return false, err
 	}
-	if err := writeJournal(a.cfg.FS, a.path(suffixReplay), journalHeader{PullGen: gen, Revision: revision}, entries); err != nil {
+	conflicts, err := a.readConflicts(ctx, false)
+	if err != nil {
+		return false, err
+	}
+	if err := writeJournal(a.cfg.FS, a.path(suffixReplay), journalHeader{PullGen: gen, Revision: revision}, entries, conflicts); err != nil {
 		return false, fmt.Errorf("save local changes: %w", err)
 	}
 	failpoint.Hit("pull.journal", a.cfg.Path)
@@ -293,13 +295,23 @@ func (a *dbActor) writeBase(ctx context.Context, dirty map[uint32]bool, changes 
 			// count and fail. Truncation is applied at commit and any data
 			// write after it would cancel it.
 			var p1 []byte
+			truncate := curSize > dbSize
 			if writePage1 {
 				// Every connection must reload the schema: give the page a
 				// cookie none of them has seen.
 				p1 = append([]byte(nil), page1...)
 				bumpCookie(p1, cookie)
+				if truncate {
+					// sqlite_dbpage truncates only below the size the page-1
+					// header claims when the statement ends; with the
+					// server's (smaller) size there the truncation would be
+					// ignored, leaving the WAL and file at the old size
+					// forever. 0 means "compute it" to SQLite, and the next
+					// commit that changes the size writes the real one.
+					binary.BigEndian.PutUint32(p1[28:32], 0)
+				}
 			}
-			switch truncate := curSize > dbSize; {
+			switch {
 			case p1 != nil && truncate:
 				err = c.Exec("INSERT INTO sqlite_dbpage(pgno, data) VALUES(1, ?), (?, NULL)", p1, int64(dbSize)+1)
 			case p1 != nil:
@@ -427,15 +439,21 @@ func (a *dbActor) recoverPull(ctx context.Context) error {
 }
 
 // replay is T2: re-apply the journaled local changes above the replay
-// floor on the new base, capturing them again in a new pull generation.
+// floor on the new base, capturing them again in a new pull generation,
+// with the conflict rules (see conflicts.go); the conflicts recorded so far
+// come back from the journal, new ones are added, all in this transaction.
 func (a *dbActor) replay(ctx context.Context, revision string) error {
-	hdr, entries, err := readJournal(a.cfg.FS, a.path(suffixReplay))
+	hdr, entries, carried, err := readJournal(a.cfg.FS, a.path(suffixReplay))
 	if err != nil {
 		return err
 	}
 	floor, err := a.replayFloor(ctx, hdr.PullGen)
 	if err != nil {
 		return err
+	}
+	base := ""
+	if r := a.meta.SyncedRevision; r != nil {
+		base = r.Revision
 	}
 	if _, err := a.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		return err
@@ -444,8 +462,14 @@ func (a *dbActor) replay(ctx context.Context, revision string) error {
 		if _, err := a.conn.ExecContext(ctx, localSchema); err != nil {
 			return err
 		}
+		for _, rec := range carried {
+			if err := a.writeConflict(ctx, rec); err != nil {
+				return err
+			}
+		}
 		a.cap.nextID = 1
-		var conflicts []conflict
+		rp := a.newReplayer(revision, base)
+		var replayed []change.Change
 		for _, e := range entries {
 			c, err := change.Decode(e.Record)
 			if err != nil {
@@ -457,24 +481,28 @@ func (a *dbActor) replay(ctx context.Context, revision string) error {
 				continue
 			}
 			c.ID, c.Txn = e.ID, e.Txn
-			if err := a.replayOne(ctx, c); err != nil {
-				if isCaptureError(err) {
-					return err
-				}
-				conflicts = append(conflicts, conflict{Change: c, Err: err.Error()})
+			rp.reserve(c)
+			replayed = append(replayed, c)
+		}
+		for _, c := range replayed {
+			if err := rp.apply(ctx, c); err != nil {
+				return err
 			}
 		}
 		if err := a.flush(ctx); err != nil {
 			return err
 		}
+		if mutation.dropConflicts {
+			rp.records = nil
+		}
+		for _, rec := range rp.records {
+			if err := a.writeConflict(ctx, rec); err != nil {
+				return err
+			}
+		}
 		if _, err := a.conn.ExecContext(ctx, `INSERT OR REPLACE INTO _syncdb_local(key, value) VALUES
 			('pull_gen', ?), ('applied_revision', ?)`, hdr.PullGen+1, revision); err != nil {
 			return err
-		}
-		if len(conflicts) > 0 {
-			if err := a.saveConflicts(revision, conflicts); err != nil {
-				return err
-			}
 		}
 		_, err := a.conn.ExecContext(context.WithoutCancel(ctx), "COMMIT")
 		return err
@@ -501,6 +529,8 @@ func (a *dbActor) replayOne(ctx context.Context, c change.Change) error {
 	if _, err := a.conn.ExecContext(ctx, "SAVEPOINT replay"); err != nil {
 		return captureError{err}
 	}
+	a.cap.assigned = func(int64) bool { return c.KeyAssigned }
+	defer func() { a.cap.assigned = nil }()
 	for _, st := range stmts {
 		_, err := a.execOne(ctx, st.SQL, st.Args, false)
 		if err != nil && (st.Tolerated == "" || !strings.Contains(err.Error(), st.Tolerated)) {
@@ -598,32 +628,4 @@ func (a *dbActor) pendingChanges(ctx context.Context, after int64, limit int, pe
 		p.Changes = append(p.Changes, c)
 	}
 	return p, rows.Err()
-}
-
-// conflict is a local change a pull could not replay.
-type conflict struct {
-	Change change.Change `json:"change"`
-	Err    string        `json:"error"`
-}
-
-// saveConflicts appends the changes that could not be replayed to
-// <db>-conflicts (JSON lines), so that nothing is lost silently.
-func (a *dbActor) saveConflicts(revision string, cs []conflict) error {
-	f, err := a.cfg.FS.OpenFile(a.path(suffixConflicts), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	for _, c := range cs {
-		line, _ := json.Marshal(struct {
-			Time     int64  `json:"time"`
-			Revision string `json:"revision"`
-			conflict
-		}{a.now().Unix(), revision, c})
-		if _, err := f.Write(append(line, '\n')); err != nil {
-			return err
-		}
-	}
-	a.cfg.Logger.Warn("local changes conflicted with the server and were not kept", "count", len(cs), "file", a.path(suffixConflicts))
-	return f.Sync()
 }

@@ -71,52 +71,87 @@ func checkStatement(stmt string, inTx bool) error {
 	return nil
 }
 
+// CheckRead refuses, in a read on the read pool, every statement of query
+// that a write would refuse: on a pooled connection, transaction control,
+// ATTACH or a pragma that checkpoints or changes the journal would outlive
+// the read or break the synced base.
+func CheckRead(query string) error {
+	for _, st := range sqlitex.SplitStatements(query) {
+		if err := checkStatement(st, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // writeConn is the WriteConn a Tx function gets.
 type writeConn struct {
 	a   *dbActor
-	ctx context.Context
 	err error // first capture error: the transaction must not commit
 }
 
-func (w *writeConn) Exec(query string, args ...any) (sql.Result, error) {
-	if w.err != nil {
-		return nil, w.err
+// usable reports the error that ends the transaction, if any. SQLite may
+// have rolled it back meanwhile (a failed step of a query the function
+// read, INSERT OR ROLLBACK ... RETURNING): any later statement would then
+// commit on its own, without its capture, so none may run.
+func (w *writeConn) usable() error {
+	if w.err == nil && w.a.txGone() {
+		w.err = captureError{errors.New("the transaction was rolled back by SQLite")}
 	}
-	res, err := w.a.execStatements(w.ctx, query, args, true)
+	return w.err
+}
+
+func (w *writeConn) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if err := w.usable(); err != nil {
+		return nil, err
+	}
+	res, err := w.a.execStatements(ctx, query, args, true)
 	if err != nil && w.err == nil && isCaptureError(err) {
 		w.err = err
 	}
 	return res, err
 }
 
-func (w *writeConn) Query(query string, args ...any) (*sql.Rows, error) {
-	if w.err != nil {
-		return nil, w.err
-	}
-	if err := w.a.flush(w.ctx); err != nil {
-		w.err = err
+func (w *writeConn) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if err := w.prepareQuery(ctx, query); err != nil {
 		return nil, err
 	}
 	var rows *sql.Rows
+	// INSERT ... RETURNING makes its changes in the first step, inside
+	// QueryContext.
+	w.a.cap.assigned = func(rowid int64) bool { return assignedKey(rowid, query, args) }
 	err := w.a.asUser(func() (err error) {
-		rows, err = w.a.conn.QueryContext(w.ctx, query, args...)
+		rows, err = w.a.conn.QueryContext(ctx, query, args...)
 		return err
 	})
+	w.a.cap.assigned = nil
 	if isCaptureError(err) {
 		w.err = err
 	}
 	return rows, err
 }
 
-func (w *writeConn) QueryRow(query string, args ...any) *sql.Row {
-	if err := w.a.flush(w.ctx); err != nil {
-		w.err = err
+// prepareQuery checks a query (SELECT, or DML with RETURNING) before it
+// runs on the writer: the same refusals as Exec, and schema changes only
+// through Exec, whose schema diff captures them.
+func (w *writeConn) prepareQuery(ctx context.Context, query string) error {
+	if err := w.usable(); err != nil {
+		return err
 	}
-	// The authorizer refuses a protected write at prepare time; the row
-	// then carries SQLite's error.
-	w.a.user = true
-	defer func() { w.a.user = false }()
-	return w.a.conn.QueryRowContext(w.ctx, query, args...)
+	for _, st := range sqlitex.SplitStatements(query) {
+		if err := checkStatement(st, true); err != nil {
+			return err
+		}
+		switch kw := firstKeyword(st); kw {
+		case "CREATE", "DROP", "ALTER":
+			return fmt.Errorf("%w: %s in a query: run schema changes with Exec", ErrUnsupportedStatement, kw)
+		}
+	}
+	if err := w.a.flush(ctx); err != nil {
+		w.err = err
+		return err
+	}
+	return nil
 }
 
 // captureError marks errors after which the transaction must not commit
@@ -144,7 +179,7 @@ func (a *dbActor) exec(ctx context.Context, query string, args []any) (sql.Resul
 // tx runs fn as one transaction.
 func (a *dbActor) tx(ctx context.Context, fn func(messages.WriteConn) error) error {
 	return a.inTx(ctx, func() (err error) {
-		w := &writeConn{a: a, ctx: ctx}
+		w := &writeConn{a: a}
 		defer func() {
 			if v := recover(); v != nil {
 				err = fmt.Errorf("panic in transaction function: %v", v)
@@ -182,6 +217,9 @@ func (a *dbActor) inTx(ctx context.Context, fn func() error) error {
 	}
 	a.endTxn(true)
 	failpoint.Hit("write.committed", a.cfg.Path)
+	if a.cfg.OnCommit != nil {
+		a.cfg.OnCommit()
+	}
 	return a.afterWrite(ctx)
 }
 
@@ -279,6 +317,8 @@ func (a *dbActor) execOne(ctx context.Context, stmt string, args []any, user boo
 	}
 	var err error
 	if user {
+		a.cap.assigned = func(rowid int64) bool { return assignedKey(rowid, stmt, args) }
+		defer func() { a.cap.assigned = nil }()
 		err = a.asUser(run)
 	} else {
 		err = run()
@@ -309,4 +349,44 @@ func (a *dbActor) execOne(ctx context.Context, stmt string, args []any, user boo
 		}
 	}
 	return res, nil
+}
+
+// trimChanges deletes pushed changes from the change log (see
+// messages.TrimChanges), in a transaction of its own that also records
+// the floor, so that later change ids stay above it.
+func (a *dbActor) trimChanges(ctx context.Context, gen, upTo int64) error {
+	if cur, err := a.localPullGen(ctx); err != nil || cur != gen || upTo <= 0 {
+		return err // a pull started a new generation meanwhile: nothing to do
+	}
+	if err := a.checkForeignWrites(); err != nil {
+		return err
+	}
+	if _, err := a.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return err
+	}
+	err := func() error {
+		q := "DELETE FROM _syncdb_changes WHERE change_id <= ?"
+		args := []any{upTo}
+		for t := range a.ignored {
+			q += " AND table_name IS NOT ?"
+			args = append(args, t)
+		}
+		if _, err := a.conn.ExecContext(ctx, q, args...); err != nil {
+			return err
+		}
+		_, err := a.conn.ExecContext(ctx, `INSERT INTO _syncdb_local(key, value) VALUES('trimmed', ?)
+			ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)`, upTo)
+		return err
+	}()
+	if err == nil {
+		_, err = a.conn.ExecContext(context.WithoutCancel(ctx), "COMMIT")
+	}
+	if err != nil {
+		a.rollback()
+		a.endTxn(false)
+		return fmt.Errorf("trim the change log: %w", err)
+	}
+	a.endTxn(true)
+	a.walSize = a.walSizeNow()
+	return nil
 }

@@ -9,8 +9,12 @@ package interop
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
 	"database/sql"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -22,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	_ "modernc.org/sqlite" // for the integrity check of the server's files
 )
 
@@ -169,6 +174,9 @@ type syncServer struct {
 	stderr  *lockedBuffer
 	done    chan error
 	stopped bool
+	// cache: a cluster node, whose data directory holds only caches
+	// (possibly none).
+	cache bool
 }
 
 // startServer runs `syncdb serve` on a free port of 127.0.0.1 (it listens
@@ -234,18 +242,18 @@ func (s *syncServer) stop(t *testing.T) {
 		t.Errorf("syncdb serve did not exit within 40 s of SIGTERM\nstderr:\n%s", s.stderr.String())
 		return
 	}
-	checkDataDir(t, s.DataDir)
+	checkDataDir(t, s.DataDir, !s.cache)
 }
 
 // checkDataDir runs PRAGMA integrity_check on a copy of every SQLite file
 // (with its WAL) in the server's data directory.
-func checkDataDir(t *testing.T, dataDir string) {
+func checkDataDir(t *testing.T, dataDir string, needFiles bool) {
 	t.Helper()
 	files, err := filepath.Glob(filepath.Join(dataDir, "*", "*.sqlite"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) == 0 {
+	if len(files) == 0 && needFiles {
 		t.Errorf("no database files in %s", dataDir)
 	}
 	for _, f := range files {
@@ -285,16 +293,23 @@ const scenarioTimeout = 90 * time.Second
 // the script's output if the script exits non-zero or times out.
 func runScenario(t *testing.T, srv *syncServer, name, clientDir string, env ...string) {
 	t.Helper()
+	env = append(env, fmt.Sprintf("SYNCDB_SERVER_PID=%d", srv.cmd.Process.Pid))
+	runScenarioAt(t, srv.URL, srv.DataDir, name, clientDir, env...)
+}
+
+// runScenarioAt runs a scenario against the server at url (data directory
+// dataDir).
+func runScenarioAt(t *testing.T, url, dataDir, name, clientDir string, env ...string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), scenarioTimeout)
 	defer cancel()
 	script := filepath.Join(interopDir, "scenarios", name+".mjs")
 	cmd := exec.CommandContext(ctx, "node", script)
 	cmd.Dir = interopDir
 	cmd.Env = append(os.Environ(),
-		"SYNCDB_URL="+srv.URL,
+		"SYNCDB_URL="+url,
 		"SYNCDB_CLIENT_DIR="+clientDir,
-		"SYNCDB_DATA_DIR="+srv.DataDir,
-		fmt.Sprintf("SYNCDB_SERVER_PID=%d", srv.cmd.Process.Pid),
+		"SYNCDB_DATA_DIR="+dataDir,
 	)
 	cmd.Env = append(cmd.Env, env...)
 	var stdout, stderr bytes.Buffer
@@ -367,8 +382,13 @@ var scenarios = []struct {
 	// client files, restarting the server on the same data directory (and
 	// another port) in between.
 	restart bool
+	// setup, if set, adds flags and environment made at run time.
+	setup func(t *testing.T) (flags, env []string)
 	// heavy: the scenario moves a lot of data; its server is plainBin.
 	heavy bool
+	// single: one server only, not TestClientCluster (the remote SQL
+	// scenarios watch the server's memory and name databases by host).
+	single bool
 }{
 	{name: "roundtrip"},
 	{name: "types"},
@@ -387,14 +407,15 @@ var scenarios = []struct {
 		flags: []string{"--auth-token", authToken, "--read-token", readToken},
 		env:   []string{"SYNCDB_AUTH_TOKEN=" + authToken, "SYNCDB_READ_TOKEN=" + readToken},
 	},
+	{name: "jwt", setup: jwtSetup},
 	{name: "encryption_headers"},
 	{name: "server_restart", restart: true},
 	{name: "concurrent_clients"},
 	{name: "checkpoint"},
 	// Remote SQL (Hrana) clients.
-	{name: "remote_libsql_client"},
-	{name: "remote_serverless", heavy: true},
-	{name: "remote_hrana_client", flags: []string{"--stream-idle-timeout", "4s"}, heavy: true},
+	{name: "remote_libsql_client", single: true},
+	{name: "remote_serverless", heavy: true, single: true},
+	{name: "remote_hrana_client", flags: []string{"--stream-idle-timeout", "4s"}, heavy: true, single: true},
 }
 
 func TestClient(t *testing.T) {
@@ -402,6 +423,11 @@ func TestClient(t *testing.T) {
 		t.Run(sc.name, func(t *testing.T) {
 			t.Parallel()
 			data, clients := t.TempDir(), t.TempDir()
+			if sc.setup != nil {
+				flags, env := sc.setup(t)
+				sc.flags = append(append([]string(nil), sc.flags...), flags...)
+				sc.env = append(append([]string(nil), sc.env...), env...)
+			}
 			bin := serverBin
 			if sc.heavy {
 				bin = plainBin
@@ -445,5 +471,37 @@ func TestEveryScenarioIsListed(t *testing.T) {
 	}
 	for name := range listed {
 		t.Errorf("scenario %q has no scenarios/%s.mjs", name, name)
+	}
+}
+
+// jwtSetup makes an Ed25519 key, writes its public half as the server's
+// --auth-jwt-key-file (PEM, as openssl writes it), and mints the jwt
+// scenario's tokens with sqld's claims.
+func jwtSetup(t *testing.T) (flags, env []string) {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "jwt-public.pem")
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hour := time.Now().Add(time.Hour).Unix()
+	mint := func(c jwt.MapClaims) string {
+		s, err := jwt.NewWithClaims(jwt.SigningMethodEdDSA, c).SignedString(priv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	return []string{"--auth-jwt-key-file", keyFile}, []string{
+		"SYNCDB_JWT_RW=" + mint(jwt.MapClaims{"exp": hour, "id": "app", "a": "rw"}),
+		"SYNCDB_JWT_RO=" + mint(jwt.MapClaims{"exp": hour, "id": "app", "a": "ro"}),
+		"SYNCDB_JWT_OTHER=" + mint(jwt.MapClaims{"exp": hour, "id": "other", "a": "rw"}),
+		"SYNCDB_JWT_EXPIRED=" + mint(jwt.MapClaims{"exp": time.Now().Add(-time.Hour).Unix(), "id": "app"}),
 	}
 }

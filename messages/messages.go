@@ -14,6 +14,7 @@ package messages
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"time"
 
 	"github.com/RoaringBitmap/roaring/v2"
@@ -121,11 +122,11 @@ type Tx struct {
 	Fn func(WriteConn) error
 }
 
-// WriteConn is what a Tx function may do.
+// WriteConn is what a Tx function may do. Each call's ctx bounds that
+// statement only.
 type WriteConn interface {
-	Exec(sql string, args ...any) (sql.Result, error)
-	Query(sql string, args ...any) (*sql.Rows, error)
-	QueryRow(sql string, args ...any) *sql.Row
+	Exec(ctx context.Context, sql string, args ...any) (sql.Result, error)
+	Query(ctx context.Context, sql string, args ...any) (*sql.Rows, error)
 }
 
 // PendingChanges reads the local changes with change id > After, in order,
@@ -136,6 +137,15 @@ type PendingChanges struct {
 	After int64
 	Limit int  // 0 = all
 	Peek  bool // just the first change, to see whether there is any
+}
+
+// TrimChanges drops from the change log the changes of pull generation
+// PullGen up to UpTo, which the server has confirmed (a push committed),
+// so that their space is reused; changes of local-only tables stay (a pull
+// replays them).
+type TrimChanges struct {
+	actors.Request[struct{}]
+	PullGen, UpTo int64
 }
 
 // Pending is a slice of the local change log.
@@ -149,10 +159,11 @@ type Pending struct {
 // dbactor.ChangesFile) on top of the synced base and rebases the local
 // changes over it, atomically for readers and crash-safely.
 type ApplyPull struct {
-	actors.Request[bool]
+	actors.Request[PullResult]
 	Revision    string
 	DBSize      uint32
 	ChangesPath string
+	Tables      bool // report the changed tables
 }
 
 // Checkpoint moves the WAL into the database file, keeping the synced base
@@ -173,6 +184,7 @@ type LocalStats struct {
 	RevertWALSize int64
 	PagesPresent  int64 // partial replicas
 	PagesTotal    int64
+	Conflicts     int64 // unresolved
 }
 
 // ---- syncactor
@@ -196,10 +208,66 @@ type PartialBootstrap struct {
 // Pull fetches and applies the server's changes; the reply says whether
 // anything changed.
 type Pull struct {
-	actors.Request[bool]
+	actors.Request[PullResult]
+	// LongPoll, if positive, replaces the configured long poll.
+	LongPoll time.Duration
+	// Wake, if set, ends a pull still waiting for the server's answer (a
+	// long poll): a value received from it makes the pull fail at once
+	// with ErrWoken, having applied nothing. Once the answer has begun the
+	// pull goes on, and the value is put back. Give it a capacity of 1.
+	Wake chan struct{}
+	// Tables asks for the tables the pull changed.
+	Tables bool
 }
+
+// PullResult is what a pull did.
+type PullResult struct {
+	Changed  bool     // the database changed
+	Revision string   // the server revision the replica is at now
+	Tables   []string // with Pull.Tables: the tables whose rows or schema changed, sorted
+}
+
+// ErrWoken ends a pull that Pull.Wake interrupted.
+var ErrWoken = errors.New("pull interrupted before the server answered")
 
 // Push sends the local changes.
 type Push struct {
+	actors.Request[PullResult] // of the pull a conflict made it run, if any
+	// Tables asks for the tables that pull changed (see Pull).
+	Tables bool
+}
+
+// ---- conflicts (dbactor)
+
+// Conflict is a recorded conflict: a local change that met a remote change
+// it never saw (see dbactor's package documentation).
+type Conflict struct {
+	ID            int64
+	Kind          string // "insert-insert", "update-deleted", "delete-updated", "constraint"
+	Table         string
+	Key           []any          // the row's primary key, as the local change named it
+	Local, Remote map[string]any // the row as the local changes leave it and as the server has it (nil: no row)
+	Resolved      string         // "" (waiting), "local", "remote" or "rekeyed"
+	NewKey        []any          // rekeyed: the key the local row moved to
+	Error         string         // constraint: SQLite's message
+	Revision      string         // the server revision it was seen at
+	Base          string         // the replica's synced revision before that
+	Time          int64          // when it was recorded (unix seconds)
+	Changes       int            // local changes it holds (the conflicting one and those that depended on it)
+}
+
+// ListConflicts returns the recorded conflicts, oldest first: the
+// unresolved ones, or with All every one.
+type ListConflicts struct {
+	actors.Request[[]Conflict]
+	All bool
+}
+
+// ResolveConflict resolves an unresolved conflict by keeping the local
+// ("local") or the remote ("remote") side, in one local transaction whose
+// changes the next push sends.
+type ResolveConflict struct {
 	actors.Request[struct{}]
+	ID   int64
+	Keep string
 }

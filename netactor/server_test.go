@@ -199,7 +199,8 @@ func TestRevisionGoneRealServer(t *testing.T) {
 // Tokens: a missing token is a clear 401 with the server's text; the token
 // callback is called per request; a read-only token pushing is a 403.
 func TestAuthRealServer(t *testing.T) {
-	url, _ := realServer(t, server.Config{AuthTokens: []string{"rw"}, ReadTokens: []string{"ro"}})
+	// Only a read-write token may create a database: this one exists.
+	url, _ := realServer(t, server.Config{AuthTokens: []string{"rw"}, ReadTokens: []string{"ro"}, Databases: []string{"default"}})
 	sys, anon := spawn(t, Config{URL: url, Clock: newFakeClock()})
 	_, err := pull(context.Background(), sys, anon, &syncpb.PullUpdatesReqProtoBody{})
 	var herr *HTTPError

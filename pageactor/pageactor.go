@@ -38,6 +38,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/syncdb/syncdb/actors"
+	"github.com/syncdb/syncdb/internal/btree"
 	"github.com/syncdb/syncdb/internal/fsx"
 	"github.com/syncdb/syncdb/internal/shimvfs"
 	"github.com/syncdb/syncdb/messages"
@@ -557,7 +558,7 @@ func (a *pageActor) prefetch(written []uint32, pages map[uint32][]byte) {
 	want := roaring.New()
 	segs := map[uint32]bool{}
 	for _, pg := range written {
-		for _, child := range interiorChildren(pg, pages[pg]) {
+		for _, child := range btree.Children(pg, pages[pg]) {
 			if want.GetCardinality() >= maxPrefetch {
 				break
 			}
@@ -581,35 +582,4 @@ func (a *pageActor) prefetch(written []uint32, pages map[uint32][]byte) {
 		keys = append(keys, seg)
 	}
 	a.request(want, keys, true)
-}
-
-// interiorChildren returns the child page numbers (1-based, as SQLite
-// stores them) of a B-tree interior page, or nil for any other page.
-func interiorChildren(pgno uint32, page []byte) []uint32 {
-	off := 0
-	if pgno == 1 {
-		off = 100 // the database header
-	}
-	if len(page) < off+12 {
-		return nil
-	}
-	kind := page[off]
-	if kind != 0x02 && kind != 0x05 { // interior index, interior table
-		return nil
-	}
-	n := int(binary.BigEndian.Uint16(page[off+3:]))
-	right := binary.BigEndian.Uint32(page[off+8:])
-	children := make([]uint32, 0, n+1)
-	cells := off + 12
-	for i := 0; i < n; i++ {
-		if cells+2*i+2 > len(page) {
-			break
-		}
-		cell := int(binary.BigEndian.Uint16(page[cells+2*i:]))
-		if cell+4 > len(page) {
-			continue
-		}
-		children = append(children, binary.BigEndian.Uint32(page[cell:]))
-	}
-	return append(children, right)
 }

@@ -13,6 +13,16 @@ echo "== installing the npm clients for interop tests (pinned in interop/package
 # with the exact version pinned installs the same thing.
 npm install --prefix interop --no-audit --no-fund --loglevel=error
 
+echo "== sqlite3 (the shell's output modes are compared with it)"
+if ! command -v sqlite3 >/dev/null; then
+	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sqlite3 >/dev/null ||
+			echo "could not install sqlite3: the comparison tests will skip"
+	else
+		echo "sqlite3 is missing and cannot be installed here (needs root and apt-get): the comparison tests will skip"
+	fi
+fi
+
 echo "== downloading Go modules"
 go mod download
 
@@ -24,6 +34,15 @@ go vet -unsafeptr=false ./...
 
 echo "== staticcheck (pinned)"
 go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+echo "== starting a throw-away PostgreSQL on 127.0.0.1 (scale-out tests; installs Debian's postgresql if missing)"
+pgdir=$(mktemp -d /tmp/syncdb-pg.XXXXXX)
+# go test prints a package's result when it ends, in order: say every 30 s
+# that it is still going.
+( while sleep 30; do echo "   ... still testing ($(date +%T))"; done ) &
+ticker=$!
+trap 'kill $ticker 2>/dev/null; scripts/pg.sh stop "$pgdir"' EXIT
+eval "$(scripts/pg.sh start "$pgdir")"
 
 echo "== go test -race ./..."
 go test -race -timeout 45m "$@" ./...

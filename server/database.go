@@ -52,6 +52,10 @@ type database struct {
 
 	liveReaders atomic.Int64 // pulls streaming from readers: checkpoints wait for them
 	behind      atomic.Bool  // the WAL has commits the history could not record (see session)
+	ckptDue     atomic.Bool  // a checkpoint waits for live readers: they hand over to the history
+	active      atomic.Int64 // requests in progress (Server.acquire)
+	working     atomic.Int64 // of them, those not waiting in a long poll
+	lastUsed    atomic.Int64 // unix ns when the last request ended
 	snapshots   *snapshotCache
 
 	mu      sync.Mutex
@@ -62,6 +66,12 @@ type database struct {
 	walPos  walfile.Position
 	walFile *os.File      // opened once the WAL exists; read with ReadAt only
 	fence   history.Fence // the lease epoch of the current write
+	lease   coord.Lease   // the lease of the current write (nil before the first)
+	// In a cluster (opts.shared) the local file is a cache of the store:
+	// localEpoch is the lease epoch it was built under (0: none open),
+	// localSeq the revision it holds.
+	localEpoch int64
+	localSeq   int64
 
 	stopped chan struct{} // closed at shutdown, so long polls return early
 	writer  chan struct{} // holds a token while someone owns the writer connection (writer.go)
@@ -85,6 +95,7 @@ type dbOptions struct {
 	after            func(time.Duration) <-chan time.Time // long-poll timer; nil = the wall clock
 	interval         time.Duration
 	coord            coord.Coordinator // writer lease and wake-ups
+	shared           bool              // the history is shared by several nodes; the local file is a cache
 	// openHistory opens the page history of database name, whose local
 	// directory is dir.
 	openHistory func(ctx context.Context, name, dir string) (history.Backend, error)
@@ -128,11 +139,48 @@ func openDatabase(ctx context.Context, name, dir string, opts dbOptions, log *sl
 }
 
 func (d *database) open(ctx context.Context) error {
+	if d.opts.shared {
+		return d.openShared(ctx)
+	}
+	if err := d.openLocal(ctx); err != nil {
+		return err
+	}
+	var err error
+	d.hist, err = d.opts.openHistory(ctx, d.name, d.dir)
+	if err != nil {
+		return err
+	}
+	if !d.hist.Initialized() {
+		return d.initHistory(ctx)
+	}
+	c := d.hist.Cursor()
+	d.walPos = walfile.Position{Salt1: c.Salt1, Salt2: c.Salt2, Frame: c.Frame, Cksum1: c.Cksum1, Cksum2: c.Cksum2}
+	// Recover commits that reached the WAL but not the history (a crash
+	// between the two).
+	n, err := d.recordCommits(ctx)
+	if err != nil {
+		return fmt.Errorf("recover history: %w", err)
+	}
+	if n > 0 {
+		d.log.Info("recovered commits from the WAL", "commits", n)
+	}
+	return nil
+}
+
+// openLocal opens the database file: the admin and client connections and
+// the readers.
+func (d *database) openLocal(ctx context.Context) error {
 	path := filepath.Join(d.dir, mainFile)
 	// synchronous=FULL: a commit is on disk before the pipeline answers.
 	// wal_autocheckpoint=0: only maintain() checkpoints, after the history
 	// has recorded every frame.
-	dsn := "file:" + path + "?_pragma=page_size(4096)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)" +
+	sync := "FULL"
+	if d.opts.shared {
+		// The file is a cache of the store, rebuilt after any unclean stop:
+		// the store's commit is what makes a push durable.
+		sync = "NORMAL"
+	}
+	dsn := "file:" + path + "?_pragma=page_size(4096)&_pragma=journal_mode(WAL)&_pragma=synchronous(" + sync + ")" +
 		"&_pragma=wal_autocheckpoint(0)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(0)"
 	if d.opts.vfs != "" {
 		dsn += "&vfs=" + d.opts.vfs
@@ -173,24 +221,6 @@ func (d *database) open(ctx context.Context) error {
 	}
 	d.readers.SetMaxOpenConns(16)
 	d.readers.SetMaxIdleConns(4)
-	d.hist, err = d.opts.openHistory(ctx, d.name, d.dir)
-	if err != nil {
-		return err
-	}
-	if !d.hist.Initialized() {
-		return d.initHistory(ctx)
-	}
-	c := d.hist.Cursor()
-	d.walPos = walfile.Position{Salt1: c.Salt1, Salt2: c.Salt2, Frame: c.Frame, Cksum1: c.Cksum1, Cksum2: c.Cksum2}
-	// Recover commits that reached the WAL but not the history (a crash
-	// between the two).
-	n, err := d.recordCommits(ctx)
-	if err != nil {
-		return fmt.Errorf("recover history: %w", err)
-	}
-	if n > 0 {
-		d.log.Info("recovered commits from the WAL", "commits", n)
-	}
 	return nil
 }
 
@@ -350,10 +380,16 @@ func (d *database) recordCommits(ctx context.Context) (int, error) {
 	}
 	pos := sc.Position()
 	cur := history.Cursor{Salt1: pos.Salt1, Salt2: pos.Salt2, Frame: pos.Frame, Cksum1: pos.Cksum1, Cksum2: pos.Cksum2}
+	if d.lease != nil && !d.lease.Valid() {
+		// This node's own clock says its lease may have ended (it was
+		// paused, or cut off from the store): do not even try.
+		return 0, fmt.Errorf("%w: this node's lease lapsed before it recorded the commit", history.ErrFenced)
+	}
 	rev, err := d.hist.Append(ctx, d.fence, commits, cur, time.Now().UnixMilli())
 	if err != nil {
 		return 0, err
 	}
+	d.localSeq = rev.Seq
 	d.walPos = pos
 	d.opts.coord.Published(d.name, rev.Seq)
 	if d.opts.onRevisions != nil {
@@ -418,7 +454,9 @@ func (d *database) record(ctx context.Context) {
 // retrying a recording that failed. It fails with ErrHistoryBehind while
 // that does not work.
 func (d *database) catchUp(ctx context.Context) error {
-	if !d.behind.Load() {
+	if !d.behind.Load() || d.opts.shared {
+		// In a cluster pulls read the store, which never has an
+		// unacknowledged commit; the writer settles its own (settle).
 		return nil
 	}
 	d.mu.Lock()
@@ -451,9 +489,7 @@ func (d *database) maintain() {
 		case <-tick.C:
 		}
 		d.mu.Lock()
-		// A checkpoint would wait for pulls streaming from the database (and
-		// hold the writer meanwhile): leave it for a quieter moment.
-		needs := d.walPos.Frame >= d.opts.checkpointFrames && d.liveReaders.Load() == 0
+		needs := d.walPos.Frame >= d.opts.checkpointFrames
 		d.mu.Unlock()
 		if needs {
 			if err := d.checkpoint(context.Background()); err != nil {
@@ -484,12 +520,21 @@ func (d *database) checkpoint(ctx context.Context) error {
 	if d.admin == nil {
 		return nil
 	}
+	if d.liveReaders.Load() > 0 {
+		// Pulls streaming from the files would make the checkpoint wait,
+		// holding the writer. They hand over to the history at their next
+		// read (and new ones read the history) until it is done; a client
+		// that stops reading is dropped after IOTimeout.
+		d.ckptDue.Store(true)
+		return nil
+	}
 	if _, err := d.recordCommits(ctx); err != nil {
 		return err
 	}
 	if err := d.hist.Sync(ctx); err != nil {
 		return err
 	}
+	defer d.ckptDue.Store(false)
 	var busy, logFrames, done int
 	if err := d.admin.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &done); err != nil {
 		return err
@@ -516,6 +561,15 @@ func (d *database) dropStaleSnapshot() {
 }
 
 func (d *database) compact(ctx context.Context) error {
+	if d.opts.shared {
+		// In a cluster the writer compacts: one node per database.
+		d.mu.Lock()
+		writer := d.admin != nil
+		d.mu.Unlock()
+		if !writer {
+			return nil
+		}
+	}
 	h, err := d.hist.SeqAtOrBefore(ctx, time.Now().Add(-d.opts.retention).UnixMilli())
 	if err != nil || h <= d.hist.Horizon() {
 		return err
@@ -543,8 +597,11 @@ func (d *database) parseRevision(ctx context.Context, rev string) (history.Revis
 		return history.Revision{}, fmt.Errorf("%w: malformed revision %q", ErrBadRevision, rev)
 	}
 	r, err := d.hist.Check(ctx, seq)
-	if err != nil {
+	if errors.Is(err, history.ErrTooOld) || errors.Is(err, history.ErrFuture) {
 		return history.Revision{}, fmt.Errorf("%w: %w", ErrBadRevision, err)
+	}
+	if err != nil {
+		return history.Revision{}, err // the store could not say
 	}
 	return r, nil
 }
@@ -578,6 +635,16 @@ func (d *database) closeFiles() error {
 		errs = append(errs, d.hist.Close())
 		d.hist = nil
 	}
+	errs = append(errs, d.closeLocal())
+	if d.opts.shared {
+		d.removeLocal()
+	}
+	return errors.Join(errs...)
+}
+
+// closeLocal closes the database file.
+func (d *database) closeLocal() error {
+	var errs []error
 	if d.readers != nil {
 		errs = append(errs, d.readers.Close())
 		d.readers = nil

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/syncdb/syncdb/internal/sqlitex"
+	"github.com/syncdb/syncdb/server/history"
 	"github.com/syncdb/syncdb/server/stream"
 	"github.com/syncdb/syncdb/wire/hrana"
 	"github.com/syncdb/syncdb/wire/hranapb"
@@ -141,12 +142,18 @@ func (s *Server) handleHrana(w http.ResponseWriter, r *http.Request, d *database
 			resp.Results = append(resp.Results, ex.run(rq))
 		}
 	})
+	defer s.mem.release(did.reserved)
 	// Per-statement errors are part of a 200 answer, as Hrana has them. A
 	// request whose statements could not write for want of disk space gets
 	// 507 if nothing it sent committed; once something committed the answer
 	// is a 200 whatever happened after, so that a client never retries a
 	// write that happened.
 	switch {
+	case err != nil && (s.cfg.Cluster != nil || errors.Is(err, errNotWriter) || errors.Is(err, history.ErrFenced)) && !isStreamErr(err):
+		// A lease or store problem: nothing was acknowledged, the client
+		// retries (exactly once: see writeFailed).
+		s.writeFailed(w, r, err)
+		return
 	case did.commits == 0 && err != nil && !errors.Is(err, errClosed) && !isStreamErr(err):
 		s.log.Error("pipeline", "db", d.name, "err", err)
 		httpError(w, http.StatusInternalServerError, "internal error; nothing was written (the server log has the details)")
@@ -173,7 +180,9 @@ func (s *Server) handleHrana(w http.ResponseWriter, r *http.Request, d *database
 		httpError(w, http.StatusInternalServerError, "encode response: %v", err)
 		return
 	}
-	s.writeBody(w, out)
+	if err := s.writeBody(w, out); err != nil && r.Context().Err() == nil {
+		d.log.Info("pipeline response not delivered", "err", err)
+	}
 	s.metrics.bytesOut.WithLabelValues("pipeline").Add(float64(len(out)))
 }
 
@@ -251,7 +260,7 @@ func (s *Server) handleCursor(w http.ResponseWriter, r *http.Request, d *databas
 	sent := 0
 	reads := readSQL(h.State(), []hrana.StreamRequest{{Type: hrana.ReqBatch, Batch: &req.Batch}})
 	_, _, err = s.runOnStream(ctx, h, reads, func(ex *executor) {
-		ex.budget = 1 << 62 // a cursor streams: no response bound
+		ex.budget, ex.mem = 1<<62, nil // a cursor streams: no response bound
 		if ex.c == nil {
 			put(&hrana.CursorEntry{Type: hrana.EntryError, Error: asHrana(ex.noConn)})
 			return
@@ -346,17 +355,19 @@ func (s *Server) execOn(ctx context.Context, st *hranaStream, reads []string, fn
 	d := st.d
 	var noConn error
 	if !st.holds {
-		if reads != nil && s.onReader(ctx, st, reads, fn) {
-			return run{}, nil
+		var reserved int64
+		if reads != nil && s.onReader(ctx, st, reads, fn, &reserved) {
+			return run{reserved: reserved}, nil
 		}
 		if noConn = s.takeWriter(ctx, d); noConn == nil {
 			st.holds = true
 		}
 	}
-	ex := &executor{ctx: ctx, st: st, noConn: noConn, budget: s.cfg.MaxResponseBytes, maxResponse: s.cfg.MaxResponseBytes}
+	ex := s.executor(ctx, st)
+	ex.noConn = noConn
 	if !st.holds {
 		fn(ex)
-		return run{}, nil
+		return run{reserved: ex.reserved}, nil
 	}
 	auto, commits, err := d.exec(ctx, func(c *sqlitex.Conn, sb *sandbox) error {
 		ex.c, ex.sb = c, sb
@@ -366,13 +377,18 @@ func (s *Server) execOn(ctx context.Context, st *hranaStream, reads []string, fn
 	if auto && err == nil {
 		st.release(ctx)
 	}
-	return run{commits: commits, diskFull: ex.diskFull}, err
+	return run{commits: commits, diskFull: ex.diskFull, reserved: ex.reserved}, err
+}
+
+// executor makes the executor of one request on st.
+func (s *Server) executor(ctx context.Context, st *hranaStream) *executor {
+	return &executor{ctx: ctx, st: st, budget: s.cfg.MaxResponseBytes, maxResponse: s.cfg.MaxResponseBytes, mem: s.mem}
 }
 
 // onReader runs fn on a reader connection if every statement of reads
 // compiles there in a read-only sandbox (which refuses writes and
 // transaction control) and is read-only. It reports whether it ran fn.
-func (s *Server) onReader(ctx context.Context, st *hranaStream, reads []string, fn func(*executor)) bool {
+func (s *Server) onReader(ctx context.Context, st *hranaStream, reads []string, fn func(*executor), reserved *int64) bool {
 	conn, err := st.d.readers.Conn(ctx)
 	if err != nil {
 		return false
@@ -400,7 +416,10 @@ func (s *Server) onReader(ctx context.Context, st *hranaStream, reads []string, 
 			}
 		}
 		ran = true
-		fn(&executor{c: c, sb: sb, ctx: ctx, st: st, budget: s.cfg.MaxResponseBytes, maxResponse: s.cfg.MaxResponseBytes})
+		ex := s.executor(ctx, st)
+		ex.c, ex.sb = c, sb
+		fn(ex)
+		*reserved = ex.reserved
 		return nil
 	})
 	if err != nil {
@@ -456,8 +475,9 @@ func readSQL(st *hranaStream, reqs []hrana.StreamRequest) []string {
 
 // run is what one request did.
 type run struct {
-	commits  int  // transactions committed (durable)
-	diskFull bool // a statement failed for want of disk space
+	commits  int   // transactions committed (durable)
+	diskFull bool  // a statement failed for want of disk space
+	reserved int64 // response memory taken from Server.mem, to give back once sent
 }
 
 // takeWriter takes d's writer for a request, waiting at most

@@ -20,6 +20,7 @@ type metrics struct {
 	checkpoints     prometheus.Counter
 	snapshotHits    prometheus.Counter
 	longPollWaiters prometheus.Gauge
+	pullStreams     prometheus.Gauge
 	databases       prometheus.Gauge
 }
 
@@ -50,11 +51,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		longPollWaiters: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "syncdb_long_poll_waiters", Help: "Pull requests currently waiting for a change.",
 		}),
+		pullStreams: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "syncdb_pull_streams", Help: "Pull responses currently streaming pages.",
+		}),
 		databases: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "syncdb_open_databases", Help: "Databases currently open.",
 		}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.bytesIn, m.bytesOut, m.revisions, m.checkpoints, m.snapshotHits, m.longPollWaiters, m.databases)
+	reg.MustRegister(m.requests, m.duration, m.bytesIn, m.bytesOut, m.revisions, m.checkpoints, m.snapshotHits, m.longPollWaiters, m.pullStreams, m.databases)
 	return m
 }
 
@@ -62,8 +66,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 func (s *Server) instrument(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		// A deadline an earlier request on this connection left must not
+		// cut this one (handlers set their own before they write).
+		http.NewResponseController(w).SetWriteDeadline(time.Time{})
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		ep := endpoint(r.URL.Path)
+		if r.Header.Get(forwardedHeader) != "" {
+			// Counted as the client's request by the node that forwarded
+			// it: a cluster's requests add up to its clients'.
+			ep = "forwarded"
+		}
 		defer func() {
 			s.metrics.requests.WithLabelValues(ep, strconv.Itoa(sw.code)).Inc()
 			s.metrics.duration.WithLabelValues(ep).Observe(time.Since(start).Seconds())

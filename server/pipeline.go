@@ -65,9 +65,11 @@ type executor struct {
 
 	noConn error
 
-	budget      int64 // response bytes left (pipelines; a cursor streams)
-	maxResponse int64 // Config.MaxResponseBytes
-	diskFull    bool  // a statement failed with SQLITE_FULL
+	budget      int64      // response bytes left (pipelines; a cursor streams)
+	maxResponse int64      // Config.MaxResponseBytes
+	mem         *memBudget // the server's in-flight budget (nil: a cursor streams)
+	reserved    int64      // taken from mem
+	diskFull    bool       // a statement failed with SQLITE_FULL
 }
 
 // errorCode is the Hrana code for errors that are not SQLite's own.
@@ -250,6 +252,13 @@ func (ex *executor) value(st *sqlitex.Stmt, i int) (hrana.Value, error) {
 	cost := size*4/3 + 32 // base64 or escaped text, and the JSON around it
 	if cost > ex.budget {
 		return hrana.Value{}, &errValue{fmt.Sprintf("the response would exceed %d bytes (the server's limit); select fewer or smaller values", ex.maxResponse)}
+	}
+	if ex.mem != nil {
+		// Twice: the values, then their JSON.
+		if !ex.mem.reserve(2 * cost) {
+			return hrana.Value{}, &errValue{errNoMemory}
+		}
+		ex.reserved += 2 * cost
 	}
 	ex.budget -= cost
 	v := st.Column(i)

@@ -86,7 +86,7 @@ func (s *Server) sendCached(w http.ResponseWriter, r *http.Request, d *database,
 	w.Header().Set("Content-Type", "application/protobuf")
 	w.Header().Set("Content-Length", strconv.FormatInt(plan.cachedSize, 10))
 	w.WriteHeader(http.StatusOK)
-	n, err := io.Copy(w, plan.cached)
+	n, err := newDeadlineWriter(w, s.cfg.IOTimeout).copyFrom(plan.cached)
 	s.metrics.bytesOut.WithLabelValues("pull").Add(float64(n))
 	if err == nil && n != plan.cachedSize {
 		err = fmt.Errorf("cached snapshot: sent %d of %d bytes", n, plan.cachedSize)
@@ -125,21 +125,30 @@ func (s *Server) planPull(ctx context.Context, d *database, req *syncpb.PullUpda
 	if req.ClientRevision != "" {
 		c, err := d.parseRevision(ctx, req.ClientRevision)
 		if err != nil {
-			return nil, http.StatusGone, err
+			return nil, revisionStatus(err), err
 		}
 		from = c.Seq
 	}
 	if req.ServerRevision != "" {
 		plan.target, err = d.parseRevision(ctx, req.ServerRevision)
 		if err != nil {
-			return nil, http.StatusGone, err
+			return nil, revisionStatus(err), err
 		}
 	} else {
+		// The latest revision, wherever it was recorded: a client that saw
+		// its push acknowledged by one node pulls it from any other.
+		if err := d.hist.Refresh(ctx); err != nil {
+			return nil, http.StatusServiceUnavailable, err
+		}
 		if from >= 0 && req.LongPollTimeoutMs > 0 && d.hist.Latest().Seq <= from {
 			timeout := time.Duration(req.LongPollTimeoutMs) * time.Millisecond
 			timeout = min(timeout, s.cfg.MaxLongPoll)
 			s.metrics.longPollWaiters.Inc()
+			// A waiting long poll does not count against
+			// MaxRequestsPerDatabase: it holds nothing but a goroutine.
+			d.working.Add(-1)
 			d.waitChange(ctx, from, timeout)
+			d.working.Add(1)
 			s.metrics.longPollWaiters.Dec()
 		}
 		plan.target = d.hist.Latest()
@@ -165,7 +174,12 @@ func (s *Server) planPull(ctx context.Context, d *database, req *syncpb.PullUpda
 				return nil, http.StatusServiceUnavailable, err
 			}
 			// The history has every revision's pages too, only slower.
-			d.log.Warn("bootstrap from the history: cannot read the database", "err", err)
+			switch {
+			case errors.Is(err, errNoLocal): // the snapshot cache takes a copy of this one too
+				plan.cache = d.snapshots.create(plan.target.Seq, int64(plan.target.DBSize)*history.PageSize)
+			case !errors.Is(err, errCheckpointDue):
+				d.log.Warn("bootstrap from the history: cannot read the database", "err", err)
+			}
 		}
 	}
 	// Every other pull reads this one history view, for its pages, the
@@ -175,7 +189,7 @@ func (s *Server) planPull(ctx context.Context, d *database, req *syncpb.PullUpda
 	var hrd history.View
 	if plan.src == nil {
 		if hrd, err = d.hist.Reader(ctx); err != nil {
-			return nil, http.StatusInternalServerError, err
+			return plan, http.StatusServiceUnavailable, err
 		}
 		plan.src = &historySource{rd: hrd, seq: plan.target.Seq}
 	}
@@ -185,14 +199,10 @@ func (s *Server) planPull(ctx context.Context, d *database, req *syncpb.PullUpda
 
 	var want *roaring.Bitmap // 1-based; nil = everything
 	if sel != nil {
-		want = roaring.New()
-		it := sel.Iterator()
-		for it.HasNext() {
-			id := it.Next()
-			if id < maxPgno {
-				want.Add(id + 1)
-			}
-		}
+		// Work by container, never by page: a small selector can name
+		// every one of 2^32 pages.
+		sel.RemoveRange(uint64(plan.target.DBSize), 1<<32)
+		want = roaring.AddOffset64(sel, 1)
 	}
 	if req.ServerQuerySelector != "" {
 		q, err := d.queryPages(ctx, hrd, plan.target, req.ServerQuerySelector, s.cfg.StatementTimeout)
@@ -228,6 +238,16 @@ func (s *Server) planPull(ctx context.Context, d *database, req *syncpb.PullUpda
 	return plan, 0, nil
 }
 
+// revisionStatus is the answer to a revision that cannot be checked: 410
+// Gone for a revision this database cannot serve (the client bootstraps
+// again), 503 when the store could not say (the client retries).
+func revisionStatus(err error) int {
+	if errors.Is(err, ErrBadRevision) {
+		return http.StatusGone
+	}
+	return http.StatusServiceUnavailable
+}
+
 // maxPgno bounds page numbers: SQLite's own limit.
 const maxPgno = 0xFFFFFFFE
 
@@ -249,7 +269,9 @@ func (s *Server) streamPages(w http.ResponseWriter, r *http.Request, d *database
 	}
 	w.Header().Set("Content-Type", "application/protobuf")
 	w.WriteHeader(http.StatusOK)
-	cw := &countingWriter{w: w, tee: plan.cache}
+	s.metrics.pullStreams.Inc()
+	defer s.metrics.pullStreams.Dec()
+	cw := &countingWriter{w: newDeadlineWriter(w, s.cfg.IOTimeout), tee: plan.cache}
 	plan.cache = nil // the writer owns it now
 	bw := bufio.NewWriterSize(cw, 256<<10)
 	defer func() {
@@ -293,12 +315,22 @@ func (s *Server) streamPages(w http.ResponseWriter, r *http.Request, d *database
 		err = plan.src.each(plan.target.DBSize, write)
 	case plan.all:
 		for p := uint32(1); p <= plan.target.DBSize && err == nil; p++ {
-			err = send(p)
+			if p%1024 == 0 {
+				err = r.Context().Err()
+			}
+			if err == nil {
+				err = send(p)
+			}
 		}
 	default:
 		it := plan.pages.Iterator()
-		for it.HasNext() && err == nil {
-			err = send(it.Next())
+		for n := 0; it.HasNext() && err == nil; n++ {
+			if n%1024 == 0 {
+				err = r.Context().Err()
+			}
+			if err == nil {
+				err = send(it.Next())
+			}
 		}
 	}
 	if err == nil {
@@ -315,7 +347,7 @@ func (s *Server) streamPages(w http.ResponseWriter, r *http.Request, d *database
 // countingWriter counts the bytes sent and copies them to tee, if set. A
 // failing tee is dropped: the response goes on without it.
 type countingWriter struct {
-	w   http.ResponseWriter
+	w   io.Writer
 	n   int64
 	tee *snapshotWriter
 }

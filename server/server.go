@@ -15,11 +15,14 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -35,16 +38,30 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/syncdb/syncdb/server/coord"
+	"github.com/syncdb/syncdb/server/history"
 )
 
 // Config configures a Server. The zero value of every field but DataDir has
 // a sensible default.
 type Config struct {
-	DataDir      string   // where databases live; created if missing
-	AuthTokens   []string // if any token is set, every request needs one (read-write)
-	ReadTokens   []string // tokens that may pull but not push
-	NoAutoCreate bool     // refuse databases that do not exist yet
-	Databases    []string // databases to create at start
+	DataDir    string   // where databases live; created if missing
+	AuthTokens []string // if any token is set, every request needs one (read-write)
+	ReadTokens []string // tokens that may pull but not push
+	// JWTKeys verify Ed25519-signed JWTs scoped to databases and access
+	// (see auth.go; LoadJWTKeys reads them from a file).
+	JWTKeys []ed25519.PublicKey
+	// MaxDatabases bounds how many databases may exist; creating one more
+	// is refused (403). Default 1000; negative: no bound.
+	MaxDatabases int
+	// IdleTimeout closes a database no request used for this long (it
+	// opens again on the next request). Default 10 min; negative: never.
+	IdleTimeout time.Duration
+	// MaxRequestsPerDatabase bounds the requests one database serves at
+	// once (long polls count only while they are not waiting); more get
+	// 503 with Retry-After. Default 256.
+	MaxRequestsPerDatabase int
+	NoAutoCreate           bool     // refuse databases that do not exist yet
+	Databases              []string // databases to create at start
 
 	MaxPullRequestBytes     int64 // default 4 MiB
 	MaxPipelineRequestBytes int64 // default 256 MiB
@@ -52,6 +69,13 @@ type Config struct {
 	// string or blob a client statement may make or store. Default 64 MiB.
 	MaxResponseBytes int64
 	MaxLongPoll      time.Duration // cap on long_poll_timeout_ms; default 5 min
+	// IOTimeout drops a client that sends nothing of its request body, or
+	// reads nothing of the response, for this long. Default 30 s.
+	IOTimeout time.Duration
+	// MaxInflightBytes bounds the request bodies and pipeline responses
+	// held in memory at once, over all requests; beyond it requests get
+	// 503 (bodies) or a statement error (responses). Default 1 GiB.
+	MaxInflightBytes int64
 	StatementTimeout time.Duration // per pipeline request and query selector; default 60 s
 	HistoryRetention time.Duration // 0 = keep every revision; default set by the command line
 	CheckpointFrames int           // checkpoint a database when its WAL has this many frames; default 1000
@@ -71,6 +95,12 @@ type Config struct {
 	Logger   *slog.Logger
 	Registry prometheus.Registerer // default: a fresh registry served at /metrics
 
+	// Cluster, if set, serves the databases of a store shared with other
+	// nodes (server/pgstore): the page histories live there, writes are
+	// forwarded to each database's lease holder, and DataDir holds only
+	// caches. Nil: this node alone serves DataDir.
+	Cluster Cluster
+
 	// For tests and the simulator.
 	VFS                 string        // SQLite VFS for the databases and histories ("" = default)
 	NewID               func() string // makes history identities (default: random)
@@ -78,6 +108,18 @@ type Config struct {
 	// After, if set, times long polls instead of the wall clock (the
 	// simulator\'s virtual time).
 	After func(time.Duration) <-chan time.Time
+}
+
+// Cluster is a store shared by several nodes: the histories of every
+// database, and the coordinator of the nodes.
+type Cluster interface {
+	coord.Coordinator
+	// OpenHistory returns the history of database name; uninitialized if it
+	// does not exist yet (Init creates it).
+	OpenHistory(ctx context.Context, name string) (history.Backend, error)
+	Exists(ctx context.Context, name string) (bool, error)
+	// Ping checks that the store answers.
+	Ping(ctx context.Context) error
 }
 
 // Server serves databases over HTTP. Create it with New, serve Handler, and
@@ -89,11 +131,17 @@ type Server struct {
 	gather  prometheus.Gatherer
 	lock    *os.File // flock on the data directory
 	coord   coord.Coordinator
+	fwd     *forwarder
+
+	mem *memBudget // request bodies and responses in flight
+
+	stopIdle, idleDone chan struct{} // the idle closer's
 
 	streams *stream.Registry[*hranaStream]
 	wsConns wsSet
 
 	mu       sync.Mutex
+	existing int // databases in the data directory
 	dbs      map[string]*database
 	opening  map[string]chan struct{}
 	shutdown bool
@@ -117,6 +165,21 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxResponseBytes <= 0 {
 		cfg.MaxResponseBytes = 64 << 20
+	}
+	if cfg.IOTimeout <= 0 {
+		cfg.IOTimeout = 30 * time.Second
+	}
+	if cfg.MaxInflightBytes <= 0 {
+		cfg.MaxInflightBytes = 1 << 30
+	}
+	if cfg.MaxDatabases == 0 {
+		cfg.MaxDatabases = 1000
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = 10 * time.Minute
+	}
+	if cfg.MaxRequestsPerDatabase <= 0 {
+		cfg.MaxRequestsPerDatabase = 256
 	}
 	if cfg.MaxLongPoll <= 0 {
 		cfg.MaxLongPoll = 5 * time.Minute
@@ -156,7 +219,10 @@ func New(cfg Config) (*Server, error) {
 		lock.Close()
 		return nil, fmt.Errorf("%w: %s", ErrDataDirInUse, cfg.DataDir)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, lock: lock, coord: coord.NewLocal(), dbs: map[string]*database{}, opening: map[string]chan struct{}{}}
+	s := &Server{cfg: cfg, log: cfg.Logger, lock: lock, mem: &memBudget{limit: cfg.MaxInflightBytes}, coord: coord.NewLocal(), dbs: map[string]*database{}, opening: map[string]chan struct{}{}}
+	if cfg.Cluster != nil {
+		s.coord = cfg.Cluster
+	}
 	reg := cfg.Registry
 	if reg == nil {
 		r := prometheus.NewRegistry()
@@ -166,6 +232,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.metrics = newMetrics(reg)
 	s.streams = stream.NewRegistry(stream.Config[*hranaStream]{Idle: cfg.StreamIdleTimeout, Max: cfg.MaxStreams, Expire: expireStream})
+	s.fwd = newForwarder(s, reg)
+	s.existing = countDatabases(cfg.DataDir)
 	for _, name := range cfg.Databases {
 		if !nameRE.MatchString(name) {
 			s.Close()
@@ -176,11 +244,17 @@ func New(cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
+	// Idle databases are closed on the wall clock; the simulator, which
+	// runs maintenance itself, keeps them open.
+	if cfg.IdleTimeout > 0 && cfg.MaintenanceInterval >= 0 {
+		s.stopIdle, s.idleDone = make(chan struct{}), make(chan struct{})
+		go s.idleLoop(s.stopIdle, s.idleDone)
+	}
 	return s, nil
 }
 
 func (s *Server) dbOptions() dbOptions {
-	return dbOptions{
+	o := dbOptions{
 		vfs:              s.cfg.VFS,
 		newID:            s.cfg.NewID,
 		after:            s.cfg.After,
@@ -195,12 +269,50 @@ func (s *Server) dbOptions() dbOptions {
 		coord:            s.coord,
 		openHistory:      openFileHistory(s.cfg.VFS),
 	}
+	if c := s.cfg.Cluster; c != nil {
+		o.shared = true
+		o.openHistory = func(ctx context.Context, name, _ string) (history.Backend, error) { return c.OpenHistory(ctx, name) }
+	}
+	return o
 }
 
 var errNoDatabase = errors.New("no such database")
 
 // database returns the open database name, opening or creating it.
 func (s *Server) database(ctx context.Context, name string, create bool) (*database, error) {
+	return s.get(ctx, name, create, false)
+}
+
+var (
+	errTooManyDatabases = errors.New("the server has as many databases as it may hold (MaxDatabases)")
+	errBusy             = errors.New("the database serves as many requests as it may at once; try again shortly")
+)
+
+// acquire returns database name for one request, opening or creating it,
+// and counts the request until release is called: a database serves at
+// most MaxRequestsPerDatabase at once, and is not closed as idle while
+// any is in progress.
+func (s *Server) acquire(ctx context.Context, name string, create bool) (d *database, release func(), err error) {
+	d, err = s.get(ctx, name, create, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	done := func() {
+		d.lastUsed.Store(time.Now().UnixNano())
+		d.active.Add(-1)
+	}
+	if d.working.Add(1) > int64(s.cfg.MaxRequestsPerDatabase) {
+		d.working.Add(-1)
+		done()
+		return nil, nil, errBusy
+	}
+	return d, func() { d.working.Add(-1); done() }, nil
+}
+
+// get returns the open database name, opening or creating it; hold counts
+// a request on it (under s.mu, so that the idle closer never closes a
+// database a request was just handed).
+func (s *Server) get(ctx context.Context, name string, create, hold bool) (*database, error) {
 	for {
 		s.mu.Lock()
 		if s.shutdown {
@@ -208,6 +320,9 @@ func (s *Server) database(ctx context.Context, name string, create bool) (*datab
 			return nil, errors.New("server is shutting down")
 		}
 		if d := s.dbs[name]; d != nil {
+			if hold {
+				d.active.Add(1)
+			}
 			s.mu.Unlock()
 			return d, nil
 		}
@@ -221,9 +336,14 @@ func (s *Server) database(ctx context.Context, name string, create bool) (*datab
 			}
 		}
 		dir := filepath.Join(s.cfg.DataDir, name)
-		if _, err := os.Stat(filepath.Join(dir, mainFile)); err != nil && !create {
+		exists := s.exists(ctx, name, dir)
+		switch {
+		case !exists && !create:
 			s.mu.Unlock()
 			return nil, fmt.Errorf("%w: %q", errNoDatabase, name)
+		case !exists && s.cfg.MaxDatabases > 0 && s.existing >= s.cfg.MaxDatabases:
+			s.mu.Unlock()
+			return nil, fmt.Errorf("%w: %d", errTooManyDatabases, s.cfg.MaxDatabases)
 		}
 		done := make(chan struct{})
 		s.opening[name] = done
@@ -234,6 +354,13 @@ func (s *Server) database(ctx context.Context, name string, create bool) (*datab
 		delete(s.opening, name)
 		close(done)
 		if err == nil {
+			if !exists {
+				s.existing++
+			}
+			d.lastUsed.Store(time.Now().UnixNano())
+			if hold {
+				d.active.Add(1)
+			}
 			s.dbs[name] = d
 			s.metrics.databases.Set(float64(len(s.dbs)))
 		}
@@ -242,12 +369,72 @@ func (s *Server) database(ctx context.Context, name string, create bool) (*datab
 	}
 }
 
+// exists reports whether database name exists: its file, or its row in
+// the shared store (a store error counts as "exists", and opening it will
+// report the error).
+func (s *Server) exists(ctx context.Context, name, dir string) bool {
+	if s.cfg.Cluster != nil {
+		ok, err := s.cfg.Cluster.Exists(ctx, name)
+		return ok || err != nil
+	}
+	_, err := os.Stat(filepath.Join(dir, mainFile))
+	return err == nil
+}
+
+// closeIdle closes the databases no request used for IdleTimeout. While
+// one closes, a request for it waits (as for one that opens), so that two
+// instances never share the files.
+func (s *Server) closeIdle() {
+	now := time.Now().UnixNano()
+	closing := map[string]*database{}
+	s.mu.Lock()
+	for name, d := range s.dbs {
+		if d.active.Load() == 0 && now-d.lastUsed.Load() > int64(s.cfg.IdleTimeout) {
+			closing[name] = d
+			delete(s.dbs, name)
+			s.opening[name] = make(chan struct{})
+		}
+	}
+	s.metrics.databases.Set(float64(len(s.dbs)))
+	s.mu.Unlock()
+	for name, d := range closing {
+		if err := d.close(); err != nil {
+			s.log.Warn("close idle database", "db", name, "err", err)
+		}
+		s.mu.Lock()
+		close(s.opening[name])
+		delete(s.opening, name)
+		s.mu.Unlock()
+	}
+}
+
+// idleLoop runs closeIdle until stop is closed.
+func (s *Server) idleLoop(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	tick := time.NewTicker(min(max(s.cfg.IdleTimeout/4, 10*time.Millisecond), time.Minute))
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+			s.closeIdle()
+		}
+	}
+}
+
+// countDatabases counts the databases in the data directory.
+func countDatabases(dir string) int {
+	names, _ := filepath.Glob(filepath.Join(dir, "*", mainFile))
+	return len(names)
+}
+
 // Handler returns the HTTP handler.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
-	mux.Handle("GET /metrics", s.authorize(false, promhttp.HandlerFor(s.gather, promhttp.HandlerOpts{})))
-	mux.HandleFunc("/", s.route)
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.Handle("GET /metrics", s.authorize(promhttp.HandlerFor(s.gather, promhttp.HandlerOpts{})))
+	mux.Handle("/", s.fwd.wrap(http.HandlerFunc(s.route)))
 	return s.instrument(mux)
 }
 
@@ -279,13 +466,15 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusMethodNotAllowed, "%s needs POST", rest)
 		return
 	}
-	if !s.allowed(w, r, hranaPath) {
-		return
-	}
-	d, ok := s.open(w, r.Context(), name)
+	g, ok := s.allowed(w, r, name, hranaPath)
 	if !ok {
 		return
 	}
+	d, release, ok := s.open(w, r.Context(), name, g)
+	if !ok {
+		return
+	}
+	defer release()
 	if hranaPath {
 		s.handleHrana(w, r, d, ep)
 	} else {
@@ -310,78 +499,129 @@ func databaseOf(r *http.Request) (name, rest string, err error) {
 	return name, rest, nil
 }
 
-// open opens the database name for a request, answering the error if it
-// cannot.
-func (s *Server) open(w http.ResponseWriter, ctx context.Context, name string) (*database, bool) {
-	d, err := s.database(ctx, name, !s.cfg.NoAutoCreate)
+// open opens the database name for a request with grant g, answering the
+// error if it cannot. Only a credential that may write a database may
+// create it. Call release when the request is done with it.
+func (s *Server) open(w http.ResponseWriter, ctx context.Context, name string, g grant) (*database, func(), bool) {
+	d, release, err := s.acquire(ctx, name, !s.cfg.NoAutoCreate && g.on(name) == writeAccess)
 	switch {
 	case errors.Is(err, errNoDatabase):
 		httpError(w, http.StatusNotFound, "%v", err)
-		return nil, false
+		return nil, nil, false
+	case errors.Is(err, errTooManyDatabases):
+		httpError(w, http.StatusForbidden, "%v", err)
+		return nil, nil, false
+	case errors.Is(err, errBusy):
+		w.Header().Set("Retry-After", "1")
+		httpError(w, http.StatusServiceUnavailable, "%v", err)
+		return nil, nil, false
 	case err != nil:
 		s.log.Error("open database", "db", name, "err", err)
 		httpError(w, http.StatusInternalServerError, "cannot open database %q (the server log has the details)", name)
-		return nil, false
+		return nil, nil, false
 	}
-	return d, true
+	return d, release, true
 }
 
-func (s *Server) authorize(write bool, h http.Handler) http.Handler {
+// healthz answers "ok", and in a cluster whether the store answers (503 if
+// not: this node can serve neither pulls nor pushes then).
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Cluster == nil {
+		io.WriteString(w, "ok\n")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.cfg.Cluster.Ping(ctx); err != nil {
+		w.Header().Set("Retry-After", "1")
+		httpError(w, http.StatusServiceUnavailable, "store unreachable: %v", err)
+		return
+	}
+	io.WriteString(w, "ok\nstore: reachable\n")
+}
+
+// authorize lets requests with any valid credential through.
+func (s *Server) authorize(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.allowed(w, r, write) {
-			h.ServeHTTP(w, r)
+		if _, err := s.authenticate(r); err != nil {
+			httpError(w, http.StatusUnauthorized, "%s", strings.TrimPrefix(err.Error(), ErrAuth.Error()+": "))
+			return
 		}
+		h.ServeHTTP(w, r)
 	})
 }
 
-// allowed checks the bearer token. With no tokens configured, everyone may
-// read and write.
-func (s *Server) allowed(w http.ResponseWriter, r *http.Request, write bool) bool {
-	if len(s.cfg.AuthTokens) == 0 && len(s.cfg.ReadTokens) == 0 {
-		return true
-	}
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || tok == "" {
-		httpError(w, http.StatusUnauthorized, "authorization required: send Authorization: Bearer <token>")
-		return false
-	}
-	for _, t := range s.cfg.AuthTokens {
-		if constantTimeEqual(t, tok) {
-			return true
-		}
-	}
-	for _, t := range s.cfg.ReadTokens {
-		if constantTimeEqual(t, tok) {
-			if write {
-				httpError(w, http.StatusForbidden, "this token may pull but not push")
-				return false
-			}
-			return true
-		}
-	}
-	httpError(w, http.StatusUnauthorized, "invalid token")
-	return false
-}
+// errNoMemory is the answer when the requests in flight hold
+// Config.MaxInflightBytes already.
+const errNoMemory = "the server holds as much request and response data as it may (MaxInflightBytes); try again shortly"
 
-// readBody reads a request body up to limit, answering 413 beyond it.
+// readBody reads a request body up to limit, answering 413 beyond it, 503
+// when the in-flight memory budget has no room for it, and 408 when the
+// client stops sending for IOTimeout. The body's memory stays reserved
+// until the request ends.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if body, ok := r.Context().Value(bodyKey{}).([]byte); ok {
+		return body, true // read once already, by the forwarder
+	}
+	rc := http.NewResponseController(w)
+	in := &deadlineReader{r: http.MaxBytesReader(w, r.Body, limit), rc: rc, timeout: s.cfg.IOTimeout}
+	var buf bytes.Buffer
+	var reserved int64
+	var err error
+	for {
+		if !s.mem.reserve(bodyChunk) {
+			err = errBudget
+			break
+		}
+		reserved += bodyChunk
+		var n int64
+		if n, err = io.CopyN(&buf, in, bodyChunk); err != nil || n < bodyChunk {
+			break
+		}
+	}
+	// Keep what the body uses, give back the rest when the request ends.
+	s.mem.release(reserved - int64(buf.Len()))
+	context.AfterFunc(r.Context(), func() { s.mem.release(int64(buf.Len())) })
 	var tooBig *http.MaxBytesError
+	var netErr net.Error
+	if errors.Is(err, io.EOF) {
+		// The deadline must not outlive the body: net/http's own
+		// background read would hit it and cancel the request (a long
+		// poll, say).
+		rc.SetReadDeadline(time.Time{})
+	} else {
+		// The rest of the body is not read: the connection cannot serve
+		// another request.
+		w.Header().Set("Connection", "close")
+	}
 	switch {
+	case errors.Is(err, io.EOF):
+	case errors.Is(err, errBudget):
+		w.Header().Set("Retry-After", "1")
+		httpError(w, http.StatusServiceUnavailable, errNoMemory)
+		return nil, false
 	case errors.As(err, &tooBig):
 		httpError(w, http.StatusRequestEntityTooLarge, "request body larger than %d bytes", limit)
+		return nil, false
+	case errors.As(err, &netErr) && netErr.Timeout():
+		httpError(w, http.StatusRequestTimeout, "the request body stopped arriving for %v", s.cfg.IOTimeout)
 		return nil, false
 	case err != nil:
 		httpError(w, http.StatusBadRequest, "read request body: %v", err)
 		return nil, false
 	}
-	s.metrics.bytesIn.Add(float64(len(body)))
-	return body, true
+	s.metrics.bytesIn.Add(float64(buf.Len()))
+	return buf.Bytes(), true
 }
 
-// writeBody writes a whole response body.
-func (s *Server) writeBody(w http.ResponseWriter, b []byte) {
-	w.Write(b)
+// bodyChunk is how much of a request body is read (and reserved) at once.
+const bodyChunk = 64 << 10
+
+var errBudget = errors.New("in-flight memory budget exhausted")
+
+// writeBody writes a whole response body under the write deadline.
+func (s *Server) writeBody(w http.ResponseWriter, b []byte) error {
+	return newDeadlineWriter(w, s.cfg.IOTimeout).writeAll(b)
 }
 
 func httpError(w http.ResponseWriter, status int, format string, args ...any) {
@@ -430,6 +670,13 @@ func (s *Server) Close() error {
 	s.wsConns.closeAll()
 	s.streams.Close()
 	s.mu.Lock()
+	if s.stopIdle != nil {
+		close(s.stopIdle)
+		s.stopIdle = nil
+		s.mu.Unlock()
+		<-s.idleDone
+		s.mu.Lock()
+	}
 	s.shutdown = true
 	dbs, lock := s.dbs, s.lock
 	s.dbs, s.lock = map[string]*database{}, nil

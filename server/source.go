@@ -63,10 +63,18 @@ func (h *historySource) close() error { return h.rd.Close() }
 // file while a reader may still need what it would overwrite, and every
 // frame a checkpoint can backfill under it is one this revision reads from
 // the WAL anyway.
+//
+// A slow client must not keep the WAL from being checkpointed for long: when
+// a checkpoint is due (database.ckptDue), the source lets go of the files
+// at its next read and serves the rest of the revision from the history,
+// which has every page of it.
 type liveSource struct {
 	d    *database
+	ctx  context.Context
 	conn *sql.Conn
 	tx   *sql.Tx
+	seq  int64        // the revision
+	hv   history.View // set once the source handed over to the history
 
 	db   *os.File
 	wal  *os.File       // nil when the revision has no WAL frames
@@ -78,7 +86,16 @@ type liveSource struct {
 // returns that revision. The writer lock is held only while the snapshot
 // is taken, so that the revision, the WAL position and the snapshot agree.
 func (d *database) live(ctx context.Context) (*liveSource, history.Revision, error) {
-	conn, err := d.readers.Conn(ctx)
+	if d.ckptDue.Load() {
+		return nil, history.Revision{}, errCheckpointDue
+	}
+	d.mu.Lock()
+	readers := d.readers
+	d.mu.Unlock()
+	if readers == nil {
+		return nil, history.Revision{}, errNoLocal
+	}
+	conn, err := readers.Conn(ctx)
 	if err != nil {
 		return nil, history.Revision{}, err
 	}
@@ -88,6 +105,14 @@ func (d *database) live(ctx context.Context) (*liveSource, history.Revision, err
 		return nil, history.Revision{}, err
 	}
 	d.mu.Lock()
+	if d.opts.shared && (d.admin == nil || d.behind.Load() || d.localSeq != d.hist.Latest().Seq) {
+		// Not this node's current copy (another node writes the database,
+		// or this one has not caught up): the history serves it.
+		d.mu.Unlock()
+		tx.Rollback()
+		conn.Close()
+		return nil, history.Revision{}, errNoLocal
+	}
 	// Record any commit not recorded yet (a history write that failed
 	// after its commit), so that the revision covers every frame the read
 	// transaction sees: a checkpoint may backfill those frames into the
@@ -98,19 +123,47 @@ func (d *database) live(ctx context.Context) (*liveSource, history.Revision, err
 		err = tx.QueryRowContext(ctx, "PRAGMA schema_version").Scan(&v) // starts the read transaction
 	}
 	rev, pos := d.hist.Latest(), d.walPos
+	// Counted while the writer lock is held, so that a checkpoint, which
+	// takes it, never waits for a reader it did not see.
+	d.liveReaders.Add(1)
 	d.mu.Unlock()
-	l := &liveSource{d: d, conn: conn, tx: tx, upTo: pos.Frame}
+	l := &liveSource{d: d, ctx: ctx, conn: conn, tx: tx, seq: rev.Seq, upTo: pos.Frame}
 	if err == nil {
 		err = l.openFiles(pos)
 	}
 	if err != nil {
-		l.closeFiles()
-		tx.Rollback()
-		conn.Close()
+		l.release()
 		return nil, rev, err
 	}
-	d.liveReaders.Add(1)
 	return l, rev, nil
+}
+
+// errCheckpointDue: bootstraps read the history until the due checkpoint
+// is done.
+var errCheckpointDue = errors.New("a checkpoint is due")
+
+// release lets go of the files and the read transaction.
+func (l *liveSource) release() error {
+	if l.tx == nil {
+		return nil
+	}
+	// The files first: the read transaction is what keeps them right.
+	l.closeFiles()
+	err := l.tx.Rollback()
+	l.conn.Close()
+	l.tx = nil
+	l.d.liveReaders.Add(-1)
+	return err
+}
+
+// handOver switches to the history for the rest of the revision.
+func (l *liveSource) handOver() error {
+	hv, err := l.d.hist.Reader(l.ctx)
+	if err != nil {
+		return err
+	}
+	l.hv = hv
+	return l.release()
 }
 
 // openFiles opens the database file and indexes the WAL's frames up to pos,
@@ -183,6 +236,20 @@ func (l *liveSource) each(n uint32, fn func(uint32, []byte) error) error {
 // read fills b with count pages from first on, as of the revision. Pages
 // past the end of the database file read as zeros, as SQLite reads them.
 func (l *liveSource) read(b []byte, first, count uint32) error {
+	if l.hv == nil && l.d.ckptDue.Load() {
+		if err := l.handOver(); err != nil {
+			return err
+		}
+	}
+	if l.hv != nil {
+		for i := range count {
+			p := b[int(i)*history.PageSize : int(i)*history.PageSize]
+			if _, err := l.hv.PageAt(p, first+i, l.seq); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	n, err := l.db.ReadAt(b, int64(first-1)*history.PageSize)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("read pages %d-%d: %w", first, first+count-1, err)
@@ -214,10 +281,9 @@ func (l *liveSource) closeFiles() {
 }
 
 func (l *liveSource) close() error {
-	// The files first: the read transaction is what keeps them right.
-	l.closeFiles()
-	err := l.tx.Rollback()
-	l.conn.Close()
-	l.d.liveReaders.Add(-1)
+	err := l.release()
+	if l.hv != nil {
+		err = errors.Join(err, l.hv.Close())
+	}
 	return err
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/syncdb/syncdb/internal/sqlitex"
@@ -50,12 +51,21 @@ func (d *database) exec(ctx context.Context, fn func(*sqlitex.Conn, *sandbox) er
 	if err != nil {
 		return true, 0, err
 	}
-	if lease == nil || !lease.Valid() {
+	if lease == nil {
 		return true, 0, errNotWriter
+	}
+	if !lease.Valid() {
+		return true, 0, fmt.Errorf("%w: this node's lease lapsed", history.ErrFenced)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.opts.shared {
+		if err := d.settle(ctx, lease); err != nil {
+			return true, 0, err
+		}
+	}
 	d.fence = history.Fence{Epoch: lease.Epoch()}
+	d.lease = lease
 	if d.client == nil {
 		if d.admin == nil {
 			return true, 0, errClosed
@@ -76,6 +86,17 @@ func (d *database) exec(ctx context.Context, fn func(*sqlitex.Conn, *sandbox) er
 		return ferr
 	})
 	commits = d.commits
+	if d.opts.shared {
+		// In a cluster a commit is acknowledged only once the shared store
+		// has it: one it could not record may be dropped (another node may
+		// take over), so it is reported as not committed, and settled
+		// before anything else runs (see settle).
+		if _, rerr := d.recordCommits(context.WithoutCancel(ctx)); rerr != nil {
+			d.log.Warn("recording commits in the store failed", "err", rerr)
+			return autocommit, 0, errors.Join(err, fmt.Errorf("record history: %w", d.recordFailed(rerr)))
+		}
+		return autocommit, commits, err
+	}
 	d.record(context.WithoutCancel(ctx))
 	return autocommit, commits, err
 }

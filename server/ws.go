@@ -49,6 +49,7 @@ type wsConn struct {
 
 	mu      sync.Mutex
 	d       *database // opened at the first stream
+	release func()    // lets d go (at the end of the connection)
 	streams map[int32]*wsStream
 	cursors map[int32]*wsCursor
 	wg      sync.WaitGroup
@@ -120,7 +121,7 @@ func (c *wsConn) serve(r *http.Request) string {
 			return err.Error()
 		}
 		if m.Type == hrana.MsgHello {
-			if msg := c.s.tokenProblem(m.JWT); msg != "" {
+			if msg := c.s.tokenProblem(m.JWT, c.name); msg != "" {
 				c.send(&hrana.ServerMsg{Type: hrana.MsgHelloError, Error: &hrana.Error{Message: msg, Code: "UNAUTHORIZED"}})
 				return ""
 			}
@@ -137,26 +138,24 @@ func (c *wsConn) serve(r *http.Request) string {
 	}
 }
 
-// tokenProblem says why tok may not run Hrana requests ("" if it may),
-// with the rules of the Authorization header.
-func (s *Server) tokenProblem(tok *string) string {
-	if len(s.cfg.AuthTokens) == 0 && len(s.cfg.ReadTokens) == 0 {
-		return ""
+// tokenProblem says why tok may not run Hrana requests on database db (""
+// if it may): as over HTTP, it needs write access to it.
+func (s *Server) tokenProblem(tok *string, db string) string {
+	t := ""
+	if tok != nil {
+		t = *tok
 	}
-	if tok == nil || *tok == "" {
+	if t == "" && (len(s.cfg.AuthTokens) > 0 || len(s.cfg.ReadTokens) > 0 || len(s.cfg.JWTKeys) > 0) {
 		return "authorization required: send a token in the hello message"
 	}
-	for _, t := range s.cfg.AuthTokens {
-		if constantTimeEqual(t, *tok) {
-			return ""
-		}
+	g, err := s.tokenGrant(t)
+	if err != nil {
+		return strings.TrimPrefix(err.Error(), ErrAuth.Error()+": ")
 	}
-	for _, t := range s.cfg.ReadTokens {
-		if constantTimeEqual(t, *tok) {
-			return "this token may pull but not push"
-		}
+	if g.on(db) != writeAccess {
+		return "this token may not write database " + db
 	}
-	return "invalid token"
+	return ""
 }
 
 func (c *wsConn) send(m *hrana.ServerMsg) {
@@ -254,7 +253,9 @@ func (c *wsConn) request(id int32, rq *hrana.WsRequest) string {
 		}
 		c.onStream(id, rq.StreamID, func(st *hranaStream) {
 			var res hrana.StreamResult
-			if _, err := c.s.execOn(c.ctx, st, readSQL(st, []hrana.StreamRequest{sr}), func(ex *executor) { res = ex.run(sr) }); err != nil {
+			did, err := c.s.execOn(c.ctx, st, readSQL(st, []hrana.StreamRequest{sr}), func(ex *executor) { res = ex.run(sr) })
+			defer c.s.mem.release(did.reserved)
+			if err != nil {
 				st.end(c.ctx)
 				c.reply(id, nil, asHrana(err))
 				return
@@ -302,7 +303,7 @@ func (c *wsConn) request(id int32, rq *hrana.WsRequest) string {
 			ok()
 			defer close(cur.entries)
 			_, err := c.s.execOn(cctx, st, readSQL(st, []hrana.StreamRequest{{Type: hrana.ReqBatch, Batch: batch}}), func(ex *executor) {
-				ex.budget = 1 << 62 // a cursor streams: no response bound
+				ex.budget, ex.mem = 1<<62, nil // a cursor streams: no response bound
 				if ex.c == nil {
 					cur.err = asHrana(ex.noConn)
 					return
@@ -416,14 +417,15 @@ func (c *wsConn) database() (*database, *hrana.Error) {
 	if c.d != nil {
 		return c.d, nil
 	}
-	d, err := c.s.database(c.ctx, c.name, !c.s.cfg.NoAutoCreate)
+	// The hello's token may write the database, so it may create it.
+	d, release, err := c.s.acquire(c.ctx, c.name, !c.s.cfg.NoAutoCreate)
 	if errors.Is(err, errNoDatabase) {
 		return nil, &hrana.Error{Message: err.Error(), Code: "NAMESPACE_DOESNT_EXIST"}
 	}
 	if err != nil {
 		return nil, asHrana(err)
 	}
-	c.d = d
+	c.d, c.release = d, release
 	return d, nil
 }
 
@@ -441,6 +443,9 @@ func (c *wsConn) shutdown() {
 	}
 	c.mu.Unlock()
 	c.wg.Wait()
+	if c.release != nil {
+		c.release()
+	}
 }
 
 // wsSet tracks the open WebSocket connections, which an HTTP server's

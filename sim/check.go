@@ -46,6 +46,7 @@ func (w *world) checkClient(c *client, op, result string) {
 		}
 		c.rev = seq
 	}
+	w.checkConflicts(c, op)
 	// Errors a faulty network explains are fine; anything else is a bug.
 	if strings.HasPrefix(result, "error: ") || strings.Contains(result, " error: ") {
 		if !expectedError(result) {
@@ -62,7 +63,7 @@ func expectedError(result string) bool {
 		"sim: ", "503", "unexpected EOF", "EOF", "simulated crash", "actor failed", "actor stopped",
 		"UNIQUE constraint failed", "duplicate column name", "no such table", "no such column",
 		"database is closed", "frozen", "malformed pull", "truncated", "bad stream", "invalid message", "out of order",
-		"fetch missing page", "disk I/O error",
+		"fetch missing page", "disk I/O error", "wait for a conflict to be resolved",
 	} {
 		if strings.Contains(result, s) {
 			return true
@@ -88,16 +89,32 @@ func (w *world) quiesce() {
 			return
 		}
 	}
-	for round := 0; round < 2; round++ {
+	// Rounds of resolving every waiting conflict, push-all, pull-all, until
+	// a round finds no conflict (a resolution can meet a new one).
+	for round := 0; round < 6; round++ {
+		waiting := false
 		for _, c := range w.clients {
-			if err := c.db.Push(ctx); err != nil {
-				w.fail("%s: push at quiescence: %v", c.name, err)
-			}
+			w.logf("%s resolve at quiescence: %s", c.name, w.resolveSome(c, true))
 		}
 		for _, c := range w.clients {
-			if _, err := c.db.Pull(ctx); err != nil {
+			if err := c.db.Push(ctx); err != nil && !errors.Is(err, syncdb.ErrConflict) {
+				w.fail("%s: push at quiescence: %v", c.name, err)
+			}
+			w.checkConflicts(c, "push at quiescence")
+		}
+		for _, c := range w.clients {
+			if _, err := c.db.Pull(ctx); errors.Is(err, syncdb.ErrConflict) {
+				waiting = true
+			} else if err != nil {
 				w.fail("%s: pull at quiescence: %v", c.name, err)
 			}
+			w.checkConflicts(c, "pull at quiescence")
+		}
+		if !waiting && round > 0 {
+			break
+		}
+		if round == 5 {
+			w.fail("conflicts still wait after %d rounds of resolving them at quiescence", round+1)
 		}
 	}
 	w.logf("quiescent")
@@ -229,14 +246,15 @@ func (w *world) checkQuiescent() string {
 		}
 	}
 	// No lost write: every local write that committed and changed rows was
-	// pushed. (Exactly once is checked on every committed batch, by the
-	// chain of high-water marks; a token may legitimately travel again when
-	// an update resurrects a row deleted remotely.)
+	// pushed, or is held back by a conflict on record (resolved for the
+	// remote side). (Exactly once is checked on every committed batch, by
+	// the chain of high-water marks; a token may legitimately travel again
+	// when keeping the local side brings a deleted row back.)
 	w.model.mu.Lock()
 	for _, c := range w.clients {
 		for _, tok := range c.tokens {
-			if w.model.tokens[tok] == 0 {
-				w.fail("%s's committed write %s never reached the server", c.name, tok)
+			if w.model.tokens[tok] == 0 && !c.heldTokens[tok] {
+				w.fail("%s's committed write %s never reached the server, and no conflict holds it", c.name, tok)
 			}
 		}
 	}

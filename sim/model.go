@@ -23,6 +23,24 @@ type model struct {
 	trace  func(token string, n int, sql string) // called on every counted token (for logs)
 	cur    string                                // the statement being applied
 	batch  map[string]bool                       // tokens counted in the current batch
+	// history lists, per row (table and key), who changed it in which
+	// server revision: a recorded conflict must match one of them.
+	history map[rowID][]touch
+	commits []touch // every committed batch
+	client  string  // the batch being applied: its client id
+	seq     int64   // and its revision
+}
+
+type rowID struct {
+	table string
+	key   int64
+}
+
+// touch is one committed change of a row: by which client id, in which
+// revision.
+type touch struct {
+	client string
+	seq    int64
 }
 
 type mtable struct {
@@ -31,7 +49,7 @@ type mtable struct {
 }
 
 func newModel() *model {
-	return &model{tables: map[string]*mtable{}, tokens: map[string]int{}, batch: map[string]bool{}}
+	return &model{tables: map[string]*mtable{}, tokens: map[string]int{}, batch: map[string]bool{}, history: map[rowID][]touch{}}
 }
 
 var (
@@ -100,6 +118,7 @@ func (m *model) apply(sql string, args []any) error {
 		if err != nil {
 			return err
 		}
+		m.touched(g[1], k)
 		// ON CONFLICT DO UPDATE sets the listed columns only: a change
 		// captured before a column existed leaves that column alone.
 		row := t.rows[k]
@@ -147,6 +166,7 @@ func (m *model) apply(sql string, args []any) error {
 		if !ok {
 			return nil
 		}
+		m.touched(g[1], k)
 		for i, c := range cols {
 			if c == t.cols[0] {
 				return fmt.Errorf("key-changing update not expected: %s", sql)
@@ -163,6 +183,9 @@ func (m *model) apply(sql string, args []any) error {
 		k, err := key(args[0])
 		if err != nil {
 			return err
+		}
+		if _, ok := t.rows[k]; ok {
+			m.touched(g[1], k)
 		}
 		delete(t.rows, k)
 		return nil
@@ -185,11 +208,38 @@ func (m *model) countOnce(vals []any) {
 	}
 }
 
-// beginBatch starts counting the tokens of a new committed batch.
-func (m *model) beginBatch() {
+// beginBatch starts counting the tokens of a new committed batch, by
+// client, which made revision seq.
+func (m *model) beginBatch(client string, seq int64) {
 	m.mu.Lock()
 	m.batch = map[string]bool{}
+	m.client, m.seq = client, seq
+	m.commits = append(m.commits, touch{client, seq})
 	m.mu.Unlock()
+}
+
+// touched records a change of a row by the current batch.
+func (m *model) touched(table string, key int64) {
+	id := rowID{table, key}
+	m.history[id] = append(m.history[id], touch{m.client, m.seq})
+}
+
+// concurrent reports whether a client other than the one whose id starts
+// with owner committed a change in revisions (base, rev]: of the row
+// table/key, or (row false) of anything.
+func (m *model) concurrent(owner, table string, key int64, row bool, base, rev int64) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	list := m.commits
+	if row {
+		list = m.history[rowID{table, key}]
+	}
+	for _, t := range list {
+		if !strings.HasPrefix(t.client, owner+"-") && t.seq > base && t.seq <= rev {
+			return true
+		}
+	}
+	return false
 }
 
 func quoted(list string) []string {

@@ -13,7 +13,11 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
+	"github.com/syncdb/syncdb/wire"
 	"github.com/syncdb/syncdb/wire/hrana"
+	"github.com/syncdb/syncdb/wire/syncpb"
 )
 
 // fault is what the network does to one request.
@@ -123,14 +127,30 @@ func (t *transport) serve(h http.Handler, req *http.Request, body []byte) (rec *
 		h.ServeHTTP(rec, r)
 	}()
 	if strings.HasSuffix(req.URL.Path, "/v2/pipeline") && rec.Code == 200 {
-		t.observePush(body, rec.Body.Bytes())
+		t.observePush(h, req, body, rec.Body.Bytes())
 	}
 	return rec
 }
 
+// latestRevision asks the server (past the faults) for its latest
+// revision's sequence number.
+func (t *transport) latestRevision(h http.Handler, req *http.Request) int64 {
+	sel, _ := wire.EncodeSelector(wire.SelectorRange(0, 1))
+	body, _ := proto.Marshal(&syncpb.PullUpdatesReqProtoBody{ServerPagesSelector: sel})
+	r := req.Clone(req.Context())
+	r.URL.Path = strings.TrimSuffix(r.URL.Path, "/v2/pipeline") + "/pull-updates"
+	rec := t.serve(h, r, body)
+	hdr := &syncpb.PullUpdatesRespProtoBody{}
+	if rec.Code != 200 || wire.NewFrameReader(rec.Body, 0).Next(hdr) != nil {
+		t.w.fail("read the server's revision after a push: HTTP %d", rec.Code)
+		return 0
+	}
+	return parseRevSeq(hdr.ServerRevision)
+}
+
 // observePush applies a push batch that committed to the model, in server
 // commit order.
-func (t *transport) observePush(reqBody, respBody []byte) {
+func (t *transport) observePush(h http.Handler, httpReq *http.Request, reqBody, respBody []byte) {
 	req, err := hrana.DecodePipelineReq(reqBody)
 	if err != nil || len(req.Requests) != 1 || req.Requests[0].Batch == nil {
 		return
@@ -162,7 +182,11 @@ func (t *transport) observePush(reqBody, respBody []byte) {
 		t.w.logf("server committed a push: guard %v, high-water %v, %d steps", guard, hw, len(steps))
 		t.checkChain(guard, hw)
 	}
-	t.w.model.beginBatch()
+	client := ""
+	if len(steps) > 3 {
+		client, _ = steps[len(steps)-2].Stmt.Args[0].V.(string)
+	}
+	t.w.model.beginBatch(client, t.latestRevision(h, httpReq))
 	for i, st := range steps {
 		if br.StepResults[i] == nil {
 			continue // a tolerated failure (duplicate column)

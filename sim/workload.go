@@ -43,9 +43,14 @@ type stmt struct {
 func (w *world) genStmt(c *client) stmt {
 	k := int64(w.rng.IntN(keys))
 	switch r := w.rng.IntN(100); {
-	case r < 25:
+	case r < 20:
 		t := c.token()
 		return stmt{"INSERT INTO kv(k, a, b) VALUES(?, ?, ?)", []any{k, t, t}, t}
+	case r < 25:
+		// A key SQLite assigns: replicas collide on it, and the default
+		// policy moves the later row to a new key.
+		t := c.token()
+		return stmt{"INSERT INTO kv(a, b) VALUES(?, ?)", []any{t, t}, t}
 	case r < 35:
 		t := c.token()
 		return stmt{"INSERT OR REPLACE INTO kv(k, a, b) VALUES(?, ?, ?)", []any{k, t, t}, t}
@@ -83,8 +88,10 @@ func (w *world) step(n int) {
 	switch {
 	case r < 45:
 		op = "write"
-	case r < 50:
+	case r < 48:
 		op = "read"
+	case r < 50:
+		op = "resolve"
 	case r < 64:
 		op = "push"
 	case r < 78:
@@ -115,6 +122,8 @@ func (w *world) step(n int) {
 	switch op {
 	case "write":
 		result = w.write(ctx, c)
+	case "resolve":
+		result = w.resolveSome(c, false)
 	case "read":
 		var n int
 		err := c.db.QueryRow(ctx, "SELECT count(*) FROM kv").Scan(&n)
@@ -178,7 +187,7 @@ func (w *world) write(ctx context.Context, c *client) string {
 		err := c.db.Tx(ctx, func(tx *syncdb.Tx) error {
 			tokens = tokens[:0]
 			for _, s := range stmts {
-				res, err := tx.Exec(s.sql, s.args...)
+				res, err := tx.Exec(ctx, s.sql, s.args...)
 				if err != nil {
 					continue // e.g. a duplicate key: the transaction goes on without it
 				}

@@ -92,6 +92,10 @@ type client struct {
 	seq        int
 	tokens     []string // value tokens of local writes that committed and changed rows
 	rev        int64    // revision sequence last seen (monotonic)
+	// seenConflict is the last conflict id checked; heldTokens are the
+	// tokens that conflicts hold back (see checkConflicts).
+	seenConflict int64
+	heldTokens   map[string]bool
 }
 
 // crashPlan arms a crash at the n-th hit of a failpoint of one owner.

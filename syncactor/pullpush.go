@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/syncdb/syncdb/actors"
 	"github.com/syncdb/syncdb/dbactor"
@@ -21,60 +22,125 @@ func dirOf(p string) string { return filepath.Dir(p) }
 
 // pull downloads the pages changed since the synced revision into the
 // changes file and has the database actor apply them.
-func (s *syncActor) pull(ctx context.Context) (bool, error) {
-	var changed bool
+func (s *syncActor) pull(ctx context.Context, p *messages.Pull) (messages.PullResult, error) {
+	var res messages.PullResult
 	err := s.retry(ctx, func() error {
 		var err error
-		changed, err = s.pullOnce(ctx)
+		res, err = s.pullOnce(ctx, p)
 		return err
 	})
 	if errors.Is(err, netactor.ErrRevisionGone) {
-		return false, fmt.Errorf("%w: %w", ErrRebootstrap, err)
+		return res, fmt.Errorf("%w: %w", ErrRebootstrap, err)
 	}
-	return changed, err
+	if err != nil {
+		return res, err
+	}
+	return res, s.waiting(ctx)
 }
 
-func (s *syncActor) pullOnce(ctx context.Context) (bool, error) {
+func (s *syncActor) pullOnce(ctx context.Context, p *messages.Pull) (messages.PullResult, error) {
+	var res messages.PullResult
 	m, err := s.meta(ctx)
 	if err != nil {
-		return false, err
+		return res, err
 	}
 	req := &syncpb.PullUpdatesReqProtoBody{}
 	if m.SyncedRevision != nil {
 		req.ClientRevision = m.SyncedRevision.Revision
 	}
-	if s.cfg.LongPoll > 0 {
-		req.LongPollTimeoutMs = uint32(s.cfg.LongPoll.Milliseconds())
+	longPoll := s.cfg.LongPoll
+	if p.LongPoll > 0 {
+		longPoll = p.LongPoll
+	}
+	if longPoll > 0 {
+		req.LongPollTimeoutMs = uint32(longPoll.Milliseconds())
 	}
 	failpoint.Hit("pull.start", s.cfg.Path)
 	w, err := dbactor.CreateChanges(s.cfg.FS, s.cfg.Path)
 	if err != nil {
-		return false, err
+		return res, err
 	}
-	info, err := actors.Ask[messages.PullInfo](ctx, s.cfg.Sys, s.cfg.Net, &messages.PullUpdates{
+	reqCtx, answered, release := wakeable(ctx, p.Wake)
+	defer release()
+	info, err := actors.Ask[messages.PullInfo](reqCtx, s.cfg.Sys, s.cfg.Net, &messages.PullUpdates{
 		Req: req, RetryUntil: s.until,
-		OnHeader: func(*syncpb.PullUpdatesRespProtoBody) error { return w.Reset() },
+		OnHeader: func(*syncpb.PullUpdatesRespProtoBody) error {
+			if !answered() {
+				return messages.ErrWoken
+			}
+			return w.Reset()
+		},
 		OnPage: func(pgno uint32, data []byte) error {
 			s.progress("pull", int64(w.Pages())+1, 0)
 			return w.Add(pgno, data)
 		},
 	})
 	cerr := w.Close()
+	// The download is needed only until the database actor applied it (or
+	// failed to): its space goes back at once.
+	defer s.cfg.FS.Remove(dbactor.ChangesPath(s.cfg.Path))
 	if err != nil {
-		return false, err
+		if errors.Is(context.Cause(reqCtx), messages.ErrWoken) {
+			return res, messages.ErrWoken
+		}
+		return res, err
 	}
 	if cerr != nil {
-		return false, cerr
+		return res, cerr
 	}
 	hdr := info.Header
 	if hdr.DbSize > 1<<31 {
-		return false, fmt.Errorf("server reports an impossible database size of %d pages", hdr.DbSize)
+		return res, fmt.Errorf("server reports an impossible database size of %d pages", hdr.DbSize)
 	}
 	// Even an empty pull goes to the database actor: it checks that nobody
 	// else wrote to the files.
-	return actors.Ask[bool](ctx, s.cfg.Sys, s.cfg.DB, &messages.ApplyPull{
-		Revision: hdr.ServerRevision, DBSize: uint32(hdr.DbSize), ChangesPath: dbactor.ChangesPath(s.cfg.Path),
+	return actors.Ask[messages.PullResult](ctx, s.cfg.Sys, s.cfg.DB, &messages.ApplyPull{
+		Revision: hdr.ServerRevision, DBSize: uint32(hdr.DbSize), ChangesPath: dbactor.ChangesPath(s.cfg.Path), Tables: p.Tables,
 	})
+}
+
+// wakeable returns the context for a pull request that a value from wake
+// cancels (with cause ErrWoken) as long as the server has not begun to
+// answer, and answered, which the header callback calls: it reports false
+// if the wake came first. A wake after the answer began is put back.
+// release frees the context.
+func wakeable(ctx context.Context, wake chan struct{}) (reqCtx context.Context, answered func() bool, release func()) {
+	if wake == nil {
+		return ctx, func() bool { return true }, func() {}
+	}
+	reqCtx, cancel := context.WithCancelCause(ctx)
+	release = func() { cancel(nil) }
+	var mu sync.Mutex
+	begun, woken := false, false
+	stop := make(chan struct{})
+	go func() {
+		select {
+		case <-wake:
+			mu.Lock()
+			if begun {
+				select {
+				case wake <- struct{}{}:
+				default:
+				}
+			} else {
+				woken = true
+				cancel(messages.ErrWoken)
+			}
+			mu.Unlock()
+		case <-stop:
+		case <-reqCtx.Done():
+		}
+	}()
+	answered = func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if !begun {
+			begun = true
+			close(stop)
+		}
+		return !woken
+	}
+	return reqCtx, answered, release
 }
 
 // errOutOfOrder: the server's high-water mark is not where this batch
@@ -103,20 +169,77 @@ const (
 // push sends the local changes the server does not have yet, exactly once:
 // the floor is re-read from the server's high-water mark before every
 // attempt, and each batch moves the mark in the same server transaction.
-func (s *syncActor) push(ctx context.Context) error {
+// A batch the server refuses because a change met a row it did not expect
+// (a conflict) changes nothing there; push then pulls, so that the replay
+// records or resolves the conflict, and pushes what remains.
+func (s *syncActor) push(ctx context.Context, tables bool) (messages.PullResult, error) {
+	var pulled messages.PullResult
 	m, err := s.meta(ctx)
 	if err != nil {
-		return err
+		return pulled, err
 	}
 	// Nothing new since the last successful push: no request at all.
 	probe, err := actors.Ask[messages.Pending](ctx, s.cfg.Sys, s.cfg.DB, &messages.PendingChanges{After: m.LastPushedChangeIDHint, Peek: true})
 	if err != nil {
-		return err
+		return pulled, err
 	}
 	if probe.PullGen == m.LastPushedPullGenHint && len(probe.Changes) == 0 {
-		return nil
+		return pulled, s.waiting(ctx)
 	}
-	return s.retry(ctx, func() error { return s.pushOnce(ctx) })
+	for round := 1; ; round++ {
+		err := s.retry(ctx, func() error { return s.pushOnce(ctx) })
+		var pc *pushConflict
+		switch {
+		case err == nil:
+			return pulled, s.waiting(ctx)
+		case !errors.As(err, &pc):
+			return pulled, err
+		case round == maxPushRounds:
+			// Pulling did not make the server take it: the server refuses
+			// what the local database accepts.
+			return pulled, fmt.Errorf("%w: %v", ErrPushRejected, pc)
+		}
+		s.cfg.Logger.Info("the server has changes that conflict with local ones: pulling them first", "change", pc.Error())
+		res, err := s.pull(ctx, &messages.Pull{Tables: tables})
+		if err != nil && !errors.Is(err, dbactor.ErrConflict) {
+			return pulled, err
+		}
+		if res.Changed {
+			pulled.Changed, pulled.Revision = true, res.Revision
+			pulled.Tables = append(pulled.Tables, res.Tables...)
+		}
+	}
+}
+
+// maxPushRounds bounds the pushes (and pulls between them) of one Push.
+const maxPushRounds = 3
+
+// pushConflict is a push batch the server refused at a change: a guard
+// found the row not as the change expects, or a statement failed (a
+// constraint). Nothing of the batch was applied.
+type pushConflict struct {
+	c   change.Change
+	msg string
+}
+
+func (e *pushConflict) Error() string {
+	return fmt.Sprintf("the server refused the local %s of %s %v: %s", e.c.Op, e.c.Table, change.Key(e.c), e.msg)
+}
+
+// waiting returns an error wrapping ErrConflict if local changes wait for
+// conflicts to be resolved.
+func (s *syncActor) waiting(ctx context.Context) error {
+	cs, err := actors.Ask[[]messages.Conflict](ctx, s.cfg.Sys, s.cfg.DB, &messages.ListConflicts{})
+	if err != nil || len(cs) == 0 {
+		return err
+	}
+	c := cs[0]
+	more := ""
+	if len(cs) > 1 {
+		more = fmt.Sprintf(" and %d more", len(cs)-1)
+	}
+	return fmt.Errorf("%w: %s on %s %v (conflict %d)%s; see DB.Conflicts, or run: syncdb conflicts %s",
+		dbactor.ErrConflict, c.Kind, c.Table, c.Key, c.ID, more, s.cfg.Path)
 }
 
 func (s *syncActor) pushOnce(ctx context.Context) error {
@@ -153,6 +276,10 @@ func (s *syncActor) pushOnce(ctx context.Context) error {
 		floor = batch.Changes[len(batch.Changes)-1].ID
 		if err := s.recordPush(ctx, batch.PullGen, floor); err != nil {
 			return err
+		}
+		// The server has them: free their space in the change log.
+		if _, err := actors.Ask[struct{}](ctx, s.cfg.Sys, s.cfg.DB, &messages.TrimChanges{PullGen: batch.PullGen, UpTo: floor}); err != nil {
+			s.cfg.Logger.Warn("trimming pushed changes from the change log", "err", err)
 		}
 		if !batch.More {
 			return nil
@@ -242,15 +369,28 @@ func (s *syncActor) sendBatch(ctx context.Context, gen, floor int64, cs []change
 	add(highWaterTable, nil, "")
 	last := cs[len(cs)-1].ID
 	add(continuityGuard, []any{s.cfg.ClientID, gen, floor}, "") // guardStep
+	changeAt := map[int]change.Change{}                         // step -> the change it belongs to
+	guards := map[int]bool{}
 	for _, c := range cs {
 		if s.ignored[c.Table] {
 			continue
+		}
+		// The row must be on the server as this change expects it; if
+		// not, another client changed it meanwhile (change.Guard).
+		guard, ok, err := change.Guard(c)
+		if err != nil {
+			return fmt.Errorf("change %d: %w", c.ID, err)
+		}
+		if ok {
+			changeAt[len(steps)], guards[len(steps)] = c, true
+			add(guard.SQL, guard.Args, "")
 		}
 		stmts, err := change.Statements(c)
 		if err != nil {
 			return fmt.Errorf("change %d: %w", c.ID, err)
 		}
 		for _, st := range stmts {
+			changeAt[len(steps)] = c
 			add(st.SQL, st.Args, st.Tolerated)
 		}
 	}
@@ -277,6 +417,13 @@ func (s *syncActor) sendBatch(ctx context.Context, gen, floor int64, cs []change
 		if e := br.StepErrors[i]; e != nil {
 			if tol, ok := tolerated[i]; ok && strings.Contains(e.Message, tol) {
 				continue
+			}
+			if c, ok := changeAt[i]; ok {
+				pc := &pushConflict{c: c, msg: e.Message}
+				if guards[i] {
+					pc.msg = "the server's row is not as this change expects (another client changed it)"
+				}
+				return pc
 			}
 			return fmt.Errorf("%w: %s: %s", ErrPushRejected, *steps[i].Stmt.SQL, e.Error())
 		}

@@ -103,9 +103,9 @@ func (s *syncActor) receive(msg any) {
 		}
 		m.Respond(struct{}{}, s.bootstrap(m.Context()))
 	case *messages.Pull:
-		m.Respond(s.pull(m.Context()))
+		m.Respond(s.pull(m.Context(), m))
 	case *messages.Push:
-		m.Respond(struct{}{}, s.push(m.Context()))
+		m.Respond(s.push(m.Context(), m.Tables))
 	default:
 		if f, ok := msg.(interface{ Fail(error) }); ok {
 			f.Fail(fmt.Errorf("syncactor: unexpected message %T", msg))

@@ -65,6 +65,7 @@ type clientFlags struct {
 	url, token string
 	json       bool
 	bail       bool
+	version    bool
 }
 
 // newFlagSet makes the flag set of a client command. Parse errors and -h
@@ -78,6 +79,7 @@ func newFlagSet(cmd *command, withJSON bool) (*flag.FlagSet, *clientFlags) {
 	if withJSON {
 		fs.BoolVar(&f.json, "json", false, "print the result as one JSON object")
 	}
+	fs.BoolVar(&f.version, "version", false, "print the version and exit")
 	return fs, f
 }
 
@@ -96,6 +98,10 @@ func (c *cli) parseFlags(cmd *command, fs *flag.FlagSet, args []string) (pos []s
 		}
 		if err != nil {
 			return nil, c.usageError(cmd, "%v", err), false
+		}
+		if v := fs.Lookup("version"); v != nil && v.Value.String() == "true" {
+			fmt.Fprintln(c.stdout, versionText())
+			return nil, exitOK, false
 		}
 		rest := fs.Args()
 		if len(rest) == 0 {
@@ -197,7 +203,7 @@ func (c *cli) open(ctx context.Context, path string, f *clientFlags) (*session, 
 	}
 	s, err := c.openLocked(ctx, path, f, token)
 	if errors.Is(err, syncdb.ErrInUse) {
-		return nil, &userError{fmt.Sprintf("%v: one process at a time may use a replica (an open shell, for example); quit it or wait for it to finish", err)}
+		return nil, &wrapped{fmt.Sprintf("%v: one process at a time may use a replica (an open shell, for example); quit it or wait for it to finish", err), err}
 	}
 	return s, err
 }

@@ -106,6 +106,9 @@ func (c *cli) runScript(cmd *command, args []string, op scriptOp) int {
 	defer release()
 	start := time.Now()
 	s, err := c.open(ctx, path, f)
+	if cmd.name == "stats" && errors.Is(err, syncdb.ErrInUse) {
+		return c.statsInUse(ctx, cmd, path, f, err)
+	}
 	if err != nil {
 		return c.fail(ctx, cmd, err)
 	}
@@ -305,6 +308,10 @@ func doStats(ctx context.Context, s *session, _ time.Time) (any, string, error) 
 	if err != nil {
 		return nil, "", err
 	}
+	return doStatsOf(s, st)
+}
+
+func doStatsOf(s *session, st syncdb.Stats) (any, string, error) {
 	out := statsJSON{Path: s.path, URL: s.url, Revision: st.Revision, CDCOperations: st.CDCOperations,
 		MainWALSize: st.MainWALSize, RevertWALSize: st.RevertWALSize,
 		LastPullUnixTime: st.LastPullUnixTime, LastPushUnixTime: st.LastPushUnixTime,
@@ -312,27 +319,31 @@ func doStats(ctx context.Context, s *session, _ time.Time) (any, string, error) 
 	return out, statsText(s, st, time.Now()), nil
 }
 
-// stats is db.Stats with an up-to-date count of unpushed changes.
-//
-// Stats.CDCOperations comes from the writer actor's copy of the -info
-// metadata, which a push (made by the sync actor) does not refresh, so after
-// a push in the same process it still counts the pushed changes. Until the
-// library refreshes it, count them here from the metadata file, which the
-// push did update. If that fails, Stats' own number stands.
+// stats is the replica's Stats.
 func (s *session) stats(ctx context.Context) (syncdb.Stats, error) {
-	st, err := s.db.Stats(ctx)
+	return s.db.Stats(ctx)
+}
+
+// statsInUse is "syncdb stats" on a replica another process has open: the
+// figures come from its files, read without opening it.
+func (c *cli) statsInUse(ctx context.Context, cmd *command, path string, f *clientFlags, inUse error) int {
+	st, err := syncdb.ReadStats(ctx, path)
 	if err != nil {
-		return st, err
+		return c.fail(ctx, cmd, errors.Join(inUse, err))
 	}
-	m, err := metaactor.Load(fsx.OS, s.path+"-info")
-	if err != nil {
-		return st, nil
+	s := &session{path: path, url: f.url}
+	if m, err := metaactor.Load(fsx.OS, path+"-info"); err == nil && s.url == "" && m.SavedConfiguration != nil && m.SavedConfiguration.RemoteURL != nil {
+		s.url = *m.SavedConfiguration.RemoteURL
 	}
-	var n int64
-	if err := s.db.QueryRow(ctx, "SELECT count(*) FROM _syncdb_changes WHERE change_id > ?", m.LastPushedChangeIDHint).Scan(&n); err == nil {
-		st.CDCOperations = n
+	out, text, _ := doStatsOf(s, st)
+	if f.json {
+		if err := json.NewEncoder(c.stdout).Encode(out); err != nil {
+			return c.fail(ctx, cmd, err)
+		}
+		return exitOK
 	}
-	return st, nil
+	fmt.Fprintf(c.stdout, "%s(another process has the replica open: read from its files)\n", text)
+	return exitOK
 }
 
 // statsText is the human-readable form of Stats.

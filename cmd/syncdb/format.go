@@ -22,38 +22,29 @@ type resultSet struct {
 	numeric [][]bool // right-aligned cells
 }
 
-// collect reads all rows, formatting each value.
-func collect(rows *sql.Rows) (*resultSet, error) {
+// collectResult reads all rows, keeping the raw values.
+func collectResult(rows *sql.Rows) (*queryResult, error) {
 	defer rows.Close()
 	cols, err := rows.Columns()
 	if err != nil {
 		return nil, err
 	}
-	for i, c := range cols {
-		cols[i] = escapeText(c)
-	}
-	rs := &resultSet{cols: cols}
-	vals := make([]any, len(cols))
+	res := &queryResult{cols: cols}
 	ptrs := make([]any, len(cols))
-	for i := range vals {
-		ptrs[i] = &vals[i]
-	}
 	for rows.Next() {
+		vals := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
 		if err := rows.Scan(ptrs...); err != nil {
 			return nil, err
 		}
-		row := make([]string, len(cols))
-		num := make([]bool, len(cols))
-		for i, v := range vals {
-			row[i], num[i] = formatValue(v)
-		}
-		rs.rows = append(rs.rows, row)
-		rs.numeric = append(rs.numeric, num)
+		res.rows = append(res.rows, vals)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	return rs, nil
+	return res, nil
 }
 
 // formatValue renders one SQLite value for a table, and whether it is a

@@ -2,11 +2,13 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
-	"golang.org/x/term"
+	"github.com/chzyer/readline"
 )
 
 // lineReader reads the shell's input one line at a time.
@@ -37,96 +39,46 @@ func (p *plainReader) readLine(prompt string) (string, error) {
 	return line, err
 }
 
-// termReader reads lines from a terminal with line editing and history
-// (golang.org/x/term), switching the terminal to raw mode only while a
-// line is being typed, so that Ctrl-C during a statement still sends
-// SIGINT.
-type termReader struct {
-	in, out *os.File
-	keys    *ctrlCReader
-	t       *term.Terminal
+// termReader reads lines from a terminal with line editing and a
+// persistent history searchable with Ctrl-R (github.com/chzyer/readline).
+// The terminal is in raw mode only while a line is being typed, so Ctrl-C
+// during a statement still sends SIGINT.
+type termReader struct{ rl *readline.Instance }
+
+// historyEnv names the history file; the default is ~/.syncdb_history.
+const historyEnv = "SYNCDB_HISTORY"
+
+func newTermReader(c *cli) (*termReader, error) {
+	hist := c.getenv(historyEnv)
+	if hist == "" {
+		if home, err := os.UserHomeDir(); err == nil {
+			hist = filepath.Join(home, ".syncdb_history")
+		}
+	}
+	rl, err := readline.NewEx(&readline.Config{
+		Prompt:            prompt,
+		HistoryFile:       hist,
+		HistoryLimit:      maxHistory,
+		HistorySearchFold: true,
+		Stdin:             c.stdinFile,
+		Stdout:            c.stdoutFile,
+		Stderr:            c.stderrFile,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &termReader{rl: rl}, nil
 }
 
-func newTermReader(in, out *os.File) *termReader {
-	keys := &ctrlCReader{r: in}
-	t := term.NewTerminal(struct {
-		io.Reader
-		io.Writer
-	}{keys, out}, "")
-	t.History = &history{}
-	return &termReader{in: in, out: out, keys: keys, t: t}
-}
+const maxHistory = 1000
 
 func (r *termReader) readLine(prompt string) (string, error) {
-	state, err := term.MakeRaw(int(r.in.Fd()))
-	if err != nil {
-		return "", err
-	}
-	defer term.Restore(int(r.in.Fd()), state)
-	if w, h, err := term.GetSize(int(r.out.Fd())); err == nil && w > 0 && h > 0 {
-		r.t.SetSize(w, h)
-	}
-	r.t.SetPrompt(prompt)
-	line, err := r.t.ReadLine()
-	if r.keys.interrupted {
-		r.keys.interrupted = false
+	r.rl.SetPrompt(prompt)
+	line, err := r.rl.Readline()
+	if errors.Is(err, readline.ErrInterrupt) {
 		return "", errInterrupted
-	}
-	if err == io.EOF && line == "" {
-		io.WriteString(r.out, "\r\n") // leave the prompt's line
 	}
 	return line, err
 }
 
-// ctrlCReader hands the terminal's keys to term.Terminal one line at a
-// time, turning Ctrl-C into Enter and noting it: term.Terminal itself
-// would treat Ctrl-C as the end of input.
-type ctrlCReader struct {
-	r           io.Reader
-	buf         [512]byte
-	pending     []byte
-	interrupted bool
-}
-
-func (c *ctrlCReader) Read(p []byte) (int, error) {
-	if len(c.pending) == 0 {
-		n, err := c.r.Read(c.buf[:])
-		if n == 0 {
-			return 0, err
-		}
-		c.pending = c.buf[:n]
-	}
-	chunk := c.pending
-	if i := strings.IndexAny(string(chunk), "\r\n\x03"); i >= 0 {
-		if chunk[i] == '\r' && i+1 < len(chunk) && chunk[i+1] == '\n' {
-			i++
-		}
-		chunk = chunk[:i+1]
-	}
-	n := copy(p, chunk)
-	if n > 0 && p[n-1] == 0x03 {
-		p[n-1] = '\r'
-		c.interrupted = true
-	}
-	c.pending = c.pending[n:]
-	return n, nil
-}
-
-// history is the line editor's history: no blank lines, no repeats.
-type history struct{ entries []string }
-
-const maxHistory = 1000
-
-func (h *history) Add(e string) {
-	if strings.TrimSpace(e) == "" || len(h.entries) > 0 && h.entries[len(h.entries)-1] == e {
-		return
-	}
-	if len(h.entries) == maxHistory {
-		h.entries = h.entries[1:]
-	}
-	h.entries = append(h.entries, e)
-}
-
-func (h *history) Len() int { return len(h.entries) }
-
-func (h *history) At(i int) string { return h.entries[len(h.entries)-1-i] }
+func (r *termReader) close() { r.rl.Close() }

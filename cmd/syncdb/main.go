@@ -2,7 +2,7 @@
 // databases: an interactive SQL shell and one-shot commands for scripts.
 //
 //	syncdb serve [--addr 127.0.0.1:8080] [--data ./syncdb-data] [--auth-token T]... [--read-token T]... [--no-auto-create]
-//	syncdb shell [--url URL] [--auth-token T] PATH
+//	syncdb shell [--url URL] [--auth-token T] [-cmd COMMAND]... [-csv|-json|-box|...] PATH [SQL]...
 //	syncdb pull|push|sync|stats|checkpoint [--url URL] [--auth-token T] [--json] PATH
 //
 // Run "syncdb help" for the list of commands and "syncdb COMMAND -h" for
@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"strings"
 )
 
@@ -31,13 +33,15 @@ var commands []*command
 
 func init() {
 	commands = []*command{
-		{name: "shell", args: "[--url URL] [--auth-token T] [--bail] PATH", summary: "interactive SQL on a synced database (reads statements from stdin)", help: shellHelp, run: runShell},
+		{name: "shell", args: "[--url URL] [--auth-token T] [--bail] [-cmd COMMAND]... [-csv|-json|-box|...] [-header] PATH [SQL]...", summary: "SQL on a synced database, like sqlite3 (from the SQL arguments, or stdin)", help: shellHelp, run: runShell},
 		{name: "pull", args: "[--url URL] [--auth-token T] [--json] PATH", summary: "apply the server's changes to the local database", help: pullHelp, run: runPull},
 		{name: "push", args: "[--url URL] [--auth-token T] [--json] PATH", summary: "send the local changes to the server", help: pushHelp, run: runPush},
 		{name: "sync", args: "[--url URL] [--auth-token T] [--json] PATH", summary: "push, then pull", help: syncHelp, run: runSync},
 		{name: "stats", args: "[--url URL] [--auth-token T] [--json] PATH", summary: "show the revision, last pull and push, unpushed changes and WAL sizes", help: statsHelp, run: runStats},
 		{name: "checkpoint", args: "[--url URL] [--auth-token T] [--json] PATH", summary: "move the WAL into the database file", help: checkpointHelp, run: runCheckpoint},
 		{name: "serve", args: "[flags]", summary: "run the sync server (syncdb serve -h for flags)", run: runServe},
+		{name: "migrate-store", args: "--store postgres://... --data DIR", summary: "copy a single-node server's databases into a cluster's PostgreSQL store", help: migrateHelp, run: runMigrate},
+		{name: "version", args: "", summary: "print the version (also: syncdb COMMAND --version)", run: runVersion},
 		{name: "help", args: "[COMMAND]", summary: "show this list, or one command's help", run: runHelp},
 	}
 }
@@ -83,11 +87,23 @@ func (c *cli) run(args []string) int {
 	case "-h", "--help", "-help":
 		fmt.Fprint(c.stdout, usage())
 		return 0
+	case "--version", "-version":
+		fmt.Fprintln(c.stdout, versionText())
+		return 0
 	}
 	cmd := findCommand(args[0])
 	if cmd == nil {
 		fmt.Fprintf(c.stderr, "syncdb: unknown command %q\n\n%s", args[0], usage())
 		return 2
+	}
+	for _, a := range args[1:] {
+		if a == "--" {
+			break
+		}
+		if a == "--version" || a == "-version" {
+			fmt.Fprintln(c.stdout, versionText())
+			return 0
+		}
 	}
 	return cmd.run(c, cmd, args[1:])
 }
@@ -100,6 +116,11 @@ func runHelp(c *cli, _ *command, args []string) int {
 	if len(args) > 1 {
 		fmt.Fprintf(c.stderr, "syncdb help: too many arguments\n")
 		return 2
+	}
+	switch args[0] {
+	case "-h", "--help", "-help":
+		fmt.Fprint(c.stdout, usage())
+		return 0
 	}
 	cmd := findCommand(args[0])
 	if cmd == nil {
@@ -127,4 +148,45 @@ func runServe(c *cli, _ *command, args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// versionText is what --version prints: the module version (or "devel"
+// for a build from a checkout), the VCS revision it was built from, and
+// the Go version.
+func versionText() string {
+	v, rev, modified, goVersion := "devel", "", false, runtime.Version()
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			v = bi.Main.Version
+		}
+		goVersion = bi.GoVersion
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				modified = s.Value == "true"
+			}
+		}
+	}
+	out := "syncdb " + v
+	if rev != "" {
+		out += " " + rev[:min(12, len(rev))]
+		if modified {
+			out += "+modified"
+		}
+	}
+	return out + " " + goVersion
+}
+
+func runVersion(c *cli, cmd *command, args []string) int {
+	switch {
+	case len(args) == 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help"):
+		cmd.printHelp(c.stdout)
+		return exitOK
+	case len(args) > 0:
+		return c.usageError(cmd, "unexpected arguments %q", args)
+	}
+	fmt.Fprintln(c.stdout, versionText())
+	return exitOK
 }

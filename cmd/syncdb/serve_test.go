@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -334,4 +335,58 @@ func TestSigtermDrains(t *testing.T) {
 	if el := time.Since(start); el > 10*time.Second {
 		t.Fatalf("shutdown took %v", el)
 	}
+}
+
+// A JWT key file that cannot be read stops serve at once, naming the flag.
+func TestServeBadJWTKeyFile(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "key.pem")
+	os.WriteFile(bad, []byte("not a key"), 0o600)
+	for _, f := range []string{filepath.Join(t.TempDir(), "missing.pem"), bad} {
+		err := serve([]string{"--addr", "127.0.0.1:0", "--data", t.TempDir(), "--auth-jwt-key-file", f})
+		if err == nil || !strings.Contains(err.Error(), "--auth-jwt-key-file") {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
+
+// Attack: one statement computing many large values at once (each under
+// the value limit) took the server's memory with it. --max-sqlite-memory
+// fails it with "out of memory" instead; the server goes on.
+func TestServeSQLiteMemoryLimit(t *testing.T) {
+	p := startServer(t, t.TempDir(), "--max-sqlite-memory", strconv.Itoa(256<<20))
+	huge := "SELECT " + strings.TrimSuffix(strings.Repeat("randomblob(4e7), ", 25), ", ") // 1 GB in one row
+	resp, err := p.pipeline(hrana.StreamRequest{Type: hrana.ReqExecute, Stmt: &hrana.Stmt{SQL: &huge}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := resp.Results[0]; r.Type != hrana.ResultError || !strings.Contains(r.Error.Message, "out of memory") {
+		t.Fatalf("a 1 GB row: %+v %+v", r.Response, r.Error)
+	}
+	if hwm := peakRSS(t, p.cmd.Process.Pid); hwm > 700<<20 {
+		t.Errorf("the server's peak RSS is %d MiB", hwm>>20)
+	}
+	ok := "SELECT length(randomblob(1e6))"
+	if resp, err := p.pipeline(hrana.StreamRequest{Type: hrana.ReqExecute, Stmt: &hrana.Stmt{SQL: &ok}}); err != nil || resp.Results[0].Type != hrana.ResultOK {
+		t.Fatalf("after the refused statement: %v %+v", err, resp)
+	}
+}
+
+// peakRSS reads VmHWM of a process, in bytes.
+func peakRSS(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmHWM")
+	return 0
 }

@@ -10,9 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"time"
 
-	"github.com/syncdb/syncdb"
 	"github.com/syncdb/syncdb/internal/sqlitex"
 )
 
@@ -21,17 +19,22 @@ const (
 	continuationPrompt = "   ...> "
 )
 
-const shellHelp = `Reads SQL statements from stdin, runs them on the local database and prints
-the results: query rows as a table (NULL for NULL, blobs as x'..' hex),
-"N rows affected" for INSERT, UPDATE and DELETE. A statement may span lines
-and ends with ";". Lines starting with "." are shell commands (.help lists
-them: .pull, .push, .sync, .stats, .checkpoint, .tables, .schema, .quit).
+const shellHelp = `Runs SQL statements on the local database and prints the results, like the
+sqlite3 command: from the SQL arguments after PATH if there are any (then
+stdin is not read), else from stdin. A statement may span lines and ends
+with ";". Lines starting with "." are shell commands (.help lists them:
+.mode, .headers, .dump, .read, .import, .output, .tables, .schema, .indexes,
+.open, and syncdb's .pull, .push, .sync, .stats, .checkpoint).
 
-With a terminal: prompts, line editing and history; Ctrl-C cancels the
-running statement or the line being typed; Ctrl-D or .quit leaves. With
-piped input: no prompts; errors are printed with their line number, the
-script goes on (unless --bail), and the exit status is 1 if any statement
-failed.
+Results print as an aligned table with a row count ("N rows affected" for
+INSERT, UPDATE and DELETE) unless a mode flag or .mode chooses one of
+sqlite3's output modes, which print exactly what sqlite3 prints.
+
+With a terminal: prompts, line editing, history kept in ~/.syncdb_history
+(or $SYNCDB_HISTORY; Ctrl-R searches it); Ctrl-C cancels the running
+statement or the line being typed; Ctrl-D or .quit leaves. Otherwise: no
+prompts; errors are printed with their line number, the script goes on
+(unless --bail), and the exit status is 1 if any statement failed.
 
 Each statement commits on its own and is pushed by the next .push or .sync
 (or "syncdb push"). BEGIN ... COMMIT (or ROLLBACK) groups statements into one
@@ -39,62 +42,114 @@ transaction.
 
 ` + commonHelp
 
-const dotHelp = `.pull              apply the server's changes
-.push              send the local changes to the server
-.sync              push, then pull
-.stats             revision, last pull and push, unpushed changes, WAL sizes
-.checkpoint        move the WAL into the database file
-.tables [PATTERN]  list the tables and views (PATTERN as for LIKE)
-.schema [TABLE]    show the CREATE statements (of TABLE, a LIKE pattern)
-.help              show this help
-.quit, .exit       leave the shell (Ctrl-D too)
+// modeFlags are the shell's flags that choose an output mode, as sqlite3's.
+var modeFlags = []string{"box", "column", "csv", "html", "json", "line", "list", "markdown", "quote", "table", "tabs"}
 
-SQL statements end with ";" and commit one by one; BEGIN ... COMMIT or
-ROLLBACK groups them. Ctrl-C cancels the running statement.
-`
+// multiFlag collects a repeatable string flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ", ") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 func runShell(c *cli, cmd *command, args []string) int {
 	fs, f := newFlagSet(cmd, false)
 	fs.BoolVar(&f.bail, "bail", false, "stop at the first error")
+	var cmds multiFlag
+	fs.Var(&cmds, "cmd", "run `COMMAND` (SQL or a dot-command) before the rest (repeatable)")
+	o := defaultOutput()
+	mode := map[string]*bool{}
+	for _, m := range modeFlags {
+		mode[m] = fs.Bool(m, false, "output mode "+m)
+	}
+	header := fs.Bool("header", false, "show column names (sqlite3's modes)")
+	noHeader := fs.Bool("noheader", false, "do not show column names")
+	sep := fs.String("separator", "", "column separator of list mode (default \"|\")")
+	null := fs.String("nullvalue", "", "how NULL is shown in sqlite3's modes")
 	pos, code, ok := c.parseFlags(cmd, fs, args)
 	if !ok {
 		return code
 	}
-	path, code, ok := c.onePath(cmd, pos)
-	if !ok {
-		return code
+	if len(pos) == 0 {
+		return c.usageError(cmd, "missing PATH (the local database file)")
 	}
+	path, sqlArgs := pos[0], pos[1:]
+	if path == "" {
+		return c.usageError(cmd, "PATH is empty")
+	}
+	for _, m := range modeFlags {
+		if *mode[m] {
+			o.setMode(m, nil)
+			if m == "csv" {
+				o.rowSep = "\n" // sqlite3's -csv, unlike its .mode csv, ends rows with \n
+			}
+		}
+	}
+	o.headers = *header && !*noHeader
+	if *sep != "" {
+		o.sep = *sep
+	}
+	o.null = *null
+
 	ctx, release := c.withInterrupt(context.Background())
 	s, err := c.open(ctx, path, f)
 	release()
 	if err != nil {
 		return c.fail(ctx, cmd, err)
 	}
-	interactive := isTerminal(c.stdinFile)
-	sh := &shell{c: c, s: s, out: c.stdout, errw: c.stderr, interactive: interactive, bail: f.bail}
+	interactive := isTerminal(c.stdinFile) && len(sqlArgs) == 0
+	sh := &shell{c: c, s: s, out: c.stdout, errw: c.stderr, interactive: interactive, bail: f.bail, o: o, token: f.token}
+	if sh.token == "" {
+		sh.token = c.getenv(authTokenEnv)
+	}
 	var rd lineReader
 	switch {
+	case len(sqlArgs) > 0:
+		rd = &argsReader{args: sqlArgs}
 	case interactive && isTerminal(c.stdoutFile):
-		rd = newTermReader(c.stdinFile, c.stdoutFile)
+		tr, err := newTermReader(c)
+		if err != nil {
+			fmt.Fprintf(c.stderr, "syncdb shell: line editing is off: %v\n", err)
+			rd = &plainReader{r: bufio.NewReader(c.stdin), promptW: c.stderr}
+		} else {
+			rd = tr
+			defer tr.close()
+		}
 	case interactive:
 		rd = &plainReader{r: bufio.NewReader(c.stdin), promptW: c.stderr}
 	default:
 		rd = &plainReader{r: bufio.NewReader(c.stdin)}
 	}
-	_, exitOnIdle := rd.(*plainReader)
-	stop := sh.handleInterrupts(exitOnIdle)
+	_, lineEditor := rd.(*termReader)
+	stop := sh.handleInterrupts(!lineEditor)
 	if !interactive {
 		s.bootstrapped = false // the banner, which would mention it, is not shown
 	}
-	code = sh.loop(rd)
+	code = sh.loop(rd, cmds)
 	stop()
-	if err := s.close(); err != nil {
+	sh.closeOutput()
+	if err := sh.s.close(); err != nil {
 		fmt.Fprintf(c.stderr, "syncdb shell: close: %s\n", errorText(err))
 		if code == exitOK {
 			code = exitFailed
 		}
 	}
 	return code
+}
+
+// argsReader hands out the SQL arguments of "syncdb shell PATH SQL...",
+// each as a line of its own.
+type argsReader struct{ args []string }
+
+func (a *argsReader) readLine(string) (string, error) {
+	if len(a.args) == 0 {
+		return "", io.EOF
+	}
+	l := a.args[0]
+	a.args = a.args[1:]
+	if !strings.HasPrefix(strings.TrimSpace(l), ".") && !strings.HasSuffix(strings.TrimSpace(l), ";") {
+		l += ";"
+	}
+	return l, nil
 }
 
 // shell is an interactive or scripted SQL session.
@@ -104,9 +159,13 @@ type shell struct {
 	out, errw   io.Writer
 	interactive bool
 	bail        bool
-	failed      bool // a statement or command failed
-	interrupted bool // Ctrl-C in a script: stop
-	tx          *shellTx
+	failed      bool    // a statement or command failed
+	interrupted bool    // Ctrl-C in a script: stop
+	tx          *sql.Tx // open since BEGIN
+	o           output
+	outFile     *os.File // .output or .once
+	once        bool     // outFile is for the next result only
+	token       string   // the auth token, for .open
 
 	mu     sync.Mutex
 	cancel context.CancelFunc // of the running operation; nil when idle
@@ -183,12 +242,46 @@ func (sh *shell) stopped() bool {
 	return sh.interrupted || sh.bail && sh.failed
 }
 
-// loop reads and runs statements and commands until the end of the input
-// or .quit, and returns the exit status.
-func (sh *shell) loop(rd lineReader) int {
-	if sh.interactive {
-		sh.banner()
+// loop runs the -cmd commands, then reads and runs statements and
+// commands until the end of the input or .quit, and returns the exit
+// status.
+func (sh *shell) loop(rd lineReader, cmds []string) int {
+	var err error
+	if len(cmds) > 0 {
+		saved := sh.interactive
+		sh.interactive = false
+		err = sh.process(&argsReader{args: cmds}, "-cmd")
+		sh.interactive = saved
 	}
+	if err == nil {
+		if sh.interactive {
+			sh.banner()
+		}
+		err = sh.process(rd, "")
+	}
+	if sh.tx != nil {
+		sh.endTx(false)
+		sh.error(0, errors.New("the open transaction was rolled back (end it with COMMIT to keep its changes)"))
+	}
+	var q errQuit
+	switch {
+	case errors.As(err, &q) && q.code != 0:
+		return q.code
+	case sh.interactive:
+		return exitOK
+	case sh.interrupted:
+		fmt.Fprintln(sh.errw, "interrupted")
+		return exitInterrupted
+	case sh.failed:
+		return exitFailed
+	}
+	return exitOK
+}
+
+// process reads and runs statements and commands until the end of rd's
+// input, a quit (returned as errQuit) or a stop (Ctrl-C in a script, an
+// error with --bail).
+func (sh *shell) process(rd lineReader, source string) error {
 	var buf strings.Builder
 	lineNo, startLine := 0, 0
 	for !sh.stopped() {
@@ -214,12 +307,13 @@ func (sh *shell) loop(rd lineReader) int {
 				continue
 			}
 			if strings.HasPrefix(trimmed, ".") {
-				quit, err := sh.dot(trimmed)
+				err := sh.dot(trimmed)
+				var q errQuit
+				if errors.As(err, &q) {
+					return q
+				}
 				if err != nil {
 					sh.error(lineNo, err)
-				}
-				if quit {
-					break
 				}
 				continue
 			}
@@ -237,20 +331,7 @@ func (sh *shell) loop(rd lineReader) int {
 		// The input ended without a ";": run what is there.
 		sh.runText(rest, startLine)
 	}
-	if sh.tx != nil {
-		sh.endTx(false)
-		sh.error(0, errors.New("the open transaction was rolled back (end it with COMMIT to keep its changes)"))
-	}
-	switch {
-	case sh.interactive:
-		return exitOK
-	case sh.interrupted:
-		fmt.Fprintln(sh.errw, "interrupted")
-		return exitInterrupted
-	case sh.failed:
-		return exitFailed
-	}
-	return exitOK
+	return nil
 }
 
 func (sh *shell) banner() {
@@ -306,34 +387,27 @@ func (sh *shell) runText(text string, line int) {
 	}
 }
 
-// runner runs statements on the database, or in an open transaction.
+// runner runs statements on the database (its *sql.DB), or in the open
+// transaction.
 type runner interface {
-	query(q string, args ...any) (*sql.Rows, error)
-	exec(q string) (sql.Result, error)
+	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
+	ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error)
 }
-
-type dbRunner struct {
-	ctx context.Context
-	db  *syncdb.DB
-}
-
-func (r dbRunner) query(q string, args ...any) (*sql.Rows, error) {
-	return r.db.Query(r.ctx, q, args...)
-}
-func (r dbRunner) exec(q string) (sql.Result, error) { return r.db.Exec(r.ctx, q) }
-
-type txRunner struct{ tx *syncdb.Tx }
-
-func (r txRunner) query(q string, args ...any) (*sql.Rows, error) { return r.tx.Query(q, args...) }
-func (r txRunner) exec(q string) (sql.Result, error)              { return r.tx.Exec(q) }
 
 // withRunner runs fn on the open transaction if there is one, else on the
-// database.
-func (sh *shell) withRunner(fn func(r runner) error) error {
-	if sh.tx != nil {
-		return sh.tx.call(sh, func(tx *syncdb.Tx) error { return fn(txRunner{tx}) })
+// database, with a context that Ctrl-C cancels. Ctrl-C inside a
+// transaction rolls it back.
+func (sh *shell) withRunner(fn func(ctx context.Context, r runner) error) error {
+	if sh.tx == nil {
+		return sh.op(func(ctx context.Context) error { return fn(ctx, sh.s.db.SQL()) })
 	}
-	return sh.op(func(ctx context.Context) error { return fn(dbRunner{ctx, sh.s.db}) })
+	err := sh.op(func(ctx context.Context) error { return fn(ctx, sh.tx) })
+	if errors.Is(err, errInterrupted) {
+		sh.tx.Rollback()
+		sh.tx = nil
+		return fmt.Errorf("%w: the transaction was rolled back", errInterrupted)
+	}
+	return err
 }
 
 // runStmt runs one statement and prints its result.
@@ -354,19 +428,19 @@ func (sh *shell) runStmt(stmt string) error {
 		return fmt.Errorf("%s works only inside BEGIN ... COMMIT in the shell", info.keyword)
 	}
 	var (
-		res      *resultSet
+		res      *queryResult
 		affected int64 = -1
 	)
-	run := func(r runner) error {
+	err := sh.withRunner(func(ctx context.Context, r runner) error {
 		if info.kind == kindQuery || info.returning {
-			rows, err := r.query(stmt)
+			rows, err := r.QueryContext(ctx, stmt)
 			if err != nil {
 				return err
 			}
-			res, err = collect(rows)
+			res, err = collectResult(rows)
 			return err
 		}
-		result, err := r.exec(stmt)
+		result, err := r.ExecContext(ctx, stmt)
 		if err != nil {
 			return err
 		}
@@ -374,105 +448,33 @@ func (sh *shell) runStmt(stmt string) error {
 			affected, _ = result.RowsAffected()
 		}
 		return nil
-	}
-	var err error
-	if info.returning && sh.tx == nil {
-		// The rows of INSERT ... RETURNING come from the writer, in a
-		// transaction of their own.
-		err = sh.op(func(ctx context.Context) error {
-			return sh.s.db.Tx(ctx, func(tx *syncdb.Tx) error { return run(txRunner{tx}) })
-		})
-	} else {
-		err = sh.withRunner(run)
-	}
+	})
 	if err != nil {
 		return err
 	}
-	if res != nil {
-		res.print(sh.out)
-	} else if affected >= 0 {
+	switch {
+	case res != nil:
+		sh.o.print(sh.out, res)
+		if sh.once {
+			sh.closeOutput()
+		}
+	case affected >= 0 && sh.o.mode == "aligned":
 		fmt.Fprintf(sh.out, "%s affected\n", plural(affected, "row"))
 	}
 	return nil
 }
 
-// shellTx is a transaction the user opened with BEGIN: a DB.Tx whose
-// function runs the statements the shell hands it until COMMIT or
-// ROLLBACK. Meanwhile the database's writer is busy, so pulls, pushes and
-// checkpoints wait for the end of the transaction.
-type shellTx struct {
-	ctx    context.Context
-	reqs   chan txReq
-	done   chan error // DB.Tx's result
-	cancel context.CancelFunc
-}
-
-type txReq struct {
-	fn          func(tx *syncdb.Tx) error
-	reply       chan error
-	end, commit bool
-}
-
-var errRollback = errors.New("rolled back")
-
+// begin opens a transaction: a *sql.Tx on the writer, which runs nothing
+// else until COMMIT or ROLLBACK (pulls, pushes and checkpoints wait).
 func (sh *shell) begin() error {
 	if sh.tx != nil {
 		return errors.New("a transaction is already open (COMMIT or ROLLBACK it first)")
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t := &shellTx{ctx: ctx, reqs: make(chan txReq), done: make(chan error, 1), cancel: cancel}
-	go func() {
-		t.done <- sh.s.db.Tx(ctx, func(tx *syncdb.Tx) error {
-			for {
-				select {
-				case r := <-t.reqs:
-					if r.end {
-						if r.commit {
-							return nil
-						}
-						return errRollback
-					}
-					r.reply <- r.fn(tx)
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-			}
-		})
-	}()
-	sh.tx = t
-	// Wait until the transaction has begun, so that BEGIN reports its errors.
-	return t.call(sh, func(*syncdb.Tx) error { return nil })
-}
-
-// call runs fn inside the transaction. If the transaction has ended
-// (Ctrl-C, an error), it says so and the shell leaves transaction mode.
-func (t *shellTx) call(sh *shell, fn func(tx *syncdb.Tx) error) error {
-	sh.setCancel(t.cancel)
-	defer sh.setCancel(nil)
-	reply := make(chan error, 1)
-	select {
-	case t.reqs <- txReq{fn: fn, reply: reply}:
-		select {
-		case err := <-reply:
-			if t.ctx.Err() != nil { // Ctrl-C: the transaction is ending
-				return sh.txEnded(<-t.done)
-			}
-			return err
-		case err := <-t.done:
-			return sh.txEnded(err)
-		}
-	case err := <-t.done:
-		return sh.txEnded(err)
-	}
-}
-
-func (sh *shell) txEnded(err error) error {
-	sh.tx.cancel()
-	sh.tx = nil
-	if errors.Is(err, context.Canceled) {
-		return fmt.Errorf("%w: the transaction was rolled back", errInterrupted)
-	}
-	return fmt.Errorf("the transaction was rolled back: %w", err)
+	return sh.op(func(ctx context.Context) error {
+		tx, err := sh.s.db.SQL().BeginTx(context.WithoutCancel(ctx), nil)
+		sh.tx = tx
+		return err
+	})
 }
 
 // endTx commits or rolls back the open transaction.
@@ -481,163 +483,9 @@ func (sh *shell) endTx(commit bool) error {
 	if t == nil {
 		return errors.New("no transaction is open")
 	}
-	var err error
-	select {
-	case t.reqs <- txReq{end: true, commit: commit}:
-		err = <-t.done
-	case err = <-t.done:
-		if commit {
-			return sh.txEnded(err)
-		}
-	}
-	t.cancel()
 	sh.tx = nil
-	if !commit && (err == nil || errors.Is(err, errRollback)) {
-		return nil
+	if commit {
+		return t.Commit()
 	}
-	return err
-}
-
-// dot runs a shell command (a line starting with ".").
-func (sh *shell) dot(line string) (quit bool, err error) {
-	fields := strings.Fields(line)
-	name, args := fields[0], fields[1:]
-	noArgs := func() error {
-		if len(args) > 0 {
-			return fmt.Errorf("%s takes no arguments", name)
-		}
-		return nil
-	}
-	maxOneArg := func() error {
-		if len(args) > 1 {
-			return fmt.Errorf("usage: %s [PATTERN]", name)
-		}
-		return nil
-	}
-	switch name {
-	case ".quit", ".exit", ".q":
-		return true, noArgs()
-	case ".help", ".h":
-		fmt.Fprint(sh.out, dotHelp)
-		return false, nil
-	case ".tables":
-		if err := maxOneArg(); err != nil {
-			return false, err
-		}
-		return false, sh.tables(args)
-	case ".schema":
-		if err := maxOneArg(); err != nil {
-			return false, err
-		}
-		return false, sh.schema(args)
-	case ".pull", ".push", ".sync", ".stats", ".checkpoint":
-		if err := noArgs(); err != nil {
-			return false, err
-		}
-		if sh.tx != nil {
-			return false, fmt.Errorf("%s cannot run inside a transaction: COMMIT or ROLLBACK first", name)
-		}
-	default:
-		return false, fmt.Errorf("unknown command %s (.help lists the commands; SQL statements need no dot)", name)
-	}
-	s := sh.s
-	var text string
-	err = sh.op(func(ctx context.Context) error {
-		switch name {
-		case ".pull":
-			r, err := s.pull(ctx)
-			text = r.text(s)
-			return err
-		case ".push":
-			r, err := s.push(ctx)
-			text = r.text()
-			return err
-		case ".sync":
-			push, pull, err := s.sync(ctx)
-			if err == nil {
-				text = push.text() + pull.text(s)
-			}
-			return err
-		case ".stats":
-			st, err := s.stats(ctx)
-			text = statsText(s, st, time.Now())
-			return err
-		case ".checkpoint":
-			before, after, err := s.checkpoint(ctx)
-			text = checkpointText(s.path, before, after)
-			return err
-		}
-		return nil
-	})
-	if err != nil {
-		return false, err
-	}
-	fmt.Fprint(sh.out, text)
-	return false, err
-}
-
-// notInternal filters syncdb's own tables out of sqlite_schema.
-const notInternal = `name NOT LIKE '\_syncdb\_%' ESCAPE '\' AND name NOT LIKE 'sqlite\_%' ESCAPE '\' AND name <> 'turso_sync_last_change_id'
-	AND tbl_name NOT LIKE '\_syncdb\_%' ESCAPE '\' AND tbl_name <> 'turso_sync_last_change_id'`
-
-func (sh *shell) tables(args []string) error {
-	q := "SELECT name FROM sqlite_schema WHERE type IN ('table', 'view') AND " + notInternal
-	var qargs []any
-	if len(args) == 1 {
-		q += " AND name LIKE ?"
-		qargs = append(qargs, args[0])
-	}
-	q += " ORDER BY name"
-	var res *resultSet
-	err := sh.withRunner(func(r runner) error {
-		rows, err := r.query(q, qargs...)
-		if err != nil {
-			return err
-		}
-		res, err = collect(rows)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	for _, row := range res.rows {
-		fmt.Fprintln(sh.out, row[0])
-	}
-	return nil
-}
-
-func (sh *shell) schema(args []string) error {
-	q := "SELECT sql FROM sqlite_schema WHERE sql IS NOT NULL AND " + notInternal
-	var qargs []any
-	if len(args) == 1 {
-		q += " AND tbl_name LIKE ?"
-		qargs = append(qargs, args[0])
-	}
-	q += " ORDER BY tbl_name, CASE type WHEN 'table' THEN 0 WHEN 'view' THEN 0 WHEN 'index' THEN 1 ELSE 2 END, name"
-	var stmts []string
-	err := sh.withRunner(func(r runner) error {
-		rows, err := r.query(q, qargs...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var s string
-			if err := rows.Scan(&s); err != nil {
-				return err
-			}
-			stmts = append(stmts, s)
-		}
-		return rows.Err()
-	})
-	if err != nil {
-		return err
-	}
-	if len(stmts) == 0 && len(args) == 1 {
-		return fmt.Errorf("no table matches %q", args[0])
-	}
-	for _, s := range stmts {
-		fmt.Fprintf(sh.out, "%s;\n", s)
-	}
-	return nil
+	return t.Rollback()
 }

@@ -184,31 +184,6 @@ func TestParseFlagsAnywhere(t *testing.T) {
 
 // term.Terminal reads keys through ctrlCReader: one line per read, and
 // Ctrl-C becomes Enter plus a note.
-func TestCtrlCReader(t *testing.T) {
-	r := &ctrlCReader{r: strings.NewReader("ab\rcd\x03ef\r\ngh")}
-	var got []string
-	var interrupted []bool
-	buf := make([]byte, 64)
-	for {
-		n, err := r.Read(buf)
-		if n > 0 {
-			got = append(got, string(buf[:n]))
-			interrupted = append(interrupted, r.interrupted)
-			r.interrupted = false
-		}
-		if err == io.EOF {
-			break
-		}
-	}
-	want := []string{"ab\r", "cd\r", "ef\r\n", "gh"}
-	if strings.Join(got, "|") != strings.Join(want, "|") {
-		t.Fatalf("reads %q, want %q", got, want)
-	}
-	if !interrupted[1] || interrupted[0] || interrupted[2] || interrupted[3] {
-		t.Fatalf("interrupted %v", interrupted)
-	}
-}
-
 func TestProgress(t *testing.T) {
 	var b bytes.Buffer
 	off := newProgress(&b, false)

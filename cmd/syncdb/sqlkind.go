@@ -24,6 +24,19 @@ func sqlComplete(text string) bool {
 	return sqlite3.Xsqlite3_complete(tls, cs) != 0
 }
 
+// isKeyword reports whether SQLite treats s as a keyword
+// (sqlite3_keyword_check), which sqlite3 quotes as an identifier.
+func isKeyword(s string) bool {
+	tls := libc.NewTLS()
+	defer tls.Close()
+	cs, err := libc.CString(s)
+	if err != nil {
+		panic(err)
+	}
+	defer libc.Xfree(tls, cs)
+	return sqlite3.Xsqlite3_keyword_check(tls, cs, int32(len(s))) != 0
+}
+
 // stmtKind is how the shell runs a statement.
 type stmtKind int
 

@@ -54,7 +54,11 @@ type Change struct {
 	PK []int
 	// RowidAlias reports that the key is a single INTEGER PRIMARY KEY
 	// column, an alias of the rowid.
-	RowidAlias         bool
+	RowidAlias bool
+	// KeyAssigned reports an Insert whose rowid alias key SQLite chose (the
+	// statement named no value for it): on a collision with another
+	// replica's row the key may move (see the conflict rules).
+	KeyAssigned        bool
 	OldRowid, NewRowid int64
 	// Before (Update, Delete) and After (Insert, Update) are the row images,
 	// aligned with Columns. Each value is nil, int64, float64, string or

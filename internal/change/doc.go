@@ -54,18 +54,20 @@
 //
 // Statements turns a change into SQL in the shapes of Turso's sync engine, so
 // that clients of both kinds sharing one database see the same
-// last-writer-wins (LWW) behaviour, with one improvement:
+// last-writer-wins (LWW) behaviour where two changes do not conflict:
 //
-//   - Insert is an upsert by primary key that writes every column: the last
-//     writer wins for the whole row.
+//   - Insert is an upsert by primary key that writes every column.
 //   - Update sets only the columns whose value changed, by primary key: the
 //     last writer wins per column, and concurrent changes to other columns of
 //     the same row survive.
-//   - Update is followed by an INSERT of the full after image that does
-//     nothing if the row exists. Turso loses an update of a row that another
-//     client deleted meanwhile (the UPDATE matches no row); here the later
-//     update resurrects the row.
 //   - Delete deletes by primary key.
+//
+// Guard is the precondition a push checks before a change's statements
+// (the replay of a pull checks the same ones locally): an Insert must not
+// meet another row with its key, an Update must find its row, a Delete
+// must find its row as it was or not at all. A change that fails it met a
+// change it never saw (a conflict) and is not applied by the statements'
+// last-writer-wins alone.
 //
 // Identity predicates use "IS ?", never "= ?", so that keys with NULL
 // components (possible in rowid tables whose PRIMARY KEY is not an INTEGER

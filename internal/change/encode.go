@@ -20,7 +20,8 @@ const (
 	flagPK
 	flagBefore
 	flagAfter
-	flagsKnown = flagRowidAlias | flagColumns | flagPK | flagBefore | flagAfter
+	flagKeyAssigned
+	flagsKnown = flagRowidAlias | flagColumns | flagPK | flagBefore | flagAfter | flagKeyAssigned
 )
 
 // Value tags.
@@ -44,6 +45,9 @@ func (c *Change) Encode() ([]byte, error) {
 	var flags byte
 	if c.RowidAlias {
 		flags |= flagRowidAlias
+	}
+	if c.KeyAssigned {
+		flags |= flagKeyAssigned
 	}
 	if c.Columns != nil {
 		flags |= flagColumns
@@ -181,6 +185,7 @@ func (d *decoder) change() (Change, error) {
 	}
 	d.off = 3
 	c.RowidAlias = flags&flagRowidAlias != 0
+	c.KeyAssigned = flags&flagKeyAssigned != 0
 	var err error
 	if c.Table, err = d.str(); err != nil {
 		return c, err

@@ -372,7 +372,7 @@ func TestDecodeCorrupt(t *testing.T) {
 		"version 2":          {2, 1, 0, 0, 0, 0, 0},
 		"op 3":               {1, 3, 0, 0, 0, 0, 0},
 		"op -2":              {1, 0xfe, 0, 0, 0, 0, 0},
-		"unknown flag":       {1, 1, 0x20, 0, 0, 0, 0},
+		"unknown flag":       {1, 1, 0x40, 0, 0, 0, 0},
 		"non-minimal varint": valid("8100" + "00"),
 		"non-minimal int":    valid("01" + "018000"),
 		"varint overflow":    valid("01" + "01ffffffffffffffffff02"),

@@ -157,8 +157,8 @@ func insertByKey(c *Change, after []any) []Stmt {
 }
 
 // updateByKey: an UPDATE of the changed columns only (column-level last
-// writer wins), then an insert of the full after image if the row is missing
-// (it was deleted elsewhere meanwhile).
+// writer wins). A row deleted elsewhere meanwhile is a conflict, found by
+// Guard or the replay's preconditions, not brought back.
 func updateByKey(c *Change, before, after []any) []Stmt {
 	var b strings.Builder
 	b.WriteString("UPDATE ")
@@ -180,26 +180,7 @@ func updateByKey(c *Change, before, after []any) []Stmt {
 		return nil
 	}
 	sargs = whereKey(&b, c, before, sargs)
-	update := Stmt{SQL: b.String(), Args: sargs}
-
-	var r strings.Builder
-	if hasNullKey(c, after) {
-		// ON CONFLICT cannot see a row whose key has a NULL component, so
-		// look for it explicitly.
-		r.WriteString("INSERT INTO ")
-		r.WriteString(QuoteIdent(c.Table))
-		r.WriteString(columnList(c))
-		r.WriteString(" SELECT ")
-		r.WriteString(placeholders(len(c.Columns)))
-		r.WriteString(" WHERE NOT EXISTS (SELECT 1 FROM ")
-		r.WriteString(QuoteIdent(c.Table))
-		rargs := whereKey(&r, c, after, append([]any(nil), after...))
-		r.WriteString(") ON CONFLICT DO NOTHING")
-		return []Stmt{update, {SQL: r.String(), Args: rargs}}
-	}
-	r.WriteString(insertValues(c))
-	r.WriteString(" ON CONFLICT DO NOTHING")
-	return []Stmt{update, {SQL: r.String(), Args: after}}
+	return []Stmt{{SQL: b.String(), Args: sargs}}
 }
 
 // whereKey appends ` WHERE "k1" IS ? AND ...` and the key values of img to
@@ -220,6 +201,87 @@ func whereKey(b *strings.Builder, c *Change, img []any, args []any) []any {
 // insertValues returns `INSERT INTO "t"("c1",...) VALUES (?,...)`.
 func insertValues(c *Change) string {
 	return "INSERT INTO " + QuoteIdent(c.Table) + columnList(c) + " VALUES (" + placeholders(len(c.Columns)) + ")"
+}
+
+// Guard returns a read that fails (SQLite's json() of a non-JSON text) when
+// the row c expects on the other side is not there: for an Insert, a row
+// with the key that differs from c's; for an Update, no row with the old
+// key; for a Delete, a row with the key that differs from c's before image.
+// A push runs it before c's statements, so that a change made without
+// knowing of another client's change to the same row is refused instead
+// of overwriting it. Only the captured columns are compared. ok is false
+// for changes without one (schema changes, tables without a key).
+func Guard(c Change) (st Stmt, ok bool, err error) {
+	if c.Op == Schema || len(c.PK) == 0 {
+		return Stmt{}, false, nil
+	}
+	before, after, err := keyedImages(&c)
+	if err != nil {
+		return Stmt{}, false, err
+	}
+	var b strings.Builder
+	var args []any
+	b.WriteString("SELECT json(CASE WHEN ")
+	switch c.Op {
+	case Insert, Delete:
+		img := after
+		if c.Op == Delete {
+			img = before
+		}
+		b.WriteString("NOT EXISTS (SELECT 1 FROM ")
+		b.WriteString(QuoteIdent(c.Table))
+		args = whereKey(&b, &c, img, args)
+		b.WriteString(" AND NOT (")
+		args = sameRowCond(&b, &c, img, args)
+		b.WriteString("))")
+	case Update:
+		b.WriteString("EXISTS (SELECT 1 FROM ")
+		b.WriteString(QuoteIdent(c.Table))
+		args = whereKey(&b, &c, before, args)
+		b.WriteString(")")
+	}
+	b.WriteString(" THEN '0' ELSE 'syncdb: conflict' END)")
+	return Stmt{SQL: b.String(), Args: args}, true, nil
+}
+
+// sameRowCond appends `"c1" IS ? AND ...` over every column of img. A TEXT
+// value is sent as a BLOB of its bytes and cast back, because the JSON of
+// the pipeline protocol cannot carry text that is not valid UTF-8 exactly.
+func sameRowCond(b *strings.Builder, c *Change, img []any, args []any) []any {
+	for i, col := range c.Columns {
+		if i > 0 {
+			b.WriteString(" AND ")
+		}
+		b.WriteString(QuoteIdent(col))
+		if s, ok := img[i].(string); ok {
+			b.WriteString(" IS CAST(? AS TEXT)")
+			args = append(args, []byte(s))
+			continue
+		}
+		b.WriteString(" IS ?")
+		args = append(args, img[i])
+	}
+	return args
+}
+
+// Key returns the primary key values of c's row: from the after image of
+// an Insert, the before image otherwise (an Update's old key).
+func Key(c Change) []any {
+	img := c.Before
+	if c.Op == Insert {
+		img = c.After
+	}
+	if img == nil || len(c.PK) == 0 {
+		return nil
+	}
+	k := make([]any, len(c.PK))
+	for i, p := range c.PK {
+		k[i] = img[p]
+	}
+	if c.RowidAlias && k[0] == nil {
+		k[0] = map[bool]int64{true: c.NewRowid, false: c.OldRowid}[c.Op == Insert]
+	}
+	return k
 }
 
 func columnList(c *Change) string {

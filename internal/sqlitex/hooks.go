@@ -1,6 +1,8 @@
 package sqlitex
 
 import (
+	"errors"
+	"reflect"
 	"sync"
 
 	"modernc.org/libc"
@@ -48,6 +50,19 @@ var hooks = struct {
 	wal  map[uintptr]WALHook
 }{auth: map[uintptr]Authorizer{}, wal: map[uintptr]WALHook{}}
 
+// register records fn (nil: removes it) for the handle db and returns the
+// C callback to install: trampoline, or 0 to remove it.
+func register[F any](m map[uintptr]F, db uintptr, fn F, trampoline uintptr) uintptr {
+	hooks.Lock()
+	defer hooks.Unlock()
+	if reflect.ValueOf(fn).IsNil() {
+		delete(m, db)
+		return 0
+	}
+	m[db] = fn
+	return trampoline
+}
+
 // SetAuthorizer installs fn as the connection's authorizer
 // (sqlite3_set_authorizer), replacing any other, or removes it (fn nil).
 // The setting outlives Raw: it stays on the connection until it is
@@ -57,17 +72,7 @@ func (c *Conn) SetAuthorizer(fn Authorizer) error {
 	if c.db == 0 {
 		return errDone
 	}
-	hooks.Lock()
-	if fn == nil {
-		delete(hooks.auth, c.db)
-	} else {
-		hooks.auth[c.db] = fn
-	}
-	hooks.Unlock()
-	var cb uintptr
-	if fn != nil {
-		cb = authorizerPtr
-	}
+	cb := register(hooks.auth, c.db, fn, authorizerPtr)
 	if rc := sqlite3.Xsqlite3_set_authorizer(c.tls, c.db, cb, c.db); rc != sqlite3.SQLITE_OK {
 		return c.errorFor(rc)
 	}
@@ -111,17 +116,7 @@ func (c *Conn) SetWALHook(fn WALHook) error {
 	if c.db == 0 {
 		return errDone
 	}
-	hooks.Lock()
-	if fn == nil {
-		delete(hooks.wal, c.db)
-	} else {
-		hooks.wal[c.db] = fn
-	}
-	hooks.Unlock()
-	var cb uintptr
-	if fn != nil {
-		cb = walHookPtr
-	}
+	cb := register(hooks.wal, c.db, fn, walHookPtr)
 	sqlite3.Xsqlite3_wal_hook(c.tls, c.db, cb, c.db)
 	return nil
 }
@@ -160,4 +155,37 @@ func (c *Conn) SetLastInsertRowid(v int64) {
 // triggers may only use functions and virtual tables marked innocuous.
 func (c *Conn) SetTrustedSchema(on bool) error {
 	return c.dbConfig(sqlite3.SQLITE_DBCONFIG_TRUSTED_SCHEMA, on)
+}
+
+// ErrHeapLimit reports a heap limit set too late: SQLite was already in use
+// in this process.
+var ErrHeapLimit = errors.New("sqlitex: the SQLite heap limit must be set before SQLite is first used in the process")
+
+// LimitHeap makes SQLite refuse allocations (SQLITE_NOMEM) once it holds n
+// bytes, over every connection of the process (sqlite3_hard_heap_limit64).
+// The limit needs SQLite's memory statistics, which this build leaves off
+// and which can only be switched on before SQLite initializes: call it
+// before the process opens any database, or it fails with ErrHeapLimit.
+func LimitHeap(n int64) error {
+	tls := libc.NewTLS()
+	defer tls.Close()
+	va := libc.Xmalloc(tls, 8)
+	if va == 0 {
+		return errors.New("sqlitex: out of memory")
+	}
+	defer libc.Xfree(tls, va)
+	if rc := sqlite3.Xsqlite3_config(tls, sqlite3.SQLITE_CONFIG_MEMSTATUS, libc.VaList(va, int32(1))); rc != sqlite3.SQLITE_OK {
+		return ErrHeapLimit
+	}
+	sqlite3.Xsqlite3_hard_heap_limit64(tls, n)
+	return nil
+}
+
+// HeapUsed returns the bytes SQLite holds now and at most since the last
+// call (sqlite3_memory_used, sqlite3_memory_highwater with reset); both are
+// 0 unless LimitHeap switched the statistics on.
+func HeapUsed() (now, peak int64) {
+	tls := libc.NewTLS()
+	defer tls.Close()
+	return sqlite3.Xsqlite3_memory_used(tls), sqlite3.Xsqlite3_memory_highwater(tls, 1)
 }

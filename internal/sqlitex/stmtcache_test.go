@@ -108,3 +108,20 @@ func TestStmtCacheAcrossSchemaChange(t *testing.T) {
 		t.Fatalf("row %d %d %q, %v", a, b, cc, err)
 	}
 }
+
+func TestFirstKeyword(t *testing.T) {
+	for in, want := range map[string]string{
+		"select 1":                        "SELECT",
+		"  \n\tInsert into t":             "INSERT",
+		"-- name: X :one\nINSERT INTO t":  "INSERT",
+		"/* a */ /* b */ PRAGMA x":        "PRAGMA",
+		"-- a\n  /* b\n */\n-- c\nBEGIN;": "BEGIN",
+		"-- only a comment":               "",
+		"/* unterminated":                 "",
+		"(SELECT 1)":                      "",
+	} {
+		if got := sqlitex.FirstKeyword(in); got != want {
+			t.Errorf("FirstKeyword(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -48,6 +48,16 @@ switch (step) {
     await run(db, "INSERT INTO vals(id, v) VALUES (200, 'js pushed while go had a local change')");
     await db.push();
     break;
+  case "notes-insert":
+    // A note with an id SQLite assigns, while the Go replica has one too.
+    await db.pull();
+    await run(db, "INSERT INTO notes(body) VALUES ('from js')");
+    await db.push();
+    break;
+  case "notes-dump":
+    await db.pull();
+    out.rows = (await all(db, "SELECT id, body FROM notes ORDER BY id")).map((r) => `${r.id}|${r.body}`);
+    break;
   case "dump":
     out.rows = (await all(db, "SELECT * FROM vals ORDER BY id")).map((r) => {
       for (const k of Object.keys(r)) {

@@ -5,9 +5,14 @@ package coord
 
 import (
 	"context"
+	"errors"
 	"net/url"
 	"sync"
 )
+
+// ErrUnknownDatabase reports a database that does not exist (yet): Writer
+// has no lease to give for it.
+var ErrUnknownDatabase = errors.New("coord: no such database")
 
 // Coordinator is the cross-node part of serving a database: the writer
 // lease and the wake-ups of long polls. Within a node, the server still
@@ -24,6 +29,10 @@ type Coordinator interface {
 	// Published tells the coordinator that this node recorded revision seq
 	// of db.
 	Published(db string, seq int64)
+	// Unreachable reports that a write forwarded to holder, the writer
+	// Writer named for db, could not be delivered: the next Writer checks
+	// whether that node is still alive.
+	Unreachable(db string, holder *url.URL)
 	// Close gives up every lease this node holds.
 	Close() error
 }
@@ -85,6 +94,9 @@ func (l *Local) Published(db string, _ int64) {
 		delete(l.changed, db)
 	}
 }
+
+// Unreachable does not happen: the local node writes everything itself.
+func (l *Local) Unreachable(string, *url.URL) {}
 
 // Close does nothing: local leases need no release.
 func (l *Local) Close() error { return nil }

@@ -27,6 +27,10 @@ type Backend interface {
 	Cursor() Cursor
 	// Check validates that seq can be served and returns its revision.
 	Check(ctx context.Context, seq int64) (Revision, error)
+	// Refresh brings Latest up to date with a shared store, so that a
+	// revision recorded on any node before the call is seen (a file
+	// history is always up to date).
+	Refresh(ctx context.Context) error
 
 	// Init records the base revision (seq 1).
 	Init(ctx context.Context, id string, base Commit, cur Cursor, unixMS int64) error
@@ -71,6 +75,10 @@ type Fence struct {
 // ErrFenced reports an append refused because another writer took over the
 // database: nothing was recorded.
 var ErrFenced = errors.New("history: fenced: another node is the writer now")
+
+// ErrExists reports an Init of a shared history that another node created
+// first; the backend now holds that history.
+var ErrExists = errors.New("history: created by another node meanwhile")
 
 var (
 	_ Backend = (*Store)(nil)

@@ -67,10 +67,13 @@ type Commit struct {
 }
 
 // Store is an open history. Its methods are safe for concurrent use: writes
-// are serialized, reads run concurrently on their own connections.
+// are serialized on one connection of their own, so that a write never
+// waits for a free connection while read views hold the others; reads run
+// concurrently on a pool of read-only connections.
 type Store struct {
 	path string
-	db   *sql.DB
+	w    *sql.DB    // the writer: one connection
+	db   *sql.DB    // read views, at most maxReaders at once
 	wmu  sync.Mutex // serializes writers
 	smu  sync.RWMutex
 	meta state
@@ -95,35 +98,46 @@ CREATE INDEX IF NOT EXISTS pages_by_seq ON pages(seq, pgno);
 // Open opens (creating if needed) the history at path. A new history is
 // empty: the caller records the base with Init.
 func Open(path, vfs string) (*Store, error) {
-	dsn := "file:" + path + "?_pragma=synchronous(NORMAL)&_pragma=busy_timeout(10000)&_txlock=immediate"
+	params := "_pragma=busy_timeout(10000)"
 	if vfs != "" {
-		dsn += "&vfs=" + vfs
+		params += "&vfs=" + vfs
 	}
-	db, err := sql.Open("sqlite", dsn)
+	w, err := sql.Open("sqlite", "file:"+path+"?_pragma=synchronous(NORMAL)&_txlock=immediate&"+params)
 	if err != nil {
 		return nil, fmt.Errorf("open history: %w", err)
 	}
-	db.SetMaxOpenConns(8)
+	w.SetMaxOpenConns(1)
+	w.SetConnMaxIdleTime(0)
 	// 16 KiB pages hold three or more page images each, without overflow
 	// chains. The page size must be set before WAL mode creates the file
 	// (it is ignored for an existing file).
-	if _, err := db.Exec("PRAGMA page_size = 16384; PRAGMA journal_mode = WAL"); err != nil {
-		db.Close()
+	if _, err := w.Exec("PRAGMA page_size = 16384; PRAGMA journal_mode = WAL"); err != nil {
+		w.Close()
 		return nil, fmt.Errorf("open history: %w", err)
 	}
-	if _, err := db.Exec(schema); err != nil {
-		db.Close()
+	if _, err := w.Exec(schema); err != nil {
+		w.Close()
 		return nil, fmt.Errorf("create history schema: %w", err)
 	}
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&_pragma=query_only(1)&"+params)
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open history: %w", err)
+	}
+	db.SetMaxOpenConns(maxReaders)
 	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
 	dec, _ := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0))
-	s := &Store{path: path, db: db, enc: enc, dec: dec}
+	s := &Store{path: path, w: w, db: db, enc: enc, dec: dec}
 	if err := s.load(); err != nil {
 		s.Close()
 		return nil, err
 	}
 	return s, nil
 }
+
+// maxReaders bounds the read connections: read views beyond it wait for
+// one (or for their context).
+const maxReaders = 16
 
 // Path is the history's file.
 func (s *Store) Path() string { return s.path }
@@ -132,7 +146,8 @@ func (s *Store) Path() string { return s.path }
 // history's own WAL, which makes every recorded revision durable.
 func (s *Store) Close() error {
 	s.dec.Close()
-	return s.db.Close()
+	// The writer last: the last connection to close checkpoints.
+	return errors.Join(s.db.Close(), s.w.Close())
 }
 
 func (s *Store) load() error {
@@ -271,7 +286,7 @@ func (s *Store) Append(ctx context.Context, _ Fence, commits []Commit, cur Curso
 // write runs fn in a write transaction and, once it committed, apply under
 // the state lock.
 func (s *Store) write(ctx context.Context, fn func(*sql.Tx) error, apply func()) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("history: %w", err)
 	}
@@ -338,11 +353,14 @@ func (s *Store) Sync(ctx context.Context) error {
 	// A checkpoint syncs the history's WAL before it copies anything, even
 	// when a reader keeps it from finishing; that sync is what we need.
 	var busy, logFrames, ckpt int
-	if err := s.db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &logFrames, &ckpt); err != nil {
+	if err := s.w.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &logFrames, &ckpt); err != nil {
 		return fmt.Errorf("history checkpoint: %w", err)
 	}
 	return nil
 }
+
+// Refresh does nothing: this node records every revision itself.
+func (s *Store) Refresh(context.Context) error { return nil }
 
 // Check validates that seq can be served.
 func (s *Store) Check(ctx context.Context, seq int64) (Revision, error) {
@@ -514,4 +532,47 @@ func (s *Store) SeqAtOrBefore(ctx context.Context, unixMS int64) (int64, error) 
 	var seq int64
 	err := s.db.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM revisions WHERE unix_ms <= ?`, unixMS).Scan(&seq)
 	return seq, err
+}
+
+// Revisions calls fn for every retained revision, in order (for copying a
+// history elsewhere).
+func (s *Store) Revisions(ctx context.Context, fn func(seq int64, dbSize uint32, unixMS int64) error) error {
+	rows, err := s.db.QueryContext(ctx, `SELECT seq, db_size, unix_ms FROM revisions ORDER BY seq`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var seq, size, ms int64
+		if err := rows.Scan(&seq, &size, &ms); err != nil {
+			return err
+		}
+		if err := fn(seq, uint32(size), ms); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// StoredPages calls fn for every stored page version as stored (a zstd
+// frame or the raw page), for copying a history elsewhere. data is valid
+// only during the call.
+func (s *Store) StoredPages(ctx context.Context, fn func(pgno uint32, seq int64, compressed bool, data []byte) error) error {
+	rows, err := s.db.QueryContext(ctx, `SELECT pgno, seq, zstd, data FROM pages ORDER BY seq, pgno`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var data []byte
+	for rows.Next() {
+		var pgno, seq int64
+		var z bool
+		if err := rows.Scan(&pgno, &seq, &z, &data); err != nil {
+			return err
+		}
+		if err := fn(uint32(pgno), seq, z, data); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }

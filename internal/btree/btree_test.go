@@ -1,4 +1,4 @@
-package pageactor
+package btree
 
 import (
 	"database/sql"
@@ -10,7 +10,7 @@ import (
 	_ "modernc.org/sqlite"
 )
 
-// interiorChildren returns exactly the children SQLite's dbstat reports for
+// Children returns exactly the children SQLite's dbstat reports for
 // every interior page of a table and an index (1-based page numbers).
 func TestInteriorChildren(t *testing.T) {
 	db, err := sql.Open("sqlite", filepath.Join(t.TempDir(), "c.db"))
@@ -54,7 +54,7 @@ func TestInteriorChildren(t *testing.T) {
 		if err := db.QueryRow("SELECT data FROM sqlite_dbpage WHERE pgno = ?", p.no).Scan(&data); err != nil {
 			t.Fatal(err)
 		}
-		got := interiorChildren(p.no, data)
+		got := Children(p.no, data)
 		slices.Sort(got)
 		slices.Sort(want)
 		if !slices.Equal(got, want) {
@@ -70,7 +70,7 @@ func TestInteriorChildren(t *testing.T) {
 		if p.typ == "leaf" {
 			var data []byte
 			db.QueryRow("SELECT data FROM sqlite_dbpage WHERE pgno = ?", p.no).Scan(&data)
-			if c := interiorChildren(p.no, data); c != nil {
+			if c := Children(p.no, data); c != nil {
 				t.Fatalf("leaf page %d has children %v", p.no, c)
 			}
 			break

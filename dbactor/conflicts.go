@@ -1,0 +1,807 @@
+package dbactor
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/syncdb/syncdb/internal/change"
+	"github.com/syncdb/syncdb/internal/sqlitex"
+	"github.com/syncdb/syncdb/messages"
+)
+
+// Conflicts
+//
+// A conflict is a local change that meets a remote change it never saw. The
+// replay of a pull (T2) checks every replayed change against the row it
+// finds (precondition); a push checks the same on the server (change.Guard)
+// and, refused, pulls so that the replay sees it. A conflict is recorded in
+// _syncdb_conflicts in the transaction that finds it, with the local change
+// and every later local change of the same row (they were made on top of
+// it and share its fate), and the policy decides: keep "local", keep
+// "remote", move the local row to a new key ("rekeyed", the default for an
+// insert-insert on a key SQLite assigned), or "" (the default otherwise):
+// the changes wait, refused, until DB.ResolveConflict. Records travel
+// through pulls in the replay journal, so their ids stay.
+
+// The kinds of conflict.
+const (
+	KindInsertInsert  = "insert-insert"  // an insert meets another row with its key
+	KindUpdateDeleted = "update-deleted" // an update of a row deleted remotely
+	KindDeleteUpdated = "delete-updated" // a delete of a row changed remotely
+	KindConstraint    = "constraint"     // a change the database refuses (UNIQUE, CHECK, a table gone)
+)
+
+// The resolutions.
+const (
+	KeepLocal  = "local"
+	KeepRemote = "remote"
+	Rekeyed    = "rekeyed"
+)
+
+// ErrConflict is wrapped by the error of a pull or push after which local
+// changes still wait, refused, for a conflict to be resolved.
+var ErrConflict = errors.New("local changes wait for a conflict to be resolved")
+
+const conflictSchema = `
+CREATE TABLE IF NOT EXISTS _syncdb_conflicts(
+	id INTEGER PRIMARY KEY,
+	time INTEGER NOT NULL,
+	revision TEXT NOT NULL,
+	base TEXT NOT NULL,
+	kind TEXT NOT NULL,
+	table_name TEXT NOT NULL,
+	remote BLOB,
+	changes BLOB NOT NULL,
+	error TEXT NOT NULL,
+	new_key INTEGER,
+	resolved TEXT NOT NULL,
+	resolved_time INTEGER);
+`
+
+// OnConflict decides a conflict: KeepLocal, KeepRemote, "rekey" (an
+// insert-insert on a rowid key) or "" to leave it waiting. It runs inside
+// the pull's transaction, on the database actor: it must not use the
+// database.
+type OnConflict func(ctx context.Context, c messages.Conflict) (keep string, err error)
+
+// conflictRecord is one row of _syncdb_conflicts; it is also how the
+// replay journal carries the rows through a pull.
+type conflictRecord struct {
+	ID           int64    `json:"id"`
+	Time         int64    `json:"time"`
+	Revision     string   `json:"revision"`
+	Base         string   `json:"base"`
+	Kind         string   `json:"kind"`
+	Table        string   `json:"table"`
+	Remote       []byte   `json:"remote,omitempty"` // an encoded Insert whose After is the remote row
+	Changes      [][]byte `json:"changes"`          // encoded local changes, the conflicting one first
+	Error        string   `json:"error,omitempty"`
+	NewKey       *int64   `json:"new_key,omitempty"`
+	Resolved     string   `json:"resolved,omitempty"`
+	ResolvedTime int64    `json:"resolved_time,omitempty"`
+}
+
+func joinFramed(parts [][]byte) []byte {
+	var b []byte
+	for _, p := range parts {
+		b = appendFramed(b, p)
+	}
+	return b
+}
+
+func splitFramed(b []byte) ([][]byte, error) {
+	var out [][]byte
+	r := bufio.NewReader(bytes.NewReader(b))
+	for {
+		if _, err := r.Peek(1); err != nil {
+			return out, nil
+		}
+		p, err := readFramed(r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+}
+
+// precondition decides what a replayed change c meets in the row cur (nil:
+// there is none): "" when it applies, skip when the row is already as c
+// leaves it, or the kind of conflict. It is the same rule as change.Guard.
+func precondition(c change.Change, cur []any) (kind string, skip bool) {
+	switch c.Op {
+	case change.Insert:
+		switch {
+		case cur == nil:
+			return "", false
+		case sameRow(cur, c.After):
+			return "", true
+		}
+		return KindInsertInsert, false
+	case change.Update:
+		if cur == nil {
+			return KindUpdateDeleted, false
+		}
+	case change.Delete:
+		switch {
+		case cur == nil:
+			return "", true
+		case !sameRow(cur, c.Before):
+			return KindDeleteUpdated, false
+		}
+	}
+	return "", false
+}
+
+// defaultKeep is the default policy: an insert that collides on a rowid
+// key SQLite assigned moves to a new key (nobody chose that key, and both
+// rows are the users'); everything else waits for the user.
+func defaultKeep(kind string, c change.Change) string {
+	if kind == KindInsertInsert && c.RowidAlias && c.KeyAssigned {
+		return "rekey"
+	}
+	return ""
+}
+
+// keyString identifies a row: its table and key values.
+func keyString(table string, key []any) string {
+	var b strings.Builder
+	b.WriteString(table)
+	for _, v := range key {
+		fmt.Fprintf(&b, "\x00%T:%v", v, v)
+	}
+	return b.String()
+}
+
+// currentRow reads the row with c's key (its old key for an update or
+// delete), the captured columns only; nil if there is none.
+func (a *dbActor) currentRow(ctx context.Context, c change.Change, key []any) ([]any, error) {
+	if len(key) != len(c.PK) {
+		return nil, fmt.Errorf("key of %d values for %d key columns", len(key), len(c.PK))
+	}
+	var b strings.Builder
+	b.WriteString("SELECT ")
+	for i, col := range c.Columns {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(change.QuoteIdent(col))
+	}
+	b.WriteString(" FROM ")
+	b.WriteString(change.QuoteIdent(c.Table))
+	b.WriteString(" WHERE ")
+	for i, k := range c.PK {
+		if i > 0 {
+			b.WriteString(" AND ")
+		}
+		b.WriteString(change.QuoteIdent(c.Columns[k]))
+		b.WriteString(" IS ?")
+	}
+	return a.rawRow(ctx, b.String(), key...)
+}
+
+// rawRow runs a one-row query with exact values (no DATETIME conversions).
+func (a *dbActor) rawRow(ctx context.Context, query string, args ...any) ([]any, error) {
+	var row []any
+	err := sqlitex.Raw(ctx, a.conn, func(c *sqlitex.Conn) error {
+		st, _, err := c.Prepare(query)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		if err := st.BindAll(args...); err != nil {
+			return err
+		}
+		ok, err := st.Step()
+		if err != nil || !ok {
+			return err
+		}
+		row = make([]any, st.ColumnCount())
+		for i := range row {
+			row[i] = st.Column(i)
+		}
+		return nil
+	})
+	return row, err
+}
+
+var uniqueRE = regexp.MustCompile(`UNIQUE constraint failed: (.*?)(?: \(\d+\))?$`)
+
+// blockingRow finds the row that made c fail a UNIQUE constraint (err is
+// SQLite's message, "UNIQUE constraint failed: t.a, t.b"): the one holding
+// c's values of those columns.
+func (a *dbActor) blockingRow(ctx context.Context, c change.Change, err error) []any {
+	img := c.After
+	m := uniqueRE.FindStringSubmatch(err.Error())
+	if m == nil || img == nil {
+		return nil
+	}
+	var where []string
+	var args []any
+	for _, qual := range strings.Split(m[1], ", ") {
+		col := qual[strings.LastIndexByte(qual, '.')+1:]
+		i := -1
+		for j, name := range c.Columns {
+			if strings.EqualFold(name, col) {
+				i = j
+			}
+		}
+		if i < 0 {
+			return nil
+		}
+		where = append(where, change.QuoteIdent(c.Columns[i])+" IS ?")
+		args = append(args, img[i])
+	}
+	cols := make([]string, len(c.Columns))
+	for i, col := range c.Columns {
+		cols[i] = change.QuoteIdent(col)
+	}
+	row, qerr := a.rawRow(ctx, "SELECT "+strings.Join(cols, ", ")+" FROM "+change.QuoteIdent(c.Table)+" WHERE "+strings.Join(where, " AND "), args...)
+	if qerr != nil {
+		return nil
+	}
+	return row
+}
+
+// remoteRecord encodes a remote row of c's table.
+func remoteRecord(c change.Change, row []any) ([]byte, error) {
+	if row == nil {
+		return nil, nil
+	}
+	r := change.Change{Op: change.Insert, Table: c.Table, Columns: c.Columns, PK: c.PK, RowidAlias: c.RowidAlias, After: row}
+	if c.RowidAlias {
+		if id, ok := row[c.PK[0]].(int64); ok {
+			r.NewRowid = id
+		}
+	}
+	return r.Encode()
+}
+
+// replayer carries the conflict state of one replay (T2): the conflicts it
+// recorded, the rows they hold, and the keys it moved.
+type replayer struct {
+	a        *dbActor
+	revision string
+	base     string
+	records  []*conflictRecord
+	held     map[string]*conflictRecord // row (keyString) -> the conflict whose changes it joins
+	rekeyed  map[string]int64           // row (keyString) -> its new rowid
+	fks      map[string][]foreignKey    // child table -> its single-column references
+	// taken is, per table, the highest rowid a local change of this
+	// replay uses: a moved row goes above it, not onto a row the replay
+	// is about to insert.
+	taken map[string]int64
+}
+
+type foreignKey struct{ from, parent string }
+
+func (a *dbActor) newReplayer(revision, base string) *replayer {
+	return &replayer{a: a, revision: revision, base: base, held: map[string]*conflictRecord{}, rekeyed: map[string]int64{},
+		fks: map[string][]foreignKey{}, taken: map[string]int64{}}
+}
+
+// reserve notes the rowids a change that the replay will apply uses.
+func (rp *replayer) reserve(c change.Change) {
+	if c.Op != change.Schema {
+		rp.taken[c.Table] = max(rp.taken[c.Table], c.NewRowid, c.OldRowid)
+	}
+}
+
+// apply replays one local change with the conflict rules. Only capture
+// errors (the transaction cannot commit) are returned.
+func (rp *replayer) apply(ctx context.Context, c change.Change) error {
+	a := rp.a
+	if c.Op == change.Schema || len(c.PK) == 0 || a.ignored[c.Table] {
+		if err := a.replayOne(ctx, c); err != nil {
+			if isCaptureError(err) {
+				return err
+			}
+			return rp.record(ctx, c, KindConstraint, nil, err)
+		}
+		return nil
+	}
+	if err := rp.remap(ctx, &c); err != nil {
+		return err
+	}
+	key := change.Key(c)
+	if rec := rp.held[keyString(c.Table, key)]; rec != nil {
+		return rp.hold(rec, c)
+	}
+	cur, err := a.currentRow(ctx, c, key)
+	if err != nil {
+		// The table or a column is gone: the statements will say.
+		cur = nil
+	}
+	kind, skip := precondition(c, cur)
+	if err != nil {
+		kind, skip = "", false
+	}
+	if skip {
+		return nil
+	}
+	if kind == "" {
+		err := a.replayOne(ctx, c)
+		if err == nil || isCaptureError(err) {
+			return err
+		}
+		return rp.record(ctx, c, KindConstraint, a.blockingRow(ctx, c, err), err)
+	}
+	return rp.record(ctx, c, kind, cur, nil)
+}
+
+// hold adds a later change of a conflicting row to its conflict. A key
+// change moves the hold to the new key.
+func (rp *replayer) hold(rec *conflictRecord, c change.Change) error {
+	enc, err := c.Encode()
+	if err != nil {
+		return captureError{err}
+	}
+	rec.Changes = append(rec.Changes, enc)
+	if c.Op == change.Update {
+		after := c
+		after.Op = change.Insert
+		rp.held[keyString(c.Table, change.Key(after))] = rec
+	}
+	return nil
+}
+
+// record records a conflict of c and applies the policy's decision.
+func (rp *replayer) record(ctx context.Context, c change.Change, kind string, remote []any, cause error) error {
+	a := rp.a
+	enc, err := c.Encode()
+	if err != nil {
+		return captureError{err}
+	}
+	rec := &conflictRecord{Time: a.now().Unix(), Revision: rp.revision, Base: rp.base, Kind: kind, Table: c.Table, Changes: [][]byte{enc}}
+	if rec.Remote, err = remoteRecord(c, remote); err != nil {
+		return captureError{err}
+	}
+	if cause != nil {
+		rec.Error = cause.Error()
+	}
+	rp.records = append(rp.records, rec)
+	key := keyString(c.Table, change.Key(c))
+
+	keep := defaultKeep(kind, c)
+	if f := a.cfg.OnConflict; f != nil {
+		view, verr := rec.view()
+		if verr != nil {
+			return captureError{verr}
+		}
+		if keep, err = f(ctx, view); err != nil {
+			a.cfg.Logger.Warn("Config.OnConflict failed: the conflict waits", "table", c.Table, "kind", kind, "err", err)
+			keep = ""
+		}
+	}
+	switch keep {
+	case KeepRemote:
+		rec.Resolved, rec.ResolvedTime = KeepRemote, rec.Time
+		rp.held[key] = rec // its later changes share its fate
+	case KeepLocal:
+		if err := a.keepLocal(ctx, rec, c); err != nil {
+			if isCaptureError(err) {
+				return err
+			}
+			a.cfg.Logger.Warn("keeping the local side of a conflict failed: it waits", "table", c.Table, "err", err)
+			rp.held[key] = rec
+			break
+		}
+		rec.Resolved, rec.ResolvedTime = KeepLocal, rec.Time
+	case "rekey":
+		if kind != KindInsertInsert || !c.RowidAlias {
+			a.cfg.Logger.Warn("a conflict cannot be rekeyed: it waits", "table", c.Table, "kind", kind)
+			rp.held[key] = rec
+			break
+		}
+		if err := rp.rekey(ctx, rec, c, key); err != nil {
+			return err
+		}
+	case "":
+		rp.held[key] = rec
+	default:
+		a.cfg.Logger.Warn("Config.OnConflict answered an unknown resolution: the conflict waits", "keep", keep)
+		rp.held[key] = rec
+	}
+	if rec.Resolved == "" {
+		a.cfg.Logger.Warn("a local change conflicts with the server and waits for DB.ResolveConflict", "table", c.Table, "kind", rec.Kind)
+	} else {
+		a.cfg.Logger.Info("a conflict was resolved", "table", c.Table, "kind", rec.Kind, "resolved", rec.Resolved)
+	}
+	return nil
+}
+
+// rekey inserts c's row at a new rowid, past every row there is, and
+// remembers the move so that later changes of the row, and their foreign
+// keys to it, follow. If the row cannot go in even there (another
+// constraint), the conflict becomes a constraint conflict and waits.
+func (rp *replayer) rekey(ctx context.Context, rec *conflictRecord, c change.Change, key string) error {
+	a := rp.a
+	row, err := a.rawRow(ctx, "SELECT coalesce(max(rowid), 0) + 1 FROM "+change.QuoteIdent(c.Table))
+	if err != nil {
+		return captureError{err}
+	}
+	id := max(row[0].(int64), rp.taken[c.Table]+1)
+	rp.taken[c.Table] = id
+	moved := c
+	moved.After = append([]any(nil), c.After...)
+	moved.After[c.PK[0]] = id
+	moved.NewRowid = id
+	if err := a.replayOne(ctx, moved); err != nil {
+		if isCaptureError(err) {
+			return err
+		}
+		rec.Kind, rec.Error = KindConstraint, err.Error()
+		if r, rerr := remoteRecord(c, a.blockingRow(ctx, moved, err)); rerr == nil && r != nil {
+			rec.Remote = r
+		}
+		rp.held[key] = rec
+		return nil
+	}
+	rec.Resolved, rec.ResolvedTime, rec.NewKey = Rekeyed, rec.Time, &id
+	rp.rekeyed[key] = id
+	return nil
+}
+
+// remap rewrites a later change for the keys this replay moved: the row's
+// own key, and single-column foreign keys to a moved row.
+func (rp *replayer) remap(ctx context.Context, c *change.Change) error {
+	if len(rp.rekeyed) == 0 {
+		return nil
+	}
+	if c.RowidAlias {
+		for _, img := range []*[]any{&c.Before, &c.After} {
+			if *img == nil {
+				continue
+			}
+			k := []any{(*img)[c.PK[0]]}
+			if k[0] == nil {
+				k[0] = map[bool]int64{true: c.NewRowid, false: c.OldRowid}[img == &c.After]
+			}
+			if id, ok := rp.rekeyed[keyString(c.Table, k)]; ok {
+				*img = append([]any(nil), (*img)...)
+				(*img)[c.PK[0]] = id
+				if img == &c.After {
+					c.NewRowid = id
+				} else {
+					c.OldRowid = id
+				}
+			}
+		}
+	}
+	fks, err := rp.foreignKeys(ctx, c.Table)
+	if err != nil {
+		return err
+	}
+	for _, fk := range fks {
+		col := -1
+		for i, name := range c.Columns {
+			if strings.EqualFold(name, fk.from) {
+				col = i
+			}
+		}
+		if col < 0 {
+			continue
+		}
+		for _, img := range []*[]any{&c.Before, &c.After} {
+			if *img == nil {
+				continue
+			}
+			if id, ok := rp.rekeyed[keyString(fk.parent, []any{(*img)[col]})]; ok {
+				*img = append([]any(nil), (*img)...)
+				(*img)[col] = id
+			}
+		}
+	}
+	return nil
+}
+
+// foreignKeys lists the single-column foreign keys of table (cached for
+// the replay).
+func (rp *replayer) foreignKeys(ctx context.Context, table string) ([]foreignKey, error) {
+	if fks, ok := rp.fks[table]; ok {
+		return fks, nil
+	}
+	rows, err := rp.a.conn.QueryContext(ctx, `SELECT "table", "from", count(*) OVER (PARTITION BY id) FROM pragma_foreign_key_list(?)`, table)
+	if err != nil {
+		return nil, captureError{err}
+	}
+	defer rows.Close()
+	var fks []foreignKey
+	for rows.Next() {
+		var fk foreignKey
+		var n int
+		if err := rows.Scan(&fk.parent, &fk.from, &n); err != nil {
+			return nil, captureError{err}
+		}
+		if n == 1 {
+			fks = append(fks, fk)
+		}
+	}
+	rp.fks[table] = fks
+	return fks, rows.Err()
+}
+
+// keepLocal applies the local side of a conflict: c, the conflicting
+// change, as its kind needs, then the changes the conflict holds after it.
+func (a *dbActor) keepLocal(ctx context.Context, rec *conflictRecord, c change.Change) error {
+	switch rec.Kind {
+	case KindUpdateDeleted:
+		// The row is gone: bring it back as the update left it.
+		c = change.Change{Op: change.Insert, Table: c.Table, Columns: c.Columns, PK: c.PK, RowidAlias: c.RowidAlias,
+			NewRowid: c.NewRowid, After: c.After}
+	case KindConstraint:
+		// The row that holds the unique values gives way.
+		if rec.Remote != nil {
+			r, err := change.Decode(rec.Remote)
+			if err != nil {
+				return err
+			}
+			if change.Key(r) != nil && keyString(r.Table, change.Key(r)) != keyString(c.Table, change.Key(c)) {
+				del := change.Change{Op: change.Delete, Table: r.Table, Columns: r.Columns, PK: r.PK, RowidAlias: r.RowidAlias,
+					OldRowid: r.NewRowid, Before: r.After}
+				if err := a.replayOne(ctx, del); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	// Insert-insert: the insert's upsert overwrites the remote row;
+	// delete-updated: the delete deletes it, whatever it holds now.
+	if err := a.replayOne(ctx, c); err != nil {
+		return err
+	}
+	for _, enc := range rec.Changes[1:] {
+		d, err := change.Decode(enc)
+		if err != nil {
+			return err
+		}
+		if err := a.replayOne(ctx, d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// view is the record as the facade shows it.
+func (rec *conflictRecord) view() (messages.Conflict, error) {
+	v := messages.Conflict{ID: rec.ID, Kind: rec.Kind, Table: rec.Table, Resolved: rec.Resolved, Error: rec.Error,
+		Revision: rec.Revision, Base: rec.Base, Time: rec.Time, Changes: len(rec.Changes)}
+	var first change.Change
+	for i, enc := range rec.Changes {
+		c, err := change.Decode(enc)
+		if err != nil {
+			return v, err
+		}
+		if i == 0 {
+			first = c
+			v.Key = change.Key(c)
+		}
+		switch c.Op {
+		case change.Insert, change.Update:
+			v.Local = rowMap(c.Columns, c.After)
+		case change.Delete:
+			v.Local = nil
+		}
+	}
+	if rec.Remote != nil {
+		r, err := change.Decode(rec.Remote)
+		if err != nil {
+			return v, err
+		}
+		v.Remote = rowMap(r.Columns, r.After)
+	}
+	if rec.NewKey != nil && first.RowidAlias {
+		v.NewKey = []any{*rec.NewKey}
+	}
+	return v, nil
+}
+
+func rowMap(cols []string, img []any) map[string]any {
+	if img == nil {
+		return nil
+	}
+	m := make(map[string]any, len(cols))
+	for i, c := range cols {
+		m[c] = img[i]
+	}
+	return m
+}
+
+// readConflicts reads the recorded conflicts, oldest first; with
+// unresolved, only those that wait. A database without the table (before
+// the first write since this version) has none.
+func (a *dbActor) readConflicts(ctx context.Context, unresolved bool) ([]*conflictRecord, error) {
+	var n int
+	if err := a.conn.QueryRowContext(ctx, "SELECT count(*) FROM pragma_table_list WHERE schema = 'main' AND name = '_syncdb_conflicts'").Scan(&n); err != nil || n == 0 {
+		return nil, err
+	}
+	q := "SELECT id, time, revision, base, kind, table_name, remote, changes, error, new_key, resolved, coalesce(resolved_time, 0) FROM _syncdb_conflicts"
+	if unresolved {
+		q += " WHERE resolved = ''"
+	}
+	rows, err := a.conn.QueryContext(ctx, q+" ORDER BY id")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*conflictRecord
+	for rows.Next() {
+		rec := &conflictRecord{}
+		var changes []byte
+		var newKey sql.NullInt64
+		if err := rows.Scan(&rec.ID, &rec.Time, &rec.Revision, &rec.Base, &rec.Kind, &rec.Table, &rec.Remote, &changes,
+			&rec.Error, &newKey, &rec.Resolved, &rec.ResolvedTime); err != nil {
+			return nil, err
+		}
+		if newKey.Valid {
+			rec.NewKey = &newKey.Int64
+		}
+		if rec.Changes, err = splitFramed(changes); err != nil {
+			return nil, fmt.Errorf("conflict %d: %w", rec.ID, err)
+		}
+		out = append(out, rec)
+	}
+	return out, rows.Err()
+}
+
+// writeConflict inserts or replaces a record; a new one (ID 0) gets the
+// next id. It runs inside the caller's transaction.
+func (a *dbActor) writeConflict(ctx context.Context, rec *conflictRecord) error {
+	var id any
+	if rec.ID != 0 {
+		id = rec.ID
+	}
+	var newKey any
+	if rec.NewKey != nil {
+		newKey = *rec.NewKey
+	}
+	var resolvedTime any
+	if rec.ResolvedTime != 0 {
+		resolvedTime = rec.ResolvedTime
+	}
+	res, err := a.conn.ExecContext(ctx, `INSERT OR REPLACE INTO _syncdb_conflicts(id, time, revision, base, kind, table_name, remote, changes, error, new_key, resolved, resolved_time)
+		VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, id, rec.Time, rec.Revision, rec.Base, rec.Kind, rec.Table, rec.Remote, joinFramed(rec.Changes),
+		rec.Error, newKey, rec.Resolved, resolvedTime)
+	if err != nil {
+		return fmt.Errorf("record a conflict: %w", err)
+	}
+	if rec.ID == 0 {
+		rec.ID, _ = res.LastInsertId()
+	}
+	return nil
+}
+
+// listConflicts answers ListConflicts.
+func (a *dbActor) listConflicts(ctx context.Context, all bool) ([]messages.Conflict, error) {
+	recs, err := a.readConflicts(ctx, !all)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]messages.Conflict, 0, len(recs))
+	for _, rec := range recs {
+		v, err := rec.view()
+		if err != nil {
+			return nil, fmt.Errorf("conflict %d: %w", rec.ID, err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// ErrNoConflict reports a ResolveConflict of an id that names no conflict,
+// or a resolution that cannot be.
+var ErrNoConflict = errors.New("no such conflict")
+
+// resolveConflict answers ResolveConflict in one local transaction: the
+// local side's changes are captured like the user's, for the next push.
+func (a *dbActor) resolveConflict(ctx context.Context, id int64, keep string) error {
+	if keep != KeepLocal && keep != KeepRemote && keep != "rekey" {
+		return fmt.Errorf("resolve conflict %d: keep must be %q or %q, not %q", id, KeepLocal, KeepRemote, keep)
+	}
+	return a.inTx(ctx, func() error {
+		recs, err := a.readConflicts(ctx, false)
+		if err != nil {
+			return err
+		}
+		var rec *conflictRecord
+		for _, r := range recs {
+			if r.ID == id {
+				rec = r
+			}
+		}
+		switch {
+		case rec == nil:
+			return fmt.Errorf("%w: %d", ErrNoConflict, id)
+		case rec.Resolved == keep || rec.Resolved == Rekeyed && keep == "rekey":
+			return nil
+		case rec.Resolved != "":
+			return fmt.Errorf("conflict %d is resolved already (%s)", id, rec.Resolved)
+		}
+		c, err := change.Decode(rec.Changes[0])
+		if err != nil {
+			return err
+		}
+		switch keep {
+		case KeepLocal:
+			if err := a.keepLocal(ctx, rec, c); err != nil {
+				return fmt.Errorf("conflict %d: the local change still cannot be applied (change or delete the other row first, or keep the remote side): %w", id, err)
+			}
+		case "rekey":
+			rp := a.newReplayer(rec.Revision, rec.Base)
+			if kind := rec.Kind; kind != KindInsertInsert || !c.RowidAlias {
+				return fmt.Errorf("conflict %d (%s on %s) cannot be rekeyed", id, kind, rec.Table)
+			}
+			if err := rp.rekey(ctx, rec, c, keyString(c.Table, change.Key(c))); err != nil {
+				return err
+			}
+			if rec.Resolved != Rekeyed {
+				return fmt.Errorf("conflict %d: the row cannot take a new key either: %s", id, rec.Error)
+			}
+			for _, enc := range rec.Changes[1:] {
+				d, err := change.Decode(enc)
+				if err != nil {
+					return err
+				}
+				if err := rp.remap(ctx, &d); err != nil {
+					return err
+				}
+				if err := a.replayOne(ctx, d); err != nil {
+					return err
+				}
+			}
+		}
+		if keep != "rekey" {
+			rec.Resolved = keep
+		}
+		rec.ResolvedTime = a.now().Unix()
+		return a.writeConflict(ctx, rec)
+	})
+}
+
+// unresolvedConflicts counts the conflicts that wait.
+func (a *dbActor) unresolvedConflicts(ctx context.Context) (int64, error) {
+	recs, err := a.readConflicts(ctx, true)
+	return int64(len(recs)), err
+}
+
+// assignedKey reports whether the rowid of an inserted row was SQLite's
+// choice: the statement names it nowhere, neither as an argument nor as a
+// number in its text. (A false "no" only makes a collision wait for the
+// user instead of moving the row.)
+func assignedKey(rowid int64, stmt string, args []any) bool {
+	s := strconv.FormatInt(rowid, 10)
+	for _, v := range args {
+		if fmt.Sprint(v) == s {
+			return false
+		}
+	}
+	for i := 0; ; {
+		j := strings.Index(stmt[i:], s)
+		if j < 0 {
+			return true
+		}
+		j += i
+		before, after := j-1, j+len(s)
+		if (before < 0 || !isWordByte(stmt[before])) && (after >= len(stmt) || !isWordByte(stmt[after])) {
+			return false
+		}
+		i = j + 1
+	}
+}
+
+func isWordByte(b byte) bool {
+	return b == '_' || b == '.' || '0' <= b && b <= '9' || 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z'
+}
+
+// mutation holds deliberate bugs, off unless a build tag plants one
+// (mutation_*.go; scripts/mutations.sh runs the simulator on each), to
+// show that the simulator's invariants catch them.
+var mutation struct {
+	dropConflicts bool // conflicts found by a replay are not recorded
+}

@@ -1,0 +1,94 @@
+package server
+
+import (
+	"log/slog"
+	"net/http/httptest"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/syncdb/syncdb/internal/lb"
+	"github.com/syncdb/syncdb/internal/pgtest"
+	"github.com/syncdb/syncdb/server/pgstore"
+)
+
+// testNode is one syncdb node of a test cluster.
+type testNode struct {
+	*testServer
+	cluster *pgstore.Cluster
+}
+
+// testCluster is n nodes over one PostgreSQL database behind a round-robin
+// load balancer.
+type testCluster struct {
+	nodes []*testNode
+	lb    *testLB
+	dsn   string
+}
+
+func newTestCluster(t *testing.T, n int, mod func(*pgstore.Config, *Config)) *testCluster {
+	t.Helper()
+	tc := &testCluster{dsn: pgtest.NewDatabase(t)}
+	var urls []*url.URL
+	for i := range n {
+		tc.nodes = append(tc.nodes, tc.startNode(t, i, mod))
+		u, _ := url.Parse(tc.nodes[i].url)
+		urls = append(urls, u)
+	}
+	tc.lb = newTestLB(t, urls)
+	return tc
+}
+
+// startNode starts node i (again, on a fresh data directory).
+func (tc *testCluster) startNode(t *testing.T, i int, mod func(*pgstore.Config, *Config)) *testNode {
+	t.Helper()
+	hs := httptest.NewUnstartedServer(nil)
+	pcfg := pgstore.Config{URL: tc.dsn, Advertise: "http://" + hs.Listener.Addr().String(), TTL: 2 * time.Second,
+		Recheck: time.Second, Logger: slog.New(slog.DiscardHandler)}
+	cfg := Config{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)}
+	if mod != nil {
+		mod(&pcfg, &cfg)
+	}
+	c, err := pgstore.Open(t.Context(), pcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Cluster = c
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs.Config.Handler = s.Handler()
+	hs.Start()
+	node := &testNode{testServer: &testServer{Server: s, http: hs, url: hs.URL, dir: cfg.DataDir}, cluster: c}
+	t.Cleanup(func() { node.stop(t) })
+	return node
+}
+
+var stopped sync.Map // *testNode already stopped
+
+func (n *testNode) stop(t *testing.T) {
+	if _, dup := stopped.LoadOrStore(n, true); dup {
+		return
+	}
+	n.BeginShutdown()
+	n.http.Close()
+	if err := n.Close(); err != nil {
+		t.Errorf("close node: %v", err)
+	}
+	n.cluster.Close()
+}
+
+// testLB is the load balancer of package lb on loopback.
+type testLB struct {
+	*httptest.Server
+	*lb.LB
+}
+
+func newTestLB(t *testing.T, nodes []*url.URL) *testLB {
+	b := lb.New(nodes)
+	l := &testLB{Server: httptest.NewServer(b), LB: b}
+	t.Cleanup(l.Close)
+	return l
+}

@@ -1,0 +1,216 @@
+package server
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/syncdb/syncdb/internal/pgtest"
+	"github.com/syncdb/syncdb/server/pgstore"
+
+	"github.com/syncdb/syncdb/wire/syncpb"
+)
+
+// lbClient talks to the cluster through its load balancer.
+func (tc *testCluster) lbClient() *testServer { return &testServer{url: tc.lb.URL} }
+
+// revSeq splits a revision string.
+func revSeq(t *testing.T, rev string) (string, int64) {
+	t.Helper()
+	i := strings.LastIndexByte(rev, '-')
+	seq, err := strconv.ParseInt(rev[i+1:], 10, 64)
+	if err != nil {
+		t.Fatalf("revision %q", rev)
+	}
+	return rev[:i], seq
+}
+
+// sameEverywhere checks that every node serves byte-identical pages for
+// every revision from first to the latest.
+func (tc *testCluster) sameEverywhere(t *testing.T, db string, first int64) {
+	t.Helper()
+	latest := tc.nodes[0].pull(t, db, &syncpb.PullUpdatesReqProtoBody{}).hdr.ServerRevision
+	id, last := revSeq(t, latest)
+	for seq := first; seq <= last; seq++ {
+		rev := fmt.Sprintf("%s-%d", id, seq)
+		var want *pulled
+		for i, n := range tc.nodes {
+			p := n.pull(t, db, &syncpb.PullUpdatesReqProtoBody{ServerRevision: rev})
+			if p.hdr.ServerRevision != rev {
+				t.Fatalf("node %d served %s for %s", i, p.hdr.ServerRevision, rev)
+			}
+			if want == nil {
+				want = p
+				continue
+			}
+			if p.hdr.DbSize != want.hdr.DbSize || len(p.pages) != len(want.pages) {
+				t.Fatalf("revision %s: node %d has %d pages of %d, node 0 %d of %d", rev, i, len(p.pages), p.hdr.DbSize, len(want.pages), want.hdr.DbSize)
+			}
+			for pg, data := range want.pages {
+				if !bytes.Equal(p.pages[pg], data) {
+					t.Fatalf("revision %s: page %d differs between node 0 and node %d", rev, pg, i)
+				}
+			}
+		}
+	}
+}
+
+// Pushes through the load balancer reach every node and are forwarded to
+// one writer; every node serves every revision, byte for byte the same;
+// a revision from one node is good for an incremental pull on another.
+func TestClusterServesAnyRequestOnAnyNode(t *testing.T) {
+	tc := newTestCluster(t, 3, nil)
+	lb := tc.lbClient()
+	lb.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+	total := 0
+	for i := range 30 {
+		v := fmt.Sprintf("%d %s", i, strings.Repeat("x", 200*i))
+		total += len(v)
+		lb.exec(t, "", fmt.Sprintf("INSERT INTO t(v) VALUES ('%s')", v))
+	}
+	rows := lb.query(t, "", "SELECT count(*), sum(length(v)) FROM t")
+	if got := fmtRows(rows); got != fmt.Sprintf("30|%d\n", total) {
+		t.Fatalf("rows: %s", got)
+	}
+	for i := range tc.nodes {
+		if c := tc.lb.Count(i); c == 0 {
+			t.Fatalf("the load balancer sent nothing to node %d", i)
+		}
+	}
+	forwarded := 0.0
+	for _, n := range tc.nodes {
+		forwarded += n.metricValue(t, "syncdb_forwarded_requests_total")
+	}
+	if forwarded < 10 {
+		t.Fatalf("only %v requests forwarded to the writer", forwarded)
+	}
+	tc.sameEverywhere(t, "", 1)
+
+	// A revision from node 0, an incremental pull on node 1 and 2.
+	first := tc.nodes[0].pull(t, "", &syncpb.PullUpdatesReqProtoBody{}).hdr.ServerRevision
+	lb.exec(t, "", "UPDATE t SET v = 'changed' WHERE id = 3")
+	for i, n := range tc.nodes[1:] {
+		p := n.pull(t, "", &syncpb.PullUpdatesReqProtoBody{ClientRevision: first})
+		if p.hdr.ServerRevision == first || len(p.pages) == 0 || len(p.pages) > 4 {
+			t.Fatalf("node %d: incremental pull from %s gave %s with %d pages", i+1, first, p.hdr.ServerRevision, len(p.pages))
+		}
+	}
+}
+
+// A long poll on one node is woken by a push through another.
+func TestClusterLongPollWokenByAnotherNode(t *testing.T) {
+	tc := newTestCluster(t, 2, nil)
+	tc.nodes[0].exec(t, "", "CREATE TABLE t(x)")
+	rev := tc.nodes[1].pull(t, "", &syncpb.PullUpdatesReqProtoBody{}).hdr.ServerRevision
+	done := make(chan *pulled, 1)
+	go func() {
+		p, _, _ := tc.nodes[1].tryPull(t, "", &syncpb.PullUpdatesReqProtoBody{ClientRevision: rev, LongPollTimeoutMs: 20000})
+		done <- p
+	}()
+	waitFor(t, 10*time.Second, "the long poll to wait", func() bool { return tc.nodes[1].metricValue(t, "syncdb_long_poll_waiters") == 1 })
+	start := time.Now()
+	tc.nodes[0].exec(t, "", "INSERT INTO t VALUES (1)")
+	select {
+	case p := <-done:
+		if p == nil || p.hdr.ServerRevision == rev {
+			t.Fatalf("long poll returned %v", p)
+		}
+		t.Logf("woken %v after the push was acknowledged", time.Since(start))
+	case <-time.After(10 * time.Second):
+		t.Fatal("the long poll on node 1 was not woken by a push on node 0")
+	}
+}
+
+// PostgreSQL crashes and restarts under load: meanwhile pushes fail clearly
+// (503 with Retry-After, no hangs), nothing acknowledged is lost, and the
+// nodes resume by themselves.
+func TestClusterSurvivesStoreRestart(t *testing.T) {
+	pg := pgtest.NewCluster(t)
+	tc := newTestCluster(t, 3, func(p *pgstore.Config, _ *Config) { p.URL = pg.URL })
+	lb := tc.lbClient()
+	lb.exec(t, "", "CREATE TABLE t(g INTEGER, i INTEGER, PRIMARY KEY(g, i))")
+
+	var mu sync.Mutex
+	acked := map[[2]int]bool{}
+	statuses := map[int]int{}
+	var slowest time.Duration
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				body := fmt.Sprintf(`{"baton":null,"requests":[{"type":"execute","stmt":{"sql":"INSERT INTO t VALUES (%d, %d)"}}]}`, g, i)
+				start := time.Now()
+				resp, err := http.Post(tc.lb.URL+"/v2/pipeline", "application/json", strings.NewReader(body))
+				el := time.Since(start)
+				mu.Lock()
+				slowest = max(slowest, el)
+				if err != nil {
+					statuses[-1]++
+				} else {
+					out, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					statuses[resp.StatusCode]++
+					switch {
+					case resp.StatusCode == http.StatusOK && strings.Contains(string(out), `"type":"ok"`):
+						acked[[2]int{g, i}] = true
+					case resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "":
+					default:
+						t.Errorf("push answered %d (Retry-After %q): %s", resp.StatusCode, resp.Header.Get("Retry-After"), out)
+					}
+				}
+				mu.Unlock()
+				if err != nil || resp.StatusCode != http.StatusOK {
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+		}()
+	}
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
+	waitFor(t, 30*time.Second, "pushes before the crash", func() bool { return count() >= 20 })
+	before := count()
+	pg.Crash(t, 2*time.Second)
+	restarted := time.Now()
+	waitFor(t, 60*time.Second, "pushes after the restart", func() bool { return count() >= before+20 })
+	resumed := time.Since(restarted)
+	close(stop)
+	wg.Wait()
+
+	rows := lb.query(t, "", "SELECT g, i FROM t")
+	have := map[[2]int]bool{}
+	for _, r := range rows {
+		have[[2]int{int(mustInt(t, r[0])), int(mustInt(t, r[1]))}] = true
+	}
+	lost := 0
+	for k := range acked {
+		if !have[k] {
+			lost++
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("statuses %v; %d acknowledged, %d rows; resumed %v after PostgreSQL was back; slowest request %v", statuses, len(acked), len(have), resumed.Round(time.Millisecond), slowest.Round(time.Millisecond))
+	if lost > 0 {
+		t.Fatalf("%d acknowledged pushes lost", lost)
+	}
+	if statuses[http.StatusServiceUnavailable] == 0 {
+		t.Fatal("no push failed while PostgreSQL was down: the test did not exercise the outage")
+	}
+	if slowest > 30*time.Second {
+		t.Fatalf("a push hung for %v", slowest)
+	}
+	tc.sameEverywhere(t, "", 1)
+}

@@ -1,0 +1,310 @@
+package pgstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/syncdb/syncdb/internal/pgtest"
+	"github.com/syncdb/syncdb/server/coord"
+	"github.com/syncdb/syncdb/server/history"
+	"github.com/syncdb/syncdb/server/history/historytest"
+)
+
+func openCluster(t *testing.T, dsn string, mod func(*Config)) *Cluster {
+	t.Helper()
+	cfg := Config{URL: dsn, Advertise: "http://127.0.0.1:1", TTL: 2 * time.Second, Recheck: time.Second, Logger: slog.New(slog.DiscardHandler)}
+	if mod != nil {
+		mod(&cfg)
+	}
+	c, err := Open(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func randName() string {
+	var b [4]byte
+	rand.Read(b[:])
+	return "db" + hex.EncodeToString(b[:])
+}
+
+func TestConformance(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	historytest.Run(t, historytest.Backends{
+		New: func(t *testing.T) history.Backend {
+			b, err := openCluster(t, dsn, nil).OpenHistory(t.Context(), randName())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		},
+		// Another node (a fresh Cluster) opens the same history.
+		Reopen: func(t *testing.T, b history.Backend) history.Backend {
+			old := b.(*backend)
+			old.c.Close()
+			nb, err := openCluster(t, dsn, nil).OpenHistory(t.Context(), old.st.name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return nb
+		},
+	})
+}
+
+func initDB(t *testing.T, c *Cluster, name string) history.Backend {
+	t.Helper()
+	b, err := c.OpenHistory(t.Context(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Init(t.Context(), "h"+name, historytest.Commit(1, map[uint32]int{1: 2}), history.Cursor{}, 1); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func one(seed int) []history.Commit {
+	return []history.Commit{historytest.Commit(1, map[uint32]int{1: seed})}
+}
+
+// Two nodes create the same database at once: one wins, the other gets
+// ErrExists and then holds the winner's history.
+func TestInitRace(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	a, b := openCluster(t, dsn, nil), openCluster(t, dsn, nil)
+	ha, _ := a.OpenHistory(t.Context(), "x")
+	hb, _ := b.OpenHistory(t.Context(), "x")
+	if err := ha.Init(t.Context(), "first", historytest.Commit(1, map[uint32]int{1: 2}), history.Cursor{}, 1); err != nil {
+		t.Fatal(err)
+	}
+	err := hb.Init(t.Context(), "second", historytest.Commit(1, map[uint32]int{1: 4}), history.Cursor{}, 1)
+	if !errors.Is(err, history.ErrExists) || hb.ID() != "first" || hb.Latest().Seq != 1 {
+		t.Fatalf("second Init: %v, id %q latest %+v", err, hb.ID(), hb.Latest())
+	}
+}
+
+// The lease epoch fences appends inside PostgreSQL: once another node took
+// the lease, the old holder's append records nothing, even though it never
+// learned of the takeover.
+func TestFencedAppendRecordsNothing(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	a := openCluster(t, dsn, nil)
+	b := openCluster(t, dsn, func(c *Config) { c.Advertise = "http://127.0.0.1:2" })
+	ha := initDB(t, a, "d")
+	la, fwd, err := a.Writer(t.Context(), "d")
+	if err != nil || fwd != nil {
+		t.Fatalf("a's lease: %v %v", fwd, err)
+	}
+	if _, err := ha.Append(t.Context(), history.Fence{Epoch: la.Epoch()}, one(4), history.Cursor{}, 2); err != nil {
+		t.Fatal(err)
+	}
+	// b sees a as a live holder.
+	l, fwd, err := b.Writer(t.Context(), "d")
+	if err != nil || l != nil || fwd == nil || fwd.Host != "127.0.0.1:1" {
+		t.Fatalf("b while a holds the lease: %v %v %v", l, fwd, err)
+	}
+	// a's node lease expires in the store (as if a were paused past it).
+	a.cancel()
+	a.wg.Wait()
+	if _, err := a.pool.Exec(t.Context(), `UPDATE syncdb_node SET lease_until = now() - interval '1 s' WHERE node = $1`, a.node); err != nil {
+		t.Fatal(err)
+	}
+	b.Unreachable("d", fwd)
+	lb, fwd, err := b.Writer(t.Context(), "d")
+	if err != nil || lb == nil || lb.Epoch() != la.Epoch()+1 {
+		t.Fatalf("b's takeover: %v %v %v", lb, fwd, err)
+	}
+	_, err = ha.Append(t.Context(), history.Fence{Epoch: la.Epoch()}, one(6), history.Cursor{}, 3)
+	if !errors.Is(err, history.ErrFenced) {
+		t.Fatalf("stale append: %v", err)
+	}
+	var n int
+	if err := a.pool.QueryRow(t.Context(), `SELECT count(*) FROM syncdb_rev WHERE epoch = $1 AND seq > 2`, la.Epoch()).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("revisions by the fenced writer: %d %v", n, err)
+	}
+	hb, _ := b.OpenHistory(t.Context(), "d")
+	if rev, err := hb.Append(t.Context(), history.Fence{Epoch: lb.Epoch()}, one(8), history.Cursor{}, 4); err != nil || rev.Seq != 3 {
+		t.Fatalf("new holder's append: %+v %v", rev, err)
+	}
+}
+
+// An append whose outcome the writer could not learn is retried with the
+// same commits: if it had committed, the retry records nothing twice.
+func TestAppendRetryAfterUnknownOutcome(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	a := openCluster(t, dsn, nil)
+	h := initDB(t, a, "d")
+	l, _, err := a.Writer(t.Context(), "d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := history.Fence{Epoch: l.Epoch()}
+	if _, err := h.Append(t.Context(), f, one(4), history.Cursor{}, 2); err != nil {
+		t.Fatal(err)
+	}
+	// The writer did not learn of revision 2: it retries from 1.
+	st := h.(*backend).st
+	st.mu.Lock()
+	st.base = 1
+	st.mu.Unlock()
+	rev, err := h.Append(t.Context(), f, one(4), history.Cursor{}, 2)
+	if err != nil || rev.Seq != 2 {
+		t.Fatalf("retry: %+v %v", rev, err)
+	}
+	var n int
+	if err := a.pool.QueryRow(t.Context(), `SELECT count(*) FROM syncdb_rev`).Scan(&n); err != nil || n != 2 {
+		t.Fatalf("revisions after the retry: %d %v", n, err)
+	}
+}
+
+// A crashed holder's session ends, its advisory lock is free, and another
+// node takes over without waiting for the TTL.
+func TestTakeoverWhenHolderSessionEnds(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	a := openCluster(t, dsn, func(c *Config) { c.TTL = time.Hour })
+	b := openCluster(t, dsn, func(c *Config) { c.TTL = time.Hour; c.Advertise = "http://127.0.0.1:2" })
+	initDB(t, a, "d")
+	la, _, err := a.Writer(t.Context(), "d")
+	if err != nil || la == nil {
+		t.Fatal(err)
+	}
+	// a "crashes": its lock session ends, its node row stays (an hour).
+	a.cancel()
+	a.wg.Wait()
+	a.lmu.Lock()
+	a.lockConn.Close(context.Background())
+	a.lmu.Unlock()
+	start := time.Now()
+	var lb coord.Lease
+	for time.Since(start) < 10*time.Second {
+		b.Unreachable("d", nil)
+		st, _ := b.state(t.Context(), "d")
+		st.mu.Lock()
+		st.seen = time.Time{}
+		st.mu.Unlock()
+		if lb, _, err = b.Writer(t.Context(), "d"); err != nil {
+			t.Fatal(err)
+		}
+		if lb != nil {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if lb == nil || lb.Epoch() != la.Epoch()+1 {
+		t.Fatalf("no takeover after the holder's session ended: %v", lb)
+	}
+	t.Logf("takeover %v after the holder's session closed (TTL 1 h)", time.Since(start))
+}
+
+// A node paused past its lease must not use its leases when it resumes,
+// even before the store tells it anything.
+func TestLapsedNodeVoidsItsLeases(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	a := openCluster(t, dsn, nil)
+	initDB(t, a, "d")
+	l, _, err := a.Writer(t.Context(), "d")
+	if err != nil || !l.Valid() {
+		t.Fatal(err)
+	}
+	a.lmu.Lock()
+	a.validUntil = time.Now().Add(-time.Millisecond) // as after a pause
+	a.lmu.Unlock()
+	if l.Valid() {
+		t.Fatal("lease valid after the node lease lapsed")
+	}
+	if err := a.renew(); err != nil {
+		t.Fatal(err)
+	}
+	if l.Valid() {
+		t.Fatal("a voided lease became valid again after a renewal")
+	}
+	l2, _, err := a.Writer(t.Context(), "d")
+	if err != nil || l2 == nil || l2.Epoch() != l.Epoch() {
+		t.Fatalf("re-taking the lease nobody else took: %v %v", l2, err)
+	}
+}
+
+// A revision appended on one node wakes waiters on another through
+// NOTIFY, and a node that missed notifications catches up on its recheck.
+func TestNotifyWakesOtherNodes(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	a := openCluster(t, dsn, nil)
+	b := openCluster(t, dsn, nil)
+	h := initDB(t, a, "d")
+	hb, _ := b.OpenHistory(t.Context(), "d")
+	l, _, _ := a.Writer(t.Context(), "d")
+	ch := b.Changed("d")
+	if _, err := h.Append(t.Context(), history.Fence{Epoch: l.Epoch()}, one(4), history.Cursor{}, 2); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ch:
+	case <-time.After(5 * time.Second):
+		t.Fatal("b was not woken")
+	}
+	if hb.Latest().Seq != 2 {
+		t.Fatalf("b's latest after the wake-up: %+v", hb.Latest())
+	}
+	// The listener's session is killed: b reconnects and re-reads.
+	if _, err := a.pool.Exec(t.Context(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%' AND datname = current_database() AND pid <> pg_backend_pid()`); err != nil {
+		t.Fatal(err)
+	}
+	ch = b.Changed("d")
+	if _, err := h.Append(t.Context(), history.Fence{Epoch: l.Epoch()}, one(6), history.Cursor{}, 3); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("b was not woken after its listener was killed")
+	}
+	if hb.Latest().Seq != 3 {
+		t.Fatalf("b's latest: %+v", hb.Latest())
+	}
+}
+
+// A node's clean close releases its leases: another takes over at once.
+func TestCloseReleasesLeases(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	a := openCluster(t, dsn, func(c *Config) { c.TTL = time.Hour })
+	b := openCluster(t, dsn, func(c *Config) { c.TTL = time.Hour; c.Advertise = "http://127.0.0.1:2" })
+	initDB(t, a, "d")
+	if _, _, err := a.Writer(t.Context(), "d"); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	l, fwd, err := b.Writer(t.Context(), "d")
+	if err != nil || l == nil {
+		t.Fatalf("after a's close: %v %v %v", l, fwd, err)
+	}
+	var writer *string
+	if err := b.pool.QueryRow(t.Context(), `SELECT writer FROM syncdb_db WHERE name = 'd'`).Scan(&writer); err != nil || writer == nil || *writer != b.node {
+		t.Fatalf("writer %v %v", writer, err)
+	}
+}
+
+func TestSchemaFromTheFutureIsRefused(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	openCluster(t, dsn, nil)
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	if _, err := conn.Exec(t.Context(), `UPDATE syncdb_schema SET version = version + 1`); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(t.Context(), Config{URL: dsn, Advertise: "http://127.0.0.1:1", Logger: slog.New(slog.DiscardHandler)})
+	if !errors.Is(err, ErrSchema) {
+		t.Fatalf("open a newer schema: %v", err)
+	}
+}

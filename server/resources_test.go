@@ -1,0 +1,304 @@
+package server
+
+// Resource exhaustion (issue 9): slow and stalled clients, huge selectors,
+// huge values, unbounded databases. Bounds are generous: the tests must
+// hold on a loaded 2-core machine, and they wait on conditions.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/RoaringBitmap/roaring/v2"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/syncdb/syncdb/wire/syncpb"
+)
+
+// bigDatabase fills t with about mb MiB of incompressible rows.
+func bigDatabase(t *testing.T, ts *testServer, mb int) {
+	t.Helper()
+	ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)",
+		fmt.Sprintf(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < %d)
+		INSERT INTO t(id, v) SELECT i, randomblob(3500) FROM n`, mb*1024*1024/4000))
+}
+
+// stalledPost sends a request over a connection with a tiny receive buffer
+// and never reads the answer.
+func stalledPost(t *testing.T, base, path string, body []byte) net.Conn {
+	t.Helper()
+	u, _ := url.Parse(base)
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	conn, err := d.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/protobuf\r\nContent-Length: %d\r\n\r\n", path, u.Host, len(body))
+	conn.Write(body)
+	return conn
+}
+
+func pullBody(t *testing.T, req *syncpb.PullUpdatesReqProtoBody) []byte {
+	t.Helper()
+	b, err := proto.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// waitFor polls cond until it holds or the bound passes.
+func waitFor(t *testing.T, bound time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(bound)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, bound)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Attack: pulls that never read their response block every write of the
+// database (they held every history connection, which writes shared).
+func TestSecurityStalledPullsDoNotBlockWrites(t *testing.T) {
+	ts := newTestServer(t, Config{IOTimeout: 10 * time.Minute})
+	bigDatabase(t, ts, 12)
+	base := ts.pull(t, "", &syncpb.PullUpdatesReqProtoBody{ServerRevision: ts.revision(t, 1)}).hdr.ServerRevision
+	const stalled = 24 // more than the history's read connections
+	for range stalled {
+		stalledPost(t, ts.url, "/pull-updates", pullBody(t, &syncpb.PullUpdatesReqProtoBody{ClientRevision: base}))
+	}
+	// 16 stream (the history's read connections), the others wait for one.
+	waitFor(t, 60*time.Second, "stalled pulls streaming", func() bool { return ts.metricValue(t, "syncdb_pull_streams") >= 16 })
+	time.Sleep(500 * time.Millisecond) // their socket buffers fill
+	start := time.Now()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ts.exec(t, "", "INSERT INTO t(v) VALUES('written while pulls stall')")
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("a one-row write waited %v for stalled pulls", time.Since(start))
+	}
+}
+
+// revision returns the revision string of seq on the default database.
+func (ts *testServer) revision(t *testing.T, seq int64) string {
+	t.Helper()
+	d, err := ts.database(context.Background(), "default", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.revision(seq)
+}
+
+// Attack: a client that stops reading holds what its pull holds forever
+// (no write deadline), and a stalled bootstrap stops checkpoints, so the
+// WAL grows without bound.
+func TestSecurityStalledBootstrapIsDropped(t *testing.T) {
+	ts := newTestServer(t, Config{IOTimeout: time.Second, CheckpointFrames: 20, MaintenanceInterval: 50 * time.Millisecond, SnapshotCacheMinBytes: -1})
+	bigDatabase(t, ts, 12)
+	waitFor(t, 60*time.Second, "first checkpoint", func() bool { return ts.metricValue(t, "syncdb_checkpoints_total") >= 1 })
+	stalledPost(t, ts.url, "/pull-updates", nil)
+	waitFor(t, 60*time.Second, "the bootstrap streams", func() bool { return ts.metricValue(t, "syncdb_pull_streams") == 1 })
+	before := ts.metricValue(t, "syncdb_checkpoints_total")
+	for i := range 30 {
+		ts.exec(t, "", fmt.Sprintf("INSERT INTO t(v) VALUES(randomblob(8000 + %d))", i))
+	}
+	waitFor(t, 60*time.Second, "a checkpoint with a stalled bootstrap", func() bool {
+		return ts.metricValue(t, "syncdb_checkpoints_total") > before
+	})
+	waitFor(t, 60*time.Second, "the stalled bootstrap dropped", func() bool { return ts.metricValue(t, "syncdb_pull_streams") == 0 })
+}
+
+// A slow but steady reader is served, and does not postpone checkpoints:
+// its bootstrap hands over to the history and stays one revision.
+func TestSecuritySlowBootstrapDoesNotPostponeCheckpoints(t *testing.T) {
+	ts := newTestServer(t, Config{CheckpointFrames: 20, MaintenanceInterval: 50 * time.Millisecond, SnapshotCacheMinBytes: -1})
+	bigDatabase(t, ts, 8)
+	waitFor(t, 60*time.Second, "first checkpoint", func() bool { return ts.metricValue(t, "syncdb_checkpoints_total") >= 1 })
+	dialer := &net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 8192) })
+	}}
+	client := &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext}}
+	resp, err := client.Post(ts.url+"/pull-updates", "application/protobuf", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got bytes.Buffer
+	slow := make([]byte, 16<<10)
+	readSome := func() error {
+		time.Sleep(10 * time.Millisecond)
+		n, err := resp.Body.Read(slow)
+		got.Write(slow[:n])
+		return err
+	}
+	readSome()
+	before := ts.metricValue(t, "syncdb_checkpoints_total")
+	for i := range 30 {
+		ts.exec(t, "", fmt.Sprintf("INSERT INTO t(v) VALUES(randomblob(8000 + %d))", i))
+	}
+	checkpointed := false
+	for {
+		// The checkpoints first: one seen before a look that finds the
+		// response still streaming happened while it streamed.
+		if !checkpointed && ts.metricValue(t, "syncdb_checkpoints_total") > before && ts.metricValue(t, "syncdb_pull_streams") == 1 {
+			checkpointed = true
+		}
+		if err := readSome(); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !checkpointed {
+		t.Fatalf("no checkpoint while a slow bootstrap streamed (%d bytes)", got.Len())
+	}
+	p := decodePull(t, got.Bytes())
+	im := image{}
+	im.apply(p)
+	db := openImage(t, im.write(t, p.hdr.DbSize))
+	integrityOK(t, db)
+	again := ts.pull(t, "", &syncpb.PullUpdatesReqProtoBody{ServerRevision: p.hdr.ServerRevision})
+	for pg, data := range again.pages {
+		if !bytes.Equal(data, p.pages[pg]) {
+			t.Fatalf("page %d of the slow bootstrap differs from its revision", pg)
+		}
+	}
+}
+
+// Attack: a ~900 KB selector naming all 2^32 pages burned a core for
+// minutes, after the client left too.
+func TestSecurityBigSelector(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", "INSERT INTO t VALUES(1, 'x')")
+	bm := roaring.New()
+	bm.AddRange(0, 1<<32)
+	bm.RunOptimize()
+	sel, err := bm.ToBytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sel) > 1<<20 {
+		t.Fatalf("selector of %d bytes", len(sel))
+	}
+	start := time.Now()
+	p := ts.pull(t, "", &syncpb.PullUpdatesReqProtoBody{ServerPagesSelector: sel})
+	if uint64(len(p.pages)) != p.hdr.DbSize {
+		t.Fatalf("%d pages of %d", len(p.pages), p.hdr.DbSize)
+	}
+	if el := time.Since(start); el > 20*time.Second {
+		t.Fatalf("a selector of every page took %v", el)
+	}
+}
+
+// Attack: SELECT zeroblob(1e9) took the server to 7 GB.
+func TestSecurityHugeValues(t *testing.T) {
+	ts := newTestServer(t, Config{MaxResponseBytes: 8 << 20})
+	ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)")
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for _, q := range []string{
+		"SELECT zeroblob(1e9)", "SELECT randomblob(1e9)", "SELECT zeroblob(5e6), zeroblob(5e6)",
+		"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 100) SELECT zeroblob(1e6) FROM n",
+		"INSERT INTO t(v) VALUES(zeroblob(1e8))",
+	} {
+		if msg := ts.stepErrors(t, "", "", q)[0]; msg == "" {
+			t.Errorf("%s succeeded", q)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if grew := int64(after.TotalAlloc - before.TotalAlloc); grew > 256<<20 {
+		t.Errorf("huge values allocated %d MiB", grew>>20)
+	}
+	// Values within the limit still work.
+	if msg := ts.stepErrors(t, "", "", "INSERT INTO t(v) VALUES(zeroblob(1e6))", "SELECT v FROM t")[1]; msg != "" {
+		t.Errorf("a 1 MB value: %s", msg)
+	}
+}
+
+// Attack: a read token auto-created databases without limit, until the
+// server ran out of file descriptors.
+func TestSecurityDatabaseCreation(t *testing.T) {
+	ts := newTestServer(t, Config{AuthTokens: []string{"rw"}, ReadTokens: []string{"ro"}, MaxDatabases: 3, IdleTimeout: 100 * time.Millisecond})
+	for i := range 5 {
+		if status, body := ts.pullAs(t, fmt.Sprintf("r%d", i), "ro", &syncpb.PullUpdatesReqProtoBody{}); status != http.StatusNotFound {
+			t.Fatalf("a read token's pull of a new database: %d %s", status, body)
+		}
+	}
+	if n := countDatabases(ts.dir); n != 0 {
+		t.Fatalf("%d databases created by read tokens", n)
+	}
+	for i := range 3 {
+		if status, body := ts.pullAs(t, fmt.Sprintf("w%d", i), "rw", &syncpb.PullUpdatesReqProtoBody{}); status != http.StatusOK {
+			t.Fatalf("a full token's bootstrap of a new database: %d %s", status, body)
+		}
+	}
+	if status, body := ts.pullAs(t, "w3", "rw", &syncpb.PullUpdatesReqProtoBody{}); status != http.StatusForbidden || !strings.Contains(string(body), "MaxDatabases") {
+		t.Fatalf("a fourth database: %d %s", status, body)
+	}
+	// Idle databases are closed, and open again when used.
+	waitFor(t, 30*time.Second, "idle databases closed", func() bool { return ts.metricValue(t, "syncdb_open_databases") == 0 })
+	if status, _ := ts.pullAs(t, "w1", "ro", &syncpb.PullUpdatesReqProtoBody{}); status != http.StatusOK {
+		t.Fatalf("a closed database reopens: %d", status)
+	}
+}
+
+// Attack: request bodies had no read deadline: a client that sends half a
+// body holds its request forever.
+func TestSecurityStalledRequestBody(t *testing.T) {
+	ts := newTestServer(t, Config{IOTimeout: 500 * time.Millisecond})
+	for _, path := range []string{"/v2/pipeline", "/pull-updates"} {
+		u, _ := url.Parse(ts.url)
+		conn, err := net.Dial("tcp", u.Host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"req", path)
+		conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		conn.Close()
+		if err != nil {
+			t.Fatalf("%s: no answer to a stalled body: %v", path, err)
+		}
+		if resp.StatusCode != http.StatusRequestTimeout {
+			t.Fatalf("%s: %d", path, resp.StatusCode)
+		}
+	}
+}
+
+// A database serves at most MaxRequestsPerDatabase requests at once.
+func TestSecurityRequestsPerDatabase(t *testing.T) {
+	ts := newTestServer(t, Config{MaxRequestsPerDatabase: 2, IOTimeout: 10 * time.Minute, SnapshotCacheMinBytes: -1})
+	bigDatabase(t, ts, 8)
+	for range 2 {
+		stalledPost(t, ts.url, "/pull-updates", nil)
+	}
+	waitFor(t, 60*time.Second, "two stalled bootstraps", func() bool { return ts.metricValue(t, "syncdb_pull_streams") == 2 })
+	status, body := ts.pullAs(t, "", "", &syncpb.PullUpdatesReqProtoBody{})
+	if status != http.StatusServiceUnavailable {
+		t.Fatalf("a third request: %d %s", status, body)
+	}
+	// Other databases are not affected.
+	if status, _ := ts.pullAs(t, "other", "", &syncpb.PullUpdatesReqProtoBody{}); status != http.StatusOK {
+		t.Fatalf("another database: %d", status)
+	}
+}

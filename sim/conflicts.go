@@ -1,0 +1,114 @@
+package sim
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/syncdb/syncdb"
+	"github.com/syncdb/syncdb/dbactor"
+	"github.com/syncdb/syncdb/internal/change"
+)
+
+// conflictRec is one recorded conflict of a client, as its
+// _syncdb_conflicts table holds it.
+type conflictRec struct {
+	id                       int64
+	kind, table              string
+	key                      int64
+	hasKey                   bool
+	revision, base, resolved string
+	tokens                   []string // value tokens of the local changes it holds
+}
+
+// readConflicts reads every conflict c recorded.
+func readConflicts(db *syncdb.DB) ([]conflictRec, error) {
+	rows, err := db.Query(context.Background(), "SELECT id, kind, table_name, revision, base, resolved, changes FROM _syncdb_conflicts ORDER BY id")
+	if err != nil {
+		if strings.Contains(err.Error(), "no such table") {
+			return nil, nil
+		}
+		return nil, err
+	}
+	defer rows.Close()
+	var out []conflictRec
+	for rows.Next() {
+		var r conflictRec
+		var blob []byte
+		if err := rows.Scan(&r.id, &r.kind, &r.table, &r.revision, &r.base, &r.resolved, &blob); err != nil {
+			return nil, err
+		}
+		cs, err := dbactor.ConflictChanges(blob)
+		if err != nil || len(cs) == 0 {
+			return nil, fmt.Errorf("conflict %d: %d changes, %v", r.id, len(cs), err)
+		}
+		if k := change.Key(cs[0]); len(k) == 1 {
+			r.key, r.hasKey = k[0].(int64)
+		}
+		for _, c := range cs {
+			for _, img := range [][]any{c.Before, c.After} {
+				for _, v := range img {
+					if s, ok := v.(string); ok && isToken(s) {
+						r.tokens = append(r.tokens, s)
+					}
+				}
+			}
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+func isToken(s string) bool { return strings.HasPrefix(s, "c") && strings.Contains(s, ".") }
+
+// checkConflicts checks the conflicts c recorded since the last check:
+// each must match a real concurrent change, one committed by another
+// client in the revisions between the replica's base and the pull that
+// found it (for a row conflict, a change of that row). It also keeps the
+// tokens of the local changes that conflicts hold back (waiting, or
+// resolved for the remote side): those never reach the server, and that
+// is not a lost write.
+func (w *world) checkConflicts(c *client, op string) {
+	recs, err := readConflicts(c.db)
+	if err != nil {
+		w.fail("%s after %s: read conflicts: %v", c.name, op, err)
+		return
+	}
+	c.heldTokens = map[string]bool{}
+	for _, r := range recs {
+		if r.resolved == "" || r.resolved == "remote" {
+			for _, t := range r.tokens {
+				c.heldTokens[t] = true
+			}
+		}
+		if r.id <= c.seenConflict {
+			continue
+		}
+		c.seenConflict = r.id
+		w.logf("%s recorded conflict %d: %s on %s %d (base %s, at %s), resolved %q", c.name, r.id, r.kind, r.table, r.key, r.base, r.revision, r.resolved)
+		row := r.kind != "constraint" && r.hasKey
+		if !w.model.concurrent(c.name, r.table, r.key, row, parseRevSeq(r.base), parseRevSeq(r.revision)) {
+			w.fail("%s: conflict %d (%s on %s %d) matches no change another client committed between revisions %s and %s",
+				c.name, r.id, r.kind, r.table, r.key, r.base, r.revision)
+		}
+	}
+}
+
+// resolveSome resolves each waiting conflict of c with a chance of one in
+// three (all with every), keeping a side the seed chooses.
+func (w *world) resolveSome(c *client, every bool) string {
+	cs, err := c.db.Conflicts(context.Background())
+	if err != nil {
+		return errText(err)
+	}
+	var done []string
+	for _, cf := range cs {
+		if !every && w.rng.IntN(3) != 0 {
+			continue
+		}
+		keep := [2]string{"local", "remote"}[w.rng.IntN(2)]
+		err := c.db.ResolveConflict(context.Background(), cf.ID, keep)
+		done = append(done, fmt.Sprintf("%d %s: %s", cf.ID, keep, errText(err)))
+	}
+	return fmt.Sprintf("%d waiting, resolved [%s]", len(cs), strings.Join(done, ", "))
+}
