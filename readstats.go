@@ -25,15 +25,7 @@ func ReadStats(ctx context.Context, path string) (Stats, error) {
 	if err != nil {
 		return s, fmt.Errorf("read stats of %s: %w", path, err)
 	}
-	if m.SyncedRevision != nil {
-		s.Revision = m.SyncedRevision.Revision
-	}
-	if m.LastPullUnixTime != nil {
-		s.LastPullUnixTime = *m.LastPullUnixTime
-	}
-	if m.LastPushUnixTime != nil {
-		s.LastPushUnixTime = *m.LastPushUnixTime
-	}
+	s.fromMeta(m)
 	if st, err := os.Stat(path + "-wal"); err == nil {
 		s.MainWALSize = st.Size()
 	}

@@ -679,15 +679,7 @@ func (d *DB) Stats(ctx context.Context) (Stats, error) {
 	s.CDCOperations, s.MainWALSize, s.RevertWALSize = ls.CDCOperations, ls.MainWALSize, ls.RevertWALSize
 	s.PagesPresent, s.PagesTotal = ls.PagesPresent, ls.PagesTotal
 	s.Conflicts = ls.Conflicts
-	if m.SyncedRevision != nil {
-		s.Revision = m.SyncedRevision.Revision
-	}
-	if m.LastPullUnixTime != nil {
-		s.LastPullUnixTime = *m.LastPullUnixTime
-	}
-	if m.LastPushUnixTime != nil {
-		s.LastPushUnixTime = *m.LastPushUnixTime
-	}
+	s.fromMeta(m)
 	s.NetworkSentBytes, s.NetworkReceivedBytes = nc.SentBytes, nc.ReceivedBytes
 	return s, nil
 }
@@ -730,4 +722,17 @@ func (d *DB) closePages() error {
 		return d.pages.Close()
 	}
 	return nil
+}
+
+// fromMeta fills in what the sync metadata says.
+func (s *Stats) fromMeta(m *messages.Meta) {
+	if m.SyncedRevision != nil {
+		s.Revision = m.SyncedRevision.Revision
+	}
+	if m.LastPullUnixTime != nil {
+		s.LastPullUnixTime = *m.LastPullUnixTime
+	}
+	if m.LastPushUnixTime != nil {
+		s.LastPushUnixTime = *m.LastPushUnixTime
+	}
 }

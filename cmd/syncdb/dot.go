@@ -325,24 +325,20 @@ func (sh *shell) strings(q string, args ...any) ([]string, error) {
 }
 
 func (sh *shell) tables(args []string) error {
-	q := "SELECT name FROM sqlite_schema WHERE type IN ('table', 'view') AND " + userObjects
-	var qargs []any
-	if len(args) == 1 {
-		q += " AND name LIKE ?"
-		qargs = append(qargs, args[0])
-	}
-	names, err := sh.strings(q+" ORDER BY name", qargs...)
-	for _, n := range names {
-		fmt.Fprintln(sh.out, n)
-	}
-	return err
+	return sh.listNames("type IN ('table', 'view')", "name", args)
 }
 
 func (sh *shell) indexes(args []string) error {
-	q := "SELECT name FROM sqlite_schema WHERE type = 'index' AND " + userObjects
+	return sh.listNames("type = 'index'", "tbl_name", args)
+}
+
+// listNames prints the names of the user's schema objects that match
+// cond, and whose column like matches the LIKE pattern in args, if any.
+func (sh *shell) listNames(cond, like string, args []string) error {
+	q := "SELECT name FROM sqlite_schema WHERE " + cond + " AND " + userObjects
 	var qargs []any
 	if len(args) == 1 {
-		q += " AND tbl_name LIKE ?"
+		q += " AND " + like + " LIKE ?"
 		qargs = append(qargs, args[0])
 	}
 	names, err := sh.strings(q+" ORDER BY name", qargs...)

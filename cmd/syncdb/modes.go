@@ -348,28 +348,24 @@ func (o *output) printColumnar(w io.Writer, res *queryResult) {
 			}
 			line(row, pad, "", "  ", "")
 		}
-	case "table":
-		rule("+", "-", "+", "+", 2)
-		line(head, center, "| ", " | ", " |")
-		rule("+", "-", "+", "+", 2)
+	case "table", "box":
+		// The border characters: top, middle and bottom rules, and the
+		// vertical line.
+		bd := [4][4]string{{"+", "-", "+", "+"}, {"+", "-", "+", "+"}, {"+", "-", "+", "+"}, {"|"}}
+		if o.mode == "box" {
+			bd = [4][4]string{{"┌", "─", "┬", "┐"}, {"├", "─", "┼", "┤"}, {"└", "─", "┴", "┘"}, {"│"}}
+		}
+		v := bd[3][0]
+		rule(bd[0][0], bd[0][1], bd[0][2], bd[0][3], 2)
+		line(head, center, v+" ", " "+v+" ", " "+v)
+		rule(bd[1][0], bd[1][1], bd[1][2], bd[1][3], 2)
 		for r, row := range cells {
 			if r > 0 && multi {
-				rule("+", "-", "+", "+", 2)
+				rule(bd[1][0], bd[1][1], bd[1][2], bd[1][3], 2)
 			}
-			line(row, pad, "| ", " | ", " |")
+			line(row, pad, v+" ", " "+v+" ", " "+v)
 		}
-		rule("+", "-", "+", "+", 2)
-	case "box":
-		rule("┌", "─", "┬", "┐", 2)
-		line(head, center, "│ ", " │ ", " │")
-		rule("├", "─", "┼", "┤", 2)
-		for r, row := range cells {
-			if r > 0 && multi {
-				rule("├", "─", "┼", "┤", 2)
-			}
-			line(row, pad, "│ ", " │ ", " │")
-		}
-		rule("└", "─", "┴", "┘", 2)
+		rule(bd[2][0], bd[2][1], bd[2][2], bd[2][3], 2)
 	case "markdown":
 		line(head, center, "| ", " | ", " |")
 		rule("|", "-", "|", "|", 2)
