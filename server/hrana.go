@@ -389,6 +389,11 @@ func (s *Server) executor(ctx context.Context, st *hranaStream) *executor {
 // compiles there in a read-only sandbox (which refuses writes and
 // transaction control) and is read-only. It reports whether it ran fn.
 func (s *Server) onReader(ctx context.Context, st *hranaStream, reads []string, fn func(*executor), reserved *int64) bool {
+	if st.d.opts.shared || st.d.readers == nil {
+		// A cluster node's file is a cache of the shared store: everything
+		// runs on the writer, which settles it first.
+		return false
+	}
 	conn, err := st.d.readers.Conn(ctx)
 	if err != nil {
 		return false
