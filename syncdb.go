@@ -228,12 +228,15 @@ type Stats struct {
 	PagesPresent, PagesTotal int64
 	// Conflicts counts the unresolved conflicts (DB.Conflicts).
 	Conflicts int64
+	// PushedChanges counts the changes this DB pushed since Open.
+	PushedChanges int64
 }
 
 // DB is an open synced database. Its methods are safe for concurrent use.
 type DB struct {
 	cfg     Config
 	hooks   testhooks.Hooks
+	pushed  atomic.Int64 // changes pushed since Open (Stats.PushedChanges)
 	sys     *actors.System
 	db, net *actor.PID
 	meta    *actor.PID
@@ -631,9 +634,10 @@ func (d *DB) push(ctx context.Context) error {
 		return err
 	}
 	// A conflict may make the push pull first: its changes are news too.
-	res, err := actors.Ask[messages.PullResult](ctx, d.sys, d.sync, &messages.Push{Tables: d.subscribed()})
-	if res.Changed {
-		d.publish(Change{Revision: res.Revision, Tables: slices.Compact(slices.Sorted(slices.Values(res.Tables)))})
+	res, err := actors.Ask[messages.PushResult](ctx, d.sys, d.sync, &messages.Push{Tables: d.subscribed()})
+	d.pushed.Add(int64(res.Pushed))
+	if p := res.Pulled; p.Changed {
+		d.publish(Change{Revision: p.Revision, Tables: slices.Compact(slices.Sorted(slices.Values(p.Tables)))})
 	}
 	return err
 }
@@ -680,6 +684,7 @@ func (d *DB) Stats(ctx context.Context) (Stats, error) {
 	s.PagesPresent, s.PagesTotal = ls.PagesPresent, ls.PagesTotal
 	s.Conflicts = ls.Conflicts
 	s.fromMeta(m)
+	s.PushedChanges = d.pushed.Load()
 	s.NetworkSentBytes, s.NetworkReceivedBytes = nc.SentBytes, nc.ReceivedBytes
 	return s, nil
 }

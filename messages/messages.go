@@ -232,9 +232,15 @@ var ErrWoken = errors.New("pull interrupted before the server answered")
 
 // Push sends the local changes.
 type Push struct {
-	actors.Request[PullResult] // of the pull a conflict made it run, if any
-	// Tables asks for the tables that pull changed (see Pull).
+	actors.Request[PushResult]
+	// Tables asks for the tables a pull changed (see Pull and PushResult).
 	Tables bool
+}
+
+// PushResult is what a push did.
+type PushResult struct {
+	Pushed int        // changes the server took
+	Pulled PullResult // the pull a conflict made the push run first, if any
 }
 
 // ---- conflicts (dbactor)

@@ -172,37 +172,38 @@ const (
 // A batch the server refuses because a change met a row it did not expect
 // (a conflict) changes nothing there; push then pulls, so that the replay
 // records or resolves the conflict, and pushes what remains.
-func (s *syncActor) push(ctx context.Context, tables bool) (messages.PullResult, error) {
-	var pulled messages.PullResult
+func (s *syncActor) push(ctx context.Context, tables bool) (messages.PushResult, error) {
+	var out messages.PushResult
+	pulled := &out.Pulled
 	m, err := s.meta(ctx)
 	if err != nil {
-		return pulled, err
+		return out, err
 	}
 	// Nothing new since the last successful push: no request at all.
 	probe, err := actors.Ask[messages.Pending](ctx, s.cfg.Sys, s.cfg.DB, &messages.PendingChanges{After: m.LastPushedChangeIDHint, Peek: true})
 	if err != nil {
-		return pulled, err
+		return out, err
 	}
 	if probe.PullGen == m.LastPushedPullGenHint && len(probe.Changes) == 0 {
-		return pulled, s.waiting(ctx)
+		return out, s.waiting(ctx)
 	}
 	for round := 1; ; round++ {
-		err := s.retry(ctx, func() error { return s.pushOnce(ctx) })
+		err := s.retry(ctx, func() error { return s.pushOnce(ctx, &out.Pushed) })
 		var pc *pushConflict
 		switch {
 		case err == nil:
-			return pulled, s.waiting(ctx)
+			return out, s.waiting(ctx)
 		case !errors.As(err, &pc):
-			return pulled, err
+			return out, err
 		case round == maxPushRounds:
 			// Pulling did not make the server take it: the server refuses
 			// what the local database accepts.
-			return pulled, fmt.Errorf("%w: %v", ErrPushRejected, pc)
+			return out, fmt.Errorf("%w: %v", ErrPushRejected, pc)
 		}
 		s.cfg.Logger.Info("the server has changes that conflict with local ones: pulling them first", "change", pc.Error())
 		res, err := s.pull(ctx, &messages.Pull{Tables: tables})
 		if err != nil && !errors.Is(err, dbactor.ErrConflict) {
-			return pulled, err
+			return out, err
 		}
 		if res.Changed {
 			pulled.Changed, pulled.Revision = true, res.Revision
@@ -242,7 +243,7 @@ func (s *syncActor) waiting(ctx context.Context) error {
 		dbactor.ErrConflict, c.Kind, c.Table, c.Key, c.ID, more, s.cfg.Path)
 }
 
-func (s *syncActor) pushOnce(ctx context.Context) error {
+func (s *syncActor) pushOnce(ctx context.Context, pushed *int) error {
 	gen, id, found, err := s.highWater(ctx)
 	if err != nil {
 		return err
@@ -273,6 +274,11 @@ func (s *syncActor) pushOnce(ctx context.Context) error {
 			return err
 		}
 		failpoint.Hit("push.sent", s.cfg.Path)
+		for _, c := range batch.Changes {
+			if !s.ignored[c.Table] {
+				*pushed++
+			}
+		}
 		floor = batch.Changes[len(batch.Changes)-1].ID
 		if err := s.recordPush(ctx, batch.PullGen, floor); err != nil {
 			return err

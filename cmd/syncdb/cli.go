@@ -166,7 +166,8 @@ type session struct {
 	// bootstrapped: this open downloaded the database.
 	bootstrapped bool
 	openTime     time.Duration
-	noToken      bool // no auth token was given
+	seenConflict int64 // the last conflict recorded before this session's operations
+	noToken      bool  // no auth token was given
 	prog         *progress
 	watch        *netWatch
 	client       *http.Client
@@ -367,6 +368,13 @@ func errorText(err error) string {
 	}
 	if errors.Is(err, syncdb.ErrNoURL) {
 		msg += " (give --url URL once; it is saved for later commands)"
+	}
+	if errors.Is(err, syncdb.ErrConflict) {
+		// The library names DB.Conflicts and an absolute path; the list
+		// was printed just above.
+		if i := strings.Index(msg, "; see DB.Conflicts"); i >= 0 {
+			msg = msg[:i]
+		}
 	}
 	return msg
 }
