@@ -195,6 +195,11 @@ type Config struct {
 	// or "pull", pages received, and the total pages (0 if unknown). It runs
 	// on a network goroutine and must be quick.
 	Progress func(phase string, pages, total int64)
+	// Recover makes Open repair a replica that cannot sync as it is (see
+	// the README's "Files and recovery"): one found to be a copy of
+	// another (ErrClientCloned) takes a client id of its own, keeping its
+	// changes. A replica that needs nothing opens as usual.
+	Recover bool
 	// OnConflict, if set, decides each conflict as it is found: keep
 	// "local", "remote", "rekey" (an insert-insert on an INTEGER PRIMARY
 	// KEY: the local row takes a new key) or "" (it waits for
@@ -383,6 +388,7 @@ func (d *DB) open(ctx context.Context) error {
 		Path: cfg.Path, FS: h.FS, ClientID: clientID, Sys: d.sys, Meta: d.meta, Gate: &d.gate,
 		IgnoreTables: cfg.IgnoreTables, AutoCheckpointFrames: cfg.AutoCheckpointFrames, Clock: h.Clock, Logger: cfg.Logger,
 		VFS: h.VFS, SyncNormal: cfg.SyncNormal, OnCommit: d.localCommit, OnConflict: onConflict(cfg.OnConflict),
+		NewClientID: func() string { return cfg.ClientName + "-" + h.IDs() }, Machine: h.Machine,
 	}); err != nil {
 		return err
 	}
@@ -474,8 +480,13 @@ func (d *DB) open(ctx context.Context) error {
 	d.readers.SetMaxOpenConns(cfg.ReadConns)
 	d.readers.SetMaxIdleConns(cfg.ReadConns)
 	d.reads = sqlitex.NewStmtCache(d.readers)
-	_, err = actors.Ask[struct{}](ctx, d.sys, d.db, open)
-	return err
+	if _, err = actors.Ask[struct{}](ctx, d.sys, d.db, open); err != nil {
+		return err
+	}
+	if cfg.Recover {
+		return d.recover(ctx)
+	}
+	return nil
 }
 
 func (d *DB) check() error {

@@ -70,6 +70,18 @@ func (a *dbActor) open(ctx context.Context) error {
 		a.closeFiles()
 		return err
 	}
+	if st := a.restamp; st != nil {
+		a.restamp = nil
+		if err := a.updateMeta(ctx, func(m *messages.Meta) error { m.SyncDB.DBFile = st; return nil }); err != nil {
+			a.closeFiles()
+			return err
+		}
+	}
+	// After recovery: an interrupted pull finishes under the id it began with.
+	if err := a.checkHome(ctx); err != nil {
+		a.closeFiles()
+		return err
+	}
 	return nil
 }
 
@@ -78,13 +90,11 @@ func (a *dbActor) openFiles(ctx context.Context) error {
 	// by a checkpoint someone else ran. (Partial replicas fill holes in it,
 	// so they have no stamp.)
 	if stamp := a.meta.SyncDB.DBFile; stamp != nil && !a.meta.SyncDB.Checkpointing {
-		cur, err := fileStamp(a.cfg.Path)
+		restamped, err := checkStamp(a.cfg.Path, stamp)
 		if err != nil {
-			return fmt.Errorf("open %s: %w", a.cfg.Path, err)
+			return err
 		}
-		if *cur != *stamp {
-			return externalModification("the database file changed (size %d→%d) since syncdb last wrote it", stamp.Size, cur.Size)
-		}
+		a.restamp = restamped
 	}
 	fresh := false
 	if _, err := os.Stat(a.cfg.Path); errors.Is(err, os.ErrNotExist) {

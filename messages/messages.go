@@ -277,3 +277,61 @@ type ResolveConflict struct {
 	ID   int64
 	Keep string
 }
+
+// ---- copies (dbactor)
+
+// Chain returns the push chain value of the current pull generation up
+// to change id UpTo (see dbactor's chain.go).
+type Chain struct {
+	actors.Request[ChainInfo]
+	UpTo int64
+}
+
+// ChainInfo is a push chain value; OK is false if the replica cannot
+// compute it (it does not hold every change up to there).
+type ChainInfo struct {
+	OK    bool
+	Value int64
+}
+
+// MarkCloned records durably that the replica is a copy of another one
+// using its client id, and why.
+type MarkCloned struct {
+	actors.Request[struct{}]
+	Why string
+}
+
+// ReplicaStatus returns what stops or qualifies a sync: the conflicts
+// that wait, and why the replica is a copy, if it is.
+type ReplicaStatus struct {
+	actors.Request[Status]
+}
+
+// Status is the answer to ReplicaStatus.
+type Status struct {
+	Conflicts []Conflict // waiting
+	Cloned    string     // why the replica is a copy of another one ("" if not)
+}
+
+// Mark is a row of turso_sync_last_change_id: a pull generation and a
+// change id (or, for a push chain row, the chain value).
+type Mark struct{ Gen, ID int64 }
+
+// CheckMarks says whether the server's mark for this client, and its push
+// chain value (nil if absent), can be this replica's own; the answer is
+// why not, or "".
+type CheckMarks struct {
+	actors.Request[string]
+	Mark  Mark
+	Chain *Mark
+}
+
+// Fork gives the replica a new client id (see dbactor's home.go): with
+// Inherit, the changes it has not pushed yet may have been made before a
+// copy and are sorted out with the old id first; without, every change
+// after the last one known to be pushed is the replica's own.
+type Fork struct {
+	actors.Request[string] // the new client id
+	Why                    string
+	Inherit                bool
+}

@@ -268,11 +268,10 @@ func (s *syncActor) bootstrap(ctx context.Context) error {
 	failpoint.Hit("bootstrap.downloaded", s.cfg.Path)
 	var stamp *messages.FileStamp
 	if size > 0 {
-		st, err := s.cfg.FS.Stat(tmp)
-		if err != nil {
+		var err error
+		if stamp, err = dbactor.StampOf(tmp); err != nil {
 			return err
 		}
-		stamp = &messages.FileStamp{Size: st.Size(), MtimeNS: st.ModTime().UnixNano()}
 	}
 	now := s.cfg.Clock.Now().Unix()
 	if err := s.updateMeta(ctx, func(m *messages.Meta) error {
