@@ -1,14 +1,11 @@
 package syncdb
 
 import (
-	"context"
 	"errors"
 	"os"
 	"path/filepath"
 
-	"github.com/syncdb/syncdb/actors"
 	"github.com/syncdb/syncdb/dbactor"
-	"github.com/syncdb/syncdb/messages"
 )
 
 // ErrClientCloned is wrapped by Open, Push and Pull when this replica is a
@@ -17,16 +14,6 @@ import (
 // place: copies it can tell take a new id by themselves). Its changes are
 // kept; Config.Recover (syncdb recover PATH) gives it an id of its own.
 var ErrClientCloned = dbactor.ErrClientCloned
-
-// recover is Config.Recover on an open replica.
-func (d *DB) recover(ctx context.Context) error {
-	st, err := actors.Ask[messages.Status](ctx, d.sys, d.db, &messages.ReplicaStatus{})
-	if err != nil || st.Cloned == "" {
-		return err
-	}
-	_, err = actors.Ask[string](ctx, d.sys, d.db, &messages.Fork{Why: "Config.Recover of a copy (" + st.Cloned + ")"})
-	return err
-}
 
 // replicaSuffixes are the files a replica at PATH may have besides PATH
 // itself: SQLite's and syncdb's own.

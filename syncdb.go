@@ -197,9 +197,14 @@ type Config struct {
 	Progress func(phase string, pages, total int64)
 	// Recover makes Open repair a replica that cannot sync as it is (see
 	// the README's "Files and recovery"): one found to be a copy of
-	// another (ErrClientCloned) takes a client id of its own, keeping its
-	// changes. A replica that needs nothing opens as usual.
-	Recover bool
+	// another (ErrClientCloned) takes a client id of its own; one modified
+	// outside syncdb (ErrExternalModification), or whose revision the
+	// server no longer keeps (ErrRebootstrap), is downloaded again with
+	// its local changes replayed on top (the old files are kept in
+	// PATH.before-recover-TIME). A replica that needs nothing opens as
+	// usual.
+	Recover  bool
+	clientID string // the client id a rebuilt replica keeps
 	// OnConflict, if set, decides each conflict as it is found: keep
 	// "local", "remote", "rekey" (an insert-insert on an INTEGER PRIMARY
 	// KEY: the local row takes a new key) or "" (it waits for
@@ -329,6 +334,10 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		return nil, fmt.Errorf("open %s: lock: %w", shown, err)
 	}
 	d.unlock = unlock
+	if err := finishSwap(cfg.Path); err != nil { // a recovery a crash interrupted
+		unlock()
+		return nil, fmt.Errorf("open %s: finish the recovery: %w", shown, err)
+	}
 	d.sys = actors.NewSystem(actors.Options{Name: cfg.Path, Logger: cfg.Logger, OnPanic: func(p *actors.PanicError) {
 		d.mu.Lock()
 		d.panics = append(d.panics, p)
@@ -346,6 +355,19 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		d.unlock()
 		removeAll(created) // a new replica that failed to open leaves nothing behind
 		return nil, fmt.Errorf("open %s: %w", shown, err)
+	}
+	if cfg.Recover {
+		rebuilt, err := d.recoverReplica(ctx)
+		if err != nil {
+			if !rebuilt {
+				d.Close()
+			}
+			return nil, fmt.Errorf("recover %s: %w", shown, err)
+		}
+		if rebuilt {
+			cfg.Recover = false
+			return Open(ctx, cfg)
+		}
 	}
 	d.startLive()
 	return d, nil
@@ -381,7 +403,7 @@ func (d *DB) open(ctx context.Context) error {
 	clientID := ""
 	if m != nil {
 		clientID = m.ClientUniqueID
-	} else {
+	} else if clientID = cfg.clientID; clientID == "" {
 		clientID = cfg.ClientName + "-" + h.IDs()
 	}
 	if d.db, err = dbactor.Spawn(dbactor.Config{
@@ -482,9 +504,6 @@ func (d *DB) open(ctx context.Context) error {
 	d.reads = sqlitex.NewStmtCache(d.readers)
 	if _, err = actors.Ask[struct{}](ctx, d.sys, d.db, open); err != nil {
 		return err
-	}
-	if cfg.Recover {
-		return d.recover(ctx)
 	}
 	return nil
 }

@@ -192,6 +192,9 @@ func (a *dbActor) recoverCheckpoint(ctx context.Context) error {
 // stats reports the local statistics.
 func (a *dbActor) stats(ctx context.Context) (messages.LocalStats, error) {
 	var s messages.LocalStats
+	if a.detached != nil {
+		s.Detached = a.detached.Error()
+	}
 	// Pushes move the hint in -info without this actor: read it fresh.
 	m, err := actors.Ask[*messages.Meta](ctx, a.cfg.Sys, a.cfg.Meta, &messages.GetMeta{})
 	if err != nil {

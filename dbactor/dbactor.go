@@ -143,6 +143,7 @@ type dbActor struct {
 	pending   bool                // a pull's T1 committed but the pull is not finished
 	user      bool                // a user statement is being prepared or run (see authorize)
 	restamp   *messages.FileStamp // the database file's stamp to record: same content, new time
+	detached  error               // the files were modified outside syncdb: read only (see detach)
 	denied    string              // the protected table the authorizer last refused
 }
 
@@ -241,6 +242,18 @@ func (a *dbActor) receive(msg any) {
 			return
 		}
 		m.Respond(a.fork(m.Context(), m.Why, m.Inherit))
+	case *messages.SaveLocal:
+		if !a.opened {
+			m.Fail(errors.New("database not open"))
+			return
+		}
+		m.Respond(a.saveLocal(m.Context(), m.Path))
+	case *messages.ImportLocal:
+		if err := a.ready(m.Context()); err != nil {
+			m.Fail(err)
+			return
+		}
+		m.Respond(struct{}{}, a.importLocal(m.Context(), m.Path))
 	case *messages.MarkCloned:
 		if err := a.ready(m.Context()); err != nil {
 			m.Fail(err)
@@ -280,6 +293,9 @@ func (a *dbActor) ready(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if a.detached != nil {
+		return a.detached
+	}
 	if a.pending {
 		if err := a.durable(ctx, func() error { return a.recoverPull(ctx) }); err != nil {
 			return fmt.Errorf("%w: %w", ErrPullPending, err)
@@ -307,7 +323,7 @@ func (a *dbActor) now() time.Time { return a.cfg.Clock.Now() }
 // writer is the last connection; it does not checkpoint on close. A clean
 // close records the WAL end, so that the next open can tell foreign writes.
 func (a *dbActor) close() {
-	if a.opened && !a.pending {
+	if a.opened && !a.pending && a.detached == nil {
 		if a.cfg.SyncNormal {
 			// The recorded end must be on disk: one durable commit flushes
 			// every frame before it.

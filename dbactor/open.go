@@ -61,12 +61,27 @@ func (a *dbActor) open(ctx context.Context) error {
 		return errors.New("dbactor: no metadata: bootstrap or initialize first")
 	}
 	a.meta = *m
+	// Modified outside syncdb: the replica opens for reading only.
+	external := func(err error) bool {
+		if errors.Is(err, ErrExternalModification) {
+			a.opened = true
+			a.detach(ctx, err)
+			return true
+		}
+		return false
+	}
 	if err := a.openFiles(ctx); err != nil {
+		if a.writer != nil && external(err) {
+			return nil
+		}
 		a.closeFiles()
 		return err
 	}
 	a.opened = true
 	if err := a.recover(ctx); err != nil {
+		if external(err) {
+			return nil
+		}
 		a.closeFiles()
 		return err
 	}
@@ -89,12 +104,13 @@ func (a *dbActor) openFiles(ctx context.Context) error {
 	// The database file as the base knows it must not have been rewritten
 	// by a checkpoint someone else ran. (Partial replicas fill holes in it,
 	// so they have no stamp.)
+	var modified error // external modification: the files still open, for reading
 	if stamp := a.meta.SyncDB.DBFile; stamp != nil && !a.meta.SyncDB.Checkpointing {
 		restamped, err := checkStamp(a.cfg.Path, stamp)
-		if err != nil {
+		if err != nil && !errors.Is(err, ErrExternalModification) {
 			return err
 		}
-		a.restamp = restamped
+		a.restamp, modified = restamped, err
 	}
 	fresh := false
 	if _, err := os.Stat(a.cfg.Path); errors.Is(err, os.ErrNotExist) {
@@ -111,7 +127,7 @@ func (a *dbActor) openFiles(ctx context.Context) error {
 	if err := a.openWAL(); err != nil {
 		return err
 	}
-	return nil
+	return modified
 }
 
 // openWriter opens (or reopens) the writer connection. A connection that
@@ -307,7 +323,7 @@ func (a *dbActor) recover(ctx context.Context) error {
 			return externalModification("the WAL cannot be read: %v", err)
 		}
 		if end != *cc {
-			return externalModification("the WAL changed after syncdb closed it (%d frames, expected %d)", end.Frame, cc.Frame)
+			return externalModification("its WAL changed after syncdb closed it (%d frames, syncdb left %d): another program wrote to it or checkpointed it", end.Frame, cc.Frame)
 		}
 	}
 	if a.meta.SyncDB.CleanClose != nil {
@@ -346,8 +362,12 @@ func (a *dbActor) loadBase() error {
 
 // checkForeignWrites compares the WAL with what syncdb last left in it.
 func (a *dbActor) checkForeignWrites() error {
+	if a.detached != nil {
+		return a.detached
+	}
 	if size := a.walSizeNow(); size != a.walSize {
-		return externalModification("the WAL changed size behind syncdb's back (%d bytes, expected %d)", size, a.walSize)
+		a.detach(context.Background(), externalModification("another program wrote to its WAL while syncdb had it open (%d bytes, syncdb left %d)", size, a.walSize))
+		return a.detached
 	}
 	return nil
 }

@@ -105,9 +105,10 @@ func checkStamp(path string, stamp *messages.FileStamp) (restamped *messages.Fil
 			return cur, nil // touched or copied, not changed
 		}
 	}
-	what := "its content"
+	what := "content"
 	if cur.Size != stamp.Size {
-		what = fmt.Sprintf("its size (%d bytes, syncdb left %d) and content", cur.Size, stamp.Size)
+		what = fmt.Sprintf("size (%d bytes, syncdb left %d) and content", cur.Size, stamp.Size)
 	}
-	return nil, externalModification("%s changed since syncdb last wrote it: another program wrote to it or checkpointed its WAL into it", what)
+	return nil, externalModification("the database file's %s changed since syncdb last wrote it: another program wrote to it "+
+		"or checkpointed the WAL into it (sqlite3 without -readonly does when it closes)", what)
 }

@@ -184,7 +184,8 @@ type LocalStats struct {
 	RevertWALSize int64
 	PagesPresent  int64 // partial replicas
 	PagesTotal    int64
-	Conflicts     int64 // unresolved
+	Conflicts     int64  // unresolved
+	Detached      string // modified outside syncdb: what the error says ("" if not)
 }
 
 // ---- syncactor
@@ -334,4 +335,27 @@ type Fork struct {
 	actors.Request[string] // the new client id
 	Why                    string
 	Inherit                bool
+}
+
+// SaveLocal saves the replica's local state (its change log, conflicts,
+// push chain and generation) as a replay journal at Path, also when the
+// replica was modified outside syncdb: what a rebuild carries over.
+type SaveLocal struct {
+	actors.Request[int] // the number of changes saved
+	Path                string
+}
+
+// ImportLocal replays the journal at Path (written by SaveLocal on the
+// old replica) on top of this freshly downloaded one, as a pull's replay
+// does: the changes the server has are dropped, the others applied and
+// captured, conflicts checked and recorded, in one transaction.
+type ImportLocal struct {
+	actors.Request[struct{}]
+	Path string
+}
+
+// RevisionKept asks the server whether it still serves the replica's
+// synced revision (a replica whose revision is gone must be rebuilt).
+type RevisionKept struct {
+	actors.Request[bool]
 }

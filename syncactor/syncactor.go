@@ -36,7 +36,8 @@ var ErrPushRejected = errors.New("the server rejected the push")
 
 // ErrRebootstrap reports that the server can no longer serve this
 // replica's revision.
-var ErrRebootstrap = errors.New("the server no longer has this replica's revision: bootstrap a fresh replica")
+var ErrRebootstrap = errors.New("the server no longer has this replica's revision (its history retention dropped it): " +
+	"run syncdb recover PATH (or open it with Config.Recover) to download it again, keeping the local changes")
 
 // Config configures the sync actor.
 type Config struct {
@@ -104,6 +105,8 @@ func (s *syncActor) receive(msg any) {
 		m.Respond(struct{}{}, s.bootstrap(m.Context()))
 	case *messages.Pull:
 		m.Respond(s.pull(m.Context(), m))
+	case *messages.RevisionKept:
+		m.Respond(s.revisionKept(m.Context()))
 	case *messages.Push:
 		m.Respond(s.push(m.Context(), m.Tables))
 	default:
@@ -485,4 +488,30 @@ func (w *runWriter) flush() error {
 func (w *runWriter) close() {
 	close(w.runs)
 	<-w.done
+}
+
+// revisionKept asks the server whether it still serves the replica's
+// synced revision: page 1 as of it.
+func (s *syncActor) revisionKept(ctx context.Context) (bool, error) {
+	m, err := s.meta(ctx)
+	if err != nil || m.SyncedRevision == nil {
+		return true, err
+	}
+	sel, err := wire.EncodeSelector(wire.SelectorRange(0, 1))
+	if err != nil {
+		return false, err
+	}
+	err = s.retry(ctx, func() error {
+		_, err := actors.Ask[messages.PullInfo](ctx, s.cfg.Sys, s.cfg.Net, &messages.PullUpdates{
+			Req:        &syncpb.PullUpdatesReqProtoBody{ServerRevision: m.SyncedRevision.Revision, ServerPagesSelector: sel},
+			RetryUntil: s.until,
+			OnHeader:   func(*syncpb.PullUpdatesRespProtoBody) error { return nil },
+			OnPage:     func(uint32, []byte) error { return nil },
+		})
+		return err
+	})
+	if errors.Is(err, netactor.ErrRevisionGone) {
+		return false, nil
+	}
+	return err == nil, err
 }

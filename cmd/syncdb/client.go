@@ -103,6 +103,7 @@ func runCheckpoint(c *cli, cmd *command, args []string) int {
 // result.
 func (c *cli) runScript(cmd *command, args []string, op scriptOp) int {
 	fs, f := newFlagSet(cmd, true)
+	f.recover = cmd.name == "recover"
 	pos, code, ok := c.parseFlags(cmd, fs, args)
 	if !ok {
 		return code
