@@ -427,6 +427,7 @@ func (d *DB) open(ctx context.Context) error {
 		return err
 	}
 
+	var oldURL, newURL string // a URL given for a replica that has another
 	switch {
 	case m == nil:
 		if _, err := h.FS.Stat(cfg.Path); err == nil {
@@ -461,14 +462,9 @@ func (d *DB) open(ctx context.Context) error {
 			return err
 		}
 		if url != "" && (m.SavedConfiguration == nil || m.SavedConfiguration.RemoteURL == nil || *m.SavedConfiguration.RemoteURL != url) {
-			if _, err := actors.Ask[*messages.Meta](ctx, d.sys, d.meta, &messages.UpdateMeta{Fn: func(m *messages.Meta) error {
-				if m.SavedConfiguration == nil {
-					m.SavedConfiguration = &messages.SavedConfig{}
-				}
-				m.SavedConfiguration.RemoteURL = &url
-				return nil
-			}}); err != nil {
-				return err
+			newURL = url // saved once checked, below
+			if m.SavedConfiguration != nil && m.SavedConfiguration.RemoteURL != nil {
+				oldURL = *m.SavedConfiguration.RemoteURL
 			}
 		}
 	}
@@ -504,6 +500,9 @@ func (d *DB) open(ctx context.Context) error {
 	d.reads = sqlitex.NewStmtCache(d.readers)
 	if _, err = actors.Ask[struct{}](ctx, d.sys, d.db, open); err != nil {
 		return err
+	}
+	if newURL != "" {
+		return d.saveURL(ctx, oldURL, newURL)
 	}
 	return nil
 }

@@ -242,6 +242,12 @@ func (a *dbActor) receive(msg any) {
 			return
 		}
 		m.Respond(a.fork(m.Context(), m.Why, m.Inherit))
+	case *messages.BasePage:
+		if err := a.ready(m.Context()); err != nil {
+			m.Fail(err)
+			return
+		}
+		m.Respond(a.base.page(nil, m.Pgno))
 	case *messages.SaveLocal:
 		if !a.opened {
 			m.Fail(errors.New("database not open"))

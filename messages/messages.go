@@ -59,9 +59,10 @@ type PullUpdates struct {
 
 // PullInfo summarizes a finished pull stream.
 type PullInfo struct {
-	Header *syncpb.PullUpdatesRespProtoBody
-	Pages  int
-	Bytes  int64 // response body bytes
+	Header   *syncpb.PullUpdatesRespProtoBody
+	Pages    int
+	Bytes    int64  // response body bytes
+	Database string // the database's identity, if the server names it (syncdb serve does)
 }
 
 // Pipeline sends one POST /v2/pipeline. Only a Retryable request (one that
@@ -358,4 +359,19 @@ type ImportLocal struct {
 // synced revision (a replica whose revision is gone must be rebuilt).
 type RevisionKept struct {
 	actors.Request[bool]
+}
+
+// CheckRemote checks that the configured URL serves the database the
+// replica came from (before Open saves a new URL): its identity if both
+// sides know it, else its serving the replica's revision with the same
+// page 1. Old is the URL the replica came from, for the error.
+type CheckRemote struct {
+	actors.Request[struct{}]
+	Old string
+}
+
+// BasePage returns page Pgno of the synced base.
+type BasePage struct {
+	actors.Request[[]byte]
+	Pgno uint32
 }

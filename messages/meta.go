@@ -65,6 +65,9 @@ type SyncDBState struct {
 	// replica opened elsewhere is a copy (or was moved or restored) and
 	// takes a new client id.
 	Home *Home `json:"home,omitempty"`
+	// Database is the remote database's identity, as the server names it
+	// (X-Syncdb-Database; "" if it does not): a new URL must serve it.
+	Database string `json:"database,omitempty"`
 	// Origin is set while a copy that took a new client id has not yet
 	// told the server which of the changes it inherited are its own.
 	Origin *Origin `json:"origin,omitempty"`

@@ -98,6 +98,12 @@ func (s *syncActor) pullOnce(ctx context.Context, p *messages.Pull) (messages.Pu
 	if hdr.DbSize > 1<<31 {
 		return res, fmt.Errorf("server reports an impossible database size of %d pages", hdr.DbSize)
 	}
+	if info.Database != "" && m.SyncDB.Database == "" {
+		// A replica older than the server's names learns it (URL checks).
+		if err := s.updateMeta(ctx, func(m *messages.Meta) error { m.SyncDB.Database = info.Database; return nil }); err != nil {
+			return res, err
+		}
+	}
 	// Even an empty pull goes to the database actor: it checks that nobody
 	// else wrote to the files.
 	return actors.Ask[messages.PullResult](ctx, s.cfg.Sys, s.cfg.DB, &messages.ApplyPull{

@@ -54,3 +54,21 @@ func TestCLIExternalModificationAndRecover(t *testing.T) {
 	fresh := filepath.Join(t.TempDir(), "fresh.db")
 	contains(t, "another replica", ok(t, "", "shell", "--url", srv.url, fresh, "SELECT v FROM t ORDER BY id").stdout, "pushed", "unpushed")
 }
+
+// Case 7 at the command line: a wrong --url on an existing replica fails,
+// says which database the replica belongs to, and is not saved.
+func TestCLIWrongURL(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	path := filepath.Join(t.TempDir(), "app.db")
+	ok(t, "CREATE TABLE t(id INTEGER PRIMARY KEY);", "shell", "--url", srv.url+"/db/one", path)
+	ok(t, "", "push", path)
+	r := runBin(t, "", nil, "pull", "--url", srv.url+"/db/two", path)
+	if r.code != 1 {
+		t.Fatalf("pull with a wrong URL: exit %d", r.code)
+	}
+	contains(t, "wrong URL", r.stderr, "serves another database", srv.url+"/db/one", "nothing was saved")
+	if strings.Contains(r.stderr, "bootstrap a fresh replica") {
+		t.Errorf("advice that loses changes: %s", r.stderr)
+	}
+	contains(t, "stats", ok(t, "", "stats", path).stdout, srv.url+"/db/one")
+}
