@@ -179,9 +179,14 @@ func TestExternalModification(t *testing.T) {
 				t.Fatal(err)
 			}
 			other.Close()
-			_, err = syncdb.Open(ctx, syncdb.Config{Path: path, URL: url})
-			if !errors.Is(err, syncdb.ErrExternalModification) || !strings.Contains(err.Error(), "bootstrap a fresh replica") {
-				t.Fatalf("open after a foreign %s: %v", how, err)
+			// The replica opens for reading; writes and syncs are refused
+			// with what to run.
+			b := open(t, syncdb.Config{Path: path, URL: url})
+			if _, err := b.Pull(ctx); !errors.Is(err, syncdb.ErrExternalModification) || !strings.Contains(err.Error(), "syncdb recover "+path) {
+				t.Fatalf("pull after a foreign %s: %v", how, err)
+			}
+			if got := rows(t, b, "SELECT count(*) >= 1 FROM t_"+how); got != "1" {
+				t.Fatalf("read after a foreign %s: %q", how, got)
 			}
 		})
 	}

@@ -32,8 +32,8 @@ func deadURL(t *testing.T) string {
 // prefix.
 func noPrefix(t *testing.T, what string, err error) {
 	t.Helper()
-	for _, p := range []string{"netactor:", "syncdb:", "dbactor:", "syncactor:", "metaactor:", "pageactor:"} {
-		if strings.Contains(err.Error(), p) {
+	for _, p := range []string{"netactor", "syncdb", "dbactor", "syncactor", "metaactor", "pageactor", "shimvfs"} {
+		if msg := err.Error(); strings.HasPrefix(msg, p+": ") || strings.Contains(msg, ": "+p+": ") {
 			t.Errorf("%s: message has the prefix %q: %v", what, p, err)
 		}
 	}

@@ -1,10 +1,24 @@
 package syncdb
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
+
+	"github.com/syncdb/syncdb/actors"
+	"github.com/syncdb/syncdb/dbactor"
+	"github.com/syncdb/syncdb/messages"
+	"github.com/syncdb/syncdb/netactor"
+	"github.com/syncdb/syncdb/syncactor"
 )
+
+// ErrClientCloned is wrapped by Open, Push and Pull when this replica is a
+// copy of another that uses the same client id, and syncdb could not tell
+// when it was opened (a cloned machine, a file-system snapshot restored in
+// place: copies it can tell take a new id by themselves). Its changes are
+// kept; Config.Recover (syncdb recover PATH) gives it an id of its own.
+var ErrClientCloned = dbactor.ErrClientCloned
 
 // replicaSuffixes are the files a replica at PATH may have besides PATH
 // itself: SQLite's and syncdb's own.
@@ -48,4 +62,31 @@ func removeAll(names []string) {
 // lock need one, and the process may change directory later.
 func absPath(p string) (string, error) {
 	return filepath.Abs(p)
+}
+
+// ErrWrongDatabase is wrapped by Open when Config.URL serves another
+// database than the one the replica came from; nothing is saved.
+var ErrWrongDatabase = syncactor.ErrWrongDatabase
+
+// saveURL makes url the replica's server URL, once it is checked to serve
+// the database the replica came from (at old; "" if the replica had none:
+// its first pull brings that server's database).
+func (d *DB) saveURL(ctx context.Context, old, url string) error {
+	if old != "" {
+		a, aerr := netactor.NormalizeURL(old)
+		b, berr := netactor.NormalizeURL(url)
+		if aerr != nil || berr != nil || a != b {
+			if _, err := actors.Ask[struct{}](ctx, d.sys, d.sync, &messages.CheckRemote{Old: old}); err != nil {
+				return err
+			}
+		}
+	}
+	_, err := actors.Ask[*messages.Meta](ctx, d.sys, d.meta, &messages.UpdateMeta{Fn: func(m *messages.Meta) error {
+		if m.SavedConfiguration == nil {
+			m.SavedConfiguration = &messages.SavedConfig{}
+		}
+		m.SavedConfiguration.RemoteURL = &url
+		return nil
+	}})
+	return err
 }

@@ -195,6 +195,16 @@ type Config struct {
 	// or "pull", pages received, and the total pages (0 if unknown). It runs
 	// on a network goroutine and must be quick.
 	Progress func(phase string, pages, total int64)
+	// Recover makes Open repair a replica that cannot sync as it is (see
+	// the README's "Files and recovery"): one found to be a copy of
+	// another (ErrClientCloned) takes a client id of its own; one modified
+	// outside syncdb (ErrExternalModification), or whose revision the
+	// server no longer keeps (ErrRebootstrap), is downloaded again with
+	// its local changes replayed on top (the old files are kept in
+	// PATH.before-recover-TIME). A replica that needs nothing opens as
+	// usual.
+	Recover  bool
+	clientID string // the client id a rebuilt replica keeps
 	// OnConflict, if set, decides each conflict as it is found: keep
 	// "local", "remote", "rekey" (an insert-insert on an INTEGER PRIMARY
 	// KEY: the local row takes a new key) or "" (it waits for
@@ -228,12 +238,15 @@ type Stats struct {
 	PagesPresent, PagesTotal int64
 	// Conflicts counts the unresolved conflicts (DB.Conflicts).
 	Conflicts int64
+	// PushedChanges counts the changes this DB pushed since Open.
+	PushedChanges int64
 }
 
 // DB is an open synced database. Its methods are safe for concurrent use.
 type DB struct {
 	cfg     Config
 	hooks   testhooks.Hooks
+	pushed  atomic.Int64 // changes pushed since Open (Stats.PushedChanges)
 	sys     *actors.System
 	db, net *actor.PID
 	meta    *actor.PID
@@ -321,6 +334,10 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		return nil, fmt.Errorf("open %s: lock: %w", shown, err)
 	}
 	d.unlock = unlock
+	if err := finishSwap(cfg.Path); err != nil { // a recovery a crash interrupted
+		unlock()
+		return nil, fmt.Errorf("open %s: finish the recovery: %w", shown, err)
+	}
 	d.sys = actors.NewSystem(actors.Options{Name: cfg.Path, Logger: cfg.Logger, OnPanic: func(p *actors.PanicError) {
 		d.mu.Lock()
 		d.panics = append(d.panics, p)
@@ -338,6 +355,19 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		d.unlock()
 		removeAll(created) // a new replica that failed to open leaves nothing behind
 		return nil, fmt.Errorf("open %s: %w", shown, err)
+	}
+	if cfg.Recover {
+		rebuilt, err := d.recoverReplica(ctx)
+		if err != nil {
+			if !rebuilt {
+				d.Close()
+			}
+			return nil, fmt.Errorf("recover %s: %w", shown, err)
+		}
+		if rebuilt {
+			cfg.Recover = false
+			return Open(ctx, cfg)
+		}
 	}
 	d.startLive()
 	return d, nil
@@ -373,13 +403,14 @@ func (d *DB) open(ctx context.Context) error {
 	clientID := ""
 	if m != nil {
 		clientID = m.ClientUniqueID
-	} else {
+	} else if clientID = cfg.clientID; clientID == "" {
 		clientID = cfg.ClientName + "-" + h.IDs()
 	}
 	if d.db, err = dbactor.Spawn(dbactor.Config{
 		Path: cfg.Path, FS: h.FS, ClientID: clientID, Sys: d.sys, Meta: d.meta, Gate: &d.gate,
 		IgnoreTables: cfg.IgnoreTables, AutoCheckpointFrames: cfg.AutoCheckpointFrames, Clock: h.Clock, Logger: cfg.Logger,
 		VFS: h.VFS, SyncNormal: cfg.SyncNormal, OnCommit: d.localCommit, OnConflict: onConflict(cfg.OnConflict),
+		NewClientID: func() string { return cfg.ClientName + "-" + h.IDs() }, Machine: h.Machine,
 	}); err != nil {
 		return err
 	}
@@ -396,6 +427,7 @@ func (d *DB) open(ctx context.Context) error {
 		return err
 	}
 
+	var oldURL, newURL string // a URL given for a replica that has another
 	switch {
 	case m == nil:
 		if _, err := h.FS.Stat(cfg.Path); err == nil {
@@ -430,14 +462,9 @@ func (d *DB) open(ctx context.Context) error {
 			return err
 		}
 		if url != "" && (m.SavedConfiguration == nil || m.SavedConfiguration.RemoteURL == nil || *m.SavedConfiguration.RemoteURL != url) {
-			if _, err := actors.Ask[*messages.Meta](ctx, d.sys, d.meta, &messages.UpdateMeta{Fn: func(m *messages.Meta) error {
-				if m.SavedConfiguration == nil {
-					m.SavedConfiguration = &messages.SavedConfig{}
-				}
-				m.SavedConfiguration.RemoteURL = &url
-				return nil
-			}}); err != nil {
-				return err
+			newURL = url // saved once checked, below
+			if m.SavedConfiguration != nil && m.SavedConfiguration.RemoteURL != nil {
+				oldURL = *m.SavedConfiguration.RemoteURL
 			}
 		}
 	}
@@ -471,8 +498,13 @@ func (d *DB) open(ctx context.Context) error {
 	d.readers.SetMaxOpenConns(cfg.ReadConns)
 	d.readers.SetMaxIdleConns(cfg.ReadConns)
 	d.reads = sqlitex.NewStmtCache(d.readers)
-	_, err = actors.Ask[struct{}](ctx, d.sys, d.db, open)
-	return err
+	if _, err = actors.Ask[struct{}](ctx, d.sys, d.db, open); err != nil {
+		return err
+	}
+	if newURL != "" {
+		return d.saveURL(ctx, oldURL, newURL)
+	}
+	return nil
 }
 
 func (d *DB) check() error {
@@ -631,9 +663,10 @@ func (d *DB) push(ctx context.Context) error {
 		return err
 	}
 	// A conflict may make the push pull first: its changes are news too.
-	res, err := actors.Ask[messages.PullResult](ctx, d.sys, d.sync, &messages.Push{Tables: d.subscribed()})
-	if res.Changed {
-		d.publish(Change{Revision: res.Revision, Tables: slices.Compact(slices.Sorted(slices.Values(res.Tables)))})
+	res, err := actors.Ask[messages.PushResult](ctx, d.sys, d.sync, &messages.Push{Tables: d.subscribed()})
+	d.pushed.Add(int64(res.Pushed))
+	if p := res.Pulled; p.Changed {
+		d.publish(Change{Revision: p.Revision, Tables: slices.Compact(slices.Sorted(slices.Values(p.Tables)))})
 	}
 	return err
 }
@@ -680,6 +713,7 @@ func (d *DB) Stats(ctx context.Context) (Stats, error) {
 	s.PagesPresent, s.PagesTotal = ls.PagesPresent, ls.PagesTotal
 	s.Conflicts = ls.Conflicts
 	s.fromMeta(m)
+	s.PushedChanges = d.pushed.Load()
 	s.NetworkSentBytes, s.NetworkReceivedBytes = nc.SentBytes, nc.ReceivedBytes
 	return s, nil
 }

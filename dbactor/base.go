@@ -12,18 +12,31 @@ import (
 )
 
 // ErrExternalModification reports that the database's files were changed
-// by something other than syncdb. The synced base can no longer be trusted,
-// so syncdb refuses to apply pulls (which would corrupt the database).
+// by something other than syncdb (judged by their content: reading them,
+// copying them or touching them is not a change). The synced base can no
+// longer be trusted, so syncdb refuses to write, pull or push (a pull would
+// corrupt the database); local reads go on. Config.Recover (syncdb
+// recover PATH) rebuilds the replica from the server, keeping the changes
+// made through syncdb that the server does not have.
 var ErrExternalModification = errors.New("the database files were modified outside syncdb")
 
-// recoveryHint tells users what to do about ErrExternalModification.
-const recoveryHint = "another program wrote to or checkpointed the database or its WAL while it was not " +
-	"open through syncdb, so pulling into it would corrupt it. Recover: open it with plain SQLite to copy out " +
-	"any local changes you need, move the database and its -wal, -shm, -info, -revert files aside, and open " +
-	"it with syncdb again to bootstrap a fresh replica"
-
 func externalModification(format string, args ...any) error {
-	return fmt.Errorf("%w: %s (%s)", ErrExternalModification, fmt.Sprintf(format, args...), recoveryHint)
+	return fmt.Errorf("%w: %s", ErrExternalModification, fmt.Sprintf(format, args...))
+}
+
+// detach puts the actor in the read-only state of a replica modified
+// outside syncdb: the error every write, pull and push gets says what
+// changed and what to run.
+func (a *dbActor) detach(ctx context.Context, err error) {
+	n := "its"
+	var count int64
+	if a.conn != nil && a.conn.QueryRowContext(ctx, "SELECT count(*) FROM _syncdb_changes").Scan(&count) == nil {
+		n = fmt.Sprintf("its %d", count)
+	}
+	a.detached = fmt.Errorf("%w. Local reads still work; writes, pulls and pushes are refused. "+
+		"Run: syncdb recover %s (or open it with Config.Recover): it rebuilds the replica from the server, keeping %s unpushed changes",
+		err, a.cfg.Path, n)
+	a.cfg.Logger.Error("the replica was modified outside syncdb", "err", err)
 }
 
 // baseReader reads pages of the synced base: the database file, overlaid by

@@ -85,23 +85,78 @@ func (a *dbActor) checkpoint(ctx context.Context) error {
 		}
 	}
 
+	// The pages the copy may write, or drop by truncating the file, leave
+	// the content hash; after the copy their new content joins it.
+	var plan *hashPlan
+	if st := a.meta.SyncDB.DBFile; a.pages == nil && st != nil && st.Hash != 0 {
+		if plan, err = a.planHash(ctx, st.Hash); err != nil {
+			return err
+		}
+	}
+
 	var busy, logFrames, copied int
 	if err := a.conn.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &copied); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
 	failpoint.Hit("checkpoint.copied", a.cfg.Path)
-	return a.finishCheckpoint(ctx)
+	return a.finishCheckpoint(ctx, plan)
+}
+
+// hashPlan carries the content hash of the database file through a
+// checkpoint: the hash without the pages the checkpoint may change.
+type hashPlan struct {
+	pages   map[uint32]bool
+	without uint64
+}
+
+func (a *dbActor) planHash(ctx context.Context, hash uint64) (*hashPlan, error) {
+	st, err := a.dbFile.Stat()
+	if err != nil {
+		return nil, err
+	}
+	oldPages := uint32(st.Size() / PageSize)
+	var newPages uint32
+	if err := a.conn.QueryRowContext(ctx, "PRAGMA page_count").Scan(&newPages); err != nil {
+		return nil, err
+	}
+	pages := a.walPages()
+	for pg := newPages + 1; pg <= oldPages; pg++ {
+		pages[pg] = true
+	}
+	old, err := pagesHash(a.dbFile, pages, oldPages)
+	if err != nil {
+		return nil, err
+	}
+	return &hashPlan{pages: pages, without: hash ^ old}, nil
+}
+
+// stamp stamps the database file after a checkpoint: from plan if there
+// is one, else by hashing the whole file.
+func (a *dbActor) stamp(plan *hashPlan) (*messages.FileStamp, error) {
+	if plan == nil {
+		return StampOf(a.cfg.Path)
+	}
+	cur, err := fileStamp(a.cfg.Path)
+	if err != nil {
+		return nil, err
+	}
+	now, err := pagesHash(a.dbFile, plan.pages, uint32(cur.Size/PageSize))
+	if err != nil {
+		return nil, err
+	}
+	cur.Hash = plan.without ^ now
+	return cur, nil
 }
 
 // finishCheckpoint records the state after a checkpoint, complete or not.
 // If the WAL was emptied the base is the database file plus the revert
 // store; if not (a reader held it back), W stays and the pages copied so
 // far are covered by the revert store.
-func (a *dbActor) finishCheckpoint(ctx context.Context) error {
+func (a *dbActor) finishCheckpoint(ctx context.Context, plan *hashPlan) error {
 	var stamp *messages.FileStamp
 	if a.pages == nil {
 		var err error
-		if stamp, err = fileStamp(a.cfg.Path); err != nil {
+		if stamp, err = a.stamp(plan); err != nil {
 			return err
 		}
 	}
@@ -131,12 +186,15 @@ func (a *dbActor) recoverCheckpoint(ctx context.Context) error {
 			return fmt.Errorf("finish checkpoint: %w", err)
 		}
 	}
-	return a.finishCheckpoint(ctx)
+	return a.finishCheckpoint(ctx, nil)
 }
 
 // stats reports the local statistics.
 func (a *dbActor) stats(ctx context.Context) (messages.LocalStats, error) {
 	var s messages.LocalStats
+	if a.detached != nil {
+		s.Detached = a.detached.Error()
+	}
 	// Pushes move the hint in -info without this actor: read it fresh.
 	m, err := actors.Ask[*messages.Meta](ctx, a.cfg.Sys, a.cfg.Meta, &messages.GetMeta{})
 	if err != nil {

@@ -96,6 +96,10 @@ type Config struct {
 	OnCommit func()
 	// OnConflict decides conflicts instead of the default policy (nil).
 	OnConflict OnConflict
+	// NewClientID makes a client id for a copy (see home.go); Machine
+	// replaces this machine's identity (tests).
+	NewClientID func() string
+	Machine     string
 }
 
 // Spawn starts the actor. Send it OpenDB before anything else.
@@ -134,11 +138,13 @@ type dbActor struct {
 	pages   messages.LazyPages // nil for a full replica
 
 	opened    bool
-	forceFull bool   // inside durable(): a reopened writer stays synchronous=FULL
-	walSize   int64  // WAL size after our last write: anything else is a foreign write
-	pending   bool   // a pull's T1 committed but the pull is not finished
-	user      bool   // a user statement is being prepared or run (see authorize)
-	denied    string // the protected table the authorizer last refused
+	forceFull bool                // inside durable(): a reopened writer stays synchronous=FULL
+	walSize   int64               // WAL size after our last write: anything else is a foreign write
+	pending   bool                // a pull's T1 committed but the pull is not finished
+	user      bool                // a user statement is being prepared or run (see authorize)
+	restamp   *messages.FileStamp // the database file's stamp to record: same content, new time
+	detached  error               // the files were modified outside syncdb: read only (see detach)
+	denied    string              // the protected table the authorizer last refused
 }
 
 func (a *dbActor) receive(msg any) {
@@ -217,6 +223,60 @@ func (a *dbActor) receive(msg any) {
 			return
 		}
 		m.Respond(struct{}{}, a.resolveConflict(m.Context(), m.ID, m.Keep))
+	case *messages.Chain:
+		if err := a.ready(m.Context()); err != nil {
+			m.Fail(err)
+			return
+		}
+		st, ok, err := a.chainAt(m.Context(), m.UpTo)
+		m.Respond(messages.ChainInfo{OK: ok, Value: ChainValue(st.Hash)}, err)
+	case *messages.CheckMarks:
+		if err := a.ready(m.Context()); err != nil {
+			m.Fail(err)
+			return
+		}
+		m.Respond(a.checkMarks(m.Context(), m.Mark, m.Chain))
+	case *messages.Fork:
+		if err := a.ready(m.Context()); err != nil {
+			m.Fail(err)
+			return
+		}
+		m.Respond(a.fork(m.Context(), m.Why, m.Inherit))
+	case *messages.BasePage:
+		if err := a.ready(m.Context()); err != nil {
+			m.Fail(err)
+			return
+		}
+		m.Respond(a.base.page(nil, m.Pgno))
+	case *messages.SaveLocal:
+		if !a.opened {
+			m.Fail(errors.New("database not open"))
+			return
+		}
+		m.Respond(a.saveLocal(m.Context(), m.Path))
+	case *messages.ImportLocal:
+		if err := a.ready(m.Context()); err != nil {
+			m.Fail(err)
+			return
+		}
+		m.Respond(struct{}{}, a.importLocal(m.Context(), m.Path))
+	case *messages.MarkCloned:
+		if err := a.ready(m.Context()); err != nil {
+			m.Fail(err)
+			return
+		}
+		m.Respond(struct{}{}, a.markCloned(m.Context(), m.Why))
+	case *messages.ReplicaStatus:
+		if err := a.ready(m.Context()); err != nil {
+			m.Fail(err)
+			return
+		}
+		var st messages.Status
+		var err error
+		if st.Conflicts, err = a.listConflicts(m.Context(), false); err == nil {
+			st.Cloned, err = a.clonedReason(m.Context())
+		}
+		m.Respond(st, err)
 	case *messages.DBStats:
 		if !a.opened {
 			m.Fail(errors.New("database not open"))
@@ -238,6 +298,9 @@ func (a *dbActor) ready(ctx context.Context) error {
 	}
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if a.detached != nil {
+		return a.detached
 	}
 	if a.pending {
 		if err := a.durable(ctx, func() error { return a.recoverPull(ctx) }); err != nil {
@@ -266,7 +329,7 @@ func (a *dbActor) now() time.Time { return a.cfg.Clock.Now() }
 // writer is the last connection; it does not checkpoint on close. A clean
 // close records the WAL end, so that the next open can tell foreign writes.
 func (a *dbActor) close() {
-	if a.opened && !a.pending {
+	if a.opened && !a.pending && a.detached == nil {
 		if a.cfg.SyncNormal {
 			// The recorded end must be on disk: one durable commit flushes
 			// every frame before it.

@@ -271,6 +271,11 @@ type journalHeader struct {
 	Revision  string `json:"revision"`
 	Count     int    `json:"count"`
 	Conflicts int    `json:"conflicts,omitempty"` // recorded conflicts (JSON entries) after the changes
+	// Chain is the push chain value of the trimmed changes; Cloned why
+	// the replica was found to be a copy, if it was. Both live in
+	// _syncdb_local, which the pull peels off.
+	Chain  chainState `json:"chain,omitzero"`
+	Cloned string     `json:"cloned,omitempty"`
 }
 
 // journalEntry is one saved change: its local id, transaction id and

@@ -1,6 +1,7 @@
 package dbactor
 
 import (
+	"context"
 	"fmt"
 	"os"
 
@@ -70,4 +71,56 @@ func ConflictChanges(blob []byte) ([]change.Change, error) {
 		}
 	}
 	return out, nil
+}
+
+// saveLocal answers SaveLocal.
+func (a *dbActor) saveLocal(ctx context.Context, path string) (int, error) {
+	gen, err := a.localPullGen(ctx)
+	if err != nil {
+		return 0, err
+	}
+	entries, err := a.readChangeLog(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("read the change log: %w", err)
+	}
+	conflicts, err := a.readConflicts(ctx, false)
+	if err != nil {
+		return 0, err
+	}
+	chain, err := a.storedChain(ctx)
+	if err != nil {
+		return 0, err
+	}
+	cloned, err := a.clonedReason(ctx)
+	if err != nil {
+		return 0, err
+	}
+	hdr := journalHeader{PullGen: gen, Chain: chain, Cloned: cloned}
+	return len(entries), writeJournal(a.cfg.FS, path, hdr, entries, conflicts)
+}
+
+// importLocal answers ImportLocal: T2 of a pull, from a journal another
+// replica saved, on this one's synced base.
+func (a *dbActor) importLocal(ctx context.Context, path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := fsx.WriteFileAtomic(a.cfg.FS, a.path(suffixReplay), data); err != nil {
+		return err
+	}
+	defer a.cfg.FS.Remove(a.path(suffixReplay))
+	if err := a.checkForeignWrites(); err != nil {
+		return err
+	}
+	rev := ""
+	if r := a.meta.SyncedRevision; r != nil {
+		rev = r.Revision
+	}
+	if err := a.durable(ctx, func() error { return a.replay(ctx, rev) }); err != nil {
+		return err
+	}
+	a.cap.nextID = 0
+	a.walSize = a.walSizeNow()
+	return nil
 }

@@ -61,12 +61,39 @@ func (a *dbActor) open(ctx context.Context) error {
 		return errors.New("dbactor: no metadata: bootstrap or initialize first")
 	}
 	a.meta = *m
+	// Modified outside syncdb: the replica opens for reading only.
+	external := func(err error) bool {
+		if errors.Is(err, ErrExternalModification) {
+			a.opened = true
+			a.detach(ctx, err)
+			return true
+		}
+		return false
+	}
 	if err := a.openFiles(ctx); err != nil {
+		if a.writer != nil && external(err) {
+			return nil
+		}
 		a.closeFiles()
 		return err
 	}
 	a.opened = true
 	if err := a.recover(ctx); err != nil {
+		if external(err) {
+			return nil
+		}
+		a.closeFiles()
+		return err
+	}
+	if st := a.restamp; st != nil {
+		a.restamp = nil
+		if err := a.updateMeta(ctx, func(m *messages.Meta) error { m.SyncDB.DBFile = st; return nil }); err != nil {
+			a.closeFiles()
+			return err
+		}
+	}
+	// After recovery: an interrupted pull finishes under the id it began with.
+	if err := a.checkHome(ctx); err != nil {
 		a.closeFiles()
 		return err
 	}
@@ -77,14 +104,13 @@ func (a *dbActor) openFiles(ctx context.Context) error {
 	// The database file as the base knows it must not have been rewritten
 	// by a checkpoint someone else ran. (Partial replicas fill holes in it,
 	// so they have no stamp.)
+	var modified error // external modification: the files still open, for reading
 	if stamp := a.meta.SyncDB.DBFile; stamp != nil && !a.meta.SyncDB.Checkpointing {
-		cur, err := fileStamp(a.cfg.Path)
-		if err != nil {
-			return fmt.Errorf("open %s: %w", a.cfg.Path, err)
+		restamped, err := checkStamp(a.cfg.Path, stamp)
+		if err != nil && !errors.Is(err, ErrExternalModification) {
+			return err
 		}
-		if *cur != *stamp {
-			return externalModification("the database file changed (size %d→%d) since syncdb last wrote it", stamp.Size, cur.Size)
-		}
+		a.restamp, modified = restamped, err
 	}
 	fresh := false
 	if _, err := os.Stat(a.cfg.Path); errors.Is(err, os.ErrNotExist) {
@@ -101,7 +127,7 @@ func (a *dbActor) openFiles(ctx context.Context) error {
 	if err := a.openWAL(); err != nil {
 		return err
 	}
-	return nil
+	return modified
 }
 
 // openWriter opens (or reopens) the writer connection. A connection that
@@ -297,7 +323,7 @@ func (a *dbActor) recover(ctx context.Context) error {
 			return externalModification("the WAL cannot be read: %v", err)
 		}
 		if end != *cc {
-			return externalModification("the WAL changed after syncdb closed it (%d frames, expected %d)", end.Frame, cc.Frame)
+			return externalModification("its WAL changed after syncdb closed it (%d frames, syncdb left %d): another program wrote to it or checkpointed it", end.Frame, cc.Frame)
 		}
 	}
 	if a.meta.SyncDB.CleanClose != nil {
@@ -336,8 +362,12 @@ func (a *dbActor) loadBase() error {
 
 // checkForeignWrites compares the WAL with what syncdb last left in it.
 func (a *dbActor) checkForeignWrites() error {
+	if a.detached != nil {
+		return a.detached
+	}
 	if size := a.walSizeNow(); size != a.walSize {
-		return externalModification("the WAL changed size behind syncdb's back (%d bytes, expected %d)", size, a.walSize)
+		a.detach(context.Background(), externalModification("another program wrote to its WAL while syncdb had it open (%d bytes, syncdb left %d)", size, a.walSize))
+		return a.detached
 	}
 	return nil
 }

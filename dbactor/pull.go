@@ -2,6 +2,7 @@ package dbactor
 
 import (
 	"context"
+	"database/sql"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -17,12 +18,6 @@ import (
 	"github.com/syncdb/syncdb/internal/walfile"
 	"github.com/syncdb/syncdb/messages"
 )
-
-// ErrClientCloned reports that the server has a newer pull generation for
-// this client than the client itself: the local files were restored from a
-// backup or copied from another machine, and the client id is no longer
-// unique. Continuing would silently drop writes.
-var ErrClientCloned = errors.New("this replica's client id is also used by a newer copy of it (restored from a backup or copied?)")
 
 // applyPull applies the pull in the changes file; see the package doc.
 func (a *dbActor) applyPull(ctx context.Context, revision string, dbSize uint32, changesPath string) (bool, error) {
@@ -78,7 +73,16 @@ func (a *dbActor) applyPull(ctx context.Context, revision string, dbSize uint32,
 	if err != nil {
 		return false, err
 	}
-	if err := writeJournal(a.cfg.FS, a.path(suffixReplay), journalHeader{PullGen: gen, Revision: revision}, entries, conflicts); err != nil {
+	chain, err := a.storedChain(ctx)
+	if err != nil {
+		return false, err
+	}
+	cloned, err := a.clonedReason(ctx)
+	if err != nil {
+		return false, err
+	}
+	hdr := journalHeader{PullGen: gen, Revision: revision, Chain: chain, Cloned: cloned}
+	if err := writeJournal(a.cfg.FS, a.path(suffixReplay), hdr, entries, conflicts); err != nil {
 		return false, fmt.Errorf("save local changes: %w", err)
 	}
 	failpoint.Hit("pull.journal", a.cfg.Path)
@@ -447,7 +451,7 @@ func (a *dbActor) replay(ctx context.Context, revision string) error {
 	if err != nil {
 		return err
 	}
-	floor, err := a.replayFloor(ctx, hdr.PullGen)
+	floor, cloned, err := a.replayFloor(ctx, hdr, entries)
 	if err != nil {
 		return err
 	}
@@ -504,6 +508,14 @@ func (a *dbActor) replay(ctx context.Context, revision string) error {
 			('pull_gen', ?), ('applied_revision', ?)`, hdr.PullGen+1, revision); err != nil {
 			return err
 		}
+		if cloned == "" {
+			cloned = hdr.Cloned
+		}
+		if cloned != "" {
+			if _, err := a.conn.ExecContext(ctx, "INSERT OR REPLACE INTO _syncdb_local(key, value) VALUES('cloned', ?)", cloned); err != nil {
+				return err
+			}
+		}
 		_, err := a.conn.ExecContext(context.WithoutCancel(ctx), "COMMIT")
 		return err
 	}()
@@ -551,21 +563,88 @@ func (a *dbActor) replayOne(ctx context.Context, c change.Change) error {
 }
 
 // replayFloor decides which journaled changes the server already has,
-// from this client's row of turso_sync_last_change_id in the pulled pages.
-func (a *dbActor) replayFloor(ctx context.Context, localGen int64) (int64, error) {
-	var gen, id int64
-	err := a.conn.QueryRowContext(ctx, "SELECT pull_gen, change_id FROM turso_sync_last_change_id WHERE client_id = ?", a.cfg.ClientID).Scan(&gen, &id)
-	switch {
-	case err != nil && (strings.Contains(err.Error(), "no such table") || strings.Contains(err.Error(), "no rows")):
-		return 0, nil
-	case err != nil:
-		return 0, err
-	case gen > localGen:
-		return 0, fmt.Errorf("%w: the server has pull generation %d, this replica %d; bootstrap a fresh replica", ErrClientCloned, gen, localGen)
-	case gen == localGen:
-		return id, nil
+// from this client's rows of turso_sync_last_change_id in the pulled pages:
+// its mark, if the push chain there is this replica's own. If it is not
+// (the server holds changes under this id that this replica did not make:
+// it is a copy of another one), the floor is the last change this replica
+// knows it pushed, so that it keeps every later one, and why is set.
+func (a *dbActor) replayFloor(ctx context.Context, hdr journalHeader, entries []journalEntry) (floor int64, why string, err error) {
+	var n int
+	if err := a.conn.QueryRowContext(ctx, "SELECT count(*) FROM pragma_table_list WHERE schema = 'main' AND name = 'turso_sync_last_change_id'").Scan(&n); err != nil || n == 0 {
+		return 0, "", err
 	}
-	return 0, nil
+	id := a.meta.ClientUniqueID
+	mark, chain, err := readMarks(ctx, a.conn, id)
+	if err != nil || mark == nil {
+		return 0, "", err
+	}
+	known := hdr.Chain.ID // trimmed: confirmed by a push
+	if a.meta.LastPushedPullGenHint == hdr.PullGen {
+		known = max(known, a.meta.LastPushedChangeIDHint)
+	}
+	if why = clonedWhy(hdr.PullGen, hdr.Chain, entries, *mark, chain); why != "" {
+		return known, why, nil
+	}
+	if mark.Gen != hdr.PullGen {
+		return 0, "", nil
+	}
+	return mark.ID, "", nil
+}
+
+// mark is one row of turso_sync_last_change_id.
+type mark struct{ Gen, ID int64 }
+
+// readMarks reads a client's mark and its push chain value (nil if absent).
+func readMarks(ctx context.Context, conn interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, id string) (m, chain *mark, err error) {
+	rows, err := conn.QueryContext(ctx, "SELECT client_id, pull_gen, change_id FROM turso_sync_last_change_id WHERE client_id IN (?, ?)", id, id+ChainSuffix)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var who string
+		var v mark
+		if err := rows.Scan(&who, &v.Gen, &v.ID); err != nil {
+			return nil, nil, err
+		}
+		if who == id {
+			m = &v
+		} else {
+			chain = &v
+		}
+	}
+	return m, chain, rows.Err()
+}
+
+// clonedWhy decides whether the server's mark (and chain value, if any)
+// for this client id can be this replica's own, given its generation and
+// change log; if not, it says why. It is pure, for the push and the pull.
+func clonedWhy(gen int64, stored chainState, log []journalEntry, server mark, chain *mark) string {
+	switch {
+	case server.Gen > gen:
+		return fmt.Sprintf("the server has its pull generation %d, this replica only %d", server.Gen, gen)
+	case server.Gen < gen || server.ID == 0:
+		return ""
+	case server.ID < stored.ID:
+		return "" // below what this replica had confirmed: the server lost pushes, not a copy
+	}
+	st, ok := fold(stored, log, server.ID)
+	switch {
+	case !ok:
+		return fmt.Sprintf("the server has its changes up to %d, this replica made %d", server.ID, max(st.ID, lastID(log)))
+	case chain != nil && chain.Gen == gen && chain.ID != ChainValue(st.Hash):
+		return fmt.Sprintf("the changes the server has under its id up to change %d are not this replica's", server.ID)
+	}
+	return ""
+}
+
+func lastID(log []journalEntry) int64 {
+	if len(log) == 0 {
+		return 0
+	}
+	return log[len(log)-1].ID
 }
 
 // localPullGen is the local pull generation (0 before the first pull

@@ -365,6 +365,14 @@ func (a *dbActor) trimChanges(ctx context.Context, gen, upTo int64) error {
 		return err
 	}
 	err := func() error {
+		// The push chain continues over what leaves the log.
+		st, ok, err := a.chainAt(ctx, upTo)
+		if err != nil || !ok {
+			return err // not all of it is here (nothing to trim)
+		}
+		if err := a.storeChain(ctx, st); err != nil {
+			return err
+		}
 		q := "DELETE FROM _syncdb_changes WHERE change_id <= ?"
 		args := []any{upTo}
 		for t := range a.ignored {
@@ -374,7 +382,7 @@ func (a *dbActor) trimChanges(ctx context.Context, gen, upTo int64) error {
 		if _, err := a.conn.ExecContext(ctx, q, args...); err != nil {
 			return err
 		}
-		_, err := a.conn.ExecContext(ctx, `INSERT INTO _syncdb_local(key, value) VALUES('trimmed', ?)
+		_, err = a.conn.ExecContext(ctx, `INSERT INTO _syncdb_local(key, value) VALUES('trimmed', ?)
 			ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)`, upTo)
 		return err
 	}()

@@ -59,9 +59,10 @@ type PullUpdates struct {
 
 // PullInfo summarizes a finished pull stream.
 type PullInfo struct {
-	Header *syncpb.PullUpdatesRespProtoBody
-	Pages  int
-	Bytes  int64 // response body bytes
+	Header   *syncpb.PullUpdatesRespProtoBody
+	Pages    int
+	Bytes    int64  // response body bytes
+	Database string // the database's identity, if the server names it (syncdb serve does)
 }
 
 // Pipeline sends one POST /v2/pipeline. Only a Retryable request (one that
@@ -184,7 +185,8 @@ type LocalStats struct {
 	RevertWALSize int64
 	PagesPresent  int64 // partial replicas
 	PagesTotal    int64
-	Conflicts     int64 // unresolved
+	Conflicts     int64  // unresolved
+	Detached      string // modified outside syncdb: what the error says ("" if not)
 }
 
 // ---- syncactor
@@ -232,9 +234,15 @@ var ErrWoken = errors.New("pull interrupted before the server answered")
 
 // Push sends the local changes.
 type Push struct {
-	actors.Request[PullResult] // of the pull a conflict made it run, if any
-	// Tables asks for the tables that pull changed (see Pull).
+	actors.Request[PushResult]
+	// Tables asks for the tables a pull changed (see Pull and PushResult).
 	Tables bool
+}
+
+// PushResult is what a push did.
+type PushResult struct {
+	Pushed int        // changes the server took
+	Pulled PullResult // the pull a conflict made the push run first, if any
 }
 
 // ---- conflicts (dbactor)
@@ -270,4 +278,100 @@ type ResolveConflict struct {
 	actors.Request[struct{}]
 	ID   int64
 	Keep string
+}
+
+// ---- copies (dbactor)
+
+// Chain returns the push chain value of the current pull generation up
+// to change id UpTo (see dbactor's chain.go).
+type Chain struct {
+	actors.Request[ChainInfo]
+	UpTo int64
+}
+
+// ChainInfo is a push chain value; OK is false if the replica cannot
+// compute it (it does not hold every change up to there).
+type ChainInfo struct {
+	OK    bool
+	Value int64
+}
+
+// MarkCloned records durably that the replica is a copy of another one
+// using its client id, and why.
+type MarkCloned struct {
+	actors.Request[struct{}]
+	Why string
+}
+
+// ReplicaStatus returns what stops or qualifies a sync: the conflicts
+// that wait, and why the replica is a copy, if it is.
+type ReplicaStatus struct {
+	actors.Request[Status]
+}
+
+// Status is the answer to ReplicaStatus.
+type Status struct {
+	Conflicts []Conflict // waiting
+	Cloned    string     // why the replica is a copy of another one ("" if not)
+}
+
+// Mark is a row of turso_sync_last_change_id: a pull generation and a
+// change id (or, for a push chain row, the chain value).
+type Mark struct{ Gen, ID int64 }
+
+// CheckMarks says whether the server's mark for this client, and its push
+// chain value (nil if absent), can be this replica's own; the answer is
+// why not, or "".
+type CheckMarks struct {
+	actors.Request[string]
+	Mark  Mark
+	Chain *Mark
+}
+
+// Fork gives the replica a new client id (see dbactor's home.go): with
+// Inherit, the changes it has not pushed yet may have been made before a
+// copy and are sorted out with the old id first; without, every change
+// after the last one known to be pushed is the replica's own.
+type Fork struct {
+	actors.Request[string] // the new client id
+	Why                    string
+	Inherit                bool
+}
+
+// SaveLocal saves the replica's local state (its change log, conflicts,
+// push chain and generation) as a replay journal at Path, also when the
+// replica was modified outside syncdb: what a rebuild carries over.
+type SaveLocal struct {
+	actors.Request[int] // the number of changes saved
+	Path                string
+}
+
+// ImportLocal replays the journal at Path (written by SaveLocal on the
+// old replica) on top of this freshly downloaded one, as a pull's replay
+// does: the changes the server has are dropped, the others applied and
+// captured, conflicts checked and recorded, in one transaction.
+type ImportLocal struct {
+	actors.Request[struct{}]
+	Path string
+}
+
+// RevisionKept asks the server whether it still serves the replica's
+// synced revision (a replica whose revision is gone must be rebuilt).
+type RevisionKept struct {
+	actors.Request[bool]
+}
+
+// CheckRemote checks that the configured URL serves the database the
+// replica came from (before Open saves a new URL): its identity if both
+// sides know it, else its serving the replica's revision with the same
+// page 1. Old is the URL the replica came from, for the error.
+type CheckRemote struct {
+	actors.Request[struct{}]
+	Old string
+}
+
+// BasePage returns page Pgno of the synced base.
+type BasePage struct {
+	actors.Request[[]byte]
+	Pgno uint32
 }

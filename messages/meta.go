@@ -61,6 +61,32 @@ type SyncDBState struct {
 	CleanClose *walfile.Position `json:"clean_close,omitempty"`
 	// Pages is the partial replica's presence bookkeeping (pageactor).
 	Partial *PartialState `json:"partial,omitempty"`
+	// Home is where the replica lives: its database file and machine. A
+	// replica opened elsewhere is a copy (or was moved or restored) and
+	// takes a new client id.
+	Home *Home `json:"home,omitempty"`
+	// Database is the remote database's identity, as the server names it
+	// (X-Syncdb-Database; "" if it does not): a new URL must serve it.
+	Database string `json:"database,omitempty"`
+	// Origin is set while a copy that took a new client id has not yet
+	// told the server which of the changes it inherited are its own.
+	Origin *Origin `json:"origin,omitempty"`
+}
+
+// Home identifies where a replica lives.
+type Home struct {
+	Dev     uint64 `json:"dev"`
+	Inode   uint64 `json:"inode"`
+	Machine string `json:"machine"`
+}
+
+// Origin is the client id a copy inherited its changes from: the changes
+// of pull generation PullGen up to change id Last were made before the
+// copy, under ClientID (see syncactor's settleFork).
+type Origin struct {
+	ClientID string `json:"client_id"`
+	PullGen  int64  `json:"pull_gen"`
+	Last     int64  `json:"last"`
 }
 
 // Base says where the synced base is: the database file, overlaid by the
@@ -85,10 +111,12 @@ type PendingPull struct {
 	NextRevertLen int64 `json:"next_revert_len"`
 }
 
-// FileStamp identifies a file's content cheaply.
+// FileStamp identifies a database file's content: size and time for a
+// cheap look, and a content hash (see dbactor's stamp.go; 0: none).
 type FileStamp struct {
-	Size    int64 `json:"size"`
-	MtimeNS int64 `json:"mtime_ns"`
+	Size    int64  `json:"size"`
+	MtimeNS int64  `json:"mtime_ns"`
+	Hash    uint64 `json:"hash,omitempty"`
 }
 
 // PartialState is a partial replica's state (see pageactor).

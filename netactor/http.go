@@ -33,6 +33,7 @@ const (
 	headerEncryptionCipher = "x-turso-encryption-cipher"
 	contentTypeProtobuf    = "application/protobuf"
 	contentTypeJSON        = "application/json"
+	databaseHeader         = "X-Syncdb-Database" // server.DatabaseHeader
 )
 
 // maxErrorBody bounds how much of an error response is kept; errorShown
@@ -49,6 +50,7 @@ type HTTPError struct {
 	Body     string // the start of the response body (at most 64 KiB)
 	Endpoint string // EndpointPull or EndpointPipeline
 	URL      string // the server's base URL
+	Database string // the database's identity, if the server names it
 }
 
 // Is makes a 401 or 403 answer match ErrUnauthorized.
@@ -220,7 +222,7 @@ func badCertificate(err error) bool {
 // marked permanent unless the status is transient.
 func (a *netActor) statusError(r *response, endpoint string) error {
 	body, _ := io.ReadAll(io.LimitReader(r.body, maxErrorBody))
-	herr := &HTTPError{Status: r.StatusCode, Body: string(body), Endpoint: endpoint, URL: a.base}
+	herr := &HTTPError{Status: r.StatusCode, Body: string(body), Endpoint: endpoint, URL: a.base, Database: r.Header.Get(databaseHeader)}
 	var err error = herr
 	if r.StatusCode == http.StatusGone && endpoint == EndpointPull {
 		err = fmt.Errorf("%w: %w", ErrRevisionGone, herr)

@@ -82,6 +82,7 @@ func (a *netActor) pullOnce(ctx context.Context, m *messages.PullUpdates, body [
 		return info, backoff.Permanent(err)
 	}
 	info.Header = hdr
+	info.Database = resp.Header.Get(databaseHeader)
 	if m.OnHeader != nil {
 		if err := m.OnHeader(hdr); err != nil {
 			return info, backoff.Permanent(err)

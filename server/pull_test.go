@@ -412,3 +412,27 @@ func TestConcurrentPullsShareOneHistoryView(t *testing.T) {
 		t.Error(e)
 	}
 }
+
+// Every answer for a database names its identity, 410s included; another
+// database has another.
+func TestDatabaseIdentityHeader(t *testing.T) {
+	url := newTestServer(t, Config{}).url
+	post := func(path string) (int, string) {
+		resp, err := http.Post(url+path, "application/protobuf", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get(DatabaseHeader)
+	}
+	code, a := post("/pull-updates")
+	if code != 200 || a == "" {
+		t.Fatalf("pull: %d, identity %q", code, a)
+	}
+	if _, again := post("/pull-updates"); again != a {
+		t.Errorf("identity changed: %q then %q", a, again)
+	}
+	if _, b := post("/db/other/pull-updates"); b == "" || b == a {
+		t.Errorf("another database's identity: %q (default's %q)", b, a)
+	}
+}

@@ -147,6 +147,11 @@ type Server struct {
 	shutdown bool
 }
 
+// DatabaseHeader names the response header that carries the identity of
+// the database a request reached: it changes when a database is created
+// anew under the same name.
+const DatabaseHeader = "X-Syncdb-Database"
+
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // ErrDataDirInUse reports that another server holds the data directory.
@@ -475,6 +480,9 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
+	// The database's identity (its history's), so that a client can tell
+	// that a URL still serves the database its replica came from.
+	w.Header().Set(DatabaseHeader, d.hist.ID())
 	if hranaPath {
 		s.handleHrana(w, r, d, ep)
 	} else {

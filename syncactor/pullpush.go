@@ -24,6 +24,12 @@ func dirOf(p string) string { return filepath.Dir(p) }
 // changes file and has the database actor apply them.
 func (s *syncActor) pull(ctx context.Context, p *messages.Pull) (messages.PullResult, error) {
 	var res messages.PullResult
+	if err := s.refuseCopy(ctx); err != nil {
+		return res, err
+	}
+	if err := s.settleFork(ctx); err != nil {
+		return res, err
+	}
 	err := s.retry(ctx, func() error {
 		var err error
 		res, err = s.pullOnce(ctx, p)
@@ -92,6 +98,12 @@ func (s *syncActor) pullOnce(ctx context.Context, p *messages.Pull) (messages.Pu
 	if hdr.DbSize > 1<<31 {
 		return res, fmt.Errorf("server reports an impossible database size of %d pages", hdr.DbSize)
 	}
+	if info.Database != "" && m.SyncDB.Database == "" {
+		// A replica older than the server's names learns it (URL checks).
+		if err := s.updateMeta(ctx, func(m *messages.Meta) error { m.SyncDB.Database = info.Database; return nil }); err != nil {
+			return res, err
+		}
+	}
 	// Even an empty pull goes to the database actor: it checks that nobody
 	// else wrote to the files.
 	return actors.Ask[messages.PullResult](ctx, s.cfg.Sys, s.cfg.DB, &messages.ApplyPull{
@@ -152,7 +164,7 @@ var errOutOfOrder = errors.New("push out of order: the server's high-water mark 
 const guardStep = 2
 
 const (
-	highWaterSelect = "SELECT pull_gen, change_id FROM turso_sync_last_change_id WHERE client_id = ?"
+	highWaterSelect = "SELECT client_id, pull_gen, change_id FROM turso_sync_last_change_id WHERE client_id IN (?, ?)"
 	highWaterTable  = "CREATE TABLE IF NOT EXISTS turso_sync_last_change_id (client_id TEXT PRIMARY KEY, pull_gen INTEGER, change_id INTEGER)"
 	// continuityGuard fails (json() of a non-JSON text is an error) unless
 	// the server's high-water mark for this client is exactly where this
@@ -172,37 +184,49 @@ const (
 // A batch the server refuses because a change met a row it did not expect
 // (a conflict) changes nothing there; push then pulls, so that the replay
 // records or resolves the conflict, and pushes what remains.
-func (s *syncActor) push(ctx context.Context, tables bool) (messages.PullResult, error) {
-	var pulled messages.PullResult
+func (s *syncActor) push(ctx context.Context, tables bool) (messages.PushResult, error) {
+	var out messages.PushResult
+	pulled := &out.Pulled
 	m, err := s.meta(ctx)
 	if err != nil {
-		return pulled, err
+		return out, err
+	}
+	if err := s.refuseCopy(ctx); err != nil {
+		return out, err
+	}
+	if m.SyncDB.Origin != nil {
+		if err := s.settleFork(ctx); err != nil {
+			return out, err
+		}
+		if m, err = s.meta(ctx); err != nil {
+			return out, err
+		}
 	}
 	// Nothing new since the last successful push: no request at all.
 	probe, err := actors.Ask[messages.Pending](ctx, s.cfg.Sys, s.cfg.DB, &messages.PendingChanges{After: m.LastPushedChangeIDHint, Peek: true})
 	if err != nil {
-		return pulled, err
+		return out, err
 	}
 	if probe.PullGen == m.LastPushedPullGenHint && len(probe.Changes) == 0 {
-		return pulled, s.waiting(ctx)
+		return out, s.waiting(ctx)
 	}
 	for round := 1; ; round++ {
-		err := s.retry(ctx, func() error { return s.pushOnce(ctx) })
+		err := s.retry(ctx, func() error { return s.pushOnce(ctx, m.ClientUniqueID, &out.Pushed) })
 		var pc *pushConflict
 		switch {
 		case err == nil:
-			return pulled, s.waiting(ctx)
+			return out, s.waiting(ctx)
 		case !errors.As(err, &pc):
-			return pulled, err
+			return out, err
 		case round == maxPushRounds:
 			// Pulling did not make the server take it: the server refuses
 			// what the local database accepts.
-			return pulled, fmt.Errorf("%w: %v", ErrPushRejected, pc)
+			return out, fmt.Errorf("%w: %v", ErrPushRejected, pc)
 		}
 		s.cfg.Logger.Info("the server has changes that conflict with local ones: pulling them first", "change", pc.Error())
 		res, err := s.pull(ctx, &messages.Pull{Tables: tables})
 		if err != nil && !errors.Is(err, dbactor.ErrConflict) {
-			return pulled, err
+			return out, err
 		}
 		if res.Changed {
 			pulled.Changed, pulled.Revision = true, res.Revision
@@ -226,12 +250,30 @@ func (e *pushConflict) Error() string {
 	return fmt.Sprintf("the server refused the local %s of %s %v: %s", e.c.Op, e.c.Table, change.Key(e.c), e.msg)
 }
 
-// waiting returns an error wrapping ErrConflict if local changes wait for
-// conflicts to be resolved.
-func (s *syncActor) waiting(ctx context.Context) error {
-	cs, err := actors.Ask[[]messages.Conflict](ctx, s.cfg.Sys, s.cfg.DB, &messages.ListConflicts{})
-	if err != nil || len(cs) == 0 {
+// refuseCopy returns ErrClientCloned if the replica was found to be a copy
+// of another one.
+func (s *syncActor) refuseCopy(ctx context.Context) error {
+	st, err := actors.Ask[messages.Status](ctx, s.cfg.Sys, s.cfg.DB, &messages.ReplicaStatus{})
+	if err != nil || st.Cloned == "" {
 		return err
+	}
+	return dbactor.ClonedError(s.cfg.Path, st.Cloned)
+}
+
+// waiting returns an error wrapping ErrClientCloned if the replica turned
+// out to be a copy, or ErrConflict if local changes wait for conflicts to
+// be resolved.
+func (s *syncActor) waiting(ctx context.Context) error {
+	st, err := actors.Ask[messages.Status](ctx, s.cfg.Sys, s.cfg.DB, &messages.ReplicaStatus{})
+	if err != nil {
+		return err
+	}
+	if st.Cloned != "" {
+		return dbactor.ClonedError(s.cfg.Path, st.Cloned)
+	}
+	cs := st.Conflicts
+	if len(cs) == 0 {
+		return nil
 	}
 	c := cs[0]
 	more := ""
@@ -242,8 +284,8 @@ func (s *syncActor) waiting(ctx context.Context) error {
 		dbactor.ErrConflict, c.Kind, c.Table, c.Key, c.ID, more, s.cfg.Path)
 }
 
-func (s *syncActor) pushOnce(ctx context.Context) error {
-	gen, id, found, err := s.highWater(ctx)
+func (s *syncActor) pushOnce(ctx context.Context, id string, pushed *int) error {
+	hw, chain, err := s.highWater(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -253,11 +295,22 @@ func (s *syncActor) pushOnce(ctx context.Context) error {
 		return err
 	}
 	floor := int64(0)
-	switch {
-	case found && gen > local.PullGen:
-		return fmt.Errorf("%w: the server has pull generation %d, this replica %d; bootstrap a fresh replica", dbactor.ErrClientCloned, gen, local.PullGen)
-	case found && gen == local.PullGen:
-		floor = id
+	if hw != nil {
+		// The server's mark must be this replica's own: a copy that shares
+		// the client id would otherwise skip its changes as pushed.
+		why, err := actors.Ask[string](ctx, s.cfg.Sys, s.cfg.DB, &messages.CheckMarks{Mark: *hw, Chain: chain})
+		if err != nil {
+			return err
+		}
+		if why != "" {
+			if _, err := actors.Ask[struct{}](ctx, s.cfg.Sys, s.cfg.DB, &messages.MarkCloned{Why: why}); err != nil {
+				return err
+			}
+			return dbactor.ClonedError(s.cfg.Path, why)
+		}
+		if hw.Gen == local.PullGen {
+			floor = hw.ID
+		}
 	}
 	// One batch per PushBatch changes (whole local transactions), read one
 	// at a time so that a large change log is never all in memory.
@@ -269,10 +322,15 @@ func (s *syncActor) pushOnce(ctx context.Context) error {
 		if len(batch.Changes) == 0 {
 			return s.recordPush(ctx, batch.PullGen, floor)
 		}
-		if err := s.sendBatch(ctx, batch.PullGen, floor, batch.Changes); err != nil {
+		if err := s.sendBatch(ctx, id, batch.PullGen, floor, batch.Changes); err != nil {
 			return err
 		}
 		failpoint.Hit("push.sent", s.cfg.Path)
+		for _, c := range batch.Changes {
+			if !s.ignored[c.Table] {
+				*pushed++
+			}
+		}
 		floor = batch.Changes[len(batch.Changes)-1].ID
 		if err := s.recordPush(ctx, batch.PullGen, floor); err != nil {
 			return err
@@ -296,107 +354,139 @@ func (s *syncActor) recordPush(ctx context.Context, gen, id int64) error {
 	})
 }
 
-// highWater reads this client's row of turso_sync_last_change_id on the
-// server. A read may be retried freely.
-func (s *syncActor) highWater(ctx context.Context) (gen, id int64, found bool, err error) {
+// highWater reads client id's mark of turso_sync_last_change_id on the
+// server, and its push chain value (each nil if absent). A read may be
+// retried freely.
+func (s *syncActor) highWater(ctx context.Context, id string) (hw, chain *messages.Mark, err error) {
 	sql := highWaterSelect
 	want := true
 	resp, err := actors.Ask[*hrana.PipelineRespBody](ctx, s.cfg.Sys, s.cfg.Net, &messages.Pipeline{Retryable: true, RetryUntil: s.until, Body: hrana.PipelineReqBody{
 		Requests: []hrana.StreamRequest{{Type: hrana.ReqBatch, Batch: &hrana.Batch{Steps: []hrana.BatchStep{{
-			Stmt: hrana.Stmt{SQL: &sql, Args: []hrana.Value{hrana.Text(s.cfg.ClientID)}, WantRows: &want},
+			Stmt: hrana.Stmt{SQL: &sql, Args: []hrana.Value{hrana.Text(id), hrana.Text(id + dbactor.ChainSuffix)}, WantRows: &want},
 		}}}}},
 	}})
 	if err != nil {
-		return 0, 0, false, err
+		return nil, nil, err
 	}
 	if len(resp.Results) != 1 {
-		return 0, 0, false, fmt.Errorf("high-water read: %d results", len(resp.Results))
+		return nil, nil, fmt.Errorf("high-water read: %d results", len(resp.Results))
 	}
 	r := resp.Results[0]
 	if r.Type != hrana.ResultOK || r.Response == nil || r.Response.BatchResult == nil {
-		return 0, 0, false, fmt.Errorf("high-water read: %v", r.Error)
+		return nil, nil, fmt.Errorf("high-water read: %v", r.Error)
 	}
 	br := r.Response.BatchResult
 	if len(br.StepErrors) > 0 && br.StepErrors[0] != nil {
 		if strings.Contains(br.StepErrors[0].Message, "no such table") {
-			return 0, 0, false, nil
+			return nil, nil, nil
 		}
-		return 0, 0, false, fmt.Errorf("high-water read: %w", br.StepErrors[0])
+		return nil, nil, fmt.Errorf("high-water read: %w", br.StepErrors[0])
 	}
-	if len(br.StepResults) == 0 || br.StepResults[0] == nil || len(br.StepResults[0].Rows) == 0 {
-		return 0, 0, false, nil
+	if len(br.StepResults) == 0 || br.StepResults[0] == nil {
+		return nil, nil, nil
 	}
-	row := br.StepResults[0].Rows[0]
-	g, ok1 := row[0].V.(int64)
-	c, ok2 := row[1].V.(int64)
-	if len(row) < 2 || !ok1 || !ok2 {
-		return 0, 0, false, fmt.Errorf("high-water read: unexpected row %v", row)
+	for _, row := range br.StepResults[0].Rows {
+		if len(row) < 3 {
+			return nil, nil, fmt.Errorf("high-water read: unexpected row %v", row)
+		}
+		who, ok0 := row[0].V.(string)
+		g, ok1 := row[1].V.(int64)
+		c, ok2 := row[2].V.(int64)
+		if !ok0 || !ok1 || !ok2 {
+			return nil, nil, fmt.Errorf("high-water read: unexpected row %v", row)
+		}
+		if who == id {
+			hw = &messages.Mark{Gen: g, ID: c}
+		} else {
+			chain = &messages.Mark{Gen: g, ID: c}
+		}
 	}
-	return g, c, true, nil
+	return hw, chain, nil
 }
 
-// sendBatch pushes changes as one server transaction: BEGIN IMMEDIATE,
-// the statements, the high-water upsert, COMMIT. Every step runs only if
-// the one before succeeded (or failed tolerably) and the transaction is
-// still open, so a failing statement can never let the high-water mark
-// commit without the changes.
-func (s *syncActor) sendBatch(ctx context.Context, gen, floor int64, cs []change.Change) error {
-	var steps []hrana.BatchStep
-	tolerated := map[int]string{}
-	add := func(sql string, args []any, tol string) error {
-		vals := make([]hrana.Value, len(args))
-		for i, a := range args {
-			vals[i] = hrana.Value{V: a}
-		}
-		no := false
-		st := hrana.BatchStep{Stmt: hrana.Stmt{SQL: &sql, Args: vals, WantRows: &no}}
-		if i := len(steps); i > 0 {
-			prev := uint32(i - 1)
-			ran := hrana.BatchCond{Type: hrana.CondOK, Step: prev}
-			if _, tol := tolerated[i-1]; tol {
-				ran = hrana.BatchCond{Type: hrana.CondOr, Conds: []hrana.BatchCond{ran, {Type: hrana.CondError, Step: prev}}}
-			}
-			st.Condition = &hrana.BatchCond{Type: hrana.CondAnd, Conds: []hrana.BatchCond{
-				{Type: hrana.CondNot, Cond: &hrana.BatchCond{Type: hrana.CondIsAutocommit}}, ran}}
-		}
-		if tol != "" {
-			tolerated[len(steps)] = tol
-		}
-		steps = append(steps, st)
-		return nil
-	}
-	add("BEGIN IMMEDIATE", nil, "")
-	add(highWaterTable, nil, "")
-	last := cs[len(cs)-1].ID
-	add(continuityGuard, []any{s.cfg.ClientID, gen, floor}, "") // guardStep
-	changeAt := map[int]change.Change{}                         // step -> the change it belongs to
-	guards := map[int]bool{}
-	for _, c := range cs {
-		if s.ignored[c.Table] {
-			continue
-		}
-		// The row must be on the server as this change expects it; if
-		// not, another client changed it meanwhile (change.Guard).
-		guard, ok, err := change.Guard(c)
-		if err != nil {
-			return fmt.Errorf("change %d: %w", c.ID, err)
-		}
-		if ok {
-			changeAt[len(steps)], guards[len(steps)] = c, true
-			add(guard.SQL, guard.Args, "")
-		}
-		stmts, err := change.Statements(c)
-		if err != nil {
-			return fmt.Errorf("change %d: %w", c.ID, err)
-		}
-		for _, st := range stmts {
-			changeAt[len(steps)] = c
-			add(st.SQL, st.Args, st.Tolerated)
-		}
-	}
-	add(highWaterUpsert, []any{s.cfg.ClientID, gen, last}, "")
-	add("COMMIT", nil, "")
+// batch is a push batch being built: steps that each run only if the one
+// before succeeded (or failed tolerably) and the transaction is still
+// open, so that a failing step can never let a high-water mark commit
+// without the changes before it.
+type batch struct {
+	steps     []hrana.BatchStep
+	tolerated map[int]string        // step -> the error text it may fail with
+	changeAt  map[int]change.Change // step -> the change it belongs to
+	guards    map[int]bool          // steps that are change.Guard reads
+	marks     []int                 // steps that are continuity guards
+}
 
+func newBatch() *batch {
+	b := &batch{tolerated: map[int]string{}, changeAt: map[int]change.Change{}, guards: map[int]bool{}}
+	b.add("BEGIN IMMEDIATE", nil, "")
+	b.add(highWaterTable, nil, "")
+	return b
+}
+
+func (b *batch) add(sql string, args []any, tol string) {
+	vals := make([]hrana.Value, len(args))
+	for i, a := range args {
+		vals[i] = hrana.Value{V: a}
+	}
+	no := false
+	st := hrana.BatchStep{Stmt: hrana.Stmt{SQL: &sql, Args: vals, WantRows: &no}}
+	if i := len(b.steps); i > 0 {
+		prev := uint32(i - 1)
+		ran := hrana.BatchCond{Type: hrana.CondOK, Step: prev}
+		if _, tol := b.tolerated[i-1]; tol {
+			ran = hrana.BatchCond{Type: hrana.CondOr, Conds: []hrana.BatchCond{ran, {Type: hrana.CondError, Step: prev}}}
+		}
+		st.Condition = &hrana.BatchCond{Type: hrana.CondAnd, Conds: []hrana.BatchCond{
+			{Type: hrana.CondNot, Cond: &hrana.BatchCond{Type: hrana.CondIsAutocommit}}, ran}}
+	}
+	if tol != "" {
+		b.tolerated[len(b.steps)] = tol
+	}
+	b.steps = append(b.steps, st)
+}
+
+// continuity adds the guard that client id's mark is (gen, floor).
+func (b *batch) continuity(id string, gen, floor int64) {
+	b.marks = append(b.marks, len(b.steps))
+	b.add(continuityGuard, []any{id, gen, floor}, "")
+}
+
+// change adds c's guard and statements.
+func (b *batch) change(c change.Change) error {
+	// The row must be on the server as this change expects it; if not,
+	// another client changed it meanwhile (change.Guard).
+	guard, ok, err := change.Guard(c)
+	if err != nil {
+		return fmt.Errorf("change %d: %w", c.ID, err)
+	}
+	if ok {
+		b.changeAt[len(b.steps)], b.guards[len(b.steps)] = c, true
+		b.add(guard.SQL, guard.Args, "")
+	}
+	stmts, err := change.Statements(c)
+	if err != nil {
+		return fmt.Errorf("change %d: %w", c.ID, err)
+	}
+	for _, st := range stmts {
+		b.changeAt[len(b.steps)] = c
+		b.add(st.SQL, st.Args, st.Tolerated)
+	}
+	return nil
+}
+
+// mark adds the upserts of client id's push chain value (if known) and
+// mark.
+func (b *batch) mark(id string, gen, last int64, chain messages.ChainInfo) {
+	if chain.OK {
+		b.add(highWaterUpsert, []any{id + dbactor.ChainSuffix, gen, chain.Value}, "")
+	}
+	b.add(highWaterUpsert, []any{id, gen, last}, "")
+}
+
+// send commits the batch on the server, or explains why it did not.
+func (s *syncActor) send(ctx context.Context, b *batch) error {
+	b.add("COMMIT", nil, "")
+	steps := b.steps
 	resp, err := actors.Ask[*hrana.PipelineRespBody](ctx, s.cfg.Sys, s.cfg.Net, &messages.Pipeline{Body: hrana.PipelineReqBody{
 		Requests: []hrana.StreamRequest{{Type: hrana.ReqBatch, Batch: &hrana.Batch{Steps: steps}}},
 	}})
@@ -410,17 +500,19 @@ func (s *syncActor) sendBatch(ctx context.Context, gen, floor int64, cs []change
 	if len(br.StepResults) != len(steps) || len(br.StepErrors) != len(steps) {
 		return fmt.Errorf("%w: %d step results for %d steps", ErrPushRejected, len(br.StepResults), len(steps))
 	}
-	if br.StepErrors[guardStep] != nil {
-		return errOutOfOrder
+	for _, i := range b.marks {
+		if br.StepErrors[i] != nil {
+			return errOutOfOrder
+		}
 	}
 	for i := range steps {
 		if e := br.StepErrors[i]; e != nil {
-			if tol, ok := tolerated[i]; ok && strings.Contains(e.Message, tol) {
+			if tol, ok := b.tolerated[i]; ok && strings.Contains(e.Message, tol) {
 				continue
 			}
-			if c, ok := changeAt[i]; ok {
+			if c, ok := b.changeAt[i]; ok {
 				pc := &pushConflict{c: c, msg: e.Message}
-				if guards[i] {
+				if b.guards[i] {
 					pc.msg = "the server's row is not as this change expects (another client changed it)"
 				}
 				return pc
@@ -432,4 +524,105 @@ func (s *syncActor) sendBatch(ctx context.Context, gen, floor int64, cs []change
 		return fmt.Errorf("%w: the transaction did not commit", ErrPushRejected)
 	}
 	return nil
+}
+
+// chain asks the database actor for the push chain value up to last.
+func (s *syncActor) chain(ctx context.Context, last int64) (messages.ChainInfo, error) {
+	return actors.Ask[messages.ChainInfo](ctx, s.cfg.Sys, s.cfg.DB, &messages.Chain{UpTo: last})
+}
+
+// sendBatch pushes changes as one server transaction: BEGIN IMMEDIATE,
+// the continuity guard (guardStep), each change's guard and statements,
+// the push chain value and the high-water upsert, COMMIT.
+func (s *syncActor) sendBatch(ctx context.Context, id string, gen, floor int64, cs []change.Change) error {
+	b := newBatch()
+	b.continuity(id, gen, floor) // guardStep
+	for _, c := range cs {
+		if s.ignored[c.Table] {
+			continue
+		}
+		if err := b.change(c); err != nil {
+			return err
+		}
+	}
+	last := cs[len(cs)-1].ID
+	ci, err := s.chain(ctx, last)
+	if err != nil {
+		return err
+	}
+	if !ci.OK {
+		return fmt.Errorf("the push chain up to change %d cannot be computed", last)
+	}
+	b.mark(id, gen, last, ci) // the mark is the last step before COMMIT (the simulator reads it)
+	return s.send(ctx, b)
+}
+
+// settleFork sorts out, before a copy's first push or pull under its new
+// client id, the changes it inherited (see dbactor's home.go): in one
+// server transaction, the old id's mark moves past the inherited changes it
+// does not have yet (so that the other copy, if any, skips them, and this
+// one pushes them), and the new id's mark starts after those it has. Done
+// twice (a lost answer), it finds the new id's mark and only finishes.
+func (s *syncActor) settleFork(ctx context.Context) error {
+	for round := 1; ; round++ {
+		m, err := s.meta(ctx)
+		if err != nil || m.SyncDB.Origin == nil {
+			return err
+		}
+		o, id := *m.SyncDB.Origin, m.ClientUniqueID
+		floor := o.Last // where the new id starts
+		var claim *messages.Mark
+		err = s.retry(ctx, func() error {
+			claim, floor = nil, o.Last
+			own, _, err := s.highWater(ctx, id)
+			if err != nil || own != nil {
+				if own != nil {
+					floor = own.ID // settled already
+				}
+				return err
+			}
+			old, _, err := s.highWater(ctx, o.ClientID)
+			if err != nil {
+				return err
+			}
+			switch {
+			case old == nil || old.Gen < o.PullGen:
+				// The old id has none of this generation: all of it is ours.
+				claim, floor = &messages.Mark{Gen: o.PullGen, ID: 0}, 0
+			case old.Gen == o.PullGen && old.ID < o.Last:
+				claim, floor = old, old.ID
+			default:
+				// The old id has every inherited change (or moved on to a
+				// newer generation, taking the rest with it): they are its.
+			}
+			b := newBatch()
+			if claim != nil {
+				ci, err := s.chain(ctx, o.Last)
+				if err != nil {
+					return err
+				}
+				b.continuity(o.ClientID, o.PullGen, claim.ID)
+				b.mark(o.ClientID, o.PullGen, o.Last, ci)
+			}
+			ci, err := s.chain(ctx, floor)
+			if err != nil {
+				return err
+			}
+			b.continuity(id, o.PullGen, 0)
+			b.mark(id, o.PullGen, floor, ci)
+			return s.send(ctx, b)
+		})
+		switch {
+		case errors.Is(err, errOutOfOrder) && round < maxPushRounds:
+			continue // the old id moved meanwhile: look again
+		case err != nil:
+			return fmt.Errorf("take the new client id %s on the server: %w", id, err)
+		}
+		s.cfg.Logger.Info("the new client id is known to the server", "id", id, "inherited from", o.ClientID, "starts after", floor)
+		return s.updateMeta(ctx, func(m *messages.Meta) error {
+			m.SyncDB.Origin = nil
+			m.LastPushedPullGenHint, m.LastPushedChangeIDHint = o.PullGen, floor
+			return nil
+		})
+	}
 }

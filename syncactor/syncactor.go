@@ -6,6 +6,7 @@
 package syncactor
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -36,7 +37,8 @@ var ErrPushRejected = errors.New("the server rejected the push")
 
 // ErrRebootstrap reports that the server can no longer serve this
 // replica's revision.
-var ErrRebootstrap = errors.New("the server no longer has this replica's revision: bootstrap a fresh replica")
+var ErrRebootstrap = errors.New("the server no longer has this replica's revision (its history retention dropped it): " +
+	"run syncdb recover PATH (or open it with Config.Recover) to download it again, keeping the local changes")
 
 // Config configures the sync actor.
 type Config struct {
@@ -104,6 +106,10 @@ func (s *syncActor) receive(msg any) {
 		m.Respond(struct{}{}, s.bootstrap(m.Context()))
 	case *messages.Pull:
 		m.Respond(s.pull(m.Context(), m))
+	case *messages.CheckRemote:
+		m.Respond(struct{}{}, s.checkRemote(m.Context(), m.Old))
+	case *messages.RevisionKept:
+		m.Respond(s.revisionKept(m.Context()))
 	case *messages.Push:
 		m.Respond(s.push(m.Context(), m.Tables))
 	default:
@@ -189,6 +195,7 @@ func (s *syncActor) bootstrap(ctx context.Context) error {
 	tmp := s.cfg.Path + "-bootstrap"
 	var f fsx.File
 	var hdr *syncpb.PullUpdatesRespProtoBody
+	var database string // the server's name for the database, if it gives one
 	err := s.retry(ctx, func() error {
 		if f != nil {
 			f.Close()
@@ -241,7 +248,9 @@ func (s *syncActor) bootstrap(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			_ = info
+			if info.Database != "" {
+				database = info.Database
+			}
 			if chunk == 0 || uint64(start+chunk) >= hdr.DbSize {
 				return nil
 			}
@@ -268,11 +277,10 @@ func (s *syncActor) bootstrap(ctx context.Context) error {
 	failpoint.Hit("bootstrap.downloaded", s.cfg.Path)
 	var stamp *messages.FileStamp
 	if size > 0 {
-		st, err := s.cfg.FS.Stat(tmp)
-		if err != nil {
+		var err error
+		if stamp, err = dbactor.StampOf(tmp); err != nil {
 			return err
 		}
-		stamp = &messages.FileStamp{Size: st.Size(), MtimeNS: st.ModTime().UnixNano()}
 	}
 	now := s.cfg.Clock.Now().Unix()
 	if err := s.updateMeta(ctx, func(m *messages.Meta) error {
@@ -283,6 +291,7 @@ func (s *syncActor) bootstrap(ctx context.Context) error {
 		m.SavedConfiguration = &sc
 		m.SyncDB.Base = messages.Base{DBSize: uint32(size)}
 		m.SyncDB.DBFile = stamp
+		m.SyncDB.Database = database
 		return nil
 	}); err != nil {
 		return err
@@ -332,6 +341,7 @@ func (s *syncActor) bootstrapPartial(ctx context.Context, p *messages.PartialBoo
 	}
 	var f fsx.File
 	var hdr *syncpb.PullUpdatesRespProtoBody
+	var database string
 	present := roaring.New()
 	err := s.retry(ctx, func() error {
 		if f != nil {
@@ -342,7 +352,9 @@ func (s *syncActor) bootstrapPartial(ctx context.Context, p *messages.PartialBoo
 			return err
 		}
 		hdr, present = nil, roaring.New()
-		_, err = actors.Ask[messages.PullInfo](ctx, s.cfg.Sys, s.cfg.Net, &messages.PullUpdates{
+		var info messages.PullInfo
+		defer func() { database = info.Database }()
+		info, err = actors.Ask[messages.PullInfo](ctx, s.cfg.Sys, s.cfg.Net, &messages.PullUpdates{
 			Req: req, RetryUntil: s.until,
 			OnHeader: func(h *syncpb.PullUpdatesRespProtoBody) error {
 				hdr = h
@@ -391,6 +403,7 @@ func (s *syncActor) bootstrapPartial(ctx context.Context, p *messages.PartialBoo
 		m.SavedConfiguration = &sc
 		m.SyncDB.Base = messages.Base{DBSize: uint32(hdr.DbSize)}
 		m.SyncDB.Partial = &messages.PartialState{DBSize: uint32(hdr.DbSize), SegmentSize: p.SegmentSize, Prefetch: p.Prefetch}
+		m.SyncDB.Database = database
 		return nil
 	}); err != nil {
 		return err
@@ -486,4 +499,101 @@ func (w *runWriter) flush() error {
 func (w *runWriter) close() {
 	close(w.runs)
 	<-w.done
+}
+
+// revisionKept asks the server whether it still serves the replica's
+// synced revision: page 1 as of it.
+func (s *syncActor) revisionKept(ctx context.Context) (bool, error) {
+	m, err := s.meta(ctx)
+	if err != nil || m.SyncedRevision == nil {
+		return true, err
+	}
+	sel, err := wire.EncodeSelector(wire.SelectorRange(0, 1))
+	if err != nil {
+		return false, err
+	}
+	err = s.retry(ctx, func() error {
+		_, err := actors.Ask[messages.PullInfo](ctx, s.cfg.Sys, s.cfg.Net, &messages.PullUpdates{
+			Req:        &syncpb.PullUpdatesReqProtoBody{ServerRevision: m.SyncedRevision.Revision, ServerPagesSelector: sel},
+			RetryUntil: s.until,
+			OnHeader:   func(*syncpb.PullUpdatesRespProtoBody) error { return nil },
+			OnPage:     func(uint32, []byte) error { return nil },
+		})
+		return err
+	})
+	if errors.Is(err, netactor.ErrRevisionGone) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// ErrWrongDatabase reports a URL that serves another database than the one
+// a replica came from.
+var ErrWrongDatabase = errors.New("the URL serves another database than this replica's")
+
+// checkRemote answers CheckRemote: the URL must serve this replica's
+// database. The server's name for it decides when both sides know it;
+// otherwise the URL must serve the replica's revision with the same page 1.
+func (s *syncActor) checkRemote(ctx context.Context, old string) error {
+	m, err := s.meta(ctx)
+	if err != nil || m.SyncedRevision == nil {
+		return err // nothing pulled yet: the first pull brings that database
+	}
+	sel, err := wire.EncodeSelector(wire.SelectorRange(0, 1))
+	if err != nil {
+		return err
+	}
+	var page1 []byte
+	var info messages.PullInfo
+	err = s.retry(ctx, func() error {
+		var err error
+		info, err = actors.Ask[messages.PullInfo](ctx, s.cfg.Sys, s.cfg.Net, &messages.PullUpdates{
+			Req:        &syncpb.PullUpdatesReqProtoBody{ServerRevision: m.SyncedRevision.Revision, ServerPagesSelector: sel},
+			RetryUntil: s.until,
+			OnHeader:   func(*syncpb.PullUpdatesRespProtoBody) error { return nil },
+			OnPage: func(pg uint32, data []byte) error {
+				if pg == 1 {
+					page1 = append([]byte(nil), data...)
+				}
+				return nil
+			},
+		})
+		return err
+	})
+	theirs := info.Database
+	var he *netactor.HTTPError
+	if errors.As(err, &he) {
+		theirs = he.Database
+	}
+	mine := m.SyncDB.Database
+	wrong := func(why string) error {
+		return fmt.Errorf("%w: this replica came from %s%s; the new URL serves %s: %s (nothing was saved; "+
+			"use the old URL, or download the other database into a new PATH)", ErrWrongDatabase, old, named(mine), named(theirs), why)
+	}
+	switch {
+	case mine != "" && theirs != "" && mine != theirs:
+		return wrong("another database")
+	case mine != "" && theirs == mine:
+		return nil // the same database, whatever its revisions
+	case errors.Is(err, netactor.ErrRevisionGone):
+		return wrong("it does not know this replica's revision " + m.SyncedRevision.Revision)
+	case err != nil:
+		return fmt.Errorf("check that the new URL serves this replica's database (nothing was saved): %w", err)
+	}
+	base, err := actors.Ask[[]byte](ctx, s.cfg.Sys, s.cfg.DB, &messages.BasePage{Pgno: 1})
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(base, page1) {
+		return wrong("its page 1 at this replica's revision differs")
+	}
+	return nil
+}
+
+// named shows a database identity in a message.
+func named(id string) string {
+	if id == "" {
+		return ""
+	}
+	return " (database " + id + ")"
 }

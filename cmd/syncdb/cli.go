@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -62,6 +63,7 @@ const (
 
 // clientFlags are the flags the client commands share.
 type clientFlags struct {
+	recover    bool // open with Config.Recover (syncdb recover)
 	url, token string
 	json       bool
 	bail       bool
@@ -166,10 +168,15 @@ type session struct {
 	// bootstrapped: this open downloaded the database.
 	bootstrapped bool
 	openTime     time.Duration
-	noToken      bool // no auth token was given
-	prog         *progress
-	watch        *netWatch
-	client       *http.Client
+	seenConflict int64 // the last conflict recorded before this session's operations
+	// before the open, for syncdb recover: the backups of earlier
+	// recoveries and the client id
+	backups  []string
+	clientID string
+	noToken  bool // no auth token was given
+	prog     *progress
+	watch    *netWatch
+	client   *http.Client
 }
 
 // userError is an error whose message says all (no library prefixes).
@@ -211,6 +218,10 @@ func (c *cli) open(ctx context.Context, path string, f *clientFlags) (*session, 
 func (c *cli) openLocked(ctx context.Context, path string, f *clientFlags, token string) (*session, error) {
 	s := &session{path: path, url: f.url, noToken: token == "", prog: newProgress(c.stderr, isTerminal(c.stderrFile))}
 	meta, err := metaactor.Load(fsx.OS, path+"-info")
+	s.backups, _ = filepath.Glob(path + ".before-recover-*")
+	if meta != nil {
+		s.clientID = meta.ClientUniqueID
+	}
 	switch {
 	case err == nil:
 		if s.url == "" && meta.SavedConfiguration != nil && meta.SavedConfiguration.RemoteURL != nil {
@@ -237,7 +248,7 @@ func (c *cli) openLocked(ctx context.Context, path string, f *clientFlags, token
 		var err error
 		s.db, err = syncdb.Open(ctx, syncdb.Config{
 			Path: path, URL: f.url, AuthToken: token, ClientName: "syncdb-cli",
-			HTTPClient: s.client, Progress: s.prog.report,
+			HTTPClient: s.client, Progress: s.prog.report, Recover: f.recover,
 		})
 		return err
 	})
@@ -367,6 +378,13 @@ func errorText(err error) string {
 	}
 	if errors.Is(err, syncdb.ErrNoURL) {
 		msg += " (give --url URL once; it is saved for later commands)"
+	}
+	if errors.Is(err, syncdb.ErrConflict) {
+		// The library names DB.Conflicts and an absolute path; the list
+		// was printed just above.
+		if i := strings.Index(msg, "; see DB.Conflicts"); i >= 0 {
+			msg = msg[:i]
+		}
 	}
 	return msg
 }

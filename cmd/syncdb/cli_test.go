@@ -147,7 +147,7 @@ SELECT id, body, score, data FROM notes ORDER BY id;
 	}
 	r = ok(t, "", "push", "--json", one)
 	m := decodeJSON(t, r.stdout)
-	wantKeys(t, m, "pushed_changes", "pushed_bytes", "revision", "seconds")
+	wantKeys(t, m, "pushed_changes", "pushed_bytes", "revision", "seconds", "conflicts")
 	if m["pushed_changes"] != json.Number("0") {
 		t.Fatalf("second push: %s", r.stdout)
 	}
@@ -158,7 +158,7 @@ SELECT id, body, score, data FROM notes ORDER BY id;
 		t.Fatalf("pull wrote to stderr (no progress bars without a terminal): %q", r.stderr)
 	}
 	m = decodeJSON(t, r.stdout)
-	wantKeys(t, m, "changed", "bootstrapped", "revision", "pulled_bytes", "seconds")
+	wantKeys(t, m, "changed", "bootstrapped", "revision", "pulled_bytes", "seconds", "conflicts")
 	if m["changed"] != true || m["bootstrapped"] != true || m["revision"] == "" {
 		t.Fatalf("pull of a new replica: %s", r.stdout)
 	}
@@ -182,7 +182,7 @@ SELECT id, body, score, data FROM notes ORDER BY id;
 	r = ok(t, "", "stats", "--json", two)
 	m = decodeJSON(t, r.stdout)
 	wantKeys(t, m, "path", "url", "revision", "cdc_operations", "main_wal_size", "revert_wal_size",
-		"last_pull_unix_time", "last_push_unix_time", "network_sent_bytes", "network_received_bytes")
+		"last_pull_unix_time", "last_push_unix_time", "network_sent_bytes", "network_received_bytes", "conflicts")
 	if m["revision"] != rev || m["url"] != srv.url || m["path"] != two || m["cdc_operations"] != json.Number("0") {
 		t.Fatalf("stats: %s (revision %s)", r.stdout, rev)
 	}
@@ -227,7 +227,7 @@ UPDATE notes SET body = 'edited' WHERE id = 1;
 
 	// sync --json.
 	r = ok(t, "", "sync", "--json", two)
-	wantKeys(t, decodeJSON(t, r.stdout), "pushed_changes", "changed", "revision", "pushed_bytes", "pulled_bytes", "seconds")
+	wantKeys(t, decodeJSON(t, r.stdout), "pushed_changes", "changed", "revision", "pushed_bytes", "pulled_bytes", "seconds", "conflicts")
 }
 
 func TestCLIErrors(t *testing.T) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +19,15 @@ the server and saves the URL in PATH-info, so later commands need only PATH.
 The auth token is never saved: give --auth-token or set SYNCDB_AUTH_TOKEN.
 `
 
+// conflictNote is the part of pull, push and sync's help about conflicts.
+const conflictNote = `
+A local change that meets another replica's change to the same row (a
+conflict) is printed; one the default policy cannot settle waits, and the
+command exits 1 until "syncdb conflicts PATH" resolves it ("conflicts" counts
+them).
+
+`
+
 const scriptHelp = commonHelp + `
 Prints a short summary, or with --json one JSON object on stdout. Exits 0 on
 success; on failure prints the error to stderr and exits 1 (2 for a usage
@@ -29,23 +39,21 @@ local changes that are not pushed yet stay on top. On a new PATH (with
 --url), downloads the database.
 
 --json prints {"changed":BOOL,"bootstrapped":BOOL,"revision":"...",
-"pulled_bytes":N,"seconds":S}.
-
-` + scriptHelp
+"pulled_bytes":N,"seconds":S,"conflicts":N}.
+` + conflictNote + scriptHelp
 
 const pushHelp = `Sends the local changes the server does not have yet, as one transaction.
 
---json prints {"pushed_changes":N,"pushed_bytes":N,"revision":"...","seconds":S}
-(revision is the last pulled revision; push does not change it).
-
-` + scriptHelp
+--json prints {"pushed_changes":N,"pushed_bytes":N,"revision":"...","seconds":S,
+"conflicts":N} (revision is the last pulled revision; push changes it only
+when a conflict made it pull first).
+` + conflictNote + scriptHelp
 
 const syncHelp = `Pushes the local changes, then pulls the server's.
 
 --json prints {"pushed_changes":N,"changed":BOOL,"revision":"...",
-"pushed_bytes":N,"pulled_bytes":N,"seconds":S}.
-
-` + scriptHelp
+"pushed_bytes":N,"pulled_bytes":N,"seconds":S,"conflicts":N}.
+` + conflictNote + scriptHelp
 
 const statsHelp = `Shows the replica's server URL and revision, the times of the last pull and
 push, the number of local changes not pushed yet and the WAL sizes. Needs no
@@ -54,7 +62,8 @@ network.
 --json prints the syncdb.Stats fields: {"path","url","revision",
 "cdc_operations" (unpushed changes),"main_wal_size","revert_wal_size" (bytes),
 "last_pull_unix_time","last_push_unix_time" (seconds, 0 = never),
-"network_sent_bytes","network_received_bytes" (this process only)}.
+"network_sent_bytes","network_received_bytes" (this process only),
+"conflicts" (waiting)}.
 
 ` + scriptHelp
 
@@ -94,6 +103,7 @@ func runCheckpoint(c *cli, cmd *command, args []string) int {
 // result.
 func (c *cli) runScript(cmd *command, args []string, op scriptOp) int {
 	fs, f := newFlagSet(cmd, true)
+	f.recover = cmd.name == "recover"
 	pos, code, ok := c.parseFlags(cmd, fs, args)
 	if !ok {
 		return code
@@ -112,20 +122,26 @@ func (c *cli) runScript(cmd *command, args []string, op scriptOp) int {
 	if err != nil {
 		return c.fail(ctx, cmd, err)
 	}
+	s.seeConflicts(ctx)
 	out, text, err := op(ctx, s, start)
 	if cerr := s.close(); err == nil && cerr != nil {
 		err = cerr
 	}
-	if err != nil {
+	if err != nil && (out == nil || !errors.Is(err, syncdb.ErrConflict)) {
 		return c.fail(ctx, cmd, err)
 	}
 	if f.json {
 		enc := json.NewEncoder(c.stdout)
-		if err := enc.Encode(out); err != nil {
-			return c.fail(ctx, cmd, err)
+		if jerr := enc.Encode(out); jerr != nil {
+			return c.fail(ctx, cmd, jerr)
 		}
 	} else {
 		fmt.Fprint(c.stdout, text)
+	}
+	if err != nil {
+		// Conflicts wait: the result and the conflicts are printed, and the
+		// command still fails, so that a script notices.
+		return c.fail(ctx, cmd, err)
 	}
 	return exitOK
 }
@@ -150,6 +166,7 @@ type pullJSON struct {
 	Revision     string  `json:"revision"`
 	PulledBytes  int64   `json:"pulled_bytes"`
 	Seconds      float64 `json:"seconds"`
+	Conflicts    int64   `json:"conflicts"` // waiting
 }
 
 // pullResult is what a pull did.
@@ -179,11 +196,11 @@ func (s *session) pull(ctx context.Context) (pullResult, error) {
 		changed, err = s.db.Pull(ctx)
 		return err
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, syncdb.ErrConflict) {
 		return pullResult{}, err
 	}
-	after, err := s.stats(ctx)
-	return pullResult{changed: changed, bytes: after.NetworkReceivedBytes - before.NetworkReceivedBytes, took: time.Since(start), st: after}, err
+	after, serr := s.stats(ctx)
+	return pullResult{changed: changed, bytes: after.NetworkReceivedBytes - before.NetworkReceivedBytes, took: time.Since(start), st: after}, cmp.Or(serr, err)
 }
 
 func (r pullResult) text(s *session) string {
@@ -199,11 +216,12 @@ func (r pullResult) text(s *session) string {
 
 func doPull(ctx context.Context, s *session, start time.Time) (any, string, error) {
 	r, err := s.pull(ctx)
-	if err != nil {
+	if err != nil && !errors.Is(err, syncdb.ErrConflict) {
 		return nil, "", err
 	}
-	out := pullJSON{Changed: r.changed, Bootstrapped: r.bootstrapped, Revision: r.st.Revision, PulledBytes: r.bytes, Seconds: since(start)}
-	return out, r.text(s), nil
+	out := pullJSON{Changed: r.changed, Bootstrapped: r.bootstrapped, Revision: r.st.Revision, PulledBytes: r.bytes, Seconds: since(start),
+		Conflicts: r.st.Conflicts}
+	return s.withConflicts(ctx, out, r.text(s), err)
 }
 
 type pushJSON struct {
@@ -211,6 +229,7 @@ type pushJSON struct {
 	PushedBytes   int64   `json:"pushed_bytes"`
 	Revision      string  `json:"revision"`
 	Seconds       float64 `json:"seconds"`
+	Conflicts     int64   `json:"conflicts"` // waiting
 }
 
 // pushResult is what a push did.
@@ -227,12 +246,13 @@ func (s *session) push(ctx context.Context) (pushResult, error) {
 	if err != nil {
 		return pushResult{}, err
 	}
-	if err := s.do(ctx, s.db.Push); err != nil {
+	err = s.do(ctx, s.db.Push)
+	if err != nil && !errors.Is(err, syncdb.ErrConflict) {
 		return pushResult{}, err
 	}
-	after, err := s.stats(ctx)
-	return pushResult{changes: max(0, before.CDCOperations-after.CDCOperations),
-		bytes: after.NetworkSentBytes - before.NetworkSentBytes, took: time.Since(start), st: after}, err
+	after, serr := s.stats(ctx)
+	return pushResult{changes: after.PushedChanges - before.PushedChanges,
+		bytes: after.NetworkSentBytes - before.NetworkSentBytes, took: time.Since(start), st: after}, cmp.Or(serr, err)
 }
 
 func (r pushResult) text() string {
@@ -244,10 +264,11 @@ func (r pushResult) text() string {
 
 func doPush(ctx context.Context, s *session, start time.Time) (any, string, error) {
 	r, err := s.push(ctx)
-	if err != nil {
+	if err != nil && !errors.Is(err, syncdb.ErrConflict) {
 		return nil, "", err
 	}
-	return pushJSON{PushedChanges: r.changes, PushedBytes: r.bytes, Revision: r.st.Revision, Seconds: since(start)}, r.text(), nil
+	out := pushJSON{PushedChanges: r.changes, PushedBytes: r.bytes, Revision: r.st.Revision, Seconds: since(start), Conflicts: r.st.Conflicts}
+	return s.withConflicts(ctx, out, r.text(), err)
 }
 
 type syncJSON struct {
@@ -257,6 +278,7 @@ type syncJSON struct {
 	PushedBytes   int64   `json:"pushed_bytes"`
 	PulledBytes   int64   `json:"pulled_bytes"`
 	Seconds       float64 `json:"seconds"`
+	Conflicts     int64   `json:"conflicts"` // waiting
 }
 
 // sync pushes, then pulls (also right after a download: the push may have
@@ -265,11 +287,11 @@ func (s *session) sync(ctx context.Context) (pushResult, pullResult, error) {
 	boot := s.bootstrapped
 	s.bootstrapped = false
 	push, err := s.push(ctx)
-	if err != nil {
+	if err != nil && !errors.Is(err, syncdb.ErrConflict) {
 		return push, pullResult{}, err
 	}
 	pull, err := s.pull(ctx)
-	if err != nil {
+	if err != nil && !errors.Is(err, syncdb.ErrConflict) {
 		return push, pull, fmt.Errorf("pushed %s, then pull: %w", plural(push.changes, "change"), err)
 	}
 	if boot {
@@ -277,17 +299,17 @@ func (s *session) sync(ctx context.Context) (pushResult, pullResult, error) {
 		pull.bytes = pull.st.NetworkReceivedBytes
 		pull.took += s.openTime
 	}
-	return push, pull, nil
+	return push, pull, err
 }
 
 func doSync(ctx context.Context, s *session, start time.Time) (any, string, error) {
 	push, pull, err := s.sync(ctx)
-	if err != nil {
+	if err != nil && !errors.Is(err, syncdb.ErrConflict) {
 		return nil, "", err
 	}
 	out := syncJSON{PushedChanges: push.changes, Changed: pull.changed, Revision: pull.st.Revision,
-		PushedBytes: push.bytes, PulledBytes: pull.bytes, Seconds: since(start)}
-	return out, push.text() + pull.text(s), nil
+		PushedBytes: push.bytes, PulledBytes: pull.bytes, Seconds: since(start), Conflicts: pull.st.Conflicts}
+	return s.withConflicts(ctx, out, push.text()+pull.text(s), err)
 }
 
 type statsJSON struct {
@@ -301,6 +323,7 @@ type statsJSON struct {
 	LastPushUnixTime     int64  `json:"last_push_unix_time"`
 	NetworkSentBytes     int64  `json:"network_sent_bytes"`
 	NetworkReceivedBytes int64  `json:"network_received_bytes"`
+	Conflicts            int64  `json:"conflicts"`
 }
 
 func doStats(ctx context.Context, s *session, _ time.Time) (any, string, error) {
@@ -315,7 +338,7 @@ func doStatsOf(s *session, st syncdb.Stats) (any, string, error) {
 	out := statsJSON{Path: s.path, URL: s.url, Revision: st.Revision, CDCOperations: st.CDCOperations,
 		MainWALSize: st.MainWALSize, RevertWALSize: st.RevertWALSize,
 		LastPullUnixTime: st.LastPullUnixTime, LastPushUnixTime: st.LastPushUnixTime,
-		NetworkSentBytes: st.NetworkSentBytes, NetworkReceivedBytes: st.NetworkReceivedBytes}
+		NetworkSentBytes: st.NetworkSentBytes, NetworkReceivedBytes: st.NetworkReceivedBytes, Conflicts: st.Conflicts}
 	return out, statsText(s, st, time.Now()), nil
 }
 
@@ -364,6 +387,9 @@ func statsText(s *session, st syncdb.Stats, now time.Time) string {
 	row("last pull", humanTime(st.LastPullUnixTime, now))
 	row("last push", humanTime(st.LastPushUnixTime, now))
 	row("unpushed changes", fmt.Sprint(st.CDCOperations))
+	if st.Conflicts > 0 {
+		row("conflicts", fmt.Sprintf("%d waiting (syncdb conflicts %s)", st.Conflicts, s.path))
+	}
 	row("WAL", humanBytes(st.MainWALSize))
 	row("revert WAL", humanBytes(st.RevertWALSize))
 	if st.NetworkSentBytes > 0 || st.NetworkReceivedBytes > 0 {

@@ -39,6 +39,8 @@ func init() {
 		{name: "sync", args: "[--url URL] [--auth-token T] [--json] PATH", summary: "push, then pull", help: syncHelp, run: runSync},
 		{name: "stats", args: "[--url URL] [--auth-token T] [--json] PATH", summary: "show the revision, last pull and push, unpushed changes and WAL sizes", help: statsHelp, run: runStats},
 		{name: "checkpoint", args: "[--url URL] [--auth-token T] [--json] PATH", summary: "move the WAL into the database file", help: checkpointHelp, run: runCheckpoint},
+		{name: "conflicts", args: "[--all] [--json] [--url URL] [--auth-token T] PATH [resolve ID local|remote]", summary: "list the local changes that conflict with other replicas', or resolve one", help: conflictsHelp, run: runConflicts},
+		{name: "recover", args: "[--url URL] [--auth-token T] [--json] PATH", summary: "repair a replica that cannot sync: a copy, one modified outside syncdb, or one the server forgot", help: recoverHelp, run: runRecover},
 		{name: "serve", args: "[flags]", summary: "run the sync server (syncdb serve -h for flags)", run: runServe},
 		{name: "migrate-store", args: "--store postgres://... --data DIR", summary: "copy a single-node server's databases into a cluster's PostgreSQL store", help: migrateHelp, run: runMigrate},
 		{name: "version", args: "", summary: "print the version (also: syncdb COMMAND --version)", run: runVersion},

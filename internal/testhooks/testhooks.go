@@ -24,6 +24,7 @@ type Hooks struct {
 	Clock   actors.Clock    // time for backoff, long polls and timestamps (default actors.RealClock)
 	IDs     actors.IDSource // new client ids (default actors.RandomIDs)
 	OnPanic func(error)     // called for every actor panic, after its requester was answered
+	Machine string          // the machine identity a replica records ("" = this machine's)
 }
 
 type key struct{}

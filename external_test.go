@@ -1,0 +1,188 @@
+package syncdb_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/syncdb/syncdb"
+)
+
+// otherProgram runs SQL on a closed replica's files the way sqlite3 does:
+// the sqlite3 command if it is installed, else a plain SQLite connection
+// (readOnly: sqlite3 -readonly; otherwise a read-write connection, which
+// checkpoints the WAL into the database file when it closes).
+func otherProgram(t *testing.T, path, query string, readOnly bool) {
+	t.Helper()
+	if bin, err := exec.LookPath("sqlite3"); err == nil {
+		args := []string{path, query}
+		if readOnly {
+			args = []string{"-readonly", path, query}
+		}
+		if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
+			t.Fatalf("sqlite3 %q: %v\n%s", args, err, out)
+		}
+		return
+	}
+	dsn := "file:" + path
+	if readOnly {
+		dsn += "?mode=ro"
+	}
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(query); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// dbURL is the URL of the server's database named after name.
+func dbURL(url, name string) string {
+	return url + "/db/" + strings.Map(func(r rune) rune {
+		if r == ' ' || r == '-' || r == '.' {
+			return '_'
+		}
+		return r
+	}, name)
+}
+
+// external prepares a closed replica with pushed rows, a checkpoint, and
+// unpushed rows both in the database file and in the WAL.
+func external(t *testing.T, url, path string) {
+	t.Helper()
+	ctx := context.Background()
+	db := open(t, syncdb.Config{Path: path, URL: url})
+	mustExec(t, db, "CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v TEXT)")
+	mustExec(t, db, "INSERT INTO t(v) VALUES('pushed')")
+	if err := db.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, db, "INSERT INTO t(v) VALUES('unpushed, checkpointed')")
+	if err := db.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, db, "INSERT INTO t(v) VALUES('unpushed, in the WAL')")
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Case 5: external modification is judged by content. Touching the files,
+// copying them (plainly, new times) or reading them with sqlite3 -readonly
+// is harmless; a read-write sqlite3 (which checkpoints on close) or a real
+// write is detected, local reads keep working, the error says what changed
+// and what to run, and Config.Recover (syncdb recover) rebuilds the
+// replica keeping the changes made through syncdb.
+func TestExternalModificationJudgedByContent(t *testing.T) {
+	url := newServer(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+
+	harmless := map[string]func(path string){
+		"touch": func(path string) {
+			later := time.Now().Add(time.Hour)
+			for _, f := range []string{path, path + "-wal", path + "-info"} {
+				os.Chtimes(f, later, later)
+			}
+		},
+		"sqlite3 -readonly": func(path string) { otherProgram(t, path, "SELECT count(*) FROM t", true) },
+		"cp of the file": func(path string) {
+			exec.Command("cp", path, path+".copy").Run()
+			otherProgram(t, path+".copy", "SELECT 1", true)
+		},
+	}
+	for name, action := range harmless {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(dir, strings.ReplaceAll(name, " ", "_")+".db")
+			external(t, dbURL(url, name), path)
+			action(path)
+			db := open(t, syncdb.Config{Path: path})
+			mustExec(t, db, "INSERT INTO t(v) VALUES('after')")
+			if err := db.Sync(ctx); err != nil {
+				t.Fatalf("sync after %s: %v", name, err)
+			}
+		})
+	}
+
+	// A plain copy of every file (new times) is a working replica too.
+	t.Run("cp of all files", func(t *testing.T) {
+		path := filepath.Join(dir, "orig.db")
+		external(t, dbURL(url, "orig"), path)
+		os.Mkdir(filepath.Join(dir, "plaincopy"), 0o755)
+		cp := filepath.Join(dir, "plaincopy", "orig.db")
+		for _, f := range replicaFiles(t, path) {
+			if !strings.HasSuffix(f, "-lock") {
+				if out, err := exec.Command("cp", f, cp+strings.TrimPrefix(f, path)).CombinedOutput(); err != nil {
+					t.Fatalf("cp: %v %s", err, out)
+				}
+			}
+		}
+		db := open(t, syncdb.Config{Path: cp})
+		if err := db.Sync(ctx); err != nil {
+			t.Fatalf("sync of a plain copy: %v", err)
+		}
+	})
+
+	harmful := map[string]string{
+		"sqlite3 read-write": "SELECT count(*) FROM t",                   // checkpoints the WAL on close
+		"a foreign write":    "INSERT INTO t(v) VALUES('not by syncdb')", // and checkpoints
+	}
+	for name, query := range harmful {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(dir, strings.ReplaceAll(name, " ", "_")+".db")
+			external(t, dbURL(url, name), path)
+			otherProgram(t, path, query, false)
+			db := open(t, syncdb.Config{Path: path})
+			// Local reads keep working.
+			if got := rows(t, db, "SELECT count(*) FROM t WHERE v LIKE 'unpushed%'"); got != "2" {
+				t.Fatalf("local read: %q", got)
+			}
+			_, err := db.Exec(ctx, "INSERT INTO t(v) VALUES('refused')")
+			if !errors.Is(err, syncdb.ErrExternalModification) {
+				t.Fatalf("write after %s: %v", name, err)
+			}
+			msg := err.Error()
+			for _, want := range []string{"WAL", "Local reads still work", "syncdb recover " + path, "2 unpushed changes"} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("the message lacks %q: %s", want, msg)
+				}
+			}
+			noPrefix(t, "external", err)
+			for _, op := range []func() error{func() error { return db.Push(ctx) }, func() error { _, err := db.Pull(ctx); return err }} {
+				if err := op(); !errors.Is(err, syncdb.ErrExternalModification) {
+					t.Errorf("sync after %s: %v", name, err)
+				}
+			}
+			db.Close()
+
+			db = open(t, syncdb.Config{Path: path, Recover: true})
+			if got := rows(t, db, "SELECT v FROM t ORDER BY id"); got != "pushed\nunpushed, checkpointed\nunpushed, in the WAL" {
+				t.Fatalf("after recovering: %q", got)
+			}
+			if err := db.Push(ctx); err != nil {
+				t.Fatalf("push after recovering: %v", err)
+			}
+			mustExec(t, db, "INSERT INTO t(v) VALUES('works again')")
+			if err := db.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+			other := open(t, syncdb.Config{Path: filepath.Join(t.TempDir(), "other.db"), URL: dbURL(url, name)})
+			if got := rows(t, other, "SELECT count(*) FROM t WHERE v IN ('unpushed, checkpointed', 'unpushed, in the WAL', 'works again')"); got != "3" {
+				t.Fatalf("the server has %s of the 3 rows", got)
+			}
+			backups, _ := filepath.Glob(path + ".before-recover-*")
+			leftovers, _ := filepath.Glob(path + ".recover*")
+			if len(backups) != 1 || len(leftovers) != 0 {
+				t.Errorf("old files kept in %v; leftovers %v", backups, leftovers)
+			}
+		})
+	}
+}

@@ -1,0 +1,233 @@
+package syncdb
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/syncdb/syncdb/actors"
+	"github.com/syncdb/syncdb/internal/flock"
+	"github.com/syncdb/syncdb/internal/fsx"
+	"github.com/syncdb/syncdb/internal/testhooks"
+	"github.com/syncdb/syncdb/messages"
+)
+
+// Recovery (Config.Recover, syncdb recover PATH)
+//
+// A replica that cannot sync as it is gets repaired:
+//   - a copy of another replica that shares its client id (ErrClientCloned)
+//     takes an id of its own (a fork, as copies do by themselves when Open
+//     can tell);
+//   - a replica modified outside syncdb (ErrExternalModification), or one
+//     whose revision the server no longer keeps (ErrRebootstrap), is
+//     rebuilt: its local state (the changes made through syncdb, the
+//     conflicts) is saved as a replay journal, a fresh replica is
+//     downloaded beside it under the same client id, the journal is
+//     replayed on it as a pull replays local changes (those the server
+//     has are dropped, the others applied, conflicts recorded), and the
+//     fresh files replace the old ones, which are kept in
+//     PATH.before-recover-TIME. Writes other programs made are not kept:
+//     syncdb never saw them.
+//
+// The replacement is several renames; a marker file (PATH-recovering)
+// says which, so that an Open after a crash in the middle finishes it.
+
+// recoverReplica repairs the open replica d if it needs it. rebuilt tells
+// that d was closed and replaced: open the path again.
+func (d *DB) recoverReplica(ctx context.Context) (rebuilt bool, err error) {
+	ls, err := actors.Ask[messages.LocalStats](ctx, d.sys, d.db, &messages.DBStats{})
+	if err != nil {
+		return false, err
+	}
+	if ls.Detached == "" {
+		st, err := actors.Ask[messages.Status](ctx, d.sys, d.db, &messages.ReplicaStatus{})
+		if err != nil {
+			return false, err
+		}
+		if st.Cloned != "" {
+			_, err = actors.Ask[string](ctx, d.sys, d.db, &messages.Fork{Why: "Config.Recover of a copy (" + st.Cloned + ")"})
+			return false, err
+		}
+		kept, err := actors.Ask[bool](ctx, d.sys, d.sync, &messages.RevisionKept{})
+		if err != nil {
+			// Nothing is wrong locally; whether the server still has the
+			// revision can be known only once it answers.
+			d.cfg.Logger.Warn("Config.Recover: cannot ask the server whether it keeps this replica's revision", "err", err)
+			return false, nil
+		}
+		if kept {
+			return false, nil
+		}
+	}
+	return true, d.rebuild(ctx)
+}
+
+// rebuild replaces the replica by a fresh download carrying its local
+// state over (see Recovery). d is closed in any case.
+func (d *DB) rebuild(ctx context.Context) error {
+	cfg := d.cfg
+	m, err := actors.Ask[*messages.Meta](ctx, d.sys, d.meta, &messages.GetMeta{})
+	if err != nil {
+		d.Close()
+		return err
+	}
+	url := cfg.URL
+	if url == "" && m.SavedConfiguration != nil && m.SavedConfiguration.RemoteURL != nil {
+		url = *m.SavedConfiguration.RemoteURL
+	}
+	if url == "" {
+		d.Close()
+		return fmt.Errorf("%w: the replica has no server URL to download it again from", ErrNoURL)
+	}
+	work := cfg.Path + ".recover"
+	os.RemoveAll(work) // an earlier attempt's
+	if err := os.Mkdir(work, 0o755); err != nil {
+		d.Close()
+		return err
+	}
+	defer os.RemoveAll(work)
+	journal := filepath.Join(work, "local-changes")
+	n, err := actors.Ask[int](ctx, d.sys, d.db, &messages.SaveLocal{Path: journal})
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("save the local changes: %w", err)
+	}
+
+	fresh := cfg
+	fresh.Path = filepath.Join(work, filepath.Base(cfg.Path))
+	fresh.URL, fresh.Recover, fresh.clientID = url, false, m.ClientUniqueID
+	if m.SyncDB.Partial != nil {
+		fresh.Partial = &PartialSync{PrefixBytes: int64(max(m.SyncDB.Partial.SegmentSize, 4096)), SegmentSize: m.SyncDB.Partial.SegmentSize, Prefetch: m.SyncDB.Partial.Prefetch}
+	}
+	nd, err := Open(testhooks.With(ctx, d.hooks), fresh)
+	if err != nil {
+		return fmt.Errorf("download a fresh replica: %w", err)
+	}
+	_, err = actors.Ask[struct{}](ctx, nd.sys, nd.db, &messages.ImportLocal{Path: journal})
+	if cerr := nd.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("replay the %d local changes on the fresh replica: %w", n, err)
+	}
+	unlock, _, err := flock.Lock(cfg.Path + "-lock")
+	if err != nil {
+		return fmt.Errorf("lock %s again: %w", cfg.Path, err)
+	}
+	defer unlock()
+	backup := fmt.Sprintf("%s.before-recover-%s", cfg.Path, time.Now().UTC().Format("20060102-150405"))
+	if err := swapReplica(cfg.Path, fresh.Path, backup); err != nil {
+		return err
+	}
+	cfg.Logger.Warn("the replica was rebuilt from the server", "path", cfg.Path, "local changes replayed", n, "old files", backup)
+	return nil
+}
+
+// swapMarker records a replacement in progress.
+type swapMarker struct {
+	Fresh  string   `json:"fresh"`  // the new replica's database file
+	Backup string   `json:"backup"` // the directory the old files go to
+	Files  []string `json:"files"`  // the suffixes of the new replica's files ("" is the database)
+}
+
+func markerPath(path string) string { return path + "-recovering" }
+
+// swapReplica moves the replica at path into backup and the one at fresh
+// into its place, crash-safely (finishSwap completes it).
+func swapReplica(path, fresh, backup string) error {
+	m := swapMarker{Fresh: fresh, Backup: backup}
+	for _, f := range replicaPaths(fresh) {
+		if _, err := os.Stat(f); err == nil {
+			m.Files = append(m.Files, strings.TrimPrefix(f, fresh))
+		}
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	if err := fsx.WriteFileAtomic(fsx.OS, markerPath(path), b); err != nil {
+		return err
+	}
+	return finishSwap(path)
+}
+
+// finishSwap completes a replacement that a marker records (none: nothing
+// to do). The old -info goes first and the new one last, so that no
+// moment leaves a replica of mixed files; every step can be made again.
+func finishSwap(path string) error {
+	b, err := os.ReadFile(markerPath(path))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var m swapMarker
+	if err := json.Unmarshal(b, &m); err != nil {
+		return fmt.Errorf("%s: %w", markerPath(path), err)
+	}
+	if err := os.MkdirAll(m.Backup, 0o755); err != nil {
+		return err
+	}
+	out := func(f string) error { return moveIfThere(f, filepath.Join(m.Backup, filepath.Base(f))) }
+	_, freshInfo := os.Stat(m.Fresh + "-info")
+	if freshInfo == nil {
+		if err := out(path + "-info"); err != nil {
+			return err
+		}
+	}
+	for _, f := range replicaPaths(path) {
+		suffix := strings.TrimPrefix(f, path)
+		if !slices.Contains(m.Files, suffix) {
+			if err := out(f); err != nil { // the old replica's only
+				return err
+			}
+			continue
+		}
+		if _, err := os.Stat(m.Fresh + suffix); err != nil {
+			continue // moved in already
+		}
+		if err := out(f); err != nil {
+			return err
+		}
+		if err := os.Rename(m.Fresh+suffix, f); err != nil {
+			return err
+		}
+	}
+	if freshInfo == nil {
+		if err := os.Rename(m.Fresh+"-info", path+"-info"); err != nil {
+			return err
+		}
+	}
+	if err := fsx.OS.SyncDir(filepath.Dir(path)); err != nil {
+		return err
+	}
+	return os.Remove(markerPath(path))
+}
+
+// replicaPaths are the files of a replica other than -info and -lock.
+func replicaPaths(path string) []string {
+	out := []string{path}
+	for _, f := range withSuffixes(path) {
+		if !strings.HasSuffix(f, "-info") && !strings.HasSuffix(f, "-lock") && !strings.HasSuffix(f, "-info.tmp") {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func moveIfThere(from, to string) error {
+	err := os.Rename(from, to)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
+}
