@@ -86,6 +86,7 @@
 package syncdb
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -480,7 +481,7 @@ func (d *DB) open(ctx context.Context) error {
 			return err
 		}
 		d.pages, err = pageactor.Open(pageactor.Config{
-			Sys: d.sys, Net: d.net, FS: h.FS, Path: cfg.Path, Revision: m.PartialBootstrapServerRevision.Revision,
+			Sys: d.sys, Net: d.net, FS: h.FS, Path: cfg.Path, Revision: cmp.Or(p.FetchRevision, m.PartialBootstrapServerRevision.Revision),
 			DBSize: p.DBSize, SegmentSize: p.SegmentSize, Prefetch: p.Prefetch, Logger: cfg.Logger,
 		})
 		if err != nil {

@@ -204,6 +204,14 @@ func (a *dbActor) receive(msg any) {
 				err = nil
 			}
 		}
+		if err == nil && res.Changed && a.pages != nil {
+			// A partial replica checkpoints after each pull that changed it,
+			// so that its fetches move to the new revision (finishCheckpoint)
+			// and do not depend on the server keeping old ones.
+			if cerr := a.checkpoint(context.WithoutCancel(m.Context())); cerr != nil {
+				a.cfg.Logger.Warn("checkpoint after a pull (partial replica)", "err", cerr)
+			}
+		}
 		m.Respond(res, err)
 	case *messages.Checkpoint:
 		if err := a.ready(m.Context()); err != nil {
