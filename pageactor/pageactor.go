@@ -89,7 +89,7 @@ type Pages struct {
 	zeroMu sync.RWMutex
 	zero   *roaring.Bitmap // pages the writer may read as zeros (a pull's T1)
 
-	fetches atomic.Int64 // segment requests sent (for tests and stats)
+	fetches atomic.Int64           // segment requests sent (for tests and stats)
 	pin     atomic.Pointer[string] // the revision fetches ask for (see Repin)
 }
 
