@@ -21,18 +21,26 @@
 // exactly once even if a push is retried or the response lost. Pull is
 // physical: the server sends the pages changed since the client's
 // revision; the client peels its local changes off, writes the pages, and
-// replays the still-unpushed changes on top. Conflicts resolve as last
-// writer wins: whole rows for inserts, columns for updates.
+// replays the still-unpushed changes on top. Concurrent updates of a row
+// merge column by column (the last push wins a column both changed); a
+// local change that meets a remote change it never saw is a Conflict,
+// recorded and reported, never dropped (see Conflict, DB.Conflicts,
+// Config.OnConflict).
 //
 // # Files
 //
 // A database at app.db owns app.db, app.db-wal, app.db-shm (SQLite's),
 // app.db-info (sync state, JSON), app.db-revert (page images that keep the
-// last synced state reconstructible) and, briefly, app.db-changes and
-// app.db-syncdb-replay. Do not open them with other programs while syncdb
-// may use them: a checkpoint by another program would destroy the synced
-// state. syncdb detects such modification and refuses to pull
-// (ErrExternalModification) rather than corrupt the database.
+// last synced state reconstructible), app.db-present (partial replicas) and,
+// during a pull only, app.db-changes and app.db-syncdb-replay. Read them
+// with other programs only read-only (sqlite3 -readonly): a checkpoint by
+// another program destroys the synced state. syncdb judges the files by
+// content, so touching or copying them is harmless; after a real change it
+// keeps serving reads and refuses the rest (ErrExternalModification) until
+// Config.Recover rebuilds the replica. A copy of the files opened elsewhere
+// takes a client id of its own; one syncdb cannot recognise is refused at
+// its next sync (ErrClientCloned). The README's "Files and recovery" has
+// the details.
 //
 // # Rules for SQL
 //
@@ -86,6 +94,7 @@
 package syncdb
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -480,7 +489,7 @@ func (d *DB) open(ctx context.Context) error {
 			return err
 		}
 		d.pages, err = pageactor.Open(pageactor.Config{
-			Sys: d.sys, Net: d.net, FS: h.FS, Path: cfg.Path, Revision: m.PartialBootstrapServerRevision.Revision,
+			Sys: d.sys, Net: d.net, FS: h.FS, Path: cfg.Path, Revision: cmp.Or(p.FetchRevision, m.PartialBootstrapServerRevision.Revision),
 			DBSize: p.DBSize, SegmentSize: p.SegmentSize, Prefetch: p.Prefetch, Logger: cfg.Logger,
 		})
 		if err != nil {

@@ -162,15 +162,28 @@ func (a *dbActor) finishCheckpoint(ctx context.Context, plan *hashPlan) error {
 	}
 	size := a.walSizeNow()
 	emptied := size < walfile.HeaderSize
+	// A partial replica's fetches move to the synced revision once the WAL
+	// is empty (see pageactor.Repin), so that it outlives its bootstrap
+	// revision on the server.
+	repin := ""
+	if p := a.meta.SyncDB.Partial; p != nil && emptied && a.meta.SyncedRevision != nil {
+		repin = a.meta.SyncedRevision.Revision
+	}
 	if err := a.updateMeta(ctx, func(m *messages.Meta) error {
 		if emptied {
 			m.SyncDB.Base.WAL = walfile.Position{}
+		}
+		if repin != "" {
+			m.SyncDB.Partial.FetchRevision = repin
 		}
 		m.SyncDB.DBFile = stamp
 		m.SyncDB.Checkpointing = false
 		return nil
 	}); err != nil {
 		return err
+	}
+	if repin != "" {
+		a.pages.Repin(repin)
 	}
 	a.walSize = size
 	return a.loadBase()

@@ -39,6 +39,14 @@
 // pull is abandoned (the database is untouched); after, T2 is run from the
 // journal if it did not commit, then step 4. Readers never see the state
 // between T1 and T2: the facade holds new reads at a gate meanwhile.
+//
+// # Never losing a write
+//
+// T2 and pushes check every change against the row it meets and record
+// conflicts (conflicts.go); a copy of the files takes a new client id
+// (home.go) or, if it cannot be told from its original, is caught by the
+// push chain (chain.go); the database file's stamp judges other programs
+// by content (stamp.go), and a replica they changed stays readable.
 package dbactor
 
 import (
@@ -202,6 +210,14 @@ func (a *dbActor) receive(msg any) {
 				// The pull is applied; only the report is missing.
 				a.cfg.Logger.Warn("finding the tables a pull changed", "err", err)
 				err = nil
+			}
+		}
+		if err == nil && res.Changed && a.pages != nil {
+			// A partial replica checkpoints after each pull that changed it,
+			// so that its fetches move to the new revision (finishCheckpoint)
+			// and do not depend on the server keeping old ones.
+			if cerr := a.checkpoint(context.WithoutCancel(m.Context())); cerr != nil {
+				a.cfg.Logger.Warn("checkpoint after a pull (partial replica)", "err", cerr)
 			}
 		}
 		m.Respond(res, err)

@@ -104,6 +104,7 @@ type LazyPages interface {
 	Ensure(ctx context.Context, pgno uint32) error
 	Image(ctx context.Context, pgno uint32) ([]byte, error)
 	MarkPresent(pages []uint32) error
+	Repin(rev string)
 	ZeroFill(pages *roaring.Bitmap)
 	Counts() (present, total int64)
 }

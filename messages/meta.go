@@ -126,4 +126,7 @@ type PartialState struct {
 	DBSize      uint32 `json:"db_size"`
 	SegmentSize int    `json:"segment_size"`
 	Prefetch    bool   `json:"prefetch"`
+	// FetchRevision is the revision missing pages are fetched at, once a
+	// checkpoint re-pinned them ("": the bootstrap revision).
+	FetchRevision string `json:"fetch_revision,omitempty"`
 }

@@ -89,8 +89,25 @@ type Pages struct {
 	zeroMu sync.RWMutex
 	zero   *roaring.Bitmap // pages the writer may read as zeros (a pull's T1)
 
-	fetches atomic.Int64 // segment requests sent (for tests and stats)
+	fetches atomic.Int64           // segment requests sent (for tests and stats)
+	pin     atomic.Pointer[string] // the revision fetches ask for (see Repin)
 }
+
+func (p *Pages) revision() string {
+	if r := p.pin.Load(); r != nil {
+		return *r
+	}
+	return p.cfg.Revision
+}
+
+// Repin makes later fetches ask for pages as of rev. The caller
+// guarantees that every page still missing from the file is the same at
+// rev as at the revision fetches asked for so far: right after a
+// checkpoint emptied the WAL, having marked every page it held present,
+// the synced revision of that moment qualifies (a missing page has not
+// changed since the bootstrap, or a pull would have put it in the WAL).
+// This is what lets a replica outlive its bootstrap revision.
+func (p *Pages) Repin(rev string) { p.pin.Store(&rev) }
 
 // Open loads the presence log and starts the actor. Close it after every
 // connection on the database is closed.
@@ -229,7 +246,7 @@ func (p *Pages) Image(ctx context.Context, pgno uint32) ([]byte, error) {
 	var img []byte
 	p.fetches.Add(1)
 	_, err = actors.Ask[messages.PullInfo](ctx, p.cfg.Sys, p.cfg.Net, &messages.PullUpdates{
-		Req:      &syncpb.PullUpdatesReqProtoBody{ServerRevision: p.cfg.Revision, ServerPagesSelector: sel},
+		Req:      &syncpb.PullUpdatesReqProtoBody{ServerRevision: p.revision(), ServerPagesSelector: sel},
 		OnHeader: func(*syncpb.PullUpdatesRespProtoBody) error { return nil },
 		OnPage: func(pg uint32, data []byte) error {
 			if pg == pgno {
@@ -458,7 +475,7 @@ func (a *pageActor) request(want *roaring.Bitmap, segs []uint32, prefetch bool) 
 		if err == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), a.p.cfg.FetchTimeout)
 			_, err = actors.Ask[messages.PullInfo](ctx, a.p.cfg.Sys, a.p.cfg.Net, &messages.PullUpdates{
-				Req:      &syncpb.PullUpdatesReqProtoBody{ServerRevision: a.p.cfg.Revision, ServerPagesSelector: sel},
+				Req:      &syncpb.PullUpdatesReqProtoBody{ServerRevision: a.p.revision(), ServerPagesSelector: sel},
 				OnHeader: func(*syncpb.PullUpdatesRespProtoBody) error { return nil },
 				OnPage: func(pgno uint32, data []byte) error {
 					if !want.Contains(pgno - 1) {
