@@ -49,14 +49,6 @@ func copyReplica(t *testing.T, from, to string) {
 	}
 }
 
-func serverCount(t *testing.T, db *syncdb.DB, q string) string {
-	t.Helper()
-	if _, err := db.Pull(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	return rows(t, db, q)
-}
-
 // Case 2: a copied replica (cp -a) takes a new client id by itself and
 // pushes under it; the changes it inherited unpushed reach the server
 // exactly once, whichever copy pushes first, and neither copy loses a
