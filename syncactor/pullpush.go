@@ -332,6 +332,7 @@ func (s *syncActor) pushOnce(ctx context.Context, id string, pushed *int) error 
 		if err := s.recordPush(ctx, batch.PullGen, floor); err != nil {
 			return err
 		}
+		failpoint.Hit("push.recorded", s.cfg.Path)
 		// The server has them: free their space in the change log.
 		if _, err := actors.Ask[struct{}](ctx, s.cfg.Sys, s.cfg.DB, &messages.TrimChanges{PullGen: batch.PullGen, UpTo: floor}); err != nil {
 			s.cfg.Logger.Warn("trimming pushed changes from the change log", "err", err)
@@ -615,6 +616,7 @@ func (s *syncActor) settleFork(ctx context.Context) error {
 		case err != nil:
 			return fmt.Errorf("take the new client id %s on the server: %w", id, err)
 		}
+		failpoint.Hit("fork.settled", s.cfg.Path)
 		s.cfg.Logger.Info("the new client id is known to the server", "id", id, "inherited from", o.ClientID, "starts after", floor)
 		return s.updateMeta(ctx, func(m *messages.Meta) error {
 			m.SyncDB.Origin = nil
