@@ -51,6 +51,23 @@ func copyReplica(t *testing.T, from, to string) {
 	}
 }
 
+// closedReplica makes a replica at dir/a.db with table t pushed and one
+// row (1, v) not pushed yet, and closes it.
+func closedReplica(t *testing.T, url, dir, v string) string {
+	t.Helper()
+	path := filepath.Join(dir, "a.db")
+	a := open(t, syncdb.Config{Path: path, URL: url})
+	mustExec(t, a, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+	if err := a.Push(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, a, "INSERT INTO t VALUES(1, ?)", v)
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // Case 2: a copied replica (cp -a) takes a new client id by itself and
 // pushes under it; the changes it inherited unpushed reach the server
 // exactly once, whichever copy pushes first, and neither copy loses a
@@ -116,14 +133,7 @@ func TestMovedReplica(t *testing.T) {
 	ctx := context.Background()
 	url := newServer(t)
 	dir := t.TempDir()
-	path := filepath.Join(dir, "a.db")
-	a := open(t, syncdb.Config{Path: path, URL: url})
-	mustExec(t, a, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
-	if err := a.Push(ctx); err != nil {
-		t.Fatal(err)
-	}
-	mustExec(t, a, "INSERT INTO t VALUES(1, 'brought along')")
-	a.Close()
+	path := closedReplica(t, url, dir, "brought along")
 	moved, err := syncdb.Open(testhooks.With(ctx, testhooks.Hooks{Machine: "another machine"}), syncdb.Config{Path: path})
 	if err != nil {
 		t.Fatal(err)
@@ -224,14 +234,7 @@ func TestForkCrashes(t *testing.T) {
 			ctx := context.Background()
 			url := newServer(t)
 			dir := t.TempDir()
-			orig := filepath.Join(dir, "a.db")
-			a := open(t, syncdb.Config{Path: orig, URL: url})
-			mustExec(t, a, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
-			if err := a.Push(ctx); err != nil {
-				t.Fatal(err)
-			}
-			mustExec(t, a, "INSERT INTO t VALUES(1, 'inherited')")
-			a.Close()
+			orig := closedReplica(t, url, dir, "inherited")
 			os.Mkdir(filepath.Join(dir, "copy"), 0o755)
 			cp := filepath.Join(dir, "copy", "a.db")
 			copyReplica(t, orig, cp)
@@ -258,7 +261,7 @@ func TestForkCrashes(t *testing.T) {
 			if err := b.Sync(ctx); err != nil {
 				t.Fatalf("sync after the crash: %v", err)
 			}
-			a = open(t, syncdb.Config{Path: orig})
+			a := open(t, syncdb.Config{Path: orig})
 			mustExec(t, a, "UPDATE t SET v = 'the original, later' WHERE id = 1")
 			if err := a.Sync(ctx); err != nil {
 				t.Fatal(err)
