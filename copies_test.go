@@ -7,9 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/syncdb/syncdb"
+	"github.com/syncdb/syncdb/internal/failpoint"
 	"github.com/syncdb/syncdb/internal/testhooks"
 )
 
@@ -49,12 +51,21 @@ func copyReplica(t *testing.T, from, to string) {
 	}
 }
 
-func serverCount(t *testing.T, db *syncdb.DB, q string) string {
+// closedReplica makes a replica at dir/a.db with table t pushed and one
+// row (1, v) not pushed yet, and closes it.
+func closedReplica(t *testing.T, url, dir, v string) string {
 	t.Helper()
-	if _, err := db.Pull(context.Background()); err != nil {
+	path := filepath.Join(dir, "a.db")
+	a := open(t, syncdb.Config{Path: path, URL: url})
+	mustExec(t, a, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+	if err := a.Push(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	return rows(t, db, q)
+	mustExec(t, a, "INSERT INTO t VALUES(1, ?)", v)
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // Case 2: a copied replica (cp -a) takes a new client id by itself and
@@ -122,14 +133,7 @@ func TestMovedReplica(t *testing.T) {
 	ctx := context.Background()
 	url := newServer(t)
 	dir := t.TempDir()
-	path := filepath.Join(dir, "a.db")
-	a := open(t, syncdb.Config{Path: path, URL: url})
-	mustExec(t, a, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
-	if err := a.Push(ctx); err != nil {
-		t.Fatal(err)
-	}
-	mustExec(t, a, "INSERT INTO t VALUES(1, 'brought along')")
-	a.Close()
+	path := closedReplica(t, url, dir, "brought along")
 	moved, err := syncdb.Open(testhooks.With(ctx, testhooks.Hooks{Machine: "another machine"}), syncdb.Config{Path: path})
 	if err != nil {
 		t.Fatal(err)
@@ -216,6 +220,59 @@ func TestUndetectableCopyIsRefusedAndRecovered(t *testing.T) {
 			c := open(t, syncdb.Config{Path: filepath.Join(t.TempDir(), "c.db"), URL: url})
 			if got := rows(t, c, "SELECT id, v FROM t ORDER BY id"); got != "1|before the rollback\n2|after the rollback" {
 				t.Fatalf("the server has %q", got)
+			}
+		})
+	}
+}
+
+// A crash at each step of a copy's fork (the new id recorded; its marks
+// committed on the server before the replica recorded it) loses nothing
+// and pushes nothing twice: the next open or push finishes it.
+func TestForkCrashes(t *testing.T) {
+	for _, point := range []string{"fork.meta", "fork.settled"} {
+		t.Run(point, func(t *testing.T) {
+			ctx := context.Background()
+			url := newServer(t)
+			dir := t.TempDir()
+			orig := closedReplica(t, url, dir, "inherited")
+			os.Mkdir(filepath.Join(dir, "copy"), 0o755)
+			cp := filepath.Join(dir, "copy", "a.db")
+			copyReplica(t, orig, cp)
+
+			var armed atomic.Bool
+			armed.Store(true)
+			failpoint.Set(func(name, owner string) {
+				if name == point && strings.HasPrefix(owner, cp) && armed.CompareAndSwap(true, false) {
+					panic(failpoint.Crash{Name: name, Owner: owner})
+				}
+			})
+			defer failpoint.Set(nil)
+			hooks := testhooks.With(ctx, testhooks.Hooks{OnPanic: func(error) {}})
+			b, err := syncdb.Open(hooks, syncdb.Config{Path: cp})
+			if err == nil {
+				err = b.Push(ctx)
+				b.Close()
+			}
+			if err == nil || armed.Load() {
+				t.Fatalf("no crash at %s: %v", point, err)
+			}
+			b = open(t, syncdb.Config{Path: cp})
+			mustExec(t, b, "INSERT INTO t VALUES(2, 'the copy')")
+			if err := b.Sync(ctx); err != nil {
+				t.Fatalf("sync after the crash: %v", err)
+			}
+			a := open(t, syncdb.Config{Path: orig})
+			mustExec(t, a, "UPDATE t SET v = 'the original, later' WHERE id = 1")
+			if err := a.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+			for name, db := range map[string]*syncdb.DB{"original": a, "copy": b} {
+				if got := rows(t, db, "SELECT id, v FROM t ORDER BY id"); got != "1|the original, later\n2|the copy" {
+					t.Errorf("%s: %q", name, got)
+				}
 			}
 		})
 	}

@@ -149,6 +149,13 @@ func TestExternalModificationJudgedByContent(t *testing.T) {
 			if !errors.Is(err, syncdb.ErrExternalModification) {
 				t.Fatalf("write after %s: %v", name, err)
 			}
+			if _, err := db.SQL().ExecContext(ctx, "INSERT INTO t(v) VALUES('refused')"); !errors.Is(err, syncdb.ErrExternalModification) {
+				t.Errorf("write through SQL() after %s: %v", name, err)
+			}
+			var n int
+			if err := db.SQL().QueryRowContext(ctx, "SELECT count(*) FROM t").Scan(&n); err != nil || n < 3 {
+				t.Errorf("read through SQL() after %s: %d %v", name, n, err)
+			}
 			msg := err.Error()
 			for _, want := range []string{"WAL", "Local reads still work", "syncdb recover " + path, "2 unpushed changes"} {
 				if !strings.Contains(msg, want) {

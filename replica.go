@@ -24,7 +24,7 @@ var ErrClientCloned = dbactor.ErrClientCloned
 // itself: SQLite's and syncdb's own.
 var replicaSuffixes = []string{
 	"-wal", "-shm", "-info", "-info.tmp", "-lock", "-bootstrap", "-changes", "-revert", "-revert.next",
-	"-syncdb-replay", "-syncdb-replay.tmp", "-present", "-present.tmp", "-conflicts",
+	"-syncdb-replay", "-syncdb-replay.tmp", "-present", "-present.tmp",
 }
 
 // newReplicaFiles returns the files of a replica at path that do not exist

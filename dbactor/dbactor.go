@@ -82,7 +82,7 @@ type Gate interface {
 type Config struct {
 	Path     string // the database file
 	FS       fsx.FS
-	ClientID string
+	ClientID string // at spawn; a fork changes it in the metadata, which the actor reads
 	Sys      *actors.System
 	Meta     *actor.PID // the metadata actor
 	Gate     Gate

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/syncdb/syncdb/internal/failpoint"
 	"github.com/syncdb/syncdb/messages"
 )
 
@@ -111,6 +112,7 @@ func (a *dbActor) fork(ctx context.Context, why string, inherit bool) (string, e
 	}); err != nil {
 		return "", err
 	}
+	failpoint.Hit("fork.meta", a.cfg.Path)
 	if _, err := a.conn.ExecContext(ctx, "DELETE FROM _syncdb_local WHERE key = 'cloned'"); err != nil {
 		return id, fmt.Errorf("forget the copy flag: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strings"
 
@@ -659,20 +660,7 @@ func (a *dbActor) localPullGen(ctx context.Context) (int64, error) {
 }
 
 func (a *dbActor) readChangeLog(ctx context.Context) ([]journalEntry, error) {
-	rows, err := a.conn.QueryContext(ctx, "SELECT change_id, txn, record FROM _syncdb_changes ORDER BY change_id")
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []journalEntry
-	for rows.Next() {
-		var e journalEntry
-		if err := rows.Scan(&e.ID, &e.Txn, &e.Record); err != nil {
-			return nil, err
-		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return a.changeLogRange(ctx, math.MinInt64, math.MaxInt64)
 }
 
 // pendingChanges reads the change log above after, for a push: whole

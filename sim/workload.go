@@ -21,7 +21,7 @@ const (
 // Failpoints per operation, for crash plans ("" = any).
 var failpoints = map[string][]string{
 	"write":      {"write.committed", "checkpoint.revert", "checkpoint.meta", "checkpoint.copied", "fsx.written", "fsx.synced", "fsx.renamed", ""},
-	"push":       {"push.highwater", "push.sent", "fsx.written", "fsx.synced", "fsx.renamed", ""},
+	"push":       {"push.highwater", "push.sent", "push.recorded", "fsx.written", "fsx.synced", "fsx.renamed", ""},
 	"pull":       {"pull.start", "pull.journal", "pull.revert-next", "pull.pending", "pull.t1", "pull.t2", "pull.renamed", "pull.done", "fsx.written", "fsx.synced", "fsx.renamed", ""},
 	"sync":       {"push.sent", "pull.pending", "pull.t1", "pull.t2", "pull.done", ""},
 	"checkpoint": {"checkpoint.revert", "checkpoint.meta", "checkpoint.copied", "fsx.written", "fsx.synced", "fsx.renamed", ""},

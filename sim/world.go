@@ -7,10 +7,13 @@
 // process; the network is an http.RoundTripper; time is virtual.
 //
 // After every operation and at quiescence it checks the invariants:
-// integrity of every database, no lost acknowledged write, convergence of
-// every replica with the server, the server equal to a reference model of
-// the committed pushes, each client's synced base byte-identical to the
-// server's pages at its revision, monotonic revisions, no goroutine leak.
+// integrity of every database, no lost acknowledged write (unless a
+// recorded conflict holds it), every recorded conflict matching a change
+// another client committed in the revisions the replica pulled,
+// convergence of every replica with the server, the server equal to a
+// reference model of the committed pushes, each client's synced base
+// byte-identical to the server's pages at its revision, monotonic
+// revisions, no goroutine leak.
 //
 // Run it with go test ./sim (see sim_test.go for the flags); a failing run
 // prints the command that replays it.

@@ -160,9 +160,6 @@ func wakeable(ctx context.Context, wake chan struct{}) (reqCtx context.Context, 
 // this client); nothing was applied, and a retry re-reads the mark.
 var errOutOfOrder = errors.New("push out of order: the server's high-water mark moved")
 
-// guardStep is the index of the continuity guard in a push batch.
-const guardStep = 2
-
 const (
 	highWaterSelect = "SELECT client_id, pull_gen, change_id FROM turso_sync_last_change_id WHERE client_id IN (?, ?)"
 	highWaterTable  = "CREATE TABLE IF NOT EXISTS turso_sync_last_change_id (client_id TEXT PRIMARY KEY, pull_gen INTEGER, change_id INTEGER)"
@@ -335,6 +332,7 @@ func (s *syncActor) pushOnce(ctx context.Context, id string, pushed *int) error 
 		if err := s.recordPush(ctx, batch.PullGen, floor); err != nil {
 			return err
 		}
+		failpoint.Hit("push.recorded", s.cfg.Path)
 		// The server has them: free their space in the change log.
 		if _, err := actors.Ask[struct{}](ctx, s.cfg.Sys, s.cfg.DB, &messages.TrimChanges{PullGen: batch.PullGen, UpTo: floor}); err != nil {
 			s.cfg.Logger.Warn("trimming pushed changes from the change log", "err", err)
@@ -532,11 +530,11 @@ func (s *syncActor) chain(ctx context.Context, last int64) (messages.ChainInfo, 
 }
 
 // sendBatch pushes changes as one server transaction: BEGIN IMMEDIATE,
-// the continuity guard (guardStep), each change's guard and statements,
+// the continuity guard (step 2), each change's guard and statements,
 // the push chain value and the high-water upsert, COMMIT.
 func (s *syncActor) sendBatch(ctx context.Context, id string, gen, floor int64, cs []change.Change) error {
 	b := newBatch()
-	b.continuity(id, gen, floor) // guardStep
+	b.continuity(id, gen, floor) // step 2
 	for _, c := range cs {
 		if s.ignored[c.Table] {
 			continue
@@ -618,6 +616,7 @@ func (s *syncActor) settleFork(ctx context.Context) error {
 		case err != nil:
 			return fmt.Errorf("take the new client id %s on the server: %w", id, err)
 		}
+		failpoint.Hit("fork.settled", s.cfg.Path)
 		s.cfg.Logger.Info("the new client id is known to the server", "id", id, "inherited from", o.ClientID, "starts after", floor)
 		return s.updateMeta(ctx, func(m *messages.Meta) error {
 			m.SyncDB.Origin = nil

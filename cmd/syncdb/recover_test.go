@@ -3,6 +3,7 @@ package main
 import (
 	"database/sql"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -71,4 +72,27 @@ func TestCLIWrongURL(t *testing.T) {
 		t.Errorf("advice that loses changes: %s", r.stderr)
 	}
 	contains(t, "stats", ok(t, "", "stats", path).stdout, srv.url+"/db/one")
+}
+
+// Case 9 at the command line: a relative PATH works (the commands run in
+// the directory that holds it).
+func TestCLIRelativePath(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	dir := t.TempDir()
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(binary, args...)
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("syncdb %q: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	run("shell", "--url", srv.url, "rel.db", "CREATE TABLE t(id INTEGER PRIMARY KEY)", "INSERT INTO t VALUES(1)")
+	contains(t, "push", run("push", "rel.db"), "pushed 2 changes")
+	contains(t, "stats", run("stats", "rel.db"), "database:         rel.db")
+	if _, err := os.Stat(filepath.Join(dir, "rel.db-info")); err != nil {
+		t.Fatal(err)
+	}
 }
