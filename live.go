@@ -30,7 +30,10 @@ type LiveSync struct {
 	// MaxBackoff caps the wait between attempts while offline (default 30 s).
 	MaxBackoff time.Duration
 	// OnError, if set, is told about every failed attempt (default: logged
-	// as a warning with Config.Logger). It runs on the sync goroutine.
+	// as a warning with Config.Logger), and once about each new conflict
+	// waiting to be resolved (an error wrapping ErrConflict: the loop
+	// goes on, and pushes again after ResolveConflict). It runs on the
+	// sync goroutine.
 	OnError func(error)
 }
 
@@ -204,24 +207,41 @@ func (d *DB) live(ctx context.Context, l LiveSync) {
 	b.RandomizationFactor = 0.5
 	b.Clock = clock
 	b.Reset()
+	tell := func(op string, err error, msg string) {
+		err = fmt.Errorf("live %s: %w", op, err)
+		if l.OnError != nil {
+			l.OnError(err)
+		} else {
+			d.cfg.Logger.Warn(msg, "err", err)
+		}
+	}
 	// wait sleeps for the next backoff interval after a failure; false if
 	// the DB is closing.
 	wait := func(op string, err error) bool {
 		if ctx.Err() != nil || errors.Is(err, ErrClosed) {
 			return false
 		}
-		err = fmt.Errorf("live %s: %w", op, err)
-		if l.OnError != nil {
-			l.OnError(err)
-		} else {
-			d.cfg.Logger.Warn("live sync failed; retrying", "err", err)
-		}
+		tell(op, err, "live sync failed; retrying")
 		select {
 		case <-clock.After(b.NextBackOff()):
 			return true
 		case <-ctx.Done():
 			return false
 		}
+	}
+	// A conflict waiting for the application is news once, not a failure
+	// to retry: the loop goes on pulling, and pushes again when a commit
+	// (ResolveConflict's too) wakes it.
+	var conflict string
+	report := func(op string, err error) bool {
+		if !errors.Is(err, ErrConflict) {
+			return false
+		}
+		if msg := err.Error(); msg != conflict {
+			conflict = msg
+			tell(op, err, "live sync: a conflict waits to be resolved")
+		}
+		return true
 	}
 	push := true // writes from before this open may be waiting
 	for ctx.Err() == nil {
@@ -235,7 +255,7 @@ func (d *DB) live(ctx context.Context, l LiveSync) {
 			case <-d.wake: // this push takes the writes so far
 			default:
 			}
-			if err := d.push(ctx); err != nil {
+			if err := d.push(ctx); err != nil && !report("push", err) {
 				if !wait("push", err) {
 					return
 				}
@@ -248,6 +268,7 @@ func (d *DB) live(ctx context.Context, l LiveSync) {
 		case errors.Is(err, messages.ErrWoken):
 			push = true
 			continue
+		case report("pull", err):
 		case err != nil:
 			if !wait("pull", err) {
 				return

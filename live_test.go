@@ -2,6 +2,7 @@ package syncdb_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -333,4 +334,65 @@ func TestLiveExplicitSync(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "b's row on a", func() bool { return rows(t, a, "SELECT count(*) FROM t") == "1" })
+}
+
+// A live replica with a conflict waiting keeps following the server (the
+// conflict is reported, not retried as a failure), and pushes by itself
+// once the conflict is resolved (case 1 on a live replica).
+func TestLiveWithAConflictWaiting(t *testing.T) {
+	ctx := context.Background()
+	url, dir := newServer(t), t.TempDir()
+	a := open(t, syncdb.Config{Path: filepath.Join(dir, "a.db"), URL: url})
+	mustExec(t, a, "CREATE TABLE kv(k INTEGER PRIMARY KEY, v TEXT)")
+	if err := a.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b := open(t, syncdb.Config{Path: filepath.Join(dir, "b.db"), URL: url})
+	mustExec(t, a, "INSERT INTO kv VALUES(5, 'a')")
+	mustExec(t, b, "INSERT INTO kv VALUES(5, 'b')")
+	if err := a.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Sync(ctx); !errors.Is(err, syncdb.ErrConflict) {
+		t.Fatalf("b sync: %v, want ErrConflict", err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var errs atomic.Int64
+	var reported atomic.Value
+	cfg := liveConfig(filepath.Join(dir, "b.db"), url, &errs)
+	cfg.Live.OnError = func(err error) {
+		errs.Add(1)
+		if errors.Is(err, syncdb.ErrConflict) {
+			reported.Store(err.Error())
+		}
+	}
+	b = open(t, cfg)
+	// The server's news still arrive.
+	mustExec(t, a, "INSERT INTO kv VALUES(6, 'a6')")
+	if err := a.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a's new row on b", func() bool { return rows(t, b, "SELECT v FROM kv WHERE k = 6") == "a6" })
+	eventually(t, "the conflict reported", func() bool { return reported.Load() != nil })
+	n := errs.Load()
+	time.Sleep(3 * time.Second) // more than a long poll
+	if d := errs.Load() - n; d > 1 {
+		t.Errorf("the waiting conflict was reported %d more times", d)
+	}
+	// Resolved, the local row reaches the server without a call to Push.
+	cs := conflicts(t, b)
+	if len(cs) != 1 {
+		t.Fatalf("conflicts: %+v", cs)
+	}
+	if err := b.ResolveConflict(ctx, cs[0].ID, "local"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "b's resolution on a", func() bool {
+		if _, err := a.Pull(ctx); err != nil && !errors.Is(err, syncdb.ErrConflict) {
+			t.Fatal(err)
+		}
+		return rows(t, a, "SELECT v FROM kv WHERE k = 5") == "b"
+	})
 }
