@@ -92,3 +92,25 @@ func newTestLB(t *testing.T, nodes []*url.URL) *testLB {
 	t.Cleanup(l.Close)
 	return l
 }
+
+// copyPages reads syncdb_local_copy_pages_total{build=build} of a node.
+func (n *testNode) copyPages(t *testing.T, build string) float64 {
+	t.Helper()
+	mfs, err := n.gather.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "syncdb_local_copy_pages_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "build" && l.GetValue() == build {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}

@@ -214,3 +214,38 @@ func TestClusterSurvivesStoreRestart(t *testing.T) {
 	}
 	tc.sameEverywhere(t, "", 1)
 }
+
+// A node that serves a database it does not write keeps a warm copy of it,
+// so that taking the lease over costs the pages written since the copy's
+// revision, not the whole database: the new writer builds nothing in full.
+func TestClusterTakeoverFromWarmCopy(t *testing.T) {
+	tc := newTestCluster(t, 2, nil)
+	a, b := tc.nodes[0], tc.nodes[1]
+	a.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)",
+		"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 2000) INSERT INTO t(v) SELECT randomblob(3000) FROM c")
+	size := b.pull(t, "", &syncpb.PullUpdatesReqProtoBody{}).hdr.DbSize // b opens the database and copies it
+	waitFor(t, 60*time.Second, "b's warm copy", func() bool { return b.copyPages(t, "full") >= float64(size) })
+	for i := range 20 {
+		a.exec(t, "", fmt.Sprintf("UPDATE t SET v = randomblob(3000) WHERE id = %d", 1+i*97))
+	}
+	latest := a.pull(t, "", &syncpb.PullUpdatesReqProtoBody{}).hdr.ServerRevision
+	_, seq := revSeq(t, latest)
+	waitFor(t, 60*time.Second, "b's warm copy to catch up", func() bool {
+		d := b.dbs["default"]
+		d.warm.mu.Lock()
+		defer d.warm.mu.Unlock()
+		return d.warm.seq == seq
+	})
+	full, inc := b.copyPages(t, "full"), b.copyPages(t, "incremental")
+	a.stop(t) // gives the lease up
+	b.exec(t, "", "INSERT INTO t(v) VALUES (x'01')")
+	if got := b.copyPages(t, "full"); got != full {
+		t.Fatalf("the takeover built the database in full (%v pages, %d in the database)", got-full, size)
+	}
+	t.Logf("database of %d pages; the warm copy caught up with %v pages while following, the takeover with %v", size, inc, b.copyPages(t, "incremental")-inc)
+	if got := fmtRows(b.query(t, "", "SELECT count(*), sum(length(v)) FROM t")); got != fmt.Sprintf("2001|%d\n", 2000*3000+1) {
+		t.Fatalf("rows after the takeover: %s", got)
+	}
+	tc.nodes = tc.nodes[1:]
+	tc.sameEverywhere(t, "", seq)
+}

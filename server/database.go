@@ -72,6 +72,7 @@ type database struct {
 	// localSeq the revision it holds.
 	localEpoch int64
 	localSeq   int64
+	warm       warmCopy // the local file while this node does not write the database
 
 	stopped chan struct{} // closed at shutdown, so long polls return early
 	writer  chan struct{} // holds a token while someone owns the writer connection (writer.go)
@@ -86,10 +87,11 @@ type dbOptions struct {
 	retention        time.Duration
 	checkpointFrames int
 	stmtTimeout      time.Duration
-	maxValueBytes    int         // largest string or blob a client statement may make (SQLITE_LIMIT_LENGTH)
-	onRevisions      func(n int) // called after commits were recorded
-	onCheckpoint     func()      // called after a checkpoint emptied the WAL
-	snapshotMinBytes int64       // see Config.SnapshotCacheMinBytes
+	maxValueBytes    int                        // largest string or blob a client statement may make (SQLITE_LIMIT_LENGTH)
+	onRevisions      func(n int)                // called after commits were recorded
+	onCheckpoint     func()                     // called after a checkpoint emptied the WAL
+	onCopy           func(full bool, pages int) // called after pages were written into a cluster node's local copy
+	snapshotMinBytes int64                      // see Config.SnapshotCacheMinBytes
 	vfs              string
 	newID            func() string
 	after            func(time.Duration) <-chan time.Time // long-poll timer; nil = the wall clock
@@ -127,6 +129,7 @@ func openDatabase(ctx context.Context, name, dir string, opts dbOptions, log *sl
 		writer:  make(chan struct{}, 1),
 	}
 	d.snapshots = newSnapshotCache(dir, opts.snapshotMinBytes)
+	d.warm.path, d.warm.onCopy = filepath.Join(dir, mainFile), opts.onCopy
 	if err := d.open(ctx); err != nil {
 		d.closeFiles()
 		return nil, err
@@ -134,6 +137,10 @@ func openDatabase(ctx context.Context, name, dir string, opts dbOptions, log *sl
 	if opts.interval >= 0 {
 		d.bg.Add(1)
 		go d.maintain()
+	}
+	if opts.shared {
+		d.bg.Add(1)
+		go d.follow()
 	}
 	return d, nil
 }

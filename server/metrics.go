@@ -22,6 +22,7 @@ type metrics struct {
 	longPollWaiters prometheus.Gauge
 	pullStreams     prometheus.Gauge
 	databases       prometheus.Gauge
+	localCopyPages  *prometheus.CounterVec // cluster: pages written into local copies
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -59,6 +60,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	reg.MustRegister(m.requests, m.duration, m.bytesIn, m.bytesOut, m.revisions, m.checkpoints, m.snapshotHits, m.longPollWaiters, m.pullStreams, m.databases)
+	m.localCopyPages = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "syncdb_local_copy_pages_total", Help: "Cluster: pages written into this node's local database copies from the store, by build (full: a whole database; incremental: a warm copy catching up).",
+	}, []string{"build"})
+	reg.MustRegister(m.localCopyPages)
 	return m
 }
 

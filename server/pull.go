@@ -287,7 +287,7 @@ func (s *Server) streamPages(w http.ResponseWriter, r *http.Request, d *database
 	}()
 	_, err = wire.WriteDelimited(bw, hdr)
 
-	var page, enc, frame []byte
+	var enc, frame []byte
 	write := func(pgno uint32, data []byte) error {
 		frame = wire.AppendPageHeader(frame[:0], uint64(pgno-1), len(data))
 		if _, err := bw.Write(frame); err != nil {
@@ -296,42 +296,19 @@ func (s *Server) streamPages(w http.ResponseWriter, r *http.Request, d *database
 		_, err := bw.Write(data)
 		return err
 	}
-	send := func(pgno uint32) error {
-		var compressed bool
-		page, compressed, err = plan.src.page(page[:0], pgno, !plan.zstd)
-		if err != nil {
-			return err
-		}
-		// Stored zstd frames go out as they are.
-		if plan.zstd && !compressed {
-			enc = pageEncoder.EncodeAll(page, enc[:0])
-			return write(pgno, enc)
-		}
-		return write(pgno, page)
+	set := plan.pages
+	if plan.all {
+		set = history.AllPages(plan.target.DBSize)
 	}
-	switch {
-	case err != nil:
-	case plan.all && !plan.zstd:
-		err = plan.src.each(plan.target.DBSize, write)
-	case plan.all:
-		for p := uint32(1); p <= plan.target.DBSize && err == nil; p++ {
-			if p%1024 == 0 {
-				err = r.Context().Err()
+	if err == nil {
+		err = plan.src.pages(r.Context(), set, !plan.zstd, func(pgno uint32, data []byte, compressed bool) error {
+			// Stored zstd frames go out as they are.
+			if plan.zstd && !compressed {
+				enc = pageEncoder.EncodeAll(data, enc[:0])
+				return write(pgno, enc)
 			}
-			if err == nil {
-				err = send(p)
-			}
-		}
-	default:
-		it := plan.pages.Iterator()
-		for n := 0; it.HasNext() && err == nil; n++ {
-			if n%1024 == 0 {
-				err = r.Context().Err()
-			}
-			if err == nil {
-				err = send(it.Next())
-			}
-		}
+			return write(pgno, data)
+		})
 	}
 	if err == nil {
 		err = bw.Flush()

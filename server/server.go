@@ -270,6 +270,13 @@ func (s *Server) dbOptions() dbOptions {
 		maxValueBytes:    int(min(s.cfg.MaxResponseBytes, 1<<30)),
 		onRevisions:      func(n int) { s.metrics.revisions.Add(float64(n)) },
 		onCheckpoint:     s.metrics.checkpoints.Inc,
+		onCopy: func(full bool, n int) {
+			build := "incremental"
+			if full {
+				build = "full"
+			}
+			s.metrics.localCopyPages.WithLabelValues(build).Add(float64(n))
+		},
 		snapshotMinBytes: s.cfg.SnapshotCacheMinBytes,
 		coord:            s.coord,
 		openHistory:      openFileHistory(s.cfg.VFS),

@@ -9,17 +9,18 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/RoaringBitmap/roaring/v2"
+
 	"github.com/syncdb/syncdb/internal/walfile"
 	"github.com/syncdb/syncdb/server/history"
 )
 
 // pageSource gives the images of pages at one revision.
 type pageSource interface {
-	// page appends the image of pgno to dst. compressed reports a zstd
-	// frame of the page (only when raw is false and the source has one).
-	page(dst []byte, pgno uint32, raw bool) (out []byte, compressed bool, err error)
-	// each calls fn for pages 1..n in order, raw.
-	each(n uint32, fn func(pgno uint32, data []byte) error) error
+	// pages calls fn with the image of every page of set, in order: raw,
+	// or, when raw is false, as the source has it (compressed: a zstd
+	// frame). data is only valid during fn.
+	pages(ctx context.Context, set *roaring.Bitmap, raw bool, fn func(pgno uint32, data []byte, compressed bool) error) error
 	close() error
 }
 
@@ -29,29 +30,27 @@ type historySource struct {
 	seq int64
 }
 
-func (h *historySource) page(dst []byte, pgno uint32, raw bool) ([]byte, bool, error) {
-	if !raw {
-		return h.rd.StoredPageAt(dst, pgno, h.seq)
-	}
-	out, err := h.rd.PageAt(dst, pgno, h.seq)
-	return out, false, err
-}
-
-func (h *historySource) each(n uint32, fn func(uint32, []byte) error) error {
-	var buf []byte
-	var err error
-	for pg := uint32(1); pg <= n; pg++ {
-		if buf, err = h.rd.PageAt(buf[:0], pg, h.seq); err != nil {
-			return err
-		}
-		if err := fn(pg, buf); err != nil {
-			return err
-		}
-	}
-	return nil
+func (h *historySource) pages(ctx context.Context, set *roaring.Bitmap, raw bool, fn func(uint32, []byte, bool) error) error {
+	return scanPages(ctx, h.rd, h.seq, set, raw, fn)
 }
 
 func (h *historySource) close() error { return h.rd.Close() }
+
+// scanPages reads set from a history view in batches, decoding the stored
+// zstd frames if raw.
+func scanPages(ctx context.Context, rd history.View, seq int64, set *roaring.Bitmap, raw bool, fn func(uint32, []byte, bool) error) error {
+	var buf []byte
+	return rd.ScanPages(ctx, seq, set, func(pgno uint32, data []byte, compressed bool) error {
+		if !raw || !compressed {
+			return fn(pgno, data, compressed)
+		}
+		var err error
+		if buf, err = history.DecodePage(buf[:0], data); err != nil {
+			return fmt.Errorf("page %d at %d: %w", pgno, seq, err)
+		}
+		return fn(pgno, buf, false)
+	})
+}
 
 // liveSource reads the latest revision straight from the database files:
 // the database file in long sequential reads, with the pages that the WAL
@@ -204,51 +203,61 @@ func (l *liveSource) openFiles(pos walfile.Position) error {
 	return nil
 }
 
-func (l *liveSource) page(dst []byte, pgno uint32, raw bool) ([]byte, bool, error) {
-	start := len(dst)
-	dst = append(dst, make([]byte, history.PageSize)...)
-	if err := l.read(dst[start:], pgno, 1); err != nil {
-		return dst[:start], false, err
-	}
-	return dst, false, nil
-}
-
-// runPages is how many pages each reads from the database file at once.
+// runPages is how many pages pages reads from the database file at once.
 const runPages = 256
 
-func (l *liveSource) each(n uint32, fn func(uint32, []byte) error) error {
+// pages reads runs of consecutive pages of set with one read each; the
+// images are raw whatever raw asks.
+func (l *liveSource) pages(ctx context.Context, set *roaring.Bitmap, _ bool, fn func(uint32, []byte, bool) error) error {
 	buf := make([]byte, runPages*history.PageSize)
-	for first := uint32(1); first <= n; first += runPages {
-		count := min(runPages, n-first+1)
+	var first, count uint32
+	flush := func() error {
+		if count == 0 {
+			return nil
+		}
 		b := buf[:int(count)*history.PageSize]
-		if err := l.read(b, first, count); err != nil {
+		if err := l.read(ctx, b, first, count); err != nil {
 			return err
 		}
 		for i := range count {
-			if err := fn(first+i, b[int(i)*history.PageSize:int(i+1)*history.PageSize]); err != nil {
+			if err := fn(first+i, b[int(i)*history.PageSize:int(i+1)*history.PageSize], false); err != nil {
 				return err
 			}
 		}
+		count = 0
+		return nil
 	}
-	return nil
+	it := set.Iterator()
+	for it.HasNext() {
+		pg := it.Next()
+		if count > 0 && (pg != first+count || count == runPages) {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		if count == 0 {
+			first = pg
+		}
+		count++
+	}
+	return flush()
 }
 
 // read fills b with count pages from first on, as of the revision. Pages
 // past the end of the database file read as zeros, as SQLite reads them.
-func (l *liveSource) read(b []byte, first, count uint32) error {
+func (l *liveSource) read(ctx context.Context, b []byte, first, count uint32) error {
 	if l.hv == nil && l.d.ckptDue.Load() {
 		if err := l.handOver(); err != nil {
 			return err
 		}
 	}
 	if l.hv != nil {
-		for i := range count {
-			p := b[int(i)*history.PageSize : int(i)*history.PageSize]
-			if _, err := l.hv.PageAt(p, first+i, l.seq); err != nil {
-				return err
-			}
-		}
-		return nil
+		run := roaring.New()
+		run.AddRange(uint64(first), uint64(first+count))
+		return scanPages(ctx, l.hv, l.seq, run, true, func(pgno uint32, data []byte, _ bool) error {
+			copy(b[int(pgno-first)*history.PageSize:], data)
+			return nil
+		})
 	}
 	n, err := l.db.ReadAt(b, int64(first-1)*history.PageSize)
 	if err != nil && !errors.Is(err, io.EOF) {

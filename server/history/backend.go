@@ -3,8 +3,10 @@ package history
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/RoaringBitmap/roaring/v2"
+	"github.com/klauspost/compress/zstd"
 )
 
 // Backend is the page history of one database, as the server uses it. Store
@@ -62,7 +64,34 @@ type View interface {
 	StoredPageAt(dst []byte, pgno uint32, seq int64) ([]byte, bool, error)
 	// ChangedBetween returns the pages written by revisions in (from, to].
 	ChangedBetween(ctx context.Context, from, to int64) (*roaring.Bitmap, error)
+	// ScanPages calls fn, in increasing page order, with the image of every
+	// page in pages as of seq, as stored: a zstd frame (compressed true) or
+	// the raw page; zeros for a page never written. It reads many pages per
+	// round trip to the store. data is only valid during fn, and fn must
+	// not use the view.
+	ScanPages(ctx context.Context, seq int64, pages *roaring.Bitmap, fn func(pgno uint32, data []byte, compressed bool) error) error
 	Close() error
+}
+
+// AllPages is the set of pages 1..size.
+func AllPages(size uint32) *roaring.Bitmap {
+	bm := roaring.New()
+	bm.AddRange(1, uint64(size)+1)
+	return bm
+}
+
+var decoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0))
+
+// DecodePage appends the page image a stored zstd frame holds to dst.
+func DecodePage(dst, frame []byte) ([]byte, error) {
+	out, err := decoder.DecodeAll(frame, dst)
+	if err != nil {
+		return dst, fmt.Errorf("decode page: %w", err)
+	}
+	if len(out)-len(dst) != PageSize {
+		return dst, fmt.Errorf("a stored page decodes to %d bytes", len(out)-len(dst))
+	}
+	return out, nil
 }
 
 // Fence is the writer's fencing token: a shared backend records an append

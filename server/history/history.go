@@ -78,7 +78,6 @@ type Store struct {
 	smu  sync.RWMutex
 	meta state
 	enc  *zstd.Encoder
-	dec  *zstd.Decoder
 }
 
 type state struct {
@@ -126,8 +125,7 @@ func Open(path, vfs string) (*Store, error) {
 	}
 	db.SetMaxOpenConns(maxReaders)
 	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
-	dec, _ := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0))
-	s := &Store{path: path, w: w, db: db, enc: enc, dec: dec}
+	s := &Store{path: path, w: w, db: db, enc: enc}
 	if err := s.load(); err != nil {
 		s.Close()
 		return nil, err
@@ -145,7 +143,6 @@ func (s *Store) Path() string { return s.path }
 // Close closes the history. With synchronous=NORMAL, closing checkpoints the
 // history's own WAL, which makes every recorded revision durable.
 func (s *Store) Close() error {
-	s.dec.Close()
 	// The writer last: the last connection to close checkpoints.
 	return errors.Join(s.db.Close(), s.w.Close())
 }
@@ -426,12 +423,9 @@ func (r *Reader) PageAt(dst []byte, pgno uint32, seq int64) ([]byte, error) {
 	case !compressed:
 		return append(dst, r.buf...), nil
 	}
-	out, err := r.s.dec.DecodeAll(r.buf, dst)
+	out, err := DecodePage(dst, r.buf)
 	if err != nil {
-		return dst, fmt.Errorf("decode page %d at %d: %w", pgno, seq, err)
-	}
-	if len(out)-len(dst) != PageSize {
-		return dst, fmt.Errorf("page %d at %d decodes to %d bytes", pgno, seq, len(out)-len(dst))
+		return dst, fmt.Errorf("page %d at %d: %w", pgno, seq, err)
 	}
 	return out, nil
 }
@@ -449,6 +443,30 @@ func (r *Reader) StoredPageAt(dst []byte, pgno uint32, seq int64) ([]byte, bool,
 		return dst, false, fmt.Errorf("read page %d at %d: %w", pgno, seq, err)
 	}
 	return append(dst, r.buf...), compressed, nil
+}
+
+// ScanPages reads the pages one at a time: the file is local, so a lookup
+// costs no round trip.
+func (r *Reader) ScanPages(ctx context.Context, seq int64, pages *roaring.Bitmap, fn func(uint32, []byte, bool) error) error {
+	var buf []byte
+	it := pages.Iterator()
+	for n := 0; it.HasNext(); n++ {
+		if n%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		pg := it.Next()
+		var compressed bool
+		var err error
+		if buf, compressed, err = r.StoredPageAt(buf[:0], pg, seq); err != nil {
+			return err
+		}
+		if err := fn(pg, buf, compressed); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ChangedBetween returns the pages written by revisions in (from, to].

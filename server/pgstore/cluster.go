@@ -146,6 +146,11 @@ func Open(ctx context.Context, cfg Config) (*Cluster, error) {
 	if pcfg.MaxConns < 32 {
 		pcfg.MaxConns = 32
 	}
+	if _, set := pcfg.ConnConfig.RuntimeParams["jit"]; !set {
+		// Every statement is a short index lookup or scan; compiling the
+		// big page scans would add tens of milliseconds to each.
+		pcfg.ConnConfig.RuntimeParams["jit"] = "off"
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: %w", err)

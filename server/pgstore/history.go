@@ -9,15 +9,13 @@ import (
 
 	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/syncdb/syncdb/server/history"
 )
 
-var (
-	encoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
-	decoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0))
-)
+var encoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
 
 // backend is one database's history in the store.
 type backend struct {
@@ -414,14 +412,84 @@ func (v *view) PageAt(dst []byte, pgno uint32, seq int64) ([]byte, error) {
 	case !compressed:
 		return append(dst, v.buf...), nil
 	}
-	out, err := decoder.DecodeAll(v.buf, dst)
+	out, err := history.DecodePage(dst, v.buf)
 	if err != nil {
-		return dst, fmt.Errorf("pgstore: decode page %d at %d: %w", pgno, seq, err)
-	}
-	if len(out)-len(dst) != history.PageSize {
-		return dst, fmt.Errorf("pgstore: page %d at %d decodes to %d bytes", pgno, seq, len(out)-len(dst))
+		return dst, fmt.Errorf("pgstore: page %d at %d: %w", pgno, seq, err)
 	}
 	return out, nil
+}
+
+// scanBatch is how many pages one query of ScanPages asks for: 32 MiB of
+// page images at most, which the query streams (one row in memory at a
+// time), so a bootstrap costs a round trip per 8192 pages.
+const scanBatch = 8192
+
+// scanSQL reads the pages of $2 as of revision $3, one index probe per page
+// (the newest version at or below $3), whatever the number of older
+// versions. The page numbers are sorted before the join, so the planner
+// keeps their order without sorting the images.
+const scanSQL = `SELECT g.pgno, s.zstd, s.data
+	FROM (SELECT pgno FROM unnest($2::bigint[]) AS u(pgno) ORDER BY pgno) AS g
+	LEFT JOIN LATERAL (SELECT p.zstd, p.data FROM syncdb_page p
+		WHERE p.db_id = $1 AND p.pgno = g.pgno AND p.seq <= $3 ORDER BY p.seq DESC LIMIT 1) AS s ON true
+	ORDER BY g.pgno`
+
+// ScanPages reads the pages in batches of scanBatch, one query each.
+func (v *view) ScanPages(ctx context.Context, seq int64, pages *roaring.Bitmap, fn func(uint32, []byte, bool) error) error {
+	zeros := make([]byte, history.PageSize)
+	batch := make([]int64, 0, min(scanBatch, pages.GetCardinality()))
+	it := pages.Iterator()
+	for it.HasNext() {
+		batch = batch[:0]
+		for it.HasNext() && len(batch) < scanBatch {
+			batch = append(batch, int64(it.Next()))
+		}
+		if err := v.scan(ctx, seq, batch, zeros, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (v *view) scan(ctx context.Context, seq int64, batch []int64, zeros []byte, fn func(uint32, []byte, bool) error) error {
+	start := time.Now()
+	rows, err := v.tx.Query(ctx, scanSQL, v.id, batch, seq)
+	if err != nil {
+		v.b.c.m.observe("read", start, err)
+		return fmt.Errorf("pgstore: read pages as of %d: %w", seq, err)
+	}
+	defer rows.Close()
+	var (
+		pgno int64
+		z    *bool
+		data pgtype.DriverBytes // valid until the next row: no copy
+		n    int
+	)
+	for rows.Next() {
+		if err := rows.Scan(&pgno, &z, &data); err != nil {
+			return fmt.Errorf("pgstore: read pages as of %d: %w", seq, err)
+		}
+		if n >= len(batch) || pgno != batch[n] {
+			return fmt.Errorf("pgstore: read pages as of %d: got page %d out of order", seq, pgno)
+		}
+		n++
+		if data == nil { // never written
+			err = fn(uint32(pgno), zeros, false)
+		} else {
+			err = fn(uint32(pgno), data, *z)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	v.b.c.m.observe("read", start, rows.Err())
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("pgstore: read pages as of %d: %w", seq, err)
+	}
+	if n != len(batch) {
+		return fmt.Errorf("pgstore: read pages as of %d: %d of %d pages", seq, n, len(batch))
+	}
+	return nil
 }
 
 func (v *view) StoredPageAt(dst []byte, pgno uint32, seq int64) ([]byte, bool, error) {

@@ -5,8 +5,11 @@ package historytest
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/RoaringBitmap/roaring/v2"
 
 	"github.com/syncdb/syncdb/server/history"
 )
@@ -56,6 +59,7 @@ func Run(t *testing.T, bs Backends) {
 	t.Run("semantics", func(t *testing.T) { semantics(t, bs) })
 	t.Run("multi-commit append", func(t *testing.T) { multiCommit(t, bs) })
 	t.Run("uninitialized", func(t *testing.T) { uninitialized(t, bs) })
+	t.Run("scan", func(t *testing.T) { scan(t, bs) })
 }
 
 func semantics(t *testing.T, bs Backends) {
@@ -181,6 +185,16 @@ func check(t *testing.T, s history.Backend, m model, from, to int64) {
 			}
 		}
 	}
+	for seq := from; seq <= to; seq++ {
+		// Every page, a page never written (zeros) and one beyond.
+		pages := history.AllPages(uint32(len(m[seq])))
+		pages.Add(1 << 20)
+		want := map[uint32]int{}
+		for pg, v := range m[seq] {
+			want[pg] = v
+		}
+		scanned(t, rd, seq, pages, want)
+	}
 	// A page never written reads as zeros.
 	got, err := rd.PageAt(nil, 1<<20, to)
 	if err != nil || !bytes.Equal(got, make([]byte, history.PageSize)) {
@@ -228,5 +242,110 @@ func uninitialized(t *testing.T, bs Backends) {
 	}
 	if err := s.Init(t.Context(), "y", Commit(1, map[uint32]int{1: 1}), history.Cursor{}, 1); err == nil {
 		t.Fatal("a second Init succeeded")
+	}
+}
+
+// scanned checks that ScanPages of pages at seq gives the images of want,
+// zeros for the pages want does not have, in order, each once.
+func scanned(t *testing.T, rd history.View, seq int64, pages *roaring.Bitmap, want map[uint32]int) {
+	t.Helper()
+	next := pages.Iterator()
+	var img []byte
+	err := rd.ScanPages(t.Context(), seq, pages, func(pgno uint32, data []byte, compressed bool) error {
+		if !next.HasNext() {
+			return fmt.Errorf("page %d after the last one asked for", pgno)
+		}
+		if w := next.Next(); pgno != w {
+			return fmt.Errorf("page %d where %d was due", pgno, w)
+		}
+		img = append(img[:0], data...)
+		if compressed {
+			var err error
+			if img, err = history.DecodePage(nil, data); err != nil {
+				return err
+			}
+		}
+		v, ok := want[pgno]
+		switch {
+		case !ok && !bytes.Equal(img, make([]byte, history.PageSize)):
+			return fmt.Errorf("page %d at %d: never written, not zeros", pgno, seq)
+		case ok && !bytes.Equal(img, Page(v)):
+			return fmt.Errorf("page %d at %d differs", pgno, seq)
+		case ok && compressed != (v%2 == 0):
+			return fmt.Errorf("page %d at %d: compressed=%v for seed %d", pgno, seq, compressed, v)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("scan at %d: %v", seq, err)
+	}
+	if next.HasNext() {
+		t.Fatalf("scan at %d ended before page %d", seq, next.Next())
+	}
+}
+
+// scan reads a database of more pages than a backend reads in one batch,
+// whole and in pieces, as of old and new revisions.
+func scan(t *testing.T, bs Backends) {
+	s := bs.New(t)
+	const size = 20000
+	m := model{1: {}}
+	for pg := uint32(1); pg <= size; pg++ {
+		if pg%5 != 0 { // every fifth page never written
+			m[1][pg] = int(2 * pg) // compressible
+		}
+	}
+	for pg := uint32(3); pg <= size; pg += 997 {
+		m[1][pg] = int(2*pg + 1) // incompressible
+	}
+	if err := s.Init(t.Context(), "scan", Commit(size, m[1]), history.Cursor{}, 1); err != nil {
+		t.Fatal(err)
+	}
+	// Page 1 changes in every revision (a long history of one page), a few
+	// others now and then.
+	for seq := int64(2); seq <= 30; seq++ {
+		changed := map[uint32]int{1: int(2 * (size + seq))}
+		if seq%7 == 0 {
+			changed[uint32(seq*613)%size+1] = int(2*(2*size+seq) + 1)
+		}
+		cur := map[uint32]int{}
+		for pg, v := range m[seq-1] {
+			cur[pg] = v
+		}
+		for pg, v := range changed {
+			cur[pg] = v
+		}
+		m[seq] = cur
+		if _, err := s.Append(t.Context(), history.Fence{}, []history.Commit{Commit(size, changed)}, history.Cursor{}, seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rd, err := s.Reader(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	for _, seq := range []int64{1, 14, 30} {
+		scanned(t, rd, seq, history.AllPages(size), m[seq])
+	}
+	// A selection: a segment, scattered pages, the last page.
+	sel := roaring.New()
+	sel.AddRange(4097, 4097+32)
+	for pg := uint32(1); pg <= size; pg += 1234 {
+		sel.Add(pg)
+	}
+	sel.Add(size)
+	scanned(t, rd, 21, sel, m[21])
+	// A scan that stops early returns fn's error.
+	stop := errors.New("stop")
+	n := 0
+	err = rd.ScanPages(t.Context(), 30, history.AllPages(size), func(uint32, []byte, bool) error {
+		if n++; n == 10 {
+			return stop
+		}
+		return nil
+	})
+	if !errors.Is(err, stop) || n != 10 {
+		t.Fatalf("a stopped scan: %v after %d pages", err, n)
 	}
 }
