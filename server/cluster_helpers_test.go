@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/syncdb/syncdb/internal/lb"
 	"github.com/syncdb/syncdb/internal/pgtest"
 	"github.com/syncdb/syncdb/server/pgstore"
@@ -46,7 +48,9 @@ func (tc *testCluster) startNode(t *testing.T, i int, mod func(*pgstore.Config, 
 	hs := httptest.NewUnstartedServer(nil)
 	pcfg := pgstore.Config{URL: tc.dsn, Advertise: "http://" + hs.Listener.Addr().String(), TTL: 2 * time.Second,
 		Recheck: time.Second, Logger: slog.New(slog.DiscardHandler)}
-	cfg := Config{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)}
+	reg := prometheus.NewRegistry() // the store's metrics and the server's
+	pcfg.Registry = reg
+	cfg := Config{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler), Registry: reg}
 	if mod != nil {
 		mod(&pcfg, &cfg)
 	}
@@ -108,6 +112,28 @@ func (n *testNode) copyPages(t *testing.T, build string) float64 {
 			for _, l := range m.GetLabel() {
 				if l.GetName() == "build" && l.GetValue() == build {
 					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// storeReads counts a node's read round trips to the store.
+func (n *testNode) storeReads(t *testing.T) uint64 {
+	t.Helper()
+	mfs, err := n.gather.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "syncdb_store_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "op" && l.GetValue() == "read" {
+					return m.GetHistogram().GetSampleCount()
 				}
 			}
 		}

@@ -249,3 +249,60 @@ func TestClusterTakeoverFromWarmCopy(t *testing.T) {
 	tc.nodes = tc.nodes[1:]
 	tc.sameEverywhere(t, "", seq)
 }
+
+// A node that does not write a database reads its pages from the store in
+// batches: a bootstrap, a chunked bootstrap, a lazy segment and an
+// incremental pull each cost a few round trips, not one per page.
+func TestClusterReadsPagesInBatches(t *testing.T) {
+	tc := newTestCluster(t, 2, nil)
+	a, b := tc.nodes[0], tc.nodes[1]
+	a.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)",
+		"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 3000) INSERT INTO t(v) SELECT randomblob(1500) || zeroblob(1500) FROM c")
+	old := a.pull(t, "", &syncpb.PullUpdatesReqProtoBody{}).hdr
+	for i := range 10 {
+		a.exec(t, "", fmt.Sprintf("UPDATE t SET v = randomblob(3000) WHERE id = %d", 1+i*271))
+	}
+	want := a.pull(t, "", &syncpb.PullUpdatesReqProtoBody{})
+	size := want.hdr.DbSize
+	b.pull(t, "", &syncpb.PullUpdatesReqProtoBody{ServerRevision: old.ServerRevision, ServerPagesSelector: selector(t, 0)})
+	waitFor(t, 60*time.Second, "b's warm copy", func() bool { return b.copyPages(t, "full") >= float64(size) })
+	time.Sleep(2 * followEvery) // let the copy settle: its reads are not the pulls'
+
+	var chunk []uint32
+	for pg := range uint32(600) {
+		chunk = append(chunk, 1000+pg)
+	}
+	var segment []uint32
+	for pg := range uint32(32) {
+		segment = append(segment, 2048+pg)
+	}
+	for _, c := range []struct {
+		name string
+		req  *syncpb.PullUpdatesReqProtoBody
+		n    int
+	}{
+		{"bootstrap", &syncpb.PullUpdatesReqProtoBody{}, int(size)},
+		{"zstd bootstrap", &syncpb.PullUpdatesReqProtoBody{Encoding: syncpb.PageUpdatesEncodingReq_PAGE_UPDATES_ENCODING_REQ_ZSTD}, int(size)},
+		{"chunk of a bootstrap", &syncpb.PullUpdatesReqProtoBody{ServerRevision: want.hdr.ServerRevision, ServerPagesSelector: selector(t, chunk...)}, len(chunk)},
+		{"segment as of an old revision", &syncpb.PullUpdatesReqProtoBody{ServerRevision: old.ServerRevision, ServerPagesSelector: selector(t, segment...)}, len(segment)},
+		{"incremental pull", &syncpb.PullUpdatesReqProtoBody{ClientRevision: old.ServerRevision}, -1},
+	} {
+		before := b.storeReads(t)
+		p := b.pull(t, "", c.req)
+		reads := b.storeReads(t) - before
+		t.Logf("%s: %d pages, %d reads from the store", c.name, len(p.pages), reads)
+		if c.n >= 0 && len(p.pages) != c.n || c.n < 0 && (len(p.pages) == 0 || len(p.pages) > 100) {
+			t.Fatalf("%s: %d pages", c.name, len(p.pages))
+		}
+		if reads > 6 {
+			t.Fatalf("%s of %d pages took %d round trips to the store", c.name, len(p.pages), reads)
+		}
+		if c.req.Encoding == 0 && c.req.ServerRevision == "" && c.req.ClientRevision == "" {
+			for pg, data := range want.pages {
+				if !bytes.Equal(p.pages[pg], data) {
+					t.Fatalf("%s: page %d differs from the writer's", c.name, pg)
+				}
+			}
+		}
+	}
+}
