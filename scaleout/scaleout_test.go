@@ -41,7 +41,9 @@ func serverBin(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "syncdb")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/syncdb/syncdb/cmd/syncdb").CombinedOutput()
+		// With failpoints: the tests arm them through the cluster's
+		// failpoint directory (internal/failpoint, dir.go).
+		out, err := exec.Command("go", "build", "-tags", "failpoints", "-o", binPath, "github.com/syncdb/syncdb/cmd/syncdb").CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
@@ -72,15 +74,20 @@ type node struct {
 type cluster struct {
 	t     *testing.T
 	dsn   string
-	env   []string
+	fp    string // the nodes' failpoint directory
 	nodes []*node
 	lb    *lb.LB
 	lbURL string
 }
 
-func newCluster(t *testing.T, n int, env ...string) *cluster {
+// newCluster starts n nodes; armed are failpoints (name: action) armed
+// before they start.
+func newCluster(t *testing.T, n int, armed map[string]string) *cluster {
 	t.Helper()
-	c := &cluster{t: t, dsn: pgtest.NewDatabase(t), env: env}
+	c := &cluster{t: t, dsn: pgtest.NewDatabase(t), fp: t.TempDir()}
+	for name, action := range armed {
+		c.arm(name, action)
+	}
 	var urls []*url.URL
 	for range n {
 		nd := c.start("")
@@ -117,7 +124,7 @@ func (c *cluster) start(data string) *node {
 	}
 	nd := &node{data: data, done: make(chan error, 1), stderr: &bytes.Buffer{}}
 	nd.cmd = exec.Command(serverBin(t), "serve", "--addr", "127.0.0.1:0", "--data", data, "--store", c.dsn, "--lease-ttl", "2s", "--log-level", "warn")
-	nd.cmd.Env = append(os.Environ(), c.env...)
+	nd.cmd.Env = append(os.Environ(), "SYNCDB_FAILPOINTS="+c.fp)
 	nd.cmd.Stderr = &syncWriter{w: nd.stderr}
 	out, err := nd.cmd.StdoutPipe()
 	if err != nil {
@@ -153,6 +160,21 @@ func (c *cluster) start(data string) *node {
 		t.Fatalf("node printed no URL\n%s", nd.stderr)
 	}
 	return nd
+}
+
+// arm arms failpoint name (NAME or NAME@OWNER) of every node with action
+// (kill, skip).
+func (c *cluster) arm(name, action string) {
+	c.t.Helper()
+	if err := os.WriteFile(filepath.Join(c.fp, name), []byte(action), 0o644); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// fired reports whether the kill armed at failpoint name fired.
+func (c *cluster) fired(name string) bool {
+	_, err := os.Stat(filepath.Join(c.fp, name+".fired"))
+	return err == nil
 }
 
 type syncWriter struct {
@@ -341,6 +363,11 @@ func verify(t *testing.T, url string, clients []*pushClient) {
 		}
 		if acked > attempted {
 			t.Errorf("client %s: %d acknowledged > %d written", p.name, acked, attempted)
+		}
+		// A push applied a second time would meet its own rows: a
+		// conflict, not a silent duplicate.
+		if cs, err := p.db.Conflicts(t.Context()); err != nil || len(cs) > 0 {
+			t.Errorf("client %s: conflicts %v (%v)", p.name, cs, err)
 		}
 	}
 }

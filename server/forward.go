@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/syncdb/syncdb/internal/failpoint"
 	"github.com/syncdb/syncdb/server/coord"
 	"github.com/syncdb/syncdb/server/history"
 )
@@ -67,6 +68,9 @@ func newForwarder(s *Server, reg prometheus.Registerer) *forwarder {
 			if resp.StatusCode == http.StatusMisdirectedRequest {
 				return errMisdirected
 			}
+			// The writer answered; the client has not seen it yet.
+			name, _ := writeTarget(resp.Request)
+			failpoint.Hit("forward.answered", name)
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {

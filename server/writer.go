@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/syncdb/syncdb/internal/failpoint"
 	"github.com/syncdb/syncdb/internal/sqlitex"
 	"github.com/syncdb/syncdb/server/history"
 	"github.com/syncdb/syncdb/server/stream"
@@ -86,6 +87,11 @@ func (d *database) exec(ctx context.Context, fn func(*sqlitex.Conn, *sandbox) er
 		return ferr
 	})
 	commits = d.commits
+	if commits > 0 {
+		// Committed in SQLite, not recorded yet: a crash here leaves a
+		// commit the client never saw acknowledged.
+		failpoint.Hit("server.committed", d.name)
+	}
 	if d.opts.shared {
 		// In a cluster a commit is acknowledged only once the shared store
 		// has it: one it could not record may be dropped (another node may
@@ -95,9 +101,14 @@ func (d *database) exec(ctx context.Context, fn func(*sqlitex.Conn, *sandbox) er
 			d.log.Warn("recording commits in the store failed", "err", rerr)
 			return autocommit, 0, errors.Join(err, fmt.Errorf("record history: %w", d.recordFailed(rerr)))
 		}
-		return autocommit, commits, err
+	} else {
+		d.record(context.WithoutCancel(ctx))
 	}
-	d.record(context.WithoutCancel(ctx))
+	if commits > 0 {
+		// Recorded, not acknowledged yet: the client's retry must not
+		// apply it again.
+		failpoint.Hit("server.recorded", d.name)
+	}
 	return autocommit, commits, err
 }
 

@@ -121,10 +121,7 @@ func serve(args []string) error {
 			adv = url
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		cluster, err = pgstore.Open(ctx, pgstore.Config{URL: *store, Advertise: adv, TTL: *leaseTTL, Logger: log, Registry: reg,
-			// For the split-brain test only: show that the store's fence
-			// alone stops a paused writer.
-			NoSelfCheck: os.Getenv("SYNCDB_TEST_NO_LEASE_SELF_CHECK") == "1"})
+		cluster, err = pgstore.Open(ctx, pgstore.Config{URL: *store, Advertise: adv, TTL: *leaseTTL, Logger: log, Registry: reg})
 		cancel()
 		if err != nil {
 			ln.Close()

@@ -28,6 +28,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/syncdb/syncdb/internal/failpoint"
 	"github.com/syncdb/syncdb/server/coord"
 	"github.com/syncdb/syncdb/server/history"
 )
@@ -54,12 +55,12 @@ type Config struct {
 	Logger  *slog.Logger
 	// Registry receives the store's metrics (nil: none).
 	Registry prometheus.Registerer
-
-	// For tests: NoSelfCheck keeps a node writing with its leases after its
-	// own clock says they lapsed, so that a test can show that the store's
-	// fence alone keeps it from recording anything.
-	NoSelfCheck bool
 }
+
+// selfCheck is the failpoint that switches the lease self-check off, so
+// that a test can show that the store's fence alone keeps a node whose
+// leases lapsed from recording anything.
+const selfCheck = "pgstore.lease-self-check"
 
 // advisoryClass is the first key of every node's advisory lock.
 const advisoryClass = 0x73796e64 // "synd"
@@ -278,7 +279,7 @@ func (c *Cluster) renew() error {
 // if so voids every database lease it holds: they have to be taken again,
 // through the store, which sees whether another node took them meanwhile.
 func (c *Cluster) lapsed() bool {
-	if c.cfg.NoSelfCheck {
+	if failpoint.Skip(selfCheck, "") {
 		return false
 	}
 	c.lmu.Lock()
@@ -442,7 +443,7 @@ func (l *lease) Epoch() int64 { return l.epoch }
 // Valid reports whether the node's lease is current by its own clock and
 // this lease was not voided or released since.
 func (l *lease) Valid() bool {
-	if l.c.cfg.NoSelfCheck {
+	if failpoint.Skip(selfCheck, "") {
 		return true
 	}
 	if l.c.lapsed() || l.c.currentGen() != l.gen {
