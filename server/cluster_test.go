@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/syncdb/syncdb/internal/pgtest"
 	"github.com/syncdb/syncdb/server/pgstore"
 
@@ -305,4 +307,79 @@ func TestClusterReadsPagesInBatches(t *testing.T) {
 			}
 		}
 	}
+}
+
+// A store that is slow for one request (here: blocked on a lock of the
+// database table) holds up only that request: requests for databases the
+// node has open already go on. The server-wide lock is never held across
+// a round trip to the store.
+func TestClusterSlowStoreStallsOnlyItsRequest(t *testing.T) {
+	tc := newTestCluster(t, 1, nil)
+	n := tc.nodes[0]
+	n.exec(t, "a", "CREATE TABLE t(x)", "INSERT INTO t VALUES (1)")
+	rev := n.pull(t, "a", &syncpb.PullUpdatesReqProtoBody{}).hdr.ServerRevision
+
+	ctx := t.Context()
+	conn, err := pgx.Connect(ctx, tc.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	// Every look-up of a database waits for this lock now.
+	if _, err := tx.Exec(ctx, "LOCK TABLE syncdb_db IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	stalled := make(chan int, 1)
+	go func() {
+		_, status, _ := n.tryPull(t, "b", &syncpb.PullUpdatesReqProtoBody{})
+		stalled <- status
+	}()
+	waitFor(t, 30*time.Second, "the look-up of database b to wait for the lock", func() bool {
+		var waiting int
+		err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting)
+		return err == nil && waiting > 0
+	})
+	done := make(chan *pulled, 1)
+	go func() {
+		p, _, _ := n.tryPull(t, "a", &syncpb.PullUpdatesReqProtoBody{ServerRevision: rev})
+		done <- p
+	}()
+	select {
+	case p := <-done:
+		if p == nil || p.hdr.ServerRevision != rev {
+			t.Fatalf("the pull of a: %+v", p)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("a pull of open database a waited for the store's answer about database b")
+	}
+	select {
+	case status := <-stalled:
+		t.Fatalf("the request for b did not wait for the store (%d)", status)
+	default:
+	}
+	tx.Rollback(ctx)
+	if status := <-stalled; status != http.StatusOK {
+		t.Fatalf("the request for b, once the store answered: %d", status)
+	}
+}
+
+// In a cluster MaxDatabases counts the databases in the store, wherever
+// they were created.
+func TestClusterMaxDatabasesCountsTheStore(t *testing.T) {
+	tc := newTestCluster(t, 2, func(_ *pgstore.Config, c *Config) { c.MaxDatabases = 2 })
+	tc.nodes[0].exec(t, "x", "CREATE TABLE t(a)")
+	tc.nodes[1].exec(t, "y", "CREATE TABLE t(a)")
+	for i, n := range tc.nodes {
+		if status, out := post(t, n.dbURL("z")+"/pull-updates", "application/protobuf", "", nil); status != http.StatusForbidden {
+			t.Fatalf("node %d created a third database: %d %s", i, status, out)
+		}
+	}
+	// Existing databases open on any node.
+	tc.nodes[1].exec(t, "x", "INSERT INTO t VALUES (1)")
+	tc.nodes[0].exec(t, "y", "INSERT INTO t VALUES (1)")
 }

@@ -118,6 +118,8 @@ type Cluster interface {
 	// does not exist yet (Init creates it).
 	OpenHistory(ctx context.Context, name string) (history.Backend, error)
 	Exists(ctx context.Context, name string) (bool, error)
+	// Databases counts the databases in the store.
+	Databases(ctx context.Context) (int, error)
 	// Ping checks that the store answers.
 	Ping(ctx context.Context) error
 }
@@ -140,8 +142,10 @@ type Server struct {
 	streams *stream.Registry[*hranaStream]
 	wsConns wsSet
 
+	// mu guards the maps and counts below, and only them: nothing holds it
+	// across I/O (in a cluster a slow store would stall every request).
 	mu       sync.Mutex
-	existing int // databases in the data directory
+	existing int // databases in the data directory (a single node), counting those being created
 	dbs      map[string]*database
 	opening  map[string]chan struct{}
 	shutdown bool
@@ -238,7 +242,9 @@ func New(cfg Config) (*Server, error) {
 	s.metrics = newMetrics(reg)
 	s.streams = stream.NewRegistry(stream.Config[*hranaStream]{Idle: cfg.StreamIdleTimeout, Max: cfg.MaxStreams, Expire: expireStream})
 	s.fwd = newForwarder(s, reg)
-	s.existing = countDatabases(cfg.DataDir)
+	if cfg.Cluster == nil {
+		s.existing = countDatabases(cfg.DataDir) // in a cluster the store counts them
+	}
 	for _, name := range cfg.Databases {
 		if !nameRE.MatchString(name) {
 			s.Close()
@@ -347,28 +353,15 @@ func (s *Server) get(ctx context.Context, name string, create, hold bool) (*data
 				return nil, ctx.Err()
 			}
 		}
-		dir := filepath.Join(s.cfg.DataDir, name)
-		exists := s.exists(ctx, name, dir)
-		switch {
-		case !exists && !create:
-			s.mu.Unlock()
-			return nil, fmt.Errorf("%w: %q", errNoDatabase, name)
-		case !exists && s.cfg.MaxDatabases > 0 && s.existing >= s.cfg.MaxDatabases:
-			s.mu.Unlock()
-			return nil, fmt.Errorf("%w: %d", errTooManyDatabases, s.cfg.MaxDatabases)
-		}
 		done := make(chan struct{})
 		s.opening[name] = done
 		s.mu.Unlock()
 
-		d, err := openDatabase(ctx, name, dir, s.dbOptions(), s.log)
+		d, err := s.openOrCreate(ctx, name, create)
 		s.mu.Lock()
 		delete(s.opening, name)
 		close(done)
 		if err == nil {
-			if !exists {
-				s.existing++
-			}
 			d.lastUsed.Store(time.Now().UnixNano())
 			if hold {
 				d.active.Add(1)
@@ -381,16 +374,76 @@ func (s *Server) get(ctx context.Context, name string, create, hold bool) (*data
 	}
 }
 
+// openOrCreate opens database name, creating it if create allows and the bound on
+// databases has room. The caller registered it in s.opening, so nobody
+// else opens it meanwhile; it does not hold mu (the store may be slow).
+func (s *Server) openOrCreate(ctx context.Context, name string, create bool) (*database, error) {
+	dir := filepath.Join(s.cfg.DataDir, name)
+	exists, err := s.exists(ctx, name, dir)
+	switch {
+	case err != nil:
+		return nil, err
+	case !exists && !create:
+		return nil, fmt.Errorf("%w: %q", errNoDatabase, name)
+	case !exists:
+		release, err := s.reserve(ctx)
+		if err != nil {
+			return nil, err
+		}
+		d, err := openDatabase(ctx, name, dir, s.dbOptions(), s.log)
+		release(err == nil)
+		return d, err
+	}
+	return openDatabase(ctx, name, dir, s.dbOptions(), s.log)
+}
+
+// reserve makes room for one more database under MaxDatabases, or fails
+// with errTooManyDatabases; release(created) ends the reservation. A
+// single node counts its data directory; a cluster node counts the
+// databases in the store (nodes creating databases at the same moment may
+// each take the last place).
+func (s *Server) reserve(ctx context.Context) (release func(created bool), err error) {
+	limit := s.cfg.MaxDatabases
+	if limit <= 0 {
+		return func(bool) {}, nil
+	}
+	if c := s.cfg.Cluster; c != nil {
+		n, err := c.Databases(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("count the databases in the store: %w", err)
+		}
+		if n >= limit {
+			return nil, fmt.Errorf("%w: %d", errTooManyDatabases, limit)
+		}
+		return func(bool) {}, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.existing >= limit {
+		return nil, fmt.Errorf("%w: %d", errTooManyDatabases, limit)
+	}
+	s.existing++
+	return func(created bool) {
+		if !created {
+			s.mu.Lock()
+			s.existing--
+			s.mu.Unlock()
+		}
+	}, nil
+}
+
 // exists reports whether database name exists: its file, or its row in
-// the shared store (a store error counts as "exists", and opening it will
-// report the error).
-func (s *Server) exists(ctx context.Context, name, dir string) bool {
+// the shared store.
+func (s *Server) exists(ctx context.Context, name, dir string) (bool, error) {
 	if s.cfg.Cluster != nil {
 		ok, err := s.cfg.Cluster.Exists(ctx, name)
-		return ok || err != nil
+		if err != nil {
+			return false, fmt.Errorf("look the database up in the store: %w", err)
+		}
+		return ok, nil
 	}
 	_, err := os.Stat(filepath.Join(dir, mainFile))
-	return err == nil
+	return err == nil, nil
 }
 
 // closeIdle closes the databases no request used for IdleTimeout. While

@@ -402,6 +402,15 @@ func (c *Cluster) Exists(ctx context.Context, name string) (bool, error) {
 	return st.id != 0, nil
 }
 
+// Databases counts the databases in the store.
+func (c *Cluster) Databases(ctx context.Context) (int, error) {
+	var n int
+	start := time.Now()
+	err := c.pool.QueryRow(ctx, `SELECT count(*) FROM syncdb_db`).Scan(&n)
+	c.m.observe("read", start, err)
+	return n, err
+}
+
 // OpenHistory returns the history of database name: uninitialized if the
 // database does not exist yet (Init creates it).
 func (c *Cluster) OpenHistory(ctx context.Context, name string) (history.Backend, error) {
