@@ -383,3 +383,50 @@ func TestClusterMaxDatabasesCountsTheStore(t *testing.T) {
 	tc.nodes[1].exec(t, "x", "INSERT INTO t VALUES (1)")
 	tc.nodes[0].exec(t, "y", "INSERT INTO t VALUES (1)")
 }
+
+// A writer whose append failed (its store connection broke) and whose
+// lease then lapsed holds a commit nobody acknowledged: closing drops it
+// with the local copy, it is no error.
+func TestClusterCloseDropsWhatTheStoreNeverRecorded(t *testing.T) {
+	tc := newTestCluster(t, 1, nil)
+	n := tc.nodes[0]
+	n.exec(t, "", "CREATE TABLE t(x)")
+	ctx := t.Context()
+	conn, err := pgx.Connect(ctx, tc.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "LOCK TABLE syncdb_db IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	pushed := make(chan int, 1)
+	go func() {
+		status, _ := post(t, n.dbURL("")+"/v2/pipeline", "application/json", "", []byte(`{"baton":null,"requests":[{"type":"execute","stmt":{"sql":"INSERT INTO t VALUES (1)"}}]}`))
+		pushed <- status
+	}()
+	// The append waits for the lock; then every session of the node ends
+	// (its lock session too: it loses its leases).
+	waitFor(t, 30*time.Second, "the append to wait", func() bool {
+		var waiting int
+		err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting)
+		return err == nil && waiting > 0
+	})
+	if _, err := conn.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`); err != nil {
+		t.Fatal(err)
+	}
+	tx.Rollback(ctx)
+	if status := <-pushed; status != http.StatusServiceUnavailable {
+		t.Fatalf("the push whose append broke: %d", status)
+	}
+	waitFor(t, 30*time.Second, "the node to lose its lease", func() bool { return n.metricValue(t, "syncdb_leases_held") == 0 })
+	n.stop(t) // fails the test if Close reports an error
+	again := tc.startNode(t, 1, nil)
+	if got := fmtRows(again.query(t, "", "SELECT count(*) FROM t")); got != "0\n" {
+		t.Fatalf("the push answered 503 is in the database: %s", got)
+	}
+}

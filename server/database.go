@@ -634,8 +634,21 @@ func (d *database) close() error {
 func (d *database) closeFiles() error {
 	var errs []error
 	if d.admin != nil && d.hist != nil && d.hist.Initialized() {
-		if _, err := d.recordCommits(context.Background()); err != nil {
-			errs = append(errs, err)
+		ctx := context.Background()
+		if d.opts.shared {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+		}
+		if _, err := d.recordCommits(ctx); err != nil {
+			if !d.opts.shared {
+				errs = append(errs, err)
+			} else {
+				// Never acknowledged (session answers only what the
+				// store has): dropped with the local copy; a client's
+				// retry applies it on the next writer.
+				d.log.Warn("closing: dropping commits the store did not record", "err", err)
+			}
 		}
 	}
 	if d.hist != nil {
