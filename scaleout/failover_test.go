@@ -195,7 +195,11 @@ func (c *cluster) waitDeath(t *testing.T, bound time.Duration, dead []int) int {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	t.Fatalf("no node died within %v", bound)
+	w, epoch := c.writer("default")
+	for i, nd := range c.nodes {
+		t.Logf("node %d (%s):\n%s", i, nd.url, nd.stderr)
+	}
+	t.Fatalf("no node died within %v (the writer is node %d, epoch %d)", bound, w, epoch)
 	return -1
 }
 

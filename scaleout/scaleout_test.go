@@ -68,7 +68,7 @@ type node struct {
 	data   string
 	cmd    *exec.Cmd
 	done   chan error
-	stderr *bytes.Buffer
+	stderr *syncWriter
 }
 
 type cluster struct {
@@ -122,10 +122,10 @@ func (c *cluster) start(data string) *node {
 	if data == "" {
 		data = t.TempDir()
 	}
-	nd := &node{data: data, done: make(chan error, 1), stderr: &bytes.Buffer{}}
+	nd := &node{data: data, done: make(chan error, 1), stderr: &syncWriter{w: &bytes.Buffer{}}}
 	nd.cmd = exec.Command(serverBin(t), "serve", "--addr", "127.0.0.1:0", "--data", data, "--store", c.dsn, "--lease-ttl", "2s", "--log-level", "warn")
 	nd.cmd.Env = append(os.Environ(), "SYNCDB_FAILPOINTS="+c.fp)
-	nd.cmd.Stderr = &syncWriter{w: nd.stderr}
+	nd.cmd.Stderr = nd.stderr
 	out, err := nd.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -179,7 +179,13 @@ func (c *cluster) fired(name string) bool {
 
 type syncWriter struct {
 	mu sync.Mutex
-	w  io.Writer
+	w  *bytes.Buffer
+}
+
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.String()
 }
 
 func (s *syncWriter) Write(p []byte) (int, error) {

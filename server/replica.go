@@ -11,6 +11,7 @@ import (
 
 	"github.com/RoaringBitmap/roaring/v2"
 
+	"github.com/syncdb/syncdb/internal/failpoint"
 	"github.com/syncdb/syncdb/internal/walfile"
 	"github.com/syncdb/syncdb/server/coord"
 	"github.com/syncdb/syncdb/server/history"
@@ -123,7 +124,7 @@ type warmCopy struct {
 func (w *warmCopy) catchUp(ctx context.Context, h history.Backend) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.working {
+	if w.working || failpoint.Skip("server.warm-copy", "") {
 		return nil
 	}
 	return w.update(ctx, h, h.Latest())
@@ -271,10 +272,12 @@ func (d *database) settle(ctx context.Context, lease coord.Lease) error {
 	again := d.behind.Load() && lease != d.lease
 	d.fence, d.lease = history.Fence{Epoch: lease.Epoch()}, lease
 	if d.admin == nil || d.localEpoch != lease.Epoch() || again {
+		failpoint.Hit("server.lease-taken", d.name) // the lease is this node's, the local copy not open yet
 		if err := d.materialize(ctx); err != nil {
 			return err
 		}
 		d.localEpoch = lease.Epoch()
+		failpoint.Hit("server.materialized", d.name)
 	}
 	if d.behind.Load() {
 		// A client must not read a commit that may yet be dropped.

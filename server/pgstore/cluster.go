@@ -552,11 +552,22 @@ func (c *Cluster) acquire(ctx context.Context, st *dbState, id, gen int64) (coor
 			expired      *bool
 			key          *int32
 		)
-		err := tx.QueryRow(ctx, `SELECT d.writer, d.epoch, d.latest, d.db_size, n.url, n.lease_until < now(), n.lock_key
-			FROM syncdb_db d LEFT JOIN syncdb_node n ON n.node = d.writer WHERE d.id = $1 FOR UPDATE OF d`, id).
-			Scan(&writer, &epoch, &latest, &size, &wurl, &expired, &key)
+		// The row first, then its holder's: joined in one statement, a
+		// take-over that waited for another one's lock would see the new
+		// holder's name with the old holder's liveness (a row locked for
+		// update is re-read after the wait, the joined row is not) and
+		// take the lease from a live node.
+		err := tx.QueryRow(ctx, `SELECT writer, epoch, latest, db_size FROM syncdb_db WHERE id = $1 FOR UPDATE`, id).
+			Scan(&writer, &epoch, &latest, &size)
 		if err != nil {
 			return err
+		}
+		if writer != nil {
+			err := tx.QueryRow(ctx, `SELECT url, lease_until < now(), lock_key FROM syncdb_node WHERE node = $1`, *writer).
+				Scan(&wurl, &expired, &key)
+			if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+				return err
+			}
 		}
 		rev = history.Revision{Seq: latest, DBSize: uint32(size)}
 		free := writer == nil || *writer == c.node || wurl == nil || (expired != nil && *expired)

@@ -308,3 +308,89 @@ func TestSchemaFromTheFutureIsRefused(t *testing.T) {
 		t.Fatalf("open a newer schema: %v", err)
 	}
 }
+
+// Two nodes find the holder dead at the same moment: one takes the lease
+// over, the other then sees the new holder alive and forwards to it (it
+// does not take the lease from a live node: one epoch per failure).
+func TestConcurrentTakeoversTakeOneEpoch(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	a := openCluster(t, dsn, func(c *Config) { c.TTL = time.Hour })
+	initDB(t, a, "d")
+	la, _, err := a.Writer(t.Context(), "d")
+	if err != nil || la == nil {
+		t.Fatal(err)
+	}
+	// a crashes: its lock session ends, its row stays.
+	a.cancel()
+	a.wg.Wait()
+	a.lmu.Lock()
+	a.lockConn.Close(context.Background())
+	a.lmu.Unlock()
+	b := openCluster(t, dsn, func(c *Config) { c.TTL = time.Hour; c.Advertise = "http://127.0.0.1:2" })
+	c := openCluster(t, dsn, func(c *Config) { c.TTL = time.Hour; c.Advertise = "http://127.0.0.1:3" })
+	for _, n := range []*Cluster{b, c} {
+		if _, err := n.state(t.Context(), "d"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Both take-overs wait on the database's row, then run one after the
+	// other.
+	ctx := t.Context()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM syncdb_db WHERE name = 'd' FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	type got struct {
+		l   coord.Lease
+		err error
+	}
+	res := make(chan got, 2)
+	for _, n := range []*Cluster{b, c} {
+		go func() {
+			l, _, err := n.Writer(ctx, "d")
+			res <- got{l, err}
+		}()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var waiting int
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d take-overs wait for the row", waiting)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	leases := 0
+	for range 2 {
+		r := <-res
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		if r.l != nil {
+			leases++
+		}
+	}
+	var epoch int64
+	if err := conn.QueryRow(ctx, `SELECT epoch FROM syncdb_db WHERE name = 'd'`).Scan(&epoch); err != nil {
+		t.Fatal(err)
+	}
+	if leases != 1 || epoch != la.Epoch()+1 {
+		t.Fatalf("%d nodes took the lease; epoch %d after %d", leases, epoch, la.Epoch())
+	}
+}
