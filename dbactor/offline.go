@@ -75,6 +75,13 @@ func ConflictChanges(blob []byte) ([]change.Change, error) {
 
 // saveLocal answers SaveLocal.
 func (a *dbActor) saveLocal(ctx context.Context, path string) (int, error) {
+	return a.saveJournal(ctx, path, "")
+}
+
+// saveJournal writes the replay journal of a pull (to revision) or of a
+// rebuild (revision ""): the local changes, the conflicts, the push chain
+// and whether the replica is a copy. It returns the number of changes.
+func (a *dbActor) saveJournal(ctx context.Context, path, revision string) (int, error) {
 	gen, err := a.localPullGen(ctx)
 	if err != nil {
 		return 0, err
@@ -95,7 +102,7 @@ func (a *dbActor) saveLocal(ctx context.Context, path string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	hdr := journalHeader{PullGen: gen, Chain: chain, Cloned: cloned}
+	hdr := journalHeader{PullGen: gen, Revision: revision, Chain: chain, Cloned: cloned}
 	return len(entries), writeJournal(a.cfg.FS, path, hdr, entries, conflicts)
 }
 

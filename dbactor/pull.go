@@ -62,28 +62,7 @@ func (a *dbActor) applyPull(ctx context.Context, revision string, dbSize uint32,
 	}
 
 	// Step 1: the journal of local changes, and the new base's page 1.
-	gen, err := a.localPullGen(ctx)
-	if err != nil {
-		return false, err
-	}
-	entries, err := a.readChangeLog(ctx)
-	if err != nil {
-		return false, err
-	}
-	conflicts, err := a.readConflicts(ctx, false)
-	if err != nil {
-		return false, err
-	}
-	chain, err := a.storedChain(ctx)
-	if err != nil {
-		return false, err
-	}
-	cloned, err := a.clonedReason(ctx)
-	if err != nil {
-		return false, err
-	}
-	hdr := journalHeader{PullGen: gen, Revision: revision, Chain: chain, Cloned: cloned}
-	if err := writeJournal(a.cfg.FS, a.path(suffixReplay), hdr, entries, conflicts); err != nil {
+	if _, err := a.saveJournal(ctx, a.path(suffixReplay), revision); err != nil {
 		return false, fmt.Errorf("save local changes: %w", err)
 	}
 	failpoint.Hit("pull.journal", a.cfg.Path)
