@@ -56,7 +56,10 @@ export async function expectRevisions(n, what, fn) {
 
 /** The server process's peak resident memory in bytes (VmHWM), Linux only. */
 export async function serverRSS() {
+  // Anonymous memory only: the server's readers map the database file
+  // (mmap_size), and mapped file pages (the OS page cache) count in VmRSS
+  // and VmHWM without being the server's memory.
   const { readFile } = await import("node:fs/promises");
   const status = await readFile(`/proc/${process.env.SYNCDB_SERVER_PID}/status`, "utf8");
-  return Number(/VmHWM:\s+(\d+) kB/.exec(status)[1]) * 1024;
+  return Number(/RssAnon:\s+(\d+) kB/.exec(status)[1]) * 1024;
 }
