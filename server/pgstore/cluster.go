@@ -191,7 +191,14 @@ func (c *Cluster) Node() string { return c.node }
 // register inserts this node's row and takes its advisory lock on a
 // connection of its own.
 func (c *Cluster) register(ctx context.Context) error {
-	conn, err := pgx.ConnectConfig(ctx, c.pool.Config().ConnConfig)
+	cc := c.pool.Config().ConnConfig.Copy()
+	// A renewal need not wait for the store's WAL flush (slow on a busy
+	// store: a bulk append, a slow disk). If the store crashes and loses
+	// it, other nodes see this lease end sooner than this node does; the
+	// fence, not the renewal, keeps a writer that has been replaced from
+	// recording anything.
+	cc.RuntimeParams["synchronous_commit"] = "off"
+	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
 		return fmt.Errorf("pgstore: %w", err)
 	}

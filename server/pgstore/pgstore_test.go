@@ -394,3 +394,45 @@ func TestConcurrentTakeoversTakeOneEpoch(t *testing.T) {
 		t.Fatalf("%d nodes took the lease; epoch %d after %d", leases, epoch, la.Epoch())
 	}
 }
+
+// Renewing the node lease does not wait for the store's WAL flush (which
+// a busy store may make slow: a bulk append, a slow disk; here every
+// commit of the database waits 100 ms before its flush): the renewal is
+// not what makes a write safe, the fence is.
+func TestRenewalDoesNotWaitForTheWALFlush(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	ctx := t.Context()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `DO $$ BEGIN
+		EXECUTE format('ALTER DATABASE %I SET commit_delay = 100000', current_database());
+		EXECUTE format('ALTER DATABASE %I SET commit_siblings = 0', current_database());
+	END $$`); err != nil {
+		t.Fatal(err)
+	}
+	a := openCluster(t, dsn, func(c *Config) { c.TTL = time.Hour }) // renews only when told
+	start := time.Now()
+	tag, err := a.pool.Exec(ctx, `UPDATE syncdb_node SET lease_until = lease_until WHERE node = $1`, a.Node())
+	if err != nil || tag.RowsAffected() != 1 {
+		t.Fatal(err)
+	}
+	durable := time.Since(start)
+	var slowest time.Duration
+	for range 5 {
+		start := time.Now()
+		if err := a.renew(); err != nil {
+			t.Fatal(err)
+		}
+		slowest = max(slowest, time.Since(start))
+	}
+	t.Logf("a durable update %v, renewals up to %v", durable.Round(time.Millisecond), slowest.Round(time.Millisecond))
+	if durable < 100*time.Millisecond {
+		t.Fatalf("a durable commit took %v: the store does not delay flushes, the test shows nothing", durable)
+	}
+	if slowest >= 100*time.Millisecond {
+		t.Fatalf("a renewal took %v: it waited for the WAL flush", slowest)
+	}
+}
