@@ -247,7 +247,15 @@ func (c *Cluster) renewLoop() {
 }
 
 func (c *Cluster) renew() error {
-	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.TTL/2)
+	// A renewal may take a whole TTL: a slow store is not a dead one.
+	// Giving up sooner closes the lock session (pgx closes a connection
+	// whose statement it abandons), and with it this node gives up every
+	// database it holds, although the store still counts its lease as
+	// current. Meanwhile the node's own lease lapses on time by its clock
+	// (lapsed): that, and the fence, keep it from writing once it could
+	// have been replaced, not this deadline. After a TTL the store counts
+	// the lease over anyway.
+	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.TTL)
 	defer cancel()
 	c.lmu.Lock()
 	conn := c.lockConn

@@ -209,7 +209,7 @@ func TestTakeoverWhenHolderSessionEnds(t *testing.T) {
 // even before the store tells it anything.
 func TestLapsedNodeVoidsItsLeases(t *testing.T) {
 	dsn := pgtest.NewDatabase(t)
-	a := openCluster(t, dsn, nil)
+	a := openCluster(t, dsn, func(c *Config) { c.TTL = time.Hour }) // renews only when told (a.renew shares the loop's connection)
 	initDB(t, a, "d")
 	l, _, err := a.Writer(t.Context(), "d")
 	if err != nil || !l.Valid() {
@@ -434,5 +434,73 @@ func TestRenewalDoesNotWaitForTheWALFlush(t *testing.T) {
 	}
 	if slowest >= 100*time.Millisecond {
 		t.Fatalf("a renewal took %v: it waited for the WAL flush", slowest)
+	}
+}
+
+// A renewal held up by the store for longer than half the TTL (here a lock
+// on the node's row) is waited for: the node keeps its lock session, and so
+// its databases; giving up on the renewal would close the session, drop
+// the node's leases, and free its advisory lock for others to take them,
+// although the store still counts its lease as current.
+func TestSlowRenewalKeepsTheSession(t *testing.T) {
+	const ttl = 4 * time.Second
+	dsn := pgtest.NewDatabase(t)
+	ctx := t.Context()
+	a := openCluster(t, dsn, func(c *Config) { c.TTL = ttl })
+	b := openCluster(t, dsn, func(c *Config) { c.TTL = ttl; c.Advertise = "http://127.0.0.1:2" })
+	initDB(t, a, "d")
+	la, _, err := a.Writer(ctx, "d")
+	if err != nil || la == nil {
+		t.Fatal(err)
+	}
+	a.lmu.Lock()
+	conn, key := a.lockConn, a.lockKey
+	a.lmu.Unlock()
+	renewed := func(after time.Time) time.Time {
+		t.Helper()
+		for deadline := time.Now().Add(2 * ttl); ; time.Sleep(5 * time.Millisecond) {
+			var until time.Time
+			if err := a.pool.QueryRow(ctx, `SELECT lease_until FROM syncdb_node WHERE node = $1`, a.node).Scan(&until); err != nil {
+				t.Fatal(err)
+			}
+			if until.After(after) {
+				return until
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("no renewal")
+			}
+		}
+	}
+	// Right after a renewal, so that the next one starts TTL/5 into the
+	// lock and waits for it past TTL/2 (where renewals used to give up).
+	last := renewed(time.Time{})
+	last = renewed(last)
+	tx, err := a.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM syncdb_node WHERE node = $1 FOR UPDATE`, a.node); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(ttl * 9 / 10)
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	renewed(last)
+	time.Sleep(ttl / 4) // a tick, for a node that lost its session to notice
+	a.lmu.Lock()
+	same := a.lockConn == conn && a.lockKey == key
+	a.lmu.Unlock()
+	if !same {
+		t.Fatal("the slow renewal cost the node its lock session")
+	}
+	// Its own lease lapsed meanwhile (its clock), so it takes the lease
+	// again, with the same epoch: nobody else could take it.
+	l, _, err := a.Writer(ctx, "d")
+	if err != nil || l == nil || l.Epoch() != la.Epoch() {
+		t.Fatalf("the node's lease after the slow renewal: %v %v", l, err)
+	}
+	if l, u, err := b.Writer(ctx, "d"); err != nil || l != nil || u == nil || u.String() != "http://127.0.0.1:1" {
+		t.Fatalf("another node: lease %v, holder %v, %v", l, u, err)
 	}
 }
