@@ -7,6 +7,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Some steps print nothing for minutes (staticcheck, go test prints a
+# package's result only when it ends): say every 30 s that it is going.
+( while sleep 30; do echo "   ... still running ($(date +%T))"; done ) &
+ticker=$!
+pgdir=
+cleanup() {
+	kill "$ticker" 2>/dev/null || true
+	# Stops the shared PostgreSQL and any private one a test left behind.
+	[ -z "$pgdir" ] || scripts/pg.sh stop "$pgdir"
+}
+trap cleanup EXIT
+
 echo "== installing the npm clients for interop tests (pinned in interop/package.json)"
 # npm ci would refuse the lock file: the clients' optional packages for other
 # platforms are not in this registry, so they cannot be locked. npm install
@@ -31,18 +43,15 @@ go mod tidy -diff
 
 echo "== go vet"
 go vet -unsafeptr=false ./...
+go vet -tags failpoints ./internal/failpoint ./cmd/syncdb # the failpoint build the scale-out tests run
 
 echo "== staticcheck (pinned)"
 go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
-echo "== starting a throw-away PostgreSQL on 127.0.0.1 (scale-out tests; installs Debian's postgresql if missing)"
+echo "== starting a throw-away PostgreSQL on 127.0.0.1 (scale-out tests; as root installs Debian's postgresql if missing)"
 pgdir=$(mktemp -d /tmp/syncdb-pg.XXXXXX)
-# go test prints a package's result when it ends, in order: say every 30 s
-# that it is still going.
-( while sleep 30; do echo "   ... still testing ($(date +%T))"; done ) &
-ticker=$!
-trap 'kill $ticker 2>/dev/null; scripts/pg.sh stop "$pgdir"' EXIT
-eval "$(scripts/pg.sh start "$pgdir")"
+pgenv=$(scripts/pg.sh start "$pgdir") # fails the run if it cannot start: CI runs the scale-out tests
+eval "$pgenv"
 
 echo "== go test -race ./..."
 go test -race -timeout 45m "$@" ./...

@@ -90,7 +90,10 @@ func NewCluster(t testing.TB) *Cluster {
 	if ctl == "" {
 		t.Skip("needs scripts/pg.sh (SYNCDB_TEST_PGCTL, set by scripts/test.sh and by eval \"$(scripts/pg.sh start DIR)\")")
 	}
-	dir, err := os.MkdirTemp("", "syncdb-pgtest-")
+	// Under the shared cluster's directory, so that stopping that one
+	// (scripts/test.sh does it on exit) stops this one too, should the
+	// test binary die before its cleanup.
+	dir, err := os.MkdirTemp(os.Getenv("SYNCDB_TEST_PGDIR"), "private-")
 	if err != nil {
 		t.Fatal(err)
 	}
