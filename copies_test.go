@@ -7,11 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/syncdb/syncdb"
-	"github.com/syncdb/syncdb/internal/failpoint"
 	"github.com/syncdb/syncdb/internal/testhooks"
 )
 
@@ -239,21 +237,14 @@ func TestForkCrashes(t *testing.T) {
 			cp := filepath.Join(dir, "copy", "a.db")
 			copyReplica(t, orig, cp)
 
-			var armed atomic.Bool
-			armed.Store(true)
-			failpoint.Set(func(name, owner string) {
-				if name == point && strings.HasPrefix(owner, cp) && armed.CompareAndSwap(true, false) {
-					panic(failpoint.Crash{Name: name, Owner: owner})
-				}
-			})
-			defer failpoint.Set(nil)
+			fired := stopAt(t, point, cp)
 			hooks := testhooks.With(ctx, testhooks.Hooks{OnPanic: func(error) {}})
 			b, err := syncdb.Open(hooks, syncdb.Config{Path: cp})
 			if err == nil {
 				err = b.Push(ctx)
 				b.Close()
 			}
-			if err == nil || armed.Load() {
+			if err == nil || !fired() {
 				t.Fatalf("no crash at %s: %v", point, err)
 			}
 			b = open(t, syncdb.Config{Path: cp})

@@ -378,9 +378,8 @@ func (a *dbActor) recoverPull(ctx context.Context) error {
 		return a.abandonPull(ctx)
 	}
 	// T1 committed. Has T2?
-	var applied string
-	err := a.conn.QueryRowContext(ctx, "SELECT value FROM _syncdb_local WHERE key = 'applied_revision'").Scan(&applied)
-	if err != nil && !strings.Contains(err.Error(), "no such table") && !strings.Contains(err.Error(), "no rows") {
+	applied, err := a.appliedRevision(ctx)
+	if err != nil {
 		return err
 	}
 	if applied != p.Revision {
@@ -420,6 +419,32 @@ func (a *dbActor) recoverPull(ctx context.Context) error {
 	a.cap.nextID = 0
 	a.walSize = a.walSizeNow()
 	return a.loadBase()
+}
+
+// appliedRevision is the revision whose T2 committed last ("" if none).
+// T1 writes the server's pages, which have no _syncdb_local (it is local):
+// until T2 creates it again, the table is absent, and T2 has not run.
+func (a *dbActor) appliedRevision(ctx context.Context) (string, error) {
+	if ok, err := tableExists(ctx, a.conn, "_syncdb_local"); err != nil || !ok {
+		return "", err
+	}
+	var rev string
+	err := a.conn.QueryRowContext(ctx, "SELECT value FROM _syncdb_local WHERE key = 'applied_revision'").Scan(&rev)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return rev, err
+}
+
+// tableExists reports whether the main schema has table name. SQLite has
+// no error code of its own for a missing table, so callers ask first
+// rather than match "no such table" in an error.
+func tableExists(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, name string) (bool, error) {
+	var n int
+	err := q.QueryRowContext(ctx, "SELECT count(*) FROM pragma_table_list WHERE schema = 'main' AND name = ?", name).Scan(&n)
+	return n > 0, err
 }
 
 // replay is T2: re-apply the journaled local changes above the replay
@@ -549,8 +574,7 @@ func (a *dbActor) replayOne(ctx context.Context, c change.Change) error {
 // it is a copy of another one), the floor is the last change this replica
 // knows it pushed, so that it keeps every later one, and why is set.
 func (a *dbActor) replayFloor(ctx context.Context, hdr journalHeader, entries []journalEntry) (floor int64, why string, err error) {
-	var n int
-	if err := a.conn.QueryRowContext(ctx, "SELECT count(*) FROM pragma_table_list WHERE schema = 'main' AND name = 'turso_sync_last_change_id'").Scan(&n); err != nil || n == 0 {
+	if ok, err := tableExists(ctx, a.conn, "turso_sync_last_change_id"); err != nil || !ok {
 		return 0, "", err
 	}
 	id := a.meta.ClientUniqueID
@@ -632,7 +656,7 @@ func lastID(log []journalEntry) int64 {
 func (a *dbActor) localPullGen(ctx context.Context) (int64, error) {
 	var gen int64
 	err := a.conn.QueryRowContext(ctx, "SELECT value FROM _syncdb_local WHERE key = 'pull_gen'").Scan(&gen)
-	if err != nil && !strings.Contains(err.Error(), "no rows") {
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return 0, err
 	}
 	return gen, nil
