@@ -7,8 +7,18 @@
 //	metaactor  the <db>-info file             GetMeta, UpdateMeta
 //	netactor   the HTTP client and counters   PullUpdates, Pipeline, NetStats
 //	dbactor    the writer connection and the  OpenDB, Exec, Tx, PendingChanges,
-//	           database's files               ApplyPull, Checkpoint, DBStats
-//	syncactor  the sync workflows             Pull, Push, Bootstrap
+//	           database's files               ApplyPull, Checkpoint, DBStats, ...
+//	syncactor  the sync workflows             Pull, Push, Bootstrap, ...
+//	pageactor  a partial replica's pages      no messages: methods of its shared
+//	                                          Pages object (LazyPages; see pageactor)
+//
+// Call order: an actor asks only actors below it in
+//
+//	facade → syncactor → dbactor → pageactor → netactor, metaactor
+//
+// (netactor and metaactor ask nobody). Asking upward, for example metaactor
+// asking dbactor while dbactor waits on metaactor, would deadlock; nothing
+// checks it at run time. docs/ARCHITECTURE.md §2 lists every edge.
 package messages
 
 import (

@@ -19,6 +19,18 @@
 // appended only after the pages it names were fsynced into the database
 // file. A crash leaves at worst pages written but not recorded, which are
 // fetched again.
+//
+// # Not confined to an actor
+//
+// Pages is the one piece of actor state that other goroutines touch: SQLite
+// calls Missing, Fetch and WillWrite from its VFS callbacks, on whichever
+// goroutine runs a statement (a reader of the pool or the writer), and the
+// database actor calls Present, Ensure, Image, MarkPresent, ZeroFill and
+// Repin (messages.LazyPages) from its own. A VFS callback cannot wait for a
+// mailbox that may be behind the very statement it serves, so Pages is a
+// shared object guarded by locks (writeMu, logMu, zeroMu) and an atomic
+// bitmap; the actor inside it only de-duplicates segment fetches, so that
+// readers missing the same segment share one request.
 package pageactor
 
 import (
@@ -71,7 +83,7 @@ type Config struct {
 var ErrFetch = errors.New("fetch missing page")
 
 // Pages is the presence state of a partial replica and the shim's view of
-// it (it implements shimvfs.Pages and shimvfs.WillWriter).
+// it (see "Not confined to an actor").
 type Pages struct {
 	cfg     Config
 	pid     *actor.PID
@@ -92,6 +104,12 @@ type Pages struct {
 	fetches atomic.Int64           // segment requests sent (for tests and stats)
 	pin     atomic.Pointer[string] // the revision fetches ask for (see Repin)
 }
+
+var (
+	_ messages.LazyPages = (*Pages)(nil)
+	_ shimvfs.Pages      = (*Pages)(nil)
+	_ shimvfs.WillWriter = (*Pages)(nil)
+)
 
 func (p *Pages) revision() string {
 	if r := p.pin.Load(); r != nil {
