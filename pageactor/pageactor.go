@@ -26,11 +26,13 @@
 // calls Missing, Fetch and WillWrite from its VFS callbacks, on whichever
 // goroutine runs a statement (a reader of the pool or the writer), and the
 // database actor calls Present, Ensure, Image, MarkPresent, ZeroFill and
-// Repin (messages.LazyPages) from its own. A VFS callback cannot wait for a
-// mailbox that may be behind the very statement it serves, so Pages is a
-// shared object guarded by locks (writeMu, logMu, zeroMu) and an atomic
-// bitmap; the actor inside it only de-duplicates segment fetches, so that
-// readers missing the same segment share one request.
+// Repin (messages.LazyPages) from its own. Missing runs on every read of
+// the file and answers from an atomic bitmap, without a mailbox round trip;
+// WillWrite must shut fetches out before SQLite writes a page, under the
+// lock fetches write under. So Pages is a shared object guarded by locks
+// (writeMu, logMu, zeroMu) and an atomic bitmap, and the actor inside it
+// only de-duplicates segment fetches (Fetch and Ensure wait for it), so
+// that readers missing the same segment share one request.
 package pageactor
 
 import (
