@@ -55,7 +55,7 @@ type baseReader struct {
 // pageactor.WriterTag.
 const writerTag = "writer"
 
-// walFrames scans the WAL from the start up to (and checking) position
+// walIndex scans the WAL from the start up to (and checking) position
 // upTo, returning the index of frames 1..upTo.Frame.
 func walIndex(wal *os.File, upTo walfile.Position) (*walfile.Index, error) {
 	idx := walfile.BuildIndex(nil)

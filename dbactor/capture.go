@@ -300,15 +300,7 @@ func (a *dbActor) captureDDL(ctx context.Context, stmt, keyword string, before m
 		}
 	}
 	// Tables first: dropping one drops its indexes and triggers.
-	slices.SortFunc(dropped, func(x, y schemaObject) int {
-		if (x.typ == "table") != (y.typ == "table") {
-			if x.typ == "table" {
-				return -1
-			}
-			return 1
-		}
-		return strings.Compare(x.name, y.name)
-	})
+	slices.SortFunc(dropped, tablesFirst)
 	for _, o := range dropped {
 		if err := a.record(ctx, change.Change{Op: change.Schema, Table: o.tbl, SQL: change.DropIfExists(o.typ, o.name)}); err != nil {
 			return err
@@ -324,15 +316,7 @@ func (a *dbActor) captureDDL(ctx context.Context, stmt, keyword string, before m
 		}
 	}
 	// Tables before the indexes, triggers and views that refer to them.
-	slices.SortFunc(created, func(x, y schemaObject) int {
-		if (x.typ == "table") != (y.typ == "table") {
-			if x.typ == "table" {
-				return -1
-			}
-			return 1
-		}
-		return strings.Compare(x.name, y.name)
-	})
+	slices.SortFunc(created, tablesFirst)
 	for _, o := range created {
 		sql, err := change.CreateIfNotExists(*o.sql)
 		if err != nil {
@@ -347,6 +331,17 @@ func (a *dbActor) captureDDL(ctx context.Context, stmt, keyword string, before m
 
 // alterTarget extracts the table name of an ALTER TABLE statement, for
 // filtering; it is best effort.
+// tablesFirst orders schema objects tables first, then by name.
+func tablesFirst(x, y schemaObject) int {
+	if (x.typ == "table") != (y.typ == "table") {
+		if x.typ == "table" {
+			return -1
+		}
+		return 1
+	}
+	return strings.Compare(x.name, y.name)
+}
+
 func alterTarget(stmt string) string {
 	f := strings.Fields(stmt)
 	if len(f) < 3 {

@@ -56,7 +56,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -405,5 +404,3 @@ func fileStamp(path string) (*messages.FileStamp, error) {
 	}
 	return &messages.FileStamp{Size: st.Size(), MtimeNS: st.ModTime().UnixNano()}, nil
 }
-
-func dirOf(path string) string { return filepath.Dir(path) }

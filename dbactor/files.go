@@ -220,7 +220,7 @@ func (s *pageStore) sortedPages() []uint32 {
 	for pg := range s.index {
 		out = append(out, pg)
 	}
-	sortU32(out)
+	slices.Sort(out)
 	return out
 }
 
@@ -376,5 +376,3 @@ func readJournal(fs fsx.FS, path string) (journalHeader, []journalEntry, []*conf
 	}
 	return hdr, entries, conflicts, nil
 }
-
-func sortU32(s []uint32) { slices.Sort(s) }

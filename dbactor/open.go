@@ -3,6 +3,7 @@ package dbactor
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io"
@@ -232,7 +233,7 @@ func (a *dbActor) reopenWriter(ctx context.Context) error {
 	}
 	if a.conn != nil {
 		// Returning ErrBadConn makes database/sql close it for good.
-		a.conn.Raw(func(any) error { return driverErrBadConn })
+		a.conn.Raw(func(any) error { return driver.ErrBadConn })
 		a.conn.Close()
 		a.conn = nil
 	}
@@ -279,7 +280,7 @@ func (a *dbActor) walEnd() (walfile.Position, error) {
 	}
 }
 
-// walFrames is the number of frames the WAL file could hold; cheap.
+// walSizeNow is the size of the WAL file in bytes (0 without one); cheap.
 func (a *dbActor) walSizeNow() int64 {
 	if err := a.openWAL(); err != nil || a.walFile == nil {
 		return 0

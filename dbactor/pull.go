@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -138,8 +139,11 @@ func (a *dbActor) anchorWAL(ctx context.Context) (walfile.Position, error) {
 		return pos, fmt.Errorf("anchor the WAL: %w", err)
 	}
 	a.walSize = a.walSizeNow()
-	if pos, err = a.walEnd(); err != nil || pos.Frame == 0 {
-		return pos, fmt.Errorf("anchor the WAL: %v (frame %d)", err, pos.Frame)
+	if pos, err = a.walEnd(); err != nil {
+		return pos, fmt.Errorf("anchor the WAL: %w", err)
+	}
+	if pos.Frame == 0 {
+		return pos, errors.New("anchor the WAL: its commit is not in the WAL")
 	}
 	return pos, nil
 }
@@ -397,7 +401,7 @@ func (a *dbActor) recoverPull(ctx context.Context) error {
 		if err := a.cfg.FS.Rename(next, a.path(suffixRevert)); err != nil {
 			return err
 		}
-		if err := a.cfg.FS.SyncDir(dirOf(a.cfg.Path)); err != nil {
+		if err := a.cfg.FS.SyncDir(filepath.Dir(a.cfg.Path)); err != nil {
 			return err
 		}
 		failpoint.Hit("pull.renamed", a.cfg.Path)
@@ -686,7 +690,7 @@ func (a *dbActor) pendingChanges(ctx context.Context, after int64, limit int, pe
 		if err := rows.Scan(&id, &txn, &rec); err != nil {
 			return p, err
 		}
-		if n := len(p.Changes); limit > 0 && n >= limit && p.Changes[n-1].Txn != txn || peek && n > 0 {
+		if n := len(p.Changes); (limit > 0 && n >= limit && p.Changes[n-1].Txn != txn) || (peek && n > 0) {
 			p.More = true
 			break
 		}

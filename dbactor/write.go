@@ -3,7 +3,6 @@ package dbactor
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"fmt"
 	"strings"
@@ -16,11 +15,6 @@ import (
 // ErrUnsupportedStatement reports a statement syncdb cannot run for the
 // user because it would break change capture or the synced base.
 var ErrUnsupportedStatement = errors.New("statement not supported on a synced database")
-
-var driverErrBadConn = driver.ErrBadConn
-
-// firstKeyword returns the upper-cased first word of a statement.
-var firstKeyword = sqlitex.FirstKeyword
 
 // cacheable reports statements worth keeping prepared on the writer: DML,
 // whose plans do not depend on anything the statement itself changes.
@@ -38,7 +32,7 @@ var deniedPragmas = []string{"journal_mode", "wal_checkpoint", "wal_autocheckpoi
 
 // checkStatement refuses statements that would defeat capture or the base.
 func checkStatement(stmt string, inTx bool) error {
-	kw := firstKeyword(stmt)
+	kw := sqlitex.FirstKeyword(stmt)
 	switch kw {
 	case "BEGIN", "COMMIT", "END":
 		return fmt.Errorf("%w: %s: use DB.Tx for transactions", ErrUnsupportedStatement, kw)
@@ -142,7 +136,7 @@ func (w *writeConn) prepareQuery(ctx context.Context, query string) error {
 		if err := checkStatement(st, true); err != nil {
 			return err
 		}
-		switch kw := firstKeyword(st); kw {
+		switch kw := sqlitex.FirstKeyword(st); kw {
 		case "CREATE", "DROP", "ALTER":
 			return fmt.Errorf("%w: %s in a query: run schema changes with Exec", ErrUnsupportedStatement, kw)
 		}
@@ -297,7 +291,7 @@ func (a *dbActor) execOne(ctx context.Context, stmt string, args []any, user boo
 	if err := a.flush(ctx); err != nil {
 		return nil, captureError{err}
 	}
-	kw := firstKeyword(stmt)
+	kw := sqlitex.FirstKeyword(stmt)
 	ddl := kw == "CREATE" || kw == "DROP" || kw == "ALTER"
 	var before map[string]schemaObject
 	if ddl {

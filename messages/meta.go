@@ -59,7 +59,7 @@ type SyncDBState struct {
 	// CleanClose is the WAL end recorded by a clean Close; any other
 	// content at the next Open was written by another program.
 	CleanClose *walfile.Position `json:"clean_close,omitempty"`
-	// Pages is the partial replica's presence bookkeeping (pageactor).
+	// Partial is the partial replica's presence bookkeeping (pageactor).
 	Partial *PartialState `json:"partial,omitempty"`
 	// Home is where the replica lives: its database file and machine. A
 	// replica opened elsewhere is a copy (or was moved or restored) and

@@ -44,6 +44,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -411,7 +412,7 @@ func (p *Pages) record(pages []uint32) error {
 		return nil
 	}
 	var buf []byte
-	appendRuns(&buf, sortedCopy(pages))
+	appendRuns(&buf, slices.Compact(slices.Sorted(slices.Values(pages))))
 	p.logMu.Lock()
 	defer p.logMu.Unlock()
 	if p.log == nil {
@@ -422,12 +423,6 @@ func (p *Pages) record(pages []uint32) error {
 	}
 	p.logSize += int64(len(buf))
 	return p.log.Sync()
-}
-
-func sortedCopy(s []uint32) []uint32 {
-	out := append([]uint32(nil), s...)
-	bm := roaring.BitmapOf(out...)
-	return bm.ToArray()
 }
 
 // --- the actor

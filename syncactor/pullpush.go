@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync"
 
@@ -17,8 +16,6 @@ import (
 	"github.com/syncdb/syncdb/wire/hrana"
 	"github.com/syncdb/syncdb/wire/syncpb"
 )
-
-func dirOf(p string) string { return filepath.Dir(p) }
 
 // pull downloads the pages changed since the synced revision into the
 // changes file and has the database actor apply them.

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -190,7 +191,7 @@ func containsAny(s string, subs ...string) bool {
 // bootstrap downloads the database into <db>-bootstrap, records the
 // metadata, then moves the file into place. A crash before the metadata
 // leaves no metadata (the next Open starts over); a crash after it leaves
-// the file to be moved (see dbactor's open).
+// the file to be moved (FinishBootstrap, at the next Open).
 func (s *syncActor) bootstrap(ctx context.Context) error {
 	tmp := s.cfg.Path + "-bootstrap"
 	var f fsx.File
@@ -313,7 +314,7 @@ func FinishBootstrap(fs fsx.FS, path string) error {
 	if err := fs.Rename(tmp, path); err != nil {
 		return err
 	}
-	return fs.SyncDir(dirOf(path))
+	return fs.SyncDir(filepath.Dir(path))
 }
 
 func (s *syncActor) progress(phase string, pages, total int64) {
