@@ -31,10 +31,12 @@ var ErrBadRevision = errors.New("revision cannot be served")
 // database is one served database: a SQLite file written by one connection,
 // and the page history of every commit on it.
 //
-// Ownership: mu is the writer on this node. Holding it grants both
-// connections to the database file, the WAL read position and the right to
-// checkpoint. Readers of the history never take it. Which node may write at
-// all is the coordinator's lease (opts.coord); its epoch fences every append.
+// Ownership: the writer token (writer, see writer.go) grants the client
+// connection and the right to checkpoint; mu guards the connections'
+// handles, the WAL read position and the recording of commits, and is
+// never held while client statements run. Readers of the history never
+// take either. Which node may write at all is the coordinator's lease
+// (opts.coord); its epoch fences every append.
 //
 // client runs the clients' SQL and nothing else: it is sandboxed (see
 // sandbox.go) for its whole life, and every request gets it in the same
@@ -619,7 +621,17 @@ func (d *database) stop() {
 
 // close stops maintenance and closes the files. The history is current, so
 // the checkpoint SQLite runs when its last connection closes is harmless.
+// It waits for the writer: a statement may be running on the client
+// connection (without mu; see exec).
 func (d *database) close() error {
+	d.stop()
+	d.writer <- struct{}{}
+	return d.closeWriter()
+}
+
+// closeWriter is close for a caller that took the writer.
+func (d *database) closeWriter() error {
+	defer d.releaseWriter()
 	d.stop()
 	d.bg.Wait()
 	d.mu.Lock()

@@ -454,7 +454,9 @@ func (s *Server) closeIdle() {
 	closing := map[string]*database{}
 	s.mu.Lock()
 	for name, d := range s.dbs {
-		if d.active.Load() == 0 && now-d.lastUsed.Load() > int64(s.cfg.IdleTimeout) {
+		// A database whose writer is taken is in use: a stream keeps it
+		// between two requests of a transaction.
+		if d.active.Load() == 0 && now-d.lastUsed.Load() > int64(s.cfg.IdleTimeout) && d.tryWriter() {
 			closing[name] = d
 			delete(s.dbs, name)
 			s.opening[name] = make(chan struct{})
@@ -463,7 +465,7 @@ func (s *Server) closeIdle() {
 	s.metrics.databases.Set(float64(len(s.dbs)))
 	s.mu.Unlock()
 	for name, d := range closing {
-		if err := d.close(); err != nil {
+		if err := d.closeWriter(); err != nil {
 			s.log.Warn("close idle database", "db", name, "err", err)
 		}
 		s.mu.Lock()

@@ -57,11 +57,12 @@ func scanPages(ctx context.Context, rd history.View, seq int64, set *roaring.Bit
 // holds for this revision read from their frames. It is what makes a
 // bootstrap cost about what copying the file costs.
 //
-// A read transaction on a reader connection pins the files meanwhile:
-// SQLite neither restarts the WAL nor backfills a frame into the database
-// file while a reader may still need what it would overwrite, and every
-// frame a checkpoint can backfill under it is one this revision reads from
-// the WAL anyway.
+// The files stay as the revision needs them meanwhile: only checkpoint()
+// backfills frames into the database file or lets the WAL restart, and it
+// does not run while a live source exists (liveReaders, counted under mu,
+// which checkpoint takes). Frames the writer appends after the revision's
+// own are never read. A read transaction on a reader connection pins the
+// files too, as SQLite's own guard.
 //
 // A slow client must not keep the WAL from being checkpointed for long: when
 // a checkpoint is due (database.ckptDue), the source lets go of the files
@@ -81,9 +82,10 @@ type liveSource struct {
 	upTo int            // the revision's last frame
 }
 
-// live opens a read transaction on the database at its latest revision and
-// returns that revision. The writer lock is held only while the snapshot
-// is taken, so that the revision, the WAL position and the snapshot agree.
+// live opens a source of the database's latest recorded revision and
+// returns that revision. mu is held only while the revision and its WAL
+// position are read (they change together, under mu) and the source is
+// counted.
 func (d *database) live(ctx context.Context) (*liveSource, history.Revision, error) {
 	if d.ckptDue.Load() {
 		return nil, history.Revision{}, errCheckpointDue
@@ -112,18 +114,20 @@ func (d *database) live(ctx context.Context) (*liveSource, history.Revision, err
 		conn.Close()
 		return nil, history.Revision{}, errNoLocal
 	}
-	// Record any commit not recorded yet (a history write that failed
-	// after its commit), so that the revision covers every frame the read
-	// transaction sees: a checkpoint may backfill those frames into the
-	// database file while this reads it.
-	_, err = d.recordCommits(ctx)
-	var v int
-	if err == nil {
-		err = tx.QueryRowContext(ctx, "PRAGMA schema_version").Scan(&v) // starts the read transaction
+	// Record a commit whose recording failed, if any (see catchUp), so
+	// that the bootstrap has every acknowledged commit. Commits of a
+	// statement still running on the writer (which does not hold mu while
+	// it runs) are recorded when it ends: the revision served is the
+	// latest recorded one, read from the database file and the WAL up to
+	// its own frame, whatever the writer appends after it.
+	if d.behind.Load() {
+		d.record(ctx)
 	}
+	var v int
+	err = tx.QueryRowContext(ctx, "PRAGMA schema_version").Scan(&v) // starts the read transaction
 	rev, pos := d.hist.Latest(), d.walPos
-	// Counted while the writer lock is held, so that a checkpoint, which
-	// takes it, never waits for a reader it did not see.
+	// Counted under mu, so that a checkpoint, which takes it, never waits
+	// for a reader it did not see.
 	d.liveReaders.Add(1)
 	d.mu.Unlock()
 	l := &liveSource{d: d, ctx: ctx, conn: conn, tx: tx, seq: rev.Seq, upTo: pos.Frame}

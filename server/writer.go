@@ -8,6 +8,7 @@ import (
 
 	"github.com/syncdb/syncdb/internal/failpoint"
 	"github.com/syncdb/syncdb/internal/sqlitex"
+	"github.com/syncdb/syncdb/server/coord"
 	"github.com/syncdb/syncdb/server/history"
 	"github.com/syncdb/syncdb/server/stream"
 )
@@ -15,11 +16,12 @@ import (
 // The client connection (d.client, the sandboxed writer) is owned by one
 // holder at a time: a request that runs SQL, or a Hrana stream between its
 // requests while it is inside a transaction (see hrana.go). Holding it is
-// taking d.writer. The holder runs statements with exec, which also takes
-// d.mu for their duration, so that pulls (which take only d.mu, briefly)
-// are never blocked by a transaction that merely stays open. When the
-// connection passes on, endSession puts it back into the state every
-// holder starts from.
+// taking d.writer. The holder runs statements with exec, which takes d.mu
+// only to set the connection up before them and to record their commits
+// after them, never while they run: pulls (which take d.mu, briefly) wait
+// neither for a transaction that stays open nor for a statement or cursor
+// that runs long. When the connection passes on, endSession puts it back
+// into the state every holder starts from.
 
 // errWriterBusy reports that another stream kept the writer (it is inside a
 // transaction) for longer than a request may wait.
@@ -43,6 +45,11 @@ func (d *database) releaseWriter() { <-d.writer }
 // mode afterwards, and how many transactions fn committed (they are
 // durable, even if err is not nil).
 //
+// fn runs without d.mu: the writer token alone owns the client connection
+// (close takes it too), and the WAL frames fn appends are invisible to
+// pulls until they are recorded here, under d.mu, after fn. Pulls serve the
+// latest recorded revision meanwhile, which is consistent (see live).
+//
 // A commit that the history cannot record now (its disk is full, say)
 // stays in the WAL, which is not checkpointed until it is recorded; pulls
 // fail with ErrHistoryBehind meanwhile (see catchUp), so that no pull is
@@ -58,23 +65,8 @@ func (d *database) exec(ctx context.Context, fn func(*sqlitex.Conn, *sandbox) er
 	if !lease.Valid() {
 		return true, 0, fmt.Errorf("%w: this node's lease lapsed", history.ErrFenced)
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.opts.shared {
-		if err := d.settle(ctx, lease); err != nil {
-			return true, 0, err
-		}
-	}
-	d.fence = history.Fence{Epoch: lease.Epoch()}
-	d.lease = lease
-	if d.client == nil {
-		if d.admin == nil {
-			return true, 0, errClosed
-		}
-		// A failed reset closed it; open a fresh one.
-		if err := d.openClient(ctx); err != nil {
-			return true, 0, err
-		}
+	if err := d.prepareClient(ctx, lease); err != nil {
+		return true, 0, err
 	}
 	d.commits = 0
 	autocommit = true
@@ -92,6 +84,8 @@ func (d *database) exec(ctx context.Context, fn func(*sqlitex.Conn, *sandbox) er
 		// commit the client never saw acknowledged.
 		failpoint.Hit("server.committed", d.name)
 	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	if d.opts.shared {
 		// In a cluster a commit is acknowledged only once the shared store
 		// has it: one it could not record may be dropped (another node may
@@ -110,6 +104,31 @@ func (d *database) exec(ctx context.Context, fn func(*sqlitex.Conn, *sandbox) er
 		failpoint.Hit("server.recorded", d.name)
 	}
 	return autocommit, commits, err
+}
+
+// prepareClient makes the client connection ready for the holder's
+// statements under lease: the local copy settled (in a cluster), the
+// fence of the commits set, the connection open.
+func (d *database) prepareClient(ctx context.Context, lease coord.Lease) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.opts.shared {
+		if err := d.settle(ctx, lease); err != nil {
+			return err
+		}
+	}
+	d.fence = history.Fence{Epoch: lease.Epoch()}
+	d.lease = lease
+	if d.client == nil {
+		if d.admin == nil {
+			return errClosed
+		}
+		// A failed reset closed it; open a fresh one.
+		if err := d.openClient(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // endSession puts the client connection back into the state every holder
