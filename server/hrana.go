@@ -180,8 +180,13 @@ func (s *Server) handleHrana(w http.ResponseWriter, r *http.Request, d *database
 		httpError(w, http.StatusInternalServerError, "encode response: %v", err)
 		return
 	}
-	if err := s.writeBody(w, out); err != nil && r.Context().Err() == nil {
-		d.log.Info("pipeline response not delivered", "err", err)
+	if err := s.writeBody(w, out); err != nil {
+		if r.Context().Err() == nil {
+			d.log.Info("pipeline response not delivered", "err", err)
+		}
+		if resp.Baton != nil {
+			s.dropStream(*resp.Baton) // nobody has its baton
+		}
 	}
 	s.metrics.bytesOut.WithLabelValues("pipeline").Add(float64(len(out)))
 }
@@ -225,9 +230,15 @@ func (s *Server) handleCursor(w http.ResponseWriter, r *http.Request, d *databas
 		streamError(w, err)
 		return
 	}
-	bw := bufio.NewWriterSize(w, 32<<10)
+	// A client that stops reading is dropped after IOTimeout, as pulls
+	// are: the cursor may hold the writer.
+	bw := bufio.NewWriterSize(newDeadlineWriter(w, s.cfg.IOTimeout), 32<<10)
 	var written int64
+	var lost error // the response could not be delivered
 	put := func(m any) error {
+		if lost != nil {
+			return lost
+		}
 		var b []byte
 		var err error
 		if ep.enc == encProtobuf {
@@ -247,7 +258,9 @@ func (s *Server) handleCursor(w http.ResponseWriter, r *http.Request, d *databas
 			return err
 		}
 		written += int64(len(b))
-		_, err = bw.Write(b)
+		if _, err = bw.Write(b); err != nil {
+			lost = err
+		}
 		return err
 	}
 	if ep.enc == encProtobuf {
@@ -271,9 +284,13 @@ func (s *Server) handleCursor(w http.ResponseWriter, r *http.Request, d *databas
 			}
 			if sent++; sent%256 == 0 {
 				if err := bw.Flush(); err != nil {
+					lost = err
 					return err
 				}
-				return rc.Flush()
+				if err := rc.Flush(); err != nil {
+					lost = err
+					return err
+				}
 			}
 			return nil
 		})
@@ -284,8 +301,27 @@ func (s *Server) handleCursor(w http.ResponseWriter, r *http.Request, d *databas
 	if err != nil {
 		put(&hrana.CursorEntry{Type: hrana.EntryError, Error: asHrana(err)})
 	}
-	bw.Flush()
+	if ferr := bw.Flush(); ferr != nil && lost == nil {
+		lost = ferr
+	}
 	s.metrics.bytesOut.WithLabelValues("pipeline").Add(float64(written))
+	if lost != nil && err == nil {
+		// The client may never have read the baton: nobody can continue
+		// the stream, so it ends now rather than keep the writer (inside
+		// a transaction) until it expires.
+		s.dropStream(baton)
+	}
+}
+
+// dropStream ends the stream of baton, rolling back its transaction, if it
+// is still waiting for that baton.
+func (s *Server) dropStream(baton string) {
+	h, err := s.streams.Acquire(baton)
+	if err != nil {
+		return
+	}
+	h.State().end(context.Background())
+	h.Close()
 }
 
 // openStream finds the stream of baton (a new one if baton is nil) and

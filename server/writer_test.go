@@ -156,6 +156,30 @@ func TestPullsDoNotWaitForARunningCursor(t *testing.T) {
 	}
 }
 
+// A cursor whose client stops reading is dropped after IOTimeout, and its
+// stream, whose next baton the client never read, ends with it: the
+// transaction it was in is rolled back and the writer is free at once,
+// not when the transaction would expire (an hour here).
+func TestStalledCursorLetsTheWriterGo(t *testing.T) {
+	ts := newTestServer(t, Config{IOTimeout: 300 * time.Millisecond, StatementTimeout: 2 * time.Minute,
+		StreamBusyTimeout: 30 * time.Second, StreamTxnTimeout: time.Hour, StreamIdleTimeout: time.Hour})
+	ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY)")
+	s := ts.stream(t, "", "/v3/pipeline")
+	s.do("BEGIN IMMEDIATE", "INSERT INTO t VALUES(1)")
+	// Big rows, so that the socket buffers fill soon.
+	_, stop := s.openCursor("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT i, zeroblob(100000) FROM n")
+	defer stop()
+	// The client reads nothing more: the server's writes block once the
+	// socket buffers are full.
+
+	start := time.Now()
+	ts.exec(t, "", "INSERT INTO t VALUES(2)") // waits for the writer (at most StreamBusyTimeout)
+	t.Logf("the writer was free after %v", time.Since(start))
+	if got := count(t, ts, "", "t"); got != "1\n" {
+		t.Fatalf("rows: %s, want only the later insert (the stalled transaction rolled back)", got)
+	}
+}
+
 // The idle closer does not close a database while a stream keeps its
 // writer between two requests of a transaction: the transaction goes on
 // and commits.
