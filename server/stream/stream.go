@@ -45,8 +45,9 @@ type Config[S any] struct {
 	// Max bounds the streams that exist at once (0: no bound).
 	Max int
 	// Expire receives the state of a stream that expired or was dropped
-	// by Close. It runs on its own goroutine, never while a request holds
-	// the stream.
+	// by Close, never while a request holds the stream: on a goroutine of
+	// its own, or, for a stream a request releases after Close, on that
+	// request's, before Release (or Restore) returns.
 	Expire func(S)
 }
 
@@ -205,12 +206,18 @@ func (h *Handle[S]) Restore() { h.release(h.e.nonce) }
 func (h *Handle[S]) release(n nonce) {
 	r, e := h.r, h.e
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.closed {
+		// Close waited for the callbacks it started, not for this one:
+		// it runs here, on the goroutine of the request that let the
+		// stream go (an Add to r.wg now would race with Close's Wait).
 		delete(r.streams, e.id)
-		r.expireLocked(e)
+		r.mu.Unlock()
+		if r.cfg.Expire != nil {
+			r.cfg.Expire(e.state)
+		}
 		return
 	}
+	defer r.mu.Unlock()
 	e.nonce, e.busy = n, false
 	e.gen++
 	gen := e.gen

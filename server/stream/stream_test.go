@@ -231,3 +231,31 @@ func TestExpireIdle(t *testing.T) {
 		t.Fatal("expired twice")
 	}
 }
+
+// A stream a request still holds when the registry closes is handed to
+// Expire when the request lets it go, before Release returns (so that
+// what the request's caller does next, such as closing a database, comes
+// after the stream's cleanup).
+func TestReleaseAfterCloseExpiresAtOnce(t *testing.T) {
+	var mu sync.Mutex
+	var expired []int
+	r := NewRegistry(Config[int]{Expire: func(s int) {
+		time.Sleep(20 * time.Millisecond) // a rollback takes a while
+		mu.Lock()
+		expired = append(expired, s)
+		mu.Unlock()
+	}})
+	busy, err := r.New(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	if _, err := busy.Release(); !errors.Is(err, ErrClosed) {
+		t.Errorf("release after close: %v, want ErrClosed", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(expired) != 1 || expired[0] != 1 {
+		t.Errorf("expired when Release returned: %v, want [1]", expired)
+	}
+}
