@@ -149,6 +149,14 @@ type Server struct {
 	dbs      map[string]*database
 	opening  map[string]chan struct{}
 	shutdown bool
+
+	// inUse counts the requests holding a database (acquire) and the
+	// databases being opened: Close closes the databases once it is zero.
+	// It grows only under mu while shutdown is false.
+	inUse sync.WaitGroup
+	// closing is canceled by Close: the requests in flight end.
+	closing context.Context
+	cancel  context.CancelFunc
 }
 
 // DatabaseHeader names the response header that carries the identity of
@@ -240,6 +248,7 @@ func New(cfg Config) (*Server, error) {
 		s.gather = g
 	}
 	s.metrics = newMetrics(reg)
+	s.closing, s.cancel = context.WithCancel(context.Background())
 	s.streams = stream.NewRegistry(stream.Config[*hranaStream]{Idle: cfg.StreamIdleTimeout, Max: cfg.MaxStreams, Expire: expireStream})
 	s.fwd = newForwarder(s, reg)
 	if cfg.Cluster == nil {
@@ -302,6 +311,7 @@ func (s *Server) database(ctx context.Context, name string, create bool) (*datab
 }
 
 var (
+	errShuttingDown     = errors.New("server is shutting down")
 	errTooManyDatabases = errors.New("the server has as many databases as it may hold (MaxDatabases)")
 	errBusy             = errors.New("the database serves as many requests as it may at once; try again shortly")
 )
@@ -318,6 +328,7 @@ func (s *Server) acquire(ctx context.Context, name string, create bool) (d *data
 	done := func() {
 		d.lastUsed.Store(time.Now().UnixNano())
 		d.active.Add(-1)
+		s.inUse.Done()
 	}
 	if d.working.Add(1) > int64(s.cfg.MaxRequestsPerDatabase) {
 		d.working.Add(-1)
@@ -328,18 +339,20 @@ func (s *Server) acquire(ctx context.Context, name string, create bool) (d *data
 }
 
 // get returns the open database name, opening or creating it; hold counts
-// a request on it (under s.mu, so that the idle closer never closes a
-// database a request was just handed).
+// a request on it (under s.mu, so that neither the idle closer nor Close
+// closes a database a request was just handed; the caller calls
+// s.inUse.Done when the request ends).
 func (s *Server) get(ctx context.Context, name string, create, hold bool) (*database, error) {
 	for {
 		s.mu.Lock()
 		if s.shutdown {
 			s.mu.Unlock()
-			return nil, errors.New("server is shutting down")
+			return nil, errShuttingDown
 		}
 		if d := s.dbs[name]; d != nil {
 			if hold {
 				d.active.Add(1)
+				s.inUse.Add(1)
 			}
 			s.mu.Unlock()
 			return d, nil
@@ -355,21 +368,31 @@ func (s *Server) get(ctx context.Context, name string, create, hold bool) (*data
 		}
 		done := make(chan struct{})
 		s.opening[name] = done
+		s.inUse.Add(1) // Close waits for the opening to end
 		s.mu.Unlock()
 
 		d, err := s.openOrCreate(ctx, name, create)
 		s.mu.Lock()
 		delete(s.opening, name)
 		close(done)
-		if err == nil {
+		late := err == nil && s.shutdown // Close took the list of databases already
+		if err == nil && !late {
 			d.lastUsed.Store(time.Now().UnixNano())
 			if hold {
 				d.active.Add(1)
+				s.inUse.Add(1)
 			}
 			s.dbs[name] = d
 			s.metrics.databases.Set(float64(len(s.dbs)))
 		}
 		s.mu.Unlock()
+		if late {
+			if cerr := d.close(); cerr != nil {
+				s.log.Warn("close database", "db", name, "err", cerr)
+			}
+			d, err = nil, errShuttingDown
+		}
+		s.inUse.Done()
 		return d, err
 	}
 }
@@ -542,6 +565,11 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
+	// Close ends the request (see Server.Close).
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	defer context.AfterFunc(s.closing, cancel)()
+	r = r.WithContext(ctx)
 	// The database's identity (its history's), so that a client can tell
 	// that a URL still serves the database its replica came from.
 	w.Header().Set(DatabaseHeader, d.hist.ID())
@@ -581,7 +609,7 @@ func (s *Server) open(w http.ResponseWriter, ctx context.Context, name string, g
 	case errors.Is(err, errTooManyDatabases):
 		httpError(w, http.StatusForbidden, "%v", err)
 		return nil, nil, false
-	case errors.Is(err, errBusy):
+	case errors.Is(err, errBusy), errors.Is(err, errShuttingDown):
 		w.Header().Set("Retry-After", "1")
 		httpError(w, http.StatusServiceUnavailable, "%v", err)
 		return nil, nil, false
@@ -733,8 +761,19 @@ func (s *Server) BeginShutdown() {
 }
 
 // Close closes every database and releases the data directory. Call it
-// after the HTTP server stopped; calling it again does nothing.
+// after the HTTP server stopped; calling it again does nothing. Requests
+// still in flight are ended (their contexts canceled; long polls and
+// requests waiting for a writer return) and the databases closed once they
+// are gone: a response being written to a client that does not read holds
+// Close for IOTimeout at most. New requests get 503.
 func (s *Server) Close() error {
+	s.mu.Lock()
+	s.shutdown = true // no request takes a database any more
+	for _, d := range s.dbs {
+		d.stop()
+	}
+	s.mu.Unlock()
+	s.cancel()
 	// Streams first: their open transactions are rolled back on the
 	// databases' writers.
 	s.wsConns.closeAll()
@@ -747,7 +786,9 @@ func (s *Server) Close() error {
 		<-s.idleDone
 		s.mu.Lock()
 	}
-	s.shutdown = true
+	s.mu.Unlock()
+	s.inUse.Wait()
+	s.mu.Lock()
 	dbs, lock := s.dbs, s.lock
 	s.dbs, s.lock = map[string]*database{}, nil
 	s.mu.Unlock()
