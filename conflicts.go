@@ -16,6 +16,10 @@ import (
 // that returns it applied the server's changes.
 var ErrConflict = dbactor.ErrConflict
 
+// ErrNoConflict is wrapped by the error of DB.ResolveConflict for an id
+// that names no conflict.
+var ErrNoConflict = dbactor.ErrNoConflict
+
 // A Conflict is a local change that met a remote change it never saw: an
 // insert of a key another client inserted too ("insert-insert"), an update
 // of a row another client deleted ("update-deleted"), a delete of a row
