@@ -194,8 +194,9 @@ type Config struct {
 	// negative = no retries). Then they fail with ErrUnreachable (or the
 	// server's last answer).
 	MaxRetryTime time.Duration
-	// ZstdPages asks the server for zstd-compressed pages (syncdb serve
-	// supports it; Turso's servers may not).
+	// ZstdPages asks the server for zstd compression: syncdb serve sends a
+	// bootstrap as one zstd stream and other pulls as zstd pages (Turso's
+	// servers may send neither).
 	ZstdPages bool
 	// Live, if set, keeps the replica following the server by itself (see
 	// LiveSync); DB.Changes tells what each pull changed.

@@ -1,6 +1,7 @@
 package netactor
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/syncdb/syncdb/actors"
+	"github.com/syncdb/syncdb/internal/zstdchunks"
 	"github.com/syncdb/syncdb/messages"
 	"github.com/syncdb/syncdb/wire"
 	"github.com/syncdb/syncdb/wire/hrana"
@@ -225,6 +227,57 @@ func TestPullBadStreams(t *testing.T) {
 			}
 			if calls.Load() != 1 || len(res.headers) != tc.headers || len(res.pages) != 0 {
 				t.Fatalf("%d calls, %d headers, %d pages", calls.Load(), len(res.headers), len(res.pages))
+			}
+		})
+	}
+}
+
+// A response body in a content coding that was not asked for, or damaged,
+// is an error, not retried.
+func TestPullBadContentEncoding(t *testing.T) {
+	var stream bytes.Buffer
+	wire.WriteDelimited(&stream, &syncpb.PullUpdatesRespProtoBody{RawEncoding: &syncpb.PageSetRawEncodingProto{}, DbSize: 300})
+	for i := range 300 {
+		stream.Write(wire.AppendPage(nil, uint64(i), testPage(byte(i))))
+	}
+	var z bytes.Buffer
+	zw := zstdchunks.NewWriter(&z)
+	zw.Write(stream.Bytes())
+	zw.Close()
+	damaged := bytes.Clone(z.Bytes())
+	damaged[len(damaged)/2] ^= 0xff
+	for _, tc := range []struct {
+		name     string
+		zstd     bool // the client asks for it
+		encoding string
+		body     []byte
+		ok       bool
+	}{
+		{"zstd stream", true, "zstd", z.Bytes(), true},
+		{"zstd not asked for", false, "zstd", z.Bytes(), false},
+		{"gzip", true, "gzip", stream.Bytes(), false},
+		{"damaged zstd", true, "zstd", damaged, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var calls atomic.Int32
+			hs := faultServer(t, func(w http.ResponseWriter, r *http.Request) {
+				calls.Add(1)
+				if got, want := r.Header.Get("Accept-Encoding"), map[bool]string{false: "application/protobuf", true: "application/protobuf, zstd"}[tc.zstd]; got != want {
+					t.Errorf("Accept-Encoding %q, want %q", got, want)
+				}
+				w.Header().Set("Content-Encoding", tc.encoding)
+				w.Write(tc.body)
+			})
+			sys, pid := spawn(t, Config{URL: hs.URL, Clock: newFakeClock(), ZstdPages: tc.zstd})
+			res, err := pull(context.Background(), sys, pid, &syncpb.PullUpdatesReqProtoBody{})
+			if tc.ok {
+				if err != nil || len(res.pages) != 300 || !bytes.Equal(res.pages[300], testPage(byte(299%256))) {
+					t.Fatalf("%d pages, %v", len(res.pages), err)
+				}
+				return
+			}
+			if err == nil || calls.Load() != 1 {
+				t.Fatalf("%d calls, err %v", calls.Load(), err)
 			}
 		})
 	}

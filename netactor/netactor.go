@@ -102,8 +102,10 @@ type Config struct {
 	Clock actors.Clock
 	// Retry is the backoff policy for transient failures.
 	Retry RetryPolicy
-	// ZstdPages asks the server for zstd-compressed pages; they are
-	// decompressed before OnPage sees them.
+	// ZstdPages asks the server for zstd-compressed pages, and takes a
+	// zstd-compressed response (Content-Encoding: zstd), which syncdb
+	// serve sends for bootstraps; either is decompressed before OnPage
+	// sees the pages.
 	ZstdPages bool
 	// MaxMessage bounds one length-delimited message of a pull stream;
 	// default wire.DefaultMaxMessage.

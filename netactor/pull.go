@@ -11,6 +11,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/syncdb/syncdb/internal/zstdchunks"
 	"github.com/syncdb/syncdb/messages"
 	"github.com/syncdb/syncdb/wire"
 	"github.com/syncdb/syncdb/wire/syncpb"
@@ -20,11 +21,17 @@ import (
 // violates the protocol (as opposed to one that was cut short).
 var ErrBadStream = errors.New("malformed pull-updates stream")
 
-var pullHeader = http.Header{
-	// Sic: Turso's engine sends the media type in accept-encoding, which also
-	// keeps net/http from asking for gzip.
-	"Accept-Encoding": {contentTypeProtobuf},
-}
+var (
+	pullHeader = http.Header{
+		// Sic: Turso's engine sends the media type in accept-encoding, which
+		// also keeps net/http from asking for gzip.
+		"Accept-Encoding": {contentTypeProtobuf},
+	}
+	// With ZstdPages the client also takes a zstd stream: syncdb serve
+	// sends a bootstrap that way, compressed on all its cores, which this
+	// side decodes on all of its own (zstdchunks).
+	zstdPullHeader = http.Header{"Accept-Encoding": {contentTypeProtobuf + ", zstd"}}
+)
 
 // pull serves one PullUpdates: POST /pull-updates, then the header and the
 // pages to the callbacks. It retries only before OnHeader was called.
@@ -54,7 +61,11 @@ func (a *netActor) pull(ctx context.Context, m *messages.PullUpdates) (messages.
 // once OnHeader has been called.
 func (a *netActor) pullOnce(ctx context.Context, m *messages.PullUpdates, body []byte) (messages.PullInfo, error) {
 	var info messages.PullInfo
-	resp, err := a.post(ctx, EndpointPull, contentTypeProtobuf, body, pullHeader)
+	header := pullHeader
+	if a.cfg.ZstdPages {
+		header = zstdPullHeader
+	}
+	resp, err := a.post(ctx, EndpointPull, contentTypeProtobuf, body, header)
 	if err != nil {
 		return info, err
 	}
@@ -63,13 +74,30 @@ func (a *netActor) pullOnce(ctx context.Context, m *messages.PullUpdates, body [
 		return info, a.statusError(resp, EndpointPull)
 	}
 
-	fr := wire.NewFrameReader(resp.body, a.cfg.MaxMessage)
+	var stream io.Reader = resp.body
+	switch enc := resp.Header.Get("Content-Encoding"); enc {
+	case "", "identity":
+	case "zstd":
+		if !a.cfg.ZstdPages {
+			return info, backoff.Permanent(fmt.Errorf("%w: Content-Encoding zstd, which was not asked for", ErrBadStream))
+		}
+		// Closing zr closes the body, which stops a read under way.
+		zr := zstdchunks.NewReader(struct {
+			io.Reader
+			io.Closer
+		}{resp.body, resp.Response.Body})
+		defer zr.Close()
+		stream = zr
+	default:
+		return info, backoff.Permanent(fmt.Errorf("%w: unsupported Content-Encoding %q", ErrBadStream, enc))
+	}
+	fr := wire.NewFrameReader(stream, a.cfg.MaxMessage)
 	hdr := &syncpb.PullUpdatesRespProtoBody{}
 	if err := fr.Next(hdr); err != nil {
 		switch {
 		case ctx.Err() != nil:
 			return info, backoff.Permanent(ctx.Err())
-		case errors.Is(err, wire.ErrBadFrame), errors.Is(err, wire.ErrFrameTooLarge):
+		case errors.Is(err, wire.ErrBadFrame), errors.Is(err, wire.ErrFrameTooLarge), errors.Is(err, zstdchunks.ErrMalformed):
 			return info, backoff.Permanent(fmt.Errorf("%w: header: %w", ErrBadStream, err))
 		case err == io.EOF:
 			err = io.ErrUnexpectedEOF
@@ -99,7 +127,7 @@ func (a *netActor) pullOnce(ctx context.Context, m *messages.PullUpdates, body [
 		if err != nil {
 			if cerr := ctx.Err(); cerr != nil {
 				err = cerr
-			} else if errors.Is(err, wire.ErrBadFrame) || errors.Is(err, wire.ErrFrameTooLarge) {
+			} else if errors.Is(err, wire.ErrBadFrame) || errors.Is(err, wire.ErrFrameTooLarge) || errors.Is(err, zstdchunks.ErrMalformed) {
 				err = fmt.Errorf("%w: %w", ErrBadStream, err)
 			} else {
 				err = fmt.Errorf("pull-updates stream cut after %d pages: %w", info.Pages, err)

@@ -133,6 +133,32 @@ func TestPullZstd(t *testing.T) {
 	}
 }
 
+// With ZstdPages a bootstrap comes as a zstd stream of raw pages
+// (Content-Encoding: zstd), decoded in parallel: the same header and pages
+// as a raw bootstrap, in fewer bytes.
+func TestBootstrapZstdStream(t *testing.T) {
+	url, _ := realServer(t, server.Config{SnapshotCacheMinBytes: -1})
+	sys, raw := spawn(t, Config{URL: url})
+	sys2, z := spawn(t, Config{URL: url, ZstdPages: true})
+	exec(t, sys, raw, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", fmt.Sprintf(fillSQL, 1, 20000)) // several chunks
+	r := mustPull(t, sys, raw, &syncpb.PullUpdatesReqProtoBody{})
+	zr := mustPull(t, sys2, z, &syncpb.PullUpdatesReqProtoBody{})
+	if !proto.Equal(zr.headers[0], r.headers[0]) {
+		t.Fatalf("header %v, raw %v", zr.headers[0], r.headers[0])
+	}
+	if len(zr.pages) != len(r.pages) || zr.info.Pages != r.info.Pages {
+		t.Fatalf("%d pages, raw %d", len(zr.pages), len(r.pages))
+	}
+	for pg, data := range r.pages {
+		if !bytes.Equal(data, zr.pages[pg]) {
+			t.Fatalf("page %d differs", pg)
+		}
+	}
+	if zr.info.Bytes*2 > r.info.Bytes {
+		t.Fatalf("zstd stream of %d bytes, raw %d", zr.info.Bytes, r.info.Bytes)
+	}
+}
+
 // The counters grow by exactly the body bytes the server read and wrote.
 func TestCounters(t *testing.T) {
 	url, counts := realServer(t, server.Config{})

@@ -9,12 +9,14 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/klauspost/compress/zstd"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/syncdb/syncdb/internal/zstdchunks"
 	"github.com/syncdb/syncdb/server/history"
 	"github.com/syncdb/syncdb/wire"
 	"github.com/syncdb/syncdb/wire/syncpb"
@@ -33,8 +35,13 @@ type pullPlan struct {
 	zstd   bool
 	src    pageSource // where the pages come from (set by planPull)
 
+	// stream: raw pages in a zstd stream (Content-Encoding: zstd), for a
+	// client that accepts it; zstd is then false.
+	stream bool
+
 	cached     *os.File        // the whole response, from the snapshot cache (src is then nil)
 	cachedSize int64           // its size
+	cachedKind snapshotKind    // its encoding
 	cache      *snapshotWriter // receives a copy of the response for the snapshot cache
 }
 
@@ -62,7 +69,7 @@ func (s *Server) handlePull(w http.ResponseWriter, r *http.Request, d *database)
 		httpError(w, http.StatusBadRequest, "malformed pull-updates request: %v", err)
 		return
 	}
-	plan, status, err := s.planPull(r.Context(), d, &req)
+	plan, status, err := s.planPull(r.Context(), d, &req, acceptsZstd(r.Header))
 	if err != nil {
 		if plan != nil {
 			plan.release()
@@ -85,6 +92,10 @@ func (s *Server) sendCached(w http.ResponseWriter, r *http.Request, d *database,
 	s.metrics.snapshotHits.Inc()
 	w.Header().Set("Content-Type", "application/protobuf")
 	w.Header().Set("Content-Length", strconv.FormatInt(plan.cachedSize, 10))
+	w.Header().Set("Vary", "Accept-Encoding")
+	if plan.cachedKind == snapshotZstd {
+		w.Header().Set("Content-Encoding", "zstd")
+	}
 	w.WriteHeader(http.StatusOK)
 	n, err := newDeadlineWriter(w, s.cfg.IOTimeout).copyFrom(plan.cached)
 	s.metrics.bytesOut.WithLabelValues("pull").Add(float64(n))
@@ -99,9 +110,32 @@ func (s *Server) sendCached(w http.ResponseWriter, r *http.Request, d *database,
 	}
 }
 
+// acceptsZstd reports whether an Accept-Encoding header lists zstd with a
+// non-zero weight. Turso's clients send "application/protobuf" there, which
+// is not a content coding: they always get the plain stream.
+func acceptsZstd(h http.Header) bool {
+	for _, v := range h.Values("Accept-Encoding") {
+		for _, item := range strings.Split(v, ",") {
+			coding, params, _ := strings.Cut(item, ";")
+			if !strings.EqualFold(strings.TrimSpace(coding), "zstd") {
+				continue
+			}
+			q, ok := strings.CutPrefix(strings.ReplaceAll(strings.TrimSpace(params), " ", ""), "q=")
+			if !ok {
+				return true
+			}
+			if w, err := strconv.ParseFloat(q, 64); err == nil && w > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // planPull validates the request and decides which pages of which revision
-// to send. It may wait (long poll).
-func (s *Server) planPull(ctx context.Context, d *database, req *syncpb.PullUpdatesReqProtoBody) (*pullPlan, int, error) {
+// to send. It may wait (long poll). acceptZstd: the client takes a zstd
+// stream (Content-Encoding).
+func (s *Server) planPull(ctx context.Context, d *database, req *syncpb.PullUpdatesReqProtoBody, acceptZstd bool) (*pullPlan, int, error) {
 	if req.StreamKind != syncpb.PullUpdatesStreamKind_PULL_UPDATES_STREAM_KIND_PAGES {
 		return nil, http.StatusBadRequest, errors.New("this server speaks the page protocol only (stream_kind must be PAGES)")
 	}
@@ -152,33 +186,9 @@ func (s *Server) planPull(ctx context.Context, d *database, req *syncpb.PullUpda
 			s.metrics.longPollWaiters.Dec()
 		}
 		plan.target = d.hist.Latest()
-		// A whole raw snapshot of the latest revision (a bootstrap): read
-		// the database itself, in one scan. Its snapshot may be a little
-		// newer than the revision just looked up. Not for small pulls: the
-		// snapshot has to wait for the writer (see live), the history
-		// does not.
-		// A cached response of that revision is sent as it is.
-		if !plan.zstd && from < 0 && sel == nil && req.ServerQuerySelector == "" {
-			if f, size := d.snapshots.open(plan.target.Seq); f != nil {
-				plan.cached, plan.cachedSize = f, size
-				return plan, 0, nil
-			}
-			live, rev, err := d.live(ctx)
-			if err == nil {
-				plan.src, plan.target = live, rev
-				plan.all = true
-				plan.cache = d.snapshots.create(rev.Seq, int64(rev.DBSize)*history.PageSize)
-				return plan, 0, nil
-			}
-			if ctx.Err() != nil {
-				return nil, http.StatusServiceUnavailable, err
-			}
-			// The history has every revision's pages too, only slower.
-			switch {
-			case errors.Is(err, errNoLocal): // the snapshot cache takes a copy of this one too
-				plan.cache = d.snapshots.create(plan.target.Seq, int64(plan.target.DBSize)*history.PageSize)
-			case !errors.Is(err, errCheckpointDue):
-				d.log.Warn("bootstrap from the history: cannot read the database", "err", err)
+		if from < 0 && sel == nil && req.ServerQuerySelector == "" {
+			if status, err := s.planSnapshot(ctx, d, plan, acceptZstd); err != nil || plan.src != nil || plan.cached != nil {
+				return plan, status, err
 			}
 		}
 	}
@@ -238,6 +248,59 @@ func (s *Server) planPull(ctx context.Context, d *database, req *syncpb.PullUpda
 	return plan, 0, nil
 }
 
+// planSnapshot plans a whole snapshot of the latest revision (a bootstrap).
+// A cached response of that revision is sent as it is: the zstd stream to a
+// client that takes one, else the page encoding it asked for. Otherwise raw
+// pages (in a zstd stream for a client that takes one) come from the
+// database itself, in one scan, whose snapshot may be a little newer than
+// plan.target (not for small pulls: the snapshot has to wait for the
+// writer, see live, the history does not). zstd pages come from the
+// history, where they are stored compressed. It leaves plan.src and
+// plan.cached nil when the history is to serve the pull.
+func (s *Server) planSnapshot(ctx context.Context, d *database, plan *pullPlan, acceptZstd bool) (int, error) {
+	pages := snapshotRaw
+	if plan.zstd {
+		pages = snapshotZstdPages
+	}
+	kinds := []snapshotKind{pages}
+	if acceptZstd {
+		kinds = []snapshotKind{snapshotZstd, pages}
+	}
+	for _, k := range kinds {
+		if f, size := d.snapshots.open(plan.target.Seq, k); f != nil {
+			plan.cached, plan.cachedSize, plan.cachedKind = f, size, k
+			return 0, nil
+		}
+	}
+	cacheHistory := plan.zstd // the history is where zstd pages come from
+	if !plan.zstd || acceptZstd {
+		live, rev, err := d.live(ctx)
+		if err == nil {
+			plan.src, plan.target, plan.all = live, rev, true
+			kind := snapshotRaw
+			if acceptZstd {
+				plan.stream, plan.zstd, kind = true, false, snapshotZstd
+			}
+			plan.cache = d.snapshots.create(rev.Seq, int64(rev.DBSize)*history.PageSize, kind)
+			return 0, nil
+		}
+		if ctx.Err() != nil {
+			return http.StatusServiceUnavailable, err
+		}
+		// The history has every revision's pages too, only slower.
+		switch {
+		case errors.Is(err, errNoLocal): // the snapshot cache takes a copy of this one too
+			cacheHistory = true
+		case !errors.Is(err, errCheckpointDue):
+			d.log.Warn("bootstrap from the history: cannot read the database", "err", err)
+		}
+	}
+	if cacheHistory {
+		plan.cache = d.snapshots.create(plan.target.Seq, int64(plan.target.DBSize)*history.PageSize, pages)
+	}
+	return 0, nil
+}
+
 // revisionStatus is the answer to a revision that cannot be checked: 410
 // Gone for a revision this database cannot serve (the client bootstraps
 // again), 503 when the store could not say (the client retries).
@@ -268,12 +331,26 @@ func (s *Server) streamPages(w http.ResponseWriter, r *http.Request, d *database
 		hdr.RawEncoding = &syncpb.PageSetRawEncodingProto{}
 	}
 	w.Header().Set("Content-Type", "application/protobuf")
+	w.Header().Set("Vary", "Accept-Encoding")
+	if plan.stream {
+		w.Header().Set("Content-Encoding", "zstd")
+	}
 	w.WriteHeader(http.StatusOK)
 	s.metrics.pullStreams.Inc()
 	defer s.metrics.pullStreams.Dec()
 	cw := &countingWriter{w: newDeadlineWriter(w, s.cfg.IOTimeout), tee: plan.cache}
 	plan.cache = nil // the writer owns it now
-	bw := bufio.NewWriterSize(cw, 256<<10)
+	var bw interface {
+		io.Writer
+		Flush() error
+	}
+	if plan.stream {
+		// Compressed in chunks, on every core: a zstd stream as fast
+		// as the raw one on a fast link.
+		bw = flushCloser{zstdchunks.NewWriter(cw)}
+	} else {
+		bw = bufio.NewWriterSize(cw, 256<<10)
+	}
 	defer func() {
 		s.metrics.bytesOut.WithLabelValues("pull").Add(float64(cw.n))
 		if cw.tee == nil {
@@ -320,6 +397,11 @@ func (s *Server) streamPages(w http.ResponseWriter, r *http.Request, d *database
 		panic(http.ErrAbortHandler)
 	}
 }
+
+// flushCloser makes a Close a Flush: the end of the stream.
+type flushCloser struct{ *zstdchunks.Writer }
+
+func (f flushCloser) Flush() error { return f.Close() }
 
 // countingWriter counts the bytes sent and copies them to tee, if set. A
 // failing tee is dropped: the response goes on without it.
