@@ -33,6 +33,7 @@ type benchEnv struct {
 	turso   string // bench/turso
 	srv     *serverProc
 	machine machineInfo
+	links   []*shaper // the shaped links clients go through now, if any: counted per operation
 }
 
 func setupEnv(o *options) (*benchEnv, error) {
@@ -176,6 +177,9 @@ type child struct {
 	maxRSSKB int64          // peak resident set (wait4 rusage; = VmHWM)
 	cpu      float64        // user + system seconds
 	wall     float64
+
+	link      *linkCounts    // what crossed the shaped links during the measured operation
+	linkParts [2]*linkCounts // the same before and after its measure-mark, if it printed one
 }
 
 func (c *child) num(key string) float64 {
@@ -195,21 +199,70 @@ func (e *benchEnv) goWorker(ctx context.Context, mode string, args ...string) (*
 	if e.o.profile != "" {
 		args = append([]string{"-cpuprofile", filepath.Join(e.o.profile, fmt.Sprintf("%s-%d.pprof", mode, time.Now().UnixNano()))}, args...)
 	}
-	return runChild(ctx, nil, e.self, append([]string{"worker", mode}, args...)...)
+	return e.counted(ctx, e.self, append([]string{"worker", mode}, args...)...)
 }
 
 // nodeClient runs bench/turso/SCRIPT.mjs with args.
 func (e *benchEnv) nodeClient(ctx context.Context, script string, args ...string) (*child, error) {
-	return runChild(ctx, nil, e.o.node, append([]string{filepath.Join(e.turso, script+".mjs")}, args...)...)
+	return e.counted(ctx, e.o.node, append([]string{filepath.Join(e.turso, script+".mjs")}, args...)...)
+}
+
+// counted runs a client and, when it goes through a shaped link (e.links),
+// counts what crossed the links between its measure-start, measure-mark
+// and measure-end markers.
+func (e *benchEnv) counted(ctx context.Context, name string, args ...string) (*child, error) {
+	if len(e.links) == 0 {
+		return runChild(ctx, nil, name, args...)
+	}
+	now := func() linkCounts {
+		var sum linkCounts
+		for _, l := range e.links {
+			c := l.counts()
+			sum = linkCounts{sum.conns + c.conns, sum.requests + c.requests, sum.up + c.up, sum.down + c.down}
+		}
+		return sum
+	}
+	var start, mark, end *linkCounts
+	c, err := runChild(ctx, func(line string) {
+		n := now()
+		switch line {
+		case "measure-start":
+			start = &n
+		case "measure-mark":
+			mark = &n
+		case "measure-end":
+			end = &n
+		}
+	}, name, args...)
+	if err != nil {
+		return nil, err
+	}
+	if start == nil || end == nil {
+		return nil, fmt.Errorf("%s %s printed no measure-start and measure-end markers", filepath.Base(name), strings.Join(args, " "))
+	}
+	d := end.sub(*start)
+	c.link = &d
+	if mark != nil {
+		first, second := mark.sub(*start), end.sub(*mark)
+		c.linkParts = [2]*linkCounts{&first, &second}
+	}
+	return c, nil
 }
 
 // runChild runs a client process to completion. Its last stdout line must
-// be a JSON object; lines (if set) sees every line as it arrives.
+// be a JSON object; lines (if set) sees every line as it arrives. A client
+// that prints "measure-start" waits for a line on its stdin, which it gets
+// once lines has seen the marker (see measureStart in worker.go).
 func runChild(ctx context.Context, lines func(string), name string, args ...string) (*child, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = append(os.Environ(), "SYNCDB_BENCH_MARKERS=1")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
 	}
@@ -225,7 +278,11 @@ func runChild(ctx context.Context, lines func(string), name string, args ...stri
 		if lines != nil {
 			lines(last)
 		}
+		if last == "measure-start" {
+			io.WriteString(stdin, "go\n")
+		}
 	}
+	stdin.Close()
 	err = cmd.Wait()
 	c := &child{wall: time.Since(start).Seconds()}
 	if err != nil {

@@ -44,6 +44,9 @@ type options struct {
 	loadTime     time.Duration
 	longPoll     time.Duration
 
+	links        []linkProfile // -links
+	slowBootReps int           // bootstrap repetitions on links below 20 Mbit/s
+
 	only    string
 	work    string
 	node    string
@@ -77,7 +80,9 @@ func main() {
 	flag.IntVar(&o.clients, "clients", 50, "server-load clients")
 	flag.DurationVar(&o.loadTime, "load-time", 30*time.Second, "server-load measuring window")
 	flag.DurationVar(&o.longPoll, "long-poll", 5*time.Second, "server-load clients' long-poll timeout")
-	flag.StringVar(&o.only, "only", "", "comma-separated subset: bootstrap,pull,push,partial,local,load,stalled")
+	linkSpec := flag.String("links", "50mbit:40ms,10mbit:100ms", "link profiles of comparison 8 (wan): RATEmbit:RTT, comma-separated")
+	flag.IntVar(&o.slowBootReps, "slow-boot-reps", 1, "repetitions of each side of the bootstraps over links below 20 Mbit/s (a 256 MiB bootstrap takes minutes there)")
+	flag.StringVar(&o.only, "only", "", "comma-separated subset: bootstrap,pull,push,partial,local,load,stalled,wan")
 	flag.StringVar(&o.work, "work", "", "work directory (default bench/out under the module root); its cache/ keeps generated databases between runs")
 	flag.StringVar(&o.node, "node", "node", "node binary for the Turso client")
 	flag.StringVar(&o.out, "out", "", "also write the markdown report to this file (default WORK/results.md; raw samples go to WORK/results.json)")
@@ -105,6 +110,11 @@ func main() {
 				f()
 			}
 		}
+	}
+	var err error
+	if o.links, err = parseProfiles(*linkSpec); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
 	}
 	if err := run(&o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -142,6 +152,7 @@ func run(o *options) error {
 		{"push", benchPush},
 		{"partial", benchPartial},
 		{"local", benchLocal},
+		{"wan", benchLinks}, // before load, which stops the shared server
 		{"load", benchLoad},
 		{"stalled", benchStalled},
 	} {

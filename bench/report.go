@@ -80,6 +80,8 @@ func unitOf(key string) string {
 		return "bytes"
 	case strings.HasSuffix(last, "cpu_util"):
 		return "ratio"
+	case strings.HasSuffix(last, "requests") || last == "conns":
+		return "count"
 	default:
 		return "time"
 	}
@@ -95,6 +97,11 @@ func fmtVal(unit string, v float64) string {
 		return mibf(v)
 	case "ratio":
 		return fmt.Sprintf("%.0f%%", v*100)
+	case "count":
+		if v == math.Trunc(v) {
+			return fmt.Sprintf("%.0f", v)
+		}
+		return fmt.Sprintf("%.1f", v)
 	default:
 		switch {
 		case v >= 1:
@@ -189,15 +196,20 @@ func (r *report) rows() []row {
 	add("1", "", "time, first bootstrap of a revision (not cached)", cell{go_, "bootstrap/go_cold/seconds", 0}, cell{floor, "bootstrap/floor/seconds", 0})
 	add("1", "", "time, client only (replayed response)", cell{go_, "bootstrap/go_replay/seconds", 0}, cell{floor, "bootstrap/floor/seconds", 0})
 	add("1", "", "time, client only (replayed response)", cell{go_, "bootstrap/go_replay/seconds", 0}, cell{turso, "bootstrap/turso_replay/seconds", 0})
-	add("1", "", "time", cell{"Go, zstd pages", "bootstrap/go_zstd/seconds", 0}, cell{floor, "bootstrap/floor/seconds", 0})
-	add("1", "", "time", cell{"Go, zstd pages", "bootstrap/go_zstd/seconds", 0}, cell{turso, "bootstrap/turso/seconds", 0})
+	gz := "Go, zstd"
+	add("1", "", "time", cell{gz, "bootstrap/go_zstd/seconds", 0}, cell{go_, "bootstrap/go/seconds", 0})
+	add("1", "", "time, first bootstrap of a revision (not cached)", cell{gz, "bootstrap/go_zstd_cold/seconds", 0}, cell{go_, "bootstrap/go_cold/seconds", 0})
+	add("1", "", "time", cell{gz, "bootstrap/go_zstd/seconds", 0}, cell{floor, "bootstrap/floor/seconds", 0})
+	add("1", "", "time", cell{gz, "bootstrap/go_zstd/seconds", 0}, cell{turso, "bootstrap/turso/seconds", 0})
 	add("1", "", "peak RSS (process)", cell{go_, "bootstrap/go/maxrss", 0}, cell{turso + " (node)", "bootstrap/turso/maxrss", 0})
 	add("1", "", "peak RSS (process)", cell{go_, "bootstrap/go/maxrss", 0}, cell{"target", "", 64 << 20})
-	add("1", "", "peak RSS (process)", cell{"Go, zstd pages", "bootstrap/go_zstd/maxrss", 0}, cell{"target", "", 64 << 20})
-	add("1", "", "bytes received", cell{"Go, zstd pages", "bootstrap/go_zstd/bytes", 0}, cell{go_, "bootstrap/go/bytes", 0})
+	add("1", "", "peak RSS (process)", cell{gz, "bootstrap/go_zstd/maxrss", 0}, cell{"target", "", 64 << 20})
+	add("1", "", "bytes received", cell{gz, "bootstrap/go_zstd/bytes", 0}, cell{go_, "bootstrap/go/bytes", 0})
 	add("1", "", "client CPU (process)", cell{go_, "bootstrap/go/cpu", 0}, cell{turso, "bootstrap/turso/cpu", 0})
+	add("1", "", "client CPU (process)", cell{gz, "bootstrap/go_zstd/cpu", 0}, cell{go_, "bootstrap/go/cpu", 0})
 	add("1", "", "server CPU", cell{go_, "bootstrap/go/server_cpu", 0}, cell{turso, "bootstrap/turso/server_cpu", 0})
 	add("1", "", "server CPU", cell{"Go, not cached", "bootstrap/go_cold/server_cpu", 0}, cell{go_, "bootstrap/go/server_cpu", 0})
+	add("1", "", "server CPU", cell{"Go, zstd, not cached", "bootstrap/go_zstd_cold/server_cpu", 0}, cell{"Go, not cached", "bootstrap/go_cold/server_cpu", 0})
 	rows2 := fmt.Sprintf("Incremental pull, %s changed rows", thousands(float64(o.pullRows)))
 	add("2", rows2, "time", cell{go_, "pull/go/seconds", 0}, cell{turso, "pull/turso/seconds", 0})
 	add("2", "", "bytes received", cell{go_, "pull/go/bytes", 0}, cell{turso, "pull/turso/bytes", 0})
@@ -234,6 +246,9 @@ func (r *report) rows() []row {
 	load("", "client process peak RSS (all clients)", "client_maxrss")
 	add("7", "One-row push, 100 stalled readers", "push p99", cell{"100 stalled pulls", "stalled/with/push_p99", 0}, cell{"none", "stalled/none/push_p99", 0})
 	add("7", "", "push p50", cell{"100 stalled pulls", "stalled/with/push_p50", 0}, cell{"none", "stalled/none/push_p50", 0})
+	for _, p := range o.links {
+		rows = append(rows, linkRows(o, p)...)
+	}
 	return rows
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -43,12 +44,12 @@ func (e *benchEnv) sharedServer() (*serverProc, error) {
 		dbs = append(dbs, name)
 		return placeDB(data, name, src)
 	}
-	if e.o.enabled("bootstrap") || e.o.enabled("partial") {
+	if e.o.enabled("bootstrap") || e.o.enabled("partial") || e.o.enabled("wan") {
 		if err := place("big", e.bigSpec()); err != nil {
 			return nil, err
 		}
 	}
-	if e.o.enabled("pull") {
+	if e.o.enabled("pull") || e.o.enabled("wan") {
 		if err := place("inc", e.incSpec()); err != nil {
 			return nil, err
 		}
@@ -119,6 +120,14 @@ func (e *benchEnv) alternate(r *report, group string, reps int, sides []side, re
 			if _, ok := c.result["bytes"]; ok {
 				r.add(key+"/bytes", c.num("bytes"))
 			}
+			if c.link != nil {
+				r.add(key+"/requests", float64(c.link.requests))
+				r.add(key+"/conns", float64(c.link.conns))
+				if first, second := c.linkParts[0], c.linkParts[1]; first != nil {
+					r.add(key+"/open_requests", float64(first.requests))
+					r.add(key+"/lookup_requests", float64(second.requests))
+				}
+			}
 			if record != nil {
 				record(rep, s, c)
 			}
@@ -158,13 +167,14 @@ func benchBootstrap(e *benchEnv, r *report) error {
 	// does nothing else. Clients bootstrapping from it pay only their own
 	// costs.
 	replayFile := filepath.Join(dir, "replay.bin")
-	if err := recordPull(url, replayFile); err != nil {
+	if err := recordPull(url, replayFile, false); err != nil {
 		return err
 	}
 	// The server caches a revision's bootstrap when it is asked for it a
-	// second time; ask now, so that the rows below measure the cached case
-	// (go_cold measures the other one).
-	if err := recordPull(url, os.DevNull); err != nil {
+	// second time, raw and zstd apart; ask now, so that the rows below
+	// measure the cached case (go_cold and go_zstd_cold measure the other
+	// one).
+	if err := warmSnapshots(url, 1, 2); err != nil {
 		return err
 	}
 	rln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -196,6 +206,38 @@ func benchBootstrap(e *benchEnv, r *report) error {
 			return fmt.Errorf("the bootstrapped replica's max(id) is %d, want %d", got, rows)
 		}
 		return nil
+	}
+	// The new revision comes from rotating one row's text by one
+	// character (a write of the same bytes would change no page).
+	cold := func(zstd bool) (*child, error) {
+		if err := remoteExec(url, stmt{sql: "UPDATE big SET v = substr(v, 2) || substr(v, 1, 1) WHERE id = 1"}); err != nil {
+			return nil, err
+		}
+		hits, err := metricValue(srv.URL, "syncdb_snapshot_cache_hits_total")
+		if err != nil {
+			return nil, err
+		}
+		p := filepath.Join(dir, "gocold.db")
+		defer removeReplica(p)
+		args := []string{"-url", url, "-path", p, "-table", "big"}
+		if zstd {
+			args = append(args, "-zstd")
+		}
+		c, err := e.goWorker(ctx, "bootstrap", args...)
+		if err == nil {
+			err = check(c)
+		}
+		if after, merr := metricValue(srv.URL, "syncdb_snapshot_cache_hits_total"); err == nil && (merr != nil || after != hits) {
+			err = fmt.Errorf("the cold bootstrap was served from the snapshot cache (hits %v -> %v, %v)", hits, after, merr)
+		}
+		if err == nil {
+			raw, z := 2, 1 // the measured one was the first of its encoding
+			if !zstd {
+				raw, z = 1, 2
+			}
+			err = warmSnapshots(url, raw, z)
+		}
+		return c, err
 	}
 	sides := []side{
 		{"go", func(rep int) (*child, error) {
@@ -249,32 +291,11 @@ func benchBootstrap(e *benchEnv, r *report) error {
 			return c, err
 		}},
 		// The first bootstrap of a new revision: the server has no cached
-		// snapshot of it and streams it from the database. Then, not
-		// measured, a second bootstrap has the server cache it for the
-		// other sides. The new revision comes from rotating one row's text
-		// by one character (a write of the same bytes would change no page).
-		{"go_cold", func(rep int) (*child, error) {
-			if err := remoteExec(url, stmt{sql: "UPDATE big SET v = substr(v, 2) || substr(v, 1, 1) WHERE id = 1"}); err != nil {
-				return nil, err
-			}
-			hits, err := metricValue(srv.URL, "syncdb_snapshot_cache_hits_total")
-			if err != nil {
-				return nil, err
-			}
-			p := filepath.Join(dir, "gocold.db")
-			defer removeReplica(p)
-			c, err := e.goWorker(ctx, "bootstrap", "-url", url, "-path", p, "-table", "big")
-			if err == nil {
-				err = check(c)
-			}
-			if after, merr := metricValue(srv.URL, "syncdb_snapshot_cache_hits_total"); err == nil && (merr != nil || after != hits) {
-				err = fmt.Errorf("the cold bootstrap was served from the snapshot cache (hits %v -> %v, %v)", hits, after, merr)
-			}
-			if err == nil {
-				err = recordPull(url, os.DevNull)
-			}
-			return c, err
-		}},
+		// snapshot of it and streams it from the database (raw, or
+		// compressing as it goes). Then, not measured, more bootstraps have
+		// the server cache it for the other sides.
+		{"go_cold", func(rep int) (*child, error) { return cold(false) }},
+		{"go_zstd_cold", func(rep int) (*child, error) { return cold(true) }},
 	}
 	return e.alternate(r, "bootstrap", e.o.reps, sides, nil)
 }
@@ -608,8 +629,18 @@ func (e *benchEnv) loadOnce(ctx context.Context, r *report, srv *serverProc, key
 	return nil
 }
 
-// recordPull saves the body of a full-snapshot /pull-updates response (an
-// empty request: the whole database at the latest revision).
+// warmSnapshots bootstraps the database raw times and zstd times, not
+// measured: the second bootstrap of a revision in an encoding has the
+// server cache it.
+func warmSnapshots(url string, raw, zstd int) error {
+	for i := 0; i < raw+zstd; i++ {
+		if err := recordPull(url, os.DevNull, i >= raw); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // metricValue reads one unlabelled metric from the server's /metrics.
 func metricValue(base, name string) (float64, error) {
 	resp, err := http.Get(base + "/metrics")
@@ -629,13 +660,23 @@ func metricValue(base, name string) (float64, error) {
 	return 0, fmt.Errorf("the server exports no metric %s", name)
 }
 
-func recordPull(url, path string) error {
-	req, err := http.NewRequest(http.MethodPost, url+"/pull-updates", nil)
+// With zstd it asks as our client does with ZstdPages (zstd pages, and a
+// zstd stream) and saves the body as it came.
+// recordPull saves the body of a full-snapshot /pull-updates response (a
+// request for the whole database at the latest revision).
+func recordPull(url, path string, zstd bool) error {
+	var body io.Reader
+	accept := "application/protobuf"
+	if zstd {
+		// PullUpdatesReqProtoBody{encoding: ZSTD}: field 1, varint 1.
+		body, accept = bytes.NewReader([]byte{0x08, 0x01}), "application/protobuf, zstd"
+	}
+	req, err := http.NewRequest(http.MethodPost, url+"/pull-updates", body)
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/protobuf")
-	req.Header.Set("Accept-Encoding", "application/protobuf")
+	req.Header.Set("Accept-Encoding", accept)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err

@@ -110,11 +110,11 @@ func worker(args []string) error {
 	case "open":
 		res, err = goOpen(ctx, *url, *path)
 	case "pull":
-		res, err = goPull(ctx, *path)
+		res, err = goPull(ctx, *url, *path, *zstd)
 	case "push":
 		res, err = goPush(ctx, *url, *path, *table, *tag, *start, *rows, *txs)
 	case "partial":
-		res, err = goPartial(ctx, *url, *path, *table, *prefix, *segment, *id)
+		res, err = goPartial(ctx, *url, *path, *table, *prefix, *segment, *id, *zstd)
 	case "local":
 		res, err = local(ctx, *variant, *path, *table, *rows, *start, *lookups, *goroutines, *writes)
 	case "load":
@@ -139,14 +139,43 @@ type obj = map[string]any
 
 func since(t time.Time) float64 { return time.Since(t).Seconds() }
 
+// Markers around the measured operation, for the harness, which counts its
+// requests on a shaped link (see wan.go): with SYNCDB_BENCH_MARKERS set,
+// measureStart prints "measure-start" and waits for the harness's reply
+// line, so that the harness has read its counters before the first request.
+var markers = os.Getenv("SYNCDB_BENCH_MARKERS") != ""
+
+func measureStart() {
+	if markers {
+		fmt.Println("measure-start")
+		bufio.NewReader(os.Stdin).ReadString('\n')
+	}
+}
+
+// measureMark ends the first part of an operation of two (partial: the
+// open, then the lookup).
+func measureMark() {
+	if markers {
+		fmt.Println("measure-mark")
+	}
+}
+
+func measureEnd() {
+	if markers {
+		fmt.Println("measure-end")
+	}
+}
+
 // goBootstrap: Open on a new path downloads the whole database.
 func goBootstrap(ctx context.Context, url, path string, zstd bool, table string) (obj, error) {
+	measureStart()
 	t := time.Now()
 	db, err := syncdb.Open(ctx, syncdb.Config{Path: path, URL: url, ClientName: "bench", ZstdPages: zstd})
 	if err != nil {
 		return nil, err
 	}
 	secs := since(t)
+	measureEnd()
 	st, err := db.Stats(ctx)
 	if err != nil {
 		return nil, err
@@ -164,6 +193,7 @@ func goBootstrap(ctx context.Context, url, path string, zstd bool, table string)
 // download is the floor: one HTTP GET of the database file from a static
 // file server, written to a local file and fsynced (as a bootstrap must).
 func download(url, out string) (obj, error) {
+	measureStart()
 	t := time.Now()
 	resp, err := http.Get(url)
 	if err != nil {
@@ -187,7 +217,9 @@ func download(url, out string) (obj, error) {
 	if err != nil {
 		return nil, err
 	}
-	return obj{"seconds": since(t), "bytes": n}, nil
+	secs := since(t)
+	measureEnd()
+	return obj{"seconds": secs, "bytes": n}, nil
 }
 
 // goOpen bootstraps a replica that a later worker uses (not measured).
@@ -199,9 +231,10 @@ func goOpen(ctx context.Context, url, path string) (obj, error) {
 	return obj{}, db.Close()
 }
 
-// goPull: open an existing replica (no network) and pull once.
-func goPull(ctx context.Context, path string) (obj, error) {
-	db, err := syncdb.Open(ctx, syncdb.Config{Path: path})
+// goPull: open an existing replica (no network) and pull once, from url
+// if set (the same database by another address) instead of the saved one.
+func goPull(ctx context.Context, url, path string, zstd bool) (obj, error) {
+	db, err := syncdb.Open(ctx, syncdb.Config{Path: path, URL: url, ZstdPages: zstd})
 	if err != nil {
 		return nil, err
 	}
@@ -210,12 +243,14 @@ func goPull(ctx context.Context, path string) (obj, error) {
 	if err != nil {
 		return nil, err
 	}
+	measureStart()
 	t := time.Now()
 	changed, err := db.Pull(ctx)
 	if err != nil {
 		return nil, err
 	}
 	secs := since(t)
+	measureEnd()
 	after, err := db.Stats(ctx)
 	if err != nil {
 		return nil, err
@@ -261,11 +296,13 @@ func goPush(ctx context.Context, url, path, table, tag string, start, rows, txs 
 	if err != nil {
 		return nil, err
 	}
+	measureStart()
 	t = time.Now()
 	if err := db.Push(ctx); err != nil {
 		return nil, err
 	}
 	secs := since(t)
+	measureEnd()
 	after, err := db.Stats(ctx)
 	if err != nil {
 		return nil, err
@@ -276,15 +313,17 @@ func goPush(ctx context.Context, url, path, table, tag string, start, rows, txs 
 
 // goPartial: a partial replica's cold start (prefix bootstrap) and one
 // point lookup.
-func goPartial(ctx context.Context, url, path, table string, prefix int64, segment, id int) (obj, error) {
+func goPartial(ctx context.Context, url, path, table string, prefix int64, segment, id int, zstd bool) (obj, error) {
+	measureStart()
 	t := time.Now()
-	db, err := syncdb.Open(ctx, syncdb.Config{Path: path, URL: url, ClientName: "bench",
+	db, err := syncdb.Open(ctx, syncdb.Config{Path: path, URL: url, ClientName: "bench", ZstdPages: zstd,
 		Partial: &syncdb.PartialSync{PrefixBytes: prefix, SegmentSize: segment}})
 	if err != nil {
 		return nil, err
 	}
 	defer db.Close()
 	open := since(t)
+	measureMark()
 	st, err := db.Stats(ctx)
 	if err != nil {
 		return nil, err
@@ -295,6 +334,7 @@ func goPartial(ctx context.Context, url, path, table string, prefix int64, segme
 		return nil, err
 	}
 	lookup := since(t2)
+	measureEnd()
 	if want := fmt.Sprintf("key-%010d", id); k != want {
 		return nil, fmt.Errorf("lookup of id %d: %q, want %q", id, k, want)
 	}

@@ -33,3 +33,31 @@ export function done(result) {
 export function pushRow(tag, id) {
   return [id, tag, `row ${String(id).padStart(10, "0")} ${"abcdefghij".repeat(9)}`];
 }
+
+/**
+ * Marks the start of the measured operation for the harness, which counts
+ * the requests of the operation on its shaped links: with
+ * SYNCDB_BENCH_MARKERS set, prints "measure-start" and waits for the
+ * harness's reply line, so that it has read its counters before the first
+ * request.
+ */
+export async function measureStart() {
+  if (!process.env.SYNCDB_BENCH_MARKERS) return;
+  process.stdout.write("measure-start\n");
+  await new Promise((resolve) => {
+    process.stdin.once("data", () => {
+      process.stdin.destroy(); // else the open pipe keeps node running
+      resolve();
+    });
+  });
+}
+
+/** Marks the end of the first part of the measured operation. */
+export function measureMark() {
+  if (process.env.SYNCDB_BENCH_MARKERS) process.stdout.write("measure-mark\n");
+}
+
+/** Marks the end of the measured operation. */
+export function measureEnd() {
+  if (process.env.SYNCDB_BENCH_MARKERS) process.stdout.write("measure-end\n");
+}

@@ -1,6 +1,6 @@
 // Push: bootstrap a fresh replica (not measured), insert --rows rows in
 // --txs transactions (measured as local_seconds), then push (measured).
-import { connect, args, now, since, done, pushRow } from "./lib.mjs";
+import { connect, args, now, since, done, pushRow, measureStart, measureEnd } from "./lib.mjs";
 
 const a = args();
 const rows = Number(a.rows), txs = Number(a.txs), start = Number(a.start);
@@ -15,9 +15,11 @@ for (let i = 0; i < txs; i++) {
 }
 const local_seconds = since(t0);
 const before = await db.stats();
+await measureStart();
 t0 = now();
 await db.push();
 const seconds = since(t0);
+measureEnd();
 const after = await db.stats();
 await db.close();
 done({ seconds, local_seconds, bytes: after.networkSentBytes - before.networkSentBytes, changes: before.cdcOperations });
