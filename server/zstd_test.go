@@ -285,3 +285,28 @@ func TestZstdPagesSnapshotCache(t *testing.T) {
 		t.Fatalf("files %v", f)
 	}
 }
+
+// In a cluster, the writer's node serves a zstd stream from its own
+// database, as a single server does; a node that does not write the
+// database serves a client that takes zstd from the store (zstd pages as
+// stored, raw pages plain). Either way the client gets the writer's pages.
+func TestClusterZstdBootstrap(t *testing.T) {
+	tc := newTestCluster(t, 2, nil)
+	a, b := tc.nodes[0], tc.nodes[1]
+	a.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+	fill(t, a.testServer, "", 1, 3000)
+	raw := a.pull(t, "", &syncpb.PullUpdatesReqProtoBody{})
+	for _, req := range []*syncpb.PullUpdatesReqProtoBody{{}, zstdPagesReq} {
+		_, z := a.zstdBootstrap(t, req)
+		samePull(t, "the writer's zstd stream", z, raw)
+		for range 2 { // the second from b's snapshot cache, if it kept one
+			enc, body := b.pullAccepting(t, "application/protobuf, zstd", req)
+			if enc == "zstd" {
+				body = unzstd(t, body)
+			} else if enc != "" {
+				t.Fatalf("Content-Encoding %q", enc)
+			}
+			samePages(t, "another node's bootstrap", decodePull(t, body), raw)
+		}
+	}
+}
