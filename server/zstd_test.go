@@ -128,7 +128,9 @@ func TestZstdBootstrapMatchesRaw(t *testing.T) {
 // Commits and a checkpoint made while a zstd bootstrap streams do not
 // reach it: it sends its revision's pages, as the raw one does.
 func TestZstdBootstrapIsASnapshot(t *testing.T) {
-	ts := newTestServer(t, Config{SnapshotCacheMinBytes: -1, MaintenanceInterval: -1})
+	// The fill takes over a minute under -race on a busy machine: no
+	// statement timeout in the way.
+	ts := newTestServer(t, Config{SnapshotCacheMinBytes: -1, MaintenanceInterval: -1, StatementTimeout: time.Hour})
 	ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
 	fill(t, ts, "", 1, 100000) // about 15 MB, 7 MB compressed: more than the socket buffers hold
 	body, err := proto.Marshal(&syncpb.PullUpdatesReqProtoBody{})
