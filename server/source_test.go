@@ -3,12 +3,11 @@ package server
 import (
 	"bytes"
 	"context"
-	"net/http"
+	"io"
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
+	"github.com/syncdb/syncdb/internal/zstdchunks"
 	"github.com/syncdb/syncdb/wire"
 	"github.com/syncdb/syncdb/wire/syncpb"
 )
@@ -58,40 +57,50 @@ func TestBootstrapReadsFileAndWAL(t *testing.T) {
 }
 
 // Commits made while a bootstrap streams do not reach it, nor does a
-// checkpoint that runs meanwhile: it sends its revision's pages.
+// checkpoint that runs meanwhile: it sends its revision's pages, raw or as
+// a zstd stream.
 func TestBootstrapIsASnapshot(t *testing.T) {
-	ts := newTestServer(t, Config{SnapshotCacheMinBytes: -1, MaintenanceInterval: -1})
-	ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
-	fill(t, ts, "", 1, 100000) // about 15 MB: more than the socket buffers hold
-	body, err := proto.Marshal(&syncpb.PullUpdatesReqProtoBody{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.Post(ts.dbURL("")+"/pull-updates", "application/protobuf", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	fr := wire.NewFrameReader(resp.Body, 0)
-	live := &pulled{hdr: &syncpb.PullUpdatesRespProtoBody{}, pages: map[uint32][]byte{}}
-	if err := fr.Next(live.hdr); err != nil {
-		t.Fatal(err)
-	}
-	// The stream is stalled on the socket: now change the pages it has yet
-	// to send (the table's last rows) and some it has sent.
-	ts.exec(t, "", "UPDATE t SET v = 'late' WHERE id > 90000 OR id < 100")
-	fill(t, ts, "", 100001, 101000)
-	// A checkpoint copies what it may into the database file (it then waits
-	// for the bootstrap's read to end before it restarts the WAL).
-	checkpointed := make(chan error, 1)
-	go func() { checkpointed <- ts.Maintain(context.Background()) }()
-	time.Sleep(200 * time.Millisecond)
-	readPages(t, fr, live)
-	if err := <-checkpointed; err != nil {
-		t.Fatal(err)
-	}
-	samePages(t, "bootstrap during writes", live, historySnapshot(t, ts, live.hdr.ServerRevision, live.hdr.DbSize))
-	if now := ts.pull(t, "", &syncpb.PullUpdatesReqProtoBody{}); now.hdr.ServerRevision == live.hdr.ServerRevision {
-		t.Fatal("the writes made no new revision")
+	for _, accept := range []string{"application/protobuf", "zstd"} {
+		t.Run(accept, func(t *testing.T) {
+			// The fill takes over a minute under -race on a busy
+			// machine: no statement timeout in the way.
+			ts := newTestServer(t, Config{SnapshotCacheMinBytes: -1, MaintenanceInterval: -1, StatementTimeout: time.Hour})
+			ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+			fill(t, ts, "", 1, 100000) // about 15 MB, 7 MB compressed: more than the socket buffers hold
+			resp := ts.postPull(t, accept, &syncpb.PullUpdatesReqProtoBody{})
+			defer resp.Body.Close()
+			var stream io.Reader = resp.Body
+			if accept == "zstd" {
+				if enc := resp.Header.Get("Content-Encoding"); enc != "zstd" {
+					t.Fatalf("Content-Encoding %q", enc)
+				}
+				zr := zstdchunks.NewReader(resp.Body)
+				defer zr.Close()
+				stream = zr
+			}
+			fr := wire.NewFrameReader(stream, 0)
+			live := &pulled{hdr: &syncpb.PullUpdatesRespProtoBody{}, pages: map[uint32][]byte{}}
+			if err := fr.Next(live.hdr); err != nil {
+				t.Fatal(err)
+			}
+			// The stream is stalled on the socket: now change the pages it
+			// has yet to send (the table's last rows) and some it has sent.
+			ts.exec(t, "", "UPDATE t SET v = 'late' WHERE id > 90000 OR id < 100")
+			fill(t, ts, "", 100001, 101000)
+			// A checkpoint copies what it may into the database file (it
+			// then waits for the bootstrap's read to end before it restarts
+			// the WAL).
+			checkpointed := make(chan error, 1)
+			go func() { checkpointed <- ts.Maintain(context.Background()) }()
+			time.Sleep(200 * time.Millisecond)
+			readPages(t, fr, live)
+			if err := <-checkpointed; err != nil {
+				t.Fatal(err)
+			}
+			samePages(t, "bootstrap during writes", live, historySnapshot(t, ts, live.hdr.ServerRevision, live.hdr.DbSize))
+			if now := ts.pull(t, "", &syncpb.PullUpdatesReqProtoBody{}); now.hdr.ServerRevision == live.hdr.ServerRevision {
+				t.Fatal("the writes made no new revision")
+			}
+		})
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -19,9 +18,9 @@ import (
 
 var zstdPagesReq = &syncpb.PullUpdatesReqProtoBody{Encoding: syncpb.PageUpdatesEncodingReq_PAGE_UPDATES_ENCODING_REQ_ZSTD}
 
-// pullAccepting posts req with an Accept-Encoding header and returns the
-// response's Content-Encoding and body as it came.
-func (ts *testServer) pullAccepting(t *testing.T, accept string, req *syncpb.PullUpdatesReqProtoBody) (string, []byte) {
+// postPull posts req with an Accept-Encoding header; the caller reads and
+// closes the response.
+func (ts *testServer) postPull(t *testing.T, accept string, req *syncpb.PullUpdatesReqProtoBody) *http.Response {
 	t.Helper()
 	body, err := proto.Marshal(req)
 	if err != nil {
@@ -34,6 +33,14 @@ func (ts *testServer) pullAccepting(t *testing.T, accept string, req *syncpb.Pul
 	if err != nil {
 		t.Fatal(err)
 	}
+	return resp
+}
+
+// pullAccepting posts req with an Accept-Encoding header and returns the
+// response's Content-Encoding and body as it came.
+func (ts *testServer) pullAccepting(t *testing.T, accept string, req *syncpb.PullUpdatesReqProtoBody) (string, []byte) {
+	t.Helper()
+	resp := ts.postPull(t, accept, req)
 	defer resp.Body.Close()
 	out, err := io.ReadAll(resp.Body)
 	if err != nil || resp.StatusCode != http.StatusOK {
@@ -123,43 +130,6 @@ func TestZstdBootstrapMatchesRaw(t *testing.T) {
 			t.Fatalf("%v: Content-Encoding %q", req, enc)
 		}
 	}
-}
-
-// Commits and a checkpoint made while a zstd bootstrap streams do not
-// reach it: it sends its revision's pages, as the raw one does.
-func TestZstdBootstrapIsASnapshot(t *testing.T) {
-	// The fill takes over a minute under -race on a busy machine: no
-	// statement timeout in the way.
-	ts := newTestServer(t, Config{SnapshotCacheMinBytes: -1, MaintenanceInterval: -1, StatementTimeout: time.Hour})
-	ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
-	fill(t, ts, "", 1, 100000) // about 15 MB, 7 MB compressed: more than the socket buffers hold
-	body, err := proto.Marshal(&syncpb.PullUpdatesReqProtoBody{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hr, _ := http.NewRequest("POST", ts.dbURL("")+"/pull-updates", bytes.NewReader(body))
-	hr.Header.Set("Accept-Encoding", "zstd")
-	resp, err := http.DefaultClient.Do(hr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	zr := zstdchunks.NewReader(resp.Body)
-	defer zr.Close()
-	fr := wire.NewFrameReader(zr, 0)
-	live := &pulled{hdr: &syncpb.PullUpdatesRespProtoBody{}, pages: map[uint32][]byte{}}
-	if err := fr.Next(live.hdr); err != nil {
-		t.Fatal(err)
-	}
-	ts.exec(t, "", "UPDATE t SET v = 'late' WHERE id > 90000 OR id < 100")
-	fill(t, ts, "", 100001, 101000)
-	checkpointed := make(chan error, 1)
-	go func() { checkpointed <- ts.Maintain(context.Background()) }()
-	time.Sleep(200 * time.Millisecond)
-	readPages(t, fr, live)
-	if err := <-checkpointed; err != nil {
-		t.Fatal(err)
-	}
-	samePages(t, "zstd bootstrap during writes", live, historySnapshot(t, ts, live.hdr.ServerRevision, live.hdr.DbSize))
 }
 
 // The snapshot cache keeps a zstd stream beside the raw response: written
