@@ -224,11 +224,11 @@ func TestClusterTakeoverFromWarmCopy(t *testing.T) {
 	tc := newTestCluster(t, 2, nil)
 	a, b := tc.nodes[0], tc.nodes[1]
 	a.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)",
-		"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 2000) INSERT INTO t(v) SELECT randomblob(3000) FROM c")
+		"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 400) INSERT INTO t(v) SELECT randomblob(3000) FROM c")
 	size := b.pull(t, "", &syncpb.PullUpdatesReqProtoBody{}).hdr.DbSize // b opens the database and copies it
 	waitFor(t, 60*time.Second, "b's warm copy", func() bool { return b.copyPages(t, "full") >= float64(size) })
 	for i := range 20 {
-		a.exec(t, "", fmt.Sprintf("UPDATE t SET v = randomblob(3000) WHERE id = %d", 1+i*97))
+		a.exec(t, "", fmt.Sprintf("UPDATE t SET v = randomblob(3000) WHERE id = %d", 1+i*19))
 	}
 	latest := a.pull(t, "", &syncpb.PullUpdatesReqProtoBody{}).hdr.ServerRevision
 	_, seq := revSeq(t, latest)
@@ -245,7 +245,7 @@ func TestClusterTakeoverFromWarmCopy(t *testing.T) {
 		t.Fatalf("the takeover built the database in full (%v pages, %d in the database)", got-full, size)
 	}
 	t.Logf("database of %d pages; the warm copy caught up with %v pages while following, the takeover with %v", size, inc, b.copyPages(t, "incremental")-inc)
-	if got := fmtRows(b.query(t, "", "SELECT count(*), sum(length(v)) FROM t")); got != fmt.Sprintf("2001|%d\n", 2000*3000+1) {
+	if got := fmtRows(b.query(t, "", "SELECT count(*), sum(length(v)) FROM t")); got != fmt.Sprintf("401|%d\n", 400*3000+1) {
 		t.Fatalf("rows after the takeover: %s", got)
 	}
 	tc.nodes = tc.nodes[1:]
@@ -259,10 +259,10 @@ func TestClusterReadsPagesInBatches(t *testing.T) {
 	tc := newTestCluster(t, 2, nil)
 	a, b := tc.nodes[0], tc.nodes[1]
 	a.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)",
-		"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 3000) INSERT INTO t(v) SELECT randomblob(1500) || zeroblob(1500) FROM c")
+		"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 1000) INSERT INTO t(v) SELECT randomblob(1500) || zeroblob(1500) FROM c")
 	old := a.pull(t, "", &syncpb.PullUpdatesReqProtoBody{}).hdr
 	for i := range 10 {
-		a.exec(t, "", fmt.Sprintf("UPDATE t SET v = randomblob(3000) WHERE id = %d", 1+i*271))
+		a.exec(t, "", fmt.Sprintf("UPDATE t SET v = randomblob(3000) WHERE id = %d", 1+i*97))
 	}
 	want := a.pull(t, "", &syncpb.PullUpdatesReqProtoBody{})
 	size := want.hdr.DbSize
@@ -271,12 +271,12 @@ func TestClusterReadsPagesInBatches(t *testing.T) {
 	time.Sleep(2 * followEvery) // let the copy settle: its reads are not the pulls'
 
 	var chunk []uint32
-	for pg := range uint32(600) {
-		chunk = append(chunk, 1000+pg)
+	for pg := range uint32(300) {
+		chunk = append(chunk, 400+pg)
 	}
 	var segment []uint32
 	for pg := range uint32(32) {
-		segment = append(segment, 2048+pg)
+		segment = append(segment, 800+pg)
 	}
 	for _, c := range []struct {
 		name string
