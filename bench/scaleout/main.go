@@ -38,6 +38,9 @@ import (
 
 var (
 	store    = flag.String("store", "", "PostgreSQL URL (default: start a throw-away cluster with scripts/pg.sh)")
+	only     = flag.String("only", "throughput,wake,bootstrap,takeover", "sections to run")
+	sizesMiB = flag.String("sizes", "1,64", "database sizes (MiB) of the bootstrap and takeover sections")
+	kills    = flag.Int("kills", 3, "kills per database size and mode in the takeover section")
 	clients  = flag.Int("clients", 16, "concurrent protocol-level clients")
 	duration = flag.Duration("time", 10*time.Second, "measuring window of each run")
 	trials   = flag.Int("wake-trials", 200, "long-poll wake trials")
@@ -75,7 +78,57 @@ func run() error {
 	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/syncdb").CombinedOutput(); err != nil {
 		return fmt.Errorf("go build: %v\n%s", err, out)
 	}
+	sections := map[string]bool{}
+	for _, s := range strings.Split(*only, ",") {
+		sections[s] = true
+	}
+	var sizes []int
+	for _, s := range strings.Split(*sizesMiB, ",") {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return fmt.Errorf("-sizes: %w", err)
+		}
+		sizes = append(sizes, n)
+	}
 	fmt.Printf("## Scale-out (%s, %d CPUs, %d clients, %v per run)\n\n", time.Now().Format("2006-01-02"), runtime.NumCPU(), *clients, *duration)
+	if sections["throughput"] {
+		if err := throughput(work, bin, base); err != nil {
+			return err
+		}
+	}
+	if sections["wake"] {
+		c, err := startCluster(work, bin, base, 2)
+		if err != nil {
+			return err
+		}
+		err = c.wake()
+		c.stop()
+		if err != nil {
+			return err
+		}
+	}
+	if sections["bootstrap"] {
+		if err := bootstraps(work, bin, base, sizes); err != nil {
+			return err
+		}
+	}
+	if sections["takeover"] {
+		// Built with failpoints, so that the cold runs can switch the
+		// warm copies off.
+		fbin := filepath.Join(work, "syncdb-failpoints")
+		if out, err := exec.Command("go", "build", "-tags", "failpoints", "-o", fbin, "./cmd/syncdb").CombinedOutput(); err != nil {
+			return fmt.Errorf("go build: %v\n%s", err, out)
+		}
+		if err := takeovers(work, fbin, base, sizes); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// throughput measures pushes and pulls through the load balancer for 1, 2
+// and 3 nodes.
+func throughput(work, bin, base string) error {
 	fmt.Println("| nodes | pushes/s | push p50 | push p99 | pulls/s | pull p50 | pull p99 | PostgreSQL append (mean) | forwarded hop (mean, incl. the writer's work) |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|")
 	for n := 1; n <= 3; n++ {
@@ -90,25 +143,24 @@ func run() error {
 		}
 		fmt.Printf("| %d | %.0f | %v | %v | %.0f | %v | %v | %v | %s |\n", n, r.pushRate, r.pushP50, r.pushP99, r.pullRate, r.pullP50, r.pullP99, r.appendMean, r.forward)
 	}
-	c, err := startCluster(work, bin, base, 2)
-	if err != nil {
-		return err
-	}
-	defer c.stop()
-	return c.wake()
+	return nil
 }
 
 type cluster struct {
+	bin   string
 	nodes []*exec.Cmd
 	urls  []string
+	dirs  []string
+	env   []string
 	lb    *httptest.Server
 	dsn   string
 }
 
 var dbSeq int
 
-// startCluster starts n nodes on a fresh database of the server at base.
-func startCluster(work, bin, base string, n int) (*cluster, error) {
+// startCluster starts n nodes on a fresh database of the server at base;
+// env is added to the nodes' environment.
+func startCluster(work, bin, base string, n int, env ...string) (*cluster, error) {
 	dbSeq++
 	name := fmt.Sprintf("bench_%d_%d", os.Getpid(), dbSeq)
 	conn, err := pgx.Connect(context.Background(), base)
@@ -122,25 +174,14 @@ func startCluster(work, bin, base string, n int) (*cluster, error) {
 	}
 	u, _ := url.Parse(base)
 	u.Path = "/" + name
-	c := &cluster{dsn: u.String()}
+	c := &cluster{bin: bin, dsn: u.String(), env: env}
 	var lbNodes []*url.URL
 	for i := range n {
-		cmd := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--data", filepath.Join(work, fmt.Sprintf("%s-%d", name, i)),
-			"--store", c.dsn, "--log-level", "warn")
-		out, _ := cmd.StdoutPipe()
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
+		c.dirs = append(c.dirs, filepath.Join(work, fmt.Sprintf("%s-%d", name, i)))
+		c.nodes, c.urls = append(c.nodes, nil), append(c.urls, "")
+		if err := c.startNode(i); err != nil {
 			return nil, err
 		}
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if v, ok := strings.CutPrefix(sc.Text(), "syncdb server listening on "); ok {
-				c.urls = append(c.urls, v)
-				break
-			}
-		}
-		go io.Copy(io.Discard, out)
-		c.nodes = append(c.nodes, cmd)
 		lu, _ := url.Parse(c.urls[i])
 		lbNodes = append(lbNodes, lu)
 	}
@@ -153,11 +194,45 @@ func startCluster(work, bin, base string, n int) (*cluster, error) {
 	return c, nil
 }
 
+// startNode starts node i (again) over its data directory.
+func (c *cluster) startNode(i int) error {
+	args := []string{"serve", "--addr", "127.0.0.1:0", "--data", c.dirs[i], "--log-level", "warn"}
+	if c.dsn != "" {
+		args = append(args, "--store", c.dsn)
+	}
+	cmd := exec.Command(c.bin, args...)
+	cmd.Env = append(os.Environ(), c.env...)
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "syncdb server listening on "); ok {
+			c.urls[i] = v
+			break
+		}
+	}
+	if c.urls[i] == "" {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return fmt.Errorf("node %d printed no URL", i)
+	}
+	go io.Copy(io.Discard, out)
+	c.nodes[i] = cmd
+	return nil
+}
+
 func (c *cluster) stop() {
-	c.lb.Close()
+	if c.lb != nil {
+		c.lb.Close()
+	}
 	for _, n := range c.nodes {
-		n.Process.Signal(syscall.SIGTERM)
-		n.Wait()
+		if n != nil && n.ProcessState == nil {
+			n.Process.Signal(syscall.SIGTERM)
+			n.Wait()
+		}
 	}
 }
 
