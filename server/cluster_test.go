@@ -184,10 +184,31 @@ func TestClusterSurvivesStoreRestart(t *testing.T) {
 	count := func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
 	waitFor(t, 30*time.Second, "pushes before the crash", func() bool { return count() >= 20 })
 	before := count()
+	// /healthz says whether the node reaches the store.
+	health := map[int]int{}
+	healthDone := make(chan struct{})
+	stopHealth := make(chan struct{})
+	go func() {
+		defer close(healthDone)
+		for {
+			select {
+			case <-stopHealth:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			health[healthz(tc.nodes[0].url)]++
+		}
+	}()
 	pg.Crash(t, 2*time.Second)
+	close(stopHealth)
+	<-healthDone
 	restarted := time.Now()
 	waitFor(t, 60*time.Second, "pushes after the restart", func() bool { return count() >= before+20 })
 	resumed := time.Since(restarted)
+	if health[http.StatusServiceUnavailable] == 0 {
+		t.Errorf("/healthz never said the store was unreachable while it was down: %v", health)
+	}
+	waitFor(t, 30*time.Second, "/healthz after the restart", func() bool { return healthz(tc.nodes[0].url) == http.StatusOK })
 	close(stop)
 	wg.Wait()
 
@@ -204,6 +225,7 @@ func TestClusterSurvivesStoreRestart(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
+	t.Logf("/healthz during the outage %v", health)
 	t.Logf("statuses %v; %d acknowledged, %d rows; resumed %v after PostgreSQL was back; slowest request %v", statuses, len(acked), len(have), resumed.Round(time.Millisecond), slowest.Round(time.Millisecond))
 	if lost > 0 {
 		t.Fatalf("%d acknowledged pushes lost", lost)
@@ -429,4 +451,19 @@ func TestClusterCloseDropsWhatTheStoreNeverRecorded(t *testing.T) {
 	if got := fmtRows(again.query(t, "", "SELECT count(*) FROM t")); got != "0\n" {
 		t.Fatalf("the push answered 503 is in the database: %s", got)
 	}
+}
+
+// healthz returns the status of a node's /healthz (-1: no answer); a 503
+// must say when to retry.
+func healthz(base string) int {
+	resp, err := http.Get(base + "/healthz")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") == "" {
+		return 0
+	}
+	return resp.StatusCode
 }
