@@ -86,8 +86,9 @@ func TestKillWriterMidPush(t *testing.T) {
 		c.nodes[w].cmd.Process.Signal(syscall.SIGKILL)
 		<-c.nodes[w].done
 		c.lb.SetDown(w, true)
-		// The gap: from the kill to the first push any client got
-		// acknowledged afterwards.
+		// The gap: from the kill to the acknowledgement of the first push
+		// any client started afterwards (an upper bound: it includes that
+		// push's own time).
 		deadline := time.Now().Add(60 * time.Second)
 		var first time.Time
 		for first.IsZero() {

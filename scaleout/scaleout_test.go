@@ -238,6 +238,7 @@ type pushClient struct {
 	attempted int          // rows written locally: 1..attempted
 	acked     map[int]bool // rows whose push returned nil
 	ackTimes  []time.Time  // when each successful push returned
+	ackStarts []time.Time  // when each of them started
 	errs      int          // pushes that failed (retried by the next push)
 	lastErr   error
 }
@@ -277,6 +278,7 @@ func (p *pushClient) run(ctx context.Context) {
 		p.mu.Lock()
 		p.attempted = n
 		p.mu.Unlock()
+		started := time.Now()
 		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		err = p.db.Push(pctx)
 		cancel()
@@ -286,6 +288,7 @@ func (p *pushClient) run(ctx context.Context) {
 				p.acked[i] = true // a push sends every pending change
 			}
 			p.ackTimes = append(p.ackTimes, time.Now())
+			p.ackStarts = append(p.ackStarts, started)
 		} else if ctx.Err() == nil {
 			p.errs++
 			p.lastErr = err
@@ -300,12 +303,14 @@ func (p *pushClient) acks() int {
 	return len(p.ackTimes)
 }
 
-// firstAckAfter returns the first successful push that returned after t.
+// firstAckAfter returns when the first successful push that started after
+// t returned (one that started before may have been answered by a writer
+// just before it died).
 func (p *pushClient) firstAckAfter(t time.Time) (time.Time, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, a := range p.ackTimes {
-		if a.After(t) {
+	for i, a := range p.ackTimes {
+		if p.ackStarts[i].After(t) {
 			return a, true
 		}
 	}
