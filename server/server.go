@@ -29,7 +29,6 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/syncdb/syncdb/server/stream"
@@ -37,6 +36,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/syncdb/syncdb/internal/flock"
 	"github.com/syncdb/syncdb/server/coord"
 	"github.com/syncdb/syncdb/server/history"
 )
@@ -131,7 +131,7 @@ type Server struct {
 	log     *slog.Logger
 	metrics *metrics
 	gather  prometheus.Gatherer
-	lock    *os.File // flock on the data directory
+	unlock  func() error // releases the lock on the data directory
 	coord   coord.Coordinator
 	fwd     *forwarder
 
@@ -228,15 +228,17 @@ func New(cfg Config) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
-	lock, err := os.OpenFile(filepath.Join(cfg.DataDir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	unlock, owner, err := flock.Lock(filepath.Join(cfg.DataDir, ".lock"))
+	if errors.Is(err, flock.ErrLocked) {
+		if owner > 0 {
+			return nil, fmt.Errorf("%w (process %d): %s", ErrDataDirInUse, owner, cfg.DataDir)
+		}
+		return nil, fmt.Errorf("%w: %s", ErrDataDirInUse, cfg.DataDir)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("lock data directory: %w", err)
 	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		lock.Close()
-		return nil, fmt.Errorf("%w: %s", ErrDataDirInUse, cfg.DataDir)
-	}
-	s := &Server{cfg: cfg, log: cfg.Logger, lock: lock, mem: &memBudget{limit: cfg.MaxInflightBytes}, coord: coord.NewLocal(), dbs: map[string]*database{}, opening: map[string]chan struct{}{}}
+	s := &Server{cfg: cfg, log: cfg.Logger, unlock: unlock, mem: &memBudget{limit: cfg.MaxInflightBytes}, coord: coord.NewLocal(), dbs: map[string]*database{}, opening: map[string]chan struct{}{}}
 	if cfg.Cluster != nil {
 		s.coord = cfg.Cluster
 	}
@@ -789,15 +791,15 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	s.inUse.Wait()
 	s.mu.Lock()
-	dbs, lock := s.dbs, s.lock
-	s.dbs, s.lock = map[string]*database{}, nil
+	dbs, unlock := s.dbs, s.unlock
+	s.dbs, s.unlock = map[string]*database{}, nil
 	s.mu.Unlock()
 	var errs []error
 	for _, d := range dbs {
 		errs = append(errs, d.close())
 	}
-	if lock != nil {
-		errs = append(errs, lock.Close())
+	if unlock != nil {
+		errs = append(errs, unlock())
 	}
 	return errors.Join(errs...)
 }
