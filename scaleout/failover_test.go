@@ -103,9 +103,14 @@ func TestKillWriterMidPush(t *testing.T) {
 			time.Sleep(2 * time.Millisecond)
 		}
 		gaps = append(gaps, first.Sub(killed))
-		// The node comes back with its old directory: its files are only
-		// caches and are rebuilt from the store.
-		c.nodes[w] = c.start(c.nodes[w].data)
+		// The node comes back with its old directory, or every other
+		// round with none (its caches deleted, as a new node): its files
+		// are only caches and are rebuilt from the store.
+		data := c.nodes[w].data
+		if round%2 == 1 {
+			data = ""
+		}
+		c.nodes[w] = c.start(data)
 		c.lb.SetNodeURL(w, c.nodes[w].url)
 		c.lb.SetDown(w, false)
 	}
