@@ -46,7 +46,10 @@ func newTestCluster(t *testing.T, n int, mod func(*pgstore.Config, *Config)) *te
 func (tc *testCluster) startNode(t *testing.T, i int, mod func(*pgstore.Config, *Config)) *testNode {
 	t.Helper()
 	hs := httptest.NewUnstartedServer(nil)
-	pcfg := pgstore.Config{URL: tc.dsn, Advertise: "http://" + hs.Listener.Addr().String(), TTL: 2 * time.Second,
+	// The serve default TTL: no test here waits for a lease to expire by
+	// itself (a lost lock session frees it at once), and a loaded CI
+	// machine must not make one lapse.
+	pcfg := pgstore.Config{URL: tc.dsn, Advertise: "http://" + hs.Listener.Addr().String(), TTL: 5 * time.Second,
 		Recheck: time.Second, Logger: slog.New(slog.DiscardHandler)}
 	reg := prometheus.NewRegistry() // the store's metrics and the server's
 	pcfg.Registry = reg
