@@ -10,11 +10,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/RoaringBitmap/roaring/v2"
@@ -167,26 +168,22 @@ func transient(err error) bool {
 		!errors.Is(err, netactor.ErrNoURL) && isNetworkish(err)
 }
 
-// isNetworkish: a truncated stream, a reset connection and similar.
+// isNetworkish: a truncated stream, a reset connection and similar, told
+// by type: net's errors (*net.OpError, *url.Error) have a Timeout method,
+// a body cut short is io.EOF or io.ErrUnexpectedEOF, a reset or refused
+// connection and a broken pipe are errnos. netactor wraps all of them with
+// %w; an error's text never counts (it may quote the server or the SQL).
 func isNetworkish(err error) bool {
 	var ne interface{ Timeout() bool }
 	// A response cut short (hrana.ErrInvalid: the JSON ends early) is a lost
 	// response; retrying re-reads the high-water mark first.
 	return errors.As(err, &ne) || errors.Is(err, errTruncated) || errors.Is(err, os.ErrDeadlineExceeded) ||
 		errors.Is(err, hrana.ErrInvalid) || errors.Is(err, errOutOfOrder) || errors.Is(err, netactor.ErrUnreachable) ||
-		containsAny(err.Error(), "connection reset", "connection refused", "EOF", "broken pipe")
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE)
 }
 
 var errTruncated = errors.New("truncated response")
-
-func containsAny(s string, subs ...string) bool {
-	for _, sub := range subs {
-		if strings.Contains(s, sub) {
-			return true
-		}
-	}
-	return false
-}
 
 // bootstrap downloads the database into <db>-bootstrap, records the
 // metadata, then moves the file into place. A crash before the metadata
