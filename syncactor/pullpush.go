@@ -152,6 +152,15 @@ func wakeable(ctx context.Context, wake chan struct{}) (reqCtx context.Context, 
 	return reqCtx, answered, release
 }
 
+// errBatchInterrupted: the server interrupted a push batch before its
+// end (nothing of it was applied); transient.
+var errBatchInterrupted = errors.New("the server interrupted the push batch (its statement timeout may be too short for this transaction, or it is overloaded)")
+
+// guardFailure is how SQLite words the designed failure of a guard
+// (change.Guard, continuityGuard): json() of a text that is not JSON. A
+// guard step failing otherwise did not find the row changed.
+const guardFailure = "malformed JSON"
+
 // errOutOfOrder: the server's high-water mark is not where this batch
 // starts (a duplicate of this request got there first, or another push by
 // this client); nothing was applied, and a retry re-reads the mark.
@@ -491,7 +500,15 @@ func (s *syncActor) send(ctx context.Context, b *batch) error {
 	if len(resp.Results) != 1 || resp.Results[0].Type != hrana.ResultOK || resp.Results[0].Response.BatchResult == nil {
 		return fmt.Errorf("%w: unexpected response %+v", ErrPushRejected, resp.Results)
 	}
-	br := resp.Results[0].Response.BatchResult
+	return b.outcome(resp.Results[0].Response.BatchResult)
+}
+
+// outcome reads the server's answer to the batch: nil if it committed,
+// errOutOfOrder if a continuity guard failed, errBatchInterrupted if the
+// server stopped it, a *pushConflict if a change met a row it did not
+// expect or a statement failed, else ErrPushRejected.
+func (b *batch) outcome(br *hrana.BatchResult) error {
+	steps := b.steps
 	if len(br.StepResults) != len(steps) || len(br.StepErrors) != len(steps) {
 		return fmt.Errorf("%w: %d step results for %d steps", ErrPushRejected, len(br.StepResults), len(steps))
 	}
@@ -505,9 +522,14 @@ func (s *syncActor) send(ctx context.Context, b *batch) error {
 			if tol, ok := b.tolerated[i]; ok && strings.Contains(e.Message, tol) {
 				continue
 			}
+			if e.Code == "SQLITE_INTERRUPT" || e.Code == "SQLITE_BUSY" {
+				// The server stopped the batch (its statement timeout, a busy
+				// writer): says nothing about the rows; try again.
+				return fmt.Errorf("%w at step %d of %d (%s: %s)", errBatchInterrupted, i, len(steps), e.Code, e.Message)
+			}
 			if c, ok := b.changeAt[i]; ok {
 				pc := &pushConflict{c: c, msg: e.Message}
-				if b.guards[i] {
+				if b.guards[i] && strings.Contains(e.Message, guardFailure) {
 					pc.msg = "the server's row is not as this change expects (another client changed it)"
 				}
 				return pc

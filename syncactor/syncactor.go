@@ -178,7 +178,7 @@ func isNetworkish(err error) bool {
 	// A response cut short (hrana.ErrInvalid: the JSON ends early) is a lost
 	// response; retrying re-reads the high-water mark first.
 	return errors.As(err, &ne) || errors.Is(err, errTruncated) || errors.Is(err, os.ErrDeadlineExceeded) ||
-		errors.Is(err, hrana.ErrInvalid) || errors.Is(err, errOutOfOrder) || errors.Is(err, netactor.ErrUnreachable) ||
+		errors.Is(err, hrana.ErrInvalid) || errors.Is(err, errOutOfOrder) || errors.Is(err, errBatchInterrupted) || errors.Is(err, netactor.ErrUnreachable) ||
 		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE)
 }
