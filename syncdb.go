@@ -196,7 +196,9 @@ type Config struct {
 	MaxRetryTime time.Duration
 	// ZstdPages asks the server for zstd compression: syncdb serve sends a
 	// bootstrap as one zstd stream and other pulls as zstd pages (Turso's
-	// servers may send neither).
+	// servers may send neither). It pays on a network link (0.43× the
+	// bytes); on loopback or a LAN the decoding costs more than it saves
+	// (bench/RESULTS.md §1 and §8).
 	ZstdPages bool
 	// Live, if set, keeps the replica following the server by itself (see
 	// LiveSync); DB.Changes tells what each pull changed.
