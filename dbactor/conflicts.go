@@ -804,4 +804,5 @@ func isWordByte(b byte) bool {
 // show that the simulator's invariants catch them.
 var mutation struct {
 	dropConflicts bool // conflicts found by a replay are not recorded
+	splitTxns     bool // a push batch ends after its limit even inside a transaction
 }

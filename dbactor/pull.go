@@ -690,7 +690,7 @@ func (a *dbActor) pendingChanges(ctx context.Context, after int64, limit int, pe
 		if err := rows.Scan(&id, &txn, &rec); err != nil {
 			return p, err
 		}
-		if n := len(p.Changes); (limit > 0 && n >= limit && p.Changes[n-1].Txn != txn) || (peek && n > 0) {
+		if n := len(p.Changes); (limit > 0 && n >= limit && (p.Changes[n-1].Txn != txn || mutation.splitTxns)) || (peek && n > 0) {
 			p.More = true
 			break
 		}

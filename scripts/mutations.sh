@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 # tag: what it breaks (the file that plants it)
 mutations=(
   "mutation_drop_conflicts: a pull's replay drops the conflicts it finds instead of recording them (dbactor/mutation_drop_conflicts.go)"
+  "mutation_split_txns: a push batch may end inside a local transaction (dbactor/mutation_split_txns.go)"
 )
 
 want=("$@")
@@ -21,9 +22,11 @@ for m in "${mutations[@]}"; do
     continue
   fi
   echo "== $m"
-  out=$(go test -count=1 -tags "$tag" ./sim -run 'TestSim$' -seeds=20 -ops=300 2>&1)
+  start=$(date +%s)
+  out=$(go test -count=1 -failfast -v -tags "$tag" ./sim -run 'TestSim$' -seeds=20 -ops=300 2>&1)
   if echo "$out" | grep -q 'invariant violations'; then
-    echo "   caught: $(echo "$out" | grep -m1 'invariant violations' | sed 's/^ *//')"
+    echo "   caught after $(($(date +%s) - start)) s (build included), $(echo "$out" | grep -m1 -- '--- FAIL: TestSim/' | sed 's/^ *--- FAIL: TestSim\//first failing seed /')"
+    echo "   $(echo "$out" | grep -m1 'invariant violations' | sed 's/^ *//' | cut -c1-300)"
   else
     echo "   NOT CAUGHT: the simulator passed with the bug planted"
     status=1

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 
@@ -259,6 +260,7 @@ func (w *world) checkQuiescent() string {
 		}
 	}
 	w.model.mu.Unlock()
+	w.checkLanding()
 	// Each client's synced base is the server's pages at its revision.
 	for _, c := range w.clients {
 		c.db.Close()
@@ -334,5 +336,56 @@ func (w *world) checkBase(c *client) {
 	if len(diff) > 0 {
 		sort.Slice(diff, func(i, j int) bool { return diff[i] < diff[j] })
 		w.fail("%s: synced base differs from the server's revision %s on pages %v", c.name, meta.SyncedRevision.Revision, diff)
+	}
+}
+
+// checkLanding is the last-writer-wins oracle and the atomicity check of
+// local transactions, over what each client meant to write (its tokens, by
+// transaction) and the order in which its pushes landed on the server:
+//
+//   - A token lands once. Landing again means a write the server already
+//     had came back, over whatever landed since (a stale write that then
+//     converges everywhere, so convergence and the model cannot see it),
+//     or one statement's changes travelled in two batches. Only keeping the
+//     local side of a conflict sends a write again.
+//   - A local transaction's writes land in one batch: otherwise another
+//     replica could pull half of it.
+//
+// Writes a conflict touched are exempt from both (a conflict holds back or
+// resends single changes, by design).
+func (w *world) checkLanding() {
+	exempt := func(tok string) bool {
+		for _, c := range w.clients {
+			if c.conflictTokens[tok] {
+				return true
+			}
+		}
+		return false
+	}
+	w.model.mu.Lock()
+	defer w.model.mu.Unlock()
+	for _, l := range w.model.again {
+		if !exempt(l.token) {
+			w.fail("%s landed on the server again, in batch %d, after batch %d had it (no conflict sent it again): a stale write came back, or a statement's changes were split",
+				l.token, l.batch, w.model.first[l.token])
+			return
+		}
+	}
+	for _, c := range w.clients {
+		for _, txn := range c.txns {
+			if slices.ContainsFunc(txn, exempt) {
+				continue
+			}
+			batches := map[int][]string{}
+			for _, tok := range txn {
+				if b, ok := w.model.first[tok]; ok {
+					batches[b] = append(batches[b], tok)
+				}
+			}
+			if len(batches) > 1 {
+				w.fail("%s's transaction %v landed in %d batches: %v (another replica could see half of it)", c.name, txn, len(batches), batches)
+				return
+			}
+		}
 	}
 }

@@ -75,7 +75,13 @@ func (w *world) checkConflicts(c *client, op string) {
 		return
 	}
 	c.heldTokens = map[string]bool{}
+	if c.conflictTokens == nil {
+		c.conflictTokens = map[string]bool{}
+	}
 	for _, r := range recs {
+		for _, t := range r.tokens {
+			c.conflictTokens[t] = true
+		}
 		if r.resolved == "" || r.resolved == "remote" {
 			for _, t := range r.tokens {
 				c.heldTokens[t] = true

@@ -20,15 +20,26 @@ type model struct {
 	// (an upsert's values, an UPDATE's SET values): every effective local
 	// write must reach the server exactly once.
 	tokens map[string]int
-	trace  func(token string, n int, sql string) // called on every counted token (for logs)
-	cur    string                                // the statement being applied
-	batch  map[string]bool                       // tokens counted in the current batch
+	// first is the committed batch (index in commits) where each token
+	// landed first; again lists the tokens that landed again later, in
+	// order (the last-writer-wins oracle: see checkLanding).
+	first map[string]int
+	again []landing
+	trace func(token string, n int, sql string) // called on every counted token (for logs)
+	cur   string                                // the statement being applied
+	batch map[string]bool                       // tokens counted in the current batch
 	// history lists, per row (table and key), who changed it in which
 	// server revision: a recorded conflict must match one of them.
 	history map[rowID][]touch
 	commits []touch // every committed batch
 	client  string  // the batch being applied: its client id
 	seq     int64   // and its revision
+}
+
+// landing is a token landing again, in a committed batch.
+type landing struct {
+	token string
+	batch int
 }
 
 type rowID struct {
@@ -49,7 +60,7 @@ type mtable struct {
 }
 
 func newModel() *model {
-	return &model{tables: map[string]*mtable{}, tokens: map[string]int{}, batch: map[string]bool{}, history: map[rowID][]touch{}}
+	return &model{tables: map[string]*mtable{}, tokens: map[string]int{}, first: map[string]int{}, batch: map[string]bool{}, history: map[rowID][]touch{}}
 }
 
 var (
@@ -201,6 +212,11 @@ func (m *model) countOnce(vals []any) {
 		if s, ok := v.(string); ok && strings.HasPrefix(s, "c") && strings.Contains(s, ".") && !m.batch[s] {
 			m.batch[s] = true
 			m.tokens[s]++
+			if m.tokens[s] == 1 {
+				m.first[s] = len(m.commits) - 1
+			} else {
+				m.again = append(m.again, landing{s, len(m.commits) - 1})
+			}
 			if m.trace != nil {
 				m.trace(s, m.tokens[s], m.cur)
 			}

@@ -3,6 +3,7 @@ package sim
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/syncdb/syncdb"
@@ -199,6 +200,9 @@ func (w *world) write(ctx context.Context, c *client) string {
 		})
 		if err == nil {
 			c.tokens = append(c.tokens, tokens...)
+			if len(tokens) > 1 {
+				c.txns = append(c.txns, slices.Clone(tokens))
+			}
 		}
 		return fmt.Sprintf("tx of %d: %s", len(stmts), errText(err))
 	}

@@ -11,7 +11,9 @@
 // recorded conflict holds it), every recorded conflict matching a change
 // another client committed in the revisions the replica pulled,
 // convergence of every replica with the server, the server equal to a
-// reference model of the committed pushes, each client's synced base
+// reference model of the committed pushes, every local transaction landing
+// on the server in one batch and every write landing once (unless keeping
+// the local side of a conflict resends it), each client's synced base
 // byte-identical to the server's pages at its revision, monotonic
 // revisions, no goroutine leak.
 //
@@ -99,6 +101,12 @@ type client struct {
 	// tokens that conflicts hold back (see checkConflicts).
 	seenConflict int64
 	heldTokens   map[string]bool
+	// conflictTokens are the tokens of every conflict c ever recorded:
+	// keeping the local side sends them again (see checkLanding).
+	conflictTokens map[string]bool
+	// txns are the tokens of each committed local transaction that wrote
+	// more than one: they must land on the server in one batch.
+	txns [][]string
 }
 
 // crashPlan arms a crash at the n-th hit of a failpoint of one owner.
