@@ -804,5 +804,6 @@ func isWordByte(b byte) bool {
 // show that the simulator's invariants catch them.
 var mutation struct {
 	dropConflicts bool // conflicts found by a replay are not recorded
+	replayPushed  bool // a replay also applies the last change the server already has
 	splitTxns     bool // a push batch ends after its limit even inside a transaction
 }

@@ -596,6 +596,9 @@ func (a *dbActor) replayFloor(ctx context.Context, hdr journalHeader, entries []
 	if mark.Gen != hdr.PullGen {
 		return 0, "", nil
 	}
+	if mutation.replayPushed {
+		return known, "", nil
+	}
 	return mark.ID, "", nil
 }
 

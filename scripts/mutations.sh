@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 # tag: what it breaks (the file that plants it)
 mutations=(
   "mutation_drop_conflicts: a pull's replay drops the conflicts it finds instead of recording them (dbactor/mutation_drop_conflicts.go)"
+  "mutation_replay_pushed: a pull's replay floor is what the replica knows it pushed, not the server's mark: a push whose answer was lost is replayed and pushed again (dbactor/mutation_replay_pushed.go)"
   "mutation_split_txns: a push batch may end inside a local transaction (dbactor/mutation_split_txns.go)"
 )
 

@@ -3,6 +3,7 @@ package sim
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 
 	"github.com/syncdb/syncdb"
@@ -19,6 +20,9 @@ type conflictRec struct {
 	hasKey                   bool
 	revision, base, resolved string
 	tokens                   []string // value tokens of the local changes it holds
+	// written are the tokens its local changes wrote (in the after image,
+	// not the before image): writes of the replica not yet on the server.
+	written []string
 }
 
 // readConflicts reads every conflict c recorded.
@@ -46,10 +50,18 @@ func readConflicts(db *syncdb.DB) ([]conflictRec, error) {
 			r.key, r.hasKey = k[0].(int64)
 		}
 		for _, c := range cs {
-			for _, img := range [][]any{c.Before, c.After} {
-				for _, v := range img {
-					if s, ok := v.(string); ok && isToken(s) {
-						r.tokens = append(r.tokens, s)
+			before := map[string]bool{}
+			for _, v := range c.Before {
+				if s, ok := v.(string); ok && isToken(s) {
+					r.tokens = append(r.tokens, s)
+					before[s] = true
+				}
+			}
+			for _, v := range c.After {
+				if s, ok := v.(string); ok && isToken(s) {
+					r.tokens = append(r.tokens, s)
+					if !before[s] {
+						r.written = append(r.written, s)
 					}
 				}
 			}
@@ -79,6 +91,7 @@ func (w *world) checkConflicts(c *client, op string) {
 		c.conflictTokens = map[string]bool{}
 	}
 	for _, r := range recs {
+		earlier := maps.Clone(c.conflictTokens)
 		for _, t := range r.tokens {
 			c.conflictTokens[t] = true
 		}
@@ -93,6 +106,23 @@ func (w *world) checkConflicts(c *client, op string) {
 		c.seenConflict = r.id
 		w.logf("%s recorded conflict %d: %s on %s %d (base %s, at %s), resolved %q", c.name, r.id, r.kind, r.table, r.key, r.base, r.revision, r.resolved)
 		row := r.kind != "constraint" && r.hasKey
+		// A conflict is between the server and a local write it did not
+		// have: a write that had landed by the conflict's revision means the
+		// pull replayed a change the server had, over what landed since
+		// (last writer wins: the later write must stand). (A rekeyed or
+		// kept local write lands after it, with the resolution; keeping the
+		// local side of an earlier conflict may bring a row back with
+		// writes that had landed.)
+		for _, tok := range r.written {
+			if !strings.HasPrefix(tok, fmt.Sprintf("c%d.", c.i)) || earlier[tok] {
+				continue
+			}
+			if seq, landed := w.model.landed(tok); landed && seq <= parseRevSeq(r.revision) {
+				w.fail("%s: conflict %d (%s on %s %d, at %s) holds its write %s, which the server had since revision %d: the pull replayed a change the server already had",
+					c.name, r.id, r.kind, r.table, r.key, r.revision, tok, seq)
+				break
+			}
+		}
 		if !w.model.concurrent(c.name, r.table, r.key, row, parseRevSeq(r.base), parseRevSeq(r.revision)) {
 			w.fail("%s: conflict %d (%s on %s %d) matches no change another client committed between revisions %s and %s",
 				c.name, r.id, r.kind, r.table, r.key, r.base, r.revision)

@@ -240,6 +240,18 @@ func (m *model) touched(table string, key int64) {
 	m.history[id] = append(m.history[id], touch{m.client, m.seq})
 }
 
+// landed reports whether token landed on the server, and the revision
+// where it did first.
+func (m *model) landed(token string) (int64, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b, ok := m.first[token]
+	if !ok {
+		return 0, false
+	}
+	return m.commits[b].seq, true
+}
+
 // concurrent reports whether a client other than the one whose id starts
 // with owner committed a change in revisions (base, rev]: of the row
 // table/key, or (row false) of anything.

@@ -9,7 +9,9 @@
 // After every operation and at quiescence it checks the invariants:
 // integrity of every database, no lost acknowledged write (unless a
 // recorded conflict holds it), every recorded conflict matching a change
-// another client committed in the revisions the replica pulled,
+// another client committed in the revisions the replica pulled and holding
+// no write the server already had (last writer wins: a pull must not
+// replay a pushed change over what landed since),
 // convergence of every replica with the server, the server equal to a
 // reference model of the committed pushes, every local transaction landing
 // on the server in one batch and every write landing once (unless keeping
