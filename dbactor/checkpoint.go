@@ -99,7 +99,14 @@ func (a *dbActor) checkpoint(ctx context.Context) error {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
 	failpoint.Hit("checkpoint.copied", a.cfg.Path)
-	return a.finishCheckpoint(ctx, plan)
+	if err := a.finishCheckpoint(ctx, plan); err != nil {
+		// The WAL is copied (and maybe emptied) but the metadata still
+		// points into it, with Checkpointing set: finish as an open would,
+		// before the next operation reads the base or compares the WAL.
+		a.unfinished = true
+		return err
+	}
+	return nil
 }
 
 // hashPlan carries the content hash of the database file through a

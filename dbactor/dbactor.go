@@ -145,13 +145,16 @@ type dbActor struct {
 	pages   messages.LazyPages // nil for a full replica
 
 	opened    bool
-	forceFull bool                // inside durable(): a reopened writer stays synchronous=FULL
-	walSize   int64               // WAL size after our last write: anything else is a foreign write
-	pending   bool                // a pull's T1 committed but the pull is not finished
-	user      bool                // a user statement is being prepared or run (see authorize)
-	restamp   *messages.FileStamp // the database file's stamp to record: same content, new time
-	detached  error               // the files were modified outside syncdb: read only (see detach)
-	denied    string              // the protected table the authorizer last refused
+	forceFull bool  // inside durable(): a reopened writer stays synchronous=FULL
+	walSize   int64 // WAL size after our last write: anything else is a foreign write
+	// unfinished: a checkpoint copied the WAL but could not record it (a
+	// failed -info write): it is finished before anything else runs.
+	unfinished bool
+	pending    bool                // a pull's T1 committed but the pull is not finished
+	user       bool                // a user statement is being prepared or run (see authorize)
+	restamp    *messages.FileStamp // the database file's stamp to record: same content, new time
+	detached   error               // the files were modified outside syncdb: read only (see detach)
+	denied     string              // the protected table the authorizer last refused
 }
 
 func (a *dbActor) receive(msg any) {

@@ -366,6 +366,12 @@ func (a *dbActor) checkForeignWrites() error {
 	if a.detached != nil {
 		return a.detached
 	}
+	if a.unfinished {
+		if err := a.recoverCheckpoint(context.Background()); err != nil {
+			return err
+		}
+		a.unfinished = false
+	}
 	if size := a.walSizeNow(); size != a.walSize {
 		a.detach(context.Background(), externalModification("another program wrote to its WAL while syncdb had it open (%d bytes, syncdb left %d)", size, a.walSize))
 		return a.detached

@@ -169,10 +169,15 @@ func (a *metaActor) update(fn func(*messages.Meta) error) (*messages.Meta, error
 	if err != nil {
 		return nil, fmt.Errorf("update %s: %w", a.path, err)
 	}
+	if mutation.cacheFirst {
+		a.cur = clone(next)
+	}
 	if err := fsx.WriteFileAtomic(a.fs, a.path, data); err != nil {
 		return nil, fmt.Errorf("write %s: %w", a.path, err)
 	}
-	// Fn may have kept a pointer into next: keep our own copy.
+	// Only now, and not before: a write that failed (and that the process
+	// survives) must leave the cache as the file is. Fn may have kept a
+	// pointer into next: keep our own copy.
 	a.cur = clone(next)
 	return next, nil
 }
@@ -443,4 +448,10 @@ func deepCopy(v reflect.Value) reflect.Value {
 	default: // scalars, strings; funcs and channels are shared
 		return v
 	}
+}
+
+// mutation holds the bugs that build tags plant (scripts/mutations.sh), to
+// show that the simulator's invariants catch them.
+var mutation struct {
+	cacheFirst bool // the cache advances before the file is written
 }

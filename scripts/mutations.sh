@@ -13,6 +13,7 @@ mutations=(
   "mutation_drop_conflicts: a pull's replay drops the conflicts it finds instead of recording them (dbactor/mutation_drop_conflicts.go)"
   "mutation_replay_pushed: a pull's replay floor is what the replica knows it pushed, not the server's mark: a push whose answer was lost is replayed and pushed again (dbactor/mutation_replay_pushed.go)"
   "mutation_split_txns: a push batch may end inside a local transaction (dbactor/mutation_split_txns.go)"
+  "mutation_meta_cache_first: the -info cache advances before its write succeeded (metaactor/mutation_meta_cache_first.go)"
 )
 
 want=("$@")

@@ -18,6 +18,7 @@ import (
 	"github.com/syncdb/syncdb"
 	"github.com/syncdb/syncdb/dbactor"
 	"github.com/syncdb/syncdb/internal/fsx"
+	"github.com/syncdb/syncdb/messages"
 	"github.com/syncdb/syncdb/metaactor"
 	"github.com/syncdb/syncdb/pageactor"
 	"github.com/syncdb/syncdb/wire"
@@ -40,6 +41,13 @@ func (w *world) checkClient(c *client, op, result string) {
 		w.fail("%s after %s: stats: %v", c.name, op, err)
 		return
 	}
+	// The replica's metadata (its cache) is what its -info file says: a
+	// write that failed left both as they were.
+	if meta, err := metaactor.Load(fsx.OS, c.path+"-info"); err != nil {
+		w.fail("%s after %s: load metadata: %v", c.name, op, err)
+	} else if disk := revisionOf(meta); disk != st.Revision {
+		w.fail("%s after %s: the replica's metadata says revision %q, its -info file %q", c.name, op, st.Revision, disk)
+	}
 	if st.Revision != "" {
 		seq := parseRevSeq(st.Revision)
 		if seq < c.rev {
@@ -54,6 +62,13 @@ func (w *world) checkClient(c *client, op, result string) {
 			w.fail("%s %s: unexpected error: %s", c.name, op, result)
 		}
 	}
+}
+
+func revisionOf(m *messages.Meta) string {
+	if m == nil || m.SyncedRevision == nil {
+		return ""
+	}
+	return m.SyncedRevision.Revision
 }
 
 // expectedError lists the errors an operation may legitimately return in

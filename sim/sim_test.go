@@ -49,7 +49,7 @@ func TestSim(t *testing.T) {
 	for s := first; s < first+uint64(seeds); s++ {
 		seed := s
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			hash, log, bad := run(t, config{seed: seed, ops: ops, faults: true, crashes: true, partial: true, verbose: *flagVerbose})
+			hash, log, bad := run(t, config{seed: seed, ops: ops, faults: true, crashes: true, partial: true, ioFaults: true, verbose: *flagVerbose})
 			if len(bad) > 0 {
 				t.Errorf("seed %d: %d invariant violations; first: %s\n\nreplay: go test ./sim -run 'TestSim$' -seed=%d -ops=%d -simv\n\nlog tail:\n%s",
 					seed, len(bad), bad[0], seed, ops, tail(log, 60))
@@ -118,7 +118,7 @@ func TestReplayIsDeterministic(t *testing.T) {
 	if *flagSeed != 0 {
 		seed = *flagSeed
 	}
-	cfg := config{seed: seed, ops: 120, faults: true, crashes: true, partial: true}
+	cfg := config{seed: seed, ops: 120, faults: true, crashes: true, partial: true, ioFaults: true}
 	h1, log1, bad1 := run(t, cfg)
 	h2, log2, bad2 := run(t, cfg)
 	if len(bad1)+len(bad2) > 0 {
@@ -150,12 +150,22 @@ func TestMain(m *testing.M) {
 //
 // They ran before partial replicas joined the simulation, so they run
 // without them.
+//
+//	4 (with TestSim's configuration, 160 operations): a checkpoint whose
+//	final -info write failed left the metadata pointing into the WAL it had
+//	emptied; the next pull took that for a foreign write and detached the
+//	replica (fixed: the checkpoint is finished before the next operation).
 func TestSimRegressions(t *testing.T) {
 	const ops = 300 // the bugs need their full runs; a handful of seeds is affordable even under -race
+	cases := []config{{seed: 4, ops: 160, partial: true, ioFaults: true}}
 	for _, seed := range []uint64{14, 15, 16, 28, 30, 31, 113} {
-		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			if _, log, bad := run(t, config{seed: seed, ops: ops, faults: true, crashes: true}); len(bad) > 0 {
-				t.Fatalf("seed %d: %s\n%s", seed, bad[0], tail(log, 40))
+		cases = append(cases, config{seed: seed, ops: ops})
+	}
+	for _, cfg := range cases {
+		cfg.faults, cfg.crashes = true, true
+		t.Run(fmt.Sprint(cfg.seed), func(t *testing.T) {
+			if _, log, bad := run(t, cfg); len(bad) > 0 {
+				t.Fatalf("seed %d: %s\n%s", cfg.seed, bad[0], tail(log, 40))
 			}
 		})
 	}

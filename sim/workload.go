@@ -119,6 +119,9 @@ func (w *world) step(n int) {
 		w.plan = &crashPlan{owner: c.dir, point: pts[w.rng.IntN(len(pts))], countdown: 1 + w.rng.IntN(2), power: w.rng.IntN(2) == 0}
 		w.mu.Unlock()
 	}
+	if w.cfg.ioFaults && w.frng.IntN(100) < 10 {
+		w.armIOFault(c)
+	}
 	var result string
 	switch op {
 	case "write":
@@ -168,6 +171,7 @@ func (w *world) step(n int) {
 			w.fail("server maintain: %v", err)
 		}
 	}
+	c.fs.SetFault(nil)
 	w.logf("op %d %s %s: %s", n, c.name, op, result)
 	if p := w.takeCrash(); p != nil {
 		w.crashClient(c, p.power, p.fired)

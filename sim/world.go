@@ -2,8 +2,9 @@
 // many clients there are, what they do (writes, schema changes,
 // transactions, reads, push, pull, sync, checkpoint, reopen), which network
 // faults hit which requests, and where processes crash — at a failpoint
-// inside an operation, as a process death or a power loss — and when the
-// server crashes and restarts. The server and the clients run in one
+// inside an operation, as a process death or a power loss — when the
+// server crashes and restarts, and which writes of a client's -info file
+// fail with an error the process survives. The server and the clients run in one
 // process; the network is an http.RoundTripper; time is virtual.
 //
 // After every operation and at quiescence it checks the invariants:
@@ -17,7 +18,8 @@
 // on the server in one batch and every write landing once (unless keeping
 // the local side of a conflict resends it), each client's synced base
 // byte-identical to the server's pages at its revision, monotonic
-// revisions, no goroutine leak.
+// revisions, each replica's metadata as its -info file says (a failed write
+// moves neither), no goroutine leak.
 //
 // Run it with go test ./sim (see sim_test.go for the flags); a failing run
 // prints the command that replays it.
@@ -49,12 +51,13 @@ import (
 
 // config is one run.
 type config struct {
-	seed    uint64
-	ops     int
-	faults  bool // network faults
-	crashes bool // client and server crashes
-	partial bool // some clients are partial replicas
-	verbose bool
+	seed     uint64
+	ops      int
+	faults   bool // network faults
+	crashes  bool // client and server crashes
+	partial  bool // some clients are partial replicas
+	ioFaults bool // write errors the client survives (its -info file)
+	verbose  bool
 }
 
 // world is everything one seed runs.
@@ -62,6 +65,7 @@ type world struct {
 	t     testing.TB
 	cfg   config
 	rng   *rand.Rand
+	frng  *rand.Rand // I/O faults: a stream of their own, so that the other choices stay as they were
 	dir   string
 	vfs   string
 	model *model
@@ -134,6 +138,7 @@ func newWorld(t testing.TB, cfg config) *world {
 		model: newModel(),
 		clock: &simClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()},
 	}
+	w.frng = rand.New(rand.NewPCG(cfg.seed, 0xf5))
 	w.ids = &seededIDs{rng: rand.New(rand.NewPCG(cfg.seed, 0x1d5))}
 	w.tr = &transport{w: w}
 	w.model.trace = func(tok string, n int, sql string) {
@@ -340,6 +345,23 @@ func (w *world) crashClient(c *client, power bool, why string) {
 	}
 	c.fs.Thaw()
 	w.restartRecorder(c.rec, power)
+}
+
+// armIOFault makes the n-th write, sync or rename of c's -info file (or
+// its temporary file) fail, once, until disarmed.
+func (w *world) armIOFault(c *client) {
+	ops := []string{"write", "sync", "rename"}
+	op, n := ops[w.frng.IntN(len(ops))], 1+w.frng.IntN(3)
+	c.fs.SetFault(func(o, path string) error {
+		if o != op || !strings.Contains(filepath.Base(path), "-info") || n == 0 {
+			return nil
+		}
+		if n--; n > 0 {
+			return nil
+		}
+		w.logf("%s: injected %s error on %s", c.name, op, filepath.Base(path))
+		return fmt.Errorf("sim: injected %s error", op)
+	})
 }
 
 // ensureOpen opens c if it is down, riding out crashes armed for its open.

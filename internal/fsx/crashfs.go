@@ -29,8 +29,9 @@ var ErrFrozen = errors.New("fsx: file system frozen by a simulated crash")
 type CrashFS struct {
 	mu     sync.Mutex
 	frozen bool
-	files  map[string]*durable // by clean path
-	dirOps []dirOp             // directory changes not yet made durable, oldest first
+	fault  func(op, path string) error // see SetFault
+	files  map[string]*durable         // by clean path
+	dirOps []dirOp                     // directory changes not yet made durable, oldest first
 }
 
 // durable is what a file holds durably: its content at the last Sync (nil
@@ -119,6 +120,24 @@ func (c *CrashFS) check() error {
 	return nil
 }
 
+// SetFault injects I/O errors the process survives: fn is asked before
+// every write, truncate, sync and rename (op "write", "sync", "rename"; path
+// the file, for a rename its old path) and a non-nil error fails that call
+// without any effect. nil removes it.
+func (c *CrashFS) SetFault(fn func(op, path string) error) {
+	c.mu.Lock()
+	c.fault = fn
+	c.mu.Unlock()
+}
+
+// injected asks the fault function about op on path. The caller holds mu.
+func (c *CrashFS) injected(op, path string) error {
+	if c.fault == nil {
+		return nil
+	}
+	return c.fault(op, path)
+}
+
 // touch records the durable content of path before its first change since
 // the last Sync. The caller holds mu.
 func (c *CrashFS) touch(path string) error {
@@ -173,6 +192,9 @@ func (c *CrashFS) Rename(oldpath, newpath string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.check(); err != nil {
+		return err
+	}
+	if err := c.injected("rename", from); err != nil {
 		return err
 	}
 	op := dirOp{kind: "rename", dir: filepath.Dir(to), from: from, to: to}
@@ -234,6 +256,9 @@ func (f *crashFile) mutate(fn func() error) error {
 	if err := f.fs.check(); err != nil {
 		return err
 	}
+	if err := f.fs.injected("write", f.path); err != nil {
+		return err
+	}
 	if err := f.fs.touch(f.path); err != nil {
 		return err
 	}
@@ -260,6 +285,9 @@ func (f *crashFile) Sync() error {
 	f.fs.mu.Lock()
 	defer f.fs.mu.Unlock()
 	if err := f.fs.check(); err != nil {
+		return err
+	}
+	if err := f.fs.injected("sync", f.path); err != nil {
 		return err
 	}
 	if err := f.File.Sync(); err != nil {

@@ -90,3 +90,33 @@ func TestCrashFSAtomicWrite(t *testing.T) {
 		})
 	}
 }
+
+// An injected fault fails the one call it names, with no effect, and the
+// file system goes on working: WriteFileAtomic leaves the old content.
+func TestCrashFSInjectedFault(t *testing.T) {
+	dir := t.TempDir()
+	c := NewCrashFS()
+	p := filepath.Join(dir, "f")
+	if err := WriteFileAtomic(c, p, []byte("old")); err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("boom")
+	for _, op := range []string{"write", "sync", "rename"} {
+		c.SetFault(func(o, path string) error {
+			if o == op {
+				return boom
+			}
+			return nil
+		})
+		if err := WriteFileAtomic(c, p, []byte("new")); !errors.Is(err, boom) {
+			t.Fatalf("%s fault: %v", op, err)
+		}
+		if got := read(t, p); got != "old" {
+			t.Fatalf("after a %s fault the file holds %q", op, got)
+		}
+	}
+	c.SetFault(nil)
+	if err := WriteFileAtomic(c, p, []byte("new")); err != nil || read(t, p) != "new" {
+		t.Fatalf("after the faults: %v %q", err, read(t, p))
+	}
+}
