@@ -14,6 +14,7 @@ mutations=(
   "mutation_replay_pushed: a pull's replay floor is what the replica knows it pushed, not the server's mark: a push whose answer was lost is replayed and pushed again (dbactor/mutation_replay_pushed.go)"
   "mutation_split_txns: a push batch may end inside a local transaction (dbactor/mutation_split_txns.go)"
   "mutation_meta_cache_first: the -info cache advances before its write succeeded (metaactor/mutation_meta_cache_first.go)"
+  "mutation_compact_shadowed: history compaction drops page versions that retained revisions still need (server/history/mutation_compact_shadowed.go)"
 )
 
 want=("$@")

@@ -97,6 +97,7 @@ type dbOptions struct {
 	vfs              string
 	newID            func() string
 	after            func(time.Duration) <-chan time.Time // long-poll timer; nil = the wall clock
+	now              func() time.Time                     // the history's clock; nil = the wall clock
 	interval         time.Duration
 	coord            coord.Coordinator // writer lease and wake-ups
 	shared           bool              // the history is shared by several nodes; the local file is a cache
@@ -313,7 +314,7 @@ func (d *database) initHistory(ctx context.Context) error {
 		id = d.opts.newID()
 	}
 	d.walPos = walfile.Position{}
-	if err := d.hist.Init(ctx, id, base, history.Cursor{}, time.Now().UnixMilli()); err != nil {
+	if err := d.hist.Init(ctx, id, base, history.Cursor{}, d.opts.clock().UnixMilli()); err != nil {
 		return fmt.Errorf("record base revision: %w", err)
 	}
 	// Later revisions can be recovered from the WAL after a power loss, the
@@ -394,7 +395,7 @@ func (d *database) recordCommits(ctx context.Context) (int, error) {
 		// paused, or cut off from the store): do not even try.
 		return 0, fmt.Errorf("%w: this node's lease lapsed before it recorded the commit", history.ErrFenced)
 	}
-	rev, err := d.hist.Append(ctx, d.fence, commits, cur, time.Now().UnixMilli())
+	rev, err := d.hist.Append(ctx, d.fence, commits, cur, d.opts.clock().UnixMilli())
 	if err != nil {
 		return 0, err
 	}
@@ -579,7 +580,7 @@ func (d *database) compact(ctx context.Context) error {
 			return nil
 		}
 	}
-	h, err := d.hist.SeqAtOrBefore(ctx, time.Now().Add(-d.opts.retention).UnixMilli())
+	h, err := d.hist.SeqAtOrBefore(ctx, d.opts.clock().Add(-d.opts.retention).UnixMilli())
 	if err != nil || h <= d.hist.Horizon() {
 		return err
 	}
@@ -588,6 +589,14 @@ func (d *database) compact(ctx context.Context) error {
 		d.log.Info("compacted history", "horizon", h, "deleted", n)
 	}
 	return err
+}
+
+// clock is the time of the history.
+func (o dbOptions) clock() time.Time {
+	if o.now != nil {
+		return o.now()
+	}
+	return time.Now()
 }
 
 // revision formats seq as the opaque string clients see.

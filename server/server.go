@@ -108,6 +108,9 @@ type Config struct {
 	// After, if set, times long polls instead of the wall clock (the
 	// simulator\'s virtual time).
 	After func(time.Duration) <-chan time.Time
+	// Now, if set, is the time of the history (revision timestamps and the
+	// retention of HistoryRetention) instead of the wall clock.
+	Now func() time.Time
 }
 
 // Cluster is a store shared by several nodes: the histories of every
@@ -280,6 +283,7 @@ func (s *Server) dbOptions() dbOptions {
 		vfs:              s.cfg.VFS,
 		newID:            s.cfg.NewID,
 		after:            s.cfg.After,
+		now:              s.cfg.Now,
 		interval:         s.cfg.MaintenanceInterval,
 		retention:        s.cfg.HistoryRetention,
 		checkpointFrames: s.cfg.CheckpointFrames,

@@ -186,7 +186,9 @@ func (t *transport) observePush(h http.Handler, httpReq *http.Request, reqBody, 
 	if len(steps) > 3 {
 		client, _ = steps[len(steps)-2].Stmt.Args[0].V.(string)
 	}
-	t.w.model.beginBatch(client, t.latestRevision(h, httpReq))
+	seq := t.latestRevision(h, httpReq)
+	t.w.committed(seq)
+	t.w.model.beginBatch(client, seq)
 	for i, st := range steps {
 		if br.StepResults[i] == nil {
 			continue // a tolerated failure (duplicate column)

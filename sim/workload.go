@@ -167,9 +167,7 @@ func (w *world) step(n int) {
 		}
 		w.startServer()
 	case "server-maintain":
-		if err := w.srv.Maintain(ctx); err != nil {
-			w.fail("server maintain: %v", err)
-		}
+		result = w.maintain(ctx)
 	}
 	c.fs.SetFault(nil)
 	w.logf("op %d %s %s: %s", n, c.name, op, result)

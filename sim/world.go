@@ -19,7 +19,9 @@
 // the local side of a conflict resends it), each client's synced base
 // byte-identical to the server's pages at its revision, monotonic
 // revisions, each replica's metadata as its -info file says (a failed write
-// moves neither), no goroutine leak.
+// moves neither), every retained revision's pages unchanged by a
+// compaction of the server's history (the sim compacts, at maintenance, up
+// to the oldest revision a client holds), no goroutine leak.
 //
 // Run it with go test ./sim (see sim_test.go for the flags); a failing run
 // prints the command that replays it.
@@ -37,6 +39,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -73,9 +76,14 @@ type world struct {
 	clock *simClock
 	ids   *seededIDs
 
-	srv    *server.Server
-	srvDir string
-	srvRec *shimvfs.Recorder
+	srv *server.Server
+	// compactAt, if not 0, is the server's time (unix ns) during a
+	// compaction; commitTimes is the virtual time of each revision a push
+	// made (guarded by mu). See maintain.
+	compactAt   atomic.Int64
+	commitTimes map[int64]time.Time
+	srvDir      string
+	srvRec      *shimvfs.Recorder
 
 	clients []*client
 
@@ -130,13 +138,14 @@ func newWorld(t testing.TB, cfg config) *world {
 		t.Fatal(err)
 	}
 	w := &world{
-		t:     t,
-		cfg:   cfg,
-		rng:   rand.New(rand.NewPCG(cfg.seed, 0x5eed)),
-		dir:   t.TempDir(),
-		vfs:   vfs,
-		model: newModel(),
-		clock: &simClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()},
+		t:           t,
+		cfg:         cfg,
+		rng:         rand.New(rand.NewPCG(cfg.seed, 0x5eed)),
+		dir:         t.TempDir(),
+		vfs:         vfs,
+		model:       newModel(),
+		commitTimes: map[int64]time.Time{},
+		clock:       &simClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()},
 	}
 	w.frng = rand.New(rand.NewPCG(cfg.seed, 0xf5))
 	w.ids = &seededIDs{rng: rand.New(rand.NewPCG(cfg.seed, 0x1d5))}
@@ -255,7 +264,7 @@ func (w *world) freeze(owner string) {
 func (w *world) startServer() {
 	srv, err := server.New(server.Config{
 		DataDir: w.srvDir, Logger: slog.New(slog.DiscardHandler), VFS: w.vfs, NewID: w.ids.next,
-		MaintenanceInterval: -1, CheckpointFrames: 1 + w.rng.IntN(200), After: w.clock.After,
+		MaintenanceInterval: -1, CheckpointFrames: 1 + w.rng.IntN(200), After: w.clock.After, Now: w.serverNow, HistoryRetention: retention,
 		// Even seeds serve repeated bootstraps from the snapshot cache (not
 		// drawn from rng, so that the seeds' other choices stay as they were).
 		SnapshotCacheMinBytes: map[bool]int64{true: 1, false: -1}[w.cfg.seed%2 == 0],
