@@ -15,6 +15,7 @@ mutations=(
   "mutation_split_txns: a push batch may end inside a local transaction (dbactor/mutation_split_txns.go)"
   "mutation_meta_cache_first: the -info cache advances before its write succeeded (metaactor/mutation_meta_cache_first.go)"
   "mutation_compact_shadowed: history compaction drops page versions that retained revisions still need (server/history/mutation_compact_shadowed.go)"
+  "mutation_long_poll_late: a long poll misses a commit that lands between its check and its wait (server/mutation_long_poll_late.go)"
 )
 
 want=("$@")

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/syncdb/syncdb/internal/failpoint"
 	"github.com/syncdb/syncdb/internal/sqlitex"
 	"github.com/syncdb/syncdb/internal/walfile"
 	"github.com/syncdb/syncdb/server/coord"
@@ -419,10 +420,19 @@ func (d *database) waitChange(ctx context.Context, seq int64, timeout time.Durat
 		defer t.Stop()
 		expired = t.C
 	}
+	defer failpoint.Hit("server.long-poll.done", d.name)
 	for {
-		ch := d.opts.coord.Changed(d.name)
+		// Subscribe first, then look: a commit between the two closes ch.
+		var ch <-chan struct{}
+		if !mutation.subscribeLate {
+			ch = d.opts.coord.Changed(d.name)
+		}
 		if d.hist.Latest().Seq > seq {
 			return
+		}
+		failpoint.Hit("server.long-poll", d.name) // a commit here must wake the wait
+		if mutation.subscribeLate {
+			ch = d.opts.coord.Changed(d.name)
 		}
 		select {
 		case <-ch:
@@ -434,6 +444,12 @@ func (d *database) waitChange(ctx context.Context, seq int64, timeout time.Durat
 			return
 		}
 	}
+}
+
+// mutation holds the bugs that build tags plant (scripts/mutations.sh), to
+// show that the simulator's invariants catch them.
+var mutation struct {
+	subscribeLate bool // a long poll subscribes to changes only after looking for them
 }
 
 // errNotWriter reports a write on a node that does not hold the database's

@@ -122,6 +122,11 @@ func (w *world) step(n int) {
 	if w.cfg.ioFaults && w.frng.IntN(100) < 10 {
 		w.armIOFault(c)
 	}
+	if c.longPoll > 0 && (op == "pull" || op == "sync") && w.frng.IntN(2) == 0 {
+		w.mu.Lock()
+		w.wake = &wakePlan{client: c.name}
+		w.mu.Unlock()
+	}
 	var result string
 	switch op {
 	case "write":
@@ -170,6 +175,7 @@ func (w *world) step(n int) {
 		result = w.maintain(ctx)
 	}
 	c.fs.SetFault(nil)
+	w.checkWake()
 	w.logf("op %d %s %s: %s", n, c.name, op, result)
 	if p := w.takeCrash(); p != nil {
 		w.crashClient(c, p.power, p.fired)

@@ -5,7 +5,8 @@
 // inside an operation, as a process death or a power loss — when the
 // server crashes and restarts, and which writes of a client's -info file
 // fail with an error the process survives. The server and the clients run in one
-// process; the network is an http.RoundTripper; time is virtual.
+// process; the network is an http.RoundTripper; time is virtual (a long poll
+// that a commit is planned to wake really blocks: see longpoll.go).
 //
 // After every operation and at quiescence it checks the invariants:
 // integrity of every database, no lost acknowledged write (unless a
@@ -21,7 +22,8 @@
 // revisions, each replica's metadata as its -info file says (a failed write
 // moves neither), every retained revision's pages unchanged by a
 // compaction of the server's history (the sim compacts, at maintenance, up
-// to the oldest revision a client holds), no goroutine leak.
+// to the oldest revision a client holds), every long poll woken by a commit
+// that lands while it waits, no goroutine leak.
 //
 // Run it with go test ./sim (see sim_test.go for the flags); a failing run
 // prints the command that replays it.
@@ -89,6 +91,7 @@ type world struct {
 
 	mu   sync.Mutex // guards plan, log, failures (failpoints fire on actor goroutines)
 	plan *crashPlan
+	wake *wakePlan // see longpoll.go
 	log  strings.Builder
 	bad  []string
 }
@@ -229,6 +232,10 @@ func (w *world) failed() bool {
 
 // hook is the failpoint hook: it fires the armed crash plan.
 func (w *world) hook(name, owner string) {
+	if strings.HasPrefix(name, "server.long-poll") {
+		w.longPollHook(name)
+		return
+	}
 	w.mu.Lock()
 	p := w.plan
 	if p == nil || p.fired != "" || !strings.HasPrefix(owner, p.owner+string(filepath.Separator)) && owner != p.owner ||
@@ -264,7 +271,7 @@ func (w *world) freeze(owner string) {
 func (w *world) startServer() {
 	srv, err := server.New(server.Config{
 		DataDir: w.srvDir, Logger: slog.New(slog.DiscardHandler), VFS: w.vfs, NewID: w.ids.next,
-		MaintenanceInterval: -1, CheckpointFrames: 1 + w.rng.IntN(200), After: w.clock.After, Now: w.serverNow, HistoryRetention: retention,
+		MaintenanceInterval: -1, CheckpointFrames: 1 + w.rng.IntN(200), After: w.serverAfter, Now: w.serverNow, HistoryRetention: retention,
 		// Even seeds serve repeated bootstraps from the snapshot cache (not
 		// drawn from rng, so that the seeds' other choices stay as they were).
 		SnapshotCacheMinBytes: map[bool]int64{true: 1, false: -1}[w.cfg.seed%2 == 0],
