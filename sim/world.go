@@ -4,17 +4,17 @@
 // faults hit which requests, and where processes crash — at a failpoint
 // inside an operation, as a process death or a power loss — when the
 // server crashes and restarts, and which writes of a client's -info file
-// fail with an error the process survives. The server and the clients run in one
-// process; the network is an http.RoundTripper; time is virtual (a long poll
-// that a commit is planned to wake really blocks: see longpoll.go).
+// fail with an error the process survives. The server and the clients run
+// in one process; the network is an http.RoundTripper; time is virtual (a
+// long poll that a commit is planned to wake really blocks: longpoll.go).
 //
 // After every operation and at quiescence it checks the invariants:
 // integrity of every database, no lost acknowledged write (unless a
 // recorded conflict holds it), every recorded conflict matching a change
 // another client committed in the revisions the replica pulled and holding
 // no write the server already had (last writer wins: a pull must not
-// replay a pushed change over what landed since),
-// convergence of every replica with the server, the server equal to a
+// replay a pushed change over what landed since), convergence of every
+// replica with the server, the server equal to a
 // reference model of the committed pushes, every local transaction landing
 // on the server in one batch and every write landing once (unless keeping
 // the local side of a conflict resends it), each client's synced base
