@@ -55,8 +55,10 @@ func dbURL(url, name string) string {
 }
 
 // external prepares a closed replica with pushed rows, a checkpoint, and
-// unpushed rows both in the database file and in the WAL.
-func external(t *testing.T, url, path string) {
+// unpushed rows both in the database file and in the WAL. Closing empties
+// the WAL into the file (as SQLite does); crashed leaves the files as a
+// process that died before closing does, with the last rows in the WAL.
+func external(t *testing.T, url, path string, crashed bool) {
 	t.Helper()
 	ctx := context.Background()
 	db := open(t, syncdb.Config{Path: path, URL: url})
@@ -70,15 +72,42 @@ func external(t *testing.T, url, path string) {
 		t.Fatal(err)
 	}
 	mustExec(t, db, "INSERT INTO t(v) VALUES('unpushed, in the WAL')")
+	snapshot := map[string][]byte{}
+	for _, f := range replicaFiles(t, path) {
+		if !strings.HasSuffix(f, "-lock") {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			snapshot[f] = data
+		}
+	}
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
+	}
+	if wal := fileSize(t, path+"-wal"); wal != 0 {
+		t.Fatalf("Close left %d bytes in the WAL", wal)
+	}
+	if crashed { // the files as they were before Close, in place
+		for f, data := range snapshot {
+			fd, err := os.OpenFile(f, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := fd.Write(data); err != nil {
+				t.Fatal(err)
+			}
+			fd.Close()
+		}
 	}
 }
 
 // Case 5: external modification is judged by content. Touching the files,
-// copying them (plainly, new times) or reading them with sqlite3 -readonly
-// is harmless; a read-write sqlite3 (which checkpoints on close) or a real
-// write is detected, local reads keep working, the error says what changed
+// copying them (plainly, new times), reading them with sqlite3 -readonly,
+// or with a read-write sqlite3 after syncdb closed them (its checkpoint at
+// close finds the WAL empty) is harmless; a read-write sqlite3 that
+// checkpoints WAL frames a crashed process left, or a real write, is
+// detected, local reads keep working, the error says what changed
 // and what to run, and Config.Recover (syncdb recover) rebuilds the
 // replica keeping the changes made through syncdb.
 func TestExternalModificationJudgedByContent(t *testing.T) {
@@ -93,7 +122,8 @@ func TestExternalModificationJudgedByContent(t *testing.T) {
 				os.Chtimes(f, later, later)
 			}
 		},
-		"sqlite3 -readonly": func(path string) { otherProgram(t, path, "SELECT count(*) FROM t", true) },
+		"sqlite3 -readonly":               func(path string) { otherProgram(t, path, "SELECT count(*) FROM t", true) },
+		"sqlite3 read-write only reading": func(path string) { otherProgram(t, path, "SELECT count(*) FROM t", false) },
 		"cp of the file": func(path string) {
 			exec.Command("cp", path, path+".copy").Run()
 			otherProgram(t, path+".copy", "SELECT 1", true)
@@ -102,7 +132,7 @@ func TestExternalModificationJudgedByContent(t *testing.T) {
 	for name, action := range harmless {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join(dir, strings.ReplaceAll(name, " ", "_")+".db")
-			external(t, dbURL(url, name), path)
+			external(t, dbURL(url, name), path, false)
 			action(path)
 			db := open(t, syncdb.Config{Path: path})
 			mustExec(t, db, "INSERT INTO t(v) VALUES('after')")
@@ -115,7 +145,7 @@ func TestExternalModificationJudgedByContent(t *testing.T) {
 	// A plain copy of every file (new times) is a working replica too.
 	t.Run("cp of all files", func(t *testing.T) {
 		path := filepath.Join(dir, "orig.db")
-		external(t, dbURL(url, "orig"), path)
+		external(t, dbURL(url, "orig"), path, false)
 		os.Mkdir(filepath.Join(dir, "plaincopy"), 0o755)
 		cp := filepath.Join(dir, "plaincopy", "orig.db")
 		for _, f := range replicaFiles(t, path) {
@@ -131,14 +161,18 @@ func TestExternalModificationJudgedByContent(t *testing.T) {
 		}
 	})
 
-	harmful := map[string]string{
-		"sqlite3 read-write": "SELECT count(*) FROM t",                   // checkpoints the WAL on close
-		"a foreign write":    "INSERT INTO t(v) VALUES('not by syncdb')", // and checkpoints
+	harmful := map[string]struct {
+		query   string
+		crashed bool
+	}{
+		"sqlite3 read-write after a crash": {"SELECT count(*) FROM t", true},                    // checkpoints the WAL on close
+		"a foreign write":                  {"INSERT INTO t(v) VALUES('not by syncdb')", false}, // and checkpoints
 	}
-	for name, query := range harmful {
+	for name, h := range harmful {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join(dir, strings.ReplaceAll(name, " ", "_")+".db")
-			external(t, dbURL(url, name), path)
+			external(t, dbURL(url, name), path, h.crashed)
+			query := h.query
 			otherProgram(t, path, query, false)
 			db := open(t, syncdb.Config{Path: path})
 			// Local reads keep working.

@@ -753,11 +753,29 @@ func (d *DB) Close() error {
 		d.reads.Close()
 	}
 	err := d.readers.Close()
+	d.checkpointAtClose()
 	d.sys.Stop()
 	err = errors.Join(err, d.closePages(), d.unlock())
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return errors.Join(append([]error{err}, d.panics...)...)
+}
+
+// checkpointAtClose empties the WAL into the database file, as SQLite does
+// when its last connection closes, so that another program opening the
+// closed replica read-write only to read it (sqlite3 app.db "SELECT ...")
+// finds nothing to checkpoint and changes nothing. Best effort: a replica
+// that cannot checkpoint now (modified outside syncdb, a partial replica
+// whose server is away) closes as it is, and is as safe as before.
+func (d *DB) checkpointAtClose() {
+	if d.db == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := actors.Ask[struct{}](ctx, d.sys, d.db, &messages.Checkpoint{Closing: true}); err != nil {
+		d.cfg.Logger.Debug("no checkpoint at close", "err", err)
+	}
 }
 
 func (d *DB) closePages() error {

@@ -228,6 +228,10 @@ func (a *dbActor) receive(msg any) {
 			m.Fail(err)
 			return
 		}
+		if m.Closing && a.walEmpty() {
+			m.Respond(struct{}{}, nil)
+			return
+		}
 		m.Respond(struct{}{}, a.checkpoint(m.Context()))
 	case *messages.ListConflicts:
 		if !a.opened {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -149,6 +150,12 @@ func (a *dbActor) anchorWAL(ctx context.Context) (walfile.Position, error) {
 }
 
 // walPages returns every page with a frame in the WAL.
+// walEmpty reports whether the WAL file is empty or absent.
+func (a *dbActor) walEmpty() bool {
+	st, err := os.Stat(a.cfg.Path + "-wal")
+	return err != nil || st.Size() == 0
+}
+
 func (a *dbActor) walPages() map[uint32]bool {
 	pages := map[uint32]bool{}
 	if a.openWAL() != nil || a.walFile == nil {

@@ -182,6 +182,8 @@ type ApplyPull struct {
 // reconstructible.
 type Checkpoint struct {
 	actors.Request[struct{}]
+	// Closing: the replica is closing; nothing to do if the WAL is empty.
+	Closing bool
 }
 
 // DBStats returns local statistics.
