@@ -2,11 +2,16 @@ package syncdb_test
 
 import (
 	"context"
+	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/syncdb/syncdb"
 	"github.com/syncdb/syncdb/server"
@@ -111,5 +116,67 @@ func TestDiskSpace(t *testing.T) {
 		if _, err := os.Stat(path + suffix); err == nil {
 			t.Errorf("%s left after the commands ended", path+suffix)
 		}
+	}
+}
+
+// cutTransport cuts the body of every /pull-updates answer after 64 KiB
+// while armed, as a server that dies mid-stream does.
+type cutTransport struct{ armed atomic.Bool }
+
+type cutBody struct {
+	io.ReadCloser
+	left int
+}
+
+func (b *cutBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, io.ErrUnexpectedEOF
+	}
+	if len(p) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.left -= n
+	return n, err
+}
+
+func (c *cutTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(r)
+	if err == nil && c.armed.Load() && strings.HasSuffix(r.URL.Path, "/pull-updates") {
+		resp.Body = &cutBody{ReadCloser: resp.Body, left: 64 << 10}
+	}
+	return resp, err
+}
+
+// Case 11: a pull that fails mid-download leaves no -changes file (the
+// downloaded pages) behind; the next pull starts afresh and works.
+func TestFailedPullLeavesNoChangesFile(t *testing.T) {
+	ctx := context.Background()
+	url := newServer(t)
+	dir := t.TempDir()
+	cut := &cutTransport{}
+	path := filepath.Join(dir, "p.db")
+	p := open(t, syncdb.Config{Path: path, URL: url, HTTPClient: &http.Client{Transport: cut}, MaxRetryTime: time.Second})
+	w := open(t, syncdb.Config{Path: filepath.Join(dir, "w.db"), URL: url})
+	mustExec(t, w, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)")
+	mustExec(t, w, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 500) INSERT INTO t SELECT i, randomblob(2000) FROM n")
+	if err := w.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cut.armed.Store(true)
+	if _, err := p.Pull(ctx); err == nil {
+		t.Fatal("a pull whose download was cut succeeded")
+	}
+	for _, suffix := range []string{"-changes", "-syncdb-replay", "-revert.next"} {
+		if _, err := os.Stat(path + suffix); err == nil {
+			t.Errorf("%s left after a failed pull", path+suffix)
+		}
+	}
+	cut.armed.Store(false)
+	if _, err := p.Pull(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := rows(t, p, "SELECT count(*) FROM t"); got != "500" {
+		t.Fatalf("after the next pull: %q rows", got)
 	}
 }
