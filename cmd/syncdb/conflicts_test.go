@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -62,5 +63,43 @@ func TestCLIConflicts(t *testing.T) {
 	}
 	if r := runIn(t, "", "conflicts", b, "resolve", "x", "local"); r.code != 2 {
 		t.Errorf("bad ID: exit %d", r.code)
+	}
+}
+
+// Case 2 at the command line: a replica copied with cp -a pushes under a
+// client id of its own; each push counts what the server took, and every
+// row, inherited or new, reaches the server once.
+func TestCLICopiedReplica(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	dir := t.TempDir()
+	orig := filepath.Join(dir, "app.db")
+	ok(t, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t(v) VALUES('pushed');", "shell", "--url", srv.url, orig)
+	ok(t, "", "push", orig)
+	ok(t, "INSERT INTO t(v) VALUES('inherited');", "shell", orig)
+	if err := os.Mkdir(filepath.Join(dir, "elsewhere"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(orig + "*")
+	args := append([]string{"-a"}, files...)
+	if out, err := exec.Command("cp", append(args, filepath.Join(dir, "elsewhere"))...).CombinedOutput(); err != nil {
+		t.Fatalf("cp -a: %v %s", err, out)
+	}
+	cp := filepath.Join(dir, "elsewhere", "app.db")
+	ok(t, "INSERT INTO t(id, v) VALUES(10, 'copy');", "shell", cp)
+	ok(t, "INSERT INTO t(id, v) VALUES(20, 'original');", "shell", orig)
+	contains(t, "copy push", ok(t, "", "push", cp).stdout, "pushed 2 changes")
+	contains(t, "original push", ok(t, "", "push", orig).stdout, "pushed 1 change")
+	ok(t, "", "pull", orig)
+	ok(t, "", "pull", cp)
+	fresh := filepath.Join(t.TempDir(), "fresh.db")
+	want := "1 | pushed\n2 | inherited\n10 | copy\n20 | original"
+	for _, p := range []string{fresh, orig, cp} {
+		r := ok(t, "", "shell", "--url", srv.url, p, "SELECT id, v FROM t ORDER BY id")
+		for _, line := range strings.Split(want, "\n") {
+			contains(t, p, r.stdout, line)
+		}
+		if n := strings.Count(r.stdout, "inherited"); n != 1 {
+			t.Errorf("%s: 'inherited' %d times:\n%s", p, n, r.stdout)
+		}
 	}
 }
