@@ -104,3 +104,20 @@ func TestCLIRelativePath(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Case 6 at the command line: the shell refuses DROP TABLE _syncdb_changes
+// (it was accepted, and the next write was lost); the next write travels.
+func TestCLIInternalTablesRefused(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	path := filepath.Join(t.TempDir(), "app.db")
+	ok(t, "CREATE TABLE t(id INTEGER PRIMARY KEY);", "shell", "--url", srv.url, path)
+	r := runBin(t, "", nil, "shell", path, "DROP TABLE _syncdb_changes")
+	if r.code == 0 {
+		t.Fatalf("DROP TABLE _syncdb_changes: exit 0\n%s", r.stdout)
+	}
+	contains(t, "refusal", r.stderr, "_syncdb_changes")
+	ok(t, "INSERT INTO t VALUES(1);", "shell", path)
+	contains(t, "push", ok(t, "", "push", path).stdout, "pushed 2 changes")
+	fresh := filepath.Join(t.TempDir(), "fresh.db")
+	contains(t, "fresh", ok(t, "", "shell", "--url", srv.url, fresh, "SELECT count(*) FROM t").stdout, "1")
+}
