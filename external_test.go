@@ -72,6 +72,14 @@ func external(t *testing.T, url, path string, crashed bool) {
 		t.Fatal(err)
 	}
 	mustExec(t, db, "INSERT INTO t(v) VALUES('unpushed, in the WAL')")
+	closeAs(t, db, path, crashed)
+}
+
+// closeAs closes the replica db at path; crashed then puts its files back
+// as they were before Close, in place: as a process that died leaves them,
+// with the WAL's frames (Close empties the WAL into the file).
+func closeAs(t *testing.T, db *syncdb.DB, path string, crashed bool) {
+	t.Helper()
 	snapshot := map[string][]byte{}
 	for _, f := range replicaFiles(t, path) {
 		if !strings.HasSuffix(f, "-lock") {
@@ -88,17 +96,18 @@ func external(t *testing.T, url, path string, crashed bool) {
 	if wal := fileSize(t, path+"-wal"); wal != 0 {
 		t.Fatalf("Close left %d bytes in the WAL", wal)
 	}
-	if crashed { // the files as they were before Close, in place
-		for f, data := range snapshot {
-			fd, err := os.OpenFile(f, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := fd.Write(data); err != nil {
-				t.Fatal(err)
-			}
-			fd.Close()
+	if !crashed {
+		return
+	}
+	for f, data := range snapshot {
+		fd, err := os.OpenFile(f, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err != nil {
+			t.Fatal(err)
 		}
+		if _, err := fd.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		fd.Close()
 	}
 }
 
