@@ -305,6 +305,20 @@ func (a *dbActor) recover(ctx context.Context) error {
 	// A download left by a crash is of no use any more (a pull that got as
 	// far as its first transaction recovers from the WAL).
 	a.cfg.FS.Remove(a.path(suffixChanges))
+	// A clean close that left an empty WAL tells nothing: a power loss may
+	// bring back the frames of a checkpointed WAL whose truncation was not
+	// durable yet, which are harmless. It is checked before finishing an
+	// interrupted checkpoint, which empties the WAL syncdb left (a close
+	// after a checkpoint whose last -info write failed).
+	if cc := a.meta.SyncDB.CleanClose; cc != nil && cc.Frame > 0 {
+		end, err := a.walEnd()
+		if err != nil {
+			return externalModification("the WAL cannot be read: %v", err)
+		}
+		if end != *cc {
+			return externalModification("its WAL changed after syncdb closed it (%d frames, syncdb left %d): another program wrote to it or checkpointed it", end.Frame, cc.Frame)
+		}
+	}
 	// An interrupted checkpoint may have restarted the WAL that the
 	// recorded base points into: finish it before reading the base.
 	if a.meta.SyncDB.Checkpointing {
@@ -314,18 +328,6 @@ func (a *dbActor) recover(ctx context.Context) error {
 	}
 	if err := a.loadBase(); err != nil {
 		return err
-	}
-	// A clean close that left an empty WAL tells nothing: a power loss may
-	// bring back the frames of a checkpointed WAL whose truncation was not
-	// durable yet, which are harmless.
-	if cc := a.meta.SyncDB.CleanClose; cc != nil && cc.Frame > 0 {
-		end, err := a.walEnd()
-		if err != nil {
-			return externalModification("the WAL cannot be read: %v", err)
-		}
-		if end != *cc {
-			return externalModification("its WAL changed after syncdb closed it (%d frames, syncdb left %d): another program wrote to it or checkpointed it", end.Frame, cc.Frame)
-		}
 	}
 	if a.meta.SyncDB.CleanClose != nil {
 		if err := a.updateMeta(ctx, func(m *messages.Meta) error { m.SyncDB.CleanClose = nil; return nil }); err != nil {
