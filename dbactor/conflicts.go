@@ -125,14 +125,14 @@ func precondition(c change.Change, cur []any) (kind string, skip bool) {
 		}
 		return KindInsertInsert, false
 	case change.Update:
-		if cur == nil {
+		if cur == nil || mutation.falseConflicts {
 			return KindUpdateDeleted, false
 		}
 	case change.Delete:
 		switch {
 		case cur == nil:
 			return "", true
-		case !sameRow(cur, c.Before):
+		case !sameRow(cur, c.Before) && !mutation.blindDeletes:
 			return KindDeleteUpdated, false
 		}
 	}
@@ -806,4 +806,8 @@ var mutation struct {
 	dropConflicts bool // conflicts found by a replay are not recorded
 	replayPushed  bool // a replay also applies the last change the server already has
 	splitTxns     bool // a push batch ends after its limit even inside a transaction
+	// blindDeletes: a delete of a row another client changed is no
+	// conflict at replay (syncactor's twin drops the push guard).
+	blindDeletes   bool
+	falseConflicts bool // a replayed update of a row that is there is an update-deleted conflict
 }

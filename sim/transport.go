@@ -188,7 +188,7 @@ func (t *transport) observePush(h http.Handler, httpReq *http.Request, reqBody, 
 	}
 	seq := t.latestRevision(h, httpReq)
 	t.w.committed(seq)
-	t.w.model.beginBatch(client, seq)
+	t.w.model.beginBatch(client, seq, t.w.syncedSeq(client))
 	for i, st := range steps {
 		if br.StepResults[i] == nil {
 			continue // a tolerated failure (duplicate column)

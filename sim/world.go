@@ -13,7 +13,9 @@
 // recorded conflict holds it), every recorded conflict matching a change
 // another client committed in the revisions the replica pulled and holding
 // no write the server already had (last writer wins: a pull must not
-// replay a pushed change over what landed since), convergence of every
+// replay a pushed change over what landed since), no push deleting or
+// replacing a row that holds a value another client wrote after the
+// pusher's synced revision (gone without a conflict), convergence of every
 // replica with the server, the server equal to a
 // reference model of the committed pushes, every local transaction landing
 // on the server in one batch and every write landing once (unless keeping
@@ -51,6 +53,7 @@ import (
 	"github.com/syncdb/syncdb/internal/fsx"
 	"github.com/syncdb/syncdb/internal/shimvfs"
 	"github.com/syncdb/syncdb/internal/testhooks"
+	"github.com/syncdb/syncdb/metaactor"
 	"github.com/syncdb/syncdb/server"
 )
 
@@ -408,6 +411,23 @@ func isTransient(err error) bool {
 		}
 	}
 	return false
+}
+
+// syncedSeq is the revision sequence that the client with this client
+// id (its name, "-", ...) has synced, from its metadata; -1 if unknown.
+func (w *world) syncedSeq(clientID string) int64 {
+	name, _, _ := strings.Cut(clientID, "-")
+	for _, c := range w.clients {
+		if c.name != name {
+			continue
+		}
+		meta, err := metaactor.Load(fsx.OS, c.path+"-info")
+		if err != nil || meta.SyncedRevision == nil {
+			return -1
+		}
+		return parseRevSeq(meta.SyncedRevision.Revision)
+	}
+	return -1
 }
 
 func parseRevSeq(rev string) int64 {
