@@ -422,20 +422,23 @@ func TestRenewalDoesNotWaitForTheWALFlush(t *testing.T) {
 		t.Fatal(err)
 	}
 	durable := time.Since(start)
-	var slowest time.Duration
+	// A renewal that waits for the flush cannot take less than the delay
+	// (a sleep before every flush); one that does not can still be slowed
+	// by a loaded machine now and then, so the fastest of five decides.
+	fastest := time.Hour
 	for range 5 {
 		start := time.Now()
 		if err := a.renew(); err != nil {
 			t.Fatal(err)
 		}
-		slowest = max(slowest, time.Since(start))
+		fastest = min(fastest, time.Since(start))
 	}
-	t.Logf("a durable update %v, renewals up to %v", durable.Round(time.Millisecond), slowest.Round(time.Millisecond))
+	t.Logf("a durable update %v, renewals from %v", durable.Round(time.Millisecond), fastest.Round(time.Millisecond))
 	if durable < 100*time.Millisecond {
 		t.Fatalf("a durable commit took %v: the store does not delay flushes, the test shows nothing", durable)
 	}
-	if slowest >= 100*time.Millisecond {
-		t.Fatalf("a renewal took %v: it waited for the WAL flush", slowest)
+	if fastest >= 100*time.Millisecond {
+		t.Fatalf("every renewal took at least %v: they wait for the WAL flush", fastest)
 	}
 }
 
