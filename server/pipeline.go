@@ -88,7 +88,8 @@ func failure(code, format string, args ...any) *hrana.Error {
 // on SQLITE_CONSTRAINT, SQLITE_BUSY, ...), or, for a statement that does
 // not compile at a known place, "SQL input error: MSG (at offset N)" with
 // SQL_INPUT_ERROR. sqld has no name for SQLITE_ERROR itself and sends
-// SQLITE_UNKNOWN.
+// SQLITE_UNKNOWN. Text that does not parse is SQL_PARSE_ERROR, as sqld
+// (which parses every statement before SQLite sees it) reports it.
 func asHrana(err error) *hrana.Error {
 	var he *hrana.Error
 	var se *sqlitex.Error
@@ -96,6 +97,13 @@ func asHrana(err error) *hrana.Error {
 	case errors.As(err, &he):
 		return he
 	case errors.As(err, &se):
+		if isParseError(se) {
+			msg := "SQL string could not be parsed: " + se.Msg
+			if se.InputOffset > 0 {
+				msg += fmt.Sprintf(" (at offset %d)", se.InputOffset-1)
+			}
+			return &hrana.Error{Message: msg, Code: "SQL_PARSE_ERROR"}
+		}
 		if se.InputOffset > 0 {
 			return &hrana.Error{Message: fmt.Sprintf("SQL input error: %s (at offset %d)", se.Msg, se.InputOffset-1), Code: "SQL_INPUT_ERROR"}
 		}
@@ -110,6 +118,13 @@ func asHrana(err error) *hrana.Error {
 		return &hrana.Error{Message: "SQLite error: interrupted (" + err.Error() + ")", Code: "SQLITE_INTERRUPT"}
 	}
 	return &hrana.Error{Message: err.Error(), Code: "SQLITE_UNKNOWN"}
+}
+
+// isParseError tells the errors of SQLite's tokenizer and parser (the
+// text is not SQL) from those of compiling what parsed (no such table...).
+func isParseError(se *sqlitex.Error) bool {
+	return se.Code&0xff == sqlite3.SQLITE_ERROR && (strings.HasSuffix(se.Msg, ": syntax error") ||
+		se.Msg == "incomplete input" || strings.HasPrefix(se.Msg, "unrecognized token:"))
 }
 
 func ok(resp hrana.StreamResponse) hrana.StreamResult {

@@ -317,3 +317,23 @@ func TestHistoryRecoveredFromWAL(t *testing.T) {
 		t.Fatalf("rows: %d", n)
 	}
 }
+
+// Text that is not SQL is SQL_PARSE_ERROR, as sqld reports it (clients
+// match on the code); SQL that parses but does not compile is not.
+func TestParseErrorCode(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	ts.exec(t, "", "CREATE TABLE t(x)")
+	for _, c := range []struct{ sql, code string }{
+		{"SELEC 1", "SQL_PARSE_ERROR"},
+		{"SELECT 'unterminated", "SQL_PARSE_ERROR"},
+		{"SELECT (1", "SQL_PARSE_ERROR"},
+		{"INSERT INTO t VALUES(1) garbage", "SQL_PARSE_ERROR"},
+		{"SELECT * FROM nowhere", "SQLITE_UNKNOWN"},
+		{"SELECT nope FROM t", "SQL_INPUT_ERROR"},
+	} {
+		r := ts.pipeline(t, "", "", execReq(c.sql)).Results[0]
+		if r.Type != hrana.ResultError || r.Error.Code != c.code {
+			t.Errorf("%s: %+v, want an error with code %s", c.sql, r.Error, c.code)
+		}
+	}
+}

@@ -102,7 +102,7 @@ async function suite(label, url, db) {
   const upd = await c.execute("UPDATE t SET v = 'u' WHERE id < 3");
   assert.equal(upd.rowsAffected, 2);
   const syn = await rejects(c.execute("SELEC 1"), `${label} syntax error`);
-  assert.equal(codeOf(syn), "SQL_INPUT_ERROR", `${label}: syntax error code (${syn})`);
+  assert.equal(codeOf(syn), "SQL_PARSE_ERROR", `${label}: syntax error code (${syn})`);
 
   c.close();
   c2.close();
