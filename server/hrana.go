@@ -34,6 +34,7 @@ type hranaStream struct {
 	holds    bool // it keeps d's writer: it is inside a transaction
 	readOnly bool // inside BEGIN TRANSACTION READONLY (PRAGMA query_only is on)
 	closed   bool // a close request ended it
+	timedOut bool // its transaction was rolled back while it was idle (WebSocket; see wsConn.keepIdle)
 }
 
 // end rolls back the stream's open transaction and lets the writer go.
@@ -41,7 +42,7 @@ func (st *hranaStream) end(ctx context.Context) {
 	if !st.holds {
 		return
 	}
-	st.d.setHolder(nil)
+	st.d.clearHolder(st)
 	st.release(ctx)
 }
 
@@ -339,7 +340,7 @@ func (s *Server) openStream(d *database, baton *string) (*stream.Handle[*hranaSt
 		h.Restore()
 		return nil, stream.ErrBatonInvalid
 	}
-	h.State().d.setHolder(nil)
+	h.State().d.clearHolder(h.State())
 	return h, nil
 }
 
@@ -365,7 +366,8 @@ func (s *Server) runOnStream(ctx context.Context, h *stream.Handle[*hranaStream]
 		return nil, r, err
 	}
 	if st.holds {
-		st.d.setHolder(&idleHolder{ref: h.Ref(), since: time.Now()})
+		ref := h.Ref()
+		st.d.setHolder(&idleHolder{st: st, since: time.Now(), expire: func() bool { return s.streams.ExpireIdle(ref) }})
 	}
 	baton, err := h.Release()
 	if err != nil {
@@ -389,6 +391,12 @@ func (s *Server) runOnStream(ctx context.Context, h *stream.Handle[*hranaStream]
 // takes to read.
 func (s *Server) execOn(ctx context.Context, st *hranaStream, reads []string, fn func(*executor)) (run, error) {
 	d := st.d
+	if st.timedOut {
+		// Once: the client learns that its transaction is gone, and its
+		// next statements run in autocommit as it then expects.
+		st.timedOut = false
+		return run{}, errTxnTimeout
+	}
 	var noConn error
 	if !st.holds {
 		var reserved int64
@@ -539,8 +547,8 @@ func (s *Server) takeWriter(ctx context.Context, d *database) error {
 		case d.writer <- struct{}{}:
 			return nil
 		case <-tick.C:
-			if h, ok := d.idleHolderSince(); ok && time.Since(h.since) >= s.cfg.StreamTxnTimeout {
-				if s.streams.ExpireIdle(h.ref) {
+			if h := d.idleHolder(); h != nil && time.Since(h.since) >= s.cfg.StreamTxnTimeout {
+				if h.expire() {
 					d.log.Info("rolled back an idle stream's transaction: another stream needs the writer", "idle", time.Since(h.since).Round(time.Millisecond))
 				}
 			}

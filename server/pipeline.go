@@ -112,6 +112,8 @@ func asHrana(err error) *hrana.Error {
 			code = "SQLITE_UNKNOWN"
 		}
 		return &hrana.Error{Message: "SQLite error: " + se.Msg, Code: code}
+	case errors.Is(err, errTxnTimeout):
+		return &hrana.Error{Message: err.Error(), Code: "TRANSACTION_TIMEOUT"}
 	case errors.Is(err, errWriterBusy):
 		return &hrana.Error{Message: "SQLite error: " + err.Error(), Code: "SQLITE_BUSY"}
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):

@@ -10,7 +10,6 @@ import (
 	"github.com/syncdb/syncdb/internal/sqlitex"
 	"github.com/syncdb/syncdb/server/coord"
 	"github.com/syncdb/syncdb/server/history"
-	"github.com/syncdb/syncdb/server/stream"
 )
 
 // The client connection (d.client, the sandboxed writer) is owned by one
@@ -26,6 +25,11 @@ import (
 // errWriterBusy reports that another stream kept the writer (it is inside a
 // transaction) for longer than a request may wait.
 var errWriterBusy = errors.New("database is locked: another stream holds an open transaction")
+
+// errTxnTimeout reports that a stream's transaction was rolled back while
+// the stream was idle: it kept the writer for longer than StreamTxnTimeout
+// while another stream waited for it.
+var errTxnTimeout = errors.New("the transaction was rolled back: it was idle for longer than the transaction timeout while another stream waited for the writer")
 
 // tryWriter takes the writer if it is free.
 func (d *database) tryWriter() bool {
@@ -177,8 +181,12 @@ func (d *database) session(ctx context.Context, fn func(*sqlitex.Conn, *sandbox)
 // idleHolder is a stream that keeps the writer while it waits for its next
 // request (it is inside a transaction).
 type idleHolder struct {
-	ref   stream.Ref
+	st    *hranaStream
 	since time.Time
+	// expire rolls the stream's transaction back (and lets the writer go)
+	// if the stream is still idle, at once or soon; it reports whether it
+	// will.
+	expire func() bool
 }
 
 func (d *database) setHolder(h *idleHolder) {
@@ -187,8 +195,19 @@ func (d *database) setHolder(h *idleHolder) {
 	d.hmu.Unlock()
 }
 
-func (d *database) idleHolderSince() (*idleHolder, bool) {
+// clearHolder forgets st as the idle holder, if it is: a request of its
+// own runs, or it ends.
+func (d *database) clearHolder(st *hranaStream) {
+	d.hmu.Lock()
+	if d.holder != nil && d.holder.st == st {
+		d.holder = nil
+	}
+	d.hmu.Unlock()
+}
+
+// idleHolder returns the idle holder, or nil.
+func (d *database) idleHolder() *idleHolder {
 	d.hmu.Lock()
 	defer d.hmu.Unlock()
-	return d.holder, d.holder != nil
+	return d.holder
 }

@@ -196,3 +196,20 @@ func TestIdleCloseSparesAnOpenTransaction(t *testing.T) {
 		t.Fatalf("rows: %s, want 2", got)
 	}
 }
+
+// A request of another stream does not make the idle holder of the writer
+// unexpirable: only the holder's own requests stop its transaction's
+// idle time.
+func TestOtherStreamsDoNotShieldTheIdleHolder(t *testing.T) {
+	ts := newTestServer(t, Config{StreamTxnTimeout: 200 * time.Millisecond, StreamBusyTimeout: 20 * time.Second, StreamIdleTimeout: time.Hour})
+	ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY)")
+	a := ts.stream(t, "", "/v2/pipeline")
+	a.do("BEGIN", "INSERT INTO t VALUES(1)")
+	b := ts.stream(t, "", "/v2/pipeline")
+	b.do("SELECT 1")
+	b.do("SELECT 2") // on b's baton
+	ts.exec(t, "", "INSERT INTO t VALUES(2)")
+	if got := count(t, ts, "", "t"); got != "1\n" {
+		t.Fatalf("rows: %s, want 1 (a's rolled back)", got)
+	}
+}

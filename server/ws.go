@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/coder/websocket"
 	"github.com/syncdb/syncdb/wire/hrana"
@@ -362,8 +364,50 @@ func (c *wsConn) onStream(id, streamID int32, fn func(*hranaStream)) bool {
 		c.reply(id, nil, failure(codeBadRequest, "Stream %d not found", streamID))
 		return false
 	}
-	ws.queue <- func() { fn(ws.st) }
+	ws.queue <- func() {
+		ws.st.d.clearHolder(ws.st)
+		fn(ws.st)
+		if ws.st.holds {
+			c.keepIdle(streamID, ws)
+		}
+	}
 	return true
+}
+
+// keepIdle makes ws, which keeps the writer between its requests (it is
+// inside a transaction), the database's idle holder: as an HTTP stream's,
+// its transaction is rolled back once it has been idle for
+// StreamTxnTimeout and another stream needs the writer. The rollback runs
+// on the stream's goroutine, unless a request of its own ran first; the
+// stream's next request then fails with TRANSACTION_TIMEOUT (once).
+func (c *wsConn) keepIdle(streamID int32, ws *wsStream) {
+	st := ws.st
+	h := &idleHolder{st: st, since: time.Now()}
+	var queued atomic.Bool
+	h.expire = func() bool {
+		// TryLock: the connection's shutdown holds mu while it waits
+		// for stream goroutines, one of which may be the caller.
+		if queued.Load() || !c.mu.TryLock() {
+			return false
+		}
+		defer c.mu.Unlock()
+		if c.streams[streamID] != ws {
+			return false // it is closing: that ends its transaction
+		}
+		select {
+		case ws.queue <- func() {
+			if st.d.idleHolder() == h {
+				st.timedOut = true
+				st.end(context.Background())
+			}
+		}:
+			queued.Store(true)
+			return true
+		default:
+			return false // its queue is full: it is not idle for long
+		}
+	}
+	st.d.setHolder(h)
 }
 
 // fetch answers fetch_cursor: at least one entry (waiting for it), at most

@@ -206,3 +206,40 @@ func TestWebSocketProtobuf(t *testing.T) {
 		t.Fatalf("cursor entries: %v", f.Entries)
 	}
 }
+
+// A WebSocket stream's transaction that stays idle for StreamTxnTimeout is
+// rolled back when another stream needs the writer, as an HTTP stream's
+// is; its next request fails with TRANSACTION_TIMEOUT and the ones after
+// run in autocommit.
+func TestWebSocketIdleTransactionYields(t *testing.T) {
+	ts := newTestServer(t, Config{StreamTxnTimeout: 200 * time.Millisecond, StreamBusyTimeout: 20 * time.Second})
+	ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY)")
+	w := dialWS(t, ts.url, "hrana3")
+	w.write(map[string]any{"type": "hello"})
+	if m := w.read(); m["type"] != "hello_ok" {
+		t.Fatalf("hello: %v", m)
+	}
+	exec := func(sql string) map[string]any {
+		return w.req(map[string]any{"type": "execute", "stream_id": 1, "stmt": stmt(sql)})
+	}
+	w.req(map[string]any{"type": "open_stream", "stream_id": 1})
+	for _, q := range []string{"BEGIN", "INSERT INTO t VALUES(1)"} {
+		if m := exec(q); m["type"] != "response_ok" {
+			t.Fatalf("%s: %v", q, m)
+		}
+	}
+	// The transaction is abandoned; another writer gets the writer once
+	// it has been idle for StreamTxnTimeout (not after StreamBusyTimeout,
+	// with SQLITE_BUSY).
+	ts.exec(t, "", "INSERT INTO t VALUES(2)")
+	m := exec("INSERT INTO t VALUES(3)")
+	if e, _ := m["error"].(map[string]any); m["type"] != "response_error" || e["code"] != "TRANSACTION_TIMEOUT" {
+		t.Fatalf("the next request of the rolled-back stream: %v, want TRANSACTION_TIMEOUT", m)
+	}
+	if m := exec("INSERT INTO t VALUES(4)"); m["type"] != "response_ok" {
+		t.Fatalf("after the timeout: %v", m)
+	}
+	if got := fmtRows(ts.query(t, "", "SELECT id FROM t ORDER BY id")); got != "2\n4\n" {
+		t.Fatalf("rows %q, want 2 and 4 (1 rolled back, 3 refused)", got)
+	}
+}
