@@ -67,9 +67,14 @@ type database struct {
 	admin   *sql.Conn // the server's own statements
 	commits int       // transactions committed on client, counted by its WAL hook
 	walPos  walfile.Position
-	walFile *os.File      // opened once the WAL exists; read with ReadAt only
-	fence   history.Fence // the lease epoch of the current write
-	lease   coord.Lease   // the lease of the current write (nil before the first)
+	// backfilled is a WAL position up to which the database file holds
+	// every frame: a checkpoint copied them all but could not restart the
+	// WAL (a reader held on), so the next write restarts it and overwrites
+	// those frames. Bootstraps of that position read the file only.
+	backfilled walfile.Position
+	walFile    *os.File      // opened once the WAL exists; read with ReadAt only
+	fence      history.Fence // the lease epoch of the current write
+	lease      coord.Lease   // the lease of the current write (nil before the first)
 	// In a cluster (opts.shared) the local file is a cache of the store:
 	// localEpoch is the lease epoch it was built under (0: none open),
 	// localSeq the revision it holds.
@@ -565,13 +570,18 @@ func (d *database) checkpoint(ctx context.Context) error {
 	if err := d.admin.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &done); err != nil {
 		return err
 	}
-	if busy == 0 {
+	switch {
+	case busy == 0:
 		// The next write restarts the WAL with new salts, which the scanner
 		// recognises; reset the position now so it starts from frame 1.
-		d.walPos = walfile.Position{}
+		d.walPos, d.backfilled = walfile.Position{}, walfile.Position{}
 		if d.opts.onCheckpoint != nil {
 			d.opts.onCheckpoint()
 		}
+	case logFrames > 0 && done == logFrames && logFrames == d.walPos.Frame:
+		// Every frame is in the database file, but the WAL could not be
+		// restarted: the next write will (see backfilled).
+		d.backfilled = d.walPos
 	}
 	return nil
 }

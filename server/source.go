@@ -126,6 +126,11 @@ func (d *database) live(ctx context.Context) (*liveSource, history.Revision, err
 	var v int
 	err = tx.QueryRowContext(ctx, "PRAGMA schema_version").Scan(&v) // starts the read transaction
 	rev, pos := d.hist.Latest(), d.walPos
+	if pos == d.backfilled {
+		// The file has every page of the revision, and the next write may
+		// restart the WAL, overwriting the frames it would read.
+		pos = walfile.Position{}
+	}
 	// Counted under mu, so that a checkpoint, which takes it, never waits
 	// for a reader it did not see.
 	d.liveReaders.Add(1)

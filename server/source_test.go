@@ -3,7 +3,9 @@ package server
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"io"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -103,4 +105,48 @@ func TestBootstrapIsASnapshot(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A checkpoint that copied the whole WAL into the database file but could
+// not restart the WAL (a reader held on for longer than the busy timeout)
+// leaves it for the next write to restart, which overwrites its frames
+// from the first. A bootstrap of that revision, streaming while that
+// write happens, must not read them: it reads the database file, which
+// has every page.
+func TestBootstrapAfterABusyCheckpoint(t *testing.T) {
+	ts := newTestServer(t, Config{SnapshotCacheMinBytes: -1, MaintenanceInterval: -1, IOTimeout: 5 * time.Minute})
+	ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+	fill(t, ts, "", 1, 100000) // about 15 MB: more than the socket buffers hold
+	rd, err := sql.Open("sqlite", "file:"+filepath.Join(ts.dir, "default", mainFile)+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	tx, err := rd.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := tx.QueryRow("SELECT count(*) FROM t").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	// Copies every frame, then waits 10 s (busy_timeout) for the reader
+	// and leaves the WAL as it is.
+	if err := ts.Maintain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	tx.Rollback()
+
+	resp := ts.postPull(t, "application/protobuf", &syncpb.PullUpdatesReqProtoBody{})
+	defer resp.Body.Close()
+	fr := wire.NewFrameReader(resp.Body, 0)
+	live := &pulled{hdr: &syncpb.PullUpdatesRespProtoBody{}, pages: map[uint32][]byte{}}
+	if err := fr.Next(live.hdr); err != nil {
+		t.Fatal(err)
+	}
+	// The bootstrap is stalled on the socket; this write restarts the WAL
+	// and rewrites every page, in frames from the first on.
+	ts.exec(t, "", "UPDATE t SET v = v || v")
+	readPages(t, fr, live)
+	samePages(t, "bootstrap across a WAL restart", live, historySnapshot(t, ts, live.hdr.ServerRevision, live.hdr.DbSize))
 }
