@@ -35,6 +35,11 @@ type hranaStream struct {
 	readOnly bool // inside BEGIN TRANSACTION READONLY (PRAGMA query_only is on)
 	closed   bool // a close request ended it
 	timedOut bool // its transaction was rolled back while it was idle (WebSocket; see wsConn.keepIdle)
+	// foreignKeys is the stream's PRAGMA foreign_keys, which lasts as long
+	// as the stream (as on sqld, where a stream is a connection): the
+	// writer connection is reset for every holder, so it is set again
+	// whenever the stream takes the writer.
+	foreignKeys bool
 }
 
 // end rolls back the stream's open transaction and lets the writer go.
@@ -398,13 +403,16 @@ func (s *Server) execOn(ctx context.Context, st *hranaStream, reads []string, fn
 		return run{}, errTxnTimeout
 	}
 	var noConn error
+	took := false // the writer, for this request
 	if !st.holds {
 		var reserved int64
-		if reads != nil && s.onReader(ctx, st, reads, fn, &reserved) {
+		// With foreign_keys on, the stream runs everything on the writer,
+		// which has its setting.
+		if reads != nil && !st.foreignKeys && s.onReader(ctx, st, reads, fn, &reserved) {
 			return run{reserved: reserved}, nil
 		}
 		if noConn = s.takeWriter(ctx, d); noConn == nil {
-			st.holds = true
+			st.holds, took = true, true
 		}
 	}
 	ex := s.executor(ctx, st)
@@ -414,14 +422,26 @@ func (s *Server) execOn(ctx context.Context, st *hranaStream, reads []string, fn
 		return run{reserved: ex.reserved}, nil
 	}
 	auto, commits, err := d.exec(ctx, func(c *sqlitex.Conn, sb *sandbox) error {
+		if took && st.foreignKeys {
+			if err := c.Exec("PRAGMA foreign_keys = 1"); err != nil {
+				return err
+			}
+		}
 		ex.c, ex.sb = c, sb
 		fn(ex)
+		st.foreignKeys = foreignKeysOn(c)
 		return nil
 	})
 	if auto && err == nil {
 		st.release(ctx)
 	}
 	return run{commits: commits, diskFull: ex.diskFull, reserved: ex.reserved}, err
+}
+
+// foreignKeysOn reads the connection's PRAGMA foreign_keys.
+func foreignKeysOn(c *sqlitex.Conn) bool {
+	rows, err := c.Query("PRAGMA foreign_keys")
+	return err == nil && len(rows) == 1 && len(rows[0]) == 1 && rows[0][0] == int64(1)
 }
 
 // executor makes the executor of one request on st.

@@ -440,3 +440,26 @@ func TestNamespaceFromHeaderAndHost(t *testing.T) {
 		}
 	}
 }
+
+// PRAGMA foreign_keys lasts as long as the stream that set it, as on sqld
+// (a stream is a connection there), although the writer connection is
+// reset for every other holder in between; other streams keep theirs.
+func TestStreamForeignKeysLast(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	ts.exec(t, "", "CREATE TABLE p(id INTEGER PRIMARY KEY)", "CREATE TABLE c(p REFERENCES p(id))", "INSERT INTO p VALUES(1)")
+	s := ts.stream(t, "", "/v3/pipeline")
+	s.do("PRAGMA foreign_keys = ON")
+	ts.exec(t, "", "INSERT INTO c VALUES(7)") // another stream: off, as every stream starts
+	if got := fmtRows(s.do("PRAGMA foreign_keys")[0].Rows); got != "1\n" {
+		t.Fatalf("PRAGMA foreign_keys on the stream that set it: %q, want 1", got)
+	}
+	s.do("INSERT INTO c VALUES(1)")
+	if _, res, _ := s.send(execReq("INSERT INTO c VALUES(8)")); res[0].Type != hrana.ResultError || res[0].Error.Code != "SQLITE_CONSTRAINT" {
+		t.Fatalf("a dangling reference on the stream with foreign_keys on: %+v, want SQLITE_CONSTRAINT", res[0])
+	}
+	s.do("PRAGMA foreign_keys = OFF")
+	s.do("INSERT INTO c VALUES(9)")
+	if got := count(t, ts, "", "c"); got != "3\n" {
+		t.Fatalf("rows of c: %s, want 3 (7, 1, 9)", got)
+	}
+}
