@@ -415,7 +415,7 @@ var scenarios = []struct {
 	// Remote SQL (Hrana) clients.
 	{name: "remote_libsql_client", single: true},
 	{name: "remote_serverless", heavy: true, single: true},
-	{name: "remote_hrana_client", flags: []string{"--stream-idle-timeout", "4s"}, heavy: true, single: true},
+	{name: "remote_hrana_client", flags: []string{"--stream-idle-timeout", "15s"}, heavy: true, single: true},
 }
 
 func TestClient(t *testing.T) {
