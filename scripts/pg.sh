@@ -64,6 +64,8 @@ start)
 	B=$(bindir)
 	mkdir -p "$dir"
 	data=$dir/data
+	# A cluster still running here would keep running on deleted files.
+	stop_cluster "$data"
 	rm -rf "$data"
 	mkdir -p "$data"
 	if [ "$(id -u)" = 0 ]; then
