@@ -56,5 +56,5 @@ eval "$pgenv"
 echo "== go test -race ./..."
 go test -race -timeout 45m "$@" ./...
 
-echo "== simulator: 200 seeds x 300 operations"
+echo "== simulator: 80 seeds x 300 operations (a soak: see README, The simulator)"
 go test -count=1 -timeout 30m ./sim -run 'TestSim$'
