@@ -24,10 +24,11 @@ func TestClusterStreamLosesItsTransactionWithTheLease(t *testing.T) {
 	url := n.dbURL("") + "/v2/pipeline"
 	send := func(baton, sql string) (int, string, string) {
 		t.Helper()
-		b, _ := json.Marshal(map[string]any{"baton": baton, "requests": []any{map[string]any{"type": "execute", "stmt": map[string]any{"sql": sql}}}})
-		if baton == "" {
-			b = []byte(strings.Replace(string(b), `"baton":""`, `"baton":null`, 1))
+		var bt any // null: a new stream
+		if baton != "" {
+			bt = baton
 		}
+		b, _ := json.Marshal(map[string]any{"baton": bt, "requests": []any{map[string]any{"type": "execute", "stmt": map[string]any{"sql": sql}}}})
 		status, out := post(t, url, "application/json", "", b)
 		var resp struct {
 			Baton   *string `json:"baton"`

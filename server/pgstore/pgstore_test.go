@@ -179,12 +179,7 @@ func TestTakeoverWhenHolderSessionEnds(t *testing.T) {
 	if err != nil || la == nil {
 		t.Fatal(err)
 	}
-	// a "crashes": its lock session ends, its node row stays (an hour).
-	a.cancel()
-	a.wg.Wait()
-	a.lmu.Lock()
-	a.lockConn.Close(context.Background())
-	a.lmu.Unlock()
+	crash(a) // its node row stays (an hour)
 	start := time.Now()
 	var lb coord.Lease
 	for time.Since(start) < 10*time.Second {
@@ -322,12 +317,7 @@ func TestConcurrentTakeoversTakeOneEpoch(t *testing.T) {
 	if err != nil || la == nil {
 		t.Fatal(err)
 	}
-	// a crashes: its lock session ends, its row stays.
-	a.cancel()
-	a.wg.Wait()
-	a.lmu.Lock()
-	a.lockConn.Close(context.Background())
-	a.lmu.Unlock()
+	crash(a)
 	b := openCluster(t, dsn, func(c *Config) { c.TTL = time.Hour; c.Advertise = "http://127.0.0.1:2" })
 	c := openCluster(t, dsn, func(c *Config) { c.TTL = time.Hour; c.Advertise = "http://127.0.0.1:3" })
 	for _, n := range []*Cluster{b, c} {
@@ -508,4 +498,14 @@ func TestSlowRenewalKeepsTheSession(t *testing.T) {
 	if l, u, err := b.Writer(ctx, "d"); err != nil || l != nil || u == nil || u.String() != "http://127.0.0.1:1" {
 		t.Fatalf("another node: lease %v, holder %v, %v", l, u, err)
 	}
+}
+
+// crash stops n as a crash would: its renewals end and its lock session
+// closes (its advisory locks are free), its node row stays in the store.
+func crash(n *Cluster) {
+	n.cancel()
+	n.wg.Wait()
+	n.lmu.Lock()
+	n.lockConn.Close(context.Background())
+	n.lmu.Unlock()
 }
