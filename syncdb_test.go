@@ -213,14 +213,22 @@ func TestReadersSeeConsistentSnapshots(t *testing.T) {
 	if err := a.Push(ctx); err != nil {
 		t.Fatal(err)
 	}
-	b := open(t, syncdb.Config{Path: filepath.Join(dir, "b.db"), URL: url})
+	// As many readers as B has read connections: more would only queue.
+	const readConns = 4
+	b := open(t, syncdb.Config{Path: filepath.Join(dir, "b.db"), URL: url, ReadConns: readConns})
 	const total = 2000 * 100
 
+	// The readers read B only while B changes (its own transfers, its
+	// pulls, its pushes): while A works they wait on paused, so that they
+	// do not take the CPU from A's transfers for reads that cannot see
+	// anything new. pulls is odd while B pulls; reads that overlap a pull
+	// are counted, and the test fails if none did.
 	stop := make(chan struct{})
+	var paused sync.RWMutex
+	var pulls, reads, duringPull atomic.Int64
 	errs := make(chan error, 16)
-	var reads atomic.Int64
 	var wg sync.WaitGroup
-	for g := 0; g < 16; g++ {
+	for g := 0; g < readConns; g++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -232,7 +240,14 @@ func TestReadersSeeConsistentSnapshots(t *testing.T) {
 				default:
 				}
 				var sum, n, marks int64
-				if err := b.QueryRow(ctx, "SELECT sum(bal), count(*), (SELECT count(*) FROM marks) FROM acct").Scan(&sum, &n, &marks); err != nil {
+				paused.RLock()
+				before := pulls.Load()
+				err := b.QueryRow(ctx, "SELECT sum(bal), count(*), (SELECT count(*) FROM marks) FROM acct").Scan(&sum, &n, &marks)
+				if after := pulls.Load(); before%2 == 1 || after != before {
+					duringPull.Add(1)
+				}
+				paused.RUnlock()
+				if err != nil {
 					errs <- err
 					return
 				}
@@ -265,12 +280,16 @@ func TestReadersSeeConsistentSnapshots(t *testing.T) {
 	}
 	for round := 0; round < 6; round++ {
 		// A moves money across many pages and pushes.
-		for i := 0; i < 300; i++ {
-			transfer(a, 1+(i*7+round)%1000, 1+(i*13+round*5)%1000, 1+i%9)
-		}
-		if err := a.Push(ctx); err != nil {
-			t.Fatal(err)
-		}
+		func() {
+			paused.Lock()
+			defer paused.Unlock()
+			for i := 0; i < 300; i++ {
+				transfer(a, 1+(i*7+round)%1000, 1+(i*13+round*5)%1000, 1+i%9)
+			}
+			if err := a.Push(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}()
 		// B has its own unpushed transfers, then pulls A's. (Last writer
 		// wins per column, so concurrent transfers on the same account
 		// would not keep the total: the two clients use disjoint accounts.)
@@ -278,7 +297,10 @@ func TestReadersSeeConsistentSnapshots(t *testing.T) {
 			transfer(b, 1001+(i*11+round)%1000, 1001+(i*17)%1000, 3)
 			mustExec(t, b, "INSERT INTO marks VALUES(?)", round*100+i)
 		}
-		if _, err := b.Pull(ctx); err != nil {
+		pulls.Add(1)
+		_, err := b.Pull(ctx)
+		pulls.Add(1)
+		if err != nil {
 			t.Fatal(err)
 		}
 		if round%2 == 1 {
@@ -296,8 +318,8 @@ func TestReadersSeeConsistentSnapshots(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	if reads.Load() < 100 {
-		t.Fatalf("only %d reads ran", reads.Load())
+	if reads.Load() < 100 || duringPull.Load() == 0 {
+		t.Fatalf("only %d reads ran, %d of them during a pull", reads.Load(), duringPull.Load())
 	}
 	// Converge and compare.
 	for _, db := range []*syncdb.DB{b, a, b} {
@@ -308,5 +330,5 @@ func TestReadersSeeConsistentSnapshots(t *testing.T) {
 	if ra, rb := rows(t, a, "SELECT id, bal FROM acct ORDER BY id"), rows(t, b, "SELECT id, bal FROM acct ORDER BY id"); ra != rb {
 		t.Fatal("replicas differ after sync")
 	}
-	t.Logf("%d consistent reads", reads.Load())
+	t.Logf("%d consistent reads, %d of them during a pull", reads.Load(), duringPull.Load())
 }
