@@ -100,9 +100,9 @@ func (c syncCounts) String() string {
 // not see it); in steady state the WAL exists already.
 var syncCeilings = map[string]struct{ fsyncs, infoRewrites int64 }{
 	"insert": {1, 0},
-	"push":   {3, 1},
+	"push":   {1, 0},
 	"pull":   {10, 2},
-	"cycle":  {14, 3},
+	"cycle":  {12, 2},
 }
 
 // The fsyncs and -info rewrites of a push, a pull that brings another

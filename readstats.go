@@ -54,8 +54,10 @@ func ReadStats(ctx context.Context, path string) (Stats, error) {
 	if err := sqlitex.Raw(ctx, c, func(rc *sqlitex.Conn) error { return rc.SetNoCheckpointOnClose(true) }); err != nil {
 		return s, err
 	}
-	if s.CDCOperations, err = dbactor.UnpushedChanges(ctx, c, m); err != nil {
+	var lastPush int64
+	if s.CDCOperations, lastPush, err = dbactor.UnpushedChanges(ctx, c, m); err != nil {
 		return s, errors.Join(fmt.Errorf("read the change log of %s", path), err)
 	}
+	s.LastPushUnixTime = max(s.LastPushUnixTime, lastPush)
 	return s, nil
 }

@@ -725,6 +725,7 @@ func (d *DB) Stats(ctx context.Context) (Stats, error) {
 	s.PagesPresent, s.PagesTotal = ls.PagesPresent, ls.PagesTotal
 	s.Conflicts = ls.Conflicts
 	s.fromMeta(m)
+	s.LastPushUnixTime = max(s.LastPushUnixTime, ls.LastPushUnixTime) // pushes record it in the database
 	s.PushedChanges = d.pushed.Load()
 	s.NetworkSentBytes, s.NetworkReceivedBytes = nc.SentBytes, nc.ReceivedBytes
 	return s, nil

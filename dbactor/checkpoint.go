@@ -2,8 +2,6 @@ package dbactor
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 	"os"
 
@@ -215,12 +213,13 @@ func (a *dbActor) stats(ctx context.Context) (messages.LocalStats, error) {
 	if a.detached != nil {
 		s.Detached = a.detached.Error()
 	}
-	// Pushes move the hint in -info without this actor: read it fresh.
+	// A fork's settling moves the hints in -info without this actor: read
+	// them fresh.
 	m, err := actors.Ask[*messages.Meta](ctx, a.cfg.Sys, a.cfg.Meta, &messages.GetMeta{})
 	if err != nil {
 		return s, err
 	}
-	if s.CDCOperations, err = UnpushedChanges(ctx, a.conn, m); err != nil {
+	if s.CDCOperations, s.LastPushUnixTime, err = UnpushedChanges(ctx, a.conn, m); err != nil {
 		return s, err
 	}
 	if s.Conflicts, err = a.unresolvedConflicts(ctx); err != nil {
@@ -234,24 +233,4 @@ func (a *dbActor) stats(ctx context.Context) (messages.LocalStats, error) {
 		s.RevertWALSize = st.Size()
 	}
 	return s, nil
-}
-
-// UnpushedChanges counts the local changes that the last push recorded in
-// m did not send, reading the change log through q (the writer, or a
-// read-only connection of another process's replica).
-func UnpushedChanges(ctx context.Context, q interface {
-	QueryRowContext(context.Context, string, ...any) *sql.Row
-}, m *messages.Meta) (int64, error) {
-	var gen int64
-	err := q.QueryRowContext(ctx, "SELECT value FROM _syncdb_local WHERE key = 'pull_gen'").Scan(&gen)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return 0, err
-	}
-	var after int64
-	if gen == m.LastPushedPullGenHint {
-		after = m.LastPushedChangeIDHint
-	}
-	var n int64
-	err = q.QueryRowContext(ctx, "SELECT count(*) FROM _syncdb_changes WHERE change_id > ?", after).Scan(&n)
-	return n, err
 }

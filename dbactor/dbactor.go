@@ -182,13 +182,13 @@ func (a *dbActor) receive(msg any) {
 			m.Fail(err)
 			return
 		}
-		m.Respond(a.pendingChanges(m.Context(), m.After, m.Limit, m.Peek))
-	case *messages.TrimChanges:
+		m.Respond(a.pendingChanges(m.Context(), m.After, m.Limit, m.Peek, m.Unpushed))
+	case *messages.RecordPush:
 		if err := a.ready(m.Context()); err != nil {
 			m.Fail(err)
 			return
 		}
-		m.Respond(struct{}{}, a.trimChanges(m.Context(), m.PullGen, m.UpTo))
+		m.Respond(struct{}{}, a.recordPush(m.Context(), m.PullGen, m.UpTo, m.Time))
 	case *messages.ApplyPull:
 		if err := a.ready(m.Context()); err != nil {
 			m.Fail(err)
@@ -362,8 +362,17 @@ func (a *dbActor) close() {
 		}
 		if pos, err := a.walEnd(); err == nil {
 			p := pos
+			// -info learns what the pushes recorded in the database only
+			// (pushed.go), for tools that read it.
+			pushed, perr := lastPushed(context.Background(), a.conn, &a.meta)
 			if err := a.updateMeta(context.Background(), func(m *messages.Meta) error {
 				m.SyncDB.CleanClose = &p
+				if perr == nil && pushed.Recorded {
+					m.LastPushedPullGenHint, m.LastPushedChangeIDHint = pushed.Gen, pushed.After
+				}
+				if perr == nil && pushed.Time > 0 && (m.LastPushUnixTime == nil || *m.LastPushUnixTime < pushed.Time) {
+					m.LastPushUnixTime = &pushed.Time
+				}
 				return nil
 			}); err != nil {
 				a.cfg.Logger.Warn("recording clean close", "err", err)

@@ -276,6 +276,10 @@ type journalHeader struct {
 	// _syncdb_local, which the pull peels off.
 	Chain  chainState `json:"chain,omitzero"`
 	Cloned string     `json:"cloned,omitempty"`
+	// Pushed is the last change of PullGen the server is known to have
+	// (lastPushed); PushTime the last push's time, which T2 keeps.
+	Pushed   int64 `json:"pushed,omitempty"`
+	PushTime int64 `json:"push_time,omitempty"`
 }
 
 // journalEntry is one saved change: its local id, transaction id and

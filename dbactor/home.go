@@ -91,10 +91,11 @@ func (a *dbActor) fork(ctx context.Context, why string, inherit bool) (string, e
 		if err != nil {
 			return "", err
 		}
-		last = st.ID
-		if a.meta.LastPushedPullGenHint == gen {
-			last = max(last, a.meta.LastPushedChangeIDHint)
+		pushed, err := lastPushed(ctx, a.conn, &a.meta)
+		if err != nil {
+			return "", err
 		}
+		last = max(st.ID, pushed.After)
 	}
 	old := a.meta.ClientUniqueID
 	id := a.cfg.NewClientID()

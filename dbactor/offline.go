@@ -102,7 +102,11 @@ func (a *dbActor) saveJournal(ctx context.Context, path, revision string) (int, 
 	if err != nil {
 		return 0, err
 	}
-	hdr := journalHeader{PullGen: gen, Revision: revision, Chain: chain, Cloned: cloned}
+	pushed, err := lastPushed(ctx, a.conn, &a.meta)
+	if err != nil {
+		return 0, err
+	}
+	hdr := journalHeader{PullGen: gen, Revision: revision, Chain: chain, Cloned: cloned, Pushed: pushed.After, PushTime: pushed.Time}
 	return len(entries), writeJournal(a.cfg.FS, path, hdr, entries, conflicts)
 }
 

@@ -524,6 +524,11 @@ func (a *dbActor) replay(ctx context.Context, revision string) error {
 			('pull_gen', ?), ('applied_revision', ?)`, hdr.PullGen+1, revision); err != nil {
 			return err
 		}
+		if hdr.PushTime > 0 {
+			if _, err := a.conn.ExecContext(ctx, "INSERT OR REPLACE INTO _syncdb_local(key, value) VALUES('push_time', ?)", hdr.PushTime); err != nil {
+				return err
+			}
+		}
 		if cloned == "" {
 			cloned = hdr.Cloned
 		}
@@ -593,10 +598,7 @@ func (a *dbActor) replayFloor(ctx context.Context, hdr journalHeader, entries []
 	if err != nil || mark == nil {
 		return 0, "", err
 	}
-	known := hdr.Chain.ID // trimmed: confirmed by a push
-	if a.meta.LastPushedPullGenHint == hdr.PullGen {
-		known = max(known, a.meta.LastPushedChangeIDHint)
-	}
+	known := max(hdr.Chain.ID, hdr.Pushed) // trimmed, or recorded: confirmed by a push
 	if why = clonedWhy(hdr.PullGen, hdr.Chain, entries, *mark, chain); why != "" {
 		return known, why, nil
 	}
@@ -680,14 +682,22 @@ func (a *dbActor) readChangeLog(ctx context.Context) ([]journalEntry, error) {
 	return a.changeLogRange(ctx, math.MinInt64, math.MaxInt64)
 }
 
-// pendingChanges reads the change log above after, for a push: whole
-// local transactions, stopping at the first transaction boundary once it
-// has limit changes (0 = no limit).
-func (a *dbActor) pendingChanges(ctx context.Context, after int64, limit int, peek bool) (messages.Pending, error) {
+// pendingChanges reads the change log above after (with unpushed, above
+// the last recorded push), for a push: whole local transactions, stopping
+// at the first transaction boundary once it has limit changes (0 = no
+// limit).
+func (a *dbActor) pendingChanges(ctx context.Context, after int64, limit int, peek, unpushed bool) (messages.Pending, error) {
 	var p messages.Pending
 	var err error
 	if p.PullGen, err = a.localPullGen(ctx); err != nil {
 		return p, err
+	}
+	if unpushed {
+		pushed, err := lastPushed(ctx, a.conn, &a.meta)
+		if err != nil {
+			return p, err
+		}
+		after, p.Recorded = pushed.After, pushed.Recorded
 	}
 	rows, err := a.conn.QueryContext(ctx, "SELECT change_id, txn, record FROM _syncdb_changes WHERE change_id > ? ORDER BY change_id", after)
 	if err != nil {

@@ -143,21 +143,25 @@ type WriteConn interface {
 
 // PendingChanges reads the local changes with change id > After, in order,
 // for a push: whole local transactions, stopping at the first transaction
-// boundary after Limit changes.
+// boundary after Limit changes. With Unpushed, After is ignored: the read
+// starts after the last change a push recorded (RecordPush).
 type PendingChanges struct {
 	actors.Request[Pending]
-	After int64
-	Limit int  // 0 = all
-	Peek  bool // just the first change, to see whether there is any
+	After    int64
+	Limit    int  // 0 = all
+	Peek     bool // just the first change, to see whether there is any
+	Unpushed bool
 }
 
-// TrimChanges drops from the change log the changes of pull generation
-// PullGen up to UpTo, which the server has confirmed (a push committed),
-// so that their space is reused; changes of local-only tables stay (a pull
-// replays them).
-type TrimChanges struct {
+// RecordPush records that the server has the changes of pull generation
+// PullGen up to UpTo (a push batch committed there, or the server's mark
+// says so), at unix time Time, and drops those changes from the change log
+// so that their space is reused (changes of local-only tables stay: a pull
+// replays them). One local transaction does both: it is the push's only
+// durable write (-info is not rewritten).
+type RecordPush struct {
 	actors.Request[struct{}]
-	PullGen, UpTo int64
+	PullGen, UpTo, Time int64
 }
 
 // Pending is a slice of the local change log.
@@ -165,6 +169,9 @@ type Pending struct {
 	PullGen int64 // the local pull generation the changes belong to
 	Changes []change.Change
 	More    bool // Limit cut the list
+	// Recorded (with Unpushed): a push of this pull generation and client
+	// id is recorded, so no change after it means nothing to push.
+	Recorded bool
 }
 
 // ApplyPull applies a downloaded pull (pages in the file at ChangesPath, see
@@ -200,6 +207,9 @@ type LocalStats struct {
 	PagesTotal    int64
 	Conflicts     int64  // unresolved
 	Detached      string // modified outside syncdb: what the error says ("" if not)
+	// LastPushUnixTime is the last push's time as the database records it
+	// (0: none recorded there; -info's may be later or earlier).
+	LastPushUnixTime int64
 }
 
 // ---- syncactor

@@ -206,11 +206,11 @@ func (s *syncActor) push(ctx context.Context, tables bool) (messages.PushResult,
 		}
 	}
 	// Nothing new since the last successful push: no request at all.
-	probe, err := actors.Ask[messages.Pending](ctx, s.cfg.Sys, s.cfg.DB, &messages.PendingChanges{After: m.LastPushedChangeIDHint, Peek: true})
+	probe, err := actors.Ask[messages.Pending](ctx, s.cfg.Sys, s.cfg.DB, &messages.PendingChanges{Unpushed: true, Peek: true})
 	if err != nil {
 		return out, err
 	}
-	if probe.PullGen == m.LastPushedPullGenHint && len(probe.Changes) == 0 {
+	if probe.Recorded && len(probe.Changes) == 0 {
 		return out, s.waiting(ctx)
 	}
 	for round := 1; ; round++ {
@@ -339,23 +339,18 @@ func (s *syncActor) pushOnce(ctx context.Context, id string, pushed *int) error 
 			return err
 		}
 		failpoint.Hit("push.recorded", s.cfg.Path)
-		// The server has them: free their space in the change log.
-		if _, err := actors.Ask[struct{}](ctx, s.cfg.Sys, s.cfg.DB, &messages.TrimChanges{PullGen: batch.PullGen, UpTo: floor}); err != nil {
-			s.cfg.Logger.Warn("trimming pushed changes from the change log", "err", err)
-		}
 		if !batch.More {
 			return nil
 		}
 	}
 }
 
+// recordPush has the database record that the server has the changes of
+// generation gen up to id, and drop them from the change log, in one
+// local transaction (no -info rewrite: see dbactor's pushed.go).
 func (s *syncActor) recordPush(ctx context.Context, gen, id int64) error {
-	now := s.cfg.Clock.Now().Unix()
-	return s.updateMeta(ctx, func(m *messages.Meta) error {
-		m.LastPushedPullGenHint, m.LastPushedChangeIDHint = gen, id
-		m.LastPushUnixTime = &now
-		return nil
-	})
+	_, err := actors.Ask[struct{}](ctx, s.cfg.Sys, s.cfg.DB, &messages.RecordPush{PullGen: gen, UpTo: id, Time: s.cfg.Clock.Now().Unix()})
+	return err
 }
 
 // highWater reads client id's mark of turso_sync_last_change_id on the

@@ -1,0 +1,165 @@
+package syncdb_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/syncdb/syncdb"
+	"github.com/syncdb/syncdb/internal/failpoint"
+	"github.com/syncdb/syncdb/internal/fsx"
+	"github.com/syncdb/syncdb/internal/shimvfs"
+	"github.com/syncdb/syncdb/internal/testhooks"
+)
+
+// lossyReplica is a replica that a test can kill at a failpoint, with or
+// without a power loss: SQLite's files go through the shim VFS's Recorder
+// and syncdb's own through a CrashFS, the simulator's two crash models
+// (sim/world.go), so a power loss takes back every write that was not
+// fsynced and every directory change that was not made durable.
+type lossyReplica struct {
+	t   *testing.T
+	cfg syncdb.Config
+	ctx context.Context
+	rec *shimvfs.Recorder
+	fs  *fsx.CrashFS
+	db  *syncdb.DB
+}
+
+func newLossyReplica(t *testing.T, url string) *lossyReplica {
+	t.Helper()
+	vfs, err := shimvfs.Register()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	rec, err := shimvfs.Record(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rec.Stop)
+	r := &lossyReplica{t: t, cfg: syncdb.Config{Path: filepath.Join(dir, "a.db"), URL: url}, rec: rec, fs: fsx.NewCrashFS()}
+	r.ctx = testhooks.With(context.Background(), testhooks.Hooks{VFS: vfs, FS: r.fs, OnPanic: func(error) {}})
+	r.open()
+	t.Cleanup(func() {
+		failpoint.Set(nil)
+		if r.db != nil {
+			r.db.Close()
+		}
+	})
+	return r
+}
+
+func (r *lossyReplica) open() {
+	r.t.Helper()
+	db, err := syncdb.Open(r.ctx, r.cfg)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.db = db
+}
+
+// crashAt arms failpoint point: the first time this replica hits it, the
+// process "dies" there (its files take no more writes) and the actor
+// panics. fired reports whether it was hit.
+func (r *lossyReplica) crashAt(point string) (fired func() bool) {
+	var armed atomic.Bool
+	armed.Store(true)
+	failpoint.Set(func(name, owner string) {
+		if name == point && strings.HasPrefix(owner, r.cfg.Path) && armed.CompareAndSwap(true, false) {
+			r.fs.Freeze()
+			r.rec.Crash()
+			panic(failpoint.Crash{Name: name, Owner: owner})
+		}
+	})
+	return func() bool { return !armed.Load() }
+}
+
+// restart closes the dead replica, loses power if power (what was not
+// fsynced is gone), and opens it again.
+func (r *lossyReplica) restart(power bool) {
+	r.t.Helper()
+	failpoint.Set(nil)
+	r.db.Close() // dead: closing writes nothing
+	r.db = nil
+	if power {
+		if err := r.fs.PowerLoss(); err != nil {
+			r.t.Fatal(err)
+		}
+		if err := r.rec.PowerLoss(); err != nil {
+			r.t.Fatal(err)
+		}
+	} else {
+		r.rec.Resume()
+	}
+	r.fs.Thaw()
+	r.open()
+}
+
+// A push records what the server took in one local SQLite transaction (the
+// push record, and the pushed changes dropped from the change log) and
+// rewrites no -info. The fsyncs of the -info rewrite it made before
+// guarded against a power loss only (a torn -info.tmp, a lost rename); a
+// lost record is the state of a crash right after the server committed
+// (push.sent), which the server's mark recovers. So: killed at push.sent
+// (nothing recorded) or at push.recorded (recorded and fsynced), with or
+// without a power loss, the replica loses nothing and sends nothing twice:
+// after the restart nothing is left to push but the next write, another
+// replica gets every row once, and nobody has a conflict (a change applied
+// twice would meet its own row and fail its guard).
+func TestPushCrashPowerLoss(t *testing.T) {
+	for _, point := range []string{"push.sent", "push.recorded"} {
+		for _, power := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/power=%v", point, power), func(t *testing.T) {
+				ctx := context.Background()
+				url := newServer(t)
+				a := newLossyReplica(t, url)
+				mustExec(t, a.db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+				if err := a.db.Push(ctx); err != nil {
+					t.Fatal(err)
+				}
+				mustExec(t, a.db, "INSERT INTO t VALUES(1, 'one')")
+				mustExec(t, a.db, "UPDATE t SET v = 'uno' WHERE id = 1")
+				mustExec(t, a.db, "INSERT INTO t VALUES(2, 'two')")
+				fired := a.crashAt(point)
+				if err := a.db.Push(ctx); err == nil || !fired() {
+					t.Fatalf("no crash at %s: %v", point, err)
+				}
+				a.restart(power)
+
+				if got := rows(t, a.db, "SELECT id, v FROM t ORDER BY id"); got != "1|uno\n2|two" {
+					t.Fatalf("after the restart: %q", got)
+				}
+				mustExec(t, a.db, "INSERT INTO t VALUES(3, 'three')")
+				if err := a.db.Push(ctx); err != nil {
+					t.Fatal(err)
+				}
+				st, err := a.db.Stats(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if st.CDCOperations != 0 || st.Conflicts != 0 {
+					t.Fatalf("after the next push: %d changes not pushed, %d conflicts", st.CDCOperations, st.Conflicts)
+				}
+				b := open(t, syncdb.Config{Path: filepath.Join(t.TempDir(), "b.db"), URL: url})
+				if got := rows(t, b, "SELECT id, v FROM t ORDER BY id"); got != "1|uno\n2|two\n3|three" {
+					t.Fatalf("another replica: %q", got)
+				}
+				// A change sent twice would conflict on b's next write.
+				mustExec(t, b, "UPDATE t SET v = 'dos' WHERE id = 2")
+				if err := b.Push(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := a.db.Pull(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if got := rows(t, a.db, "SELECT id, v FROM t ORDER BY id"); got != "1|uno\n2|dos\n3|three" {
+					t.Fatalf("after pulling b's update: %q", got)
+				}
+			})
+		}
+	}
+}
