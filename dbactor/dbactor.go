@@ -20,9 +20,11 @@
 //
 // ApplyPull runs as one actor message, so no local write interleaves:
 //
-//  1. save the local change log to <db>-syncdb-replay and the true image of
-//     page 1 of the new base to <db>-revert.next (both fsynced), and record
-//     the pending pull in -info;
+//  1. save the true image of page 1 of the new base to <db>-revert.next,
+//     then the local change log to <db>-syncdb-replay, whose header records
+//     the pending pull (both fsynced; the journal's rename and the
+//     directory too): the journal in place is the pull's durable record,
+//     -info is not written;
 //  2. T1: one transaction writing, through sqlite_dbpage, the base image of
 //     every locally changed page the server did not change and the server's
 //     image of every page it did (page 1 with a bumped schema cookie, so
@@ -33,11 +35,14 @@
 //     turso_sync_last_change_id in the newly applied pages) as SQL,
 //     capturing them again in a new pull generation;
 //  4. make <db>-revert.next the revert store and record the new revision and
-//     base in -info; remove the journal.
+//     base in -info, with the pull's Before as Pulled (a journal that names
+//     it is a leftover); remove the journal.
 //
 // A crash anywhere is recovered at the next open: before T1 committed the
-// pull is abandoned (the database is untouched); after, T2 is run from the
-// journal if it did not commit, then step 4. Readers never see the state
+// pull is abandoned (the database is untouched; the journal is removed and
+// the directory synced, so that it cannot come back and take a later
+// commit for T1); after, T2 is run from the journal if it did not commit,
+// then step 4. Readers never see the state
 // between T1 and T2: the facade holds new reads at a gate meanwhile.
 //
 // # Never losing a write
@@ -150,11 +155,12 @@ type dbActor struct {
 	// unfinished: a checkpoint copied the WAL but could not record it (a
 	// failed -info write): it is finished before anything else runs.
 	unfinished bool
-	pending    bool                // a pull's T1 committed but the pull is not finished
-	user       bool                // a user statement is being prepared or run (see authorize)
-	restamp    *messages.FileStamp // the database file's stamp to record: same content, new time
-	detached   error               // the files were modified outside syncdb: read only (see detach)
-	denied     string              // the protected table the authorizer last refused
+	pending    bool                  // a pull's T1 committed but the pull is not finished
+	pull       *messages.PendingPull // the pull pending is about (its journal's record)
+	user       bool                  // a user statement is being prepared or run (see authorize)
+	restamp    *messages.FileStamp   // the database file's stamp to record: same content, new time
+	detached   error                 // the files were modified outside syncdb: read only (see detach)
+	denied     string                // the protected table the authorizer last refused
 }
 
 func (a *dbActor) receive(msg any) {

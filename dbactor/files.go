@@ -12,6 +12,7 @@ import (
 	"slices"
 
 	"github.com/syncdb/syncdb/internal/fsx"
+	"github.com/syncdb/syncdb/messages"
 )
 
 // PageSize is the only page size the sync protocol allows.
@@ -280,6 +281,12 @@ type journalHeader struct {
 	// (lastPushed); PushTime the last push's time, which T2 keeps.
 	Pushed   int64 `json:"pushed,omitempty"`
 	PushTime int64 `json:"push_time,omitempty"`
+	// Pull is the pull this journal was saved for (nil: a rebuild's). A
+	// journal that holds one is the durable record of a pending pull: it
+	// is written, fsynced and renamed into place before the pull's first
+	// transaction, and unless -info's Pulled names it, Open finishes or
+	// undoes that pull (recoverPull).
+	Pull *messages.PendingPull `json:"pull,omitempty"`
 }
 
 // journalEntry is one saved change: its local id, transaction id and
@@ -337,6 +344,24 @@ func writeJournal(fs fsx.FS, path string, hdr journalHeader, entries []journalEn
 		buf = appendFramed(buf, p)
 	}
 	return fsx.WriteFileAtomic(fs, path, buf)
+}
+
+// readJournalHeader reads only the header of the journal at path.
+func readJournalHeader(fs fsx.FS, path string) (journalHeader, error) {
+	var hdr journalHeader
+	f, err := fs.OpenFile(path, os.O_RDONLY, 0)
+	if err != nil {
+		return hdr, err
+	}
+	defer f.Close()
+	h, err := readFramed(bufio.NewReader(f))
+	if err != nil {
+		return hdr, fmt.Errorf("journal %s header: %w", path, err)
+	}
+	if err := json.Unmarshal(h, &hdr); err != nil {
+		return hdr, fmt.Errorf("journal %s header: %w", path, err)
+	}
+	return hdr, nil
 }
 
 // readJournal reads a journal written by writeJournal; an incomplete one

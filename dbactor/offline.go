@@ -75,13 +75,14 @@ func ConflictChanges(blob []byte) ([]change.Change, error) {
 
 // saveLocal answers SaveLocal.
 func (a *dbActor) saveLocal(ctx context.Context, path string) (int, error) {
-	return a.saveJournal(ctx, path, "")
+	return a.saveJournal(ctx, path, "", nil)
 }
 
-// saveJournal writes the replay journal of a pull (to revision) or of a
-// rebuild (revision ""): the local changes, the conflicts, the push chain
-// and whether the replica is a copy. It returns the number of changes.
-func (a *dbActor) saveJournal(ctx context.Context, path, revision string) (int, error) {
+// saveJournal writes the replay journal of a pull (to revision, recording
+// it as pending) or of a rebuild (revision "", pull nil): the local
+// changes, the conflicts, the push chain and whether the replica is a
+// copy. It returns the number of changes.
+func (a *dbActor) saveJournal(ctx context.Context, path, revision string, pull *messages.PendingPull) (int, error) {
 	gen, err := a.localPullGen(ctx)
 	if err != nil {
 		return 0, err
@@ -106,7 +107,7 @@ func (a *dbActor) saveJournal(ctx context.Context, path, revision string) (int, 
 	if err != nil {
 		return 0, err
 	}
-	hdr := journalHeader{PullGen: gen, Revision: revision, Chain: chain, Cloned: cloned, Pushed: pushed.After, PushTime: pushed.Time}
+	hdr := journalHeader{PullGen: gen, Revision: revision, Chain: chain, Cloned: cloned, Pushed: pushed.After, PushTime: pushed.Time, Pull: pull}
 	return len(entries), writeJournal(a.cfg.FS, path, hdr, entries, conflicts)
 }
 

@@ -296,8 +296,12 @@ func (a *dbActor) walSizeNow() int64 {
 // abandon an interrupted pull or checkpoint, check that nobody else wrote
 // to the files, create the local tables.
 func (a *dbActor) recover(ctx context.Context) error {
-	if a.meta.SyncDB.Pull != nil {
-		a.pending = true
+	p, err := a.pendingPull()
+	if err != nil {
+		return err
+	}
+	if p != nil {
+		a.pull, a.pending = p, true
 		if err := a.durable(ctx, func() error { return a.recoverPull(ctx) }); err != nil {
 			return err
 		}

@@ -63,11 +63,9 @@ func (a *dbActor) applyPull(ctx context.Context, revision string, dbSize uint32,
 		}
 	}
 
-	// Step 1: the journal of local changes, and the new base's page 1.
-	if _, err := a.saveJournal(ctx, a.path(suffixReplay), revision); err != nil {
-		return false, fmt.Errorf("save local changes: %w", err)
-	}
-	failpoint.Hit("pull.journal", a.cfg.Path)
+	// Step 1: the new base's page 1, then the journal of local changes,
+	// which records the pending pull: once it is in place, a crash is
+	// recovered from it (recoverPull).
 	var page1 []byte // the true page 1 of the new base, if T1 writes page 1
 	if changes.has(1) {
 		if page1, err = changes.read(nil, 1); err != nil {
@@ -95,13 +93,17 @@ func (a *dbActor) applyPull(ctx context.Context, revision string, dbSize uint32,
 		return false, err
 	}
 	failpoint.Hit("pull.revert-next", a.cfg.Path)
-	if err := a.updateMeta(ctx, func(m *messages.Meta) error {
-		m.SyncDB.Pull = &messages.PendingPull{Revision: revision, DBSize: dbSize, Before: before, NextRevertLen: nextLen}
-		return nil
-	}); err != nil {
-		return false, err
+	// The journal's rename is made durable (WriteFileAtomic syncs the
+	// directory), and with it the creation of -revert.next.
+	pending := &messages.PendingPull{Revision: revision, DBSize: dbSize, Before: before, NextRevertLen: nextLen}
+	if _, err := a.saveJournal(ctx, a.path(suffixReplay), revision, pending); err != nil {
+		// It may be in place all the same (a failed directory sync): the
+		// next request finds no T1 and removes it before anything writes.
+		a.pull, a.pending = pending, true
+		return false, fmt.Errorf("save local changes: %w", err)
 	}
-	a.pending = true
+	failpoint.Hit("pull.journal", a.cfg.Path)
+	a.pull, a.pending = pending, true
 	failpoint.Hit("pull.pending", a.cfg.Path)
 
 	// Step 2: T1. Readers wait at the gate until T2 committed, so that
@@ -339,21 +341,51 @@ func bumpCookie(page []byte, local uint32) {
 	binary.BigEndian.PutUint32(page[40:44], max(c, local)+1)
 }
 
-// abandonPull forgets a pull whose T1 did not commit.
+// abandonPull forgets a pull whose T1 did not commit. The journal that
+// records it must be gone for good before anything else is written: one
+// that a power loss brought back would make the next Open take a later
+// local commit for T1.
 func (a *dbActor) abandonPull(ctx context.Context) error {
-	if err := a.updateMeta(ctx, func(m *messages.Meta) error { m.SyncDB.Pull = nil; return nil }); err != nil {
+	if a.meta.SyncDB.Pull != nil { // recorded there by an older version
+		if err := a.updateMeta(ctx, func(m *messages.Meta) error { m.SyncDB.Pull = nil; return nil }); err != nil {
+			return err
+		}
+	}
+	a.cfg.FS.Remove(a.path(suffixRevert + ".next"))
+	if err := a.cfg.FS.Remove(a.path(suffixReplay)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	a.pending = false
-	a.cfg.FS.Remove(a.path(suffixReplay))
-	a.cfg.FS.Remove(a.path(suffixRevert + ".next"))
+	if err := a.cfg.FS.SyncDir(filepath.Dir(a.cfg.Path)); err != nil {
+		return err
+	}
+	a.pull, a.pending = nil, false
 	return nil
 }
 
-// recoverPull finishes the pending pull recorded in -info: abandons it if
-// T1 did not commit, else runs T2 if needed and makes the new base current.
+// pendingPull reads the pull an interrupted ApplyPull left to finish: the
+// one the replay journal records, unless -info's Pulled says it was
+// finished (or, from older versions, the one -info records). nil if none.
+func (a *dbActor) pendingPull() (*messages.PendingPull, error) {
+	if p := a.meta.SyncDB.Pull; p != nil {
+		return p, nil
+	}
+	hdr, err := readJournalHeader(a.cfg.FS, a.path(suffixReplay))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if p, done := hdr.Pull, a.meta.SyncDB.Pulled; p == nil || done != nil && *done == p.Before {
+		return nil, nil // a rebuild's journal, or one a finished pull left behind
+	}
+	return hdr.Pull, nil
+}
+
+// recoverPull finishes the pending pull (a.pull): abandons it if T1 did
+// not commit, else runs T2 if needed and makes the new base current.
 func (a *dbActor) recoverPull(ctx context.Context) error {
-	p := a.meta.SyncDB.Pull
+	p := a.pull
 	if p == nil {
 		a.pending = false
 		return nil
@@ -418,13 +450,15 @@ func (a *dbActor) recoverPull(ctx context.Context) error {
 		m.SyncedRevision = &messages.Revision{Type: "v1", Revision: p.Revision}
 		m.SyncDB.Base = messages.Base{DBSize: p.DBSize, WAL: *t1, RevertLen: p.NextRevertLen}
 		m.SyncDB.Pull = nil
+		before := p.Before
+		m.SyncDB.Pulled = &before // the journal is left over from now on
 		m.LastPullUnixTime = &now
 		m.LastPushedPullGenHint, m.LastPushedChangeIDHint = 0, 0
 		return nil
 	}); err != nil {
 		return err
 	}
-	a.pending = false
+	a.pull, a.pending = nil, false
 	failpoint.Hit("pull.done", a.cfg.Path)
 	a.cfg.FS.Remove(a.path(suffixReplay))
 	a.cap.nextID = 0

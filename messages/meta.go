@@ -47,9 +47,13 @@ type SavedConfig struct {
 type SyncDBState struct {
 	// Base locates the synced base: the server's pages at SyncedRevision.
 	Base Base `json:"base"`
-	// Pull is set while a pull is being applied (see dbactor): it tells the
-	// next Open how to finish or undo it.
+	// Pull was set by older versions while a pull was being applied; the
+	// pending pull is now recorded in the replay journal (see dbactor). A
+	// file that has one is still finished or undone at Open.
 	Pull *PendingPull `json:"pull,omitempty"`
+	// Pulled is PendingPull.Before of the last pull this replica finished:
+	// a replay journal that names it is left over, not an interrupted pull.
+	Pulled *walfile.Position `json:"pulled,omitempty"`
 	// Checkpointing is set while a base-preserving checkpoint runs.
 	Checkpointing bool `json:"checkpointing,omitempty"`
 	// DBFile fingerprints the database file after syncdb last wrote it
@@ -99,7 +103,8 @@ type Base struct {
 	RevertLen int64            `json:"revert_len"`
 }
 
-// PendingPull is the durable record of a pull being applied.
+// PendingPull is the durable record of a pull being applied (in the
+// replay journal's header).
 type PendingPull struct {
 	Revision string `json:"revision"`
 	DBSize   uint32 `json:"db_size"`

@@ -369,6 +369,9 @@ func validate(m *messages.Meta) error {
 			counter{"syncdb.pull.before.Frame", int64(p.Before.Frame)},
 			counter{"syncdb.pull.next_revert_len", p.NextRevertLen})
 	}
+	if p := m.SyncDB.Pulled; p != nil {
+		cs = append(cs, counter{"syncdb.pulled.Frame", int64(p.Frame)})
+	}
 	if f := m.SyncDB.DBFile; f != nil {
 		cs = append(cs, counter{"syncdb.db_file.size", f.Size})
 	}
