@@ -39,7 +39,7 @@ func TestWarmCopyCatchesUpIncrementally(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	const base = 3000
+	const base = 1000
 	pages := map[uint32]int{}
 	for pg := uint32(1); pg <= base; pg++ {
 		pages[pg] = int(pg)
