@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -112,9 +113,13 @@ func splitFramed(b []byte) ([][]byte, error) {
 }
 
 // precondition decides what a replayed change c meets in the row cur (nil:
-// there is none): "" when it applies, skip when the row is already as c
-// leaves it, or the kind of conflict. It is the same rule as change.Guard.
-func precondition(c change.Change, cur []any) (kind string, skip bool) {
+// there is none; c's columns only): "" when it applies, skip when the row
+// is already as c leaves it, or the kind of conflict. unknownSet reports
+// that a column of the row c does not know (added after c was captured)
+// holds something other than its default: someone wrote it after c's
+// view of the row, which a delete would drop. It is the rule of
+// change.Guard, made exact where the guard cannot see the column.
+func precondition(c change.Change, cur []any, unknownSet bool) (kind string, skip bool) {
 	switch c.Op {
 	case change.Insert:
 		switch {
@@ -132,7 +137,7 @@ func precondition(c change.Change, cur []any) (kind string, skip bool) {
 		switch {
 		case cur == nil:
 			return "", true
-		case !sameRow(cur, c.Before) && !mutation.blindDeletes:
+		case (!sameRow(cur, c.Before) || unknownSet) && !mutation.blindDeletes:
 			return KindDeleteUpdated, false
 		}
 	}
@@ -184,6 +189,78 @@ func (a *dbActor) currentRow(ctx context.Context, c change.Change, key []any) ([
 		b.WriteString(" IS ?")
 	}
 	return a.rawRow(ctx, b.String(), key...)
+}
+
+// unknownColumns are the stored columns of a row that a change does not
+// know (added after it was captured), and what the row holds in them.
+type unknownColumns struct {
+	names []string
+	vals  []any
+	// set: one holds something other than its default (NULL if it has
+	// none; compared as SQLite compares, byte for byte for text).
+	set bool
+}
+
+// unknownColumns reads the columns of c's table that c does not know in
+// the row with key. A row that predates the column reads as its default,
+// as does one where it was never written.
+func (a *dbActor) unknownColumns(ctx context.Context, c change.Change, key []any) (unknownColumns, error) {
+	var u unknownColumns
+	if mutation.blindAddedColumns {
+		return u, nil
+	}
+	args := []any{c.Table}
+	for _, col := range c.Columns {
+		args = append(args, col)
+	}
+	rows, err := a.conn.QueryContext(ctx, "SELECT name, dflt_value FROM pragma_table_xinfo(?, 'main') WHERE hidden = 0 AND name COLLATE NOCASE NOT IN ("+
+		strings.TrimSuffix(strings.Repeat("?,", len(c.Columns)), ",")+") ORDER BY cid", args...)
+	if err != nil {
+		return u, err
+	}
+	var sel, same []string
+	for rows.Next() {
+		var name string
+		var dflt sql.NullString
+		if err := rows.Scan(&name, &dflt); err != nil {
+			rows.Close()
+			return u, err
+		}
+		u.names = append(u.names, name)
+		q := change.QuoteIdent(name)
+		sel = append(sel, q)
+		if dflt.Valid {
+			same = append(same, q+" IS ("+dflt.String+") COLLATE BINARY")
+		} else {
+			same = append(same, q+" IS NULL")
+		}
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil || len(u.names) == 0 {
+		return u, err
+	}
+	var b strings.Builder
+	b.WriteString("SELECT ")
+	b.WriteString(strings.Join(sel, ", "))
+	b.WriteString(", ")
+	b.WriteString(strings.Join(same, " AND "))
+	b.WriteString(" FROM ")
+	b.WriteString(change.QuoteIdent(c.Table))
+	b.WriteString(" WHERE ")
+	for i, k := range c.PK {
+		if i > 0 {
+			b.WriteString(" AND ")
+		}
+		b.WriteString(change.QuoteIdent(c.Columns[k]))
+		b.WriteString(" IS ?")
+	}
+	row, err := a.rawRow(ctx, b.String(), key...)
+	if err != nil || row == nil {
+		return u, err
+	}
+	n := len(u.names)
+	u.vals = row[:n]
+	u.set = row[n] != int64(1)
+	return u, nil
 }
 
 // rawRow runs a one-row query with exact values (no DATETIME conversions).
@@ -318,7 +395,16 @@ func (rp *replayer) apply(ctx context.Context, c change.Change) error {
 		// The table or a column is gone: the statements will say.
 		cur = nil
 	}
-	kind, skip := precondition(c, cur)
+	var unknown unknownColumns
+	if c.Op == change.Delete && cur != nil {
+		var uerr error
+		if unknown, uerr = a.unknownColumns(ctx, c, key); uerr != nil {
+			// Whatever the columns hold, the delete waits rather than
+			// dropping them unseen.
+			return rp.record(ctx, c, KindDeleteUpdated, cur, uerr)
+		}
+	}
+	kind, skip := precondition(c, cur, unknown.set)
 	if err != nil {
 		kind, skip = "", false
 	}
@@ -331,6 +417,11 @@ func (rp *replayer) apply(ctx context.Context, c change.Change) error {
 			return err
 		}
 		return rp.record(ctx, c, KindConstraint, a.blockingRow(ctx, c, err), err)
+	}
+	if unknown.names != nil {
+		// The remote side shows the row whole, the columns c did not know
+		// included.
+		return rp.recordRow(ctx, c, kind, append(slices.Clone(c.Columns), unknown.names...), append(slices.Clone(cur), unknown.vals...), nil)
 	}
 	return rp.record(ctx, c, kind, cur, nil)
 }
@@ -351,15 +442,24 @@ func (rp *replayer) hold(rec *conflictRecord, c change.Change) error {
 	return nil
 }
 
-// record records a conflict of c and applies the policy's decision.
+// record records a conflict of c and applies the policy's decision;
+// remote is the row c met, in c's columns.
 func (rp *replayer) record(ctx context.Context, c change.Change, kind string, remote []any, cause error) error {
+	return rp.recordRow(ctx, c, kind, c.Columns, remote, cause)
+}
+
+// recordRow is record with the remote row in columns of its own (c's
+// first, in their order).
+func (rp *replayer) recordRow(ctx context.Context, c change.Change, kind string, remoteCols []string, remote []any, cause error) error {
 	a := rp.a
 	enc, err := c.Encode()
 	if err != nil {
 		return captureError{err}
 	}
 	rec := &conflictRecord{Time: a.now().Unix(), Revision: rp.revision, Base: rp.base, Kind: kind, Table: c.Table, Changes: [][]byte{enc}}
-	if rec.Remote, err = remoteRecord(c, remote); err != nil {
+	rc := c
+	rc.Columns = remoteCols
+	if rec.Remote, err = remoteRecord(rc, remote); err != nil {
 		return captureError{err}
 	}
 	if cause != nil {
@@ -810,4 +910,7 @@ var mutation struct {
 	// conflict at replay (syncactor's twin drops the push guard).
 	blindDeletes   bool
 	falseConflicts bool // a replayed update of a row that is there is an update-deleted conflict
+	// blindAddedColumns: a replayed delete ignores the columns it does not
+	// know (internal/change's twin drops them from the push guard).
+	blindAddedColumns bool
 }

@@ -2,6 +2,7 @@ package interop
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -46,5 +47,39 @@ func TestGoAndJSInsertInsert(t *testing.T) {
 	hist, err := goDB.ConflictHistory(ctx)
 	if err != nil || len(hist) != 1 || hist[0].Resolved != "rekeyed" {
 		t.Errorf("Go's conflict history: %+v %v", hist, err)
+	}
+}
+
+// @tursodatabase/sync adds a column and fills it in a row the Go client,
+// which has not pulled the column, deletes: the delete is a delete-updated
+// conflict, and the JS client's value stays on the server.
+func TestGoDeleteMeetsJSAddedColumn(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	clientDir := t.TempDir()
+	ctx := context.Background()
+	goDB, err := syncdb.Open(ctx, syncdb.Config{Path: filepath.Join(clientDir, "go.db"), URL: srv.URL, ClientName: "go"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer goDB.Close()
+	if _, err := goDB.Exec(ctx, "CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT); INSERT INTO notes VALUES(1, 'one'), (2, 'two')"); err != nil {
+		t.Fatal(err)
+	}
+	if err := goDB.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	jsPeer(t, srv, clientDir, "notes-add-column")
+	if _, err := goDB.Exec(ctx, "DELETE FROM notes WHERE id IN (1, 2)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := goDB.Push(ctx); !errors.Is(err, syncdb.ErrConflict) {
+		t.Fatalf("go push: %v, want ErrConflict", err)
+	}
+	cs, err := goDB.Conflicts(ctx)
+	if err != nil || len(cs) != 1 || cs[0].Kind != "delete-updated" || fmt.Sprint(cs[0].Key) != "[1]" || cs[0].Remote["note"] != "from js" {
+		t.Fatalf("conflicts: %+v %v", cs, err)
+	}
+	if got := fmt.Sprint(jsPeer(t, srv, clientDir, "notes-note-dump")["rows"]); got != "[1|one|from js]" {
+		t.Errorf("JS has %s, want row 1 with its note (row 2, unchanged, deleted)", got)
 	}
 }

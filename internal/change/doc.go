@@ -65,7 +65,9 @@
 // Guard is the precondition a push checks before a change's statements
 // (the replay of a pull checks the same ones locally): an Insert must not
 // meet another row with its key, an Update must find its row, a Delete
-// must find its row as it was or not at all. A change that fails it met a
+// must find its row as it was or not at all (not at all while the table
+// has a column the Delete does not know: SQL cannot name that column, the
+// replay compares it with its default). A change that fails it met a
 // change it never saw (a conflict) and is not applied by the statements'
 // last-writer-wins alone.
 //

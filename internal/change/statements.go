@@ -206,11 +206,20 @@ func insertValues(c *Change) string {
 // Guard returns a read that fails (SQLite's json() of a non-JSON text) when
 // the row c expects on the other side is not there: for an Insert, a row
 // with the key that differs from c's; for an Update, no row with the old
-// key; for a Delete, a row with the key that differs from c's before image.
+// key; for a Delete, a row with the key that differs from c's before image,
+// or any row with the key while the table has a column c does not know.
 // A push runs it before c's statements, so that a change made without
 // knowing of another client's change to the same row is refused instead
-// of overwriting it. Only the captured columns are compared. ok is false
-// for changes without one (schema changes, tables without a key).
+// of overwriting it. ok is false for changes without one (schema changes,
+// tables without a key).
+//
+// An Insert's upsert and an Update write only c's columns, so a column
+// added elsewhere after c was captured keeps its value and is not
+// compared. A Delete would drop it, and SQL cannot name a column the
+// guard does not know, to compare it with its default: the guard refuses
+// such a delete, and the pull that follows a refused push replays it on
+// the server's schema, where that comparison is made (and the delete is
+// captured again with every column).
 func Guard(c Change) (st Stmt, ok bool, err error) {
 	if c.Op == Schema || len(c.PK) == 0 {
 		return Stmt{}, false, nil
@@ -231,8 +240,13 @@ func Guard(c Change) (st Stmt, ok bool, err error) {
 		b.WriteString("NOT EXISTS (SELECT 1 FROM ")
 		b.WriteString(QuoteIdent(c.Table))
 		args = whereKey(&b, &c, img, args)
-		b.WriteString(" AND NOT (")
+		b.WriteString(" AND (NOT (")
 		args = sameRowCond(&b, &c, img, args)
+		b.WriteString(")")
+		if c.Op == Delete && !mutation.blindAddedColumns {
+			b.WriteString(" OR ")
+			args = unknownColumnCond(&b, &c, args)
+		}
 		b.WriteString("))")
 	case Update:
 		b.WriteString("EXISTS (SELECT 1 FROM ")
@@ -242,6 +256,21 @@ func Guard(c Change) (st Stmt, ok bool, err error) {
 	}
 	b.WriteString(" THEN '0' ELSE 'syncdb: conflict' END)")
 	return Stmt{SQL: b.String(), Args: args}, true, nil
+}
+
+// unknownColumnCond appends a condition that holds while c's table has a
+// stored column (pragma_table_xinfo's hidden 0: not generated) that is not
+// one of c's columns, compared as SQLite compares names (ASCII case
+// folded).
+func unknownColumnCond(b *strings.Builder, c *Change, args []any) []any {
+	b.WriteString("EXISTS (SELECT 1 FROM pragma_table_xinfo(?, 'main') WHERE hidden = 0 AND name COLLATE NOCASE NOT IN (")
+	b.WriteString(placeholders(len(c.Columns)))
+	b.WriteString("))")
+	args = append(args, c.Table)
+	for _, col := range c.Columns {
+		args = append(args, col)
+	}
+	return args
 }
 
 // sameRowCond appends `"c1" IS ? AND ...` over every column of img. A TEXT

@@ -54,6 +54,18 @@ switch (step) {
     await run(db, "INSERT INTO notes(body) VALUES ('from js')");
     await db.push();
     break;
+  case "notes-add-column":
+    // A column added and filled in row 1, while the Go replica has not
+    // pulled it.
+    await db.pull();
+    await db.exec("ALTER TABLE notes ADD COLUMN note TEXT");
+    await run(db, "UPDATE notes SET note = 'from js' WHERE id = 1");
+    await db.push();
+    break;
+  case "notes-note-dump":
+    await db.pull();
+    out.rows = (await all(db, "SELECT id, body, note FROM notes ORDER BY id")).map((r) => `${r.id}|${r.body}|${r.note}`);
+    break;
   case "notes-dump":
     await db.pull();
     out.rows = (await all(db, "SELECT id, body FROM notes ORDER BY id")).map((r) => `${r.id}|${r.body}`);
