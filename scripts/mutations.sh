@@ -18,6 +18,7 @@ mutations=(
   "mutation_long_poll_late: a long poll misses a commit that lands between its check and its wait (server/mutation_long_poll_late.go)"
   "mutation_blind_deletes: a delete of a row another client changed is no conflict, at push or replay: the other change vanishes (dbactor/ and syncactor/mutation_blind_deletes.go)"
   "mutation_false_conflicts: a replayed update of a row that is there is recorded as update-deleted (dbactor/mutation_false_conflicts.go)"
+  "mutation_blind_added_columns: a delete made before its replica pulled a column another client added and filled is no conflict, at push or replay: the column's value vanishes (internal/change/ and dbactor/mutation_blind_added_columns.go)"
 )
 
 want=("$@")

@@ -64,7 +64,11 @@ func (w *world) genStmt(c *client) stmt {
 	case r < 72:
 		return stmt{"DELETE FROM kv WHERE k = ?", []any{k}, ""}
 	case r < 76:
-		return stmt{fmt.Sprintf("ALTER TABLE kv ADD COLUMN x%d TEXT", 1+w.rng.IntN(extraCols)), nil, ""}
+		// A migration: the new column, filled in every row. A replica
+		// that deletes one of them before it pulls the column meets a
+		// conflict.
+		x, t := 1+w.rng.IntN(extraCols), c.token()
+		return stmt{fmt.Sprintf("ALTER TABLE kv ADD COLUMN x%d TEXT; UPDATE kv SET x%[1]d = '%s'", x, t), nil, t}
 	case r < 82:
 		t := c.token()
 		return stmt{fmt.Sprintf("UPDATE kv SET x%d = ? WHERE k = ?", 1+w.rng.IntN(extraCols)), []any{t, k}, t}
