@@ -15,6 +15,7 @@ mutations=(
   "mutation_split_txns: a push batch may end inside a local transaction (dbactor/mutation_split_txns.go)"
   "mutation_meta_cache_first: the -info cache advances before its write succeeded (metaactor/mutation_meta_cache_first.go)"
   "mutation_compact_shadowed: history compaction drops page versions that retained revisions still need (server/history/mutation_compact_shadowed.go)"
+  "mutation_bootstrap_uncovered: a checkpoint backfills the WAL under a live bootstrap whose read transaction sees a commit its revision lacks (server/mutation_bootstrap_uncovered.go)"
   "mutation_long_poll_late: a long poll misses a commit that lands between its check and its wait (server/mutation_long_poll_late.go)"
   "mutation_blind_deletes: a delete of a row another client changed is no conflict, at push or replay: the other change vanishes (dbactor/ and syncactor/mutation_blind_deletes.go)"
   "mutation_false_conflicts: a replayed update of a row that is there is recorded as update-deleted (dbactor/mutation_false_conflicts.go)"

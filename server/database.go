@@ -172,8 +172,15 @@ func (d *database) open(ctx context.Context) error {
 	c := d.hist.Cursor()
 	d.walPos = walfile.Position{Salt1: c.Salt1, Salt2: c.Salt2, Frame: c.Frame, Cksum1: c.Cksum1, Cksum2: c.Cksum2}
 	// Recover commits that reached the WAL but not the history (a crash
-	// between the two).
+	// between the two). A history that cannot take them now (its disk is
+	// full) leaves the database behind, as a recording that failed after a
+	// commit does: writes go on, pulls wait for the history (catchUp).
 	n, err := d.recordCommits(ctx)
+	if errors.Is(err, errHistoryAppend) {
+		d.behind.Store(true)
+		d.log.Error("recovering commits from the WAL into the history failed; pulls wait for it", "err", err)
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("recover history: %w", err)
 	}
@@ -403,7 +410,7 @@ func (d *database) recordCommits(ctx context.Context) (int, error) {
 	}
 	rev, err := d.hist.Append(ctx, d.fence, commits, cur, d.opts.clock().UnixMilli())
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("%w: %w", errHistoryAppend, err)
 	}
 	d.localSeq = rev.Seq
 	d.walPos = pos
@@ -455,6 +462,9 @@ func (d *database) waitChange(ctx context.Context, seq int64, timeout time.Durat
 // show that the simulator's invariants catch them.
 var mutation struct {
 	subscribeLate bool // a long poll subscribes to changes only after looking for them
+	// checkpointUnderReaders: a checkpoint backfills the WAL while a live
+	// bootstrap reads the files.
+	checkpointUnderReaders bool
 }
 
 // errNotWriter reports a write on a node that does not hold the database's
@@ -468,6 +478,9 @@ var errClosed = errors.New("database closed")
 // history yet (the history's disk is full, say): pulls wait for it rather
 // than miss them.
 var ErrHistoryBehind = errors.New("the page history is behind the database (see the server log); try again later")
+
+// errHistoryAppend: the history did not take commits (see recordCommits).
+var errHistoryAppend = errors.New("record commits in the history")
 
 // record records the commits not recorded yet; the caller holds mu. A
 // failure is logged and leaves the history behind for catchUp to retry.
@@ -551,7 +564,7 @@ func (d *database) checkpoint(ctx context.Context) error {
 	if d.admin == nil {
 		return nil
 	}
-	if d.liveReaders.Load() > 0 {
+	if d.liveReaders.Load() > 0 && !mutation.checkpointUnderReaders {
 		// Pulls streaming from the files would make the checkpoint wait,
 		// holding the writer. They hand over to the history at their next
 		// read (and new ones read the history) until it is done; a client

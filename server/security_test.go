@@ -9,9 +9,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -520,4 +523,56 @@ func TestSecurityDiskFull(t *testing.T) {
 		t.Fatalf("the committed write is not served")
 	}
 	ts.healthy(t, "", 2)
+}
+
+// A restart while the history's disk is full, with a commit the history
+// does not have (acknowledged while it was full): the database opens all
+// the same and takes writes, pulls wait with 503 until the history has
+// room, then serve every commit. (It answered 500 "cannot open database"
+// to every request while the disk was full; the simulator found it.)
+func TestHistoryFullAtOpen(t *testing.T) {
+	name, err := shimvfs.Register()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	rec, err := shimvfs.Record(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rec.Stop()
+	s, err := New(Config{DataDir: dir, VFS: name, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(s.Handler())
+	first := &testServer{Server: s, http: hs, url: hs.URL, dir: dir}
+	first.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", "INSERT INTO t(v) VALUES('before')")
+	before := first.pull(t, "", &syncpb.PullUpdatesReqProtoBody{}).hdr.ServerRevision
+	full := func(path string) bool { return strings.Contains(path, historyFile) }
+	rec.SetFull(full)
+	if errs := first.stepErrors(t, "", "", "INSERT INTO t(v) VALUES('unrecorded')"); errs[0] != "" {
+		t.Fatalf("insert: %s", errs[0])
+	}
+	s.BeginShutdown()
+	hs.Close()
+	if err := s.Close(); err == nil {
+		t.Fatal("closing with a commit the history could not record reported no error")
+	}
+
+	ts := newTestServer(t, Config{DataDir: dir, VFS: name})
+	if errs := ts.stepErrors(t, "", "", "INSERT INTO t(v) VALUES('while full')"); errs[0] != "" {
+		t.Fatalf("insert after a restart with the history full: %s", errs[0])
+	}
+	status, out := ts.pullAs(t, "", "", &syncpb.PullUpdatesReqProtoBody{ClientRevision: before})
+	if status != http.StatusServiceUnavailable {
+		t.Fatalf("pull while the history is behind: %d %s", status, out)
+	}
+	rec.SetFull(nil)
+	p := ts.pull(t, "", &syncpb.PullUpdatesReqProtoBody{ClientRevision: before})
+	seq, _ := strconv.ParseInt(before[strings.LastIndexByte(before, '-')+1:], 10, 64)
+	if got, want := p.hdr.ServerRevision, ts.revision(t, seq+2); got != want {
+		t.Fatalf("pull after the history has room: revision %s, want %s (both commits)", got, want)
+	}
+	ts.healthy(t, "", 3)
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/RoaringBitmap/roaring/v2"
 
+	"github.com/syncdb/syncdb/internal/failpoint"
 	"github.com/syncdb/syncdb/internal/walfile"
 	"github.com/syncdb/syncdb/server/history"
 )
@@ -218,6 +219,9 @@ const runPages = 256
 // pages reads runs of consecutive pages of set with one read each; the
 // images are raw whatever raw asks.
 func (l *liveSource) pages(ctx context.Context, set *roaring.Bitmap, _ bool, fn func(uint32, []byte, bool) error) error {
+	// The source is open and reads nothing yet: a checkpoint here must
+	// leave the files as the revision needs them.
+	failpoint.Hit("server.live-read", l.d.name)
 	buf := make([]byte, runPages*history.PageSize)
 	var first, count uint32
 	flush := func() error {

@@ -97,6 +97,7 @@ func (w *world) quiesce() {
 	w.mu.Lock()
 	w.plan = nil
 	w.mu.Unlock()
+	w.clearHistoryFault()
 	ctx := context.Background()
 	for _, c := range w.clients {
 		w.ensureOpen(c)

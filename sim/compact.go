@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"time"
 
@@ -57,7 +58,7 @@ func (w *world) maintain(ctx context.Context) string {
 	w.mu.Unlock()
 	latest, err := w.serverRevision()
 	if !ok || seq == 0 || err != nil {
-		if err := w.srv.Maintain(ctx); err != nil {
+		if err := w.srv.Maintain(ctx); err != nil && !w.historyFaulted() {
 			w.fail("server maintain: %v", err)
 		}
 		return fmt.Sprintf("no compaction (floor %d, %v)", floor, err)
@@ -77,6 +78,9 @@ func (w *world) maintain(ctx context.Context) string {
 	err = w.srv.Maintain(ctx)
 	w.compactAt.Store(0)
 	if err != nil {
+		if w.historyFaulted() {
+			return "not done, a history write failed: " + err.Error()
+		}
 		w.fail("server maintain: %v", err)
 		return "error"
 	}
@@ -159,7 +163,8 @@ func (w *world) serverPages(rev string, n uint32) (*syncpb.PullUpdatesRespProtoB
 	if h == nil {
 		return nil, nil, errors.New("server down")
 	}
-	rec := w.tr.serve(h, req, body) // past the faults, and drawing nothing from rng
+	var rec *httptest.ResponseRecorder
+	w.probe(func() { rec = w.tr.serve(h, req, body) }) // past the faults, and drawing nothing from rng
 	if rec.Code != 200 {
 		return nil, nil, fmt.Errorf("HTTP %d: %s", rec.Code, rec.Body.Bytes())
 	}

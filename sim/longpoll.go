@@ -2,6 +2,7 @@ package sim
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"time"
 )
@@ -72,7 +73,9 @@ func (w *world) longPollHook(name string) {
 	if h == nil {
 		return
 	}
-	if rec := w.tr.serve(h, req, []byte(body)); rec.Code != 200 || strings.Contains(rec.Body.String(), `"type":"error"`) {
+	var rec *httptest.ResponseRecorder
+	w.probe(func() { rec = w.tr.serve(h, req, []byte(body)) })
+	if rec.Code != 200 || strings.Contains(rec.Body.String(), `"type":"error"`) {
 		w.fail("the commit planned during a long poll failed: HTTP %d %s", rec.Code, rec.Body.String())
 	}
 }

@@ -139,7 +139,8 @@ func (t *transport) latestRevision(h http.Handler, req *http.Request) int64 {
 	body, _ := proto.Marshal(&syncpb.PullUpdatesReqProtoBody{ServerPagesSelector: sel})
 	r := req.Clone(req.Context())
 	r.URL.Path = strings.TrimSuffix(r.URL.Path, "/v2/pipeline") + "/pull-updates"
-	rec := t.serve(h, r, body)
+	var rec *httptest.ResponseRecorder
+	t.w.probe(func() { rec = t.serve(h, r, body) })
 	hdr := &syncpb.PullUpdatesRespProtoBody{}
 	if rec.Code != 200 || wire.NewFrameReader(rec.Body, 0).Next(hdr) != nil {
 		t.w.fail("read the server's revision after a push: HTTP %d", rec.Code)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/syncdb/syncdb"
 )
@@ -126,6 +127,20 @@ func (w *world) step(n int) {
 	if w.cfg.ioFaults && w.frng.IntN(100) < 10 {
 		w.armIOFault(c)
 	}
+	if w.cfg.ioFaults && w.srng.IntN(100) < 8 {
+		w.armHistoryFault()
+	}
+	if w.cfg.ioFaults && (op == "push" || op == "sync") && w.srng.IntN(100) < 15 {
+		// A bootstrap beside this push (serverio.go), after a checkpoint
+		// that leaves the WAL with nothing but the push's commit.
+		w.compactAt.Store(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+		err := w.srv.Maintain(ctx)
+		w.compactAt.Store(0)
+		w.logf("server: checkpoint before a push with a bootstrap beside it: %s", errText(err))
+		w.mu.Lock()
+		w.boot = &bootPlan{}
+		w.mu.Unlock()
+	}
 	if c.longPoll > 0 && (op == "pull" || op == "sync") && w.frng.IntN(2) == 0 {
 		w.mu.Lock()
 		w.wake = &wakePlan{client: c.name}
@@ -172,7 +187,10 @@ func (w *world) step(n int) {
 		w.tr.setHandler(nil)
 		w.srv.BeginShutdown()
 		if err := w.srv.Close(); err != nil {
-			w.fail("server close: %v", err)
+			if !w.historyFaulted() {
+				w.fail("server close: %v", err)
+			}
+			result = "close: " + err.Error()
 		}
 		w.startServer()
 	case "server-maintain":
@@ -180,6 +198,10 @@ func (w *world) step(n int) {
 	}
 	c.fs.SetFault(nil)
 	w.checkWake()
+	w.finishBoot(ctx)
+	if w.endHistoryFault() {
+		result += " (a history write failed)"
+	}
 	w.logf("op %d %s %s: %s", n, c.name, op, result)
 	if p := w.takeCrash(); p != nil {
 		w.crashClient(c, p.power, p.fired)

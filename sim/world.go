@@ -3,8 +3,9 @@
 // transactions, reads, push, pull, sync, checkpoint, reopen), which network
 // faults hit which requests, and where processes crash — at a failpoint
 // inside an operation, as a process death or a power loss — when the
-// server crashes and restarts, and which writes of a client's -info file
-// fail with an error the process survives. The server and the clients run
+// server crashes and restarts, which writes of a client's -info file or of
+// the server's page history fail with an error the process survives, and
+// when a bootstrap runs beside a push (serverio.go). The server and the clients run
 // in one process; the network is an http.RoundTripper; time is virtual (a
 // long poll that a commit is planned to wake really blocks: longpoll.go).
 //
@@ -25,7 +26,9 @@
 // moves neither), every retained revision's pages unchanged by a
 // compaction of the server's history (the sim compacts, at maintenance, up
 // to the oldest revision a client holds), every long poll woken by a commit
-// that lands while it waits, no goroutine leak.
+// that lands while it waits, every bootstrap serving exactly its
+// revision's pages (one started between a push's commit and its recording,
+// with a checkpoint while it reads), no goroutine leak.
 //
 // Run it with go test ./sim (see sim_test.go for the flags); a failing run
 // prints the command that replays it.
@@ -74,6 +77,7 @@ type world struct {
 	cfg   config
 	rng   *rand.Rand
 	frng  *rand.Rand // I/O faults: a stream of their own, so that the other choices stay as they were
+	srng  *rand.Rand // the server's I/O faults and interleavings: another one
 	dir   string
 	vfs   string
 	model *model
@@ -89,12 +93,14 @@ type world struct {
 	commitTimes map[int64]time.Time
 	srvDir      string
 	srvRec      *shimvfs.Recorder
+	hfault      historyFault // see serverio.go
 
 	clients []*client
 
 	mu   sync.Mutex // guards plan, log, failures (failpoints fire on actor goroutines)
 	plan *crashPlan
 	wake *wakePlan // see longpoll.go
+	boot *bootPlan // see serverio.go
 	log  strings.Builder
 	bad  []string
 }
@@ -154,6 +160,7 @@ func newWorld(t testing.TB, cfg config) *world {
 		clock:       &simClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()},
 	}
 	w.frng = rand.New(rand.NewPCG(cfg.seed, 0xf5))
+	w.srng = rand.New(rand.NewPCG(cfg.seed, 0x5e7))
 	w.ids = &seededIDs{rng: rand.New(rand.NewPCG(cfg.seed, 0x1d5))}
 	w.tr = &transport{w: w}
 	w.model.trace = func(tok string, n int, sql string) {
@@ -170,6 +177,7 @@ func newWorld(t testing.TB, cfg config) *world {
 	if w.srvRec, err = shimvfs.Record(w.srvDir); err != nil {
 		t.Fatal(err)
 	}
+	w.srvRec.SetFull(w.historyWriteFails)
 	w.startServer()
 	n := 1 + w.rng.IntN(5)
 	// Which clients are partial comes from a stream of its own, so that a
@@ -235,8 +243,15 @@ func (w *world) failed() bool {
 
 // hook is the failpoint hook: it fires the armed crash plan.
 func (w *world) hook(name, owner string) {
-	if strings.HasPrefix(name, "server.long-poll") {
+	switch {
+	case strings.HasPrefix(name, "server.long-poll"):
 		w.longPollHook(name)
+		return
+	case name == "server.committed":
+		w.bootHook()
+		return
+	case name == "server.live-read":
+		w.liveReadHook()
 		return
 	}
 	w.mu.Lock()
