@@ -183,7 +183,6 @@ type dbActor struct {
 	opened    bool
 	forceFull bool  // inside durable(): a reopened writer stays synchronous=FULL
 	walSize   int64 // WAL size after our last write: anything else is a foreign write
-	walFrames int   // frames in the WAL after the last commit, from the WAL hook (0: no commit since it was read)
 	// unfinished: a checkpoint copied the WAL but could not record it (a
 	// failed -info write): it is finished before anything else runs.
 	unfinished bool
@@ -424,7 +423,6 @@ func (a *dbActor) closeFiles() {
 		a.stmts = nil
 	}
 	if a.conn != nil {
-		a.dropWALHook()
 		a.conn.Close()
 		a.conn = nil
 	}
