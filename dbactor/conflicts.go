@@ -180,6 +180,13 @@ func (a *dbActor) currentRow(ctx context.Context, c change.Change, key []any) ([
 	}
 	b.WriteString(" FROM ")
 	b.WriteString(change.QuoteIdent(c.Table))
+	writeWhereKey(&b, c)
+	return a.rawRow(ctx, b.String(), key...)
+}
+
+// writeWhereKey appends the WHERE clause that selects c's row by its
+// key, one placeholder per key column.
+func writeWhereKey(b *strings.Builder, c change.Change) {
 	b.WriteString(" WHERE ")
 	for i, k := range c.PK {
 		if i > 0 {
@@ -188,7 +195,6 @@ func (a *dbActor) currentRow(ctx context.Context, c change.Change, key []any) ([
 		b.WriteString(change.QuoteIdent(c.Columns[k]))
 		b.WriteString(" IS ?")
 	}
-	return a.rawRow(ctx, b.String(), key...)
 }
 
 // unknownColumns are the stored columns of a row that a change does not
@@ -245,14 +251,7 @@ func (a *dbActor) unknownColumns(ctx context.Context, c change.Change, key []any
 	b.WriteString(strings.Join(same, " AND "))
 	b.WriteString(" FROM ")
 	b.WriteString(change.QuoteIdent(c.Table))
-	b.WriteString(" WHERE ")
-	for i, k := range c.PK {
-		if i > 0 {
-			b.WriteString(" AND ")
-		}
-		b.WriteString(change.QuoteIdent(c.Columns[k]))
-		b.WriteString(" IS ?")
-	}
+	writeWhereKey(&b, c)
 	row, err := a.rawRow(ctx, b.String(), key...)
 	if err != nil || row == nil {
 		return u, err
