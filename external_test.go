@@ -236,3 +236,40 @@ func TestExternalModificationJudgedByContent(t *testing.T) {
 		})
 	}
 }
+
+// A transaction too big for the page cache spills frames into the WAL
+// before it commits; rolled back, it leaves them in the file, past the
+// last commit. They are syncdb's own: the next write is not refused as a
+// foreign one.
+func TestRolledBackSpillIsNotForeign(t *testing.T) {
+	ctx := context.Background()
+	db := open(t, syncdb.Config{Path: filepath.Join(t.TempDir(), "a.db")})
+	mustExec(t, db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+	before, err := db.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("boom")
+	err = db.Tx(ctx, func(tx *syncdb.Tx) error {
+		for i := 0; i < 10000; i++ { // about 4 MiB of pages: the cache holds 2 MiB
+			if _, err := tx.Exec(ctx, "INSERT INTO t VALUES(?, hex(randomblob(200)))", i); err != nil {
+				return err
+			}
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("the transaction: %v", err)
+	}
+	after, err := db.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.MainWALSize <= before.MainWALSize {
+		t.Fatalf("the WAL did not grow (%d bytes, %d before): nothing spilled, the test tests nothing", after.MainWALSize, before.MainWALSize)
+	}
+	mustExec(t, db, "INSERT INTO t VALUES(1, 'after')")
+	if got := rows(t, db, "SELECT id, v FROM t"); got != "1|after" {
+		t.Fatalf("rows: %q", got)
+	}
+}

@@ -227,6 +227,10 @@ func (a *dbActor) txGone() bool {
 	return gone
 }
 
+// rollback ends the open transaction, if SQLite has not, and takes the
+// WAL's size from the file: a transaction whose pages outgrew the page
+// cache spilled frames into the WAL, past its last commit, which stay there
+// after the rollback. They are ours, not a foreign write.
 func (a *dbActor) rollback() {
 	sqlitex.Raw(context.Background(), a.conn, func(c *sqlitex.Conn) error {
 		if !c.Autocommit() {
@@ -234,6 +238,7 @@ func (a *dbActor) rollback() {
 		}
 		return nil
 	})
+	a.walSize = a.walSizeNow()
 }
 
 // afterWrite notes the WAL's new size and checkpoints when it is large.
