@@ -69,12 +69,12 @@ func (s *Server) handlePull(w http.ResponseWriter, r *http.Request, d *database)
 		httpError(w, http.StatusBadRequest, "malformed pull-updates request: %v", err)
 		return
 	}
-	plan, status, err := s.planPull(r.Context(), d, &req, acceptsZstd(r.Header))
+	plan, err := s.planPull(r.Context(), d, &req, acceptsZstd(r.Header))
 	if err != nil {
 		if plan != nil {
 			plan.release()
 		}
-		httpError(w, status, "%v", err)
+		httpError(w, pullStatus(err), "%v", err)
 		return
 	}
 	if plan.cached != nil {
@@ -134,13 +134,14 @@ func acceptsZstd(h http.Header) bool {
 
 // planPull validates the request and decides which pages of which revision
 // to send. It may wait (long poll). acceptZstd: the client takes a zstd
-// stream (Content-Encoding).
-func (s *Server) planPull(ctx context.Context, d *database, req *syncpb.PullUpdatesReqProtoBody, acceptZstd bool) (*pullPlan, int, error) {
+// stream (Content-Encoding). Its errors say whose fault they are (see
+// pullStatus); it may return a plan with an error, to be released.
+func (s *Server) planPull(ctx context.Context, d *database, req *syncpb.PullUpdatesReqProtoBody, acceptZstd bool) (*pullPlan, error) {
 	if req.StreamKind != syncpb.PullUpdatesStreamKind_PULL_UPDATES_STREAM_KIND_PAGES {
-		return nil, http.StatusBadRequest, errors.New("this server speaks the page protocol only (stream_kind must be PAGES)")
+		return nil, badPull(errors.New("this server speaks the page protocol only (stream_kind must be PAGES)"))
 	}
 	if err := d.catchUp(ctx); err != nil {
-		return nil, http.StatusServiceUnavailable, err
+		return nil, unavailable(err)
 	}
 	plan := &pullPlan{}
 	switch req.Encoding {
@@ -148,31 +149,31 @@ func (s *Server) planPull(ctx context.Context, d *database, req *syncpb.PullUpda
 	case syncpb.PageUpdatesEncodingReq_PAGE_UPDATES_ENCODING_REQ_ZSTD:
 		plan.zstd = true
 	default:
-		return nil, http.StatusBadRequest, fmt.Errorf("unknown page encoding %d", req.Encoding)
+		return nil, badPull(fmt.Errorf("unknown page encoding %d", req.Encoding))
 	}
 	sel, err := wire.DecodeSelector(req.ServerPagesSelector)
 	if err != nil {
-		return nil, http.StatusBadRequest, err
+		return nil, badPull(err)
 	}
 
 	from := int64(-1) // no client revision: send a snapshot
 	if req.ClientRevision != "" {
 		c, err := d.parseRevision(ctx, req.ClientRevision)
 		if err != nil {
-			return nil, revisionStatus(err), err
+			return nil, revisionError(err)
 		}
 		from = c.Seq
 	}
 	if req.ServerRevision != "" {
 		plan.target, err = d.parseRevision(ctx, req.ServerRevision)
 		if err != nil {
-			return nil, revisionStatus(err), err
+			return nil, revisionError(err)
 		}
 	} else {
 		// The latest revision, wherever it was recorded: a client that saw
 		// its push acknowledged by one node pulls it from any other.
 		if err := d.hist.Refresh(ctx); err != nil {
-			return nil, http.StatusServiceUnavailable, err
+			return nil, unavailable(err)
 		}
 		if from >= 0 && req.LongPollTimeoutMs > 0 && d.hist.Latest().Seq <= from {
 			timeout := time.Duration(req.LongPollTimeoutMs) * time.Millisecond
@@ -187,8 +188,8 @@ func (s *Server) planPull(ctx context.Context, d *database, req *syncpb.PullUpda
 		}
 		plan.target = d.hist.Latest()
 		if from < 0 && sel == nil && req.ServerQuerySelector == "" {
-			if status, err := s.planSnapshot(ctx, d, plan, acceptZstd); err != nil || plan.src != nil || plan.cached != nil {
-				return plan, status, err
+			if err := s.planSnapshot(ctx, d, plan, acceptZstd); err != nil || plan.src != nil || plan.cached != nil {
+				return plan, err
 			}
 		}
 	}
@@ -199,12 +200,12 @@ func (s *Server) planPull(ctx context.Context, d *database, req *syncpb.PullUpda
 	var hrd history.View
 	if plan.src == nil {
 		if hrd, err = d.hist.Reader(ctx); err != nil {
-			return plan, http.StatusServiceUnavailable, err
+			return plan, unavailable(err)
 		}
 		plan.src = &historySource{rd: hrd, seq: plan.target.Seq}
 	}
 	if from > plan.target.Seq {
-		return plan, http.StatusBadRequest, fmt.Errorf("client_revision %q is newer than the requested revision", req.ClientRevision)
+		return plan, badPull(fmt.Errorf("client_revision %q is newer than the requested revision", req.ClientRevision))
 	}
 
 	var want *roaring.Bitmap // 1-based; nil = everything
@@ -217,7 +218,7 @@ func (s *Server) planPull(ctx context.Context, d *database, req *syncpb.PullUpda
 	if req.ServerQuerySelector != "" {
 		q, err := d.queryPages(ctx, hrd, plan.target, req.ServerQuerySelector, s.cfg.StatementTimeout)
 		if err != nil {
-			return plan, http.StatusBadRequest, fmt.Errorf("server_query_selector: %w", err)
+			return plan, badPull(fmt.Errorf("server_query_selector: %w", err))
 		}
 		if want == nil {
 			want = q
@@ -230,7 +231,7 @@ func (s *Server) planPull(ctx context.Context, d *database, req *syncpb.PullUpda
 	case from >= 0:
 		changed, err := hrd.ChangedBetween(ctx, from, plan.target.Seq)
 		if err != nil {
-			return plan, http.StatusInternalServerError, err
+			return plan, err
 		}
 		if want != nil {
 			changed.And(want)
@@ -245,7 +246,7 @@ func (s *Server) planPull(ctx context.Context, d *database, req *syncpb.PullUpda
 		plan.pages.RemoveRange(uint64(plan.target.DBSize)+1, uint64(maxPgno)+1)
 		plan.pages.Remove(0)
 	}
-	return plan, 0, nil
+	return plan, nil
 }
 
 // planSnapshot plans a whole snapshot of the latest revision (a bootstrap).
@@ -257,7 +258,7 @@ func (s *Server) planPull(ctx context.Context, d *database, req *syncpb.PullUpda
 // writer, see live, the history does not). zstd pages come from the
 // history, where they are stored compressed. It leaves plan.src and
 // plan.cached nil when the history is to serve the pull.
-func (s *Server) planSnapshot(ctx context.Context, d *database, plan *pullPlan, acceptZstd bool) (int, error) {
+func (s *Server) planSnapshot(ctx context.Context, d *database, plan *pullPlan, acceptZstd bool) error {
 	pages := snapshotRaw
 	if plan.zstd {
 		pages = snapshotZstdPages
@@ -269,7 +270,7 @@ func (s *Server) planSnapshot(ctx context.Context, d *database, plan *pullPlan, 
 	for _, k := range kinds {
 		if f, size := d.snapshots.open(plan.target.Seq, k); f != nil {
 			plan.cached, plan.cachedSize, plan.cachedKind = f, size, k
-			return 0, nil
+			return nil
 		}
 	}
 	cacheHistory := plan.zstd // the history is where zstd pages come from
@@ -282,10 +283,10 @@ func (s *Server) planSnapshot(ctx context.Context, d *database, plan *pullPlan, 
 				plan.stream, plan.zstd, kind = true, false, snapshotZstd
 			}
 			plan.cache = d.snapshots.create(rev.Seq, int64(rev.DBSize)*history.PageSize, kind)
-			return 0, nil
+			return nil
 		}
 		if ctx.Err() != nil {
-			return http.StatusServiceUnavailable, err
+			return unavailable(err)
 		}
 		// The history has every revision's pages too, only slower.
 		switch {
@@ -298,17 +299,54 @@ func (s *Server) planSnapshot(ctx context.Context, d *database, plan *pullPlan, 
 	if cacheHistory {
 		plan.cache = d.snapshots.create(plan.target.Seq, int64(plan.target.DBSize)*history.PageSize, pages)
 	}
-	return 0, nil
+	return nil
 }
 
-// revisionStatus is the answer to a revision that cannot be checked: 410
-// Gone for a revision this database cannot serve (the client bootstraps
-// again), 503 when the store could not say (the client retries).
-func revisionStatus(err error) int {
+// The kinds of pull error, by whose fault they are. pullStatus maps them to
+// HTTP, in one place.
+var (
+	// errBadPull: the request itself is wrong; repeating it cannot help.
+	errBadPull = errors.New("bad pull request")
+	// errUnavailable: the store or the server could not answer now; the
+	// client retries.
+	errUnavailable = errors.New("unavailable")
+)
+
+// kindError gives err a kind without changing its message.
+type kindError struct {
+	kind, err error
+}
+
+func (e *kindError) Error() string   { return e.err.Error() }
+func (e *kindError) Unwrap() []error { return []error{e.kind, e.err} }
+
+func badPull(err error) error     { return &kindError{errBadPull, err} }
+func unavailable(err error) error { return &kindError{errUnavailable, err} }
+
+// revisionError classifies a revision that cannot be checked: one this
+// database cannot serve (ErrBadRevision) stays as it is, anything else is
+// the store not answering.
+func revisionError(err error) error {
 	if errors.Is(err, ErrBadRevision) {
+		return err
+	}
+	return unavailable(err)
+}
+
+// pullStatus is the HTTP answer to a pull error: 400 for a bad request, 503
+// when the store could not say (the client retries), 410 Gone for a
+// revision this database cannot serve (the client bootstraps again), 500 for
+// anything else.
+func pullStatus(err error) int {
+	switch {
+	case errors.Is(err, errBadPull):
+		return http.StatusBadRequest
+	case errors.Is(err, errUnavailable):
+		return http.StatusServiceUnavailable
+	case errors.Is(err, ErrBadRevision):
 		return http.StatusGone
 	}
-	return http.StatusServiceUnavailable
+	return http.StatusInternalServerError
 }
 
 // maxPgno bounds page numbers: SQLite's own limit.

@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"database/sql"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -434,5 +435,29 @@ func TestDatabaseIdentityHeader(t *testing.T) {
 	}
 	if _, b := post("/db/other/pull-updates"); b == "" || b == a {
 		t.Errorf("another database's identity: %q (default's %q)", b, a)
+	}
+}
+
+// TestPullStatus: each kind of pull error has its HTTP answer, and the
+// kind does not change the message the client reads.
+func TestPullStatus(t *testing.T) {
+	cause := errors.New("cause")
+	for _, c := range []struct {
+		err  error
+		want int
+	}{
+		{badPull(cause), http.StatusBadRequest},
+		{unavailable(cause), http.StatusServiceUnavailable},
+		{revisionError(cause), http.StatusServiceUnavailable},
+		{revisionError(fmt.Errorf("%w: r9", ErrBadRevision)), http.StatusGone},
+		{fmt.Errorf("read: %w", ErrBadRevision), http.StatusGone},
+		{cause, http.StatusInternalServerError},
+	} {
+		if got := pullStatus(c.err); got != c.want {
+			t.Errorf("pullStatus(%v) = %d, want %d", c.err, got, c.want)
+		}
+	}
+	if got := badPull(cause).Error(); got != "cause" {
+		t.Errorf("badPull(cause).Error() = %q, want the cause's message", got)
 	}
 }
