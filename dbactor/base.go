@@ -21,7 +21,7 @@ import (
 var ErrExternalModification = errors.New("the database files were modified outside syncdb")
 
 func externalModification(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrExternalModification, fmt.Sprintf(format, args...))
+	return fmt.Errorf("%w: "+format, append([]any{ErrExternalModification}, args...)...)
 }
 
 // detach puts the actor in the read-only state of a replica modified
@@ -71,7 +71,7 @@ func walIndex(wal *os.File, upTo walfile.Position) (*walfile.Index, error) {
 	}
 	sc, err := walfile.NewScanner(wal, st.Size(), walfile.Position{})
 	if err != nil {
-		return nil, externalModification("the WAL cannot be read: %v", err)
+		return nil, externalModification("the WAL cannot be read: %w", err)
 	}
 	if h := sc.Header(); h.Salt1 != upTo.Salt1 || h.Salt2 != upTo.Salt2 {
 		return nil, externalModification("the WAL was restarted by another program")
@@ -82,7 +82,7 @@ func walIndex(wal *os.File, upTo walfile.Position) (*walfile.Index, error) {
 			return nil, externalModification("the WAL lost frames of the synced base (has %d, base needs %d)", idx.Last(), upTo.Frame)
 		}
 		if err != nil {
-			return nil, externalModification("the WAL cannot be read: %v", err)
+			return nil, externalModification("the WAL cannot be read: %w", err)
 		}
 		if err := idx.Add(frames...); err != nil {
 			return nil, err

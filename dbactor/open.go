@@ -317,7 +317,7 @@ func (a *dbActor) recover(ctx context.Context) error {
 	if cc := a.meta.SyncDB.CleanClose; cc != nil && cc.Frame > 0 {
 		end, err := a.walEnd()
 		if err != nil {
-			return externalModification("the WAL cannot be read: %v", err)
+			return externalModification("the WAL cannot be read: %w", err)
 		}
 		if end != *cc {
 			return externalModification("its WAL changed after syncdb closed it (%d frames, syncdb left %d): another program wrote to it or checkpointed it", end.Frame, cc.Frame)

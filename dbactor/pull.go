@@ -133,7 +133,7 @@ func (a *dbActor) applyPull(ctx context.Context, revision string, dbSize uint32,
 func (a *dbActor) anchorWAL(ctx context.Context) (walfile.Position, error) {
 	pos, err := a.walEnd()
 	if err != nil {
-		return pos, externalModification("the WAL cannot be read: %v", err)
+		return pos, externalModification("the WAL cannot be read: %w", err)
 	}
 	if pos.Frame > 0 {
 		return pos, nil
@@ -197,7 +197,7 @@ func (a *dbActor) dirtyPages(ctx context.Context) (map[uint32]bool, error) {
 		}
 		sc, err := walfile.NewScanner(a.walFile, st.Size(), a.base.base.WAL)
 		if err != nil {
-			return nil, externalModification("the WAL cannot be read: %v", err)
+			return nil, externalModification("the WAL cannot be read: %w", err)
 		}
 		for {
 			frames, err := sc.Next()
@@ -205,7 +205,7 @@ func (a *dbActor) dirtyPages(ctx context.Context) (map[uint32]bool, error) {
 				break
 			}
 			if err != nil {
-				return nil, externalModification("the WAL cannot be read: %v", err)
+				return nil, externalModification("the WAL cannot be read: %w", err)
 			}
 			for _, f := range frames {
 				dirty[f.Pgno] = true
@@ -401,7 +401,7 @@ func (a *dbActor) recoverPull(ctx context.Context) error {
 		}
 		sc, err := walfile.NewScanner(a.walFile, st.Size(), p.Before)
 		if err != nil {
-			return externalModification("the WAL does not match the interrupted pull: %v", err)
+			return externalModification("the WAL does not match the interrupted pull: %w", err)
 		}
 		// T1 is always appended to the WAL generation of Before: a WAL of
 		// another generation (a power loss brought back the frames of a
@@ -414,7 +414,7 @@ func (a *dbActor) recoverPull(ctx context.Context) error {
 			pos := sc.Position()
 			t1 = &pos
 		} else if !errors.Is(err, io.EOF) {
-			return externalModification("the WAL cannot be read: %v", err)
+			return externalModification("the WAL cannot be read: %w", err)
 		}
 	}
 	if t1 == nil {
