@@ -28,6 +28,13 @@ func (a *dbActor) checkpoint(ctx context.Context) error {
 	if err := a.checkForeignWrites(); err != nil {
 		return err
 	}
+	return a.copyWAL(ctx, true)
+}
+
+// copyWAL runs the checkpoint's steps. carry says whether the database
+// file's recorded content hash may be carried through the copy (not after
+// an interrupted copy, which may have changed the file already).
+func (a *dbActor) copyWAL(ctx context.Context, carry bool) error {
 	dirty, err := a.dirtyPages(ctx)
 	if err != nil {
 		return err
@@ -86,7 +93,7 @@ func (a *dbActor) checkpoint(ctx context.Context) error {
 	// The pages the copy may write, or drop by truncating the file, leave
 	// the content hash; after the copy their new content joins it.
 	var plan *hashPlan
-	if st := a.meta.SyncDB.DBFile; a.pages == nil && st != nil && st.Hash != 0 {
+	if st := a.meta.SyncDB.DBFile; carry && a.pages == nil && st != nil && st.Hash != 0 {
 		if plan, err = a.planHash(ctx, st.Hash); err != nil {
 			return err
 		}
@@ -194,17 +201,42 @@ func (a *dbActor) finishCheckpoint(ctx context.Context, plan *hashPlan) error {
 	return a.loadBase()
 }
 
-// recoverCheckpoint finishes a checkpoint interrupted by a crash. The WAL
-// may still hold its frames (the crash came before or during the copy) or
-// be empty (after it): either way the revert store covers the base.
+// recoverCheckpoint finishes a checkpoint interrupted by a crash (or whose
+// last -info write failed). The revert store covers every page the WAL's
+// local frames held at the checkpoint's first step, and the WAL may still
+// hold them (the crash came before or during the copy) or be empty (after
+// it). But it may also hold later commits, which the revert store does not
+// cover: a process that died right after renaming the finished
+// checkpoint's -info, before syncing the directory, leaves that record to
+// the next process, which reads it and writes on, until a power loss takes
+// the rename back. So the recovery runs the checkpoint again, saving the
+// base images of what the WAL holds now before copying it; copying alone
+// would put local pages into the base (their changes then vanish at the
+// next pull's replay, which finds them already there).
 func (a *dbActor) recoverCheckpoint(ctx context.Context) error {
-	if size := a.walSizeNow(); size >= walfile.HeaderSize {
-		// Finish the copy so that the database file is consistent again.
-		if _, err := a.conn.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
-			return fmt.Errorf("finish checkpoint: %w", err)
+	size := a.walSizeNow()
+	if size < walfile.HeaderSize {
+		return a.finishCheckpoint(ctx, nil)
+	}
+	sc, err := walfile.NewScanner(a.walFile, size, a.meta.SyncDB.Base.WAL)
+	if err != nil {
+		return externalModification("the WAL cannot be read: %w", err)
+	}
+	if sc.Restarted() {
+		// SQLite restarts the WAL only once all of it is in the database
+		// file: the copy finished, the base is the file and the revert
+		// store, and every frame of this WAL is a later local commit.
+		if err := a.updateMeta(ctx, func(m *messages.Meta) error {
+			m.SyncDB.Base.WAL = walfile.Position{}
+			return nil
+		}); err != nil {
+			return err
 		}
 	}
-	return a.finishCheckpoint(ctx, nil)
+	if err := a.loadBase(); err != nil {
+		return err
+	}
+	return a.copyWAL(ctx, false)
 }
 
 // stats reports the local statistics.
