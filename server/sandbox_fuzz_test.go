@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/syncdb/syncdb/wire/hrana"
 	"github.com/syncdb/syncdb/wire/syncpb"
@@ -144,7 +145,11 @@ var serverFile = regexp.MustCompile(`^(db\.sqlite|history\.sqlite)(-wal|-shm)?$|
 
 func fuzzSandbox(t *testing.T, seed uint64) {
 	dir, outside := t.TempDir(), t.TempDir()
-	ts := newTestServer(t, Config{DataDir: dir, Databases: []string{"other"}})
+	// A BEGIN the fuzz leaves open keeps the writer until the next write
+	// expires it after StreamTxnTimeout (every request is a stream of its
+	// own, so the expiry comes at the same point whatever the timeout):
+	// the default 5 s made up most of the test's time.
+	ts := newTestServer(t, Config{DataDir: dir, Databases: []string{"other"}, StreamTxnTimeout: 50 * time.Millisecond})
 	ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", "CREATE TABLE u(id INTEGER PRIMARY KEY, v TEXT)", "CREATE TABLE w(id INTEGER PRIMARY KEY, v TEXT)")
 	ts.exec(t, "other", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", "INSERT INTO t(v) VALUES('other')")
 	base := ts.pull(t, "", &syncpb.PullUpdatesReqProtoBody{})
