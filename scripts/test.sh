@@ -12,8 +12,10 @@ cd "$(dirname "$0")/.."
 ( while sleep 30; do echo "   ... still running ($(date +%T))"; done ) &
 ticker=$!
 pgdir=
+simdir=
 cleanup() {
 	kill "$ticker" 2>/dev/null || true
+	[ -z "$simdir" ] || rm -rf "$simdir"
 	# Stops the shared PostgreSQL and any private one a test left behind.
 	[ -z "$pgdir" ] || scripts/pg.sh stop "$pgdir"
 }
@@ -53,8 +55,29 @@ pgdir=$(mktemp -d /tmp/syncdb-pg.XXXXXX)
 pgenv=$(scripts/pg.sh start "$pgdir") # fails the run if it cannot start: CI runs the scale-out tests
 eval "$pgenv"
 
-echo "== go test -race ./..."
-go test -race -timeout 45m "$@" ./...
+# go test runs two packages at a time (-p is the number of cores) and
+# starts them in the order given: the longest first, so that the short ones
+# fill the cores at the end instead of one long package running alone.
+mod=$(go list -m)
+first=("$mod/server" "$mod" "$mod/interop" "$mod/sim")
+mapfile -t rest < <(go list ./... | grep -vxF "$(printf '%s\n' "${first[@]}")")
+echo "== go test -race ./... (the longest packages first)"
+go test -race -timeout 45m "$@" "${first[@]}" "${rest[@]}"
 
-echo "== simulator: 80 seeds x 300 operations (a soak: see README, The simulator)"
-go test -count=1 -timeout 30m ./sim -run 'TestSim$'
+# The simulator without the race detector: every test of ./sim (TestSim's
+# 80 seeds x 300 operations, the regression seeds, the replay check; a soak
+# is wider: see README, The simulator). Its failpoints are global to a
+# process, so the seeds run in two processes, one per core.
+echo "== simulator: 80 seeds x 300 operations, the regression seeds, the replay check (two processes)"
+simdir=$(mktemp -d /tmp/syncdb-sim.XXXXXX)
+go test -c -o "$simdir/sim.test" ./sim
+(cd sim && "$simdir/sim.test" -test.timeout 30m -test.run 'TestSim$' -first=1 -seeds=44 >"$simdir/a.log" 2>&1) &
+a=$!
+(cd sim && "$simdir/sim.test" -test.timeout 30m -first=45 -seeds=36 >"$simdir/b.log" 2>&1) &
+b=$!
+simstatus=0
+wait "$a" || simstatus=1
+wait "$b" || simstatus=1
+echo "-- TestSim seeds 1-44:"; cat "$simdir/a.log"
+echo "-- TestSim seeds 45-80, TestSimRegressions, TestReplayIsDeterministic:"; cat "$simdir/b.log"
+exit $simstatus
