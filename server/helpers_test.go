@@ -2,16 +2,19 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/RoaringBitmap/roaring/v2"
@@ -31,10 +34,55 @@ type testServer struct {
 	url  string
 	dir  string
 
-	token string // sent by the helpers that take no token, if set
+	token  string       // sent by the helpers that take no token, if set
+	client *http.Client // what postPull uses; http.DefaultClient if nil
 }
 
 func newTestServer(t *testing.T, cfg Config) *testServer {
+	t.Helper()
+	return startTestServer(t, cfg, false)
+}
+
+// newStallingTestServer is newTestServer with small socket buffers on both
+// ends of postPull's connections, so that a response the test does not
+// read stalls the server within a few KiB. (On loopback the kernel lets
+// them grow to megabytes: the test would need that much more data.)
+func newStallingTestServer(t *testing.T, cfg Config) *testServer {
+	t.Helper()
+	return startTestServer(t, cfg, true)
+}
+
+// smallBuffer is the socket buffer size asked for (Linux doubles it).
+const smallBuffer = 4096
+
+func setBuffer(opt int) func(_, _ string, c syscall.RawConn) error {
+	return func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, opt, smallBuffer) }); err != nil {
+			return err
+		}
+		return serr
+	}
+}
+
+// smallBufferListener listens on loopback; the connections it accepts
+// inherit its send buffer size.
+func smallBufferListener(t *testing.T) net.Listener {
+	t.Helper()
+	lc := net.ListenConfig{Control: setBuffer(syscall.SO_SNDBUF)}
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+func smallBufferClient() *http.Client {
+	d := &net.Dialer{Control: setBuffer(syscall.SO_RCVBUF)}
+	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+}
+
+func startTestServer(t *testing.T, cfg Config, small bool) *testServer {
 	t.Helper()
 	if cfg.DataDir == "" {
 		cfg.DataDir = t.TempDir()
@@ -46,8 +94,17 @@ func newTestServer(t *testing.T, cfg Config) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(s.Handler())
+	hs := httptest.NewUnstartedServer(s.Handler())
+	if small {
+		hs.Listener.Close()
+		hs.Listener = smallBufferListener(t)
+	}
+	hs.Start()
 	ts := &testServer{Server: s, http: hs, url: hs.URL, dir: cfg.DataDir}
+	if small {
+		ts.client = smallBufferClient()
+		t.Cleanup(ts.client.CloseIdleConnections)
+	}
 	t.Cleanup(func() {
 		s.BeginShutdown()
 		hs.Close()

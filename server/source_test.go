@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"fmt"
 	"io"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
 	"github.com/syncdb/syncdb/internal/zstdchunks"
+	"github.com/syncdb/syncdb/server/history"
 	"github.com/syncdb/syncdb/wire"
 	"github.com/syncdb/syncdb/wire/syncpb"
 )
@@ -58,21 +61,56 @@ func TestBootstrapReadsFileAndWAL(t *testing.T) {
 	samePages(t, "bootstrap", live, historySnapshot(t, ts, live.hdr.ServerRevision, live.hdr.DbSize))
 }
 
+// fillPages inserts rows from id from to id to of about a page each, of
+// random (incompressible) bytes.
+func fillPages(t *testing.T, ts *testServer, from, to int) {
+	t.Helper()
+	ts.exec(t, "", fmt.Sprintf(`WITH RECURSIVE n(i) AS (SELECT %d UNION ALL SELECT i+1 FROM n WHERE i < %d)
+		INSERT INTO t(id, v) SELECT i, randomblob(3500) FROM n`, from, to))
+}
+
 // Commits made while a bootstrap streams do not reach it, nor does a
 // checkpoint that runs meanwhile: it sends its revision's pages, raw or as
 // a zstd stream.
 func TestBootstrapIsASnapshot(t *testing.T) {
-	for _, accept := range []string{"application/protobuf", "zstd"} {
-		t.Run(accept, func(t *testing.T) {
-			// The fill takes over a minute under -race on a busy
-			// machine: no statement timeout in the way.
-			ts := newTestServer(t, Config{SnapshotCacheMinBytes: -1, MaintenanceInterval: -1, StatementTimeout: time.Hour})
-			ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
-			fill(t, ts, "", 1, 100000) // about 15 MB, 7 MB compressed: more than the socket buffers hold
-			resp := ts.postPull(t, accept, &syncpb.PullUpdatesReqProtoBody{})
+	// The server reads pages ahead of a stalled socket (small here: see
+	// newStallingTestServer): 256 pages at a time, into a 256 KiB buffer,
+	// or for zstd a 1 MiB chunk being filled, inflight() more and one being
+	// written. The database is a few MiB more, so that the stall comes
+	// well before the table's last pages, which the test then changes.
+	for _, tc := range []struct {
+		accept string
+		mb     int
+	}{{"application/protobuf", 4}, {"zstd", zstdchunks.ChunkSize>>20*(runtime.GOMAXPROCS(0)+1) + 6}} {
+		t.Run(tc.accept, func(t *testing.T) {
+			ts := newStallingTestServer(t, Config{SnapshotCacheMinBytes: -1, MaintenanceInterval: -1, StatementTimeout: time.Hour})
+			ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)")
+			n := tc.mb << 20 / history.PageSize // rows of a page each
+			fillPages(t, ts, 1, n)
+			resp := ts.postPull(t, tc.accept, &syncpb.PullUpdatesReqProtoBody{})
 			defer resp.Body.Close()
+			// Nothing is read before the writes: a zstd reader would read
+			// chunks ahead. Once the header is out, the revision is taken.
+			waitFor(t, time.Minute, "the bootstrap streams", func() bool { return ts.metricValue(t, "syncdb_pull_streams") == 1 })
+			// The stream is stalled on the socket: now change the pages it
+			// has yet to send (the table's last rows) and some it has sent.
+			ts.exec(t, "", fmt.Sprintf("UPDATE t SET v = 'late' WHERE id > %d OR id < 100", n-n/10))
+			fillPages(t, ts, n+1, n+250)
+			// A checkpoint now cannot restart the WAL under the bootstrap:
+			// it is left due, and the bootstrap reads the rest of its
+			// revision from the history.
+			if err := ts.Maintain(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			d, err := ts.database(context.Background(), "default", false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !d.ckptDue.Load() {
+				t.Fatal("the bootstrap had read its pages before the writes: the test shows nothing")
+			}
 			var stream io.Reader = resp.Body
-			if accept == "zstd" {
+			if tc.accept == "zstd" {
 				if enc := resp.Header.Get("Content-Encoding"); enc != "zstd" {
 					t.Fatalf("Content-Encoding %q", enc)
 				}
@@ -85,20 +123,7 @@ func TestBootstrapIsASnapshot(t *testing.T) {
 			if err := fr.Next(live.hdr); err != nil {
 				t.Fatal(err)
 			}
-			// The stream is stalled on the socket: now change the pages it
-			// has yet to send (the table's last rows) and some it has sent.
-			ts.exec(t, "", "UPDATE t SET v = 'late' WHERE id > 90000 OR id < 100")
-			fill(t, ts, "", 100001, 101000)
-			// A checkpoint copies what it may into the database file (it
-			// then waits for the bootstrap's read to end before it restarts
-			// the WAL).
-			checkpointed := make(chan error, 1)
-			go func() { checkpointed <- ts.Maintain(context.Background()) }()
-			time.Sleep(200 * time.Millisecond)
 			readPages(t, fr, live)
-			if err := <-checkpointed; err != nil {
-				t.Fatal(err)
-			}
 			samePages(t, "bootstrap during writes", live, historySnapshot(t, ts, live.hdr.ServerRevision, live.hdr.DbSize))
 			if now := ts.pull(t, "", &syncpb.PullUpdatesReqProtoBody{}); now.hdr.ServerRevision == live.hdr.ServerRevision {
 				t.Fatal("the writes made no new revision")
@@ -114,9 +139,9 @@ func TestBootstrapIsASnapshot(t *testing.T) {
 // write happens, must not read them: it reads the database file, which
 // has every page.
 func TestBootstrapAfterABusyCheckpoint(t *testing.T) {
-	ts := newTestServer(t, Config{SnapshotCacheMinBytes: -1, MaintenanceInterval: -1, IOTimeout: 5 * time.Minute})
-	ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
-	fill(t, ts, "", 1, 100000) // about 15 MB: more than the socket buffers hold
+	ts := newStallingTestServer(t, Config{SnapshotCacheMinBytes: -1, MaintenanceInterval: -1, IOTimeout: 5 * time.Minute})
+	ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)")
+	fillPages(t, ts, 1, 1024) // 4 MiB: the stall (see TestBootstrapIsASnapshot) comes in the first MiB or so
 	rd, err := sql.Open("sqlite", "file:"+filepath.Join(ts.dir, "default", mainFile)+"?mode=ro")
 	if err != nil {
 		t.Fatal(err)

@@ -29,7 +29,11 @@ func (ts *testServer) postPull(t *testing.T, accept string, req *syncpb.PullUpda
 	hr, _ := http.NewRequest("POST", ts.dbURL("")+"/pull-updates", bytes.NewReader(body))
 	hr.Header.Set("Content-Type", "application/protobuf")
 	hr.Header.Set("Accept-Encoding", accept)
-	resp, err := http.DefaultClient.Do(hr)
+	client := ts.client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(hr)
 	if err != nil {
 		t.Fatal(err)
 	}
