@@ -101,6 +101,12 @@ func (a *dbActor) copyWAL(ctx context.Context, carry bool) error {
 
 	var busy, logFrames, copied int
 	if err := a.conn.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &copied); err != nil {
+		// The copy may have written some pages into the file (a full disk,
+		// an I/O error, an interrupt) before it failed: the file no longer
+		// has the content the hash plan was made for. Finish as an open
+		// would (recoverCheckpoint, which recomputes the hash) before the
+		// next operation.
+		a.unfinished = true
 		return fmt.Errorf("checkpoint: %w", err)
 	}
 	failpoint.Hit("checkpoint.copied", a.cfg.Path)
