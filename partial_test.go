@@ -337,3 +337,116 @@ func TestPartialOutlivesBootstrapRevision(t *testing.T) {
 	}
 	integrity(t, p)
 }
+
+// Case 10, offline: a partial replica that stayed away longer than the
+// server's history retention, with an unpushed local write, needs no
+// manual step. The server answers a fetch as of its revision for every
+// page no later revision wrote (the read works at once), and a pull from
+// it (the pull rebases the local write as usual; nothing is rebuilt). A
+// page that changed since is refused until that pull, with a log line
+// that says so. Config.Recover finds nothing to repair.
+func TestPartialOfflinePastRetention(t *testing.T) {
+	ctx := context.Background()
+	srv, err := server.New(server.Config{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler),
+		HistoryRetention: time.Millisecond, MaintenanceInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() { srv.BeginShutdown(); hs.Close(); srv.Close() })
+	dir := t.TempDir()
+	w := open(t, syncdb.Config{Path: filepath.Join(dir, "w.db"), URL: hs.URL})
+	mustExec(t, w, `CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)`)
+	mustExec(t, w, `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 3000)
+		INSERT INTO t SELECT i, printf('%04d-%s', i, hex(randomblob(300))) FROM n`)
+	if err := w.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	logf, err := os.Create(filepath.Join(dir, "p.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	pcfg := syncdb.Config{Path: filepath.Join(dir, "p.db"), URL: hs.URL, Logger: slog.New(slog.NewTextHandler(logf, nil)),
+		Partial: &syncdb.PartialSync{PrefixBytes: 4 * 4096, SegmentSize: 4096}}
+	p := open(t, pcfg)
+	st, err := p.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bootRev := st.Revision
+	mustExec(t, p, `INSERT INTO t VALUES(5001, 'written offline')`)
+
+	// The server moves on (same-sized values: only the leaves of rows
+	// 2500..2600 change, and page 1 with the new table), and its history
+	// forgets the replica's revision.
+	mustExec(t, w, `UPDATE t SET v = replace(v, '-', '+') WHERE id BETWEEN 2500 AND 2600`)
+	mustExec(t, w, `CREATE TABLE u(id INTEGER PRIMARY KEY, note TEXT)`)
+	if err := w.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	if err := srv.Maintain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	body, _ := proto.Marshal(&syncpb.PullUpdatesReqProtoBody{ServerRevision: bootRev})
+	resp, err := http.Post(hs.URL+"/pull-updates", "application/protobuf", strings.NewReader(string(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusGone {
+		t.Fatalf("the bootstrap revision is still served whole (%d): the test proves nothing", resp.StatusCode)
+	}
+
+	// Config.Recover: the server can pull the replica as it is, so nothing
+	// is rebuilt.
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rcfg := pcfg
+	rcfg.Recover = true
+	p = open(t, rcfg)
+	if old, _ := filepath.Glob(pcfg.Path + ".before-recover-*"); len(old) != 0 {
+		t.Fatalf("Config.Recover rebuilt a replica the server can pull: %v", old)
+	}
+
+	// A missing page nothing wrote since: fetched as of the old revision.
+	if got := rows(t, p, `SELECT v FROM t WHERE id = 1000`); !strings.HasPrefix(got, "1000-") {
+		t.Fatalf("row 1000 before the pull: %.40q", got)
+	}
+	// A missing page written since: refused (the replica must not see
+	// the new image under its old base), until the pull.
+	var v string
+	if err := p.QueryRow(ctx, `SELECT v FROM t WHERE id = 2550`).Scan(&v); err == nil {
+		t.Fatalf("row 2550 read %.20q as of a revision the server no longer keeps", v)
+	}
+	if b, _ := os.ReadFile(logf.Name()); !strings.Contains(string(b), "changed on the server after the revision this replica fetches at") {
+		t.Fatalf("the log does not say why the read failed:\n%s", b)
+	}
+
+	if changed, err := p.Pull(ctx); err != nil || !changed {
+		t.Fatalf("pull from a compacted revision: %v %v", changed, err)
+	}
+	if err := p.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Pull(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := rows(t, w, `SELECT v FROM t WHERE id = 5001`); got != "written offline" {
+		t.Fatalf("the offline write on the server: %q", got)
+	}
+	q := "SELECT count(*), sum(length(v)), sum(id * length(v)), group_concat(substr(v, 1, 8)) FROM t"
+	if got, want := rows(t, p, q), rows(t, w, q); got != want {
+		t.Fatalf("the partial replica answers %.80q, the full one %.80q", got, want)
+	}
+	if got := rows(t, p, `SELECT v FROM t WHERE id = 2550`); !strings.HasPrefix(got, "2550+") {
+		t.Fatalf("row 2550 after the pull: %.40q", got)
+	}
+	mustExec(t, p, `INSERT INTO u VALUES(1, 'after')`)
+	if err := p.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	integrity(t, p)
+}

@@ -69,9 +69,11 @@ import (
 var ErrNoURL = errors.New("no sync URL configured")
 
 // ErrRevisionGone is wrapped, together with the *HTTPError, in the error of a
-// /pull-updates request answered 410 Gone: the server no longer serves the
-// client's revision (history pruned, database recreated), so the client must
-// bootstrap again.
+// /pull-updates request answered 410 Gone: the server cannot serve the
+// request as of the client's revision. For a pull, the client must bootstrap
+// again (database recreated, or a server that drops old revisions); for a
+// page fetch as of a revision syncdb serve compacted, the page changed since
+// and the next pull brings it.
 var ErrRevisionGone = errors.New("server revision gone, bootstrap required")
 
 // DefaultUserAgent is sent when Config.UserAgent is empty.

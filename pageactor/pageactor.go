@@ -57,6 +57,7 @@ import (
 	"github.com/syncdb/syncdb/internal/fsx"
 	"github.com/syncdb/syncdb/internal/shimvfs"
 	"github.com/syncdb/syncdb/messages"
+	"github.com/syncdb/syncdb/netactor"
 	"github.com/syncdb/syncdb/wire"
 	"github.com/syncdb/syncdb/wire/syncpb"
 )
@@ -519,9 +520,16 @@ func (a *pageActor) done(m *fetched) {
 	if err == nil {
 		written, err = a.p.write(m.pages)
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, netactor.ErrRevisionGone):
 		// Before the waiters hear of it, so that the log explains the
-		// query error they return.
+		// "disk I/O error" of their query. The server answers a fetch as
+		// of a revision it no longer keeps for the pages no later
+		// revision wrote; this one changed since, and the replica's next
+		// pull brings it.
+		a.p.cfg.Logger.Warn("page fetch failed: a missing page changed on the server after the revision this replica fetches at, "+
+			"which the server no longer keeps; reads of it fail until the next pull", "revision", a.p.revision(), "err", err)
+	case err != nil:
 		a.p.cfg.Logger.Warn("page fetch failed", "prefetch", m.prefetch, "err", err)
 	}
 	for _, w := range waiters {

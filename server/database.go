@@ -644,6 +644,8 @@ func (d *database) revision(seq int64) string {
 }
 
 // parseRevision checks that rev names a revision this history can serve.
+// A revision of this history below the horizon fails with history.ErrTooOld
+// (wrapped), and its Seq is returned with the error.
 func (d *database) parseRevision(ctx context.Context, rev string) (history.Revision, error) {
 	i := strings.LastIndexByte(rev, '-')
 	if i < 0 || rev[:i] != d.hist.ID() {
@@ -654,6 +656,12 @@ func (d *database) parseRevision(ctx context.Context, rev string) (history.Revis
 		return history.Revision{}, fmt.Errorf("%w: malformed revision %q", ErrBadRevision, rev)
 	}
 	r, err := d.hist.Check(ctx, seq)
+	if errors.Is(err, history.ErrTooOld) && seq >= 1 {
+		// Still a revision of this history: some requests can be
+		// answered exactly for it (see planPull), so its number goes
+		// with the error.
+		return history.Revision{Seq: seq}, fmt.Errorf("%w: %w", ErrBadRevision, err)
+	}
 	if errors.Is(err, history.ErrTooOld) || errors.Is(err, history.ErrFuture) {
 		return history.Revision{}, fmt.Errorf("%w: %w", ErrBadRevision, err)
 	}

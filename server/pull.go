@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -30,6 +31,7 @@ var pageEncoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest
 // pullPlan is what a /pull-updates request resolves to.
 type pullPlan struct {
 	target history.Revision
+	named  int64           // the revision the response names, if not target's (see compacted)
 	pages  *roaring.Bitmap // SQLite page numbers (1-based) to send
 	all    bool            // every page 1..target.DBSize
 	zstd   bool
@@ -159,13 +161,21 @@ func (s *Server) planPull(ctx context.Context, d *database, req *syncpb.PullUpda
 	from := int64(-1) // no client revision: send a snapshot
 	if req.ClientRevision != "" {
 		c, err := d.parseRevision(ctx, req.ClientRevision)
+		if errors.Is(err, history.ErrTooOld) && c.Seq > 0 {
+			err = nil // the changed pages are known all the same (compacted)
+		}
 		if err != nil {
 			return nil, revisionError(err)
 		}
 		from = c.Seq
 	}
+	var past int64 // a page fetch as of a revision below the horizon (compacted)
 	if req.ServerRevision != "" {
 		plan.target, err = d.parseRevision(ctx, req.ServerRevision)
+		if errors.Is(err, history.ErrTooOld) && plan.target.Seq > 0 && from < 0 && sel != nil && req.ServerQuerySelector == "" {
+			past, err = plan.target.Seq, d.hist.Refresh(ctx)
+			plan.target = d.hist.Latest()
+		}
 		if err != nil {
 			return nil, revisionError(err)
 		}
@@ -208,6 +218,9 @@ func (s *Server) planPull(ctx context.Context, d *database, req *syncpb.PullUpda
 		return plan, badPull(fmt.Errorf("client_revision %q is newer than the requested revision", req.ClientRevision))
 	}
 
+	if past > 0 {
+		return plan, compacted(ctx, hrd, plan, sel, past)
+	}
 	var want *roaring.Bitmap // 1-based; nil = everything
 	if sel != nil {
 		// Work by container, never by page: a small selector can name
@@ -247,6 +260,36 @@ func (s *Server) planPull(ctx context.Context, d *database, req *syncpb.PullUpda
 		plan.pages.Remove(0)
 	}
 	return plan, nil
+}
+
+// compacted plans a page fetch as of revision past, which compaction
+// dropped: a partial replica that stayed away longer than the retention
+// asks for pages missing from its file as of the revision it holds. A page
+// that no revision after past wrote reads the same at the target (the
+// latest revision) as at past, and the history knows which pages those
+// are: compaction keeps every page's newest version at or below the
+// horizon, so the pages written after any revision are the same set before
+// and after it. The pages are read at the target and named as of past.
+// A page written since, or beyond the target's size, cannot be told: 410,
+// and the client's next pull brings it (it pulls from past, which
+// ChangedBetween answers exactly too).
+func compacted(ctx context.Context, hrd history.View, plan *pullPlan, sel *roaring.Bitmap, past int64) error {
+	want := roaring.AddOffset64(sel, 1) // 1-based
+	want.Remove(0)
+	unknown, err := hrd.ChangedBetween(ctx, past, plan.target.Seq)
+	if err != nil {
+		return err
+	}
+	unknown.And(want)
+	beyond := want.Clone()
+	beyond.RemoveRange(0, uint64(plan.target.DBSize)+1)
+	unknown.Or(beyond)
+	if !unknown.IsEmpty() {
+		return fmt.Errorf("%w: page %d changed after revision %d, which is older than the retained history: pull, then fetch it",
+			ErrBadRevision, unknown.Minimum(), past)
+	}
+	plan.pages, plan.named = want, past
+	return nil
 }
 
 // planSnapshot plans a whole snapshot of the latest revision (a bootstrap).
@@ -359,7 +402,7 @@ func (s *Server) streamPages(w http.ResponseWriter, r *http.Request, d *database
 	var err error
 
 	hdr := &syncpb.PullUpdatesRespProtoBody{
-		ServerRevision: d.revision(plan.target.Seq),
+		ServerRevision: d.revision(cmp.Or(plan.named, plan.target.Seq)),
 		DbSize:         uint64(plan.target.DBSize),
 		Protocol:       syncpb.PullUpdatesProtocol_PULL_UPDATES_PROTOCOL_PAGES,
 	}

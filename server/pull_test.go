@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -169,7 +170,9 @@ func TestBadRevisions(t *testing.T) {
 	if _, err := d.hist.Compact(t.Context(), latest-1); err != nil {
 		t.Fatal(err)
 	}
-	_, status, msg := ts.tryPull(t, "", &syncpb.PullUpdatesReqProtoBody{ClientRevision: first})
+	// A snapshot of it cannot be served any more (pulls from it and page
+	// fetches can: TestCompactedRevisions).
+	_, status, msg := ts.tryPull(t, "", &syncpb.PullUpdatesReqProtoBody{ServerRevision: first})
 	if status != http.StatusGone || !strings.Contains(msg, "older") {
 		t.Fatalf("too old: %d %s", status, msg)
 	}
@@ -459,5 +462,104 @@ func TestPullStatus(t *testing.T) {
 	}
 	if got := badPull(cause).Error(); got != "cause" {
 		t.Errorf("badPull(cause).Error() = %q, want the cause's message", got)
+	}
+}
+
+// A revision that compaction dropped still answers what the history knows
+// exactly: a pull from it (the pages written since), and a fetch as of it
+// of a page no later revision wrote (its image then is its image now); a
+// fetch of a page written since is 410. Every answer is compared with the
+// one the same request got before the compaction.
+func TestCompactedRevisions(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+	fill(t, ts, "", 1, 400)
+	old := ts.pull(t, "", &syncpb.PullUpdatesReqProtoBody{})
+	first, size := old.hdr.ServerRevision, uint32(old.hdr.DbSize)
+	d, _ := ts.database(t.Context(), "default", false)
+	seq := func(rev string) int64 {
+		n, err := strconv.ParseInt(rev[strings.LastIndexByte(rev, '-')+1:], 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// Writes before the horizon-to-be, then after it.
+	ts.exec(t, "", "UPDATE t SET v = upper(v) WHERE id BETWEEN 100 AND 120")
+	ts.exec(t, "", "UPDATE t SET v = lower(v) WHERE id BETWEEN 110 AND 130")
+	fill(t, ts, "", 401, 420)
+	horizon := d.hist.Latest().Seq
+	ts.exec(t, "", "UPDATE t SET v = upper(v) WHERE id BETWEEN 300 AND 310")
+	latest := d.revision(d.hist.Latest().Seq)
+
+	fromOld := &syncpb.PullUpdatesReqProtoBody{ClientRevision: first, ServerRevision: latest}
+	before := ts.pull(t, "", fromOld)
+	changed := map[uint32]bool{}
+	for _, pg := range before.order {
+		changed[pg] = true
+	}
+	if len(changed) == 0 || len(changed) >= int(size) {
+		t.Fatalf("%d of %d pages changed: the test proves nothing", len(changed), size)
+	}
+	if _, err := d.hist.Compact(t.Context(), horizon); err != nil {
+		t.Fatal(err)
+	}
+	if h := d.hist.Horizon(); h <= seq(first) {
+		t.Fatalf("horizon %d, revision %s", h, first)
+	}
+
+	after := ts.pull(t, "", fromOld)
+	if fmt.Sprint(after.order) != fmt.Sprint(before.order) || after.hdr.ServerRevision != latest {
+		t.Fatalf("pull from a compacted revision: pages %v, before compaction %v", after.order, before.order)
+	}
+	for pg, data := range before.pages {
+		if !bytes.Equal(after.pages[pg], data) {
+			t.Fatalf("pull from a compacted revision: page %d differs", pg)
+		}
+	}
+	// Without a target: the same pages, of the latest revision.
+	if p := ts.pull(t, "", &syncpb.PullUpdatesReqProtoBody{ClientRevision: first}); fmt.Sprint(p.order) != fmt.Sprint(before.order) {
+		t.Fatalf("pull from a compacted revision to the latest: %v", p.order)
+	}
+
+	var unchanged []uint32
+	for pg := uint32(1); pg <= size; pg++ {
+		req := &syncpb.PullUpdatesReqProtoBody{ServerRevision: first, ServerPagesSelector: selector(t, pg-1)}
+		got, status, msg := ts.tryPull(t, "", req)
+		switch {
+		case changed[pg]:
+			if status != http.StatusGone || !strings.Contains(msg, "changed after revision") {
+				t.Fatalf("page %d, written since %s: %d %s", pg, first, status, msg)
+			}
+		case status != http.StatusOK:
+			t.Fatalf("page %d, unchanged since %s: %d %s", pg, first, status, msg)
+		case !bytes.Equal(got.pages[pg], old.pages[pg]) || len(got.pages) != 1 || got.hdr.ServerRevision != first:
+			t.Fatalf("page %d as of %s: not its image then (%d pages, %s)", pg, first, len(got.pages), got.hdr.ServerRevision)
+		default:
+			unchanged = append(unchanged, pg-1)
+		}
+	}
+	// Many at once, zstd too.
+	all := ts.pull(t, "", &syncpb.PullUpdatesReqProtoBody{ServerRevision: first, ServerPagesSelector: selector(t, unchanged...),
+		Encoding: syncpb.PageUpdatesEncodingReq_PAGE_UPDATES_ENCODING_REQ_ZSTD})
+	if len(all.pages) != len(unchanged) {
+		t.Fatalf("%d of %d unchanged pages sent", len(all.pages), len(unchanged))
+	}
+	for _, id := range unchanged {
+		if !bytes.Equal(all.pages[id+1], old.pages[id+1]) {
+			t.Fatalf("page %d differs", id+1)
+		}
+	}
+	// Beyond the latest size: cannot be told.
+	if _, status, _ := ts.tryPull(t, "", &syncpb.PullUpdatesReqProtoBody{ServerRevision: first,
+		ServerPagesSelector: selector(t, d.hist.Latest().DBSize+5)}); status != http.StatusGone {
+		t.Fatalf("a page beyond the database as of a compacted revision: %d", status)
+	}
+	// Revision 0 was never one.
+	if _, status, _ := ts.tryPull(t, "", &syncpb.PullUpdatesReqProtoBody{ClientRevision: d.revision(0)}); status != http.StatusGone {
+		t.Fatalf("revision 0: %d", status)
+	}
+	if _, status, _ := ts.tryPull(t, "", &syncpb.PullUpdatesReqProtoBody{ServerRevision: d.revision(0), ServerPagesSelector: selector(t, 0)}); status != http.StatusGone {
+		t.Fatalf("revision 0, a page: %d", status)
 	}
 }

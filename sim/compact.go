@@ -22,7 +22,7 @@ import (
 
 // retention is the server's history retention, in virtual time. The
 // simulation never lets it act by itself: maintain compacts up to what
-// the clients still hold (see maintain).
+// the clients still hold, or (every other time) past it (see maintain).
 const retention = time.Hour
 
 // serverNow is the server's clock: the virtual time, or the moment maintain
@@ -44,9 +44,18 @@ func (w *world) committed(seq int64) {
 // maintain runs the server's maintenance (checkpoint, and compaction of the
 // history up to the oldest revision a client still holds) and checks that
 // it changed no retained revision: the pages of the oldest one kept and of
-// one the seed picks are the same before and after.
+// one the seed picks are the same before and after. Every other call
+// compacts up to the latest revision instead, past what the clients hold,
+// as a retention that passed while they were away: they must go on
+// pulling (and fetching) from their compacted revisions.
 func (w *world) maintain(ctx context.Context) string {
-	floor, ok := w.heldFloor()
+	held, ok := w.heldFloor()
+	floor := held
+	if w.maintains.Add(1)%2 == 0 {
+		if latest, err := w.serverRevision(); err == nil {
+			floor, ok = parseRevSeq(latest), true
+		}
+	}
 	var seq int64 // the newest revision at or below floor with a known commit time
 	w.mu.Lock()
 	for s := range w.commitTimes {
@@ -57,6 +66,9 @@ func (w *world) maintain(ctx context.Context) string {
 	at := w.commitTimes[seq]
 	w.mu.Unlock()
 	latest, err := w.serverRevision()
+	if seq <= w.compactedTo.Load() {
+		ok = false // the horizon is there already
+	}
 	if !ok || seq == 0 || err != nil {
 		if err := w.srv.Maintain(ctx); err != nil && !w.historyFaulted() {
 			w.fail("server maintain: %v", err)
@@ -84,6 +96,7 @@ func (w *world) maintain(ctx context.Context) string {
 		w.fail("server maintain: %v", err)
 		return "error"
 	}
+	w.compactedTo.Store(seq)
 	for i, s := range check {
 		after, err := w.revisionHash(id + fmt.Sprint(s))
 		if err != nil {
@@ -92,7 +105,7 @@ func (w *world) maintain(ctx context.Context) string {
 			w.fail("compacting the history below revision %d changed the pages of the retained revision %d", seq, s)
 		}
 	}
-	return fmt.Sprintf("compacted below %d (clients hold %d), revisions %v unchanged", seq, floor, check)
+	return fmt.Sprintf("compacted below %d (clients hold %d), revisions %v unchanged", seq, held, check)
 }
 
 // heldFloor is the oldest revision a client holds on disk: its synced

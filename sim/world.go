@@ -91,6 +91,8 @@ type world struct {
 	// made (guarded by mu). See maintain.
 	compactAt   atomic.Int64
 	commitTimes map[int64]time.Time
+	maintains   atomic.Int64 // maintain calls so far (every other one compacts past the clients)
+	compactedTo atomic.Int64 // the revision maintain compacted up to last
 	srvDir      string
 	srvRec      *shimvfs.Recorder
 	hfault      historyFault // see serverio.go

@@ -38,8 +38,10 @@ import (
 var ErrPushRejected = errors.New("the server rejected the push")
 
 // ErrRebootstrap reports that the server can no longer serve this
-// replica's revision.
-var ErrRebootstrap = errors.New("the server no longer has this replica's revision (its history retention dropped it): " +
+// replica's revision. syncdb serve pulls a replica from any revision of
+// its history, also one its retention compacted away; this is for a
+// database recreated since, or a server that forgets old revisions.
+var ErrRebootstrap = errors.New("the server no longer has this replica's revision (the database was recreated, or the server dropped old revisions): " +
 	"run syncdb recover PATH (or open it with Config.Recover) to download it again, keeping the local changes")
 
 // Config configures the sync actor.
@@ -499,8 +501,10 @@ func (w *runWriter) close() {
 	<-w.done
 }
 
-// revisionKept asks the server whether it still serves the replica's
-// synced revision: page 1 as of it.
+// revisionKept asks the server whether it can still pull the replica from
+// its synced revision: a pull from it limited to page 1. (syncdb serve
+// answers pulls from any revision of its history, compacted or not; a
+// recreated database, or another server, may not.)
 func (s *syncActor) revisionKept(ctx context.Context) (bool, error) {
 	m, err := s.meta(ctx)
 	if err != nil || m.SyncedRevision == nil {
@@ -512,7 +516,7 @@ func (s *syncActor) revisionKept(ctx context.Context) (bool, error) {
 	}
 	err = s.retry(ctx, func() error {
 		_, err := actors.Ask[messages.PullInfo](ctx, s.cfg.Sys, s.cfg.Net, &messages.PullUpdates{
-			Req:        &syncpb.PullUpdatesReqProtoBody{ServerRevision: m.SyncedRevision.Revision, ServerPagesSelector: sel},
+			Req:        &syncpb.PullUpdatesReqProtoBody{ClientRevision: m.SyncedRevision.Revision, ServerPagesSelector: sel},
 			RetryUntil: s.until,
 			OnHeader:   func(*syncpb.PullUpdatesRespProtoBody) error { return nil },
 			OnPage:     func(uint32, []byte) error { return nil },
@@ -546,7 +550,7 @@ func (s *syncActor) checkRemote(ctx context.Context, old string) error {
 	err = s.retry(ctx, func() error {
 		var err error
 		info, err = actors.Ask[messages.PullInfo](ctx, s.cfg.Sys, s.cfg.Net, &messages.PullUpdates{
-			Req:        &syncpb.PullUpdatesReqProtoBody{ServerRevision: m.SyncedRevision.Revision, ServerPagesSelector: sel},
+			Req:        &syncpb.PullUpdatesReqProtoBody{ClientRevision: m.SyncedRevision.Revision, ServerPagesSelector: sel},
 			RetryUntil: s.until,
 			OnHeader:   func(*syncpb.PullUpdatesRespProtoBody) error { return nil },
 			OnPage: func(pg uint32, data []byte) error {
