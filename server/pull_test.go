@@ -469,9 +469,14 @@ func TestPullStatus(t *testing.T) {
 // exactly: a pull from it (the pages written since), and a fetch as of it
 // of a page no later revision wrote (its image then is its image now); a
 // fetch of a page written since is 410. Every answer is compared with the
-// one the same request got before the compaction.
+// one the same request got before the compaction. On a single node's
+// file history and on the shared PostgreSQL one.
 func TestCompactedRevisions(t *testing.T) {
-	ts := newTestServer(t, Config{})
+	t.Run("file", func(t *testing.T) { testCompactedRevisions(t, newTestServer(t, Config{})) })
+	t.Run("pgstore", func(t *testing.T) { testCompactedRevisions(t, newTestCluster(t, 1, nil).nodes[0].testServer) })
+}
+
+func testCompactedRevisions(t *testing.T, ts *testServer) {
 	ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
 	fill(t, ts, "", 1, 400)
 	old := ts.pull(t, "", &syncpb.PullUpdatesReqProtoBody{})

@@ -87,6 +87,7 @@ func (w *world) maintain(ctx context.Context) string {
 	// Revisions committed before at (less a millisecond: several commit in
 	// one) go; seq and everything after it stay.
 	w.compactAt.Store(at.Add(retention - time.Millisecond).UnixNano())
+	w.compactedTo.Store(seq) // also if it fails: the horizon may have moved
 	err = w.srv.Maintain(ctx)
 	w.compactAt.Store(0)
 	if err != nil {
@@ -96,7 +97,6 @@ func (w *world) maintain(ctx context.Context) string {
 		w.fail("server maintain: %v", err)
 		return "error"
 	}
-	w.compactedTo.Store(seq)
 	for i, s := range check {
 		after, err := w.revisionHash(id + fmt.Sprint(s))
 		if err != nil {
