@@ -912,4 +912,7 @@ var mutation struct {
 	// blindAddedColumns: a replayed delete ignores the columns it does not
 	// know (internal/change's twin drops them from the push guard).
 	blindAddedColumns bool
+	// unanchoredWAL: a pull records an empty WAL as its position before
+	// T1 instead of anchoring it in a generation with a durable commit.
+	unanchoredWAL bool
 }

@@ -124,6 +124,9 @@ func (w *world) step(n int) {
 		w.plan = &crashPlan{owner: c.dir, point: pts[w.rng.IntN(len(pts))], countdown: 1 + w.rng.IntN(2), power: w.rng.IntN(2) == 0}
 		w.mu.Unlock()
 	}
+	if w.cfg.crashes && (op == "pull" || op == "sync") && w.grng.IntN(100) < 10 {
+		w.staleWAL(ctx, c)
+	}
 	if w.cfg.ioFaults && w.frng.IntN(100) < 10 {
 		w.armIOFault(c)
 	}
@@ -208,6 +211,31 @@ func (w *world) step(n int) {
 		w.ensureOpen(c)
 	}
 	w.checkClient(c, op, result)
+}
+
+// staleWAL prepares a pull that starts on a WAL a checkpoint just emptied
+// and is cut by a power loss before its first transaction (T1): the
+// checkpoint's truncation of the WAL is not durable yet, so the power loss
+// brings back the checkpointed frames of the older WAL generation, which
+// recovery must not take for T1 (it finds T1 after the position the pull
+// recorded, in that position's generation). It replaces the crash plan of
+// the operation, if one was armed.
+func (w *world) staleWAL(ctx context.Context, c *client) {
+	if c.syncNormal {
+		return // it only ever crashes as a process
+	}
+	w.mu.Lock()
+	w.plan = nil
+	w.mu.Unlock()
+	err := c.db.Checkpoint(ctx)
+	w.logf("%s: checkpoint before a pull cut by a power loss: %s", c.name, errText(err))
+	if err != nil && !expectedError(errText(err)) {
+		w.fail("%s: checkpoint before a pull: unexpected error: %v", c.name, err)
+	}
+	pts := []string{"pull.journal", "pull.pending"}
+	w.mu.Lock()
+	w.plan = &crashPlan{owner: c.dir, point: pts[w.grng.IntN(len(pts))], countdown: 1, power: true}
+	w.mu.Unlock()
 }
 
 // write runs one statement or a transaction of a few, recording the tokens

@@ -78,6 +78,7 @@ type world struct {
 	rng   *rand.Rand
 	frng  *rand.Rand // I/O faults: a stream of their own, so that the other choices stay as they were
 	srng  *rand.Rand // the server's I/O faults and interleavings: another one
+	grng  *rand.Rand // pulls right after a checkpoint, cut by a power loss (see staleWAL): another one
 	dir   string
 	vfs   string
 	model *model
@@ -163,6 +164,7 @@ func newWorld(t testing.TB, cfg config) *world {
 	}
 	w.frng = rand.New(rand.NewPCG(cfg.seed, 0xf5))
 	w.srng = rand.New(rand.NewPCG(cfg.seed, 0x5e7))
+	w.grng = rand.New(rand.NewPCG(cfg.seed, 0x3a1))
 	w.ids = &seededIDs{rng: rand.New(rand.NewPCG(cfg.seed, 0x1d5))}
 	w.tr = &transport{w: w}
 	w.model.trace = func(tok string, n int, sql string) {
