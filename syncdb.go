@@ -494,6 +494,7 @@ func (d *DB) open(ctx context.Context) error {
 		d.pages, err = pageactor.Open(pageactor.Config{
 			Sys: d.sys, Net: d.net, FS: h.FS, Path: cfg.Path, Revision: cmp.Or(p.FetchRevision, m.PartialBootstrapServerRevision.Revision),
 			DBSize: p.DBSize, SegmentSize: p.SegmentSize, Prefetch: p.Prefetch, Logger: cfg.Logger,
+			Background: h.Background,
 		})
 		if err != nil {
 			return fmt.Errorf("open partial replica: %w", err)

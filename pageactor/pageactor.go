@@ -54,6 +54,7 @@ import (
 
 	"github.com/syncdb/syncdb/actors"
 	"github.com/syncdb/syncdb/internal/btree"
+	"github.com/syncdb/syncdb/internal/failpoint"
 	"github.com/syncdb/syncdb/internal/fsx"
 	"github.com/syncdb/syncdb/internal/shimvfs"
 	"github.com/syncdb/syncdb/messages"
@@ -81,6 +82,11 @@ type Config struct {
 	Prefetch     bool          // load the children of fetched B-tree interior pages
 	FetchTimeout time.Duration // default 30 s
 	Logger       *slog.Logger
+	// Background runs each prefetch download (default: on a goroutine of
+	// its own). The simulator queues them, to run them where it chooses:
+	// between operations, or when a fetch waits for one (the failpoint
+	// pages.wait).
+	Background func(func())
 }
 
 // ErrFetch wraps every failure to fetch a page (a retryable query error).
@@ -455,6 +461,9 @@ func (a *pageActor) receive(msg any) {
 			return
 		}
 		seg := (m.pgno - 1) / a.p.segment
+		if _, busy := a.inflight[seg]; busy {
+			failpoint.Hit("pages.wait", a.p.cfg.Path)
+		}
 		a.start(seg)
 		a.inflight[seg] = append(a.inflight[seg], m)
 	case *fetched:
@@ -485,13 +494,16 @@ func (a *pageActor) start(seg uint32) {
 // sends the result back to the actor.
 func (a *pageActor) request(want *roaring.Bitmap, segs []uint32, prefetch bool) {
 	a.p.fetches.Add(1)
-	go func() {
+	// The revision is the one of the moment the pages were found missing:
+	// a Repin after that may name a revision where they changed.
+	rev := a.p.revision()
+	run := func() {
 		res := &fetched{segs: segs, pages: map[uint32][]byte{}, prefetch: prefetch}
 		sel, err := wire.EncodeSelector(want)
 		if err == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), a.p.cfg.FetchTimeout)
 			_, err = actors.Ask[messages.PullInfo](ctx, a.p.cfg.Sys, a.p.cfg.Net, &messages.PullUpdates{
-				Req:      &syncpb.PullUpdatesReqProtoBody{ServerRevision: a.p.revision(), ServerPagesSelector: sel},
+				Req:      &syncpb.PullUpdatesReqProtoBody{ServerRevision: rev, ServerPagesSelector: sel},
 				OnHeader: func(*syncpb.PullUpdatesRespProtoBody) error { return nil },
 				OnPage: func(pgno uint32, data []byte) error {
 					if !want.Contains(pgno - 1) {
@@ -505,11 +517,19 @@ func (a *pageActor) request(want *roaring.Bitmap, segs []uint32, prefetch bool) 
 		}
 		res.err = err
 		a.p.cfg.Sys.Send(a.p.pid, res)
-	}()
+	}
+	if prefetch && a.p.cfg.Background != nil {
+		a.p.cfg.Background(run)
+		return
+	}
+	go run()
 }
 
 // done writes a download into the file's holes and answers its waiters.
 func (a *pageActor) done(m *fetched) {
+	if m.prefetch {
+		defer failpoint.Hit("pages.prefetched", a.p.cfg.Path)
+	}
 	var waiters []*fetchPage
 	for _, seg := range m.segs {
 		waiters = append(waiters, a.inflight[seg]...)
@@ -532,6 +552,11 @@ func (a *pageActor) done(m *fetched) {
 	case err != nil:
 		a.p.cfg.Logger.Warn("page fetch failed", "prefetch", m.prefetch, "err", err)
 	}
+	// The prefetch starts before the waiters go on, so that what they read
+	// next finds the children's segments in flight.
+	if err == nil && a.p.cfg.Prefetch && !m.prefetch {
+		a.prefetch(written, m.pages)
+	}
 	for _, w := range waiters {
 		switch {
 		case err != nil && !m.prefetch:
@@ -548,12 +573,6 @@ func (a *pageActor) done(m *fetched) {
 			w.Fail(fmt.Errorf("the server did not send page %d", w.pgno))
 		}
 	}
-	if err != nil {
-		return
-	}
-	if a.p.cfg.Prefetch && !m.prefetch {
-		a.prefetch(written, m.pages)
-	}
 }
 
 // write puts fetched pages into the holes of the file (never over a
@@ -562,7 +581,7 @@ func (p *Pages) write(pages map[uint32][]byte) ([]uint32, error) {
 	p.writeMu.Lock()
 	var written []uint32
 	for pg, data := range pages {
-		if p.has(pg) {
+		if p.has(pg) && !mutationFetchOverPresent {
 			continue
 		}
 		if len(data) != PageSize {

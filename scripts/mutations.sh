@@ -20,6 +20,8 @@ mutations=(
   "mutation_blind_deletes: a delete of a row another client changed is no conflict, at push or replay: the other change vanishes (dbactor/ and syncactor/mutation_blind_deletes.go)"
   "mutation_false_conflicts: a replayed update of a row that is there is recorded as update-deleted (dbactor/mutation_false_conflicts.go)"
   "mutation_blind_added_columns: a delete made before its replica pulled a column another client added and filled is no conflict, at push or replay: the column's value vanishes (internal/change/ and dbactor/mutation_blind_added_columns.go)"
+  "mutation_fetch_over_present: a partial replica's fetch writes its pages (the pinned revision's) over pages that became present while it was in flight (pageactor/mutation_fetch_over_present.go)"
+  "mutation_stale_wal_generation: a pull that starts on a WAL a checkpoint emptied is not anchored in a new WAL generation: a power loss before T1 brings back the checkpointed WAL, and recovery takes its frames for T1 (dbactor/mutation_stale_wal_generation.go)"
 )
 
 want=("$@")

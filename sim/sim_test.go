@@ -84,9 +84,12 @@ func run(t testing.TB, cfg config) (hash, log string, bad []string) {
 	w := newWorld(t, cfg)
 	defer failpoint.Set(nil)
 	for _, c := range w.clients {
+		if c.startAt > 0 {
+			continue // it bootstraps later (prefetch.go)
+		}
 		w.ensureOpen(c)
 		if c.db != nil {
-			if _, err := c.db.Exec(t.Context(), kvSchema); err != nil {
+			if _, err := c.db.Exec(t.Context(), w.schema()); err != nil {
 				w.fail("%s: create schema: %v", c.name, err)
 			}
 		}
@@ -107,6 +110,7 @@ func run(t testing.TB, cfg config) (hash, log string, bad []string) {
 
 func (w *world) close() {
 	for _, c := range w.clients {
+		w.dropPrefetches(c)
 		if c.db != nil {
 			c.db.Close()
 			c.db = nil

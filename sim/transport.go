@@ -50,6 +50,20 @@ type transport struct {
 	marks    map[string]mark
 }
 
+// calm runs fn without network faults (the simulation's own checks).
+func (t *transport) calm(fn func()) {
+	t.mu.Lock()
+	pct := t.faultPct
+	t.faultPct = 0
+	t.mu.Unlock()
+	defer func() {
+		t.mu.Lock()
+		t.faultPct = pct
+		t.mu.Unlock()
+	}()
+	fn()
+}
+
 func (t *transport) setHandler(h http.Handler) {
 	t.mu.Lock()
 	t.handler = h

@@ -84,11 +84,22 @@ func (w *world) genStmt(c *client) stmt {
 // step runs one randomly chosen operation.
 func (w *world) step(n int) {
 	c := w.clients[w.rng.IntN(len(w.clients))]
+	if n < c.startAt {
+		return
+	}
 	w.ensureOpen(c)
 	if c.db == nil {
 		return
 	}
 	ctx := context.Background()
+	if c.startAt > 0 && !c.probed {
+		// Its first open (a bootstrap): the step reads kv's root alone.
+		w.probeRoot(ctx, c)
+		return
+	}
+	if !w.settlePrefetches(ctx, c) {
+		return // c waits for its prefetches (prefetch.go)
+	}
 	r := w.rng.IntN(100)
 	var op string
 	switch {
@@ -156,9 +167,19 @@ func (w *world) step(n int) {
 	case "resolve":
 		result = w.resolveSome(c, false)
 	case "read":
+		q := "SELECT count(*) FROM kv"
+		if c.startAt > 0 {
+			// A read of a few pages (prefetch.go): kv's root page alone (its
+			// children are then prefetched), one row, or a small table.
+			qs := []string{strings.Replace(kvRootRead, "?", "%d", 1), "SELECT count(*) FROM kv WHERE k = %d", "SELECT count(*) FROM t1 WHERE id < %d"}
+			q = fmt.Sprintf(qs[w.krng.IntN(len(qs))], w.krng.IntN(keys))
+		}
 		var n int
-		err := c.db.QueryRow(ctx, "SELECT count(*) FROM kv").Scan(&n)
+		err := c.db.QueryRow(ctx, q).Scan(&n)
 		result = fmt.Sprintf("%d %v", n, errText(err))
+		if st, err := c.db.Stats(ctx); err == nil && st.PagesTotal > 0 {
+			result += fmt.Sprintf(" (pages present %d of %d)", st.PagesPresent, st.PagesTotal)
+		}
 	case "push":
 		result = errText(c.db.Push(ctx))
 	case "pull":
@@ -169,6 +190,7 @@ func (w *world) step(n int) {
 	case "checkpoint":
 		result = errText(c.db.Checkpoint(ctx))
 	case "reopen":
+		w.dropPrefetches(c)
 		err := c.db.Close()
 		c.db = nil
 		if err != nil && !strings.Contains(err.Error(), "simulated crash") {

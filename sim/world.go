@@ -4,10 +4,15 @@
 // faults hit which requests, and where processes crash — at a failpoint
 // inside an operation, as a process death or a power loss — when the
 // server crashes and restarts, which writes of a client's -info file or of
-// the server's page history fail with an error the process survives, and
-// when a bootstrap runs beside a push (serverio.go). The server and the clients run
-// in one process; the network is an http.RoundTripper; time is virtual (a
-// long poll that a commit is planned to wake really blocks: longpoll.go).
+// the server's page history fail with an error the process survives,
+// when a bootstrap runs beside a push (serverio.go), when a pull starts
+// right after a checkpoint and loses power before its first transaction
+// (the checkpointed WAL comes back: staleWAL), and when the background
+// prefetches of partial replicas that bootstrapped late run (after a pull
+// and a checkpoint made some of their pages present: prefetch.go). The
+// server and the clients run in one process; the network is an
+// http.RoundTripper; time is virtual (a long poll that a commit is planned
+// to wake really blocks: longpoll.go).
 //
 // After every operation and at quiescence it checks the invariants:
 // integrity of every database, no lost acknowledged write (unless a
@@ -73,18 +78,23 @@ type config struct {
 
 // world is everything one seed runs.
 type world struct {
-	t     testing.TB
-	cfg   config
-	rng   *rand.Rand
-	frng  *rand.Rand // I/O faults: a stream of their own, so that the other choices stay as they were
-	srng  *rand.Rand // the server's I/O faults and interleavings: another one
-	grng  *rand.Rand // pulls right after a checkpoint, cut by a power loss (see staleWAL): another one
-	dir   string
-	vfs   string
-	model *model
-	tr    *transport
-	clock *simClock
-	ids   *seededIDs
+	t    testing.TB
+	cfg  config
+	rng  *rand.Rand
+	frng *rand.Rand // I/O faults: a stream of their own, so that the other choices stay as they were
+	srng *rand.Rand // the server's I/O faults and interleavings: another one
+	grng *rand.Rand // pulls right after a checkpoint, cut by a power loss (see staleWAL): another one
+	krng *rand.Rand // prefetching clients and their reads (prefetch.go): another one
+	// padded: kv rows carry padding (a client prefetches); bgCond is
+	// signalled when a prefetch was written (on mu).
+	padded bool
+	bgCond *sync.Cond
+	dir    string
+	vfs    string
+	model  *model
+	tr     *transport
+	clock  *simClock
+	ids    *seededIDs
 
 	srv *server.Server
 	// compactAt, if not 0, is the server's time (unix ns) during a
@@ -136,6 +146,14 @@ type client struct {
 	// txns are the tokens of each committed local transaction that wrote
 	// more than one: they must land on the server in one batch.
 	txns [][]string
+	// startAt: a prefetching client opens at this operation first; bg are
+	// its queued prefetch downloads, bgSent those run and not yet written
+	// (guarded by w.mu; see prefetch.go).
+	startAt int
+	probed  bool
+	bg      []func()
+	bgSent  int
+	bgSince int // committed pushes when the first of bg was queued
 }
 
 // crashPlan arms a crash at the n-th hit of a failpoint of one owner.
@@ -165,6 +183,8 @@ func newWorld(t testing.TB, cfg config) *world {
 	w.frng = rand.New(rand.NewPCG(cfg.seed, 0xf5))
 	w.srng = rand.New(rand.NewPCG(cfg.seed, 0x5e7))
 	w.grng = rand.New(rand.NewPCG(cfg.seed, 0x3a1))
+	w.krng = rand.New(rand.NewPCG(cfg.seed, 0x9f7))
+	w.bgCond = sync.NewCond(&w.mu)
 	w.ids = &seededIDs{rng: rand.New(rand.NewPCG(cfg.seed, 0x1d5))}
 	w.tr = &transport{w: w}
 	w.model.trace = func(tok string, n int, sql string) {
@@ -196,9 +216,17 @@ func newWorld(t testing.TB, cfg config) *world {
 			c.longPoll = time.Duration(1+prng.IntN(30)) * time.Second
 		}
 		if cfg.partial && prng.IntN(10) < 3 {
-			// No prefetch: its requests would run beside the query's and make
-			// the order of network faults depend on scheduling.
+			// No prefetch here: its requests would run beside the query's and
+			// make the order of network faults depend on scheduling (the
+			// prefetching clients below queue them: prefetch.go).
 			c.partial = &syncdb.PartialSync{PrefixBytes: int64(4096 * (1 + prng.IntN(4))), SegmentSize: 4096 * (1 + prng.IntN(4))}
+			if w.krng.IntN(2) == 0 {
+				// A prefetching client (prefetch.go): it bootstraps late, with a
+				// prefix of page 1 only.
+				c.partial.PrefixBytes, c.partial.SegmentSize, c.partial.Prefetch = 4096, 4096*(2+w.krng.IntN(3)), true
+				c.startAt = 40 + w.krng.IntN(60)
+				w.padded = true
+			}
 		}
 		c.dir = filepath.Join(w.dir, c.name)
 		c.path = filepath.Join(c.dir, "app.db")
@@ -214,7 +242,7 @@ func newWorld(t testing.TB, cfg config) *world {
 			partial++
 		}
 	}
-	w.logf("seed %d: %d clients, %d partial", cfg.seed, n, partial)
+	w.logf("seed %d: %d clients, %d partial, padded %v", cfg.seed, n, partial, w.padded)
 	return w
 }
 
@@ -248,6 +276,14 @@ func (w *world) failed() bool {
 // hook is the failpoint hook: it fires the armed crash plan.
 func (w *world) hook(name, owner string) {
 	switch {
+	case name == "pages.wait":
+		if c := w.clientAt(owner); c != nil {
+			w.runPrefetches(c)
+		}
+		return
+	case name == "pages.prefetched":
+		w.prefetched(owner)
+		return
 	case strings.HasPrefix(name, "server.long-poll"):
 		w.longPollHook(name)
 		return
@@ -334,7 +370,7 @@ func (w *world) open(c *client) error {
 		AutoCheckpointFrames: 20 + w.rng.IntN(200), PushBatchChanges: w.rng.IntN(3) * 10, Partial: c.partial, LongPollTimeout: c.longPoll, SyncNormal: c.syncNormal,
 	}
 	hooks := testhooks.Hooks{
-		Clock: w.clock, IDs: w.ids.next, FS: c.fs, VFS: w.vfs,
+		Clock: w.clock, IDs: w.ids.next, FS: c.fs, VFS: w.vfs, Background: w.background(c),
 		OnPanic: func(err error) {
 			var pe *actors.PanicError
 			if errors.As(err, &pe) {
@@ -370,6 +406,7 @@ func (w *world) takeCrash() *crashPlan {
 func (w *world) crashClient(c *client, power bool, why string) {
 	power = power && !c.syncNormal
 	w.logf("%s crash at %s power=%v", c.name, why, power)
+	w.dropPrefetches(c)
 	c.fs.Freeze()
 	c.rec.Crash()
 	if c.db != nil {

@@ -25,6 +25,9 @@ type Hooks struct {
 	IDs     actors.IDSource // new client ids (default actors.RandomIDs)
 	OnPanic func(error)     // called for every actor panic, after its requester was answered
 	Machine string          // the machine identity a replica records ("" = this machine's)
+	// Background runs a partial replica's prefetch downloads (nil = each on
+	// a goroutine of its own; see pageactor.Config.Background).
+	Background func(func())
 }
 
 type key struct{}
