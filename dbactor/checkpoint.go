@@ -71,6 +71,10 @@ func (a *dbActor) copyWAL(ctx context.Context, carry bool) error {
 	if err := a.updateMeta(ctx, func(m *messages.Meta) error {
 		m.SyncDB.Base.RevertLen = newLen
 		m.SyncDB.Checkpointing = true
+		// The copy changes the WAL: a clean close's record of it (open
+		// checked it already, before recovering a checkpoint) would make
+		// the next open take a crash during this one for a foreign write.
+		m.SyncDB.CleanClose = nil
 		return nil
 	}); err != nil {
 		return err
