@@ -35,6 +35,9 @@ func crashWorker() error {
 	if os.Getenv("W_PARTIAL") != "" {
 		return partialWorker()
 	}
+	if os.Getenv("W_KILL_AT") != "" {
+		return killedWriter()
+	}
 	path, url, logPath := os.Getenv("W_PATH"), os.Getenv("W_URL"), os.Getenv("W_LOG")
 	seed, _ := strconv.ParseUint(os.Getenv("W_SEED"), 10, 64)
 	base, _ := strconv.ParseInt(os.Getenv("W_BASE"), 10, 64)

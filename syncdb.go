@@ -263,6 +263,7 @@ type DB struct {
 	db, net *actor.PID
 	meta    *actor.PID
 	sync    *actor.PID
+	writer  *dbactor.Writer // Exec's direct path into the db actor
 	readers *sql.DB
 	reads   *sqlitex.StmtCache // SELECTs kept prepared on the read pool
 	gate    gate
@@ -418,7 +419,7 @@ func (d *DB) open(ctx context.Context) error {
 	} else if clientID = cfg.clientID; clientID == "" {
 		clientID = cfg.ClientName + "-" + h.IDs()
 	}
-	if d.db, err = dbactor.Spawn(dbactor.Config{
+	if d.db, d.writer, err = dbactor.Spawn(dbactor.Config{
 		Path: cfg.Path, FS: h.FS, ClientID: clientID, Sys: d.sys, Meta: d.meta, Gate: &d.gate,
 		IgnoreTables: cfg.IgnoreTables, AutoCheckpointFrames: cfg.AutoCheckpointFrames, Clock: h.Clock, Logger: cfg.Logger,
 		VFS: h.VFS, SyncNormal: cfg.SyncNormal, OnCommit: d.localCommit, OnConflict: onConflict(cfg.OnConflict),
@@ -550,7 +551,7 @@ func (d *DB) Exec(ctx context.Context, query string, args ...any) (sql.Result, e
 	if err := d.check(); err != nil {
 		return nil, err
 	}
-	return actors.Ask[sql.Result](ctx, d.sys, d.db, &messages.Exec{SQL: query, Args: args})
+	return d.writer.Exec(ctx, query, args)
 }
 
 // Query runs a read-only query on the read pool. It never waits for

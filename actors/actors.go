@@ -7,7 +7,9 @@
 // file, the HTTP client, the page-presence state) and serializes access to
 // it through its mailbox. Callers talk to actors with Ask, which sends a
 // message that embeds a Request and waits for the actor's single reply, or
-// for the caller's context, or for the actor to stop.
+// for the caller's context, or for the actor to stop. Enter runs a function
+// of the actor's on the caller's goroutine, in the actor's turn, for a hot
+// path where the mailbox round trip costs more than the work.
 package actors
 
 import (
@@ -17,6 +19,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 
 	"github.com/asynkron/protoactor-go/actor"
 )
@@ -114,6 +117,11 @@ type entry struct {
 	pid  *actor.PID
 	done chan struct{} // closed when the actor has stopped
 	disp *pinnedDispatcher
+	// turn is held (a token in the channel) while the actor handles a
+	// message and while a caller runs inside it (Enter): the actor's state
+	// has one owner at a time, whichever way it is reached.
+	turn   chan struct{}
+	failed atomic.Bool // a handler or an entered function panicked
 }
 
 // pinnedDispatcher runs an actor's mailbox on one long-lived goroutine.
@@ -180,7 +188,7 @@ func (s *System) Spawn(name string, handle Handler, onStop func()) (*actor.PID, 
 	if s.closed {
 		return nil, ErrStopped
 	}
-	e := &entry{name: name, done: make(chan struct{}), disp: newPinnedDispatcher()}
+	e := &entry{name: name, done: make(chan struct{}), disp: newPinnedDispatcher(), turn: make(chan struct{}, 1)}
 	g := &guard{sys: s, e: e, handle: handle, onStop: onStop}
 	props := actor.PropsFromProducer(func() actor.Actor { return g },
 		actor.WithSupervisor(actor.NewOneForOneStrategy(0, 0, func(any) actor.Directive { return actor.StopDirective })),
@@ -241,6 +249,61 @@ func Ask[T any](ctx context.Context, s *System, pid *actor.PID, msg Message[T]) 
 	}
 }
 
+// Enter runs fn on the caller's goroutine inside the actor pid: in the
+// actor's turn, so never at the same time as one of its handlers or
+// another entered function, with the same panic containment (a panic fails
+// the actor and is returned as a *PanicError). It waits for the turn, for
+// ctx, or for the actor to stop. It is for a hot path whose mailbox round
+// trip (two goroutine handoffs) would cost more than the work: the actor
+// still owns its state, fn borrows it for the turn. fn must not Ask the
+// same actor (it would wait for its own turn).
+func Enter(ctx context.Context, s *System, pid *actor.PID, fn func() error) (err error) {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	e := s.byPID[pid.Id]
+	s.mu.Unlock()
+	if e == nil {
+		return ErrStopped
+	}
+	select {
+	case e.turn <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-e.done:
+		return fmt.Errorf("%s: %w", e.name, ErrStopped)
+	}
+	defer func() { <-e.turn }()
+	// The actor may have stopped, or failed, while the caller waited.
+	select {
+	case <-e.done:
+		return fmt.Errorf("%s: %w", e.name, ErrStopped)
+	default:
+	}
+	if e.failed.Load() {
+		return fmt.Errorf("%s: %w", e.name, ErrFailed)
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			perr := s.panicked(e, v)
+			err = perr
+			if s.opts.OnPanic != nil {
+				s.opts.OnPanic(perr)
+			}
+		}
+	}()
+	return fn()
+}
+
+// panicked fails the actor e after a panic with value v and reports it.
+func (s *System) panicked(e *entry, v any) *PanicError {
+	e.failed.Store(true)
+	perr := &PanicError{Actor: e.name, Value: v, Stack: string(debug.Stack())}
+	s.opts.Logger.Error("actor panicked", "actor", e.name, "panic", v)
+	return perr
+}
+
 // Stop stops every actor, the last spawned first, and waits until each has
 // run its onStop. Messages still queued are answered with ErrStopped.
 // Calling Stop again does nothing.
@@ -270,7 +333,6 @@ type guard struct {
 	e      *entry
 	handle Handler
 	onStop func()
-	failed bool
 }
 
 func (g *guard) Receive(c actor.Context) {
@@ -278,13 +340,17 @@ func (g *guard) Receive(c actor.Context) {
 	case *actor.Started, *actor.Restarting, *actor.Stopping:
 		return
 	case *actor.Stopped:
+		g.e.turn <- struct{}{}
 		if g.onStop != nil {
 			g.run(func() { g.onStop() }, nil)
 		}
-		close(g.e.done)
+		close(g.e.done) // before the turn is free: an Enter waiting for it sees the actor stopped
+		<-g.e.turn
 		return
 	default:
-		if g.failed {
+		g.e.turn <- struct{}{}
+		defer func() { <-g.e.turn }()
+		if g.e.failed.Load() {
 			if f, ok := msg.(failer); ok {
 				f.Fail(fmt.Errorf("%s: %w", g.e.name, ErrFailed))
 			}
@@ -300,9 +366,7 @@ func (g *guard) run(fn func(), msg any) {
 		if v == nil {
 			return
 		}
-		g.failed = true
-		perr := &PanicError{Actor: g.e.name, Value: v, Stack: string(debug.Stack())}
-		g.sys.opts.Logger.Error("actor panicked", "actor", g.e.name, "panic", v)
+		perr := g.sys.panicked(g.e, v)
 		if f, ok := msg.(failer); ok {
 			f.Fail(perr)
 		}

@@ -91,3 +91,85 @@ func TestAskPanicStop(t *testing.T) {
 	}
 	sys.Stop() // idempotent
 }
+
+// Enter runs a function in the actor's turn: never with a handler or
+// another entered function, with the handler's panic rules.
+func TestEnter(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	var panics atomic.Int32
+	sys := NewSystem(Options{Name: "t", OnPanic: func(*PanicError) { panics.Add(1) }})
+	total := 0 // the actor's state: the race detector sees any unserialized use
+	pid, err := sys.Spawn("counter", func(msg any) {
+		switch m := msg.(type) {
+		case *add:
+			total += m.n
+			m.Respond(total, nil)
+		case *slow:
+			<-m.release
+			m.Respond(-1, nil)
+		}
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	const n = 200
+	done := make(chan error, 2)
+	go func() {
+		for i := 0; i < n; i++ {
+			if _, err := Ask[int](ctx, sys, pid, &add{n: 1}); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	go func() {
+		for i := 0; i < n; i++ {
+			if err := Enter(ctx, sys, pid, func() error { total++; return nil }); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	for i := 0; i < 2; i++ {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v, err := Ask[int](ctx, sys, pid, &add{n: 0}); err != nil || v != 2*n {
+		t.Fatalf("total %d (%v), want %d", v, err, 2*n)
+	}
+
+	// Enter waits while a handler runs, until its context ends.
+	release := make(chan struct{})
+	go Ask[int](ctx, sys, pid, &slow{release: release})
+	time.Sleep(20 * time.Millisecond)
+	cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	ran := false
+	if err := Enter(cctx, sys, pid, func() error { ran = true; return nil }); !errors.Is(err, context.DeadlineExceeded) || ran {
+		t.Fatalf("enter a busy actor: %v (ran %v)", err, ran)
+	}
+	cancel()
+	close(release)
+
+	// A panic in an entered function fails the actor.
+	var perr *PanicError
+	if err := Enter(ctx, sys, pid, func() error { panic("boom") }); !errors.As(err, &perr) || perr.Value != "boom" {
+		t.Fatalf("panic: %v", err)
+	}
+	if _, err := Ask[int](ctx, sys, pid, &add{n: 1}); !errors.Is(err, ErrFailed) {
+		t.Fatalf("ask after a panic in Enter: %v", err)
+	}
+	if err := Enter(ctx, sys, pid, func() error { return nil }); !errors.Is(err, ErrFailed) {
+		t.Fatalf("enter after a panic: %v", err)
+	}
+	if panics.Load() != 1 {
+		t.Fatalf("OnPanic calls: %d", panics.Load())
+	}
+	sys.Stop()
+	if err := Enter(ctx, sys, pid, func() error { return nil }); !errors.Is(err, ErrStopped) {
+		t.Fatalf("enter after stop: %v", err)
+	}
+}

@@ -200,6 +200,7 @@ func (a *dbActor) inTx(ctx context.Context, fn func() error) error {
 		err = a.flush(ctx)
 	}
 	if err == nil {
+		failpoint.Hit("write.captured", a.cfg.Path) // the rows and their capture written, not committed
 		if _, err = a.conn.ExecContext(context.WithoutCancel(ctx), "COMMIT"); err != nil {
 			err = fmt.Errorf("commit: %w", err)
 		}

@@ -6,7 +6,7 @@
 //
 //	metaactor  the <db>-info file             GetMeta, UpdateMeta
 //	netactor   the HTTP client and counters   PullUpdates, Pipeline, NetStats
-//	dbactor    the writer connection and the  OpenDB, Exec, Tx, PendingChanges,
+//	dbactor    the writer connection and the  OpenDB, Tx, PendingChanges,
 //	           database's files               ApplyPull, Checkpoint, DBStats, ...
 //	syncactor  the sync workflows             Pull, Push, Bootstrap, ...
 //	pageactor  a partial replica's pages      no messages: methods of its shared
@@ -18,7 +18,9 @@
 //
 // (netactor and metaactor ask nobody). Asking upward, for example metaactor
 // asking dbactor while dbactor waits on metaactor, would deadlock; nothing
-// checks it at run time. docs/ARCHITECTURE.md §2 lists every edge.
+// checks it at run time. docs/ARCHITECTURE.md §2 lists every edge. Local
+// writes (DB.Exec) reach dbactor without a message, through
+// dbactor.Writer (actors.Enter).
 package messages
 
 import (
@@ -117,14 +119,6 @@ type LazyPages interface {
 	Repin(rev string)
 	ZeroFill(pages *roaring.Bitmap)
 	Counts() (present, total int64)
-}
-
-// Exec runs SQL (one or more statements) as one local write transaction,
-// capturing its changes.
-type Exec struct {
-	actors.Request[sql.Result]
-	SQL  string
-	Args []any
 }
 
 // Tx runs Fn inside one local write transaction on the writer connection;
