@@ -535,7 +535,9 @@ var ErrWrongDatabase = errors.New("the URL serves another database than this rep
 
 // checkRemote answers CheckRemote: the URL must serve this replica's
 // database. The server's name for it decides when both sides know it;
-// otherwise the URL must serve the replica's revision with the same page 1.
+// otherwise the URL must serve the replica's revision with the same page 1:
+// page 1 as of that revision (ServerRevision), not a pull from it, which
+// sends page 1 only if it changed since.
 func (s *syncActor) checkRemote(ctx context.Context, old string) error {
 	m, err := s.meta(ctx)
 	if err != nil || m.SyncedRevision == nil {
@@ -550,7 +552,7 @@ func (s *syncActor) checkRemote(ctx context.Context, old string) error {
 	err = s.retry(ctx, func() error {
 		var err error
 		info, err = actors.Ask[messages.PullInfo](ctx, s.cfg.Sys, s.cfg.Net, &messages.PullUpdates{
-			Req:        &syncpb.PullUpdatesReqProtoBody{ClientRevision: m.SyncedRevision.Revision, ServerPagesSelector: sel},
+			Req:        &syncpb.PullUpdatesReqProtoBody{ServerRevision: m.SyncedRevision.Revision, ServerPagesSelector: sel},
 			RetryUntil: s.until,
 			OnHeader:   func(*syncpb.PullUpdatesRespProtoBody) error { return nil },
 			OnPage: func(pg uint32, data []byte) error {
