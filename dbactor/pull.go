@@ -127,15 +127,21 @@ func (a *dbActor) applyPull(ctx context.Context, revision string, dbSize uint32,
 }
 
 // anchorWAL returns the WAL end before a pull's T1, making sure it is a
-// real position in a WAL generation: an empty WAL (after a checkpoint) gets
-// a small durable commit first. Recovery recognises T1 as the first commit
-// after that position, in that generation.
+// real, durable position in a WAL generation: an empty WAL (after a
+// checkpoint) gets a small durable commit first. Recovery recognises T1 as
+// the first commit after that position, in that generation. Under
+// SyncNormal the last local commits may not be on disk yet (a power loss
+// takes them back, and the recorded position with them: recovery found it
+// beyond the WAL's end and refused the replica as modified outside
+// syncdb), so the anchor commit is made there too: the pull runs in
+// durable(), so it is synchronous=FULL and its fsync covers the frames
+// before it.
 func (a *dbActor) anchorWAL(ctx context.Context) (walfile.Position, error) {
 	pos, err := a.walEnd()
 	if err != nil {
 		return pos, externalModification("the WAL cannot be read: %w", err)
 	}
-	if pos.Frame > 0 || mutation.unanchoredWAL {
+	if (pos.Frame > 0 && !a.cfg.SyncNormal) || mutation.unanchoredWAL {
 		return pos, nil
 	}
 	if _, err := a.conn.ExecContext(ctx, "INSERT OR REPLACE INTO _syncdb_local(key, value) VALUES('wal_anchor', ?)", a.now().UnixNano()); err != nil {
