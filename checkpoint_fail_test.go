@@ -104,8 +104,7 @@ func TestCheckpointCopyFailsThenCrash(t *testing.T) {
 			ctx := context.Background()
 			url := newServer(t)
 			a := newLossyReplica(t, url)
-			mustExec(t, a.db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
-			mustExec(t, a.db, "CREATE TABLE u(id INTEGER PRIMARY KEY, v TEXT)")
+			a.createTU()
 			if err := a.db.Sync(ctx); err != nil {
 				t.Fatal(err)
 			}

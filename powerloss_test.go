@@ -85,6 +85,26 @@ func (r *lossyReplica) crashAtHit(point string, n int) (fired func() bool) {
 	return func() bool { return !armed.Load() }
 }
 
+// allPushed fails the test unless every local change is pushed and no
+// conflict is on record.
+func (r *lossyReplica) allPushed(when string) {
+	r.t.Helper()
+	st, err := r.db.Stats(context.Background())
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if st.CDCOperations != 0 || st.Conflicts != 0 {
+		r.t.Fatalf("%s: %d changes not pushed, %d conflicts", when, st.CDCOperations, st.Conflicts)
+	}
+}
+
+// createTU creates the tables t and u (id INTEGER PRIMARY KEY, v TEXT).
+func (r *lossyReplica) createTU() {
+	r.t.Helper()
+	mustExec(r.t, r.db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+	mustExec(r.t, r.db, "CREATE TABLE u(id INTEGER PRIMARY KEY, v TEXT)")
+}
+
 // restart closes the dead replica, loses power if power (what was not
 // fsynced is gone), and opens it again.
 func (r *lossyReplica) restart(power bool) {
@@ -144,13 +164,7 @@ func TestPushCrashPowerLoss(t *testing.T) {
 				if err := a.db.Push(ctx); err != nil {
 					t.Fatal(err)
 				}
-				st, err := a.db.Stats(ctx)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if st.CDCOperations != 0 || st.Conflicts != 0 {
-					t.Fatalf("after the next push: %d changes not pushed, %d conflicts", st.CDCOperations, st.Conflicts)
-				}
+				a.allPushed("after the next push")
 				b := open(t, syncdb.Config{Path: filepath.Join(t.TempDir(), "b.db"), URL: url})
 				if got := rows(t, b, "SELECT id, v FROM t ORDER BY id"); got != "1|uno\n2|two\n3|three" {
 					t.Fatalf("another replica: %q", got)
@@ -190,8 +204,7 @@ func TestPullCrashPowerLoss(t *testing.T) {
 				ctx := context.Background()
 				url := newServer(t)
 				a := newLossyReplica(t, url)
-				mustExec(t, a.db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
-				mustExec(t, a.db, "CREATE TABLE u(id INTEGER PRIMARY KEY, v TEXT)")
+				a.createTU()
 				if err := a.db.Push(ctx); err != nil {
 					t.Fatal(err)
 				}
@@ -232,13 +245,7 @@ func TestPullCrashPowerLoss(t *testing.T) {
 					t.Fatal(err)
 				}
 				check(a.db, "after a sync", "1|local\n3|three", "2|remote")
-				st, err := a.db.Stats(ctx)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if st.CDCOperations != 0 || st.Conflicts != 0 {
-					t.Fatalf("after a sync: %d changes not pushed, %d conflicts", st.CDCOperations, st.Conflicts)
-				}
+				a.allPushed("after a sync")
 				if _, err := b.Pull(ctx); err != nil {
 					t.Fatal(err)
 				}
@@ -272,8 +279,7 @@ func TestCheckpointCrashPowerLoss(t *testing.T) {
 				ctx := context.Background()
 				url := newServer(t)
 				a := newLossyReplica(t, url)
-				mustExec(t, a.db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
-				mustExec(t, a.db, "CREATE TABLE u(id INTEGER PRIMARY KEY, v TEXT)")
+				a.createTU()
 				// Pushed and pulled: the synced base has both tables' pages.
 				if err := a.db.Sync(ctx); err != nil {
 					t.Fatal(err)
@@ -315,13 +321,7 @@ func TestCheckpointCrashPowerLoss(t *testing.T) {
 				if err := a.db.Push(ctx); err != nil {
 					t.Fatal(err)
 				}
-				st, err := a.db.Stats(ctx)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if st.CDCOperations != 0 || st.Conflicts != 0 {
-					t.Fatalf("after the push: %d changes not pushed, %d conflicts", st.CDCOperations, st.Conflicts)
-				}
+				a.allPushed("after the push")
 				if _, err := b.Pull(ctx); err != nil {
 					t.Fatal(err)
 				}
