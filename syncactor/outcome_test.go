@@ -27,7 +27,7 @@ func TestBatchOutcome(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.mark("client", 1, ins.ID, messages.ChainInfo{OK: true, Value: 1})
-	b.add("COMMIT", nil, "")
+	b.commit()
 	guard, stmt := -1, -1
 	for i := range b.steps {
 		if _, ok := b.changeAt[i]; ok {

@@ -311,9 +311,7 @@ func (s *syncActor) pushOnce(ctx context.Context, id string, pushed *int) error 
 			}
 			return dbactor.ClonedError(s.cfg.Path, why)
 		}
-		if hw.Gen == local.PullGen {
-			floor = hw.ID
-		}
+		floor = pushFloor(hw, local.PullGen)
 	}
 	// One batch per PushBatch changes (whole local transactions), read one
 	// at a time so that a large change log is never all in memory.
@@ -325,7 +323,15 @@ func (s *syncActor) pushOnce(ctx context.Context, id string, pushed *int) error 
 		if len(batch.Changes) == 0 {
 			return s.recordPush(ctx, batch.PullGen, floor)
 		}
-		if err := s.sendBatch(ctx, id, batch.PullGen, floor, batch.Changes); err != nil {
+		ci, err := s.chain(ctx, batch.Changes[len(batch.Changes)-1].ID)
+		if err != nil {
+			return err
+		}
+		b, err := buildBatch(id, batch.PullGen, floor, batch.Changes, s.ignored, ci)
+		if err != nil {
+			return err
+		}
+		if err := s.send(ctx, b); err != nil {
 			return err
 		}
 		failpoint.Hit("push.sent", s.cfg.Path)
@@ -343,6 +349,17 @@ func (s *syncActor) pushOnce(ctx context.Context, id string, pushed *int) error 
 			return nil
 		}
 	}
+}
+
+// pushFloor is the last change id of local pull generation gen that the
+// server has, by its high-water mark hw for this client (nil: none): a mark
+// of another generation says nothing about this one's changes, whose ids
+// start again.
+func pushFloor(hw *messages.Mark, gen int64) int64 {
+	if hw == nil || hw.Gen != gen {
+		return 0
+	}
+	return hw.ID
 }
 
 // recordPush has the database record that the server has the changes of
@@ -488,9 +505,12 @@ func (b *batch) mark(id string, gen, last int64, chain messages.ChainInfo) {
 	b.add(highWaterUpsert, []any{id, gen, last}, "")
 }
 
-// send commits the batch on the server, or explains why it did not.
+// commit ends the batch.
+func (b *batch) commit() { b.add("COMMIT", nil, "") }
+
+// send has the server run the batch (which commit ended), or explains why
+// it did not commit.
 func (s *syncActor) send(ctx context.Context, b *batch) error {
-	b.add("COMMIT", nil, "")
 	steps := b.steps
 	resp, err := actors.Ask[*hrana.PipelineRespBody](ctx, s.cfg.Sys, s.cfg.Net, &messages.Pipeline{Body: hrana.PipelineReqBody{
 		Requests: []hrana.StreamRequest{{Type: hrana.ReqBatch, Batch: &hrana.Batch{Steps: steps}}},
@@ -549,30 +569,30 @@ func (s *syncActor) chain(ctx context.Context, last int64) (messages.ChainInfo, 
 	return actors.Ask[messages.ChainInfo](ctx, s.cfg.Sys, s.cfg.DB, &messages.Chain{UpTo: last})
 }
 
-// sendBatch pushes changes as one server transaction: BEGIN IMMEDIATE,
-// the continuity guard (step 2), each change's guard and statements,
-// the push chain value and the high-water upsert, COMMIT.
-func (s *syncActor) sendBatch(ctx context.Context, id string, gen, floor int64, cs []change.Change) error {
+// buildBatch plans the push of cs, the changes of local pull generation
+// gen after floor (whole local transactions, see dbactor's
+// pendingChanges), as one server transaction: BEGIN IMMEDIATE, the
+// continuity guard (step 2), each change's guard and statements but those
+// of the ignored tables, the push chain value ci up to the last change and
+// the high-water upsert, COMMIT. It is pure: the caller reads ci and sends.
+func buildBatch(id string, gen, floor int64, cs []change.Change, ignored map[string]bool, ci messages.ChainInfo) (*batch, error) {
+	last := cs[len(cs)-1].ID
+	if !ci.OK {
+		return nil, fmt.Errorf("the push chain up to change %d cannot be computed", last)
+	}
 	b := newBatch()
 	b.continuity(id, gen, floor) // step 2
 	for _, c := range cs {
-		if s.ignored[c.Table] {
+		if ignored[c.Table] {
 			continue
 		}
 		if err := b.change(c); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	last := cs[len(cs)-1].ID
-	ci, err := s.chain(ctx, last)
-	if err != nil {
-		return err
-	}
-	if !ci.OK {
-		return fmt.Errorf("the push chain up to change %d cannot be computed", last)
-	}
 	b.mark(id, gen, last, ci) // the mark is the last step before COMMIT (the simulator reads it)
-	return s.send(ctx, b)
+	b.commit()
+	return b, nil
 }
 
 // settleFork sorts out, before a copy's first push or pull under its new
@@ -628,6 +648,7 @@ func (s *syncActor) settleFork(ctx context.Context) error {
 			}
 			b.continuity(id, o.PullGen, 0)
 			b.mark(id, o.PullGen, floor, ci)
+			b.commit()
 			return s.send(ctx, b)
 		})
 		switch {
