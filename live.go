@@ -12,6 +12,7 @@ import (
 
 	"github.com/syncdb/syncdb/actors"
 	"github.com/syncdb/syncdb/messages"
+	"github.com/syncdb/syncdb/netactor"
 )
 
 // LiveSync keeps a replica following the server by itself (Config.Live):
@@ -20,7 +21,8 @@ import (
 // PushDelay after the first of them, together with those that follow
 // meanwhile. While the server cannot be reached, both are retried with
 // exponential backoff and jitter, up to MaxBackoff apart, and resume by
-// themselves. Explicit Pull, Push and Sync calls still work. Close stops it.
+// themselves; a failure that waiting does not fix (a refused token, a
+// replica modified outside syncdb) is retried MaxBackoff apart. Explicit Pull, Push and Sync calls still work. Close stops it.
 type LiveSync struct {
 	// PushDelay batches local writes into one push (default 100 ms).
 	PushDelay time.Duration
@@ -215,15 +217,22 @@ func (d *DB) live(ctx context.Context, l LiveSync) {
 			d.cfg.Logger.Warn(msg, "err", err)
 		}
 	}
-	// wait sleeps for the next backoff interval after a failure; false if
-	// the DB is closing.
+	// wait sleeps for the next backoff interval after a transient failure
+	// (netactor.IsTransient), MaxBackoff after another; false if the DB is
+	// closing.
 	wait := func(op string, err error) bool {
 		if ctx.Err() != nil || errors.Is(err, ErrClosed) {
 			return false
 		}
 		tell(op, err, "live sync failed; retrying")
+		next := b.NextBackOff()
+		if !netactor.IsTransient(err) {
+			// The same request fails the same way until something else
+			// changes (a token, the server, the file): the longest wait.
+			next = l.MaxBackoff
+		}
 		select {
-		case <-clock.After(b.NextBackOff()):
+		case <-clock.After(next):
 			return true
 		case <-ctx.Done():
 			return false

@@ -641,7 +641,7 @@ func TestRetryHonoursContext(t *testing.T) {
 	defer cancel()
 	attempts := 0
 	start := time.Now()
-	err := a.retry(ctx, "test", true, time.Time{}, func() error { attempts++; return errors.New("transient") })
+	err := a.retry(ctx, "test", true, time.Time{}, func() error { attempts++; return lost(io.ErrUnexpectedEOF) })
 	if !errors.Is(err, context.DeadlineExceeded) || attempts != 1 || len(clock.Waits()) != 1 || time.Since(start) > 5*time.Second {
 		t.Fatalf("err %v, %d attempts, waits %v, after %v", err, attempts, clock.Waits(), time.Since(start))
 	}

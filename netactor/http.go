@@ -17,8 +17,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/cenkalti/backoff/v4"
-
-	"github.com/syncdb/syncdb/actors"
 )
 
 // Endpoints, appended to the base URL.
@@ -233,40 +231,19 @@ func (a *netActor) statusError(r *response, endpoint string) error {
 	return err
 }
 
-// retry runs op until it succeeds, fails permanently (backoff.Permanent),
-// the policy gives up, until (if set) has passed on the clock, or ctx ends.
-// With retryable false, op runs once.
+// retry runs op, one request, with Retry under the actor's policy, until
+// (if set) has passed on the clock. With retryable false, op runs once.
+// op marks backoff.Permanent the failures of a request that must not be
+// sent again (a pull whose header the caller has seen).
 func (a *netActor) retry(ctx context.Context, what string, retryable bool, until time.Time, op func() error) error {
 	p := a.cfg.Retry
 	if !until.IsZero() {
 		p.MaxElapsedTime = min(p.MaxElapsedTime, until.Sub(a.cfg.Clock.Now()))
 	}
-	if !retryable || p.Disabled || p.MaxAttempts == 1 || p.MaxElapsedTime <= 0 {
-		err := op()
-		var perm *backoff.PermanentError
-		if errors.As(err, &perm) {
-			return perm.Err
-		}
-		return err
+	if !retryable || p.MaxElapsedTime <= 0 {
+		p.MaxElapsedTime = -1 // once
 	}
-	eb := &backoff.ExponentialBackOff{
-		InitialInterval:     p.InitialInterval,
-		RandomizationFactor: p.Jitter,
-		Multiplier:          p.Multiplier,
-		MaxInterval:         p.MaxInterval,
-		MaxElapsedTime:      p.MaxElapsedTime,
-		Stop:                backoff.Stop,
-		Clock:               a.cfg.Clock,
-	}
-	var b backoff.BackOff = backoff.WithContext(eb, ctx)
-	if p.MaxAttempts > 1 {
-		b = backoff.WithMaxRetries(b, uint64(p.MaxAttempts-1))
-	}
-	attempt := 0
-	return backoff.RetryNotifyWithTimer(func() error {
-		attempt++
-		return op()
-	}, b, func(err error, wait time.Duration) {
+	return Retry(ctx, a.cfg.Clock, p, op, func(attempt int, err error, wait time.Duration) {
 		a.log.Debug("retrying request", "request", what, "attempt", attempt, "wait", wait, "err", err)
-	}, &actors.BackoffTimer{Clock: a.cfg.Clock})
+	})
 }

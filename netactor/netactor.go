@@ -16,13 +16,14 @@
 //
 // # Retries
 //
-// Transient failures are network errors (except TLS certificate failures),
-// 408, 429 and 5xx answers (other than 501 and 505), and a response body
-// that ends before it is complete. They are retried with exponential backoff
+// IsTransient is syncdb's one definition of a transient failure: network
+// errors (except TLS certificate failures and unknown hosts), 408, 429 and
+// 5xx answers (other than 501 and 505), and a response body that ends
+// before it is complete. Retry is its one retry loop: exponential backoff
 // and jitter (RetryPolicy), waiting on Config.Clock, until MaxElapsedTime
 // has passed on that clock, MaxAttempts were made or the request's context
 // ends. Every other failure (4xx, a malformed response, a callback's error)
-// is returned at once.
+// is returned at once. syncactor retries its workflows with the same two.
 //
 // A pull is retried only until its header has been handed to OnHeader. From
 // then on the caller has seen part of the stream and holds state built from

@@ -1,8 +1,10 @@
 package netactor
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -46,14 +48,27 @@ func (a *netActor) pipelineOnce(ctx context.Context, body []byte) (*hrana.Pipeli
 		}
 		// The response was lost on the way; a retryable request may try
 		// again.
-		return nil, fmt.Errorf("read pipeline response: %w", err)
+		return nil, lost(fmt.Errorf("read pipeline response: %w", err))
 	}
 	if int64(len(b)) > limit {
 		return nil, backoff.Permanent(fmt.Errorf("pipeline response larger than %d bytes", limit))
 	}
 	out, err := hrana.DecodePipelineResp(b)
 	if err != nil {
+		if cutShort(b) {
+			// A body that ended cleanly but early (a proxy that closed the
+			// connection of a response without a length): lost on the way.
+			return nil, lost(fmt.Errorf("pipeline response cut short after %d bytes: %w", len(b), err))
+		}
 		return nil, backoff.Permanent(fmt.Errorf("pipeline response: %w", err))
 	}
 	return out, nil
+}
+
+// cutShort reports whether b, a JSON body that did not decode, ends in
+// the middle of its document (a decoder reading it as a stream meets the
+// end too early), as opposed to a malformed or ill-shaped one.
+func cutShort(b []byte) bool {
+	err := json.NewDecoder(bytes.NewReader(b)).Decode(new(json.RawMessage))
+	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
 }

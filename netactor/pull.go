@@ -103,7 +103,7 @@ func (a *netActor) pullOnce(ctx context.Context, m *messages.PullUpdates, body [
 			err = io.ErrUnexpectedEOF
 		}
 		// Cut off before the header: nothing was handed out, try again.
-		return info, fmt.Errorf("pull-updates response ended before the header: %w", err)
+		return info, lost(fmt.Errorf("pull-updates response ended before the header: %w", err))
 	}
 	zstdPages, err := a.checkHeader(hdr)
 	if err != nil {
@@ -130,7 +130,9 @@ func (a *netActor) pullOnce(ctx context.Context, m *messages.PullUpdates, body [
 			} else if errors.Is(err, wire.ErrBadFrame) || errors.Is(err, wire.ErrFrameTooLarge) || errors.Is(err, zstdchunks.ErrMalformed) {
 				err = fmt.Errorf("%w: %w", ErrBadStream, err)
 			} else {
-				err = fmt.Errorf("pull-updates stream cut after %d pages: %w", info.Pages, err)
+				// Not sent again (the caller holds what it got), but a new
+				// pull from the caller's revision may get it whole.
+				err = lost(fmt.Errorf("pull-updates stream cut after %d pages: %w", info.Pages, err))
 			}
 			return info, backoff.Permanent(err)
 		}

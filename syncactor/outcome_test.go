@@ -10,6 +10,7 @@ import (
 
 	"github.com/syncdb/syncdb/internal/change"
 	"github.com/syncdb/syncdb/messages"
+	"github.com/syncdb/syncdb/netactor"
 	"github.com/syncdb/syncdb/wire/hrana"
 )
 
@@ -82,7 +83,7 @@ func TestBatchOutcome(t *testing.T) {
 		if errors.As(err, &pc) != conflict {
 			t.Errorf("%s: conflict = %v, want %v (%v)", name, !conflict, conflict, err)
 		}
-		if transient(err) != retried {
+		if netactor.IsTransient(err) != retried {
 			t.Errorf("%s: transient = %v, want %v (%v)", name, !retried, retried, err)
 		}
 	}

@@ -154,7 +154,7 @@ func wakeable(ctx context.Context, wake chan struct{}) (reqCtx context.Context, 
 
 // errBatchInterrupted: the server interrupted a push batch before its
 // end (nothing of it was applied); transient.
-var errBatchInterrupted = errors.New("the server interrupted the push batch (its statement timeout may be too short for this transaction, or it is overloaded)")
+var errBatchInterrupted = netactor.Transient(errors.New("the server interrupted the push batch (its statement timeout may be too short for this transaction, or it is overloaded)"))
 
 // guardFailure is how SQLite words the designed failure of a guard
 // (change.Guard, continuityGuard): json() of a text that is not JSON. A
@@ -163,8 +163,9 @@ const guardFailure = "malformed JSON"
 
 // errOutOfOrder: the server's high-water mark is not where this batch
 // starts (a duplicate of this request got there first, or another push by
-// this client); nothing was applied, and a retry re-reads the mark.
-var errOutOfOrder = errors.New("push out of order: the server's high-water mark moved")
+// this client); nothing was applied, and a retry re-reads the mark:
+// transient.
+var errOutOfOrder = netactor.Transient(errors.New("push out of order: the server's high-water mark moved"))
 
 const (
 	highWaterSelect = "SELECT client_id, pull_gen, change_id FROM turso_sync_last_change_id WHERE client_id IN (?, ?)"

@@ -10,12 +10,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/RoaringBitmap/roaring/v2"
@@ -29,7 +27,6 @@ import (
 	"github.com/syncdb/syncdb/netactor"
 	"github.com/syncdb/syncdb/pageactor"
 	"github.com/syncdb/syncdb/wire"
-	"github.com/syncdb/syncdb/wire/hrana"
 	"github.com/syncdb/syncdb/wire/syncpb"
 )
 
@@ -132,60 +129,28 @@ func (s *syncActor) updateMeta(ctx context.Context, fn func(*messages.Meta) erro
 	return err
 }
 
-// retry runs op up to Attempts times while it fails transiently, waiting
-// with exponential backoff on the actor clock. One budget, MaxRetryTime,
-// bounds the whole: the network actor stops retrying a request when it is
-// spent, and so does retry (otherwise each attempt would retry its
-// requests for the whole budget again).
+// retry runs op, one attempt of a workflow, with netactor.Retry: up to
+// Attempts times while it fails transiently (netactor.IsTransient),
+// waiting 200 ms, then twice as long each time, on the actor clock. One
+// budget, MaxRetryTime, bounds the whole: the network actor stops
+// retrying a request when it is spent (s.until, passed as RetryUntil), and
+// so does retry (otherwise each attempt would retry its requests for the
+// whole budget again).
 func (s *syncActor) retry(ctx context.Context, op func() error) error {
-	start := s.cfg.Clock.Now()
-	s.until = start.Add(max(0, s.cfg.MaxRetryTime))
+	s.until = s.cfg.Clock.Now().Add(max(0, s.cfg.MaxRetryTime))
 	defer func() { s.until = time.Time{} }()
-	wait := 200 * time.Millisecond
-	for i := 1; ; i++ {
-		err := op()
-		if err == nil || i >= s.cfg.Attempts || !transient(err) || ctx.Err() != nil ||
-			!s.cfg.Clock.Now().Add(wait).Before(s.until) {
-			return err
-		}
-		s.cfg.Logger.Debug("retrying after a transient failure", "attempt", i, "err", err)
-		select {
-		case <-s.cfg.Clock.After(wait):
-		case <-ctx.Done():
-			return errors.Join(err, ctx.Err())
-		}
-		wait *= 2
+	p := netactor.RetryPolicy{
+		InitialInterval: 200 * time.Millisecond,
+		Multiplier:      2,
+		NoJitter:        true,
+		MaxInterval:     s.cfg.MaxRetryTime,
+		MaxElapsedTime:  s.cfg.MaxRetryTime, // negative: once
+		MaxAttempts:     s.cfg.Attempts,
 	}
+	return netactor.Retry(ctx, s.cfg.Clock, p, op, func(attempt int, err error, wait time.Duration) {
+		s.cfg.Logger.Debug("retrying after a transient failure", "attempt", attempt, "wait", wait, "err", err)
+	})
 }
-
-// transient reports failures worth another try: the network and the
-// server's 5xx/429, not the server's refusals.
-func transient(err error) bool {
-	var he *netactor.HTTPError
-	if errors.As(err, &he) {
-		return he.Status >= 500 || he.Status == 429
-	}
-	return !errors.Is(err, ErrPushRejected) && !errors.Is(err, dbactor.ErrExternalModification) &&
-		!errors.Is(err, dbactor.ErrClientCloned) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) &&
-		!errors.Is(err, netactor.ErrNoURL) && isNetworkish(err)
-}
-
-// isNetworkish: a truncated stream, a reset connection and similar, told
-// by type: net's errors (*net.OpError, *url.Error) have a Timeout method,
-// a body cut short is io.EOF or io.ErrUnexpectedEOF, a reset or refused
-// connection and a broken pipe are errnos. netactor wraps all of them with
-// %w; an error's text never counts (it may quote the server or the SQL).
-func isNetworkish(err error) bool {
-	var ne interface{ Timeout() bool }
-	// A response cut short (hrana.ErrInvalid: the JSON ends early) is a lost
-	// response; retrying re-reads the high-water mark first.
-	return errors.As(err, &ne) || errors.Is(err, errTruncated) || errors.Is(err, os.ErrDeadlineExceeded) ||
-		errors.Is(err, hrana.ErrInvalid) || errors.Is(err, errOutOfOrder) || errors.Is(err, errBatchInterrupted) || errors.Is(err, netactor.ErrUnreachable) ||
-		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE)
-}
-
-var errTruncated = errors.New("truncated response")
 
 // bootstrap downloads the database into <db>-bootstrap, records the
 // metadata, then moves the file into place. A crash before the metadata

@@ -5,42 +5,35 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"os"
-	"syscall"
 	"testing"
 
 	"github.com/syncdb/syncdb/dbactor"
 	"github.com/syncdb/syncdb/netactor"
 )
 
-// transient tells failures worth another attempt of a workflow by their
-// type, never by their text: the network's and the server's 5xx/429 are,
-// refusals and cancellations are not.
-func TestTransient(t *testing.T) {
-	reset := &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}
+// The workflows' own errors under the one rule (netactor.IsTransient,
+// whose table is netactor's TestIsTransient): what a retry re-reads its way
+// out of is transient, a refusal is not, whatever it wraps.
+func TestWorkflowErrorsTransient(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		err  error
 		want bool
 	}{
-		{"503", &netactor.HTTPError{Status: 503}, true},
-		{"429", &netactor.HTTPError{Status: 429}, true},
-		{"400", &netactor.HTTPError{Status: 400}, false},
-		{"stream cut", fmt.Errorf("pull-updates stream cut after 3 pages: %w", io.ErrUnexpectedEOF), true},
-		{"body ended", fmt.Errorf("read response: %w", io.EOF), true},
-		{"connection reset", fmt.Errorf("pipeline: %w", reset), true},
-		{"broken pipe", fmt.Errorf("send: %w", syscall.EPIPE), true},
-		{"refused", fmt.Errorf("dial: %w", syscall.ECONNREFUSED), true},
-		{"unreachable", fmt.Errorf("push: %w", netactor.ErrUnreachable), true},
 		{"out of order", errOutOfOrder, true},
+		{"out of order, wrapped", fmt.Errorf("take the new client id: %w", errOutOfOrder), true},
+		{"batch interrupted", fmt.Errorf("%w at step 3 of 9 (SQLITE_INTERRUPT: interrupted)", errBatchInterrupted), true},
 		{"rejected push", fmt.Errorf("%w: %w", ErrPushRejected, io.EOF), false},
-		{"external modification", dbactor.ErrExternalModification, false},
-		{"canceled", fmt.Errorf("pull: %w", context.Canceled), false},
-		{"EOF only in the text", errors.New(`the server refused "SELECT 'EOF'": connection reset is not a column`), false},
+		{"push conflict", &pushConflict{msg: "UNIQUE constraint failed: t.v"}, false},
+		{"wrong database", fmt.Errorf("%w: this replica came from X", ErrWrongDatabase), false},
+		{"rebootstrap", fmt.Errorf("%w: %w", ErrRebootstrap, netactor.ErrRevisionGone), false},
+		{"external modification with a read cut short", fmt.Errorf("%w: WAL frame 3: %w", dbactor.ErrExternalModification, io.ErrUnexpectedEOF), false},
+		{"client cloned", dbactor.ErrClientCloned, false},
+		{"conflict", dbactor.ErrConflict, false},
+		{"canceled while out of order", errors.Join(errOutOfOrder, context.Canceled), false},
 	} {
-		if got := transient(c.err); got != c.want {
-			t.Errorf("%s: transient(%v) = %v, want %v", c.name, c.err, got, c.want)
+		if got := netactor.IsTransient(c.err); got != c.want {
+			t.Errorf("%s: IsTransient(%v) = %v, want %v", c.name, c.err, got, c.want)
 		}
 	}
 }
