@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"os"
 
@@ -109,8 +110,10 @@ func (b *baseReader) page(dst []byte, pgno uint32) ([]byte, error) {
 	if f, ok := b.index.Lookup(pgno, b.base.WAL.Frame); ok {
 		start := len(dst)
 		dst = append(dst, make([]byte, PageSize)...)
-		_, err := walfile.ReadPage(b.wal, f, PageSize, dst[start:])
-		return dst, err
+		if _, err := walfile.ReadPage(b.wal, f, PageSize, dst[start:]); err != nil {
+			return dst, err
+		}
+		return dst, b.patchPage1(pgno, dst[start:])
 	}
 	// A page missing from a partial replica's file has its bootstrap
 	// image, unchanged since (it would be present otherwise).
@@ -123,10 +126,39 @@ func (b *baseReader) page(dst []byte, pgno uint32) ([]byte, error) {
 	dst = append(dst, make([]byte, PageSize)...)
 	n, err := b.dbFile.ReadAt(dst[start:], int64(pgno-1)*PageSize)
 	if n == PageSize {
-		return dst, nil
+		return dst, b.patchPage1(pgno, dst[start:])
 	}
 	if err == io.EOF || err == nil {
 		return dst, fmt.Errorf("page %d of the synced base is beyond the end of the database file", pgno)
 	}
 	return dst, err
+}
+
+// patchPage1 turns the local image of page 1 into the base's when the base
+// records its true header (messages.Base.Page1): a pull's T1 wrote the page
+// with a bumped schema cookie, and SQLite changed other header fields at
+// that commit; the rest of the page is the base's. The CRC of the whole
+// true page checks the result.
+func (b *baseReader) patchPage1(pgno uint32, page []byte) error {
+	h := b.base.Page1
+	if pgno != 1 || h == nil {
+		return nil
+	}
+	if len(h.Header) != page1HeaderSize {
+		return fmt.Errorf("the synced base's page-1 header has %d bytes", len(h.Header))
+	}
+	copy(page, h.Header)
+	if crc32.Checksum(page, crcTable) != h.CRC {
+		return errors.New("page 1 of the synced base does not match its recorded checksum")
+	}
+	return nil
+}
+
+// page1HeaderSize is the size of SQLite's database header, at the start of
+// page 1.
+const page1HeaderSize = 100
+
+// page1Header records the true header of page 1 of a base.
+func page1Header(page []byte) *messages.Page1Header {
+	return &messages.Page1Header{Header: append([]byte(nil), page[:page1HeaderSize]...), CRC: crc32.Checksum(page, crcTable)}
 }

@@ -20,11 +20,10 @@
 //
 // ApplyPull runs as one actor message, so no local write interleaves:
 //
-//  1. save the true image of page 1 of the new base to <db>-revert.next,
-//     then the local change log to <db>-syncdb-replay, whose header records
-//     the pending pull (both fsynced; the journal's rename and the
-//     directory too): the journal in place is the pull's durable record,
-//     -info is not written;
+//  1. save the local change log to <db>-syncdb-replay, whose header
+//     records the pending pull and the true header of the new base's page 1
+//     (fsynced, renamed into place, the directory synced): the journal in
+//     place is the pull's durable record, -info is not written;
 //  2. T1: one transaction writing, through sqlite_dbpage, the base image of
 //     every locally changed page the server did not change and the server's
 //     image of every page it did (page 1 with a bumped schema cookie, so
@@ -34,9 +33,9 @@
 //  3. T2: replay the saved local changes above the replay floor (read from
 //     turso_sync_last_change_id in the newly applied pages) as SQL,
 //     capturing them again in a new pull generation;
-//  4. make <db>-revert.next the revert store and record the new revision and
-//     base in -info, with the pull's Before as Pulled (a journal that names
-//     it is a leftover); remove the journal.
+//  4. record the new revision and base in -info (an empty revert store,
+//     page 1's true header), with the pull's Before as Pulled (a journal
+//     that names it is a leftover); remove the journal.
 //
 // A crash anywhere is recovered at the next open: before T1 committed the
 // pull is abandoned (the database is untouched; the journal is removed and

@@ -63,9 +63,12 @@ func (a *dbActor) applyPull(ctx context.Context, revision string, dbSize uint32,
 		}
 	}
 
-	// Step 1: the new base's page 1, then the journal of local changes,
-	// which records the pending pull: once it is in place, a crash is
-	// recovered from it (recoverPull).
+	// Step 1: the journal of local changes, which records the pending
+	// pull: once it is in place, a crash is recovered from it
+	// (recoverPull). It also holds the true header of the new base's page
+	// 1 if T1 writes that page (with a bumped cookie): the rest of the page
+	// is what T1 writes, so the base needs no copy of it in the revert
+	// store (messages.Base.Page1).
 	var page1 []byte // the true page 1 of the new base, if T1 writes page 1
 	if changes.has(1) {
 		if page1, err = changes.read(nil, 1); err != nil {
@@ -76,26 +79,10 @@ func (a *dbActor) applyPull(ctx context.Context, revision string, dbSize uint32,
 			return false, err
 		}
 	}
-	next, err := openPageStore(a.cfg.FS, a.path(suffixRevert+".next"), 0, true)
-	if err != nil {
-		return false, err
-	}
+	pending := &messages.PendingPull{Revision: revision, DBSize: dbSize, Before: before}
 	if page1 != nil {
-		if err := next.append(1, page1); err != nil {
-			next.close()
-			return false, err
-		}
+		pending.Page1 = page1Header(page1)
 	}
-	err = next.sync()
-	nextLen := next.size
-	next.close()
-	if err != nil {
-		return false, err
-	}
-	failpoint.Hit("pull.revert-next", a.cfg.Path)
-	// The journal's rename is made durable (WriteFileAtomic syncs the
-	// directory), and with it the creation of -revert.next.
-	pending := &messages.PendingPull{Revision: revision, DBSize: dbSize, Before: before, NextRevertLen: nextLen}
 	if _, err := a.saveJournal(ctx, a.path(suffixReplay), revision, pending); err != nil {
 		// It may be in place all the same (a failed directory sync): the
 		// next request finds no T1 and removes it before anything writes.
@@ -437,9 +424,17 @@ func (a *dbActor) recoverPull(ctx context.Context) error {
 		}
 		failpoint.Hit("pull.t2", a.cfg.Path)
 	}
-	// Step 4: the new base.
-	next := a.path(suffixRevert + ".next")
-	if _, err := a.cfg.FS.Stat(next); err == nil {
+	// Step 4: the new base. Its revert store is empty: T1 wrote the base
+	// image of every page it holds (loadBase cuts the file to the recorded
+	// length), and page 1's true header is recorded with the base. A pull
+	// of an older version saved page 1 in -revert.next instead.
+	page1 := a.meta.SyncDB.Base.Page1 // T1 did not write page 1: the base keeps it
+	if p.Page1 != nil {
+		page1 = p.Page1
+	}
+	if p.NextRevertLen > 0 {
+		page1 = nil
+		next := a.path(suffixRevert + ".next")
 		if a.base != nil && a.base.revert != nil {
 			a.base.revert.close()
 		}
@@ -449,12 +444,11 @@ func (a *dbActor) recoverPull(ctx context.Context) error {
 		if err := a.cfg.FS.SyncDir(filepath.Dir(a.cfg.Path)); err != nil {
 			return err
 		}
-		failpoint.Hit("pull.renamed", a.cfg.Path)
 	}
 	now := a.now().Unix()
 	if err := a.updateMeta(ctx, func(m *messages.Meta) error {
 		m.SyncedRevision = &messages.Revision{Type: "v1", Revision: p.Revision}
-		m.SyncDB.Base = messages.Base{DBSize: p.DBSize, WAL: *t1, RevertLen: p.NextRevertLen}
+		m.SyncDB.Base = messages.Base{DBSize: p.DBSize, WAL: *t1, RevertLen: p.NextRevertLen, Page1: page1}
 		m.SyncDB.Pull = nil
 		before := p.Before
 		m.SyncDB.Pulled = &before // the journal is left over from now on

@@ -101,6 +101,20 @@ type Base struct {
 	DBSize    uint32           `json:"db_size"`
 	WAL       walfile.Position `json:"wal"`
 	RevertLen int64            `json:"revert_len"`
+	// Page1 is set when the local page 1 (up to WAL) differs from the
+	// base's in its database header only: a pull's first transaction
+	// writes it with a bumped schema cookie, and SQLite stamps its own
+	// fields there at commit. The base image is then the local page with
+	// this header put back (dbactor's baseReader).
+	Page1 *Page1Header `json:"page1,omitempty"`
+}
+
+// Page1Header is the true database header (the first 100 bytes of page 1)
+// of a synced base, and the CRC-32C (Castagnoli) of the whole true page, to
+// check the patched image.
+type Page1Header struct {
+	Header []byte `json:"header"`
+	CRC    uint32 `json:"crc"`
 }
 
 // PendingPull is the durable record of a pull being applied (in the
@@ -112,8 +126,12 @@ type PendingPull struct {
 	// after it means that transaction committed.
 	Before walfile.Position `json:"before"`
 	// NextRevertLen is the length of <db>-revert.next, the revert store of
-	// the new base.
+	// the new base, in pulls of older versions (which saved page 1 there).
 	NextRevertLen int64 `json:"next_revert_len"`
+	// Page1 is the new base's page-1 header when the pull's first
+	// transaction writes page 1 (nil: it does not, and the base keeps its
+	// own). It is in the journal, fsynced with it before that transaction.
+	Page1 *Page1Header `json:"page1,omitempty"`
 }
 
 // FileStamp identifies a database file's content: size and time for a
