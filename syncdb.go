@@ -302,21 +302,37 @@ type gate struct{ mu sync.RWMutex }
 func (g *gate) Close() { g.mu.Lock() }
 func (g *gate) Open()  { g.mu.Unlock() }
 
-// Open opens (bootstrapping if needed) the database at cfg.Path.
-func Open(ctx context.Context, cfg Config) (*DB, error) {
+// DefaultClientName is Config.ClientName when empty.
+const DefaultClientName = "syncdb-go"
+
+// DefaultSegmentSize is PartialSync.SegmentSize when zero.
+const DefaultSegmentSize = 128 << 10
+
+// validate refuses a Config that Open cannot use.
+func (cfg Config) validate() error {
 	if cfg.Path == "" {
-		return nil, errors.New("Config.Path is required")
+		return errors.New("Config.Path is required")
 	}
 	if p := cfg.Partial; p != nil {
 		if (p.PrefixBytes > 0) == (p.Query != "") {
-			return nil, errors.New("Config.Partial needs exactly one of PrefixBytes and Query")
+			return errors.New("Config.Partial needs exactly one of PrefixBytes and Query")
 		}
 		if p.SegmentSize < 0 || p.SegmentSize%4096 != 0 {
-			return nil, errors.New("Config.Partial.SegmentSize must be a multiple of 4096")
+			return errors.New("Config.Partial.SegmentSize must be a multiple of 4096")
 		}
 	}
+	return nil
+}
+
+// withDefaults fills the zero fields that have a default, as the fields'
+// comments say: ClientName DefaultClientName, a discarding Logger,
+// ReadConns max(4, GOMAXPROCS), Partial.SegmentSize DefaultSegmentSize (in
+// a copy: the caller's PartialSync is not changed). The defaults of
+// MaxRetryTime, AutoCheckpointFrames and Live are the actors' and
+// LiveSync's (syncactor, dbactor, LiveSync.withDefaults).
+func (cfg Config) withDefaults() Config {
 	if cfg.ClientName == "" {
-		cfg.ClientName = "syncdb-go"
+		cfg.ClientName = DefaultClientName
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -324,6 +340,20 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if cfg.ReadConns <= 0 {
 		cfg.ReadConns = max(4, runtime.GOMAXPROCS(0))
 	}
+	if cfg.Partial != nil && cfg.Partial.SegmentSize == 0 {
+		p := *cfg.Partial
+		p.SegmentSize = DefaultSegmentSize
+		cfg.Partial = &p
+	}
+	return cfg
+}
+
+// Open opens (bootstrapping if needed) the database at cfg.Path.
+func Open(ctx context.Context, cfg Config) (*DB, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
 	shown := cfg.Path // errors name the path as the caller gave it
 	abs, err := absPath(cfg.Path)
 	if err != nil {
@@ -386,38 +416,79 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	return d, nil
 }
 
+// open starts the actors and opens the replica: its metadata, the
+// network, database and sync actors, then a bootstrap (a new replica) or
+// the files left by an earlier Open, then the database itself.
 func (d *DB) open(ctx context.Context) error {
-	cfg, h := d.cfg, d.hooks
-	var err error
-	if d.meta, err = metaactor.Spawn(d.sys, h.FS, cfg.Path+"-info"); err != nil {
-		return err
-	}
-	m, err := actors.Ask[*messages.Meta](ctx, d.sys, d.meta, &messages.GetMeta{})
+	m, err := d.spawnMeta(ctx)
 	if err != nil {
 		return err
 	}
-	url := cfg.URL
-	if url == "" && m != nil && m.SavedConfiguration != nil && m.SavedConfiguration.RemoteURL != nil {
-		url = *m.SavedConfiguration.RemoteURL
+	d.url = remoteURL(d.cfg.URL, m)
+	clientID := clientIDOf(d.cfg, d.hooks, m)
+	if err := d.spawnActors(clientID); err != nil {
+		return err
 	}
-	d.url = url
+	oldURL, newURL, err := d.prepareFiles(ctx, m, clientID)
+	if err != nil {
+		return err
+	}
+	if err := d.openDatabase(ctx); err != nil {
+		return err
+	}
+	if newURL != "" {
+		return d.saveURL(ctx, oldURL, newURL)
+	}
+	return nil
+}
+
+// spawnMeta starts the metadata actor and reads the metadata (nil for a
+// new replica).
+func (d *DB) spawnMeta(ctx context.Context) (*messages.Meta, error) {
+	var err error
+	if d.meta, err = metaactor.Spawn(d.sys, d.hooks.FS, d.cfg.Path+"-info"); err != nil {
+		return nil, err
+	}
+	return actors.Ask[*messages.Meta](ctx, d.sys, d.meta, &messages.GetMeta{})
+}
+
+// remoteURL is the server to follow: the configured one, else the one an
+// earlier Open saved ("" = none).
+func remoteURL(configured string, m *messages.Meta) string {
+	if configured == "" && m != nil && m.SavedConfiguration != nil && m.SavedConfiguration.RemoteURL != nil {
+		return *m.SavedConfiguration.RemoteURL
+	}
+	return configured
+}
+
+// clientIDOf is the replica's client id: the saved one, else the one a
+// rebuilt replica keeps, else a new one.
+func clientIDOf(cfg Config, h testhooks.Hooks, m *messages.Meta) string {
+	switch {
+	case m != nil:
+		return m.ClientUniqueID
+	case cfg.clientID != "":
+		return cfg.clientID
+	default:
+		return cfg.ClientName + "-" + h.IDs()
+	}
+}
+
+// spawnActors starts the network, database and sync actors.
+func (d *DB) spawnActors(clientID string) error {
+	cfg, h, url := d.cfg, d.hooks, d.url
 	token := cfg.AuthTokenFunc
 	if token == nil && cfg.AuthToken != "" {
 		t := cfg.AuthToken
 		token = func() (string, error) { return t, nil }
 	}
+	var err error
 	if d.net, err = netactor.Spawn(d.sys, netactor.Config{
 		URL: url, AuthToken: token, EncryptionKey: cfg.RemoteEncryptionKey, EncryptionCipher: cfg.RemoteEncryptionCipher,
 		HTTPClient: cfg.HTTPClient, Clock: h.Clock, ZstdPages: cfg.ZstdPages, Logger: cfg.Logger,
 		Retry: netactor.RetryPolicy{MaxElapsedTime: cfg.MaxRetryTime, Disabled: cfg.MaxRetryTime < 0},
 	}); err != nil {
 		return err
-	}
-	clientID := ""
-	if m != nil {
-		clientID = m.ClientUniqueID
-	} else if clientID = cfg.clientID; clientID == "" {
-		clientID = cfg.ClientName + "-" + h.IDs()
 	}
 	if d.db, d.writer, err = dbactor.Spawn(dbactor.Config{
 		Path: cfg.Path, FS: h.FS, ClientID: clientID, Sys: d.sys, Meta: d.meta, Gate: &d.gate,
@@ -431,60 +502,65 @@ func (d *DB) open(ctx context.Context) error {
 	if url != "" {
 		saved.RemoteURL = &url
 	}
-	if d.sync, err = syncactor.Spawn(syncactor.Config{
+	d.sync, err = syncactor.Spawn(syncactor.Config{
 		Sys: d.sys, DB: d.db, Net: d.net, Meta: d.meta, FS: h.FS, Path: cfg.Path, ClientID: clientID,
 		SavedConfig: saved, LongPoll: cfg.LongPollTimeout, PushBatch: cfg.PushBatchChanges, MaxRetryTime: cfg.MaxRetryTime,
 		BootstrapChunk: cfg.BootstrapChunkBytes, IgnoreTables: cfg.IgnoreTables, Clock: h.Clock, Logger: cfg.Logger,
 		Progress: cfg.Progress,
-	}); err != nil {
-		return err
-	}
+	})
+	return err
+}
 
-	var oldURL, newURL string // a URL given for a replica that has another
-	switch {
-	case m == nil:
-		if _, err := h.FS.Stat(cfg.Path); err == nil {
-			return fmt.Errorf("%s exists but has no %s-info: it is not a syncdb database "+
-				"(syncdb will not adopt it, because its existing rows would never be pushed)", cfg.Path, cfg.Path)
-		}
-		if url == "" {
-			// Deferred: a local database whose first pull brings the server's
-			// state and keeps the local rows.
-			if _, err := actors.Ask[*messages.Meta](ctx, d.sys, d.meta, &messages.UpdateMeta{Fn: func(m *messages.Meta) error {
-				m.ClientUniqueID = clientID
-				m.SavedConfiguration = &messages.SavedConfig{}
-				return nil
-			}}); err != nil {
-				return err
-			}
-		} else {
-			var partial *messages.PartialBootstrap
-			if p := cfg.Partial; p != nil {
-				seg := p.SegmentSize
-				if seg == 0 {
-					seg = 128 << 10
-				}
-				partial = &messages.PartialBootstrap{PrefixBytes: p.PrefixBytes, Query: p.Query, SegmentSize: seg, Prefetch: p.Prefetch}
-			}
-			if _, err := actors.Ask[struct{}](ctx, d.sys, d.sync, &messages.Bootstrap{Partial: partial}); err != nil {
-				return err
-			}
-		}
-	default:
+// prepareFiles makes the files ready to open: a new replica is
+// bootstrapped (or, without a URL, started empty and deferred); an
+// existing one gets a bootstrap a crash interrupted moved into place. A
+// URL given for a replica that saved another one comes back as newURL
+// (and the saved one as oldURL), to be checked and saved once the
+// database is open.
+func (d *DB) prepareFiles(ctx context.Context, m *messages.Meta, clientID string) (oldURL, newURL string, err error) {
+	cfg, h, url := d.cfg, d.hooks, d.url
+	if m != nil {
 		if err := syncactor.FinishBootstrap(h.FS, cfg.Path); err != nil {
-			return err
+			return "", "", err
 		}
 		if url != "" && (m.SavedConfiguration == nil || m.SavedConfiguration.RemoteURL == nil || *m.SavedConfiguration.RemoteURL != url) {
-			newURL = url // saved once checked, below
+			newURL = url // saved once checked
 			if m.SavedConfiguration != nil && m.SavedConfiguration.RemoteURL != nil {
 				oldURL = *m.SavedConfiguration.RemoteURL
 			}
 		}
+		return oldURL, newURL, nil
 	}
-	// A partial replica reads its database through the shim VFS, which asks
-	// the page actor for pages missing from the file.
+	if _, err := h.FS.Stat(cfg.Path); err == nil {
+		return "", "", fmt.Errorf("%s exists but has no %s-info: it is not a syncdb database "+
+			"(syncdb will not adopt it, because its existing rows would never be pushed)", cfg.Path, cfg.Path)
+	}
+	if url == "" {
+		// Deferred: a local database whose first pull brings the server's
+		// state and keeps the local rows.
+		_, err := actors.Ask[*messages.Meta](ctx, d.sys, d.meta, &messages.UpdateMeta{Fn: func(m *messages.Meta) error {
+			m.ClientUniqueID = clientID
+			m.SavedConfiguration = &messages.SavedConfig{}
+			return nil
+		}})
+		return "", "", err
+	}
+	var partial *messages.PartialBootstrap
+	if p := cfg.Partial; p != nil {
+		partial = &messages.PartialBootstrap{PrefixBytes: p.PrefixBytes, Query: p.Query, SegmentSize: p.SegmentSize, Prefetch: p.Prefetch}
+	}
+	_, err = actors.Ask[struct{}](ctx, d.sys, d.sync, &messages.Bootstrap{Partial: partial})
+	return "", "", err
+}
+
+// openDatabase opens the database: a partial replica's page actor and
+// shim VFS first (the VFS asks the page actor for pages missing from the
+// file), then the read pool, then the database actor's connections.
+func (d *DB) openDatabase(ctx context.Context) error {
+	cfg, h := d.cfg, d.hooks
 	vfs := h.VFS
-	if m, err = actors.Ask[*messages.Meta](ctx, d.sys, d.meta, &messages.GetMeta{}); err != nil {
+	m, err := actors.Ask[*messages.Meta](ctx, d.sys, d.meta, &messages.GetMeta{})
+	if err != nil {
 		return err
 	}
 	open := &messages.OpenDB{}
@@ -512,13 +588,8 @@ func (d *DB) open(ctx context.Context) error {
 	d.readers.SetMaxOpenConns(cfg.ReadConns)
 	d.readers.SetMaxIdleConns(cfg.ReadConns)
 	d.reads = sqlitex.NewStmtCache(d.readers)
-	if _, err = actors.Ask[struct{}](ctx, d.sys, d.db, open); err != nil {
-		return err
-	}
-	if newURL != "" {
-		return d.saveURL(ctx, oldURL, newURL)
-	}
-	return nil
+	_, err = actors.Ask[struct{}](ctx, d.sys, d.db, open)
+	return err
 }
 
 func (d *DB) check() error {

@@ -114,9 +114,13 @@ type Config struct {
 	Machine     string
 }
 
-// Spawn starts the actor. Send it OpenDB before anything else. The Writer
-// is the direct path for local writes (see Writer).
-func Spawn(cfg Config) (*actor.PID, *Writer, error) {
+// DefaultAutoCheckpointFrames is Config.AutoCheckpointFrames when zero.
+const DefaultAutoCheckpointFrames = 4096
+
+// withDefaults fills the zero fields that have a default: FS fsx.OS,
+// Clock actors.RealClock, a discarding Logger, AutoCheckpointFrames
+// DefaultAutoCheckpointFrames.
+func (cfg Config) withDefaults() Config {
 	if cfg.FS == nil {
 		cfg.FS = fsx.OS
 	}
@@ -127,8 +131,15 @@ func Spawn(cfg Config) (*actor.PID, *Writer, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.AutoCheckpointFrames == 0 {
-		cfg.AutoCheckpointFrames = 4096
+		cfg.AutoCheckpointFrames = DefaultAutoCheckpointFrames
 	}
+	return cfg
+}
+
+// Spawn starts the actor. Send it OpenDB before anything else. The Writer
+// is the direct path for local writes (see Writer).
+func Spawn(cfg Config) (*actor.PID, *Writer, error) {
+	cfg = cfg.withDefaults()
 	a := &dbActor{cfg: cfg, ignored: map[string]bool{}}
 	for _, t := range cfg.IgnoreTables {
 		a.ignored[t] = true

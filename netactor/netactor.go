@@ -156,6 +156,31 @@ func (p RetryPolicy) withDefaults() RetryPolicy {
 	return p
 }
 
+// withDefaults fills the zero fields that have a default, but HTTPClient
+// (Spawn makes the actor's own, which it closes): Clock
+// actors.RealClock, Retry's, MaxMessage wire.DefaultMaxMessage,
+// MaxPipelineResponse DefaultMaxPipelineResponse, UserAgent
+// DefaultUserAgent, a discarding Logger.
+func (cfg Config) withDefaults() Config {
+	if cfg.Clock == nil {
+		cfg.Clock = actors.RealClock{}
+	}
+	cfg.Retry = cfg.Retry.withDefaults()
+	if cfg.MaxMessage <= 0 {
+		cfg.MaxMessage = wire.DefaultMaxMessage
+	}
+	if cfg.MaxPipelineResponse <= 0 {
+		cfg.MaxPipelineResponse = DefaultMaxPipelineResponse
+	}
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = DefaultUserAgent
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return cfg
+}
+
 // NewHTTPClient returns the client used when Config.HTTPClient is nil: it
 // bounds connecting, the TLS handshake and idle connections, but not a
 // request as a whole.
@@ -232,28 +257,12 @@ func Spawn(sys *actors.System, cfg Config) (*actor.PID, error) {
 		}
 		a.base = base
 	}
+	a.cfg = a.cfg.withDefaults()
 	a.client = cfg.HTTPClient
 	if a.client == nil {
 		a.client, a.ownClient = NewHTTPClient(), true
 	}
-	if a.cfg.Clock == nil {
-		a.cfg.Clock = actors.RealClock{}
-	}
-	a.cfg.Retry = a.cfg.Retry.withDefaults()
-	if a.cfg.MaxMessage <= 0 {
-		a.cfg.MaxMessage = wire.DefaultMaxMessage
-	}
-	if a.cfg.MaxPipelineResponse <= 0 {
-		a.cfg.MaxPipelineResponse = DefaultMaxPipelineResponse
-	}
-	if a.cfg.UserAgent == "" {
-		a.cfg.UserAgent = DefaultUserAgent
-	}
-	a.log = cfg.Logger
-	if a.log == nil {
-		a.log = slog.New(slog.DiscardHandler)
-	}
-	a.log = a.log.With("actor", "net")
+	a.log = a.cfg.Logger.With("actor", "net")
 	a.life, a.cancel = context.WithCancel(context.Background())
 	pid, err := sys.Spawn("net", a.receive, a.stop)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/syncdb/syncdb/actors"
 	"github.com/syncdb/syncdb/wire"
@@ -110,5 +111,19 @@ func TestCutShort(t *testing.T) {
 		if cutShort([]byte(b)) {
 			t.Errorf("%q is cut short", b)
 		}
+	}
+}
+
+// A zero Config gets the documented defaults (RetryPolicy's included);
+// set fields stay.
+func TestConfigDefaults(t *testing.T) {
+	c := Config{}.withDefaults()
+	want := RetryPolicy{InitialInterval: 200 * time.Millisecond, MaxInterval: 5 * time.Second, MaxElapsedTime: 30 * time.Second, Multiplier: 2, Jitter: 0.5}
+	if c.Clock != (actors.RealClock{}) || c.Retry != want || c.MaxMessage != wire.DefaultMaxMessage ||
+		c.MaxPipelineResponse != DefaultMaxPipelineResponse || c.UserAgent != DefaultUserAgent || c.Logger == nil || c.HTTPClient != nil {
+		t.Fatalf("zero Config: %+v", c)
+	}
+	if p := (RetryPolicy{NoJitter: true, MaxAttempts: 2}).withDefaults(); p.Jitter != 0 || p.MaxAttempts != 2 {
+		t.Fatalf("NoJitter policy: %+v", p)
 	}
 }

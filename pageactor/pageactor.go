@@ -137,23 +137,37 @@ func (p *Pages) revision() string {
 // This is what lets a replica outlive its bootstrap revision.
 func (p *Pages) Repin(rev string) { p.pin.Store(&rev) }
 
-// Open loads the presence log and starts the actor. Close it after every
-// connection on the database is closed.
-func Open(cfg Config) (*Pages, error) {
+// Defaults of Config.
+const (
+	DefaultSegmentSize  = 128 << 10
+	DefaultFetchTimeout = 30 * time.Second
+)
+
+// withDefaults fills the zero fields that have a default: SegmentSize
+// DefaultSegmentSize, FetchTimeout DefaultFetchTimeout, a discarding
+// Logger, FS fsx.OS.
+func (cfg Config) withDefaults() Config {
 	if cfg.SegmentSize <= 0 {
-		cfg.SegmentSize = 128 << 10
-	}
-	if cfg.SegmentSize%PageSize != 0 {
-		return nil, fmt.Errorf("segment size %d is not a multiple of %d", cfg.SegmentSize, PageSize)
+		cfg.SegmentSize = DefaultSegmentSize
 	}
 	if cfg.FetchTimeout <= 0 {
-		cfg.FetchTimeout = 30 * time.Second
+		cfg.FetchTimeout = DefaultFetchTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.FS == nil {
 		cfg.FS = fsx.OS
+	}
+	return cfg
+}
+
+// Open loads the presence log and starts the actor. Close it after every
+// connection on the database is closed.
+func Open(cfg Config) (*Pages, error) {
+	cfg = cfg.withDefaults()
+	if cfg.SegmentSize%PageSize != 0 {
+		return nil, fmt.Errorf("segment size %d is not a multiple of %d", cfg.SegmentSize, PageSize)
 	}
 	p := &Pages{cfg: cfg, segment: uint32(cfg.SegmentSize / PageSize), present: make([]atomic.Uint64, cfg.DBSize/64+1)}
 	f, err := os.OpenFile(cfg.Path, os.O_RDWR, 0)

@@ -65,8 +65,16 @@ type Config struct {
 	Logger   *slog.Logger
 }
 
-// Spawn starts the sync actor.
-func Spawn(cfg Config) (*actor.PID, error) {
+// Defaults of Config.
+const (
+	DefaultAttempts     = 3
+	DefaultMaxRetryTime = 30 * time.Second
+)
+
+// withDefaults fills the zero fields that have a default: FS fsx.OS,
+// Clock actors.RealClock, a discarding Logger, Attempts DefaultAttempts,
+// MaxRetryTime DefaultMaxRetryTime.
+func (cfg Config) withDefaults() Config {
 	if cfg.FS == nil {
 		cfg.FS = fsx.OS
 	}
@@ -77,11 +85,17 @@ func Spawn(cfg Config) (*actor.PID, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Attempts <= 0 {
-		cfg.Attempts = 3
+		cfg.Attempts = DefaultAttempts
 	}
 	if cfg.MaxRetryTime == 0 {
-		cfg.MaxRetryTime = 30 * time.Second
+		cfg.MaxRetryTime = DefaultMaxRetryTime
 	}
+	return cfg
+}
+
+// Spawn starts the sync actor.
+func Spawn(cfg Config) (*actor.PID, error) {
+	cfg = cfg.withDefaults()
 	s := &syncActor{cfg: cfg, ignored: map[string]bool{}}
 	for _, t := range cfg.IgnoreTables {
 		s.ignored[t] = true
