@@ -386,7 +386,10 @@ func nextWord(s string) (word, rest string, err error) {
 // parseTuple reads "(v, ...)" of SQL literals.
 func parseTuple(s string) ([]any, error) {
 	inner, ok := strings.CutPrefix(s, "(")
-	if inner, ok = strings.CutSuffix(inner, ")"); !ok {
+	if ok {
+		inner, ok = strings.CutSuffix(inner, ")")
+	}
+	if !ok {
 		return nil, fmt.Errorf("%q is not a (tuple)", s)
 	}
 	var vals []any
