@@ -138,70 +138,59 @@ func acceptsZstd(h http.Header) bool {
 // to send. It may wait (long poll). acceptZstd: the client takes a zstd
 // stream (Content-Encoding). Its errors say whose fault they are (see
 // pullStatus); it may return a plan with an error, to be released.
+//
+// The decisions are pure (readPullRequest, pullRevisions, pageQuery's
+// since and choose; TestPlanPull runs them as scenarios); planPull does
+// the I/O between them: it checks the revisions, refreshes, waits, and
+// reads the changed pages and the query selector's pages from the history.
 func (s *Server) planPull(ctx context.Context, d *database, req *syncpb.PullUpdatesReqProtoBody, acceptZstd bool) (*pullPlan, error) {
-	if req.StreamKind != syncpb.PullUpdatesStreamKind_PULL_UPDATES_STREAM_KIND_PAGES {
-		return nil, badPull(errors.New("this server speaks the page protocol only (stream_kind must be PAGES)"))
+	r, err := readPullRequest(req)
+	if err != nil {
+		return nil, err
 	}
 	if err := d.catchUp(ctx); err != nil {
 		return nil, unavailable(err)
 	}
-	plan := &pullPlan{}
-	switch req.Encoding {
-	case syncpb.PageUpdatesEncodingReq_PAGE_UPDATES_ENCODING_REQ_RAW:
-	case syncpb.PageUpdatesEncodingReq_PAGE_UPDATES_ENCODING_REQ_ZSTD:
-		plan.zstd = true
-	default:
-		return nil, badPull(fmt.Errorf("unknown page encoding %d", req.Encoding))
+	plan := &pullPlan{zstd: r.zstd}
+	var client, server parsedRevision
+	if r.client != "" {
+		client.rev, client.err = d.parseRevision(ctx, r.client)
 	}
-	sel, err := wire.DecodeSelector(req.ServerPagesSelector)
+	if r.server != "" && (client.err == nil || errors.Is(client.err, history.ErrTooOld) && client.rev.Seq > 0) {
+		server.rev, server.err = d.parseRevision(ctx, r.server)
+	}
+	revs, err := pullRevisions(r, client, server)
 	if err != nil {
-		return nil, badPull(err)
+		return nil, err
 	}
-
-	from := int64(-1) // no client revision: send a snapshot
-	if req.ClientRevision != "" {
-		c, err := d.parseRevision(ctx, req.ClientRevision)
-		if errors.Is(err, history.ErrTooOld) && c.Seq > 0 {
-			err = nil // the changed pages are known all the same (compacted)
-		}
-		if err != nil {
-			return nil, revisionError(err)
-		}
-		from = c.Seq
-	}
-	var past int64 // a page fetch as of a revision below the horizon (compacted)
-	if req.ServerRevision != "" {
-		plan.target, err = d.parseRevision(ctx, req.ServerRevision)
-		if errors.Is(err, history.ErrTooOld) && plan.target.Seq > 0 && from < 0 && sel != nil && req.ServerQuerySelector == "" {
-			past, err = plan.target.Seq, d.hist.Refresh(ctx)
-			plan.target = d.hist.Latest()
-		}
-		if err != nil {
-			return nil, revisionError(err)
-		}
-	} else {
+	plan.target = revs.target
+	if revs.latest {
 		// The latest revision, wherever it was recorded: a client that saw
 		// its push acknowledged by one node pulls it from any other.
 		if err := d.hist.Refresh(ctx); err != nil {
 			return nil, unavailable(err)
 		}
-		if from >= 0 && req.LongPollTimeoutMs > 0 && d.hist.Latest().Seq <= from {
-			timeout := time.Duration(req.LongPollTimeoutMs) * time.Millisecond
-			timeout = min(timeout, s.cfg.MaxLongPoll)
+		if revs.wait && d.hist.Latest().Seq <= revs.from {
+			timeout := min(r.longPoll, s.cfg.MaxLongPoll)
 			s.metrics.longPollWaiters.Inc()
 			// A waiting long poll does not count against
 			// MaxRequestsPerDatabase: it holds nothing but a goroutine.
 			d.working.Add(-1)
-			d.waitChange(ctx, from, timeout)
+			d.waitChange(ctx, revs.from, timeout)
 			d.working.Add(1)
 			s.metrics.longPollWaiters.Dec()
 		}
 		plan.target = d.hist.Latest()
-		if from < 0 && sel == nil && req.ServerQuerySelector == "" {
+		if revs.snapshot {
 			if err := s.planSnapshot(ctx, d, plan, acceptZstd); err != nil || plan.src != nil || plan.cached != nil {
 				return plan, err
 			}
 		}
+	}
+	q := pageQuery{from: revs.from, past: revs.past, target: plan.target, sel: r.sel}
+	since, err := q.since()
+	if err != nil {
+		return plan, err
 	}
 	// Every other pull reads this one history view, for its pages, the
 	// changed set and the query selector alike: a pull that took a second
@@ -214,82 +203,180 @@ func (s *Server) planPull(ctx context.Context, d *database, req *syncpb.PullUpda
 		}
 		plan.src = &historySource{rd: hrd, seq: plan.target.Seq}
 	}
-	if from > plan.target.Seq {
-		return plan, badPull(fmt.Errorf("client_revision %q is newer than the requested revision", req.ClientRevision))
-	}
-
-	if past > 0 {
-		return plan, compacted(ctx, hrd, plan, sel, past)
-	}
-	var want *roaring.Bitmap // 1-based; nil = everything
-	if sel != nil {
-		// Work by container, never by page: a small selector can name
-		// every one of 2^32 pages.
-		sel.RemoveRange(uint64(plan.target.DBSize), 1<<32)
-		want = roaring.AddOffset64(sel, 1)
-	}
-	if req.ServerQuerySelector != "" {
-		q, err := d.queryPages(ctx, hrd, plan.target, req.ServerQuerySelector, s.cfg.StatementTimeout)
-		if err != nil {
+	if r.query != "" {
+		if q.query, err = d.queryPages(ctx, hrd, plan.target, r.query, s.cfg.StatementTimeout); err != nil {
 			return plan, badPull(fmt.Errorf("server_query_selector: %w", err))
 		}
-		if want == nil {
-			want = q
-		} else {
-			want.Or(q)
-		}
 	}
-
-	switch {
-	case from >= 0:
-		changed, err := hrd.ChangedBetween(ctx, from, plan.target.Seq)
-		if err != nil {
+	var changed *roaring.Bitmap
+	if since >= 0 {
+		if changed, err = hrd.ChangedBetween(ctx, since, plan.target.Seq); err != nil {
 			return plan, err
 		}
+	}
+	plan.pages, plan.all, plan.named, err = q.choose(changed)
+	return plan, err
+}
+
+// pullRequest is a /pull-updates request, checked.
+type pullRequest struct {
+	zstd           bool            // pages zstd-compressed one by one
+	sel            *roaring.Bitmap // server_pages_selector: 0-based page indexes, nil for none
+	query          string          // server_query_selector
+	client, server string          // the revisions named ("" for none)
+	longPoll       time.Duration
+}
+
+// readPullRequest checks what a request asks for, before anything is read.
+func readPullRequest(req *syncpb.PullUpdatesReqProtoBody) (pullRequest, error) {
+	r := pullRequest{query: req.ServerQuerySelector, client: req.ClientRevision, server: req.ServerRevision,
+		longPoll: time.Duration(req.LongPollTimeoutMs) * time.Millisecond}
+	if req.StreamKind != syncpb.PullUpdatesStreamKind_PULL_UPDATES_STREAM_KIND_PAGES {
+		return r, badPull(errors.New("this server speaks the page protocol only (stream_kind must be PAGES)"))
+	}
+	switch req.Encoding {
+	case syncpb.PageUpdatesEncodingReq_PAGE_UPDATES_ENCODING_REQ_RAW:
+	case syncpb.PageUpdatesEncodingReq_PAGE_UPDATES_ENCODING_REQ_ZSTD:
+		r.zstd = true
+	default:
+		return r, badPull(fmt.Errorf("unknown page encoding %d", req.Encoding))
+	}
+	var err error
+	if r.sel, err = wire.DecodeSelector(req.ServerPagesSelector); err != nil {
+		return r, badPull(err)
+	}
+	return r, nil
+}
+
+// parsedRevision is a revision of the request as parseRevision read it.
+type parsedRevision struct {
+	rev history.Revision
+	err error
+}
+
+// pullRevs is between which revisions a pull goes.
+type pullRevs struct {
+	from int64 // the client's revision; -1 for none: a snapshot or a page fetch
+	// past: a page fetch as of this revision, which compaction dropped (0
+	// for none); the pages are read at the latest revision (see choose).
+	past     int64
+	target   history.Revision // the revision to send, unless latest
+	latest   bool             // the latest revision, after a refresh
+	wait     bool             // with latest: long poll until a revision after from
+	snapshot bool             // with latest: every page, which a cached or live snapshot may serve
+}
+
+// pullRevisions decides between which revisions a pull goes, from the
+// request and its revisions as parseRevision read them. A client revision
+// below the horizon is served all the same (its changed pages are known);
+// a server revision below it only for a page fetch without a client
+// revision or query selector (see pageQuery.choose).
+func pullRevisions(r pullRequest, client, server parsedRevision) (pullRevs, error) {
+	revs := pullRevs{from: -1}
+	if r.client != "" {
+		if client.err != nil && !(errors.Is(client.err, history.ErrTooOld) && client.rev.Seq > 0) {
+			return revs, revisionError(client.err)
+		}
+		revs.from = client.rev.Seq
+	}
+	if r.server == "" {
+		revs.latest = true
+		revs.wait = revs.from >= 0 && r.longPoll > 0
+		revs.snapshot = revs.from < 0 && r.sel == nil && r.query == ""
+		return revs, nil
+	}
+	switch {
+	case server.err == nil:
+		revs.target = server.rev
+	case errors.Is(server.err, history.ErrTooOld) && server.rev.Seq > 0 && revs.from < 0 && r.sel != nil && r.query == "":
+		revs.past, revs.latest = server.rev.Seq, true
+	default:
+		return revs, revisionError(server.err)
+	}
+	return revs, nil
+}
+
+// pageQuery is what the pages a pull sends depend on, once its revisions
+// are known.
+type pageQuery struct {
+	from, past int64            // as in pullRevs
+	target     history.Revision // the revision sent
+	sel        *roaring.Bitmap  // the request's page selector (0-based), nil for none
+	query      *roaring.Bitmap  // the pages the query selector names (1-based), nil for none
+}
+
+// since is the revision after which choose needs the changed pages up to
+// the target (-1 for none), or why the request cannot be served.
+func (q pageQuery) since() (int64, error) {
+	switch {
+	case q.from > q.target.Seq:
+		return -1, badPull(fmt.Errorf("client_revision %d is newer than the requested revision %d", q.from, q.target.Seq))
+	case q.past > 0:
+		return q.past, nil
+	}
+	return q.from, nil
+}
+
+// choose decides the pages to send (all: every page 1..target.DBSize) and
+// the revision the response names if not the target's, from the pages
+// changed after since() up to the target (changed may be modified). Only
+// pages of the target's database are sent: a page beyond its size (the
+// database shrank, or a selector names it) is not.
+//
+// A page fetch as of a compacted revision past is answered exactly when
+// no revision after past wrote the pages it asks for: they read the same
+// at the target as at past, and the history knows which pages those are
+// (compaction keeps every page's newest version at or below the horizon,
+// so the pages written after any revision are the same set before and
+// after it). The pages are read at the target and named as of past. A page
+// written since, or beyond the target's size, cannot be told:
+// ErrBadRevision (410), and the client's next pull brings it (it pulls
+// from past, which the changed pages answer exactly too).
+func (q pageQuery) choose(changed *roaring.Bitmap) (pages *roaring.Bitmap, all bool, named int64, err error) {
+	if q.past > 0 {
+		want := roaring.AddOffset64(q.sel, 1) // 1-based
+		want.Remove(0)
+		unknown := roaring.And(changed, want)
+		beyond := want.Clone()
+		beyond.RemoveRange(0, uint64(q.target.DBSize)+1)
+		unknown.Or(beyond)
+		if !unknown.IsEmpty() {
+			return nil, false, 0, fmt.Errorf("%w: page %d changed after revision %d, which is older than the retained history: pull, then fetch it",
+				ErrBadRevision, unknown.Minimum(), q.past)
+		}
+		return want, false, q.past, nil
+	}
+	var want *roaring.Bitmap // 1-based; nil = everything
+	if q.sel != nil {
+		// Work by container, never by page: a small selector can name
+		// every one of 2^32 pages.
+		sel := q.sel.Clone()
+		sel.RemoveRange(uint64(q.target.DBSize), 1<<32)
+		want = roaring.AddOffset64(sel, 1)
+	}
+	if q.query != nil {
+		if want == nil {
+			want = q.query
+		} else {
+			want.Or(q.query)
+		}
+	}
+	switch {
+	case q.from >= 0:
 		if want != nil {
 			changed.And(want)
 		}
-		plan.pages = changed
+		pages = changed
 	case want != nil:
-		plan.pages = want
+		pages = want
 	default:
-		plan.all = true
+		return nil, true, 0, nil
 	}
-	if plan.pages != nil && plan.target.DBSize < maxPgno {
-		plan.pages.RemoveRange(uint64(plan.target.DBSize)+1, uint64(maxPgno)+1)
-		plan.pages.Remove(0)
+	if q.target.DBSize < maxPgno {
+		pages.RemoveRange(uint64(q.target.DBSize)+1, uint64(maxPgno)+1)
+		pages.Remove(0)
 	}
-	return plan, nil
-}
-
-// compacted plans a page fetch as of revision past, which compaction
-// dropped: a partial replica that stayed away longer than the retention
-// asks for pages missing from its file as of the revision it holds. A page
-// that no revision after past wrote reads the same at the target (the
-// latest revision) as at past, and the history knows which pages those
-// are: compaction keeps every page's newest version at or below the
-// horizon, so the pages written after any revision are the same set before
-// and after it. The pages are read at the target and named as of past.
-// A page written since, or beyond the target's size, cannot be told: 410,
-// and the client's next pull brings it (it pulls from past, which
-// ChangedBetween answers exactly too).
-func compacted(ctx context.Context, hrd history.View, plan *pullPlan, sel *roaring.Bitmap, past int64) error {
-	want := roaring.AddOffset64(sel, 1) // 1-based
-	want.Remove(0)
-	unknown, err := hrd.ChangedBetween(ctx, past, plan.target.Seq)
-	if err != nil {
-		return err
-	}
-	unknown.And(want)
-	beyond := want.Clone()
-	beyond.RemoveRange(0, uint64(plan.target.DBSize)+1)
-	unknown.Or(beyond)
-	if !unknown.IsEmpty() {
-		return fmt.Errorf("%w: page %d changed after revision %d, which is older than the retained history: pull, then fetch it",
-			ErrBadRevision, unknown.Minimum(), past)
-	}
-	plan.pages, plan.named = want, past
-	return nil
+	return pages, false, 0, nil
 }
 
 // planSnapshot plans a whole snapshot of the latest revision (a bootstrap).
