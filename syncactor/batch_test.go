@@ -15,7 +15,7 @@ import (
 	"github.com/syncdb/syncdb/wire/hrana"
 )
 
-// The push batch, as scenarios: testdata/push/*.txt give the captured
+// The push batch, as scenarios (and a fork's, see forkCase): testdata/push/*.txt give the captured
 // changes of one batch (as dbactor's PendingChanges hands them over) and
 // the server's high-water mark; the output is the server transaction
 // buildBatch plans, step by step with its role and the condition it runs
@@ -40,7 +40,11 @@ func TestPushBatch(t *testing.T) {
 }
 
 func pushCase(t *testing.T, c *datadriven.TestData) string {
-	if c.Cmd != "push" {
+	switch c.Cmd {
+	case "fork":
+		return forkCase(t, c)
+	case "push":
+	default:
 		t.Fatalf("%s: unknown command %q", c.Pos, c.Cmd)
 	}
 	cs, err := parseChanges(strings.Split(c.Input, "\n"))
@@ -83,6 +87,31 @@ func pushCase(t *testing.T, c *datadriven.TestData) string {
 		return out.String() + "error: " + err.Error()
 	}
 	out.WriteString(describeBatch(b))
+	return out.String()
+}
+
+// forkCase: "fork client=NEW old=OLD gen=G last=L [oldmark=G/ID]" is a
+// copy that took the client id NEW and inherited the changes of
+// generation G up to L made under OLD, whose mark on the server is oldmark
+// (none if absent); the output is forkClaim's decision and forkBatch's
+// transaction (the chain values are 7 up to L, 5 up to the new floor).
+func forkCase(t *testing.T, c *datadriven.TestData) string {
+	o := messages.Origin{ClientID: arg(c, "old", "c1"), PullGen: mustInt(t, c, arg(c, "gen", "1")), Last: mustInt(t, c, arg(c, "last", "0"))}
+	id := arg(c, "client", "c2")
+	var old *messages.Mark
+	if m := arg(c, "oldmark", ""); m != "" {
+		g, i, _ := strings.Cut(m, "/")
+		old = &messages.Mark{Gen: mustInt(t, c, g), ID: mustInt(t, c, i)}
+	}
+	claim, floor := forkClaim(o, old)
+	var out strings.Builder
+	if claim == nil {
+		fmt.Fprintf(&out, "%s keeps the inherited changes; %s starts after change %d\n", o.ClientID, id, floor)
+	} else {
+		fmt.Fprintf(&out, "%s takes the inherited changes after %d of generation %d; %s's mark moves from %d to %d\n",
+			id, claim.ID, o.PullGen, o.ClientID, claim.ID, o.Last)
+	}
+	out.WriteString(describeBatch(forkBatch(id, o, claim, floor, messages.ChainInfo{OK: true, Value: 7}, messages.ChainInfo{OK: true, Value: 5})))
 	return out.String()
 }
 

@@ -596,6 +596,41 @@ func buildBatch(id string, gen, floor int64, cs []change.Change, ignored map[str
 	return b, nil
 }
 
+// forkClaim decides who pushes the changes a copy inherited (those of
+// generation o.PullGen up to o.Last, made under o.ClientID), from the old
+// id's mark on the server (nil: none): claim is the old id's mark the new
+// id takes the changes after from (nil: the old id has them all), floor
+// the new id's first mark.
+func forkClaim(o messages.Origin, old *messages.Mark) (claim *messages.Mark, floor int64) {
+	switch {
+	case old == nil || old.Gen < o.PullGen:
+		// The old id has none of this generation: all of it is ours.
+		return &messages.Mark{Gen: o.PullGen, ID: 0}, 0
+	case old.Gen == o.PullGen && old.ID < o.Last:
+		return old, old.ID
+	}
+	// The old id has every inherited change (or moved on to a newer
+	// generation, taking the rest with it): they are its.
+	return nil, o.Last
+}
+
+// forkBatch is the server transaction that settles a fork as forkClaim
+// decided: with a claim, the old id's mark moves from the claimed one to
+// o.Last (so that the other copy, if any, skips those changes), with
+// oldChain, the push chain up to o.Last; the new id's mark, which must not
+// exist yet, starts at floor, with newChain up to it.
+func forkBatch(id string, o messages.Origin, claim *messages.Mark, floor int64, oldChain, newChain messages.ChainInfo) *batch {
+	b := newBatch()
+	if claim != nil {
+		b.continuity(o.ClientID, o.PullGen, claim.ID)
+		b.mark(o.ClientID, o.PullGen, o.Last, oldChain)
+	}
+	b.continuity(id, o.PullGen, 0)
+	b.mark(id, o.PullGen, floor, newChain)
+	b.commit()
+	return b
+}
+
 // settleFork sorts out, before a copy's first push or pull under its new
 // client id, the changes it inherited (see dbactor's home.go): in one
 // server transaction, the old id's mark moves past the inherited changes it
@@ -624,33 +659,18 @@ func (s *syncActor) settleFork(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			switch {
-			case old == nil || old.Gen < o.PullGen:
-				// The old id has none of this generation: all of it is ours.
-				claim, floor = &messages.Mark{Gen: o.PullGen, ID: 0}, 0
-			case old.Gen == o.PullGen && old.ID < o.Last:
-				claim, floor = old, old.ID
-			default:
-				// The old id has every inherited change (or moved on to a
-				// newer generation, taking the rest with it): they are its.
-			}
-			b := newBatch()
+			claim, floor = forkClaim(o, old)
+			var oldChain messages.ChainInfo
 			if claim != nil {
-				ci, err := s.chain(ctx, o.Last)
-				if err != nil {
+				if oldChain, err = s.chain(ctx, o.Last); err != nil {
 					return err
 				}
-				b.continuity(o.ClientID, o.PullGen, claim.ID)
-				b.mark(o.ClientID, o.PullGen, o.Last, ci)
 			}
-			ci, err := s.chain(ctx, floor)
+			newChain, err := s.chain(ctx, floor)
 			if err != nil {
 				return err
 			}
-			b.continuity(id, o.PullGen, 0)
-			b.mark(id, o.PullGen, floor, ci)
-			b.commit()
-			return s.send(ctx, b)
+			return s.send(ctx, forkBatch(id, o, claim, floor, oldChain, newChain))
 		})
 		switch {
 		case errors.Is(err, errOutOfOrder) && round < maxPushRounds:
