@@ -291,3 +291,33 @@ func TestPushConflict(t *testing.T) {
 		t.Fatalf("the server has %q, want b's row kept and a's insert", got)
 	}
 }
+
+// Pull with Tables reports the tables whose rows or schema the pull
+// changed, sorted, and only those.
+func TestPullTables(t *testing.T) {
+	ts := newServer(t)
+	a := newReplica(t, ts, "a", 0)
+	b := newReplica(t, ts, "b", 0)
+	a.exec(t, "CREATE TABLE t(id INTEGER PRIMARY KEY, v); CREATE TABLE u(id INTEGER PRIMARY KEY, v); CREATE TABLE w(id INTEGER PRIMARY KEY, v)")
+	a.exec(t, "INSERT INTO u VALUES (1, 'x'); INSERT INTO t VALUES (1, 'y')")
+	a.push(t)
+	pull := func() messages.PullResult {
+		t.Helper()
+		res, err := actors.Ask[messages.PullResult](t.Context(), b.sys, b.sync, &messages.Pull{Tables: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	if res := pull(); fmt.Sprint(res.Tables) != "[t u w]" {
+		t.Fatalf("first pull: tables %v, want [t u w]", res.Tables)
+	}
+	a.exec(t, "UPDATE u SET v = 'z' WHERE id = 1")
+	a.push(t)
+	if res := pull(); !res.Changed || fmt.Sprint(res.Tables) != "[u]" {
+		t.Fatalf("pull of an update of u: %+v, want tables [u]", res)
+	}
+	if res := pull(); res.Changed || len(res.Tables) != 0 {
+		t.Fatalf("pull with nothing new: %+v", res)
+	}
+}
