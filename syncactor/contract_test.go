@@ -263,7 +263,8 @@ func TestPushBatchesWholeTransactions(t *testing.T) {
 // A push the server refuses because a change meets a row another replica
 // changed meanwhile changes nothing on the server; the push pulls first,
 // the pull records the conflict, and Push fails with ErrConflict naming
-// it, having pushed what does not conflict.
+// it, having pushed what does not conflict; resolved for the local side,
+// the next push sends the change over the other replica's.
 func TestPushConflict(t *testing.T) {
 	ts := newServer(t)
 	a := newReplica(t, ts, "a", 0)
@@ -289,6 +290,18 @@ func TestPushConflict(t *testing.T) {
 	}
 	if got := ts.query(t, "SELECT group_concat(id || '=' || v, ' ') FROM (SELECT * FROM t ORDER BY id)"); got != "1=from b 2=y 3=z" {
 		t.Fatalf("the server has %q, want b's row kept and a's insert", got)
+	}
+
+	// Resolved for the local side, the delete is pushed over b's update.
+	if _, err := actors.Ask[struct{}](t.Context(), a.sys, a.db, &messages.ResolveConflict{ID: cs[0].ID, Keep: "local"}); err != nil {
+		t.Fatal(err)
+	}
+	a.push(t)
+	if got := ts.query(t, "SELECT group_concat(id || '=' || v, ' ') FROM (SELECT * FROM t ORDER BY id)"); got != "2=y 3=z" {
+		t.Fatalf("after the resolution the server has %q, want row 1 deleted", got)
+	}
+	if cs, err := actors.Ask[[]messages.Conflict](t.Context(), a.sys, a.db, &messages.ListConflicts{}); err != nil || len(cs) != 0 {
+		t.Fatalf("conflicts after the resolution: %+v, %v", cs, err)
 	}
 }
 
