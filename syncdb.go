@@ -186,8 +186,9 @@ type Config struct {
 	// SyncNormal commits local writes without waiting for the disk
 	// (SQLite's synchronous=NORMAL): several times faster on real disks, but
 	// a power loss (not a crash of the process) may lose the last local
-	// writes. Pulls, pushes and checkpoints stay durable. Default: every
-	// commit is on disk when Exec or Tx returns.
+	// writes, never one a push sent (a push makes the local commits durable
+	// before it sends them). Pulls, pushes and checkpoints stay durable.
+	// Default: every commit is on disk when Exec or Tx returns.
 	SyncNormal bool
 	// MaxRetryTime bounds how long Open, Pull, Push or Sync retry after
 	// transient network failures, all their requests together (0 = 30 s;

@@ -2,7 +2,10 @@ package syncdb_test
 
 import (
 	"context"
+	"errors"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/syncdb/syncdb"
@@ -63,5 +66,127 @@ func TestSyncNormalPullPowerLoss(t *testing.T) {
 			}
 			t.Logf("converged: %q", gotA)
 		})
+	}
+}
+
+// A SyncNormal replica rolled back in place (a disk snapshot restored:
+// same files, same inodes) is refused as a copy by its next pull, which
+// records that in its durable T2, and Config.Recover gives it an id of its
+// own. That recovery must outlive a power loss: the fork cleared the copy
+// flag in a local commit no fsync covered, so the flag came back and every
+// push and pull failed again with ErrClientCloned (found by the simulator,
+// seed 3, once it gave SyncNormal clients power losses). Both rows end up
+// on both replicas.
+func TestSyncNormalRecoveredCopyPowerLoss(t *testing.T) {
+	ctx := context.Background()
+	url := newServer(t)
+	a := newLossyReplica(t, url)
+	a.db.Close()
+	a.cfg.SyncNormal = true
+	a.open()
+	mustExec(t, a.db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+	if err := a.db.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a.db.Close()
+	snapshot := map[string][]byte{}
+	for _, f := range replicaFiles(t, a.cfg.Path) {
+		snapshot[f], _ = os.ReadFile(f)
+	}
+	a.open()
+	mustExec(t, a.db, "INSERT INTO t VALUES(1, 'before the rollback')")
+	if err := a.db.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a.db.Close()
+	if err := a.rec.PowerLoss(); err != nil { // forget the recorded files: the snapshot replaces them
+		t.Fatal(err)
+	}
+	for _, f := range replicaFiles(t, a.cfg.Path) {
+		if _, ok := snapshot[f]; !ok && !strings.HasSuffix(f, "-lock") {
+			os.Remove(f)
+		}
+	}
+	for f, data := range snapshot {
+		if err := os.WriteFile(f, data, 0o644); err != nil { // same inode
+			t.Fatal(err)
+		}
+	}
+	a.open()
+	mustExec(t, a.db, "INSERT INTO t VALUES(2, 'after the rollback')")
+	if _, err := a.db.Pull(ctx); err != nil && !errors.Is(err, syncdb.ErrClientCloned) {
+		t.Fatal(err)
+	}
+	if err := a.db.Push(ctx); !errors.Is(err, syncdb.ErrClientCloned) {
+		t.Fatalf("a push of the rolled-back replica: %v, want ErrClientCloned", err)
+	}
+	a.db.Close()
+	a.cfg.Recover = true
+	a.open()
+	a.cfg.Recover = false
+	a.fs.Freeze()
+	a.rec.Crash()
+	a.restart(true)
+	if err := a.db.Sync(ctx); err != nil {
+		t.Fatalf("a sync after a power loss that followed the recovery: %v", err)
+	}
+	b := open(t, syncdb.Config{Path: filepath.Join(t.TempDir(), "b.db"), URL: url})
+	gotA, gotB := rows(t, a.db, "SELECT id FROM t ORDER BY id"), rows(t, b, "SELECT id FROM t ORDER BY id")
+	if gotA != gotB || gotA != "1\n2" {
+		t.Fatalf("a %q, b %q; want both 1, 2", gotA, gotB)
+	}
+}
+
+// A SyncNormal replica pushes changes, some made durable by a checkpoint,
+// the last not yet, and loses power before the push is recorded: pushes
+// stay durable (Config.SyncNormal), so the replica must still have every
+// change it pushed, must not be refused as a copy, and must not send them
+// again: another replica's later update of the row stands.
+func TestSyncNormalPushPowerLoss(t *testing.T) {
+	ctx := context.Background()
+	url := newServer(t)
+	a := newLossyReplica(t, url)
+	a.db.Close()
+	a.cfg.SyncNormal = true
+	a.open()
+	mustExec(t, a.db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+	if err := a.db.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b := open(t, syncdb.Config{Path: filepath.Join(t.TempDir(), "b.db"), URL: url})
+	if _, err := b.Pull(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, a.db, "INSERT INTO t VALUES(1, 'a')")
+	if err := a.db.Checkpoint(ctx); err != nil { // row 1 on disk
+		t.Fatal(err)
+	}
+	mustExec(t, a.db, "INSERT INTO t VALUES(2, 'a')") // not fsynced
+	if err := a.db.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a.fs.Freeze()
+	a.rec.Crash()
+	a.restart(true)
+	if _, err := b.Pull(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, b, "UPDATE t SET v = 'b' WHERE id IN (1, 2)")
+	if err := b.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.db.Sync(ctx); err != nil {
+		t.Fatalf("a sync after the power loss: %v", err)
+	}
+	if _, err := b.Pull(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, db := range []*syncdb.DB{a.db, b} {
+		if got := rows(t, db, "SELECT id, v FROM t ORDER BY id"); got != "1|b\n2|b" {
+			t.Errorf("got %q, want 1|b, 2|b (b's update, after a's pushes)", got)
+		}
+	}
+	if st, err := a.db.Stats(ctx); err != nil || st.Conflicts != 0 {
+		t.Errorf("a: %+v %v, want no conflict", st, err)
 	}
 }

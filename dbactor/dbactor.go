@@ -100,7 +100,8 @@ type Config struct {
 	VFS                  string // SQLite VFS for the database ("" = default); the simulator's crash recorder
 	// SyncNormal commits local writes without waiting for the disk
 	// (synchronous=NORMAL): faster, but a power loss (not a process crash)
-	// may lose the last ones. Pulls and checkpoints stay durable.
+	// may lose the last ones, never those a push sent (syncLocal). Pulls
+	// and checkpoints stay durable.
 	SyncNormal bool
 	// OnCommit, if set, is called after each local write transaction
 	// commits (in the actor's turn, on its goroutine or a Writer caller's:
@@ -191,8 +192,12 @@ type dbActor struct {
 	pages   messages.LazyPages // nil for a full replica
 
 	opened    bool
-	forceFull bool  // inside durable(): a reopened writer stays synchronous=FULL
-	walSize   int64 // WAL size after our last write: anything else is a foreign write
+	forceFull bool // inside durable(): a reopened writer stays synchronous=FULL
+	// unsynced: SyncNormal, and local commits may not be on disk yet (set
+	// at open too: a killed process leaves its last commits unsynced); a
+	// push makes them durable before it sends them (syncLocal).
+	unsynced bool
+	walSize  int64 // WAL size after our last write: anything else is a foreign write
 	// unfinished: a checkpoint copied the WAL but could not record it (a
 	// failed -info write): it is finished before anything else runs.
 	unfinished bool
@@ -223,7 +228,11 @@ func (a *dbActor) receive(msg any) {
 			m.Fail(err)
 			return
 		}
-		m.Respond(a.pendingChanges(m.Context(), m.After, m.Limit, m.Peek, m.Unpushed))
+		p, err := a.pendingChanges(m.Context(), m.After, m.Limit, m.Peek, m.Unpushed)
+		if err == nil && !m.Peek && len(p.Changes) > 0 {
+			err = a.syncLocal(m.Context())
+		}
+		m.Respond(p, err)
 	case *messages.RecordPush:
 		if err := a.ready(m.Context()); err != nil {
 			m.Fail(err)

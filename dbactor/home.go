@@ -114,7 +114,13 @@ func (a *dbActor) fork(ctx context.Context, why string, inherit bool) (string, e
 		return "", err
 	}
 	failpoint.Hit("fork.meta", a.cfg.Path)
-	if _, err := a.conn.ExecContext(ctx, "DELETE FROM _syncdb_local WHERE key = 'cloned'"); err != nil {
+	// Durably, whatever SyncNormal says: a copy flag that a pull recorded
+	// (in its durable T2) and a power loss brought back would refuse the
+	// replica under its new id.
+	if err := a.durable(ctx, func() error {
+		_, err := a.conn.ExecContext(ctx, "DELETE FROM _syncdb_local WHERE key = 'cloned'")
+		return err
+	}); err != nil {
 		return id, fmt.Errorf("forget the copy flag: %w", err)
 	}
 	a.walSize = a.walSizeNow()

@@ -79,6 +79,7 @@ func (a *dbActor) open(ctx context.Context) error {
 		return err
 	}
 	a.opened = true
+	a.unsynced = a.cfg.SyncNormal
 	if err := a.recover(ctx); err != nil {
 		if external(err) {
 			return nil

@@ -211,11 +211,38 @@ func (a *dbActor) inTx(ctx context.Context, fn func() error) error {
 		return err
 	}
 	a.endTxn(true)
+	a.unsynced = a.unsynced || a.cfg.SyncNormal && !a.forceFull
 	failpoint.Hit("write.committed", a.cfg.Path)
 	if a.cfg.OnCommit != nil {
 		a.cfg.OnCommit()
 	}
 	return a.afterWrite(ctx)
+}
+
+// syncLocal makes the local commits durable before a push sends them:
+// under SyncNormal they may not be on disk, and a power loss after the
+// server took them would take back changes the server has under this
+// client id. The replica would then be refused as a copy (ErrClientCloned),
+// and its recovery, a new client id, would send again whatever of them
+// survived, over later writes of others. One durable commit's fsync covers
+// every frame before it.
+func (a *dbActor) syncLocal(ctx context.Context) error {
+	if !a.unsynced {
+		return nil
+	}
+	if err := a.checkForeignWrites(); err != nil {
+		return err
+	}
+	err := a.durable(ctx, func() error {
+		_, err := a.conn.ExecContext(ctx, "INSERT OR REPLACE INTO _syncdb_local(key, value) VALUES('synced', ?)", a.now().UnixNano())
+		return err
+	})
+	a.walSize = a.walSizeNow()
+	if err != nil {
+		return fmt.Errorf("make the local commits durable before a push: %w", err)
+	}
+	a.unsynced = false
+	return nil
 }
 
 // txGone reports whether SQLite ended the transaction inTx began.
