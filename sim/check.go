@@ -125,13 +125,22 @@ func (w *world) quiesce() {
 			w.logf("%s resolve at quiescence: %s", c.name, w.resolveSome(c, true))
 		}
 		for _, c := range w.clients {
-			if err := c.db.Push(ctx); err != nil && !errors.Is(err, syncdb.ErrConflict) {
+			err := c.db.Push(ctx)
+			if w.refusedAsCopy(c, "push at quiescence", err) {
+				err = c.db.Push(ctx)
+			}
+			if err != nil && !errors.Is(err, syncdb.ErrConflict) {
 				w.fail("%s: push at quiescence: %v", c.name, err)
 			}
 			w.checkConflicts(c, "push at quiescence")
 		}
 		for _, c := range w.clients {
-			if _, err := c.db.Pull(ctx); errors.Is(err, syncdb.ErrConflict) {
+			_, err := c.db.Pull(ctx)
+			if w.refusedAsCopy(c, "pull at quiescence", err) {
+				waiting = true // its push comes in the next round
+				_, err = c.db.Pull(ctx)
+			}
+			if errors.Is(err, syncdb.ErrConflict) {
 				waiting = true
 			} else if err != nil {
 				w.fail("%s: pull at quiescence: %v", c.name, err)
@@ -287,6 +296,7 @@ func (w *world) checkQuiescent() string {
 		}
 	}
 	w.model.mu.Unlock()
+	w.checkLost()
 	w.checkLanding()
 	// Each client's synced base is the server's pages at its revision.
 	for _, c := range w.clients {

@@ -15,6 +15,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/syncdb/syncdb/dbactor"
 	"github.com/syncdb/syncdb/wire"
 	"github.com/syncdb/syncdb/wire/hrana"
 	"github.com/syncdb/syncdb/wire/syncpb"
@@ -185,7 +186,19 @@ func (t *transport) observePush(h http.Handler, httpReq *http.Request, reqBody, 
 	t.mu.Lock()
 	t.pushes = append(t.pushes, reqBody)
 	t.mu.Unlock()
-	if len(steps) > 3 {
+	if settle := settlement(steps); settle != nil {
+		// A fork's settlement (a recovered copy's new client id): marks
+		// only, no changes; the chain of each id goes on from its mark.
+		t.w.logf("server committed a fork's settlement: marks %v", settle)
+		t.mu.Lock()
+		if t.marks == nil {
+			t.marks = map[string]mark{}
+		}
+		for id, m := range settle {
+			t.marks[id] = m
+		}
+		t.mu.Unlock()
+	} else if len(steps) > 3 {
 		var guard []any
 		for _, a := range steps[2].Stmt.Args {
 			guard = append(guard, a.V)
@@ -203,6 +216,7 @@ func (t *transport) observePush(h http.Handler, httpReq *http.Request, reqBody, 
 	}
 	seq := t.latestRevision(h, httpReq)
 	t.w.committed(seq)
+	t.w.pushedAsCopy(client)
 	t.w.model.beginBatch(client, seq, t.w.syncedSeq(client))
 	for i, st := range steps {
 		if br.StepResults[i] == nil {
@@ -260,6 +274,32 @@ func (s *seededIDs) next() string {
 
 // mark is a client's high-water mark as the committed pushes moved it.
 type mark struct{ gen, id int64 }
+
+// settlement returns the marks a batch of nothing but continuity guards and
+// marks sets (syncactor's settleFork), by client id; nil for any other
+// batch.
+func settlement(steps []hrana.BatchStep) map[string]mark {
+	if len(steps) < 4 {
+		return nil
+	}
+	marks := map[string]mark{}
+	for _, st := range steps[2 : len(steps)-1] {
+		sql := *st.Stmt.SQL
+		switch {
+		case strings.HasPrefix(sql, "SELECT json(CASE WHEN coalesce((SELECT CASE WHEN pull_gen"):
+		case strings.HasPrefix(sql, "INSERT INTO turso_sync_last_change_id") && len(st.Stmt.Args) == 3:
+			id, _ := st.Stmt.Args[0].V.(string)
+			gen, _ := st.Stmt.Args[1].V.(int64)
+			last, _ := st.Stmt.Args[2].V.(int64)
+			if !strings.HasSuffix(id, dbactor.ChainSuffix) {
+				marks[id] = mark{gen, last}
+			}
+		default:
+			return nil
+		}
+	}
+	return marks
+}
 
 // checkChain checks exactly-once delivery on the server: each committed
 // batch of a client starts exactly where the previous one ended (within a

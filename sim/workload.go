@@ -181,12 +181,20 @@ func (w *world) step(n int) {
 			result += fmt.Sprintf(" (pages present %d of %d)", st.PagesPresent, st.PagesTotal)
 		}
 	case "push":
-		result = errText(c.db.Push(ctx))
+		err := c.db.Push(ctx)
+		if result = errText(err); w.refusedAsCopy(c, op, err) {
+			result = "refused as a copy, recovered"
+		}
 	case "pull":
 		changed, err := c.db.Pull(ctx)
-		result = fmt.Sprintf("%v %s", changed, errText(err))
+		if result = fmt.Sprintf("%v %s", changed, errText(err)); w.refusedAsCopy(c, op, err) {
+			result = "refused as a copy, recovered"
+		}
 	case "sync":
-		result = errText(c.db.Sync(ctx))
+		err := c.db.Sync(ctx)
+		if result = errText(err); w.refusedAsCopy(c, op, err) {
+			result = "refused as a copy, recovered"
+		}
 	case "checkpoint":
 		result = errText(c.db.Checkpoint(ctx))
 	case "reopen":
@@ -243,9 +251,6 @@ func (w *world) step(n int) {
 // recorded, in that position's generation). It replaces the crash plan of
 // the operation, if one was armed.
 func (w *world) staleWAL(ctx context.Context, c *client) {
-	if c.syncNormal {
-		return // it only ever crashes as a process
-	}
 	w.mu.Lock()
 	w.plan = nil
 	w.mu.Unlock()
@@ -269,6 +274,7 @@ func (w *world) write(ctx context.Context, c *client) string {
 			stmts = append(stmts, w.genStmt(c))
 		}
 		var tokens []string
+		c.commitSyncs = -1
 		err := c.db.Tx(ctx, func(tx *syncdb.Tx) error {
 			tokens = tokens[:0]
 			for _, s := range stmts {
@@ -287,14 +293,17 @@ func (w *world) write(ctx context.Context, c *client) string {
 			if len(tokens) > 1 {
 				c.txns = append(c.txns, slices.Clone(tokens))
 			}
+			w.committedAtRisk(c, tokens)
 		}
 		return fmt.Sprintf("tx of %d: %s", len(stmts), errText(err))
 	}
 	s := w.genStmt(c)
+	c.commitSyncs = -1
 	res, err := c.db.Exec(ctx, s.sql, s.args...)
 	if err == nil && s.token != "" {
 		if n, _ := res.RowsAffected(); n > 0 {
 			c.tokens = append(c.tokens, s.token)
+			w.committedAtRisk(c, []string{s.token})
 		}
 	}
 	return fmt.Sprintf("%s %v: %s", s.sql, s.args, errText(err))

@@ -9,7 +9,9 @@
 // right after a checkpoint and loses power before its first transaction
 // (the checkpointed WAL comes back: staleWAL), and when the background
 // prefetches of partial replicas that bootstrapped late run (after a pull
-// and a checkpoint made some of their pages present: prefetch.go). The
+// and a checkpoint made some of their pages present: prefetch.go), and
+// power losses of SyncNormal clients too, which take back exactly the local
+// commits no WAL sync covered (syncnormal.go). The
 // server and the clients run in one process; the network is an
 // http.RoundTripper; time is virtual (a long poll that a commit is planned
 // to wake really blocks: longpoll.go).
@@ -33,7 +35,9 @@
 // to the oldest revision a client holds), every long poll woken by a commit
 // that lands while it waits, every bootstrap serving exactly its
 // revision's pages (one started between a push's commit and its recording,
-// with a checkpoint while it reads), no goroutine leak.
+// with a checkpoint while it reads), a SyncNormal power loss losing only
+// unsynced commits and never one the server has (no ErrClientCloned), no
+// lost write coming back, no goroutine leak.
 //
 // Run it with go test ./sim (see sim_test.go for the flags); a failing run
 // prints the command that replays it.
@@ -129,13 +133,24 @@ type client struct {
 	// partial: a partial replica (prefix bootstrap, lazy pages)
 	partial  *syncdb.PartialSync
 	longPoll time.Duration
-	// syncNormal: local commits do not wait for the disk; such a client
-	// may lose its last writes in a power loss, so it only ever crashes as
-	// a process.
-	syncNormal bool
-	seq        int
-	tokens     []string // value tokens of local writes that committed and changed rows
-	rev        int64    // revision sequence last seen (monotonic)
+	// syncNormal: local commits do not wait for the disk; a power loss
+	// takes back those no WAL sync followed (syncnormal.go): commitSyncs
+	// (-1: none yet) and atRisk track them, lost holds the tokens it took
+	// back unpushed. cloneCheck: c is to compare its change ids with the
+	// server's mark once open; expectCloned: it lost commits the server has
+	// under client id copyID, and must be refused as a copy; recover: open
+	// it next with Config.Recover.
+	syncNormal   bool
+	commitSyncs  int64
+	atRisk       []atRisk
+	lost         map[string]bool
+	cloneCheck   bool
+	expectCloned bool
+	copyID       string
+	recover      bool
+	seq          int
+	tokens       []string // value tokens of local writes that committed and changed rows
+	rev          int64    // revision sequence last seen (monotonic)
 	// seenConflict is the last conflict id checked; heldTokens are the
 	// tokens that conflicts hold back (see checkConflicts).
 	seenConflict int64
@@ -208,7 +223,7 @@ func newWorld(t testing.TB, cfg config) *world {
 	// seed's other choices do not depend on it.
 	prng := rand.New(rand.NewPCG(cfg.seed, 0x9a7))
 	for i := 0; i < n; i++ {
-		c := &client{i: i, name: fmt.Sprintf("c%d", i), fs: fsx.NewCrashFS()}
+		c := &client{i: i, name: fmt.Sprintf("c%d", i), fs: fsx.NewCrashFS(), commitSyncs: -1, lost: map[string]bool{}}
 		c.syncNormal = cfg.partial && prng.IntN(4) == 0
 		if cfg.partial && prng.IntN(3) == 0 {
 			// Long polls: with virtual time, one that finds nothing new
@@ -293,6 +308,8 @@ func (w *world) hook(name, owner string) {
 	case name == "server.live-read":
 		w.liveReadHook()
 		return
+	case name == "write.committed":
+		w.noteCommit(owner) // and a crash plan may fire here
 	}
 	w.mu.Lock()
 	p := w.plan
@@ -368,6 +385,7 @@ func (w *world) open(c *client) error {
 	cfg := syncdb.Config{
 		Path: c.path, URL: "http://sim", ClientName: c.name, HTTPClient: &http.Client{Transport: w.tr},
 		AutoCheckpointFrames: 20 + w.rng.IntN(200), PushBatchChanges: w.rng.IntN(3) * 10, Partial: c.partial, LongPollTimeout: c.longPoll, SyncNormal: c.syncNormal,
+		Recover: c.recover,
 	}
 	hooks := testhooks.Hooks{
 		Clock: w.clock, IDs: w.ids.next, FS: c.fs, VFS: w.vfs, Background: w.background(c),
@@ -404,7 +422,6 @@ func (w *world) takeCrash() *crashPlan {
 // crashClient kills c's process (its I/O is frozen already if a failpoint
 // fired), optionally loses power, and brings it back.
 func (w *world) crashClient(c *client, power bool, why string) {
-	power = power && !c.syncNormal
 	w.logf("%s crash at %s power=%v", c.name, why, power)
 	w.dropPrefetches(c)
 	c.fs.Freeze()
@@ -414,6 +431,7 @@ func (w *world) crashClient(c *client, power bool, why string) {
 		c.db = nil
 	}
 	if power {
+		w.losePower(c)
 		if err := c.fs.PowerLoss(); err != nil {
 			w.fail("%s: power loss: %v", c.name, err)
 		}
@@ -454,6 +472,12 @@ func (w *world) ensureOpen(c *client) {
 			}
 			w.fail("%s: open: %v", c.name, err)
 			return
+		}
+	}
+	if c.db != nil {
+		c.recover = false
+		if c.cloneCheck {
+			w.checkCopyState(context.Background(), c)
 		}
 	}
 }

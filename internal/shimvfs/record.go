@@ -59,6 +59,9 @@ type Recorder struct {
 	files map[string]*recFile
 
 	writes, truncates, syncs atomic.Int64
+
+	smu       sync.Mutex       // guards pathSyncs
+	pathSyncs map[string]int64 // successful xSync calls per path, never reset (see SyncsOf)
 }
 
 // recFile is the record of one file path.
@@ -110,7 +113,7 @@ func Record(dir string) (*Recorder, error) {
 			return nil, fmt.Errorf("shimvfs: %s overlaps the recorded %s", dir, o.dir)
 		}
 	}
-	r := &Recorder{dir: dir, files: map[string]*recFile{}}
+	r := &Recorder{dir: dir, files: map[string]*recFile{}, pathSyncs: map[string]int64{}}
 	recorders = append(recorders, r)
 	return r, nil
 }
@@ -216,6 +219,19 @@ func (r *Recorder) Stats() Stats {
 	return s
 }
 
+// SyncsOf counts the successful xSync calls of the file at path since
+// Record, across deletions, reopenings and power losses. A write made before
+// a count went up is durable: the simulator tells with it which commits of a
+// synchronous=NORMAL replica a power loss takes back.
+func (r *Recorder) SyncsOf(path string) int64 {
+	if p, err := cleanAbs(path); err == nil {
+		path = p
+	}
+	r.smu.Lock()
+	defer r.smu.Unlock()
+	return r.pathSyncs[path]
+}
+
 // open returns the record of path, creating it with the current size as the
 // durable one, and counts an open handle.
 func (r *Recorder) open(path string, size int64, mainDB bool) *recFile {
@@ -303,6 +319,9 @@ func (f *recFile) sync(tls *libc.TLS, pFile uintptr, flags int32) int32 {
 	}
 	f.synced, f.saved = size, nil
 	f.r.syncs.Add(1)
+	f.r.smu.Lock()
+	f.r.pathSyncs[f.path]++
+	f.r.smu.Unlock()
 	return sqlite3.SQLITE_OK
 }
 

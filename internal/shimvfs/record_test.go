@@ -206,3 +206,28 @@ func TestRecordErrors(t *testing.T) {
 	}
 	r2.Stop()
 }
+
+// TestSyncsOf: a synchronous=NORMAL commit in WAL mode does not sync the
+// WAL, a checkpoint does (the simulator's oracle of which commits a power
+// loss takes back rests on both).
+func TestSyncsOf(t *testing.T) {
+	dir := t.TempDir()
+	r := record(t, dir)
+	path := filepath.Join(dir, "db.sqlite")
+	db := conn(t, path, "_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=wal_autocheckpoint(0)")
+	defer db.Close()
+	mustExec(t, db, `CREATE TABLE t(id INTEGER PRIMARY KEY, x TEXT)`)
+	insertRows(t, db, 1, 2)
+	before := r.SyncsOf(path + "-wal")
+	insertRows(t, db, 3, 10)
+	if n := r.SyncsOf(path + "-wal"); n != before {
+		t.Fatalf("NORMAL commits synced the WAL: %d syncs, %d before", n, before)
+	}
+	mustExec(t, db, `PRAGMA wal_checkpoint(TRUNCATE)`)
+	if n := r.SyncsOf(path + "-wal"); n <= before {
+		t.Fatalf("a checkpoint did not sync the WAL: %d syncs, %d before", n, before)
+	}
+	if r.SyncsOf(path) == 0 {
+		t.Fatal("a checkpoint did not sync the database file")
+	}
+}
