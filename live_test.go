@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/syncdb/syncdb"
+	"github.com/syncdb/syncdb/internal/testutil"
 	"github.com/syncdb/syncdb/server"
 )
 
@@ -99,18 +100,6 @@ func (f *flakyServer) comeBack() {
 	f.down.Store(false)
 }
 
-// eventually waits, up to a minute, for cond.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func liveConfig(path, url string, errs *atomic.Int64) syncdb.Config {
 	return syncdb.Config{Path: path, URL: url, MaxRetryTime: -1, Live: &syncdb.LiveSync{
 		PushDelay: 20 * time.Millisecond, PollTimeout: 2 * time.Second, MaxBackoff: 300 * time.Millisecond,
@@ -139,8 +128,8 @@ func TestLiveReplicas(t *testing.T) {
 
 	// A's write reaches B without any call to Push or Pull.
 	mustExec(t, a, "INSERT INTO t VALUES(1, 'a')")
-	eventually(t, "a's row on b", func() bool { return count(b, "a") == "1" })
-	eventually(t, "a change of t on b", func() bool {
+	testutil.Eventually(t, time.Minute, "a's row on b", func() bool { return count(b, "a") == "1" })
+	testutil.Eventually(t, time.Minute, "a change of t on b", func() bool {
 		select {
 		case c := <-changes:
 			return slices.Contains(c.Tables, "t")
@@ -149,7 +138,7 @@ func TestLiveReplicas(t *testing.T) {
 		}
 	})
 	mustExec(t, b, "INSERT INTO t VALUES(2, 'b')")
-	eventually(t, "b's row on a", func() bool { return count(a, "b") == "1" })
+	testutil.Eventually(t, time.Minute, "b's row on a", func() bool { return count(a, "b") == "1" })
 
 	// The server goes away: both keep writing locally and notice.
 	srv.goAway()
@@ -158,18 +147,18 @@ func TestLiveReplicas(t *testing.T) {
 		mustExec(t, a, "INSERT INTO t VALUES(?, 'a')", 100+i)
 		mustExec(t, b, "INSERT INTO t VALUES(?, 'b')", 200+i)
 	}
-	eventually(t, "both replicas failing to sync", func() bool { return aErrs.Load() > aBefore+1 && bErrs.Load() > bBefore+1 })
+	testutil.Eventually(t, time.Minute, "both replicas failing to sync", func() bool { return aErrs.Load() > aBefore+1 && bErrs.Load() > bBefore+1 })
 	if count(a, "b") != "1" || count(b, "a") != "1" {
 		t.Fatal("rows moved while the server was away")
 	}
 
 	// It comes back (restarted on its data): they converge by themselves.
 	srv.comeBack()
-	eventually(t, "convergence", func() bool { return count(a, "b") == "6" && count(b, "a") == "6" })
+	testutil.Eventually(t, time.Minute, "convergence", func() bool { return count(a, "b") == "6" && count(b, "a") == "6" })
 	if ra, rb := rows(t, a, "SELECT * FROM t ORDER BY id"), rows(t, b, "SELECT * FROM t ORDER BY id"); ra != rb {
 		t.Fatalf("replicas differ:\n%s\n%s", ra, rb)
 	}
-	eventually(t, "a has pushed everything", func() bool {
+	testutil.Eventually(t, time.Minute, "a has pushed everything", func() bool {
 		st, err := a.Stats(ctx)
 		return err == nil && st.CDCOperations == 0
 	})
@@ -272,7 +261,7 @@ func TestChangesDuringBulkPull(t *testing.T) {
 			}
 		}()
 	}
-	eventually(t, "readers running", func() bool { return reads.Load() > 0 })
+	testutil.Eventually(t, time.Minute, "readers running", func() bool { return reads.Load() > 0 })
 	changed, err := b.Pull(ctx)
 	if err != nil || !changed {
 		t.Fatalf("pull: %v %v", changed, err)
@@ -323,7 +312,7 @@ func TestChangesDuringBulkPull(t *testing.T) {
 	}
 	st, _ = b.Stats(ctx)
 	var merged syncdb.Change
-	eventually(t, "the merged change", func() bool {
+	testutil.Eventually(t, time.Minute, "the merged change", func() bool {
 		select {
 		case c := <-slow:
 			merged.Revision = c.Revision
@@ -367,7 +356,7 @@ func TestLiveExplicitSync(t *testing.T) {
 	if err := b.Push(ctx); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "b's row on a", func() bool { return rows(t, a, "SELECT count(*) FROM t") == "1" })
+	testutil.Eventually(t, time.Minute, "b's row on a", func() bool { return rows(t, a, "SELECT count(*) FROM t") == "1" })
 }
 
 // A live replica with a conflict waiting keeps following the server (the
@@ -408,8 +397,8 @@ func TestLiveWithAConflictWaiting(t *testing.T) {
 	if err := a.Push(ctx); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "a's new row on b", func() bool { return rows(t, b, "SELECT v FROM kv WHERE k = 6") == "a6" })
-	eventually(t, "the conflict reported", func() bool { return reported.Load() != nil })
+	testutil.Eventually(t, time.Minute, "a's new row on b", func() bool { return rows(t, b, "SELECT v FROM kv WHERE k = 6") == "a6" })
+	testutil.Eventually(t, time.Minute, "the conflict reported", func() bool { return reported.Load() != nil })
 	n := errs.Load()
 	time.Sleep(3 * time.Second) // more than a long poll
 	if d := errs.Load() - n; d > 1 {
@@ -423,7 +412,7 @@ func TestLiveWithAConflictWaiting(t *testing.T) {
 	if err := b.ResolveConflict(ctx, cs[0].ID, "local"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "b's resolution on a", func() bool {
+	testutil.Eventually(t, time.Minute, "b's resolution on a", func() bool {
 		if _, err := a.Pull(ctx); err != nil && !errors.Is(err, syncdb.ErrConflict) {
 			t.Fatal(err)
 		}

@@ -18,6 +18,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/syncdb/syncdb/internal/testutil"
 )
 
 // benchEnv is what every scenario shares: the work directory, the built
@@ -309,28 +311,11 @@ func tail(s string, n int) string {
 type serverProc struct {
 	URL    string
 	cmd    *exec.Cmd
-	stderr *lockedBuffer
+	stderr *testutil.LockedBuffer
 	done   chan error
 
 	stopOnce sync.Once
 	stopErr  error
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // startServer runs the server over dataDir, creating (or opening the
@@ -351,7 +336,7 @@ func (e *benchEnv) startServerWith(dataDir string, flags []string, dbs ...string
 		name = e.self
 		args = append([]string{"worker", "serve", "-cpuprofile", filepath.Join(e.o.profile, fmt.Sprintf("server-%d.pprof", time.Now().UnixNano()))}, args[1:]...)
 	}
-	s := &serverProc{stderr: &lockedBuffer{}, done: make(chan error, 1)}
+	s := &serverProc{stderr: &testutil.LockedBuffer{}, done: make(chan error, 1)}
 	s.cmd = exec.Command(name, args...)
 	s.cmd.Stderr = s.stderr
 	stdout, err := s.cmd.StdoutPipe()

@@ -21,13 +21,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	_ "modernc.org/sqlite" // for the integrity check of the server's files
+
+	"github.com/syncdb/syncdb/internal/testutil"
 )
 
 // serverBin is the syncdb binary under test: built by TestMain into
@@ -171,7 +172,7 @@ type syncServer struct {
 	DataDir string
 
 	cmd     *exec.Cmd
-	stderr  *lockedBuffer
+	stderr  *testutil.LockedBuffer
 	done    chan error
 	stopped bool
 	// cache: a cluster node, whose data directory holds only caches
@@ -191,7 +192,7 @@ func startServer(t *testing.T, dataDir string, flags ...string) *syncServer {
 // startServerBin is startServer with another binary.
 func startServerBin(t *testing.T, bin, dataDir string, flags ...string) *syncServer {
 	t.Helper()
-	s := &syncServer{DataDir: dataDir, stderr: &lockedBuffer{}, done: make(chan error, 1)}
+	s := &syncServer{DataDir: dataDir, stderr: &testutil.LockedBuffer{}, done: make(chan error, 1)}
 	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--data", s.DataDir}, flags...)
 	s.cmd = exec.Command(bin, args...)
 	s.cmd.Stderr = s.stderr
@@ -331,13 +332,13 @@ func runScenarioAt(t *testing.T, url, dataDir, name, clientDir string, env ...st
 // of the "syncdb server listening on URL" line on found. exec.Cmd calls
 // Write from one goroutine only.
 type urlWatcher struct {
-	lockedBuffer
+	testutil.LockedBuffer
 	found chan string
 	sent  bool
 }
 
 func (u *urlWatcher) Write(p []byte) (int, error) {
-	n, err := u.lockedBuffer.Write(p)
+	n, err := u.LockedBuffer.Write(p)
 	const prefix = "syncdb server listening on "
 	if out := u.String(); !u.sent && strings.Contains(out, prefix) {
 		_, rest, _ := strings.Cut(out, prefix)
@@ -347,23 +348,6 @@ func (u *urlWatcher) Write(p []byte) (int, error) {
 		}
 	}
 	return n, err
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // Tokens of the auth scenario's server.

@@ -14,27 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/syncdb/syncdb/internal/testutil"
 	"github.com/syncdb/syncdb/wire/hrana"
 	"github.com/syncdb/syncdb/wire/syncpb"
 )
-
-// lockedBuffer is a bytes.Buffer for several goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // Server.Close while requests are in flight (the HTTP server still
 // serving): long polls woken by the shutdown, bootstraps, incremental
@@ -54,7 +37,7 @@ func closeWithRequestsInFlight(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var httpLog lockedBuffer
+	var httpLog testutil.LockedBuffer
 	hs := httptest.NewUnstartedServer(s.Handler())
 	hs.Config.ErrorLog = log.New(&httpLog, "", 0)
 	hs.Start()
@@ -98,7 +81,7 @@ func closeWithRequestsInFlight(t *testing.T) {
 			}
 		})
 	}
-	waitFor(t, time.Minute, "long polls waiting", func() bool { return ts.metricValue(t, "syncdb_long_poll_waiters") == polls })
+	testutil.Eventually(t, time.Minute, "long polls waiting", func() bool { return ts.metricValue(t, "syncdb_long_poll_waiters") == polls })
 
 	closed := make(chan error, 1)
 	go func() { closed <- s.Close() }()

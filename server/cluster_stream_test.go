@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/syncdb/syncdb/internal/testutil"
 )
 
 // A stream inside a transaction on a cluster node that loses its writer
@@ -75,7 +77,7 @@ func TestClusterStreamLosesItsTransactionWithTheLease(t *testing.T) {
 	if _, err := conn.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "the node to lose its lease", func() bool { return n.metricValue(t, "syncdb_leases_held") == 0 })
+	testutil.Eventually(t, 30*time.Second, "the node to lose its lease", func() bool { return n.metricValue(t, "syncdb_leases_held") == 0 })
 	// The other node writes (a new epoch) and goes away (its lease free).
 	other := tc.nodes[1]
 	other.exec(t, "", "INSERT INTO t VALUES (3)")
@@ -88,7 +90,7 @@ func TestClusterStreamLosesItsTransactionWithTheLease(t *testing.T) {
 		_, _, commitFailed = send(baton, "COMMIT")
 	}
 	t.Logf("COMMIT: %q", commitFailed)
-	waitFor(t, 30*time.Second, "the node to write again", func() bool {
+	testutil.Eventually(t, 30*time.Second, "the node to write again", func() bool {
 		_, _, f := send("", "SELECT 1")
 		return f == ""
 	})

@@ -16,6 +16,7 @@ import (
 	"github.com/syncdb/syncdb/internal/pgtest"
 	"github.com/syncdb/syncdb/server/pgstore"
 
+	"github.com/syncdb/syncdb/internal/testutil"
 	"github.com/syncdb/syncdb/wire/syncpb"
 )
 
@@ -115,7 +116,7 @@ func TestClusterLongPollWokenByAnotherNode(t *testing.T) {
 		p, _, _ := tc.nodes[1].tryPull(t, "", &syncpb.PullUpdatesReqProtoBody{ClientRevision: rev, LongPollTimeoutMs: 20000})
 		done <- p
 	}()
-	waitFor(t, 10*time.Second, "the long poll to wait", func() bool { return tc.nodes[1].metricValue(t, "syncdb_long_poll_waiters") == 1 })
+	testutil.Eventually(t, 10*time.Second, "the long poll to wait", func() bool { return tc.nodes[1].metricValue(t, "syncdb_long_poll_waiters") == 1 })
 	start := time.Now()
 	tc.nodes[0].exec(t, "", "INSERT INTO t VALUES (1)")
 	select {
@@ -182,7 +183,7 @@ func TestClusterSurvivesStoreRestart(t *testing.T) {
 		}()
 	}
 	count := func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
-	waitFor(t, 30*time.Second, "pushes before the crash", func() bool { return count() >= 20 })
+	testutil.Eventually(t, 30*time.Second, "pushes before the crash", func() bool { return count() >= 20 })
 	before := count()
 	// /healthz says whether the node reaches the store.
 	health := map[int]int{}
@@ -203,12 +204,12 @@ func TestClusterSurvivesStoreRestart(t *testing.T) {
 	close(stopHealth)
 	<-healthDone
 	restarted := time.Now()
-	waitFor(t, 60*time.Second, "pushes after the restart", func() bool { return count() >= before+20 })
+	testutil.Eventually(t, 60*time.Second, "pushes after the restart", func() bool { return count() >= before+20 })
 	resumed := time.Since(restarted)
 	if health[http.StatusServiceUnavailable] == 0 {
 		t.Errorf("/healthz never said the store was unreachable while it was down: %v", health)
 	}
-	waitFor(t, 30*time.Second, "/healthz after the restart", func() bool { return healthz(tc.nodes[0].url) == http.StatusOK })
+	testutil.Eventually(t, 30*time.Second, "/healthz after the restart", func() bool { return healthz(tc.nodes[0].url) == http.StatusOK })
 	close(stop)
 	wg.Wait()
 
@@ -248,13 +249,13 @@ func TestClusterTakeoverFromWarmCopy(t *testing.T) {
 	a.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)",
 		"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 400) INSERT INTO t(v) SELECT randomblob(3000) FROM c")
 	size := b.pull(t, "", &syncpb.PullUpdatesReqProtoBody{}).hdr.DbSize // b opens the database and copies it
-	waitFor(t, 60*time.Second, "b's warm copy", func() bool { return b.copyPages(t, "full") >= float64(size) })
+	testutil.Eventually(t, 60*time.Second, "b's warm copy", func() bool { return b.copyPages(t, "full") >= float64(size) })
 	for i := range 20 {
 		a.exec(t, "", fmt.Sprintf("UPDATE t SET v = randomblob(3000) WHERE id = %d", 1+i*19))
 	}
 	latest := a.pull(t, "", &syncpb.PullUpdatesReqProtoBody{}).hdr.ServerRevision
 	_, seq := revSeq(t, latest)
-	waitFor(t, 60*time.Second, "b's warm copy to catch up", func() bool {
+	testutil.Eventually(t, 60*time.Second, "b's warm copy to catch up", func() bool {
 		d := b.dbs["default"]
 		d.warm.mu.Lock()
 		defer d.warm.mu.Unlock()
@@ -289,7 +290,7 @@ func TestClusterReadsPagesInBatches(t *testing.T) {
 	want := a.pull(t, "", &syncpb.PullUpdatesReqProtoBody{})
 	size := want.hdr.DbSize
 	b.pull(t, "", &syncpb.PullUpdatesReqProtoBody{ServerRevision: old.ServerRevision, ServerPagesSelector: selector(t, 0)})
-	waitFor(t, 60*time.Second, "b's warm copy", func() bool { return b.copyPages(t, "full") >= float64(size) })
+	testutil.Eventually(t, 60*time.Second, "b's warm copy", func() bool { return b.copyPages(t, "full") >= float64(size) })
 	time.Sleep(2 * followEvery) // let the copy settle: its reads are not the pulls'
 
 	var chunk []uint32
@@ -361,7 +362,7 @@ func TestClusterSlowStoreStallsOnlyItsRequest(t *testing.T) {
 		_, status, _ := n.tryPull(t, "b", &syncpb.PullUpdatesReqProtoBody{})
 		stalled <- status
 	}()
-	waitFor(t, 30*time.Second, "the look-up of database b to wait for the lock", func() bool {
+	testutil.Eventually(t, 30*time.Second, "the look-up of database b to wait for the lock", func() bool {
 		var waiting int
 		err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting)
 		return err == nil && waiting > 0
@@ -433,7 +434,7 @@ func TestClusterCloseDropsWhatTheStoreNeverRecorded(t *testing.T) {
 	}()
 	// The append waits for the lock; then every session of the node ends
 	// (its lock session too: it loses its leases).
-	waitFor(t, 30*time.Second, "the append to wait", func() bool {
+	testutil.Eventually(t, 30*time.Second, "the append to wait", func() bool {
 		var waiting int
 		err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting)
 		return err == nil && waiting > 0
@@ -445,7 +446,7 @@ func TestClusterCloseDropsWhatTheStoreNeverRecorded(t *testing.T) {
 	if status := <-pushed; status != http.StatusServiceUnavailable {
 		t.Fatalf("the push whose append broke: %d", status)
 	}
-	waitFor(t, 30*time.Second, "the node to lose its lease", func() bool { return n.metricValue(t, "syncdb_leases_held") == 0 })
+	testutil.Eventually(t, 30*time.Second, "the node to lose its lease", func() bool { return n.metricValue(t, "syncdb_leases_held") == 0 })
 	n.stop(t) // fails the test if Close reports an error
 	again := tc.startNode(t, 1, nil)
 	if got := fmtRows(again.query(t, "", "SELECT count(*) FROM t")); got != "0\n" {

@@ -22,6 +22,7 @@ import (
 	"github.com/RoaringBitmap/roaring/v2"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/syncdb/syncdb/internal/testutil"
 	"github.com/syncdb/syncdb/wire/syncpb"
 )
 
@@ -60,18 +61,6 @@ func pullBody(t *testing.T, req *syncpb.PullUpdatesReqProtoBody) []byte {
 	return b
 }
 
-// waitFor polls cond until it holds or the bound passes.
-func waitFor(t *testing.T, bound time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(bound)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, bound)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // Attack: pulls that never read their response block every write of the
 // database (they held every history connection, which writes shared).
 func TestSecurityStalledPullsDoNotBlockWrites(t *testing.T) {
@@ -83,7 +72,7 @@ func TestSecurityStalledPullsDoNotBlockWrites(t *testing.T) {
 		stalledPost(t, ts.url, "/pull-updates", pullBody(t, &syncpb.PullUpdatesReqProtoBody{ClientRevision: base}))
 	}
 	// 16 stream (the history's read connections), the others wait for one.
-	waitFor(t, 60*time.Second, "stalled pulls streaming", func() bool { return ts.metricValue(t, "syncdb_pull_streams") >= 16 })
+	testutil.Eventually(t, 60*time.Second, "stalled pulls streaming", func() bool { return ts.metricValue(t, "syncdb_pull_streams") >= 16 })
 	time.Sleep(500 * time.Millisecond) // their socket buffers fill
 	start := time.Now()
 	done := make(chan struct{})
@@ -114,17 +103,17 @@ func (ts *testServer) revision(t *testing.T, seq int64) string {
 func TestSecurityStalledBootstrapIsDropped(t *testing.T) {
 	ts := newTestServer(t, Config{IOTimeout: time.Second, CheckpointFrames: 20, MaintenanceInterval: 50 * time.Millisecond, SnapshotCacheMinBytes: -1})
 	bigDatabase(t, ts, 12)
-	waitFor(t, 60*time.Second, "first checkpoint", func() bool { return ts.metricValue(t, "syncdb_checkpoints_total") >= 1 })
+	testutil.Eventually(t, 60*time.Second, "first checkpoint", func() bool { return ts.metricValue(t, "syncdb_checkpoints_total") >= 1 })
 	stalledPost(t, ts.url, "/pull-updates", nil)
-	waitFor(t, 60*time.Second, "the bootstrap streams", func() bool { return ts.metricValue(t, "syncdb_pull_streams") == 1 })
+	testutil.Eventually(t, 60*time.Second, "the bootstrap streams", func() bool { return ts.metricValue(t, "syncdb_pull_streams") == 1 })
 	before := ts.metricValue(t, "syncdb_checkpoints_total")
 	for i := range 30 {
 		ts.exec(t, "", fmt.Sprintf("INSERT INTO t(v) VALUES(randomblob(8000 + %d))", i))
 	}
-	waitFor(t, 60*time.Second, "a checkpoint with a stalled bootstrap", func() bool {
+	testutil.Eventually(t, 60*time.Second, "a checkpoint with a stalled bootstrap", func() bool {
 		return ts.metricValue(t, "syncdb_checkpoints_total") > before
 	})
-	waitFor(t, 60*time.Second, "the stalled bootstrap dropped", func() bool { return ts.metricValue(t, "syncdb_pull_streams") == 0 })
+	testutil.Eventually(t, 60*time.Second, "the stalled bootstrap dropped", func() bool { return ts.metricValue(t, "syncdb_pull_streams") == 0 })
 }
 
 // A slow but steady reader is served, and does not postpone checkpoints:
@@ -132,7 +121,7 @@ func TestSecurityStalledBootstrapIsDropped(t *testing.T) {
 func TestSecuritySlowBootstrapDoesNotPostponeCheckpoints(t *testing.T) {
 	ts := newTestServer(t, Config{CheckpointFrames: 20, MaintenanceInterval: 50 * time.Millisecond, SnapshotCacheMinBytes: -1})
 	bigDatabase(t, ts, 8)
-	waitFor(t, 60*time.Second, "first checkpoint", func() bool { return ts.metricValue(t, "syncdb_checkpoints_total") >= 1 })
+	testutil.Eventually(t, 60*time.Second, "first checkpoint", func() bool { return ts.metricValue(t, "syncdb_checkpoints_total") >= 1 })
 	dialer := &net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
 		return c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 8192) })
 	}}
@@ -256,7 +245,7 @@ func TestSecurityDatabaseCreation(t *testing.T) {
 		t.Fatalf("a fourth database: %d %s", status, body)
 	}
 	// Idle databases are closed, and open again when used.
-	waitFor(t, 30*time.Second, "idle databases closed", func() bool { return ts.metricValue(t, "syncdb_open_databases") == 0 })
+	testutil.Eventually(t, 30*time.Second, "idle databases closed", func() bool { return ts.metricValue(t, "syncdb_open_databases") == 0 })
 	if status, _ := ts.pullAs(t, "w1", "ro", &syncpb.PullUpdatesReqProtoBody{}); status != http.StatusOK {
 		t.Fatalf("a closed database reopens: %d", status)
 	}
@@ -292,7 +281,7 @@ func TestSecurityRequestsPerDatabase(t *testing.T) {
 	for range 2 {
 		stalledPost(t, ts.url, "/pull-updates", nil)
 	}
-	waitFor(t, 60*time.Second, "two stalled bootstraps", func() bool { return ts.metricValue(t, "syncdb_pull_streams") == 2 })
+	testutil.Eventually(t, 60*time.Second, "two stalled bootstraps", func() bool { return ts.metricValue(t, "syncdb_pull_streams") == 2 })
 	status, body := ts.pullAs(t, "", "", &syncpb.PullUpdatesReqProtoBody{})
 	if status != http.StatusServiceUnavailable {
 		t.Fatalf("a third request: %d %s", status, body)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/syncdb/syncdb/internal/testutil"
 	"github.com/syncdb/syncdb/internal/zstdchunks"
 	"github.com/syncdb/syncdb/server/history"
 	"github.com/syncdb/syncdb/wire"
@@ -91,7 +92,7 @@ func TestBootstrapIsASnapshot(t *testing.T) {
 			defer resp.Body.Close()
 			// Nothing is read before the writes: a zstd reader would read
 			// chunks ahead. Once the header is out, the revision is taken.
-			waitFor(t, time.Minute, "the bootstrap streams", func() bool { return ts.metricValue(t, "syncdb_pull_streams") == 1 })
+			testutil.Eventually(t, time.Minute, "the bootstrap streams", func() bool { return ts.metricValue(t, "syncdb_pull_streams") == 1 })
 			// The stream is stalled on the socket: now change the pages it
 			// has yet to send (the table's last rows) and some it has sent.
 			ts.exec(t, "", fmt.Sprintf("UPDATE t SET v = 'late' WHERE id > %d OR id < 100", n-n/10))

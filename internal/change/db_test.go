@@ -23,13 +23,6 @@ func openDB(t testing.TB, name string) *sql.DB {
 	return db
 }
 
-func mustExec(t testing.TB, db *sql.DB, query string, args ...any) {
-	t.Helper()
-	if _, err := db.Exec(query, args...); err != nil {
-		t.Fatalf("%s: %v", query, err)
-	}
-}
-
 // applyStmts runs stmts in one transaction, ignoring tolerated errors.
 func applyStmts(db *sql.DB, stmts []Stmt) error {
 	tx, err := db.Begin()

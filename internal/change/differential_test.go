@@ -11,6 +11,8 @@ import (
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/syncdb/syncdb/internal/testutil"
 )
 
 // The differential test runs a random workload on a source database, captures
@@ -448,13 +450,13 @@ func runDifferential(t *testing.T, seed uint64, steps int) {
 	src, dst := openDB(t, "src"), openDB(t, "dst")
 	for _, db := range []*sql.DB{src, dst} {
 		for _, s := range diffSchema {
-			mustExec(t, db, s)
+			testutil.MustExec(t, db, s)
 		}
 		// Some equal starting content, written before capture begins.
-		mustExec(t, db, `INSERT INTO t1 VALUES(1, 'one', 1.5, x'01', NULL), (2, 'two', NULL, x'', 2)`)
-		mustExec(t, db, `INSERT INTO t2 VALUES('a', 1, 'v', 1), (NULL, 2, 'null key', NULL)`)
-		mustExec(t, db, `INSERT INTO t4(_rowid_, rowid, x, y) VALUES(5, 'r', 1, 2)`)
-		mustExec(t, db, `INSERT INTO t5(rowid, x, "select") VALUES(7, 'seven', 7)`)
+		testutil.MustExec(t, db, `INSERT INTO t1 VALUES(1, 'one', 1.5, x'01', NULL), (2, 'two', NULL, x'', 2)`)
+		testutil.MustExec(t, db, `INSERT INTO t2 VALUES('a', 1, 'v', 1), (NULL, 2, 'null key', NULL)`)
+		testutil.MustExec(t, db, `INSERT INTO t4(_rowid_, rowid, x, y) VALUES(5, 'r', 1, 2)`)
+		testutil.MustExec(t, db, `INSERT INTO t5(rowid, x, "select") VALUES(7, 'seven', 7)`)
 	}
 	cap := &capture{infos: map[string]tableInfo{}}
 	for _, tb := range diffTables {

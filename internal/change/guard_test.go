@@ -4,6 +4,8 @@ import (
 	"database/sql"
 	"strings"
 	"testing"
+
+	"github.com/syncdb/syncdb/internal/testutil"
 )
 
 // guardPasses runs c's guard on db: true if it passes, false if it fails
@@ -31,8 +33,8 @@ func guardPasses(t *testing.T, db *sql.DB, c Change) bool {
 // updates, which leave such a column alone, are not refused for it.
 func TestGuardUnknownColumns(t *testing.T) {
 	db := openDB(t, "guard")
-	mustExec(t, db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
-	mustExec(t, db, "INSERT INTO t VALUES(1, 'one')")
+	testutil.MustExec(t, db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+	testutil.MustExec(t, db, "INSERT INTO t VALUES(1, 'one')")
 	cols := []string{"id", "v"}
 	del := func(id int64, v string) Change {
 		return Change{Op: Delete, Table: "t", Columns: cols, PK: []int{0}, RowidAlias: true, OldRowid: id, Before: []any{id, v}}
@@ -48,7 +50,7 @@ func TestGuardUnknownColumns(t *testing.T) {
 		t.Error("delete of a changed row: passed")
 	}
 	// A virtual generated column is no data: nothing to lose.
-	mustExec(t, db, "ALTER TABLE t ADD COLUMN g TEXT AS (v || '!') VIRTUAL")
+	testutil.MustExec(t, db, "ALTER TABLE t ADD COLUMN g TEXT AS (v || '!') VIRTUAL")
 	if !guardPasses(t, db, del(1, "one")) {
 		t.Error("delete with an unknown generated column: refused")
 	}
@@ -58,7 +60,7 @@ func TestGuardUnknownColumns(t *testing.T) {
 	if !guardPasses(t, db, upper) {
 		t.Error("delete naming the columns in upper case: refused")
 	}
-	mustExec(t, db, "ALTER TABLE t ADD COLUMN note TEXT")
+	testutil.MustExec(t, db, "ALTER TABLE t ADD COLUMN note TEXT")
 	if guardPasses(t, db, del(1, "one")) {
 		t.Error("delete with an unknown stored column: passed")
 	}

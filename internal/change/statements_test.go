@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/syncdb/syncdb/internal/testutil"
 )
 
 // tbl describes a table as the capture side would.
@@ -102,10 +104,10 @@ func TestStatementShapes(t *testing.T) {
 
 func TestInsertUpsertLastWriterWins(t *testing.T) {
 	db := openDB(t, "lww")
-	mustExec(t, db, `CREATE TABLE t(id INTEGER PRIMARY KEY, a, b)`)
-	mustExec(t, db, `CREATE TABLE c(k1 TEXT, k2 INT, v, w, PRIMARY KEY(k1, k2))`)
-	mustExec(t, db, `INSERT INTO t VALUES(1, 'old', 'keep me?'), (2, 'two', 2)`)
-	mustExec(t, db, `INSERT INTO c VALUES('a', 1, 'old', 'old')`)
+	testutil.MustExec(t, db, `CREATE TABLE t(id INTEGER PRIMARY KEY, a, b)`)
+	testutil.MustExec(t, db, `CREATE TABLE c(k1 TEXT, k2 INT, v, w, PRIMARY KEY(k1, k2))`)
+	testutil.MustExec(t, db, `INSERT INTO t VALUES(1, 'old', 'keep me?'), (2, 'two', 2)`)
+	testutil.MustExec(t, db, `INSERT INTO c VALUES('a', 1, 'old', 'old')`)
 	tt := tbl{name: "t", cols: []string{"id", "a", "b"}, pk: []int{0}, alias: true}
 	cc := tbl{name: "c", cols: []string{"k1", "k2", "v", "w"}, pk: []int{0, 1}}
 	apply(t, db,
@@ -127,7 +129,7 @@ func TestInsertUpsertLastWriterWins(t *testing.T) {
 // would duplicate the row.
 func TestNullKey(t *testing.T) {
 	db := openDB(t, "null")
-	mustExec(t, db, `CREATE TABLE n(a TEXT, b TEXT, v, PRIMARY KEY(a,b))`)
+	testutil.MustExec(t, db, `CREATE TABLE n(a TEXT, b TEXT, v, PRIMARY KEY(a,b))`)
 	n := tbl{name: "n", cols: []string{"a", "b", "v"}, pk: []int{0, 1}}
 	q := `SELECT a, b, v FROM n ORDER BY a, b`
 
@@ -143,7 +145,7 @@ func TestNullKey(t *testing.T) {
 
 	// Update of a NULL-keyed row deleted meanwhile changes nothing (the
 	// replay and the push guard call that a conflict).
-	mustExec(t, db, `DELETE FROM n WHERE a IS NULL AND b = 'x'`)
+	testutil.MustExec(t, db, `DELETE FROM n WHERE a IS NULL AND b = 'x'`)
 	c := n.upd(0, 0, row(nil, "x", int64(2)), row(nil, "x", "again"))
 	apply(t, db, c, c)
 	checkRows(t, db, q, [][]any{{nil, nil, "four"}, {"k", nil, int64(3)}})
@@ -162,11 +164,11 @@ func TestNullKey(t *testing.T) {
 // the same row survives.
 func TestUpdateColumnMerge(t *testing.T) {
 	db := openDB(t, "merge")
-	mustExec(t, db, `CREATE TABLE p(id INTEGER PRIMARY KEY, a, b, c REAL)`)
-	mustExec(t, db, `INSERT INTO p VALUES(1, 1, 1, 1.0)`)
+	testutil.MustExec(t, db, `CREATE TABLE p(id INTEGER PRIMARY KEY, a, b, c REAL)`)
+	testutil.MustExec(t, db, `INSERT INTO p VALUES(1, 1, 1, 1.0)`)
 	p := tbl{name: "p", cols: []string{"id", "a", "b", "c"}, pk: []int{0}, alias: true}
 	// Locally: a 1 -> 2, c unchanged. Remotely meanwhile: b 1 -> 5, c -> 9.
-	mustExec(t, db, `UPDATE p SET b = 5, c = 9 WHERE id = 1`)
+	testutil.MustExec(t, db, `UPDATE p SET b = 5, c = 9 WHERE id = 1`)
 	c := p.upd(1, 1, row(int64(1), int64(1), int64(1), 1.0), row(int64(1), int64(2), int64(1), 1.0))
 	stmts := mustStatements(t, c)
 	if !strings.HasPrefix(stmts[0].SQL, `UPDATE "p" SET "a" = ? WHERE`) {
@@ -185,8 +187,8 @@ func TestUpdateColumnMerge(t *testing.T) {
 // that is a conflict for the replay and the push guard to report.
 func TestUpdateOfDeletedRowChangesNothing(t *testing.T) {
 	db := openDB(t, "resurrect")
-	mustExec(t, db, `CREATE TABLE p(id INTEGER PRIMARY KEY, a, b)`)
-	mustExec(t, db, `CREATE TABLE w(k TEXT PRIMARY KEY, v) WITHOUT ROWID`)
+	testutil.MustExec(t, db, `CREATE TABLE p(id INTEGER PRIMARY KEY, a, b)`)
+	testutil.MustExec(t, db, `CREATE TABLE w(k TEXT PRIMARY KEY, v) WITHOUT ROWID`)
 	p := tbl{name: "p", cols: []string{"id", "a", "b"}, pk: []int{0}, alias: true}
 	w := tbl{name: "w", cols: []string{"k", "v"}, pk: []int{0}}
 	apply(t, db,
@@ -199,10 +201,10 @@ func TestUpdateOfDeletedRowChangesNothing(t *testing.T) {
 
 func TestKeyChangingUpdate(t *testing.T) {
 	db := openDB(t, "keychange")
-	mustExec(t, db, `CREATE TABLE k(a TEXT, b INT, v, PRIMARY KEY(a, b))`)
-	mustExec(t, db, `CREATE TABLE p(id INTEGER PRIMARY KEY, v)`)
-	mustExec(t, db, `INSERT INTO k VALUES('x', 1, 'v'), ('other', 1, 'o')`)
-	mustExec(t, db, `INSERT INTO p VALUES(1, 'one')`)
+	testutil.MustExec(t, db, `CREATE TABLE k(a TEXT, b INT, v, PRIMARY KEY(a, b))`)
+	testutil.MustExec(t, db, `CREATE TABLE p(id INTEGER PRIMARY KEY, v)`)
+	testutil.MustExec(t, db, `INSERT INTO k VALUES('x', 1, 'v'), ('other', 1, 'o')`)
+	testutil.MustExec(t, db, `INSERT INTO p VALUES(1, 'one')`)
 	k := tbl{name: "k", cols: []string{"a", "b", "v"}, pk: []int{0, 1}}
 	p := tbl{name: "p", cols: []string{"id", "v"}, pk: []int{0}, alias: true}
 	apply(t, db,
@@ -219,8 +221,8 @@ func TestKeyChangingUpdate(t *testing.T) {
 
 func TestDelete(t *testing.T) {
 	db := openDB(t, "delete")
-	mustExec(t, db, `CREATE TABLE k(a TEXT, b INT, v, PRIMARY KEY(a, b))`)
-	mustExec(t, db, `INSERT INTO k VALUES('x', 1, 'v'), ('x', 2, 'w')`)
+	testutil.MustExec(t, db, `CREATE TABLE k(a TEXT, b INT, v, PRIMARY KEY(a, b))`)
+	testutil.MustExec(t, db, `INSERT INTO k VALUES('x', 1, 'v'), ('x', 2, 'w')`)
 	k := tbl{name: "k", cols: []string{"a", "b", "v"}, pk: []int{0, 1}}
 	// The before image's non-key values do not matter.
 	apply(t, db, k.del(0, "x", int64(1), "stale"), k.del(0, "missing", int64(1), nil))
@@ -230,7 +232,7 @@ func TestDelete(t *testing.T) {
 func TestQuotedNames(t *testing.T) {
 	for _, suffix := range []string{"", " WITHOUT ROWID"} {
 		db := openDB(t, "quoted")
-		mustExec(t, db, `CREATE TABLE "we""ird tåble"("order" TEXT, "a b" INT, "x""y", "ü", "select", PRIMARY KEY("a b", "order"))`+suffix)
+		testutil.MustExec(t, db, `CREATE TABLE "we""ird tåble"("order" TEXT, "a b" INT, "x""y", "ü", "select", PRIMARY KEY("a b", "order"))`+suffix)
 		q := tbl{name: `we"ird tåble`, cols: []string{"order", "a b", `x"y`, "ü", "select"}, pk: []int{1, 0}}
 		apply(t, db,
 			q.ins(0, "o1", int64(1), "x", "ü", "s"),
@@ -243,7 +245,7 @@ func TestQuotedNames(t *testing.T) {
 		checkRows(t, db, `SELECT * FROM "we""ird tåble" ORDER BY "order"`, [][]any{
 			{"o3", int64(2), nil, "u", nil}, {"o9", int64(9), "res", nil, nil}})
 		// Rowid-keyed table with odd names too.
-		mustExec(t, db, `CREATE TABLE "ta""b le"("group", "x""y")`)
+		testutil.MustExec(t, db, `CREATE TABLE "ta""b le"("group", "x""y")`)
 		r := tbl{name: `ta"b le`, cols: []string{"group", `x"y`}}
 		apply(t, db, r.ins(5, "g", "x"), r.upd(5, 6, row("g", "x"), row("g", "z")))
 		checkRows(t, db, `SELECT rowid, * FROM "ta""b le"`, [][]any{{int64(6), "g", "z"}})
@@ -252,7 +254,7 @@ func TestQuotedNames(t *testing.T) {
 
 func TestWithoutRowid(t *testing.T) {
 	db := openDB(t, "wr")
-	mustExec(t, db, `CREATE TABLE w(a TEXT, b BLOB, v, PRIMARY KEY(b, a)) WITHOUT ROWID`)
+	testutil.MustExec(t, db, `CREATE TABLE w(a TEXT, b BLOB, v, PRIMARY KEY(b, a)) WITHOUT ROWID`)
 	w := tbl{name: "w", cols: []string{"a", "b", "v"}, pk: []int{1, 0}}
 	apply(t, db,
 		w.ins(0, "a", []byte{1}, int64(1)),
@@ -268,9 +270,9 @@ func TestWithoutRowid(t *testing.T) {
 
 func TestRowidKeyedTables(t *testing.T) {
 	db := openDB(t, "rowid")
-	mustExec(t, db, `CREATE TABLE r(x, y)`)
-	mustExec(t, db, `CREATE TABLE s(RowId TEXT, x)`) // shadows rowid: _rowid_ is used
-	mustExec(t, db, `CREATE TABLE u(rowid, _ROWID_, oid, x)`)
+	testutil.MustExec(t, db, `CREATE TABLE r(x, y)`)
+	testutil.MustExec(t, db, `CREATE TABLE s(RowId TEXT, x)`) // shadows rowid: _rowid_ is used
+	testutil.MustExec(t, db, `CREATE TABLE u(rowid, _ROWID_, oid, x)`)
 	r := tbl{name: "r", cols: []string{"x", "y"}}
 	s := tbl{name: "s", cols: []string{"RowId", "x"}}
 	apply(t, db,
@@ -298,7 +300,7 @@ func TestRowidKeyedTables(t *testing.T) {
 
 func TestExactValuesThroughStatements(t *testing.T) {
 	db := openDB(t, "exact")
-	mustExec(t, db, `CREATE TABLE e(id INTEGER PRIMARY KEY, v)`) // no affinity: values kept as bound
+	testutil.MustExec(t, db, `CREATE TABLE e(id INTEGER PRIMARY KEY, v)`) // no affinity: values kept as bound
 	e := tbl{name: "e", cols: []string{"id", "v"}, pk: []int{0}, alias: true}
 	big := make([]byte, 2<<20)
 	for i := range big {
@@ -349,8 +351,8 @@ func TestExactValuesThroughStatements(t *testing.T) {
 // ON CONFLICT(pk) also matches a primary key with a non-binary collation.
 func TestUpsertCollatedKey(t *testing.T) {
 	db := openDB(t, "collate")
-	mustExec(t, db, `CREATE TABLE c(k TEXT COLLATE NOCASE PRIMARY KEY, v)`)
-	mustExec(t, db, `INSERT INTO c VALUES('Key', 1)`)
+	testutil.MustExec(t, db, `CREATE TABLE c(k TEXT COLLATE NOCASE PRIMARY KEY, v)`)
+	testutil.MustExec(t, db, `INSERT INTO c VALUES('Key', 1)`)
 	c := tbl{name: "c", cols: []string{"k", "v"}, pk: []int{0}}
 	apply(t, db, c.ins(0, "KEY", int64(2)))
 	checkRows(t, db, `SELECT * FROM c`, [][]any{{"KEY", int64(2)}})

@@ -275,14 +275,3 @@ func queryString(tb testing.TB, db interface {
 	}
 	return s
 }
-
-func mustExec(tb testing.TB, db interface {
-	Exec(string, ...any) (sql.Result, error)
-}, qs ...string) {
-	tb.Helper()
-	for _, q := range qs {
-		if _, err := db.Exec(q); err != nil {
-			tb.Fatalf("%s: %v", q, err)
-		}
-	}
-}

@@ -12,6 +12,8 @@ import (
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/syncdb/syncdb/internal/testutil"
 )
 
 // sparseDB makes a sparse copy of the source, attaches it and opens it
@@ -230,8 +232,8 @@ func TestLazyWrites(t *testing.T) {
 		`INSERT INTO t(id, k, v, pad) SELECT id + 200000, 'x' || id, 1, printf('%0300d', id) FROM t WHERE id % 50 = 1`,
 	}
 	for _, s := range stmts {
-		mustExec(t, db, s)
-		mustExec(t, full, s)
+		testutil.MustExec(t, db, s)
+		testutil.MustExec(t, full, s)
 	}
 	const agg = `SELECT count(*) || ' ' || sum(v) || ' ' || total(id * v) || ' ' || sum(length(k) + length(pad)) FROM t`
 	want := queryString(t, full, agg)
@@ -245,7 +247,7 @@ func TestLazyWrites(t *testing.T) {
 	if err := db.QueryRow(`PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &log, &ckpt); err != nil || busy != 0 || ckpt != log {
 		t.Fatalf("checkpoint: %v busy=%d, %d of %d frames", err, busy, ckpt, log)
 	}
-	mustExec(t, db, `PRAGMA wal_checkpoint(TRUNCATE)`)
+	testutil.MustExec(t, db, `PRAGMA wal_checkpoint(TRUNCATE)`)
 	t.Logf("checkpoint: %d frames; Wrote %d pages, of which %d were never fetched; %d fetches, %d pages; %d missing",
 		ckpt, p.wrote.Load(), p.wroteMissing.Load(), p.fetches.Load(), p.fetched.Load(), p.nMissing())
 	if p.wrote.Load() == 0 {

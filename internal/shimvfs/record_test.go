@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/syncdb/syncdb/internal/testutil"
 )
 
 func record(t *testing.T, dir string) *Recorder {
@@ -61,13 +63,13 @@ func TestPowerLoss(t *testing.T) {
 			// A database outside dir, written without syncs, must not be touched.
 			other := filepath.Join(t.TempDir(), "other.sqlite")
 			odb := conn(t, other, "_pragma=journal_mode("+mode+")&_pragma=synchronous(OFF)")
-			mustExec(t, odb, `CREATE TABLE t(id INTEGER PRIMARY KEY, x TEXT)`)
+			testutil.MustExec(t, odb, `CREATE TABLE t(id INTEGER PRIMARY KEY, x TEXT)`)
 			insertRows(t, odb, 1, 30)
 
 			db := conn(t, path, "_pragma=journal_mode("+mode+")&_pragma=synchronous(FULL)")
-			mustExec(t, db, `CREATE TABLE t(id INTEGER PRIMARY KEY, x TEXT)`)
+			testutil.MustExec(t, db, `CREATE TABLE t(id INTEGER PRIMARY KEY, x TEXT)`)
 			insertRows(t, db, 1, 20)
-			mustExec(t, db, `PRAGMA synchronous=OFF`)
+			testutil.MustExec(t, db, `PRAGMA synchronous=OFF`)
 			insertRows(t, db, 21, 40)
 			if n, _ := ids(t, path); n != 40 {
 				t.Fatalf("before the crash: %d rows", n)
@@ -124,14 +126,14 @@ func TestPowerLossCheckpoint(t *testing.T) {
 	r := record(t, dir)
 	path := filepath.Join(dir, "db.sqlite")
 	db := conn(t, path, "_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=wal_autocheckpoint(0)")
-	mustExec(t, db, `CREATE TABLE t(id INTEGER PRIMARY KEY, x TEXT)`)
+	testutil.MustExec(t, db, `CREATE TABLE t(id INTEGER PRIMARY KEY, x TEXT)`)
 	insertRows(t, db, 1, 50)
 	before, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	mustExec(t, db, `PRAGMA synchronous=OFF`)
+	testutil.MustExec(t, db, `PRAGMA synchronous=OFF`)
 	var busy, log, ckpt int
 	if err := db.QueryRow(`PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &log, &ckpt); err != nil || ckpt == 0 {
 		t.Fatalf("checkpoint: %v, %d of %d frames", err, ckpt, log)
@@ -165,8 +167,8 @@ func TestPowerLossLazy(t *testing.T) {
 	t.Cleanup(detach)
 	r := record(t, dir)
 	db := conn(t, path, "_pragma=synchronous(OFF)&_pragma=wal_autocheckpoint(0)")
-	mustExec(t, db, `INSERT INTO t SELECT id + 100000, k || 'x', v, pad FROM t WHERE id % 10 = 0`,
-		`PRAGMA wal_checkpoint(PASSIVE)`)
+	testutil.MustExec(t, db, `INSERT INTO t SELECT id + 100000, k || 'x', v, pad FROM t WHERE id % 10 = 0`)
+	testutil.MustExec(t, db, `PRAGMA wal_checkpoint(PASSIVE)`)
 	if p.wrote.Load() == 0 {
 		t.Fatal("no write reported")
 	}
@@ -216,14 +218,14 @@ func TestSyncsOf(t *testing.T) {
 	path := filepath.Join(dir, "db.sqlite")
 	db := conn(t, path, "_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=wal_autocheckpoint(0)")
 	defer db.Close()
-	mustExec(t, db, `CREATE TABLE t(id INTEGER PRIMARY KEY, x TEXT)`)
+	testutil.MustExec(t, db, `CREATE TABLE t(id INTEGER PRIMARY KEY, x TEXT)`)
 	insertRows(t, db, 1, 2)
 	before := r.SyncsOf(path + "-wal")
 	insertRows(t, db, 3, 10)
 	if n := r.SyncsOf(path + "-wal"); n != before {
 		t.Fatalf("NORMAL commits synced the WAL: %d syncs, %d before", n, before)
 	}
-	mustExec(t, db, `PRAGMA wal_checkpoint(TRUNCATE)`)
+	testutil.MustExec(t, db, `PRAGMA wal_checkpoint(TRUNCATE)`)
 	if n := r.SyncsOf(path + "-wal"); n <= before {
 		t.Fatalf("a checkpoint did not sync the WAL: %d syncs, %d before", n, before)
 	}
