@@ -34,20 +34,13 @@ CREATE TABLE IF NOT EXISTS _syncdb_local(key TEXT PRIMARY KEY, value) WITHOUT RO
 // durable when they return, and no checkpoint unless syncdb asks. vfs ""
 // is SQLite's default.
 func WriterDSN(path, vfs string) string {
-	return "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=synchronous(FULL)&_pragma=wal_autocheckpoint(0)&_pragma=foreign_keys(0)" + VFSParam(vfs)
+	return sqlitex.DSN{Path: path, VFS: vfs,
+		Pragmas: []string{"busy_timeout(10000)", "synchronous(FULL)", "wal_autocheckpoint(0)", "foreign_keys(0)"}}.String()
 }
 
 // ReaderDSN is how read-only pool connections open the database.
 func ReaderDSN(path, vfs string) string {
-	return "file:" + path + "?_pragma=query_only(1)&_pragma=busy_timeout(10000)" + VFSParam(vfs)
-}
-
-// VFSParam is the URI parameter selecting vfs ("" = none).
-func VFSParam(vfs string) string {
-	if vfs == "" {
-		return ""
-	}
-	return "&vfs=" + vfs
+	return sqlitex.DSN{Path: path, VFS: vfs, Pragmas: []string{"query_only(1)", "busy_timeout(10000)"}}.String()
 }
 
 func (a *dbActor) open(ctx context.Context) error {

@@ -169,8 +169,7 @@ func (d *database) open(ctx context.Context) error {
 	if !d.hist.Initialized() {
 		return d.initHistory(ctx)
 	}
-	c := d.hist.Cursor()
-	d.walPos = walfile.Position{Salt1: c.Salt1, Salt2: c.Salt2, Frame: c.Frame, Cksum1: c.Cksum1, Cksum2: c.Cksum2}
+	d.walPos = d.hist.Cursor()
 	// Recover commits that reached the WAL but not the history (a crash
 	// between the two). A history that cannot take them now (its disk is
 	// full) leaves the database behind, as a recording that failed after a
@@ -203,12 +202,9 @@ func (d *database) openLocal(ctx context.Context) error {
 		// the store's commit is what makes a push durable.
 		sync = "NORMAL"
 	}
-	dsn := "file:" + path + "?_pragma=page_size(4096)&_pragma=journal_mode(WAL)&_pragma=synchronous(" + sync + ")" +
-		"&_pragma=wal_autocheckpoint(0)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(0)"
-	if d.opts.vfs != "" {
-		dsn += "&vfs=" + d.opts.vfs
-	}
-	db, err := sql.Open("sqlite", dsn)
+	dsn := sqlitex.DSN{Path: path, VFS: d.opts.vfs, Pragmas: []string{"page_size(4096)", "journal_mode(WAL)", "synchronous(" + sync + ")",
+		"wal_autocheckpoint(0)", "busy_timeout(10000)", "foreign_keys(0)"}}
+	db, err := sql.Open("sqlite", dsn.String())
 	if err != nil {
 		return fmt.Errorf("open %s: %w", mainFile, err)
 	}
@@ -235,11 +231,8 @@ func (d *database) openLocal(ctx context.Context) error {
 		return fmt.Errorf("database %s is not in WAL mode (%q, %v)", d.name, mode, err)
 	}
 
-	rdsn := "file:" + path + "?mode=ro&_pragma=query_only(1)&_pragma=busy_timeout(10000)&_pragma=mmap_size(1073741824)"
-	if d.opts.vfs != "" {
-		rdsn += "&vfs=" + d.opts.vfs
-	}
-	if d.readers, err = sql.Open("sqlite", rdsn); err != nil {
+	rdsn := sqlitex.DSN{Path: path, Mode: "ro", VFS: d.opts.vfs, Pragmas: []string{"query_only(1)", "busy_timeout(10000)", "mmap_size(1073741824)"}}
+	if d.readers, err = sql.Open("sqlite", rdsn.String()); err != nil {
 		return err
 	}
 	d.readers.SetMaxOpenConns(16)
@@ -401,14 +394,13 @@ func (d *database) recordCommits(ctx context.Context) (int, error) {
 	if len(commits) == 0 {
 		return 0, nil
 	}
-	pos := sc.Position()
-	cur := history.Cursor{Salt1: pos.Salt1, Salt2: pos.Salt2, Frame: pos.Frame, Cksum1: pos.Cksum1, Cksum2: pos.Cksum2}
+	pos := sc.Position() // the history's cursor too
 	if d.lease != nil && !d.lease.Valid() {
 		// This node's own clock says its lease may have ended (it was
 		// paused, or cut off from the store): do not even try.
 		return 0, fmt.Errorf("%w: this node's lease lapsed before it recorded the commit", history.ErrFenced)
 	}
-	rev, err := d.hist.Append(ctx, d.fence, commits, cur, d.opts.clock().UnixMilli())
+	rev, err := d.hist.Append(ctx, d.fence, commits, pos, d.opts.clock().UnixMilli())
 	if err != nil {
 		return 0, fmt.Errorf("%w: %w", errHistoryAppend, err)
 	}

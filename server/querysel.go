@@ -35,7 +35,7 @@ func (d *database) queryPages(ctx context.Context, rd history.View, rev history.
 		return nil, fmt.Errorf("register query VFS: %w", err)
 	}
 	defer fsys.Close()
-	db, err := sql.Open("sqlite", "file:"+imageName+"?vfs="+name+"&mode=ro&_pragma=query_only(1)")
+	db, err := sql.Open("sqlite", sqlitex.DSN{Path: imageName, Mode: "ro", Pragmas: []string{"query_only(1)"}, VFS: name}.String())
 	if err != nil {
 		return nil, err
 	}

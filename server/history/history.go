@@ -28,6 +28,8 @@ import (
 	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/klauspost/compress/zstd"
 	_ "modernc.org/sqlite" // the database/sql driver
+
+	"github.com/syncdb/syncdb/internal/walfile"
 )
 
 // PageSize is the only page size the sync protocol allows.
@@ -46,12 +48,10 @@ type Revision struct {
 }
 
 // Cursor is where the history has read the served database's WAL up to, so
-// that recording resumes there after a restart.
-type Cursor struct {
-	Salt1, Salt2   uint32
-	Frame          int
-	Cksum1, Cksum2 uint32
-}
+// that recording resumes there after a restart: the walfile.Position after
+// the last commit recorded (one type, so that no conversion can drop a
+// field).
+type Cursor = walfile.Position
 
 // Page is one page image written by a commit.
 type Page struct {
