@@ -2,6 +2,7 @@ package dbactor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 
@@ -225,7 +226,7 @@ func (a *dbActor) finishCheckpoint(ctx context.Context, plan *hashPlan) error {
 // next pull's replay, which finds them already there).
 func (a *dbActor) recoverCheckpoint(ctx context.Context) error {
 	size := a.walSizeNow()
-	if size < walfile.HeaderSize {
+	if a.walEmptyAt(size) {
 		return a.finishCheckpoint(ctx, nil)
 	}
 	sc, err := walfile.NewScanner(a.walFile, size, a.meta.SyncDB.Base.WAL)
@@ -247,6 +248,29 @@ func (a *dbActor) recoverCheckpoint(ctx context.Context) error {
 		return err
 	}
 	return a.copyWAL(ctx, false)
+}
+
+// walEmptyAt reports whether a WAL of size bytes holds no frame SQLite
+// would read: it is shorter than a header, or it is one header's size and
+// that header is not valid. The latter is what a power loss can leave, on a
+// real disk, of a new generation's first write after a checkpoint emptied
+// the WAL: the size reached the disk, the header's bytes did not (SQLite
+// fsyncs the header before it writes any frame, so no frame can be lost
+// with it). SQLite takes such a WAL for an empty one. A WAL with anything
+// after an invalid header is no state syncdb's crash leaves: not empty.
+func (a *dbActor) walEmptyAt(size int64) bool {
+	if size < walfile.HeaderSize {
+		return true
+	}
+	if size > walfile.HeaderSize || a.openWAL() != nil || a.walFile == nil {
+		return false
+	}
+	var b [walfile.HeaderSize]byte
+	if _, err := a.walFile.ReadAt(b[:], 0); err != nil {
+		return false
+	}
+	_, err := walfile.ParseHeader(b[:])
+	return errors.Is(err, walfile.ErrInvalidHeader)
 }
 
 // stats reports the local statistics.
