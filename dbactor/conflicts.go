@@ -915,4 +915,10 @@ var mutation struct {
 	// unanchoredWAL: a pull records an empty WAL as its position before
 	// T1 instead of anchoring it in a generation with a durable commit.
 	unanchoredWAL bool
+	// unsyncedAnchor: a SyncNormal pull takes a WAL with frames as its
+	// anchor, unsynced (the bug 40176c9 fixed).
+	unsyncedAnchor bool
+	// unsyncedPush: a SyncNormal push sends local commits that may not be
+	// on disk (the bug 7745b98 fixed).
+	unsyncedPush bool
 }

@@ -128,7 +128,7 @@ func (a *dbActor) anchorWAL(ctx context.Context) (walfile.Position, error) {
 	if err != nil {
 		return pos, externalModification("the WAL cannot be read: %w", err)
 	}
-	if (pos.Frame > 0 && !a.cfg.SyncNormal) || mutation.unanchoredWAL {
+	if (pos.Frame > 0 && (!a.cfg.SyncNormal || mutation.unsyncedAnchor)) || mutation.unanchoredWAL {
 		return pos, nil
 	}
 	if _, err := a.conn.ExecContext(ctx, "INSERT OR REPLACE INTO _syncdb_local(key, value) VALUES('wal_anchor', ?)", a.now().UnixNano()); err != nil {

@@ -227,7 +227,7 @@ func (a *dbActor) inTx(ctx context.Context, fn func() error) error {
 // survived, over later writes of others. One durable commit's fsync covers
 // every frame before it.
 func (a *dbActor) syncLocal(ctx context.Context) error {
-	if !a.unsynced {
+	if !a.unsynced || mutation.unsyncedPush {
 		return nil
 	}
 	if err := a.checkForeignWrites(); err != nil {
