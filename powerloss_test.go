@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -122,6 +123,24 @@ func (r *lossyReplica) restart(power bool) {
 	} else {
 		r.rec.Resume()
 	}
+	r.fs.Thaw()
+	r.open()
+}
+
+// restartAfter is restart(true) with disk changes between the power loss
+// and the open: what a real disk may have kept that CrashFS takes back.
+func (r *lossyReplica) restartAfter(kept func()) {
+	r.t.Helper()
+	failpoint.Set(nil)
+	r.db.Close()
+	r.db = nil
+	if err := r.fs.PowerLoss(); err != nil {
+		r.t.Fatal(err)
+	}
+	if err := r.rec.PowerLoss(); err != nil {
+		r.t.Fatal(err)
+	}
+	kept()
 	r.fs.Thaw()
 	r.open()
 }
@@ -270,6 +289,121 @@ func TestPullCrashPowerLoss(t *testing.T) {
 				a.open()
 			})
 		}
+	}
+}
+
+// A pull does not write -info: its T2 records the new base in the
+// database (_syncdb_local 'synced_base', fsynced with T2's commit), and
+// -info takes it in memory, written by the next update that writes (a
+// checkpoint, a clean close, an open). That removed the pull's last -info
+// rewrite, its fsync and its directory sync. So -info on disk may be one
+// pull (or more) behind: a power loss after a finished pull then finds it
+// stale, and open takes the base from the database (reconcileBase) before
+// it looks for a pending pull. Here a finished pull is followed by a
+// write, or by a second pull killed at each of its steps, then a power
+// loss: the replica keeps every row, its base is the server's revision
+// page for page, and a sync lands everything once. The second pull's
+// journal replaces the first's, so only the database's record can tell
+// the first pull finished (a second pull killed before its T1 would
+// otherwise be abandoned onto the first pull's old base).
+func TestPullDeferredInfoPowerLoss(t *testing.T) {
+	for _, point := range []string{"write.committed", "checkpoint.revert", "pull.journal", "pull.t1", "pull.t2", "pull.done"} {
+		t.Run(point, func(t *testing.T) {
+			ctx := context.Background()
+			url := newServer(t)
+			a := newLossyReplica(t, url)
+			a.createTU()
+			if err := a.db.Push(ctx); err != nil {
+				t.Fatal(err)
+			}
+			mustExec(t, a.db, "INSERT INTO t VALUES(1, 'local')") // not pushed
+			// The base before the first pull has pages in the revert store.
+			if err := a.db.Checkpoint(ctx); err != nil {
+				t.Fatal(err)
+			}
+			b := open(t, syncdb.Config{Path: filepath.Join(t.TempDir(), "b.db"), URL: url})
+			mustExec(t, b, "CREATE TABLE w(x)")
+			mustExec(t, b, "INSERT INTO u VALUES(2, 'remote')")
+			if err := b.Push(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := a.db.Pull(ctx); err != nil {
+				t.Fatal(err)
+			}
+			check := func(db *syncdb.DB, when, wantT, wantU string) {
+				t.Helper()
+				gotT := rows(t, db, "SELECT id, v FROM t ORDER BY id")
+				gotU := rows(t, db, "SELECT id, v FROM u ORDER BY id")
+				if gotT != wantT || gotU != wantU {
+					t.Fatalf("%s: t %q, u %q; want %q, %q", when, gotT, gotU, wantT, wantU)
+				}
+			}
+			wantT, wantU, finalU := "1|local", "2|remote", "2|remote"
+			fired := a.crashAt(point)
+			switch point {
+			case "write.committed":
+				if _, err := a.db.Exec(ctx, "INSERT INTO t VALUES(3, 'three')"); err == nil || !fired() {
+					t.Fatalf("no crash after the write: %v", err)
+				}
+				wantT = "1|local\n3|three"
+			case "checkpoint.revert":
+				// The checkpoint overwrites the revert store from its
+				// start (the new base's is empty) and syncs it, before it
+				// writes -info: a stale -info's base would read these.
+				mustExec(t, a.db, "INSERT INTO t VALUES(3, 'three')")
+				if err := a.db.Checkpoint(ctx); err == nil || !fired() {
+					t.Fatalf("no crash at %s: %v", point, err)
+				}
+				wantT = "1|local\n3|three"
+			default:
+				mustExec(t, b, "INSERT INTO u VALUES(4, 'remote2')")
+				if err := b.Push(ctx); err != nil {
+					t.Fatal(err)
+				}
+				finalU = "2|remote\n4|remote2"
+				if _, err := a.db.Pull(ctx); err == nil || !fired() {
+					t.Fatalf("no crash at %s: %v", point, err)
+				}
+				if point != "pull.journal" { // T1 committed: the second pull is kept
+					wantU = "2|remote\n4|remote2"
+				}
+			}
+			a.restartAfter(func() {
+				if point != "write.committed" && point != "checkpoint.revert" {
+					return
+				}
+				// The first pull removed its journal and cut the old
+				// revert store without syncing either: a real disk may
+				// keep both (CrashFS takes them back). Then only the
+				// database's record says the pull finished.
+				if err := os.Remove(a.cfg.Path + "-syncdb-replay"); err != nil {
+					t.Fatal(err)
+				}
+				if point == "write.committed" {
+					if err := os.Truncate(a.cfg.Path+"-revert", 0); err != nil {
+						t.Fatal(err)
+					}
+				}
+			})
+			check(a.db, "after the power loss", wantT, wantU)
+			a.db.Close()
+			checkSyncedBase(t, a.cfg.Path, url)
+			a.open()
+			mustExec(t, a.db, "INSERT INTO t VALUES(5, 'five')")
+			if err := a.db.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+			a.allPushed("after a sync")
+			wantT += "\n5|five"
+			check(a.db, "after a sync", wantT, finalU)
+			if _, err := b.Pull(ctx); err != nil {
+				t.Fatal(err)
+			}
+			check(b, "the other replica", wantT, finalU)
+			a.db.Close()
+			checkSyncedBase(t, a.cfg.Path, url)
+			a.open()
+		})
 	}
 }
 

@@ -33,9 +33,12 @@
 //  3. T2: replay the saved local changes above the replay floor (read from
 //     turso_sync_last_change_id in the newly applied pages) as SQL,
 //     capturing them again in a new pull generation;
-//  4. record the new revision and base in -info (an empty revert store,
-//     page 1's true header), with the pull's Before as Pulled (a journal
-//     that names it is a leftover); remove the journal.
+//  4. record the new revision and base (an empty revert store, page 1's
+//     true header), with the pull's Before as Pulled (a journal that names
+//     it is a leftover): T2 wrote them in _syncdb_local, and -info takes
+//     them deferred (written with the next update that writes; an open
+//     after a crash takes them from the database: reconcileBase); remove
+//     the journal.
 //
 // A crash anywhere is recovered at the next open: before T1 committed the
 // pull is abandoned (the database is untouched; the journal is removed and
@@ -385,7 +388,13 @@ func (a *dbActor) ready(ctx context.Context) error {
 // updateMeta changes -info durably through the metadata actor and keeps
 // the actor's copy in step.
 func (a *dbActor) updateMeta(ctx context.Context, fn func(*messages.Meta) error) error {
-	m, err := actors.Ask[*messages.Meta](context.WithoutCancel(ctx), a.cfg.Sys, a.cfg.Meta, &messages.UpdateMeta{Fn: fn})
+	return a.updateMetaMaybeDeferred(ctx, fn, false)
+}
+
+// updateMetaMaybeDeferred is updateMeta; with deferred, -info is not
+// written (messages.UpdateMeta.Defer).
+func (a *dbActor) updateMetaMaybeDeferred(ctx context.Context, fn func(*messages.Meta) error, deferred bool) error {
+	m, err := actors.Ask[*messages.Meta](context.WithoutCancel(ctx), a.cfg.Sys, a.cfg.Meta, &messages.UpdateMeta{Fn: fn, Defer: deferred})
 	if err != nil {
 		return fmt.Errorf("update metadata: %w", err)
 	}

@@ -129,7 +129,7 @@ func (a *dbActor) importLocal(ctx context.Context, path string) error {
 	if r := a.meta.SyncedRevision; r != nil {
 		rev = r.Revision
 	}
-	if err := a.durable(ctx, func() error { return a.replay(ctx, rev) }); err != nil {
+	if err := a.durable(ctx, func() error { return a.replay(ctx, rev, rev, nil) }); err != nil {
 		return err
 	}
 	a.cap.nextID = 0

@@ -290,6 +290,9 @@ func (a *dbActor) walSizeNow() int64 {
 // abandon an interrupted pull or checkpoint, check that nobody else wrote
 // to the files, create the local tables.
 func (a *dbActor) recover(ctx context.Context) error {
+	if err := a.reconcileBase(ctx); err != nil {
+		return err
+	}
 	p, err := a.pendingPull()
 	if err != nil {
 		return err

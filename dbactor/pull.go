@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -79,9 +80,12 @@ func (a *dbActor) applyPull(ctx context.Context, revision string, dbSize uint32,
 			return false, err
 		}
 	}
-	pending := &messages.PendingPull{Revision: revision, DBSize: dbSize, Before: before}
+	pending := &messages.PendingPull{Revision: revision, DBSize: dbSize, Before: before, Page1: base.Page1}
 	if page1 != nil {
 		pending.Page1 = page1Header(page1)
+	}
+	if r := a.meta.SyncedRevision; r != nil {
+		pending.From = r.Revision
 	}
 	if _, err := a.saveJournal(ctx, a.path(suffixReplay), revision, pending); err != nil {
 		// It may be in place all the same (a failed directory sync): the
@@ -413,25 +417,43 @@ func (a *dbActor) recoverPull(ctx context.Context) error {
 	if t1 == nil {
 		return a.abandonPull(ctx)
 	}
+	// The new base. Its revert store is empty: T1 wrote the base image of
+	// every page it holds (loadBase cuts the file to the recorded length),
+	// and page 1's true header is recorded with the base. A pull of an
+	// older version saved page 1 in -revert.next instead.
+	page1 := p.Page1
+	if p.NextRevertLen > 0 {
+		page1 = nil
+	}
+	rec := syncedBase{
+		Revision: p.Revision,
+		Base:     messages.Base{DBSize: p.DBSize, WAL: *t1, RevertLen: p.NextRevertLen, Page1: page1},
+		Pulled:   p.Before,
+		PullTime: a.now().Unix(),
+	}
 	// T1 committed. Has T2?
 	applied, err := a.appliedRevision(ctx)
 	if err != nil {
 		return err
 	}
+	ranT2 := false
 	if applied != p.Revision {
-		if err := a.replay(ctx, p.Revision); err != nil {
+		from := p.From
+		if r := a.meta.SyncedRevision; from == "" && r != nil {
+			from = r.Revision
+		}
+		if err := a.replay(ctx, p.Revision, from, &rec); err != nil {
 			return fmt.Errorf("replay local changes: %w", err)
 		}
+		ranT2 = true
 		failpoint.Hit("pull.t2", a.cfg.Path)
 	}
-	// Step 4: the new base. Its revert store is empty: T1 wrote the base
-	// image of every page it holds (loadBase cuts the file to the recorded
-	// length), and page 1's true header is recorded with the base. A pull
-	// of an older version saved page 1 in -revert.next instead.
-	page1 := a.meta.SyncDB.Base.Page1 // T1 did not write page 1: the base keeps it
-	if p.Page1 != nil {
-		page1 = p.Page1
-	}
+	// Step 4: -info learns the new base. T2 recorded it in the database
+	// (durably: the pull runs synchronous=FULL), so -info is not written
+	// now (deferred): the next write of -info (a checkpoint, a clean
+	// close, an open) carries it, and an open after a crash takes it from
+	// the database if -info is older (reconcileBase). A T2 of an older
+	// version recorded nothing: then -info is written here.
 	if p.NextRevertLen > 0 {
 		page1 = nil
 		next := a.path(suffixRevert + ".next")
@@ -445,17 +467,7 @@ func (a *dbActor) recoverPull(ctx context.Context) error {
 			return err
 		}
 	}
-	now := a.now().Unix()
-	if err := a.updateMeta(ctx, func(m *messages.Meta) error {
-		m.SyncedRevision = &messages.Revision{Type: "v1", Revision: p.Revision}
-		m.SyncDB.Base = messages.Base{DBSize: p.DBSize, WAL: *t1, RevertLen: p.NextRevertLen, Page1: page1}
-		m.SyncDB.Pull = nil
-		before := p.Before
-		m.SyncDB.Pulled = &before // the journal is left over from now on
-		m.LastPullUnixTime = &now
-		m.LastPushedPullGenHint, m.LastPushedChangeIDHint = 0, 0
-		return nil
-	}); err != nil {
+	if err := a.updateMetaMaybeDeferred(ctx, rec.apply, ranT2); err != nil {
 		return err
 	}
 	a.pull, a.pending = nil, false
@@ -464,6 +476,54 @@ func (a *dbActor) recoverPull(ctx context.Context) error {
 	a.cap.nextID = 0
 	a.walSize = a.walSizeNow()
 	return a.loadBase()
+}
+
+// syncedBase is what a pull sets in -info, as its T2 records it in
+// _syncdb_local ('synced_base'). T1 drops that table with the rest of the
+// local layer, so the record there is always the last finished pull's.
+type syncedBase struct {
+	Revision string           `json:"revision"`
+	Base     messages.Base    `json:"base"`
+	Pulled   walfile.Position `json:"pulled"` // the pull's Before
+	PullTime int64            `json:"pull_time"`
+}
+
+func (r *syncedBase) apply(m *messages.Meta) error {
+	m.SyncedRevision = &messages.Revision{Type: "v1", Revision: r.Revision}
+	m.SyncDB.Base = r.Base
+	m.SyncDB.Pull = nil
+	before := r.Pulled
+	m.SyncDB.Pulled = &before // the journal is left over from now on
+	t := r.PullTime
+	m.LastPullUnixTime = &t
+	m.LastPushedPullGenHint, m.LastPushedChangeIDHint = 0, 0
+	return nil
+}
+
+// reconcileBase brings -info up to the last finished pull when a crash
+// took that pull's deferred -info update with it: the database's record
+// (T2's) names a pull that -info's Pulled does not. It runs at open, before
+// anything reads the base or looks for a pending pull.
+func (a *dbActor) reconcileBase(ctx context.Context) error {
+	if ok, err := tableExists(ctx, a.conn, "_syncdb_local"); err != nil || !ok {
+		return err
+	}
+	var js string
+	err := a.conn.QueryRowContext(ctx, "SELECT value FROM _syncdb_local WHERE key = 'synced_base'").Scan(&js)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var rec syncedBase
+	if err := json.Unmarshal([]byte(js), &rec); err != nil {
+		return fmt.Errorf("the synced base recorded in the database: %w", err)
+	}
+	if p := a.meta.SyncDB.Pulled; p != nil && *p == rec.Pulled {
+		return nil
+	}
+	return a.updateMeta(ctx, rec.apply)
 }
 
 // appliedRevision is the revision whose T2 committed last ("" if none).
@@ -496,7 +556,9 @@ func tableExists(ctx context.Context, q interface {
 // floor on the new base, capturing them again in a new pull generation,
 // with the conflict rules (see conflicts.go); the conflicts recorded so far
 // come back from the journal, new ones are added, all in this transaction.
-func (a *dbActor) replay(ctx context.Context, revision string) error {
+//
+// A pull's T2 also records the new base (rec; nil for a rebuild's import).
+func (a *dbActor) replay(ctx context.Context, revision, base string, rec *syncedBase) error {
 	hdr, entries, carried, err := readJournal(a.cfg.FS, a.path(suffixReplay))
 	if err != nil {
 		return err
@@ -504,10 +566,6 @@ func (a *dbActor) replay(ctx context.Context, revision string) error {
 	floor, cloned, err := a.replayFloor(ctx, hdr, entries)
 	if err != nil {
 		return err
-	}
-	base := ""
-	if r := a.meta.SyncedRevision; r != nil {
-		base = r.Revision
 	}
 	if _, err := a.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		return err
@@ -557,6 +615,15 @@ func (a *dbActor) replay(ctx context.Context, revision string) error {
 		if _, err := a.conn.ExecContext(ctx, `INSERT OR REPLACE INTO _syncdb_local(key, value) VALUES
 			('pull_gen', ?), ('applied_revision', ?)`, hdr.PullGen+1, revision); err != nil {
 			return err
+		}
+		if rec != nil {
+			js, err := json.Marshal(rec)
+			if err != nil {
+				return err
+			}
+			if _, err := a.conn.ExecContext(ctx, "INSERT OR REPLACE INTO _syncdb_local(key, value) VALUES('synced_base', ?)", string(js)); err != nil {
+				return err
+			}
 		}
 		if hdr.PushTime > 0 {
 			if _, err := a.conn.ExecContext(ctx, "INSERT OR REPLACE INTO _syncdb_local(key, value) VALUES('push_time', ?)", hdr.PushTime); err != nil {

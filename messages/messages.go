@@ -51,6 +51,11 @@ type GetMeta struct {
 type UpdateMeta struct {
 	actors.Request[*Meta]
 	Fn func(*Meta) error
+	// Defer makes the update current without writing -info: the caller
+	// holds a durable record of it elsewhere (a pull's T2 records the new
+	// base in the database) and recovers it from there after a crash. The
+	// next update that writes carries it to the file.
+	Defer bool
 }
 
 // ---- netactor

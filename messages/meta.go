@@ -128,10 +128,14 @@ type PendingPull struct {
 	// NextRevertLen is the length of <db>-revert.next, the revert store of
 	// the new base, in pulls of older versions (which saved page 1 there).
 	NextRevertLen int64 `json:"next_revert_len"`
-	// Page1 is the new base's page-1 header when the pull's first
-	// transaction writes page 1 (nil: it does not, and the base keeps its
-	// own). It is in the journal, fsynced with it before that transaction.
+	// Page1 is the new base's Base.Page1: the true header of page 1 when
+	// the pull's first transaction writes that page, else the current
+	// base's. It is in the journal, fsynced with it before that
+	// transaction, so that recovery needs nothing of -info's base (which
+	// may be older: -info is written deferred after a pull).
 	Page1 *Page1Header `json:"page1,omitempty"`
+	// From is the synced revision the pull started from.
+	From string `json:"from,omitempty"`
 }
 
 // FileStamp identifies a database file's content: size and time for a

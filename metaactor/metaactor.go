@@ -32,6 +32,10 @@
 //   - once the directory is fsynced the rename is durable, and only then is
 //     the update acknowledged.
 //
+// An update with [messages.UpdateMeta.Defer] is validated and made current
+// but not written: the caller keeps its durable record elsewhere, and the
+// next written update carries it.
+//
 // An acknowledged update therefore survives a crash. A failed update leaves
 // the actor's metadata unchanged, but if the failure came after the rename
 // (the directory fsync failed) the file may already hold the new content:
@@ -140,7 +144,7 @@ func (a *metaActor) receive(msg any) {
 			m.Respond(nil, err)
 			return
 		}
-		next, err := a.update(m.Fn)
+		next, err := a.update(m.Fn, m.Defer)
 		if err != nil {
 			m.Respond(nil, err)
 			return
@@ -154,7 +158,7 @@ func (a *metaActor) receive(msg any) {
 }
 
 // update carries out one UpdateMeta and returns a copy for the reply.
-func (a *metaActor) update(fn func(*messages.Meta) error) (*messages.Meta, error) {
+func (a *metaActor) update(fn func(*messages.Meta) error, deferred bool) (*messages.Meta, error) {
 	if fn == nil {
 		return nil, errors.New("UpdateMeta without Fn")
 	}
@@ -168,6 +172,10 @@ func (a *metaActor) update(fn func(*messages.Meta) error) (*messages.Meta, error
 	data, err := encode(next)
 	if err != nil {
 		return nil, fmt.Errorf("update %s: %w", a.path, err)
+	}
+	if deferred {
+		a.cur = clone(next)
+		return next, nil
 	}
 	if mutation.cacheFirst {
 		a.cur = clone(next)

@@ -801,3 +801,43 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+// TestDeferredUpdate: a deferred update is current (GetMeta, the next
+// update's start) but not in the file, until the next written update
+// carries it; an invalid one is refused like any other.
+func TestDeferredUpdate(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	path := filepath.Join(t.TempDir(), "app.db-info")
+	ctx := context.Background()
+	sys := newSys(t)
+	defer sys.Stop()
+	pid, err := Spawn(sys, fsx.OS, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := update(ctx, sys, pid, setTo(sampleMeta(1))); err != nil {
+		t.Fatal(err)
+	}
+	deferred := func(fn func(*messages.Meta) error) error {
+		_, err := actors.Ask[*messages.Meta](ctx, sys, pid, &messages.UpdateMeta{Fn: fn, Defer: true})
+		return err
+	}
+	if err := deferred(func(m *messages.Meta) error { m.SyncedRevision.Revision = "rev-deferred"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(t, sys, pid).SyncedRevision.Revision; got != "rev-deferred" {
+		t.Fatalf("GetMeta after a deferred update: %q", got)
+	}
+	if m, err := Load(fsx.OS, path); err != nil || m.SyncedRevision.Revision != "rev-1" {
+		t.Fatalf("the file after a deferred update: %+v, %v", m, err)
+	}
+	if err := deferred(func(m *messages.Meta) error { m.ClientUniqueID = ""; return nil }); err == nil {
+		t.Fatal("a deferred update with an empty client id was accepted")
+	}
+	if _, err := update(ctx, sys, pid, func(m *messages.Meta) error { m.LastPushedChangeIDHint = 5; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := Load(fsx.OS, path); err != nil || m.SyncedRevision.Revision != "rev-deferred" || m.LastPushedChangeIDHint != 5 {
+		t.Fatalf("the file after the next update: %+v, %v", m, err)
+	}
+}
