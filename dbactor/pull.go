@@ -516,14 +516,31 @@ func (a *dbActor) reconcileBase(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	m, err := Reconciled(&a.meta, js)
+	if err != nil || m == nil {
+		return err
+	}
+	return a.updateMeta(ctx, func(cur *messages.Meta) error { *cur = *m; return nil })
+}
+
+// Reconciled is the metadata an open takes from -info's meta and the
+// database's record of the last finished pull (_syncdb_local
+// 'synced_base', record; "" if none): meta with the record's pull applied
+// if meta's Pulled does not name that pull, or nil if meta is current.
+func Reconciled(meta *messages.Meta, record string) (*messages.Meta, error) {
+	if record == "" {
+		return nil, nil
+	}
 	var rec syncedBase
-	if err := json.Unmarshal([]byte(js), &rec); err != nil {
-		return fmt.Errorf("the synced base recorded in the database: %w", err)
+	if err := json.Unmarshal([]byte(record), &rec); err != nil {
+		return nil, fmt.Errorf("the synced base recorded in the database: %w", err)
 	}
-	if p := a.meta.SyncDB.Pulled; p != nil && *p == rec.Pulled {
-		return nil
+	if p := meta.SyncDB.Pulled; p != nil && *p == rec.Pulled {
+		return nil, nil
 	}
-	return a.updateMeta(ctx, rec.apply)
+	m := *meta
+	rec.apply(&m)
+	return &m, nil
 }
 
 // appliedRevision is the revision whose T2 committed last ("" if none).

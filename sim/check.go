@@ -52,12 +52,15 @@ func (w *world) checkClient(c *client, op, result string) {
 		w.fail("%s after %s: stats: %v", c.name, op, err)
 		return
 	}
-	// The replica's metadata (its cache) is what its -info file says: a
-	// write that failed left both as they were.
-	if meta, err := metaactor.Load(fsx.OS, c.path+"-info"); err != nil {
-		w.fail("%s after %s: load metadata: %v", c.name, op, err)
+	// The replica's metadata (its cache) is what its durable state says:
+	// its -info file, or the database's record of the last finished pull
+	// where the file is older (a pull's -info update is deferred; an open
+	// takes the record: dbactor.Reconciled). A write that failed left both
+	// as they were.
+	if meta, err := durableMeta(ctx, c); err != nil {
+		w.fail("%s after %s: %v", c.name, op, err)
 	} else if disk := revisionOf(meta); disk != st.Revision {
-		w.fail("%s after %s: the replica's metadata says revision %q, its -info file %q", c.name, op, st.Revision, disk)
+		w.fail("%s after %s: the replica's metadata says revision %q, its -info file (with the database's record) %q", c.name, op, st.Revision, disk)
 	}
 	if st.Revision != "" {
 		seq := parseRevSeq(st.Revision)
@@ -73,6 +76,26 @@ func (w *world) checkClient(c *client, op, result string) {
 			w.fail("%s %s: unexpected error: %s", c.name, op, result)
 		}
 	}
+}
+
+// durableMeta is c's metadata as its durable state says: its -info file,
+// with the database's record of the last finished pull where the file is
+// older (a pull's -info update is deferred; an open takes the record:
+// dbactor.Reconciled). With c closed, the file alone.
+func durableMeta(ctx context.Context, c *client) (*messages.Meta, error) {
+	meta, err := metaactor.Load(fsx.OS, c.path+"-info")
+	if err != nil || c.db == nil {
+		return meta, err
+	}
+	var record string
+	if err := c.db.QueryRow(ctx, "SELECT coalesce((SELECT value FROM _syncdb_local WHERE key = 'synced_base'), '')").Scan(&record); err != nil {
+		return nil, fmt.Errorf("read the recorded base: %w", err)
+	}
+	m, err := dbactor.Reconciled(meta, record)
+	if err != nil || m == nil {
+		return meta, err
+	}
+	return m, nil
 }
 
 func revisionOf(m *messages.Meta) string {

@@ -501,7 +501,12 @@ func (w *world) syncedSeq(clientID string) int64 {
 		if c.name != name {
 			continue
 		}
-		meta, err := metaactor.Load(fsx.OS, c.path+"-info")
+		meta, err := durableMeta(context.Background(), c)
+		if err != nil {
+			// A client that cannot be read now (it is being reopened):
+			// its -info file, which may be older, so stricter.
+			meta, err = metaactor.Load(fsx.OS, c.path+"-info")
+		}
 		if err != nil || meta.SyncedRevision == nil {
 			return -1
 		}
