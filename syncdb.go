@@ -447,7 +447,7 @@ func (d *DB) open(ctx context.Context) error {
 // new replica).
 func (d *DB) spawnMeta(ctx context.Context) (*messages.Meta, error) {
 	var err error
-	if d.meta, err = metaactor.Spawn(d.sys, d.hooks.FS, d.cfg.Path+"-info"); err != nil {
+	if d.meta, err = metaactor.SpawnWatched(d.sys, d.hooks.FS, d.cfg.Path+"-info", d.hooks.OnMeta); err != nil {
 		return nil, err
 	}
 	return actors.Ask[*messages.Meta](ctx, d.sys, d.meta, &messages.GetMeta{})

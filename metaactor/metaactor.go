@@ -102,11 +102,18 @@ const ActorName = "meta"
 // fine (GetMeta then answers nil), an unreadable or invalid one is an error
 // returned here, and no actor is started.
 func Spawn(sys *actors.System, fsys fsx.FS, path string) (*actor.PID, error) {
+	return SpawnWatched(sys, fsys, path, nil)
+}
+
+// SpawnWatched is Spawn with watch (if not nil) called with a copy of the
+// metadata every time the actor's current metadata changes, on the actor's
+// goroutine: for the simulator, which compares it with the file.
+func SpawnWatched(sys *actors.System, fsys fsx.FS, path string, watch func(*messages.Meta)) (*actor.PID, error) {
 	cur, err := Load(fsys, path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
-	a := &metaActor{fs: fsys, path: path, cur: cur}
+	a := &metaActor{fs: fsys, path: path, cur: cur, watch: watch}
 	return sys.Spawn(ActorName, a.receive, nil)
 }
 
@@ -126,9 +133,10 @@ func Load(fsys fsx.FS, path string) (*messages.Meta, error) {
 
 // metaActor is the actor's state; only its goroutine touches it.
 type metaActor struct {
-	fs   fsx.FS
-	path string
-	cur  *messages.Meta // nil: no metadata yet
+	watch func(*messages.Meta)
+	fs    fsx.FS
+	path  string
+	cur   *messages.Meta // nil: no metadata yet
 }
 
 func (a *metaActor) receive(msg any) {
@@ -174,11 +182,11 @@ func (a *metaActor) update(fn func(*messages.Meta) error, deferred bool) (*messa
 		return nil, fmt.Errorf("update %s: %w", a.path, err)
 	}
 	if deferred {
-		a.cur = clone(next)
+		a.setCur(next)
 		return next, nil
 	}
 	if mutation.cacheFirst {
-		a.cur = clone(next)
+		a.setCur(next)
 	}
 	if err := fsx.WriteFileAtomic(a.fs, a.path, data); err != nil {
 		return nil, fmt.Errorf("write %s: %w", a.path, err)
@@ -186,8 +194,16 @@ func (a *metaActor) update(fn func(*messages.Meta) error, deferred bool) (*messa
 	// Only now, and not before: a write that failed (and that the process
 	// survives) must leave the cache as the file is. Fn may have kept a
 	// pointer into next: keep our own copy.
-	a.cur = clone(next)
+	a.setCur(next)
 	return next, nil
+}
+
+// setCur makes a copy of next the current metadata.
+func (a *metaActor) setCur(next *messages.Meta) {
+	a.cur = clone(next)
+	if a.watch != nil {
+		a.watch(clone(next))
+	}
 }
 
 // encode sets the Turso compatibility fields from Base.WAL, validates m and

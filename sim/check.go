@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -59,8 +60,25 @@ func (w *world) checkClient(c *client, op, result string) {
 	// as they were.
 	if meta, err := durableMeta(ctx, c); err != nil {
 		w.fail("%s after %s: %v", c.name, op, err)
-	} else if disk := revisionOf(meta); disk != st.Revision {
-		w.fail("%s after %s: the replica's metadata says revision %q, its -info file (with the database's record) %q", c.name, op, st.Revision, disk)
+	} else {
+		if disk := revisionOf(meta); disk != st.Revision {
+			w.fail("%s after %s: the replica's metadata says revision %q, its -info file (with the database's record) %q", c.name, op, st.Revision, disk)
+		}
+		c.cacheMu.Lock()
+		cache := c.cache
+		c.cacheMu.Unlock()
+		if cache != nil {
+			type state struct {
+				Base          messages.Base
+				Checkpointing bool
+				Pulled        any
+			}
+			got, _ := json.Marshal(state{cache.SyncDB.Base, cache.SyncDB.Checkpointing, cache.SyncDB.Pulled})
+			want, _ := json.Marshal(state{meta.SyncDB.Base, meta.SyncDB.Checkpointing, meta.SyncDB.Pulled})
+			if !bytes.Equal(got, want) {
+				w.fail("%s after %s: the replica's metadata is %s, its -info file (with the database's record) %s", c.name, op, got, want)
+			}
+		}
 	}
 	if st.Revision != "" {
 		seq := parseRevSeq(st.Revision)

@@ -65,6 +65,7 @@ import (
 	"github.com/syncdb/syncdb/internal/fsx"
 	"github.com/syncdb/syncdb/internal/shimvfs"
 	"github.com/syncdb/syncdb/internal/testhooks"
+	"github.com/syncdb/syncdb/messages"
 	"github.com/syncdb/syncdb/metaactor"
 	"github.com/syncdb/syncdb/server"
 )
@@ -123,13 +124,18 @@ type world struct {
 }
 
 type client struct {
-	i    int
-	name string
-	dir  string
-	path string
-	db   *syncdb.DB
-	fs   *fsx.CrashFS
-	rec  *shimvfs.Recorder
+	// cache is the replica's current metadata (metaactor's), as its
+	// testhooks.Hooks.OnMeta last reported it; nil until it changes after
+	// an open.
+	cacheMu sync.Mutex
+	cache   *messages.Meta
+	i       int
+	name    string
+	dir     string
+	path    string
+	db      *syncdb.DB
+	fs      *fsx.CrashFS
+	rec     *shimvfs.Recorder
 	// partial: a partial replica (prefix bootstrap, lazy pages)
 	partial  *syncdb.PartialSync
 	longPoll time.Duration
@@ -387,8 +393,16 @@ func (w *world) open(c *client) error {
 		AutoCheckpointFrames: 20 + w.rng.IntN(200), PushBatchChanges: w.rng.IntN(3) * 10, Partial: c.partial, LongPollTimeout: c.longPoll, SyncNormal: c.syncNormal,
 		Recover: c.recover,
 	}
+	c.cacheMu.Lock()
+	c.cache = nil
+	c.cacheMu.Unlock()
 	hooks := testhooks.Hooks{
 		Clock: w.clock, IDs: w.ids.next, FS: c.fs, VFS: w.vfs, Background: w.background(c),
+		OnMeta: func(m *messages.Meta) {
+			c.cacheMu.Lock()
+			c.cache = m
+			c.cacheMu.Unlock()
+		},
 		OnPanic: func(err error) {
 			var pe *actors.PanicError
 			if errors.As(err, &pe) {

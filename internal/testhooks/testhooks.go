@@ -15,6 +15,7 @@ import (
 
 	"github.com/syncdb/syncdb/actors"
 	"github.com/syncdb/syncdb/internal/fsx"
+	"github.com/syncdb/syncdb/messages"
 )
 
 // Hooks are the test-only replacements. Zero fields keep the defaults.
@@ -28,6 +29,9 @@ type Hooks struct {
 	// Background runs a partial replica's prefetch downloads (nil = each on
 	// a goroutine of its own; see pageactor.Config.Background).
 	Background func(func())
+	// OnMeta is called with a copy of the replica's current metadata
+	// (metaactor's, which may be ahead of -info) every time it changes.
+	OnMeta func(*messages.Meta)
 }
 
 type key struct{}
