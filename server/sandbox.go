@@ -19,7 +19,9 @@ import (
 // flag (no writes to the schema table, sqlite_dbpage or shadow tables, no
 // schema_version writes), and a cap on the size of one value.
 //
-// Refused: ATTACH and DETACH (and so VACUUM, which attaches its target),
+// Refused: creating, altering, dropping, writing, indexing or putting a
+// trigger on anything named with syncdb's reserved prefix (_syncdb_,
+// reservedPrefix), ATTACH and DETACH (and so VACUUM, which attaches its target),
 // sqlite_dbpage, extension loading, virtual table modules other than the
 // full-text and R-tree ones, and every PRAGMA but those in pragmaRules.
 // Read-only sandboxes (the query selector) allow reading only.
@@ -88,6 +90,21 @@ var deniedFunctions = map[string]bool{"load_extension": true, "fts3_tokenizer": 
 
 // maxAttached is 0: no ATTACH, whatever the authorizer says.
 const maxAttached = 0
+
+// reservedPrefix starts the names of the tables a replica keeps for
+// itself inside its database file (dbactor's _syncdb_local,
+// _syncdb_changes, ...). A pull overwrites the replica's file with the
+// server's pages, so such a table on the server would reach every replica
+// in the place of its own bookkeeping. Reading stays allowed: no
+// legitimate server database has one, and reading one an older server
+// let in shows what is there without changing it.
+const reservedPrefix = "_syncdb_"
+
+// reserved reports whether name starts with reservedPrefix; SQLite's
+// names are ASCII case-insensitive.
+func reserved(name string) bool {
+	return len(name) >= len(reservedPrefix) && strings.EqualFold(name[:len(reservedPrefix)], reservedPrefix)
+}
 
 // ErrRefused wraps the error of a statement the sandbox refused.
 var ErrRefused = errors.New("not allowed on this server")
@@ -162,6 +179,9 @@ func (sb *sandbox) authorize(a sqlitex.Action) sqlitex.AuthResult {
 	if sb.readOnly || sb.readOnlyTx {
 		return sb.deny("anything but reading (a read-only statement is required)")
 	}
+	if name, ok := reservedTarget(a); ok {
+		return sb.deny("%s %q: names starting with %q are reserved for syncdb's replicas", actionNames[a.Code], name, reservedPrefix)
+	}
 	switch a.Code {
 	case sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE:
 		if strings.EqualFold(a.Arg1, "sqlite_dbpage") {
@@ -173,6 +193,48 @@ func (sb *sandbox) authorize(a sqlitex.Action) sqlitex.AuthResult {
 		}
 	}
 	return sqlitex.AuthOK
+}
+
+// actionNames names the actions reservedTarget checks, for the refusal.
+var actionNames = map[int]string{
+	sqlite3.SQLITE_CREATE_INDEX: "creating index", sqlite3.SQLITE_CREATE_TEMP_INDEX: "creating index",
+	sqlite3.SQLITE_CREATE_TABLE: "creating table", sqlite3.SQLITE_CREATE_TEMP_TABLE: "creating table",
+	sqlite3.SQLITE_CREATE_TRIGGER: "creating trigger", sqlite3.SQLITE_CREATE_TEMP_TRIGGER: "creating trigger",
+	sqlite3.SQLITE_CREATE_VIEW: "creating view", sqlite3.SQLITE_CREATE_TEMP_VIEW: "creating view",
+	sqlite3.SQLITE_CREATE_VTABLE: "creating virtual table",
+	sqlite3.SQLITE_DROP_INDEX:    "dropping index", sqlite3.SQLITE_DROP_TEMP_INDEX: "dropping index",
+	sqlite3.SQLITE_DROP_TABLE: "dropping table", sqlite3.SQLITE_DROP_TEMP_TABLE: "dropping table",
+	sqlite3.SQLITE_DROP_TRIGGER: "dropping trigger", sqlite3.SQLITE_DROP_TEMP_TRIGGER: "dropping trigger",
+	sqlite3.SQLITE_DROP_VIEW: "dropping view", sqlite3.SQLITE_DROP_TEMP_VIEW: "dropping view",
+	sqlite3.SQLITE_DROP_VTABLE: "dropping virtual table",
+	sqlite3.SQLITE_INSERT:      "writing", sqlite3.SQLITE_UPDATE: "writing", sqlite3.SQLITE_DELETE: "writing",
+	sqlite3.SQLITE_ALTER_TABLE: "altering table", sqlite3.SQLITE_REINDEX: "reindexing", sqlite3.SQLITE_ANALYZE: "analyzing",
+}
+
+// reservedTarget returns the reserved name a changing action is about, if
+// any: the object (index, table, trigger, view) and the table it is on.
+// A virtual table's shadow tables are named after it plus "_suffix"
+// (fts5's x_data), so a virtual table named "_syncdb" is reserved too.
+// Savepoints are not objects: the server's own _syncdb_returning is one.
+func reservedTarget(a sqlitex.Action) (string, bool) {
+	if _, ok := actionNames[a.Code]; !ok {
+		return "", false
+	}
+	names := []string{a.Arg1, a.Arg2}
+	switch a.Code {
+	case sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE:
+		names = names[:1] // Arg2 of an UPDATE is a column
+	case sqlite3.SQLITE_ALTER_TABLE:
+		names = names[1:] // Arg1 is the database
+	case sqlite3.SQLITE_CREATE_VTABLE, sqlite3.SQLITE_DROP_VTABLE:
+		names = []string{a.Arg1 + "_"} // Arg2 is the module
+	}
+	for _, n := range names {
+		if reserved(n) {
+			return strings.TrimSuffix(n, "_"), true
+		}
+	}
+	return "", false
 }
 
 func (sb *sandbox) pragma(a sqlitex.Action) sqlitex.AuthResult {
