@@ -391,6 +391,7 @@ func (a *dbActor) recoverPull(ctx context.Context) error {
 		return err
 	}
 	var t1 *walfile.Position
+	t2 := false
 	if a.walFile != nil {
 		st, err := a.walFile.Stat()
 		if err != nil {
@@ -410,6 +411,18 @@ func (a *dbActor) recoverPull(ctx context.Context) error {
 		if _, err := sc.Next(); err == nil {
 			pos := sc.Position()
 			t1 = &pos
+			// T2 is the transaction right after T1 (nothing else writes
+			// in between, and it always writes): the WAL, which only this
+			// replica writes, says whether it committed. Not a row of the
+			// database: T1 copied the server's pages, whose tables a
+			// remote writer controls (a planted _syncdb_local with the
+			// pull's applied_revision skipped T2 and lost the local
+			// changes).
+			if _, err := sc.Next(); err == nil {
+				t2 = true
+			} else if !errors.Is(err, io.EOF) {
+				return externalModification("the WAL cannot be read: %w", err)
+			}
 		} else if !errors.Is(err, io.EOF) {
 			return externalModification("the WAL cannot be read: %w", err)
 		}
@@ -431,13 +444,8 @@ func (a *dbActor) recoverPull(ctx context.Context) error {
 		Pulled:   p.Before,
 		PullTime: a.now().Unix(),
 	}
-	// T1 committed. Has T2?
-	applied, err := a.appliedRevision(ctx)
-	if err != nil {
-		return err
-	}
 	ranT2 := false
-	if applied != p.Revision {
+	if !t2 {
 		from := p.From
 		if r := a.meta.SyncedRevision; from == "" && r != nil {
 			from = r.Revision
@@ -541,21 +549,6 @@ func Reconciled(meta *messages.Meta, record string) (*messages.Meta, error) {
 	m := *meta
 	rec.apply(&m)
 	return &m, nil
-}
-
-// appliedRevision is the revision whose T2 committed last ("" if none).
-// T1 writes the server's pages, which have no _syncdb_local (it is local):
-// until T2 creates it again, the table is absent, and T2 has not run.
-func (a *dbActor) appliedRevision(ctx context.Context) (string, error) {
-	if ok, err := tableExists(ctx, a.conn, "_syncdb_local"); err != nil || !ok {
-		return "", err
-	}
-	var rev string
-	err := a.conn.QueryRowContext(ctx, "SELECT value FROM _syncdb_local WHERE key = 'applied_revision'").Scan(&rev)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", nil
-	}
-	return rev, err
 }
 
 // tableExists reports whether the main schema has table name. SQLite has

@@ -1,0 +1,80 @@
+package syncdb_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"net/http/httptest"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/syncdb/syncdb"
+	"github.com/syncdb/syncdb/internal/rawclient"
+	"github.com/syncdb/syncdb/server"
+	"github.com/syncdb/syncdb/wire/syncpb"
+)
+
+// A server database carries a _syncdb_local table (an older server let a
+// remote writer make it; here it is written straight into the server's
+// file) whose applied_revision is the revision of the server's next
+// commit. A replica with an unpushed insert pulls that revision: T1 brings
+// the forged table, and the replica must still run T2 (it decides by its
+// own WAL, not by the server's rows), keep the insert and push it.
+func TestPullForgedAppliedRevision(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := server.New(server.Config{DataDir: dir, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(s.Handler())
+	t.Cleanup(func() { s.BeginShutdown(); hs.Close(); s.Close() })
+	url := hs.URL
+	a := open(t, syncdb.Config{Path: filepath.Join(t.TempDir(), "a.db"), URL: url})
+	mustExec(t, a, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+	if err := a.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, a, "INSERT INTO t VALUES(1, 'local')") // not pushed
+	p, err := rawclient.Pull(url, &syncpb.PullUpdatesReqProtoBody{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev := p.Header.ServerRevision
+	i := strings.LastIndexByte(rev, '-')
+	seq, _ := strconv.Atoi(rev[i+1:])
+	next := fmt.Sprintf("%s-%d", rev[:i], seq+2) // the forged commit, then w
+	plain, err := sql.Open("sqlite", filepath.Join(dir, "default", "db.sqlite"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One transaction (the server's next commit), then a remote one that
+	// makes the server take it in: revision next.
+	if _, err := plain.Exec("BEGIN; CREATE TABLE _syncdb_local(key TEXT PRIMARY KEY, value) WITHOUT ROWID; " +
+		"INSERT INTO _syncdb_local VALUES('applied_revision', '" + next + "'); COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+	plain.Close()
+	if _, err := rawclient.Exec(url, "CREATE TABLE w(x)"); err != nil {
+		t.Fatal(err)
+	}
+	if p, err = rawclient.Pull(url, &syncpb.PullUpdatesReqProtoBody{}); err != nil || p.Header.ServerRevision != next {
+		t.Fatalf("the server is at %v (%v), want %s", p.Header.ServerRevision, err, next)
+	}
+	if _, err := a.Pull(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := rows(t, a, "SELECT id, v FROM t ORDER BY id"); got != "1|local" {
+		t.Fatalf("after the pull: t %q, want the unpushed local row", got)
+	}
+	if err := a.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	out, err := rawclient.Exec(url, "SELECT id, v FROM t")
+	if err != nil || !strings.Contains(string(out), "local") {
+		t.Fatalf("the server's t after the push: %s %v", out, err)
+	}
+}
