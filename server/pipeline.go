@@ -83,6 +83,13 @@ func failure(code, format string, args ...any) *hrana.Error {
 	return &hrana.Error{Message: fmt.Sprintf(format, args...), Code: code}
 }
 
+// compiling tells the sandbox the SQL text the next statements come from.
+func (ex *executor) compiling(sql string) {
+	if ex.sb != nil {
+		ex.sb.sql = sql
+	}
+}
+
 // asHrana converts an execution error to a Hrana error as sqld words it:
 // "SQLite error: MSG" with the primary result code's name (clients match
 // on SQLITE_CONSTRAINT, SQLITE_BUSY, ...), or, for a statement that does
@@ -213,6 +220,7 @@ func (ex *executor) resolve(sql *string, id *int32) (string, *hrana.Error) {
 // no statement, and must compile: garbage after a statement is an error,
 // not something to ignore.
 func (ex *executor) prepare(sql string) (*sqlitex.Stmt, *hrana.Error) {
+	ex.compiling(sql)
 	st, tail, err := ex.c.Prepare(sql)
 	if err != nil {
 		return nil, ex.asHrana(err)
@@ -430,6 +438,7 @@ func (ex *executor) afterStmt() {
 // sequence runs every statement of sql, stopping at the first error.
 func (ex *executor) sequence(sql string) *hrana.Error {
 	defer ex.afterStmt()
+	ex.compiling(sql)
 	if err := ex.c.WithContext(ex.ctx, func() error { return ex.c.Exec(sql) }); err != nil {
 		return ex.asHrana(err)
 	}

@@ -74,6 +74,9 @@ func TestSecurityReservedNames(t *testing.T) {
 		"DROP TABLE _syncdb_local",
 		"ALTER TABLE _syncdb_local ADD COLUMN c",
 		"ALTER TABLE _syncdb_local RENAME TO mine",
+		"ALTER TABLE t RENAME TO _syncdb_changes",
+		`ALTER TABLE t RENAME /* x */ TO "_SYNCDB_changes"`,
+		"ALTER TABLE t RENAME TO [_syncdb_changes]",
 		"ANALYZE _syncdb_local",
 		"WITH x AS (SELECT 1) INSERT INTO _syncdb_local SELECT 'a', 1 FROM x",
 	}
@@ -93,12 +96,16 @@ func TestSecurityReservedNames(t *testing.T) {
 	}
 	ts.exec(t, "", "DROP TRIGGER tr2")
 	// A sequence goes through the same sandbox.
-	seq := "INSERT INTO t VALUES(2, 'b'); INSERT INTO _syncdb_local VALUES('applied_revision', 'forged')"
-	resp := ts.pipeline(t, "", "", hrana.StreamRequest{Type: hrana.ReqSequence, SQL: &seq})
-	if r := resp.Results[0]; r.Type != hrana.ResultError || !strings.Contains(r.Error.Message, "reserved") {
-		t.Errorf("the sequence: %+v", r)
+	for _, seq := range []string{
+		"INSERT INTO t VALUES(2, 'b'); INSERT INTO _syncdb_local VALUES('applied_revision', 'forged')",
+		"CREATE TABLE x(key TEXT PRIMARY KEY, value); ALTER TABLE x RENAME TO _syncdb_changes",
+	} {
+		resp := ts.pipeline(t, "", "", hrana.StreamRequest{Type: hrana.ReqSequence, SQL: &seq})
+		if r := resp.Results[0]; r.Type != hrana.ResultError || !strings.Contains(r.Error.Message, "reserved") {
+			t.Errorf("the sequence %q: %+v", seq, r)
+		}
 	}
-	ts.exec(t, "", "DELETE FROM t WHERE id = 2") // the sequence's first statement committed on its own
+	ts.exec(t, "", "DELETE FROM t WHERE id = 2", "DROP TABLE x") // the sequences' first statements committed on their own
 	// And a /v3 stream, inside a transaction.
 	v3 := ts.stream(t, "", "/v3/pipeline")
 	_, res, out := v3.send(execReq("BEGIN"), execReq("INSERT INTO _syncdb_local VALUES('applied_revision', 'forged')"), execReq("COMMIT"))
@@ -117,6 +124,7 @@ func TestSecurityReservedNames(t *testing.T) {
 		"CREATE TABLE u(_syncdb_col)", "UPDATE u SET _syncdb_col = 1",
 		"CREATE INDEX t_v ON t(v)", "CREATE TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; END",
 		"CREATE VIRTUAL TABLE docs USING fts5(body)", "ALTER TABLE t ADD COLUMN w", "DELETE FROM t WHERE id = 3",
+		"CREATE TABLE r(a)", "ALTER TABLE r RENAME TO r2", "ALTER TABLE r2 RENAME a TO b",
 		"SAVEPOINT _syncdb_mine", "RELEASE _syncdb_mine",
 	}
 	for i, msg := range ts.stepErrors(t, "", "", ok...) {

@@ -117,6 +117,9 @@ type sandbox struct {
 	readOnlyTx bool
 	refused    string // what the last refusal was, for the error message
 	selects    int    // SELECT actions seen (the query selector needs one)
+	// sql is the text being compiled, set by the executor: the authorizer
+	// is not told the new name of an ALTER TABLE ... RENAME.
+	sql string
 }
 
 // newSandbox installs a sandbox on c. maxValue caps the size of one string
@@ -178,6 +181,11 @@ func (sb *sandbox) authorize(a sqlitex.Action) sqlitex.AuthResult {
 	}
 	if sb.readOnly || sb.readOnlyTx {
 		return sb.deny("anything but reading (a read-only statement is required)")
+	}
+	if a.Code == sqlite3.SQLITE_ALTER_TABLE && strings.Contains(strings.ToLower(sb.sql), reservedPrefix) {
+		// Possibly a rename to a reserved name: refused whenever the text
+		// names the prefix at all (SQLite has no escapes in identifiers).
+		return sb.deny("ALTER TABLE in SQL text naming %q: names starting with %q are reserved for syncdb's replicas", reservedPrefix, reservedPrefix)
 	}
 	if name, ok := reservedTarget(a); ok {
 		return sb.deny("%s %q: names starting with %q are reserved for syncdb's replicas", actionNames[a.Code], name, reservedPrefix)
