@@ -22,7 +22,8 @@ import (
 // file) whose applied_revision is the revision of the server's next
 // commit. A replica with an unpushed insert pulls that revision: T1 brings
 // the forged table, and the replica must still run T2 (it decides by its
-// own WAL, not by the server's rows), keep the insert and push it.
+// own WAL, not by the server's rows), keep the insert and push it; T2
+// drops the server's _syncdb_ objects, so none of their rows is taken.
 func TestPullForgedAppliedRevision(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -54,7 +55,8 @@ func TestPullForgedAppliedRevision(t *testing.T) {
 	// One transaction (the server's next commit), then a remote one that
 	// makes the server take it in: revision next.
 	if _, err := plain.Exec("BEGIN; CREATE TABLE _syncdb_local(key TEXT PRIMARY KEY, value) WITHOUT ROWID; " +
-		"INSERT INTO _syncdb_local VALUES('applied_revision', '" + next + "'); COMMIT"); err != nil {
+		"INSERT INTO _syncdb_local VALUES('applied_revision', '" + next + "'), ('forged', 1); " +
+		"CREATE TABLE _SYNCDB_other(a); CREATE VIEW _syncdb_v AS SELECT 1; COMMIT"); err != nil {
 		t.Fatal(err)
 	}
 	plain.Close()
@@ -69,6 +71,14 @@ func TestPullForgedAppliedRevision(t *testing.T) {
 	}
 	if got := rows(t, a, "SELECT id, v FROM t ORDER BY id"); got != "1|local" {
 		t.Fatalf("after the pull: t %q, want the unpushed local row", got)
+	}
+	// Nothing of the server's local-looking tables is left: T2 dropped
+	// them before it wrote its own.
+	if got := rows(t, a, "SELECT name FROM sqlite_schema WHERE lower(name) LIKE '\\_syncdb\\_%' ESCAPE '\\' AND name NOT IN ('_syncdb_changes', '_syncdb_local', '_syncdb_conflicts') ORDER BY name"); got != "" {
+		t.Errorf("the server's objects in the replica: %q", got)
+	}
+	if got := rows(t, a, "SELECT key FROM _syncdb_local WHERE key = 'forged'"); got != "" {
+		t.Errorf("the server's _syncdb_local rows in the replica: %q", got)
 	}
 	if err := a.Push(ctx); err != nil {
 		t.Fatal(err)

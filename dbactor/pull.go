@@ -581,6 +581,11 @@ func (a *dbActor) replay(ctx context.Context, revision, base string, rec *synced
 		return err
 	}
 	err = func() error {
+		if rec != nil {
+			if err := a.dropServerLocal(ctx); err != nil {
+				return err
+			}
+		}
 		if _, err := a.conn.ExecContext(ctx, localSchema); err != nil {
 			return err
 		}
@@ -657,6 +662,39 @@ func (a *dbActor) replay(ctx context.Context, revision, base string, rec *synced
 		return err
 	}
 	a.endTxn(true)
+	return nil
+}
+
+// dropServerLocal drops every object named like syncdb's local tables at
+// the start of a pull's T2. T1 made the database the server's, so any
+// such object is the server's (planted by a remote writer or let in by an
+// older server), never this replica's: kept, its rows would pass for this
+// replica's changes, conflicts or records (a 'cloned' flag, a synced base).
+func (a *dbActor) dropServerLocal(ctx context.Context) error {
+	rows, err := a.conn.QueryContext(ctx, `SELECT type, name FROM sqlite_schema
+		WHERE type IN ('table', 'view', 'trigger') AND lower(name) LIKE '\_syncdb\_%' ESCAPE '\'
+		ORDER BY type = 'table'`)
+	if err != nil {
+		return err
+	}
+	var drops []string
+	for rows.Next() {
+		var kind, name string
+		if err := rows.Scan(&kind, &name); err != nil {
+			rows.Close()
+			return err
+		}
+		drops = append(drops, fmt.Sprintf("DROP %s IF EXISTS main.\"%s\"", strings.ToUpper(kind), strings.ReplaceAll(name, `"`, `""`)))
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, q := range drops {
+		if _, err := a.conn.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("drop the server's %s: %w", q, err)
+		}
+	}
 	return nil
 }
 
