@@ -444,6 +444,17 @@ func (a *dbActor) recoverPull(ctx context.Context) error {
 		Pulled:   p.Before,
 		PullTime: a.now().Unix(),
 	}
+	// An older version's -revert.next (page 1's base image) becomes the
+	// revert store before T2 can record the new base: once that record
+	// is durable, an open takes the pull for finished and would never
+	// rename. Nothing reads the old -revert once T1 committed. It is
+	// renamed only if still there: the older version (at its
+	// pull.renamed) or an interrupted recovery may have done it.
+	if p.NextRevertLen > 0 {
+		if err := a.takeRevertNext(); err != nil {
+			return err
+		}
+	}
 	ranT2 := false
 	if !t2 {
 		from := p.From
@@ -462,19 +473,6 @@ func (a *dbActor) recoverPull(ctx context.Context) error {
 	// close, an open) carries it, and an open after a crash takes it from
 	// the database if -info is older (reconcileBase). A T2 of an older
 	// version recorded nothing: then -info is written here.
-	if p.NextRevertLen > 0 {
-		page1 = nil
-		next := a.path(suffixRevert + ".next")
-		if a.base != nil && a.base.revert != nil {
-			a.base.revert.close()
-		}
-		if err := a.cfg.FS.Rename(next, a.path(suffixRevert)); err != nil {
-			return err
-		}
-		if err := a.cfg.FS.SyncDir(filepath.Dir(a.cfg.Path)); err != nil {
-			return err
-		}
-	}
 	if err := a.updateMetaMaybeDeferred(ctx, rec.apply, ranT2); err != nil {
 		return err
 	}
@@ -484,6 +482,24 @@ func (a *dbActor) recoverPull(ctx context.Context) error {
 	a.cap.nextID = 0
 	a.walSize = a.walSizeNow()
 	return a.loadBase()
+}
+
+// takeRevertNext renames an older version's -revert.next over -revert,
+// durably, if it is still there.
+func (a *dbActor) takeRevertNext() error {
+	next := a.path(suffixRevert + ".next")
+	if _, err := a.cfg.FS.Stat(next); errors.Is(err, os.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if a.base != nil && a.base.revert != nil {
+		a.base.revert.close()
+	}
+	if err := a.cfg.FS.Rename(next, a.path(suffixRevert)); err != nil {
+		return err
+	}
+	return a.cfg.FS.SyncDir(filepath.Dir(a.cfg.Path))
 }
 
 // syncedBase is what a pull sets in -info, as its T2 records it in
