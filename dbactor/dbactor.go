@@ -77,6 +77,11 @@ import (
 // must be finished first.
 var ErrPullPending = errors.New("an interrupted pull must be finished first")
 
+// ErrNoWriter reports a request refused because the writer connection
+// could not be reopened (a pull replaces it after T1): a full disk, an I/O
+// error. The next request tries to reopen it again.
+var ErrNoWriter = errors.New("the writer connection is gone")
+
 // Gate is how the actor holds readers back while a pull's two transactions
 // commit one after the other (the facade implements it).
 type Gate interface {
@@ -376,6 +381,11 @@ func (a *dbActor) ready(ctx context.Context) error {
 	}
 	if a.detached != nil {
 		return a.detached
+	}
+	if a.conn == nil {
+		if err := a.reopenWriter(ctx); err != nil {
+			return fmt.Errorf("%w: %w", ErrNoWriter, err)
+		}
 	}
 	if a.pending {
 		if err := a.durable(ctx, func() error { return a.recoverPull(ctx) }); err != nil {

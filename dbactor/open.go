@@ -148,9 +148,23 @@ func (a *dbActor) openWriter(ctx context.Context, fresh bool) error {
 	if err != nil {
 		return fmt.Errorf("open %s: %w", a.cfg.Path, err)
 	}
+	// a.conn is set only once the connection is configured: one that
+	// might checkpoint on close must never be used.
+	if err := a.configureWriter(ctx, conn, fresh); err != nil {
+		// Returning ErrBadConn makes database/sql close it for good.
+		conn.Raw(func(any) error { return driver.ErrBadConn })
+		conn.Close()
+		return err
+	}
 	a.conn = conn
 	a.stmts = sqlitex.NewStmtCache(conn)
-	err = sqlitex.Raw(ctx, conn, func(c *sqlitex.Conn) error {
+	a.cap.tables = nil
+	return nil
+}
+
+// configureWriter sets up a new writer connection.
+func (a *dbActor) configureWriter(ctx context.Context, conn *sql.Conn, fresh bool) error {
+	err := sqlitex.Raw(ctx, conn, func(c *sqlitex.Conn) error {
 		// Only syncdb checkpoints, and only in a way that keeps the base.
 		if err := c.SetNoCheckpointOnClose(true); err != nil {
 			return err
@@ -192,7 +206,6 @@ func (a *dbActor) openWriter(ctx context.Context, fresh bool) error {
 	if size != PageSize {
 		return fmt.Errorf("%s has %d-byte pages; syncdb needs %d", a.cfg.Path, size, PageSize)
 	}
-	a.cap.tables = nil
 	return nil
 }
 

@@ -387,6 +387,9 @@ func (a *dbActor) recoverPull(ctx context.Context) error {
 		a.pending = false
 		return nil
 	}
+	if a.conn == nil { // writeBase could not reopen it
+		return ErrNoWriter
+	}
 	if err := a.openWAL(); err != nil {
 		return err
 	}

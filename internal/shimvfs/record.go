@@ -54,6 +54,7 @@ type Recorder struct {
 
 	crashed, stopped atomic.Bool
 	full             atomic.Pointer[func(path string) bool] // see SetFull
+	afterSync        atomic.Pointer[func(path string)]      // see SetAfterSync
 
 	mu    sync.Mutex // guards files and recFile.opens
 	files map[string]*recFile
@@ -322,6 +323,9 @@ func (f *recFile) sync(tls *libc.TLS, pFile uintptr, flags int32) int32 {
 	f.r.smu.Lock()
 	f.r.pathSyncs[f.path]++
 	f.r.smu.Unlock()
+	if after := f.r.afterSync.Load(); after != nil {
+		(*after)(f.path)
+	}
 	return sqlite3.SQLITE_OK
 }
 
@@ -377,6 +381,17 @@ func readInner(tls *libc.TLS, pFile uintptr, off, n int64) ([]byte, int32) {
 // risk of a later PowerLoss. Call it after every connection of the dead
 // process was closed.
 func (r *Recorder) Resume() { r.crashed.Store(false) }
+
+// SetAfterSync calls after with the path of each recorded file right after
+// a successful xSync of it, before SQLite goes on (a test crashes there,
+// just after a commit became durable). SetAfterSync(nil) ends it.
+func (r *Recorder) SetAfterSync(after func(path string)) {
+	if after == nil {
+		r.afterSync.Store(nil)
+		return
+	}
+	r.afterSync.Store(&after)
+}
 
 // SetFull simulates a full disk: from now on every write to a recorded file
 // whose path full reports true fails with SQLITE_FULL and changes nothing.
