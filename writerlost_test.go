@@ -74,6 +74,9 @@ func TestPullWriterReopenFails(t *testing.T) {
 	if _, err := a.db.Pull(ctx); !errors.Is(err, dbactor.ErrNoWriter) {
 		t.Fatalf("pull with the writer gone: %v, want ErrNoWriter", err)
 	}
+	if _, err := a.db.Stats(ctx); !errors.Is(err, dbactor.ErrNoWriter) {
+		t.Fatalf("stats with the writer gone: %v, want ErrNoWriter", err)
+	}
 
 	a.rec.Resume() // the disk works again
 	mustExec(t, a.db, "INSERT INTO t VALUES(3, 'later')")

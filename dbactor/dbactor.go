@@ -296,6 +296,10 @@ func (a *dbActor) receive(msg any) {
 			m.Fail(errors.New("database not open"))
 			return
 		}
+		if err := a.haveWriter(m.Context()); err != nil {
+			m.Fail(err)
+			return
+		}
 		m.Respond(a.listConflicts(m.Context(), m.All))
 	case *messages.ResolveConflict:
 		if err := a.ready(m.Context()); err != nil {
@@ -333,6 +337,10 @@ func (a *dbActor) receive(msg any) {
 			m.Fail(errors.New("database not open"))
 			return
 		}
+		if err := a.haveWriter(m.Context()); err != nil {
+			m.Fail(err)
+			return
+		}
 		m.Respond(a.saveLocal(m.Context(), m.Path))
 	case *messages.ImportLocal:
 		if err := a.ready(m.Context()); err != nil {
@@ -362,6 +370,10 @@ func (a *dbActor) receive(msg any) {
 			m.Fail(errors.New("database not open"))
 			return
 		}
+		if err := a.haveWriter(m.Context()); err != nil {
+			m.Fail(err)
+			return
+		}
 		m.Respond(a.stats(m.Context()))
 	default:
 		if f, ok := msg.(interface{ Fail(error) }); ok {
@@ -382,15 +394,25 @@ func (a *dbActor) ready(ctx context.Context) error {
 	if a.detached != nil {
 		return a.detached
 	}
-	if a.conn == nil {
-		if err := a.reopenWriter(ctx); err != nil {
-			return fmt.Errorf("%w: %w", ErrNoWriter, err)
-		}
+	if err := a.haveWriter(ctx); err != nil {
+		return err
 	}
 	if a.pending {
 		if err := a.durable(ctx, func() error { return a.recoverPull(ctx) }); err != nil {
 			return fmt.Errorf("%w: %w", ErrPullPending, err)
 		}
+	}
+	return nil
+}
+
+// haveWriter makes sure the writer connection is there: a pull that could
+// not reopen it left none.
+func (a *dbActor) haveWriter(ctx context.Context) error {
+	if a.conn != nil {
+		return nil
+	}
+	if err := a.reopenWriter(ctx); err != nil {
+		return fmt.Errorf("%w: %w", ErrNoWriter, err)
 	}
 	return nil
 }
@@ -420,7 +442,9 @@ func (a *dbActor) now() time.Time { return a.cfg.Clock.Now() }
 // writer is the last connection; it does not checkpoint on close. A clean
 // close records the WAL end, so that the next open can tell foreign writes.
 func (a *dbActor) close() {
-	if a.opened && !a.pending && a.detached == nil {
+	// Without a writer connection (a pull could not reopen it) there is
+	// no clean close to record: the next open recovers as after a crash.
+	if a.opened && !a.pending && a.detached == nil && a.conn != nil {
 		if a.cfg.SyncNormal {
 			// The recorded end must be on disk: one durable commit flushes
 			// every frame before it.
