@@ -381,6 +381,11 @@ func (s *Server) runOnStream(ctx context.Context, h *stream.Handle[*hranaStream]
 	return &baton, r, nil
 }
 
+// errTxnLost reports that a stream's transaction is gone: the connection
+// it kept was rebuilt between two of its requests (see execOn). The client
+// gets STREAM_EXPIRED, as for a stream that expired inside a transaction.
+var errTxnLost = fmt.Errorf("%w: its transaction was lost (the database was reloaded while it was open)", stream.ErrStreamExpired)
+
 // execOn runs fn with the stream's connection: the writer it keeps from an
 // earlier request, or the writer taken now (waiting at most
 // StreamBusyTimeout; if it cannot be had, fn runs with no connection and
@@ -421,7 +426,18 @@ func (s *Server) execOn(ctx context.Context, st *hranaStream, reads []string, fn
 		fn(ex)
 		return run{reserved: ex.reserved}, nil
 	}
+	lost := false
 	auto, commits, err := d.exec(ctx, func(c *sqlitex.Conn, sb *sandbox) error {
+		if !took && c.Autocommit() {
+			// The stream kept the writer because it is inside a
+			// transaction, and the connection is in none: the node
+			// rebuilt it meanwhile (a cluster node that lost its lease
+			// while another node wrote). Its statements would commit
+			// one by one, a part of a transaction the client will
+			// believe lost or whole.
+			lost = true
+			return nil
+		}
 		if took && st.foreignKeys {
 			if err := c.Exec("PRAGMA foreign_keys = 1"); err != nil {
 				return err
@@ -432,6 +448,9 @@ func (s *Server) execOn(ctx context.Context, st *hranaStream, reads []string, fn
 		st.foreignKeys = foreignKeysOn(c)
 		return nil
 	})
+	if lost {
+		return run{}, errors.Join(errTxnLost, err)
+	}
 	if auto && err == nil {
 		st.release(ctx)
 	}

@@ -119,6 +119,8 @@ func asHrana(err error) *hrana.Error {
 			code = "SQLITE_UNKNOWN"
 		}
 		return &hrana.Error{Message: "SQLite error: " + se.Msg, Code: code}
+	case errors.Is(err, errTxnLost):
+		return &hrana.Error{Message: err.Error(), Code: "STREAM_EXPIRED"}
 	case errors.Is(err, errTxnTimeout):
 		return &hrana.Error{Message: err.Error(), Code: "TRANSACTION_TIMEOUT"}
 	case errors.Is(err, errWriterBusy):
