@@ -298,8 +298,8 @@ func TestPullCrashPowerLoss(t *testing.T) {
 // checkpoint, a clean close, an open). That removed the pull's last -info
 // rewrite, its fsync and its directory sync. So -info on disk may be one
 // pull (or more) behind: a power loss after a finished pull then finds it
-// stale, and open takes the base from the database (reconcileBase) before
-// it looks for a pending pull. Here a finished pull is followed by a
+// stale, and open takes the base from the database (reconcileBase) once
+// it has finished or abandoned a pending pull. Here a finished pull is followed by a
 // write, or by a second pull killed at each of its steps, then a power
 // loss: the replica keeps every row, its base is the server's revision
 // page for page, and a sync lands everything once. The second pull's

@@ -12,7 +12,10 @@ import (
 	"testing"
 
 	"github.com/syncdb/syncdb"
+	"github.com/syncdb/syncdb/internal/fsx"
 	"github.com/syncdb/syncdb/internal/rawclient"
+	"github.com/syncdb/syncdb/internal/testhooks"
+	"github.com/syncdb/syncdb/metaactor"
 	"github.com/syncdb/syncdb/server"
 	"github.com/syncdb/syncdb/wire/syncpb"
 )
@@ -86,5 +89,86 @@ func TestPullForgedAppliedRevision(t *testing.T) {
 	out, err := rawclient.Exec(url, "SELECT id, v FROM t")
 	if err != nil || !strings.Contains(string(out), "local") {
 		t.Fatalf("the server's t after the push: %s %v", out, err)
+	}
+}
+
+// A server database carries a _syncdb_local table with a 'synced_base'
+// record (written straight into the server's file, as a compromised server
+// would serve it), and a replica with an unpushed insert is killed right
+// after its pull's T1: its database then holds the server's pages, forged
+// record included, while its journal says the pull is pending. The next
+// open must not take that record for the pull's own (reconcileBase): a
+// malformed one made every open fail, a well-formed one was written into
+// -info. Recovery finishes the pull from the journal and the WAL instead.
+func TestPullKilledAfterT1ForgedSyncedBase(t *testing.T) {
+	for name, record := range map[string]string{
+		"malformed": `{"revision": `,
+		"forged":    `{"revision":"forged","base":{"db_size":1},"pulled":{"Salt1":1,"Salt2":2,"Frame":3},"pull_time":1}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			dir := t.TempDir()
+			s, err := server.New(server.Config{DataDir: dir, Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			hs := httptest.NewServer(s.Handler())
+			t.Cleanup(func() { s.BeginShutdown(); hs.Close(); s.Close() })
+			url := hs.URL
+			path := closedReplica(t, url, t.TempDir(), "local") // row 1, not pushed
+			plain, err := sql.Open("sqlite", filepath.Join(dir, "default", "db.sqlite"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := plain.Exec("CREATE TABLE _syncdb_local(key TEXT PRIMARY KEY, value) WITHOUT ROWID; "+
+				"INSERT INTO _syncdb_local VALUES('synced_base', ?)", record); err != nil {
+				t.Fatal(err)
+			}
+			plain.Close()
+			if _, err := rawclient.Exec(url, "INSERT INTO t VALUES(2, 'remote')"); err != nil { // the server takes it in
+				t.Fatal(err)
+			}
+
+			fired := stopAt(t, "pull.t1", path)
+			a, err := syncdb.Open(testhooks.With(ctx, testhooks.Hooks{OnPanic: func(error) {}}), syncdb.Config{Path: path})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = a.Pull(ctx)
+			a.Close()
+			if err == nil || !fired() {
+				t.Fatalf("no stop at pull.t1: %v", err)
+			}
+
+			a, err = syncdb.Open(ctx, syncdb.Config{Path: path})
+			if err != nil {
+				t.Fatalf("the open after the kill: %v", err)
+			}
+			t.Cleanup(func() { a.Close() })
+			if got := rows(t, a, "SELECT id, v FROM t ORDER BY id"); got != "1|local\n2|remote" {
+				t.Fatalf("after the reopen: %q", got)
+			}
+			if got := rows(t, a, "SELECT value FROM _syncdb_local WHERE key = 'synced_base'"); strings.Contains(got, "forged") || !strings.Contains(got, `"revision"`) {
+				t.Errorf("the recorded base after the reopen: %q", got)
+			}
+			m, err := metaactor.Load(fsx.OS, path+"-info")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r := m.SyncedRevision; r != nil && r.Revision == "forged" {
+				t.Errorf("-info took the server's record: %+v", m.SyncDB)
+			}
+			st, err := a.Stats(ctx)
+			if err != nil || st.Revision == "forged" || st.CDCOperations != 1 {
+				t.Fatalf("stats after the reopen: %+v %v", st, err)
+			}
+			if err := a.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+			out, err := rawclient.Exec(url, "SELECT id, v FROM t ORDER BY id")
+			if err != nil || !strings.Contains(string(out), "local") {
+				t.Fatalf("the server's t after the push: %s %v", out, err)
+			}
+		})
 	}
 }

@@ -303,9 +303,6 @@ func (a *dbActor) walSizeNow() int64 {
 // abandon an interrupted pull or checkpoint, check that nobody else wrote
 // to the files, create the local tables.
 func (a *dbActor) recover(ctx context.Context) error {
-	if err := a.reconcileBase(ctx); err != nil {
-		return err
-	}
 	p, err := a.pendingPull()
 	if err != nil {
 		return err
@@ -315,6 +312,12 @@ func (a *dbActor) recover(ctx context.Context) error {
 		if err := a.durable(ctx, func() error { return a.recoverPull(ctx) }); err != nil {
 			return err
 		}
+	}
+	// Only now is the database's record of the last pull this replica's
+	// own: between a pull's T1 and T2 it is the server's (recoverPull tells
+	// T2 by the WAL and records the pull from the journal).
+	if err := a.reconcileBase(ctx); err != nil {
+		return err
 	}
 	// A download left by a crash is of no use any more (a pull that got as
 	// far as its first transaction recovers from the WAL).

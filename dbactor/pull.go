@@ -506,8 +506,9 @@ func (a *dbActor) takeRevertNext() error {
 }
 
 // syncedBase is what a pull sets in -info, as its T2 records it in
-// _syncdb_local ('synced_base'). T1 drops that table with the rest of the
-// local layer, so the record there is always the last finished pull's.
+// _syncdb_local ('synced_base'). Between T1 and T2 that table is the
+// server's (T1 writes the server's pages; T2 drops what they brought), so
+// the record is the last finished pull's only while no pull is pending.
 type syncedBase struct {
 	Revision string           `json:"revision"`
 	Base     messages.Base    `json:"base"`
@@ -530,7 +531,10 @@ func (r *syncedBase) apply(m *messages.Meta) error {
 // reconcileBase brings -info up to the last finished pull when a crash
 // took that pull's deferred -info update with it: the database's record
 // (T2's) names a pull that -info's Pulled does not. It runs at open, before
-// anything reads the base or looks for a pending pull.
+// anything reads the base, and after the pending pull is finished or
+// abandoned (recoverPull): after a crash between T1 and T2 the record is
+// the server's, which a remote writer could forge (a malformed one failed
+// every open, a well-formed one went into -info).
 func (a *dbActor) reconcileBase(ctx context.Context) error {
 	if ok, err := tableExists(ctx, a.conn, "_syncdb_local"); err != nil || !ok {
 		return err
