@@ -737,10 +737,14 @@ func (a *dbActor) replayOne(ctx context.Context, c change.Change) error {
 	a.cap.assigned = func(int64) bool { return c.KeyAssigned }
 	defer func() { a.cap.assigned = nil }()
 	for _, st := range stmts {
+		a.denied = ""
 		_, err := a.execOne(ctx, st.SQL, st.Args, false)
 		if err != nil && (st.Tolerated == "" || !strings.Contains(err.Error(), st.Tolerated)) {
 			if isCaptureError(err) {
 				return err
+			}
+			if a.denied != "" { // a trigger of the server's schema writes it
+				err = fmt.Errorf("a trigger changes %s, syncdb's own table: %w", a.denied, err)
 			}
 			if _, rerr := a.conn.ExecContext(ctx, "ROLLBACK TO replay; RELEASE replay"); rerr != nil {
 				return captureError{rerr}
