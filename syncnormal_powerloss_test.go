@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/syncdb/syncdb"
+	"github.com/syncdb/syncdb/internal/rawclient"
 )
 
 // A SyncNormal replica has local commits in its WAL that are not fsynced
@@ -188,5 +189,93 @@ func TestSyncNormalPushPowerLoss(t *testing.T) {
 	}
 	if st, err := a.db.Stats(ctx); err != nil || st.Conflicts != 0 {
 		t.Errorf("a: %+v %v, want no conflict", st, err)
+	}
+}
+
+// A SyncNormal replica rolled back in place finds out it is a copy on a
+// push, which records that ('cloned', dbactor: markCloned) in a local
+// commit no fsync covers: a power loss takes the mark back. That loses
+// nothing: the mark is only a memo of what the server's mark and push
+// chain show, and a power loss can only take the replica further back, so
+// the next push finds the same again (and so would a pull, whose durable
+// T2 records it) instead of sending the rolled-back replica's change under
+// an id the server already has. After Config.Recover both rows reach both
+// replicas once.
+func TestSyncNormalClonedMarkPowerLoss(t *testing.T) {
+	ctx := context.Background()
+	url := newServer(t)
+	a := newLossyReplica(t, url)
+	a.db.Close()
+	a.cfg.SyncNormal = true
+	a.open()
+	mustExec(t, a.db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+	if err := a.db.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a.db.Close()
+	snapshot := map[string][]byte{}
+	for _, f := range replicaFiles(t, a.cfg.Path) {
+		snapshot[f], _ = os.ReadFile(f)
+	}
+	a.open()
+	mustExec(t, a.db, "INSERT INTO t VALUES(1, 'before the rollback')")
+	if err := a.db.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a.db.Close()
+	if err := a.rec.PowerLoss(); err != nil { // forget the recorded files: the snapshot replaces them
+		t.Fatal(err)
+	}
+	for _, f := range replicaFiles(t, a.cfg.Path) {
+		if _, ok := snapshot[f]; !ok && !strings.HasSuffix(f, "-lock") {
+			os.Remove(f)
+		}
+	}
+	for f, data := range snapshot {
+		if err := os.WriteFile(f, data, 0o644); err != nil { // same inode
+			t.Fatal(err)
+		}
+	}
+	a.open()
+	mustExec(t, a.db, "INSERT INTO t VALUES(2, 'after the rollback')") // the change id row 1 had
+	if err := a.db.Checkpoint(ctx); err != nil {                       // durable: only the mark is not
+		t.Fatal(err)
+	}
+	if err := a.db.Push(ctx); !errors.Is(err, syncdb.ErrClientCloned) {
+		t.Fatalf("a push of the rolled-back replica: %v, want ErrClientCloned", err)
+	}
+	if got := rows(t, a.db, "SELECT count(*) FROM _syncdb_local WHERE key = 'cloned'"); got != "1" {
+		t.Fatalf("the push recorded no mark: %q", got)
+	}
+	a.fs.Freeze()
+	a.rec.Crash()
+	a.restart(true)
+	if got := rows(t, a.db, "SELECT count(*) FROM _syncdb_local WHERE key = 'cloned'"); got != "0" {
+		t.Fatalf("the mark outlived the power loss (%q): this test needs it taken back", got)
+	}
+	if got := rows(t, a.db, "SELECT id FROM t ORDER BY id"); got != "2" {
+		t.Fatalf("after the power loss: t %q, want the checkpointed row 2", got)
+	}
+	if err := a.db.Push(ctx); !errors.Is(err, syncdb.ErrClientCloned) {
+		t.Fatalf("a push after the mark was lost: %v, want ErrClientCloned", err)
+	}
+	if _, err := a.db.Pull(ctx); !errors.Is(err, syncdb.ErrClientCloned) {
+		t.Fatalf("a pull after that: %v, want ErrClientCloned", err)
+	}
+	out, err := rawclient.Exec(url, "SELECT 'ids:' || group_concat(id, ',') FROM t")
+	if err != nil || !strings.Contains(string(out), `"ids:1"`) {
+		t.Fatalf("the server's t before the recovery: %s %v", out, err)
+	}
+	a.db.Close()
+	a.cfg.Recover = true
+	a.open()
+	a.cfg.Recover = false
+	if err := a.db.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b := open(t, syncdb.Config{Path: filepath.Join(t.TempDir(), "b.db"), URL: url})
+	gotA, gotB := rows(t, a.db, "SELECT id FROM t ORDER BY id"), rows(t, b, "SELECT id FROM t ORDER BY id")
+	if gotA != gotB || gotA != "1\n2" {
+		t.Fatalf("a %q, b %q; want both 1, 2", gotA, gotB)
 	}
 }
