@@ -57,7 +57,9 @@
 //     fail there with ErrInTx (they would wait for the writer that the
 //     transaction holds).
 //   - Triggers run wherever a change is applied; only the statements'
-//     direct changes are captured.
+//     direct changes are captured, unless a statement changes no row
+//     itself (a write to a view through its INSTEAD OF trigger): then
+//     what the triggers it fired changed is.
 //
 // # database/sql
 //

@@ -97,3 +97,77 @@ func TestServerTriggersOnTheReplica(t *testing.T) {
 		t.Fatalf("after the sync: %+v %v", st, err)
 	}
 }
+
+// A statement that changes no row itself but whose triggers do (a write to
+// a view through its INSTEAD OF trigger, a row a BEFORE trigger logs and
+// OR IGNORE then skips) syncs what its triggers did: neither the server
+// nor a pull's replay would make those changes again. They were not
+// captured: the row was there until the next pull peeled it off, and no
+// replica ever got it. Deeper triggers (t's audit trigger, fired by the
+// view's) stay the server's to run: one audit row per insert.
+func TestWritesThroughTriggers(t *testing.T) {
+	ctx := context.Background()
+	url := newServer(t)
+	dir := t.TempDir()
+	a := open(t, syncdb.Config{Path: filepath.Join(dir, "a.db"), URL: url})
+	for _, q := range []string{
+		"CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)",
+		"CREATE TABLE audit(id INTEGER PRIMARY KEY, tid INTEGER)",
+		"CREATE TABLE tried(id INTEGER PRIMARY KEY, tid INTEGER)",
+		"CREATE TRIGGER t_audit AFTER INSERT ON t BEGIN INSERT INTO audit(tid) VALUES(new.id); END",
+		"CREATE TRIGGER t_tried BEFORE INSERT ON t BEGIN INSERT INTO tried(tid) VALUES(new.id); END",
+		"CREATE VIEW vt AS SELECT id, v FROM t",
+		"CREATE TRIGGER vt_ins INSTEAD OF INSERT ON vt BEGIN INSERT INTO t VALUES(new.id, new.v); END",
+		"CREATE TRIGGER vt_upd INSTEAD OF UPDATE ON vt BEGIN UPDATE t SET v = new.v WHERE id = old.id; END",
+		"CREATE TRIGGER vt_del INSTEAD OF DELETE ON vt BEGIN DELETE FROM t WHERE id = old.id; END",
+		"INSERT INTO t VALUES(1, 'direct')",
+	} {
+		mustExec(t, a, q)
+	}
+	if err := a.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st0, err := a.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		"INSERT INTO vt VALUES(2, 'via the view')",
+		"INSERT INTO vt VALUES(3, 'to update')",
+		"UPDATE vt SET v = 'updated via the view' WHERE id = 3",
+		"INSERT INTO vt VALUES(4, 'to delete')",
+		"DELETE FROM vt WHERE id = 4",
+		"INSERT OR IGNORE INTO t VALUES(1, 'ignored')", // t_tried logs it, the insert is skipped
+	} {
+		mustExec(t, a, q)
+	}
+	st, err := a.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Three view inserts, an update, a delete, the logged try; no audit row.
+	if n := st.CDCOperations - st0.CDCOperations; n != 6 {
+		t.Errorf("%d changes to push for the writes through triggers, want 6", n)
+	}
+	want := map[string]string{
+		"SELECT id, v FROM t ORDER BY id":          "1|direct\n2|via the view\n3|updated via the view",
+		"SELECT tid FROM audit ORDER BY id":        "1\n2\n3\n4",
+		"SELECT tid FROM tried ORDER BY tid, id":   "1\n1\n2\n3\n4",
+		"SELECT count(*) FROM audit GROUP BY tid":  "1\n1\n1\n1",
+		"SELECT count(*) FROM tried WHERE tid = 1": "2",
+	}
+	if err := a.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b := open(t, syncdb.Config{Path: filepath.Join(dir, "b.db"), URL: url})
+	for name, db := range map[string]*syncdb.DB{"a after its sync": a, "b": b} {
+		for q, w := range want {
+			if got := rows(t, db, q); got != w {
+				t.Errorf("%s: %s: %q, want %q", name, q, got, w)
+			}
+		}
+	}
+	if st, err := a.Stats(ctx); err != nil || st.CDCOperations != 0 || st.Conflicts != 0 {
+		t.Fatalf("after the sync: %+v %v", st, err)
+	}
+}

@@ -43,22 +43,27 @@ type capturedRow struct {
 	oldRowid, newRowid int64
 	before, after      []any
 	assigned           bool // an insert whose rowid SQLite chose (see capture.assigned)
+	trigger            bool // made by a trigger the user's statement fired (depth 1)
 }
 
 // onPreUpdate runs inside sqlite3_step: it must not use the connection.
-// Only changes made directly by a statement are captured (depth 0):
-// triggers run again wherever the change is applied.
+// A statement's own changes are captured (depth 0): triggers run again
+// wherever the change is applied. The changes of the triggers a user's
+// statement fires directly (depth 1) are kept too, for flush to take if
+// the statement itself changed no row: then no trigger would make them
+// again (a write to a view through its INSTEAD OF trigger).
 func (a *dbActor) onPreUpdate(d sqlite.SQLitePreUpdateData) {
-	if a.cap.err != nil || d.DatabaseName != "main" || isInternalTable(d.TableName) || d.Depth() > 0 {
+	depth := d.Depth()
+	if a.cap.err != nil || d.DatabaseName != "main" || isInternalTable(d.TableName) || depth > 1 || depth == 1 && !a.user {
 		return
 	}
-	r := capturedRow{table: d.TableName, oldRowid: d.OldRowID, newRowid: d.NewRowID}
+	r := capturedRow{table: d.TableName, oldRowid: d.OldRowID, newRowid: d.NewRowID, trigger: depth == 1}
 	var err error
 	switch d.Op {
 	case sqlite3.SQLITE_INSERT:
 		r.op = change.Insert
 		r.after, err = sqlitex.PreUpdate(&d, true)
-		r.assigned = a.cap.assigned != nil && a.cap.assigned(d.NewRowID)
+		r.assigned = !r.trigger && a.cap.assigned != nil && a.cap.assigned(d.NewRowID)
 	case sqlite3.SQLITE_DELETE:
 		r.op = change.Delete
 		r.before, err = sqlitex.PreUpdate(&d, false)
@@ -167,13 +172,31 @@ func (a *dbActor) flush(ctx context.Context) error {
 	}
 	rows := a.cap.rows
 	a.cap.rows = nil
+	// A statement's own changes, or if it made none that count, what its
+	// triggers did instead (onPreUpdate): a view's INSTEAD OF trigger, a
+	// BEFORE trigger of a row that OR IGNORE then skipped, a trigger of a
+	// no-op update. Neither the server nor a replay would make those.
+	if n, err := a.recordRows(ctx, rows, false); err != nil || n > 0 {
+		return err
+	}
+	_, err := a.recordRows(ctx, rows, true)
+	return err
+}
+
+// recordRows records the captured rows made by triggers (trigger) or not,
+// and says how many changes that made.
+func (a *dbActor) recordRows(ctx context.Context, rows []capturedRow, trigger bool) (int, error) {
+	n := 0
 	for _, r := range rows {
+		if r.trigger != trigger {
+			continue
+		}
 		ti, err := a.tableInfo(ctx, r.table)
 		if err != nil {
-			return fmt.Errorf("capture change to %s: %w", r.table, err)
+			return n, fmt.Errorf("capture change to %s: %w", r.table, err)
 		}
 		if len(ti.pk) == 0 && !a.ignored[r.table] {
-			return fmt.Errorf("%w: %q; declare one (e.g. id INTEGER PRIMARY KEY) to sync it, or list it in Config.IgnoreTables to keep it local",
+			return n, fmt.Errorf("%w: %q; declare one (e.g. id INTEGER PRIMARY KEY) to sync it, or list it in Config.IgnoreTables to keep it local",
 				ErrNoPrimaryKey, r.table)
 		}
 		c := change.Change{
@@ -186,10 +209,11 @@ func (a *dbActor) flush(ctx context.Context) error {
 		}
 		c.KeyAssigned = c.Op == change.Insert && c.RowidAlias && r.assigned
 		if err := a.record(ctx, c); err != nil {
-			return err
+			return n, err
 		}
+		n++
 	}
-	return nil
+	return n, nil
 }
 
 func sameRow(a, b []any) bool {
