@@ -5,7 +5,6 @@ import (
 	"errors"
 	"time"
 
-	"github.com/syncdb/syncdb/actors"
 	"github.com/syncdb/syncdb/dbactor"
 	"github.com/syncdb/syncdb/messages"
 )
@@ -77,7 +76,7 @@ func (d *DB) listConflicts(ctx context.Context, all bool) ([]Conflict, error) {
 	if err := d.check(); err != nil {
 		return nil, err
 	}
-	ms, err := actors.Ask[[]messages.Conflict](ctx, d.sys, d.db, &messages.ListConflicts{All: all})
+	ms, err := ask[[]messages.Conflict](ctx, d, d.db, &messages.ListConflicts{All: all})
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +97,7 @@ func (d *DB) ResolveConflict(ctx context.Context, id int64, keep string) error {
 	if err := d.check(); err != nil {
 		return err
 	}
-	_, err := actors.Ask[struct{}](ctx, d.sys, d.db, &messages.ResolveConflict{ID: id, Keep: keep})
+	_, err := ask[struct{}](ctx, d, d.db, &messages.ResolveConflict{ID: id, Keep: keep})
 	return err
 }
 

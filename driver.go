@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/syncdb/syncdb/actors"
 	"github.com/syncdb/syncdb/dbactor"
 	"github.com/syncdb/syncdb/internal/sqlitex"
 	"github.com/syncdb/syncdb/messages"
@@ -334,7 +333,7 @@ func (d *DB) beginWrite(ctx context.Context) (*writeTx, error) {
 	begun := make(chan struct{})
 	go func() {
 		defer close(t.done)
-		_, t.err = actors.Ask[struct{}](context.WithoutCancel(ctx), d.sys, d.db, &messages.Tx{Fn: func(w messages.WriteConn) error {
+		_, t.err = ask[struct{}](context.WithoutCancel(ctx), d, d.db, &messages.Tx{Fn: func(w messages.WriteConn) error {
 			close(begun)
 			return t.serve(ctx, d.closing, w)
 		}})

@@ -1,9 +1,17 @@
 package syncdb
 
 import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/asynkron/protoactor-go/actor"
+
 	"github.com/syncdb/syncdb/actors"
+	"github.com/syncdb/syncdb/dbactor"
 	"github.com/syncdb/syncdb/metaactor"
 	"github.com/syncdb/syncdb/netactor"
+	"github.com/syncdb/syncdb/pageactor"
 )
 
 // Errors of the network, for errors.Is.
@@ -15,7 +23,16 @@ var (
 	// ErrUnauthorized: the server answered 401 or 403 (the token is
 	// missing, wrong, or may not do this; read-only tokens cannot push).
 	ErrUnauthorized = netactor.ErrUnauthorized
+	// ErrBadStream: the server's answer to a pull could not be decoded (an
+	// encoding that was not asked for, a page of the wrong size, a header
+	// the page protocol does not use). It is not retried.
+	ErrBadStream = netactor.ErrBadStream
 )
+
+// HTTPError is a server's answer whose status is not 200 (errors.As
+// finds it in the error of a Pull, Push, Sync or Open that got one): the
+// status, the start of the body, the endpoint and the URL.
+type HTTPError = netactor.HTTPError
 
 // Errors of the replica's own state, for errors.Is.
 var (
@@ -26,4 +43,31 @@ var (
 	// the panic). What needs that part fails with ErrFailed until the
 	// database is opened again.
 	ErrFailed = actors.ErrFailed
+	// ErrPullPending: a pull was interrupted (a crash, a failing disk)
+	// after it began to write the database, and could not be finished
+	// before this request; the error wraps why. Reads go on; each later
+	// request tries to finish the pull again.
+	ErrPullPending = dbactor.ErrPullPending
+	// ErrFetch: a partial replica could not fetch a page it needs from
+	// the server (the error wraps why, ErrUnreachable for example).
+	ErrFetch = pageactor.ErrFetch
 )
+
+// A call that raced with Close may find the actor it asks already stopped
+// (actors.ErrStopped): the facade reports that as ErrClosed, its one word
+// for "the database is closed", rather than exporting a second sentinel.
+
+// ask is actors.Ask for the facade's own calls, with closedErr applied.
+func ask[T any](ctx context.Context, d *DB, pid *actor.PID, msg actors.Message[T]) (T, error) {
+	v, err := actors.Ask(ctx, d.sys, pid, msg)
+	return v, closedErr(err)
+}
+
+// closedErr makes an error that an actor stopped by Close caused match
+// ErrClosed (it still wraps actors.ErrStopped).
+func closedErr(err error) error {
+	if err != nil && errors.Is(err, actors.ErrStopped) && !errors.Is(err, ErrClosed) {
+		return fmt.Errorf("%w: %w", ErrClosed, err)
+	}
+	return err
+}

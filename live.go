@@ -10,7 +10,6 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 
-	"github.com/syncdb/syncdb/actors"
 	"github.com/syncdb/syncdb/messages"
 	"github.com/syncdb/syncdb/netactor"
 )
@@ -151,7 +150,7 @@ func (d *DB) pull(ctx context.Context, p *messages.Pull) (messages.PullResult, e
 		return messages.PullResult{}, err
 	}
 	p.Tables = d.subscribed()
-	res, err := actors.Ask[messages.PullResult](ctx, d.sys, d.sync, p)
+	res, err := ask[messages.PullResult](ctx, d, d.sync, p)
 	if res.Changed { // also when conflicts wait (ErrConflict): the pull was applied
 
 		d.publish(Change{Revision: res.Revision, Tables: res.Tables})

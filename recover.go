@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/syncdb/syncdb/actors"
 	"github.com/syncdb/syncdb/internal/flock"
 	"github.com/syncdb/syncdb/internal/fsx"
 	"github.com/syncdb/syncdb/internal/testhooks"
@@ -41,20 +40,20 @@ import (
 // recoverReplica repairs the open replica d if it needs it. rebuilt tells
 // that d was closed and replaced: open the path again.
 func (d *DB) recoverReplica(ctx context.Context) (rebuilt bool, err error) {
-	ls, err := actors.Ask[messages.LocalStats](ctx, d.sys, d.db, &messages.DBStats{})
+	ls, err := ask[messages.LocalStats](ctx, d, d.db, &messages.DBStats{})
 	if err != nil {
 		return false, err
 	}
 	if ls.Detached == "" {
-		st, err := actors.Ask[messages.Status](ctx, d.sys, d.db, &messages.ReplicaStatus{})
+		st, err := ask[messages.Status](ctx, d, d.db, &messages.ReplicaStatus{})
 		if err != nil {
 			return false, err
 		}
 		if st.Cloned != "" {
-			_, err = actors.Ask[string](ctx, d.sys, d.db, &messages.Fork{Why: "Config.Recover of a copy (" + st.Cloned + ")"})
+			_, err = ask[string](ctx, d, d.db, &messages.Fork{Why: "Config.Recover of a copy (" + st.Cloned + ")"})
 			return false, err
 		}
-		kept, err := actors.Ask[bool](ctx, d.sys, d.sync, &messages.RevisionKept{})
+		kept, err := ask[bool](ctx, d, d.sync, &messages.RevisionKept{})
 		if err != nil {
 			// Nothing is wrong locally; whether the server still has the
 			// revision can be known only once it answers.
@@ -72,7 +71,7 @@ func (d *DB) recoverReplica(ctx context.Context) (rebuilt bool, err error) {
 // state over (see Recovery). d is closed in any case.
 func (d *DB) rebuild(ctx context.Context) error {
 	cfg := d.cfg
-	m, err := actors.Ask[*messages.Meta](ctx, d.sys, d.meta, &messages.GetMeta{})
+	m, err := ask[*messages.Meta](ctx, d, d.meta, &messages.GetMeta{})
 	if err != nil {
 		d.Close()
 		return err
@@ -93,7 +92,7 @@ func (d *DB) rebuild(ctx context.Context) error {
 	}
 	defer os.RemoveAll(work)
 	journal := filepath.Join(work, "local-changes")
-	n, err := actors.Ask[int](ctx, d.sys, d.db, &messages.SaveLocal{Path: journal})
+	n, err := ask[int](ctx, d, d.db, &messages.SaveLocal{Path: journal})
 	if cerr := d.Close(); err == nil {
 		err = cerr
 	}
@@ -111,7 +110,7 @@ func (d *DB) rebuild(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("download a fresh replica: %w", err)
 	}
-	_, err = actors.Ask[struct{}](ctx, nd.sys, nd.db, &messages.ImportLocal{Path: journal})
+	_, err = ask[struct{}](ctx, nd, nd.db, &messages.ImportLocal{Path: journal})
 	if cerr := nd.Close(); err == nil {
 		err = cerr
 	}

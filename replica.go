@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/syncdb/syncdb/actors"
 	"github.com/syncdb/syncdb/dbactor"
 	"github.com/syncdb/syncdb/messages"
 	"github.com/syncdb/syncdb/netactor"
@@ -76,12 +75,12 @@ func (d *DB) saveURL(ctx context.Context, old, url string) error {
 		a, aerr := netactor.NormalizeURL(old)
 		b, berr := netactor.NormalizeURL(url)
 		if aerr != nil || berr != nil || a != b {
-			if _, err := actors.Ask[struct{}](ctx, d.sys, d.sync, &messages.CheckRemote{Old: old}); err != nil {
+			if _, err := ask[struct{}](ctx, d, d.sync, &messages.CheckRemote{Old: old}); err != nil {
 				return err
 			}
 		}
 	}
-	_, err := actors.Ask[*messages.Meta](ctx, d.sys, d.meta, &messages.UpdateMeta{Fn: func(m *messages.Meta) error {
+	_, err := ask[*messages.Meta](ctx, d, d.meta, &messages.UpdateMeta{Fn: func(m *messages.Meta) error {
 		if m.SavedConfiguration == nil {
 			m.SavedConfiguration = &messages.SavedConfig{}
 		}

@@ -452,7 +452,7 @@ func (d *DB) spawnMeta(ctx context.Context) (*messages.Meta, error) {
 	if d.meta, err = metaactor.SpawnWatched(d.sys, d.hooks.FS, d.cfg.Path+"-info", d.hooks.OnMeta); err != nil {
 		return nil, err
 	}
-	return actors.Ask[*messages.Meta](ctx, d.sys, d.meta, &messages.GetMeta{})
+	return ask[*messages.Meta](ctx, d, d.meta, &messages.GetMeta{})
 }
 
 // remoteURL is the server to follow: the configured one, else the one an
@@ -541,7 +541,7 @@ func (d *DB) prepareFiles(ctx context.Context, m *messages.Meta, clientID string
 	if url == "" {
 		// Deferred: a local database whose first pull brings the server's
 		// state and keeps the local rows.
-		_, err := actors.Ask[*messages.Meta](ctx, d.sys, d.meta, &messages.UpdateMeta{Fn: func(m *messages.Meta) error {
+		_, err := ask[*messages.Meta](ctx, d, d.meta, &messages.UpdateMeta{Fn: func(m *messages.Meta) error {
 			m.ClientUniqueID = clientID
 			m.SavedConfiguration = &messages.SavedConfig{}
 			return nil
@@ -552,7 +552,7 @@ func (d *DB) prepareFiles(ctx context.Context, m *messages.Meta, clientID string
 	if p := cfg.Partial; p != nil {
 		partial = &messages.PartialBootstrap{PrefixBytes: p.PrefixBytes, Query: p.Query, SegmentSize: p.SegmentSize, Prefetch: p.Prefetch}
 	}
-	_, err = actors.Ask[struct{}](ctx, d.sys, d.sync, &messages.Bootstrap{Partial: partial})
+	_, err = ask[struct{}](ctx, d, d.sync, &messages.Bootstrap{Partial: partial})
 	return "", "", err
 }
 
@@ -562,7 +562,7 @@ func (d *DB) prepareFiles(ctx context.Context, m *messages.Meta, clientID string
 func (d *DB) openDatabase(ctx context.Context) error {
 	cfg, h := d.cfg, d.hooks
 	vfs := h.VFS
-	m, err := actors.Ask[*messages.Meta](ctx, d.sys, d.meta, &messages.GetMeta{})
+	m, err := ask[*messages.Meta](ctx, d, d.meta, &messages.GetMeta{})
 	if err != nil {
 		return err
 	}
@@ -591,7 +591,7 @@ func (d *DB) openDatabase(ctx context.Context) error {
 	d.readers.SetMaxOpenConns(cfg.ReadConns)
 	d.readers.SetMaxIdleConns(cfg.ReadConns)
 	d.reads = sqlitex.NewStmtCache(d.readers)
-	_, err = actors.Ask[struct{}](ctx, d.sys, d.db, open)
+	_, err = ask[struct{}](ctx, d, d.db, open)
 	return err
 }
 
@@ -625,7 +625,8 @@ func (d *DB) Exec(ctx context.Context, query string, args ...any) (sql.Result, e
 	if err := d.check(); err != nil {
 		return nil, err
 	}
-	return d.writer.Exec(ctx, query, args)
+	res, err := d.writer.Exec(ctx, query, args)
+	return res, closedErr(err)
 }
 
 // Query runs a read-only query on the read pool. It never waits for
@@ -751,7 +752,7 @@ func (d *DB) push(ctx context.Context) error {
 		return err
 	}
 	// A conflict may make the push pull first: its changes are news too.
-	res, err := actors.Ask[messages.PushResult](ctx, d.sys, d.sync, &messages.Push{Tables: d.subscribed()})
+	res, err := ask[messages.PushResult](ctx, d, d.sync, &messages.Push{Tables: d.subscribed()})
 	d.pushed.Add(int64(res.Pushed))
 	if p := res.Pulled; p.Changed {
 		d.publish(Change{Revision: p.Revision, Tables: slices.Compact(slices.Sorted(slices.Values(p.Tables)))})
@@ -775,7 +776,7 @@ func (d *DB) Checkpoint(ctx context.Context) error {
 	if err := d.check(); err != nil {
 		return err
 	}
-	_, err := actors.Ask[struct{}](ctx, d.sys, d.db, &messages.Checkpoint{})
+	_, err := ask[struct{}](ctx, d, d.db, &messages.Checkpoint{})
 	return err
 }
 
@@ -785,15 +786,15 @@ func (d *DB) Stats(ctx context.Context) (Stats, error) {
 		return Stats{}, err
 	}
 	var s Stats
-	ls, err := actors.Ask[messages.LocalStats](ctx, d.sys, d.db, &messages.DBStats{})
+	ls, err := ask[messages.LocalStats](ctx, d, d.db, &messages.DBStats{})
 	if err != nil {
 		return s, err
 	}
-	m, err := actors.Ask[*messages.Meta](ctx, d.sys, d.meta, &messages.GetMeta{})
+	m, err := ask[*messages.Meta](ctx, d, d.meta, &messages.GetMeta{})
 	if err != nil {
 		return s, err
 	}
-	nc, err := actors.Ask[messages.NetCounters](ctx, d.sys, d.net, &messages.NetStats{})
+	nc, err := ask[messages.NetCounters](ctx, d, d.net, &messages.NetStats{})
 	if err != nil {
 		return s, err
 	}
@@ -850,7 +851,7 @@ func (d *DB) checkpointAtClose() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := actors.Ask[struct{}](ctx, d.sys, d.db, &messages.Checkpoint{Closing: true}); err != nil {
+	if _, err := ask[struct{}](ctx, d, d.db, &messages.Checkpoint{Closing: true}); err != nil {
 		d.cfg.Logger.Debug("no checkpoint at close", "err", err)
 	}
 }

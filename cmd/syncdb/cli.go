@@ -288,7 +288,7 @@ func (s *session) do(ctx context.Context, op func(ctx context.Context) error) er
 		if cause := context.Cause(ctx); errors.As(cause, &ue) {
 			return ue
 		}
-		var he *netactor.HTTPError
+		var he *syncdb.HTTPError
 		if s.noToken && errors.As(err, &he) && he.Status == http.StatusUnauthorized {
 			return &wrapped{err.Error() + " (no token was given: use --auth-token T or set " + authTokenEnv + ")", err}
 		}
