@@ -291,7 +291,9 @@ var uniqueRE = regexp.MustCompile(`UNIQUE constraint failed: (.*?)(?: \(\d+\))?$
 
 // blockingRow finds the row that made c fail a UNIQUE constraint (err is
 // SQLite's message, "UNIQUE constraint failed: t.a, t.b"): the one holding
-// c's values of those columns.
+// c's values of those columns. It parses the message on purpose: SQLite
+// names the constraint's columns nowhere else (the extended code,
+// SQLITE_CONSTRAINT_UNIQUE, says only which kind of constraint failed).
 func (a *dbActor) blockingRow(ctx context.Context, c change.Change, err error) []any {
 	img := c.After
 	m := uniqueRE.FindStringSubmatch(err.Error())

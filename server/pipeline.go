@@ -83,10 +83,11 @@ func failure(code, format string, args ...any) *hrana.Error {
 	return &hrana.Error{Message: fmt.Sprintf(format, args...), Code: code}
 }
 
-// compiling tells the sandbox the SQL text the next statements come from.
+// compiling tells the sandbox the SQL text the next statements come from,
+// and clears its record of a refusal.
 func (ex *executor) compiling(sql string) {
 	if ex.sb != nil {
-		ex.sb.sql = sql
+		ex.sb.sql, ex.sb.refused = sql, ""
 	}
 }
 

@@ -74,6 +74,7 @@ var ErrSelector = errors.New("the query selector must be exactly one SELECT stat
 // runSelector runs query, which must be exactly one read-only SELECT, to
 // its end, discarding its rows.
 func runSelector(c *sqlitex.Conn, sb *sandbox, query string) error {
+	sb.refused = ""
 	st, tail, err := c.Prepare(query)
 	if err != nil {
 		return sb.refusal(err)

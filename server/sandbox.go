@@ -115,7 +115,7 @@ type sandbox struct {
 	// readOnlyTx: inside a READONLY transaction (a Hrana stream's): only
 	// reading and ending the transaction are allowed.
 	readOnlyTx bool
-	refused    string // what the last refusal was, for the error message
+	refused    string // what the authorizer denied in the statement being compiled ("" = nothing)
 	selects    int    // SELECT actions seen (the query selector needs one)
 	// sql is the text being compiled, set by the executor: the authorizer
 	// is not told the new name of an ALTER TABLE ... RENAME.
@@ -259,11 +259,18 @@ func (sb *sandbox) pragma(a sqlitex.Action) sqlitex.AuthResult {
 	return sqlitex.AuthOK
 }
 
-// refusal rewrites an error SQLite reported for a refused action
-// (SQLITE_AUTH, "not authorized") into one that names what was refused.
+// refusal rewrites the error of a statement whose action the authorizer
+// denied into one that names what was refused. SQLite reports most such
+// errors as SQLITE_AUTH, but not a denied function: resolve.c words that
+// one itself ("not authorized to use function: X") and its code becomes
+// SQLITE_ERROR. So the sandbox's own record decides, not the message:
+// refused, set by deny and cleared before each statement is compiled.
 func (sb *sandbox) refusal(err error) error {
 	var se *sqlitex.Error
-	if !errors.As(err, &se) || se.Code&0xff != sqlite3.SQLITE_AUTH && !(se.Code&0xff == sqlite3.SQLITE_ERROR && strings.Contains(se.Msg, "not authorized")) {
+	if !errors.As(err, &se) {
+		return err
+	}
+	if code := se.Code & 0xff; code != sqlite3.SQLITE_AUTH && (code != sqlite3.SQLITE_ERROR || sb.refused == "") {
 		return err
 	}
 	what := sb.refused

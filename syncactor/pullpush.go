@@ -394,6 +394,9 @@ func (s *syncActor) highWater(ctx context.Context, id string) (hw, chain *messag
 	}
 	br := r.Response.BatchResult
 	if len(br.StepErrors) > 0 && br.StepErrors[0] != nil {
+		// The server's words are the protocol here: a Hrana step error
+		// is a message and a code, and a missing table is SQLITE_ERROR
+		// (SQLITE_UNKNOWN on the wire), known only by its message.
 		if strings.Contains(br.StepErrors[0].Message, "no such table") {
 			return nil, nil, nil
 		}

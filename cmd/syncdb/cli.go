@@ -358,20 +358,15 @@ func unwrapURLError(err error) error {
 	return err
 }
 
-// errorText is the text printed for an error: without the "syncdb: "
-// prefix that the library puts on some errors (the command adds its own).
+// errorText is the text printed for an error: the library's message with
+// the advice that names the library's API put in the command's terms.
+// (The library's messages carry no package prefix; network_test.go:
+// noPrefix checks that.)
 func errorText(err error) string {
 	if errors.Is(err, context.Canceled) {
 		return errInterrupted.Error()
 	}
-	msg := strings.ReplaceAll(err.Error(), "netactor: ", "")
-	for {
-		m, ok := strings.CutPrefix(msg, "syncdb: ")
-		if !ok {
-			break
-		}
-		msg = m
-	}
+	msg := err.Error()
 	if errors.Is(err, syncdb.ErrNoPrimaryKey) {
 		// The command line has no Config.IgnoreTables.
 		msg = strings.Replace(msg, ", or list it in Config.IgnoreTables to keep it local", "", 1)

@@ -17,7 +17,10 @@ type Stmt struct {
 }
 
 // TolerateDuplicateColumn is the Tolerated substring of an ADD COLUMN
-// statement: SQLite's message when the column already exists.
+// statement: SQLite's message when the column already exists. Matched as
+// text on purpose: SQLite has no code for it (plain SQLITE_ERROR), and
+// from a server it arrives as a Hrana step error, a message whose code
+// says no more (SQLITE_UNKNOWN).
 const TolerateDuplicateColumn = "duplicate column name"
 
 // Statements returns the SQL that applies c to another database with the same
