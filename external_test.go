@@ -4,6 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
+	"log/slog"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +15,8 @@ import (
 	"time"
 
 	"github.com/syncdb/syncdb"
+	"github.com/syncdb/syncdb/internal/testhooks"
+	"github.com/syncdb/syncdb/server"
 )
 
 // otherProgram runs SQL on a closed replica's files the way sqlite3 does:
@@ -271,5 +276,91 @@ func TestRolledBackSpillIsNotForeign(t *testing.T) {
 	mustExec(t, db, "INSERT INTO t VALUES(1, 'after')")
 	if got := rows(t, db, "SELECT id, v FROM t"); got != "1|after" {
 		t.Fatalf("rows: %q", got)
+	}
+}
+
+// A pull killed right after its T1 (or after its T2, its journal not yet
+// removed), then another program checkpoints the replica's WAL into the
+// database file (sqlite3 does when it closes): the next open is detached
+// without finishing the pull, the database file holding the server's pages
+// (after T1) or the replayed ones (after T2). Config.Recover rebuilds the
+// replica from the local state: after T1 that is the pull's journal (the
+// database's _syncdb_* tables are the server's: recover failed with "no
+// such table: _syncdb_local"; a server serving such tables would have
+// had its change log taken for this replica's), after T2 the database,
+// which records the pull as finished. Either way the unpushed row reaches
+// the server once.
+func TestRecoverPullPendingAfterExternalCheckpoint(t *testing.T) {
+	for _, tc := range []struct {
+		point  string
+		forged bool
+	}{{"pull.t1", false}, {"pull.done", false}} {
+		t.Run(fmt.Sprintf("%s forged=%v", tc.point, tc.forged), func(t *testing.T) {
+			ctx := context.Background()
+			data := t.TempDir()
+			s, err := server.New(server.Config{DataDir: data, Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			hs := httptest.NewServer(s.Handler())
+			t.Cleanup(func() { s.BeginShutdown(); hs.Close(); s.Close() })
+			url := hs.URL
+			dir := t.TempDir()
+			path := closedReplica(t, url, dir, "local") // row 1, not pushed
+			if tc.forged {
+				plain, err := sql.Open("sqlite", filepath.Join(data, "default", "db.sqlite"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := plain.Exec("CREATE TABLE _syncdb_changes(change_id INTEGER PRIMARY KEY, txn INTEGER, record BLOB); " +
+					"CREATE TABLE _syncdb_local(key TEXT PRIMARY KEY, value) WITHOUT ROWID"); err != nil {
+					t.Fatal(err)
+				}
+				plain.Close()
+			}
+			b := open(t, syncdb.Config{Path: filepath.Join(dir, "b.db"), URL: url})
+			mustExec(t, b, "INSERT INTO t VALUES(2, 'remote')")
+			if err := b.Push(ctx); err != nil {
+				t.Fatal(err)
+			}
+			fired := stopAt(t, tc.point, path)
+			a, err := syncdb.Open(testhooks.With(ctx, testhooks.Hooks{OnPanic: func(error) {}}), syncdb.Config{Path: path})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = a.Pull(ctx)
+			a.Close()
+			if !fired() {
+				t.Fatalf("no stop at %s: %v", tc.point, err)
+			}
+			if _, err := os.Stat(path + "-syncdb-replay"); err != nil {
+				t.Fatalf("the pull's journal: %v", err)
+			}
+			otherProgram(t, path, "PRAGMA wal_checkpoint(TRUNCATE)", false)
+			a = open(t, syncdb.Config{Path: path})
+			if _, err := a.Exec(ctx, "INSERT INTO t VALUES(3, 'refused')"); !errors.Is(err, syncdb.ErrExternalModification) {
+				t.Fatalf("a write after the checkpoint: %v, want ErrExternalModification", err)
+			}
+			if st, err := a.Stats(ctx); err != nil || st.CDCOperations != 1 {
+				t.Fatalf("stats of the detached replica: %+v %v, want the unpushed insert", st, err)
+			}
+			a.Close()
+			a = open(t, syncdb.Config{Path: path, Recover: true})
+			if got := rows(t, a, "SELECT id, v FROM t ORDER BY id"); got != "1|local\n2|remote" {
+				t.Fatalf("after recovering: %q", got)
+			}
+			if err := a.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if st, err := a.Stats(ctx); err != nil || st.CDCOperations != 0 || st.Conflicts != 0 {
+				t.Fatalf("after a sync: %+v %v", st, err)
+			}
+			if _, err := b.Pull(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got := rows(t, b, "SELECT id, v FROM t ORDER BY id"); got != "1|local\n2|remote" {
+				t.Fatalf("the other replica: %q", got)
+			}
+		})
 	}
 }

@@ -285,11 +285,27 @@ func (a *dbActor) stats(ctx context.Context) (messages.LocalStats, error) {
 	if err != nil {
 		return s, err
 	}
-	if s.CDCOperations, s.LastPushUnixTime, err = UnpushedChanges(ctx, a.conn, m); err != nil {
+	if hdr, entries, conflicts, ok, err := a.pendingJournal(ctx); err != nil {
 		return s, err
-	}
-	if s.Conflicts, err = a.unresolvedConflicts(ctx); err != nil {
-		return s, err
+	} else if ok { // the database may hold the server's pages
+		for _, e := range entries {
+			if e.ID > hdr.Pushed {
+				s.CDCOperations++
+			}
+		}
+		for _, c := range conflicts {
+			if c.Resolved == "" {
+				s.Conflicts++
+			}
+		}
+		s.LastPushUnixTime = hdr.PushTime
+	} else {
+		if s.CDCOperations, s.LastPushUnixTime, err = UnpushedChanges(ctx, a.conn, m); err != nil {
+			return s, err
+		}
+		if s.Conflicts, err = a.unresolvedConflicts(ctx); err != nil {
+			return s, err
+		}
 	}
 	s.MainWALSize = a.walSizeNow()
 	if a.pages != nil {

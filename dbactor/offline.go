@@ -73,9 +73,39 @@ func ConflictChanges(blob []byte) ([]change.Change, error) {
 	return out, nil
 }
 
-// saveLocal answers SaveLocal.
+// saveLocal answers SaveLocal: the local state as a rebuild's journal.
 func (a *dbActor) saveLocal(ctx context.Context, path string) (int, error) {
+	hdr, entries, conflicts, ok, err := a.pendingJournal(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if ok {
+		hdr.Revision, hdr.Pull = "", nil // a rebuild's journal
+		return len(entries), writeJournal(a.cfg.FS, path, hdr, entries, conflicts)
+	}
 	return a.saveJournal(ctx, path, "", nil)
+}
+
+// pendingJournal reads the journal of a pull that a crash left pending
+// and that the replica did not finish since (it opened detached: another
+// program checkpointed its WAL; ok false if there is none). The pull may
+// have committed its T1, and then the database holds the server's pages,
+// whose _syncdb_* tables are not this replica's: the local changes are
+// only in the journal. Unless the database records the pull as finished,
+// the journal is the local state.
+func (a *dbActor) pendingJournal(ctx context.Context) (hdr journalHeader, entries []journalEntry, conflicts []*conflictRecord, ok bool, err error) {
+	if a.detached == nil && !a.pending {
+		return hdr, nil, nil, false, nil // an open finished any pending pull
+	}
+	p, err := a.pendingPull()
+	if err != nil || p == nil {
+		return hdr, nil, nil, false, err
+	}
+	if done, err := a.recordsPull(ctx, p.Before); err != nil || done {
+		return hdr, nil, nil, false, err
+	}
+	hdr, entries, conflicts, err = readJournal(a.cfg.FS, a.path(suffixReplay))
+	return hdr, entries, conflicts, err == nil, err
 }
 
 // saveJournal writes the replay journal of a pull (to revision, recording

@@ -536,14 +536,7 @@ func (r *syncedBase) apply(m *messages.Meta) error {
 // the server's, which a remote writer could forge (a malformed one failed
 // every open, a well-formed one went into -info).
 func (a *dbActor) reconcileBase(ctx context.Context) error {
-	if ok, err := tableExists(ctx, a.conn, "_syncdb_local"); err != nil || !ok {
-		return err
-	}
-	var js string
-	err := a.conn.QueryRowContext(ctx, "SELECT value FROM _syncdb_local WHERE key = 'synced_base'").Scan(&js)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil
-	}
+	js, err := a.syncedBaseRecord(ctx)
 	if err != nil {
 		return err
 	}
@@ -552,6 +545,36 @@ func (a *dbActor) reconcileBase(ctx context.Context) error {
 		return err
 	}
 	return a.updateMeta(ctx, func(cur *messages.Meta) error { *cur = *m; return nil })
+}
+
+// syncedBaseRecord reads the database's record of the last finished pull
+// (_syncdb_local 'synced_base'), "" if none.
+func (a *dbActor) syncedBaseRecord(ctx context.Context) (string, error) {
+	if ok, err := tableExists(ctx, a.conn, "_syncdb_local"); err != nil || !ok {
+		return "", err
+	}
+	var js string
+	err := a.conn.QueryRowContext(ctx, "SELECT value FROM _syncdb_local WHERE key = 'synced_base'").Scan(&js)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return js, err
+}
+
+// recordsPull reports whether the database records the pull that began at
+// before as finished (its T2 wrote that record). A server's pages cannot
+// name the pull: before is a position in this replica's WAL, salts and
+// checksums included.
+func (a *dbActor) recordsPull(ctx context.Context, before walfile.Position) (bool, error) {
+	js, err := a.syncedBaseRecord(ctx)
+	if err != nil || js == "" {
+		return false, err
+	}
+	var rec syncedBase
+	if json.Unmarshal([]byte(js), &rec) != nil {
+		return false, nil // not T2's
+	}
+	return rec.Pulled == before, nil
 }
 
 // Reconciled is the metadata an open takes from -info's meta and the
