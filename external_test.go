@@ -286,15 +286,15 @@ func TestRolledBackSpillIsNotForeign(t *testing.T) {
 // (after T1) or the replayed ones (after T2). Config.Recover rebuilds the
 // replica from the local state: after T1 that is the pull's journal (the
 // database's _syncdb_* tables are the server's: recover failed with "no
-// such table: _syncdb_local"; a server serving such tables would have
-// had its change log taken for this replica's), after T2 the database,
-// which records the pull as finished. Either way the unpushed row reaches
-// the server once.
+// such table: _syncdb_local"; with a server that serves such tables,
+// here written straight into its file, their empty change log would be
+// taken for this replica's), after T2 the database, which records the
+// pull as finished. Either way the unpushed row reaches the server once.
 func TestRecoverPullPendingAfterExternalCheckpoint(t *testing.T) {
 	for _, tc := range []struct {
 		point  string
 		forged bool
-	}{{"pull.t1", false}, {"pull.done", false}} {
+	}{{"pull.t1", false}, {"pull.t1", true}, {"pull.done", false}} {
 		t.Run(fmt.Sprintf("%s forged=%v", tc.point, tc.forged), func(t *testing.T) {
 			ctx := context.Background()
 			data := t.TempDir()

@@ -172,3 +172,75 @@ func TestPullKilledAfterT1ForgedSyncedBase(t *testing.T) {
 		})
 	}
 }
+
+// A server database carries _syncdb_local (with a 'cloned' flag) and a
+// _syncdb_changes of other columns (written straight into its file, as a
+// compromised server would serve them). A replica bootstrapped from it,
+// whole or partial, must not take them for its own: they made it a copy
+// (ErrClientCloned at its first push) and failed every write ("table
+// _syncdb_changes has no column named ..."). Its first open drops them,
+// durably, and a reopen keeps the replica's own tables.
+func TestBootstrapDropsServerSyncdbTables(t *testing.T) {
+	for _, partial := range []bool{false, true} {
+		t.Run(fmt.Sprintf("partial=%v", partial), func(t *testing.T) {
+			ctx := context.Background()
+			dir := t.TempDir()
+			s, err := server.New(server.Config{DataDir: dir, Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			hs := httptest.NewServer(s.Handler())
+			t.Cleanup(func() { s.BeginShutdown(); hs.Close(); s.Close() })
+			url := hs.URL
+			a := open(t, syncdb.Config{Path: filepath.Join(t.TempDir(), "a.db"), URL: url})
+			mustExec(t, a, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+			mustExec(t, a, "INSERT INTO t VALUES(1, 'a')")
+			if err := a.Push(ctx); err != nil {
+				t.Fatal(err)
+			}
+			plain, err := sql.Open("sqlite", filepath.Join(dir, "default", "db.sqlite"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := plain.Exec("CREATE TABLE _syncdb_local(key TEXT PRIMARY KEY, value) WITHOUT ROWID; " +
+				"INSERT INTO _syncdb_local VALUES('cloned', 'forged'), ('forged', 1); " +
+				"CREATE TABLE _syncdb_changes(change_id INTEGER PRIMARY KEY, txn INTEGER, record BLOB)"); err != nil {
+				t.Fatal(err)
+			}
+			plain.Close()
+			if _, err := rawclient.Exec(url, "INSERT INTO t VALUES(2, 'remote')"); err != nil { // the server takes it in
+				t.Fatal(err)
+			}
+			cfg := syncdb.Config{Path: filepath.Join(t.TempDir(), "b.db"), URL: url}
+			if partial {
+				cfg.Partial = &syncdb.PartialSync{PrefixBytes: 4096}
+			}
+			b, err := syncdb.Open(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := rows(t, b, "SELECT key FROM _syncdb_local WHERE key IN ('cloned', 'forged')"); got != "" {
+				t.Errorf("the server's _syncdb_local rows in the new replica: %q", got)
+			}
+			if _, err := b.Exec(ctx, "INSERT INTO t VALUES(3, 'b')"); err != nil {
+				t.Fatalf("a write on the new replica: %v", err)
+			}
+			if err := b.Close(); err != nil {
+				t.Fatal(err)
+			}
+			// A reopen keeps what the replica wrote since (its change log
+			// is its own now), and it syncs.
+			b = open(t, cfg)
+			mustExec(t, b, "INSERT INTO t VALUES(4, 'b again')")
+			if err := b.Sync(ctx); err != nil {
+				t.Fatalf("a sync of the new replica: %v", err)
+			}
+			if _, err := a.Pull(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got := rows(t, a, "SELECT id FROM t ORDER BY id"); got != "1\n2\n3\n4" {
+				t.Fatalf("the other replica: %q", got)
+			}
+		})
+	}
+}

@@ -351,11 +351,52 @@ func (a *dbActor) recover(ctx context.Context) error {
 			return err
 		}
 	}
+	if a.meta.SyncDB.Fresh {
+		if err := a.dropBootstrapped(ctx); err != nil {
+			return err
+		}
+	}
 	if _, err := a.conn.ExecContext(ctx, localSchema); err != nil {
 		return fmt.Errorf("create local tables: %w", err)
 	}
 	a.walSize = a.walSizeNow()
 	return nil
+}
+
+// dropBootstrapped drops, at the first open after a bootstrap, every
+// _syncdb_* object the server's database brought (see dropServerLocal; a
+// pull's T2 does the same after T1), durably before -info forgets that
+// the database is fresh: kept, a server's _syncdb_local made the new
+// replica a copy ('cloned') and a _syncdb_changes of its own columns
+// failed every write. The -info update is deferred: the open writes
+// -info anyway (checkHome records the replica's home). A crash before
+// that makes the next open drop again what this one created, empty.
+func (a *dbActor) dropBootstrapped(ctx context.Context) error {
+	var n int
+	if err := a.conn.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_schema
+		WHERE type IN ('table', 'view', 'trigger') AND lower(name) LIKE '\_syncdb\_%' ESCAPE '\'`).Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		err := a.durable(ctx, func() error {
+			if _, err := a.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+				return err
+			}
+			if err := a.dropServerLocal(ctx); err != nil {
+				a.rollback()
+				return err
+			}
+			_, err := a.conn.ExecContext(context.WithoutCancel(ctx), "COMMIT")
+			if err != nil {
+				a.rollback()
+			}
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("drop the server's _syncdb_ objects: %w", err)
+		}
+	}
+	return a.updateMetaMaybeDeferred(ctx, func(m *messages.Meta) error { m.SyncDB.Fresh = false; return nil }, true)
 }
 
 // loadBase (re)builds the base reader from the metadata.

@@ -75,6 +75,10 @@ type SyncDBState struct {
 	// Origin is set while a copy that took a new client id has not yet
 	// told the server which of the changes it inherited are its own.
 	Origin *Origin `json:"origin,omitempty"`
+	// Fresh is set by a bootstrap: the database is the server's as
+	// downloaded, so any _syncdb_* object in it is the server's, which the
+	// first open drops before it creates its own (dbactor).
+	Fresh bool `json:"fresh,omitempty"`
 }
 
 // Home identifies where a replica lives.

@@ -271,6 +271,7 @@ func (s *syncActor) bootstrap(ctx context.Context) error {
 		m.SyncDB.Base = messages.Base{DBSize: uint32(size)}
 		m.SyncDB.DBFile = stamp
 		m.SyncDB.Database = database
+		m.SyncDB.Fresh = true
 		return nil
 	}); err != nil {
 		return err
@@ -383,6 +384,7 @@ func (s *syncActor) bootstrapPartial(ctx context.Context, p *messages.PartialBoo
 		m.SyncDB.Base = messages.Base{DBSize: uint32(hdr.DbSize)}
 		m.SyncDB.Partial = &messages.PartialState{DBSize: uint32(hdr.DbSize), SegmentSize: p.SegmentSize, Prefetch: p.Prefetch}
 		m.SyncDB.Database = database
+		m.SyncDB.Fresh = true
 		return nil
 	}); err != nil {
 		return err
