@@ -10,6 +10,10 @@
 // for the caller's context, or for the actor to stop. Enter runs a function
 // of the actor's on the caller's goroutine, in the actor's turn, for a hot
 // path where the mailbox round trip costs more than the work.
+//
+// Its exported names are for syncdb's own packages (the facade, the CLI,
+// the server, the simulator, tests), with no compatibility promise: a
+// program uses package syncdb.
 package actors
 
 import (

@@ -54,6 +54,10 @@
 // (home.go) or, if it cannot be told from its original, is caught by the
 // push chain (chain.go); the database file's stamp judges other programs
 // by content (stamp.go), and a replica they changed stays readable.
+//
+// Its exported names are for syncdb's own packages (the facade, the CLI,
+// the server, the simulator, tests), with no compatibility promise: a
+// program uses package syncdb.
 package dbactor
 
 import (

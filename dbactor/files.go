@@ -234,6 +234,7 @@ type ChangesWriter struct {
 
 // CreateChanges starts (or restarts) the changes file of the database at
 // dbPath.
+// For syncdb's own packages; no compatibility promise.
 func CreateChanges(fs fsx.FS, dbPath string) (*ChangesWriter, error) {
 	path := ChangesPath(dbPath)
 	f, err := fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
@@ -244,6 +245,7 @@ func CreateChanges(fs fsx.FS, dbPath string) (*ChangesWriter, error) {
 }
 
 // ChangesPath is where a database's downloaded pull is kept.
+// For syncdb's own packages; no compatibility promise.
 func ChangesPath(dbPath string) string { return dbPath + suffixChanges }
 
 // Reset discards what was written (a retried download starts over).

@@ -16,6 +16,7 @@ import (
 // call only. For a partial replica, present tells which pages of the
 // bootstrap are in the file (nil for a full replica); a page the replica
 // does not hold is passed with nil data.
+// For syncdb's own packages; no compatibility promise.
 func BaseImage(fs fsx.FS, path string, meta *messages.Meta, present func(pgno uint32) bool, fn func(pgno uint32, data []byte) error) error {
 	db, err := os.Open(path)
 	if err != nil {

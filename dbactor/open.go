@@ -33,12 +33,14 @@ CREATE TABLE IF NOT EXISTS _syncdb_local(key TEXT PRIMARY KEY, value) WITHOUT RO
 // WriterDSN is how the writer connection opens the database: WAL, commits
 // durable when they return, and no checkpoint unless syncdb asks. vfs ""
 // is SQLite's default.
+// For syncdb's own packages; no compatibility promise.
 func WriterDSN(path, vfs string) string {
 	return sqlitex.DSN{Path: path, VFS: vfs,
 		Pragmas: []string{"busy_timeout(10000)", "synchronous(FULL)", "wal_autocheckpoint(0)", "foreign_keys(0)"}}.String()
 }
 
 // ReaderDSN is how read-only pool connections open the database.
+// For syncdb's own packages; no compatibility promise.
 func ReaderDSN(path, vfs string) string {
 	return sqlitex.DSN{Path: path, VFS: vfs, Pragmas: []string{"query_only(1)", "busy_timeout(10000)"}}.String()
 }

@@ -72,6 +72,7 @@ func pagesHash(f *os.File, pages map[uint32]bool, upTo uint32) (uint64, error) {
 }
 
 // StampOf stamps the database file at path (its size, time and content).
+// For syncdb's own packages; no compatibility promise.
 func StampOf(path string) (*messages.FileStamp, error) {
 	st, err := os.Stat(path)
 	if err != nil {

@@ -21,6 +21,10 @@
 // checks it at run time. docs/ARCHITECTURE.md §2 lists every edge. Local
 // writes (DB.Exec) reach dbactor without a message, through
 // dbactor.Writer (actors.Enter).
+//
+// Its exported names are for syncdb's own packages (the facade, the CLI,
+// the server, the simulator, tests), with no compatibility promise: a
+// program uses package syncdb.
 package messages
 
 import (

@@ -71,6 +71,10 @@
 // section must agree with it; a file without one (written by a Turso client)
 // is loaded as it is, with a zero Base, and its first rewrite sets both
 // fields from that zero Base.
+//
+// Its exported names are for syncdb's own packages (the facade, the CLI,
+// the server, the simulator, tests), with no compatibility promise: a
+// program uses package syncdb.
 package metaactor
 
 import (

@@ -41,6 +41,10 @@
 // Apart from that rule, net/http may resend a request on a fresh connection
 // when the first attempt was refused before a single byte of it was written
 // (a stale keep-alive connection); this is safe for every request.
+//
+// Its exported names are for syncdb's own packages (the facade, the CLI,
+// the server, the simulator, tests), with no compatibility promise: a
+// program uses package syncdb.
 package netactor
 
 import (

@@ -33,6 +33,10 @@
 // (writeMu, logMu, zeroMu) and an atomic bitmap, and the actor inside it
 // only de-duplicates segment fetches (Fetch and Ensure wait for it), so
 // that readers missing the same segment share one request.
+//
+// Its exported names are for syncdb's own packages (the facade, the CLI,
+// the server, the simulator, tests), with no compatibility promise: a
+// program uses package syncdb.
 package pageactor
 
 import (
@@ -68,6 +72,7 @@ const PageSize = wire.PageSize
 
 // WriterTag is the syncdb_tag of the writer connection: during a pull's
 // page writes it may read pages it is about to overwrite as zeros.
+// For syncdb's own packages; no compatibility promise.
 const WriterTag = "writer"
 
 // Config configures the page actor.
@@ -358,6 +363,7 @@ const recordSize = 12
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
 // InitLog writes the presence log of a new partial replica (bootstrap).
+// For syncdb's own packages; no compatibility promise.
 func InitLog(fs fsx.FS, dbPath string, pages *roaring.Bitmap) error {
 	var buf []byte
 	appendRuns(&buf, pages.ToArray())

@@ -3,6 +3,10 @@
 // (HTTP), dbactor (the database) and metaactor (<db>-info). Serializing the
 // workflows in one mailbox is what makes concurrent Pull, Push and Sync
 // calls safe; local reads and writes never wait for it.
+//
+// Its exported names are for syncdb's own packages (the facade, the CLI,
+// the server, the simulator, tests), with no compatibility promise: a
+// program uses package syncdb.
 package syncactor
 
 import (
@@ -282,6 +286,7 @@ func (s *syncActor) bootstrap(ctx context.Context) error {
 
 // FinishBootstrap moves a downloaded database into place if the metadata
 // was written but the move was not (a crash in between).
+// For syncdb's own packages; no compatibility promise.
 func FinishBootstrap(fs fsx.FS, path string) error {
 	tmp := path + "-bootstrap"
 	if _, err := fs.Stat(tmp); err != nil {
