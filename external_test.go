@@ -313,7 +313,9 @@ func TestRecoverPullPendingAfterExternalCheckpoint(t *testing.T) {
 					t.Fatal(err)
 				}
 				if _, err := plain.Exec("CREATE TABLE _syncdb_changes(change_id INTEGER PRIMARY KEY, txn INTEGER, record BLOB); " +
-					"CREATE TABLE _syncdb_local(key TEXT PRIMARY KEY, value) WITHOUT ROWID"); err != nil {
+					"CREATE TABLE _syncdb_local(key TEXT PRIMARY KEY, value) WITHOUT ROWID; " +
+					"CREATE TABLE _syncdb_conflicts(id INTEGER PRIMARY KEY, time, revision, base, kind, table_name, remote, changes, error, new_key, resolved DEFAULT '', resolved_time); " +
+					"INSERT INTO _syncdb_conflicts(id, time, revision, base, kind, table_name) VALUES(1, 0, 'r', 'b', 'insert-insert', 't')"); err != nil {
 					t.Fatal(err)
 				}
 				plain.Close()
@@ -341,8 +343,11 @@ func TestRecoverPullPendingAfterExternalCheckpoint(t *testing.T) {
 			if _, err := a.Exec(ctx, "INSERT INTO t VALUES(3, 'refused')"); !errors.Is(err, syncdb.ErrExternalModification) {
 				t.Fatalf("a write after the checkpoint: %v, want ErrExternalModification", err)
 			}
-			if st, err := a.Stats(ctx); err != nil || st.CDCOperations != 1 {
+			if st, err := a.Stats(ctx); err != nil || st.CDCOperations != 1 || st.Conflicts != 0 {
 				t.Fatalf("stats of the detached replica: %+v %v, want the unpushed insert", st, err)
+			}
+			if cs, err := a.Conflicts(ctx); err != nil || len(cs) != 0 {
+				t.Fatalf("conflicts of the detached replica: %+v %v, want none", cs, err)
 			}
 			a.Close()
 			a = open(t, syncdb.Config{Path: path, Recover: true})

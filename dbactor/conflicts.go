@@ -780,8 +780,15 @@ func (a *dbActor) writeConflict(ctx context.Context, rec *conflictRecord) error 
 
 // listConflicts answers ListConflicts.
 func (a *dbActor) listConflicts(ctx context.Context, all bool) ([]messages.Conflict, error) {
-	recs, err := a.readConflicts(ctx, !all)
+	_, _, recs, pending, err := a.pendingJournal(ctx)
 	if err != nil {
+		return nil, err
+	}
+	if pending { // the database may hold the server's pages
+		if !all {
+			recs = slices.DeleteFunc(recs, func(r *conflictRecord) bool { return r.Resolved != "" })
+		}
+	} else if recs, err = a.readConflicts(ctx, !all); err != nil {
 		return nil, err
 	}
 	out := make([]messages.Conflict, 0, len(recs))
