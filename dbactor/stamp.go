@@ -30,6 +30,17 @@ func pageHash(pgno uint32, page []byte) uint64 {
 	return binary.BigEndian.Uint64(h.Sum(nil))
 }
 
+// RunHash is the share of the content hash of the pages in run, the first
+// of them numbered first: what ContentHash adds up for them.
+func RunHash(first uint32, run []byte) uint64 {
+	var h uint64
+	for off := 0; off+PageSize <= len(run); off += PageSize {
+		h ^= pageHash(first, run[off:off+PageSize])
+		first++
+	}
+	return h
+}
+
 // ContentHash hashes the pages of the database file at path.
 func ContentHash(path string) (uint64, error) {
 	f, err := os.Open(path)
@@ -74,15 +85,21 @@ func pagesHash(f *os.File, pages map[uint32]bool, upTo uint32) (uint64, error) {
 // StampOf stamps the database file at path (its size, time and content).
 // For syncdb's own packages; no compatibility promise.
 func StampOf(path string) (*messages.FileStamp, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
 	h, err := ContentHash(path)
 	if err != nil {
 		return nil, err
 	}
-	return &messages.FileStamp{Size: st.Size(), MtimeNS: st.ModTime().UnixNano(), Hash: h}, nil
+	return StampWithHash(path, h)
+}
+
+// StampWithHash stamps the database file at path with its content hash
+// as the caller computed it, from what it wrote (RunHash).
+func StampWithHash(path string, hash uint64) (*messages.FileStamp, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	return &messages.FileStamp{Size: st.Size(), MtimeNS: st.ModTime().UnixNano(), Hash: hash}, nil
 }
 
 // checkStamp compares the database file with its stamp: nil if it is

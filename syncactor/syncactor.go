@@ -179,6 +179,8 @@ func (s *syncActor) bootstrap(ctx context.Context) error {
 	var f fsx.File
 	var hdr *syncpb.PullUpdatesRespProtoBody
 	var database string // the server's name for the database, if it gives one
+	var hash uint64     // the file's content hash, if hashed
+	var hashed bool
 	err := s.retry(ctx, func() error {
 		if f != nil {
 			f.Close()
@@ -189,6 +191,7 @@ func (s *syncActor) bootstrap(ctx context.Context) error {
 			return err
 		}
 		hdr = nil
+		hashed = false
 		got := int64(0)
 		w := newRunWriter(f)
 		defer w.close()
@@ -235,6 +238,7 @@ func (s *syncActor) bootstrap(ctx context.Context) error {
 				database = info.Database
 			}
 			if chunk == 0 || uint64(start+chunk) >= hdr.DbSize {
+				hash, hashed = w.contentHash(hdr.DbSize)
 				return nil
 			}
 		}
@@ -261,7 +265,12 @@ func (s *syncActor) bootstrap(ctx context.Context) error {
 	var stamp *messages.FileStamp
 	if size > 0 {
 		var err error
-		if stamp, err = dbactor.StampOf(tmp); err != nil {
+		if hashed {
+			stamp, err = dbactor.StampWithHash(tmp, hash)
+		} else {
+			stamp, err = dbactor.StampOf(tmp) // read the file back
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -403,13 +412,19 @@ func (s *syncActor) bootstrapPartial(ctx context.Context, p *messages.PartialBoo
 // next one fills, so that reading the network and writing the disk overlap.
 // Two buffers take turns: the one being filled and at most one being
 // written. Call close when done with it.
+//
+// The writer goroutine also hashes each run it wrote (dbactor.RunHash), so
+// that the bootstrap's file stamp needs no second read of the whole file.
 type runWriter struct {
 	f     fsx.File
 	buf   []byte
 	first uint32 // page number of buf's first page
+	next  uint32 // the page that follows those added, from page 1 on; 0 once one came out of that order
 	free  chan []byte
 	runs  chan pageRun
 	done  chan struct{}
+
+	hash uint64 // of the runs written; the writer goroutine's until flush returns
 
 	mu  sync.Mutex
 	err error // the first write error
@@ -423,7 +438,7 @@ type pageRun struct {
 const runBytes = 1 << 20
 
 func newRunWriter(f fsx.File) *runWriter {
-	w := &runWriter{f: f, free: make(chan []byte, 1), runs: make(chan pageRun, 1), done: make(chan struct{})}
+	w := &runWriter{f: f, next: 1, free: make(chan []byte, 1), runs: make(chan pageRun, 1), done: make(chan struct{})}
 	w.buf = make([]byte, 0, runBytes)
 	w.free <- make([]byte, 0, runBytes)
 	go w.write()
@@ -438,6 +453,8 @@ func (w *runWriter) write() {
 				w.mu.Lock()
 				w.err = err
 				w.mu.Unlock()
+			} else {
+				w.hash ^= dbactor.RunHash(r.first, r.data)
 			}
 		}
 		w.free <- r.data[:0]
@@ -459,8 +476,25 @@ func (w *runWriter) add(pgno uint32, data []byte) error {
 	if len(w.buf) == 0 {
 		w.first = pgno
 	}
+	if pgno == w.next {
+		w.next++
+	} else {
+		w.next = 0
+	}
 	w.buf = append(w.buf, data...)
 	return nil
+}
+
+// contentHash returns, after a successful flush, the content hash of a
+// file of pages pages, if what was added is exactly its pages 1 to pages,
+// each once and in order; otherwise ok is false (a page sent twice would
+// cancel its own share, one never sent is not zero in the hash) and the
+// caller hashes the file.
+func (w *runWriter) contentHash(pages uint64) (hash uint64, ok bool) {
+	if w.next == 0 || uint64(w.next-1) != pages {
+		return 0, false
+	}
+	return w.hash, true
 }
 
 // send hands the filled buffer to the writer and takes the other one back
