@@ -32,6 +32,7 @@ func pageHash(pgno uint32, page []byte) uint64 {
 
 // RunHash is the share of the content hash of the pages in run, the first
 // of them numbered first: what ContentHash adds up for them.
+// For syncdb's own packages; no compatibility promise.
 func RunHash(first uint32, run []byte) uint64 {
 	var h uint64
 	for off := 0; off+PageSize <= len(run); off += PageSize {
@@ -94,6 +95,7 @@ func StampOf(path string) (*messages.FileStamp, error) {
 
 // StampWithHash stamps the database file at path with its content hash
 // as the caller computed it, from what it wrote (RunHash).
+// For syncdb's own packages; no compatibility promise.
 func StampWithHash(path string, hash uint64) (*messages.FileStamp, error) {
 	st, err := os.Stat(path)
 	if err != nil {
