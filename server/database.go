@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -350,20 +349,11 @@ func (d *database) recordCommits(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	sc, err := walfile.NewScanner(d.walFile, st.Size(), d.walPos)
-	if err != nil {
-		return 0, fmt.Errorf("scan WAL: %w", err)
-	}
+	// A torn or invalid frame ends the log quietly, as it does for SQLite:
+	// the commits before it are recorded, nothing after it is a commit.
 	var commits []history.Commit
 	pageSize := history.PageSize
-	for {
-		frames, err := sc.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return 0, fmt.Errorf("scan WAL: %w", err)
-		}
+	pos, err := walfile.Scan(d.walFile, st.Size(), d.walPos, func(frames []walfile.Frame) error {
 		// The last frame of a page within a transaction is its image.
 		last := map[uint32]walfile.Frame{}
 		order := make([]uint32, 0, len(frames))
@@ -390,11 +380,15 @@ func (d *database) recordCommits(ctx context.Context) (int, error) {
 			}
 			return nil
 		}})
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("scan WAL: %w", err)
 	}
 	if len(commits) == 0 {
 		return 0, nil
 	}
-	pos := sc.Position() // the history's cursor too
+	// pos is the history's cursor too.
 	if d.lease != nil && !d.lease.Valid() {
 		// This node's own clock says its lease may have ended (it was
 		// paused, or cut off from the store): do not even try.

@@ -190,25 +190,17 @@ func (l *liveSource) openFiles(pos walfile.Position) error {
 		return err
 	}
 	frameSize := int64(walfile.FrameHeaderSize + history.PageSize)
-	sc, err := walfile.NewScanner(l.wal, walfile.HeaderSize+int64(pos.Frame)*frameSize, walfile.Position{})
+	l.idx = walfile.BuildIndex(nil)
+	// Unlike recordCommits, a log that ends early (a bad frame before pos)
+	// is an error: the revision's frames are not all there.
+	end, err := walfile.Scan(l.wal, walfile.HeaderSize+int64(pos.Frame)*frameSize, walfile.Position{}, func(frames []walfile.Frame) error {
+		return l.idx.Add(frames...)
+	})
 	if err != nil {
 		return fmt.Errorf("index the WAL: %w", err)
 	}
-	l.idx = walfile.BuildIndex(nil)
-	for {
-		frames, err := sc.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("index the WAL: %w", err)
-		}
-		if err := l.idx.Add(frames...); err != nil {
-			return fmt.Errorf("index the WAL: %w", err)
-		}
-	}
-	if sc.Position() != pos {
-		return fmt.Errorf("index the WAL: it ends at frame %d, the revision at frame %d", sc.Position().Frame, pos.Frame)
+	if end != pos {
+		return fmt.Errorf("index the WAL: it ends at frame %d, the revision at frame %d", end.Frame, pos.Frame)
 	}
 	return nil
 }

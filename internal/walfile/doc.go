@@ -64,4 +64,5 @@
 // This package follows exactly these rules: Scanner yields only whole,
 // valid, committed transactions, stops where SQLite recovery would stop,
 // and reports when the salts show that the log was restarted.
+// Scan (or Scanner.Each) is the scan loop over a Scanner's transactions.
 package walfile

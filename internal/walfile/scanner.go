@@ -223,6 +223,45 @@ func readFull(r io.ReaderAt, b []byte, off int64) error {
 	return err
 }
 
+// Each calls fn with the frames of every remaining committed transaction,
+// in order (the commit frame of each last), and then returns nil: like
+// Next, it stops quietly where the valid log ends (the end of the file, a
+// torn or invalid frame, a transaction whose commit frame is missing), as
+// SQLite's recovery does. It returns Next's I/O errors and fn's own, as
+// they are. Afterwards Position is the position after the last
+// transaction fn was given; a caller that needs the log to reach a given
+// point compares it.
+func (s *Scanner) Each(fn func(txn []Frame) error) error {
+	for {
+		txn, err := s.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := fn(txn); err != nil {
+			return err
+		}
+	}
+}
+
+// Scan is the WAL scan loop: it reads the committed transactions of the
+// WAL held by r (size bytes) after from, calling fn with each (see Each),
+// and returns the position after the last one. Its errors are NewScanner's
+// (ErrInvalidHeader, ErrPositionMismatch), I/O errors and fn's; the
+// Position is meaningful only without one.
+func Scan(r io.ReaderAt, size int64, from Position, fn func(txn []Frame) error) (Position, error) {
+	s, err := NewScanner(r, size, from)
+	if err != nil {
+		return Position{}, err
+	}
+	if err := s.Each(fn); err != nil {
+		return Position{}, err
+	}
+	return s.Position(), nil
+}
+
 // ReadAll reads the committed frames of the WAL file at path, in order. A
 // missing or empty file (shorter than a header) yields the zero Header, no
 // frames and no error.
@@ -244,16 +283,10 @@ func ReadAll(path string) (Header, []Frame, error) {
 		return Header{}, nil, err
 	}
 	var frames []Frame
-	for {
-		txn, err := s.Next()
-		if err == io.EOF {
-			return s.Header(), frames, nil
-		}
-		if err != nil {
-			return s.Header(), nil, err
-		}
-		frames = append(frames, txn...)
+	if err := s.Each(func(txn []Frame) error { frames = append(frames, txn...); return nil }); err != nil {
+		return s.Header(), nil, err
 	}
+	return s.Header(), frames, nil
 }
 
 // LatestPerPage returns, for every page in frames, the frame with the highest
