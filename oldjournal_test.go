@@ -75,6 +75,29 @@ func serverPage1(t *testing.T, url, rev string) []byte {
 // pull's revision.
 func makeOlderJournal(t *testing.T, path, url string) (revertNext []byte) {
 	t.Helper()
+	var revision string
+	rewriteJournalHeader(t, path, func(hdr map[string]any) {
+		pull, _ := hdr["pull"].(map[string]any)
+		if pull == nil {
+			t.Fatal("the journal records no pull")
+		}
+		pull["next_revert_len"] = 4 + 4096 + 4 // page number, page, CRC
+		delete(pull, "page1")
+		delete(pull, "from")
+		revision = hdr["revision"].(string)
+	})
+	rec := binary.BigEndian.AppendUint32(nil, 1)
+	rec = append(rec, serverPage1(t, url, revision)...)
+	return binary.BigEndian.AppendUint32(rec, crc32.Checksum(rec, oldCRC))
+}
+
+// rewriteJournalHeader rewrites the header of the pull journal of the
+// replica at path into an earlier release's: edit changes it, and what
+// releases before the in-place journal did not write goes (its format,
+// and the size and CRC of the rest: their journals were replaced
+// atomically, never torn). The header's CRC is recomputed.
+func rewriteJournalHeader(t *testing.T, path string, edit func(hdr map[string]any)) {
+	t.Helper()
 	journal := path + "-syncdb-replay"
 	data, err := os.ReadFile(journal)
 	if err != nil {
@@ -88,13 +111,13 @@ func makeOlderJournal(t *testing.T, path, url string) (revertNext []byte) {
 	if err := dec.Decode(&hdr); err != nil {
 		t.Fatal(err)
 	}
-	pull, _ := hdr["pull"].(map[string]any)
-	if pull == nil {
-		t.Fatal("the journal records no pull")
+	if hdr["format"] == nil {
+		t.Fatal("the journal has no format: not this release's")
 	}
-	pull["next_revert_len"] = 4 + 4096 + 4 // page number, page, CRC
-	delete(pull, "page1")
-	delete(pull, "from")
+	delete(hdr, "format")
+	delete(hdr, "size")
+	delete(hdr, "crc")
+	edit(hdr)
 	h, err := json.Marshal(hdr)
 	if err != nil {
 		t.Fatal(err)
@@ -106,10 +129,6 @@ func makeOlderJournal(t *testing.T, path, url string) (revertNext []byte) {
 	if err := os.WriteFile(journal, out, 0o644); err != nil {
 		t.Fatal(err)
 	}
-
-	rec := binary.BigEndian.AppendUint32(nil, 1)
-	rec = append(rec, serverPage1(t, url, hdr["revision"].(string))...)
-	return binary.BigEndian.AppendUint32(rec, crc32.Checksum(rec, oldCRC))
 }
 
 // pullKilledAt makes a replica with an unpushed local row whose pull of
@@ -230,4 +249,52 @@ func TestOlderPullT2KilledThenUpgrade(t *testing.T) {
 	}
 	checkSyncedBase(t, a.cfg.Path, url)
 	a.open()
+}
+
+// The release before the in-place journal wrote the journal this one
+// writes, without its format and the size and CRC of the rest (it replaced
+// the file atomically). A replica it left mid-pull (T1 committed: the
+// journal is the pending pull's, with or without its T2), or with a
+// finished pull's journal left behind (its removal was not synced), is
+// opened by this release after a power loss: the pull is finished once,
+// nothing is lost, the base is the server's revision, and the next pull
+// rewrites the old journal in place.
+func TestPreviousReleaseJournal(t *testing.T) {
+	for _, point := range []string{"pull.t1", "pull.t2", "pull.done"} {
+		t.Run(point, func(t *testing.T) {
+			ctx := context.Background()
+			a, url := pullKilledAt(t, point, true)
+			rewriteJournalHeader(t, a.cfg.Path, func(map[string]any) {})
+			if err := a.fs.PowerLoss(); err != nil {
+				t.Fatal(err)
+			}
+			if err := a.rec.PowerLoss(); err != nil {
+				t.Fatal(err)
+			}
+			a.open()
+			check := func(when, wantU string) {
+				t.Helper()
+				if gotT, gotU := rows(t, a.db, "SELECT id, v FROM t ORDER BY id"), rows(t, a.db, "SELECT id, v FROM u ORDER BY id"); gotT != "1|local" || gotU != wantU {
+					t.Fatalf("%s: t %q, u %q", when, gotT, gotU)
+				}
+			}
+			check("after the upgrade", "2|remote")
+			a.db.Close()
+			checkSyncedBase(t, a.cfg.Path, url)
+			a.open()
+			b := open(t, syncdb.Config{Path: filepath.Join(t.TempDir(), "b.db"), URL: url})
+			mustExec(t, b, "INSERT INTO u VALUES(3, 'remote2')")
+			if err := b.Push(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := a.db.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+			a.allPushed("after a sync")
+			check("after a sync", "2|remote\n3|remote2")
+			a.db.Close()
+			checkSyncedBase(t, a.cfg.Path, url)
+			a.open()
+		})
+	}
 }

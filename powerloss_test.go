@@ -204,9 +204,9 @@ func TestPushCrashPowerLoss(t *testing.T) {
 	}
 }
 
-// A pull records itself as pending in the replay journal (written, fsynced
-// and renamed into place with the directory synced, before T1), not in
-// -info, whose two fsyncs guarded that record against a power loss. The
+// A pull records itself as pending in the replay journal (written in
+// place and fsynced before T1; journal.written is before that fsync), not
+// in -info, whose two fsyncs guarded that record against a power loss. The
 // journal also holds the true header of the new base's page 1, which T1
 // writes with a bumped schema cookie: it replaced -revert.next (a page-1
 // copy with an fsync of its own, renamed over -revert after T2 with another
@@ -222,7 +222,7 @@ func TestPushCrashPowerLoss(t *testing.T) {
 // send its page). At the end every replica has every row once and no
 // conflict.
 func TestPullCrashPowerLoss(t *testing.T) {
-	points := []string{"pull.journal", "pull.pending", "pull.t1", "pull.t2", "pull.done"}
+	points := []string{"journal.written", "pull.journal", "pull.pending", "pull.t1", "pull.t2", "pull.done"}
 	for i, point := range points {
 		for _, power := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/power=%v", point, power), func(t *testing.T) {
@@ -255,7 +255,7 @@ func TestPullCrashPowerLoss(t *testing.T) {
 				}
 				a.restart(power)
 				remote := "2|remote"
-				if i < 2 { // T1 had not run: the pull is undone
+				if i < 3 { // T1 had not run: the pull is undone
 					remote = ""
 				}
 				check(a.db, "after the restart", "1|local", remote)
@@ -369,20 +369,16 @@ func TestPullDeferredInfoPowerLoss(t *testing.T) {
 				}
 			}
 			a.restartAfter(func() {
-				if point != "write.committed" && point != "checkpoint.revert" {
+				if point != "write.committed" {
 					return
 				}
-				// The first pull removed its journal and cut the old
-				// revert store without syncing either: a real disk may
-				// keep both (CrashFS takes them back). Then only the
-				// database's record says the pull finished.
-				if err := os.Remove(a.cfg.Path + "-syncdb-replay"); err != nil {
+				// The first pull cut the old revert store without
+				// syncing: a real disk may keep that (CrashFS takes it
+				// back). Its journal stays in place (the next pull
+				// rewrites it), and only the database's record says the
+				// pull finished.
+				if err := os.Truncate(a.cfg.Path+"-revert", 0); err != nil {
 					t.Fatal(err)
-				}
-				if point == "write.committed" {
-					if err := os.Truncate(a.cfg.Path+"-revert", 0); err != nil {
-						t.Fatal(err)
-					}
 				}
 			})
 			check(a.db, "after the power loss", wantT, wantU)

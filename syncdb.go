@@ -31,8 +31,9 @@
 //
 // A database at app.db owns app.db, app.db-wal, app.db-shm (SQLite's),
 // app.db-info (sync state, JSON), app.db-revert (page images that keep the
-// last synced state reconstructible), app.db-present (partial replicas) and,
-// during a pull only, app.db-changes and app.db-syncdb-replay. Read them
+// last synced state reconstructible), app.db-present (partial replicas),
+// app.db-syncdb-replay (the local changes a pull saved, kept until the
+// next pull) and, during a pull only, app.db-changes. Read them
 // with other programs only read-only (sqlite3 -readonly): a checkpoint by
 // another program destroys the synced state. syncdb judges the files by
 // content, so touching or copying them is harmless; after a real change it

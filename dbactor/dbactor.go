@@ -22,8 +22,8 @@
 //
 //  1. save the local change log to <db>-syncdb-replay, whose header
 //     records the pending pull and the true header of the new base's page 1
-//     (fsynced, renamed into place, the directory synced): the journal in
-//     place is the pull's durable record, -info is not written;
+//     (rewritten in place and fsynced; a torn one is no pending pull): the
+//     journal is the pull's durable record, -info is not written;
 //  2. T1: one transaction writing, through sqlite_dbpage, the base image of
 //     every locally changed page the server did not change and the server's
 //     image of every page it did (page 1 with a bumped schema cookie, so
@@ -37,8 +37,8 @@
 //     true header), with the pull's Before as Pulled (a journal that names
 //     it is a leftover): T2 wrote them in _syncdb_local, and -info takes
 //     them deferred (written with the next update that writes; an open
-//     after a crash takes them from the database: reconcileBase); remove
-//     the journal.
+//     after a crash takes them from the database: reconcileBase); the
+//     journal stays, for the next pull to rewrite.
 //
 // A crash anywhere is recovered at the next open: before T1 committed the
 // pull is abandoned (the database is untouched; the journal is removed and
@@ -219,6 +219,9 @@ type dbActor struct {
 	restamp    *messages.FileStamp   // the database file's stamp to record: same content, new time
 	detached   error                 // the files were modified outside syncdb: read only (see detach)
 	denied     string                // the protected table the authorizer last refused
+	// journalSynced: this process made the journal's directory entry
+	// durable (writeJournal) and has not removed the file since.
+	journalSynced bool
 }
 
 func (a *dbActor) receive(msg any) {

@@ -2,6 +2,7 @@ package dbactor
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -9,8 +10,10 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 
+	"github.com/syncdb/syncdb/internal/failpoint"
 	"github.com/syncdb/syncdb/internal/fsx"
 	"github.com/syncdb/syncdb/messages"
 )
@@ -269,7 +272,22 @@ func (w *ChangesWriter) Close() error { return w.s.close() }
 // [u32 length][payload][u32 CRC-32C of payload], all big-endian. It is
 // written and fsynced before the pull's first transaction and read back to
 // replay the changes on the new base.
+//
+// It is rewritten in place by each pull (writeJournal), so a crash or a
+// power loss during a rewrite can leave a mix of the old and new bytes.
+// The header (format 2) therefore carries the size and CRC-32C of
+// everything after it, and its own frame has a CRC: a journal that fails
+// them is torn (errTornJournal), which only a rewrite that never finished
+// leaves, so no pull's T1 ran on it. Journals of earlier releases (no
+// format: they were replaced atomically) are read as before. The header
+// stays in the old framing so that an earlier release still reads the
+// journal this one leaves in place.
 type journalHeader struct {
+	// Format is journalFormat (0 in earlier releases' journals); Size and
+	// CRC are those of the bytes after the header frame.
+	Format    int    `json:"format,omitempty"`
+	Size      int64  `json:"size,omitempty"`
+	CRC       uint32 `json:"crc,omitempty"`
 	PullGen   int64  `json:"pull_gen"`
 	Revision  string `json:"revision"`
 	Count     int    `json:"count"`
@@ -285,11 +303,20 @@ type journalHeader struct {
 	PushTime int64 `json:"push_time,omitempty"`
 	// Pull is the pull this journal was saved for (nil: a rebuild's). A
 	// journal that holds one is the durable record of a pending pull: it
-	// is written, fsynced and renamed into place before the pull's first
-	// transaction, and unless -info's Pulled names it, Open finishes or
-	// undoes that pull (recoverPull).
+	// is written and fsynced before the pull's first transaction, and
+	// unless -info's Pulled names it (a finished pull's journal stays in
+	// place until the next pull rewrites it), Open finishes or undoes that
+	// pull (recoverPull).
 	Pull *messages.PendingPull `json:"pull,omitempty"`
 }
+
+// journalFormat is the format of the journals this release writes: 2, a
+// header with the size and CRC of the rest (rewritten in place).
+const journalFormat = 2
+
+// errTornJournal: the journal's bytes are not one whole journal, as a
+// crash during its in-place rewrite leaves them.
+var errTornJournal = errors.New("the journal is torn (a crash interrupted its rewrite)")
 
 // journalEntry is one saved change: its local id, transaction id and
 // encoded record.
@@ -323,32 +350,64 @@ func readFramed(r *bufio.Reader) ([]byte, error) {
 	return buf[:n], nil
 }
 
-// writeJournal writes the journal durably.
-func writeJournal(fs fsx.FS, path string, hdr journalHeader, entries []journalEntry, conflicts []*conflictRecord) error {
-	hdr.Count = len(entries)
-	hdr.Conflicts = len(conflicts)
-	h, err := json.Marshal(hdr)
-	if err != nil {
-		return err
-	}
-	buf := appendFramed(nil, h)
+// writeJournal writes the journal at path durably, in place: the bytes at
+// offset 0, the file cut to their length, one fsync. No temporary file, no
+// rename, no directory sync (fsx.WriteFileAtomic's), except when the file
+// had to be created or syncDir asks: a file's directory entry must be
+// durable before a pull's T1 can depend on it. A rewrite that a crash or
+// power loss interrupts leaves a torn journal (see journalHeader): T1 runs
+// only after the fsync, so a torn one is never a pending pull's.
+func writeJournal(fs fsx.FS, path string, hdr journalHeader, entries []journalEntry, conflicts []*conflictRecord, syncDir bool) error {
+	var body []byte
 	for _, e := range entries {
 		p := binary.BigEndian.AppendUint64(nil, uint64(e.ID))
 		p = binary.BigEndian.AppendUint64(p, uint64(e.Txn))
 		p = append(p, e.Record...)
-		buf = appendFramed(buf, p)
+		body = appendFramed(body, p)
 	}
 	for _, c := range conflicts {
 		p, err := json.Marshal(c)
 		if err != nil {
 			return err
 		}
-		buf = appendFramed(buf, p)
+		body = appendFramed(body, p)
 	}
-	return fsx.WriteFileAtomic(fs, path, buf)
+	hdr.Count, hdr.Conflicts = len(entries), len(conflicts)
+	hdr.Format, hdr.Size, hdr.CRC = journalFormat, int64(len(body)), crc32.Checksum(body, crcTable)
+	h, err := json.Marshal(hdr)
+	if err != nil {
+		return err
+	}
+	buf := append(appendFramed(nil, h), body...)
+
+	f, err := fs.OpenFile(path, os.O_RDWR, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		f, err = fs.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+		syncDir = true
+	}
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteAt(buf, 0)
+	if err == nil {
+		err = f.Truncate(int64(len(buf)))
+	}
+	if err == nil {
+		failpoint.Hit("journal.written", path)
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil || !syncDir {
+		return err
+	}
+	return fs.SyncDir(filepath.Dir(path))
 }
 
-// readJournalHeader reads only the header of the journal at path.
+// readJournalHeader reads only the header of the journal at path: a
+// header that is not whole is errTornJournal, but the rest is not checked
+// (readJournal does).
 func readJournalHeader(fs fsx.FS, path string) (journalHeader, error) {
 	var hdr journalHeader
 	f, err := fs.OpenFile(path, os.O_RDONLY, 0)
@@ -356,33 +415,76 @@ func readJournalHeader(fs fsx.FS, path string) (journalHeader, error) {
 		return hdr, err
 	}
 	defer f.Close()
-	h, err := readFramed(bufio.NewReader(f))
+	st, err := f.Stat()
+	if err != nil {
+		return hdr, err
+	}
+	h, err := headerFrame(f, st.Size())
 	if err != nil {
 		return hdr, fmt.Errorf("journal %s header: %w", path, err)
 	}
-	if err := json.Unmarshal(h, &hdr); err != nil {
-		return hdr, fmt.Errorf("journal %s header: %w", path, err)
-	}
-	return hdr, nil
+	return hdr, parseJournalHeader(path, h, &hdr)
 }
 
-// readJournal reads a journal written by writeJournal; an incomplete one
-// is an error (it was written atomically, so that means damage).
+// headerFrame reads the journal's header frame from r, of size bytes: one
+// that is short or fails its CRC is errTornJournal; an I/O error is
+// returned as it is.
+func headerFrame(r io.ReaderAt, size int64) ([]byte, error) {
+	var b [4]byte
+	if size < 8 {
+		return nil, fmt.Errorf("%w: %d bytes", errTornJournal, size)
+	}
+	if _, err := r.ReadAt(b[:], 0); err != nil {
+		return nil, err
+	}
+	n := int64(binary.BigEndian.Uint32(b[:]))
+	if 8+n > size {
+		return nil, fmt.Errorf("%w: a header of %d bytes in %d", errTornJournal, n, size)
+	}
+	buf := make([]byte, n+4)
+	if _, err := r.ReadAt(buf, 4); err != nil {
+		return nil, err
+	}
+	if crc32.Checksum(buf[:n], crcTable) != binary.BigEndian.Uint32(buf[n:]) {
+		return nil, fmt.Errorf("%w: header checksum mismatch", errTornJournal)
+	}
+	return buf[:n], nil
+}
+
+// parseJournalHeader decodes a whole header frame's payload.
+func parseJournalHeader(path string, h []byte, hdr *journalHeader) error {
+	// Its CRC matched: this is a header some release wrote, not a torn one.
+	if err := json.Unmarshal(h, hdr); err != nil {
+		return fmt.Errorf("journal %s header: %w", path, err)
+	}
+	if hdr.Format > journalFormat {
+		return fmt.Errorf("journal %s has format %d, newer than this release's %d", path, hdr.Format, journalFormat)
+	}
+	return nil
+}
+
+// readJournal reads a journal written by writeJournal (or by an earlier
+// release); one that is not whole is errTornJournal.
 func readJournal(fs fsx.FS, path string) (journalHeader, []journalEntry, []*conflictRecord, error) {
 	var hdr journalHeader
-	f, err := fs.OpenFile(path, os.O_RDONLY, 0)
+	data, err := fsx.ReadFile(fs, path)
 	if err != nil {
 		return hdr, nil, nil, err
 	}
-	defer f.Close()
-	r := bufio.NewReaderSize(f, 1<<20)
-	h, err := readFramed(r)
+	h, err := headerFrame(bytes.NewReader(data), int64(len(data)))
 	if err != nil {
 		return hdr, nil, nil, fmt.Errorf("journal %s header: %w", path, err)
 	}
-	if err := json.Unmarshal(h, &hdr); err != nil {
-		return hdr, nil, nil, fmt.Errorf("journal %s header: %w", path, err)
+	if err := parseJournalHeader(path, h, &hdr); err != nil {
+		return hdr, nil, nil, err
 	}
+	body := data[4+len(h)+4:]
+	// An earlier release's journal (format 0) was replaced atomically: it
+	// is whole, and a damaged entry below is an error of its own.
+	if hdr.Format > 0 && (int64(len(body)) != hdr.Size || crc32.Checksum(body, crcTable) != hdr.CRC) {
+		return hdr, nil, nil, fmt.Errorf("journal %s: %w (%d bytes after the header, want %d with CRC %08x)", path, errTornJournal, len(body), hdr.Size, hdr.CRC)
+	}
+	r := bufio.NewReader(bytes.NewReader(body))
 	entries := make([]journalEntry, 0, hdr.Count)
 	for i := 0; i < hdr.Count; i++ {
 		p, err := readFramed(r)

@@ -79,7 +79,7 @@ func TestJournal(t *testing.T) {
 	entries := []journalEntry{{ID: 1, Txn: 1, Record: []byte("a")}, {ID: 2, Txn: 1, Record: bytes.Repeat([]byte("b"), 70000)}}
 	key := int64(7)
 	recs := []*conflictRecord{{ID: 4, Kind: KindInsertInsert, Table: "t", Changes: [][]byte{[]byte("c1"), []byte("c2")}, Remote: []byte{0, 1}, NewKey: &key, Resolved: Rekeyed}}
-	if err := writeJournal(fsx.OS, path, journalHeader{PullGen: 3, Revision: "r"}, entries, recs); err != nil {
+	if err := writeJournal(fsx.OS, path, journalHeader{PullGen: 3, Revision: "r"}, entries, recs, false); err != nil {
 		t.Fatal(err)
 	}
 	hdr, got, gotRecs, err := readJournal(fsx.OS, path)
@@ -91,8 +91,72 @@ func TestJournal(t *testing.T) {
 	}
 	data, _ := os.ReadFile(path)
 	os.WriteFile(path, data[:len(data)-10], 0o644)
-	if _, _, _, err := readJournal(fsx.OS, path); err == nil {
-		t.Fatal("a truncated journal was accepted")
+	if _, _, _, err := readJournal(fsx.OS, path); !errors.Is(err, errTornJournal) {
+		t.Fatalf("a truncated journal: %v", err)
+	}
+}
+
+// A journal is rewritten in place: every mix of a rewrite's first bytes
+// with the journal it overwrote (a crash or power loss in the middle, the
+// file at either length) is torn, never the old or new journal nor another
+// one; the old and new alone are whole. An earlier release's journal (no
+// format, no size, no CRC) is read without those checks.
+func TestJournalTornRewrite(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "j")
+	write := func(gen int64, n int) []byte {
+		t.Helper()
+		var entries []journalEntry
+		for i := range n {
+			entries = append(entries, journalEntry{ID: int64(i + 1), Txn: 1, Record: bytes.Repeat([]byte{byte(gen)}, 3000)})
+		}
+		if err := writeJournal(fsx.OS, path, journalHeader{PullGen: gen, Revision: "r"}, entries, nil, false); err != nil {
+			t.Fatal(err)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	check := func(data []byte) (journalHeader, error) {
+		t.Helper()
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		hdr, err := readJournalHeader(fsx.OS, path)
+		if err != nil {
+			return hdr, err
+		}
+		hdr, _, _, err = readJournal(fsx.OS, path)
+		return hdr, err
+	}
+	for _, sizes := range [][2]int{{3, 5}, {5, 3}, {4, 4}} {
+		old, neu := write(1, sizes[0]), write(2, sizes[1])
+		for _, d := range [][]byte{old, neu} {
+			if _, err := check(d); err != nil {
+				t.Fatalf("a whole journal: %v", err)
+			}
+		}
+		for cut := 1; cut < len(neu); cut += 97 {
+			for _, length := range []int{len(old), len(neu)} {
+				mix := append(bytes.Clone(neu[:min(cut, length)]), old[min(cut, len(old)):]...)
+				mix = append(mix, make([]byte, max(0, length-len(mix)))...)[:length]
+				if bytes.Equal(mix, old) || bytes.Equal(mix, neu) {
+					continue
+				}
+				if hdr, err := check(mix); !errors.Is(err, errTornJournal) {
+					t.Fatalf("%d of %d new bytes over %d, %d long: %v (gen %d)", cut, len(neu), len(old), length, err, hdr.PullGen)
+				}
+			}
+		}
+	}
+	// An earlier release's journal: the same framing, no format.
+	h := []byte(`{"pull_gen":4,"revision":"r","count":1}`)
+	data := appendFramed(nil, h)
+	data = appendFramed(data, append(make([]byte, 16), 'x'))
+	if hdr, err := check(data); err != nil || hdr.PullGen != 4 || hdr.Format != 0 {
+		t.Fatalf("an earlier release's journal: %+v %v", hdr, err)
 	}
 }
 

@@ -82,7 +82,7 @@ func (a *dbActor) saveLocal(ctx context.Context, path string) (int, error) {
 	}
 	if ok {
 		hdr.Revision, hdr.Pull = "", nil // a rebuild's journal
-		return len(entries), writeJournal(a.cfg.FS, path, hdr, entries, conflicts)
+		return len(entries), writeJournal(a.cfg.FS, path, hdr, entries, conflicts, true)
 	}
 	return a.saveJournal(ctx, path, "", nil)
 }
@@ -139,7 +139,16 @@ func (a *dbActor) saveJournal(ctx context.Context, path, revision string, pull *
 		return 0, err
 	}
 	hdr := journalHeader{PullGen: gen, Revision: revision, Chain: chain, Cloned: cloned, Pushed: pushed.After, PushTime: pushed.Time, Pull: pull}
-	return len(entries), writeJournal(a.cfg.FS, path, hdr, entries, conflicts)
+	// The replica's own journal stays between pulls and is rewritten in
+	// place; its directory entry is synced by the first rewrite of each
+	// process, since a file found at open may be one whose creation a
+	// crash kept from being synced (a torn first write, an import's).
+	own := path == a.path(suffixReplay)
+	if err := writeJournal(a.cfg.FS, path, hdr, entries, conflicts, !own || !a.journalSynced); err != nil {
+		return 0, err
+	}
+	a.journalSynced = a.journalSynced || own
+	return len(entries), nil
 }
 
 // importLocal answers ImportLocal: T2 of a pull, from a journal another
@@ -149,6 +158,7 @@ func (a *dbActor) importLocal(ctx context.Context, path string) error {
 	if err != nil {
 		return err
 	}
+	a.journalSynced = false // replaced, then removed unsynced
 	if err := fsx.WriteFileAtomic(a.cfg.FS, a.path(suffixReplay), data); err != nil {
 		return err
 	}

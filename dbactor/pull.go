@@ -341,7 +341,8 @@ func bumpCookie(page []byte, local uint32) {
 // abandonPull forgets a pull whose T1 did not commit. The journal that
 // records it must be gone for good before anything else is written: one
 // that a power loss brought back would make the next Open take a later
-// local commit for T1.
+// local commit for T1. It is removed and the directory synced (the next
+// pull creates it again, with a directory sync of its own): a rare path.
 func (a *dbActor) abandonPull(ctx context.Context) error {
 	if a.meta.SyncDB.Pull != nil { // recorded there by an older version
 		if err := a.updateMeta(ctx, func(m *messages.Meta) error { m.SyncDB.Pull = nil; return nil }); err != nil {
@@ -349,6 +350,7 @@ func (a *dbActor) abandonPull(ctx context.Context) error {
 		}
 	}
 	a.cfg.FS.Remove(a.path(suffixRevert + ".next"))
+	a.journalSynced = false
 	if err := a.cfg.FS.Remove(a.path(suffixReplay)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
@@ -362,12 +364,20 @@ func (a *dbActor) abandonPull(ctx context.Context) error {
 // pendingPull reads the pull an interrupted ApplyPull left to finish: the
 // one the replay journal records, unless -info's Pulled says it was
 // finished (or, from older versions, the one -info records). nil if none.
+//
+// The journal stays after a pull (the next one rewrites it in place), so
+// Pulled is what tells a finished pull's journal: reconcileBase has
+// brought it up to T2's record when a crash took -info's deferred write.
+// A torn journal is none: a crash interrupted its rewrite, and T1 runs only
+// once the journal is fsynced, so no pull got past its first step on it
+// (and whatever the file held before was a finished pull's: a pull
+// rewrites it only once nothing is pending).
 func (a *dbActor) pendingPull() (*messages.PendingPull, error) {
 	if p := a.meta.SyncDB.Pull; p != nil {
 		return p, nil
 	}
 	hdr, err := readJournalHeader(a.cfg.FS, a.path(suffixReplay))
-	if errors.Is(err, os.ErrNotExist) {
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, errTornJournal) {
 		return nil, nil
 	}
 	if err != nil {
@@ -375,6 +385,12 @@ func (a *dbActor) pendingPull() (*messages.PendingPull, error) {
 	}
 	if p, done := hdr.Pull, a.meta.SyncDB.Pulled; p == nil || done != nil && *done == p.Before {
 		return nil, nil // a rebuild's journal, or one a finished pull left behind
+	}
+	// Its header is whole; the rest must be too (readJournal checks).
+	if _, _, _, err := readJournal(a.cfg.FS, a.path(suffixReplay)); errors.Is(err, errTornJournal) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
 	}
 	return hdr.Pull, nil
 }
@@ -480,8 +496,9 @@ func (a *dbActor) recoverPull(ctx context.Context) error {
 		return err
 	}
 	a.pull, a.pending = nil, false
+	// The journal stays: Pulled names its pull now, and the next pull
+	// rewrites it in place (no new file, no directory sync).
 	failpoint.Hit("pull.done", a.cfg.Path)
-	a.cfg.FS.Remove(a.path(suffixReplay))
 	a.cap.nextID = 0
 	a.walSize = a.walSizeNow()
 	return a.loadBase()

@@ -24,7 +24,7 @@ const (
 var failpoints = map[string][]string{
 	"write":      {"write.committed", "checkpoint.revert", "checkpoint.meta", "checkpoint.copied", "fsx.written", "fsx.synced", "fsx.renamed", ""},
 	"push":       {"push.highwater", "push.sent", "push.recorded", "fsx.written", "fsx.synced", "fsx.renamed", ""},
-	"pull":       {"pull.start", "pull.journal", "pull.pending", "pull.t1", "pull.t2", "pull.done", "fsx.written", "fsx.synced", "fsx.renamed", ""},
+	"pull":       {"pull.start", "journal.written", "pull.journal", "pull.pending", "pull.t1", "pull.t2", "pull.done", "fsx.written", "fsx.synced", "fsx.renamed", ""},
 	"sync":       {"push.sent", "pull.pending", "pull.t1", "pull.t2", "pull.done", ""},
 	"checkpoint": {"checkpoint.revert", "checkpoint.meta", "checkpoint.copied", "fsx.written", "fsx.synced", "fsx.renamed", ""},
 	"reopen":     {"bootstrap.downloaded", "bootstrap.meta", "pull.t2", "pull.done", "checkpoint.copied", "fsx.renamed", ""},
