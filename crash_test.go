@@ -38,6 +38,9 @@ func crashWorker() error {
 	if os.Getenv("W_KILL_AT") != "" {
 		return killedWriter()
 	}
+	if os.Getenv("W_OPEN_KILL_AT") != "" {
+		return killedOpen()
+	}
 	path, url, logPath := os.Getenv("W_PATH"), os.Getenv("W_URL"), os.Getenv("W_LOG")
 	seed, _ := strconv.ParseUint(os.Getenv("W_SEED"), 10, 64)
 	base, _ := strconv.ParseInt(os.Getenv("W_BASE"), 10, 64)

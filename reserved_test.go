@@ -6,12 +6,16 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/syncdb/syncdb"
+	"github.com/syncdb/syncdb/internal/failpoint"
 	"github.com/syncdb/syncdb/internal/fsx"
 	"github.com/syncdb/syncdb/internal/rawclient"
 	"github.com/syncdb/syncdb/internal/testhooks"
@@ -173,16 +177,35 @@ func TestPullKilledAfterT1ForgedSyncedBase(t *testing.T) {
 	}
 }
 
-// A server database carries _syncdb_local (with a 'cloned' flag) and a
-// _syncdb_changes of other columns (written straight into its file, as a
-// compromised server would serve them). A replica bootstrapped from it,
-// whole or partial, must not take them for its own: they made it a copy
-// (ErrClientCloned at its first push) and failed every write ("table
-// _syncdb_changes has no column named ..."). Its first open drops them,
-// durably, and a reopen keeps the replica's own tables.
+// A server database carries _syncdb_local (with a 'cloned' flag and a
+// 'synced_base', malformed or well-formed) and a _syncdb_changes of other
+// columns (written straight into its file, as a compromised server would
+// serve them). A replica bootstrapped from it, whole or partial, must not
+// take them for its own: they made it a copy (ErrClientCloned at its
+// first push), failed every write ("table _syncdb_changes has no column
+// named ..."), and the first open read the forged 'synced_base' as its
+// last pull (malformed: the open failed; well-formed: -info took its
+// revision, and every pull failed). Its first open drops them, durably,
+// before it reads them, also when a crash stops it right after the drop
+// (bootstrap.dropped, Fresh still set), and a reopen keeps the replica's
+// own tables.
 func TestBootstrapDropsServerSyncdbTables(t *testing.T) {
-	for _, partial := range []bool{false, true} {
-		t.Run(fmt.Sprintf("partial=%v", partial), func(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills processes")
+	}
+	for _, tc := range []struct {
+		partial       bool
+		record        string
+		killAfterDrop bool
+	}{
+		{false, "malformed", false}, {false, "forged", false}, {false, "forged", true},
+		{true, "malformed", false}, {true, "forged", false}, {true, "malformed", true},
+	} {
+		t.Run(fmt.Sprintf("partial=%v %s kill=%v", tc.partial, tc.record, tc.killAfterDrop), func(t *testing.T) {
+			record := map[string]string{
+				"malformed": `{"revision": `,
+				"forged":    `{"revision":"forged","base":{"db_size":1},"pulled":{"Salt1":1,"Salt2":2,"Frame":3},"pull_time":1}`,
+			}[tc.record]
 			ctx := context.Background()
 			dir := t.TempDir()
 			s, err := server.New(server.Config{DataDir: dir, Logger: slog.New(slog.DiscardHandler)})
@@ -202,9 +225,9 @@ func TestBootstrapDropsServerSyncdbTables(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := plain.Exec("CREATE TABLE _syncdb_local(key TEXT PRIMARY KEY, value) WITHOUT ROWID; " +
-				"INSERT INTO _syncdb_local VALUES('cloned', 'forged'), ('forged', 1); " +
-				"CREATE TABLE _syncdb_changes(change_id INTEGER PRIMARY KEY, txn INTEGER, record BLOB)"); err != nil {
+			if _, err := plain.Exec("CREATE TABLE _syncdb_local(key TEXT PRIMARY KEY, value) WITHOUT ROWID; "+
+				"INSERT INTO _syncdb_local VALUES('cloned', 'forged'), ('forged', 1), ('synced_base', ?); "+
+				"CREATE TABLE _syncdb_changes(change_id INTEGER PRIMARY KEY, txn INTEGER, record BLOB)", record); err != nil {
 				t.Fatal(err)
 			}
 			plain.Close()
@@ -212,15 +235,36 @@ func TestBootstrapDropsServerSyncdbTables(t *testing.T) {
 				t.Fatal(err)
 			}
 			cfg := syncdb.Config{Path: filepath.Join(t.TempDir(), "b.db"), URL: url}
-			if partial {
+			if tc.partial {
 				cfg.Partial = &syncdb.PartialSync{PrefixBytes: 4096}
+			}
+			if tc.killAfterDrop {
+				// A process: a failed Open in this one removes the new replica.
+				cmd := exec.Command(os.Args[0], "-test.run=^$")
+				cmd.Env = append(os.Environ(), "SYNCDB_CRASH_WORKER=1", "W_PATH="+cfg.Path, "W_URL="+url,
+					"W_OPEN_KILL_AT=bootstrap.dropped", fmt.Sprintf("W_PREFIX=%v", tc.partial))
+				out, err := cmd.CombinedOutput()
+				if ee, ok := err.(*exec.ExitError); !ok || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+					t.Fatalf("the worker was not killed at bootstrap.dropped: %v\n%s", err, out)
+				}
+				m, err := metaactor.Load(fsx.OS, cfg.Path+"-info")
+				if err != nil || !m.SyncDB.Fresh {
+					t.Fatalf("-info after the kill: Fresh %v, %v", m != nil && m.SyncDB.Fresh, err)
+				}
 			}
 			b, err := syncdb.Open(ctx, cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := rows(t, b, "SELECT key FROM _syncdb_local WHERE key IN ('cloned', 'forged')"); got != "" {
+			if got := rows(t, b, "SELECT key FROM _syncdb_local WHERE key IN ('cloned', 'forged') OR value LIKE '%forged%' OR value = '{\"revision\": '"); got != "" {
 				t.Errorf("the server's _syncdb_local rows in the new replica: %q", got)
+			}
+			m, err := metaactor.Load(fsx.OS, cfg.Path+"-info")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r := m.SyncedRevision; r == nil || r.Revision == "forged" || m.SyncDB.Base.DBSize < 2 || m.SyncDB.Fresh {
+				t.Errorf("-info after the first open: %+v %+v", m.SyncedRevision, m.SyncDB)
 			}
 			if _, err := b.Exec(ctx, "INSERT INTO t VALUES(3, 'b')"); err != nil {
 				t.Fatalf("a write on the new replica: %v", err)
@@ -243,4 +287,26 @@ func TestBootstrapDropsServerSyncdbTables(t *testing.T) {
 			}
 		})
 	}
+}
+
+// killedOpen (a crash worker, see TestMain) bootstraps W_PATH from W_URL
+// (a 4 KiB prefix if W_PREFIX is true) and dies by SIGKILL at the
+// failpoint W_OPEN_KILL_AT of that first open.
+func killedOpen() error {
+	path, point := os.Getenv("W_PATH"), os.Getenv("W_OPEN_KILL_AT")
+	failpoint.Set(func(name, owner string) {
+		if name == point && strings.HasPrefix(owner, path) {
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {}
+		}
+	})
+	cfg := syncdb.Config{Path: path, URL: os.Getenv("W_URL")}
+	if os.Getenv("W_PREFIX") == "true" {
+		cfg.Partial = &syncdb.PartialSync{PrefixBytes: 4096}
+	}
+	db, err := syncdb.Open(context.Background(), cfg)
+	if err == nil {
+		db.Close()
+	}
+	return fmt.Errorf("the open returned (%v): the failpoint was not hit", err)
 }

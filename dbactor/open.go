@@ -13,6 +13,7 @@ import (
 	"modernc.org/sqlite"
 
 	"github.com/syncdb/syncdb/actors"
+	"github.com/syncdb/syncdb/internal/failpoint"
 	"github.com/syncdb/syncdb/internal/sqlitex"
 	"github.com/syncdb/syncdb/internal/walfile"
 	"github.com/syncdb/syncdb/messages"
@@ -315,6 +316,15 @@ func (a *dbActor) recover(ctx context.Context) error {
 			return err
 		}
 	}
+	// A bootstrapped database is the server's as downloaded: its _syncdb_*
+	// objects go before anything reads them (reconcileBase would take a
+	// server's 'synced_base' for this replica's last pull). Fresh stays set
+	// until the drop is durable, so a crash here drops again.
+	if a.meta.SyncDB.Fresh {
+		if err := a.dropBootstrapped(ctx); err != nil {
+			return err
+		}
+	}
 	// Only now is the database's record of the last pull this replica's
 	// own: between a pull's T1 and T2 it is the server's (recoverPull tells
 	// T2 by the WAL and records the pull from the journal).
@@ -353,11 +363,6 @@ func (a *dbActor) recover(ctx context.Context) error {
 			return err
 		}
 	}
-	if a.meta.SyncDB.Fresh {
-		if err := a.dropBootstrapped(ctx); err != nil {
-			return err
-		}
-	}
 	if _, err := a.conn.ExecContext(ctx, localSchema); err != nil {
 		return fmt.Errorf("create local tables: %w", err)
 	}
@@ -372,7 +377,8 @@ func (a *dbActor) recover(ctx context.Context) error {
 // replica a copy ('cloned') and a _syncdb_changes of its own columns
 // failed every write. The -info update is deferred: the open writes
 // -info anyway (checkHome records the replica's home). A crash before
-// that makes the next open drop again what this one created, empty.
+// that (failpoint bootstrap.dropped) makes the next open drop again:
+// nothing, or the empty tables this one created since.
 func (a *dbActor) dropBootstrapped(ctx context.Context) error {
 	var n int
 	if err := a.conn.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_schema
@@ -398,6 +404,7 @@ func (a *dbActor) dropBootstrapped(ctx context.Context) error {
 			return fmt.Errorf("drop the server's _syncdb_ objects: %w", err)
 		}
 	}
+	failpoint.Hit("bootstrap.dropped", a.cfg.Path)
 	return a.updateMetaMaybeDeferred(ctx, func(m *messages.Meta) error { m.SyncDB.Fresh = false; return nil }, true)
 }
 
