@@ -366,8 +366,12 @@ func (a *dbActor) abandonPull(ctx context.Context) error {
 // finished (or, from older versions, the one -info records). nil if none.
 //
 // The journal stays after a pull (the next one rewrites it in place), so
-// Pulled is what tells a finished pull's journal: reconcileBase has
-// brought it up to T2's record when a crash took -info's deferred write.
+// Pulled is what tells a finished pull's journal. This runs before
+// reconcileBase (open.go: a database between T1 and T2 is the server's), so
+// when a power loss took -info's deferred write, Pulled is older and a
+// finished pull's journal is taken as pending: recoverPull then finds its
+// T1 and T2 in the WAL, skips the replay and records the same base T2 did
+// (a checkpoint writes -info, Pulled included, before it empties the WAL).
 // A torn journal is none: a crash interrupted its rewrite, and T1 runs only
 // once the journal is fsynced, so no pull got past its first step on it
 // (and whatever the file held before was a finished pull's: a pull
