@@ -23,7 +23,7 @@ mutations=(
   "mutation_fetch_over_present: a partial replica's fetch writes its pages (the pinned revision's) over pages that became present while it was in flight (pageactor/mutation_fetch_over_present.go)"
   "mutation_stale_wal_generation: a pull that starts on a WAL a checkpoint emptied is not anchored in a new WAL generation: a power loss before T1 brings back the checkpointed WAL, and recovery takes its frames for T1 (dbactor/mutation_stale_wal_generation.go)"
   "mutation_syncnormal_unsynced_anchor: a SyncNormal pull anchors on a WAL whose last local commits are not on disk: a power loss before T1 takes the anchor back, and recovery detaches the replica (dbactor/mutation_syncnormal_unsynced_anchor.go)"
-  "mutation_syncnormal_unsynced_push: a SyncNormal push sends local commits that are not on disk: a power loss takes back changes the server has, the replica is refused as a copy (dbactor/mutation_syncnormal_unsynced_push.go)"
+  "mutation_syncnormal_unsynced_push: a SyncNormal push sends local commits that are not on disk: a power loss takes back changes the server has (dbactor/mutation_syncnormal_unsynced_push.go)"
 )
 
 want=("$@")

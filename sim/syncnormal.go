@@ -27,13 +27,16 @@ import (
 //   - Nothing pulled, pushed or checkpointed is lost (pulls and checkpoints
 //     sync; the revision-monotonic and -info checks run as for the others),
 //     and every database stays intact.
-//   - A replica that lost commits it had pushed (the server's mark for its
-//     client id, in its pull generation, is beyond its last change id) is a
-//     copy as far as the server can tell: a later push or pull refuses it
-//     with ErrClientCloned before it pushes anything under that id, and the
-//     simulation recovers it (Config.Recover, a new client id) and goes on;
-//     at quiescence it must have been refused. ErrClientCloned in any other
-//     state is a violation.
+//   - No commit the server has is lost: a push makes the local commits
+//     durable before it sends them (dbactor's syncLocal), so a power loss
+//     that takes back a commit whose changes landed is a violation.
+//   - Should a replica still lose commits it had pushed (the server's mark
+//     for its client id, in its pull generation, is beyond its last change
+//     id), it is a copy as far as the server can tell: a later push or pull
+//     must refuse it with ErrClientCloned before it pushes anything under
+//     that id; the simulation then recovers it (Config.Recover, a new
+//     client id) and goes on, and at quiescence it must have been refused.
+//     ErrClientCloned in any other state is a violation.
 
 // atRisk is one local write of a SyncNormal client that committed with no
 // WAL sync since: syncs is the WAL's sync count when it committed.
@@ -88,6 +91,9 @@ func (w *world) losePower(c *client) {
 	c.tokens = slices.DeleteFunc(c.tokens, func(tok string) bool { return c.lost[tok] })
 	if len(lost)+len(pushed) > 0 {
 		w.logf("%s: the power loss takes back its unsynced commits: tokens %v (pushed before: %v)", c.name, lost, pushed)
+	}
+	if len(pushed) > 0 {
+		w.fail("%s: a power loss took back commits whose changes the server has (%v): a push sent local commits that were not on disk", c.name, pushed)
 	}
 	c.cloneCheck = true
 }
