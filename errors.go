@@ -48,6 +48,13 @@ var (
 	// before this request; the error wraps why. Reads go on; each later
 	// request tries to finish the pull again.
 	ErrPullPending = dbactor.ErrPullPending
+	// ErrCorruptJournal: Open found PATH-syncdb-replay damaged while an
+	// interrupted pull needs it: the pull had already replaced the
+	// database's content with the server's, and the journal holds the
+	// only copy of the local changes not yet pushed. Nothing is changed;
+	// the error says what to do (put the file back from a backup, or move
+	// the replica aside and download it again, giving those changes up).
+	ErrCorruptJournal = dbactor.ErrCorruptJournal
 	// ErrFetch: a partial replica could not fetch a page it needs from
 	// the server (the error wraps why, ErrUnreachable for example).
 	ErrFetch = pageactor.ErrFetch

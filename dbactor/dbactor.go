@@ -81,6 +81,14 @@ import (
 // must be finished first.
 var ErrPullPending = errors.New("an interrupted pull must be finished first")
 
+// ErrCorruptJournal reports a replica that Open refuses because the pull
+// journal (PATH-syncdb-replay) is not whole while an interrupted pull's T1
+// has committed: the database holds the server's pages, and the journal
+// was the only copy of the local changes not yet pushed. Taken for no
+// pending pull, they would be lost without a word; the journal is left as
+// it is.
+var ErrCorruptJournal = errors.New("the pull journal is damaged")
+
 // ErrNoWriter reports a request refused because the writer connection
 // could not be reopened (a pull replaces it after T1): a full disk, an I/O
 // error. The next request tries to reopen it again.

@@ -316,7 +316,7 @@ const journalFormat = 2
 
 // errTornJournal: the journal's bytes are not one whole journal, as a
 // crash during its in-place rewrite leaves them.
-var errTornJournal = errors.New("the journal is torn (a crash interrupted its rewrite)")
+var errTornJournal = errors.New("the journal is not whole (torn by an interrupted rewrite, or damaged)")
 
 // journalEntry is one saved change: its local id, transaction id and
 // encoded record.

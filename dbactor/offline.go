@@ -98,7 +98,7 @@ func (a *dbActor) pendingJournal(ctx context.Context) (hdr journalHeader, entrie
 	if a.detached == nil && !a.pending {
 		return hdr, nil, nil, false, nil // an open finished any pending pull
 	}
-	p, err := a.pendingPull()
+	p, err := a.pendingPull(ctx)
 	if err != nil || p == nil {
 		return hdr, nil, nil, false, err
 	}

@@ -306,7 +306,7 @@ func (a *dbActor) walSizeNow() int64 {
 // abandon an interrupted pull or checkpoint, check that nobody else wrote
 // to the files, create the local tables.
 func (a *dbActor) recover(ctx context.Context) error {
-	p, err := a.pendingPull()
+	p, err := a.pendingPull(ctx)
 	if err != nil {
 		return err
 	}

@@ -372,17 +372,25 @@ func (a *dbActor) abandonPull(ctx context.Context) error {
 // finished pull's journal is taken as pending: recoverPull then finds its
 // T1 and T2 in the WAL, skips the replay and records the same base T2 did
 // (a checkpoint writes -info, Pulled included, before it empties the WAL).
-// A torn journal is none: a crash interrupted its rewrite, and T1 runs only
-// once the journal is fsynced, so no pull got past its first step on it
-// (and whatever the file held before was a finished pull's: a pull
-// rewrites it only once nothing is pending).
-func (a *dbActor) pendingPull() (*messages.PendingPull, error) {
+//
+// A journal that is not whole (errTornJournal) is no pending pull if its
+// pull never reached T1: a crash interrupted its rewrite, and T1 runs only
+// once the journal is fsynced (whatever the file held before was a
+// finished pull's: a pull rewrites it only once nothing is pending). But
+// one found so after T1 committed (damage) held the only copy of the local
+// changes: that is ErrCorruptJournal, the journal left alone (see
+// damagedJournal).
+func (a *dbActor) pendingPull(ctx context.Context) (*messages.PendingPull, error) {
 	if p := a.meta.SyncDB.Pull; p != nil {
 		return p, nil
 	}
-	hdr, err := readJournalHeader(a.cfg.FS, a.path(suffixReplay))
-	if errors.Is(err, os.ErrNotExist) || errors.Is(err, errTornJournal) {
+	path := a.path(suffixReplay)
+	hdr, err := readJournalHeader(a.cfg.FS, path)
+	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
+	}
+	if errors.Is(err, errTornJournal) {
+		return nil, a.damagedJournal(ctx, path, false, err)
 	}
 	if err != nil {
 		return nil, err
@@ -391,12 +399,97 @@ func (a *dbActor) pendingPull() (*messages.PendingPull, error) {
 		return nil, nil // a rebuild's journal, or one a finished pull left behind
 	}
 	// Its header is whole; the rest must be too (readJournal checks).
-	if _, _, _, err := readJournal(a.cfg.FS, a.path(suffixReplay)); errors.Is(err, errTornJournal) {
-		return nil, nil
+	if _, _, _, err := readJournal(a.cfg.FS, path); errors.Is(err, errTornJournal) {
+		t1, t2, perr := a.pullProgress(hdr.Pull.Before)
+		if perr != nil || t2 {
+			// T2 holds the changes: recoverPull needs only the header.
+			return hdr.Pull, perr
+		}
+		return nil, a.damagedJournal(ctx, path, t1 != nil, err)
 	} else if err != nil {
 		return nil, err
 	}
 	return hdr.Pull, nil
+}
+
+// damagedJournal decides what a journal that is not whole (torn, an error
+// wrapping errTornJournal) means: nil (no pending pull) if the pull it was
+// written for cannot have reached T1, else ErrCorruptJournal. ranT1: the
+// header is whole and the WAL holds that pull's T1 (as recoverPull reads
+// it). Otherwise the database tells: the replica's own always has
+// _syncdb_local (every open creates it, and a pull's first step writes
+// the WAL anchor there), the server's pages that a T1 wrote have none
+// (unless a remote writer planted one: not told apart here), which also
+// covers a WAL that cannot say (a detached replica's, checkpointed by
+// another program). A fresh bootstrap's database, the server's too, has
+// had no pull.
+func (a *dbActor) damagedJournal(ctx context.Context, path string, ranT1 bool, torn error) error {
+	if ranT1 {
+		return corruptJournal(path, torn)
+	}
+	if a.meta.SyncDB.Fresh {
+		return nil
+	}
+	if a.conn == nil {
+		return fmt.Errorf("journal %s is not whole, and the database cannot be read to tell whether its pull began: %w", path, ErrNoWriter)
+	}
+	ok, err := tableExists(ctx, a.conn, "_syncdb_local")
+	if err != nil || ok {
+		return err
+	}
+	return corruptJournal(path, torn)
+}
+
+// corruptJournal is the error of a journal that is not whole after its
+// pull's T1: what is wrong and what the user can do.
+func corruptJournal(path string, torn error) error {
+	return fmt.Errorf("%w (%w): an interrupted pull had already replaced the database's content with the server's, "+
+		"and this file held the only copy of the local changes not yet pushed. Nothing was changed. "+
+		"Put %s back from a backup of the replica's files and open it again; or, to give those changes up, "+
+		"move all of the replica's files aside and open it again to download it from the server",
+		ErrCorruptJournal, torn, path)
+}
+
+// pullProgress reads from the WAL how far the pull that began at before
+// got: t1 is the position after its T1 (nil: not committed), t2 whether
+// T2 committed too.
+func (a *dbActor) pullProgress(before walfile.Position) (t1 *walfile.Position, t2 bool, err error) {
+	if err := a.openWAL(); err != nil || a.walFile == nil {
+		return nil, false, err
+	}
+	st, err := a.walFile.Stat()
+	if err != nil {
+		return nil, false, err
+	}
+	sc, err := walfile.NewScanner(a.walFile, st.Size(), before)
+	if err != nil {
+		return nil, false, externalModification("the WAL does not match the interrupted pull: %w", err)
+	}
+	// T1 is always appended to the WAL generation of Before: a WAL of
+	// another generation (a power loss brought back the frames of a
+	// checkpointed WAL whose truncation was not yet durable) does not
+	// hold it.
+	if sc.Restarted() {
+		return nil, false, nil
+	}
+	if _, err := sc.Next(); errors.Is(err, io.EOF) {
+		return nil, false, nil
+	} else if err != nil {
+		return nil, false, externalModification("the WAL cannot be read: %w", err)
+	}
+	pos := sc.Position()
+	// T2 is the transaction right after T1 (nothing else writes in
+	// between, and it always writes): the WAL, which only this replica
+	// writes, says whether it committed. Not a row of the database: T1
+	// copied the server's pages, whose tables a remote writer controls (a
+	// planted _syncdb_local with the pull's applied_revision skipped T2
+	// and lost the local changes).
+	if _, err := sc.Next(); err == nil {
+		t2 = true
+	} else if !errors.Is(err, io.EOF) {
+		return nil, false, externalModification("the WAL cannot be read: %w", err)
+	}
+	return &pos, t2, nil
 }
 
 // recoverPull finishes the pending pull (a.pull): abandons it if T1 did
@@ -410,45 +503,9 @@ func (a *dbActor) recoverPull(ctx context.Context) error {
 	if a.conn == nil { // writeBase could not reopen it
 		return ErrNoWriter
 	}
-	if err := a.openWAL(); err != nil {
+	t1, t2, err := a.pullProgress(p.Before)
+	if err != nil {
 		return err
-	}
-	var t1 *walfile.Position
-	t2 := false
-	if a.walFile != nil {
-		st, err := a.walFile.Stat()
-		if err != nil {
-			return err
-		}
-		sc, err := walfile.NewScanner(a.walFile, st.Size(), p.Before)
-		if err != nil {
-			return externalModification("the WAL does not match the interrupted pull: %w", err)
-		}
-		// T1 is always appended to the WAL generation of Before: a WAL of
-		// another generation (a power loss brought back the frames of a
-		// checkpointed WAL whose truncation was not yet durable) does not
-		// hold it.
-		if sc.Restarted() {
-			return a.abandonPull(ctx)
-		}
-		if _, err := sc.Next(); err == nil {
-			pos := sc.Position()
-			t1 = &pos
-			// T2 is the transaction right after T1 (nothing else writes
-			// in between, and it always writes): the WAL, which only this
-			// replica writes, says whether it committed. Not a row of the
-			// database: T1 copied the server's pages, whose tables a
-			// remote writer controls (a planted _syncdb_local with the
-			// pull's applied_revision skipped T2 and lost the local
-			// changes).
-			if _, err := sc.Next(); err == nil {
-				t2 = true
-			} else if !errors.Is(err, io.EOF) {
-				return externalModification("the WAL cannot be read: %w", err)
-			}
-		} else if !errors.Is(err, io.EOF) {
-			return externalModification("the WAL cannot be read: %w", err)
-		}
 	}
 	if t1 == nil {
 		return a.abandonPull(ctx)
