@@ -58,9 +58,16 @@
 //     fail there with ErrInTx (they would wait for the writer that the
 //     transaction holds).
 //   - Triggers run wherever a change is applied; only the statements'
-//     direct changes are captured, unless a statement changes no row
-//     itself (a write to a view through its INSTEAD OF trigger): then
-//     what the triggers it fired changed is.
+//     direct changes are captured, unless a statement makes no change
+//     itself (a write to a view through its INSTEAD OF trigger, a row
+//     its BEFORE trigger logged and OR IGNORE skipped): then what the
+//     triggers it fired wrote directly is, but for rows of tables
+//     without a primary key and rows of the statement's own table that
+//     would fire its trigger again where applied (an insert; an update
+//     by an UPDATE or upsert; a delete by a DELETE). A statement that
+//     changes a row, even to the same values (a no-op update, a TEMP or
+//     ignored table's row), leaves its triggers' rows unsynced: they
+//     stay on this replica until its next pull.
 //
 // # database/sql
 //

@@ -2,7 +2,9 @@ package syncdb_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -168,6 +170,111 @@ func TestWritesThroughTriggers(t *testing.T) {
 		}
 	}
 	if st, err := a.Stats(ctx); err != nil || st.CDCOperations != 0 || st.Conflicts != 0 {
+		t.Fatalf("after the sync: %+v %v", st, err)
+	}
+}
+
+// What the triggers of a statement wrote is synced only if the statement
+// made no change of its own (TestWritesThroughTriggers); otherwise, and
+// for rows no push can carry or whose push would fire their trigger
+// again, the triggers' rows are left to wherever the statement's changes
+// are applied. After a sync, the replica that wrote and a fresh one must
+// both hold what the server made of the pushed changes, with no row lost
+// that the server would make and none made twice, and no statement may
+// fail:
+//   - a no-op update (its own change, recorded as nothing): its trigger's
+//     audit row is not synced. The update is not either, and c meanwhile
+//     changed the row: the audit row would log a value the row never
+//     had on the server (and collide with the audit row c's update made);
+//   - a view's INSTEAD OF trigger that also logs to a table without a
+//     primary key: the statement works, the view's row syncs, the log row
+//     stays local until the next pull;
+//   - a BEFORE INSERT trigger that inserts into its own table, under OR
+//     IGNORE: its row is not synced, since on the server it would fire the
+//     trigger again (one more row);
+//   - a BEFORE INSERT trigger that counts, in its own table, the inserts
+//     OR IGNORE skips: its update is synced (an UPDATE fires no INSERT
+//     trigger), through Exec and through a Tx's Query ... RETURNING;
+//   - a script: each statement's rows are its own (the view's insert
+//     before a direct one is synced);
+//   - a local table (Config.IgnoreTables) whose trigger logs to another,
+//     under a random key: every pull's replay of the insert makes the log
+//     row again, so it must not be kept as well (two rows).
+func TestTriggersOfNoopStatements(t *testing.T) {
+	ctx := context.Background()
+	url := newServer(t)
+	dir := t.TempDir()
+	ignore := []string{"loc", "loclog"}
+	a := open(t, syncdb.Config{Path: filepath.Join(dir, "a.db"), URL: url, IgnoreTables: ignore})
+	for _, q := range []string{
+		"CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)",
+		"CREATE TABLE audit(id INTEGER PRIMARY KEY, tid INTEGER, v TEXT)",
+		"CREATE TRIGGER t_upd AFTER UPDATE ON t BEGIN INSERT INTO audit(tid, v) VALUES(new.id, new.v); END",
+		"CREATE TABLE nopk(tid INTEGER, v TEXT)",
+		"CREATE VIEW vt AS SELECT id, v FROM t",
+		"CREATE TRIGGER vt_ins INSTEAD OF INSERT ON vt BEGIN INSERT INTO t VALUES(new.id, new.v); INSERT INTO nopk VALUES(new.id, new.v); END",
+		"CREATE TABLE log(id INTEGER PRIMARY KEY, v TEXT)",
+		"INSERT INTO log VALUES(10, 'first')",
+		"CREATE TRIGGER log_next BEFORE INSERT ON log BEGIN INSERT INTO log VALUES(new.id + 1, 'after ' || new.v); END",
+		"CREATE TABLE words(w TEXT PRIMARY KEY, n INTEGER)",
+		"CREATE TRIGGER words_count BEFORE INSERT ON words BEGIN UPDATE words SET n = n + 1 WHERE w = new.w; END",
+		"INSERT INTO words VALUES('go', 1)",
+		"CREATE TABLE loc(id INTEGER PRIMARY KEY, v TEXT)",
+		"CREATE TABLE loclog(id TEXT PRIMARY KEY, lid INTEGER)",
+		"CREATE TRIGGER loc_log AFTER INSERT ON loc BEGIN INSERT INTO loclog VALUES(lower(hex(randomblob(16))), new.id); END",
+		"INSERT INTO t VALUES(1, 'x')",
+	} {
+		mustExec(t, a, q)
+	}
+	if err := a.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c := open(t, syncdb.Config{Path: filepath.Join(dir, "c.db"), URL: url, IgnoreTables: ignore})
+	mustExec(t, c, "UPDATE t SET v = 'y' WHERE id = 1")
+	if err := c.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		"UPDATE t SET v = 'x' WHERE id = 1", // a no-op here; t_upd logs it
+		"INSERT INTO vt VALUES(2, 'via the view')",
+		"INSERT OR IGNORE INTO log VALUES(10, 'again')", // log_next inserts 11, the insert is skipped
+		"INSERT OR IGNORE INTO words VALUES('go', 1)",   // words_count: 2
+		"INSERT INTO vt VALUES(5, 'script'); INSERT INTO t VALUES(6, 'direct')",
+		"INSERT INTO loc VALUES(1, 'here')",
+	} {
+		mustExec(t, a, q)
+	}
+	if err := a.Tx(ctx, func(tx *syncdb.Tx) error {
+		var w string
+		if err := tx.QueryRow(ctx, "INSERT OR IGNORE INTO words VALUES('go', 1) RETURNING w").Scan(&w); !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("the skipped insert's RETURNING: %v, want no row", err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"SELECT id, v FROM t ORDER BY id":   "1|y\n2|via the view\n5|script\n6|direct",
+		"SELECT tid, v FROM audit":          "1|y",
+		"SELECT count(*) FROM nopk":         "0",
+		"SELECT id, v FROM log ORDER BY id": "10|first",
+		"SELECT w, n FROM words":            "go|3",
+	}
+	b := open(t, syncdb.Config{Path: filepath.Join(dir, "b.db"), URL: url, IgnoreTables: ignore})
+	for name, db := range map[string]*syncdb.DB{"a after its sync": a, "b": b} {
+		for q, w := range want {
+			if got := rows(t, db, q); got != w {
+				t.Errorf("%s: %s: %q, want %q", name, q, got, w)
+			}
+		}
+	}
+	if got := rows(t, a, "SELECT l.lid, o.v FROM loclog l JOIN loc o ON o.id = l.lid"); got != "1|here" {
+		t.Errorf("a's local tables after its sync: %q, want one log row", got)
+	}
+	if st, err := a.Stats(ctx); err != nil || st.Conflicts != 0 {
 		t.Fatalf("after the sync: %+v %v", st, err)
 	}
 }

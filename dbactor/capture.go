@@ -33,6 +33,26 @@ type capture struct {
 	// assigned tells, for an insert, whether SQLite chose the rowid (set
 	// around each statement; nil: no). The hook asks it.
 	assigned func(rowid int64) bool
+	// The user statement whose changes rows holds, and its arguments (set
+	// when it starts, kept until flush): flush reads its target table and,
+	// for a trigger's insert, whether a key came from it.
+	stmt string
+	args []any
+	// direct: the statement made a change itself (a preupdate call at
+	// depth 0), even one that records nothing; then what its triggers did
+	// is not captured (see flush).
+	direct bool
+}
+
+// startStmt notes the user statement that runs next; flush must have
+// taken the previous one's rows.
+func (c *capture) startStmt(stmt string, args []any) {
+	c.stmt, c.args, c.direct = stmt, args, false
+}
+
+// dropRows forgets what the hook captured since the last flush.
+func (c *capture) dropRows() {
+	c.rows, c.err, c.direct, c.stmt, c.args = nil, nil, false, "", nil
 }
 
 // capturedRow is what the preupdate hook saw; it is turned into a Change
@@ -49,12 +69,15 @@ type capturedRow struct {
 // onPreUpdate runs inside sqlite3_step: it must not use the connection.
 // A statement's own changes are captured (depth 0): triggers run again
 // wherever the change is applied. The changes of the triggers a user's
-// statement fires directly (depth 1) are kept too, for flush to take if
-// the statement itself changed no row: then no trigger would make them
-// again (a write to a view through its INSTEAD OF trigger).
+// statement fires directly (depth 1) are kept too while the statement has
+// made no change itself, for flush to decide.
 func (a *dbActor) onPreUpdate(d sqlite.SQLitePreUpdateData) {
 	depth := d.Depth()
-	if a.cap.err != nil || d.DatabaseName != "main" || isInternalTable(d.TableName) || depth > 1 || depth == 1 && !a.user {
+	if depth == 0 && !isInternalTable(d.TableName) {
+		a.cap.direct = true // in any schema: a change to a TEMP table is one too
+	}
+	if a.cap.err != nil || d.DatabaseName != "main" || isInternalTable(d.TableName) || depth > 1 ||
+		depth == 1 && (!a.user || a.cap.direct) {
 		return
 	}
 	r := capturedRow{table: d.TableName, oldRowid: d.OldRowID, newRowid: d.NewRowID, trigger: depth == 1}
@@ -165,38 +188,45 @@ func pick(vals []any, idx []int) []any {
 
 // flush turns the rows the hook captured into change records, inside the
 // current transaction.
+//
+// A statement's own changes are recorded; what its triggers did (depth 1)
+// only if it made no change itself: a write to a view through its INSTEAD
+// OF trigger, a row a BEFORE trigger logged and OR IGNORE or RAISE(IGNORE)
+// skipped. Neither the server nor a pull's replay would make those rows.
+// But any change of the statement's own, even one recorded as nothing (a
+// no-op update, a TEMP table's row) or kept local (Config.IgnoreTables,
+// replayed by every pull, its triggers with it), leaves its triggers'
+// rows to wherever it is applied, or to nobody: their rows would describe
+// a change nobody else sees. Of a trigger's rows, flush also leaves those
+// of a table without a primary key that is not ignored (syncing them is
+// impossible, and failing the statement would break what worked before
+// triggers' rows were taken) and those of the statement's own table
+// (WriteTarget) that, applied on the server, would fire the trigger that
+// made them again (refires).
 func (a *dbActor) flush(ctx context.Context) error {
 	if err := a.cap.err; err != nil {
-		a.cap.err, a.cap.rows = nil, nil
+		a.cap.dropRows()
 		return err
 	}
-	rows := a.cap.rows
-	a.cap.rows = nil
-	// A statement's own changes, or if it made none that count, what its
-	// triggers did instead (onPreUpdate): a view's INSTEAD OF trigger, a
-	// BEFORE trigger of a row that OR IGNORE then skipped, a trigger of a
-	// no-op update. Neither the server nor a replay would make those.
-	if n, err := a.recordRows(ctx, rows, false); err != nil || n > 0 {
-		return err
+	rows, direct, stmt := a.cap.rows, a.cap.direct, a.cap.stmt
+	a.cap.dropRows()
+	var w sqlitex.Write
+	if !direct {
+		w = sqlitex.WriteTarget(stmt)
 	}
-	_, err := a.recordRows(ctx, rows, true)
-	return err
-}
-
-// recordRows records the captured rows made by triggers (trigger) or not,
-// and says how many changes that made.
-func (a *dbActor) recordRows(ctx context.Context, rows []capturedRow, trigger bool) (int, error) {
-	n := 0
 	for _, r := range rows {
-		if r.trigger != trigger {
+		if r.trigger && (direct || w.Table == "" || refires(w, r)) {
 			continue
 		}
 		ti, err := a.tableInfo(ctx, r.table)
 		if err != nil {
-			return n, fmt.Errorf("capture change to %s: %w", r.table, err)
+			return fmt.Errorf("capture change to %s: %w", r.table, err)
 		}
 		if len(ti.pk) == 0 && !a.ignored[r.table] {
-			return n, fmt.Errorf("%w: %q; declare one (e.g. id INTEGER PRIMARY KEY) to sync it, or list it in Config.IgnoreTables to keep it local",
+			if r.trigger {
+				continue
+			}
+			return fmt.Errorf("%w: %q; declare one (e.g. id INTEGER PRIMARY KEY) to sync it, or list it in Config.IgnoreTables to keep it local",
 				ErrNoPrimaryKey, r.table)
 		}
 		c := change.Change{
@@ -209,11 +239,30 @@ func (a *dbActor) recordRows(ctx context.Context, rows []capturedRow, trigger bo
 		}
 		c.KeyAssigned = c.Op == change.Insert && c.RowidAlias && r.assigned
 		if err := a.record(ctx, c); err != nil {
-			return n, err
+			return err
 		}
-		n++
 	}
-	return n, nil
+	return nil
+}
+
+// refires reports a row a trigger of statement w made in w's own table
+// that, applied elsewhere, would fire that trigger again: locally it did
+// not (SQLite fires no trigger inside itself), but there the row is a
+// statement's own. An update is applied as an UPDATE, which fires UPDATE
+// triggers; a delete as a DELETE; an insert as an upsert, which fires
+// INSERT and perhaps UPDATE triggers (and, for a key with a NULL, a DELETE
+// before it): every insert into w's table refires.
+func refires(w sqlitex.Write, r capturedRow) bool {
+	if !strings.EqualFold(r.table, w.Table) || w.Schema != "" && !strings.EqualFold(w.Schema, "main") {
+		return false
+	}
+	switch r.op {
+	case change.Insert:
+		return true
+	case change.Update:
+		return w.Op == "UPDATE" || w.Upsert
+	}
+	return w.Op == "DELETE"
 }
 
 func sameRow(a, b []any) bool {
@@ -263,7 +312,8 @@ func (a *dbActor) record(ctx context.Context, c change.Change) error {
 // endTxn resets per-transaction capture state; after a rollback the next
 // change id must be read again.
 func (a *dbActor) endTxn(committed bool) {
-	a.cap.rows, a.cap.err, a.cap.txnID = nil, nil, 0
+	a.cap.dropRows()
+	a.cap.txnID = 0
 	if !committed {
 		a.cap.nextID = 0
 	}

@@ -113,6 +113,7 @@ func (w *writeConn) Query(ctx context.Context, query string, args ...any) (*sql.
 	var rows *sql.Rows
 	// INSERT ... RETURNING makes its changes in the first step, inside
 	// QueryContext.
+	w.a.cap.startStmt(query, args)
 	w.a.cap.assigned = func(rowid int64) bool { return assignedKey(rowid, query, args) }
 	err := w.a.asUser(func() (err error) {
 		rows, err = w.a.conn.QueryContext(ctx, query, args...)
@@ -344,6 +345,7 @@ func (a *dbActor) execOne(ctx context.Context, stmt string, args []any, user boo
 	}
 	var err error
 	if user {
+		a.cap.startStmt(stmt, args)
 		a.cap.assigned = func(rowid int64) bool { return assignedKey(rowid, stmt, args) }
 		defer func() { a.cap.assigned = nil }()
 		err = a.asUser(run)
@@ -351,11 +353,10 @@ func (a *dbActor) execOne(ctx context.Context, stmt string, args []any, user boo
 		err = run()
 	}
 	if err != nil {
+		a.cap.dropRows() // the statement was undone
 		if isCaptureError(err) {
-			a.cap.rows, a.cap.err = nil, nil
 			return nil, err
 		}
-		a.cap.rows, a.cap.err = nil, nil // the statement was undone
 		// Some errors (an interrupted write, OR ROLLBACK, RAISE(ROLLBACK))
 		// roll the whole transaction back: later statements would then run
 		// outside it, committing on their own.

@@ -1,0 +1,55 @@
+package sqlitex
+
+import "testing"
+
+func TestWriteTarget(t *testing.T) {
+	ins := func(schema, table string) Write { return Write{Schema: schema, Table: table, Op: "INSERT"} }
+	upd := func(schema, table string) Write { return Write{Schema: schema, Table: table, Op: "UPDATE"} }
+	del := func(schema, table string) Write { return Write{Schema: schema, Table: table, Op: "DELETE"} }
+	for _, c := range []struct {
+		stmt string
+		want Write
+	}{
+		{"INSERT INTO t VALUES(1)", ins("", "t")},
+		{"insert into T(a, b) values(1, 2)", ins("", "T")},
+		{"INSERT OR IGNORE INTO t VALUES(1)", ins("", "t")},
+		{"INSERT or replace INTO t DEFAULT VALUES", ins("", "t")},
+		{"REPLACE INTO t VALUES(1)", ins("", "t")},
+		{"UPDATE t SET v = 1", upd("", "t")},
+		{"UPDATE OR ROLLBACK t SET v = 1", upd("", "t")},
+		{"UPDATE or fail main.t SET v = 1", upd("main", "t")},
+		{"DELETE FROM t WHERE id = 1", del("", "t")},
+		{"DELETE FROM temp . t", del("temp", "t")},
+		{`INSERT INTO "my ""t""" VALUES(1)`, ins("", `my "t"`)},
+		{"INSERT INTO `a``b` VALUES(1)", ins("", "a`b")},
+		{"INSERT INTO [x y] VALUES(1)", ins("", "x y")},
+		{"INSERT INTO 'lit' VALUES(1)", ins("", "lit")},
+		{`UPDATE "main"."Order" SET v = 1`, upd("main", "Order")},
+		{"  -- a comment\n /* another */ DELETE /* here */ FROM\tt;", del("", "t")},
+		{"INSERT INTO t AS x VALUES(1) ON CONFLICT DO NOTHING", ins("", "t")},
+		{"INSERT INTO t VALUES(1, 'do update') ON CONFLICT(id) DO UPDATE SET v = excluded.v",
+			Write{Table: "t", Op: "INSERT", Upsert: true}},
+		{"insert into t select * from u where true on conflict do nothing on conflict (id) do /* c */ update set v = 1",
+			Write{Table: "t", Op: "INSERT", Upsert: true}},
+		{"INSERT INTO t1", ins("", "t1")},
+		{"WITH c AS (SELECT 1) INSERT INTO t SELECT * FROM c", ins("", "t")},
+		{"WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n+1 FROM c WHERE n < 3), d AS NOT MATERIALIZED (SELECT ')' AS p) DELETE FROM main.t WHERE id IN c",
+			del("main", "t")},
+		{`WITH "update" AS MATERIALIZED (SELECT (1)) UPDATE OR IGNORE u SET v = 2`, upd("", "u")},
+		{"with replace as (select 1) replace into r select * from replace", ins("", "r")},
+		{"SELECT * FROM t", Write{}},
+		{"WITH c AS (SELECT 1) SELECT * FROM c", Write{}},
+		{"CREATE TABLE t(a)", Write{}},
+		{"INSERT t VALUES(1)", Write{}},
+		{"DELETE t", Write{}},
+		{"INSERT INTO", Write{}},
+		{"INSERT INTO main.", Write{}},
+		{`INSERT INTO "unterminated`, Write{}},
+		{"WITH c AS (SELECT 1", Write{}},
+		{"", Write{}},
+	} {
+		if got := WriteTarget(c.stmt); got != c.want {
+			t.Errorf("WriteTarget(%q) = %+v, want %+v", c.stmt, got, c.want)
+		}
+	}
+}
