@@ -110,6 +110,10 @@ type System struct {
 	opts Options
 	sys  *actor.ActorSystem
 
+	// stopping ends when Stop begins (see Stopping).
+	stopping    context.Context
+	endStopping context.CancelFunc
+
 	mu     sync.Mutex
 	actors []*entry
 	byPID  map[string]*entry
@@ -176,8 +180,17 @@ func NewSystem(opts Options) *System {
 		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet }),
 		actor.WithDeadLetterRequestLogging(false),
 	)
-	return &System{opts: opts, sys: sys, byPID: map[string]*entry{}}
+	stopping, end := context.WithCancel(context.Background())
+	return &System{opts: opts, sys: sys, byPID: map[string]*entry{}, stopping: stopping, endStopping: end}
 }
+
+// Stopping is a context that ends when Stop begins, before any actor is
+// stopped. An actor whose work waits on the world outside the system (the
+// network actor's requests) ends that work with it: Stop stops the actors
+// last spawned first, and those that wait on such work (the sync actor, in
+// the middle of a handler) would otherwise wait for it to end by itself,
+// for as long as a server that does not answer keeps it waiting.
+func (s *System) Stopping() context.Context { return s.stopping }
 
 // Handler is an actor's behaviour: called with each message, one at a time.
 type Handler func(msg any)
@@ -308,9 +321,9 @@ func (s *System) panicked(e *entry, v any) *PanicError {
 	return perr
 }
 
-// Stop stops every actor, the last spawned first, and waits until each has
-// run its onStop. Messages still queued are answered with ErrStopped.
-// Calling Stop again does nothing.
+// Stop ends Stopping, then stops every actor, the last spawned first, and
+// waits until each has run its onStop. Messages still queued are answered
+// with ErrStopped. Calling Stop again does nothing.
 func (s *System) Stop() {
 	s.mu.Lock()
 	if s.closed {
@@ -320,6 +333,7 @@ func (s *System) Stop() {
 	s.closed = true
 	actors := s.actors
 	s.mu.Unlock()
+	s.endStopping()
 	for i := len(actors) - 1; i >= 0; i-- {
 		e := actors[i]
 		s.sys.Root.Stop(e.pid)

@@ -173,3 +173,21 @@ func TestEnter(t *testing.T) {
 		t.Fatalf("enter after stop: %v", err)
 	}
 }
+
+// Stopping ends when Stop begins, before the first actor's onStop runs,
+// and a system that is not stopping keeps it open.
+func TestStoppingEndsAsCloseBegins(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	sys := NewSystem(Options{Name: "t"})
+	var ended atomic.Bool
+	if _, err := sys.Spawn("a", func(any) {}, func() { ended.Store(sys.Stopping().Err() != nil) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := sys.Stopping().Err(); err != nil {
+		t.Fatalf("Stopping before Stop: %v", err)
+	}
+	sys.Stop()
+	if !ended.Load() {
+		t.Error("Stopping had not ended when the actor's onStop ran")
+	}
+}

@@ -130,3 +130,57 @@ func (s *slowTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	s.returned.Store(true)
 	return nil, r.Context().Err()
 }
+
+// relay is a request to an actor spawned after the network actor, which
+// asks the network actor in its handler, as the sync actor does.
+type relay struct{ actors.Request[struct{}] }
+
+// The system's Stop stops the actors last spawned first: one spawned after
+// the network actor and waiting, in its handler, for a request to a server
+// that does not answer is stopped before the network actor is. The request
+// must end as Stop begins (actors.Stopping), not when the network actor
+// stops, or Stop waits for the server for ever.
+func TestRequestsEndWhenTheSystemCloses(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		entered <- struct{}{}
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer hs.Close()
+	defer close(release)
+
+	sys := actors.NewSystem(actors.Options{Name: "order"})
+	netPID, err := Spawn(sys, Config{URL: hs.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waiter, err := sys.Spawn("waiter", func(msg any) {
+		m := msg.(*relay)
+		_, err := pull(m.Context(), sys, netPID, nil)
+		m.Respond(struct{}{}, err)
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := actors.Ask(context.Background(), sys, waiter, &relay{})
+		errc <- err
+	}()
+	<-entered
+	stopped := make(chan struct{})
+	go func() { sys.Stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Stop waits for the request of an actor it stops first")
+	}
+	if err := <-errc; !errors.Is(err, actors.ErrStopped) {
+		t.Errorf("the waiting request: %v, want ErrStopped", err)
+	}
+}

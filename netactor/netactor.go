@@ -11,8 +11,9 @@
 //	NetStats     request and response body bytes over all requests
 //
 // The actor never blocks on the network: each request runs in its own
-// goroutine, so a long poll does not delay a lazy page fetch. Stopping the
-// actor cancels every request in flight and waits for its goroutine.
+// goroutine, so a long poll does not delay a lazy page fetch. The system's
+// Stop cancels every request as it begins (actors.Stopping); stopping the
+// actor waits for their goroutines.
 //
 // # Retries
 //
@@ -267,7 +268,9 @@ func Spawn(sys *actors.System, cfg Config) (*actor.PID, error) {
 		a.client, a.ownClient = NewHTTPClient(), true
 	}
 	a.log = a.cfg.Logger.With("actor", "net")
-	a.life, a.cancel = context.WithCancel(context.Background())
+	// The requests end when the system begins to stop, not only when this
+	// actor does: the actors that wait for them stop first.
+	a.life, a.cancel = context.WithCancel(sys.Stopping())
 	pid, err := sys.Spawn("net", a.receive, a.stop)
 	if err != nil {
 		a.cancel()
