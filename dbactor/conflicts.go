@@ -1,8 +1,6 @@
 package dbactor
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -99,17 +97,14 @@ func joinFramed(parts [][]byte) []byte {
 
 func splitFramed(b []byte) ([][]byte, error) {
 	var out [][]byte
-	r := bufio.NewReader(bytes.NewReader(b))
-	for {
-		if _, err := r.Peek(1); err != nil {
-			return out, nil
-		}
-		p, err := readFramed(r)
+	for len(b) > 0 {
+		p, rest, err := nextFrame(b)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, p)
+		out, b = append(out, p), rest
 	}
+	return out, nil
 }
 
 // precondition decides what a replayed change c meets in the row cur (nil:

@@ -331,23 +331,23 @@ func appendFramed(dst, payload []byte) []byte {
 	return binary.BigEndian.AppendUint32(dst, crc32.Checksum(payload, crcTable))
 }
 
-func readFramed(r *bufio.Reader) ([]byte, error) {
-	var hdr [4]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return nil, err
+// nextFrame splits b's first frame off: its payload (a slice of b that
+// cannot grow into the rest) and the bytes after it. The frame's length is
+// checked against b before anything is taken: a journal is hostile input,
+// and a length read from it may claim a gigabyte in a few bytes.
+func nextFrame(b []byte) (payload, rest []byte, err error) {
+	if len(b) < 8 {
+		return nil, nil, io.ErrUnexpectedEOF
 	}
-	n := binary.BigEndian.Uint32(hdr[:])
-	if n > 1<<30 {
-		return nil, fmt.Errorf("journal entry of %d bytes", n)
+	n := uint64(binary.BigEndian.Uint32(b))
+	if n > uint64(len(b)-8) {
+		return nil, nil, io.ErrUnexpectedEOF
 	}
-	buf := make([]byte, n+4)
-	if _, err := io.ReadFull(r, buf); err != nil {
-		return nil, io.ErrUnexpectedEOF
+	p := b[4 : 4+n : 4+n]
+	if crc32.Checksum(p, crcTable) != binary.BigEndian.Uint32(b[4+n:]) {
+		return nil, nil, errors.New("journal entry checksum mismatch")
 	}
-	if crc32.Checksum(buf[:n], crcTable) != binary.BigEndian.Uint32(buf[n:]) {
-		return nil, errors.New("journal entry checksum mismatch")
-	}
-	return buf[:n], nil
+	return p, b[8+n:], nil
 }
 
 // writeJournal writes the journal at path durably, in place: the bytes at
@@ -426,6 +426,11 @@ func readJournalHeader(fs fsx.FS, path string) (journalHeader, error) {
 	return hdr, parseJournalHeader(path, h, &hdr)
 }
 
+// maxJournalHeader bounds a journal header's frame: a real one is a few
+// hundred bytes of JSON, and its length is read from a file that may be
+// damaged before anything checks it.
+const maxJournalHeader = 1 << 20
+
 // headerFrame reads the journal's header frame from r, of size bytes: one
 // that is short or fails its CRC is errTornJournal; an I/O error is
 // returned as it is.
@@ -438,6 +443,9 @@ func headerFrame(r io.ReaderAt, size int64) ([]byte, error) {
 		return nil, err
 	}
 	n := int64(binary.BigEndian.Uint32(b[:]))
+	if n > maxJournalHeader {
+		return nil, fmt.Errorf("%w: a header of %d bytes", errTornJournal, n)
+	}
 	if 8+n > size {
 		return nil, fmt.Errorf("%w: a header of %d bytes in %d", errTornJournal, n, size)
 	}
@@ -484,11 +492,19 @@ func readJournal(fs fsx.FS, path string) (journalHeader, []journalEntry, []*conf
 	if hdr.Format > 0 && (int64(len(body)) != hdr.Size || crc32.Checksum(body, crcTable) != hdr.CRC) {
 		return hdr, nil, nil, fmt.Errorf("journal %s: %w (%d bytes after the header, want %d with CRC %08x)", path, errTornJournal, len(body), hdr.Size, hdr.CRC)
 	}
-	r := bufio.NewReader(bytes.NewReader(body))
-	entries := make([]journalEntry, 0, hdr.Count)
+	if hdr.Count < 0 || hdr.Conflicts < 0 {
+		return hdr, nil, nil, fmt.Errorf("journal %s: a header of %d changes and %d conflicts", path, hdr.Count, hdr.Conflicts)
+	}
+	// A change takes at least 24 bytes (its frame, its ids): no more are
+	// made room for than the bytes can hold, whatever the count says.
+	entries := make([]journalEntry, 0, min(hdr.Count, len(body)/24))
 	for i := 0; i < hdr.Count; i++ {
-		p, err := readFramed(r)
-		if err != nil || len(p) < 16 {
+		var p []byte
+		p, body, err = nextFrame(body)
+		if err == nil && len(p) < 16 {
+			err = fmt.Errorf("an entry of %d bytes", len(p))
+		}
+		if err != nil {
 			return hdr, nil, nil, fmt.Errorf("journal %s entry %d: %v", path, i, err)
 		}
 		entries = append(entries, journalEntry{
@@ -497,7 +513,8 @@ func readJournal(fs fsx.FS, path string) (journalHeader, []journalEntry, []*conf
 	}
 	var conflicts []*conflictRecord
 	for i := 0; i < hdr.Conflicts; i++ {
-		p, err := readFramed(r)
+		var p []byte
+		p, body, err = nextFrame(body)
 		rec := &conflictRecord{}
 		if err == nil {
 			err = json.Unmarshal(p, rec)

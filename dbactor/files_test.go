@@ -2,9 +2,13 @@ package dbactor
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 
 	"github.com/syncdb/syncdb/internal/fsx"
@@ -158,6 +162,75 @@ func TestJournalTornRewrite(t *testing.T) {
 	if hdr, err := check(data); err != nil || hdr.PullGen != 4 || hdr.Format != 0 {
 		t.Fatalf("an earlier release's journal: %+v %v", hdr, err)
 	}
+}
+
+// A journal file is hostile input: its checksums tell a torn write, but
+// anyone can write valid ones. A header that claims a negative or huge
+// number of changes, a change or a header longer than the file: each is
+// an error (no panic), and reading it allocates about what the file holds,
+// not what it claims.
+func TestJournalHostile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "j")
+	// format2 is a journal of this release's format with the body's true
+	// size and CRC, and the header's other fields given.
+	format2 := func(fields string, body []byte) []byte {
+		h := fmt.Sprintf(`{"format":2,"size":%d,"crc":%d,"pull_gen":1,"revision":"r",%s}`, len(body), crc32.Checksum(body, crcTable), fields)
+		return append(appendFramed(nil, []byte(h)), body...)
+	}
+	entry := appendFramed(nil, make([]byte, 17))
+	huge := binary.BigEndian.AppendUint32(nil, 1<<30-1) // an entry of 1 GiB, in a few bytes
+	for _, tc := range []struct {
+		name string
+		data []byte
+	}{
+		{"count -1", format2(`"count":-1`, nil)},
+		{"conflicts -1", format2(`"count":1,"conflicts":-1`, entry)},
+		{"count 2^62", format2(`"count":4611686018427387904`, entry)},
+		{"count 2^24", format2(`"count":16777216`, entry)},
+		{"entry of 1 GiB", format2(`"count":1`, append(huge, 0, 0, 0, 0, 0))},
+		{"earlier release, entry of 1 GiB", append(appendFramed(nil, []byte(`{"pull_gen":1,"revision":"r","count":1}`)), append(huge, 0, 0, 0, 0, 0)...)},
+		{"conflict of 1 GiB", format2(`"count":0,"conflicts":1`, append(huge, 0, 0, 0, 0, 0))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := os.WriteFile(path, tc.data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var err error
+			alloc := allocated(func() { _, _, _, err = readJournal(fsx.OS, path) })
+			if err == nil || alloc > 1<<20 {
+				t.Fatalf("read %d bytes, allocating %d: %v", len(tc.data), alloc, err)
+			}
+		})
+	}
+	// A header longer than any journal's, in a file (sparse) that holds it.
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 64 << 20
+	if _, err := f.Write(binary.BigEndian.AppendUint32(nil, size-8)); err == nil {
+		err = f.Truncate(size)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	alloc := allocated(func() { _, err = readJournalHeader(fsx.OS, path) })
+	if !errors.Is(err, errTornJournal) || alloc > 1<<20 {
+		t.Fatalf("a header of %d bytes: allocating %d: %v", size-8, alloc, err)
+	}
+}
+
+// allocated is the number of bytes fn allocates on the heap.
+func allocated(fn func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	fn()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
 }
 
 func TestCheckStatement(t *testing.T) {
