@@ -110,6 +110,24 @@ func (w *writeConn) Query(ctx context.Context, query string, args ...any) (*sql.
 	if err := w.prepareQuery(ctx, query); err != nil {
 		return nil, err
 	}
+	// A script's statements but the last run as Exec runs them, each
+	// captured on its own (flush): in one QueryContext their changes would
+	// be taken as one statement's, and the triggers' rows of one decided
+	// by another's changes. The rows are the last statement's, as before.
+	if stmts := sqlitex.SplitStatements(query); len(stmts) > 1 {
+		if len(args) > 0 {
+			return nil, errors.New("arguments are only supported for a single statement")
+		}
+		for _, st := range stmts[:len(stmts)-1] {
+			if _, err := w.Exec(ctx, st); err != nil {
+				return nil, err
+			}
+		}
+		query = stmts[len(stmts)-1]
+		if err := w.usable(); err != nil {
+			return nil, err
+		}
+	}
 	var rows *sql.Rows
 	// INSERT ... RETURNING makes its changes in the first step, inside
 	// QueryContext.
@@ -120,6 +138,11 @@ func (w *writeConn) Query(ctx context.Context, query string, args ...any) (*sql.
 		return err
 	})
 	w.a.cap.assigned = nil
+	if err != nil {
+		// The statement was undone: what the hook saw of it (the rows
+		// before the one that failed) must not be recorded.
+		w.a.cap.dropRows()
+	}
 	if isCaptureError(err) {
 		w.err = err
 	}
