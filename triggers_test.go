@@ -319,3 +319,59 @@ func TestTriggersOfQueryStatements(t *testing.T) {
 		}
 	}
 }
+
+// A trigger's insert whose key SQLite chose (a view's row written without
+// its id) moves to a new key when it collides with another replica's, as
+// a statement's own insert does; one whose key the trigger names (a
+// singleton row) does not: the collision waits for the user. Trigger rows
+// were all taken as keyed by the user, so the first collision waited too.
+func TestTriggersKeysAssigned(t *testing.T) {
+	ctx := context.Background()
+	url := newServer(t)
+	dir := t.TempDir()
+	a := open(t, syncdb.Config{Path: filepath.Join(dir, "a.db"), URL: url})
+	for _, q := range []string{
+		"CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)",
+		"CREATE VIEW vt AS SELECT id, v FROM t",
+		"CREATE TRIGGER vt_ins INSTEAD OF INSERT ON vt BEGIN INSERT INTO t VALUES(new.id, new.v); END",
+		"CREATE TABLE last(id INTEGER PRIMARY KEY, v TEXT)",
+		"CREATE VIEW vlast AS SELECT v FROM last",
+		"CREATE TRIGGER vlast_ins INSTEAD OF INSERT ON vlast BEGIN INSERT INTO last VALUES(1, new.v); END",
+	} {
+		mustExec(t, a, q)
+	}
+	if err := a.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c := open(t, syncdb.Config{Path: filepath.Join(dir, "c.db"), URL: url})
+	mustExec(t, c, "INSERT INTO vt(v) VALUES('from c')")
+	mustExec(t, a, "INSERT INTO vt(v) VALUES('from a')") // the same id
+	if err := c.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for name, db := range map[string]*syncdb.DB{"a": a, "c": c} {
+		if got := rows(t, db, "SELECT id, v FROM t ORDER BY id"); got != "1|from c\n2|from a" {
+			t.Errorf("%s: t %q, want both rows, a's moved", name, got)
+		}
+	}
+	mustExec(t, c, "INSERT INTO vlast VALUES('from c')")
+	mustExec(t, a, "INSERT INTO vlast VALUES('from a')")
+	if err := c.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Sync(ctx); !errors.Is(err, syncdb.ErrConflict) {
+		t.Fatalf("a's sync with its singleton row taken: %v, want ErrConflict", err)
+	}
+	if cs, err := a.Conflicts(ctx); err != nil || len(cs) != 1 || cs[0].Table != "last" {
+		t.Fatalf("a's conflicts: %+v %v", cs, err)
+	}
+	if got := rows(t, a, "SELECT id, v FROM last"); got != "1|from c" {
+		t.Errorf("a: last %q, want c's row alone", got)
+	}
+}

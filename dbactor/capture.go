@@ -86,7 +86,7 @@ func (a *dbActor) onPreUpdate(d sqlite.SQLitePreUpdateData) {
 	case sqlite3.SQLITE_INSERT:
 		r.op = change.Insert
 		r.after, err = sqlitex.PreUpdate(&d, true)
-		r.assigned = !r.trigger && a.cap.assigned != nil && a.cap.assigned(d.NewRowID)
+		r.assigned = !r.trigger && a.cap.assigned != nil && a.cap.assigned(d.NewRowID) // a trigger's: see flush
 	case sqlite3.SQLITE_DELETE:
 		r.op = change.Delete
 		r.before, err = sqlitex.PreUpdate(&d, false)
@@ -208,12 +208,13 @@ func (a *dbActor) flush(ctx context.Context) error {
 		a.cap.dropRows()
 		return err
 	}
-	rows, direct, stmt := a.cap.rows, a.cap.direct, a.cap.stmt
+	rows, direct, stmt, args := a.cap.rows, a.cap.direct, a.cap.stmt, a.cap.args
 	a.cap.dropRows()
 	var w sqlitex.Write
 	if !direct {
 		w = sqlitex.WriteTarget(stmt)
 	}
+	var keyText *string // where a trigger's insert may have its key from; read once
 	for _, r := range rows {
 		if r.trigger && (direct || w.Table == "" || refires(w, r)) {
 			continue
@@ -237,12 +238,39 @@ func (a *dbActor) flush(ctx context.Context) error {
 		if c.Op == change.Update && r.oldRowid == r.newRowid && sameRow(c.Before, c.After) {
 			continue // nothing changed
 		}
+		if r.trigger && c.Op == change.Insert && c.RowidAlias {
+			// As for the statement's own inserts (assignedKey), a key that
+			// neither the statement nor its table's triggers spell out is
+			// taken as SQLite's choice: on a collision with another
+			// replica's row the row moves to a new key instead of waiting
+			// for the user. A key a trigger names (a singleton row's 1) is
+			// the trigger's choice.
+			if keyText == nil {
+				t, err := a.triggerSQL(ctx, w.Table)
+				if err != nil {
+					return fmt.Errorf("capture change to %s: read the triggers of %s: %w", r.table, w.Table, err)
+				}
+				t = stmt + "\n" + t
+				keyText = &t
+			}
+			r.assigned = assignedKey(r.newRowid, *keyText, args)
+		}
 		c.KeyAssigned = c.Op == change.Insert && c.RowidAlias && r.assigned
 		if err := a.record(ctx, c); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// triggerSQL returns the text of the triggers on table (or view) name,
+// the TEMP ones included.
+func (a *dbActor) triggerSQL(ctx context.Context, name string) (string, error) {
+	var text sql.NullString
+	err := a.conn.QueryRowContext(ctx, `SELECT group_concat(sql, char(10)) FROM (
+		SELECT sql FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = ?1 COLLATE NOCASE
+		UNION ALL SELECT sql FROM sqlite_temp_schema WHERE type = 'trigger' AND tbl_name = ?1 COLLATE NOCASE)`, name).Scan(&text)
+	return text.String, err
 }
 
 // refires reports a row a trigger of statement w made in w's own table
