@@ -65,9 +65,10 @@
 //     without a primary key and rows of the statement's own table that
 //     would fire its trigger again where applied (an insert; an update
 //     by an UPDATE or upsert; a delete by a DELETE). A statement that
-//     changes a row, even to the same values (a no-op update, a TEMP or
-//     ignored table's row), leaves its triggers' rows unsynced: they
-//     stay on this replica until its next pull.
+//     writes a row but pushes nothing (a no-op update, a TEMP or ignored
+//     table's row) leaves its triggers' rows unsynced: they stay on this
+//     replica until its next pull (an ignored table's are made again by
+//     its replay).
 //
 // # database/sql
 //
