@@ -94,6 +94,49 @@ func TestPullJournalDamagedForgedLocal(t *testing.T) {
 	syncedAll(t, a, b, path, url, "1|local\n2|remote")
 }
 
+// The same after T1, then another program checkpoints the WAL: the replica
+// opens detached (no recovery at open), and its local state for Stats and
+// for Config.Recover's rebuild comes from the journal. Damaged, it must
+// fail them with ErrCorruptJournal (a rebuild took the server's pages for
+// the local state and lost the local row), and once it is put back the
+// rebuild keeps the row.
+func TestPullJournalDamagedDetached(t *testing.T) {
+	ctx := context.Background()
+	url := newServer(t)
+	dir := t.TempDir()
+	path := closedReplica(t, url, dir, "local")
+	journal := path + "-syncdb-replay"
+	b := open(t, syncdb.Config{Path: filepath.Join(dir, "b.db"), URL: url})
+	mustExec(t, b, "INSERT INTO t VALUES(2, 'remote')")
+	if err := b.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	whole, damaged := stopPullAndDamage(t, path, "pull.t1", "changes")
+	otherProgram(t, path, "PRAGMA wal_checkpoint(TRUNCATE)", false)
+	a := open(t, syncdb.Config{Path: path})
+	if st, err := a.Stats(ctx); !errors.Is(err, syncdb.ErrCorruptJournal) {
+		t.Fatalf("stats of the detached replica: %+v %v", st, err)
+	}
+	a.Close()
+	a, err := syncdb.Open(ctx, syncdb.Config{Path: path, URL: url, Recover: true})
+	if err == nil {
+		got := rows(t, a, "SELECT id, v FROM t ORDER BY id")
+		a.Close()
+		t.Fatalf("rebuilt with the journal damaged: t %q", got)
+	}
+	if !errors.Is(err, syncdb.ErrCorruptJournal) {
+		t.Fatalf("rebuilding with the journal damaged: %v", err)
+	}
+	if got, err := os.ReadFile(journal); err != nil || !bytes.Equal(got, damaged) {
+		t.Fatalf("the refused rebuild changed the journal (%d bytes, %v)", len(got), err)
+	}
+	if err := os.WriteFile(journal, whole, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a = open(t, syncdb.Config{Path: path, URL: url, Recover: true})
+	syncedAll(t, a, b, path, url, "1|local\n2|remote")
+}
+
 // stopPullAndDamage runs a pull of the closed replica at path, stopped at
 // point, then flips one byte of its journal, in its header or in the
 // changes after it (where), and returns the journal as it was and as it is.

@@ -417,12 +417,12 @@ func (a *dbActor) pendingPull(ctx context.Context) (*messages.PendingPull, error
 // written for cannot have reached T1, else ErrCorruptJournal. ranT1: the
 // header is whole and the WAL holds that pull's T1 (as recoverPull reads
 // it). Otherwise the database tells: the replica's own always has
-// _syncdb_local (every open creates it, and a pull's first step writes
-// the WAL anchor there), the server's pages that a T1 wrote have none
+// _syncdb_local (every open creates it, before any pull can run), the
+// server's pages that a T1 wrote have none
 // (unless a remote writer planted one: not told apart here), which also
-// covers a WAL that cannot say (a detached replica's, checkpointed by
-// another program). A fresh bootstrap's database, the server's too, has
-// had no pull.
+// covers a WAL that no longer holds the pull's generation (a detached
+// replica's, checkpointed by another program). A fresh bootstrap's
+// database, the server's too, has had no pull.
 func (a *dbActor) damagedJournal(ctx context.Context, path string, ranT1 bool, torn error) error {
 	if ranT1 {
 		return corruptJournal(path, torn)
