@@ -209,7 +209,7 @@ func TestJournalHostile(t *testing.T) {
 		t.Fatal(err)
 	}
 	const size = 64 << 20
-	if _, err := f.Write(binary.BigEndian.AppendUint32(nil, size-8)); err == nil {
+	if _, err = f.Write(binary.BigEndian.AppendUint32(nil, size-8)); err == nil {
 		err = f.Truncate(size)
 	}
 	if cerr := f.Close(); err == nil {
