@@ -23,7 +23,9 @@ import (
 // its mark: a hash chain over the change records, next to the mark in
 // turso_sync_last_change_id under the id "<client id>:chain" (the column
 // change_id holds its first 8 bytes). A replica whose own chain at the
-// server's mark differs is a copy (ErrClientCloned).
+// server's mark differs is a copy (ErrClientCloned). A mark with no chain
+// row (a server that keeps none, or one that forged the mark) is taken only
+// up to what this replica has sent (pushed.go).
 //
 // The chain restarts with each pull generation. The changes a push trims
 // from the change log are folded into the chain value kept in
@@ -180,9 +182,13 @@ func (a *dbActor) checkMarks(ctx context.Context, server messages.Mark, chain *m
 			return "", err
 		}
 	}
+	sent, err := a.sentUpTo(ctx, stored)
+	if err != nil {
+		return "", err
+	}
 	var c *mark
 	if chain != nil {
 		c = &mark{chain.Gen, chain.ID}
 	}
-	return clonedWhy(gen, stored, log, mark{server.Gen, server.ID}, c), nil
+	return clonedWhy(gen, stored, log, sent, mark{server.Gen, server.ID}, c), nil
 }

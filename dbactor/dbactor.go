@@ -253,7 +253,11 @@ func (a *dbActor) receive(msg any) {
 		}
 		p, err := a.pendingChanges(m.Context(), m.After, m.Limit, m.Peek, m.Unpushed)
 		if err == nil && !m.Peek && len(p.Changes) > 0 {
-			err = a.syncLocal(m.Context())
+			if m.RecordSent {
+				err = a.recordSent(m.Context(), p.PullGen, p.Changes[len(p.Changes)-1].ID)
+			} else {
+				err = a.syncLocal(m.Context())
+			}
 		}
 		m.Respond(p, err)
 	case *messages.RecordPush:

@@ -301,6 +301,9 @@ type journalHeader struct {
 	// (lastPushed); PushTime the last push's time, which T2 keeps.
 	Pushed   int64 `json:"pushed,omitempty"`
 	PushTime int64 `json:"push_time,omitempty"`
+	// Sent is the last change of PullGen the replica is known to have
+	// sent (sentUpTo); 0 in earlier releases' journals.
+	Sent int64 `json:"sent,omitempty"`
 	// Pull is the pull this journal was saved for (nil: a rebuild's). A
 	// journal that holds one is the durable record of a pending pull: it
 	// is written and fsynced before the pull's first transaction, and

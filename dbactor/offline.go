@@ -138,7 +138,11 @@ func (a *dbActor) saveJournal(ctx context.Context, path, revision string, pull *
 	if err != nil {
 		return 0, err
 	}
-	hdr := journalHeader{PullGen: gen, Revision: revision, Chain: chain, Cloned: cloned, Pushed: pushed.After, PushTime: pushed.Time, Pull: pull}
+	sent, err := a.sentUpTo(ctx, chain)
+	if err != nil {
+		return 0, err
+	}
+	hdr := journalHeader{PullGen: gen, Revision: revision, Chain: chain, Cloned: cloned, Pushed: pushed.After, PushTime: pushed.Time, Sent: sent, Pull: pull}
 	// The replica's own journal stays between pulls and is rewritten in
 	// place; its directory entry is synced by the first rewrite of each
 	// process, since a file found at open may be one whose creation a

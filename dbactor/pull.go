@@ -876,7 +876,7 @@ func (a *dbActor) replayFloor(ctx context.Context, hdr journalHeader, entries []
 		return 0, "", err
 	}
 	known := max(hdr.Chain.ID, hdr.Pushed) // trimmed, or recorded: confirmed by a push
-	if why = clonedWhy(hdr.PullGen, hdr.Chain, entries, *mark, chain); why != "" {
+	if why = clonedWhy(hdr.PullGen, hdr.Chain, entries, max(known, hdr.Sent), *mark, chain); why != "" {
 		return known, why, nil
 	}
 	if mark.Gen != hdr.PullGen {
@@ -916,9 +916,10 @@ func readMarks(ctx context.Context, conn interface {
 }
 
 // clonedWhy decides whether the server's mark (and chain value, if any)
-// for this client id can be this replica's own, given its generation and
-// change log; if not, it says why. It is pure, for the push and the pull.
-func clonedWhy(gen int64, stored chainState, log []journalEntry, server mark, chain *mark) string {
+// for this client id can be this replica's own, given its generation,
+// change log and what it has sent (sentUpTo); if not, it says why. It is
+// pure, for the push and the pull.
+func clonedWhy(gen int64, stored chainState, log []journalEntry, sent int64, server mark, chain *mark) string {
 	switch {
 	case server.Gen > gen:
 		return fmt.Sprintf("the server has its pull generation %d, this replica only %d", server.Gen, gen)
@@ -933,6 +934,10 @@ func clonedWhy(gen int64, stored chainState, log []journalEntry, server mark, ch
 		return fmt.Sprintf("the server has its changes up to %d, this replica made %d", server.ID, max(st.ID, lastID(log)))
 	case chain != nil && chain.Gen == gen && chain.ID != ChainValue(st.Hash):
 		return fmt.Sprintf("the changes the server has under its id up to change %d are not this replica's", server.ID)
+	case (chain == nil || chain.Gen != gen) && server.ID > sent:
+		// Nothing shows that the changes after sent are on the server, and
+		// this replica never gave them: taking the mark would drop them.
+		return fmt.Sprintf("the server has its changes up to %d with no push chain to show they are this replica's, which sent only up to %d", server.ID, sent)
 	}
 	return ""
 }

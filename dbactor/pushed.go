@@ -4,8 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 
+	"github.com/syncdb/syncdb/actors"
 	"github.com/syncdb/syncdb/messages"
 )
 
@@ -22,6 +24,19 @@ import (
 // record (a crash before its commit, or SyncNormal and a power loss) is
 // the state of a crash right after the server committed: the next push
 // reads the server's mark and sends only the rest.
+//
+// What a push has sent
+//
+// A mark with no push chain row to verify it (a server that keeps none,
+// or a buggy or hostile one that forged the mark) is taken only up to what
+// this replica has sent (sentUpTo): beyond it, the server claims changes
+// this replica never gave it, and taking the claim would drop them
+// unpushed (chain.go: clonedWhy). So before a batch goes to a server that
+// showed no chain row, the database records durably, in _syncdb_local
+// 'sent' (a pushRecord), the last change id it sends (recordSent), and a
+// push whose answer was lost still verifies. A server that showed one
+// keeps chains: its mark will come with the chain, and the record, an
+// fsync, is skipped.
 
 // pushRecord is _syncdb_local 'pushed': the server has the changes of pull
 // generation Gen up to change id ID, pushed under client id Client. A
@@ -143,4 +158,86 @@ func (a *dbActor) recordPush(ctx context.Context, gen, upTo, now int64) error {
 	a.endTxn(true)
 	a.walSize = a.walSizeNow()
 	return nil
+}
+
+// recordSent answers PendingChanges{RecordSent}: before the changes of
+// pull generation gen up to upTo go to the server, the database records
+// that they were sent ('sent'), durably, in one commit that also makes the
+// earlier local commits durable (what syncLocal does for every push).
+func (a *dbActor) recordSent(ctx context.Context, gen, upTo int64) error {
+	prev, err := a.sentRecord(ctx, gen)
+	if err != nil {
+		return err
+	}
+	if prev >= upTo { // sent before (a retry): on record already
+		return a.syncLocal(ctx)
+	}
+	if err := a.checkForeignWrites(); err != nil {
+		return err
+	}
+	rec, err := json.Marshal(pushRecord{Client: a.meta.ClientUniqueID, Gen: gen, ID: upTo})
+	if err != nil {
+		return err
+	}
+	write := func() error {
+		_, err := a.conn.ExecContext(ctx, "INSERT OR REPLACE INTO _syncdb_local(key, value) VALUES('sent', ?)", string(rec))
+		return err
+	}
+	if mutation.unsyncedPush {
+		err = write()
+	} else {
+		err = a.durable(ctx, write)
+	}
+	a.walSize = a.walSizeNow()
+	if err != nil {
+		return fmt.Errorf("record the changes a push sends: %w", err)
+	}
+	if !mutation.unsyncedPush {
+		a.unsynced = false
+	}
+	return nil
+}
+
+// sentRecord reads the 'sent' record's last change id of pull generation
+// gen under this client id (0: none).
+func (a *dbActor) sentRecord(ctx context.Context, gen int64) (int64, error) {
+	var v string
+	err := a.conn.QueryRowContext(ctx, "SELECT value FROM _syncdb_local WHERE key = 'sent'").Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var r pushRecord
+	if err := json.Unmarshal([]byte(v), &r); err != nil {
+		return 0, fmt.Errorf("the sent record: %w", err)
+	}
+	if r.Client != a.meta.ClientUniqueID || r.Gen != gen {
+		return 0, nil
+	}
+	return r.ID, nil
+}
+
+// sentUpTo is the last change id of the local pull generation that this
+// replica is known to have sent under its client id: the 'sent' record,
+// the pushes known to have committed (lastPushed: a fork's settling sets
+// its hints to the new id's first mark) or the trimmed changes (stored,
+// the push chain kept), whichever is last.
+func (a *dbActor) sentUpTo(ctx context.Context, stored chainState) (int64, error) {
+	// A fork's settling moves the hints in -info without this actor: read
+	// them fresh.
+	m, err := actors.Ask[*messages.Meta](ctx, a.cfg.Sys, a.cfg.Meta, &messages.GetMeta{})
+	if err != nil {
+		return 0, err
+	}
+	pushed, err := lastPushed(ctx, a.conn, m)
+	if err != nil {
+		return 0, err
+	}
+	sent, err := a.sentRecord(ctx, pushed.Gen)
+	if err != nil {
+		return 0, err
+	}
+	return max(sent, pushed.After, stored.ID), nil
 }

@@ -147,13 +147,17 @@ type WriteConn interface {
 // PendingChanges reads the local changes with change id > After, in order,
 // for a push: whole local transactions, stopping at the first transaction
 // boundary after Limit changes. With Unpushed, After is ignored: the read
-// starts after the last change a push recorded (RecordPush).
+// starts after the last change a push recorded (RecordPush). Changes read
+// without Peek are for a push to send: they are made durable first, and
+// with RecordSent (the server showed no push chain row) recorded durably
+// as sent (see dbactor's pushed.go).
 type PendingChanges struct {
 	actors.Request[Pending]
-	After    int64
-	Limit    int  // 0 = all
-	Peek     bool // just the first change, to see whether there is any
-	Unpushed bool
+	After      int64
+	Limit      int  // 0 = all
+	Peek       bool // just the first change, to see whether there is any
+	Unpushed   bool
+	RecordSent bool
 }
 
 // RecordPush records that the server has the changes of pull generation

@@ -314,10 +314,14 @@ func (s *syncActor) pushOnce(ctx context.Context, id string, pushed *int) error 
 		}
 		floor = pushFloor(hw, local.PullGen)
 	}
+	// A server that shows no chain row may keep none: the database records
+	// what is sent before it goes, so that the mark of a batch whose answer
+	// is lost still verifies without one (dbactor's pushed.go).
+	recordSent := chain == nil
 	// One batch per PushBatch changes (whole local transactions), read one
 	// at a time so that a large change log is never all in memory.
 	for {
-		batch, err := actors.Ask[messages.Pending](ctx, s.cfg.Sys, s.cfg.DB, &messages.PendingChanges{After: floor, Limit: s.cfg.PushBatch})
+		batch, err := actors.Ask[messages.Pending](ctx, s.cfg.Sys, s.cfg.DB, &messages.PendingChanges{After: floor, Limit: s.cfg.PushBatch, RecordSent: recordSent})
 		if err != nil {
 			return err
 		}
