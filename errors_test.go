@@ -158,16 +158,8 @@ func TestFacadePullPending(t *testing.T) {
 	ctx := context.Background()
 	url := newServer(t)
 	a := newLossyReplica(t, url)
-	a.createTU()
-	if err := a.db.Push(ctx); err != nil {
-		t.Fatal(err)
-	}
-	mustExec(t, a.db, "INSERT INTO t VALUES(1, 'local')") // not pushed
-	b := open(t, syncdb.Config{Path: filepath.Join(t.TempDir(), "b.db"), URL: url})
-	mustExec(t, b, "INSERT INTO u VALUES(2, 'remote')")
-	if err := b.Push(ctx); err != nil {
-		t.Fatal(err)
-	}
+	a.unpushedRow(false)
+	pushedReplica(t, url, t.TempDir(), "b.db", "INSERT INTO u VALUES(2, 'remote')")
 	var hit atomic.Bool
 	failpoint.Set(func(name, owner string) {
 		if name == "pull.t1" && strings.HasPrefix(owner, a.cfg.Path) && hit.CompareAndSwap(false, true) {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -97,12 +96,7 @@ func TestPullJournalTornRewrite(t *testing.T) {
 			}
 			// Large enough that the journal spans several pages.
 			mustExec(t, a.db, "INSERT INTO t VALUES(1, ?)", strings.Repeat("L", 10000))
-			b := open(t, syncdb.Config{Path: filepath.Join(t.TempDir(), "b.db"), URL: url})
-			mustExec(t, b, "CREATE TABLE w(x)")
-			mustExec(t, b, "INSERT INTO u VALUES(2, 'remote')")
-			if err := b.Push(ctx); err != nil {
-				t.Fatal(err)
-			}
+			b := pushedReplica(t, url, t.TempDir(), "b.db", "CREATE TABLE w(x)", "INSERT INTO u VALUES(2, 'remote')")
 			wantT, wantU, finalU := "1", "", "2"
 			if !tc.first {
 				if _, err := a.db.Pull(ctx); err != nil {
@@ -237,12 +231,7 @@ func TestPullJournalLeftInPlace(t *testing.T) {
 			if err := a.db.Checkpoint(ctx); err != nil {
 				t.Fatal(err)
 			}
-			b := open(t, syncdb.Config{Path: filepath.Join(t.TempDir(), "b.db"), URL: url})
-			mustExec(t, b, "CREATE TABLE w(x)")
-			mustExec(t, b, "INSERT INTO u VALUES(2, 'remote')")
-			if err := b.Push(ctx); err != nil {
-				t.Fatal(err)
-			}
+			b := pushedReplica(t, url, t.TempDir(), "b.db", "CREATE TABLE w(x)", "INSERT INTO u VALUES(2, 'remote')")
 			if _, err := a.db.Pull(ctx); err != nil {
 				t.Fatal(err)
 			}

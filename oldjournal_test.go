@@ -140,22 +140,8 @@ func pullKilledAt(t *testing.T, point string, checkpoint bool) (*lossyReplica, s
 	ctx := context.Background()
 	url := newServer(t)
 	a := newLossyReplica(t, url)
-	a.createTU()
-	if err := a.db.Push(ctx); err != nil {
-		t.Fatal(err)
-	}
-	mustExec(t, a.db, "INSERT INTO t VALUES(1, 'local')") // not pushed
-	if checkpoint {
-		if err := a.db.Checkpoint(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b := open(t, syncdb.Config{Path: filepath.Join(t.TempDir(), "b.db"), URL: url})
-	mustExec(t, b, "CREATE TABLE w(x)")
-	mustExec(t, b, "INSERT INTO u VALUES(2, 'remote')")
-	if err := b.Push(ctx); err != nil {
-		t.Fatal(err)
-	}
+	a.unpushedRow(checkpoint)
+	pushedReplica(t, url, t.TempDir(), "b.db", "CREATE TABLE w(x)", "INSERT INTO u VALUES(2, 'remote')")
 	fired := a.crashAt(point)
 	if _, err := a.db.Pull(ctx); err == nil || !fired() {
 		t.Fatalf("no crash at %s: %v", point, err)
@@ -228,16 +214,7 @@ func TestOlderPullT2KilledThenUpgrade(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	fired := a.crashAt("pull.t2")
-	if db, err := syncdb.Open(a.ctx, a.cfg); err == nil || !fired() {
-		if db != nil {
-			db.Close()
-		}
-		t.Fatalf("no crash at pull.t2 in the recovery: %v", err)
-	}
-	failpoint.Set(nil)
-	a.rec.Resume()
-	a.fs.Thaw()
+	a.crashedOpen("pull.t2") // in the recovery
 
 	a.open()
 	if got := rows(t, a.db, "SELECT id, v FROM u ORDER BY id"); got != "2|remote" {

@@ -229,17 +229,8 @@ func TestPullCrashPowerLoss(t *testing.T) {
 				ctx := context.Background()
 				url := newServer(t)
 				a := newLossyReplica(t, url)
-				a.createTU()
-				if err := a.db.Push(ctx); err != nil {
-					t.Fatal(err)
-				}
-				mustExec(t, a.db, "INSERT INTO t VALUES(1, 'local')") // not pushed
-				b := open(t, syncdb.Config{Path: filepath.Join(t.TempDir(), "b.db"), URL: url})
-				mustExec(t, b, "CREATE TABLE w(x)")
-				mustExec(t, b, "INSERT INTO u VALUES(2, 'remote')")
-				if err := b.Push(ctx); err != nil {
-					t.Fatal(err)
-				}
+				a.unpushedRow(false)
+				b := pushedReplica(t, url, t.TempDir(), "b.db", "CREATE TABLE w(x)", "INSERT INTO u VALUES(2, 'remote')")
 				check := func(db *syncdb.DB, when, wantT, wantU string) {
 					t.Helper()
 					gotT := rows(t, db, "SELECT id, v FROM t ORDER BY id")
@@ -312,21 +303,9 @@ func TestPullDeferredInfoPowerLoss(t *testing.T) {
 			ctx := context.Background()
 			url := newServer(t)
 			a := newLossyReplica(t, url)
-			a.createTU()
-			if err := a.db.Push(ctx); err != nil {
-				t.Fatal(err)
-			}
-			mustExec(t, a.db, "INSERT INTO t VALUES(1, 'local')") // not pushed
 			// The base before the first pull has pages in the revert store.
-			if err := a.db.Checkpoint(ctx); err != nil {
-				t.Fatal(err)
-			}
-			b := open(t, syncdb.Config{Path: filepath.Join(t.TempDir(), "b.db"), URL: url})
-			mustExec(t, b, "CREATE TABLE w(x)")
-			mustExec(t, b, "INSERT INTO u VALUES(2, 'remote')")
-			if err := b.Push(ctx); err != nil {
-				t.Fatal(err)
-			}
+			a.unpushedRow(true)
+			b := pushedReplica(t, url, t.TempDir(), "b.db", "CREATE TABLE w(x)", "INSERT INTO u VALUES(2, 'remote')")
 			if _, err := a.db.Pull(ctx); err != nil {
 				t.Fatal(err)
 			}
@@ -486,12 +465,7 @@ func TestCheckpointCrashPowerLoss(t *testing.T) {
 // not make the open after it take the emptied WAL for a foreign write.
 // Found by the simulator at seed 151.
 func TestCheckpointRecoveryCrashAfterCleanClose(t *testing.T) {
-	a := newLossyReplica(t, newServer(t))
-	if err := a.db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	a.cfg.SyncNormal = true
-	a.open()
+	a := newSyncNormalReplica(t, newServer(t))
 	mustExec(t, a.db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
 	mustExec(t, a.db, "INSERT INTO t VALUES(1, 'one')")
 	var writes atomic.Int32
@@ -507,16 +481,7 @@ func TestCheckpointRecoveryCrashAfterCleanClose(t *testing.T) {
 	if writes.Load() < 3 {
 		t.Fatalf("%d -info writes at close: the checkpoint's end and the clean close were not both tried", writes.Load())
 	}
-	fired := a.crashAt("checkpoint.copied")
-	if db, err := syncdb.Open(a.ctx, a.cfg); err == nil || !fired() {
-		if db != nil {
-			db.Close()
-		}
-		t.Fatalf("no crash in the open's checkpoint recovery: %v", err)
-	}
-	failpoint.Set(nil)
-	a.rec.Resume()
-	a.fs.Thaw()
+	a.crashedOpen("checkpoint.copied") // in the open's checkpoint recovery
 	a.open()
 	mustExec(t, a.db, "INSERT INTO t VALUES(2, 'two')")
 	if got := rows(t, a.db, "SELECT id, v FROM t ORDER BY id"); got != "1|one\n2|two" {

@@ -3,7 +3,6 @@ package syncdb_test
 import (
 	"context"
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,10 +21,7 @@ func TestSyncNormalPullPowerLoss(t *testing.T) {
 		t.Run(point, func(t *testing.T) {
 			ctx := context.Background()
 			url := newServer(t)
-			a := newLossyReplica(t, url)
-			a.db.Close()
-			a.cfg.SyncNormal = true
-			a.open()
+			a := newSyncNormalReplica(t, url)
 			mustExec(t, a.db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
 			if err := a.db.Sync(ctx); err != nil {
 				t.Fatal(err)
@@ -81,39 +77,17 @@ func TestSyncNormalPullPowerLoss(t *testing.T) {
 func TestSyncNormalRecoveredCopyPowerLoss(t *testing.T) {
 	ctx := context.Background()
 	url := newServer(t)
-	a := newLossyReplica(t, url)
-	a.db.Close()
-	a.cfg.SyncNormal = true
-	a.open()
+	a := newSyncNormalReplica(t, url)
 	mustExec(t, a.db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
 	if err := a.db.Push(ctx); err != nil {
 		t.Fatal(err)
 	}
-	a.db.Close()
-	snapshot := map[string][]byte{}
-	for _, f := range replicaFiles(t, a.cfg.Path) {
-		snapshot[f], _ = os.ReadFile(f)
-	}
-	a.open()
+	snapshot := a.snapshot()
 	mustExec(t, a.db, "INSERT INTO t VALUES(1, 'before the rollback')")
 	if err := a.db.Push(ctx); err != nil {
 		t.Fatal(err)
 	}
-	a.db.Close()
-	if err := a.rec.PowerLoss(); err != nil { // forget the recorded files: the snapshot replaces them
-		t.Fatal(err)
-	}
-	for _, f := range replicaFiles(t, a.cfg.Path) {
-		if _, ok := snapshot[f]; !ok && !strings.HasSuffix(f, "-lock") {
-			os.Remove(f)
-		}
-	}
-	for f, data := range snapshot {
-		if err := os.WriteFile(f, data, 0o644); err != nil { // same inode
-			t.Fatal(err)
-		}
-	}
-	a.open()
+	a.rollBack(snapshot)
 	mustExec(t, a.db, "INSERT INTO t VALUES(2, 'after the rollback')")
 	if _, err := a.db.Pull(ctx); err != nil && !errors.Is(err, syncdb.ErrClientCloned) {
 		t.Fatal(err)
@@ -121,13 +95,8 @@ func TestSyncNormalRecoveredCopyPowerLoss(t *testing.T) {
 	if err := a.db.Push(ctx); !errors.Is(err, syncdb.ErrClientCloned) {
 		t.Fatalf("a push of the rolled-back replica: %v, want ErrClientCloned", err)
 	}
-	a.db.Close()
-	a.cfg.Recover = true
-	a.open()
-	a.cfg.Recover = false
-	a.fs.Freeze()
-	a.rec.Crash()
-	a.restart(true)
+	a.recoverOpen()
+	a.powerCut()
 	if err := a.db.Sync(ctx); err != nil {
 		t.Fatalf("a sync after a power loss that followed the recovery: %v", err)
 	}
@@ -146,10 +115,7 @@ func TestSyncNormalRecoveredCopyPowerLoss(t *testing.T) {
 func TestSyncNormalPushPowerLoss(t *testing.T) {
 	ctx := context.Background()
 	url := newServer(t)
-	a := newLossyReplica(t, url)
-	a.db.Close()
-	a.cfg.SyncNormal = true
-	a.open()
+	a := newSyncNormalReplica(t, url)
 	mustExec(t, a.db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
 	if err := a.db.Sync(ctx); err != nil {
 		t.Fatal(err)
@@ -166,9 +132,7 @@ func TestSyncNormalPushPowerLoss(t *testing.T) {
 	if err := a.db.Push(ctx); err != nil {
 		t.Fatal(err)
 	}
-	a.fs.Freeze()
-	a.rec.Crash()
-	a.restart(true)
+	a.powerCut()
 	if _, err := b.Pull(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -204,39 +168,17 @@ func TestSyncNormalPushPowerLoss(t *testing.T) {
 func TestSyncNormalClonedMarkPowerLoss(t *testing.T) {
 	ctx := context.Background()
 	url := newServer(t)
-	a := newLossyReplica(t, url)
-	a.db.Close()
-	a.cfg.SyncNormal = true
-	a.open()
+	a := newSyncNormalReplica(t, url)
 	mustExec(t, a.db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
 	if err := a.db.Push(ctx); err != nil {
 		t.Fatal(err)
 	}
-	a.db.Close()
-	snapshot := map[string][]byte{}
-	for _, f := range replicaFiles(t, a.cfg.Path) {
-		snapshot[f], _ = os.ReadFile(f)
-	}
-	a.open()
+	snapshot := a.snapshot()
 	mustExec(t, a.db, "INSERT INTO t VALUES(1, 'before the rollback')")
 	if err := a.db.Push(ctx); err != nil {
 		t.Fatal(err)
 	}
-	a.db.Close()
-	if err := a.rec.PowerLoss(); err != nil { // forget the recorded files: the snapshot replaces them
-		t.Fatal(err)
-	}
-	for _, f := range replicaFiles(t, a.cfg.Path) {
-		if _, ok := snapshot[f]; !ok && !strings.HasSuffix(f, "-lock") {
-			os.Remove(f)
-		}
-	}
-	for f, data := range snapshot {
-		if err := os.WriteFile(f, data, 0o644); err != nil { // same inode
-			t.Fatal(err)
-		}
-	}
-	a.open()
+	a.rollBack(snapshot)
 	mustExec(t, a.db, "INSERT INTO t VALUES(2, 'after the rollback')") // the change id row 1 had
 	if err := a.db.Checkpoint(ctx); err != nil {                       // durable: only the mark is not
 		t.Fatal(err)
@@ -247,9 +189,7 @@ func TestSyncNormalClonedMarkPowerLoss(t *testing.T) {
 	if got := rows(t, a.db, "SELECT count(*) FROM _syncdb_local WHERE key = 'cloned'"); got != "1" {
 		t.Fatalf("the push recorded no mark: %q", got)
 	}
-	a.fs.Freeze()
-	a.rec.Crash()
-	a.restart(true)
+	a.powerCut()
 	if got := rows(t, a.db, "SELECT count(*) FROM _syncdb_local WHERE key = 'cloned'"); got != "0" {
 		t.Fatalf("the mark outlived the power loss (%q): this test needs it taken back", got)
 	}
@@ -266,10 +206,7 @@ func TestSyncNormalClonedMarkPowerLoss(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), `"ids:1"`) {
 		t.Fatalf("the server's t before the recovery: %s %v", out, err)
 	}
-	a.db.Close()
-	a.cfg.Recover = true
-	a.open()
-	a.cfg.Recover = false
+	a.recoverOpen()
 	if err := a.db.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}

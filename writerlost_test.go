@@ -3,12 +3,10 @@ package syncdb_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 
-	"github.com/syncdb/syncdb"
 	"github.com/syncdb/syncdb/dbactor"
 	"github.com/syncdb/syncdb/internal/failpoint"
 	"github.com/syncdb/syncdb/internal/testhooks"
@@ -32,16 +30,8 @@ func TestPullWriterReopenFails(t *testing.T) {
 	a.ctx = testhooks.With(context.Background(), h)
 	a.open()
 
-	a.createTU()
-	if err := a.db.Push(ctx); err != nil {
-		t.Fatal(err)
-	}
-	mustExec(t, a.db, "INSERT INTO t VALUES(1, 'local')") // not pushed
-	b := open(t, syncdb.Config{Path: filepath.Join(t.TempDir(), "b.db"), URL: url})
-	mustExec(t, b, "INSERT INTO u VALUES(2, 'remote')")
-	if err := b.Push(ctx); err != nil {
-		t.Fatal(err)
-	}
+	a.unpushedRow(false)
+	pushedReplica(t, url, t.TempDir(), "b.db", "INSERT INTO u VALUES(2, 'remote')")
 
 	// Once the journal is saved, the first sync of the WAL is T1's commit:
 	// right after it, every write and open fails (the process lives on).
