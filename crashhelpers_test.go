@@ -2,18 +2,22 @@ package syncdb_test
 
 import (
 	"context"
+	"database/sql"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/syncdb/syncdb"
 	"github.com/syncdb/syncdb/internal/failpoint"
+	"github.com/syncdb/syncdb/internal/testhooks"
 )
 
 // Helpers the crash tests share (ARCHITECTURE §7 item 9). The replica
-// itself is powerloss_test.go's lossyReplica; the server, open, mustExec
-// and rows are syncdb_test.go's.
+// killed with a power loss is powerloss_test.go's lossyReplica; newServer,
+// open, mustExec and rows are syncdb_test.go's, serverWith disk_test.go's,
+// closedReplica copies_test.go's.
 
 // newSyncNormalReplica is newLossyReplica with Config.SyncNormal set: its
 // local commits are not fsynced, so a power loss may take them back.
@@ -127,4 +131,79 @@ func pushedReplica(t *testing.T, url, dir, name string, stmts ...string) *syncdb
 		t.Fatal(err)
 	}
 	return db
+}
+
+// stopAt arms failpoint point for the replica at path (and its files):
+// the first time it is hit, the actor there panics as a simulated crash,
+// leaving the files as they are. fired reports whether it was hit. The
+// failpoint is disarmed when the test ends.
+func stopAt(t *testing.T, point, path string) (fired func() bool) {
+	var armed atomic.Bool
+	armed.Store(true)
+	failpoint.Set(func(name, owner string) {
+		if name == point && strings.HasPrefix(owner, path) && armed.CompareAndSwap(true, false) {
+			panic(failpoint.Crash{Name: name, Owner: owner})
+		}
+	})
+	t.Cleanup(func() { failpoint.Set(nil) })
+	return func() bool { return !armed.Load() }
+}
+
+// stoppedPull opens the closed replica at path, runs a pull that must stop
+// at failpoint point (stopAt), and closes the replica, its files as the
+// stop left them.
+func stoppedPull(t *testing.T, path, point string) {
+	t.Helper()
+	ctx := context.Background()
+	fired := stopAt(t, point, path)
+	a, err := syncdb.Open(testhooks.With(ctx, testhooks.Hooks{OnPanic: func(error) {}}), syncdb.Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = a.Pull(ctx)
+	a.Close()
+	if err == nil || !fired() {
+		t.Fatalf("no stop at %s: %v", point, err)
+	}
+}
+
+// forgeServerDB runs q on the database file of the server whose data
+// directory is dataDir, behind the server's back, as a compromised server
+// would serve it: the server takes it in with its next commit.
+func forgeServerDB(t *testing.T, dataDir, q string, args ...any) {
+	t.Helper()
+	plain, err := sql.Open("sqlite", filepath.Join(dataDir, "default", "db.sqlite"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if _, err := plain.Exec(q, args...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// syncedPair checks that a has rows want in t, one change to push and no
+// conflict, syncs it, and that b then pulls the same rows.
+func syncedPair(t *testing.T, a, b *syncdb.DB, want string) {
+	t.Helper()
+	ctx := context.Background()
+	if got := rows(t, a, "SELECT id, v FROM t ORDER BY id"); got != want {
+		t.Fatalf("after the reopen: %q", got)
+	}
+	st, err := a.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Conflicts != 0 || st.CDCOperations != 1 {
+		t.Fatalf("after the reopen: %d conflicts, %d changes to push (want 0 and 1)", st.Conflicts, st.CDCOperations)
+	}
+	if err := a.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Pull(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := rows(t, b, "SELECT id, v FROM t ORDER BY id"); got != want {
+		t.Fatalf("the other replica: %q", got)
+	}
 }

@@ -5,8 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"log/slog"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +13,6 @@ import (
 	"time"
 
 	"github.com/syncdb/syncdb"
-	"github.com/syncdb/syncdb/internal/testhooks"
 	"github.com/syncdb/syncdb/server"
 )
 
@@ -298,48 +295,22 @@ func TestRecoverPullPendingAfterExternalCheckpoint(t *testing.T) {
 		t.Run(fmt.Sprintf("%s forged=%v", tc.point, tc.forged), func(t *testing.T) {
 			ctx := context.Background()
 			data := t.TempDir()
-			s, err := server.New(server.Config{DataDir: data, Logger: slog.New(slog.DiscardHandler)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			hs := httptest.NewServer(s.Handler())
-			t.Cleanup(func() { s.BeginShutdown(); hs.Close(); s.Close() })
-			url := hs.URL
+			url := serverWith(t, server.Config{DataDir: data})
 			dir := t.TempDir()
 			path := closedReplica(t, url, dir, "local") // row 1, not pushed
 			if tc.forged {
-				plain, err := sql.Open("sqlite", filepath.Join(data, "default", "db.sqlite"))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if _, err := plain.Exec("CREATE TABLE _syncdb_changes(change_id INTEGER PRIMARY KEY, txn INTEGER, record BLOB); " +
-					"CREATE TABLE _syncdb_local(key TEXT PRIMARY KEY, value) WITHOUT ROWID; " +
-					"CREATE TABLE _syncdb_conflicts(id INTEGER PRIMARY KEY, time, revision, base, kind, table_name, remote, changes, error, new_key, resolved DEFAULT '', resolved_time); " +
-					"INSERT INTO _syncdb_conflicts(id, time, revision, base, kind, table_name) VALUES(1, 0, 'r', 'b', 'insert-insert', 't')"); err != nil {
-					t.Fatal(err)
-				}
-				plain.Close()
+				forgeServerDB(t, data, "CREATE TABLE _syncdb_changes(change_id INTEGER PRIMARY KEY, txn INTEGER, record BLOB); "+
+					"CREATE TABLE _syncdb_local(key TEXT PRIMARY KEY, value) WITHOUT ROWID; "+
+					"CREATE TABLE _syncdb_conflicts(id INTEGER PRIMARY KEY, time, revision, base, kind, table_name, remote, changes, error, new_key, resolved DEFAULT '', resolved_time); "+
+					"INSERT INTO _syncdb_conflicts(id, time, revision, base, kind, table_name) VALUES(1, 0, 'r', 'b', 'insert-insert', 't')")
 			}
-			b := open(t, syncdb.Config{Path: filepath.Join(dir, "b.db"), URL: url})
-			mustExec(t, b, "INSERT INTO t VALUES(2, 'remote')")
-			if err := b.Push(ctx); err != nil {
-				t.Fatal(err)
-			}
-			fired := stopAt(t, tc.point, path)
-			a, err := syncdb.Open(testhooks.With(ctx, testhooks.Hooks{OnPanic: func(error) {}}), syncdb.Config{Path: path})
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, err = a.Pull(ctx)
-			a.Close()
-			if !fired() {
-				t.Fatalf("no stop at %s: %v", tc.point, err)
-			}
+			b := pushedReplica(t, url, dir, "b.db", "INSERT INTO t VALUES(2, 'remote')")
+			stoppedPull(t, path, tc.point)
 			if _, err := os.Stat(path + "-syncdb-replay"); err != nil {
 				t.Fatalf("the pull's journal: %v", err)
 			}
 			otherProgram(t, path, "PRAGMA wal_checkpoint(TRUNCATE)", false)
-			a = open(t, syncdb.Config{Path: path})
+			a := open(t, syncdb.Config{Path: path})
 			if _, err := a.Exec(ctx, "INSERT INTO t VALUES(3, 'refused')"); !errors.Is(err, syncdb.ErrExternalModification) {
 				t.Fatalf("a write after the checkpoint: %v, want ErrExternalModification", err)
 			}

@@ -3,11 +3,8 @@ package syncdb_test
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/binary"
 	"errors"
-	"log/slog"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,7 +12,6 @@ import (
 
 	"github.com/syncdb/syncdb"
 	"github.com/syncdb/syncdb/internal/rawclient"
-	"github.com/syncdb/syncdb/internal/testhooks"
 	"github.com/syncdb/syncdb/server"
 )
 
@@ -37,11 +33,7 @@ func TestPullJournalDamaged(t *testing.T) {
 				url := newServer(t)
 				dir := t.TempDir()
 				path := closedReplica(t, url, dir, "local") // row 1, not pushed
-				b := open(t, syncdb.Config{Path: filepath.Join(dir, "b.db"), URL: url})
-				mustExec(t, b, "INSERT INTO t VALUES(2, 'remote')")
-				if err := b.Push(ctx); err != nil {
-					t.Fatal(err)
-				}
+				b := pushedReplica(t, url, dir, "b.db", "INSERT INTO t VALUES(2, 'remote')")
 				whole, damaged := stopPullAndDamage(t, path, point, where)
 				if point == "pull.t1" {
 					refusedOpen(t, path, whole, damaged)
@@ -67,23 +59,10 @@ func TestPullJournalDamaged(t *testing.T) {
 // and the WAL holds a commit after it).
 func TestPullJournalDamagedForgedLocal(t *testing.T) {
 	sdir := t.TempDir()
-	s, err := server.New(server.Config{DataDir: sdir, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(s.Handler())
-	t.Cleanup(func() { s.BeginShutdown(); hs.Close(); s.Close() })
-	url := hs.URL
+	url := serverWith(t, server.Config{DataDir: sdir})
 	dir := t.TempDir()
 	path := closedReplica(t, url, dir, "local")
-	plain, err := sql.Open("sqlite", filepath.Join(sdir, "default", "db.sqlite"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := plain.Exec("CREATE TABLE _syncdb_local(key TEXT PRIMARY KEY, value) WITHOUT ROWID; INSERT INTO _syncdb_local VALUES('forged', 1)"); err != nil {
-		t.Fatal(err)
-	}
-	plain.Close()
+	forgeServerDB(t, sdir, "CREATE TABLE _syncdb_local(key TEXT PRIMARY KEY, value) WITHOUT ROWID; INSERT INTO _syncdb_local VALUES('forged', 1)")
 	if _, err := rawclient.Exec(url, "INSERT INTO t VALUES(2, 'remote')"); err != nil { // the server takes the commit in
 		t.Fatal(err)
 	}
@@ -142,18 +121,9 @@ func TestPullJournalDamagedDetached(t *testing.T) {
 // changes after it (where), and returns the journal as it was and as it is.
 func stopPullAndDamage(t *testing.T, path, point, where string) (whole, damaged []byte) {
 	t.Helper()
-	ctx := context.Background()
 	journal := path + "-syncdb-replay"
-	fired := stopAt(t, point, path)
-	a, err := syncdb.Open(testhooks.With(ctx, testhooks.Hooks{OnPanic: func(error) {}}), syncdb.Config{Path: path})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = a.Pull(ctx)
-	a.Close()
-	if err == nil || !fired() {
-		t.Fatalf("no stop at %s: %v", point, err)
-	}
+	stoppedPull(t, path, point)
+	var err error
 	if whole, err = os.ReadFile(journal); err != nil {
 		t.Fatal(err)
 	}
@@ -196,31 +166,11 @@ func refusedOpen(t *testing.T, path string, whole, damaged []byte) {
 	}
 }
 
-// syncedAll checks that a has rows want in t, one change to push and no
-// conflict, syncs it, that b pulls the same rows, and that a's base is the
-// server's revision.
+// syncedAll is syncedPair, then checks that a's base is the server's
+// revision.
 func syncedAll(t *testing.T, a, b *syncdb.DB, path, url, want string) {
 	t.Helper()
-	ctx := context.Background()
-	if got := rows(t, a, "SELECT id, v FROM t ORDER BY id"); got != want {
-		t.Fatalf("after the reopen: %q", got)
-	}
-	st, err := a.Stats(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Conflicts != 0 || st.CDCOperations != 1 {
-		t.Fatalf("after the reopen: %d conflicts, %d changes to push (want 0 and 1)", st.Conflicts, st.CDCOperations)
-	}
-	if err := a.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.Pull(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if got := rows(t, b, "SELECT id, v FROM t ORDER BY id"); got != want {
-		t.Fatalf("the other replica: %q", got)
-	}
+	syncedPair(t, a, b, want)
 	a.Close()
 	checkSyncedBase(t, path, url)
 }

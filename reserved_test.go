@@ -2,10 +2,7 @@ package syncdb_test
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
-	"log/slog"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,7 +15,6 @@ import (
 	"github.com/syncdb/syncdb/internal/failpoint"
 	"github.com/syncdb/syncdb/internal/fsx"
 	"github.com/syncdb/syncdb/internal/rawclient"
-	"github.com/syncdb/syncdb/internal/testhooks"
 	"github.com/syncdb/syncdb/metaactor"
 	"github.com/syncdb/syncdb/server"
 	"github.com/syncdb/syncdb/wire/syncpb"
@@ -34,13 +30,7 @@ import (
 func TestPullForgedAppliedRevision(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	s, err := server.New(server.Config{DataDir: dir, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(s.Handler())
-	t.Cleanup(func() { s.BeginShutdown(); hs.Close(); s.Close() })
-	url := hs.URL
+	url := serverWith(t, server.Config{DataDir: dir})
 	a := open(t, syncdb.Config{Path: filepath.Join(t.TempDir(), "a.db"), URL: url})
 	mustExec(t, a, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
 	if err := a.Push(ctx); err != nil {
@@ -55,18 +45,11 @@ func TestPullForgedAppliedRevision(t *testing.T) {
 	i := strings.LastIndexByte(rev, '-')
 	seq, _ := strconv.Atoi(rev[i+1:])
 	next := fmt.Sprintf("%s-%d", rev[:i], seq+2) // the forged commit, then w
-	plain, err := sql.Open("sqlite", filepath.Join(dir, "default", "db.sqlite"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	// One transaction (the server's next commit), then a remote one that
 	// makes the server take it in: revision next.
-	if _, err := plain.Exec("BEGIN; CREATE TABLE _syncdb_local(key TEXT PRIMARY KEY, value) WITHOUT ROWID; " +
-		"INSERT INTO _syncdb_local VALUES('applied_revision', '" + next + "'), ('forged', 1); " +
-		"CREATE TABLE _SYNCDB_other(a); CREATE VIEW _syncdb_v AS SELECT 1; COMMIT"); err != nil {
-		t.Fatal(err)
-	}
-	plain.Close()
+	forgeServerDB(t, dir, "BEGIN; CREATE TABLE _syncdb_local(key TEXT PRIMARY KEY, value) WITHOUT ROWID; "+
+		"INSERT INTO _syncdb_local VALUES('applied_revision', '"+next+"'), ('forged', 1); "+
+		"CREATE TABLE _SYNCDB_other(a); CREATE VIEW _syncdb_v AS SELECT 1; COMMIT")
 	if _, err := rawclient.Exec(url, "CREATE TABLE w(x)"); err != nil {
 		t.Fatal(err)
 	}
@@ -112,39 +95,17 @@ func TestPullKilledAfterT1ForgedSyncedBase(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
 			dir := t.TempDir()
-			s, err := server.New(server.Config{DataDir: dir, Logger: slog.New(slog.DiscardHandler)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			hs := httptest.NewServer(s.Handler())
-			t.Cleanup(func() { s.BeginShutdown(); hs.Close(); s.Close() })
-			url := hs.URL
+			url := serverWith(t, server.Config{DataDir: dir})
 			path := closedReplica(t, url, t.TempDir(), "local") // row 1, not pushed
-			plain, err := sql.Open("sqlite", filepath.Join(dir, "default", "db.sqlite"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := plain.Exec("CREATE TABLE _syncdb_local(key TEXT PRIMARY KEY, value) WITHOUT ROWID; "+
-				"INSERT INTO _syncdb_local VALUES('synced_base', ?)", record); err != nil {
-				t.Fatal(err)
-			}
-			plain.Close()
+			forgeServerDB(t, dir, "CREATE TABLE _syncdb_local(key TEXT PRIMARY KEY, value) WITHOUT ROWID; "+
+				"INSERT INTO _syncdb_local VALUES('synced_base', ?)", record)
 			if _, err := rawclient.Exec(url, "INSERT INTO t VALUES(2, 'remote')"); err != nil { // the server takes it in
 				t.Fatal(err)
 			}
 
-			fired := stopAt(t, "pull.t1", path)
-			a, err := syncdb.Open(testhooks.With(ctx, testhooks.Hooks{OnPanic: func(error) {}}), syncdb.Config{Path: path})
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, err = a.Pull(ctx)
-			a.Close()
-			if err == nil || !fired() {
-				t.Fatalf("no stop at pull.t1: %v", err)
-			}
+			stoppedPull(t, path, "pull.t1")
 
-			a, err = syncdb.Open(ctx, syncdb.Config{Path: path})
+			a, err := syncdb.Open(ctx, syncdb.Config{Path: path})
 			if err != nil {
 				t.Fatalf("the open after the kill: %v", err)
 			}
@@ -208,29 +169,16 @@ func TestBootstrapDropsServerSyncdbTables(t *testing.T) {
 			}[tc.record]
 			ctx := context.Background()
 			dir := t.TempDir()
-			s, err := server.New(server.Config{DataDir: dir, Logger: slog.New(slog.DiscardHandler)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			hs := httptest.NewServer(s.Handler())
-			t.Cleanup(func() { s.BeginShutdown(); hs.Close(); s.Close() })
-			url := hs.URL
+			url := serverWith(t, server.Config{DataDir: dir})
 			a := open(t, syncdb.Config{Path: filepath.Join(t.TempDir(), "a.db"), URL: url})
 			mustExec(t, a, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
 			mustExec(t, a, "INSERT INTO t VALUES(1, 'a')")
 			if err := a.Push(ctx); err != nil {
 				t.Fatal(err)
 			}
-			plain, err := sql.Open("sqlite", filepath.Join(dir, "default", "db.sqlite"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := plain.Exec("CREATE TABLE _syncdb_local(key TEXT PRIMARY KEY, value) WITHOUT ROWID; "+
+			forgeServerDB(t, dir, "CREATE TABLE _syncdb_local(key TEXT PRIMARY KEY, value) WITHOUT ROWID; "+
 				"INSERT INTO _syncdb_local VALUES('cloned', 'forged'), ('forged', 1), ('synced_base', ?); "+
-				"CREATE TABLE _syncdb_changes(change_id INTEGER PRIMARY KEY, txn INTEGER, record BLOB)", record); err != nil {
-				t.Fatal(err)
-			}
-			plain.Close()
+				"CREATE TABLE _syncdb_changes(change_id INTEGER PRIMARY KEY, txn INTEGER, record BLOB)", record)
 			if _, err := rawclient.Exec(url, "INSERT INTO t VALUES(2, 'remote')"); err != nil { // the server takes it in
 				t.Fatal(err)
 			}

@@ -3,8 +3,6 @@ package syncdb_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -16,19 +14,10 @@ import (
 	"github.com/syncdb/syncdb/server"
 )
 
+// newServer starts a server of its own (serverWith) and returns its URL.
 func newServer(t *testing.T) string {
 	t.Helper()
-	s, err := server.New(server.Config{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(s.Handler())
-	t.Cleanup(func() {
-		s.BeginShutdown()
-		hs.Close()
-		s.Close()
-	})
-	return hs.URL
+	return serverWith(t, server.Config{})
 }
 
 func open(t *testing.T, cfg syncdb.Config) *syncdb.DB {
