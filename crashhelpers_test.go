@@ -207,3 +207,41 @@ func syncedPair(t *testing.T, a, b *syncdb.DB, want string) {
 		t.Fatalf("the other replica: %q", got)
 	}
 }
+
+// crashedPull runs a pull that must crash at failpoint point (crashAt).
+func (r *lossyReplica) crashedPull(point string) {
+	r.t.Helper()
+	fired := r.crashAt(point)
+	if _, err := r.db.Pull(context.Background()); err == nil || !fired() {
+		r.t.Fatalf("no crash at %s: %v", point, err)
+	}
+}
+
+// crashedWrite runs the write q, which must crash at failpoint point.
+func (r *lossyReplica) crashedWrite(point, q string) {
+	r.t.Helper()
+	fired := r.crashAt(point)
+	if _, err := r.db.Exec(context.Background(), q); err == nil || !fired() {
+		r.t.Fatalf("no crash after the write: %v", err)
+	}
+}
+
+// checkBase closes the replica, checks its recorded base against the
+// server's (checkSyncedBase) and opens it again.
+func (r *lossyReplica) checkBase(url string) {
+	r.t.Helper()
+	r.db.Close()
+	checkSyncedBase(r.t, r.cfg.Path, url)
+	r.open()
+}
+
+// checkTU fails the test unless db's tables t and u hold wantT and wantU
+// (rows "id|v").
+func checkTU(t *testing.T, db *syncdb.DB, when, wantT, wantU string) {
+	t.Helper()
+	gotT := rows(t, db, "SELECT id, v FROM t ORDER BY id")
+	gotU := rows(t, db, "SELECT id, v FROM u ORDER BY id")
+	if gotT != wantT || gotU != wantU {
+		t.Fatalf("%s: t %q, u %q; want %q, %q", when, gotT, gotU, wantT, wantU)
+	}
+}

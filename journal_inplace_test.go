@@ -153,17 +153,12 @@ func TestPullJournalTornRewrite(t *testing.T) {
 			// No clean close here: its -info write would sync the
 			// directory, and with it the entry of a journal file whose
 			// creation a killed process never synced.
-			fired = a.crashAt("pull.t1")
-			if _, err := a.db.Pull(ctx); err == nil || !fired() {
-				t.Fatalf("no crash at pull.t1: %v", err)
-			}
+			a.crashedPull("pull.t1")
 			a.restart(true)
 			if gotT, gotU := ids(t, a.db, "t"), ids(t, a.db, "u"); gotT != wantT || gotU != finalU {
 				t.Fatalf("after the pull again, killed after T1 with a power loss: t %q, u %q; want %q, %q", gotT, gotU, wantT, finalU)
 			}
-			a.db.Close()
-			checkSyncedBase(t, a.cfg.Path, url)
-			a.open()
+			a.checkBase(url)
 
 			mustExec(t, a.db, "INSERT INTO t VALUES(5, 'five')")
 			if err := a.db.Sync(ctx); err != nil {
@@ -176,9 +171,7 @@ func TestPullJournalTornRewrite(t *testing.T) {
 			if gotT, gotU := ids(t, b, "t"), ids(t, b, "u"); gotT != wantT+"\n5" || gotU != finalU {
 				t.Fatalf("the other replica: t %q, u %q", gotT, gotU)
 			}
-			a.db.Close()
-			checkSyncedBase(t, a.cfg.Path, url)
-			a.open()
+			a.checkBase(url)
 		})
 	}
 }
@@ -242,10 +235,7 @@ func TestPullJournalLeftInPlace(t *testing.T) {
 			mustExec(t, a.db, "INSERT INTO v VALUES(2, 'local')")
 			switch tc.name {
 			case "write":
-				fired := a.crashAt(tc.point)
-				if _, err := a.db.Exec(ctx, "INSERT INTO t VALUES(3, 'three')"); err == nil || !fired() {
-					t.Fatalf("no crash after the write: %v", err)
-				}
+				a.crashedWrite(tc.point, "INSERT INTO t VALUES(3, 'three')")
 			case "checkpoint-first-info", "checkpoint-last-info", "checkpoint-copied":
 				mustExec(t, a.db, "INSERT INTO t VALUES(3, 'three')")
 				fired := a.crashAtHit(tc.point, tc.hit)
@@ -262,10 +252,7 @@ func TestPullJournalLeftInPlace(t *testing.T) {
 			case "closed":
 				a.db.Close()
 				a.open()
-				fired := a.crashAt(tc.point)
-				if _, err := a.db.Exec(ctx, "INSERT INTO t VALUES(3, 'three')"); err == nil || !fired() {
-					t.Fatalf("no crash after the write: %v", err)
-				}
+				a.crashedWrite(tc.point, "INSERT INTO t VALUES(3, 'three')")
 			}
 			a.restart(true)
 			if _, err := os.Stat(journal); err != nil {
@@ -278,9 +265,7 @@ func TestPullJournalLeftInPlace(t *testing.T) {
 				}
 			}
 			check(a.db, "after the power loss", "1\n3", "2")
-			a.db.Close()
-			checkSyncedBase(t, a.cfg.Path, url)
-			a.open()
+			a.checkBase(url)
 
 			mustExec(t, b, "INSERT INTO u VALUES(4, 'remote2')")
 			if err := b.Push(ctx); err != nil {
@@ -296,9 +281,7 @@ func TestPullJournalLeftInPlace(t *testing.T) {
 				t.Fatal(err)
 			}
 			check(b, "the other replica", "1\n3\n5", "2\n4")
-			a.db.Close()
-			checkSyncedBase(t, a.cfg.Path, url)
-			a.open()
+			a.checkBase(url)
 		})
 	}
 }

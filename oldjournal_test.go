@@ -137,15 +137,11 @@ func rewriteJournalHeader(t *testing.T, path string, edit func(hdr map[string]an
 // checkpointed first, so -revert holds records (another page's old image).
 func pullKilledAt(t *testing.T, point string, checkpoint bool) (*lossyReplica, string) {
 	t.Helper()
-	ctx := context.Background()
 	url := newServer(t)
 	a := newLossyReplica(t, url)
 	a.unpushedRow(checkpoint)
 	pushedReplica(t, url, t.TempDir(), "b.db", "CREATE TABLE w(x)", "INSERT INTO u VALUES(2, 'remote')")
-	fired := a.crashAt(point)
-	if _, err := a.db.Pull(ctx); err == nil || !fired() {
-		t.Fatalf("no crash at %s: %v", point, err)
-	}
+	a.crashedPull(point)
 	failpoint.Set(nil)
 	a.db.Close()
 	a.db = nil
@@ -195,9 +191,7 @@ func TestOlderPullRenamedThenUpgrade(t *testing.T) {
 	if got := rows(t, a.db, "SELECT id, v FROM u ORDER BY id"); got != "2|remote" {
 		t.Fatalf("u %q", got)
 	}
-	a.db.Close()
-	checkSyncedBase(t, a.cfg.Path, url)
-	a.open()
+	a.checkBase(url)
 }
 
 // The older release killed at its pull.t1: T1 committed, -revert.next holds
@@ -256,9 +250,7 @@ func TestPreviousReleaseJournal(t *testing.T) {
 				}
 			}
 			check("after the upgrade", "2|remote")
-			a.db.Close()
-			checkSyncedBase(t, a.cfg.Path, url)
-			a.open()
+			a.checkBase(url)
 			b := open(t, syncdb.Config{Path: filepath.Join(t.TempDir(), "b.db"), URL: url})
 			mustExec(t, b, "INSERT INTO u VALUES(3, 'remote2')")
 			if err := b.Push(ctx); err != nil {
@@ -269,9 +261,7 @@ func TestPreviousReleaseJournal(t *testing.T) {
 			}
 			a.allPushed("after a sync")
 			check("after a sync", "2|remote\n3|remote2")
-			a.db.Close()
-			checkSyncedBase(t, a.cfg.Path, url)
-			a.open()
+			a.checkBase(url)
 		})
 	}
 }

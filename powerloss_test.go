@@ -231,53 +231,32 @@ func TestPullCrashPowerLoss(t *testing.T) {
 				a := newLossyReplica(t, url)
 				a.unpushedRow(false)
 				b := pushedReplica(t, url, t.TempDir(), "b.db", "CREATE TABLE w(x)", "INSERT INTO u VALUES(2, 'remote')")
-				check := func(db *syncdb.DB, when, wantT, wantU string) {
-					t.Helper()
-					gotT := rows(t, db, "SELECT id, v FROM t ORDER BY id")
-					gotU := rows(t, db, "SELECT id, v FROM u ORDER BY id")
-					if gotT != wantT || gotU != wantU {
-						t.Fatalf("%s: t %q, u %q; want %q, %q", when, gotT, gotU, wantT, wantU)
-					}
-				}
-
-				fired := a.crashAt(point)
-				if _, err := a.db.Pull(ctx); err == nil || !fired() {
-					t.Fatalf("no crash at %s: %v", point, err)
-				}
+				a.crashedPull(point)
 				a.restart(power)
 				remote := "2|remote"
 				if i < 3 { // T1 had not run: the pull is undone
 					remote = ""
 				}
-				check(a.db, "after the restart", "1|local", remote)
-				a.db.Close()
-				checkSyncedBase(t, a.cfg.Path, url)
-				a.open()
+				checkTU(t, a.db, "after the restart", "1|local", remote)
+				a.checkBase(url)
 
-				fired = a.crashAt("write.committed")
-				if _, err := a.db.Exec(ctx, "INSERT INTO t VALUES(3, 'three')"); err == nil || !fired() {
-					t.Fatalf("no crash after the write: %v", err)
-				}
+				a.crashedWrite("write.committed", "INSERT INTO t VALUES(3, 'three')")
 				a.restart(true)
-				check(a.db, "after a write and a power loss", "1|local\n3|three", remote)
-				a.db.Close()
-				checkSyncedBase(t, a.cfg.Path, url)
-				a.open()
+				checkTU(t, a.db, "after a write and a power loss", "1|local\n3|three", remote)
+				a.checkBase(url)
 
 				if err := a.db.Sync(ctx); err != nil {
 					t.Fatal(err)
 				}
-				check(a.db, "after a sync", "1|local\n3|three", "2|remote")
+				checkTU(t, a.db, "after a sync", "1|local\n3|three", "2|remote")
 				a.allPushed("after a sync")
 				if _, err := b.Pull(ctx); err != nil {
 					t.Fatal(err)
 				}
-				check(b, "the other replica", "1|local\n3|three", "2|remote")
+				checkTU(t, b, "the other replica", "1|local\n3|three", "2|remote")
 				// The sync's pull did not change page 1: the base kept its
 				// recorded header.
-				a.db.Close()
-				checkSyncedBase(t, a.cfg.Path, url)
-				a.open()
+				a.checkBase(url)
 			})
 		}
 	}
@@ -308,14 +287,6 @@ func TestPullDeferredInfoPowerLoss(t *testing.T) {
 			b := pushedReplica(t, url, t.TempDir(), "b.db", "CREATE TABLE w(x)", "INSERT INTO u VALUES(2, 'remote')")
 			if _, err := a.db.Pull(ctx); err != nil {
 				t.Fatal(err)
-			}
-			check := func(db *syncdb.DB, when, wantT, wantU string) {
-				t.Helper()
-				gotT := rows(t, db, "SELECT id, v FROM t ORDER BY id")
-				gotU := rows(t, db, "SELECT id, v FROM u ORDER BY id")
-				if gotT != wantT || gotU != wantU {
-					t.Fatalf("%s: t %q, u %q; want %q, %q", when, gotT, gotU, wantT, wantU)
-				}
 			}
 			wantT, wantU, finalU := "1|local", "2|remote", "2|remote"
 			fired := a.crashAt(point)
@@ -360,24 +331,20 @@ func TestPullDeferredInfoPowerLoss(t *testing.T) {
 					t.Fatal(err)
 				}
 			})
-			check(a.db, "after the power loss", wantT, wantU)
-			a.db.Close()
-			checkSyncedBase(t, a.cfg.Path, url)
-			a.open()
+			checkTU(t, a.db, "after the power loss", wantT, wantU)
+			a.checkBase(url)
 			mustExec(t, a.db, "INSERT INTO t VALUES(5, 'five')")
 			if err := a.db.Sync(ctx); err != nil {
 				t.Fatal(err)
 			}
 			a.allPushed("after a sync")
 			wantT += "\n5|five"
-			check(a.db, "after a sync", wantT, finalU)
+			checkTU(t, a.db, "after a sync", wantT, finalU)
 			if _, err := b.Pull(ctx); err != nil {
 				t.Fatal(err)
 			}
-			check(b, "the other replica", wantT, finalU)
-			a.db.Close()
-			checkSyncedBase(t, a.cfg.Path, url)
-			a.open()
+			checkTU(t, b, "the other replica", wantT, finalU)
+			a.checkBase(url)
 		})
 	}
 }
@@ -412,29 +379,17 @@ func TestCheckpointCrashPowerLoss(t *testing.T) {
 					t.Fatal(err)
 				}
 				mustExec(t, a.db, "INSERT INTO t VALUES(1, 'local')") // not pushed
-				check := func(db *syncdb.DB, when, wantT, wantU string) {
-					t.Helper()
-					gotT := rows(t, db, "SELECT id, v FROM t ORDER BY id")
-					gotU := rows(t, db, "SELECT id, v FROM u ORDER BY id")
-					if gotT != wantT || gotU != wantU {
-						t.Fatalf("%s: t %q, u %q; want %q, %q", when, gotT, gotU, wantT, wantU)
-					}
-				}
-
 				fired := a.crashAtHit(p.name, p.hit)
 				if err := a.db.Checkpoint(ctx); err == nil || !fired() {
 					t.Fatalf("no crash at %s #%d: %v", p.name, p.hit, err)
 				}
 				a.restart(power)
-				check(a.db, "after the restart", "1|local", "")
+				checkTU(t, a.db, "after the restart", "1|local", "")
 
 				mustExec(t, a.db, "INSERT INTO u VALUES(1, 'after')")
-				fired = a.crashAt("write.committed")
-				if _, err := a.db.Exec(ctx, "INSERT INTO t VALUES(2, 'killed')"); err == nil || !fired() {
-					t.Fatalf("no crash after the write: %v", err)
-				}
+				a.crashedWrite("write.committed", "INSERT INTO t VALUES(2, 'killed')")
 				a.restart(true)
-				check(a.db, "after writes and a power loss", "1|local\n2|killed", "1|after")
+				checkTU(t, a.db, "after writes and a power loss", "1|local\n2|killed", "1|after")
 
 				b := open(t, syncdb.Config{Path: filepath.Join(t.TempDir(), "b.db"), URL: url})
 				mustExec(t, b, "INSERT INTO t VALUES(3, 'remote')")
@@ -444,7 +399,7 @@ func TestCheckpointCrashPowerLoss(t *testing.T) {
 				if _, err := a.db.Pull(ctx); err != nil {
 					t.Fatal(err)
 				}
-				check(a.db, "after a pull", "1|local\n2|killed\n3|remote", "1|after")
+				checkTU(t, a.db, "after a pull", "1|local\n2|killed\n3|remote", "1|after")
 				if err := a.db.Push(ctx); err != nil {
 					t.Fatal(err)
 				}
@@ -452,7 +407,7 @@ func TestCheckpointCrashPowerLoss(t *testing.T) {
 				if _, err := b.Pull(ctx); err != nil {
 					t.Fatal(err)
 				}
-				check(b, "the other replica", "1|local\n2|killed\n3|remote", "1|after")
+				checkTU(t, b, "the other replica", "1|local\n2|killed\n3|remote", "1|after")
 			})
 		}
 	}

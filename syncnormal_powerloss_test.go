@@ -38,10 +38,7 @@ func TestSyncNormalPullPowerLoss(t *testing.T) {
 				t.Fatal(err)
 			}
 			mustExec(t, a.db, "INSERT INTO t VALUES(1, 'unsynced')") // in the WAL, not fsynced
-			fired := a.crashAt(point)
-			if _, err := a.db.Pull(ctx); err == nil || !fired() {
-				t.Fatalf("no crash at %s: %v", point, err)
-			}
+			a.crashedPull(point)
 			a.restart(true)
 			got := rows(t, a.db, "SELECT id, v FROM t ORDER BY id")
 			t.Logf("after the power loss: %q", got)
@@ -77,17 +74,7 @@ func TestSyncNormalPullPowerLoss(t *testing.T) {
 func TestSyncNormalRecoveredCopyPowerLoss(t *testing.T) {
 	ctx := context.Background()
 	url := newServer(t)
-	a := newSyncNormalReplica(t, url)
-	mustExec(t, a.db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
-	if err := a.db.Push(ctx); err != nil {
-		t.Fatal(err)
-	}
-	snapshot := a.snapshot()
-	mustExec(t, a.db, "INSERT INTO t VALUES(1, 'before the rollback')")
-	if err := a.db.Push(ctx); err != nil {
-		t.Fatal(err)
-	}
-	a.rollBack(snapshot)
+	a := rolledBackSyncNormal(t, url)
 	mustExec(t, a.db, "INSERT INTO t VALUES(2, 'after the rollback')")
 	if _, err := a.db.Pull(ctx); err != nil && !errors.Is(err, syncdb.ErrClientCloned) {
 		t.Fatal(err)
@@ -168,17 +155,7 @@ func TestSyncNormalPushPowerLoss(t *testing.T) {
 func TestSyncNormalClonedMarkPowerLoss(t *testing.T) {
 	ctx := context.Background()
 	url := newServer(t)
-	a := newSyncNormalReplica(t, url)
-	mustExec(t, a.db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
-	if err := a.db.Push(ctx); err != nil {
-		t.Fatal(err)
-	}
-	snapshot := a.snapshot()
-	mustExec(t, a.db, "INSERT INTO t VALUES(1, 'before the rollback')")
-	if err := a.db.Push(ctx); err != nil {
-		t.Fatal(err)
-	}
-	a.rollBack(snapshot)
+	a := rolledBackSyncNormal(t, url)
 	mustExec(t, a.db, "INSERT INTO t VALUES(2, 'after the rollback')") // the change id row 1 had
 	if err := a.db.Checkpoint(ctx); err != nil {                       // durable: only the mark is not
 		t.Fatal(err)
@@ -215,4 +192,22 @@ func TestSyncNormalClonedMarkPowerLoss(t *testing.T) {
 	if gotA != gotB || gotA != "1\n2" {
 		t.Fatalf("a %q, b %q; want both 1, 2", gotA, gotB)
 	}
+}
+
+// rolledBackSyncNormal makes a SyncNormal replica with table t pushed,
+// then row 1 pushed, and rolls it back in place to before row 1.
+func rolledBackSyncNormal(t *testing.T, url string) *lossyReplica {
+	t.Helper()
+	a := newSyncNormalReplica(t, url)
+	mustExec(t, a.db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+	if err := a.db.Push(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	snapshot := a.snapshot()
+	mustExec(t, a.db, "INSERT INTO t VALUES(1, 'before the rollback')")
+	if err := a.db.Push(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	a.rollBack(snapshot)
+	return a
 }
