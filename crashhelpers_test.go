@@ -124,9 +124,7 @@ func (r *lossyReplica) rollBack(snap map[string][]byte) {
 func pushedReplica(t *testing.T, url, dir, name string, stmts ...string) *syncdb.DB {
 	t.Helper()
 	db := open(t, syncdb.Config{Path: filepath.Join(dir, name), URL: url})
-	for _, q := range stmts {
-		mustExec(t, db, q)
-	}
+	execAll(t, db, stmts...)
 	if err := db.Push(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -243,5 +241,18 @@ func checkTU(t *testing.T, db *syncdb.DB, when, wantT, wantU string) {
 	gotU := rows(t, db, "SELECT id, v FROM u ORDER BY id")
 	if gotT != wantT || gotU != wantU {
 		t.Fatalf("%s: t %q, u %q; want %q, %q", when, gotT, gotU, wantT, wantU)
+	}
+}
+
+// wantRows checks, on each of dbs (by name), that every query of want
+// gives its rows (as rows prints them).
+func wantRows(t *testing.T, dbs map[string]*syncdb.DB, want map[string]string) {
+	t.Helper()
+	for name, db := range dbs {
+		for q, w := range want {
+			if got := rows(t, db, q); got != w {
+				t.Errorf("%s: %s: %q, want %q", name, q, got, w)
+			}
+		}
 	}
 }

@@ -42,6 +42,14 @@ func mustExec(t *testing.T, db *syncdb.DB, q string, args ...any) {
 	}
 }
 
+// execAll runs each of qs on db (mustExec), in order.
+func execAll(t *testing.T, db *syncdb.DB, qs ...string) {
+	t.Helper()
+	for _, q := range qs {
+		mustExec(t, db, q)
+	}
+}
+
 func rows(t *testing.T, db *syncdb.DB, q string) string {
 	t.Helper()
 	rs, err := db.Query(context.Background(), q)

@@ -28,13 +28,11 @@ func TestServerTriggersOnTheReplica(t *testing.T) {
 	ctx := context.Background()
 	url := newServer(t)
 	dir := t.TempDir()
-	a := open(t, syncdb.Config{Path: filepath.Join(dir, "a.db"), URL: url})
-	mustExec(t, a, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
-	mustExec(t, a, "CREATE TABLE audit(id INTEGER PRIMARY KEY, tid INTEGER, v TEXT)")
-	mustExec(t, a, "CREATE TABLE h(id INTEGER PRIMARY KEY, v TEXT)")
-	if err := a.Push(ctx); err != nil {
-		t.Fatal(err)
-	}
+	a := pushedReplica(t, url, dir, "a.db",
+		"CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)",
+		"CREATE TABLE audit(id INTEGER PRIMARY KEY, tid INTEGER, v TEXT)",
+		"CREATE TABLE h(id INTEGER PRIMARY KEY, v TEXT)",
+	)
 	for _, q := range []string{
 		"CREATE TRIGGER t_audit AFTER INSERT ON t BEGIN INSERT INTO audit(tid, v) VALUES(new.id, new.v); END",
 		"CREATE TRIGGER h_spy AFTER INSERT ON h BEGIN " +
@@ -111,8 +109,7 @@ func TestWritesThroughTriggers(t *testing.T) {
 	ctx := context.Background()
 	url := newServer(t)
 	dir := t.TempDir()
-	a := open(t, syncdb.Config{Path: filepath.Join(dir, "a.db"), URL: url})
-	for _, q := range []string{
+	a := pushedReplica(t, url, dir, "a.db",
 		"CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)",
 		"CREATE TABLE audit(id INTEGER PRIMARY KEY, tid INTEGER)",
 		"CREATE TABLE tried(id INTEGER PRIMARY KEY, tid INTEGER)",
@@ -123,26 +120,19 @@ func TestWritesThroughTriggers(t *testing.T) {
 		"CREATE TRIGGER vt_upd INSTEAD OF UPDATE ON vt BEGIN UPDATE t SET v = new.v WHERE id = old.id; END",
 		"CREATE TRIGGER vt_del INSTEAD OF DELETE ON vt BEGIN DELETE FROM t WHERE id = old.id; END",
 		"INSERT INTO t VALUES(1, 'direct')",
-	} {
-		mustExec(t, a, q)
-	}
-	if err := a.Push(ctx); err != nil {
-		t.Fatal(err)
-	}
+	)
 	st0, err := a.Stats(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []string{
+	execAll(t, a,
 		"INSERT INTO vt VALUES(2, 'via the view')",
 		"INSERT INTO vt VALUES(3, 'to update')",
 		"UPDATE vt SET v = 'updated via the view' WHERE id = 3",
 		"INSERT INTO vt VALUES(4, 'to delete')",
 		"DELETE FROM vt WHERE id = 4",
 		"INSERT OR IGNORE INTO t VALUES(1, 'ignored')", // t_tried logs it, the insert is skipped
-	} {
-		mustExec(t, a, q)
-	}
+	)
 	st, err := a.Stats(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -162,13 +152,7 @@ func TestWritesThroughTriggers(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := open(t, syncdb.Config{Path: filepath.Join(dir, "b.db"), URL: url})
-	for name, db := range map[string]*syncdb.DB{"a after its sync": a, "b": b} {
-		for q, w := range want {
-			if got := rows(t, db, q); got != w {
-				t.Errorf("%s: %s: %q, want %q", name, q, got, w)
-			}
-		}
-	}
+	wantRows(t, map[string]*syncdb.DB{"a after its sync": a, "b": b}, want)
 	if st, err := a.Stats(ctx); err != nil || st.CDCOperations != 0 || st.Conflicts != 0 {
 		t.Fatalf("after the sync: %+v %v", st, err)
 	}
@@ -206,7 +190,7 @@ func TestTriggersOfNoopStatements(t *testing.T) {
 	dir := t.TempDir()
 	ignore := []string{"loc", "loclog"}
 	a := open(t, syncdb.Config{Path: filepath.Join(dir, "a.db"), URL: url, IgnoreTables: ignore})
-	for _, q := range []string{
+	execAll(t, a,
 		"CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)",
 		"CREATE TABLE audit(id INTEGER PRIMARY KEY, tid INTEGER, v TEXT)",
 		"CREATE TRIGGER t_upd AFTER UPDATE ON t BEGIN INSERT INTO audit(tid, v) VALUES(new.id, new.v); END",
@@ -223,9 +207,7 @@ func TestTriggersOfNoopStatements(t *testing.T) {
 		"CREATE TABLE loclog(id TEXT PRIMARY KEY, lid INTEGER)",
 		"CREATE TRIGGER loc_log AFTER INSERT ON loc BEGIN INSERT INTO loclog VALUES(lower(hex(randomblob(16))), new.id); END",
 		"INSERT INTO t VALUES(1, 'x')",
-	} {
-		mustExec(t, a, q)
-	}
+	)
 	if err := a.Push(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -234,16 +216,14 @@ func TestTriggersOfNoopStatements(t *testing.T) {
 	if err := c.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []string{
+	execAll(t, a,
 		"UPDATE t SET v = 'x' WHERE id = 1", // a no-op here; t_upd logs it
 		"INSERT INTO vt VALUES(2, 'via the view')",
 		"INSERT OR IGNORE INTO log VALUES(10, 'again')", // log_next inserts 11, the insert is skipped
 		"INSERT OR IGNORE INTO words VALUES('go', 1)",   // words_count: 2
 		"INSERT INTO vt VALUES(5, 'script'); INSERT INTO t VALUES(6, 'direct')",
 		"INSERT INTO loc VALUES(1, 'here')",
-	} {
-		mustExec(t, a, q)
-	}
+	)
 	if err := a.Tx(ctx, func(tx *syncdb.Tx) error {
 		var w string
 		if err := tx.QueryRow(ctx, "INSERT OR IGNORE INTO words VALUES('go', 1) RETURNING w").Scan(&w); !errors.Is(err, sql.ErrNoRows) {
@@ -264,13 +244,7 @@ func TestTriggersOfNoopStatements(t *testing.T) {
 		"SELECT w, n FROM words":            "go|3",
 	}
 	b := open(t, syncdb.Config{Path: filepath.Join(dir, "b.db"), URL: url, IgnoreTables: ignore})
-	for name, db := range map[string]*syncdb.DB{"a after its sync": a, "b": b} {
-		for q, w := range want {
-			if got := rows(t, db, q); got != w {
-				t.Errorf("%s: %s: %q, want %q", name, q, got, w)
-			}
-		}
-	}
+	wantRows(t, map[string]*syncdb.DB{"a after its sync": a, "b": b}, want)
 	if got := rows(t, a, "SELECT l.lid, o.v FROM loclog l JOIN loc o ON o.id = l.lid"); got != "1|here" {
 		t.Errorf("a's local tables after its sync: %q, want one log row", got)
 	}
@@ -290,13 +264,11 @@ func TestTriggersOfQueryStatements(t *testing.T) {
 	url := newServer(t)
 	dir := t.TempDir()
 	a := open(t, syncdb.Config{Path: filepath.Join(dir, "a.db"), URL: url})
-	for _, q := range []string{
+	execAll(t, a,
 		"CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)",
 		"CREATE VIEW vt AS SELECT id, v FROM t",
 		"CREATE TRIGGER vt_ins INSTEAD OF INSERT ON vt BEGIN INSERT INTO t VALUES(new.id, new.v); END",
-	} {
-		mustExec(t, a, q)
-	}
+	)
 	if err := a.Tx(ctx, func(tx *syncdb.Tx) error {
 		var id int64
 		if err := tx.QueryRow(ctx, "INSERT INTO vt VALUES(1, 'view'); INSERT INTO t VALUES(2, 'direct') RETURNING id").Scan(&id); err != nil || id != 2 {
@@ -329,20 +301,14 @@ func TestTriggersKeysAssigned(t *testing.T) {
 	ctx := context.Background()
 	url := newServer(t)
 	dir := t.TempDir()
-	a := open(t, syncdb.Config{Path: filepath.Join(dir, "a.db"), URL: url})
-	for _, q := range []string{
+	a := pushedReplica(t, url, dir, "a.db",
 		"CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)",
 		"CREATE VIEW vt AS SELECT id, v FROM t",
 		"CREATE TRIGGER vt_ins INSTEAD OF INSERT ON vt BEGIN INSERT INTO t VALUES(new.id, new.v); END",
 		"CREATE TABLE last(id INTEGER PRIMARY KEY, v TEXT)",
 		"CREATE VIEW vlast AS SELECT v FROM last",
 		"CREATE TRIGGER vlast_ins INSTEAD OF INSERT ON vlast BEGIN INSERT INTO last VALUES(1, new.v); END",
-	} {
-		mustExec(t, a, q)
-	}
-	if err := a.Push(ctx); err != nil {
-		t.Fatal(err)
-	}
+	)
 	c := open(t, syncdb.Config{Path: filepath.Join(dir, "c.db"), URL: url})
 	mustExec(t, c, "INSERT INTO vt(v) VALUES('from c')")
 	mustExec(t, a, "INSERT INTO vt(v) VALUES('from a')") // the same id
