@@ -276,17 +276,20 @@ func (a *dbActor) triggerSQL(ctx context.Context, name string) (string, error) {
 // refires reports a row a trigger of statement w made in w's own table
 // that, applied elsewhere, would fire that trigger again: locally it did
 // not (SQLite fires no trigger inside itself), but there the row is a
-// statement's own. An update is applied as an UPDATE, which fires UPDATE
-// triggers; a delete as a DELETE; an insert as an upsert, which fires
-// INSERT and perhaps UPDATE triggers (and, for a key with a NULL, a DELETE
-// before it): every insert into w's table refires.
+// statement's own. Only a trigger of the kind w fired made it, so it
+// refires only if applying it fires that kind: an insert is applied as an
+// insert on a key the push guard keeps free, which fires INSERT triggers
+// (an INSERT or upsert statement's); an update as an UPDATE (an UPDATE's,
+// or an upsert's DO UPDATE); a delete as a DELETE. An UPDATE's trigger
+// that appends a version of the row to its own table makes an insert that
+// fires no UPDATE trigger there: it must be kept, or nobody makes it.
 func refires(w sqlitex.Write, r capturedRow) bool {
 	if !strings.EqualFold(r.table, w.Table) || w.Schema != "" && !strings.EqualFold(w.Schema, "main") {
 		return false
 	}
 	switch r.op {
 	case change.Insert:
-		return true
+		return w.Op == "INSERT"
 	case change.Update:
 		return w.Op == "UPDATE" || w.Upsert
 	}
