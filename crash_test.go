@@ -1,7 +1,6 @@
 package syncdb_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -147,23 +146,11 @@ func TestCrashKill(t *testing.T) {
 		if err := other.Push(ctx); err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "SYNCDB_CRASH_WORKER=1", "W_PATH="+path, "W_URL="+url, "W_LOG="+logPath,
+		cmd := workerCmd("W_PATH="+path, "W_URL="+url, "W_LOG="+logPath,
 			fmt.Sprintf("W_SEED=%d", rng.Uint64()), fmt.Sprintf("W_BASE=%d", int64(it+1)*10_000_000+1))
-		stdout, _ := cmd.StdoutPipe()
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		ready, stderr := startWorker(t, cmd)
 		// Kill sometimes during Open, usually later.
 		delay := time.Duration(rng.IntN(700)) * time.Millisecond
-		ready := make(chan struct{})
-		go func() {
-			if sc := bufio.NewScanner(stdout); sc.Scan() {
-				close(ready)
-			}
-		}()
 		if rng.IntN(4) != 0 {
 			select {
 			case <-ready:
@@ -269,21 +256,9 @@ func TestPartialCrashKill(t *testing.T) {
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 2))
 	for it := 0; it < 15; it++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "SYNCDB_CRASH_WORKER=1", "W_PARTIAL=1", "W_PATH="+path, "W_URL="+url,
+		cmd := workerCmd("W_PARTIAL=1", "W_PATH="+path, "W_URL="+url,
 			fmt.Sprintf("W_ROWS=%d", rows), fmt.Sprintf("W_SEED=%d", rng.Uint64()))
-		stdout, _ := cmd.StdoutPipe()
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		ready := make(chan struct{})
-		go func() {
-			if sc := bufio.NewScanner(stdout); sc.Scan() {
-				close(ready)
-			}
-		}()
+		ready, stderr := startWorker(t, cmd)
 		select {
 		case <-ready:
 		case <-time.After(30 * time.Second):

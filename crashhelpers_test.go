@@ -1,12 +1,15 @@
 package syncdb_test
 
 import (
+	"bufio"
 	"context"
 	"database/sql"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/syncdb/syncdb"
@@ -255,4 +258,53 @@ func wantRows(t *testing.T, dbs map[string]*syncdb.DB, want map[string]string) {
 			}
 		}
 	}
+}
+
+// workerCmd is a crash worker (see TestMain): this test binary run again,
+// with SYNCDB_CRASH_WORKER and env added to the environment.
+func workerCmd(env ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(append(os.Environ(), "SYNCDB_CRASH_WORKER=1"), env...)
+	return cmd
+}
+
+// startWorker starts the worker cmd; ready is closed once it printed its
+// first line (a worker prints "ready" once its replica is open), and
+// stderr collects what it says.
+func startWorker(t *testing.T, cmd *exec.Cmd) (ready <-chan struct{}, stderr *strings.Builder) {
+	t.Helper()
+	stdout, _ := cmd.StdoutPipe()
+	stderr = &strings.Builder{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c := make(chan struct{})
+	go func() {
+		if sc := bufio.NewScanner(stdout); sc.Scan() {
+			close(c)
+		}
+	}()
+	return c, stderr
+}
+
+// runKilled runs the worker cmd to its end, which must be a SIGKILL: the
+// worker's dieAt at failpoint point.
+func runKilled(t *testing.T, cmd *exec.Cmd, point string) {
+	t.Helper()
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("the worker was not killed at %s: %v\n%s", point, err, out)
+	}
+}
+
+// dieAt, in a crash worker, arms failpoint point for the replica at path:
+// the first hit kills the process by SIGKILL, its files as they are.
+func dieAt(path, point string) {
+	failpoint.Set(func(name, owner string) {
+		if name == point && strings.HasPrefix(owner, path) {
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {}
+		}
+	})
 }

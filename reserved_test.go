@@ -4,15 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/syncdb/syncdb"
-	"github.com/syncdb/syncdb/internal/failpoint"
 	"github.com/syncdb/syncdb/internal/fsx"
 	"github.com/syncdb/syncdb/internal/rawclient"
 	"github.com/syncdb/syncdb/metaactor"
@@ -188,13 +185,8 @@ func TestBootstrapDropsServerSyncdbTables(t *testing.T) {
 			}
 			if tc.killAfterDrop {
 				// A process: a failed Open in this one removes the new replica.
-				cmd := exec.Command(os.Args[0], "-test.run=^$")
-				cmd.Env = append(os.Environ(), "SYNCDB_CRASH_WORKER=1", "W_PATH="+cfg.Path, "W_URL="+url,
-					"W_OPEN_KILL_AT=bootstrap.dropped", fmt.Sprintf("W_PREFIX=%v", tc.partial))
-				out, err := cmd.CombinedOutput()
-				if ee, ok := err.(*exec.ExitError); !ok || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-					t.Fatalf("the worker was not killed at bootstrap.dropped: %v\n%s", err, out)
-				}
+				runKilled(t, workerCmd("W_PATH="+cfg.Path, "W_URL="+url,
+					"W_OPEN_KILL_AT=bootstrap.dropped", fmt.Sprintf("W_PREFIX=%v", tc.partial)), "bootstrap.dropped")
 				m, err := metaactor.Load(fsx.OS, cfg.Path+"-info")
 				if err != nil || !m.SyncDB.Fresh {
 					t.Fatalf("-info after the kill: Fresh %v, %v", m != nil && m.SyncDB.Fresh, err)
@@ -242,12 +234,7 @@ func TestBootstrapDropsServerSyncdbTables(t *testing.T) {
 // failpoint W_OPEN_KILL_AT of that first open.
 func killedOpen() error {
 	path, point := os.Getenv("W_PATH"), os.Getenv("W_OPEN_KILL_AT")
-	failpoint.Set(func(name, owner string) {
-		if name == point && strings.HasPrefix(owner, path) {
-			syscall.Kill(os.Getpid(), syscall.SIGKILL)
-			select {}
-		}
-	})
+	dieAt(path, point)
 	cfg := syncdb.Config{Path: path, URL: os.Getenv("W_URL")}
 	if os.Getenv("W_PREFIX") == "true" {
 		cfg.Partial = &syncdb.PartialSync{PrefixBytes: 4096}

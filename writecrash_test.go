@@ -4,14 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/syncdb/syncdb"
-	"github.com/syncdb/syncdb/internal/failpoint"
 )
 
 // killedWriter (a crash worker, see TestMain) writes row 1, then dies by
@@ -27,12 +24,7 @@ func killedWriter() error {
 	if _, err := db.Exec(ctx, "INSERT INTO t VALUES(1, 'committed')"); err != nil {
 		return err
 	}
-	failpoint.Set(func(name, owner string) {
-		if name == point && strings.HasPrefix(owner, path) {
-			syscall.Kill(os.Getpid(), syscall.SIGKILL)
-			select {}
-		}
-	})
+	dieAt(path, point)
 	const insert = "INSERT INTO t VALUES(2, 'killed')"
 	switch how {
 	case "exec":
@@ -83,12 +75,7 @@ func TestWriteKilled(t *testing.T) {
 					t.Fatal(err)
 				}
 
-				cmd := exec.Command(os.Args[0], "-test.run=^$")
-				cmd.Env = append(os.Environ(), "SYNCDB_CRASH_WORKER=1", "W_PATH="+path, "W_KILL_AT="+point, "W_HOW="+how)
-				out, err := cmd.CombinedOutput()
-				if ee, ok := err.(*exec.ExitError); !ok || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-					t.Fatalf("the worker was not killed at %s: %v\n%s", point, err, out)
-				}
+				runKilled(t, workerCmd("W_PATH="+path, "W_KILL_AT="+point, "W_HOW="+how), point)
 
 				want := "1|committed"
 				if point == "write.committed" {
