@@ -388,3 +388,41 @@ func TestTriggersOwnTableInsertOfUpdate(t *testing.T) {
 		}
 	}
 }
+
+// A Query whose text starts with an empty statement captures its view's
+// row (flush reads the target from the split text); a statement whose
+// target cannot be read from its text but whose triggers wrote rows is
+// refused, not left uncaptured.
+func TestTriggersTargetText(t *testing.T) {
+	ctx := context.Background()
+	a, c := triggerPair(t,
+		"CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)",
+		"CREATE VIEW vt AS SELECT id, v FROM t",
+		"CREATE TRIGGER vt_ins INSTEAD OF INSERT ON vt BEGIN INSERT INTO t VALUES(new.id, new.v); END",
+		`CREATE VIEW "" AS SELECT id, v FROM t`,
+		`CREATE TRIGGER noname_ins INSTEAD OF INSERT ON "" BEGIN INSERT INTO t VALUES(new.id, new.v); END`,
+	)
+	if err := a.Tx(ctx, func(tx *syncdb.Tx) error {
+		rs, err := tx.Query(ctx, "; INSERT INTO vt VALUES(7, 'x')")
+		if err != nil {
+			return err
+		}
+		return rs.Close()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Exec(ctx, `INSERT INTO "" VALUES(8, 'y')`); !errors.Is(err, syncdb.ErrUnsupportedStatement) {
+		t.Errorf(`INSERT INTO "": %v, want ErrUnsupportedStatement`, err)
+	}
+	if err := a.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for name, db := range map[string]*syncdb.DB{"a": a, "c": c} {
+		if got := rows(t, db, "SELECT id, v FROM t"); got != "7|x" {
+			t.Errorf("%s after the sync: t %q, want 7|x", name, got)
+		}
+	}
+}

@@ -216,7 +216,13 @@ func (a *dbActor) flush(ctx context.Context) error {
 	}
 	var keyText *string // where a trigger's insert may have its key from; read once
 	for _, r := range rows {
-		if r.trigger && (direct || w.Table == "" || refires(w, r)) {
+		if r.trigger && !direct && w.Table == "" {
+			// Which of its rows would fire their trigger again where
+			// applied cannot be told: refused, not dropped (nobody would
+			// make them) nor pushed (the server might make them twice).
+			return fmt.Errorf("%w: its triggers wrote %s, and the table it writes cannot be read from its text", ErrUnsupportedStatement, r.table)
+		}
+		if r.trigger && (direct || refires(w, r)) {
 			continue
 		}
 		ti, err := a.tableInfo(ctx, r.table)

@@ -114,8 +114,10 @@ func (w *writeConn) Query(ctx context.Context, query string, args ...any) (*sql.
 	// captured on its own (flush): in one QueryContext their changes would
 	// be taken as one statement's, and the triggers' rows of one decided
 	// by another's changes. The rows are the last statement's, as before.
-	if stmts := sqlitex.SplitStatements(query); len(stmts) > 1 {
-		if len(args) > 0 {
+	// The last one runs as split too: flush reads its target from the
+	// text, which must not start with an empty statement (";").
+	if stmts := sqlitex.SplitStatements(query); len(stmts) > 0 {
+		if len(stmts) > 1 && len(args) > 0 {
 			return nil, errors.New("arguments are only supported for a single statement")
 		}
 		for _, st := range stmts[:len(stmts)-1] {
