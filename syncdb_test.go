@@ -20,7 +20,7 @@ func newServer(t *testing.T) string {
 	return serverWith(t, server.Config{})
 }
 
-func open(t *testing.T, cfg syncdb.Config) *syncdb.DB {
+func open(t testing.TB, cfg syncdb.Config) *syncdb.DB {
 	t.Helper()
 	ctx := testhooks.With(context.Background(), testhooks.Hooks{OnPanic: func(err error) { t.Errorf("actor panic: %v", err) }})
 	db, err := syncdb.Open(ctx, cfg)
