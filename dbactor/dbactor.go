@@ -218,6 +218,9 @@ type dbActor struct {
 	// push makes them durable before it sends them (syncLocal).
 	unsynced bool
 	walSize  int64 // WAL size after our last write: anything else is a foreign write
+	// walFrames: frames in the WAL after the last commit, from the WAL
+	// hook (0: no commit since inTx cleared it).
+	walFrames int
 	// unfinished: a checkpoint copied the WAL but could not record it (a
 	// failed -info write): it is finished before anything else runs.
 	unfinished bool
@@ -504,6 +507,7 @@ func (a *dbActor) closeFiles() {
 		a.stmts = nil
 	}
 	if a.conn != nil {
+		a.dropWALHook()
 		a.conn.Close()
 		a.conn = nil
 	}

@@ -188,6 +188,9 @@ func (a *dbActor) configureWriter(ctx context.Context, conn *sql.Conn, fresh boo
 			return errors.New("the driver connection has no preupdate hook")
 		}
 		hook.RegisterPreUpdateHook(a.onPreUpdate)
+		if err := c.SetWALHook(a.onWALCommit); err != nil {
+			return err
+		}
 		auth, ok := c.Driver().(sqlite.AuthorizerRegisterer)
 		if !ok {
 			return errors.New("the driver connection has no authorizer")
@@ -242,6 +245,7 @@ func (a *dbActor) reopenWriter(ctx context.Context) error {
 		a.stmts = nil
 	}
 	if a.conn != nil {
+		a.dropWALHook()
 		// Returning ErrBadConn makes database/sql close it for good.
 		a.conn.Raw(func(any) error { return driver.ErrBadConn })
 		a.conn.Close()
@@ -288,6 +292,35 @@ func (a *dbActor) walEnd() (walfile.Position, error) {
 			return walfile.Position{}, err
 		}
 	}
+}
+
+// onWALCommit is the writer's WAL hook: SQLite calls it inside the
+// statement that committed, with the number of frames now in the WAL.
+func (a *dbActor) onWALCommit(db string, frames int) {
+	if db == "main" {
+		a.walFrames = frames
+	}
+}
+
+// dropWALHook removes the WAL hook before the writer connection closes.
+func (a *dbActor) dropWALHook() {
+	sqlitex.Raw(context.Background(), a.conn, func(c *sqlitex.Conn) error { return c.SetWALHook(nil) })
+}
+
+// walSizeAfterCommit is the WAL's size after a commit of ours, without an
+// fstat: the end of its last frame, from the WAL hook, or more if the file
+// was longer already (SQLite reuses a WAL from its start after a restart,
+// and leaves frames a rolled-back transaction spilled), as long as nothing
+// but this connection writes it; a commit that wrote no frame leaves it as
+// it was. Checkpoints (which truncate it) and everything else take the
+// size from the file.
+func (a *dbActor) walSizeAfterCommit() int64 {
+	f := a.walFrames
+	a.walFrames = 0
+	if f == 0 {
+		return a.walSize
+	}
+	return max(a.walSize, walfile.HeaderSize+int64(f)*(walfile.FrameHeaderSize+PageSize))
 }
 
 // walSizeNow is the size of the WAL file in bytes (0 without one); cheap.

@@ -218,6 +218,7 @@ func (a *dbActor) inTx(ctx context.Context, fn func() error) error {
 	if err := a.checkForeignWrites(); err != nil {
 		return err
 	}
+	a.walFrames = 0
 	if _, err := a.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
@@ -297,7 +298,7 @@ func (a *dbActor) rollback() {
 
 // afterWrite notes the WAL's new size and checkpoints when it is large.
 func (a *dbActor) afterWrite(ctx context.Context) error {
-	a.walSize = a.walSizeNow()
+	a.walSize = a.walSizeAfterCommit()
 	if n := a.cfg.AutoCheckpointFrames; n > 0 && a.walSize > int64(n)*(PageSize+24) {
 		if err := a.checkpoint(context.WithoutCancel(ctx)); err != nil {
 			// The write committed; a failed checkpoint is retried later.
