@@ -703,7 +703,10 @@ func (t *Tx) Exec(ctx context.Context, query string, args ...any) (sql.Result, e
 	return t.tx.ExecContext(ctx, query, args...)
 }
 
-// Query runs a query, or a write with RETURNING, in the transaction.
+// Query runs a query, or a write with RETURNING, in the transaction. A
+// script's statements run one by one, each given all of args (bound by
+// name or by position in that statement, as SQLite's driver binds a
+// script); the rows are the last statement's.
 func (t *Tx) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	return t.tx.QueryContext(ctx, query, args...)
 }

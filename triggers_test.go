@@ -426,3 +426,38 @@ func TestTriggersTargetText(t *testing.T) {
 		}
 	}
 }
+
+// A script in one Query takes its arguments as modernc binds a script's:
+// each statement's parameters from the whole list, by name or by their
+// position in that statement; its changes are still captured statement by
+// statement.
+func TestTriggersQueryScriptArgs(t *testing.T) {
+	ctx := context.Background()
+	a, c := triggerPair(t,
+		"CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)",
+		"INSERT INTO t VALUES(1, 'x')",
+		"CREATE VIEW vt AS SELECT id, v FROM t",
+		"CREATE TRIGGER vt_ins INSTEAD OF INSERT ON vt BEGIN INSERT INTO t VALUES(new.id, new.v); END",
+	)
+	var named, positional string
+	if err := a.Tx(ctx, func(tx *syncdb.Tx) error {
+		if err := tx.QueryRow(ctx, "UPDATE t SET v = :v WHERE id = 1; SELECT v FROM t WHERE id = 1", sql.Named("v", "y")).Scan(&named); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, "INSERT INTO vt VALUES(?, ?); SELECT group_concat(v) FROM t WHERE id IN (?, 1)", 2, "z").Scan(&positional)
+	}); err != nil {
+		t.Fatalf("scripts with args: %v", err)
+	}
+	if named != "y" || positional != "y,z" {
+		t.Errorf("the scripts' rows: %q and %q, want y and y,z", named, positional)
+	}
+	if err := a.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := rows(t, c, "SELECT id, v FROM t ORDER BY id"); got != "1|y\n2|z" {
+		t.Errorf("c after the sync: t %q, want 1|y\\n2|z", got)
+	}
+}

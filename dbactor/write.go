@@ -115,13 +115,13 @@ func (w *writeConn) Query(ctx context.Context, query string, args ...any) (*sql.
 	// be taken as one statement's, and the triggers' rows of one decided
 	// by another's changes. The rows are the last statement's, as before.
 	// The last one runs as split too: flush reads its target from the
-	// text, which must not start with an empty statement (";").
+	// text, which must not start with an empty statement (";"). Each gets
+	// all the arguments, as modernc binds a script's: every statement's
+	// parameters by their own name or position in the same list (its
+	// statement has no argument count to check, NumInput is -1).
 	if stmts := sqlitex.SplitStatements(query); len(stmts) > 0 {
-		if len(stmts) > 1 && len(args) > 0 {
-			return nil, errors.New("arguments are only supported for a single statement")
-		}
 		for _, st := range stmts[:len(stmts)-1] {
-			if _, err := w.Exec(ctx, st); err != nil {
+			if _, err := w.Exec(ctx, st, args...); err != nil {
 				return nil, err
 			}
 		}
