@@ -77,17 +77,24 @@ func walIndex(wal *os.File, upTo walfile.Position) (*walfile.Index, error) {
 	if h := sc.Header(); h.Salt1 != upTo.Salt1 || h.Salt2 != upTo.Salt2 {
 		return nil, externalModification("the WAL was restarted by another program")
 	}
-	for idx.Last() < upTo.Frame {
-		frames, err := sc.Next()
-		if errors.Is(err, io.EOF) {
-			return nil, externalModification("the WAL lost frames of the synced base (has %d, base needs %d)", idx.Last(), upTo.Frame)
+	// The valid log must reach upTo: a bad frame before it (SQLite's
+	// recovery sees nothing after one) lost frames of the base.
+	var addErr error
+	if err := sc.Each(func(frames []walfile.Frame) error {
+		if addErr = idx.Add(frames...); addErr != nil {
+			return addErr
 		}
-		if err != nil {
-			return nil, externalModification("the WAL cannot be read: %w", err)
+		if idx.Last() >= upTo.Frame {
+			return errScanDone
 		}
-		if err := idx.Add(frames...); err != nil {
-			return nil, err
-		}
+		return nil
+	}); addErr != nil {
+		return nil, addErr
+	} else if err != nil && err != errScanDone {
+		return nil, externalModification("the WAL cannot be read: %w", err)
+	}
+	if idx.Last() < upTo.Frame {
+		return nil, externalModification("the WAL lost frames of the synced base (has %d, base needs %d)", idx.Last(), upTo.Frame)
 	}
 	if p := sc.Position(); idx.Last() != upTo.Frame || p.Cksum1 != upTo.Cksum1 || p.Cksum2 != upTo.Cksum2 {
 		return nil, externalModification("the WAL frames of the synced base were rewritten")

@@ -6,7 +6,6 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 
@@ -278,20 +277,9 @@ func (a *dbActor) walEnd() (walfile.Position, error) {
 	if err != nil {
 		return walfile.Position{}, err
 	}
-	from := a.meta.SyncDB.Base.WAL
-	sc, err := walfile.NewScanner(a.walFile, st.Size(), from)
-	if err != nil {
-		return walfile.Position{}, err
-	}
-	for {
-		_, err := sc.Next()
-		if errors.Is(err, io.EOF) {
-			return sc.Position(), nil
-		}
-		if err != nil {
-			return walfile.Position{}, err
-		}
-	}
+	// Quietly to the end of the valid log, as SQLite's recovery reads it:
+	// frames after a bad one are not the database's.
+	return walfile.Scan(a.walFile, st.Size(), a.meta.SyncDB.Base.WAL, func([]walfile.Frame) error { return nil })
 }
 
 // onWALCommit is the writer's WAL hook: SQLite calls it inside the

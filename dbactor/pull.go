@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -148,13 +147,15 @@ func (a *dbActor) anchorWAL(ctx context.Context) (walfile.Position, error) {
 	return pos, nil
 }
 
-// walPages returns every page with a frame in the WAL.
 // walEmpty reports whether the WAL file is empty or absent.
 func (a *dbActor) walEmpty() bool {
 	st, err := os.Stat(a.cfg.Path + "-wal")
 	return err != nil || st.Size() == 0
 }
 
+// walPages returns every page with a frame in the valid log of the WAL:
+// the pages a checkpoint copies into the database file (SQLite's recovery
+// sees no frame after a bad one, and copies none of them).
 func (a *dbActor) walPages() map[uint32]bool {
 	pages := map[uint32]bool{}
 	if a.openWAL() != nil || a.walFile == nil {
@@ -164,19 +165,15 @@ func (a *dbActor) walPages() map[uint32]bool {
 	if err != nil {
 		return pages
 	}
-	sc, err := walfile.NewScanner(a.walFile, st.Size(), walfile.Position{})
-	if err != nil {
-		return pages
-	}
-	for {
-		frames, err := sc.Next()
-		if err != nil {
-			return pages
-		}
+	// An unreadable WAL gives the pages read before the error, as it
+	// always did.
+	_, _ = walfile.Scan(a.walFile, st.Size(), walfile.Position{}, func(frames []walfile.Frame) error {
 		for _, f := range frames {
 			pages[f.Pgno] = true
 		}
-	}
+		return nil
+	})
+	return pages
 }
 
 // dirtyPages returns the pages the local layer may have changed since the
@@ -192,21 +189,15 @@ func (a *dbActor) dirtyPages(ctx context.Context) (map[uint32]bool, error) {
 		if err != nil {
 			return nil, err
 		}
-		sc, err := walfile.NewScanner(a.walFile, st.Size(), a.base.base.WAL)
-		if err != nil {
-			return nil, externalModification("the WAL cannot be read: %w", err)
-		}
-		for {
-			frames, err := sc.Next()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				return nil, externalModification("the WAL cannot be read: %w", err)
-			}
+		// Up to the end of the valid log: SQLite's recovery sees no frame
+		// after a bad one, so the local layer holds none of their pages.
+		if _, err := walfile.Scan(a.walFile, st.Size(), a.base.base.WAL, func(frames []walfile.Frame) error {
 			for _, f := range frames {
 				dirty[f.Pgno] = true
 			}
+			return nil
+		}); err != nil {
+			return nil, externalModification("the WAL cannot be read: %w", err)
 		}
 	}
 	var size uint32
@@ -472,25 +463,34 @@ func (a *dbActor) pullProgress(before walfile.Position) (t1 *walfile.Position, t
 	if sc.Restarted() {
 		return nil, false, nil
 	}
-	if _, err := sc.Next(); errors.Is(err, io.EOF) {
-		return nil, false, nil
-	} else if err != nil {
-		return nil, false, externalModification("the WAL cannot be read: %w", err)
-	}
-	pos := sc.Position()
 	// T2 is the transaction right after T1 (nothing else writes in
 	// between, and it always writes): the WAL, which only this replica
 	// writes, says whether it committed. Not a row of the database: T1
 	// copied the server's pages, whose tables a remote writer controls (a
 	// planted _syncdb_local with the pull's applied_revision skipped T2
-	// and lost the local changes).
-	if _, err := sc.Next(); err == nil {
-		t2 = true
-	} else if !errors.Is(err, io.EOF) {
+	// and lost the local changes). Both are read up to the end of the
+	// valid log, as SQLite's recovery reads it: a transaction at or after
+	// a bad frame did not commit (T1's: the pull is abandoned, T2's: it
+	// runs again).
+	var pos walfile.Position
+	n := 0
+	if err := sc.Each(func([]walfile.Frame) error {
+		if n++; n == 1 {
+			pos = sc.Position()
+			return nil
+		}
+		return errScanDone
+	}); err != nil && err != errScanDone {
 		return nil, false, externalModification("the WAL cannot be read: %w", err)
 	}
-	return &pos, t2, nil
+	if n == 0 {
+		return nil, false, nil
+	}
+	return &pos, n > 1, nil
 }
+
+// errScanDone stops a walfile scan that has read what it needed.
+var errScanDone = errors.New("scan done")
 
 // recoverPull finishes the pending pull (a.pull): abandons it if T1 did
 // not commit, else runs T2 if needed and makes the new base current.
