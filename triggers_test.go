@@ -3,6 +3,7 @@ package syncdb_test
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -461,3 +462,41 @@ func TestTriggersQueryScriptArgs(t *testing.T) {
 		t.Errorf("c after the sync: t %q, want 1|y\\n2|z", got)
 	}
 }
+
+// A key the user passes as an argument is the user's in any form
+// database/sql accepts (a named argument, sql.Null*, a pointer, a
+// driver.Valuer, a text): a collision waits for the user instead of
+// moving the row to another key.
+func TestConflictUserKeyArgForms(t *testing.T) {
+	five := int64(5)
+	for name, arg := range map[string]any{
+		"named":     sql.Named("id", int64(5)),
+		"nullint64": sql.NullInt64{Int64: 5, Valid: true},
+		"pointer":   &five,
+		"valuer":    keyValuer{5},
+		"text":      " 5",
+		"real":      5.0,
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			a, c := triggerPair(t, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+			mustExec(t, c, "INSERT INTO t VALUES(5, 'c')")
+			if err := c.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+			q := "INSERT INTO t(id, v) VALUES(?, 'a')"
+			if name == "named" {
+				q = "INSERT INTO t(id, v) VALUES(:id, 'a')"
+			}
+			mustExec(t, a, q, arg)
+			err := a.Sync(ctx)
+			if got := rows(t, a, "SELECT id, v FROM t ORDER BY id"); !errors.Is(err, syncdb.ErrConflict) || got != "5|c" {
+				t.Errorf("a's sync: %v, t %q; want ErrConflict and c's row alone", err, got)
+			}
+		})
+	}
+}
+
+type keyValuer struct{ id int64 }
+
+func (k keyValuer) Value() (driver.Value, error) { return k.id, nil }

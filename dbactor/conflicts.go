@@ -3,12 +3,14 @@ package dbactor
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/syncdb/syncdb/internal/change"
 	"github.com/syncdb/syncdb/internal/sqlitex"
@@ -876,11 +878,12 @@ func (a *dbActor) unresolvedConflicts(ctx context.Context) (int64, error) {
 // assignedKey reports whether the rowid of an inserted row was SQLite's
 // choice: the statement names it nowhere, neither as an argument nor as a
 // number in its text. (A false "no" only makes a collision wait for the
-// user instead of moving the row.)
+// user instead of moving the row; a false "yes" moves the user's row to
+// another key silently.)
 func assignedKey(rowid int64, stmt string, args []any) bool {
 	s := strconv.FormatInt(rowid, 10)
 	for _, v := range args {
-		if fmt.Sprint(v) == s {
+		if argMayBe(v, rowid) {
 			return false
 		}
 	}
@@ -896,6 +899,53 @@ func assignedKey(rowid int64, stmt string, args []any) bool {
 		}
 		i = j + 1
 	}
+}
+
+// argMayBe reports whether argument v may bind as the integer rowid. It
+// takes v as database/sql hands it to the driver (a named argument's value,
+// through driver.Valuer and driver.DefaultParameterConverter: pointers,
+// sql.Null*, types of integer kind), then as SQLite's integer affinity
+// takes it (a real or a text that is the integer). What it cannot convert
+// may be the key.
+func argMayBe(v any, rowid int64) bool {
+	if na, ok := v.(sql.NamedArg); ok {
+		v = na.Value
+	}
+	v, err := driver.DefaultParameterConverter.ConvertValue(v)
+	if err != nil {
+		return true
+	}
+	switch x := v.(type) {
+	case nil:
+		return false
+	case int64:
+		return x == rowid
+	case uint64:
+		return rowid >= 0 && x == uint64(rowid)
+	case float64:
+		return x == float64(rowid)
+	case bool:
+		return rowid == 0 && !x || rowid == 1 && x
+	case string:
+		return textMayBe(x, rowid)
+	case []byte:
+		return textMayBe(string(x), rowid)
+	case time.Time: // bound as text, or as a number with an integer time format
+		return x.Unix() == rowid || x.UnixMilli() == rowid || x.UnixMicro() == rowid || x.UnixNano() == rowid
+	}
+	return true
+}
+
+// textMayBe reports a text that integer affinity may take as rowid.
+func textMayBe(s string, rowid int64) bool {
+	s = strings.TrimSpace(s)
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return n == rowid
+	}
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		return f == float64(rowid)
+	}
+	return false
 }
 
 func isWordByte(b byte) bool {
