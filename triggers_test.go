@@ -303,9 +303,9 @@ func TestTriggersKeysAssigned(t *testing.T) {
 	url := newServer(t)
 	dir := t.TempDir()
 	a := pushedReplica(t, url, dir, "a.db",
-		"CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)",
-		"CREATE VIEW vt AS SELECT id, v FROM t",
-		"CREATE TRIGGER vt_ins INSTEAD OF INSERT ON vt BEGIN INSERT INTO t VALUES(new.id, new.v); END",
+		"CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, n INTEGER)",
+		"CREATE VIEW vt AS SELECT id, v, n FROM t",
+		"CREATE TRIGGER vt_ins INSTEAD OF INSERT ON vt BEGIN INSERT INTO t(v, n) VALUES(new.v, coalesce(new.n, 1)); END",
 		"CREATE TABLE last(id INTEGER PRIMARY KEY, v TEXT)",
 		"CREATE VIEW vlast AS SELECT v FROM last",
 		"CREATE TRIGGER vlast_ins INSTEAD OF INSERT ON vlast BEGIN INSERT INTO last VALUES(1, new.v); END",
@@ -323,7 +323,7 @@ func TestTriggersKeysAssigned(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, db := range map[string]*syncdb.DB{"a": a, "c": c} {
-		if got := rows(t, db, "SELECT id, v FROM t ORDER BY id"); got != "1|from c\n2|from a" {
+		if got := rows(t, db, "SELECT id, v FROM t ORDER BY id"); got != "1|from c\n2|from a" { // a '1' in the trigger spells no key
 			t.Errorf("%s: t %q, want both rows, a's moved", name, got)
 		}
 	}
@@ -500,3 +500,52 @@ func TestConflictUserKeyArgForms(t *testing.T) {
 type keyValuer struct{ id int64 }
 
 func (k keyValuer) Value() (driver.Value, error) { return k.id, nil }
+
+// A trigger that gives its row's key a value (a lookup, an expression, a
+// copy of NEW's, even one that is NULL at run time) made the key its own:
+// on a collision the row waits for the user instead of moving silently to
+// another key (where bob's profile would become cat's).
+func TestTriggersKeyFromTrigger(t *testing.T) {
+	for name, body := range map[string]string{
+		"lookup":   "INSERT INTO profiles VALUES((SELECT id FROM users WHERE name = new.name), new.bio)",
+		"column":   "INSERT INTO profiles(bio, user_id) SELECT new.bio, id FROM users WHERE name = new.name",
+		"computed": "INSERT INTO profiles VALUES(instr('-amybobcat', new.name) / 3 + 1, new.bio)",
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			a, c := triggerPair(t,
+				"CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT)",
+				"INSERT INTO users VALUES(1, 'amy'), (2, 'bob'), (3, 'cat')",
+				"CREATE TABLE profiles(user_id INTEGER PRIMARY KEY, bio TEXT)",
+				"CREATE VIEW vp AS SELECT u.name, p.bio FROM profiles p JOIN users u ON u.id = p.user_id",
+				"CREATE TRIGGER vp_ins INSTEAD OF INSERT ON vp BEGIN "+body+"; END",
+			)
+			mustExec(t, a, "INSERT INTO vp VALUES('amy', 'amy by a')")
+			mustExec(t, c, "INSERT INTO vp VALUES('bob', 'bob by c')")
+			if err := c.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+			mustExec(t, a, "INSERT INTO vp VALUES('bob', 'bob by a')") // key 2 = max + 1 on a
+			err := a.Sync(ctx)
+			if got := rows(t, a, "SELECT name, bio FROM vp ORDER BY name"); !errors.Is(err, syncdb.ErrConflict) || got != "amy|amy by a\nbob|bob by c" {
+				t.Errorf("a's sync: %v; vp %q; want ErrConflict and c's profile of bob", err, got)
+			}
+		})
+	}
+	// NEW's key, NULL here: SQLite picked the key, but which value the
+	// trigger gave cannot be told from its text; the collision waits.
+	ctx := context.Background()
+	a, c := triggerPair(t,
+		"CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)",
+		"CREATE VIEW vt AS SELECT id, v FROM t",
+		"CREATE TRIGGER vt_ins INSTEAD OF INSERT ON vt BEGIN INSERT INTO t VALUES(new.id, new.v); END",
+	)
+	mustExec(t, c, "INSERT INTO vt(v) VALUES('from c')")
+	if err := c.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, a, "INSERT INTO vt(v) VALUES('from a')")
+	if err := a.Sync(ctx); !errors.Is(err, syncdb.ErrConflict) {
+		t.Errorf("a's sync: %v, want ErrConflict", err)
+	}
+}

@@ -33,11 +33,9 @@ type capture struct {
 	// assigned tells, for an insert, whether SQLite chose the rowid (set
 	// around each statement; nil: no). The hook asks it.
 	assigned func(rowid int64) bool
-	// The user statement whose changes rows holds, and its arguments (set
-	// when it starts, kept until flush): flush reads its target table and,
-	// for a trigger's insert, whether a key came from it.
+	// The user statement whose changes rows holds (set when it starts,
+	// kept until flush): flush reads its target table.
 	stmt string
-	args []any
 	// direct: the statement made a change itself (a preupdate call at
 	// depth 0), even one that records nothing; then what its triggers did
 	// is not captured (see flush).
@@ -46,13 +44,13 @@ type capture struct {
 
 // startStmt notes the user statement that runs next; flush must have
 // taken the previous one's rows.
-func (c *capture) startStmt(stmt string, args []any) {
-	c.stmt, c.args, c.direct = stmt, args, false
+func (c *capture) startStmt(stmt string) {
+	c.stmt, c.direct = stmt, false
 }
 
 // dropRows forgets what the hook captured since the last flush.
 func (c *capture) dropRows() {
-	c.rows, c.err, c.direct, c.stmt, c.args = nil, nil, false, "", nil
+	c.rows, c.err, c.direct, c.stmt = nil, nil, false, ""
 }
 
 // capturedRow is what the preupdate hook saw; it is turned into a Change
@@ -208,13 +206,13 @@ func (a *dbActor) flush(ctx context.Context) error {
 		a.cap.dropRows()
 		return err
 	}
-	rows, direct, stmt, args := a.cap.rows, a.cap.direct, a.cap.stmt, a.cap.args
+	rows, direct, stmt := a.cap.rows, a.cap.direct, a.cap.stmt
 	a.cap.dropRows()
 	var w sqlitex.Write
 	if !direct {
 		w = sqlitex.WriteTarget(stmt)
 	}
-	var keyText *string // where a trigger's insert may have its key from; read once
+	var triggerText *string // the text of the triggers the statement fired; read once
 	for _, r := range rows {
 		if r.trigger && !direct && w.Table == "" {
 			// Which of its rows would fire their trigger again where
@@ -245,21 +243,23 @@ func (a *dbActor) flush(ctx context.Context) error {
 			continue // nothing changed
 		}
 		if r.trigger && c.Op == change.Insert && c.RowidAlias {
-			// As for the statement's own inserts (assignedKey), a key that
-			// neither the statement nor its table's triggers spell out is
-			// taken as SQLite's choice: on a collision with another
+			// The key is SQLite's choice (on a collision with another
 			// replica's row the row moves to a new key instead of waiting
-			// for the user. A key a trigger names (a singleton row's 1) is
-			// the trigger's choice.
-			if keyText == nil {
+			// for the user) only if provably so: no insert into the table
+			// in the triggers that fired gives the key column a value.
+			// SQLite then picked it, whatever the statement's arguments.
+			// Any value, even one that is NULL at run time, counts as the
+			// trigger's: a key looked up, computed or copied from NEW
+			// cannot be told from a chosen one by its number, and moving
+			// it would silently attach the row to another key.
+			if triggerText == nil {
 				t, err := a.triggerSQL(ctx, w.Table)
 				if err != nil {
 					return fmt.Errorf("capture change to %s: read the triggers of %s: %w", r.table, w.Table, err)
 				}
-				t = stmt + "\n" + t
-				keyText = &t
+				triggerText = &t
 			}
-			r.assigned = assignedKey(r.newRowid, *keyText, args)
+			r.assigned = sqlitex.InsertsOmit(*triggerText, r.table, ti.columns[ti.pk[0]], "rowid", "oid", "_rowid_")
 		}
 		c.KeyAssigned = c.Op == change.Insert && c.RowidAlias && r.assigned
 		if err := a.record(ctx, c); err != nil {

@@ -258,3 +258,77 @@ func skipBlankNoSemicolon(s string) int {
 func isWordByte(c byte) bool {
 	return c == '_' || c == '$' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c >= 0x80
 }
+
+// InsertsOmit reports whether every INSERT (or REPLACE) into table that
+// text holds (the bodies of triggers) provably gives no value to any of
+// cols: it names its columns, none of them in cols (case-insensitively),
+// or it is DEFAULT VALUES. An insert without a column list, or one it
+// cannot read, gives them a value. A table qualified by another schema
+// than main is another table; an unqualified name may be either.
+func InsertsOmit(text, table string, cols ...string) bool {
+	tk := targetTokens{s: text}
+	for {
+		t := tk.next()
+		switch {
+		case t.text == "":
+			return true
+		case t.is("INSERT"):
+			if tk.peek().is("OR") {
+				tk.next()
+				tk.next()
+			}
+			if !tk.peek().is("INTO") {
+				continue // INSTEAD OF INSERT ON v, BEFORE INSERT ON t
+			}
+		case t.is("REPLACE"):
+			if !tk.peek().is("INTO") {
+				continue // replace(x, y, z)
+			}
+		default:
+			continue
+		}
+		tk.next() // INTO
+		name := tk.next()
+		if !name.ident() {
+			return false
+		}
+		schema := ""
+		if tk.peek().text == "." {
+			tk.next()
+			schema = name.name()
+			if name = tk.next(); !name.ident() {
+				return false
+			}
+		}
+		if !strings.EqualFold(name.name(), table) || schema != "" && !strings.EqualFold(schema, "main") {
+			continue
+		}
+		t = tk.next()
+		if t.is("AS") {
+			tk.next()
+			t = tk.next()
+		}
+		if t.is("DEFAULT") {
+			continue
+		}
+		if t.text != "(" {
+			return false
+		}
+		for {
+			col := tk.next()
+			if !col.ident() {
+				return false
+			}
+			for _, c := range cols {
+				if strings.EqualFold(col.name(), c) {
+					return false
+				}
+			}
+			if sep := tk.next(); sep.text == ")" {
+				break
+			} else if sep.text != "," {
+				return false
+			}
+		}
+	}
+}

@@ -53,3 +53,30 @@ func TestWriteTarget(t *testing.T) {
 		}
 	}
 }
+
+func TestInsertsOmit(t *testing.T) {
+	const trg = "CREATE TRIGGER x INSTEAD OF INSERT ON v BEGIN "
+	for _, c := range []struct {
+		text string
+		want bool
+	}{
+		{trg + "INSERT INTO t(v) VALUES(new.v); END", true},
+		{trg + "INSERT INTO t(v, n) VALUES(new.v, coalesce(new.n, 1)); END", true},
+		{trg + "INSERT OR IGNORE INTO main.t AS x (\"v\") SELECT 1; END", true},
+		{trg + "INSERT INTO t DEFAULT VALUES; END", true},
+		{trg + "INSERT INTO other VALUES(1); INSERT INTO temp.t VALUES(1); UPDATE t SET id = 2; END", true},
+		{trg + "SELECT replace(v, 'INSERT INTO t VALUES(1)', ''), 'insert into t select 1' FROM t; END", true},
+		{"", true},
+		{trg + "INSERT INTO t VALUES(new.id, new.v); END", false},
+		{trg + "INSERT INTO T(v, ID) VALUES(new.v, 1); END", false},
+		{trg + "INSERT INTO t(v, [rowid]) VALUES(new.v, 1); END", false},
+		{trg + "REPLACE INTO t(oid, v) VALUES(1, new.v); END", false},
+		{trg + "INSERT INTO t(v) VALUES(1); INSERT INTO main.\"t\" SELECT * FROM u; END", false},
+		{trg + "INSERT INTO t(v", false},
+		{trg + "INSERT INTO t(v) VALUES(1); END; " + trg + "INSERT INTO t(_rowid_) VALUES(1); END", false},
+	} {
+		if got := InsertsOmit(c.text, "t", "id", "rowid", "oid", "_rowid_"); got != c.want {
+			t.Errorf("InsertsOmit(%q) = %v, want %v", c.text, got, c.want)
+		}
+	}
+}
