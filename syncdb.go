@@ -63,12 +63,15 @@
 //     its BEFORE trigger logged and OR IGNORE skipped): then what the
 //     triggers it fired wrote directly is, but for rows of tables
 //     without a primary key and rows of the statement's own table that
-//     would fire its trigger again where applied (an insert; an update
-//     by an UPDATE or upsert; a delete by a DELETE). A statement that
-//     writes a row but pushes nothing (a no-op update, a TEMP or ignored
-//     table's row) leaves its triggers' rows unsynced: they stay on this
-//     replica until its next pull (an ignored table's are made again by
-//     its replay).
+//     would fire its trigger again where applied (an insert by an
+//     INSERT; an update by an UPDATE or upsert; a delete by a DELETE).
+//     TEMP triggers count as any (a TEMP view's INSTEAD OF trigger that
+//     writes a table syncs its rows). A statement that writes a row but
+//     pushes nothing (a no-op update, a TEMP or ignored table's row)
+//     leaves its triggers' rows unsynced, as does a statement that
+//     changes a row for what its TEMP triggers wrote (the server has no
+//     TEMP trigger): they stay on this replica until its next pull (an
+//     ignored table's are made again by its replay).
 //
 // # database/sql
 //

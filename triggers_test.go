@@ -549,3 +549,36 @@ func TestTriggersKeyFromTrigger(t *testing.T) {
 		t.Errorf("a's sync: %v, want ErrConflict", err)
 	}
 }
+
+// A TEMP view's INSTEAD OF trigger that writes a main table: the
+// statement changes nothing itself, so the trigger's row is synced like
+// any view's (the hook reads the row's schema, not the trigger's).
+func TestTriggersOfTempView(t *testing.T) {
+	ctx := context.Background()
+	a, c := triggerPair(t, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+	if err := a.Tx(ctx, func(tx *syncdb.Tx) error {
+		for _, q := range []string{
+			"CREATE TEMP VIEW tv AS SELECT id, v FROM main.t",
+			"CREATE TEMP TRIGGER tv_ins INSTEAD OF INSERT ON tv BEGIN INSERT INTO main.t VALUES(new.id, new.v); END",
+			"INSERT INTO tv VALUES(3, 'temp view')",
+		} {
+			if _, err := tx.Exec(ctx, q); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for name, db := range map[string]*syncdb.DB{"a": a, "c": c} {
+		if got := rows(t, db, "SELECT id, v FROM t"); got != "3|temp view" {
+			t.Errorf("%s after the sync: t %q, want 3|temp view", name, got)
+		}
+	}
+}
