@@ -1,0 +1,483 @@
+package pageactor_test
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/RoaringBitmap/roaring/v2"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/syncdb/syncdb/actors"
+	"github.com/syncdb/syncdb/internal/failpoint"
+	"github.com/syncdb/syncdb/internal/fsx"
+	"github.com/syncdb/syncdb/internal/rawclient"
+	"github.com/syncdb/syncdb/netactor"
+	"github.com/syncdb/syncdb/pageactor"
+	"github.com/syncdb/syncdb/server"
+	"github.com/syncdb/syncdb/wire"
+	"github.com/syncdb/syncdb/wire/syncpb"
+)
+
+// The page actor's contract, on real parts: a syncdb server on loopback,
+// the real network actor, a database file with holes and a presence log
+// as a partial bootstrap leaves them, in t.TempDir().
+
+const pageSize = pageactor.PageSize
+
+// fetchReq is one /pull-updates request the server saw.
+type fetchReq struct {
+	rev   string
+	pages []uint32 // 1-based, sorted
+}
+
+// testServer is a real server on loopback whose /pull-updates requests
+// are recorded and, while hold is set, held until it is closed.
+type testServer struct {
+	url     string
+	mu      sync.Mutex
+	reqs    []fetchReq
+	hold    chan struct{} // nil: answer at once
+	arrived chan struct{} // one value per request
+}
+
+func newServer(t *testing.T) *testServer {
+	t.Helper()
+	s, err := server.New(server.Config{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := &testServer{arrived: make(chan struct{}, 100)}
+	h := s.Handler()
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/pull-updates") {
+			body, err := io.ReadAll(r.Body)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			ts.record(t, body)
+			ts.mu.Lock()
+			hold := ts.hold
+			ts.mu.Unlock()
+			if hold != nil {
+				select {
+				case <-hold:
+				case <-r.Context().Done():
+					return
+				}
+			}
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(func() {
+		s.BeginShutdown()
+		hs.Close()
+		s.Close()
+	})
+	ts.url = hs.URL
+	return ts
+}
+
+func (ts *testServer) record(t *testing.T, body []byte) {
+	req := &syncpb.PullUpdatesReqProtoBody{}
+	if err := proto.Unmarshal(body, req); err != nil {
+		t.Errorf("pull request: %v", err)
+		return
+	}
+	var pages []uint32
+	if len(req.ServerPagesSelector) > 0 {
+		bm, err := wire.DecodeSelector(req.ServerPagesSelector)
+		if err != nil {
+			t.Errorf("pull request selector: %v", err)
+			return
+		}
+		for _, id := range bm.ToArray() {
+			pages = append(pages, id+1)
+		}
+	}
+	ts.mu.Lock()
+	ts.reqs = append(ts.reqs, fetchReq{rev: req.ServerRevision, pages: pages})
+	ts.mu.Unlock()
+	ts.arrived <- struct{}{}
+}
+
+// requests returns the requests recorded since the last call.
+func (ts *testServer) requests() []fetchReq {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	r := ts.reqs
+	ts.reqs = nil
+	return r
+}
+
+// holdPulls makes /pull-updates requests wait; the returned func lets
+// them (and later ones) through.
+func (ts *testServer) holdPulls() (release func()) {
+	ch := make(chan struct{})
+	ts.mu.Lock()
+	ts.hold = ch
+	ts.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			ts.mu.Lock()
+			ts.hold = nil
+			ts.mu.Unlock()
+			close(ch)
+		})
+	}
+}
+
+// waitArrived waits for n requests to reach the server.
+func (ts *testServer) waitArrived(t *testing.T, n int) {
+	t.Helper()
+	for range n {
+		select {
+		case <-ts.arrived:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no request reached the server")
+		}
+	}
+}
+
+func (ts *testServer) exec(t *testing.T, q string) {
+	t.Helper()
+	if _, err := rawclient.Exec(ts.url, q); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+}
+
+// snapshot is the server's whole database at one revision.
+type snapshot struct {
+	rev    string
+	dbSize uint32
+	pages  map[uint32][]byte // 1-based
+}
+
+// newDatabase fills ts's database with rows rows of 300 random bytes
+// (a table B-tree with an interior root) and returns its image.
+func newDatabase(t *testing.T, ts *testServer, rows int) *snapshot {
+	t.Helper()
+	ts.exec(t, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)")
+	ts.exec(t, fmt.Sprintf("INSERT INTO t WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < %d) SELECT i, randomblob(300) FROM c", rows))
+	p, err := rawclient.Pull(ts.url, &syncpb.PullUpdatesReqProtoBody{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &snapshot{rev: p.Header.ServerRevision, dbSize: uint32(p.Header.DbSize), pages: map[uint32][]byte{}}
+	for id, data := range p.Pages {
+		s.pages[uint32(id)+1] = data
+	}
+	if len(s.pages) != int(s.dbSize) || s.dbSize < 20 {
+		t.Fatalf("the server's database: %d pages of %d", len(s.pages), s.dbSize)
+	}
+	ts.requests()
+	for len(ts.arrived) > 0 {
+		<-ts.arrived
+	}
+	return s
+}
+
+// replica is a partial replica's file and presence log with the page
+// actor open on them.
+type replica struct {
+	path  string
+	snap  *snapshot
+	cfg   pageactor.Config
+	pages *pageactor.Pages
+	close func() // stops the actors and closes the page actor's files
+}
+
+// newReplica writes snap's pages present into a file of snap's size
+// (holes elsewhere) and its presence log, as a partial bootstrap does, and
+// opens the page actor on it with cfg (Path, Revision, DBSize, Sys, Net
+// filled in; Net talks to url).
+func newReplica(t *testing.T, url string, snap *snapshot, present []uint32, cfg pageactor.Config) *replica {
+	t.Helper()
+	r := &replica{path: filepath.Join(t.TempDir(), "r.db"), snap: snap}
+	f, err := os.Create(r.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(int64(snap.dbSize) * pageSize); err != nil {
+		t.Fatal(err)
+	}
+	for _, pg := range present {
+		if _, err := f.WriteAt(snap.pages[pg], int64(pg-1)*pageSize); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := pageactor.InitLog(fsx.OS, r.path, roaring.BitmapOf(present...)); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Path, cfg.Revision, cfg.DBSize = r.path, snap.rev, snap.dbSize
+	r.cfg = cfg
+	r.open(t, url)
+	return r
+}
+
+// open starts an actor system of its own, a network actor talking to url
+// (one attempt per request) and the page actor.
+func (r *replica) open(t *testing.T, url string) {
+	t.Helper()
+	sys := actors.NewSystem(actors.Options{Name: "pages-test", OnPanic: func(p *actors.PanicError) { t.Errorf("actor panic: %v", p) }})
+	net, err := netactor.Spawn(sys, netactor.Config{URL: url, Retry: netactor.RetryPolicy{Disabled: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := r.cfg
+	cfg.Sys, cfg.Net = sys, net
+	p, err := pageactor.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.pages = p
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { sys.Stop(); p.Close() }) })
+	r.close = func() {
+		once.Do(func() {
+			sys.Stop()
+			if err := p.Close(); err != nil {
+				t.Errorf("close: %v", err)
+			}
+		})
+	}
+}
+
+// page reads page pg of the file.
+func (r *replica) page(t *testing.T, pg uint32) []byte {
+	t.Helper()
+	f, err := os.Open(r.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, pageSize)
+	if _, err := f.ReadAt(b, int64(pg-1)*pageSize); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// logged is the set of pages the presence log records, as a reopen reads it.
+func (r *replica) logged(t *testing.T) []uint32 {
+	t.Helper()
+	bm, err := pageactor.LoadPresence(fsx.OS, r.path, r.snap.dbSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bm.ToArray()
+}
+
+// missing lists the pages the page actor reports missing.
+func (r *replica) missing() []uint32 {
+	var m []uint32
+	for pg := uint32(1); pg <= r.snap.dbSize; pg++ {
+		if r.pages.Missing(pg) {
+			m = append(m, pg)
+		}
+	}
+	return m
+}
+
+// without is 1..n except the pages of ex.
+func without(n uint32, ex ...uint32) []uint32 {
+	var out []uint32
+	for pg := uint32(1); pg <= n; pg++ {
+		if !slices.Contains(ex, pg) {
+			out = append(out, pg)
+		}
+	}
+	return out
+}
+
+// A missing page is fetched with the rest of its aligned segment, in one
+// request for the segment's missing pages only, as of the bootstrap
+// revision (the server changed every page since); the pages are then in
+// the file as they were at the bootstrap, present, recorded in the
+// presence log (a reopen finds them), and reading them again asks nothing.
+func TestFetchSegmentOnce(t *testing.T) {
+	ts := newServer(t)
+	snap := newDatabase(t, ts, 400)
+	ts.exec(t, "UPDATE t SET v = randomblob(300)") // every page of t changes after the bootstrap
+	r := newReplica(t, ts.url, snap, []uint32{1, 6}, pageactor.Config{SegmentSize: 4 * pageSize})
+
+	if err := r.pages.Fetch(7, ""); err != nil {
+		t.Fatalf("fetch 7: %v", err)
+	}
+	reqs := ts.requests()
+	if len(reqs) != 1 || !slices.Equal(reqs[0].pages, []uint32{5, 7, 8}) || reqs[0].rev != snap.rev {
+		t.Fatalf("fetch of page 7 in segment 5-8 with 6 present asked %+v, want one request for [5 7 8] at %s", reqs, snap.rev)
+	}
+	for _, pg := range []uint32{5, 7, 8} {
+		if !bytes.Equal(r.page(t, pg), snap.pages[pg]) {
+			t.Errorf("page %d in the file is not the bootstrap revision's", pg)
+		}
+	}
+	if got, want := r.missing(), without(snap.dbSize, 1, 5, 6, 7, 8); !slices.Equal(got, want) {
+		t.Fatalf("missing after the fetch: %v, want %v", got, want)
+	}
+	if n, total := r.pages.Counts(); n != 5 || total != int64(snap.dbSize) {
+		t.Fatalf("counts %d/%d, want 5/%d", n, total, snap.dbSize)
+	}
+	if got := r.logged(t); !slices.Equal(got, []uint32{1, 5, 6, 7, 8}) {
+		t.Fatalf("the presence log records %v, want [1 5 6 7 8]", got)
+	}
+	for _, pg := range []uint32{5, 6, 7, 8, snap.dbSize + 1} {
+		if err := r.pages.Fetch(pg, ""); err != nil {
+			t.Fatalf("fetch of present page %d: %v", pg, err)
+		}
+	}
+	if reqs := ts.requests(); len(reqs) != 0 {
+		t.Fatalf("fetches of present pages (and one past the bootstrap's size) asked %+v", reqs)
+	}
+
+	r.close()
+	r.open(t, ts.url)
+	if got, want := r.missing(), without(snap.dbSize, 1, 5, 6, 7, 8); !slices.Equal(got, want) {
+		t.Fatalf("missing after a reopen: %v, want %v", got, want)
+	}
+	if err := r.pages.Ensure(t.Context(), 8); err != nil {
+		t.Fatal(err)
+	}
+	if reqs := ts.requests(); len(reqs) != 0 {
+		t.Fatalf("after a reopen, a page fetched before asked %+v", reqs)
+	}
+}
+
+// countWaits counts the reads of r's file that queued on a segment fetch
+// already in flight (the failpoint pages.wait).
+func countWaits(t *testing.T, r *replica) *atomic.Int64 {
+	var n atomic.Int64
+	failpoint.Set(func(name, owner string) {
+		if name == "pages.wait" && owner == r.path {
+			n.Add(1)
+		}
+	})
+	t.Cleanup(func() { failpoint.Set(nil) })
+	return &n
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// Concurrent reads of missing pages of one segment share one request: the
+// first starts the segment's fetch, the others wait for it, and all of
+// them return once it is written.
+func TestConcurrentFetchesShareOneRequest(t *testing.T) {
+	ts := newServer(t)
+	snap := newDatabase(t, ts, 400)
+	// A lost waiter fails in FetchTimeout rather than the default 30 s.
+	r := newReplica(t, ts.url, snap, []uint32{1}, pageactor.Config{SegmentSize: 4 * pageSize, FetchTimeout: 5 * time.Second})
+	waits := countWaits(t, r)
+
+	release := ts.holdPulls()
+	defer release()
+	readers := []uint32{5, 5, 6, 7, 8, 8, 6, 7}
+	errs := make(chan error, len(readers))
+	fetch := func(pg uint32) {
+		go func() {
+			if err := r.pages.Fetch(pg, ""); err != nil {
+				errs <- fmt.Errorf("fetch %d: %w", pg, err)
+				return
+			}
+			if !bytes.Equal(r.page(t, pg), snap.pages[pg]) {
+				errs <- fmt.Errorf("page %d was not in the file when its fetch returned", pg)
+				return
+			}
+			errs <- nil
+		}()
+	}
+	fetch(readers[0])
+	ts.waitArrived(t, 1)
+	for _, pg := range readers[1:] {
+		fetch(pg)
+	}
+	waitFor(t, "the readers to queue", func() bool { return waits.Load() == int64(len(readers)-1) })
+	release()
+	for range readers {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if reqs := ts.requests(); len(reqs) != 1 || !slices.Equal(reqs[0].pages, []uint32{5, 6, 7, 8}) {
+		t.Fatalf("%d concurrent reads of segment 5-8 asked %+v, want one request for [5 6 7 8]", len(readers), reqs)
+	}
+	if got := r.pages.Fetches(); got != 1 {
+		t.Fatalf("Fetches() = %d, want 1", got)
+	}
+}
+
+// A fetch never writes over a page that became present while it was in
+// flight: a page SQLite is about to write (WillWrite, from the VFS) or a
+// checkpoint marked (MarkPresent) keeps what was written there; the
+// fetch fills the segment's other holes.
+func TestFetchNeverOverwritesPresent(t *testing.T) {
+	ts := newServer(t)
+	snap := newDatabase(t, ts, 400)
+	r := newReplica(t, ts.url, snap, []uint32{1}, pageactor.Config{SegmentSize: 4 * pageSize})
+
+	release := ts.holdPulls()
+	defer release()
+	errs := make(chan error, 1)
+	go func() { errs <- r.pages.Fetch(5, "") }()
+	ts.waitArrived(t, 1)
+
+	f, err := os.OpenFile(r.path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	local := map[uint32][]byte{6: bytes.Repeat([]byte{6}, pageSize), 7: bytes.Repeat([]byte{7}, pageSize)}
+	r.pages.WillWrite(6, 6)                                  // SQLite writing page 6 itself
+	if err := r.pages.MarkPresent([]uint32{7}); err != nil { // a checkpoint about to copy page 7
+		t.Fatal(err)
+	}
+	for pg, b := range local {
+		if _, err := f.WriteAt(b, int64(pg-1)*pageSize); err != nil {
+			t.Fatal(err)
+		}
+	}
+	release()
+	if err := <-errs; err != nil {
+		t.Fatalf("fetch 5: %v", err)
+	}
+	if reqs := ts.requests(); len(reqs) != 1 || !slices.Equal(reqs[0].pages, []uint32{5, 6, 7, 8}) {
+		t.Fatalf("asked %+v, want one request for [5 6 7 8]", reqs)
+	}
+	for _, pg := range []uint32{6, 7} {
+		if got := r.page(t, pg); !bytes.Equal(got, local[pg]) {
+			t.Errorf("page %d, written locally during the fetch, was overwritten (now starts %x)", pg, got[:8])
+		}
+	}
+	for _, pg := range []uint32{5, 8} {
+		if !bytes.Equal(r.page(t, pg), snap.pages[pg]) {
+			t.Errorf("hole %d not filled with the bootstrap's page", pg)
+		}
+	}
+	if got := r.logged(t); !slices.Equal(got, []uint32{1, 5, 6, 7, 8}) {
+		t.Fatalf("the presence log records %v, want [1 5 6 7 8]", got)
+	}
+}
