@@ -2,9 +2,11 @@ package pageactor_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -479,5 +481,137 @@ func TestFetchNeverOverwritesPresent(t *testing.T) {
 	}
 	if got := r.logged(t); !slices.Equal(got, []uint32{1, 5, 6, 7, 8}) {
 		t.Fatalf("the presence log records %v, want [1 5 6 7 8]", got)
+	}
+}
+
+// forger is a server that answers every /pull-updates request with a
+// valid header and the pages answer gives (by 1-based number), in order.
+func forger(t *testing.T, snap *snapshot, answer func(asked []uint32) map[uint32][]byte) string {
+	t.Helper()
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		req := &syncpb.PullUpdatesReqProtoBody{}
+		if err := proto.Unmarshal(body, req); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		bm, err := wire.DecodeSelector(req.ServerPagesSelector)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		var asked []uint32
+		for _, id := range bm.ToArray() {
+			asked = append(asked, id+1)
+		}
+		out, err := wire.AppendDelimited(nil, &syncpb.PullUpdatesRespProtoBody{
+			ServerRevision: snap.rev, DbSize: uint64(snap.dbSize),
+			Protocol:    syncpb.PullUpdatesProtocol_PULL_UPDATES_PROTOCOL_PAGES,
+			RawEncoding: &syncpb.PageSetRawEncodingProto{},
+		})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		pages := answer(asked)
+		for _, pg := range slices.Sorted(maps.Keys(pages)) {
+			out = wire.AppendPage(out, uint64(pg-1), pages[pg])
+		}
+		w.Header().Set("Content-Type", "application/protobuf")
+		w.Write(out)
+	}))
+	t.Cleanup(hs.Close)
+	return hs.URL
+}
+
+// checkUntouched fails unless the pages of want are still missing, still
+// holes in the file, and the presence log records only before.
+func checkUntouched(t *testing.T, r *replica, before []uint32, want ...uint32) {
+	t.Helper()
+	zero := make([]byte, pageSize)
+	for _, pg := range want {
+		if !r.pages.Missing(pg) {
+			t.Errorf("page %d is present after a failed fetch", pg)
+		}
+		if !bytes.Equal(r.page(t, pg), zero) {
+			t.Errorf("page %d was written by a failed fetch", pg)
+		}
+	}
+	if got := r.logged(t); !slices.Equal(got, before) {
+		t.Errorf("the presence log records %v after a failed fetch, want %v", got, before)
+	}
+}
+
+// A fetch the server cannot answer fails the read with ErrFetch and
+// changes nothing: the pages stay missing, the file's holes stay empty,
+// the presence log as it was; the next read asks again.
+func TestFetchFailures(t *testing.T) {
+	ts := newServer(t)
+	snap := newDatabase(t, ts, 400)
+	seg := []uint32{5, 6, 7, 8}
+	cases := []struct {
+		name   string
+		url    func(t *testing.T) string
+		errHas string
+	}{
+		{"unreachable", func(t *testing.T) string {
+			hs := httptest.NewServer(http.NotFoundHandler())
+			hs.Close() // a port nobody listens on
+			return hs.URL
+		}, "connection refused"},
+		{"server error", func(t *testing.T) string {
+			hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				http.Error(w, "down", http.StatusServiceUnavailable)
+			}))
+			t.Cleanup(hs.Close)
+			return hs.URL
+		}, "503"},
+		{"short page", func(t *testing.T) string {
+			return forger(t, snap, func(asked []uint32) map[uint32][]byte {
+				m := map[uint32][]byte{}
+				for _, pg := range asked {
+					m[pg] = snap.pages[pg]
+				}
+				m[7] = snap.pages[7][:100]
+				return m
+			})
+		}, "page id 6 has 100 bytes"},
+		{"page not asked for", func(t *testing.T) string {
+			return forger(t, snap, func(asked []uint32) map[uint32][]byte {
+				m := map[uint32][]byte{}
+				for _, pg := range asked {
+					m[pg] = snap.pages[pg]
+				}
+				m[9] = snap.pages[9] // the next segment's
+				return m
+			})
+		}, "server sent page 9, which was not asked for"},
+		{"page not sent", func(t *testing.T) string {
+			return forger(t, snap, func(asked []uint32) map[uint32][]byte {
+				return map[uint32][]byte{6: snap.pages[6], 7: snap.pages[7], 8: snap.pages[8]}
+			})
+		}, "the server did not send page 5"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			url := c.url(t)
+			r := newReplica(t, url, snap, []uint32{1}, pageactor.Config{SegmentSize: 4 * pageSize, FetchTimeout: 5 * time.Second})
+			err := r.pages.Fetch(5, "")
+			if !errors.Is(err, pageactor.ErrFetch) || !strings.Contains(err.Error(), c.errHas) {
+				t.Fatalf("fetch 5: %v, want ErrFetch with %q", err, c.errHas)
+			}
+			if c.name == "page not sent" {
+				// The pages it did send are written: they are the bootstrap's.
+				checkUntouched(t, r, []uint32{1, 6, 7, 8}, 5, 9)
+			} else {
+				checkUntouched(t, r, []uint32{1}, append(seg, 9)...)
+			}
+			if err := r.pages.Ensure(t.Context(), 5); !errors.Is(err, pageactor.ErrFetch) {
+				t.Fatalf("ensure 5: %v, want ErrFetch", err)
+			}
+			if got := r.pages.Fetches(); got != 2 {
+				t.Fatalf("Fetches() = %d after two failed reads, want 2 (each asks again)", got)
+			}
+		})
 	}
 }
