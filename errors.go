@@ -55,6 +55,11 @@ var (
 	// the error says what to do (put the file back from a backup, or move
 	// the replica aside and download it again, giving those changes up).
 	ErrCorruptJournal = dbactor.ErrCorruptJournal
+	// ErrNewerJournal: Open found PATH-syncdb-replay written by a newer
+	// release of syncdb for a pull it had not finished. Nothing is
+	// changed; open the replica with that release to finish the pull,
+	// after which this release opens it again.
+	ErrNewerJournal = dbactor.ErrNewerJournal
 	// ErrFetch: a partial replica could not fetch a page it needs from
 	// the server (the error wraps why, ErrUnreachable for example).
 	ErrFetch = pageactor.ErrFetch

@@ -89,6 +89,12 @@ var ErrPullPending = errors.New("an interrupted pull must be finished first")
 // it is.
 var ErrCorruptJournal = errors.New("the pull journal is damaged")
 
+// ErrNewerJournal reports a replica that Open refuses because its pull
+// journal is of a format newer than this release reads and records a
+// pull that is not finished: only the release that wrote it can finish
+// it. A finished pull's journal of a newer format is no obstacle.
+var ErrNewerJournal = errors.New("the pull journal is a newer release's")
+
 // ErrNoWriter reports a request refused because the writer connection
 // could not be reopened (a pull replaces it after T1): a full disk, an I/O
 // error. The next request tries to reopen it again.

@@ -462,14 +462,34 @@ func headerFrame(r io.ReaderAt, size int64) ([]byte, error) {
 	return buf[:n], nil
 }
 
-// parseJournalHeader decodes a whole header frame's payload.
+// errNewerJournal: the journal's header says a format newer than
+// journalFormat. readJournalHeader still fills in the fields this release
+// knows (Pull among them), so that a finished pull's journal, which stays
+// in place, does not keep this release from opening the replica
+// (pendingPull); only its changes cannot be read.
+var errNewerJournal = errors.New("a newer release's format")
+
+// errUndecodedHeader: a newer format's header that this release cannot
+// decode at all; whether it records a pending pull is unknown.
+var errUndecodedHeader = errors.New("its header does not decode")
+
+// parseJournalHeader decodes a whole header frame's payload. A newer
+// format is errNewerJournal with hdr filled in as far as it decodes; if it
+// does not decode at all, hdr.Format alone is set (and Pull is nil).
 func parseJournalHeader(path string, h []byte, hdr *journalHeader) error {
 	// Its CRC matched: this is a header some release wrote, not a torn one.
 	if err := json.Unmarshal(h, hdr); err != nil {
+		var f struct {
+			Format int `json:"format"`
+		}
+		if json.Unmarshal(h, &f) == nil && f.Format > journalFormat {
+			*hdr = journalHeader{Format: f.Format}
+			return fmt.Errorf("journal %s has format %d (%w), this release reads up to %d, and %w (%v)", path, f.Format, errNewerJournal, journalFormat, errUndecodedHeader, err)
+		}
 		return fmt.Errorf("journal %s header: %w", path, err)
 	}
 	if hdr.Format > journalFormat {
-		return fmt.Errorf("journal %s has format %d, newer than this release's %d", path, hdr.Format, journalFormat)
+		return fmt.Errorf("journal %s has format %d (%w), this release reads up to %d", path, hdr.Format, errNewerJournal, journalFormat)
 	}
 	return nil
 }

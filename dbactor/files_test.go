@@ -260,3 +260,22 @@ func TestCheckStatement(t *testing.T) {
 		}
 	}
 }
+
+// A newer format's header is errNewerJournal with the fields this release
+// knows filled in; one that does not decode is errUndecodedHeader too
+// (whether it records a pending pull is unknown).
+func TestJournalNewerFormatHeader(t *testing.T) {
+	var hdr journalHeader
+	err := parseJournalHeader("j", []byte(`{"format":3,"pull_gen":4,"pull":{"revision":"r"},"x":[1]}`), &hdr)
+	if !errors.Is(err, errNewerJournal) || errors.Is(err, errUndecodedHeader) || hdr.PullGen != 4 || hdr.Pull == nil || hdr.Pull.Revision != "r" {
+		t.Fatalf("newer header: %+v %v", hdr, err)
+	}
+	hdr = journalHeader{}
+	err = parseJournalHeader("j", []byte(`{"format":3,"pull_gen":"four","pull":{"revision":"r"}}`), &hdr)
+	if !errors.Is(err, errNewerJournal) || !errors.Is(err, errUndecodedHeader) || hdr.Format != 3 || hdr.Pull != nil {
+		t.Fatalf("undecodable newer header: %+v %v", hdr, err)
+	}
+	if err := parseJournalHeader("j", []byte(`{"format":2,"pull_gen":"four"}`), &hdr); err == nil || errors.Is(err, errNewerJournal) {
+		t.Fatalf("undecodable header of this format: %v", err)
+	}
+}

@@ -383,6 +383,9 @@ func (a *dbActor) pendingPull(ctx context.Context) (*messages.PendingPull, error
 	if errors.Is(err, errTornJournal) {
 		return nil, a.damagedJournal(ctx, path, false, err)
 	}
+	if errors.Is(err, errNewerJournal) {
+		return nil, a.newerJournal(ctx, hdr, err)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -429,6 +432,42 @@ func (a *dbActor) damagedJournal(ctx context.Context, path string, ranT1 bool, t
 		return err
 	}
 	return corruptJournal(path, torn)
+}
+
+// newerJournal decides what a journal of a newer format (errNewerJournal,
+// hdr as far as it decodes) means: nil if its pull is finished or it
+// records none, else an error that says to open the replica with the newer
+// release. A finished pull's journal stays in place (the next pull
+// rewrites it), so refusing every newer journal would keep this release
+// from ever opening a replica a newer one pulled into: whether the pull is
+// finished is told from what this release reads, -info's Pulled or T2's
+// record in the database (the one a newer release's T2 writes as this
+// one's does; a server's pages cannot name the pull, see recordsPull),
+// and reconcileBase takes that record if a power loss took -info's. A
+// pending one is left to the release that wrote it: only it can read the
+// changes, and even one whose T1 never committed is not abandoned here
+// (its semantics are that release's).
+func (a *dbActor) newerJournal(ctx context.Context, hdr journalHeader, newer error) error {
+	p := hdr.Pull
+	if p == nil && !errors.Is(newer, errUndecodedHeader) {
+		return nil // a rebuild's journal: no pull
+	}
+	if p != nil {
+		if done := a.meta.SyncDB.Pulled; done != nil && *done == p.Before {
+			return nil
+		}
+		if a.conn != nil {
+			done, err := a.recordsPull(ctx, p.Before)
+			if err != nil {
+				return err
+			}
+			if done {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("%w: %w: the replica was opened by a newer release of syncdb with a pull in progress, which this release cannot finish. Nothing was changed. "+
+		"Open the replica with that release (or a later one) to finish the pull; this release opens it again afterwards", ErrNewerJournal, newer)
 }
 
 // corruptJournal is the error of a journal that is not whole after its
