@@ -2,6 +2,7 @@ package pageactor_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/syncdb/syncdb/actors"
+	"github.com/syncdb/syncdb/internal/btree"
 	"github.com/syncdb/syncdb/internal/failpoint"
 	"github.com/syncdb/syncdb/internal/fsx"
 	"github.com/syncdb/syncdb/internal/rawclient"
@@ -113,7 +115,10 @@ func (ts *testServer) record(t *testing.T, body []byte) {
 	ts.mu.Lock()
 	ts.reqs = append(ts.reqs, fetchReq{rev: req.ServerRevision, pages: pages})
 	ts.mu.Unlock()
-	ts.arrived <- struct{}{}
+	select {
+	case ts.arrived <- struct{}{}:
+	default: // nobody counts them
+	}
 }
 
 // requests returns the requests recorded since the last call.
@@ -611,6 +616,141 @@ func TestFetchFailures(t *testing.T) {
 			}
 			if got := r.pages.Fetches(); got != 2 {
 				t.Fatalf("Fetches() = %d after two failed reads, want 2 (each asks again)", got)
+			}
+		})
+	}
+}
+
+// A reader that gives up (its context cancelled) fails with ErrFetch and
+// the context's error at once, without cancelling the segment's fetch:
+// another reader waiting for it gets its page, and the page the first
+// reader wanted is present afterwards, with no second request.
+func TestFetchCancel(t *testing.T) {
+	ts := newServer(t)
+	snap := newDatabase(t, ts, 400)
+	r := newReplica(t, ts.url, snap, []uint32{1}, pageactor.Config{SegmentSize: 4 * pageSize, FetchTimeout: 5 * time.Second})
+	waits := countWaits(t, r)
+
+	release := ts.holdPulls()
+	defer release()
+	ctx, cancel := context.WithCancel(t.Context())
+	ensured := make(chan error, 1)
+	go func() { ensured <- r.pages.Ensure(ctx, 5) }()
+	ts.waitArrived(t, 1)
+	fetched := make(chan error, 1)
+	go func() { fetched <- r.pages.Fetch(6, "") }()
+	waitFor(t, "the second reader to queue", func() bool { return waits.Load() == 1 })
+	cancel()
+	select {
+	case err := <-ensured:
+		if !errors.Is(err, pageactor.ErrFetch) || !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled ensure: %v, want ErrFetch and context.Canceled", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("a cancelled Ensure did not return")
+	}
+	release()
+	if err := <-fetched; err != nil {
+		t.Fatalf("the other reader of the segment: %v", err)
+	}
+	if !r.pages.Present(5) || !bytes.Equal(r.page(t, 5), snap.pages[5]) {
+		t.Fatal("page 5 is not in the file after the segment's fetch")
+	}
+	if reqs := ts.requests(); len(reqs) != 1 {
+		t.Fatalf("asked %+v, want one request", reqs)
+	}
+}
+
+// A fetch the server does not answer within FetchTimeout fails the read
+// with ErrFetch and context.DeadlineExceeded and marks nothing; it leaves
+// nothing in flight either: once the server answers, a read fetches.
+func TestFetchTimeout(t *testing.T) {
+	ts := newServer(t)
+	snap := newDatabase(t, ts, 400)
+	r := newReplica(t, ts.url, snap, []uint32{1}, pageactor.Config{SegmentSize: 4 * pageSize, FetchTimeout: 200 * time.Millisecond})
+
+	release := ts.holdPulls()
+	defer release()
+	start := time.Now()
+	err := r.pages.Fetch(5, "")
+	if !errors.Is(err, pageactor.ErrFetch) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("fetch from a stalled server: %v, want ErrFetch and context.DeadlineExceeded", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("the fetch failed after %v, FetchTimeout is 200ms", d)
+	}
+	checkUntouched(t, r, []uint32{1}, 5, 6, 7, 8)
+	release()
+	// The timed-out request may still be on its way out: a read that
+	// joins it gets its error, the next one asks anew.
+	waitFor(t, "a read to succeed", func() bool { return r.pages.Fetch(5, "") == nil })
+	if !bytes.Equal(r.page(t, 5), snap.pages[5]) {
+		t.Fatal("page 5 is not the bootstrap's")
+	}
+}
+
+// With Prefetch, the children of a fetched B-tree interior page are
+// requested next, in one request, and are present without a read asking
+// for them; without it, only the demand fetch is made.
+func TestPrefetchChildren(t *testing.T) {
+	ts := newServer(t)
+	snap := newDatabase(t, ts, 400)
+	var root uint32
+	var children []uint32
+	for pg := uint32(2); pg <= snap.dbSize; pg++ {
+		if c := btree.Children(pg, snap.pages[pg]); len(c) > 0 {
+			if root != 0 {
+				t.Fatalf("two interior pages, %d and %d", root, pg)
+			}
+			root, children = pg, slices.Sorted(slices.Values(c))
+		}
+	}
+	if root == 0 || len(children) < 2 || len(children) > 64 {
+		t.Fatalf("t's root %d has %d children; the test wants one interior page with 2-64", root, len(children))
+	}
+
+	for _, prefetch := range []bool{false, true} {
+		t.Run(fmt.Sprint("prefetch=", prefetch), func(t *testing.T) {
+			// One page per segment: the demand fetch brings the root alone.
+			var background sync.WaitGroup
+			r := newReplica(t, ts.url, snap, []uint32{1}, pageactor.Config{
+				SegmentSize: pageSize, Prefetch: prefetch,
+				Background: func(run func()) { background.Go(run) },
+			})
+			var prefetched atomic.Int64
+			failpoint.Set(func(name, owner string) {
+				if name == "pages.prefetched" && owner == r.path {
+					prefetched.Add(1)
+				}
+			})
+			t.Cleanup(func() { failpoint.Set(nil) })
+			if err := r.pages.Fetch(root, ""); err != nil {
+				t.Fatal(err)
+			}
+			background.Wait()
+			want := [][]uint32{{root}}
+			if prefetch {
+				// Then the prefetch's answer is written; without one, the
+				// requests below tell.
+				for deadline := time.Now().Add(5 * time.Second); prefetched.Load() == 0 && time.Now().Before(deadline); {
+					time.Sleep(time.Millisecond)
+				}
+				want = append(want, children)
+			}
+			var got [][]uint32
+			for _, q := range ts.requests() {
+				got = append(got, q.pages)
+			}
+			if !slices.EqualFunc(got, want, slices.Equal) {
+				t.Fatalf("requests %v, want %v", got, want)
+			}
+			for _, c := range children {
+				if r.pages.Present(c) != prefetch {
+					t.Fatalf("child %d present: %v", c, !prefetch)
+				}
+				if prefetch && !bytes.Equal(r.page(t, c), snap.pages[c]) {
+					t.Fatalf("child %d is not the bootstrap's", c)
+				}
 			}
 		})
 	}
