@@ -3,6 +3,7 @@ package pageactor_test
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -21,12 +22,15 @@ import (
 
 	"github.com/RoaringBitmap/roaring/v2"
 	"google.golang.org/protobuf/proto"
+	_ "modernc.org/sqlite"
 
 	"github.com/syncdb/syncdb/actors"
+	"github.com/syncdb/syncdb/dbactor"
 	"github.com/syncdb/syncdb/internal/btree"
 	"github.com/syncdb/syncdb/internal/failpoint"
 	"github.com/syncdb/syncdb/internal/fsx"
 	"github.com/syncdb/syncdb/internal/rawclient"
+	"github.com/syncdb/syncdb/internal/shimvfs"
 	"github.com/syncdb/syncdb/netactor"
 	"github.com/syncdb/syncdb/pageactor"
 	"github.com/syncdb/syncdb/server"
@@ -753,5 +757,149 @@ func TestPrefetchChildren(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The presence log is read up to its first damaged record (a torn
+// append): the pages recorded before it are present, those of the damaged
+// record and every later one are missing and fetched again, and what is
+// recorded after the reopen is found by the next one.
+func TestPresenceLogDamaged(t *testing.T) {
+	ts := newServer(t)
+	snap := newDatabase(t, ts, 400)
+	r := newReplica(t, ts.url, snap, []uint32{1}, pageactor.Config{SegmentSize: 4 * pageSize})
+	for _, pg := range []uint32{5, 9, 13} {
+		if err := r.pages.Fetch(pg, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.close()
+	log := pageactor.PresentPath(r.path)
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) != 4*12 {
+		t.Fatalf("the log has %d bytes, want four 12-byte records (1, 5-8, 9-12, 13-16)", len(b))
+	}
+	b[2*12+5]++ // the 9-12 record's count: its checksum no longer matches
+	b = append(b, 1, 2, 3, 4, 5)
+	if err := os.WriteFile(log, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	r.open(t, ts.url)
+	ts.requests()
+	if got, want := r.missing(), without(snap.dbSize, 1, 5, 6, 7, 8); !slices.Equal(got, want) {
+		t.Fatalf("missing after the reopen: %v, want %v", got, want)
+	}
+	if err := r.pages.Fetch(14, ""); err != nil {
+		t.Fatal(err)
+	}
+	if reqs := ts.requests(); len(reqs) != 1 || !slices.Equal(reqs[0].pages, []uint32{13, 14, 15, 16}) {
+		t.Fatalf("asked %+v, want one request for [13 14 15 16]", reqs)
+	}
+	r.close()
+	r.open(t, ts.url)
+	if got, want := r.missing(), without(snap.dbSize, 1, 5, 6, 7, 8, 13, 14, 15, 16); !slices.Equal(got, want) {
+		t.Fatalf("missing after the second reopen: %v, want %v", got, want)
+	}
+}
+
+// The writer's reads of the pages ZeroFill names (a pull's T1 is about to
+// overwrite them) fail with shimvfs.ErrZeroFill and ask nothing; a reader's
+// read of the same page, and the writer's once ZeroFill(nil) ended it,
+// fetch.
+func TestZeroFill(t *testing.T) {
+	ts := newServer(t)
+	snap := newDatabase(t, ts, 400)
+	r := newReplica(t, ts.url, snap, []uint32{1}, pageactor.Config{SegmentSize: pageSize})
+	r.pages.ZeroFill(roaring.BitmapOf(5, 6))
+	for _, pg := range []uint32{5, 6} {
+		if err := r.pages.Fetch(pg, pageactor.WriterTag); !errors.Is(err, shimvfs.ErrZeroFill) {
+			t.Fatalf("the writer's read of %d under ZeroFill: %v, want ErrZeroFill", pg, err)
+		}
+	}
+	if reqs := ts.requests(); len(reqs) != 0 || !r.pages.Missing(5) {
+		t.Fatalf("zero-filled reads asked %+v", reqs)
+	}
+	if err := r.pages.Fetch(5, ""); err != nil {
+		t.Fatalf("a reader's read of 5 under ZeroFill: %v", err)
+	}
+	if err := r.pages.Fetch(7, pageactor.WriterTag); err != nil {
+		t.Fatalf("the writer's read of 7, not zero-filled: %v", err)
+	}
+	r.pages.ZeroFill(nil)
+	if err := r.pages.Fetch(6, pageactor.WriterTag); err != nil {
+		t.Fatalf("the writer's read of 6 after ZeroFill(nil): %v", err)
+	}
+	var got []uint32
+	for _, q := range ts.requests() {
+		got = append(got, q.pages...)
+	}
+	if !slices.Equal(got, []uint32{5, 7, 6}) {
+		t.Fatalf("asked for %v, want 5, 7, 6", got)
+	}
+}
+
+// Image returns a page as the bootstrap revision had it (the server
+// changed it since) and writes nothing: the page stays missing, its hole
+// empty, the presence log as it was.
+func TestImage(t *testing.T) {
+	ts := newServer(t)
+	snap := newDatabase(t, ts, 400)
+	ts.exec(t, "UPDATE t SET v = randomblob(300)")
+	r := newReplica(t, ts.url, snap, []uint32{1}, pageactor.Config{SegmentSize: 4 * pageSize})
+	img, err := r.pages.Image(t.Context(), 9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(img, snap.pages[9]) {
+		t.Fatal("Image(9) is not the bootstrap revision's page 9")
+	}
+	if reqs := ts.requests(); len(reqs) != 1 || !slices.Equal(reqs[0].pages, []uint32{9}) || reqs[0].rev != snap.rev {
+		t.Fatalf("asked %+v, want one request for [9] at %s", reqs, snap.rev)
+	}
+	checkUntouched(t, r, []uint32{1}, 9)
+}
+
+// SQLite reading a partial replica through the shim VFS, as the facade's
+// readers do, gets the server's rows; each page is asked for once, and
+// every page is present afterwards.
+func TestReadThroughVFS(t *testing.T) {
+	ts := newServer(t)
+	snap := newDatabase(t, ts, 400)
+	r := newReplica(t, ts.url, snap, []uint32{1}, pageactor.Config{SegmentSize: 2 * pageSize})
+	vfs, err := shimvfs.Register()
+	if err != nil {
+		t.Fatal(err)
+	}
+	detach, err := shimvfs.Attach(r.path, r.pages)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer detach()
+	db, err := sql.Open("sqlite", dbactor.ReaderDSN(r.path, vfs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n, size int
+	if err := db.QueryRow("SELECT count(*), sum(length(v)) FROM t").Scan(&n, &size); err != nil {
+		t.Fatal(err)
+	}
+	if n != 400 || size != 400*300 {
+		t.Fatalf("count, size = %d, %d; want 400, %d", n, size, 400*300)
+	}
+	var asked []uint32
+	for _, q := range ts.requests() {
+		asked = append(asked, q.pages...)
+	}
+	slices.Sort(asked)
+	if want := without(snap.dbSize, 1); !slices.Equal(asked, want) {
+		t.Fatalf("the scan asked for %v, want each of %v once", asked, want)
+	}
+	if m := r.missing(); len(m) != 0 {
+		t.Fatalf("missing after the scan: %v", m)
 	}
 }
