@@ -57,10 +57,13 @@ func (a *dbActor) applyPull(ctx context.Context, revision string, dbSize uint32,
 	for _, pg := range a.base.revert.sortedPages() {
 		dirty[pg] = true
 	}
-	for pg := base.DBSize + 1; pg <= dbSize; pg++ {
-		if !changes.has(pg) {
-			return false, fmt.Errorf("the server's update is incomplete: page %d is new but was not sent", pg)
-		}
+	var curSize uint32
+	if err := a.conn.QueryRowContext(ctx, "PRAGMA page_count").Scan(&curSize); err != nil {
+		return false, err
+	}
+	plan, err := planPull(base.DBSize, dirty, changes.sortedPages(), curSize, dbSize)
+	if err != nil {
+		return false, err
 	}
 
 	// Step 1: the journal of local changes, which records the pending
@@ -70,11 +73,12 @@ func (a *dbActor) applyPull(ctx context.Context, revision string, dbSize uint32,
 	// is what T1 writes, so the base needs no copy of it in the revert
 	// store (messages.Base.Page1).
 	var page1 []byte // the true page 1 of the new base, if T1 writes page 1
-	if changes.has(1) {
+	switch plan.Page1 {
+	case fromServer:
 		if page1, err = changes.read(nil, 1); err != nil {
 			return false, err
 		}
-	} else if dirty[1] {
+	case fromBase:
 		if page1, err = a.base.page(nil, 1); err != nil {
 			return false, err
 		}
@@ -102,7 +106,7 @@ func (a *dbActor) applyPull(ctx context.Context, revision string, dbSize uint32,
 		a.cfg.Gate.Close()
 		defer a.cfg.Gate.Open()
 	}
-	werr := a.writeBase(ctx, dirty, changes, dbSize, page1)
+	werr := a.writeBase(ctx, plan, changes, page1)
 	failpoint.Hit("pull.t1", a.cfg.Path)
 	// Whatever writeBase reported, the WAL says whether T1 committed (a
 	// failed COMMIT may still have committed): recoverPull abandons the
@@ -210,29 +214,103 @@ func (a *dbActor) dirtyPages(ctx context.Context) (map[uint32]bool, error) {
 	return dirty, nil
 }
 
-// writeBase is T1: one transaction of raw page writes that turns the
-// database into the server's at the new revision.
-func (a *dbActor) writeBase(ctx context.Context, dirty map[uint32]bool, changes *pageStore, dbSize uint32, page1 []byte) error {
-	var curSize uint32
-	var cookie uint32
-	if err := a.conn.QueryRowContext(ctx, "PRAGMA page_count").Scan(&curSize); err != nil {
-		return err
+// pageFrom says where T1 takes a page's image from.
+type pageFrom uint8
+
+const (
+	fromNone   pageFrom = iota // not written
+	fromBase                   // the base (a page of the local layer the server did not send)
+	fromServer                 // the server's download
+)
+
+func (f pageFrom) String() string {
+	return [...]string{"none", "base", "server"}[f]
+}
+
+// pullWrite is one page T1 writes.
+type pullWrite struct {
+	Pgno uint32
+	From pageFrom
+}
+
+// pullPlan is what T1 does, decided by planPull from the pages alone;
+// writeBase does it.
+type pullPlan struct {
+	// Zero: the pages T1 overwrites, which a partial replica's writer
+	// reads as zeros rather than fetch them (sqlite_dbpage reads each page
+	// before it writes it).
+	Zero []uint32
+	// Writes: every page but 1 that T1 writes, in page order.
+	Writes []pullWrite
+	// Page1: where the new base's true page 1 comes from (fromNone: T1
+	// does not write it, the old base's header stays). It is written with
+	// a bumped schema cookie, last, when WritePage1.
+	Page1      pageFrom
+	WritePage1 bool
+	// Truncate: the database is cut to DBSize pages, in page 1's statement
+	// (whose header then claims size 0: see writeBase).
+	Truncate bool
+	DBSize   uint32
+}
+
+// planPull decides T1 of a pull that turns the database into the server's
+// at dbSize pages: the base image of every dirty page (written after W,
+// held by the revert store, or lost by the local database shrinking) the
+// server did not send, the server's image of every changed page (sorted),
+// page 1 last, and truncation when the local database (curSize pages) is
+// longer. The server must send every page beyond the base's baseSize.
+func planPull(baseSize uint32, dirty map[uint32]bool, changed []uint32, curSize, dbSize uint32) (pullPlan, error) {
+	isChanged := make(map[uint32]bool, len(changed))
+	for _, pg := range changed {
+		isChanged[pg] = true
 	}
-	if err := a.conn.QueryRowContext(ctx, "PRAGMA schema_version").Scan(&cookie); err != nil {
-		return err
+	for pg := baseSize + 1; pg <= dbSize; pg++ {
+		if !isChanged[pg] {
+			return pullPlan{}, fmt.Errorf("the server's update is incomplete: page %d is new but was not sent", pg)
+		}
 	}
 	var pages []uint32
 	for pg := range dirty {
-		if pg <= dbSize && !changes.has(pg) {
+		if pg <= dbSize && !isChanged[pg] {
 			pages = append(pages, pg)
 		}
 	}
-	pages = append(pages, changes.sortedPages()...)
+	pages = append(pages, changed...)
 	slices.Sort(pages)
-	// sqlite_dbpage reads each page before overwriting it: the writer may
-	// read these as zeros rather than fetch them (partial replicas).
+	p := pullPlan{Zero: pages, Truncate: curSize > dbSize, DBSize: dbSize}
+	switch {
+	case isChanged[1]:
+		p.Page1 = fromServer
+	case dirty[1]:
+		p.Page1 = fromBase
+	}
+	for _, pg := range pages {
+		if pg > dbSize {
+			continue
+		}
+		if pg == 1 {
+			p.WritePage1 = true
+			continue
+		}
+		from := fromBase
+		if isChanged[pg] {
+			from = fromServer
+		}
+		p.Writes = append(p.Writes, pullWrite{pg, from})
+	}
+	return p, nil
+}
+
+// writeBase is T1: one transaction of raw page writes that turns the
+// database into the server's at the new revision, as plan says; page1 is
+// the new base's true page 1 (plan.Page1's).
+func (a *dbActor) writeBase(ctx context.Context, plan pullPlan, changes *pageStore, page1 []byte) error {
+	var cookie uint32
+	if err := a.conn.QueryRowContext(ctx, "PRAGMA schema_version").Scan(&cookie); err != nil {
+		return err
+	}
 	if a.pages != nil {
-		a.pages.ZeroFill(roaring.BitmapOf(pages...))
+		a.pages.ZeroFill(roaring.BitmapOf(plan.Zero...))
 		defer a.pages.ZeroFill(nil)
 	}
 	err := sqlitex.Raw(ctx, a.conn, func(c *sqlitex.Conn) error {
@@ -246,29 +324,20 @@ func (a *dbActor) writeBase(ctx context.Context, dirty map[uint32]bool, changes 
 			}
 			defer st.Close()
 			var buf []byte
-			writePage1 := false
-			for _, pg := range pages {
-				if pg > dbSize {
-					continue
+			for _, w := range plan.Writes {
+				if w.From == fromServer {
+					buf, err = changes.read(buf[:0], w.Pgno)
+				} else {
+					buf, err = a.base.page(buf[:0], w.Pgno)
 				}
-				switch {
-				case pg == 1:
-					writePage1 = true
-					continue
-				case changes.has(pg):
-					if buf, err = changes.read(buf[:0], pg); err != nil {
-						return err
-					}
-				default:
-					if buf, err = a.base.page(buf[:0], pg); err != nil {
-						return err
-					}
+				if err != nil {
+					return err
 				}
-				if err := st.BindAll(int64(pg), buf); err != nil {
+				if err := st.BindAll(int64(w.Pgno), buf); err != nil {
 					return err
 				}
 				if _, err := st.Step(); err != nil {
-					return fmt.Errorf("write page %d: %w", pg, err)
+					return fmt.Errorf("write page %d: %w", w.Pgno, err)
 				}
 				if err := st.Reset(); err != nil {
 					return err
@@ -280,13 +349,12 @@ func (a *dbActor) writeBase(ctx context.Context, dirty map[uint32]bool, changes 
 			// count and fail. Truncation is applied at commit and any data
 			// write after it would cancel it.
 			var p1 []byte
-			truncate := curSize > dbSize
-			if writePage1 {
+			if plan.WritePage1 {
 				// Every connection must reload the schema: give the page a
 				// cookie none of them has seen.
 				p1 = append([]byte(nil), page1...)
 				bumpCookie(p1, cookie)
-				if truncate {
+				if plan.Truncate {
 					// sqlite_dbpage truncates only below the size the page-1
 					// header claims when the statement ends; with the
 					// server's (smaller) size there the truncation would be
@@ -297,12 +365,12 @@ func (a *dbActor) writeBase(ctx context.Context, dirty map[uint32]bool, changes 
 				}
 			}
 			switch {
-			case p1 != nil && truncate:
-				err = c.Exec("INSERT INTO sqlite_dbpage(pgno, data) VALUES(1, ?), (?, NULL)", p1, int64(dbSize)+1)
+			case p1 != nil && plan.Truncate:
+				err = c.Exec("INSERT INTO sqlite_dbpage(pgno, data) VALUES(1, ?), (?, NULL)", p1, int64(plan.DBSize)+1)
 			case p1 != nil:
 				err = c.Exec("INSERT INTO sqlite_dbpage(pgno, data) VALUES(1, ?)", p1)
-			case truncate:
-				err = c.Exec("INSERT INTO sqlite_dbpage(pgno, data) VALUES(?, NULL)", int64(dbSize)+1)
+			case plan.Truncate:
+				err = c.Exec("INSERT INTO sqlite_dbpage(pgno, data) VALUES(?, NULL)", int64(plan.DBSize)+1)
 			}
 			if err != nil {
 				return fmt.Errorf("write page 1: %w", err)
