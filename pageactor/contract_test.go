@@ -575,6 +575,15 @@ func TestFetchFailures(t *testing.T) {
 			t.Cleanup(hs.Close)
 			return hs.URL
 		}, "503"},
+		{"revision gone", func(t *testing.T) string {
+			// What the server answers for a page changed after a
+			// revision it no longer keeps.
+			hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				http.Error(w, "revision compacted", http.StatusGone)
+			}))
+			t.Cleanup(hs.Close)
+			return hs.URL
+		}, netactor.ErrRevisionGone.Error()},
 		{"short page", func(t *testing.T) string {
 			return forger(t, snap, func(asked []uint32) map[uint32][]byte {
 				m := map[uint32][]byte{}
@@ -901,5 +910,32 @@ func TestReadThroughVFS(t *testing.T) {
 	}
 	if m := r.missing(); len(m) != 0 {
 		t.Fatalf("missing after the scan: %v", m)
+	}
+}
+
+// After Repin(rev), fetches ask for pages as of rev: the file gets rev's
+// images.
+func TestRepin(t *testing.T) {
+	ts := newServer(t)
+	snap := newDatabase(t, ts, 400)
+	ts.exec(t, "UPDATE t SET v = randomblob(300)")
+	later, err := rawclient.Pull(ts.url, &syncpb.PullUpdatesReqProtoBody{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if later.Header.DbSize != uint64(snap.dbSize) {
+		t.Fatalf("the update changed the size: %d pages, was %d", later.Header.DbSize, snap.dbSize)
+	}
+	r := newReplica(t, ts.url, snap, []uint32{1}, pageactor.Config{SegmentSize: pageSize})
+	ts.requests()
+	r.pages.Repin(later.Header.ServerRevision)
+	if err := r.pages.Fetch(9, ""); err != nil {
+		t.Fatal(err)
+	}
+	if reqs := ts.requests(); len(reqs) != 1 || reqs[0].rev != later.Header.ServerRevision {
+		t.Fatalf("after Repin(%s) asked %+v", later.Header.ServerRevision, reqs)
+	}
+	if !bytes.Equal(r.page(t, 9), later.Pages[8]) {
+		t.Fatal("page 9 is not the re-pinned revision's")
 	}
 }
