@@ -48,7 +48,7 @@ var (
 	// before this request; the error wraps why. Reads go on; each later
 	// request tries to finish the pull again.
 	ErrPullPending = dbactor.ErrPullPending
-	// ErrCorruptJournal: Open found PATH-syncdb-replay damaged while an
+	// ErrCorruptJournal: Open found PATH-syncdb-replay damaged or missing while an
 	// interrupted pull needs it: the pull had already replaced the
 	// database's content with the server's, and the journal holds the
 	// only copy of the local changes not yet pushed. Nothing is changed;

@@ -552,10 +552,15 @@ func (d *DB) prepareFiles(ctx context.Context, m *messages.Meta, clientID string
 	}
 	if url == "" {
 		// Deferred: a local database whose first pull brings the server's
-		// state and keeps the local rows.
+		// state and keeps the local rows. Fresh, as after a bootstrap: the
+		// first open creates the local tables durably before -info drops
+		// it, so that a database without them is one a pull's T1 made the
+		// server's (a journal missing then is refused), never this one
+		// after a power loss took back its first open's (SyncNormal).
 		_, err := ask[*messages.Meta](ctx, d, d.meta, &messages.UpdateMeta{Fn: func(m *messages.Meta) error {
 			m.ClientUniqueID = clientID
 			m.SavedConfiguration = &messages.SavedConfig{}
+			m.SyncDB.Fresh = true
 			return nil
 		}})
 		return "", "", err

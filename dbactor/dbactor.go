@@ -82,12 +82,12 @@ import (
 var ErrPullPending = errors.New("an interrupted pull must be finished first")
 
 // ErrCorruptJournal reports a replica that Open refuses because the pull
-// journal (PATH-syncdb-replay) is not whole while an interrupted pull's T1
-// has committed: the database holds the server's pages, and the journal
+// journal (PATH-syncdb-replay) is not whole, or missing, while an
+// interrupted pull's T1 has committed: the database holds the server's pages, and the journal
 // was the only copy of the local changes not yet pushed. Taken for no
 // pending pull, they would be lost without a word; the journal is left as
 // it is.
-var ErrCorruptJournal = errors.New("the pull journal is damaged")
+var ErrCorruptJournal = errors.New("the pull journal is damaged or missing")
 
 // ErrNewerJournal reports a replica that Open refuses because its pull
 // journal is of a format newer than this release reads and records a
@@ -235,6 +235,7 @@ type dbActor struct {
 	user       bool                  // a user statement is being prepared or run (see authorize)
 	restamp    *messages.FileStamp   // the database file's stamp to record: same content, new time
 	detached   error                 // the files were modified outside syncdb: read only (see detach)
+	created    bool                  // until recover ends: the database file did not exist at open, no pull ran on it
 	denied     string                // the protected table the authorizer last refused
 	// journalSynced: this process made the journal's directory entry
 	// durable (writeJournal) and has not removed the file since.

@@ -113,6 +113,7 @@ func (a *dbActor) openFiles(ctx context.Context) error {
 	if _, err := os.Stat(a.cfg.Path); errors.Is(err, os.ErrNotExist) {
 		fresh = true
 	}
+	a.created = fresh
 	if err := a.openWriter(ctx, fresh); err != nil {
 		return err
 	}
@@ -387,6 +388,7 @@ func (a *dbActor) recover(ctx context.Context) error {
 	if _, err := a.conn.ExecContext(ctx, localSchema); err != nil {
 		return fmt.Errorf("create local tables: %w", err)
 	}
+	a.created = false // pulls may run from now on
 	a.walSize = a.walSizeNow()
 	return nil
 }
@@ -406,24 +408,33 @@ func (a *dbActor) dropBootstrapped(ctx context.Context) error {
 		WHERE type IN ('table', 'view', 'trigger') AND lower(name) LIKE '\_syncdb\_%' ESCAPE '\'`).Scan(&n); err != nil {
 		return err
 	}
-	if n > 0 {
-		err := a.durable(ctx, func() error {
-			if _, err := a.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
-				return err
-			}
+	// The local tables are created in the same durable transaction, even
+	// under SyncNormal: once -info no longer says Fresh, a database
+	// without _syncdb_local is one a pull's T1 made the server's
+	// (missingJournal), never a first open whose creation a power loss
+	// took back.
+	err := a.durable(ctx, func() error {
+		if _, err := a.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+			return err
+		}
+		if n > 0 {
 			if err := a.dropServerLocal(ctx); err != nil {
 				a.rollback()
 				return err
 			}
-			_, err := a.conn.ExecContext(context.WithoutCancel(ctx), "COMMIT")
-			if err != nil {
-				a.rollback()
-			}
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("drop the server's _syncdb_ objects: %w", err)
 		}
+		if _, err := a.conn.ExecContext(ctx, localSchema); err != nil {
+			a.rollback()
+			return err
+		}
+		_, err := a.conn.ExecContext(context.WithoutCancel(ctx), "COMMIT")
+		if err != nil {
+			a.rollback()
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("drop the server's _syncdb_ objects and create the local tables: %w", err)
 	}
 	failpoint.Hit("bootstrap.dropped", a.cfg.Path)
 	return a.updateMetaMaybeDeferred(ctx, func(m *messages.Meta) error { m.SyncDB.Fresh = false; return nil }, true)

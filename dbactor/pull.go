@@ -438,7 +438,9 @@ func (a *dbActor) abandonPull(ctx context.Context) error {
 // finished pull's: a pull rewrites it only once nothing is pending). But
 // one found so after T1 committed (damage) held the only copy of the local
 // changes: that is ErrCorruptJournal, the journal left alone (see
-// damagedJournal).
+// damagedJournal); so is no journal at all after a T1 (missingJournal). A
+// newer release's journal is no pending pull once its pull is finished
+// (newerJournal).
 func (a *dbActor) pendingPull(ctx context.Context) (*messages.PendingPull, error) {
 	if p := a.meta.SyncDB.Pull; p != nil {
 		return p, nil
@@ -446,7 +448,7 @@ func (a *dbActor) pendingPull(ctx context.Context) (*messages.PendingPull, error
 	path := a.path(suffixReplay)
 	hdr, err := readJournalHeader(a.cfg.FS, path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+		return nil, a.missingJournal(ctx, path)
 	}
 	if errors.Is(err, errTornJournal) {
 		return nil, a.damagedJournal(ctx, path, false, err)
@@ -536,6 +538,36 @@ func (a *dbActor) newerJournal(ctx context.Context, hdr journalHeader, newer err
 	}
 	return fmt.Errorf("%w: %w: the replica was opened by a newer release of syncdb with a pull in progress, which this release cannot finish. Nothing was changed. "+
 		"Open the replica with that release (or a later one) to finish the pull; this release opens it again afterwards", ErrNewerJournal, newer)
+}
+
+// missingJournal decides what no journal at all means: nil (no pull
+// pending) unless the database shows that a pull's T1 committed, and the
+// only copy of the unpushed changes went with the file (deleted by hand,
+// or a backup restored without it): then ErrCorruptJournal. The WAL
+// cannot tell without the journal's Before; the database does as in
+// damagedJournal: the replica's own always has _syncdb_local (created
+// durably before -info drops Fresh, dropBootstrapped), the server's pages
+// a T1 wrote have none. Every other state has the table: before any
+// pull (Fresh, or the first open created it), an abandoned pull (T1 never
+// ran), after T2 (it creates the table again), a rebuilt replica (opened
+// fresh, then its import journal removed), a database this open creates
+// (a local one, whose -info says Fresh too until then: Open).
+func (a *dbActor) missingJournal(ctx context.Context, path string) error {
+	if a.meta.SyncDB.Fresh || a.created {
+		return nil
+	}
+	if a.conn == nil {
+		return fmt.Errorf("journal %s is missing, and the database cannot be read to tell whether a pull began: %w", path, ErrNoWriter)
+	}
+	ok, err := tableExists(ctx, a.conn, "_syncdb_local")
+	if err != nil || ok {
+		return err
+	}
+	return fmt.Errorf("%w: %s is missing (deleted, or a backup restored without it), and the database shows that an interrupted pull "+
+		"had already replaced its content with the server's: that file held the only copy of the local changes not yet pushed. "+
+		"Nothing was changed. Put %s back from a backup of the replica's files and open it again; or, to give those changes up, "+
+		"move all of the replica's files aside and open it again to download it from the server",
+		ErrCorruptJournal, path, path)
 }
 
 // corruptJournal is the error of a journal that is not whole after its

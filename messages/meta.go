@@ -77,7 +77,10 @@ type SyncDBState struct {
 	Origin *Origin `json:"origin,omitempty"`
 	// Fresh is set by a bootstrap: the database is the server's as
 	// downloaded, so any _syncdb_* object in it is the server's, which the
-	// first open drops before it creates its own (dbactor).
+	// first open drops before it creates its own (dbactor), durably before
+	// it clears Fresh. A new local database (no URL yet) is Fresh too,
+	// for the durable creation: once Fresh is gone, a database without
+	// _syncdb_local is one a pull's first transaction made the server's.
 	Fresh bool `json:"fresh,omitempty"`
 }
 
