@@ -497,6 +497,56 @@ func TestConflictUserKeyArgForms(t *testing.T) {
 	}
 }
 
+// A direct insert's key is SQLite's (on a collision the row moves to a new
+// key) only if provably so: the key column left out, or NULL, or a
+// parameter bound to nil. A key from a query or an expression is the
+// user's, though its number is nowhere in the statement or its arguments:
+// the collision waits for the user.
+func TestConflictKeyFromStatement(t *testing.T) {
+	for _, c := range []struct {
+		name, stmt string
+		args       []any
+		moves      bool
+	}{
+		{"select", "INSERT INTO t(id, v) SELECT n, 'a' FROM (SELECT 2 + 2 AS n)", nil, false},
+		{"select no columns", "WITH s(n) AS (SELECT 2 + 2) INSERT INTO t SELECT n, 'a' FROM s", nil, false},
+		{"computed", "INSERT INTO t VALUES(2 + 2, 'a')", nil, false},
+		{"subquery", "INSERT INTO t(v, id) VALUES(?, (SELECT max(id) FROM t) + 1)", []any{"a"}, false},
+		{"param expression", "INSERT INTO t VALUES(? + 2, 'a')", []any{2}, false},
+		{"first row computed", "INSERT INTO t(id, v) VALUES(2 + 2, 'a'), (NULL, 'a1')", nil, false},
+		{"omitted", "INSERT INTO t(v) VALUES(?)", []any{"a"}, true},
+		{"null", "INSERT INTO t VALUES(NULL, ?)", []any{"a"}, true},
+		{"nil arg", "INSERT INTO t(id, v) VALUES(?, ?)", []any{nil, "a"}, true},
+		{"numbered nil arg", "INSERT INTO t(v, id) VALUES(?1, ?2)", []any{"a", (*int64)(nil)}, true},
+		{"named nil arg", "INSERT INTO t VALUES(:id, :v)", []any{sql.Named("v", "a"), sql.Named("id", sql.NullInt64{})}, true},
+		{"rows", "INSERT INTO t(id, v) VALUES(NULL, 'a'), (?, 'a1')", []any{nil}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx := context.Background()
+			a, r := triggerPair(t, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", "INSERT INTO t VALUES(3, 'x')")
+			mustExec(t, r, "INSERT INTO t VALUES(4, 'c')")
+			if err := r.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+			mustExec(t, a, c.stmt, c.args...)
+			if got := rows(t, a, "SELECT id FROM t WHERE v = 'a'"); got != "4" {
+				t.Fatalf("a's row: key %q, want 4", got)
+			}
+			err := a.Sync(ctx)
+			if c.moves {
+				if got := rows(t, a, "SELECT v FROM t WHERE id = 4"); err != nil || got != "c" ||
+					rows(t, a, "SELECT count(*) FROM t WHERE v = 'a' AND id > 4") != "1" {
+					t.Errorf("a's sync: %v, key 4 %q; want a's row moved past c's", err, got)
+				}
+				return
+			}
+			if got := rows(t, a, "SELECT v FROM t WHERE id = 4"); !errors.Is(err, syncdb.ErrConflict) || got != "c" {
+				t.Errorf("a's sync: %v, key 4 %q; want ErrConflict and c's row", err, got)
+			}
+		})
+	}
+}
+
 type keyValuer struct{ id int64 }
 
 func (k keyValuer) Value() (driver.Value, error) { return k.id, nil }

@@ -30,9 +30,11 @@ type capture struct {
 	nextID int64                 // next change id; 0 = read it from the table
 	txnID  int64                 // change id of the current transaction's first change
 	insert *sql.Stmt             // the change log insert, prepared on the writer connection
-	// assigned tells, for an insert, whether SQLite chose the rowid (set
-	// around each statement; nil: no). The hook asks it.
-	assigned func(rowid int64) bool
+	// assigned tells, for an insert into a table whose rowid alias is
+	// column key (at pos among the columns a VALUES row fills), whether
+	// SQLite chose the rowid (set around each statement; nil: no). The
+	// hook keeps it with the row, flush asks it.
+	assigned func(key string, pos int) bool
 	// The user statement whose changes rows holds (set when it starts,
 	// kept until flush): flush reads its target table.
 	stmt string
@@ -60,8 +62,9 @@ type capturedRow struct {
 	table              string
 	oldRowid, newRowid int64
 	before, after      []any
-	assigned           bool // an insert whose rowid SQLite chose (see capture.assigned)
-	trigger            bool // made by a trigger the user's statement fired (depth 1)
+	assigned           bool                           // an insert whose rowid SQLite chose (see capture.assigned)
+	assignedBy         func(key string, pos int) bool // the statement's capture.assigned, for flush
+	trigger            bool                           // made by a trigger the user's statement fired (depth 1)
 }
 
 // onPreUpdate runs inside sqlite3_step: it must not use the connection.
@@ -84,7 +87,9 @@ func (a *dbActor) onPreUpdate(d sqlite.SQLitePreUpdateData) {
 	case sqlite3.SQLITE_INSERT:
 		r.op = change.Insert
 		r.after, err = sqlitex.PreUpdate(&d, true)
-		r.assigned = !r.trigger && a.cap.assigned != nil && a.cap.assigned(d.NewRowID) // a trigger's: see flush
+		if !r.trigger { // a trigger's: see flush
+			r.assignedBy = a.cap.assigned
+		}
 	case sqlite3.SQLITE_DELETE:
 		r.op = change.Delete
 		r.before, err = sqlitex.PreUpdate(&d, false)
@@ -260,6 +265,8 @@ func (a *dbActor) flush(ctx context.Context) error {
 				triggerText = &t
 			}
 			r.assigned = sqlitex.InsertsOmit(*triggerText, r.table, ti.columns[ti.pk[0]], "rowid", "oid", "_rowid_")
+		} else if r.assignedBy != nil && c.Op == change.Insert && c.RowidAlias {
+			r.assigned = r.assignedBy(ti.columns[ti.pk[0]], ti.pk[0])
 		}
 		c.KeyAssigned = c.Op == change.Insert && c.RowidAlias && r.assigned
 		if err := a.record(ctx, c); err != nil {

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/syncdb/syncdb/internal/change"
 	"github.com/syncdb/syncdb/internal/sqlitex"
@@ -875,81 +874,87 @@ func (a *dbActor) unresolvedConflicts(ctx context.Context) (int64, error) {
 	return int64(len(recs)), err
 }
 
-// assignedKey reports whether the rowid of an inserted row was SQLite's
-// choice: the statement names it nowhere, neither as an argument nor as a
-// number in its text. (A false "no" only makes a collision wait for the
-// user instead of moving the row; a false "yes" moves the user's row to
-// another key silently.)
-func assignedKey(rowid int64, stmt string, args []any) bool {
-	s := strconv.FormatInt(rowid, 10)
-	for _, v := range args {
-		if argMayBe(v, rowid) {
-			return false
+// assignedKey returns, for a user's statement and its arguments, whether
+// the rowid of a row it inserts was SQLite's choice, given the table's key
+// column and its position among the columns a VALUES row fills. Only when
+// provably so (a false "no" makes a collision wait for the user; a false
+// "yes" moves the user's row, and whatever refers to its key, silently to
+// another key): DEFAULT VALUES, a column list without the key or a rowid
+// name, or, in every row of a VALUES list, NULL or a parameter bound to
+// nil where the key goes. A key from a query or an expression is the
+// user's, whatever its number: it cannot be told from a chosen one. The
+// arguments are read now: what the caller does with them after the
+// statement does not change its rows.
+func assignedKey(stmt string, args []any) func(key string, pos int) bool {
+	ins := sqlitex.ReadInsert(stmt)
+	if !ins.Read || ins.Select && ins.Columns == nil {
+		return nil
+	}
+	// null[i]: the i-th value of every row is NULL.
+	var null []bool
+	for r, row := range ins.Rows {
+		if r > 0 && len(row) != len(null) {
+			return nil // SQLite refuses the statement
+		}
+		if r == 0 {
+			null = make([]bool, len(row))
+			for i := range null {
+				null[i] = true
+			}
+		}
+		for i, v := range row {
+			null[i] = null[i] && (v.Null || v.Param != "" && paramNil(args, v.Param, v.N))
 		}
 	}
-	for i := 0; ; {
-		j := strings.Index(stmt[i:], s)
-		if j < 0 {
+	return func(key string, pos int) bool {
+		if ins.DefaultValues {
 			return true
 		}
-		j += i
-		before, after := j-1, j+len(s)
-		if (before < 0 || !isWordByte(stmt[before])) && (after >= len(stmt) || !isWordByte(stmt[after])) {
-			return false
+		if ins.Columns == nil {
+			return pos < len(null) && null[pos]
 		}
-		i = j + 1
-	}
-}
-
-// argMayBe reports whether argument v may bind as the integer rowid. It
-// takes v as database/sql hands it to the driver (a named argument's value,
-// through driver.Valuer and driver.DefaultParameterConverter: pointers,
-// sql.Null*, types of integer kind), then as SQLite's integer affinity
-// takes it (a real or a text that is the integer). What it cannot convert
-// may be the key.
-func argMayBe(v any, rowid int64) bool {
-	if na, ok := v.(sql.NamedArg); ok {
-		v = na.Value
-	}
-	v, err := driver.DefaultParameterConverter.ConvertValue(v)
-	if err != nil {
+		for i, col := range ins.Columns {
+			for _, k := range []string{key, "rowid", "oid", "_rowid_"} {
+				if strings.EqualFold(col, k) {
+					if ins.Select || i >= len(null) || !null[i] {
+						return false
+					}
+				}
+			}
+		}
 		return true
 	}
-	switch x := v.(type) {
-	case nil:
-		return false
-	case int64:
-		return x == rowid
-	case uint64:
-		return rowid >= 0 && x == uint64(rowid)
-	case float64:
-		return x == float64(rowid)
-	case bool:
-		return rowid == 0 && !x || rowid == 1 && x
-	case string:
-		return textMayBe(x, rowid)
-	case []byte:
-		return textMayBe(string(x), rowid)
-	case time.Time: // bound as text, or as a number with an integer time format
-		return x.Unix() == rowid || x.UnixMilli() == rowid || x.UnixMicro() == rowid || x.UnixNano() == rowid
-	}
-	return true
 }
 
-// textMayBe reports a text that integer affinity may take as rowid.
-func textMayBe(s string, rowid int64) bool {
-	s = strings.TrimSpace(s)
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-		return n == rowid
+// paramNil reports whether the parameter written param, numbered n,
+// provably binds as NULL: every argument modernc (v1.61) may bind to it
+// is nil as database/sql hands it to the driver (through driver.Valuer
+// and driver.DefaultParameterConverter: a nil pointer, an invalid
+// sql.Null*). Those are, for ?, the n-th; for ?NNN and $NNN, the NNN-th;
+// for any name, a named argument of that name (case aside, to be safe).
+// A parameter no argument binds fails the statement.
+func paramNil(args []any, param string, n int) bool {
+	var binds []any
+	if param == "?" && n >= 1 && n <= len(args) {
+		binds = append(binds, args[n-1])
 	}
-	if f, err := strconv.ParseFloat(s, 64); err == nil {
-		return f == float64(rowid)
+	if k, err := strconv.Atoi(param[1:]); err == nil && k >= 1 && k <= len(args) {
+		binds = append(binds, args[k-1])
 	}
-	return false
-}
-
-func isWordByte(b byte) bool {
-	return b == '_' || b == '.' || '0' <= b && b <= '9' || 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z'
+	for _, v := range args {
+		if na, ok := v.(sql.NamedArg); ok && len(param) > 1 && strings.EqualFold(na.Name, param[1:]) {
+			binds = append(binds, v)
+		}
+	}
+	for _, v := range binds {
+		if na, ok := v.(sql.NamedArg); ok {
+			v = na.Value
+		}
+		if v, err := driver.DefaultParameterConverter.ConvertValue(v); err != nil || v != nil {
+			return false
+		}
+	}
+	return len(binds) > 0
 }
 
 // mutation holds deliberate bugs, off unless a build tag plants one

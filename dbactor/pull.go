@@ -974,7 +974,7 @@ func (a *dbActor) replayOne(ctx context.Context, c change.Change) error {
 	if _, err := a.conn.ExecContext(ctx, "SAVEPOINT replay"); err != nil {
 		return captureError{err}
 	}
-	a.cap.assigned = func(int64) bool { return c.KeyAssigned }
+	a.cap.assigned = func(string, int) bool { return c.KeyAssigned }
 	defer func() { a.cap.assigned = nil }()
 	for _, st := range stmts {
 		a.denied = ""

@@ -1,6 +1,9 @@
 package sqlitex
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
 
 // Write is what an INSERT, REPLACE, UPDATE or DELETE statement writes.
 type Write struct {
@@ -330,5 +333,234 @@ func InsertsOmit(text, table string, cols ...string) bool {
 				return false
 			}
 		}
+	}
+}
+
+// Insert is what the text of an INSERT (or REPLACE) statement tells of
+// the values it gives its row.
+type Insert struct {
+	Read          bool     // false: not an INSERT, or one ReadInsert cannot read
+	DefaultValues bool     // DEFAULT VALUES
+	Columns       []string // the column list, unquoted; nil without one
+	// Select: the rows come from a query (SELECT, or anything but VALUES).
+	Select bool
+	Rows   [][]Value // the rows of a VALUES list
+}
+
+// Value is one value of a VALUES row: the literal NULL, a parameter
+// alone, or (neither) any other expression.
+type Value struct {
+	Null bool
+	// Param is the parameter as written ("?", "?2", ":id", "@id", "$id");
+	// N its number as SQLite numbers them: ?NNN is NNN, ? the largest
+	// number so far plus one, a name its first occurrence's number or
+	// else the largest so far plus one.
+	Param string
+	N     int
+}
+
+// ReadInsert reads an INSERT statement's text (a leading WITH clause
+// skipped, and anything after its values: ON CONFLICT, RETURNING). It
+// numbers the parameters of the whole text, as SQLite does, left to
+// right. A TCL-style parameter ($a::b, $a(x)) makes it unreadable: the
+// numbering of the rest would be a guess.
+func ReadInsert(stmt string) Insert {
+	toks, ok := paramTokens(stmt)
+	if !ok {
+		return Insert{}
+	}
+	i := 0
+	next := func() paramToken {
+		if i >= len(toks) {
+			return paramToken{}
+		}
+		i++
+		return toks[i-1]
+	}
+	peek := func() paramToken {
+		if i >= len(toks) {
+			return paramToken{}
+		}
+		return toks[i]
+	}
+	t := next()
+	if t.is("WITH") {
+		// The CTEs' bodies are parenthesized: the first INSERT or
+		// REPLACE outside parentheses is the statement's.
+		for depth := 0; ; {
+			t = next()
+			if t.text == "" {
+				return Insert{}
+			} else if t.quoted != 0 {
+				continue
+			}
+			if t.text == "(" {
+				depth++
+			} else if t.text == ")" {
+				depth--
+			} else if depth == 0 && (t.is("INSERT") || t.is("REPLACE")) {
+				break
+			}
+		}
+	}
+	switch {
+	case t.is("INSERT"):
+		if peek().is("OR") {
+			next()
+			next()
+		}
+	case t.is("REPLACE"):
+	default:
+		return Insert{}
+	}
+	if !next().is("INTO") || !next().ident() {
+		return Insert{}
+	}
+	if peek().text == "." {
+		next()
+		if !next().ident() {
+			return Insert{}
+		}
+	}
+	t = next()
+	if t.is("AS") {
+		if !next().ident() {
+			return Insert{}
+		}
+		t = next()
+	}
+	ins := Insert{Read: true}
+	if t.is("DEFAULT") {
+		if !next().is("VALUES") {
+			return Insert{}
+		}
+		ins.DefaultValues = true
+		return ins
+	}
+	if t.text == "(" && t.quoted == 0 {
+		for {
+			col := next()
+			if !col.ident() || col.param != "" {
+				return Insert{}
+			}
+			ins.Columns = append(ins.Columns, col.name())
+			if sep := next(); sep.text == ")" {
+				break
+			} else if sep.text != "," {
+				return Insert{}
+			}
+		}
+		t = next()
+	}
+	if !t.is("VALUES") {
+		ins.Select = true
+		return ins
+	}
+	for {
+		if next().text != "(" {
+			return Insert{}
+		}
+		var row []Value
+	values:
+		for {
+			// One value: the tokens up to a comma or the closing
+			// parenthesis outside parentheses.
+			var val []paramToken
+			for depth := 0; ; {
+				t := next()
+				if t.text == "" {
+					return Insert{}
+				}
+				if t.quoted == 0 && depth == 0 && (t.text == "," || t.text == ")") {
+					var v Value
+					if len(val) == 1 && val[0].param != "" {
+						v.Param, v.N = val[0].param, val[0].n
+					} else if len(val) == 1 && val[0].is("NULL") {
+						v.Null = true
+					}
+					row = append(row, v)
+					if t.text == ")" {
+						break values
+					}
+					break
+				}
+				if t.quoted == 0 && t.text == "(" {
+					depth++
+				} else if t.quoted == 0 && t.text == ")" {
+					depth--
+				}
+				val = append(val, t)
+			}
+		}
+		ins.Rows = append(ins.Rows, row)
+		if peek().text != "," {
+			return ins
+		}
+		next()
+	}
+}
+
+// paramToken is a token of ReadInsert's; param is set for a parameter.
+type paramToken struct {
+	targetToken
+	param string
+	n     int
+}
+
+// paramTokens splits a statement (up to a semicolon) into tokens, its
+// parameters numbered. It reports false for a parameter it cannot number
+// with certainty.
+func paramTokens(stmt string) ([]paramToken, bool) {
+	tk := targetTokens{s: stmt}
+	var toks []paramToken
+	names := map[string]int{}
+	largest := 0
+	for {
+		t := paramToken{targetToken: tk.scan()}
+		if t.text == "" || t.quoted == 0 && t.text == ";" {
+			return toks, true
+		}
+		if t.quoted == 0 {
+			switch c := t.text[0]; {
+			case c == '?':
+				digits := 0
+				for digits < len(tk.s) && '0' <= tk.s[digits] && tk.s[digits] <= '9' {
+					digits++
+				}
+				if digits == 0 {
+					largest++
+					t.param, t.n = "?", largest
+					break
+				}
+				n, err := strconv.Atoi(tk.s[:digits])
+				if err != nil || n < 1 {
+					return nil, false
+				}
+				t.param, t.n = "?"+tk.s[:digits], n
+				tk.s = tk.s[digits:]
+				largest = max(largest, n)
+			case c == ':' || c == '@' || c == '#' || c == '$':
+				if c != '$' {
+					if tk.s == "" || !isWordByte(tk.s[0]) {
+						break // not a parameter: a syntax error
+					}
+					w := tk.scan()
+					t.text += w.text
+				} else if len(t.text) == 1 {
+					break
+				}
+				if strings.HasPrefix(tk.s, "(") || strings.HasPrefix(tk.s, "::") {
+					return nil, false
+				}
+				if n, ok := names[t.text]; ok {
+					t.n = n
+				} else {
+					largest++
+					t.n, names[t.text] = largest, largest
+				}
+				t.param = t.text
+			}
+		}
+		toks = append(toks, t)
 	}
 }

@@ -1,6 +1,9 @@
 package sqlitex
 
-import "testing"
+import (
+	"reflect"
+	"testing"
+)
 
 func TestWriteTarget(t *testing.T) {
 	ins := func(schema, table string) Write { return Write{Schema: schema, Table: table, Op: "INSERT"} }
@@ -77,6 +80,35 @@ func TestInsertsOmit(t *testing.T) {
 	} {
 		if got := InsertsOmit(c.text, "t", "id", "rowid", "oid", "_rowid_"); got != c.want {
 			t.Errorf("InsertsOmit(%q) = %v, want %v", c.text, got, c.want)
+		}
+	}
+}
+
+func TestReadInsert(t *testing.T) {
+	p := func(param string, n int) Value { return Value{Param: param, N: n} }
+	null, expr := Value{Null: true}, Value{}
+	for _, c := range []struct {
+		stmt string
+		want Insert
+	}{
+		{"INSERT INTO t(v) VALUES(?)", Insert{Read: true, Columns: []string{"v"}, Rows: [][]Value{{p("?", 1)}}}},
+		{"insert or ignore into main.\"t\" as x ([id], `v`) values (NULL, 'a, (b)'), (?2, :v), (?, :v) ON CONFLICT(v) DO UPDATE SET v = ?",
+			Insert{Read: true, Columns: []string{"id", "v"}, Rows: [][]Value{{null, expr}, {p("?2", 2), p(":v", 3)}, {p("?", 4), p(":v", 3)}}}},
+		{"REPLACE INTO t VALUES((SELECT max(id) FROM x) + 1, 'a'), (?+1, f(?, ?)), (@a, $b) RETURNING id",
+			Insert{Read: true, Rows: [][]Value{{expr, expr}, {expr, expr}, {p("@a", 4), p("$b", 5)}}}},
+		{"WITH c(x) AS (SELECT ?5) INSERT INTO t VALUES(?, /* ? */ '?'||x'3f' -- ?\n)",
+			Insert{Read: true, Rows: [][]Value{{p("?", 6), expr}}}},
+		{"INSERT INTO t DEFAULT VALUES", Insert{Read: true, DefaultValues: true}},
+		{"INSERT INTO profiles(id, name) SELECT id, name FROM users", Insert{Read: true, Columns: []string{"id", "name"}, Select: true}},
+		{"WITH c AS (SELECT 1) REPLACE INTO t SELECT * FROM c", Insert{Read: true, Select: true}},
+		{"INSERT INTO t VALUES($a::b, 1)", Insert{}},
+		{"INSERT INTO t VALUES($a(x), 1)", Insert{}},
+		{"INSERT INTO t(v VALUES(1)", Insert{}},
+		{"INSERT INTO t VALUES(1", Insert{}},
+		{"UPDATE t SET v = 1", Insert{}},
+	} {
+		if got := ReadInsert(c.stmt); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("ReadInsert(%q) = %+v, want %+v", c.stmt, got, c.want)
 		}
 	}
 }
