@@ -547,6 +547,34 @@ func TestConflictKeyFromStatement(t *testing.T) {
 	}
 }
 
+// A VALUES list that is the first arm of a compound (UNION [ALL] SELECT or
+// VALUES) inserts the later arms' rows too: their keys are the user's,
+// though every VALUES row leaves its key to SQLite. Taken for SQLite's,
+// a's row with key 5 moved silently to 6 on the collision with c's.
+func TestConflictKeyFromCompoundInsert(t *testing.T) {
+	for name, stmt := range map[string]string{
+		"union all select": "INSERT INTO t(id, v) VALUES(NULL, 'z') UNION ALL SELECT 5, 'a'",
+		"union values":     "INSERT INTO t VALUES(NULL, 'z') UNION VALUES(5, 'a')",
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			a, r := triggerPair(t, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", "INSERT INTO t VALUES(3, 'x')")
+			mustExec(t, r, "INSERT INTO t VALUES(5, 'c')")
+			if err := r.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+			mustExec(t, a, stmt)
+			if got := rows(t, a, "SELECT id FROM t WHERE v = 'a'"); got != "5" {
+				t.Fatalf("a's row: key %q, want 5", got)
+			}
+			err := a.Sync(ctx)
+			if got := rows(t, a, "SELECT v FROM t WHERE id = 5"); !errors.Is(err, syncdb.ErrConflict) || got != "c" {
+				t.Errorf("a's sync: %v, key 5 %q, a's row now at %q; want ErrConflict and c's row", err, got, rows(t, a, "SELECT id FROM t WHERE v = 'a'"))
+			}
+		})
+	}
+}
+
 type keyValuer struct{ id int64 }
 
 func (k keyValuer) Value() (driver.Value, error) { return k.id, nil }

@@ -493,10 +493,18 @@ func ReadInsert(stmt string) Insert {
 			}
 		}
 		ins.Rows = append(ins.Rows, row)
-		if peek().text != "," {
+		switch t := peek(); {
+		case t.text == ",":
+			next()
+		case t.text == "" || t.is("ON") || t.is("RETURNING"):
+			return ins
+		default:
+			// A compound (VALUES ... UNION [ALL] SELECT ... or UNION
+			// VALUES ...) inserts the rows of its other arms too, and
+			// ORDER BY or LIMIT may come with one: the rows are a query's.
+			ins.Select = true
 			return ins
 		}
-		next()
 	}
 }
 
