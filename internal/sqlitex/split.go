@@ -93,11 +93,15 @@ func stmtText(s string) string { return trimSpace(s[skipBlank(s):]) }
 
 // skipBlank returns the offset of the first byte of s that is not
 // whitespace, a semicolon or inside a comment; len(s) if there is none.
-func skipBlank(s string) int {
+func skipBlank(s string) int { return skipBlanks(s, true) }
+
+// skipBlanks skips whitespace and comments, and semicolons too if
+// semicolons is set.
+func skipBlanks(s string, semicolons bool) int {
 	i := 0
 	for i < len(s) {
 		switch {
-		case s[i] == ';' || isSpace(s[i]):
+		case semicolons && s[i] == ';' || isSpace(s[i]):
 			i++
 		case strings.HasPrefix(s[i:], "--"):
 			j := strings.IndexByte(s[i:], '\n')

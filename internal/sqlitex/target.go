@@ -231,30 +231,7 @@ func (tk *targetTokens) skipParens() bool {
 
 // skipBlankNoSemicolon is skipBlank without skipping semicolons: one ends
 // the statement.
-func skipBlankNoSemicolon(s string) int {
-	i := 0
-	for i < len(s) {
-		switch {
-		case isSpace(s[i]):
-			i++
-		case strings.HasPrefix(s[i:], "--"):
-			j := strings.IndexByte(s[i:], '\n')
-			if j < 0 {
-				return len(s)
-			}
-			i += j + 1
-		case strings.HasPrefix(s[i:], "/*"):
-			j := strings.Index(s[i+2:], "*/")
-			if j < 0 {
-				return len(s)
-			}
-			i += 2 + j + 2
-		default:
-			return i
-		}
-	}
-	return i
-}
+func skipBlankNoSemicolon(s string) int { return skipBlanks(s, false) }
 
 // isWordByte reports the bytes of a bare identifier or keyword (bytes of
 // UTF-8 sequences included, as SQLite takes them).

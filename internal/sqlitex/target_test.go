@@ -35,6 +35,8 @@ func TestWriteTarget(t *testing.T) {
 		{"insert into t select * from u where true on conflict do nothing on conflict (id) do /* c */ update set v = 1",
 			Write{Table: "t", Op: "INSERT", Upsert: true}},
 		{"INSERT INTO t1", ins("", "t1")},
+		{"DELETE; FROM t", Write{}}, // a semicolon ends the statement
+		{"INSERT INTO t VALUES(1); UPDATE u SET v = 1", ins("", "t")},
 		{"WITH c AS (SELECT 1) INSERT INTO t SELECT * FROM c", ins("", "t")},
 		{"WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n+1 FROM c WHERE n < 3), d AS NOT MATERIALIZED (SELECT ')' AS p) DELETE FROM main.t WHERE id IN c",
 			del("main", "t")},
