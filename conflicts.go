@@ -76,7 +76,7 @@ func (d *DB) listConflicts(ctx context.Context, all bool) ([]Conflict, error) {
 	if err := d.check(); err != nil {
 		return nil, err
 	}
-	ms, err := ask[[]messages.Conflict](ctx, d, d.db, &messages.ListConflicts{All: all})
+	ms, err := closed(d.db.ListConflicts(ctx, all))
 	if err != nil {
 		return nil, err
 	}
@@ -97,7 +97,7 @@ func (d *DB) ResolveConflict(ctx context.Context, id int64, keep string) error {
 	if err := d.check(); err != nil {
 		return err
 	}
-	_, err := ask[struct{}](ctx, d, d.db, &messages.ResolveConflict{ID: id, Keep: keep})
+	err := closedErr(d.db.ResolveConflict(ctx, id, keep))
 	return err
 }
 

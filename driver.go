@@ -333,10 +333,10 @@ func (d *DB) beginWrite(ctx context.Context) (*writeTx, error) {
 	begun := make(chan struct{})
 	go func() {
 		defer close(t.done)
-		_, t.err = ask[struct{}](context.WithoutCancel(ctx), d, d.db, &messages.Tx{Fn: func(w messages.WriteConn) error {
+		t.err = closedErr(d.db.Tx(context.WithoutCancel(ctx), func(w messages.WriteConn) error {
 			close(begun)
 			return t.serve(ctx, d.closing, w)
-		}})
+		}))
 	}()
 	select {
 	case <-begun:

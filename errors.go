@@ -1,11 +1,8 @@
 package syncdb
 
 import (
-	"context"
 	"errors"
 	"fmt"
-
-	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/syncdb/syncdb/actors"
 	"github.com/syncdb/syncdb/dbactor"
@@ -69,9 +66,9 @@ var (
 // (actors.ErrStopped): the facade reports that as ErrClosed, its one word
 // for "the database is closed", rather than exporting a second sentinel.
 
-// ask is actors.Ask for the facade's own calls, with closedErr applied.
-func ask[T any](ctx context.Context, d *DB, pid *actor.PID, msg actors.Message[T]) (T, error) {
-	v, err := actors.Ask(ctx, d.sys, pid, msg)
+// closed is an actor handle's answer with closedErr applied, for the
+// facade's own calls: closed(d.db.Stats(ctx)).
+func closed[T any](v T, err error) (T, error) {
 	return v, closedErr(err)
 }
 

@@ -150,7 +150,7 @@ func (d *DB) pull(ctx context.Context, p *messages.Pull) (messages.PullResult, e
 		return messages.PullResult{}, err
 	}
 	p.Tables = d.subscribed()
-	res, err := ask[messages.PullResult](ctx, d, d.sync, p)
+	res, err := closed(d.sync.Pull(ctx, p))
 	if res.Changed { // also when conflicts wait (ErrConflict): the pull was applied
 
 		d.publish(Change{Revision: res.Revision, Tables: res.Tables})

@@ -14,7 +14,6 @@ import (
 	"github.com/syncdb/syncdb/internal/flock"
 	"github.com/syncdb/syncdb/internal/fsx"
 	"github.com/syncdb/syncdb/internal/testhooks"
-	"github.com/syncdb/syncdb/messages"
 )
 
 // Recovery (Config.Recover, syncdb recover PATH)
@@ -40,20 +39,20 @@ import (
 // recoverReplica repairs the open replica d if it needs it. rebuilt tells
 // that d was closed and replaced: open the path again.
 func (d *DB) recoverReplica(ctx context.Context) (rebuilt bool, err error) {
-	ls, err := ask[messages.LocalStats](ctx, d, d.db, &messages.DBStats{})
+	ls, err := closed(d.db.Stats(ctx))
 	if err != nil {
 		return false, err
 	}
 	if ls.Detached == "" {
-		st, err := ask[messages.Status](ctx, d, d.db, &messages.ReplicaStatus{})
+		st, err := closed(d.db.ReplicaStatus(ctx))
 		if err != nil {
 			return false, err
 		}
 		if st.Cloned != "" {
-			_, err = ask[string](ctx, d, d.db, &messages.Fork{Why: "Config.Recover of a copy (" + st.Cloned + ")"})
+			_, err = closed(d.db.Fork(ctx, "Config.Recover of a copy ("+st.Cloned+")", false))
 			return false, err
 		}
-		kept, err := ask[bool](ctx, d, d.sync, &messages.RevisionKept{})
+		kept, err := closed(d.sync.RevisionKept(ctx))
 		if err != nil {
 			// Nothing is wrong locally; whether the server still has the
 			// revision can be known only once it answers.
@@ -71,7 +70,7 @@ func (d *DB) recoverReplica(ctx context.Context) (rebuilt bool, err error) {
 // state over (see Recovery). d is closed in any case.
 func (d *DB) rebuild(ctx context.Context) error {
 	cfg := d.cfg
-	m, err := ask[*messages.Meta](ctx, d, d.meta, &messages.GetMeta{})
+	m, err := closed(d.meta.Get(ctx))
 	if err != nil {
 		d.Close()
 		return err
@@ -92,7 +91,7 @@ func (d *DB) rebuild(ctx context.Context) error {
 	}
 	defer os.RemoveAll(work)
 	journal := filepath.Join(work, "local-changes")
-	n, err := ask[int](ctx, d, d.db, &messages.SaveLocal{Path: journal})
+	n, err := closed(d.db.SaveLocal(ctx, journal))
 	if cerr := d.Close(); err == nil {
 		err = cerr
 	}
@@ -110,7 +109,7 @@ func (d *DB) rebuild(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("download a fresh replica: %w", err)
 	}
-	_, err = ask[struct{}](ctx, nd, nd.db, &messages.ImportLocal{Path: journal})
+	err = closedErr(nd.db.ImportLocal(ctx, journal))
 	if cerr := nd.Close(); err == nil {
 		err = cerr
 	}

@@ -75,17 +75,17 @@ func (d *DB) saveURL(ctx context.Context, old, url string) error {
 		a, aerr := netactor.NormalizeURL(old)
 		b, berr := netactor.NormalizeURL(url)
 		if aerr != nil || berr != nil || a != b {
-			if _, err := ask[struct{}](ctx, d, d.sync, &messages.CheckRemote{Old: old}); err != nil {
+			if err := closedErr(d.sync.CheckRemote(ctx, old)); err != nil {
 				return err
 			}
 		}
 	}
-	_, err := ask[*messages.Meta](ctx, d, d.meta, &messages.UpdateMeta{Fn: func(m *messages.Meta) error {
+	_, err := closed(d.meta.Update(ctx, func(m *messages.Meta) error {
 		if m.SavedConfiguration == nil {
 			m.SavedConfiguration = &messages.SavedConfig{}
 		}
 		m.SavedConfiguration.RemoteURL = &url
 		return nil
-	}})
+	}))
 	return err
 }

@@ -122,7 +122,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
 	"github.com/petermattis/goid"
 	_ "modernc.org/sqlite" // the database/sql driver
 
@@ -275,9 +274,10 @@ type DB struct {
 	hooks   testhooks.Hooks
 	pushed  atomic.Int64 // changes pushed since Open (Stats.PushedChanges)
 	sys     *actors.System
-	db, net *actor.PID
-	meta    *actor.PID
-	sync    *actor.PID
+	db      dbactor.Handle
+	net     netactor.Handle
+	meta    metaactor.Handle
+	sync    syncactor.Handle
 	writer  *dbactor.Writer // Exec's direct path into the db actor
 	readers *sql.DB
 	reads   *sqlitex.StmtCache // SELECTs kept prepared on the read pool
@@ -464,7 +464,7 @@ func (d *DB) spawnMeta(ctx context.Context) (*messages.Meta, error) {
 	if d.meta, err = metaactor.SpawnWatched(d.sys, d.hooks.FS, d.cfg.Path+"-info", d.hooks.OnMeta); err != nil {
 		return nil, err
 	}
-	return ask[*messages.Meta](ctx, d, d.meta, &messages.GetMeta{})
+	return closed(d.meta.Get(ctx))
 }
 
 // remoteURL is the server to follow: the configured one, else the one an
@@ -557,19 +557,19 @@ func (d *DB) prepareFiles(ctx context.Context, m *messages.Meta, clientID string
 		// it, so that a database without them is one a pull's T1 made the
 		// server's (a journal missing then is refused), never this one
 		// after a power loss took back its first open's (SyncNormal).
-		_, err := ask[*messages.Meta](ctx, d, d.meta, &messages.UpdateMeta{Fn: func(m *messages.Meta) error {
+		_, err := closed(d.meta.Update(ctx, func(m *messages.Meta) error {
 			m.ClientUniqueID = clientID
 			m.SavedConfiguration = &messages.SavedConfig{}
 			m.SyncDB.Fresh = true
 			return nil
-		}})
+		}))
 		return "", "", err
 	}
 	var partial *messages.PartialBootstrap
 	if p := cfg.Partial; p != nil {
 		partial = &messages.PartialBootstrap{PrefixBytes: p.PrefixBytes, Query: p.Query, SegmentSize: p.SegmentSize, Prefetch: p.Prefetch}
 	}
-	_, err = ask[struct{}](ctx, d, d.sync, &messages.Bootstrap{Partial: partial})
+	err = closedErr(d.sync.Bootstrap(ctx, partial))
 	return "", "", err
 }
 
@@ -579,7 +579,7 @@ func (d *DB) prepareFiles(ctx context.Context, m *messages.Meta, clientID string
 func (d *DB) openDatabase(ctx context.Context) error {
 	cfg, h := d.cfg, d.hooks
 	vfs := h.VFS
-	m, err := ask[*messages.Meta](ctx, d, d.meta, &messages.GetMeta{})
+	m, err := closed(d.meta.Get(ctx))
 	if err != nil {
 		return err
 	}
@@ -608,7 +608,7 @@ func (d *DB) openDatabase(ctx context.Context) error {
 	d.readers.SetMaxOpenConns(cfg.ReadConns)
 	d.readers.SetMaxIdleConns(cfg.ReadConns)
 	d.reads = sqlitex.NewStmtCache(d.readers)
-	_, err = ask[struct{}](ctx, d, d.db, open)
+	err = closedErr(d.db.Open(ctx, open))
 	return err
 }
 
@@ -772,7 +772,7 @@ func (d *DB) push(ctx context.Context) error {
 		return err
 	}
 	// A conflict may make the push pull first: its changes are news too.
-	res, err := ask[messages.PushResult](ctx, d, d.sync, &messages.Push{Tables: d.subscribed()})
+	res, err := closed(d.sync.Push(ctx, d.subscribed()))
 	d.pushed.Add(int64(res.Pushed))
 	if p := res.Pulled; p.Changed {
 		d.publish(Change{Revision: p.Revision, Tables: slices.Compact(slices.Sorted(slices.Values(p.Tables)))})
@@ -796,7 +796,7 @@ func (d *DB) Checkpoint(ctx context.Context) error {
 	if err := d.check(); err != nil {
 		return err
 	}
-	_, err := ask[struct{}](ctx, d, d.db, &messages.Checkpoint{})
+	err := closedErr(d.db.Checkpoint(ctx, false))
 	return err
 }
 
@@ -806,15 +806,15 @@ func (d *DB) Stats(ctx context.Context) (Stats, error) {
 		return Stats{}, err
 	}
 	var s Stats
-	ls, err := ask[messages.LocalStats](ctx, d, d.db, &messages.DBStats{})
+	ls, err := closed(d.db.Stats(ctx))
 	if err != nil {
 		return s, err
 	}
-	m, err := ask[*messages.Meta](ctx, d, d.meta, &messages.GetMeta{})
+	m, err := closed(d.meta.Get(ctx))
 	if err != nil {
 		return s, err
 	}
-	nc, err := ask[messages.NetCounters](ctx, d, d.net, &messages.NetStats{})
+	nc, err := closed(d.net.Stats(ctx))
 	if err != nil {
 		return s, err
 	}
@@ -866,12 +866,12 @@ func (d *DB) Close() error {
 // that cannot checkpoint now (modified outside syncdb, a partial replica
 // whose server is away) closes as it is, and is as safe as before.
 func (d *DB) checkpointAtClose() {
-	if d.db == nil {
+	if d.db == (dbactor.Handle{}) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := ask[struct{}](ctx, d, d.db, &messages.Checkpoint{Closing: true}); err != nil {
+	if err := closedErr(d.db.Checkpoint(ctx, true)); err != nil {
 		d.cfg.Logger.Debug("no checkpoint at close", "err", err)
 	}
 }

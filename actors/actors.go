@@ -116,15 +116,15 @@ type System struct {
 
 	mu     sync.Mutex
 	actors []*entry
-	byPID  map[string]*entry
 	closed bool
 }
 
 type entry struct {
-	name string
-	pid  *actor.PID
-	done chan struct{} // closed when the actor has stopped
-	disp *pinnedDispatcher
+	name  string
+	level Level
+	pid   *actor.PID
+	done  chan struct{} // closed when the actor has stopped
+	disp  *pinnedDispatcher
 	// turn is held (a token in the channel) while the actor handles a
 	// message and while a caller runs inside it (Enter): the actor's state
 	// has one owner at a time, whichever way it is reached.
@@ -181,7 +181,7 @@ func NewSystem(opts Options) *System {
 		actor.WithDeadLetterRequestLogging(false),
 	)
 	stopping, end := context.WithCancel(context.Background())
-	return &System{opts: opts, sys: sys, byPID: map[string]*entry{}, stopping: stopping, endStopping: end}
+	return &System{opts: opts, sys: sys, stopping: stopping, endStopping: end}
 }
 
 // Stopping is a context that ends when Stop begins, before any actor is
@@ -195,17 +195,19 @@ func (s *System) Stopping() context.Context { return s.stopping }
 // Handler is an actor's behaviour: called with each message, one at a time.
 type Handler func(msg any)
 
-// Spawn starts an actor named name. The producer is called once, on the
-// actor's first message (protoactor's Started), so its state is created
-// inside the actor. onStop, if not nil, runs when the actor stops, inside
-// the actor, before Stop returns.
-func (s *System) Spawn(name string, handle Handler, onStop func()) (*actor.PID, error) {
+// Spawn starts an actor named name at level (its place in the call order,
+// see Level). The producer is called once, on the actor's first message
+// (protoactor's Started), so its state is created inside the actor. onStop,
+// if not nil, runs when the actor stops, inside the actor, before Stop
+// returns. The Ref it returns asks as LevelFacade; give the actor that is
+// to hold it one stamped with that actor's level (Ref.From).
+func (s *System) Spawn(name string, level Level, handle Handler, onStop func()) (Ref, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, ErrStopped
+		return Ref{}, ErrStopped
 	}
-	e := &entry{name: name, done: make(chan struct{}), disp: newPinnedDispatcher(), turn: make(chan struct{}, 1)}
+	e := &entry{name: name, level: level, done: make(chan struct{}), disp: newPinnedDispatcher(), turn: make(chan struct{}, 1)}
 	g := &guard{sys: s, e: e, handle: handle, onStop: onStop}
 	props := actor.PropsFromProducer(func() actor.Actor { return g },
 		actor.WithSupervisor(actor.NewOneForOneStrategy(0, 0, func(any) actor.Directive { return actor.StopDirective })),
@@ -213,52 +215,76 @@ func (s *System) Spawn(name string, handle Handler, onStop func()) (*actor.PID, 
 	pid, err := s.sys.Root.SpawnNamed(props, s.opts.Name+"/"+name)
 	if err != nil {
 		e.disp.stop()
-		return nil, fmt.Errorf("spawn %s: %w", name, err)
+		return Ref{}, fmt.Errorf("spawn %s: %w", name, err)
 	}
 	e.pid = pid
 	s.actors = append(s.actors, e)
-	s.byPID[pid.Id] = e
-	return pid, nil
+	return Ref{sys: s, e: e}, nil
 }
 
-// Send delivers msg without waiting for anything.
-func (s *System) Send(pid *actor.PID, msg any) {
-	s.sys.Root.Send(pid, msg)
+// Ref names a spawned actor for the callers that talk to it, and says who
+// they are: the level of the actor that holds the Ref (From), which the
+// call-order check compares with the actor's own. The zero Ref names no
+// actor: asking it is ErrStopped. protoactor's PID stays inside this
+// package.
+type Ref struct {
+	sys  *System
+	e    *entry
+	from Level
 }
 
-// Ask sends msg to pid and waits for its reply, for ctx, or for the actor
-// to stop. If ctx ends first, the actor may still carry out the request;
-// actors check the request's context before they start, so a request still
-// waiting in the mailbox is abandoned.
-func Ask[T any](ctx context.Context, s *System, pid *actor.PID, msg Message[T]) (T, error) {
+// From is r as held by an actor at level: its Asks and Enters are checked
+// as that actor's (see Level).
+func (r Ref) From(level Level) Ref {
+	r.from = level
+	return r
+}
+
+// Valid says whether r names an actor (a Spawn's result, not the zero Ref).
+func (r Ref) Valid() bool { return r.e != nil }
+
+// Send delivers msg without waiting for anything (a message that expects
+// no reply, such as an actor's note to itself from a goroutine it
+// started).
+func (r Ref) Send(msg any) {
+	if r.e == nil {
+		return
+	}
+	r.sys.sys.Root.Send(r.e.pid, msg)
+}
+
+// Ask sends msg to the actor r names and waits for its reply, for ctx, or
+// for the actor to stop. If ctx ends first, the actor may still carry out
+// the request; actors check the request's context before they start, so a
+// request still waiting in the mailbox is abandoned.
+func Ask[T any](ctx context.Context, r Ref, msg Message[T]) (T, error) {
 	var zero T
 	if err := ctx.Err(); err != nil {
 		return zero, err
 	}
-	s.mu.Lock()
-	e := s.byPID[pid.Id]
-	s.mu.Unlock()
+	e := r.e
 	if e == nil {
 		return zero, ErrStopped
 	}
-	r := msg.request()
-	r.ctx = ctx
-	r.reply = make(chan Result[T], 1)
+	checkOrder(r)
+	req := msg.request()
+	req.ctx = ctx
+	req.reply = make(chan Result[T], 1)
 	select {
 	case <-e.done:
 		return zero, fmt.Errorf("%s: %w", e.name, ErrStopped)
 	default:
 	}
-	s.sys.Root.Send(pid, msg)
+	r.sys.sys.Root.Send(e.pid, msg)
 	select {
-	case res := <-r.reply:
+	case res := <-req.reply:
 		return res.Val, res.Err
 	case <-ctx.Done():
 		return zero, ctx.Err()
 	case <-e.done:
 		// It may have answered just before stopping.
 		select {
-		case res := <-r.reply:
+		case res := <-req.reply:
 			return res.Val, res.Err
 		default:
 		}
@@ -266,7 +292,7 @@ func Ask[T any](ctx context.Context, s *System, pid *actor.PID, msg Message[T]) 
 	}
 }
 
-// Enter runs fn on the caller's goroutine inside the actor pid: in the
+// Enter runs fn on the caller's goroutine inside the actor r names: in the
 // actor's turn, so never at the same time as one of its handlers or
 // another entered function, with the same panic containment (a panic fails
 // the actor and is returned as a *PanicError). It waits for the turn, for
@@ -274,16 +300,15 @@ func Ask[T any](ctx context.Context, s *System, pid *actor.PID, msg Message[T]) 
 // trip (two goroutine handoffs) would cost more than the work: the actor
 // still owns its state, fn borrows it for the turn. fn must not Ask the
 // same actor (it would wait for its own turn).
-func Enter(ctx context.Context, s *System, pid *actor.PID, fn func() error) (err error) {
+func Enter(ctx context.Context, r Ref, fn func() error) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	e := s.byPID[pid.Id]
-	s.mu.Unlock()
+	s, e := r.sys, r.e
 	if e == nil {
 		return ErrStopped
 	}
+	checkOrder(r)
 	select {
 	case e.turn <- struct{}{}:
 	case <-ctx.Done():

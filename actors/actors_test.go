@@ -23,11 +23,11 @@ type slow struct {
 	release chan struct{}
 }
 
-func counter(t *testing.T, sys *System) (pidName string, stopped *atomic.Bool) {
+func counter(t *testing.T, sys *System) (ref Ref, stopped *atomic.Bool) {
 	t.Helper()
 	total := 0
 	stopped = &atomic.Bool{}
-	_, err := sys.Spawn("counter", func(msg any) {
+	ref, err := sys.Spawn("counter", LevelNet, func(msg any) {
 		switch m := msg.(type) {
 		case *add:
 			total += m.n
@@ -42,18 +42,17 @@ func counter(t *testing.T, sys *System) (pidName string, stopped *atomic.Bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return "counter", stopped
+	return ref, stopped
 }
 
 func TestAskPanicStop(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	var panics []*PanicError
 	sys := NewSystem(Options{Name: "t", OnPanic: func(p *PanicError) { panics = append(panics, p) }})
-	_, stopped := counter(t, sys)
-	pid := sys.actors[0].pid
+	pid, stopped := counter(t, sys)
 	ctx := context.Background()
 	for i := 1; i <= 3; i++ {
-		v, err := Ask[int](ctx, sys, pid, &add{n: i})
+		v, err := Ask[int](ctx, pid, &add{n: i})
 		if err != nil || v != i*(i+1)/2 {
 			t.Fatalf("ask %d: %d %v", i, v, err)
 		}
@@ -61,10 +60,10 @@ func TestAskPanicStop(t *testing.T) {
 
 	// A request whose context ends while the actor is busy returns at once.
 	release := make(chan struct{})
-	go Ask[int](ctx, sys, pid, &slow{release: release})
+	go Ask[int](ctx, pid, &slow{release: release})
 	time.Sleep(20 * time.Millisecond)
 	cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
-	if _, err := Ask[int](cctx, sys, pid, &add{n: 1}); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := Ask[int](cctx, pid, &add{n: 1}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("busy actor: %v", err)
 	}
 	cancel()
@@ -72,10 +71,10 @@ func TestAskPanicStop(t *testing.T) {
 
 	// A panic is an error for the requester, then the actor refuses work.
 	var perr *PanicError
-	if _, err := Ask[int](ctx, sys, pid, &boom{}); !errors.As(err, &perr) || !strings.Contains(err.Error(), "boom") {
+	if _, err := Ask[int](ctx, pid, &boom{}); !errors.As(err, &perr) || !strings.Contains(err.Error(), "boom") {
 		t.Fatalf("panic: %v", err)
 	}
-	if _, err := Ask[int](ctx, sys, pid, &add{n: 1}); !errors.Is(err, ErrFailed) {
+	if _, err := Ask[int](ctx, pid, &add{n: 1}); !errors.Is(err, ErrFailed) {
 		t.Fatalf("after panic: %v", err)
 	}
 	if len(panics) != 1 {
@@ -86,7 +85,7 @@ func TestAskPanicStop(t *testing.T) {
 	if !stopped.Load() {
 		t.Fatal("onStop did not run")
 	}
-	if _, err := Ask[int](ctx, sys, pid, &add{n: 1}); !errors.Is(err, ErrStopped) {
+	if _, err := Ask[int](ctx, pid, &add{n: 1}); !errors.Is(err, ErrStopped) {
 		t.Fatalf("after stop: %v", err)
 	}
 	sys.Stop() // idempotent
@@ -99,7 +98,7 @@ func TestEnter(t *testing.T) {
 	var panics atomic.Int32
 	sys := NewSystem(Options{Name: "t", OnPanic: func(*PanicError) { panics.Add(1) }})
 	total := 0 // the actor's state: the race detector sees any unserialized use
-	pid, err := sys.Spawn("counter", func(msg any) {
+	pid, err := sys.Spawn("counter", LevelNet, func(msg any) {
 		switch m := msg.(type) {
 		case *add:
 			total += m.n
@@ -117,7 +116,7 @@ func TestEnter(t *testing.T) {
 	done := make(chan error, 2)
 	go func() {
 		for i := 0; i < n; i++ {
-			if _, err := Ask[int](ctx, sys, pid, &add{n: 1}); err != nil {
+			if _, err := Ask[int](ctx, pid, &add{n: 1}); err != nil {
 				done <- err
 				return
 			}
@@ -126,7 +125,7 @@ func TestEnter(t *testing.T) {
 	}()
 	go func() {
 		for i := 0; i < n; i++ {
-			if err := Enter(ctx, sys, pid, func() error { total++; return nil }); err != nil {
+			if err := Enter(ctx, pid, func() error { total++; return nil }); err != nil {
 				done <- err
 				return
 			}
@@ -138,17 +137,17 @@ func TestEnter(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if v, err := Ask[int](ctx, sys, pid, &add{n: 0}); err != nil || v != 2*n {
+	if v, err := Ask[int](ctx, pid, &add{n: 0}); err != nil || v != 2*n {
 		t.Fatalf("total %d (%v), want %d", v, err, 2*n)
 	}
 
 	// Enter waits while a handler runs, until its context ends.
 	release := make(chan struct{})
-	go Ask[int](ctx, sys, pid, &slow{release: release})
+	go Ask[int](ctx, pid, &slow{release: release})
 	time.Sleep(20 * time.Millisecond)
 	cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	ran := false
-	if err := Enter(cctx, sys, pid, func() error { ran = true; return nil }); !errors.Is(err, context.DeadlineExceeded) || ran {
+	if err := Enter(cctx, pid, func() error { ran = true; return nil }); !errors.Is(err, context.DeadlineExceeded) || ran {
 		t.Fatalf("enter a busy actor: %v (ran %v)", err, ran)
 	}
 	cancel()
@@ -156,20 +155,20 @@ func TestEnter(t *testing.T) {
 
 	// A panic in an entered function fails the actor.
 	var perr *PanicError
-	if err := Enter(ctx, sys, pid, func() error { panic("boom") }); !errors.As(err, &perr) || perr.Value != "boom" {
+	if err := Enter(ctx, pid, func() error { panic("boom") }); !errors.As(err, &perr) || perr.Value != "boom" {
 		t.Fatalf("panic: %v", err)
 	}
-	if _, err := Ask[int](ctx, sys, pid, &add{n: 1}); !errors.Is(err, ErrFailed) {
+	if _, err := Ask[int](ctx, pid, &add{n: 1}); !errors.Is(err, ErrFailed) {
 		t.Fatalf("ask after a panic in Enter: %v", err)
 	}
-	if err := Enter(ctx, sys, pid, func() error { return nil }); !errors.Is(err, ErrFailed) {
+	if err := Enter(ctx, pid, func() error { return nil }); !errors.Is(err, ErrFailed) {
 		t.Fatalf("enter after a panic: %v", err)
 	}
 	if panics.Load() != 1 {
 		t.Fatalf("OnPanic calls: %d", panics.Load())
 	}
 	sys.Stop()
-	if err := Enter(ctx, sys, pid, func() error { return nil }); !errors.Is(err, ErrStopped) {
+	if err := Enter(ctx, pid, func() error { return nil }); !errors.Is(err, ErrStopped) {
 		t.Fatalf("enter after stop: %v", err)
 	}
 }
@@ -180,7 +179,7 @@ func TestStoppingEndsAsCloseBegins(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	sys := NewSystem(Options{Name: "t"})
 	var ended atomic.Bool
-	if _, err := sys.Spawn("a", func(any) {}, func() { ended.Store(sys.Stopping().Err() != nil) }); err != nil {
+	if _, err := sys.Spawn("a", LevelNet, func(any) {}, func() { ended.Store(sys.Stopping().Err() != nil) }); err != nil {
 		t.Fatal(err)
 	}
 	if err := sys.Stopping().Err(); err != nil {

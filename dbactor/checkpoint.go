@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/syncdb/syncdb/actors"
 	"github.com/syncdb/syncdb/internal/failpoint"
 	"github.com/syncdb/syncdb/internal/walfile"
 	"github.com/syncdb/syncdb/messages"
@@ -281,7 +280,7 @@ func (a *dbActor) stats(ctx context.Context) (messages.LocalStats, error) {
 	}
 	// A fork's settling moves the hints in -info without this actor: read
 	// them fresh.
-	m, err := actors.Ask[*messages.Meta](ctx, a.cfg.Sys, a.cfg.Meta, &messages.GetMeta{})
+	m, err := a.cfg.Meta.Get(ctx)
 	if err != nil {
 		return s, err
 	}

@@ -8,8 +8,6 @@ import (
 
 	_ "modernc.org/sqlite"
 
-	"github.com/asynkron/protoactor-go/actor"
-
 	"github.com/syncdb/syncdb/actors"
 	"github.com/syncdb/syncdb/dbactor"
 	"github.com/syncdb/syncdb/internal/change"
@@ -25,7 +23,7 @@ import (
 type local struct {
 	path   string
 	sys    *actors.System
-	db     *actor.PID
+	db     dbactor.Handle
 	writer *dbactor.Writer
 }
 
@@ -44,18 +42,18 @@ func openLocal(t *testing.T, path string) *local {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := actors.Ask[*messages.Meta](ctx, l.sys, meta, &messages.UpdateMeta{Fn: func(m *messages.Meta) error {
+	if _, err := meta.Update(ctx, func(m *messages.Meta) error {
 		if m.ClientUniqueID == "" {
 			m.ClientUniqueID, m.SavedConfiguration = "c1", &messages.SavedConfig{}
 		}
 		return nil
-	}}); err != nil {
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if l.db, l.writer, err = dbactor.Spawn(dbactor.Config{Path: path, ClientID: "c1", Sys: l.sys, Meta: meta, Gate: noReaders{}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := actors.Ask[struct{}](ctx, l.sys, l.db, &messages.OpenDB{}); err != nil {
+	if err := l.db.Open(ctx, &messages.OpenDB{}); err != nil {
 		t.Fatal(err)
 	}
 	return l
@@ -69,7 +67,7 @@ func (l *local) exec(t *testing.T, q string) error {
 
 func (l *local) pending(t *testing.T, m *messages.PendingChanges) messages.Pending {
 	t.Helper()
-	p, err := actors.Ask[messages.Pending](t.Context(), l.sys, l.db, m)
+	p, err := l.db.PendingChanges(t.Context(), m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +148,7 @@ func TestRecordPush(t *testing.T) {
 		t.Fatalf("before any push: %s", describe(p.Changes))
 	}
 	gen := l.pending(t, &messages.PendingChanges{}).PullGen
-	if _, err := actors.Ask[struct{}](t.Context(), l.sys, l.db, &messages.RecordPush{PullGen: gen, UpTo: 2, Time: 1}); err != nil {
+	if err := l.db.RecordPush(t.Context(), gen, 2, 1); err != nil {
 		t.Fatal(err)
 	}
 	check := func(when string) {

@@ -69,12 +69,11 @@ import (
 	"os"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
-
 	"github.com/syncdb/syncdb/actors"
 	"github.com/syncdb/syncdb/internal/fsx"
 	"github.com/syncdb/syncdb/internal/sqlitex"
 	"github.com/syncdb/syncdb/messages"
+	"github.com/syncdb/syncdb/metaactor"
 )
 
 // ErrPullPending reports a local write refused because an interrupted pull
@@ -113,7 +112,7 @@ type Config struct {
 	FS       fsx.FS
 	ClientID string // at spawn; a fork changes it in the metadata, which the actor reads
 	Sys      *actors.System
-	Meta     *actor.PID // the metadata actor
+	Meta     metaactor.Handle // the metadata actor (Spawn stamps it with the actor's level)
 	Gate     Gate
 	// IgnoreTables are captured (so they survive pulls) but never pushed;
 	// they may lack a primary key.
@@ -165,17 +164,18 @@ func (cfg Config) withDefaults() Config {
 
 // Spawn starts the actor. Send it OpenDB before anything else. The Writer
 // is the direct path for local writes (see Writer).
-func Spawn(cfg Config) (*actor.PID, *Writer, error) {
+func Spawn(cfg Config) (Handle, *Writer, error) {
 	cfg = cfg.withDefaults()
+	cfg.Meta = cfg.Meta.From(actors.LevelDB)
 	a := &dbActor{cfg: cfg, ignored: map[string]bool{}}
 	for _, t := range cfg.IgnoreTables {
 		a.ignored[t] = true
 	}
-	pid, err := cfg.Sys.Spawn("db", a.receive, a.close)
+	ref, err := cfg.Sys.Spawn("db", actors.LevelDB, a.receive, a.close)
 	if err != nil {
-		return nil, nil, err
+		return Handle{}, nil, err
 	}
-	return pid, &Writer{a: a, pid: pid}, nil
+	return Handle{ref}, &Writer{a: a, ref: ref}, nil
 }
 
 // Writer runs local write transactions on the caller's goroutine, inside
@@ -185,14 +185,14 @@ func Spawn(cfg Config) (*actor.PID, *Writer, error) {
 // largest part of a one-row write's CPU after SQLite's own).
 type Writer struct {
 	a   *dbActor
-	pid *actor.PID
+	ref actors.Ref
 }
 
 // Exec runs a script as one local write transaction, capturing its
 // changes in it, exactly as the actor would.
 func (w *Writer) Exec(ctx context.Context, query string, args []any) (sql.Result, error) {
 	var res sql.Result
-	err := actors.Enter(ctx, w.a.cfg.Sys, w.pid, func() error {
+	err := actors.Enter(ctx, w.ref, func() error {
 		if err := w.a.ready(ctx); err != nil {
 			return err
 		}
@@ -455,7 +455,11 @@ func (a *dbActor) updateMeta(ctx context.Context, fn func(*messages.Meta) error)
 // updateMetaMaybeDeferred is updateMeta; with deferred, -info is not
 // written (messages.UpdateMeta.Defer).
 func (a *dbActor) updateMetaMaybeDeferred(ctx context.Context, fn func(*messages.Meta) error, deferred bool) error {
-	m, err := actors.Ask[*messages.Meta](context.WithoutCancel(ctx), a.cfg.Sys, a.cfg.Meta, &messages.UpdateMeta{Fn: fn, Defer: deferred})
+	update := a.cfg.Meta.Update
+	if deferred {
+		update = a.cfg.Meta.UpdateDeferred
+	}
+	m, err := update(context.WithoutCancel(ctx), fn)
 	if err != nil {
 		return fmt.Errorf("update metadata: %w", err)
 	}

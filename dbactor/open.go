@@ -11,7 +11,6 @@ import (
 
 	"modernc.org/sqlite"
 
-	"github.com/syncdb/syncdb/actors"
 	"github.com/syncdb/syncdb/internal/failpoint"
 	"github.com/syncdb/syncdb/internal/sqlitex"
 	"github.com/syncdb/syncdb/internal/walfile"
@@ -49,7 +48,7 @@ func (a *dbActor) open(ctx context.Context) error {
 	if a.opened {
 		return nil
 	}
-	m, err := actors.Ask[*messages.Meta](ctx, a.cfg.Sys, a.cfg.Meta, &messages.GetMeta{})
+	m, err := a.cfg.Meta.Get(ctx)
 	if err != nil {
 		return err
 	}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/syncdb/syncdb/actors"
 	"github.com/syncdb/syncdb/messages"
 )
 
@@ -227,7 +226,7 @@ func (a *dbActor) sentRecord(ctx context.Context, gen int64) (int64, error) {
 func (a *dbActor) sentUpTo(ctx context.Context, stored chainState) (int64, error) {
 	// A fork's settling moves the hints in -info without this actor: read
 	// them fresh.
-	m, err := actors.Ask[*messages.Meta](ctx, a.cfg.Sys, a.cfg.Meta, &messages.GetMeta{})
+	m, err := a.cfg.Meta.Get(ctx)
 	if err != nil {
 		return 0, err
 	}

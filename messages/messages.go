@@ -1,6 +1,9 @@
 // Package messages holds the typed messages syncdb's actors exchange. Every
-// message that expects an answer embeds actors.Request[T] and is sent as a
-// pointer with actors.Ask; the receiving actor answers exactly once.
+// message that expects an answer embeds actors.Request[T]; the receiving
+// actor answers exactly once. Callers do not send them by hand: each actor
+// package has a Handle (dbactor.Handle, syncactor.Handle, metaactor.Handle,
+// netactor.Handle) with one method per message, which builds the message
+// and asks the actor with it.
 //
 // Ownership, by actor:
 //
@@ -17,10 +20,21 @@
 //	facade → syncactor → dbactor → pageactor → netactor, metaactor
 //
 // (netactor and metaactor ask nobody). Asking upward, for example metaactor
-// asking dbactor while dbactor waits on metaactor, would deadlock; nothing
-// checks it at run time. docs/ARCHITECTURE.md §2 lists every edge. Local
-// writes (DB.Exec) reach dbactor without a message, through
-// dbactor.Writer (actors.Enter).
+// asking dbactor while dbactor waits on metaactor, would deadlock. Each
+// actor has its level (actors.Level) from its Spawn, and stamps the handles
+// it is given with it; in a build with the invariants tag an Ask against
+// the order panics (actors.CallOrderError). docs/ARCHITECTURE.md §2 lists
+// every edge. Local writes (DB.Exec) reach dbactor without a message,
+// through dbactor.Writer (actors.Enter).
+//
+// Closures: a few messages carry a function the receiver runs, where the
+// work must run inside the receiver on data it owns but its shape is the
+// sender's: Tx.Fn (the caller's transaction, on the writer connection),
+// UpdateMeta.Fn (a read-modify-write of the metadata, atomic against every
+// other update), and PullUpdates.OnHeader/OnPage (the response streamed
+// into the sender's files, never held whole in memory). Each runs only
+// while the sender waits in its Ask, so the sender's state it touches has
+// one user at a time. docs/ARCHITECTURE.md §7 item 4 says why each stays.
 //
 // Its exported names are for syncdb's own packages (the facade, the CLI,
 // the server, the simulator, tests), with no compatibility promise: a

@@ -118,7 +118,7 @@ func restartAndWrite(t *testing.T, fs *crashFS, desc string) {
 		t.Fatalf("%s: restart: %v", desc, err)
 	}
 	want := sampleMeta(9)
-	if _, err := update(context.Background(), sys, pid, setTo(want)); err != nil {
+	if _, err := update(context.Background(), pid, setTo(want)); err != nil {
 		t.Fatalf("%s: write after restart: %v", desc, err)
 	}
 	got, err := Load(fs, crashPath)
@@ -137,10 +137,10 @@ func actorWrite(t *testing.T, fs *crashFS, old, new *messages.Meta) error {
 	if err != nil {
 		t.Fatalf("spawn: %v", err)
 	}
-	if got := get(t, sys, pid); !reflect.DeepEqual(got, old) {
+	if got := get(t, pid); !reflect.DeepEqual(got, old) {
 		t.Fatalf("before the write: %+v, want %+v", got, old)
 	}
-	reply, werr := update(context.Background(), sys, pid, setTo(new))
+	reply, werr := update(context.Background(), pid, setTo(new))
 	want := old
 	if werr == nil {
 		want = new
@@ -148,7 +148,7 @@ func actorWrite(t *testing.T, fs *crashFS, old, new *messages.Meta) error {
 			t.Fatalf("reply %+v, want %+v", reply, new)
 		}
 	}
-	if got := get(t, sys, pid); !reflect.DeepEqual(got, want) {
+	if got := get(t, pid); !reflect.DeepEqual(got, want) {
 		t.Fatalf("after the write (err %v): actor has %+v, want %+v", werr, got, want)
 	}
 	return werr

@@ -86,8 +86,6 @@ import (
 	"reflect"
 	"strings"
 
-	"github.com/asynkron/protoactor-go/actor"
-
 	"github.com/syncdb/syncdb/actors"
 	"github.com/syncdb/syncdb/internal/fsx"
 	"github.com/syncdb/syncdb/internal/walfile"
@@ -105,20 +103,21 @@ const ActorName = "meta"
 // "/x/app.db-info") on sys. It loads the file eagerly: a missing file is
 // fine (GetMeta then answers nil), an unreadable or invalid one is an error
 // returned here, and no actor is started.
-func Spawn(sys *actors.System, fsys fsx.FS, path string) (*actor.PID, error) {
+func Spawn(sys *actors.System, fsys fsx.FS, path string) (Handle, error) {
 	return SpawnWatched(sys, fsys, path, nil)
 }
 
 // SpawnWatched is Spawn with watch (if not nil) called with a copy of the
 // metadata every time the actor's current metadata changes, on the actor's
 // goroutine: for the simulator, which compares it with the file.
-func SpawnWatched(sys *actors.System, fsys fsx.FS, path string, watch func(*messages.Meta)) (*actor.PID, error) {
+func SpawnWatched(sys *actors.System, fsys fsx.FS, path string, watch func(*messages.Meta)) (Handle, error) {
 	cur, err := Load(fsys, path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, err
+		return Handle{}, err
 	}
 	a := &metaActor{fs: fsys, path: path, cur: cur, watch: watch}
-	return sys.Spawn(ActorName, a.receive, nil)
+	ref, err := sys.Spawn(ActorName, actors.LevelMeta, a.receive, nil)
+	return Handle{ref}, err
 }
 
 // Load reads and validates a metadata file without an actor. A missing

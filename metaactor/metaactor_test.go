@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/goleak"
 
 	"github.com/syncdb/syncdb/actors"
@@ -34,17 +33,17 @@ func newSys(t *testing.T) *actors.System {
 	}})
 }
 
-func get(t *testing.T, sys *actors.System, pid *actor.PID) *messages.Meta {
+func get(t *testing.T, h Handle) *messages.Meta {
 	t.Helper()
-	m, err := actors.Ask[*messages.Meta](context.Background(), sys, pid, &messages.GetMeta{})
+	m, err := h.Get(context.Background())
 	if err != nil {
 		t.Fatalf("GetMeta: %v", err)
 	}
 	return m
 }
 
-func update(ctx context.Context, sys *actors.System, pid *actor.PID, fn func(*messages.Meta) error) (*messages.Meta, error) {
-	return actors.Ask[*messages.Meta](ctx, sys, pid, &messages.UpdateMeta{Fn: fn})
+func update(ctx context.Context, h Handle, fn func(*messages.Meta) error) (*messages.Meta, error) {
+	return h.Update(ctx, fn)
 }
 
 // setTo is an update function that replaces the metadata with want.
@@ -106,13 +105,13 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m := get(t, sys, pid); m != nil {
+	if m := get(t, pid); m != nil {
 		t.Fatalf("no file yet, GetMeta = %+v", m)
 	}
 
 	// The first update starts from a zero Meta with the version set.
 	want := sampleMeta(1)
-	reply, err := update(ctx, sys, pid, func(m *messages.Meta) error {
+	reply, err := update(ctx, pid, func(m *messages.Meta) error {
 		if !reflect.DeepEqual(m, &messages.Meta{Version: messages.MetaVersion}) {
 			t.Errorf("first update starts from %+v", m)
 		}
@@ -127,7 +126,7 @@ func TestRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(reply, want) {
 		t.Fatalf("reply %+v, want %+v", reply, want)
 	}
-	if got := get(t, sys, pid); !reflect.DeepEqual(got, want) {
+	if got := get(t, pid); !reflect.DeepEqual(got, want) {
 		t.Fatalf("GetMeta %+v, want %+v", got, want)
 	}
 
@@ -135,7 +134,7 @@ func TestRoundTrip(t *testing.T) {
 	want.LastPushedChangeIDHint = 77
 	want.SyncDB.Base.WAL = walfile.Position{Salt1: 1, Salt2: 2, Frame: 3}
 	want.RevertSinceWALSalt, want.RevertSinceWALWatermark = &[2]uint32{1, 2}, 3
-	if _, err := update(ctx, sys, pid, func(m *messages.Meta) error {
+	if _, err := update(ctx, pid, func(m *messages.Meta) error {
 		if m.ClientUniqueID != "syncdb-go-1" {
 			t.Errorf("second update starts from %+v", m)
 		}
@@ -159,7 +158,7 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := get(t, sys2, pid2); !reflect.DeepEqual(got, want) {
+	if got := get(t, pid2); !reflect.DeepEqual(got, want) {
 		t.Fatalf("after reopen %+v, want %+v", got, want)
 	}
 	sys2.Stop()
@@ -178,7 +177,7 @@ func TestDeepCopies(t *testing.T) {
 	}
 	want := sampleMeta(3)
 	var kept *messages.Meta
-	reply, err := update(context.Background(), sys, pid, func(m *messages.Meta) error {
+	reply, err := update(context.Background(), pid, func(m *messages.Meta) error {
 		*m = *clone(want)
 		kept = m
 		return nil
@@ -186,7 +185,7 @@ func TestDeepCopies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := get(t, sys, pid)
+	got := get(t, pid)
 	for _, m := range []*messages.Meta{reply, got, kept} {
 		m.ClientUniqueID = "changed"
 		m.SyncedRevision.Revision = "changed"
@@ -198,7 +197,7 @@ func TestDeepCopies(t *testing.T) {
 		m.SyncDB.CleanClose.Frame = 1000
 		m.SyncDB.Partial.DBSize = 1000
 	}
-	if got := get(t, sys, pid); !reflect.DeepEqual(got, want) {
+	if got := get(t, pid); !reflect.DeepEqual(got, want) {
 		t.Fatalf("the actor's state changed through a copy: %+v", got)
 	}
 }
@@ -522,7 +521,7 @@ func TestTursoFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := update(context.Background(), sys, pid, func(m *messages.Meta) error {
+	if _, err := update(context.Background(), pid, func(m *messages.Meta) error {
 		m.LastPushedChangeIDHint = 5
 		return nil
 	}); err != nil {
@@ -563,7 +562,7 @@ func TestUpdateFailures(t *testing.T) {
 	}
 	unchanged := func(what string) {
 		t.Helper()
-		if got := get(t, sys, pid); !reflect.DeepEqual(got, orig) {
+		if got := get(t, pid); !reflect.DeepEqual(got, orig) {
 			t.Fatalf("%s: state changed to %+v", what, got)
 		}
 		if got, err := Load(fs, crashPath); err != nil || !reflect.DeepEqual(got, orig) {
@@ -574,7 +573,7 @@ func TestUpdateFailures(t *testing.T) {
 	// Fn fails after changing its copy: nothing is written.
 	errFn := errors.New("fn failed")
 	fs.startCounting(-1)
-	_, err = update(ctx, sys, pid, func(m *messages.Meta) error {
+	_, err = update(ctx, pid, func(m *messages.Meta) error {
 		m.ClientUniqueID = "half-done"
 		m.SyncedRevision.Revision = "half-done"
 		return errFn
@@ -600,7 +599,7 @@ func TestUpdateFailures(t *testing.T) {
 		{"negative frame", func(m *messages.Meta) { m.SyncDB.Base.WAL.Frame = -1 }, "syncdb.base.wal.Frame: must not be negative"},
 		{"negative len", func(m *messages.Meta) { m.SyncDB.Pull.NextRevertLen = -1 }, "syncdb.pull.next_revert_len: must not be negative"},
 	} {
-		_, err := update(ctx, sys, pid, func(m *messages.Meta) error { tc.fn(m); return nil })
+		_, err := update(ctx, pid, func(m *messages.Meta) error { tc.fn(m); return nil })
 		if !errors.Is(err, ErrInvalidMeta) || !strings.Contains(err.Error(), tc.want) {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
@@ -611,7 +610,7 @@ func TestUpdateFailures(t *testing.T) {
 	}
 
 	// No Fn.
-	if _, err := update(ctx, sys, pid, nil); err == nil {
+	if _, err := update(ctx, pid, nil); err == nil {
 		t.Fatal("UpdateMeta without Fn succeeded")
 	}
 
@@ -625,7 +624,7 @@ func TestUpdateFailures(t *testing.T) {
 			}
 			return nil
 		}
-		_, err := update(ctx, sys, pid, func(m *messages.Meta) error { m.LastPushedChangeIDHint = 1000; return nil })
+		_, err := update(ctx, pid, func(m *messages.Meta) error { m.LastPushedChangeIDHint = 1000; return nil })
 		if !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "write "+crashPath) {
 			t.Fatalf("%s fails: %v", step, err)
 		}
@@ -639,16 +638,16 @@ func TestUpdateFailures(t *testing.T) {
 		}
 		return nil
 	}
-	if _, err := update(ctx, sys, pid, func(m *messages.Meta) error { m.LastPushedChangeIDHint = 1000; return nil }); !errors.Is(err, syscall.EIO) {
+	if _, err := update(ctx, pid, func(m *messages.Meta) error { m.LastPushedChangeIDHint = 1000; return nil }); !errors.Is(err, syscall.EIO) {
 		t.Fatalf("syncdir fails: %v", err)
 	}
-	if got := get(t, sys, pid); !reflect.DeepEqual(got, orig) {
+	if got := get(t, pid); !reflect.DeepEqual(got, orig) {
 		t.Fatalf("syncdir fails: state changed to %+v", got)
 	}
 
 	// The disk recovers: the next update works from the unchanged state.
 	fs.fail = nil
-	got, err := update(ctx, sys, pid, func(m *messages.Meta) error { m.LastPushedPullGenHint = 42; return nil })
+	got, err := update(ctx, pid, func(m *messages.Meta) error { m.LastPushedPullGenHint = 42; return nil })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -676,7 +675,7 @@ func TestAbandonedRequest(t *testing.T) {
 	entered, release := make(chan struct{}), make(chan struct{})
 	first := make(chan error, 1)
 	go func() {
-		_, err := update(ctx, sys, pid, func(m *messages.Meta) error {
+		_, err := update(ctx, pid, func(m *messages.Meta) error {
 			close(entered)
 			<-release
 			m.ClientUniqueID = "first"
@@ -690,7 +689,7 @@ func TestAbandonedRequest(t *testing.T) {
 	ran := make(chan struct{}, 1)
 	second := make(chan error, 1)
 	go func() {
-		_, err := update(cctx, sys, pid, func(m *messages.Meta) error {
+		_, err := update(cctx, pid, func(m *messages.Meta) error {
 			ran <- struct{}{}
 			m.ClientUniqueID = "second"
 			return nil
@@ -707,7 +706,7 @@ func TestAbandonedRequest(t *testing.T) {
 	if err := <-first; err != nil {
 		t.Fatal(err)
 	}
-	if got := get(t, sys, pid); got.ClientUniqueID != "first" {
+	if got := get(t, pid); got.ClientUniqueID != "first" {
 		t.Fatalf("state %+v", got)
 	}
 	select {
@@ -717,7 +716,7 @@ func TestAbandonedRequest(t *testing.T) {
 	}
 
 	// A request with a context that already ended is not even sent.
-	if _, err := actors.Ask[*messages.Meta](cctx, sys, pid, &messages.GetMeta{}); !errors.Is(err, context.Canceled) {
+	if _, err := pid.Get(cctx); !errors.Is(err, context.Canceled) {
 		t.Fatalf("GetMeta with a cancelled context: %v", err)
 	}
 }
@@ -743,10 +742,10 @@ func TestSpawnReadError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := update(context.Background(), sys, pid, setTo(sampleMeta(1))); !errors.Is(err, os.ErrNotExist) {
+	if _, err := update(context.Background(), pid, setTo(sampleMeta(1))); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("update in a missing directory: %v", err)
 	}
-	if m := get(t, sys, pid); m != nil {
+	if m := get(t, pid); m != nil {
 		t.Fatalf("state %+v", m)
 	}
 }
@@ -760,11 +759,11 @@ func TestStopNoLeak(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := update(context.Background(), sys, pid, setTo(sampleMeta(1))); err != nil {
+	if _, err := update(context.Background(), pid, setTo(sampleMeta(1))); err != nil {
 		t.Fatal(err)
 	}
 	sys.Stop()
-	if _, err := actors.Ask[*messages.Meta](context.Background(), sys, pid, &messages.GetMeta{}); !errors.Is(err, actors.ErrStopped) {
+	if _, err := pid.Get(context.Background()); !errors.Is(err, actors.ErrStopped) {
 		t.Fatalf("after Stop: %v", err)
 	}
 }
@@ -815,17 +814,17 @@ func TestDeferredUpdate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := update(ctx, sys, pid, setTo(sampleMeta(1))); err != nil {
+	if _, err := update(ctx, pid, setTo(sampleMeta(1))); err != nil {
 		t.Fatal(err)
 	}
 	deferred := func(fn func(*messages.Meta) error) error {
-		_, err := actors.Ask[*messages.Meta](ctx, sys, pid, &messages.UpdateMeta{Fn: fn, Defer: true})
+		_, err := pid.UpdateDeferred(ctx, fn)
 		return err
 	}
 	if err := deferred(func(m *messages.Meta) error { m.SyncedRevision.Revision = "rev-deferred"; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if got := get(t, sys, pid).SyncedRevision.Revision; got != "rev-deferred" {
+	if got := get(t, pid).SyncedRevision.Revision; got != "rev-deferred" {
 		t.Fatalf("GetMeta after a deferred update: %q", got)
 	}
 	if m, err := Load(fsx.OS, path); err != nil || m.SyncedRevision.Revision != "rev-1" {
@@ -834,7 +833,7 @@ func TestDeferredUpdate(t *testing.T) {
 	if err := deferred(func(m *messages.Meta) error { m.ClientUniqueID = ""; return nil }); err == nil {
 		t.Fatal("a deferred update with an empty client id was accepted")
 	}
-	if _, err := update(ctx, sys, pid, func(m *messages.Meta) error { m.LastPushedChangeIDHint = 5; return nil }); err != nil {
+	if _, err := update(ctx, pid, func(m *messages.Meta) error { m.LastPushedChangeIDHint = 5; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if m, err := Load(fsx.OS, path); err != nil || m.SyncedRevision.Revision != "rev-deferred" || m.LastPushedChangeIDHint != 5 {

@@ -42,9 +42,9 @@ func TestPullRetries503(t *testing.T) {
 	var calls atomic.Int32
 	hs := faultServer(t, failThen(2, http.StatusServiceUnavailable, &calls))
 	clock := newFakeClock()
-	sys, pid := spawn(t, Config{URL: hs.URL, Clock: clock})
+	pid := spawn(t, Config{URL: hs.URL, Clock: clock})
 	start := time.Now()
-	res := mustPull(t, sys, pid, &syncpb.PullUpdatesReqProtoBody{})
+	res := mustPull(t, pid, &syncpb.PullUpdatesReqProtoBody{})
 	if calls.Load() != 3 || res.info.Pages != 3 || len(res.pages) != 3 {
 		t.Fatalf("calls %d, info %+v", calls.Load(), res.info)
 	}
@@ -66,8 +66,8 @@ func TestPullRetries429(t *testing.T) {
 	var calls atomic.Int32
 	hs := faultServer(t, failThen(3, http.StatusTooManyRequests, &calls))
 	clock := newFakeClock()
-	sys, pid := spawn(t, Config{URL: hs.URL, Clock: clock, Retry: RetryPolicy{NoJitter: true, InitialInterval: 100 * time.Millisecond, MaxInterval: 250 * time.Millisecond}})
-	mustPull(t, sys, pid, &syncpb.PullUpdatesReqProtoBody{})
+	pid := spawn(t, Config{URL: hs.URL, Clock: clock, Retry: RetryPolicy{NoJitter: true, InitialInterval: 100 * time.Millisecond, MaxInterval: 250 * time.Millisecond}})
+	mustPull(t, pid, &syncpb.PullUpdatesReqProtoBody{})
 	if calls.Load() != 4 {
 		t.Fatalf("calls %d", calls.Load())
 	}
@@ -82,8 +82,8 @@ func TestPullRetries429(t *testing.T) {
 func TestRetryGivesUp(t *testing.T) {
 	var calls atomic.Int32
 	hs := faultServer(t, failThen(1000, http.StatusBadGateway, &calls))
-	sys, pid := spawn(t, Config{URL: hs.URL, Clock: newFakeClock(), Retry: RetryPolicy{MaxAttempts: 4}})
-	_, err := pull(context.Background(), sys, pid, &syncpb.PullUpdatesReqProtoBody{})
+	pid := spawn(t, Config{URL: hs.URL, Clock: newFakeClock(), Retry: RetryPolicy{MaxAttempts: 4}})
+	_, err := pull(context.Background(), pid, &syncpb.PullUpdatesReqProtoBody{})
 	var herr *HTTPError
 	if !errors.As(err, &herr) || herr.Status != http.StatusBadGateway || !herr.Temporary() || calls.Load() != 4 {
 		t.Fatalf("err %v after %d calls", err, calls.Load())
@@ -91,8 +91,8 @@ func TestRetryGivesUp(t *testing.T) {
 
 	calls.Store(0)
 	clock := newFakeClock()
-	sys2, pid2 := spawn(t, Config{URL: hs.URL, Clock: clock, Retry: RetryPolicy{NoJitter: true}})
-	_, err = pull(context.Background(), sys2, pid2, &syncpb.PullUpdatesReqProtoBody{})
+	pid2 := spawn(t, Config{URL: hs.URL, Clock: clock, Retry: RetryPolicy{NoJitter: true}})
+	_, err = pull(context.Background(), pid2, &syncpb.PullUpdatesReqProtoBody{})
 	if !errors.As(err, &herr) {
 		t.Fatalf("err %v", err)
 	}
@@ -127,8 +127,8 @@ func TestPullPermanentStatuses(t *testing.T) {
 				calls.Add(1)
 				http.Error(w, tc.body, tc.status)
 			})
-			sys, pid := spawn(t, Config{URL: hs.URL, Clock: newFakeClock()})
-			res, err := pull(context.Background(), sys, pid, &syncpb.PullUpdatesReqProtoBody{ClientRevision: "r"})
+			pid := spawn(t, Config{URL: hs.URL, Clock: newFakeClock()})
+			res, err := pull(context.Background(), pid, &syncpb.PullUpdatesReqProtoBody{ClientRevision: "r"})
 			var herr *HTTPError
 			if !errors.As(err, &herr) || herr.Status != tc.status || herr.Endpoint != EndpointPull ||
 				strings.TrimSpace(herr.Body) != tc.body {
@@ -160,8 +160,8 @@ func TestPullTruncatedAfterHeader(t *testing.T) {
 		w.Write(frame[:len(frame)/2])
 		abort(w)
 	})
-	sys, pid := spawn(t, Config{URL: hs.URL, Clock: newFakeClock()})
-	res, err := pull(context.Background(), sys, pid, &syncpb.PullUpdatesReqProtoBody{})
+	pid := spawn(t, Config{URL: hs.URL, Clock: newFakeClock()})
+	res, err := pull(context.Background(), pid, &syncpb.PullUpdatesReqProtoBody{})
 	if !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("err = %v", err)
 	}
@@ -187,8 +187,8 @@ func TestPullCutBeforeHeaderRetried(t *testing.T) {
 		}
 	})
 	clock := newFakeClock()
-	sys, pid := spawn(t, Config{URL: hs.URL, Clock: clock})
-	res := mustPull(t, sys, pid, &syncpb.PullUpdatesReqProtoBody{})
+	pid := spawn(t, Config{URL: hs.URL, Clock: clock})
+	res := mustPull(t, pid, &syncpb.PullUpdatesReqProtoBody{})
 	if calls.Load() != 3 || len(clock.Waits()) != 2 || len(res.pages) != 1 {
 		t.Fatalf("%d calls, waits %v, %d pages", calls.Load(), clock.Waits(), len(res.pages))
 	}
@@ -220,8 +220,8 @@ func TestPullBadStreams(t *testing.T) {
 				wire.WriteDelimited(w, tc.hdr)
 				w.Write(tc.body)
 			})
-			sys, pid := spawn(t, Config{URL: hs.URL, Clock: newFakeClock()})
-			res, err := pull(context.Background(), sys, pid, &syncpb.PullUpdatesReqProtoBody{})
+			pid := spawn(t, Config{URL: hs.URL, Clock: newFakeClock()})
+			res, err := pull(context.Background(), pid, &syncpb.PullUpdatesReqProtoBody{})
 			if !errors.Is(err, ErrBadStream) {
 				t.Fatalf("err = %v", err)
 			}
@@ -268,8 +268,8 @@ func TestPullBadContentEncoding(t *testing.T) {
 				w.Header().Set("Content-Encoding", tc.encoding)
 				w.Write(tc.body)
 			})
-			sys, pid := spawn(t, Config{URL: hs.URL, Clock: newFakeClock(), ZstdPages: tc.zstd})
-			res, err := pull(context.Background(), sys, pid, &syncpb.PullUpdatesReqProtoBody{})
+			pid := spawn(t, Config{URL: hs.URL, Clock: newFakeClock(), ZstdPages: tc.zstd})
+			res, err := pull(context.Background(), pid, &syncpb.PullUpdatesReqProtoBody{})
 			if tc.ok {
 				if err != nil || len(res.pages) != 300 || !bytes.Equal(res.pages[300], testPage(byte(299%256))) {
 					t.Fatalf("%d pages, %v", len(res.pages), err)
@@ -290,10 +290,10 @@ func TestPullCallbackErrors(t *testing.T) {
 		calls.Add(1)
 		writeStream(w, "rev", 5)
 	})
-	sys, pid := spawn(t, Config{URL: hs.URL, Clock: newFakeClock()})
+	pid := spawn(t, Config{URL: hs.URL, Clock: newFakeClock()})
 	stopHere := errors.New("disk full")
 	pages := 0
-	_, err := actors.Ask(context.Background(), sys, pid, &messages.PullUpdates{
+	_, err := pid.PullUpdates(context.Background(), &messages.PullUpdates{
 		OnPage: func(pgno uint32, data []byte) error {
 			pages++
 			if pgno == 2 {
@@ -305,7 +305,7 @@ func TestPullCallbackErrors(t *testing.T) {
 	if !errors.Is(err, stopHere) || pages != 2 {
 		t.Fatalf("err %v after %d pages", err, pages)
 	}
-	_, err = actors.Ask(context.Background(), sys, pid, &messages.PullUpdates{
+	_, err = pid.PullUpdates(context.Background(), &messages.PullUpdates{
 		OnHeader: func(*syncpb.PullUpdatesRespProtoBody) error { return stopHere },
 	})
 	if !errors.Is(err, stopHere) || calls.Load() != 2 {
@@ -330,7 +330,7 @@ func TestRequestHeaders(t *testing.T) {
 		}
 		writeStream(w, "rev", 1)
 	})
-	sys, pid := spawn(t, Config{
+	pid := spawn(t, Config{
 		URL:              hs.URL + "/db/x/",
 		AuthToken:        func() (string, error) { return "sekrit", nil },
 		EncryptionKey:    "a2V5",
@@ -338,7 +338,7 @@ func TestRequestHeaders(t *testing.T) {
 		ZstdPages:        false,
 	})
 	req := &syncpb.PullUpdatesReqProtoBody{ClientRevision: "r1", LongPollTimeoutMs: 1000}
-	mustPull(t, sys, pid, req)
+	mustPull(t, pid, req)
 	s := <-got
 	want, _ := proto.Marshal(req)
 	if s.path != "/db/x/pull-updates" || string(s.body) != string(want) {
@@ -357,7 +357,7 @@ func TestRequestHeaders(t *testing.T) {
 		}
 	}
 
-	if _, err := actors.Ask(context.Background(), sys, pid, &messages.Pipeline{Body: batch("SELECT 1")}); err != nil {
+	if _, err := pid.Pipeline(context.Background(), &messages.Pipeline{Body: batch("SELECT 1")}); err != nil {
 		t.Fatal(err)
 	}
 	s = <-got
@@ -378,8 +378,8 @@ func TestRequestHeaders(t *testing.T) {
 
 	// No token callback, no encryption: no such headers; a custom agent;
 	// ZstdPages asks for zstd.
-	sys2, pid2 := spawn(t, Config{URL: hs.URL + "/db/x", UserAgent: "test-agent", ZstdPages: true})
-	mustPull(t, sys2, pid2, &syncpb.PullUpdatesReqProtoBody{})
+	pid2 := spawn(t, Config{URL: hs.URL + "/db/x", UserAgent: "test-agent", ZstdPages: true})
+	mustPull(t, pid2, &syncpb.PullUpdatesReqProtoBody{})
 	s = <-got
 	for _, k := range []string{"Authorization", "X-Turso-Encryption-Key", "X-Turso-Encryption-Cipher"} {
 		if v, ok := s.header[k]; ok {
@@ -396,8 +396,8 @@ func TestRequestHeaders(t *testing.T) {
 
 	// A failing token callback fails the request without sending it.
 	tokErr := errors.New("vault sealed")
-	sys3, pid3 := spawn(t, Config{URL: hs.URL, AuthToken: func() (string, error) { return "", tokErr }, Clock: newFakeClock()})
-	if _, err := pull(context.Background(), sys3, pid3, nil); !errors.Is(err, tokErr) {
+	pid3 := spawn(t, Config{URL: hs.URL, AuthToken: func() (string, error) { return "", tokErr }, Clock: newFakeClock()})
+	if _, err := pull(context.Background(), pid3, nil); !errors.Is(err, tokErr) {
 		t.Fatalf("token error: %v", err)
 	}
 	select {
@@ -420,8 +420,8 @@ func TestPipelineRetryOnlyIfRetryable(t *testing.T) {
 		w.Write([]byte(`{"baton":null,"base_url":null,"results":[{"type":"error","error":{"message":"m","code":"C"}}]}`))
 	})
 	clock := newFakeClock()
-	sys, pid := spawn(t, Config{URL: hs.URL, Clock: clock})
-	_, err := actors.Ask(context.Background(), sys, pid, &messages.Pipeline{Body: batch("INSERT INTO t VALUES (1)")})
+	pid := spawn(t, Config{URL: hs.URL, Clock: clock})
+	_, err := pid.Pipeline(context.Background(), &messages.Pipeline{Body: batch("INSERT INTO t VALUES (1)")})
 	var herr *HTTPError
 	if !errors.As(err, &herr) || herr.Status != http.StatusServiceUnavailable || herr.Endpoint != EndpointPipeline || calls.Load() != 1 {
 		t.Fatalf("push: %v after %d calls", err, calls.Load())
@@ -431,7 +431,7 @@ func TestPipelineRetryOnlyIfRetryable(t *testing.T) {
 	}
 
 	calls.Store(0)
-	resp, err := actors.Ask(context.Background(), sys, pid, &messages.Pipeline{Body: batch("SELECT 1"), Retryable: true})
+	resp, err := pid.Pipeline(context.Background(), &messages.Pipeline{Body: batch("SELECT 1"), Retryable: true})
 	if err != nil || calls.Load() != 2 || len(clock.Waits()) != 1 {
 		t.Fatalf("read: %v after %d calls, waits %v", err, calls.Load(), clock.Waits())
 	}
@@ -462,25 +462,25 @@ func TestPipelineBadResponses(t *testing.T) {
 			w.Write([]byte(`{"baton":null,"base_url":null,"results":[]}` + strings.Repeat(" ", 100)))
 		}
 	})
-	sys, pid := spawn(t, Config{URL: hs.URL, Clock: newFakeClock(), MaxPipelineResponse: 64})
+	pid := spawn(t, Config{URL: hs.URL, Clock: newFakeClock(), MaxPipelineResponse: 64})
 
 	mode.Store("cut")
-	if _, err := actors.Ask(context.Background(), sys, pid, &messages.Pipeline{Body: batch("SELECT 1")}); err == nil || calls.Load() != 1 {
+	if _, err := pid.Pipeline(context.Background(), &messages.Pipeline{Body: batch("SELECT 1")}); err == nil || calls.Load() != 1 {
 		t.Fatalf("cut push: %v after %d calls", err, calls.Load())
 	}
 	calls.Store(0)
-	if _, err := actors.Ask(context.Background(), sys, pid, &messages.Pipeline{Body: batch("SELECT 1"), Retryable: true}); err != nil || calls.Load() != 2 {
+	if _, err := pid.Pipeline(context.Background(), &messages.Pipeline{Body: batch("SELECT 1"), Retryable: true}); err != nil || calls.Load() != 2 {
 		t.Fatalf("cut read: %v after %d calls", err, calls.Load())
 	}
 
 	calls.Store(0)
 	mode.Store("json")
-	if _, err := actors.Ask(context.Background(), sys, pid, &messages.Pipeline{Body: batch("SELECT 1"), Retryable: true}); !errors.Is(err, hrana.ErrInvalid) || calls.Load() != 1 {
+	if _, err := pid.Pipeline(context.Background(), &messages.Pipeline{Body: batch("SELECT 1"), Retryable: true}); !errors.Is(err, hrana.ErrInvalid) || calls.Load() != 1 {
 		t.Fatalf("bad json: %v after %d calls", err, calls.Load())
 	}
 	calls.Store(0)
 	mode.Store("big")
-	if _, err := actors.Ask(context.Background(), sys, pid, &messages.Pipeline{Body: batch("SELECT 1"), Retryable: true}); err == nil || !strings.Contains(err.Error(), "larger than 64 bytes") || calls.Load() != 1 {
+	if _, err := pid.Pipeline(context.Background(), &messages.Pipeline{Body: batch("SELECT 1"), Retryable: true}); err == nil || !strings.Contains(err.Error(), "larger than 64 bytes") || calls.Load() != 1 {
 		t.Fatalf("big: %v after %d calls", err, calls.Load())
 	}
 }
@@ -496,11 +496,11 @@ func TestCancelLongPoll(t *testing.T) {
 		<-r.Context().Done()
 		gone <- struct{}{}
 	})
-	sys, pid := spawn(t, Config{URL: hs.URL})
+	pid := spawn(t, Config{URL: hs.URL})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		_, err := pull(ctx, sys, pid, &syncpb.PullUpdatesReqProtoBody{ClientRevision: "r", LongPollTimeoutMs: 600_000})
+		_, err := pull(ctx, pid, &syncpb.PullUpdatesReqProtoBody{ClientRevision: "r", LongPollTimeoutMs: 600_000})
 		done <- err
 	}()
 	<-entered
@@ -527,11 +527,11 @@ func TestCancelDuringBackoff(t *testing.T) {
 	hs := faultServer(t, failThen(1000, http.StatusServiceUnavailable, &calls))
 	clock := newFakeClock()
 	clock.block = true
-	sys, pid := spawn(t, Config{URL: hs.URL, Clock: clock})
+	pid := spawn(t, Config{URL: hs.URL, Clock: clock})
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err := actors.Ask(ctx, sys, pid, &messages.Pipeline{Body: batch("SELECT 1"), Retryable: true})
+	_, err := pid.Pipeline(ctx, &messages.Pipeline{Body: batch("SELECT 1"), Retryable: true})
 	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 5*time.Second {
 		t.Fatalf("err %v after %v", err, time.Since(start))
 	}
@@ -556,15 +556,15 @@ func TestConcurrentRequests(t *testing.T) {
 		}
 		writeStream(w, "rev", 2)
 	})
-	sys, pid := spawn(t, Config{URL: hs.URL})
+	pid := spawn(t, Config{URL: hs.URL})
 	poll := make(chan error, 1)
 	go func() {
-		_, err := pull(context.Background(), sys, pid, &syncpb.PullUpdatesReqProtoBody{ClientRevision: "r", LongPollTimeoutMs: 60_000})
+		_, err := pull(context.Background(), pid, &syncpb.PullUpdatesReqProtoBody{ClientRevision: "r", LongPollTimeoutMs: 60_000})
 		poll <- err
 	}()
 	for range 5 {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err := pull(ctx, sys, pid, &syncpb.PullUpdatesReqProtoBody{ServerPagesSelector: []byte{}})
+		_, err := pull(ctx, pid, &syncpb.PullUpdatesReqProtoBody{ServerPagesSelector: []byte{}})
 		cancel()
 		if err != nil {
 			t.Fatalf("page fetch during a long poll: %v", err)
@@ -583,14 +583,14 @@ func TestConcurrentRequests(t *testing.T) {
 
 // Without a URL every request fails with ErrNoURL; stats still work.
 func TestNoURL(t *testing.T) {
-	sys, pid := spawn(t, Config{})
-	if _, err := pull(context.Background(), sys, pid, &syncpb.PullUpdatesReqProtoBody{}); !errors.Is(err, ErrNoURL) {
+	pid := spawn(t, Config{})
+	if _, err := pull(context.Background(), pid, &syncpb.PullUpdatesReqProtoBody{}); !errors.Is(err, ErrNoURL) {
 		t.Fatalf("pull: %v", err)
 	}
-	if _, err := actors.Ask(context.Background(), sys, pid, &messages.Pipeline{Body: batch("SELECT 1")}); !errors.Is(err, ErrNoURL) {
+	if _, err := pid.Pipeline(context.Background(), &messages.Pipeline{Body: batch("SELECT 1")}); !errors.Is(err, ErrNoURL) {
 		t.Fatalf("pipeline: %v", err)
 	}
-	if c, err := actors.Ask(context.Background(), sys, pid, &messages.NetStats{}); err != nil || c != (messages.NetCounters{}) {
+	if c, err := pid.Stats(context.Background()); err != nil || c != (messages.NetCounters{}) {
 		t.Fatalf("stats: %+v %v", c, err)
 	}
 }

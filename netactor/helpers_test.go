@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/goleak"
 
 	"github.com/syncdb/syncdb/actors"
@@ -62,7 +61,7 @@ func (c *fakeClock) Waits() []time.Duration {
 }
 
 // spawn starts a system with a network actor; the system stops at cleanup.
-func spawn(t *testing.T, cfg Config) (*actors.System, *actor.PID) {
+func spawn(t *testing.T, cfg Config) Handle {
 	t.Helper()
 	sys := actors.NewSystem(actors.Options{Name: t.Name(), OnPanic: func(p *actors.PanicError) { t.Errorf("panic: %v", p) }})
 	pid, err := Spawn(sys, cfg)
@@ -70,7 +69,7 @@ func spawn(t *testing.T, cfg Config) (*actors.System, *actor.PID) {
 		t.Fatal(err)
 	}
 	t.Cleanup(sys.Stop)
-	return sys, pid
+	return pid
 }
 
 // byteCounts measures request and response body bytes on the server side.
@@ -142,9 +141,9 @@ type pullResult struct {
 	order   []uint32
 }
 
-func pull(ctx context.Context, sys *actors.System, pid *actor.PID, req *syncpb.PullUpdatesReqProtoBody) (*pullResult, error) {
+func pull(ctx context.Context, h Handle, req *syncpb.PullUpdatesReqProtoBody) (*pullResult, error) {
 	res := &pullResult{pages: map[uint32][]byte{}}
-	info, err := actors.Ask(ctx, sys, pid, &messages.PullUpdates{
+	info, err := h.PullUpdates(ctx, &messages.PullUpdates{
 		Req: req,
 		OnHeader: func(h *syncpb.PullUpdatesRespProtoBody) error {
 			res.headers = append(res.headers, h)
@@ -160,9 +159,9 @@ func pull(ctx context.Context, sys *actors.System, pid *actor.PID, req *syncpb.P
 	return res, err
 }
 
-func mustPull(t *testing.T, sys *actors.System, pid *actor.PID, req *syncpb.PullUpdatesReqProtoBody) *pullResult {
+func mustPull(t *testing.T, h Handle, req *syncpb.PullUpdatesReqProtoBody) *pullResult {
 	t.Helper()
-	res, err := pull(context.Background(), sys, pid, req)
+	res, err := pull(context.Background(), h, req)
 	if err != nil {
 		t.Fatalf("pull: %v", err)
 	}
@@ -181,9 +180,9 @@ func batch(stmts ...string) hrana.PipelineReqBody {
 	return hrana.PipelineReqBody{Requests: []hrana.StreamRequest{{Type: hrana.ReqBatch, Batch: &hrana.Batch{Steps: steps}}}}
 }
 
-func exec(t *testing.T, sys *actors.System, pid *actor.PID, stmts ...string) *hrana.BatchResult {
+func exec(t *testing.T, h Handle, stmts ...string) *hrana.BatchResult {
 	t.Helper()
-	resp, err := actors.Ask(context.Background(), sys, pid, &messages.Pipeline{Body: batch(stmts...)})
+	resp, err := h.Pipeline(context.Background(), &messages.Pipeline{Body: batch(stmts...)})
 	if err != nil {
 		t.Fatalf("pipeline: %v", err)
 	}

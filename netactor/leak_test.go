@@ -61,19 +61,19 @@ func TestStopWithRequestsInFlight(t *testing.T) {
 
 	errs := make(chan error, 4)
 	go func() {
-		_, err := pull(context.Background(), sys, pid, &syncpb.PullUpdatesReqProtoBody{ClientRevision: "r", LongPollTimeoutMs: 600_000})
+		_, err := pull(context.Background(), pid, &syncpb.PullUpdatesReqProtoBody{ClientRevision: "r", LongPollTimeoutMs: 600_000})
 		errs <- err
 	}()
 	go func() {
-		_, err := actors.Ask(context.Background(), sys, pid, &messages.Pipeline{Body: batch("SELECT 1")})
+		_, err := pid.Pipeline(context.Background(), &messages.Pipeline{Body: batch("SELECT 1")})
 		errs <- err
 	}()
 	go func() {
-		_, err := pull(context.Background(), sys2, pid2, nil)
+		_, err := pull(context.Background(), pid2, nil)
 		errs <- err
 	}()
 	go func() {
-		_, err := actors.Ask(context.Background(), sys3, pid3, &messages.Pipeline{Body: batch("SELECT 1"), Retryable: true})
+		_, err := pid3.Pipeline(context.Background(), &messages.Pipeline{Body: batch("SELECT 1"), Retryable: true})
 		errs <- err
 	}()
 	<-entered
@@ -159,9 +159,9 @@ func TestRequestsEndWhenTheSystemCloses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waiter, err := sys.Spawn("waiter", func(msg any) {
+	waiter, err := sys.Spawn("waiter", actors.LevelSync, func(msg any) {
 		m := msg.(*relay)
-		_, err := pull(m.Context(), sys, netPID, nil)
+		_, err := pull(m.Context(), netPID.From(actors.LevelSync), nil)
 		m.Respond(struct{}{}, err)
 	}, nil)
 	if err != nil {
@@ -169,7 +169,7 @@ func TestRequestsEndWhenTheSystemCloses(t *testing.T) {
 	}
 	errc := make(chan error, 1)
 	go func() {
-		_, err := actors.Ask(context.Background(), sys, waiter, &relay{})
+		_, err := actors.Ask(context.Background(), waiter, &relay{})
 		errc <- err
 	}()
 	<-entered

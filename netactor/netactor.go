@@ -61,7 +61,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/syncdb/syncdb/actors"
@@ -253,12 +252,12 @@ type netActor struct {
 }
 
 // Spawn starts the network actor, named "net", in sys.
-func Spawn(sys *actors.System, cfg Config) (*actor.PID, error) {
+func Spawn(sys *actors.System, cfg Config) (Handle, error) {
 	a := &netActor{cfg: cfg}
 	if cfg.URL != "" {
 		base, err := NormalizeURL(cfg.URL)
 		if err != nil {
-			return nil, err
+			return Handle{}, err
 		}
 		a.base = base
 	}
@@ -271,12 +270,12 @@ func Spawn(sys *actors.System, cfg Config) (*actor.PID, error) {
 	// The requests end when the system begins to stop, not only when this
 	// actor does: the actors that wait for them stop first.
 	a.life, a.cancel = context.WithCancel(sys.Stopping())
-	pid, err := sys.Spawn("net", a.receive, a.stop)
+	ref, err := sys.Spawn("net", actors.LevelNet, a.receive, a.stop)
 	if err != nil {
 		a.cancel()
-		return nil, err
+		return Handle{}, err
 	}
-	return pid, nil
+	return Handle{ref}, nil
 }
 
 func (a *netActor) receive(msg any) {

@@ -11,7 +11,6 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/syncdb/syncdb/actors"
 	"github.com/syncdb/syncdb/messages"
 	"github.com/syncdb/syncdb/server"
 	"github.com/syncdb/syncdb/wire/hrana"
@@ -26,10 +25,10 @@ const fillSQL = `WITH RECURSIVE n(i) AS (SELECT %d UNION ALL SELECT i+1 FROM n W
 // fresh snapshot.
 func TestPullFullAndIncremental(t *testing.T) {
 	url, _ := realServer(t, server.Config{})
-	sys, pid := spawn(t, Config{URL: url + "/"})
+	pid := spawn(t, Config{URL: url + "/"})
 
-	exec(t, sys, pid, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", fmt.Sprintf(fillSQL, 1, 2000))
-	full := mustPull(t, sys, pid, &syncpb.PullUpdatesReqProtoBody{})
+	exec(t, pid, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", fmt.Sprintf(fillSQL, 1, 2000))
+	full := mustPull(t, pid, &syncpb.PullUpdatesReqProtoBody{})
 	hdr := full.headers[0]
 	if hdr.DbSize < 20 || uint64(len(full.pages)) != hdr.DbSize || full.info.Pages != len(full.pages) {
 		t.Fatalf("db_size %d, %d pages, info %+v", hdr.DbSize, len(full.pages), full.info)
@@ -46,8 +45,8 @@ func TestPullFullAndIncremental(t *testing.T) {
 		t.Fatalf("info %+v", full.info)
 	}
 
-	exec(t, sys, pid, "UPDATE t SET v = 'changed' WHERE id = 1000")
-	inc := mustPull(t, sys, pid, &syncpb.PullUpdatesReqProtoBody{ClientRevision: hdr.ServerRevision})
+	exec(t, pid, "UPDATE t SET v = 'changed' WHERE id = 1000")
+	inc := mustPull(t, pid, &syncpb.PullUpdatesReqProtoBody{ClientRevision: hdr.ServerRevision})
 	ihdr := inc.headers[0]
 	if ihdr.ServerRevision == hdr.ServerRevision {
 		t.Fatalf("revision did not move: %s", ihdr.ServerRevision)
@@ -55,7 +54,7 @@ func TestPullFullAndIncremental(t *testing.T) {
 	if len(inc.pages) == 0 || uint64(len(inc.pages)) >= ihdr.DbSize {
 		t.Fatalf("incremental pull has %d of %d pages", len(inc.pages), ihdr.DbSize)
 	}
-	snap := mustPull(t, sys, pid, &syncpb.PullUpdatesReqProtoBody{ServerRevision: ihdr.ServerRevision})
+	snap := mustPull(t, pid, &syncpb.PullUpdatesReqProtoBody{ServerRevision: ihdr.ServerRevision})
 	for pg, data := range inc.pages {
 		if !bytes.Equal(data, snap.pages[pg]) {
 			t.Fatalf("incremental page %d differs from the snapshot", pg)
@@ -80,9 +79,9 @@ func mapValues(m map[uint32][]byte) [][]byte {
 // A pipeline batch runs on the server and its results come back decoded.
 func TestPipelineBatch(t *testing.T) {
 	url, _ := realServer(t, server.Config{})
-	sys, pid := spawn(t, Config{URL: url})
-	exec(t, sys, pid, "CREATE TABLE kv(k TEXT PRIMARY KEY, v INTEGER)", "INSERT INTO kv VALUES ('a', 1), ('b', 2)")
-	br := exec(t, sys, pid, "SELECT sum(v) FROM kv", "SELECT count(*) FROM kv")
+	pid := spawn(t, Config{URL: url})
+	exec(t, pid, "CREATE TABLE kv(k TEXT PRIMARY KEY, v INTEGER)", "INSERT INTO kv VALUES ('a', 1), ('b', 2)")
+	br := exec(t, pid, "SELECT sum(v) FROM kv", "SELECT count(*) FROM kv")
 	if len(br.StepResults) != 2 {
 		t.Fatalf("step results: %+v", br.StepResults)
 	}
@@ -94,7 +93,7 @@ func TestPipelineBatch(t *testing.T) {
 	}
 
 	// A failing statement is a Hrana error in the result, not a Go error.
-	resp, err := actors.Ask(context.Background(), sys, pid, &messages.Pipeline{Body: batch("SELECT * FROM nope")})
+	resp, err := pid.Pipeline(context.Background(), &messages.Pipeline{Body: batch("SELECT * FROM nope")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,13 +106,13 @@ func TestPipelineBatch(t *testing.T) {
 // of the same revision.
 func TestPullZstd(t *testing.T) {
 	url, _ := realServer(t, server.Config{})
-	sys, raw := spawn(t, Config{URL: url})
-	sys2, z2 := spawn(t, Config{URL: url, ZstdPages: true})
+	raw := spawn(t, Config{URL: url})
+	z2 := spawn(t, Config{URL: url, ZstdPages: true})
 
-	exec(t, sys, raw, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", fmt.Sprintf(fillSQL, 1, 1000))
-	r := mustPull(t, sys, raw, &syncpb.PullUpdatesReqProtoBody{})
+	exec(t, raw, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", fmt.Sprintf(fillSQL, 1, 1000))
+	r := mustPull(t, raw, &syncpb.PullUpdatesReqProtoBody{})
 	req := &syncpb.PullUpdatesReqProtoBody{ServerRevision: r.headers[0].ServerRevision}
-	zr := mustPull(t, sys2, z2, req)
+	zr := mustPull(t, z2, req)
 	if req.Encoding != syncpb.PageUpdatesEncodingReq_PAGE_UPDATES_ENCODING_REQ_RAW {
 		t.Fatal("the caller's request was modified")
 	}
@@ -138,11 +137,11 @@ func TestPullZstd(t *testing.T) {
 // as a raw bootstrap, in fewer bytes.
 func TestBootstrapZstdStream(t *testing.T) {
 	url, _ := realServer(t, server.Config{SnapshotCacheMinBytes: -1})
-	sys, raw := spawn(t, Config{URL: url})
-	sys2, z := spawn(t, Config{URL: url, ZstdPages: true})
-	exec(t, sys, raw, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", fmt.Sprintf(fillSQL, 1, 20000)) // several chunks
-	r := mustPull(t, sys, raw, &syncpb.PullUpdatesReqProtoBody{})
-	zr := mustPull(t, sys2, z, &syncpb.PullUpdatesReqProtoBody{})
+	raw := spawn(t, Config{URL: url})
+	z := spawn(t, Config{URL: url, ZstdPages: true})
+	exec(t, raw, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", fmt.Sprintf(fillSQL, 1, 20000)) // several chunks
+	r := mustPull(t, raw, &syncpb.PullUpdatesReqProtoBody{})
+	zr := mustPull(t, z, &syncpb.PullUpdatesReqProtoBody{})
 	if !proto.Equal(zr.headers[0], r.headers[0]) {
 		t.Fatalf("header %v, raw %v", zr.headers[0], r.headers[0])
 	}
@@ -162,10 +161,10 @@ func TestBootstrapZstdStream(t *testing.T) {
 // The counters grow by exactly the body bytes the server read and wrote.
 func TestCounters(t *testing.T) {
 	url, counts := realServer(t, server.Config{})
-	sys, pid := spawn(t, Config{URL: url})
+	pid := spawn(t, Config{URL: url})
 	netStats := func() messages.NetCounters {
 		t.Helper()
-		c, err := actors.Ask(context.Background(), sys, pid, &messages.NetStats{})
+		c, err := pid.Stats(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -177,7 +176,7 @@ func TestCounters(t *testing.T) {
 
 	body := batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", fmt.Sprintf(fillSQL, 1, 500))
 	reqJSON, _ := json.Marshal(body)
-	if _, err := actors.Ask(context.Background(), sys, pid, &messages.Pipeline{Body: body}); err != nil {
+	if _, err := pid.Pipeline(context.Background(), &messages.Pipeline{Body: body}); err != nil {
 		t.Fatal(err)
 	}
 	c := netStats()
@@ -186,7 +185,7 @@ func TestCounters(t *testing.T) {
 	}
 
 	req := &syncpb.PullUpdatesReqProtoBody{} // an empty body: 0 bytes sent
-	r := mustPull(t, sys, pid, req)
+	r := mustPull(t, pid, req)
 	reqBytes, _ := proto.Marshal(req)
 	c2 := netStats()
 	if c2.SentBytes-c.SentBytes != int64(len(reqBytes)) || c2.ReceivedBytes-c.ReceivedBytes != r.info.Bytes {
@@ -200,11 +199,11 @@ func TestCounters(t *testing.T) {
 	}
 
 	// Incremental pull with a non-empty request body.
-	exec(t, sys, pid, "INSERT INTO t VALUES (9999, 'x')")
+	exec(t, pid, "INSERT INTO t VALUES (9999, 'x')")
 	c3 := netStats()
 	inc := &syncpb.PullUpdatesReqProtoBody{ClientRevision: r.headers[0].ServerRevision}
 	incBytes, _ := proto.Marshal(inc)
-	ir := mustPull(t, sys, pid, inc)
+	ir := mustPull(t, pid, inc)
 	c4 := netStats()
 	if c4.SentBytes-c3.SentBytes != int64(len(incBytes)) || c4.ReceivedBytes-c3.ReceivedBytes != ir.info.Bytes {
 		t.Fatalf("incremental: %+v -> %+v, request %d bytes, info %+v", c3, c4, len(incBytes), ir.info)
@@ -214,8 +213,8 @@ func TestCounters(t *testing.T) {
 // A revision the server does not know is 410: ErrRevisionGone.
 func TestRevisionGoneRealServer(t *testing.T) {
 	url, _ := realServer(t, server.Config{})
-	sys, pid := spawn(t, Config{URL: url, Clock: newFakeClock()})
-	_, err := pull(context.Background(), sys, pid, &syncpb.PullUpdatesReqProtoBody{ClientRevision: "nope-42"})
+	pid := spawn(t, Config{URL: url, Clock: newFakeClock()})
+	_, err := pull(context.Background(), pid, &syncpb.PullUpdatesReqProtoBody{ClientRevision: "nope-42"})
 	var herr *HTTPError
 	if !errors.Is(err, ErrRevisionGone) || !errors.As(err, &herr) || herr.Status != http.StatusGone || herr.Endpoint != EndpointPull {
 		t.Fatalf("err = %v", err)
@@ -227,8 +226,8 @@ func TestRevisionGoneRealServer(t *testing.T) {
 func TestAuthRealServer(t *testing.T) {
 	// Only a read-write token may create a database: this one exists.
 	url, _ := realServer(t, server.Config{AuthTokens: []string{"rw"}, ReadTokens: []string{"ro"}, Databases: []string{"default"}})
-	sys, anon := spawn(t, Config{URL: url, Clock: newFakeClock()})
-	_, err := pull(context.Background(), sys, anon, &syncpb.PullUpdatesReqProtoBody{})
+	anon := spawn(t, Config{URL: url, Clock: newFakeClock()})
+	_, err := pull(context.Background(), anon, &syncpb.PullUpdatesReqProtoBody{})
 	var herr *HTTPError
 	if !errors.As(err, &herr) || herr.Status != http.StatusUnauthorized {
 		t.Fatalf("anonymous pull: %v", err)
@@ -239,14 +238,14 @@ func TestAuthRealServer(t *testing.T) {
 
 	token := "ro"
 	calls := 0
-	sys2, pid := spawn(t, Config{URL: url, AuthToken: func() (string, error) { calls++; return token, nil }})
-	mustPull(t, sys2, pid, &syncpb.PullUpdatesReqProtoBody{})
-	_, err = actors.Ask(context.Background(), sys2, pid, &messages.Pipeline{Body: batch("SELECT 1")})
+	pid := spawn(t, Config{URL: url, AuthToken: func() (string, error) { calls++; return token, nil }})
+	mustPull(t, pid, &syncpb.PullUpdatesReqProtoBody{})
+	_, err = pid.Pipeline(context.Background(), &messages.Pipeline{Body: batch("SELECT 1")})
 	if !errors.As(err, &herr) || herr.Status != http.StatusForbidden || !bytes.Contains([]byte(err.Error()), []byte("may pull but not push")) {
 		t.Fatalf("read-only push: %v", err)
 	}
 	token = "rw"
-	resp, err := actors.Ask(context.Background(), sys2, pid, &messages.Pipeline{Body: batch("SELECT 1")})
+	resp, err := pid.Pipeline(context.Background(), &messages.Pipeline{Body: batch("SELECT 1")})
 	if err != nil || resp.Results[0].Type != hrana.ResultOK {
 		t.Fatalf("read-write push: %v %+v", err, resp)
 	}

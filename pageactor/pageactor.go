@@ -54,7 +54,6 @@ import (
 	"time"
 
 	"github.com/RoaringBitmap/roaring/v2"
-	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/syncdb/syncdb/actors"
 	"github.com/syncdb/syncdb/internal/btree"
@@ -78,7 +77,7 @@ const WriterTag = "writer"
 // Config configures the page actor.
 type Config struct {
 	Sys          *actors.System
-	Net          *actor.PID
+	Net          netactor.Handle // Open stamps it with the page actor's level
 	FS           fsx.FS
 	Path         string        // the database file
 	Revision     string        // the bootstrap revision every fetch is pinned to
@@ -101,8 +100,8 @@ var ErrFetch = errors.New("fetch missing page")
 // it (see "Not confined to an actor").
 type Pages struct {
 	cfg     Config
-	pid     *actor.PID
-	segment uint32 // pages per segment
+	actor   actors.Ref // the fetch actor, as the Pages methods' callers ask it (dbactor's level at the lowest)
+	segment uint32     // pages per segment
 
 	present []atomic.Uint64 // bit per page 1..DBSize
 	count   atomic.Int64    // pages present
@@ -171,6 +170,7 @@ func (cfg Config) withDefaults() Config {
 // connection on the database is closed.
 func Open(cfg Config) (*Pages, error) {
 	cfg = cfg.withDefaults()
+	cfg.Net = cfg.Net.From(actors.LevelPages)
 	if cfg.SegmentSize%PageSize != 0 {
 		return nil, fmt.Errorf("segment size %d is not a multiple of %d", cfg.SegmentSize, PageSize)
 	}
@@ -185,10 +185,15 @@ func Open(cfg Config) (*Pages, error) {
 		return nil, err
 	}
 	a := &pageActor{p: p, inflight: map[uint32][]*fetchPage{}}
-	if p.pid, err = cfg.Sys.Spawn("pages", a.receive, nil); err != nil {
+	ref, err := cfg.Sys.Spawn("pages", actors.LevelPages, a.receive, nil)
+	if err != nil {
 		p.Close()
 		return nil, err
 	}
+	// Pages' methods run on their callers' goroutines: dbactor's (its
+	// handlers, and SQLite's VFS calls on its writer connection), the
+	// read pool's, the facade's. dbactor is the lowest of them.
+	p.actor = ref.From(actors.LevelDB)
 	return p, nil
 }
 
@@ -259,7 +264,7 @@ func (p *Pages) Fetch(pgno uint32, tag string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.FetchTimeout)
 	defer cancel()
-	_, err := actors.Ask[struct{}](ctx, p.cfg.Sys, p.pid, &fetchPage{pgno: pgno})
+	_, err := actors.Ask(ctx, p.actor, &fetchPage{pgno: pgno})
 	if err != nil {
 		return fmt.Errorf("%w %d: %w", ErrFetch, pgno, err)
 	}
@@ -273,7 +278,7 @@ func (p *Pages) Ensure(ctx context.Context, pgno uint32) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.FetchTimeout)
 	defer cancel()
-	_, err := actors.Ask[struct{}](ctx, p.cfg.Sys, p.pid, &fetchPage{pgno: pgno})
+	_, err := actors.Ask(ctx, p.actor, &fetchPage{pgno: pgno})
 	if err != nil {
 		return fmt.Errorf("%w %d: %w", ErrFetch, pgno, err)
 	}
@@ -292,7 +297,7 @@ func (p *Pages) Image(ctx context.Context, pgno uint32) ([]byte, error) {
 	defer cancel()
 	var img []byte
 	p.fetches.Add(1)
-	_, err = actors.Ask[messages.PullInfo](ctx, p.cfg.Sys, p.cfg.Net, &messages.PullUpdates{
+	_, err = p.cfg.Net.PullUpdates(ctx, &messages.PullUpdates{
 		Req:      &syncpb.PullUpdatesReqProtoBody{ServerRevision: p.revision(), ServerPagesSelector: sel},
 		OnHeader: func(*syncpb.PullUpdatesRespProtoBody) error { return nil },
 		OnPage: func(pg uint32, data []byte) error {
@@ -522,7 +527,7 @@ func (a *pageActor) request(want *roaring.Bitmap, segs []uint32, prefetch bool) 
 		sel, err := wire.EncodeSelector(want)
 		if err == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), a.p.cfg.FetchTimeout)
-			_, err = actors.Ask[messages.PullInfo](ctx, a.p.cfg.Sys, a.p.cfg.Net, &messages.PullUpdates{
+			_, err = a.p.cfg.Net.PullUpdates(ctx, &messages.PullUpdates{
 				Req:      &syncpb.PullUpdatesReqProtoBody{ServerRevision: rev, ServerPagesSelector: sel},
 				OnHeader: func(*syncpb.PullUpdatesRespProtoBody) error { return nil },
 				OnPage: func(pgno uint32, data []byte) error {
@@ -536,7 +541,7 @@ func (a *pageActor) request(want *roaring.Bitmap, segs []uint32, prefetch bool) 
 			cancel()
 		}
 		res.err = err
-		a.p.cfg.Sys.Send(a.p.pid, res)
+		a.p.actor.Send(res)
 	}
 	if prefetch && a.p.cfg.Background != nil {
 		a.p.cfg.Background(run)

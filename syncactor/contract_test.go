@@ -16,8 +16,6 @@ import (
 
 	_ "modernc.org/sqlite"
 
-	"github.com/asynkron/protoactor-go/actor"
-
 	"github.com/syncdb/syncdb/actors"
 	"github.com/syncdb/syncdb/dbactor"
 	"github.com/syncdb/syncdb/internal/failpoint"
@@ -94,8 +92,8 @@ func (noReaders) Open()  {}
 type replica struct {
 	path   string
 	sys    *actors.System
-	db     *actor.PID
-	sync   *actor.PID
+	db     dbactor.Handle
+	sync   syncactor.Handle
 	writer *dbactor.Writer
 }
 
@@ -120,10 +118,10 @@ func newReplica(t *testing.T, ts *testServer, name string, pushBatch int) *repli
 	if r.sync, err = syncactor.Spawn(syncactor.Config{Sys: r.sys, DB: r.db, Net: net, Meta: meta, Path: r.path, ClientID: name, PushBatch: pushBatch}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := actors.Ask[struct{}](ctx, r.sys, r.sync, &messages.Bootstrap{}); err != nil {
+	if err := r.sync.Bootstrap(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := actors.Ask[struct{}](ctx, r.sys, r.db, &messages.OpenDB{}); err != nil {
+	if err := r.db.Open(ctx, &messages.OpenDB{}); err != nil {
 		t.Fatal(err)
 	}
 	return r
@@ -138,7 +136,7 @@ func (r *replica) exec(t *testing.T, q string) {
 
 func (r *replica) push(t *testing.T) messages.PushResult {
 	t.Helper()
-	res, err := actors.Ask[messages.PushResult](t.Context(), r.sys, r.sync, &messages.Push{})
+	res, err := r.sync.Push(t.Context(), false)
 	if err != nil {
 		t.Fatalf("push: %v", err)
 	}
@@ -147,7 +145,7 @@ func (r *replica) push(t *testing.T) messages.PushResult {
 
 func (r *replica) pull(t *testing.T) messages.PullResult {
 	t.Helper()
-	res, err := actors.Ask[messages.PullResult](t.Context(), r.sys, r.sync, &messages.Pull{})
+	res, err := r.sync.Pull(t.Context(), &messages.Pull{})
 	if err != nil {
 		t.Fatalf("pull: %v", err)
 	}
@@ -277,14 +275,14 @@ func TestPushConflict(t *testing.T) {
 
 	a.exec(t, "DELETE FROM t WHERE id = 1") // a has not seen b's update
 	a.exec(t, "INSERT INTO t VALUES (3, 'z')")
-	res, err := actors.Ask[messages.PushResult](t.Context(), a.sys, a.sync, &messages.Push{})
+	res, err := a.sync.Push(t.Context(), false)
 	if !errors.Is(err, dbactor.ErrConflict) {
 		t.Fatalf("push over b's update: %v, want ErrConflict", err)
 	}
 	if !res.Pulled.Changed {
 		t.Errorf("the push did not report the pull it ran first: %+v", res)
 	}
-	cs, err := actors.Ask[[]messages.Conflict](t.Context(), a.sys, a.db, &messages.ListConflicts{})
+	cs, err := a.db.ListConflicts(t.Context(), false)
 	if err != nil || len(cs) != 1 || cs[0].Kind != "delete-updated" || fmt.Sprint(cs[0].Key) != "[1]" {
 		t.Fatalf("conflicts: %+v, %v; want one delete-updated of [1]", cs, err)
 	}
@@ -293,14 +291,14 @@ func TestPushConflict(t *testing.T) {
 	}
 
 	// Resolved for the local side, the delete is pushed over b's update.
-	if _, err := actors.Ask[struct{}](t.Context(), a.sys, a.db, &messages.ResolveConflict{ID: cs[0].ID, Keep: "local"}); err != nil {
+	if err := a.db.ResolveConflict(t.Context(), cs[0].ID, "local"); err != nil {
 		t.Fatal(err)
 	}
 	a.push(t)
 	if got := ts.query(t, "SELECT group_concat(id || '=' || v, ' ') FROM (SELECT * FROM t ORDER BY id)"); got != "2=y 3=z" {
 		t.Fatalf("after the resolution the server has %q, want row 1 deleted", got)
 	}
-	if cs, err := actors.Ask[[]messages.Conflict](t.Context(), a.sys, a.db, &messages.ListConflicts{}); err != nil || len(cs) != 0 {
+	if cs, err := a.db.ListConflicts(t.Context(), false); err != nil || len(cs) != 0 {
 		t.Fatalf("conflicts after the resolution: %+v, %v", cs, err)
 	}
 }
@@ -316,7 +314,7 @@ func TestPullTables(t *testing.T) {
 	a.push(t)
 	pull := func() messages.PullResult {
 		t.Helper()
-		res, err := actors.Ask[messages.PullResult](t.Context(), b.sys, b.sync, &messages.Pull{Tables: true})
+		res, err := b.sync.Pull(t.Context(), &messages.Pull{Tables: true})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/syncdb/syncdb/actors"
 	"github.com/syncdb/syncdb/dbactor"
 	"github.com/syncdb/syncdb/internal/change"
 	"github.com/syncdb/syncdb/internal/failpoint"
@@ -65,7 +64,7 @@ func (s *syncActor) pullOnce(ctx context.Context, p *messages.Pull) (messages.Pu
 	}
 	reqCtx, answered, release := wakeable(ctx, p.Wake)
 	defer release()
-	info, err := actors.Ask[messages.PullInfo](reqCtx, s.cfg.Sys, s.cfg.Net, &messages.PullUpdates{
+	info, err := s.cfg.Net.PullUpdates(reqCtx, &messages.PullUpdates{
 		Req: req, RetryUntil: s.until,
 		OnHeader: func(*syncpb.PullUpdatesRespProtoBody) error {
 			if !answered() {
@@ -103,7 +102,7 @@ func (s *syncActor) pullOnce(ctx context.Context, p *messages.Pull) (messages.Pu
 	}
 	// Even an empty pull goes to the database actor: it checks that nobody
 	// else wrote to the files.
-	return actors.Ask[messages.PullResult](ctx, s.cfg.Sys, s.cfg.DB, &messages.ApplyPull{
+	return s.cfg.DB.ApplyPull(ctx, &messages.ApplyPull{
 		Revision: hdr.ServerRevision, DBSize: uint32(hdr.DbSize), ChangesPath: dbactor.ChangesPath(s.cfg.Path), Tables: p.Tables,
 	})
 }
@@ -207,7 +206,7 @@ func (s *syncActor) push(ctx context.Context, tables bool) (messages.PushResult,
 		}
 	}
 	// Nothing new since the last successful push: no request at all.
-	probe, err := actors.Ask[messages.Pending](ctx, s.cfg.Sys, s.cfg.DB, &messages.PendingChanges{Unpushed: true, Peek: true})
+	probe, err := s.cfg.DB.PendingChanges(ctx, &messages.PendingChanges{Unpushed: true, Peek: true})
 	if err != nil {
 		return out, err
 	}
@@ -257,7 +256,7 @@ func (e *pushConflict) Error() string {
 // refuseCopy returns ErrClientCloned if the replica was found to be a copy
 // of another one.
 func (s *syncActor) refuseCopy(ctx context.Context) error {
-	st, err := actors.Ask[messages.Status](ctx, s.cfg.Sys, s.cfg.DB, &messages.ReplicaStatus{})
+	st, err := s.cfg.DB.ReplicaStatus(ctx)
 	if err != nil || st.Cloned == "" {
 		return err
 	}
@@ -268,7 +267,7 @@ func (s *syncActor) refuseCopy(ctx context.Context) error {
 // out to be a copy, or ErrConflict if local changes wait for conflicts to
 // be resolved.
 func (s *syncActor) waiting(ctx context.Context) error {
-	st, err := actors.Ask[messages.Status](ctx, s.cfg.Sys, s.cfg.DB, &messages.ReplicaStatus{})
+	st, err := s.cfg.DB.ReplicaStatus(ctx)
 	if err != nil {
 		return err
 	}
@@ -294,7 +293,7 @@ func (s *syncActor) pushOnce(ctx context.Context, id string, pushed *int) error 
 		return err
 	}
 	failpoint.Hit("push.highwater", s.cfg.Path)
-	local, err := actors.Ask[messages.Pending](ctx, s.cfg.Sys, s.cfg.DB, &messages.PendingChanges{Peek: true})
+	local, err := s.cfg.DB.PendingChanges(ctx, &messages.PendingChanges{Peek: true})
 	if err != nil {
 		return err
 	}
@@ -302,12 +301,12 @@ func (s *syncActor) pushOnce(ctx context.Context, id string, pushed *int) error 
 	if hw != nil {
 		// The server's mark must be this replica's own: a copy that shares
 		// the client id would otherwise skip its changes as pushed.
-		why, err := actors.Ask[string](ctx, s.cfg.Sys, s.cfg.DB, &messages.CheckMarks{Mark: *hw, Chain: chain})
+		why, err := s.cfg.DB.CheckMarks(ctx, *hw, chain)
 		if err != nil {
 			return err
 		}
 		if why != "" {
-			if _, err := actors.Ask[struct{}](ctx, s.cfg.Sys, s.cfg.DB, &messages.MarkCloned{Why: why}); err != nil {
+			if err := s.cfg.DB.MarkCloned(ctx, why); err != nil {
 				return err
 			}
 			return dbactor.ClonedError(s.cfg.Path, why)
@@ -321,7 +320,7 @@ func (s *syncActor) pushOnce(ctx context.Context, id string, pushed *int) error 
 	// One batch per PushBatch changes (whole local transactions), read one
 	// at a time so that a large change log is never all in memory.
 	for {
-		batch, err := actors.Ask[messages.Pending](ctx, s.cfg.Sys, s.cfg.DB, &messages.PendingChanges{After: floor, Limit: s.cfg.PushBatch, RecordSent: recordSent})
+		batch, err := s.cfg.DB.PendingChanges(ctx, &messages.PendingChanges{After: floor, Limit: s.cfg.PushBatch, RecordSent: recordSent})
 		if err != nil {
 			return err
 		}
@@ -371,7 +370,7 @@ func pushFloor(hw *messages.Mark, gen int64) int64 {
 // generation gen up to id, and drop them from the change log, in one
 // local transaction (no -info rewrite: see dbactor's pushed.go).
 func (s *syncActor) recordPush(ctx context.Context, gen, id int64) error {
-	_, err := actors.Ask[struct{}](ctx, s.cfg.Sys, s.cfg.DB, &messages.RecordPush{PullGen: gen, UpTo: id, Time: s.cfg.Clock.Now().Unix()})
+	err := s.cfg.DB.RecordPush(ctx, gen, id, s.cfg.Clock.Now().Unix())
 	return err
 }
 
@@ -381,7 +380,7 @@ func (s *syncActor) recordPush(ctx context.Context, gen, id int64) error {
 func (s *syncActor) highWater(ctx context.Context, id string) (hw, chain *messages.Mark, err error) {
 	sql := highWaterSelect
 	want := true
-	resp, err := actors.Ask[*hrana.PipelineRespBody](ctx, s.cfg.Sys, s.cfg.Net, &messages.Pipeline{Retryable: true, RetryUntil: s.until, Body: hrana.PipelineReqBody{
+	resp, err := s.cfg.Net.Pipeline(ctx, &messages.Pipeline{Retryable: true, RetryUntil: s.until, Body: hrana.PipelineReqBody{
 		Requests: []hrana.StreamRequest{{Type: hrana.ReqBatch, Batch: &hrana.Batch{Steps: []hrana.BatchStep{{
 			Stmt: hrana.Stmt{SQL: &sql, Args: []hrana.Value{hrana.Text(id), hrana.Text(id + dbactor.ChainSuffix)}, WantRows: &want},
 		}}}}},
@@ -520,7 +519,7 @@ func (b *batch) commit() { b.add("COMMIT", nil, "") }
 // it did not commit.
 func (s *syncActor) send(ctx context.Context, b *batch) error {
 	steps := b.steps
-	resp, err := actors.Ask[*hrana.PipelineRespBody](ctx, s.cfg.Sys, s.cfg.Net, &messages.Pipeline{Body: hrana.PipelineReqBody{
+	resp, err := s.cfg.Net.Pipeline(ctx, &messages.Pipeline{Body: hrana.PipelineReqBody{
 		Requests: []hrana.StreamRequest{{Type: hrana.ReqBatch, Batch: &hrana.Batch{Steps: steps}}},
 	}})
 	if err != nil {
@@ -574,7 +573,7 @@ func (b *batch) outcome(br *hrana.BatchResult) error {
 
 // chain asks the database actor for the push chain value up to last.
 func (s *syncActor) chain(ctx context.Context, last int64) (messages.ChainInfo, error) {
-	return actors.Ask[messages.ChainInfo](ctx, s.cfg.Sys, s.cfg.DB, &messages.Chain{UpTo: last})
+	return s.cfg.DB.Chain(ctx, last)
 }
 
 // buildBatch plans the push of cs, the changes of local pull generation

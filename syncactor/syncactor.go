@@ -21,13 +21,13 @@ import (
 	"time"
 
 	"github.com/RoaringBitmap/roaring/v2"
-	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/syncdb/syncdb/actors"
 	"github.com/syncdb/syncdb/dbactor"
 	"github.com/syncdb/syncdb/internal/failpoint"
 	"github.com/syncdb/syncdb/internal/fsx"
 	"github.com/syncdb/syncdb/messages"
+	"github.com/syncdb/syncdb/metaactor"
 	"github.com/syncdb/syncdb/netactor"
 	"github.com/syncdb/syncdb/pageactor"
 	"github.com/syncdb/syncdb/wire"
@@ -48,7 +48,9 @@ var ErrRebootstrap = errors.New("the server no longer has this replica's revisio
 // Config configures the sync actor.
 type Config struct {
 	Sys            *actors.System
-	DB, Net, Meta  *actor.PID
+	DB             dbactor.Handle // Spawn stamps the three with the actor's level
+	Net            netactor.Handle
+	Meta           metaactor.Handle
 	FS             fsx.FS
 	Path           string // the database file
 	ClientID       string
@@ -98,13 +100,15 @@ func (cfg Config) withDefaults() Config {
 }
 
 // Spawn starts the sync actor.
-func Spawn(cfg Config) (*actor.PID, error) {
+func Spawn(cfg Config) (Handle, error) {
 	cfg = cfg.withDefaults()
+	cfg.DB, cfg.Net, cfg.Meta = cfg.DB.From(actors.LevelSync), cfg.Net.From(actors.LevelSync), cfg.Meta.From(actors.LevelSync)
 	s := &syncActor{cfg: cfg, ignored: map[string]bool{}}
 	for _, t := range cfg.IgnoreTables {
 		s.ignored[t] = true
 	}
-	return cfg.Sys.Spawn("sync", s.receive, nil)
+	ref, err := cfg.Sys.Spawn("sync", actors.LevelSync, s.receive, nil)
+	return Handle{ref}, err
 }
 
 type syncActor struct {
@@ -139,11 +143,11 @@ func (s *syncActor) receive(msg any) {
 }
 
 func (s *syncActor) meta(ctx context.Context) (*messages.Meta, error) {
-	return actors.Ask[*messages.Meta](ctx, s.cfg.Sys, s.cfg.Meta, &messages.GetMeta{})
+	return s.cfg.Meta.Get(ctx)
 }
 
 func (s *syncActor) updateMeta(ctx context.Context, fn func(*messages.Meta) error) error {
-	_, err := actors.Ask[*messages.Meta](context.WithoutCancel(ctx), s.cfg.Sys, s.cfg.Meta, &messages.UpdateMeta{Fn: fn})
+	_, err := s.cfg.Meta.Update(context.WithoutCancel(ctx), fn)
 	return err
 }
 
@@ -211,7 +215,7 @@ func (s *syncActor) bootstrap(ctx context.Context) error {
 			if hdr != nil {
 				req.ServerRevision = hdr.ServerRevision
 			}
-			info, err := actors.Ask[messages.PullInfo](ctx, s.cfg.Sys, s.cfg.Net, &messages.PullUpdates{
+			info, err := s.cfg.Net.PullUpdates(ctx, &messages.PullUpdates{
 				Req: req, RetryUntil: s.until,
 				OnHeader: func(h *syncpb.PullUpdatesRespProtoBody) error {
 					if hdr == nil {
@@ -348,7 +352,7 @@ func (s *syncActor) bootstrapPartial(ctx context.Context, p *messages.PartialBoo
 		hdr, present = nil, roaring.New()
 		var info messages.PullInfo
 		defer func() { database = info.Database }()
-		info, err = actors.Ask[messages.PullInfo](ctx, s.cfg.Sys, s.cfg.Net, &messages.PullUpdates{
+		info, err = s.cfg.Net.PullUpdates(ctx, &messages.PullUpdates{
 			Req: req, RetryUntil: s.until,
 			OnHeader: func(h *syncpb.PullUpdatesRespProtoBody) error {
 				hdr = h
@@ -535,7 +539,7 @@ func (s *syncActor) revisionKept(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	err = s.retry(ctx, func() error {
-		_, err := actors.Ask[messages.PullInfo](ctx, s.cfg.Sys, s.cfg.Net, &messages.PullUpdates{
+		_, err := s.cfg.Net.PullUpdates(ctx, &messages.PullUpdates{
 			Req:        &syncpb.PullUpdatesReqProtoBody{ClientRevision: m.SyncedRevision.Revision, ServerPagesSelector: sel},
 			RetryUntil: s.until,
 			OnHeader:   func(*syncpb.PullUpdatesRespProtoBody) error { return nil },
@@ -571,7 +575,7 @@ func (s *syncActor) checkRemote(ctx context.Context, old string) error {
 	var info messages.PullInfo
 	err = s.retry(ctx, func() error {
 		var err error
-		info, err = actors.Ask[messages.PullInfo](ctx, s.cfg.Sys, s.cfg.Net, &messages.PullUpdates{
+		info, err = s.cfg.Net.PullUpdates(ctx, &messages.PullUpdates{
 			Req:        &syncpb.PullUpdatesReqProtoBody{ServerRevision: m.SyncedRevision.Revision, ServerPagesSelector: sel},
 			RetryUntil: s.until,
 			OnHeader:   func(*syncpb.PullUpdatesRespProtoBody) error { return nil },
@@ -604,7 +608,7 @@ func (s *syncActor) checkRemote(ctx context.Context, old string) error {
 	case err != nil:
 		return fmt.Errorf("check that the new URL serves this replica's database (nothing was saved): %w", err)
 	}
-	base, err := actors.Ask[[]byte](ctx, s.cfg.Sys, s.cfg.DB, &messages.BasePage{Pgno: 1})
+	base, err := s.cfg.DB.BasePage(ctx, 1)
 	if err != nil {
 		return err
 	}
