@@ -141,9 +141,13 @@ func (w *writeConn) Query(ctx context.Context, query string, args ...any) (*sql.
 	})
 	w.a.cap.assigned = nil
 	if err != nil {
-		// The statement was undone: what the hook saw of it (the rows
-		// before the one that failed) must not be recorded.
-		w.a.cap.dropRows()
+		// What the hook saw of it is recorded only if SQLite kept it.
+		if w.a.txGone() {
+			w.a.cap.dropRows()
+			err = captureError{fmt.Errorf("the transaction was rolled back: %w", err)}
+		} else {
+			err = w.a.statementFailed(ctx, err, nil)
+		}
 	}
 	if isCaptureError(err) {
 		w.err = err
@@ -375,21 +379,29 @@ func (a *dbActor) execOne(ctx context.Context, stmt string, args []any, user boo
 		a.cap.assigned = assignedKey(stmt, args)
 		defer func() { a.cap.assigned = nil }()
 		err = a.asUser(run)
+		if afterUserStatement != nil {
+			err = afterUserStatement(stmt, err)
+		}
 	} else {
 		err = run()
 	}
 	if err != nil {
-		a.cap.dropRows() // the statement was undone
 		if isCaptureError(err) {
+			a.cap.dropRows()
 			return nil, err
 		}
 		// Some errors (an interrupted write, OR ROLLBACK, RAISE(ROLLBACK))
 		// roll the whole transaction back: later statements would then run
 		// outside it, committing on their own.
 		if a.txGone() {
+			a.cap.dropRows()
 			return nil, captureError{fmt.Errorf("the transaction was rolled back: %w", err)}
 		}
-		return nil, err
+		if !user { // a replayed change: replayOne rolls back its savepoint
+			a.cap.dropRows()
+			return nil, err
+		}
+		return nil, a.statementFailed(ctx, err, before) // before: nil unless DDL
 	}
 	if err := a.flush(ctx); err != nil {
 		return nil, captureError{err}
