@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The whole test run, from a fresh machine: installs what the tests need
 # (Go modules, the pinned npm client for the interop tests), runs every test
-# with the race detector, then the simulator's full budget without it (the
-# race detector slows the transpiled SQLite about tenfold; under -race the
-# simulator runs a smaller budget).
+# with the race detector and, beside it at a lower priority, the simulator's
+# full budget without it (the race detector slows the transpiled SQLite
+# about tenfold; under -race the simulator runs a smaller budget).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,8 +13,12 @@ cd "$(dirname "$0")/.."
 ticker=$!
 pgdir=
 simdir=
+sima=
+simb=
 cleanup() {
 	kill "$ticker" 2>/dev/null || true
+	# The simulator's processes, if the run stops before they end.
+	for p in $sima $simb; do kill "$p" 2>/dev/null || true; done
 	[ -z "$simdir" ] || rm -rf "$simdir"
 	# Stops the shared PostgreSQL and any private one a test left behind.
 	[ -z "$pgdir" ] || scripts/pg.sh stop "$pgdir"
@@ -55,6 +59,21 @@ pgdir=$(mktemp -d /tmp/syncdb-pg.XXXXXX)
 pgenv=$(scripts/pg.sh start "$pgdir") # fails the run if it cannot start: CI runs the scale-out tests
 eval "$pgenv"
 
+# The simulator without the race detector: every test of ./sim (TestSim's
+# 80 seeds x 300 operations, the regression seeds, the replay check; a soak
+# is wider: see README, The simulator). Its failpoints are global to a
+# process, so the seeds run in two processes. They run beside the race pass,
+# at a lower priority (nice): the race pass leaves a core idle for minutes
+# (tests waiting on timeouts, sockets, child processes), which the
+# simulator fills without slowing the race pass's busy stretches.
+echo "== simulator: 80 seeds x 300 operations, the regression seeds, the replay check (two processes at low priority, beside the race pass)"
+simdir=$(mktemp -d /tmp/syncdb-sim.XXXXXX)
+go test -c -o "$simdir/sim.test" ./sim
+(cd sim && exec nice -n 10 "$simdir/sim.test" -test.timeout 30m -test.run 'TestSim$' -first=1 -seeds=44 >"$simdir/a.log" 2>&1) &
+sima=$!
+(cd sim && exec nice -n 10 "$simdir/sim.test" -test.timeout 30m -first=45 -seeds=36 >"$simdir/b.log" 2>&1) &
+simb=$!
+
 # go test runs two packages at a time (-p is the number of cores) and
 # starts them in the order given: the longest first, so that the short ones
 # fill the cores at the end instead of one long package running alone.
@@ -62,22 +81,14 @@ mod=$(go list -m)
 first=("$mod/server" "$mod" "$mod/interop" "$mod/sim")
 mapfile -t rest < <(go list ./... | grep -vxF "$(printf '%s\n' "${first[@]}")")
 echo "== go test -race ./... (the longest packages first)"
-go test -race -timeout 45m "$@" "${first[@]}" "${rest[@]}"
+status=0
+go test -race -timeout 45m "$@" "${first[@]}" "${rest[@]}" || status=1
 
-# The simulator without the race detector: every test of ./sim (TestSim's
-# 80 seeds x 300 operations, the regression seeds, the replay check; a soak
-# is wider: see README, The simulator). Its failpoints are global to a
-# process, so the seeds run in two processes, one per core.
-echo "== simulator: 80 seeds x 300 operations, the regression seeds, the replay check (two processes)"
-simdir=$(mktemp -d /tmp/syncdb-sim.XXXXXX)
-go test -c -o "$simdir/sim.test" ./sim
-(cd sim && "$simdir/sim.test" -test.timeout 30m -test.run 'TestSim$' -first=1 -seeds=44 >"$simdir/a.log" 2>&1) &
-a=$!
-(cd sim && "$simdir/sim.test" -test.timeout 30m -first=45 -seeds=36 >"$simdir/b.log" 2>&1) &
-b=$!
-simstatus=0
-wait "$a" || simstatus=1
-wait "$b" || simstatus=1
+echo "== simulator (started before the race pass): its results"
+wait "$sima" || status=1
+sima=
+wait "$simb" || status=1
+simb=
 echo "-- TestSim seeds 1-44:"; cat "$simdir/a.log"
 echo "-- TestSim seeds 45-80, TestSimRegressions, TestReplayIsDeterministic:"; cat "$simdir/b.log"
-exit $simstatus
+exit $status
