@@ -343,3 +343,43 @@ func TestRecoverPullPendingAfterExternalCheckpoint(t *testing.T) {
 		})
 	}
 }
+
+// Another program's commit while syncdb has the replica open is a foreign
+// write even when it does not change the WAL's size: written over frames
+// past the log's end (a rolled-back transaction's spill here; the copied
+// generation of a WAL SQLite reuses after a checkpoint in general). The
+// check compares where the valid log ends, not the size.
+func TestForeignWriteOverSpill(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "a.db")
+	db := open(t, syncdb.Config{Path: path})
+	mustExec(t, db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+	boom := errors.New("boom")
+	if err := db.Tx(ctx, func(tx *syncdb.Tx) error {
+		for i := 0; i < 10000; i++ { // spills: see TestRolledBackSpillIsNotForeign
+			if _, err := tx.Exec(ctx, "INSERT INTO t VALUES(?, hex(randomblob(200)))", i); err != nil {
+				return err
+			}
+		}
+		return boom
+	}); !errors.Is(err, boom) {
+		t.Fatalf("the transaction: %v", err)
+	}
+	mustExec(t, db, "INSERT INTO t VALUES(1, 'after')")
+	size := fileSize(t, path+"-wal")
+	other, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Exec("INSERT INTO t VALUES(2, 'foreign')"); err != nil {
+		t.Fatal(err)
+	}
+	other.Close() // not the last connection: no checkpoint
+	if got := fileSize(t, path+"-wal"); got != size {
+		t.Fatalf("the foreign commit changed the WAL's size (%d, was %d): the test tests nothing", got, size)
+	}
+	_, err = db.Exec(ctx, "INSERT INTO t VALUES(3, 'after the foreign write')")
+	if !errors.Is(err, syncdb.ErrExternalModification) {
+		t.Fatalf("write after a foreign commit within the WAL's size: %v, want ErrExternalModification", err)
+	}
+}

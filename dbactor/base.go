@@ -56,11 +56,13 @@ type baseReader struct {
 // pageactor.WriterTag.
 const writerTag = "writer"
 
-// walIndex scans the WAL from the start up to (and checking) position
-// upTo, returning the index of frames 1..upTo.Frame.
-func walIndex(wal *os.File, upTo walfile.Position) (*walfile.Index, error) {
+// walIndex scans the WAL from the start up to (and checking) the base's
+// position, returning the index of frames 1..b.WAL.Frame: none if a
+// checkpoint copied them (b.Copied).
+func walIndex(wal *os.File, b messages.Base) (*walfile.Index, error) {
 	idx := walfile.BuildIndex(nil)
-	if upTo.Frame == 0 {
+	upTo := b.WAL
+	if upTo.Frame == 0 || b.Copied {
 		return idx, nil
 	}
 	if wal == nil {

@@ -162,7 +162,7 @@ func (a *dbActor) markCloned(ctx context.Context, why string) error {
 		return err
 	}
 	_, err := a.conn.ExecContext(ctx, "INSERT OR REPLACE INTO _syncdb_local(key, value) VALUES('cloned', ?)", why)
-	a.walSize = a.walSizeNow()
+	a.noteWAL()
 	return err
 }
 

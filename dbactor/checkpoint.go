@@ -17,24 +17,33 @@ import (
 //  1. append to <db>-revert the base image of every page the checkpoint
 //     will overwrite that the revert store does not hold yet, fsync, and
 //     record the new length with Checkpointing set;
-//  2. PRAGMA wal_checkpoint(TRUNCATE);
-//  3. record W = 0 (empty WAL), the database file's stamp, Checkpointing
-//     cleared.
+//  2. PRAGMA wal_checkpoint(TRUNCATE), or RESTART (below);
+//  3. record, if every frame was copied, W = the end of the copied log
+//     (zero for an emptied WAL) with Copied set, the database file's
+//     stamp, Checkpointing cleared.
 //
 // After step 1 the base no longer depends on the database file's copy of
 // the local pages, so a crash during or after step 2 leaves it intact; an
 // open with Checkpointing set finishes step 3 (recoverCheckpoint).
-func (a *dbActor) checkpoint(ctx context.Context) error {
+//
+// An automatic checkpoint (restart) leaves the WAL file as it is: SQLite
+// starts the next commit at its first frame, under new salts, and writes
+// over the copied generation without changing the file's size (whose
+// change made every commit's fsync update the file's metadata too). The
+// copied frames stay valid until then, which is why W names their end
+// instead of being zero. Explicit checkpoints and the one at close
+// truncate: a closed replica's WAL is empty.
+func (a *dbActor) checkpoint(ctx context.Context, restart bool) error {
 	if err := a.checkForeignWrites(); err != nil {
 		return err
 	}
-	return a.copyWAL(ctx, true)
+	return a.copyWAL(ctx, true, restart)
 }
 
 // copyWAL runs the checkpoint's steps. carry says whether the database
 // file's recorded content hash may be carried through the copy (not after
 // an interrupted copy, which may have changed the file already).
-func (a *dbActor) copyWAL(ctx context.Context, carry bool) error {
+func (a *dbActor) copyWAL(ctx context.Context, carry, restart bool) error {
 	dirty, err := a.dirtyPages(ctx)
 	if err != nil {
 		return err
@@ -103,8 +112,15 @@ func (a *dbActor) copyWAL(ctx context.Context, carry bool) error {
 		}
 	}
 
+	// Both modes wait (the writer's busy timeout) for readers of frames
+	// not yet copied, and neither needs this actor: the read pool and a
+	// partial replica's fetches (pageactor) do not ask it for anything.
+	mode := "TRUNCATE"
+	if restart {
+		mode = "RESTART"
+	}
 	var busy, logFrames, copied int
-	if err := a.conn.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &copied); err != nil {
+	if err := a.conn.QueryRowContext(ctx, "PRAGMA wal_checkpoint("+mode+")").Scan(&busy, &logFrames, &copied); err != nil {
 		// The copy may have written some pages into the file (a full disk,
 		// an I/O error, an interrupt) before it failed: the file no longer
 		// has the content the hash plan was made for. Finish as an open
@@ -114,7 +130,10 @@ func (a *dbActor) copyWAL(ctx context.Context, carry bool) error {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
 	failpoint.Hit("checkpoint.copied", a.cfg.Path)
-	if err := a.finishCheckpoint(ctx, plan); err != nil {
+	// Busy (a reader kept the WAL from being truncated or restarted)
+	// matters only if frames were left behind.
+	all := logFrames >= 0 && copied == logFrames
+	if err := a.finishCheckpoint(ctx, plan, all); err != nil {
 		// The WAL is copied (and maybe emptied) but the metadata still
 		// points into it, with Checkpointing set: finish as an open would,
 		// before the next operation reads the base or compares the WAL.
@@ -171,10 +190,11 @@ func (a *dbActor) stamp(plan *hashPlan) (*messages.FileStamp, error) {
 }
 
 // finishCheckpoint records the state after a checkpoint, complete or not.
-// If the WAL was emptied the base is the database file plus the revert
-// store; if not (a reader held it back), W stays and the pages copied so
-// far are covered by the revert store.
-func (a *dbActor) finishCheckpoint(ctx context.Context, plan *hashPlan) error {
+// If every frame was copied (all) the base is the database file plus the
+// revert store, and W becomes the end of the copied log, Copied (zero if
+// the WAL was emptied); if not (a reader held it back), W stays and the
+// pages copied so far are covered by the revert store.
+func (a *dbActor) finishCheckpoint(ctx context.Context, plan *hashPlan, all bool) error {
 	var stamp *messages.FileStamp
 	if a.pages == nil {
 		var err error
@@ -182,8 +202,14 @@ func (a *dbActor) finishCheckpoint(ctx context.Context, plan *hashPlan) error {
 			return err
 		}
 	}
-	size := a.walSizeNow()
-	emptied := size < walfile.HeaderSize
+	var end walfile.Position
+	if all {
+		var err error
+		if end, err = a.walState(a.meta.SyncDB.Base.WAL); err != nil {
+			return externalModification("the WAL cannot be read: %w", err)
+		}
+	}
+	emptied := all
 	// A partial replica's fetches move to the synced revision once the WAL
 	// is empty (see pageactor.Repin), so that it outlives its bootstrap
 	// revision on the server.
@@ -193,7 +219,7 @@ func (a *dbActor) finishCheckpoint(ctx context.Context, plan *hashPlan) error {
 	}
 	if err := a.updateMeta(ctx, func(m *messages.Meta) error {
 		if emptied {
-			m.SyncDB.Base.WAL = walfile.Position{}
+			m.SyncDB.Base.WAL, m.SyncDB.Base.Copied = end, !end.IsZero()
 		}
 		if repin != "" {
 			m.SyncDB.Partial.FetchRevision = repin
@@ -207,7 +233,7 @@ func (a *dbActor) finishCheckpoint(ctx context.Context, plan *hashPlan) error {
 	if repin != "" {
 		a.pages.Repin(repin)
 	}
-	a.walSize = size
+	a.noteWAL()
 	return a.loadBase()
 }
 
@@ -226,7 +252,7 @@ func (a *dbActor) finishCheckpoint(ctx context.Context, plan *hashPlan) error {
 func (a *dbActor) recoverCheckpoint(ctx context.Context) error {
 	size := a.walSizeNow()
 	if a.walEmptyAt(size) {
-		return a.finishCheckpoint(ctx, nil)
+		return a.finishCheckpoint(ctx, nil, true)
 	}
 	sc, err := walfile.NewScanner(a.walFile, size, a.meta.SyncDB.Base.WAL)
 	if err != nil {
@@ -237,7 +263,7 @@ func (a *dbActor) recoverCheckpoint(ctx context.Context) error {
 		// file: the copy finished, the base is the file and the revert
 		// store, and every frame of this WAL is a later local commit.
 		if err := a.updateMeta(ctx, func(m *messages.Meta) error {
-			m.SyncDB.Base.WAL = walfile.Position{}
+			m.SyncDB.Base.WAL, m.SyncDB.Base.Copied = walfile.Position{}, false
 			return nil
 		}); err != nil {
 			return err
@@ -246,7 +272,7 @@ func (a *dbActor) recoverCheckpoint(ctx context.Context) error {
 	if err := a.loadBase(); err != nil {
 		return err
 	}
-	return a.copyWAL(ctx, false)
+	return a.copyWAL(ctx, false, false)
 }
 
 // walEmptyAt reports whether a WAL of size bytes holds no frame SQLite

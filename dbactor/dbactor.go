@@ -72,6 +72,7 @@ import (
 	"github.com/syncdb/syncdb/actors"
 	"github.com/syncdb/syncdb/internal/fsx"
 	"github.com/syncdb/syncdb/internal/sqlitex"
+	"github.com/syncdb/syncdb/internal/walfile"
 	"github.com/syncdb/syncdb/messages"
 	"github.com/syncdb/syncdb/metaactor"
 )
@@ -223,7 +224,11 @@ type dbActor struct {
 	// at open too: a killed process leaves its last commits unsynced); a
 	// push makes them durable before it sends them (syncLocal).
 	unsynced bool
-	walSize  int64 // WAL size after our last write: anything else is a foreign write
+	// walPos: the end of the WAL's valid log after our last write (its
+	// generation's salts, frame count, checksum): any other end is a
+	// foreign write. Not its size: SQLite reuses the WAL from its start
+	// after a checkpoint, over the frames of the older generation.
+	walPos walfile.Position
 	// walFrames: frames in the WAL after the last commit, from the WAL
 	// hook (0: no commit since inTx cleared it).
 	walFrames int
@@ -305,7 +310,7 @@ func (a *dbActor) receive(msg any) {
 			// A partial replica checkpoints after each pull that changed it,
 			// so that its fetches move to the new revision (finishCheckpoint)
 			// and do not depend on the server keeping old ones.
-			if cerr := a.checkpoint(context.WithoutCancel(m.Context())); cerr != nil {
+			if cerr := a.checkpoint(context.WithoutCancel(m.Context()), false); cerr != nil {
 				a.cfg.Logger.Warn("checkpoint after a pull (partial replica)", "err", cerr)
 			}
 		}
@@ -319,7 +324,7 @@ func (a *dbActor) receive(msg any) {
 			m.Respond(struct{}{}, nil)
 			return
 		}
-		m.Respond(struct{}{}, a.checkpoint(m.Context()))
+		m.Respond(struct{}{}, a.checkpoint(m.Context(), false))
 	case *messages.ListConflicts:
 		if !a.opened {
 			m.Fail(errors.New("database not open"))

@@ -123,7 +123,7 @@ func (a *dbActor) fork(ctx context.Context, why string, inherit bool) (string, e
 	}); err != nil {
 		return id, fmt.Errorf("forget the copy flag: %w", err)
 	}
-	a.walSize = a.walSizeNow()
+	a.noteWAL()
 	a.cfg.Logger.Warn("this replica takes a new client id", "why", why, "old", old, "new", id)
 	return id, nil
 }

@@ -29,7 +29,7 @@ func BaseImage(fs fsx.FS, path string, meta *messages.Meta, present func(pgno ui
 		defer f.Close()
 	}
 	b := meta.SyncDB.Base
-	idx, err := walIndex(wal, b.WAL)
+	idx, err := walIndex(wal, b)
 	if err != nil {
 		return err
 	}
@@ -178,6 +178,6 @@ func (a *dbActor) importLocal(ctx context.Context, path string) error {
 		return err
 	}
 	a.cap.nextID = 0
-	a.walSize = a.walSizeNow()
+	a.noteWAL()
 	return nil
 }

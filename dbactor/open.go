@@ -295,20 +295,59 @@ func (a *dbActor) dropWALHook() {
 	sqlitex.Raw(context.Background(), a.conn, func(c *sqlitex.Conn) error { return c.SetWALHook(nil) })
 }
 
-// walSizeAfterCommit is the WAL's size after a commit of ours, without an
-// fstat: the end of its last frame, from the WAL hook, or more if the file
-// was longer already (SQLite reuses a WAL from its start after a restart,
-// and leaves frames a rolled-back transaction spilled), as long as nothing
-// but this connection writes it; a commit that wrote no frame leaves it as
-// it was. Checkpoints (which truncate it) and everything else take the
-// size from the file.
-func (a *dbActor) walSizeAfterCommit() int64 {
+// walState is the end of the WAL's valid log, scanned from hint (a
+// position syncdb recorded, checked there; an older generation's or the
+// zero one: from the first frame). Cheap when nothing valid follows hint:
+// the header, hint's frame header and one frame are read. A WAL too short
+// for a header, or only an invalid header (walEmptyAt), ends at the zero
+// Position.
+func (a *dbActor) walState(hint walfile.Position) (walfile.Position, error) {
+	if err := a.openWAL(); err != nil || a.walFile == nil {
+		return walfile.Position{}, err
+	}
+	st, err := a.walFile.Stat()
+	if err != nil {
+		return walfile.Position{}, err
+	}
+	if a.walEmptyAt(st.Size()) {
+		return walfile.Position{}, nil
+	}
+	return walfile.Scan(a.walFile, st.Size(), hint, func([]walfile.Frame) error { return nil })
+}
+
+// noteWAL records where the WAL ends after a write of ours (a.walPos).
+// After a commit the WAL hook told the frame count, and the commit
+// frame's header gives the rest; otherwise (a rollback, whose spilled
+// frames are not part of the log; another write path) it is scanned
+// from the last recorded end. An unreadable WAL leaves a position the
+// next check will not match: the write after it is refused as foreign.
+func (a *dbActor) noteWAL() {
 	f := a.walFrames
 	a.walFrames = 0
-	if f == 0 {
-		return a.walSize
+	if f > 0 && a.openWAL() == nil && a.walFile != nil {
+		if p, err := walfile.PositionAt(a.walFile, f); err == nil {
+			a.walPos = p
+			return
+		}
 	}
-	return max(a.walSize, walfile.HeaderSize+int64(f)*(walfile.FrameHeaderSize+PageSize))
+	p, err := a.walState(a.walPos)
+	if err != nil {
+		a.cfg.Logger.Warn("reading the WAL's end", "err", err)
+		p = walfile.Position{Frame: -1}
+	}
+	a.walPos = p
+}
+
+// walUncopied is how many frames of the WAL a checkpoint would copy: the
+// WAL's frame count, less those of a generation a checkpoint copied
+// already (the base's WAL position, Copied) while SQLite has not yet
+// restarted it.
+func (a *dbActor) walUncopied() int {
+	n := a.walPos.Frame
+	if b := a.meta.SyncDB.Base; b.Copied && b.WAL.Salt1 == a.walPos.Salt1 && b.WAL.Salt2 == a.walPos.Salt2 {
+		n -= b.WAL.Frame
+	}
+	return n
 }
 
 // walSizeNow is the size of the WAL file in bytes (0 without one); cheap.
@@ -388,7 +427,8 @@ func (a *dbActor) recover(ctx context.Context) error {
 		return fmt.Errorf("create local tables: %w", err)
 	}
 	a.created = false // pulls may run from now on
-	a.walSize = a.walSizeNow()
+	a.walPos = a.meta.SyncDB.Base.WAL
+	a.noteWAL()
 	return nil
 }
 
@@ -449,7 +489,7 @@ func (a *dbActor) loadBase() error {
 		return err
 	}
 	b := a.meta.SyncDB.Base
-	idx, err := walIndex(a.walFile, b.WAL)
+	idx, err := walIndex(a.walFile, b)
 	if err != nil {
 		return err
 	}
@@ -472,8 +512,14 @@ func (a *dbActor) checkForeignWrites() error {
 		}
 		a.unfinished = false
 	}
-	if size := a.walSizeNow(); size != a.walSize {
-		a.detach(context.Background(), externalModification("another program wrote to its WAL while syncdb had it open (%d bytes, syncdb left %d)", size, a.walSize))
+	if end, err := a.walState(a.walPos); err != nil || end != a.walPos {
+		what := fmt.Sprintf("it ends at frame %d", end.Frame)
+		if err != nil {
+			what = err.Error()
+		} else if end.Salt1 != a.walPos.Salt1 || end.Salt2 != a.walPos.Salt2 {
+			what = fmt.Sprintf("it was restarted, %d frames", end.Frame)
+		}
+		a.detach(context.Background(), externalModification("another program wrote to its WAL while syncdb had it open (%s, syncdb left %d frames)", what, a.walPos.Frame))
 		return a.detached
 	}
 	return nil

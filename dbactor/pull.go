@@ -129,23 +129,28 @@ func (a *dbActor) applyPull(ctx context.Context, revision string, dbSize uint32,
 // beyond the WAL's end and refused the replica as modified outside
 // syncdb), so the anchor commit is made there too: the pull runs in
 // durable(), so it is synchronous=FULL and its fsync covers the frames
-// before it.
+// before it. A WAL that still ends where a checkpoint copied all of it
+// (the base's W, Copied) gets one as well: SQLite restarts such a WAL at
+// the next commit, so T1 would begin a new generation and recovery, which
+// looks for it in Before's, would take it for not committed.
 func (a *dbActor) anchorWAL(ctx context.Context) (walfile.Position, error) {
 	pos, err := a.walEnd()
 	if err != nil {
 		return pos, externalModification("the WAL cannot be read: %w", err)
 	}
-	if (pos.Frame > 0 && (!a.cfg.SyncNormal || mutation.unsyncedAnchor)) || mutation.unanchoredWAL {
+	b := a.meta.SyncDB.Base
+	copied := b.Copied && pos == b.WAL
+	if (pos.Frame > 0 && !copied && (!a.cfg.SyncNormal || mutation.unsyncedAnchor)) || mutation.unanchoredWAL {
 		return pos, nil
 	}
 	if _, err := a.conn.ExecContext(ctx, "INSERT OR REPLACE INTO _syncdb_local(key, value) VALUES('wal_anchor', ?)", a.now().UnixNano()); err != nil {
 		return pos, fmt.Errorf("anchor the WAL: %w", err)
 	}
-	a.walSize = a.walSizeNow()
+	a.noteWAL()
 	if pos, err = a.walEnd(); err != nil {
 		return pos, fmt.Errorf("anchor the WAL: %w", err)
 	}
-	if pos.Frame == 0 {
+	if pos.Frame == 0 || copied && pos == b.WAL {
 		return pos, errors.New("anchor the WAL: its commit is not in the WAL")
 	}
 	return pos, nil
@@ -700,7 +705,7 @@ func (a *dbActor) recoverPull(ctx context.Context) error {
 	// rewrites it in place (no new file, no directory sync).
 	failpoint.Hit("pull.done", a.cfg.Path)
 	a.cap.nextID = 0
-	a.walSize = a.walSizeNow()
+	a.noteWAL()
 	return a.loadBase()
 }
 

@@ -155,7 +155,7 @@ func (a *dbActor) recordPush(ctx context.Context, gen, upTo, now int64) error {
 		return fmt.Errorf("record the push: %w", err)
 	}
 	a.endTxn(true)
-	a.walSize = a.walSizeNow()
+	a.noteWAL()
 	return nil
 }
 
@@ -187,7 +187,7 @@ func (a *dbActor) recordSent(ctx context.Context, gen, upTo int64) error {
 	} else {
 		err = a.durable(ctx, write)
 	}
-	a.walSize = a.walSizeNow()
+	a.noteWAL()
 	if err != nil {
 		return fmt.Errorf("record the changes a push sends: %w", err)
 	}

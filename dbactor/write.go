@@ -268,7 +268,7 @@ func (a *dbActor) syncLocal(ctx context.Context) error {
 		_, err := a.conn.ExecContext(ctx, "INSERT OR REPLACE INTO _syncdb_local(key, value) VALUES('synced', ?)", a.now().UnixNano())
 		return err
 	})
-	a.walSize = a.walSizeNow()
+	a.noteWAL()
 	if err != nil {
 		return fmt.Errorf("make the local commits durable before a push: %w", err)
 	}
@@ -297,14 +297,15 @@ func (a *dbActor) rollback() {
 		}
 		return nil
 	})
-	a.walSize = a.walSizeNow()
+	a.noteWAL()
 }
 
-// afterWrite notes the WAL's new size and checkpoints when it is large.
+// afterWrite notes the WAL's new end and checkpoints when it holds more
+// than AutoCheckpointFrames frames not yet copied.
 func (a *dbActor) afterWrite(ctx context.Context) error {
-	a.walSize = a.walSizeAfterCommit()
-	if n := a.cfg.AutoCheckpointFrames; n > 0 && a.walSize > int64(n)*(PageSize+24) {
-		if err := a.checkpoint(context.WithoutCancel(ctx)); err != nil {
+	a.noteWAL()
+	if n := a.cfg.AutoCheckpointFrames; n > 0 && a.walUncopied() > n {
+		if err := a.checkpoint(context.WithoutCancel(ctx), false); err != nil {
 			// The write committed; a failed checkpoint is retried later.
 			a.cfg.Logger.Warn("automatic checkpoint failed", "err", err)
 		}

@@ -108,6 +108,12 @@ type Base struct {
 	DBSize    uint32           `json:"db_size"`
 	WAL       walfile.Position `json:"wal"`
 	RevertLen int64            `json:"revert_len"`
+	// Copied says that a checkpoint copied every frame up to WAL into the
+	// database file: the base reads none of them (SQLite may since have
+	// restarted the WAL from its start, over them). WAL still names the
+	// end of that generation, so that its frames, left in the file until
+	// the next write restarts it, are not taken for later local commits.
+	Copied bool `json:"wal_copied,omitempty"`
 	// Page1 is set when the local page 1 (up to WAL) differs from the
 	// base's in its database header only: a pull's first transaction
 	// writes it with a bumped schema cookie, and SQLite stamps its own

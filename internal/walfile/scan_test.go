@@ -64,3 +64,32 @@ func TestScan(t *testing.T) {
 		t.Fatalf("wrong position: %v", err)
 	}
 }
+
+// PositionAt gives, from the header and one frame header, the position a
+// scan reaches at that commit frame; a frame that is not a commit, or one
+// past the end, is an error.
+func TestPositionAt(t *testing.T) {
+	frames := []synthFrame{{1, 0, 1}, {2, 2, 2}, {3, 3, 3}}
+	w := buildWAL(false, 512, 5, 6, 0, frames)
+	r := bytes.NewReader(w)
+	s, err := NewScanner(r, int64(len(w)), Position{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; {
+		if got, err := PositionAt(r, i); err != nil || got != s.Position() {
+			t.Fatalf("PositionAt(%d) = %+v, %v; the scan's %+v", i, got, err, s.Position())
+		}
+		txn, err := s.Next()
+		if err != nil {
+			break
+		}
+		i = txn[len(txn)-1].Index
+	}
+	if _, err := PositionAt(r, 1); !errors.Is(err, ErrPositionMismatch) {
+		t.Fatalf("frame 1 (no commit): %v", err)
+	}
+	if _, err := PositionAt(r, 4); err == nil {
+		t.Fatal("frame 4 (past the end): no error")
+	}
+}

@@ -113,6 +113,37 @@ func NewScanner(r io.ReaderAt, size int64, from Position) (*Scanner, error) {
 	return s, nil
 }
 
+// PositionAt returns the position after commit frame i of the WAL held by
+// r (i 0: after the header), reading only the WAL header and that frame's
+// header: what a writer that knows where its commit ended (SQLite's WAL
+// hook) needs to resume scanning there. The frame must carry the header's
+// salts and be a commit frame; its checksum chain is not checked (a later
+// NewScanner from the position checks the frame's stored checksum only).
+func PositionAt(r io.ReaderAt, i int) (Position, error) {
+	var hb [HeaderSize]byte
+	if err := readFull(r, hb[:], 0); err != nil {
+		return Position{}, fmt.Errorf("walfile: reading WAL header: %w", err)
+	}
+	h, err := ParseHeader(hb[:])
+	if err != nil {
+		return Position{}, err
+	}
+	p := Position{Salt1: h.Salt1, Salt2: h.Salt2, Cksum1: h.Checksum1, Cksum2: h.Checksum2}
+	if i <= 0 {
+		return p, nil
+	}
+	var fb [FrameHeaderSize]byte
+	if err := readFull(r, fb[:], h.FrameOffset(i)); err != nil {
+		return Position{}, fmt.Errorf("walfile: reading frame %d header: %w", i, err)
+	}
+	fh := parseFrameHeader(fb[:])
+	if fh.salt1 != h.Salt1 || fh.salt2 != h.Salt2 || fh.dbSize == 0 {
+		return Position{}, fmt.Errorf("%w: frame %d is not a commit frame of the WAL's generation", ErrPositionMismatch, i)
+	}
+	p.Frame, p.Cksum1, p.Cksum2 = i, fh.cksum1, fh.cksum2
+	return p, nil
+}
+
 // Header returns the WAL header; it is the zero Header if the WAL is shorter
 // than a header.
 func (s *Scanner) Header() Header { return s.hdr }
@@ -189,7 +220,13 @@ func (s *Scanner) frame(i int) ([]byte, error) {
 	if off >= s.bufOff && off+fs <= s.bufOff+int64(len(s.buf)) {
 		return s.buf[off-s.bufOff:][:fs], nil
 	}
+	// The first read is of one frame: a scan from a recorded end usually
+	// finds nothing after it (or, in a WAL SQLite reuses from its start,
+	// a stale frame of an older generation), and must stay cheap.
 	n := max(fs, readAhead/fs*fs)
+	if len(s.buf) == 0 {
+		n = fs
+	}
 	n = min(n, (s.size-off)/fs*fs)
 	if int64(cap(s.buf)) < n {
 		s.buf = make([]byte, n)
