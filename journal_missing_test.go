@@ -2,6 +2,8 @@ package syncdb_test
 
 import (
 	"context"
+	"database/sql"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -13,6 +15,7 @@ import (
 	"github.com/syncdb/syncdb/internal/fsx"
 	"github.com/syncdb/syncdb/internal/shimvfs"
 	"github.com/syncdb/syncdb/internal/testhooks"
+	"github.com/syncdb/syncdb/messages"
 )
 
 // A journal deleted after its pull's T1 (by hand, or a backup restored
@@ -203,4 +206,170 @@ func syncNormalFirstOpenLost(t *testing.T, local bool) {
 	if got := rows(t, r.db, "SELECT id, v FROM t ORDER BY id"); got != "2|remote" {
 		t.Fatalf("t %q", got)
 	}
+}
+
+// backupWithoutWAL copies the replica's database file (with its time, so
+// that its stamp holds) and -info to a new directory, as a backup taken
+// without the -wal and the pull journal, and returns the copy's path.
+func backupWithoutWAL(t *testing.T, path string) string {
+	t.Helper()
+	to := filepath.Join(t.TempDir(), filepath.Base(path))
+	for _, suffix := range []string{"", "-info"} {
+		data, err := os.ReadFile(path + suffix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(to+suffix, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		st, err := os.Stat(path + suffix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(to+suffix, st.ModTime(), st.ModTime()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return to
+}
+
+// infoOf reads the replica's -info as syncdb wrote it.
+func infoOf(t *testing.T, path string) messages.Meta {
+	t.Helper()
+	data, err := os.ReadFile(path + "-info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m messages.Meta
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// A backup restored without its -wal and its journal, taken after a pull
+// and before any checkpoint: the database file has no _syncdb_local (the
+// local tables and the pull live in the lost WAL), which is what a T1
+// leaves, but the WAL lost the base's frames, an outside modification:
+// the replica opens read only, with Config.Recover to rebuild it, as any
+// outside modification does, not refused as an interrupted pull.
+func TestPullJournalMissingBackupWithoutWAL(t *testing.T) {
+	ctx := context.Background()
+	url := newServer(t)
+	dir := t.TempDir()
+	b := pushedReplica(t, url, dir, "b.db", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", "INSERT INTO t VALUES(2, 'remote')")
+	path := filepath.Join(dir, "a.db")
+	fired := stopAt(t, "pull.done", path)
+	a, err := syncdb.Open(testhooks.With(ctx, testhooks.Hooks{OnPanic: func(error) {}}), syncdb.Config{Path: path, URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, a, "INSERT INTO t VALUES(1, 'local')")
+	mustExec(t, b, "INSERT INTO t VALUES(3, 'remote')")
+	if err := b.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Pull(ctx); err == nil || !fired() {
+		t.Fatalf("no stop at pull.done: %v", err)
+	}
+	a.Close()                                        // killed: no checkpoint
+	a = open(t, syncdb.Config{Path: path, URL: url}) // writes -info with the pull's base
+	if m := infoOf(t, path); m.SyncDB.Base.WAL.Frame == 0 || m.SyncDB.Fresh || m.SyncDB.DBFile == nil {
+		t.Fatalf("the test's premise: -info's base at WAL frame %d (fresh %v, stamp %v), want one in the WAL", m.SyncDB.Base.WAL.Frame, m.SyncDB.Fresh, m.SyncDB.DBFile)
+	}
+	restored := backupWithoutWAL(t, path)
+	wal, err := os.ReadFile(path + "-wal") // the backup's WAL, not restored
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	b.Close()
+	if n := plainCount(t, restored, "SELECT count(*) FROM sqlite_schema WHERE name = '_syncdb_local'"); n != 0 {
+		t.Fatalf("the test's premise: the database file has _syncdb_local (%d)", n)
+	}
+	r, err := syncdb.Open(ctx, syncdb.Config{Path: restored, URL: url})
+	if err != nil {
+		t.Fatalf("open of the backup without its WAL: %v, want it opened read only", err)
+	}
+	_, err = r.Exec(ctx, "INSERT INTO t VALUES(5, 'x')")
+	r.Close()
+	if !errors.Is(err, syncdb.ErrExternalModification) || !strings.Contains(err.Error(), "journal") {
+		t.Fatalf("a write to the backup without its WAL: %v, want ErrExternalModification naming the missing journal", err)
+	}
+	t.Logf("detached: %v", err)
+	// The local changes were in the lost WAL: a rebuild has none to
+	// carry over, and says where they were.
+	if _, err := syncdb.Open(ctx, syncdb.Config{Path: restored, URL: url, Recover: true}); !errors.Is(err, syncdb.ErrCorruptJournal) || !strings.Contains(err.Error(), "-wal") {
+		t.Fatalf("Config.Recover of the backup without its WAL: %v, want ErrCorruptJournal saying what to put back", err)
+	}
+	os.Remove(restored + "-shm")
+	if err := os.WriteFile(restored+"-wal", wal, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = open(t, syncdb.Config{Path: restored, URL: url})
+	if got := rows(t, r, "SELECT id, v FROM t ORDER BY id"); got != "1|local\n2|remote\n3|remote" {
+		t.Fatalf("the backup with its WAL put back: t %q", got)
+	}
+}
+
+// plainCount runs a count query on the database file at path alone (no
+// WAL), read only.
+func plainCount(t *testing.T, path, q string) int {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&immutable=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow(q).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// A replica an earlier release left without _syncdb_local and with -info
+// no longer Fresh (its first open killed before the local tables
+// committed, or under SyncNormal their creation lost to a power loss: that
+// release recreated them at the next open) opens: its database file is as
+// syncdb left it (stamped) and its WAL holds no commit after the base, so
+// no pull ran T1. The same state as a backup restored without its WAL
+// before anything was written after the bootstrap.
+func TestPullJournalMissingEarlierReleaseFirstOpen(t *testing.T) {
+	url := newServer(t)
+	dir := t.TempDir()
+	b := pushedReplica(t, url, dir, "b.db", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", "INSERT INTO t VALUES(2, 'remote')")
+	path := filepath.Join(dir, "a.db")
+	a := open(t, syncdb.Config{Path: path, URL: url}) // the first open: the local tables in the WAL only
+	if m := infoOf(t, path); m.SyncDB.Fresh || m.SyncDB.DBFile == nil {
+		t.Fatalf("the test's premise: -info fresh %v, stamp %v", m.SyncDB.Fresh, m.SyncDB.DBFile)
+	}
+	restored := backupWithoutWAL(t, path)
+	a.Close()
+	r := open(t, syncdb.Config{Path: restored, URL: url})
+	if got := rows(t, r, "SELECT id, v FROM t ORDER BY id"); got != "2|remote" {
+		t.Fatalf("t %q", got)
+	}
+	mustExec(t, r, "INSERT INTO t VALUES(1, 'local')")
+	syncedPair(t, r, b, "1|local\n2|remote")
+}
+
+// The same state in a local database (no server on record, never
+// synced) is refused, as its files cannot show that no other program
+// checkpointed into them (they have no stamp before a checkpoint); the
+// advice is not to download it from a server it never had.
+func TestPullJournalMissingLocalAdvice(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "local.db")
+	a := open(t, syncdb.Config{Path: path})
+	mustExec(t, a, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+	if m := infoOf(t, path); m.SyncDB.Fresh || m.SyncDB.DBFile != nil {
+		t.Fatalf("the test's premise: -info fresh %v, stamp %v", m.SyncDB.Fresh, m.SyncDB.DBFile)
+	}
+	restored := backupWithoutWAL(t, path)
+	a.Close()
+	_, err := syncdb.Open(context.Background(), syncdb.Config{Path: restored})
+	if !errors.Is(err, syncdb.ErrCorruptJournal) || !strings.Contains(err.Error(), "never synced") || strings.Contains(err.Error(), "download") {
+		t.Fatalf("open of the local database without its WAL: %v, want ErrCorruptJournal with a local database's advice", err)
+	}
+	t.Logf("refused: %v", err)
 }

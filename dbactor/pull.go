@@ -557,6 +557,19 @@ func (a *dbActor) newerJournal(ctx context.Context, hdr journalHeader, newer err
 // ran), after T2 (it creates the table again), a rebuilt replica (opened
 // fresh, then its import journal removed), a database this open creates
 // (a local one, whose -info says Fresh too until then: Open).
+//
+// A database without the table is not always a T1's, though: its WAL may
+// have lost the frames that created it (a backup restored without its
+// -wal; an earlier release's first open killed before they committed, or
+// under SyncNormal a power loss after it, which that release recreated).
+// A WAL that lost the base's frames is an outside modification, the
+// verdict loadBase would give: the replica opens read only, as any other
+// (Config.Recover). And with the database file as syncdb left it (its
+// stamp checked at open: nobody checkpointed into it since), a T1 would
+// be a commit in the WAL after the base's W, where the pull's Before is;
+// none there: no pull ran T1, and the open creates the tables. Without a
+// stamp (a partial replica; a local database never checkpointed) another
+// program's checkpoint could have moved a T1 into the file: refused.
 func (a *dbActor) missingJournal(ctx context.Context, path string) error {
 	if a.meta.SyncDB.Fresh || a.created {
 		return nil
@@ -567,6 +580,50 @@ func (a *dbActor) missingJournal(ctx context.Context, path string) error {
 	ok, err := tableExists(ctx, a.conn, "_syncdb_local")
 	if err != nil || ok {
 		return err
+	}
+	if a.detached != nil {
+		// A rebuild (Config.Recover) reads the local state from the
+		// journal or the database: here from neither.
+		return fmt.Errorf("%w: %s is missing, and the database has no local tables (a pull's T1 replaced its content, or its WAL "+
+			"was lost: %w), so the local changes not yet pushed are in neither and cannot be carried over. Nothing was changed. Put back "+
+			"the journal, or the replica's -wal, from the backup they came from and open the replica again; or, to give those changes up, "+
+			"move all of the replica's files aside and open it again to download it from the server", ErrCorruptJournal, path, a.detached)
+	}
+	// Checkpointing: an interrupted checkpoint may have restarted the WAL
+	// the base points into, and the stamp was not checked; neither test
+	// holds until recoverCheckpoint ran.
+	if !a.meta.SyncDB.Checkpointing {
+		b := a.meta.SyncDB.Base
+		if err := a.openWAL(); err != nil {
+			return err
+		}
+		if _, err := walIndex(a.walFile, b); err != nil {
+			if errors.Is(err, ErrExternalModification) {
+				return fmt.Errorf("%w (and the pull journal %s is missing)", err, path)
+			}
+			return err
+		}
+		if a.meta.SyncDB.DBFile != nil {
+			// The valid log's end: in W's generation, or in a later one
+			// SQLite restarted over a copied W, every commit of which
+			// follows the base.
+			end, err := a.walState(b.WAL)
+			if err != nil {
+				return err
+			}
+			if end.Frame == 0 || end.Salt1 == b.WAL.Salt1 && end.Salt2 == b.WAL.Salt2 && end.Frame <= b.WAL.Frame {
+				return nil
+			}
+		}
+	}
+	if c := a.meta.SavedConfiguration; a.meta.SyncedRevision == nil && (c == nil || c.RemoteURL == nil || *c.RemoteURL == "") {
+		// No server on record: the advice to download it makes no sense.
+		return fmt.Errorf("%w: %s is missing and the database has no local tables, but no server is on record: most likely its WAL "+
+			"lost the frames that created them (a backup restored without its -wal, or an earlier release's first open killed or "+
+			"followed by a power loss), and what was written since is gone with them. Nothing was changed. Restore all of the "+
+			"replica's files, its -wal included, from a backup and open it again, or move them aside to start a new database "+
+			"(this one never synced); if it did pull from a server, put %s back instead",
+			ErrCorruptJournal, path, path)
 	}
 	return fmt.Errorf("%w: %s is missing (deleted, or a backup restored without it), and the database shows that an interrupted pull "+
 		"had already replaced its content with the server's: that file held the only copy of the local changes not yet pushed. "+
