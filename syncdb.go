@@ -194,7 +194,9 @@ type Config struct {
 	// never pushed. They may lack a primary key.
 	IgnoreTables []string
 	// AutoCheckpointFrames checkpoints after a write when the WAL holds more
-	// frames than this (0 = 4096, about 16 MiB; negative = never).
+	// frames than this not yet checkpointed (0 = 4096, about 16 MiB;
+	// negative = never). The WAL file keeps its size: SQLite writes the
+	// next commits over it from its start. Checkpoint and Close empty it.
 	AutoCheckpointFrames int
 	// SyncNormal commits local writes without waiting for the disk
 	// (SQLite's synchronous=NORMAL): several times faster on real disks, but

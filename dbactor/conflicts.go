@@ -974,6 +974,9 @@ var mutation struct {
 	// unanchoredWAL: a pull records an empty WAL as its position before
 	// T1 instead of anchoring it in a generation with a durable commit.
 	unanchoredWAL bool
+	// copiedUnanchored: a pull on a WAL a checkpoint copied whole takes
+	// its end as Before, unanchored, though T1 restarts the WAL.
+	copiedUnanchored bool
 	// unsyncedAnchor: a SyncNormal pull takes a WAL with frames as its
 	// anchor, unsynced (the bug 40176c9 fixed).
 	unsyncedAnchor bool

@@ -118,8 +118,9 @@ type Config struct {
 	// IgnoreTables are captured (so they survive pulls) but never pushed;
 	// they may lack a primary key.
 	IgnoreTables []string
-	// AutoCheckpointFrames: checkpoint after a write when the WAL has more
-	// frames than this. 0 = 4096 (16 MiB); negative = never.
+	// AutoCheckpointFrames: checkpoint (RESTART: the WAL file is reused)
+	// after a write when the WAL has more frames than this not yet copied.
+	// 0 = 4096 (16 MiB); negative = never.
 	AutoCheckpointFrames int
 	Clock                actors.Clock
 	Logger               *slog.Logger

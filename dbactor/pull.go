@@ -139,7 +139,7 @@ func (a *dbActor) anchorWAL(ctx context.Context) (walfile.Position, error) {
 		return pos, externalModification("the WAL cannot be read: %w", err)
 	}
 	b := a.meta.SyncDB.Base
-	copied := b.Copied && pos == b.WAL
+	copied := b.Copied && pos == b.WAL && !mutation.copiedUnanchored
 	if (pos.Frame > 0 && !copied && (!a.cfg.SyncNormal || mutation.unsyncedAnchor)) || mutation.unanchoredWAL {
 		return pos, nil
 	}

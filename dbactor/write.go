@@ -305,7 +305,7 @@ func (a *dbActor) rollback() {
 func (a *dbActor) afterWrite(ctx context.Context) error {
 	a.noteWAL()
 	if n := a.cfg.AutoCheckpointFrames; n > 0 && a.walUncopied() > n {
-		if err := a.checkpoint(context.WithoutCancel(ctx), false); err != nil {
+		if err := a.checkpoint(context.WithoutCancel(ctx), true); err != nil {
 			// The write committed; a failed checkpoint is retried later.
 			a.cfg.Logger.Warn("automatic checkpoint failed", "err", err)
 		}

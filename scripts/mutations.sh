@@ -22,6 +22,7 @@ mutations=(
   "mutation_blind_added_columns: a delete made before its replica pulled a column another client added and filled is no conflict, at push or replay: the column's value vanishes (internal/change/ and dbactor/mutation_blind_added_columns.go)"
   "mutation_fetch_over_present: a partial replica's fetch writes its pages (the pinned revision's) over pages that became present while it was in flight (pageactor/mutation_fetch_over_present.go)"
   "mutation_stale_wal_generation: a pull that starts on a WAL a checkpoint emptied is not anchored in a new WAL generation: a power loss before T1 brings back the checkpointed WAL, and recovery takes its frames for T1 (dbactor/mutation_stale_wal_generation.go)"
+  "mutation_copied_unanchored: a pull that starts on a WAL an automatic checkpoint copied whole (RESTART, not yet restarted) is not anchored: T1 restarts the WAL, and recovery, looking for T1 in the older generation, abandons a committed pull (dbactor/mutation_copied_unanchored.go)"
   "mutation_syncnormal_unsynced_anchor: a SyncNormal pull anchors on a WAL whose last local commits are not on disk: a power loss before T1 takes the anchor back, and recovery detaches the replica (dbactor/mutation_syncnormal_unsynced_anchor.go)"
   "mutation_syncnormal_unsynced_push: a SyncNormal push sends local commits that are not on disk: a power loss takes back changes the server has (dbactor/mutation_syncnormal_unsynced_push.go)"
 )
