@@ -78,15 +78,22 @@ type UpdateMeta struct {
 
 // ---- netactor
 
-// PullUpdates sends one POST /pull-updates and streams the response: OnHeader
-// once, then OnPage for each page (pgno is 1-based; data is valid only during
-// the call). Idempotent requests are retried on transient failures, but only
-// before OnHeader was called.
+// PullUpdates sends one POST /pull-updates. A request for a few pages
+// names them in Keep and gets them back in the reply (PullInfo.Kept); a
+// download that may be as large as the database streams the response
+// instead: OnHeader once, then OnPage for each page (pgno is 1-based; data
+// is valid only during the call), both on a netactor goroutine while the
+// sender waits in its Ask. Idempotent requests are retried on transient
+// failures, but only before the header arrived (and OnHeader was called).
 type PullUpdates struct {
 	actors.Request[PullInfo]
 	Req      *syncpb.PullUpdatesReqProtoBody
 	OnHeader func(*syncpb.PullUpdatesRespProtoBody) error
 	OnPage   func(pgno uint32, data []byte) error
+	// Keep names the pages (0-based ids, as selectors do) whose copies
+	// the reply carries in PullInfo.Kept; a page it does not name is
+	// dropped and reported in PullInfo.Unasked.
+	Keep *roaring.Bitmap
 	// RetryUntil, if set, ends retries at this time of the actor clock
 	// (a workflow's budget), or sooner by the retry policy.
 	RetryUntil time.Time
@@ -98,6 +105,10 @@ type PullInfo struct {
 	Pages    int
 	Bytes    int64  // response body bytes
 	Database string // the database's identity, if the server names it (syncdb serve does)
+	// With PullUpdates.Keep: the kept pages by page number (1-based), and
+	// the first page received that Keep does not name (0 if none).
+	Kept    map[uint32][]byte
+	Unasked uint32
 }
 
 // Pipeline sends one POST /v2/pipeline. Only a Retryable request (one that

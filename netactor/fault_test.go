@@ -7,12 +7,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/RoaringBitmap/roaring/v2"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/syncdb/syncdb/actors"
@@ -644,5 +647,26 @@ func TestRetryHonoursContext(t *testing.T) {
 	err := a.retry(ctx, "test", true, time.Time{}, func() error { attempts++; return lost(io.ErrUnexpectedEOF) })
 	if !errors.Is(err, context.DeadlineExceeded) || attempts != 1 || len(clock.Waits()) != 1 || time.Since(start) > 5*time.Second {
 		t.Fatalf("err %v, %d attempts, waits %v, after %v", err, attempts, clock.Waits(), time.Since(start))
+	}
+}
+
+// A pull with Keep returns copies of the pages it names, by page number,
+// and reports the first page it does not name instead of keeping it.
+func TestPullKeep(t *testing.T) {
+	hs := faultServer(t, func(w http.ResponseWriter, r *http.Request) { writeStream(w, "rev", 4) })
+	pid := spawn(t, Config{URL: hs.URL, Clock: newFakeClock()})
+	info, err := pid.PullUpdates(context.Background(), &messages.PullUpdates{Keep: roaring.BitmapOf(1, 2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(info.Kept) != 2 || !bytes.Equal(info.Kept[2], testPage(2)) || !bytes.Equal(info.Kept[3], testPage(3)) {
+		t.Fatalf("kept %d pages: %v", len(info.Kept), slices.Sorted(maps.Keys(info.Kept)))
+	}
+	if info.Unasked != 1 || info.Pages != 4 {
+		t.Fatalf("unasked page %d, %d pages; want page 1 of 4", info.Unasked, info.Pages)
+	}
+	// Without Keep nothing is kept.
+	if info, err := pid.PullUpdates(context.Background(), &messages.PullUpdates{}); err != nil || info.Kept != nil || info.Unasked != 0 {
+		t.Fatalf("without Keep: %v, kept %d, unasked %d", err, len(info.Kept), info.Unasked)
 	}
 }

@@ -1,6 +1,7 @@
 package netactor
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -156,6 +157,17 @@ func (a *netActor) pullOnce(ctx context.Context, m *messages.PullUpdates, body [
 		if m.OnPage != nil {
 			if err := m.OnPage(uint32(id)+1, data); err != nil {
 				return info, backoff.Permanent(err)
+			}
+		}
+		if m.Keep != nil {
+			switch {
+			case m.Keep.Contains(uint32(id)):
+				if info.Kept == nil {
+					info.Kept = map[uint32][]byte{}
+				}
+				info.Kept[uint32(id)+1] = bytes.Clone(data)
+			case info.Unasked == 0:
+				info.Unasked = uint32(id) + 1
 			}
 		}
 		info.Pages++

@@ -295,18 +295,12 @@ func (p *Pages) Image(ctx context.Context, pgno uint32) ([]byte, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.FetchTimeout)
 	defer cancel()
-	var img []byte
 	p.fetches.Add(1)
-	_, err = p.cfg.Net.PullUpdates(ctx, &messages.PullUpdates{
-		Req:      &syncpb.PullUpdatesReqProtoBody{ServerRevision: p.revision(), ServerPagesSelector: sel},
-		OnHeader: func(*syncpb.PullUpdatesRespProtoBody) error { return nil },
-		OnPage: func(pg uint32, data []byte) error {
-			if pg == pgno {
-				img = append([]byte(nil), data...)
-			}
-			return nil
-		},
+	info, err := p.cfg.Net.PullUpdates(ctx, &messages.PullUpdates{
+		Req:  &syncpb.PullUpdatesReqProtoBody{ServerRevision: p.revision(), ServerPagesSelector: sel},
+		Keep: roaring.BitmapOf(pgno - 1),
 	})
+	img := info.Kept[pgno]
 	if err == nil && img == nil {
 		err = fmt.Errorf("the server did not send page %d", pgno)
 	}
@@ -527,18 +521,18 @@ func (a *pageActor) request(want *roaring.Bitmap, segs []uint32, prefetch bool) 
 		sel, err := wire.EncodeSelector(want)
 		if err == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), a.p.cfg.FetchTimeout)
-			_, err = a.p.cfg.Net.PullUpdates(ctx, &messages.PullUpdates{
-				Req:      &syncpb.PullUpdatesReqProtoBody{ServerRevision: rev, ServerPagesSelector: sel},
-				OnHeader: func(*syncpb.PullUpdatesRespProtoBody) error { return nil },
-				OnPage: func(pgno uint32, data []byte) error {
-					if !want.Contains(pgno - 1) {
-						return fmt.Errorf("server sent page %d, which was not asked for", pgno)
-					}
-					res.pages[pgno] = append([]byte(nil), data...)
-					return nil
-				},
+			var info messages.PullInfo
+			info, err = a.p.cfg.Net.PullUpdates(ctx, &messages.PullUpdates{
+				Req:  &syncpb.PullUpdatesReqProtoBody{ServerRevision: rev, ServerPagesSelector: sel},
+				Keep: want,
 			})
 			cancel()
+			if err == nil && info.Unasked != 0 {
+				err = fmt.Errorf("server sent page %d, which was not asked for", info.Unasked)
+			}
+			if info.Kept != nil {
+				res.pages = info.Kept
+			}
 		}
 		res.err = err
 		a.p.actor.Send(res)

@@ -542,8 +542,6 @@ func (s *syncActor) revisionKept(ctx context.Context) (bool, error) {
 		_, err := s.cfg.Net.PullUpdates(ctx, &messages.PullUpdates{
 			Req:        &syncpb.PullUpdatesReqProtoBody{ClientRevision: m.SyncedRevision.Revision, ServerPagesSelector: sel},
 			RetryUntil: s.until,
-			OnHeader:   func(*syncpb.PullUpdatesRespProtoBody) error { return nil },
-			OnPage:     func(uint32, []byte) error { return nil },
 		})
 		return err
 	})
@@ -571,23 +569,17 @@ func (s *syncActor) checkRemote(ctx context.Context, old string) error {
 	if err != nil {
 		return err
 	}
-	var page1 []byte
 	var info messages.PullInfo
 	err = s.retry(ctx, func() error {
 		var err error
 		info, err = s.cfg.Net.PullUpdates(ctx, &messages.PullUpdates{
 			Req:        &syncpb.PullUpdatesReqProtoBody{ServerRevision: m.SyncedRevision.Revision, ServerPagesSelector: sel},
 			RetryUntil: s.until,
-			OnHeader:   func(*syncpb.PullUpdatesRespProtoBody) error { return nil },
-			OnPage: func(pg uint32, data []byte) error {
-				if pg == 1 {
-					page1 = append([]byte(nil), data...)
-				}
-				return nil
-			},
+			Keep:       roaring.BitmapOf(0),
 		})
 		return err
 	})
+	page1 := info.Kept[1]
 	theirs := info.Database
 	var he *netactor.HTTPError
 	if errors.As(err, &he) {
