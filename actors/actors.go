@@ -9,7 +9,14 @@
 // message that embeds a Request and waits for the actor's single reply, or
 // for the caller's context, or for the actor to stop. Enter runs a function
 // of the actor's on the caller's goroutine, in the actor's turn, for a hot
-// path where the mailbox round trip costs more than the work.
+// path where the mailbox round trip costs more than the work. An actor is
+// named by a Ref (protoactor stays inside this package); each actor
+// package wraps its Ref in a Handle with one method per message.
+//
+// Every actor has a Level, its place in the call order: it may ask only
+// actors below it, which keeps the blocking calls a DAG. A Ref carries the
+// level of the actor holding it (Ref.From); with the invariants build tag
+// an Ask or Enter up the order panics (CallOrderError).
 //
 // Its exported names are for syncdb's own packages (the facade, the CLI,
 // the server, the simulator, tests), with no compatibility promise: a

@@ -83,6 +83,7 @@ mapfile -t rest < <(go list ./... | grep -vxF "$(printf '%s\n' "${first[@]}")")
 echo "== go test -race ./... (the longest packages first)"
 status=0
 go test -race -timeout 45m "$@" "${first[@]}" "${rest[@]}" || status=1
+go test -tags invariants ./actors/ ./syncactor/ ./pageactor/ || status=1 # the call order checked: an Ask up the order panics (actors.Level, ARCHITECTURE §2)
 
 echo "== simulator (started before the race pass): its results"
 wait "$sima" || status=1
