@@ -14,3 +14,11 @@ func checkOrder(r Ref) {
 		panic(err)
 	}
 }
+
+// orderError is the violation r's call would be, or nil.
+func orderError(r Ref) *CallOrderError {
+	if r.from < r.e.level {
+		return nil
+	}
+	return &CallOrderError{From: r.from, Actor: r.e.name, Level: r.e.level}
+}

@@ -39,11 +39,3 @@ type CallOrderError struct {
 func (e *CallOrderError) Error() string {
 	return fmt.Sprintf("call order: an actor at level %s asked %s, at level %s (an actor asks only actors below it)", e.From, e.Actor, e.Level)
 }
-
-// orderError is the violation r's call would be, or nil.
-func orderError(r Ref) *CallOrderError {
-	if r.from < r.e.level {
-		return nil
-	}
-	return &CallOrderError{From: r.from, Actor: r.e.name, Level: r.e.level}
-}
