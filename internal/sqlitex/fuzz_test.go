@@ -411,8 +411,11 @@ func insertPieces(text string) []string {
 			}
 			if tok.is("BEGIN") {
 				body := tk.s
-				if i := strings.LastIndex(strings.ToUpper(body), "END"); i >= 0 {
-					body = body[:i]
+				for i := len(body) - 3; i >= 0; i-- {
+					if strings.EqualFold(body[i:i+3], "END") {
+						body = body[:i]
+						break
+					}
 				}
 				out = append(out, SplitStatements(body)...)
 				break

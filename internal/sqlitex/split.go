@@ -73,14 +73,23 @@ func isSpace(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\f' || c == '\r'
 }
 
+// trimSpace trims SQLite's whitespace at both ends: a vertical tab only
+// within a run that a whitespace character starts (see skipBlanks).
 func trimSpace(s string) string {
-	for len(s) > 0 && isSpace(s[0]) {
+	for inSpace := false; len(s) > 0 && (isSpace(s[0]) || inSpace && s[0] == '\v'); {
+		inSpace = true
 		s = s[1:]
 	}
-	for len(s) > 0 && isSpace(s[len(s)-1]) {
-		s = s[:len(s)-1]
+	end := len(s)
+	for end > 0 && (isSpace(s[end-1]) || s[end-1] == '\v') {
+		end--
 	}
-	return s
+	// s[end:] is the trailing run; it is whitespace from its first
+	// whitespace character on (vertical tabs before it are tokens).
+	for end < len(s) && s[end] == '\v' {
+		end++
+	}
+	return s[:end]
 }
 
 // blank reports whether s holds nothing but whitespace, comments and
@@ -96,25 +105,37 @@ func stmtText(s string) string { return trimSpace(s[skipBlank(s):]) }
 func skipBlank(s string) int { return skipBlanks(s, true) }
 
 // skipBlanks skips whitespace and comments, and semicolons too if
-// semicolons is set.
+// semicolons is set. A vertical tab cannot start a token of SQLite's
+// whitespace (it is an illegal character there), but one that follows
+// whitespace is part of it (the run goes on over sqlite3Isspace): " \vBEGIN"
+// is BEGIN for SQLite, "\vBEGIN" an error.
 func skipBlanks(s string, semicolons bool) int {
 	i := 0
+	inSpace := false // s[i-1] ends a run of whitespace
 	for i < len(s) {
 		switch {
-		case semicolons && s[i] == ';' || isSpace(s[i]):
+		case s[i] == '\v' && inSpace:
 			i++
+		case semicolons && s[i] == ';':
+			i++
+			inSpace = false
+		case isSpace(s[i]):
+			i++
+			inSpace = true
 		case strings.HasPrefix(s[i:], "--"):
 			j := strings.IndexByte(s[i:], '\n')
 			if j < 0 {
 				return len(s)
 			}
-			i += j + 1
+			i += j + 1 // the newline, which starts a run of whitespace
+			inSpace = true
 		case strings.HasPrefix(s[i:], "/*"):
 			j := strings.Index(s[i+2:], "*/")
 			if j < 0 {
 				return len(s) // SQLite ends an unterminated comment at the end of input
 			}
 			i += 2 + j + 2
+			inSpace = false
 		default:
 			return i
 		}

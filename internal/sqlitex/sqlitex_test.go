@@ -560,6 +560,14 @@ func TestSplitStatements(t *testing.T) {
 		{"BEGIN; INSERT INTO t VALUES(1); END;", []string{"BEGIN;", "INSERT INTO t VALUES(1);", "END;"}},
 		{"SELECT 'unterminated; SELECT 2;", []string{"SELECT 'unterminated; SELECT 2;"}},
 		{"SELECT 1; \x00 SELECT 2;", []string{"SELECT 1;"}},
+		// A vertical tab after whitespace is whitespace for SQLite (found
+		// by FuzzSplitStatements: " \v" was a statement), not at the start
+		// of a token.
+		{" \v", nil},
+		{"SELECT 1; \v", []string{"SELECT 1;"}},
+		{"SELECT 1 \v\v; -- c\n\vSELECT 2 \v", []string{"SELECT 1 \v\v;", "SELECT 2"}},
+		{"SELECT 1;\vSELECT 2", []string{"SELECT 1;", "\vSELECT 2"}},
+		{"SELECT 1\v \v", []string{"SELECT 1\v"}},
 	}
 	for _, tc := range tests {
 		if got := SplitStatements(tc.in); !reflect.DeepEqual(got, tc.want) {

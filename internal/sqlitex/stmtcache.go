@@ -119,26 +119,7 @@ func (c *StmtCache) Close() { c.cache.Purge() }
 // FirstKeyword returns the upper-cased first word of a statement, after
 // leading white space and comments ("" if it starts with anything else).
 func FirstKeyword(stmt string) string {
-	for {
-		stmt = strings.TrimLeft(stmt, " \t\r\n\f")
-		switch {
-		case strings.HasPrefix(stmt, "--"):
-			_, rest, ok := strings.Cut(stmt, "\n")
-			if !ok {
-				return ""
-			}
-			stmt = rest
-			continue
-		case strings.HasPrefix(stmt, "/*"):
-			_, rest, ok := strings.Cut(stmt[2:], "*/")
-			if !ok {
-				return ""
-			}
-			stmt = rest
-			continue
-		}
-		break
-	}
+	stmt = stmt[skipBlankNoSemicolon(stmt):] // SQLite's whitespace, " \v" included
 	end := strings.IndexFunc(stmt, func(r rune) bool {
 		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '_')
 	})

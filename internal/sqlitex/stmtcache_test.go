@@ -119,6 +119,10 @@ func TestFirstKeyword(t *testing.T) {
 		"-- only a comment":               "",
 		"/* unterminated":                 "",
 		"(SELECT 1)":                      "",
+		" \vBEGIN":                        "BEGIN", // whitespace for SQLite
+		"-- c\n\vATTACH 'x' AS y":         "ATTACH",
+		"\vBEGIN":                         "", // an illegal token for SQLite
+		"/* c */\vBEGIN":                  "",
 	} {
 		if got := sqlitex.FirstKeyword(in); got != want {
 			t.Errorf("FirstKeyword(%q) = %q, want %q", in, got, want)
