@@ -315,9 +315,18 @@ func (a *dbActor) walState(hint walfile.Position) (walfile.Position, error) {
 	return walfile.Scan(a.walFile, st.Size(), hint, func([]walfile.Frame) error { return nil })
 }
 
+// walEndsAt is walfile.EndsAt on the WAL file (false without one).
+func (a *dbActor) walEndsAt(p walfile.Position) (bool, error) {
+	if err := a.openWAL(); err != nil || a.walFile == nil {
+		return false, err
+	}
+	return walfile.EndsAt(a.walFile, p)
+}
+
 // noteWAL records where the WAL ends after a write of ours (a.walPos).
 // After a commit the WAL hook told the frame count, and the commit
-// frame's header gives the rest; otherwise (a rollback, whose spilled
+// frame's header gives the rest (one read; the next check compares its
+// salts with the WAL header's); otherwise (a rollback, whose spilled
 // frames are not part of the log; another write path) it is scanned
 // from the last recorded end. An unreadable WAL leaves a position the
 // next check will not match: the write after it is refused as foreign.
@@ -325,7 +334,7 @@ func (a *dbActor) noteWAL() {
 	f := a.walFrames
 	a.walFrames = 0
 	if f > 0 && a.openWAL() == nil && a.walFile != nil {
-		if p, err := walfile.PositionAt(a.walFile, f); err == nil {
+		if p, err := walfile.PositionAt(a.walFile, PageSize, f); err == nil {
 			a.walPos = p
 			return
 		}
@@ -511,6 +520,11 @@ func (a *dbActor) checkForeignWrites() error {
 			return err
 		}
 		a.unfinished = false
+	}
+	// Two reads when nothing follows the recorded end (EndsAt); a scan
+	// otherwise, which passes over frames a rolled-back transaction spilled.
+	if ok, err := a.walEndsAt(a.walPos); ok && err == nil {
+		return nil
 	}
 	if end, err := a.walState(a.walPos); err != nil || end != a.walPos {
 		what := fmt.Sprintf("it ends at frame %d", end.Frame)

@@ -77,7 +77,7 @@ func TestPositionAt(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; ; {
-		if got, err := PositionAt(r, i); err != nil || got != s.Position() {
+		if got, err := PositionAt(r, 512, i); err != nil || got != s.Position() {
 			t.Fatalf("PositionAt(%d) = %+v, %v; the scan's %+v", i, got, err, s.Position())
 		}
 		txn, err := s.Next()
@@ -86,10 +86,66 @@ func TestPositionAt(t *testing.T) {
 		}
 		i = txn[len(txn)-1].Index
 	}
-	if _, err := PositionAt(r, 1); !errors.Is(err, ErrPositionMismatch) {
+	if _, err := PositionAt(r, 512, 1); !errors.Is(err, ErrPositionMismatch) {
 		t.Fatalf("frame 1 (no commit): %v", err)
 	}
-	if _, err := PositionAt(r, 4); err == nil {
+	if _, err := PositionAt(r, 512, 4); err == nil {
 		t.Fatal("frame 4 (past the end): no error")
+	}
+}
+
+// EndsAt is true exactly when a Scan from the position would find nothing
+// after it and accept it: nothing follows, or a torn frame, or a frame of
+// an older generation (a WAL SQLite reuses from its start); false for a
+// commit appended, a restart, a rewritten frame at the position, or frames
+// of a transaction without its commit (the Scan then decides).
+func TestEndsAt(t *testing.T) {
+	const ps = 512
+	fs := FrameHeaderSize + ps
+	frames := []synthFrame{{1, 0, 1}, {2, 2, 2}, {3, 3, 3}}
+	w := buildWAL(false, ps, 5, 6, 0, frames)
+	posAt := func(b []byte, i int) Position {
+		t.Helper()
+		p, err := PositionAt(bytes.NewReader(b), ps, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// An older generation, longer than the new one: its frames stay after
+	// the new generation's end.
+	old := buildWAL(false, ps, 4, 9, 0, append(slices.Clone(frames), synthFrame{4, 4, 4}, synthFrame{5, 5, 5}))
+	reused := append(slices.Clone(w), old[len(w):]...)
+	noCommit := buildWAL(false, ps, 5, 6, 0, append(slices.Clone(frames), synthFrame{4, 0, 4}))
+	rewritten := buildWAL(false, ps, 5, 6, 0, []synthFrame{{1, 0, 1}, {2, 2, 2}, {3, 3, 9}})
+	restarted := buildWAL(false, ps, 6, 7, 1, frames)
+	end := posAt(w, 3)
+	for _, tc := range []struct {
+		name string
+		wal  []byte
+		p    Position
+		want bool
+	}{
+		{"at the end", w, end, true},
+		{"a torn frame after it", append(slices.Clone(w), make([]byte, fs-1)...), end, true},
+		{"an older generation's frames after it", reused, end, true},
+		{"a commit after it", w, posAt(w, 2), false},
+		{"frames without their commit after it", noCommit, end, false},
+		{"the frame at it rewritten", rewritten, end, false},
+		{"restarted", restarted, end, false},
+		{"header only", w[:HeaderSize], posAt(w, 0), true},
+		{"header, a commit after it", w, posAt(w, 0), false},
+		{"no header", nil, end, false},
+		{"zero position", w, Position{}, false},
+	} {
+		got, err := EndsAt(bytes.NewReader(tc.wal), tc.p)
+		if err != nil || got != tc.want {
+			t.Errorf("%s: %v, %v; want %v", tc.name, got, err, tc.want)
+		}
+		if got { // the cheap answer agrees with a scan
+			if pos, err := Scan(bytes.NewReader(tc.wal), int64(len(tc.wal)), tc.p, func([]Frame) error { return nil }); err != nil || pos != tc.p {
+				t.Errorf("%s: EndsAt true, the scan ends at %+v, %v", tc.name, pos, err)
+			}
+		}
 	}
 }

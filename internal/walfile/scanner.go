@@ -114,34 +114,99 @@ func NewScanner(r io.ReaderAt, size int64, from Position) (*Scanner, error) {
 }
 
 // PositionAt returns the position after commit frame i of the WAL held by
-// r (i 0: after the header), reading only the WAL header and that frame's
-// header: what a writer that knows where its commit ended (SQLite's WAL
-// hook) needs to resume scanning there. The frame must carry the header's
-// salts and be a commit frame; its checksum chain is not checked (a later
-// NewScanner from the position checks the frame's stored checksum only).
-func PositionAt(r io.ReaderAt, i int) (Position, error) {
-	var hb [HeaderSize]byte
-	if err := readFull(r, hb[:], 0); err != nil {
-		return Position{}, fmt.Errorf("walfile: reading WAL header: %w", err)
-	}
-	h, err := ParseHeader(hb[:])
-	if err != nil {
-		return Position{}, err
-	}
-	p := Position{Salt1: h.Salt1, Salt2: h.Salt2, Cksum1: h.Checksum1, Cksum2: h.Checksum2}
+// r, whose pages are pageSize bytes (i 0: after the header), reading only
+// that frame's header (the header, for i 0): what a writer that knows
+// where its own commit ended (SQLite's WAL hook) needs to resume scanning
+// there. The frame must be a commit frame, and its salts are taken for its
+// generation's: neither the WAL header nor the checksum chain is read (a
+// NewScanner or EndsAt from the position compares them).
+func PositionAt(r io.ReaderAt, pageSize, i int) (Position, error) {
 	if i <= 0 {
-		return p, nil
+		var hb [HeaderSize]byte
+		if err := readFull(r, hb[:], 0); err != nil {
+			return Position{}, fmt.Errorf("walfile: reading WAL header: %w", err)
+		}
+		h, err := ParseHeader(hb[:])
+		if err != nil {
+			return Position{}, err
+		}
+		return Position{Salt1: h.Salt1, Salt2: h.Salt2, Cksum1: h.Checksum1, Cksum2: h.Checksum2}, nil
 	}
+	if !validPageSize(uint32(pageSize)) {
+		return Position{}, fmt.Errorf("walfile: bad page size %d", pageSize)
+	}
+	h := Header{PageSize: uint32(pageSize)}
 	var fb [FrameHeaderSize]byte
 	if err := readFull(r, fb[:], h.FrameOffset(i)); err != nil {
 		return Position{}, fmt.Errorf("walfile: reading frame %d header: %w", i, err)
 	}
 	fh := parseFrameHeader(fb[:])
-	if fh.salt1 != h.Salt1 || fh.salt2 != h.Salt2 || fh.dbSize == 0 {
-		return Position{}, fmt.Errorf("%w: frame %d is not a commit frame of the WAL's generation", ErrPositionMismatch, i)
+	if fh.dbSize == 0 || fh.pgno == 0 {
+		return Position{}, fmt.Errorf("%w: frame %d is not a commit frame", ErrPositionMismatch, i)
 	}
-	p.Frame, p.Cksum1, p.Cksum2 = i, fh.cksum1, fh.cksum2
-	return p, nil
+	return Position{Salt1: fh.salt1, Salt2: fh.salt2, Frame: i, Cksum1: fh.cksum1, Cksum2: fh.cksum2}, nil
+}
+
+// EndsAt reports whether the WAL held by r still ends at p, as far as two
+// reads tell: its header is p's generation, the frame at p (for frame 0,
+// the header) still carries p's checksum, and the frame after it is not a
+// valid continuation (absent, torn, of another generation, or failing the
+// checksum chain). It is the cheap check of a writer that recorded p after
+// its last commit; false means "look closer" (Scan from p): another
+// writer's commit, a restart, or frames a rolled-back transaction spilled
+// (valid, but no commit). An unreadable header or a frame at p that no
+// longer matches is false too, for the Scan to report.
+func EndsAt(r io.ReaderAt, p Position) (bool, error) {
+	if p.IsZero() {
+		return false, nil
+	}
+	var hb [HeaderSize]byte
+	if err := readFull(r, hb[:], 0); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return false, nil
+		}
+		return false, err
+	}
+	h, err := ParseHeader(hb[:])
+	if err != nil || h.Salt1 != p.Salt1 || h.Salt2 != p.Salt2 {
+		return false, nil
+	}
+	fs := h.FrameSize()
+	if p.Frame == 0 {
+		if h.Checksum1 != p.Cksum1 || h.Checksum2 != p.Cksum2 {
+			return false, nil
+		}
+		b := make([]byte, fs)
+		n, err := r.ReadAt(b, h.FrameOffset(1))
+		if int64(n) < fs {
+			if err == nil || err == io.EOF {
+				return true, nil
+			}
+			return false, err
+		}
+		_, _, _, valid := checkFrame(h, p.Cksum1, p.Cksum2, b)
+		return !valid, nil
+	}
+	b := make([]byte, 2*fs)
+	n, err := r.ReadAt(b, h.FrameOffset(p.Frame))
+	if int64(n) < fs {
+		if err == nil || err == io.EOF {
+			return false, nil // the frame at p is gone
+		}
+		return false, err
+	}
+	fh := parseFrameHeader(b)
+	if fh.salt1 != h.Salt1 || fh.salt2 != h.Salt2 || fh.dbSize == 0 || fh.cksum1 != p.Cksum1 || fh.cksum2 != p.Cksum2 {
+		return false, nil
+	}
+	if int64(n) < 2*fs {
+		if err == nil || err == io.EOF {
+			return true, nil
+		}
+		return false, err
+	}
+	_, _, _, valid := checkFrame(h, p.Cksum1, p.Cksum2, b[fs:])
+	return !valid, nil
 }
 
 // Header returns the WAL header; it is the zero Header if the WAL is shorter
