@@ -219,3 +219,33 @@ func TestForeignWriteInReusedWAL(t *testing.T) {
 		t.Fatalf("write after a foreign commit in the reused WAL: %v, want ErrExternalModification", err)
 	}
 }
+
+// A transaction that grows the WAL far past the automatic checkpoint's
+// threshold does not leave the file that large until Close: SQLite cuts it
+// back (journal_size_limit, twice the threshold) at the first commit after
+// it restarts the WAL.
+func TestReusedWALSizeLimited(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "a.db")
+	db := open(t, syncdb.Config{Path: path, AutoCheckpointFrames: 20})
+	mustExec(t, db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+	if err := db.Tx(ctx, func(tx *syncdb.Tx) error {
+		for i := 0; i < 500; i++ {
+			if _, err := tx.Exec(ctx, "INSERT INTO t(v) VALUES(hex(randomblob(1000)))"); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	big := fileSize(t, path+"-wal")
+	limit := int64(32 + 2*20*(24+4096))
+	if big <= 2*limit {
+		t.Fatalf("the transaction's WAL has %d bytes, not far past the limit (%d): the test tests nothing", big, limit)
+	}
+	mustExec(t, db, "INSERT INTO t(v) VALUES('after')") // the WAL restarted and cut
+	if got := fileSize(t, path+"-wal"); got > limit {
+		t.Fatalf("the WAL has %d bytes after a restart, want at most %d (it had %d)", got, limit, big)
+	}
+}

@@ -204,6 +204,18 @@ func (a *dbActor) configureWriter(ctx context.Context, conn *sql.Conn, fresh boo
 			return err
 		}
 	}
+	// The automatic checkpoint leaves the WAL file for SQLite to reuse: one
+	// that a big transaction grew far beyond what the checkpoint lets it
+	// reach is cut back, at the first commit after SQLite restarts it,
+	// instead of keeping its size until Close. Twice the checkpoint's
+	// threshold: a WAL of the usual size is never cut, so its commits do
+	// not change the file's size.
+	if n := a.cfg.AutoCheckpointFrames; n > 0 {
+		limit := walfile.HeaderSize + 2*int64(n)*(walfile.FrameHeaderSize+PageSize)
+		if _, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA journal_size_limit = %d", limit)); err != nil {
+			return err
+		}
+	}
 	var size int
 	if err := conn.QueryRowContext(ctx, "PRAGMA page_size").Scan(&size); err != nil {
 		return err
