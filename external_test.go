@@ -253,8 +253,8 @@ func TestRolledBackSpillIsNotForeign(t *testing.T) {
 	}
 	boom := errors.New("boom")
 	err = db.Tx(ctx, func(tx *syncdb.Tx) error {
-		for i := 0; i < 10000; i++ { // about 4 MiB of pages: the cache holds 2 MiB
-			if _, err := tx.Exec(ctx, "INSERT INTO t VALUES(?, hex(randomblob(200)))", i); err != nil {
+		for i := 0; i < 1000; i++ { // about 4 MiB of pages: the cache holds 2 MiB
+			if _, err := tx.Exec(ctx, "INSERT INTO t VALUES(?, hex(randomblob(2000)))", i); err != nil {
 				return err
 			}
 		}
