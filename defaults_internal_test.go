@@ -58,7 +58,7 @@ func TestConfigDefaults(t *testing.T) {
 		{"README.md", fmt.Sprintf(`.MaxBackoff., default %d s`, int(l.MaxBackoff.Seconds()))},
 		{"syncdb.go", fmt.Sprintf(`MaxRetryTime bounds .* all their requests together \(0 = %d s;`, int(syncactor.DefaultMaxRetryTime.Seconds()))},
 		{"README.md", fmt.Sprintf(`.Config.MaxRetryTime. \(%d s by default\)`, int(syncactor.DefaultMaxRetryTime.Seconds()))},
-		{"syncdb.go", fmt.Sprintf(`frames than this \(0 = %d, about %d MiB;`, dbactor.DefaultAutoCheckpointFrames, dbactor.DefaultAutoCheckpointFrames*4096>>20)},
+		{"syncdb.go", fmt.Sprintf(`frames than this not yet checkpointed \(0 = %d, about %d MiB;`, dbactor.DefaultAutoCheckpointFrames, dbactor.DefaultAutoCheckpointFrames*4096>>20)},
 	} {
 		if !regexp.MustCompile(c.pattern).MatchString(docs[c.file]) {
 			t.Errorf("%s does not say %q", c.file, c.pattern)
