@@ -9,6 +9,7 @@ import (
 
 	"github.com/syncdb/syncdb/dbactor"
 	"github.com/syncdb/syncdb/internal/fsx"
+	"github.com/syncdb/syncdb/internal/layout"
 	"github.com/syncdb/syncdb/internal/sqlitex"
 	"github.com/syncdb/syncdb/metaactor"
 	"github.com/syncdb/syncdb/pageactor"
@@ -21,15 +22,16 @@ import (
 // the owner made; the network counters are 0.
 func ReadStats(ctx context.Context, path string) (Stats, error) {
 	var s Stats
-	m, err := metaactor.Load(fsx.OS, path+"-info")
+	files := layout.For(path)
+	m, err := metaactor.Load(fsx.OS, files.Info)
 	if err != nil {
 		return s, fmt.Errorf("read stats of %s: %w", path, err)
 	}
 	s.fromMeta(m)
-	if st, err := os.Stat(path + "-wal"); err == nil {
+	if st, err := os.Stat(files.WAL); err == nil {
 		s.MainWALSize = st.Size()
 	}
-	if st, err := os.Stat(path + "-revert"); err == nil {
+	if st, err := os.Stat(files.Revert); err == nil {
 		s.RevertWALSize = st.Size()
 	}
 	if p := m.SyncDB.Partial; p != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/syncdb/syncdb/internal/flock"
 	"github.com/syncdb/syncdb/internal/fsx"
+	"github.com/syncdb/syncdb/internal/layout"
 	"github.com/syncdb/syncdb/internal/testhooks"
 )
 
@@ -83,14 +84,15 @@ func (d *DB) rebuild(ctx context.Context) error {
 		d.Close()
 		return fmt.Errorf("%w: the replica has no server URL to download it again from", ErrNoURL)
 	}
-	work := cfg.Path + ".recover"
+	files := layout.For(cfg.Path)
+	work := files.RecoverDir
 	os.RemoveAll(work) // an earlier attempt's
 	if err := os.Mkdir(work, 0o755); err != nil {
 		d.Close()
 		return err
 	}
 	defer os.RemoveAll(work)
-	journal := filepath.Join(work, "local-changes")
+	journal := files.RecoverLocal()
 	n, err := closed(d.db.SaveLocal(ctx, journal))
 	if cerr := d.Close(); err == nil {
 		err = cerr
@@ -100,7 +102,7 @@ func (d *DB) rebuild(ctx context.Context) error {
 	}
 
 	fresh := cfg
-	fresh.Path = filepath.Join(work, filepath.Base(cfg.Path))
+	fresh.Path = files.RecoverFresh()
 	fresh.URL, fresh.Recover, fresh.clientID = url, false, m.ClientUniqueID
 	if m.SyncDB.Partial != nil {
 		fresh.Partial = &PartialSync{PrefixBytes: int64(max(m.SyncDB.Partial.SegmentSize, 4096)), SegmentSize: m.SyncDB.Partial.SegmentSize, Prefetch: m.SyncDB.Partial.Prefetch}
@@ -116,12 +118,12 @@ func (d *DB) rebuild(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("replay the %d local changes on the fresh replica: %w", n, err)
 	}
-	unlock, _, err := flock.Lock(cfg.Path + "-lock")
+	unlock, _, err := flock.Lock(files.Lock)
 	if err != nil {
 		return fmt.Errorf("lock %s again: %w", cfg.Path, err)
 	}
 	defer unlock()
-	backup := fmt.Sprintf("%s.before-recover-%s", cfg.Path, time.Now().UTC().Format("20060102-150405"))
+	backup := files.BeforeRecover(time.Now())
 	if err := swapReplica(cfg.Path, fresh.Path, backup); err != nil {
 		return err
 	}
@@ -136,8 +138,6 @@ type swapMarker struct {
 	Files  []string `json:"files"`  // the suffixes of the new replica's files ("" is the database)
 }
 
-func markerPath(path string) string { return path + "-recovering" }
-
 // swapReplica moves the replica at path into backup and the one at fresh
 // into its place, crash-safely (finishSwap completes it).
 func swapReplica(path, fresh, backup string) error {
@@ -151,7 +151,7 @@ func swapReplica(path, fresh, backup string) error {
 	if err != nil {
 		return err
 	}
-	if err := fsx.WriteFileAtomic(fsx.OS, markerPath(path), b); err != nil {
+	if err := fsx.WriteFileAtomic(fsx.OS, layout.For(path).Recovering, b); err != nil {
 		return err
 	}
 	return finishSwap(path)
@@ -161,7 +161,7 @@ func swapReplica(path, fresh, backup string) error {
 // to do). The old -info goes first and the new one last, so that no
 // moment leaves a replica of mixed files; every step can be made again.
 func finishSwap(path string) error {
-	b, err := os.ReadFile(markerPath(path))
+	b, err := os.ReadFile(layout.For(path).Recovering)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -170,15 +170,16 @@ func finishSwap(path string) error {
 	}
 	var m swapMarker
 	if err := json.Unmarshal(b, &m); err != nil {
-		return fmt.Errorf("%s: %w", markerPath(path), err)
+		return fmt.Errorf("%s: %w", layout.For(path).Recovering, err)
 	}
 	if err := os.MkdirAll(m.Backup, 0o755); err != nil {
 		return err
 	}
 	out := func(f string) error { return moveIfThere(f, filepath.Join(m.Backup, filepath.Base(f))) }
-	_, freshInfo := os.Stat(m.Fresh + "-info")
+	files, fresh := layout.For(path), layout.For(m.Fresh)
+	_, freshInfo := os.Stat(fresh.Info)
 	if freshInfo == nil {
-		if err := out(path + "-info"); err != nil {
+		if err := out(files.Info); err != nil {
 			return err
 		}
 	}
@@ -201,21 +202,23 @@ func finishSwap(path string) error {
 		}
 	}
 	if freshInfo == nil {
-		if err := os.Rename(m.Fresh+"-info", path+"-info"); err != nil {
+		if err := os.Rename(fresh.Info, files.Info); err != nil {
 			return err
 		}
 	}
 	if err := fsx.OS.SyncDir(filepath.Dir(path)); err != nil {
 		return err
 	}
-	return os.Remove(markerPath(path))
+	return os.Remove(layout.For(path).Recovering)
 }
 
-// replicaPaths are the files of a replica other than -info and -lock.
+// replicaPaths are the files of a replica other than -info (with its
+// temporary file) and -lock.
 func replicaPaths(path string) []string {
+	files := layout.For(path)
 	out := []string{path}
-	for _, f := range withSuffixes(path) {
-		if !strings.HasSuffix(f, "-info") && !strings.HasSuffix(f, "-lock") && !strings.HasSuffix(f, "-info.tmp") {
+	for _, f := range files.Companions() {
+		if f != files.Info && f != files.InfoTmp && f != files.Lock {
 			out = append(out, f)
 		}
 	}

@@ -1,6 +1,8 @@
 package syncdb
 
 import (
+	"github.com/syncdb/syncdb/internal/layout"
+
 	"os"
 	"path/filepath"
 	"testing"
@@ -19,7 +21,7 @@ func TestFinishSwapAfterACrash(t *testing.T) {
 			os.WriteFile(path+s, []byte("old"+s), 0o644)
 			os.WriteFile(fresh+s, []byte("new"+s), 0o644)
 		}
-		if err := os.WriteFile(markerPath(path), []byte(`{"fresh":"`+fresh+`","backup":"`+backup+`","files":["","-wal","-revert"]}`), 0o644); err != nil {
+		if err := os.WriteFile(layout.For(path).Recovering, []byte(`{"fresh":"`+fresh+`","backup":"`+backup+`","files":["","-wal","-revert"]}`), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		// The renames finishSwap makes, in its order, up to the crash.
@@ -42,7 +44,7 @@ func TestFinishSwapAfterACrash(t *testing.T) {
 				t.Errorf("crash after %d: the backup of %s holds %q", crashAfter, s, b)
 			}
 		}
-		if _, err := os.Stat(markerPath(path)); err == nil {
+		if _, err := os.Stat(layout.For(path).Recovering); err == nil {
 			t.Errorf("crash after %d: the marker is left", crashAfter)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/syncdb/syncdb/dbactor"
+	"github.com/syncdb/syncdb/internal/layout"
 	"github.com/syncdb/syncdb/messages"
 	"github.com/syncdb/syncdb/netactor"
 	"github.com/syncdb/syncdb/syncactor"
@@ -19,36 +20,22 @@ import (
 // kept; Config.Recover (syncdb recover PATH) gives it an id of its own.
 var ErrClientCloned = dbactor.ErrClientCloned
 
-// replicaSuffixes are the files a replica at PATH may have besides PATH
-// itself: SQLite's and syncdb's own.
-var replicaSuffixes = []string{
-	"-wal", "-shm", "-info", "-info.tmp", "-lock", "-bootstrap", "-changes", "-revert", "-revert.next",
-	"-syncdb-replay", "-syncdb-replay.tmp", "-present", "-present.tmp",
-}
-
 // newReplicaFiles returns the files of a replica at path that do not exist
 // yet, if there is no replica there (no -info): a failed Open of a new
 // replica removes them, so that it leaves nothing behind. For an existing
 // replica it returns nil: its files are never removed.
 func newReplicaFiles(path string) []string {
-	if _, err := os.Stat(path + "-info"); !errors.Is(err, os.ErrNotExist) {
+	files := layout.For(path)
+	if _, err := os.Stat(files.Info); !errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	var absent []string
-	for _, name := range append([]string{path}, withSuffixes(path)...) {
+	for _, name := range append([]string{path}, files.Companions()...) {
 		if _, err := os.Lstat(name); errors.Is(err, os.ErrNotExist) {
 			absent = append(absent, name)
 		}
 	}
 	return absent
-}
-
-func withSuffixes(path string) []string {
-	out := make([]string, len(replicaSuffixes))
-	for i, s := range replicaSuffixes {
-		out[i] = path + s
-	}
-	return out
 }
 
 func removeAll(names []string) {

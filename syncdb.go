@@ -128,6 +128,7 @@ import (
 	"github.com/syncdb/syncdb/actors"
 	"github.com/syncdb/syncdb/dbactor"
 	"github.com/syncdb/syncdb/internal/flock"
+	"github.com/syncdb/syncdb/internal/layout"
 	"github.com/syncdb/syncdb/internal/shimvfs"
 	"github.com/syncdb/syncdb/internal/sqlitex"
 	"github.com/syncdb/syncdb/internal/testhooks"
@@ -379,7 +380,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	cfg.Path = abs
 	created := newReplicaFiles(cfg.Path)
 	d := &DB{cfg: cfg, hooks: testhooks.From(ctx), closing: make(chan struct{}), wake: make(chan struct{}, 1), subs: map[*subscriber]struct{}{}}
-	unlock, owner, err := flock.Lock(cfg.Path + "-lock")
+	unlock, owner, err := flock.Lock(layout.For(cfg.Path).Lock)
 	if errors.Is(err, flock.ErrLocked) {
 		who := "another process"
 		if owner == os.Getpid() {
@@ -463,7 +464,7 @@ func (d *DB) open(ctx context.Context) error {
 // new replica).
 func (d *DB) spawnMeta(ctx context.Context) (*messages.Meta, error) {
 	var err error
-	if d.meta, err = metaactor.SpawnWatched(d.sys, d.hooks.FS, d.cfg.Path+"-info", d.hooks.OnMeta); err != nil {
+	if d.meta, err = metaactor.SpawnWatched(d.sys, d.hooks.FS, layout.For(d.cfg.Path).Info, d.hooks.OnMeta); err != nil {
 		return nil, err
 	}
 	return closed(d.meta.Get(ctx))

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/syncdb/syncdb/internal/layout"
+
 	"context"
 	"database/sql"
 	"fmt"
@@ -44,8 +46,8 @@ func (e *benchEnv) cachedDB(spec tableSpec) (path string, rows int, err error) {
 	logf("generating %s", name)
 	tmp := path + ".tmp"
 	os.Remove(tmp)
-	os.Remove(tmp + "-wal")
-	os.Remove(tmp + "-shm")
+	os.Remove(layout.For(tmp).WAL)
+	os.Remove(layout.For(tmp).SHM)
 	if rows, err = generate(tmp, spec); err != nil {
 		return "", 0, err
 	}

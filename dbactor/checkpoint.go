@@ -336,7 +336,7 @@ func (a *dbActor) stats(ctx context.Context) (messages.LocalStats, error) {
 	if a.pages != nil {
 		s.PagesPresent, s.PagesTotal = a.pages.Counts()
 	}
-	if st, err := os.Stat(a.path(suffixRevert)); err == nil {
+	if st, err := os.Stat(a.files.Revert); err == nil {
 		s.RevertWALSize = st.Size()
 	}
 	return s, nil

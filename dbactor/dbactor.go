@@ -71,6 +71,7 @@ import (
 
 	"github.com/syncdb/syncdb/actors"
 	"github.com/syncdb/syncdb/internal/fsx"
+	"github.com/syncdb/syncdb/internal/layout"
 	"github.com/syncdb/syncdb/internal/sqlitex"
 	"github.com/syncdb/syncdb/internal/walfile"
 	"github.com/syncdb/syncdb/messages"
@@ -169,7 +170,7 @@ func (cfg Config) withDefaults() Config {
 func Spawn(cfg Config) (Handle, *Writer, error) {
 	cfg = cfg.withDefaults()
 	cfg.Meta = cfg.Meta.From(actors.LevelDB)
-	a := &dbActor{cfg: cfg, ignored: map[string]bool{}}
+	a := &dbActor{cfg: cfg, files: layout.For(cfg.Path), ignored: map[string]bool{}}
 	for _, t := range cfg.IgnoreTables {
 		a.ignored[t] = true
 	}
@@ -207,6 +208,7 @@ func (w *Writer) Exec(ctx context.Context, query string, args []any) (sql.Result
 
 type dbActor struct {
 	cfg     Config
+	files   layout.Files // cfg.Path's
 	ignored map[string]bool
 
 	writer  *sql.DB
@@ -472,8 +474,6 @@ func (a *dbActor) updateMetaMaybeDeferred(ctx context.Context, fn func(*messages
 	a.meta = *m
 	return nil
 }
-
-func (a *dbActor) path(suffix string) string { return a.cfg.Path + suffix }
 
 func (a *dbActor) now() time.Time { return a.cfg.Clock.Now() }
 

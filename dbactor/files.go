@@ -15,21 +15,12 @@ import (
 
 	"github.com/syncdb/syncdb/internal/failpoint"
 	"github.com/syncdb/syncdb/internal/fsx"
+	"github.com/syncdb/syncdb/internal/layout"
 	"github.com/syncdb/syncdb/messages"
 )
 
 // PageSize is the only page size the sync protocol allows.
 const PageSize = 4096
-
-// The files a synced database owns besides SQLite's own. Names avoid
-// "-journal", which SQLite would take for a hot rollback journal.
-const (
-	suffixInfo      = "-info"
-	suffixChanges   = "-changes"       // a downloaded pull, before it is applied
-	suffixRevert    = "-revert"        // base images of pages a checkpoint overwrote
-	suffixReplay    = "-syncdb-replay" // local changes saved before a pull peels them off
-	suffixBootstrap = "-bootstrap"     // a database being downloaded
-)
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
@@ -239,17 +230,13 @@ type ChangesWriter struct {
 // dbPath.
 // For syncdb's own packages; no compatibility promise.
 func CreateChanges(fs fsx.FS, dbPath string) (*ChangesWriter, error) {
-	path := ChangesPath(dbPath)
+	path := layout.For(dbPath).Changes
 	f, err := fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	return &ChangesWriter{s: &pageStore{fs: fs, path: path, f: f, index: map[uint32]int64{}}}, nil
 }
-
-// ChangesPath is where a database's downloaded pull is kept.
-// For syncdb's own packages; no compatibility promise.
-func ChangesPath(dbPath string) string { return dbPath + suffixChanges }
 
 // Reset discards what was written (a retried download starts over).
 func (w *ChangesWriter) Reset() error {

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/syncdb/syncdb/internal/fsx"
+	"github.com/syncdb/syncdb/internal/layout"
 )
 
 func page(b byte) []byte { return bytes.Repeat([]byte{b}, PageSize) }
@@ -68,7 +69,7 @@ func TestPageStore(t *testing.T) {
 	w.Add(5, page(1))
 	w.Add(5, page(2)) // a later image of the same page wins
 	w.Close()
-	ch, err := openPageStore(fsx.OS, ChangesPath(filepath.Join(dir, "db")), -1, false)
+	ch, err := openPageStore(fsx.OS, layout.For(filepath.Join(dir, "db")).Changes, -1, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/syncdb/syncdb/internal/change"
 	"github.com/syncdb/syncdb/internal/fsx"
+	"github.com/syncdb/syncdb/internal/layout"
 	"github.com/syncdb/syncdb/messages"
 )
 
@@ -18,13 +19,14 @@ import (
 // does not hold is passed with nil data.
 // For syncdb's own packages; no compatibility promise.
 func BaseImage(fs fsx.FS, path string, meta *messages.Meta, present func(pgno uint32) bool, fn func(pgno uint32, data []byte) error) error {
-	db, err := os.Open(path)
+	files := layout.For(path)
+	db, err := os.Open(files.DB)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
 	var wal *os.File
-	if f, err := os.Open(path + "-wal"); err == nil {
+	if f, err := os.Open(files.WAL); err == nil {
 		wal = f
 		defer f.Close()
 	}
@@ -33,7 +35,7 @@ func BaseImage(fs fsx.FS, path string, meta *messages.Meta, present func(pgno ui
 	if err != nil {
 		return err
 	}
-	rv, err := openPageStore(fs, path+suffixRevert, b.RevertLen, true)
+	rv, err := openPageStore(fs, files.Revert, b.RevertLen, true)
 	if err != nil {
 		return fmt.Errorf("open revert store: %w", err)
 	}
@@ -105,7 +107,7 @@ func (a *dbActor) pendingJournal(ctx context.Context) (hdr journalHeader, entrie
 	if done, err := a.recordsPull(ctx, p.Before); err != nil || done {
 		return hdr, nil, nil, false, err
 	}
-	hdr, entries, conflicts, err = readJournal(a.cfg.FS, a.path(suffixReplay))
+	hdr, entries, conflicts, err = readJournal(a.cfg.FS, a.files.Replay)
 	return hdr, entries, conflicts, err == nil, err
 }
 
@@ -147,7 +149,7 @@ func (a *dbActor) saveJournal(ctx context.Context, path, revision string, pull *
 	// place; its directory entry is synced by the first rewrite of each
 	// process, since a file found at open may be one whose creation a
 	// crash kept from being synced (a torn first write, an import's).
-	own := path == a.path(suffixReplay)
+	own := path == a.files.Replay
 	if err := writeJournal(a.cfg.FS, path, hdr, entries, conflicts, !own || !a.journalSynced); err != nil {
 		return 0, err
 	}
@@ -163,10 +165,10 @@ func (a *dbActor) importLocal(ctx context.Context, path string) error {
 		return err
 	}
 	a.journalSynced = false // replaced, then removed unsynced
-	if err := fsx.WriteFileAtomic(a.cfg.FS, a.path(suffixReplay), data); err != nil {
+	if err := fsx.WriteFileAtomic(a.cfg.FS, a.files.Replay, data); err != nil {
 		return err
 	}
-	defer a.cfg.FS.Remove(a.path(suffixReplay))
+	defer a.cfg.FS.Remove(a.files.Replay)
 	if err := a.checkForeignWrites(); err != nil {
 		return err
 	}

@@ -269,7 +269,7 @@ func (a *dbActor) openWAL() error {
 	if a.walFile != nil {
 		return nil
 	}
-	f, err := os.Open(a.cfg.Path + "-wal")
+	f, err := os.Open(a.files.WAL)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -414,7 +414,7 @@ func (a *dbActor) recover(ctx context.Context) error {
 	}
 	// A download left by a crash is of no use any more (a pull that got as
 	// far as its first transaction recovers from the WAL).
-	a.cfg.FS.Remove(a.path(suffixChanges))
+	a.cfg.FS.Remove(a.files.Changes)
 	// A clean close that left an empty WAL tells nothing: a power loss may
 	// bring back the frames of a checkpointed WAL whose truncation was not
 	// durable yet, which are harmless. It is checked before finishing an
@@ -514,7 +514,7 @@ func (a *dbActor) loadBase() error {
 	if err != nil {
 		return err
 	}
-	rv, err := openPageStore(a.cfg.FS, a.path(suffixRevert), b.RevertLen, true)
+	rv, err := openPageStore(a.cfg.FS, a.files.Revert, b.RevertLen, true)
 	if err != nil {
 		return fmt.Errorf("open revert store: %w", err)
 	}

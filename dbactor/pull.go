@@ -90,7 +90,7 @@ func (a *dbActor) applyPull(ctx context.Context, revision string, dbSize uint32,
 	if r := a.meta.SyncedRevision; r != nil {
 		pending.From = r.Revision
 	}
-	if _, err := a.saveJournal(ctx, a.path(suffixReplay), revision, pending); err != nil {
+	if _, err := a.saveJournal(ctx, a.files.Replay, revision, pending); err != nil {
 		// It may be in place all the same (a failed directory sync): the
 		// next request finds no T1 and removes it before anything writes.
 		a.pull, a.pending = pending, true
@@ -158,7 +158,7 @@ func (a *dbActor) anchorWAL(ctx context.Context) (walfile.Position, error) {
 
 // walEmpty reports whether the WAL file is empty or absent.
 func (a *dbActor) walEmpty() bool {
-	st, err := os.Stat(a.cfg.Path + "-wal")
+	st, err := os.Stat(a.files.WAL)
 	return err != nil || st.Size() == 0
 }
 
@@ -413,9 +413,9 @@ func (a *dbActor) abandonPull(ctx context.Context) error {
 			return err
 		}
 	}
-	a.cfg.FS.Remove(a.path(suffixRevert + ".next"))
+	a.cfg.FS.Remove(a.files.RevertNext)
 	a.journalSynced = false
-	if err := a.cfg.FS.Remove(a.path(suffixReplay)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := a.cfg.FS.Remove(a.files.Replay); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
 	if err := a.cfg.FS.SyncDir(filepath.Dir(a.cfg.Path)); err != nil {
@@ -450,7 +450,7 @@ func (a *dbActor) pendingPull(ctx context.Context) (*messages.PendingPull, error
 	if p := a.meta.SyncDB.Pull; p != nil {
 		return p, nil
 	}
-	path := a.path(suffixReplay)
+	path := a.files.Replay
 	hdr, err := readJournalHeader(a.cfg.FS, path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, a.missingJournal(ctx, path)
@@ -769,7 +769,7 @@ func (a *dbActor) recoverPull(ctx context.Context) error {
 // takeRevertNext renames an older version's -revert.next over -revert,
 // durably, if it is still there.
 func (a *dbActor) takeRevertNext() error {
-	next := a.path(suffixRevert + ".next")
+	next := a.files.RevertNext
 	if _, err := a.cfg.FS.Stat(next); errors.Is(err, os.ErrNotExist) {
 		return nil
 	} else if err != nil {
@@ -778,7 +778,7 @@ func (a *dbActor) takeRevertNext() error {
 	if a.base != nil && a.base.revert != nil {
 		a.base.revert.close()
 	}
-	if err := a.cfg.FS.Rename(next, a.path(suffixRevert)); err != nil {
+	if err := a.cfg.FS.Rename(next, a.files.Revert); err != nil {
 		return err
 	}
 	return a.cfg.FS.SyncDir(filepath.Dir(a.cfg.Path))
@@ -894,7 +894,7 @@ func tableExists(ctx context.Context, q interface {
 //
 // A pull's T2 also records the new base (rec; nil for a rebuild's import).
 func (a *dbActor) replay(ctx context.Context, revision, base string, rec *syncedBase) error {
-	hdr, entries, carried, err := readJournal(a.cfg.FS, a.path(suffixReplay))
+	hdr, entries, carried, err := readJournal(a.cfg.FS, a.files.Replay)
 	if err != nil {
 		return err
 	}

@@ -84,10 +84,10 @@ import (
 	"fmt"
 	"os"
 	"reflect"
-	"strings"
 
 	"github.com/syncdb/syncdb/actors"
 	"github.com/syncdb/syncdb/internal/fsx"
+	"github.com/syncdb/syncdb/internal/layout"
 	"github.com/syncdb/syncdb/internal/walfile"
 	"github.com/syncdb/syncdb/messages"
 )
@@ -337,7 +337,7 @@ func checkVersion(v json.RawMessage, path string) error {
 	if err := json.Unmarshal(v, &n); err == nil {
 		db := "the database file"
 		files := "its companion files"
-		if base, ok := strings.CutSuffix(path, "-info"); ok && base != "" {
+		if base, ok := layout.DBOfInfo(path); ok && base != "" {
 			db = base
 			files = base + "-* files (this one included)"
 		}

@@ -29,6 +29,7 @@ import (
 	"github.com/syncdb/syncdb/internal/btree"
 	"github.com/syncdb/syncdb/internal/failpoint"
 	"github.com/syncdb/syncdb/internal/fsx"
+	"github.com/syncdb/syncdb/internal/layout"
 	"github.com/syncdb/syncdb/internal/rawclient"
 	"github.com/syncdb/syncdb/internal/shimvfs"
 	"github.com/syncdb/syncdb/netactor"
@@ -783,7 +784,7 @@ func TestPresenceLogDamaged(t *testing.T) {
 		}
 	}
 	r.close()
-	log := pageactor.PresentPath(r.path)
+	log := layout.For(r.path).Present
 	b, err := os.ReadFile(log)
 	if err != nil {
 		t.Fatal(err)

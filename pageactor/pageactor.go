@@ -59,6 +59,7 @@ import (
 	"github.com/syncdb/syncdb/internal/btree"
 	"github.com/syncdb/syncdb/internal/failpoint"
 	"github.com/syncdb/syncdb/internal/fsx"
+	"github.com/syncdb/syncdb/internal/layout"
 	"github.com/syncdb/syncdb/internal/shimvfs"
 	"github.com/syncdb/syncdb/messages"
 	"github.com/syncdb/syncdb/netactor"
@@ -196,9 +197,6 @@ func Open(cfg Config) (*Pages, error) {
 	p.actor = ref.From(actors.LevelDB)
 	return p, nil
 }
-
-// PresentPath is the presence log of the database at dbPath.
-func PresentPath(dbPath string) string { return dbPath + "-present" }
 
 // Close closes the files. Call it after the database's connections closed.
 func (p *Pages) Close() error {
@@ -366,7 +364,7 @@ var crcTable = crc32.MakeTable(crc32.Castagnoli)
 func InitLog(fs fsx.FS, dbPath string, pages *roaring.Bitmap) error {
 	var buf []byte
 	appendRuns(&buf, pages.ToArray())
-	return fsx.WriteFileAtomic(fs, PresentPath(dbPath), buf)
+	return fsx.WriteFileAtomic(fs, layout.For(dbPath).Present, buf)
 }
 
 func appendRuns(buf *[]byte, pages []uint32) {
@@ -401,7 +399,7 @@ func LoadPresence(fs fsx.FS, dbPath string, dbSize uint32) (*roaring.Bitmap, err
 }
 
 func (p *Pages) loadLog() error {
-	f, err := p.cfg.FS.OpenFile(PresentPath(p.cfg.Path), os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := p.cfg.FS.OpenFile(layout.For(p.cfg.Path).Present, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return err
 	}

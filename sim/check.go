@@ -19,6 +19,7 @@ import (
 	"github.com/syncdb/syncdb"
 	"github.com/syncdb/syncdb/dbactor"
 	"github.com/syncdb/syncdb/internal/fsx"
+	"github.com/syncdb/syncdb/internal/layout"
 	"github.com/syncdb/syncdb/messages"
 	"github.com/syncdb/syncdb/metaactor"
 	"github.com/syncdb/syncdb/pageactor"
@@ -101,7 +102,7 @@ func (w *world) checkClient(c *client, op, result string) {
 // older (a pull's -info update is deferred; an open takes the record:
 // dbactor.Reconciled). With c closed, the file alone.
 func durableMeta(ctx context.Context, c *client) (*messages.Meta, error) {
-	meta, err := metaactor.Load(fsx.OS, c.path+"-info")
+	meta, err := metaactor.Load(fsx.OS, layout.For(c.path).Info)
 	if err != nil || c.db == nil {
 		return meta, err
 	}
@@ -353,7 +354,7 @@ func (w *world) checkQuiescent() string {
 // checkBase compares c's synced base with the server's pages at c's
 // revision, byte for byte.
 func (w *world) checkBase(c *client) {
-	meta, err := metaactor.Load(fsx.OS, c.path+"-info")
+	meta, err := metaactor.Load(fsx.OS, layout.For(c.path).Info)
 	if err != nil {
 		w.fail("%s: load metadata: %v", c.name, err)
 		return

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/syncdb/syncdb/internal/fsx"
+	"github.com/syncdb/syncdb/internal/layout"
 	"github.com/syncdb/syncdb/metaactor"
 	"github.com/syncdb/syncdb/wire"
 	"github.com/syncdb/syncdb/wire/syncpb"
@@ -113,7 +114,7 @@ func (w *world) maintain(ctx context.Context) string {
 func (w *world) heldFloor() (int64, bool) {
 	floor, any := int64(0), false
 	for _, c := range w.clients {
-		meta, err := metaactor.Load(fsx.OS, c.path+"-info")
+		meta, err := metaactor.Load(fsx.OS, layout.For(c.path).Info)
 		if errors.Is(err, os.ErrNotExist) || err == nil && meta == nil {
 			continue
 		}

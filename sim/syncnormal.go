@@ -9,6 +9,7 @@ import (
 
 	"github.com/syncdb/syncdb"
 	"github.com/syncdb/syncdb/internal/fsx"
+	"github.com/syncdb/syncdb/internal/layout"
 	"github.com/syncdb/syncdb/metaactor"
 )
 
@@ -50,7 +51,7 @@ type atRisk struct {
 func (w *world) noteCommit(owner string) {
 	for _, c := range w.clients {
 		if c.syncNormal && owner == c.path {
-			c.commitSyncs = c.rec.SyncsOf(c.path + "-wal")
+			c.commitSyncs = c.rec.SyncsOf(layout.For(c.path).WAL)
 		}
 	}
 }
@@ -70,7 +71,7 @@ func (w *world) losePower(c *client) {
 	if !c.syncNormal {
 		return
 	}
-	synced := c.rec.SyncsOf(c.path + "-wal")
+	synced := c.rec.SyncsOf(layout.For(c.path).WAL)
 	var lost, pushed []string
 	for _, r := range c.atRisk {
 		if r.syncs < synced {
@@ -104,7 +105,7 @@ func (w *world) losePower(c *client) {
 // copy (expectCloned stays set until it is).
 func (w *world) checkCopyState(ctx context.Context, c *client) {
 	c.cloneCheck = false
-	meta, err := metaactor.Load(fsx.OS, c.path+"-info")
+	meta, err := metaactor.Load(fsx.OS, layout.For(c.path).Info)
 	if err != nil || meta.ClientUniqueID == "" {
 		return
 	}

@@ -63,6 +63,7 @@ import (
 	"github.com/syncdb/syncdb/actors"
 	"github.com/syncdb/syncdb/internal/failpoint"
 	"github.com/syncdb/syncdb/internal/fsx"
+	"github.com/syncdb/syncdb/internal/layout"
 	"github.com/syncdb/syncdb/internal/shimvfs"
 	"github.com/syncdb/syncdb/internal/testhooks"
 	"github.com/syncdb/syncdb/messages"
@@ -519,7 +520,7 @@ func (w *world) syncedSeq(clientID string) int64 {
 		if err != nil {
 			// A client that cannot be read now (it is being reopened):
 			// its -info file, which may be older, so stricter.
-			meta, err = metaactor.Load(fsx.OS, c.path+"-info")
+			meta, err = metaactor.Load(fsx.OS, layout.For(c.path).Info)
 		}
 		if err != nil || meta.SyncedRevision == nil {
 			return -1

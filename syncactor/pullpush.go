@@ -80,7 +80,7 @@ func (s *syncActor) pullOnce(ctx context.Context, p *messages.Pull) (messages.Pu
 	cerr := w.Close()
 	// The download is needed only until the database actor applied it (or
 	// failed to): its space goes back at once.
-	defer s.cfg.FS.Remove(dbactor.ChangesPath(s.cfg.Path))
+	defer s.cfg.FS.Remove(s.files.Changes)
 	if err != nil {
 		if errors.Is(context.Cause(reqCtx), messages.ErrWoken) {
 			return res, messages.ErrWoken
@@ -103,7 +103,7 @@ func (s *syncActor) pullOnce(ctx context.Context, p *messages.Pull) (messages.Pu
 	// Even an empty pull goes to the database actor: it checks that nobody
 	// else wrote to the files.
 	return s.cfg.DB.ApplyPull(ctx, &messages.ApplyPull{
-		Revision: hdr.ServerRevision, DBSize: uint32(hdr.DbSize), ChangesPath: dbactor.ChangesPath(s.cfg.Path), Tables: p.Tables,
+		Revision: hdr.ServerRevision, DBSize: uint32(hdr.DbSize), ChangesPath: s.files.Changes, Tables: p.Tables,
 	})
 }
 

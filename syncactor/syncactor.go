@@ -26,6 +26,7 @@ import (
 	"github.com/syncdb/syncdb/dbactor"
 	"github.com/syncdb/syncdb/internal/failpoint"
 	"github.com/syncdb/syncdb/internal/fsx"
+	"github.com/syncdb/syncdb/internal/layout"
 	"github.com/syncdb/syncdb/messages"
 	"github.com/syncdb/syncdb/metaactor"
 	"github.com/syncdb/syncdb/netactor"
@@ -103,7 +104,7 @@ func (cfg Config) withDefaults() Config {
 func Spawn(cfg Config) (Handle, error) {
 	cfg = cfg.withDefaults()
 	cfg.DB, cfg.Net, cfg.Meta = cfg.DB.From(actors.LevelSync), cfg.Net.From(actors.LevelSync), cfg.Meta.From(actors.LevelSync)
-	s := &syncActor{cfg: cfg, ignored: map[string]bool{}}
+	s := &syncActor{cfg: cfg, files: layout.For(cfg.Path), ignored: map[string]bool{}}
 	for _, t := range cfg.IgnoreTables {
 		s.ignored[t] = true
 	}
@@ -113,6 +114,7 @@ func Spawn(cfg Config) (Handle, error) {
 
 type syncActor struct {
 	cfg     Config
+	files   layout.Files // cfg.Path's
 	ignored map[string]bool
 	// until ends the retries of the running workflow's requests (the
 	// actor runs one workflow at a time).
@@ -179,7 +181,7 @@ func (s *syncActor) retry(ctx context.Context, op func() error) error {
 // leaves no metadata (the next Open starts over); a crash after it leaves
 // the file to be moved (FinishBootstrap, at the next Open).
 func (s *syncActor) bootstrap(ctx context.Context) error {
-	tmp := s.cfg.Path + "-bootstrap"
+	tmp := s.files.Bootstrap
 	var f fsx.File
 	var hdr *syncpb.PullUpdatesRespProtoBody
 	var database string // the server's name for the database, if it gives one
@@ -301,7 +303,7 @@ func (s *syncActor) bootstrap(ctx context.Context) error {
 // was written but the move was not (a crash in between).
 // For syncdb's own packages; no compatibility promise.
 func FinishBootstrap(fs fsx.FS, path string) error {
-	tmp := path + "-bootstrap"
+	tmp := layout.For(path).Bootstrap
 	if _, err := fs.Stat(tmp); err != nil {
 		return nil
 	}
@@ -324,7 +326,7 @@ func (s *syncActor) progress(phase string, pages, total int64) {
 // with holes, records which pages it holds (pageactor's presence log),
 // then the metadata, then moves the file into place.
 func (s *syncActor) bootstrapPartial(ctx context.Context, p *messages.PartialBootstrap) error {
-	tmp := s.cfg.Path + "-bootstrap"
+	tmp := s.files.Bootstrap
 	req := &syncpb.PullUpdatesReqProtoBody{}
 	switch {
 	case p.Query != "":

@@ -19,6 +19,7 @@ import (
 
 	"github.com/syncdb/syncdb"
 	"github.com/syncdb/syncdb/internal/fsx"
+	"github.com/syncdb/syncdb/internal/layout"
 	"github.com/syncdb/syncdb/metaactor"
 	"github.com/syncdb/syncdb/netactor"
 )
@@ -217,8 +218,9 @@ func (c *cli) open(ctx context.Context, path string, f *clientFlags) (*session, 
 
 func (c *cli) openLocked(ctx context.Context, path string, f *clientFlags, token string) (*session, error) {
 	s := &session{path: path, url: f.url, noToken: token == "", prog: newProgress(c.stderr, isTerminal(c.stderrFile))}
-	meta, err := metaactor.Load(fsx.OS, path+"-info")
-	s.backups, _ = filepath.Glob(path + ".before-recover-*")
+	files := layout.For(path)
+	meta, err := metaactor.Load(fsx.OS, files.Info)
+	s.backups, _ = filepath.Glob(files.BeforeRecoverGlob())
 	if meta != nil {
 		s.clientID = meta.ClientUniqueID
 	}
@@ -259,8 +261,8 @@ func (c *cli) openLocked(ctx context.Context, path string, f *clientFlags, token
 			// A failed download leaves an empty or partial PATH-bootstrap
 			// (unless it got as far as writing PATH-info: then the next
 			// open finishes it).
-			if _, serr := os.Stat(path + "-info"); errors.Is(serr, os.ErrNotExist) {
-				os.Remove(path + "-bootstrap")
+			if _, serr := os.Stat(files.Info); errors.Is(serr, os.ErrNotExist) {
+				os.Remove(files.Bootstrap)
 			}
 			msg := errorText(err)
 			msg = strings.TrimPrefix(msg, "open "+path+": ")

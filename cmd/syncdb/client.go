@@ -11,6 +11,7 @@ import (
 
 	"github.com/syncdb/syncdb"
 	"github.com/syncdb/syncdb/internal/fsx"
+	"github.com/syncdb/syncdb/internal/layout"
 	"github.com/syncdb/syncdb/metaactor"
 )
 
@@ -355,7 +356,7 @@ func (c *cli) statsInUse(ctx context.Context, cmd *command, path string, f *clie
 		return c.fail(ctx, cmd, errors.Join(inUse, err))
 	}
 	s := &session{path: path, url: f.url}
-	if m, err := metaactor.Load(fsx.OS, path+"-info"); err == nil && s.url == "" && m.SavedConfiguration != nil && m.SavedConfiguration.RemoteURL != nil {
+	if m, err := metaactor.Load(fsx.OS, layout.For(path).Info); err == nil && s.url == "" && m.SavedConfiguration != nil && m.SavedConfiguration.RemoteURL != nil {
 		s.url = *m.SavedConfiguration.RemoteURL
 	}
 	out, text, _ := doStatsOf(s, st)

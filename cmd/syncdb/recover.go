@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/syncdb/syncdb/internal/fsx"
+	"github.com/syncdb/syncdb/internal/layout"
 	"github.com/syncdb/syncdb/metaactor"
 )
 
@@ -51,8 +52,8 @@ func doRecover(ctx context.Context, s *session, start time.Time) (any, string, e
 	}
 	out := recoverJSON{Recovered: "nothing to do", Unpushed: st.CDCOperations, Seconds: since(start)}
 	text := fmt.Sprintf("%s needed no repair\n", s.path)
-	after, _ := filepath.Glob(s.path + ".before-recover-*")
-	m, _ := metaactor.Load(fsx.OS, s.path+"-info")
+	after, _ := filepath.Glob(layout.For(s.path).BeforeRecoverGlob())
+	m, _ := metaactor.Load(fsx.OS, layout.For(s.path).Info)
 	switch {
 	case len(after) > len(s.backups):
 		for _, b := range after {
