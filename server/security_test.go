@@ -363,7 +363,7 @@ func clientState(t *testing.T, ts *testServer, db string) string {
 // no fsync removed, no temporary trigger spying on later writes, no
 // setting that fails later writes or stalls bootstraps.
 func TestSecurityConnectionStateIsReset(t *testing.T) {
-	ts := newTestServer(t, Config{})
+	ts := newTestServer(t, Config{StreamIdleTimeout: time.Second})
 	ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", "CREATE TABLE loot(v)")
 	initial := clientState(t, ts, "")
 	attacks := [][]string{
@@ -393,7 +393,7 @@ func TestSecurityConnectionStateIsReset(t *testing.T) {
 
 // The same attacks as a client sees them (HTTP only).
 func TestSecurityStateLeaksReachNoClient(t *testing.T) {
-	ts := newTestServer(t, Config{})
+	ts := newTestServer(t, Config{StreamTxnTimeout: time.Second})
 	ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", "CREATE TABLE loot(v)")
 	ts.stepErrors(t, "", "", "CREATE TEMP TRIGGER spy AFTER INSERT ON main.t BEGIN INSERT INTO loot VALUES(new.v); END")
 	ts.stepErrors(t, "", "", "PRAGMA query_only=1")
