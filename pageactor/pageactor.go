@@ -107,8 +107,8 @@ type Pages struct {
 	present []atomic.Uint64 // bit per page 1..DBSize
 	count   atomic.Int64    // pages present
 
-	writeMu sync.Mutex // fetch writes and WillWrite exclude each other
-	file    *os.File   // our own descriptor of the database file; open until Close
+	writeMu sync.Mutex    // fetch writes and WillWrite exclude each other
+	file    *shimvfs.File // our own descriptor of the database file (recorded with SQLite's under a shimvfs.Recorder); open until Close
 	logMu   sync.Mutex
 	log     fsx.File
 	logSize int64
@@ -176,7 +176,7 @@ func Open(cfg Config) (*Pages, error) {
 		return nil, fmt.Errorf("segment size %d is not a multiple of %d", cfg.SegmentSize, PageSize)
 	}
 	p := &Pages{cfg: cfg, segment: uint32(cfg.SegmentSize / PageSize), present: make([]atomic.Uint64, cfg.DBSize/64+1)}
-	f, err := os.OpenFile(cfg.Path, os.O_RDWR, 0)
+	f, err := shimvfs.OpenFile(cfg.Path)
 	if err != nil {
 		return nil, err
 	}

@@ -42,9 +42,10 @@ import (
 //   - -shm files do not survive: PowerLoss removes the -shm of every recorded
 //     main database file.
 //
-// Writes that do not go through the shim (another descriptor, a Pages
-// fetching pages, unix's SQLITE_FCNTL_SIZE_HINT extension) are not recorded;
-// extensions past the synced size are undone all the same.
+// Writes through a File (OpenFile: a Pages filling holes) go into the same
+// record as SQLite's, and its Sync counts as an xSync. Writes through
+// neither (another descriptor, unix's SQLITE_FCNTL_SIZE_HINT extension) are
+// not recorded; extensions past the synced size are undone all the same.
 //
 // A simulated crash is: Crash, then close every connection (their closing
 // checkpoints and deletions then fail instead of changing the files, as the
@@ -318,7 +319,15 @@ func (f *recFile) sync(tls *libc.TLS, pFile uintptr, flags int32) int32 {
 	if rc != sqlite3.SQLITE_OK {
 		return rc
 	}
-	f.synced, f.saved = size, nil
+	f.synced = size
+	f.durable()
+	return sqlite3.SQLITE_OK
+}
+
+// durable records a successful sync at size f.synced: everything written
+// is durable. f.mu is held.
+func (f *recFile) durable() {
+	f.saved = nil
 	f.r.syncs.Add(1)
 	f.r.smu.Lock()
 	f.r.pathSyncs[f.path]++
@@ -326,12 +335,16 @@ func (f *recFile) sync(tls *libc.TLS, pFile uintptr, flags int32) int32 {
 	if after := f.r.afterSync.Load(); after != nil {
 		(*after)(f.path)
 	}
-	return sqlite3.SQLITE_OK
 }
 
 // save keeps the current bytes of [from, to) ∩ [0, synced) that are not kept
 // yet. f.mu is held.
 func (f *recFile) save(tls *libc.TLS, pFile uintptr, from, to int64) int32 {
+	return f.saveWith(from, to, func(off, n int64) ([]byte, int32) { return readInner(tls, pFile, off, n) })
+}
+
+// saveWith is save reading the file with read. f.mu is held.
+func (f *recFile) saveWith(from, to int64, read func(off, n int64) ([]byte, int32)) int32 {
 	to = min(to, f.synced)
 	if from >= to {
 		return sqlite3.SQLITE_OK
@@ -348,7 +361,7 @@ func (f *recFile) save(tls *libc.TLS, pFile uintptr, from, to int64) int32 {
 		if i < len(f.saved) {
 			gap = min(gap, f.saved[i].off)
 		}
-		data, rc := readInner(tls, pFile, pos, gap-pos)
+		data, rc := read(pos, gap-pos)
 		if rc != sqlite3.SQLITE_OK {
 			return rc
 		}
