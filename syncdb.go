@@ -512,7 +512,7 @@ func (d *DB) spawnActors(clientID string) error {
 		Path: cfg.Path, FS: h.FS, ClientID: clientID, Sys: d.sys, Meta: d.meta, Gate: &d.gate,
 		IgnoreTables: cfg.IgnoreTables, AutoCheckpointFrames: cfg.AutoCheckpointFrames, Clock: h.Clock, Logger: cfg.Logger,
 		VFS: h.VFS, SyncNormal: cfg.SyncNormal, OnCommit: d.localCommit, OnConflict: onConflict(cfg.OnConflict),
-		NewClientID: func() string { return cfg.ClientName + "-" + h.IDs() }, Machine: h.Machine,
+		NewClientID: func() string { return cfg.ClientName + "-" + h.IDs() }, Machine: h.Machine, OnWALRead: h.OnWALRead,
 	}); err != nil {
 		return err
 	}

@@ -141,6 +141,9 @@ type Config struct {
 	// replaces this machine's identity (tests).
 	NewClientID func() string
 	Machine     string
+	// OnWALRead, if set, is called with the bytes of each read the scans
+	// for the WAL's end make (tests: testhooks.Hooks.OnWALRead).
+	OnWALRead func(n int)
 }
 
 // DefaultAutoCheckpointFrames is Config.AutoCheckpointFrames when zero.

@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -291,7 +292,61 @@ func (a *dbActor) walEnd() (walfile.Position, error) {
 	}
 	// Quietly to the end of the valid log, as SQLite's recovery reads it:
 	// frames after a bad one are not the database's.
-	return walfile.Scan(a.walFile, st.Size(), a.meta.SyncDB.Base.WAL, func([]walfile.Frame) error { return nil })
+	return a.scanEnd(st.Size(), a.meta.SyncDB.Base.WAL)
+}
+
+// scanEnd is the end of the WAL's valid log (size bytes) as walfile.Scan
+// from `from` finds it, but started at a.walPos, where syncdb's last
+// write ended, when that is a later point of the WAL's current
+// generation. With the WAL reused, from (the base's W) is almost always of
+// an older generation, and a scan from it reads every frame of the
+// current one: up to AutoCheckpointFrames (16 MiB) before every pull and
+// at every close. a.walPos is only a hint: the scanner checks it as it
+// checks any recorded position (the header's salts, the commit frame
+// there with its checksum), from is checked as the scan from it would
+// check it when both are of one generation, and any doubt about the hint
+// falls back to the scan from `from`. The frames before a.walPos are
+// SQLite's own commits of this process (the open scans from W: recover).
+func (a *dbActor) scanEnd(size int64, from walfile.Position) (walfile.Position, error) {
+	r := a.walReader()
+	nop := func([]walfile.Frame) error { return nil }
+	near := a.walPos
+	sameGen := near.Salt1 == from.Salt1 && near.Salt2 == from.Salt2
+	if near.Frame > 0 && near != from && (!sameGen || near.Frame > from.Frame) {
+		if sameGen && !from.IsZero() {
+			if _, err := walfile.NewScanner(r, size, from); err != nil {
+				return walfile.Position{}, err
+			}
+		}
+		if s, err := walfile.NewScanner(r, size, near); err == nil && !s.Restarted() {
+			if err := s.Each(nop); err != nil {
+				return walfile.Position{}, err
+			}
+			return s.Position(), nil
+		}
+	}
+	return walfile.Scan(r, size, from, nop)
+}
+
+// walReader is the WAL file for the end-of-log scans, its reads counted
+// by cfg.OnWALRead (tests) when set.
+func (a *dbActor) walReader() io.ReaderAt {
+	if a.cfg.OnWALRead == nil {
+		return a.walFile
+	}
+	return countedReader{a.walFile, a.cfg.OnWALRead}
+}
+
+// countedReader reports the bytes of each read to count.
+type countedReader struct {
+	r     io.ReaderAt
+	count func(int)
+}
+
+func (c countedReader) ReadAt(b []byte, off int64) (int, error) {
+	n, err := c.r.ReadAt(b, off)
+	c.count(n)
+	return n, err
 }
 
 // onWALCommit is the writer's WAL hook: SQLite calls it inside the
@@ -324,7 +379,7 @@ func (a *dbActor) walState(hint walfile.Position) (walfile.Position, error) {
 	if a.walEmptyAt(st.Size()) {
 		return walfile.Position{}, nil
 	}
-	return walfile.Scan(a.walFile, st.Size(), hint, func([]walfile.Frame) error { return nil })
+	return a.scanEnd(st.Size(), hint)
 }
 
 // walEndsAt is walfile.EndsAt on the WAL file (false without one).
@@ -420,6 +475,9 @@ func (a *dbActor) recover(ctx context.Context) error {
 	// durable yet, which are harmless. It is checked before finishing an
 	// interrupted checkpoint, which empties the WAL syncdb left (a close
 	// after a checkpoint whose last -info write failed).
+	// The open's scans check the WAL as SQLite's recovery reads it, from
+	// W: not from where a write of recoverPull's ended (scanEnd's hint).
+	a.walPos = walfile.Position{}
 	if cc := a.meta.SyncDB.CleanClose; cc != nil && cc.Frame > 0 {
 		end, err := a.walEnd()
 		if err != nil {

@@ -32,6 +32,9 @@ type Hooks struct {
 	// OnMeta is called with a copy of the replica's current metadata
 	// (metaactor's, which may be ahead of -info) every time it changes.
 	OnMeta func(*messages.Meta)
+	// OnWALRead is called with the bytes of each read of the database
+	// actor's scans for the WAL's end (its cost per pull and close).
+	OnWALRead func(n int)
 }
 
 type key struct{}
