@@ -38,6 +38,19 @@ func newReplicaFiles(path string) []string {
 	return absent
 }
 
+// removeStaleBootstrap removes the PATH-bootstrap of a replica without
+// metadata: a download that never got as far as PATH-info, which no Open
+// resumes (a bootstrap truncates it), even one an earlier process left. With
+// PATH-info, the next Open moves it into place (syncactor.FinishBootstrap).
+// Call it with the lock held and no actor running: the facade is then the
+// file's only user.
+func removeStaleBootstrap(path string) {
+	files := layout.For(path)
+	if _, err := os.Stat(files.Info); errors.Is(err, os.ErrNotExist) {
+		os.Remove(files.Bootstrap)
+	}
+}
+
 func removeAll(names []string) {
 	for _, n := range names {
 		os.Remove(n)

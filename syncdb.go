@@ -413,6 +413,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		}
 		d.sys.Stop()
 		d.closePages()
+		removeStaleBootstrap(cfg.Path)
 		d.unlock()
 		removeAll(created) // a new replica that failed to open leaves nothing behind
 		return nil, fmt.Errorf("open %s: %w", shown, err)

@@ -258,12 +258,7 @@ func (c *cli) openLocked(ctx context.Context, path string, f *clientFlags, token
 	if err != nil {
 		s.client.CloseIdleConnections()
 		if s.bootstrapped {
-			// A failed download leaves an empty or partial PATH-bootstrap
-			// (unless it got as far as writing PATH-info: then the next
-			// open finishes it).
-			if _, serr := os.Stat(files.Info); errors.Is(serr, os.ErrNotExist) {
-				os.Remove(files.Bootstrap)
-			}
+			// syncdb.Open removed what the failed download left.
 			msg := errorText(err)
 			msg = strings.TrimPrefix(msg, "open "+path+": ")
 			msg = strings.TrimPrefix(msg, "bootstrap: ")
