@@ -42,6 +42,10 @@ type capture struct {
 	// depth 0), even one that records nothing; then what its triggers did
 	// is not captured (see flush).
 	direct bool
+	// inTxFn: a Tx function runs, which may go on after a statement's
+	// error (see statementFailed); outside one, an error rolls the
+	// transaction back.
+	inTxFn bool
 }
 
 // startStmt notes the user statement that runs next; flush must have
@@ -101,6 +105,9 @@ func (a *dbActor) onPreUpdate(d sqlite.SQLitePreUpdateData) {
 	default:
 		return
 	}
+	if err == nil && preUpdateFault != nil {
+		err = preUpdateFault(d.TableName, r.before, r.after)
+	}
 	if err != nil {
 		a.cap.err = fmt.Errorf("capture change to %s: %w", d.TableName, err)
 		return
@@ -114,6 +121,10 @@ type tableInfo struct {
 	stored     []int // indexes into the preupdate record of the stored, non-generated columns
 	pk         []int // indexes into columns
 	rowidAlias bool
+	// withoutRowid: a WITHOUT ROWID table, whose rows are known by pk
+	// only (the hook's rowids mean nothing).
+	withoutRowid bool
+	rowid        string // how SQL names the rowid ("" if every name is a column's)
 }
 
 func (a *dbActor) tableInfo(ctx context.Context, name string) (*tableInfo, error) {
@@ -130,12 +141,14 @@ func (a *dbActor) tableInfo(ctx context.Context, name string) (*tableInfo, error
 	var pks []pkCol
 	var pkType string
 	rec := 0 // position in the preupdate record
+	var all []string
 	for rows.Next() {
 		var col, typ string
 		var pk, hidden int
 		if err := rows.Scan(&col, &typ, &pk, &hidden); err != nil {
 			return nil, err
 		}
+		all = append(all, col)
 		// hidden: 0 ordinary, 1 hidden (virtual tables), 2 virtual
 		// generated, 3 stored generated. The preupdate record holds every
 		// column, generated ones included; only ordinary ones are synced.
@@ -159,7 +172,9 @@ func (a *dbActor) tableInfo(ctx context.Context, name string) (*tableInfo, error
 	for _, p := range pks {
 		ti.pk = append(ti.pk, p.idx)
 	}
-	ti.rowidAlias = len(pks) == 1 && strings.EqualFold(pkType, "INTEGER") && !a.withoutRowid(ctx, name)
+	ti.withoutRowid = a.withoutRowid(ctx, name)
+	ti.rowidAlias = len(pks) == 1 && strings.EqualFold(pkType, "INTEGER") && !ti.withoutRowid
+	ti.rowid, _ = change.RowidName(all) // "": refused where it is needed
 	if a.cap.tables == nil {
 		a.cap.tables = map[string]*tableInfo{}
 	}

@@ -204,7 +204,9 @@ func (a *dbActor) exec(ctx context.Context, query string, args []any) (sql.Resul
 func (a *dbActor) tx(ctx context.Context, fn func(messages.WriteConn) error) error {
 	return a.inTx(ctx, func() (err error) {
 		w := &writeConn{a: a}
+		a.cap.inTxFn = true
 		defer func() {
+			a.cap.inTxFn = false
 			if v := recover(); v != nil {
 				err = fmt.Errorf("panic in transaction function: %v", v)
 			}
@@ -398,7 +400,9 @@ func (a *dbActor) execOne(ctx context.Context, stmt string, args []any, user boo
 			a.cap.dropRows()
 			return nil, captureError{fmt.Errorf("the transaction was rolled back: %w", err)}
 		}
-		if !user { // a replayed change: replayOne rolls back its savepoint
+		// A replayed change: replayOne rolls back its savepoint. DB.Exec:
+		// inTx rolls the whole transaction back.
+		if !user || !a.cap.inTxFn {
 			a.cap.dropRows()
 			return nil, err
 		}
