@@ -363,6 +363,9 @@ func TestLiveExplicitSync(t *testing.T) {
 // conflict is reported, not retried as a failure), and pushes by itself
 // once the conflict is resolved (case 1 on a live replica).
 func TestLiveWithAConflictWaiting(t *testing.T) {
+	// Waits on timers (little CPU) and touches no process-wide state
+	// (failpoints, hooks, environment): runs beside the other such tests.
+	t.Parallel()
 	ctx := context.Background()
 	url, dir := newServer(t), t.TempDir()
 	a := open(t, syncdb.Config{Path: filepath.Join(dir, "a.db"), URL: url})

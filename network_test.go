@@ -43,6 +43,9 @@ func noPrefix(t *testing.T, what string, err error) {
 // MaxRetryTime (one retry budget, not netactor's times syncactor's), with
 // ErrUnreachable, clear messages, and no file left behind by the Open.
 func TestUnreachableFailsWithinMaxRetryTime(t *testing.T) {
+	// Waits on timers (little CPU) and touches no process-wide state
+	// (failpoints, hooks, environment): runs beside the other such tests.
+	t.Parallel()
 	const budget = 2 * time.Second
 	const slack = 1500 * time.Millisecond // scheduling on a loaded machine
 	ctx := context.Background()

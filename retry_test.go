@@ -183,6 +183,9 @@ func TestRetryPolicyLoopback(t *testing.T) {
 // The live loop waits MaxBackoff after a failure that waiting does not fix
 // (IsTransient false), and backs off from 200 ms after one it may fix.
 func TestLiveWaitsLongAfterPermanentFailures(t *testing.T) {
+	// Waits on timers (little CPU) and touches no process-wide state
+	// (failpoints, hooks, environment): runs beside the other such tests.
+	t.Parallel()
 	const window = 2500 * time.Millisecond
 	ctx := context.Background()
 	dir := t.TempDir()
