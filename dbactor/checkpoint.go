@@ -276,18 +276,23 @@ func (a *dbActor) recoverCheckpoint(ctx context.Context) error {
 }
 
 // walEmptyAt reports whether a WAL of size bytes holds no frame SQLite
-// would read: it is shorter than a header, or it is one header's size and
-// that header is not valid. The latter is what a power loss can leave, on a
-// real disk, of a new generation's first write after a checkpoint emptied
-// the WAL: the size reached the disk, the header's bytes did not (SQLite
-// fsyncs the header before it writes any frame, so no frame can be lost
-// with it). SQLite takes such a WAL for an empty one. A WAL with anything
-// after an invalid header is no state syncdb's crash leaves: not empty.
+// would read: it is shorter than a header, or its header is not valid and
+// it is one header's size or W is Copied. The former is what a power loss
+// can leave, on a real disk, of a new generation's first write after a
+// checkpoint emptied the WAL: the size reached the disk, the header's
+// bytes did not (SQLite fsyncs the header before it writes any frame, so
+// no frame can be lost with it). The latter is a torn restart header over
+// a WAL reused after an automatic checkpoint (RESTART): every frame in the
+// file had been copied, and, the header synced first, no frame of the new
+// generation is lost with it. SQLite takes both for an empty WAL.
+// Otherwise the frames after an invalid header are commits the database
+// file does not hold (the base's, or local ones after a W a truncating
+// checkpoint made zero): not empty, and the loss is refused.
 func (a *dbActor) walEmptyAt(size int64) bool {
 	if size < walfile.HeaderSize {
 		return true
 	}
-	if size > walfile.HeaderSize || a.openWAL() != nil || a.walFile == nil {
+	if size > walfile.HeaderSize && !a.meta.SyncDB.Base.Copied || a.openWAL() != nil || a.walFile == nil {
 		return false
 	}
 	var b [walfile.HeaderSize]byte

@@ -286,13 +286,10 @@ func (a *dbActor) walEnd() (walfile.Position, error) {
 	if err := a.openWAL(); err != nil || a.walFile == nil {
 		return walfile.Position{}, err
 	}
-	st, err := a.walFile.Stat()
-	if err != nil {
-		return walfile.Position{}, err
-	}
 	// Quietly to the end of the valid log, as SQLite's recovery reads it:
-	// frames after a bad one are not the database's.
-	return a.scanEnd(st.Size(), a.meta.SyncDB.Base.WAL)
+	// frames after a bad one are not the database's, nor any after an
+	// invalid header (walEmptyAt).
+	return a.walState(a.meta.SyncDB.Base.WAL)
 }
 
 // scanEnd is the end of the WAL's valid log (size bytes) as walfile.Scan

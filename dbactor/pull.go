@@ -199,14 +199,17 @@ func (a *dbActor) dirtyPages(ctx context.Context) (map[uint32]bool, error) {
 			return nil, err
 		}
 		// Up to the end of the valid log: SQLite's recovery sees no frame
-		// after a bad one, so the local layer holds none of their pages.
-		if _, err := walfile.Scan(a.walFile, st.Size(), a.base.base.WAL, func(frames []walfile.Frame) error {
-			for _, f := range frames {
-				dirty[f.Pgno] = true
+		// after a bad one, so the local layer holds none of their pages;
+		// nor any after an invalid header (walEmptyAt).
+		if !a.walEmptyAt(st.Size()) {
+			if _, err := walfile.Scan(a.walFile, st.Size(), a.base.base.WAL, func(frames []walfile.Frame) error {
+				for _, f := range frames {
+					dirty[f.Pgno] = true
+				}
+				return nil
+			}); err != nil {
+				return nil, externalModification("the WAL cannot be read: %w", err)
 			}
-			return nil
-		}); err != nil {
-			return nil, externalModification("the WAL cannot be read: %w", err)
 		}
 	}
 	var size uint32
