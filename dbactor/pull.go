@@ -115,9 +115,22 @@ func (a *dbActor) applyPull(ctx context.Context, revision string, dbSize uint32,
 		return true, errors.Join(werr, err)
 	}
 	if a.meta.SyncedRevision == nil || a.meta.SyncedRevision.Revision != revision {
-		return false, fmt.Errorf("apply pulled pages: %w", werr)
+		return false, abandonedPull(werr)
 	}
 	return true, nil
+}
+
+// errT1NotInWAL: T1's write reported success, but recovery found no T1 in
+// the WAL and abandoned the pull.
+var errT1NotInWAL = errors.New("the first transaction reported a commit that the WAL does not hold; the pull was abandoned")
+
+// abandonedPull is the error of a pull recovery abandoned after T1's
+// write (werr, nil if it reported success).
+func abandonedPull(werr error) error {
+	if werr == nil {
+		werr = errT1NotInWAL
+	}
+	return fmt.Errorf("apply pulled pages: %w", werr)
 }
 
 // anchorWAL returns the WAL end before a pull's T1, making sure it is a
