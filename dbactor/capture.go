@@ -118,7 +118,7 @@ func (a *dbActor) onPreUpdate(d sqlite.SQLitePreUpdateData) {
 // tableInfo is what a Change needs to know about its table.
 type tableInfo struct {
 	columns    []string
-	stored     []int // indexes into the preupdate record of the stored, non-generated columns
+	stored     []int // cids (indexes into the hook's values) of the stored, non-generated columns
 	pk         []int // indexes into columns
 	rowidAlias bool
 	// withoutRowid: a WITHOUT ROWID table, whose rows are known by pk
@@ -150,8 +150,10 @@ func (a *dbActor) tableInfo(ctx context.Context, name string) (*tableInfo, error
 		}
 		all = append(all, col)
 		// hidden: 0 ordinary, 1 hidden (virtual tables), 2 virtual
-		// generated, 3 stored generated. The preupdate record holds every
-		// column, generated ones included; only ordinary ones are synced.
+		// generated, 3 stored generated. The hook's values are indexed by
+		// cid (a virtual column's is sqlitex.NotStored); only ordinary
+		// columns are synced, never named in SQL: SQLite computes the
+		// others and refuses writes to them.
 		if hidden == 0 {
 			if pk > 0 {
 				pks = append(pks, pkCol{pk, len(ti.columns)})
@@ -189,6 +191,20 @@ func (a *dbActor) withoutRowid(ctx context.Context, name string) bool {
 		return false
 	}
 	return wr == 1
+}
+
+// heldBy reports whether vals (a hook's row, nil for none) has a value at
+// each of idx: a NotStored or missing one would be recorded as NULL.
+func heldBy(vals []any, idx []int) bool {
+	if vals == nil {
+		return true
+	}
+	for _, j := range idx {
+		if j >= len(vals) || vals[j] == sqlitex.NotStored {
+			return false
+		}
+	}
+	return true
 }
 
 func pick(vals []any, idx []int) []any {
@@ -253,6 +269,9 @@ func (a *dbActor) flush(ctx context.Context) error {
 			}
 			return fmt.Errorf("%w: %q; declare one (e.g. id INTEGER PRIMARY KEY) to sync it, or list it in Config.IgnoreTables to keep it local",
 				ErrNoPrimaryKey, r.table)
+		}
+		if !heldBy(r.before, ti.stored) || !heldBy(r.after, ti.stored) {
+			return fmt.Errorf("capture change to %s: the hook's row lacks a stored column (its schema changed?)", r.table)
 		}
 		c := change.Change{
 			Op: r.op, Table: r.table, Columns: ti.columns, PK: ti.pk, RowidAlias: ti.rowidAlias,

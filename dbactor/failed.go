@@ -180,10 +180,8 @@ func (a *dbActor) rowsKept(ctx context.Context, rows []capturedRow) (verdict, er
 		}
 		ti := tt.ti
 		state := func(img []any) (rowState, error) {
-			for _, j := range ti.stored {
-				if j >= len(img) {
-					return rowState{}, fmt.Errorf("the captured row of %s has %d values, want more than %d", r.table, len(img), j)
-				}
+			if !heldBy(img, ti.stored) {
+				return rowState{}, fmt.Errorf("the captured row of %s lacks a stored column (%d values)", r.table, len(img))
 			}
 			return rowState{cols: pick(img, ti.stored)}, nil
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/syncdb/syncdb/dbactor"
 	"github.com/syncdb/syncdb/internal/change"
+	"github.com/syncdb/syncdb/internal/sqlitex"
 	"github.com/syncdb/syncdb/messages"
 )
 
@@ -201,6 +202,7 @@ func TestTxFailedKeptAsOnSuccess(t *testing.T) {
 		{"real affinity insert", "CREATE TABLE t(id INTEGER PRIMARY KEY, v REAL)", "INSERT INTO t VALUES(1, 1.0)"},
 		{"real affinity update", "CREATE TABLE t(id INTEGER PRIMARY KEY, v REAL); INSERT INTO t VALUES(1, 2.5)", "UPDATE t SET v = 3 WHERE id = 1"},
 		{"stored generated", "CREATE TABLE t(id INTEGER PRIMARY KEY, a, g AS (a*2) STORED, c)", "INSERT INTO t(id, a, c) VALUES(1, 2, 3)"},
+		{"virtual generated", "CREATE TABLE t(id INTEGER PRIMARY KEY, g AS (a*2) VIRTUAL, a, c); INSERT INTO t(id, a, c) VALUES(1, 2, 3)", "UPDATE t SET a = 4 WHERE id = 1"},
 		{"replace", "CREATE TABLE t(id INTEGER PRIMARY KEY, v UNIQUE); INSERT INTO t VALUES(1,'a'),(2,'b')", "INSERT OR REPLACE INTO t VALUES(3, 'a')"},
 		{"rowid change", "CREATE TABLE t(id INTEGER PRIMARY KEY, v); INSERT INTO t VALUES(1,'a')", "UPDATE t SET id = 5 WHERE id = 1"},
 		{"empty blob", "CREATE TABLE t(id INTEGER PRIMARY KEY, v)", "INSERT INTO t VALUES(1, x'')"},
@@ -239,4 +241,26 @@ func summary(cs []change.Change) []string {
 		out = append(out, fmt.Sprintf("%v %s %d>%d %#v>%#v", c.Op, c.Table, c.OldRowid, c.NewRowid, c.Before, c.After))
 	}
 	return out
+}
+
+// A hook's row without a value for a stored column (sqlitex.NotStored
+// where tableInfo expects data) fails the statement: recorded, it would
+// push NULL for a value the row holds.
+func TestCaptureNotStoredRefused(t *testing.T) {
+	t.Cleanup(dbactor.SetPreUpdateFault(func(_ string, _, after []any) error {
+		if len(after) == 3 && after[2] == "lost" {
+			after[2] = sqlitex.NotStored
+		}
+		return nil
+	}))
+	l := openLocal(t, filepath.Join(t.TempDir(), "a.db"))
+	if err := l.exec(t, "CREATE TABLE t(id INTEGER PRIMARY KEY, g AS (id*2) VIRTUAL, v)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.exec(t, "INSERT INTO t(id, v) VALUES(1, 'kept')"); err != nil {
+		t.Fatalf("an insert beside a virtual column: %v", err)
+	}
+	if err := l.exec(t, "INSERT INTO t(id, v) VALUES(2, 'lost')"); err == nil || !strings.Contains(err.Error(), "lacks a stored column") {
+		t.Errorf("the insert whose stored column the hook lacks: %v, want it refused", err)
+	}
 }

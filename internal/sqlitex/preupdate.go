@@ -10,6 +10,12 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
+// NotStored is PreUpdate's value for a column its row does not hold (a
+// VIRTUAL generated column, computed when read): never a column's data.
+var NotStored = notStored{}
+
+type notStored struct{}
+
 // PreUpdate reads the old or new row of a preupdate hook call exactly.
 //
 // modernc's own SQLitePreUpdateData.Old/New lose information: an empty blob
@@ -17,8 +23,9 @@ import (
 // first NUL byte. PreUpdate reads the values with their lengths, like
 // Stmt.Column. Call it only inside the hook, with the data the hook got.
 //
-// It returns Count() values: int64, float64, string, []byte (never nil) or
-// nil for NULL.
+// It returns Count() values, one per column of the table (cid order):
+// int64, float64, string, []byte (never nil), nil for NULL, or NotStored
+// for a VIRTUAL generated column.
 func PreUpdate(d *sqlite.SQLitePreUpdateData, newRow bool) ([]any, error) {
 	v := reflect.ValueOf(d).Elem()
 	ftls, fcsr := v.FieldByName("tls"), v.FieldByName("pCsr")
@@ -41,6 +48,12 @@ func PreUpdate(d *sqlite.SQLitePreUpdateData, newRow bool) ([]any, error) {
 			rc = sqlite3.Xsqlite3_preupdate_new(tls, csr, int32(i), pp)
 		} else {
 			rc = sqlite3.Xsqlite3_preupdate_old(tls, csr, int32(i), pp)
+		}
+		if rc == sqlite3.SQLITE_RANGE {
+			// The hook's columns are the table's, but its record holds the
+			// stored ones only: SQLite refuses a virtual column's index.
+			out[i] = NotStored
+			continue
 		}
 		if rc != sqlite3.SQLITE_OK {
 			return nil, fmt.Errorf("sqlitex: preupdate value %d: result code %d", i, rc)
