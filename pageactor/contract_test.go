@@ -494,6 +494,92 @@ func TestFetchNeverOverwritesPresent(t *testing.T) {
 	}
 }
 
+// A checkpoint's MarkPresent of a page a fetch just wrote into its hole
+// finds the page's bit set and records nothing itself: it may return only
+// once the fetch's record of the page is durable, or SQLite's copy of the
+// local page goes into the file while a crash can still leave the page out
+// of the presence log, and the next open's fetch writes the bootstrap image
+// over the checkpointed page. The fetch's log append fails here (EIO; a
+// crash at that instant leaves the log the same) while the checkpoint's
+// MarkPresent of page 6 waits: MarkPresent must not return before it, the
+// failed fetch must leave its pages missing, and MarkPresent must then
+// record page 6 itself, so that after a reopen a read of it keeps the
+// local page.
+func TestMarkPresentDuringFetchRecord(t *testing.T) {
+	ts := newServer(t)
+	snap := newDatabase(t, ts, 400)
+	fs := fsx.NewCrashFS()
+	r := newReplica(t, ts.url, snap, []uint32{1}, pageactor.Config{SegmentSize: 4 * pageSize, FS: fs})
+	log, err := filepath.Abs(layout.For(r.path).Present)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	errEIO := errors.New("injected EIO")
+	var armed atomic.Bool
+	armed.Store(true)
+	marked := make(chan error, 1)
+	var early bool
+	fs.SetFault(func(op, path string) error {
+		if op != "write" || filepath.Clean(path) != log || !armed.CompareAndSwap(true, false) {
+			return nil
+		}
+		// The fetch wrote and synced pages 5-8 and is appending their
+		// record: a checkpoint about to copy its page 6 marks it now.
+		go func() { marked <- r.pages.MarkPresent([]uint32{6}) }()
+		select {
+		case err := <-marked:
+			early = true
+			marked <- err
+		case <-time.After(200 * time.Millisecond):
+		}
+		return errEIO
+	})
+	if err := r.pages.Fetch(5, ""); err == nil {
+		t.Fatal("fetch 5 succeeded; want the presence log's injected EIO")
+	}
+	select {
+	case err := <-marked:
+		if err != nil {
+			t.Fatalf("MarkPresent([6]): %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("MarkPresent([6]) still blocked after the fetch failed")
+	}
+	if early {
+		t.Error("MarkPresent([6]) returned while the fetch's record of page 6 was not durable")
+	}
+	for _, pg := range []uint32{5, 7, 8} {
+		if !r.pages.Missing(pg) {
+			t.Errorf("page %d present after its fetch failed to record it", pg)
+		}
+	}
+
+	// The checkpoint copies its page 6 into the file; then a restart.
+	local := bytes.Repeat([]byte{6}, pageSize)
+	f, err := os.OpenFile(r.path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(local, 5*pageSize); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r.close()
+	if got := r.logged(t); !slices.Equal(got, []uint32{1, 6}) {
+		t.Errorf("the presence log records %v, want [1 6]", got)
+	}
+	r.open(t, ts.url)
+	if err := r.pages.Fetch(6, ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.page(t, 6); !bytes.Equal(got, local) {
+		t.Errorf("page 6, checkpointed locally, was overwritten by the reopened replica's fetch (now starts %x)", got[:8])
+	}
+}
+
 // forger is a server that answers every /pull-updates request with a
 // valid header and the pages answer gives (by 1-based number), in order.
 func forger(t *testing.T, snap *snapshot, answer func(asked []uint32) map[uint32][]byte) string {

@@ -18,7 +18,9 @@
 // Presence is kept in <db>-present, an append-only log of page ranges, each
 // appended only after the pages it names were fsynced into the database
 // file. A crash leaves at worst pages written but not recorded, which are
-// fetched again.
+// fetched again. A fetch holds writeMu until its record is durable, so that
+// a checkpoint's MarkPresent of one of its pages, which finds the page
+// present and records nothing, returns only once the page is in the log.
 //
 // # Not confined to an actor
 //
@@ -234,6 +236,25 @@ func (p *Pages) set(pgno uint32) bool {
 		if w.CompareAndSwap(old, old|bit) {
 			p.count.Add(1)
 			return true
+		}
+	}
+}
+
+// clear unsets pgno's bit (a fetch that failed to make it durable). Under
+// writeMu, so that no set races it.
+func (p *Pages) clear(pgno uint32) {
+	if pgno == 0 || pgno > p.cfg.DBSize {
+		return
+	}
+	w, bit := &p.present[pgno/64], uint64(1)<<(pgno%64)
+	for {
+		old := w.Load()
+		if old&bit == 0 {
+			return
+		}
+		if w.CompareAndSwap(old, old&^bit) {
+			p.count.Add(-1)
+			return
 		}
 	}
 }
@@ -594,25 +615,46 @@ func (a *pageActor) done(m *fetched) {
 
 // write puts fetched pages into the holes of the file (never over a
 // present page), syncs the file, then records them as present.
+//
+// writeMu is held until the record is durable: a MarkPresent or WillWrite
+// of one of these pages finds its bit set and records nothing itself, so it
+// must not return (and SQLite must not write the page) before the fetch's
+// record is durable, or a crash leaves the page out of the log and the
+// next open's fetch writes the bootstrap image over SQLite's. On a failure
+// the bits are cleared: the pages are missing again, and a later
+// MarkPresent or fetch records them.
 func (p *Pages) write(pages map[uint32][]byte) ([]uint32, error) {
 	p.writeMu.Lock()
-	var written []uint32
+	defer p.writeMu.Unlock()
+	var added []uint32 // the bits this write set
+	written, err := p.writeLocked(pages, &added)
+	if err != nil {
+		for _, pg := range added {
+			p.clear(pg)
+		}
+		return nil, err
+	}
+	return written, nil
+}
+
+// writeLocked is write's work under writeMu; it appends the pages whose
+// bits it sets to added.
+func (p *Pages) writeLocked(pages map[uint32][]byte, added *[]uint32) (written []uint32, err error) {
 	for pg, data := range pages {
 		if p.has(pg) && !mutationFetchOverPresent {
 			continue
 		}
 		if len(data) != PageSize {
-			p.writeMu.Unlock()
-			return nil, fmt.Errorf("page %d has %d bytes", pg, len(data))
+			return written, fmt.Errorf("page %d has %d bytes", pg, len(data))
 		}
 		if _, err := p.file.WriteAt(data, int64(pg-1)*PageSize); err != nil {
-			p.writeMu.Unlock()
-			return nil, err
+			return written, err
 		}
 		written = append(written, pg)
-		p.set(pg)
+		if p.set(pg) {
+			*added = append(*added, pg)
+		}
 	}
-	p.writeMu.Unlock()
 	if len(written) == 0 {
 		return nil, nil
 	}
