@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/syncdb/syncdb"
@@ -73,28 +72,7 @@ func TestTornRestartHeaderCopied(t *testing.T) {
 // Copied) lost them: the replica opens detached and refuses writes.
 func TestInvalidHeaderBaseWAL(t *testing.T) {
 	ctx := context.Background()
-	url := newServer(t)
-	dir := t.TempDir()
-	path := filepath.Join(dir, "a.db")
-	b := open(t, syncdb.Config{Path: filepath.Join(dir, "b.db"), URL: url})
-	mustExec(t, b, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
-	mustExec(t, b, "INSERT INTO t VALUES(1, 'remote')")
-	if err := b.Push(ctx); err != nil {
-		t.Fatal(err)
-	}
-	a := open(t, syncdb.Config{Path: path, URL: url})
-	if err := a.Close(); err != nil { // the WAL empty
-		t.Fatal(err)
-	}
-	a = open(t, syncdb.Config{Path: path, URL: url})
-	mustExec(t, b, "INSERT INTO t VALUES(2, 'remote')")
-	if err := b.Push(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.Pull(ctx); err != nil { // W after T1, in the WAL
-		t.Fatal(err)
-	}
-	mustExec(t, a, "INSERT INTO t VALUES(3, 'local')")
+	url, path, a := baseInWAL(t)
 	closeAs(t, a, path, true)
 	a = open(t, syncdb.Config{Path: path, URL: url})
 	closeAs(t, a, path, true)

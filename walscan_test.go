@@ -201,28 +201,7 @@ func TestPullWALBadFrame(t *testing.T) {
 // writes as modified outside syncdb, not taken for one with a shorter base.
 func TestBaseWALBadFrame(t *testing.T) {
 	ctx := context.Background()
-	url := newServer(t)
-	dir := t.TempDir()
-	path := filepath.Join(dir, "a.db")
-	b := open(t, syncdb.Config{Path: filepath.Join(dir, "b.db"), URL: url})
-	mustExec(t, b, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
-	mustExec(t, b, "INSERT INTO t VALUES(1, 'remote')")
-	if err := b.Push(ctx); err != nil {
-		t.Fatal(err)
-	}
-	a := open(t, syncdb.Config{Path: path, URL: url})
-	if err := a.Close(); err != nil { // the WAL empty
-		t.Fatal(err)
-	}
-	a = open(t, syncdb.Config{Path: path, URL: url})
-	mustExec(t, b, "INSERT INTO t VALUES(2, 'remote')")
-	if err := b.Push(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.Pull(ctx); err != nil { // W after T1, in the WAL
-		t.Fatal(err)
-	}
-	mustExec(t, a, "INSERT INTO t VALUES(3, 'local')")
+	url, path, a := baseInWAL(t)
 	txns := replicaWALTxns(t, path)
 	if len(txns) < 4 {
 		t.Fatalf("%d transactions in the WAL, want the anchor, T1, T2 and the insert", len(txns))
@@ -238,4 +217,35 @@ func TestBaseWALBadFrame(t *testing.T) {
 	if _, err := a.Exec(ctx, "INSERT INTO t VALUES(4, 'local')"); !errors.Is(err, syncdb.ErrExternalModification) {
 		t.Fatalf("a write with frames of the base lost: %v, want ErrExternalModification (t %q)", err, rows(t, a, "SELECT id, v FROM t ORDER BY id"))
 	}
+}
+
+// baseInWAL returns an open replica at path, synced with the server at url,
+// whose synced base's frames are in its WAL (W after a pull's T1, t rows 1
+// and 2 from the server) with one unpushed insert (3, 'local') after them.
+func baseInWAL(t *testing.T) (url, path string, a *syncdb.DB) {
+	t.Helper()
+	ctx := context.Background()
+	url = newServer(t)
+	dir := t.TempDir()
+	path = filepath.Join(dir, "a.db")
+	b := open(t, syncdb.Config{Path: filepath.Join(dir, "b.db"), URL: url})
+	mustExec(t, b, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+	mustExec(t, b, "INSERT INTO t VALUES(1, 'remote')")
+	if err := b.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a = open(t, syncdb.Config{Path: path, URL: url})
+	if err := a.Close(); err != nil { // the WAL empty
+		t.Fatal(err)
+	}
+	a = open(t, syncdb.Config{Path: path, URL: url})
+	mustExec(t, b, "INSERT INTO t VALUES(2, 'remote')")
+	if err := b.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Pull(ctx); err != nil { // W after T1, in the WAL
+		t.Fatal(err)
+	}
+	mustExec(t, a, "INSERT INTO t VALUES(3, 'local')")
+	return url, path, a
 }
