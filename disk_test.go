@@ -19,7 +19,7 @@ import (
 
 // serverWith starts a server with cfg (a temporary data directory and a
 // silent logger unless given) and returns its URL.
-func serverWith(t *testing.T, cfg server.Config) string {
+func serverWith(t testing.TB, cfg server.Config) string {
 	t.Helper()
 	if cfg.DataDir == "" {
 		cfg.DataDir = t.TempDir()

@@ -15,7 +15,7 @@ import (
 )
 
 // newServer starts a server of its own (serverWith) and returns its URL.
-func newServer(t *testing.T) string {
+func newServer(t testing.TB) string {
 	t.Helper()
 	return serverWith(t, server.Config{})
 }

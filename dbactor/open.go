@@ -246,6 +246,40 @@ func (a *dbActor) durable(ctx context.Context, fn func() error) error {
 	return fn()
 }
 
+// refreshWriter makes the writer connection safe to use after T1's raw
+// page writes (see openWriter). sqlite_dbpage writes below the b-tree
+// layer, so a page it overwrote that this connection had cached keeps its
+// old decoded header (cell count, free space) in the cache: the cache is
+// emptied (sqlitex.Conn.ResetCache, what SQLite does when another
+// connection wrote), and the next statement reads every page again, page
+// 1 too, whose bumped schema cookie has the schema reloaded. The
+// statements and table descriptions prepared on the old schema go, as with
+// a new connection. Replacing the connection did the same at a much
+// higher price: it is the last connection to the database, so the new one
+// rebuilt the WAL index from the whole WAL (up to AutoCheckpointFrames
+// frames read and checksummed) and reparsed the schema, on every pull
+// (bench/RESULTS.md §6). It is still what happens when the cache cannot
+// be emptied (a transaction left open by a failed COMMIT and ROLLBACK).
+// TestPullRawWritesStaleCache fails without either.
+func (a *dbActor) refreshWriter(ctx context.Context) error {
+	if a.conn == nil {
+		return a.reopenWriter(ctx)
+	}
+	if err := sqlitex.Raw(context.WithoutCancel(ctx), a.conn, func(c *sqlitex.Conn) error { return c.ResetCache() }); err != nil {
+		return a.reopenWriter(ctx)
+	}
+	if a.cap.insert != nil {
+		a.cap.insert.Close()
+		a.cap.insert = nil
+	}
+	if a.stmts != nil {
+		a.stmts.Close()
+	}
+	a.stmts = sqlitex.NewStmtCache(a.conn)
+	a.cap.tables = nil
+	return nil
+}
+
 // reopenWriter replaces the writer connection (see openWriter).
 func (a *dbActor) reopenWriter(ctx context.Context) error {
 	if a.cap.insert != nil {

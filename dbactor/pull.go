@@ -404,8 +404,8 @@ func (a *dbActor) writeBase(ctx context.Context, plan pullPlan, changes *pageSto
 		return err
 	})
 	// This connection's page cache is stale after raw page writes, commit
-	// or not: replace it.
-	if rerr := a.reopenWriter(ctx); rerr != nil {
+	// or not: empty it (or replace the connection).
+	if rerr := a.refreshWriter(ctx); rerr != nil {
 		return errors.Join(err, rerr)
 	}
 	return err

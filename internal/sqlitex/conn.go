@@ -153,6 +153,30 @@ func (c *Conn) handle() uintptr {
 	return c.db
 }
 
+// errInTransaction: ResetCache was called inside a transaction, where
+// SQLite would silently keep the cache.
+var errInTransaction = errors.New("sqlitex: ResetCache inside a transaction")
+
+// ResetCache empties the connection's page cache of the main database
+// (SQLITE_FCNTL_RESET_CACHE), as SQLite does itself when another
+// connection changed the database: pages written behind the b-tree layer
+// (sqlite_dbpage) are read again, their decoded headers with them. It must
+// run outside a transaction (SQLite ignores it inside one).
+func (c *Conn) ResetCache() error {
+	if !c.Autocommit() {
+		return errInTransaction
+	}
+	main, err := libc.CString("main")
+	if err != nil {
+		return err
+	}
+	defer libc.Xfree(c.tls, main)
+	if rc := sqlite3.Xsqlite3_file_control(c.tls, c.handle(), main, sqlite3.SQLITE_FCNTL_RESET_CACHE, 0); rc != sqlite3.SQLITE_OK {
+		return c.errorFor(rc)
+	}
+	return nil
+}
+
 // SetNoCheckpointOnClose sets SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE: when on,
 // closing the last connection to a WAL database leaves the WAL as it is.
 func (c *Conn) SetNoCheckpointOnClose(on bool) error {

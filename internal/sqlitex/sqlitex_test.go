@@ -1127,3 +1127,26 @@ func TestErrorIs(t *testing.T) {
 		t.Errorf("Error() = %q", got)
 	}
 }
+
+// TestResetCacheInTransaction: inside a transaction SQLite keeps the page
+// cache whatever SQLITE_FCNTL_RESET_CACHE asks, so ResetCache refuses
+// there (the caller replaces the connection instead); outside one it
+// succeeds and the connection reads the database as before.
+func TestResetCacheInTransaction(t *testing.T) {
+	db, _ := openDB(t, "")
+	run(t, db, func(c *Conn) error {
+		mustExec(t, c, `CREATE TABLE t(x); INSERT INTO t VALUES(1)`)
+		mustExec(t, c, `BEGIN; INSERT INTO t VALUES(2)`)
+		if err := c.ResetCache(); !errors.Is(err, errInTransaction) {
+			t.Errorf("ResetCache in a transaction: %v, want errInTransaction", err)
+		}
+		mustExec(t, c, `COMMIT`)
+		if err := c.ResetCache(); err != nil {
+			t.Fatalf("ResetCache: %v", err)
+		}
+		if n := one(t, c, `SELECT count(*) FROM t`).(int64); n != 2 {
+			t.Errorf("after ResetCache: %d rows, want 2", n)
+		}
+		return nil
+	})
+}
