@@ -714,8 +714,7 @@ func rowMap(cols []string, img []any) map[string]any {
 // unresolved, only those that wait. A database without the table (before
 // the first write since this version) has none.
 func (a *dbActor) readConflicts(ctx context.Context, unresolved bool) ([]*conflictRecord, error) {
-	var n int
-	if err := a.conn.QueryRowContext(ctx, "SELECT count(*) FROM pragma_table_list WHERE schema = 'main' AND name = '_syncdb_conflicts'").Scan(&n); err != nil || n == 0 {
+	if ok, err := tableExists(ctx, a.conn, "_syncdb_conflicts"); err != nil || !ok {
 		return nil, err
 	}
 	q := "SELECT id, time, revision, base, kind, table_name, remote, changes, error, new_key, resolved, coalesce(resolved_time, 0) FROM _syncdb_conflicts"

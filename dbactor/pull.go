@@ -892,14 +892,19 @@ func Reconciled(meta *messages.Meta, record string) (*messages.Meta, error) {
 	return &m, nil
 }
 
-// tableExists reports whether the main schema has table name. SQLite has
-// no error code of its own for a missing table, so callers ask first
-// rather than match "no such table" in an error.
+// tableExists reports whether the main schema has table (or view) name.
+// SQLite has no error code of its own for a missing table, so callers ask
+// first rather than match "no such table" in an error. It reads
+// sqlite_schema, which lists what pragma_table_list lists for main (but
+// sqlite_schema itself): the pragma, whose name column is no argument,
+// describes every table (type, column count, strictness) before the filter,
+// and was most of the cost of a status request, made twice per push and
+// twice per pull (bench/RESULTS.md §6).
 func tableExists(ctx context.Context, q interface {
 	QueryRowContext(context.Context, string, ...any) *sql.Row
 }, name string) (bool, error) {
 	var n int
-	err := q.QueryRowContext(ctx, "SELECT count(*) FROM pragma_table_list WHERE schema = 'main' AND name = ?", name).Scan(&n)
+	err := q.QueryRowContext(ctx, "SELECT count(*) FROM main.sqlite_schema WHERE type IN ('table', 'view') AND name = ?", name).Scan(&n)
 	return n > 0, err
 }
 
