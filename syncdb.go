@@ -514,6 +514,7 @@ func (d *DB) spawnActors(clientID string) error {
 		IgnoreTables: cfg.IgnoreTables, AutoCheckpointFrames: cfg.AutoCheckpointFrames, Clock: h.Clock, Logger: cfg.Logger,
 		VFS: h.VFS, SyncNormal: cfg.SyncNormal, OnCommit: d.localCommit, OnConflict: onConflict(cfg.OnConflict),
 		NewClientID: func() string { return cfg.ClientName + "-" + h.IDs() }, Machine: h.Machine, OnWALRead: h.OnWALRead,
+		WriterBusyTimeout: h.WriterBusyTimeout,
 	}); err != nil {
 		return err
 	}

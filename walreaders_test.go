@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
+
+	"github.com/syncdb/syncdb/internal/testhooks"
 )
 
 // A checkpoint held back part of the way by a read-pool reader whose
@@ -11,7 +14,8 @@ import (
 // must stay in the WAL (not Copied), or the base reads T1's pages from the
 // database file's stale copy and the next checkpoint saves the wrong image
 // into -revert (dbactor/checkpoint.go: copyWAL, "all"). The explicit
-// Checkpoint waits out the writer's busy timeout (10 s) for the reader.
+// Checkpoint waits out the writer's busy timeout for the reader, made
+// short here (shortBusyTimeout): the reader holds on however long it waits.
 func TestCheckpointHeldBackByReaderBeforePull(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -19,6 +23,7 @@ func TestCheckpointHeldBackByReaderBeforePull(t *testing.T) {
 	r := newAutoCheckpointReplica(t, url)
 	r.cfg.AutoCheckpointFrames = -1
 	r.db.Close()
+	r.shortBusyTimeout()
 	r.open()
 	b := pushedReplica(t, url, t.TempDir(), "b.db", "INSERT INTO u VALUES(2, 'remote')", "UPDATE t SET v = v")
 	defer b.Close()
@@ -52,6 +57,9 @@ func TestCheckpointReaderBlocksTruncate(t *testing.T) {
 	ctx := context.Background()
 	url := newServer(t)
 	r := newAutoCheckpointReplica(t, url)
+	r.db.Close()
+	r.shortBusyTimeout()
+	r.open()
 	b := pushedReplica(t, url, t.TempDir(), "b.db", "INSERT INTO u VALUES(2, 'remote')")
 	defer b.Close()
 	r.localRows(1, 5)
@@ -117,4 +125,14 @@ func TestCopiedWALReopened(t *testing.T) {
 			}
 		}
 	}
+}
+
+// shortBusyTimeout makes the writer's busy timeout 200 ms from the next
+// open, instead of 10 s: a checkpoint that a test's reader holds back on
+// purpose gives up as soon, with the same outcome (the reader does not
+// let go while it waits), and the test does not idle 10 s.
+func (r *lossyReplica) shortBusyTimeout() {
+	h := testhooks.From(r.ctx)
+	h.WriterBusyTimeout = 200 * time.Millisecond
+	r.ctx = testhooks.With(context.Background(), h)
 }

@@ -144,6 +144,9 @@ type Config struct {
 	// OnWALRead, if set, is called with the bytes of each read the scans
 	// for the WAL's end make (tests: testhooks.Hooks.OnWALRead).
 	OnWALRead func(n int)
+	// WriterBusyTimeout, if positive, replaces the writer connection's
+	// busy timeout (10 s; tests: testhooks.Hooks.WriterBusyTimeout).
+	WriterBusyTimeout time.Duration
 }
 
 // DefaultAutoCheckpointFrames is Config.AutoCheckpointFrames when zero.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"modernc.org/sqlite"
 
@@ -35,8 +36,19 @@ CREATE TABLE IF NOT EXISTS _syncdb_local(key TEXT PRIMARY KEY, value) WITHOUT RO
 // is SQLite's default.
 // For syncdb's own packages; no compatibility promise.
 func WriterDSN(path, vfs string) string {
+	return writerDSN(path, vfs, writerBusyTimeout)
+}
+
+// writerBusyTimeout is how long the writer waits for a lock (a checkpoint
+// for readers of the frames it would overwrite).
+const writerBusyTimeout = 10 * time.Second
+
+// writerDSN is WriterDSN with busy as the busy timeout (Config's
+// WriterBusyTimeout, for tests). The driver runs busy_timeout before the
+// other pragmas whatever their order, so the DSN holds only one.
+func writerDSN(path, vfs string, busy time.Duration) string {
 	return sqlitex.DSN{Path: path, VFS: vfs,
-		Pragmas: []string{"busy_timeout(10000)", "synchronous(FULL)", "wal_autocheckpoint(0)", "foreign_keys(0)"}}.String()
+		Pragmas: []string{fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()), "synchronous(FULL)", "wal_autocheckpoint(0)", "foreign_keys(0)"}}.String()
 }
 
 // ReaderDSN is how read-only pool connections open the database.
@@ -133,7 +145,11 @@ func (a *dbActor) openFiles(ctx context.Context) error {
 // replaces it after its first transaction.
 func (a *dbActor) openWriter(ctx context.Context, fresh bool) error {
 	if a.writer == nil {
-		dsn := WriterDSN(a.cfg.Path, a.cfg.VFS)
+		busy := writerBusyTimeout
+		if a.cfg.WriterBusyTimeout > 0 {
+			busy = a.cfg.WriterBusyTimeout
+		}
+		dsn := writerDSN(a.cfg.Path, a.cfg.VFS, busy)
 		if a.pages != nil {
 			dsn += "&syncdb_tag=" + writerTag
 		}

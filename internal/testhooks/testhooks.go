@@ -12,6 +12,7 @@ package testhooks
 
 import (
 	"context"
+	"time"
 
 	"github.com/syncdb/syncdb/actors"
 	"github.com/syncdb/syncdb/internal/fsx"
@@ -35,6 +36,10 @@ type Hooks struct {
 	// OnWALRead is called with the bytes of each read of the database
 	// actor's scans for the WAL's end (its cost per pull and close).
 	OnWALRead func(n int)
+	// WriterBusyTimeout replaces the writer connection's SQLite busy
+	// timeout (0 = dbactor's 10 s), for tests whose checkpoint is held
+	// back by a reader on purpose and would otherwise wait it all out.
+	WriterBusyTimeout time.Duration
 }
 
 type key struct{}
