@@ -226,6 +226,9 @@ type dbActor struct {
 	cap     capture
 	stmts   *sqlitex.StmtCache // the user's DML, prepared on conn
 	pages   messages.LazyPages // nil for a full replica
+	// download: the sink of PATH-changes this actor handed out (Download)
+	// and has not removed yet.
+	download *download
 
 	opened    bool
 	forceFull bool // inside durable(): a reopened writer stays synchronous=FULL
@@ -290,39 +293,20 @@ func (a *dbActor) receive(msg any) {
 			return
 		}
 		m.Respond(struct{}{}, a.recordPush(m.Context(), m.PullGen, m.UpTo, m.Time))
+	case *messages.Download:
+		m.Respond(a.startDownload())
+	case *messages.DropDownload:
+		a.dropIfCurrent(m.Download)
+		m.Respond(struct{}{}, nil)
 	case *messages.ApplyPull:
-		if err := a.ready(m.Context()); err != nil {
+		if err := a.takeDownload(m.Download); err != nil {
 			m.Fail(err)
 			return
 		}
-		var before map[string][2]string
-		if m.Tables {
-			var err error
-			if before, err = a.schemaSQL(m.Context()); err != nil {
-				m.Fail(err)
-				return
-			}
-		}
-		res := messages.PullResult{Revision: m.Revision}
-		err := a.durable(m.Context(), func() (err error) {
-			res.Changed, err = a.applyPull(m.Context(), m.Revision, m.DBSize, m.ChangesPath)
-			return err
-		})
-		if err == nil && res.Changed && m.Tables {
-			if res.Tables, err = a.changedPullTables(m.Context(), m.ChangesPath, before); err != nil {
-				// The pull is applied; only the report is missing.
-				a.cfg.Logger.Warn("finding the tables a pull changed", "err", err)
-				err = nil
-			}
-		}
-		if err == nil && res.Changed && a.pages != nil {
-			// A partial replica checkpoints after each pull that changed it,
-			// so that its fetches move to the new revision (finishCheckpoint)
-			// and do not depend on the server keeping old ones.
-			if cerr := a.checkpoint(context.WithoutCancel(m.Context()), false); cerr != nil {
-				a.cfg.Logger.Warn("checkpoint after a pull (partial replica)", "err", cerr)
-			}
-		}
+		res, err := a.applyDownloaded(m)
+		// The download is needed only until the pull is applied (or
+		// failed to be): its space goes back before the answer.
+		a.dropDownload()
 		m.Respond(res, err)
 	case *messages.Checkpoint:
 		if err := a.ready(m.Context()); err != nil {
@@ -481,6 +465,41 @@ func (a *dbActor) updateMetaMaybeDeferred(ctx context.Context, fn func(*messages
 	return nil
 }
 
+// applyDownloaded answers ApplyPull once its download is closed.
+func (a *dbActor) applyDownloaded(m *messages.ApplyPull) (messages.PullResult, error) {
+	if err := a.ready(m.Context()); err != nil {
+		return messages.PullResult{}, err
+	}
+	var before map[string][2]string
+	if m.Tables {
+		var err error
+		if before, err = a.schemaSQL(m.Context()); err != nil {
+			return messages.PullResult{}, err
+		}
+	}
+	res := messages.PullResult{Revision: m.Revision}
+	err := a.durable(m.Context(), func() (err error) {
+		res.Changed, err = a.applyPull(m.Context(), m.Revision, m.DBSize, a.files.Changes)
+		return err
+	})
+	if err == nil && res.Changed && m.Tables {
+		if res.Tables, err = a.changedPullTables(m.Context(), a.files.Changes, before); err != nil {
+			// The pull is applied; only the report is missing.
+			a.cfg.Logger.Warn("finding the tables a pull changed", "err", err)
+			err = nil
+		}
+	}
+	if err == nil && res.Changed && a.pages != nil {
+		// A partial replica checkpoints after each pull that changed it,
+		// so that its fetches move to the new revision (finishCheckpoint)
+		// and do not depend on the server keeping old ones.
+		if cerr := a.checkpoint(context.WithoutCancel(m.Context()), false); cerr != nil {
+			a.cfg.Logger.Warn("checkpoint after a pull (partial replica)", "err", cerr)
+		}
+	}
+	return res, err
+}
+
 func (a *dbActor) now() time.Time { return a.cfg.Clock.Now() }
 
 // close runs when the actor stops: the readers are already closed, so the
@@ -517,6 +536,9 @@ func (a *dbActor) close() {
 			}
 		}
 	}
+	// A pull's download the stop interrupted (its requester stopped
+	// first) is of no use any more.
+	a.dropDownload()
 	a.closeFiles()
 }
 

@@ -15,7 +15,6 @@ import (
 
 	"github.com/syncdb/syncdb/internal/failpoint"
 	"github.com/syncdb/syncdb/internal/fsx"
-	"github.com/syncdb/syncdb/internal/layout"
 	"github.com/syncdb/syncdb/messages"
 )
 
@@ -218,41 +217,6 @@ func (s *pageStore) sortedPages() []uint32 {
 	slices.Sort(out)
 	return out
 }
-
-// ChangesWriter writes a downloaded pull into the changes file. The file
-// need not be durable: it is read only before the pull's first transaction
-// commits, and a crash before that abandons the pull.
-type ChangesWriter struct {
-	s *pageStore
-}
-
-// CreateChanges starts (or restarts) the changes file of the database at
-// dbPath.
-// For syncdb's own packages; no compatibility promise.
-func CreateChanges(fs fsx.FS, dbPath string) (*ChangesWriter, error) {
-	path := layout.For(dbPath).Changes
-	f, err := fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	return &ChangesWriter{s: &pageStore{fs: fs, path: path, f: f, index: map[uint32]int64{}}}, nil
-}
-
-// Reset discards what was written (a retried download starts over).
-func (w *ChangesWriter) Reset() error {
-	w.s.index = map[uint32]int64{}
-	w.s.size = 0
-	return w.s.f.Truncate(0)
-}
-
-// Add records one page.
-func (w *ChangesWriter) Add(pgno uint32, page []byte) error { return w.s.append(pgno, page) }
-
-// Pages is the number of distinct pages written.
-func (w *ChangesWriter) Pages() int { return w.s.len() }
-
-// Close closes the file.
-func (w *ChangesWriter) Close() error { return w.s.close() }
 
 // The replay journal holds the local change log while a pull peels it off
 // the database: a header, then one entry per change, each entry framed as

@@ -62,13 +62,16 @@ func TestPageStore(t *testing.T) {
 		t.Fatal("a corrupt record was accepted")
 	}
 
-	w, err := CreateChanges(fsx.OS, filepath.Join(dir, "db"))
+	a := &dbActor{cfg: Config{FS: fsx.OS}, files: layout.For(filepath.Join(dir, "db"))}
+	w, err := a.startDownload()
 	if err != nil {
 		t.Fatal(err)
 	}
 	w.Add(5, page(1))
 	w.Add(5, page(2)) // a later image of the same page wins
-	w.Close()
+	if err := a.takeDownload(w); err != nil {
+		t.Fatal(err)
+	}
 	ch, err := openPageStore(fsx.OS, layout.For(filepath.Join(dir, "db")).Changes, -1, false)
 	if err != nil {
 		t.Fatal(err)

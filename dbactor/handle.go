@@ -42,6 +42,18 @@ func (h Handle) RecordPush(ctx context.Context, gen, upTo, now int64) error {
 	return err
 }
 
+// Download opens a pull's download and returns its sink (messages.Download).
+func (h Handle) Download(ctx context.Context) (messages.PageSink, error) {
+	return actors.Ask(ctx, h.ref, &messages.Download{})
+}
+
+// DropDownload removes a download that will not be applied
+// (messages.DropDownload).
+func (h Handle) DropDownload(ctx context.Context, sink messages.PageSink) error {
+	_, err := actors.Ask(ctx, h.ref, &messages.DropDownload{Download: sink})
+	return err
+}
+
 // ApplyPull applies a downloaded pull (messages.ApplyPull).
 func (h Handle) ApplyPull(ctx context.Context, m *messages.ApplyPull) (messages.PullResult, error) {
 	return actors.Ask(ctx, h.ref, m)

@@ -10,7 +10,7 @@
 //	metaactor  the <db>-info file             GetMeta, UpdateMeta
 //	netactor   the HTTP client and counters   PullUpdates, Pipeline, NetStats
 //	dbactor    the writer connection and the  OpenDB, Tx, PendingChanges,
-//	           database's files               ApplyPull, Checkpoint, DBStats, ...
+//	           database's files               Download, ApplyPull, Checkpoint, ...
 //	syncactor  the sync workflows             Pull, Push, Bootstrap, ...
 //	pageactor  a partial replica's pages      no messages: methods of its shared
 //	                                          Pages object (LazyPages; see pageactor)
@@ -206,15 +206,42 @@ type Pending struct {
 	Recorded bool
 }
 
-// ApplyPull applies a downloaded pull (pages in the file at ChangesPath, see
-// dbactor.ChangesFile) on top of the synced base and rebases the local
+// Download opens a pull's download, empty, and hands out the sink its
+// response is streamed into. The database actor owns the file behind it
+// (<db>-changes): ApplyPull closes, applies and removes it; DropDownload
+// (a download that failed) closes and removes it; so do the next Download
+// (it replaces an earlier one), the actor's open and its stop. A sink the
+// actor closed refuses writes.
+type Download struct {
+	actors.Request[PageSink]
+}
+
+// PageSink takes a streamed download page by page. Its methods may run on
+// any goroutine (a netactor callback, PullUpdates.OnPage), one at a time,
+// while the database actor goes on with other messages: the sink shares
+// none of the actor's state.
+type PageSink interface {
+	Reset() error // a retried request starts over
+	Add(pgno uint32, page []byte) error
+	Pages() int // distinct pages so far
+}
+
+// DropDownload closes and removes a download that will not be applied (its
+// request failed); a sink already applied or replaced is left alone.
+type DropDownload struct {
+	actors.Request[struct{}]
+	Download PageSink
+}
+
+// ApplyPull applies a downloaded pull (the pages in Download, a sink the
+// same actor handed out) on top of the synced base and rebases the local
 // changes over it, atomically for readers and crash-safely.
 type ApplyPull struct {
 	actors.Request[PullResult]
-	Revision    string
-	DBSize      uint32
-	ChangesPath string
-	Tables      bool // report the changed tables
+	Revision string
+	DBSize   uint32
+	Download PageSink
+	Tables   bool // report the changed tables
 }
 
 // Checkpoint moves the WAL into the database file, keeping the synced base

@@ -58,10 +58,19 @@ func (s *syncActor) pullOnce(ctx context.Context, p *messages.Pull) (messages.Pu
 		req.LongPollTimeoutMs = uint32(longPoll.Milliseconds())
 	}
 	failpoint.Hit("pull.start", s.cfg.Path)
-	w, err := dbactor.CreateChanges(s.cfg.FS, s.cfg.Path)
+	// The download is the database actor's file: it hands out the sink and
+	// removes the file when it applies it; a download not applied is
+	// dropped here at once, so that its space goes back.
+	w, err := s.cfg.DB.Download(ctx)
 	if err != nil {
 		return res, err
 	}
+	applied := false
+	defer func() {
+		if !applied {
+			s.cfg.DB.DropDownload(context.WithoutCancel(ctx), w)
+		}
+	}()
 	reqCtx, answered, release := wakeable(ctx, p.Wake)
 	defer release()
 	info, err := s.cfg.Net.PullUpdates(reqCtx, &messages.PullUpdates{
@@ -77,18 +86,11 @@ func (s *syncActor) pullOnce(ctx context.Context, p *messages.Pull) (messages.Pu
 			return w.Add(pgno, data)
 		},
 	})
-	cerr := w.Close()
-	// The download is needed only until the database actor applied it (or
-	// failed to): its space goes back at once.
-	defer s.cfg.FS.Remove(s.files.Changes)
 	if err != nil {
 		if errors.Is(context.Cause(reqCtx), messages.ErrWoken) {
 			return res, messages.ErrWoken
 		}
 		return res, err
-	}
-	if cerr != nil {
-		return res, cerr
 	}
 	hdr := info.Header
 	if hdr.DbSize > 1<<31 {
@@ -101,10 +103,13 @@ func (s *syncActor) pullOnce(ctx context.Context, p *messages.Pull) (messages.Pu
 		}
 	}
 	// Even an empty pull goes to the database actor: it checks that nobody
-	// else wrote to the files.
-	return s.cfg.DB.ApplyPull(ctx, &messages.ApplyPull{
-		Revision: hdr.ServerRevision, DBSize: uint32(hdr.DbSize), ChangesPath: s.files.Changes, Tables: p.Tables,
+	// else wrote to the files. It closes and removes the download, applied
+	// or not; only an Ask that may not have reached it drops it again.
+	res, err = s.cfg.DB.ApplyPull(ctx, &messages.ApplyPull{
+		Revision: hdr.ServerRevision, DBSize: uint32(hdr.DbSize), Download: w, Tables: p.Tables,
 	})
+	applied = err == nil
+	return res, err
 }
 
 // wakeable returns the context for a pull request that a value from wake
