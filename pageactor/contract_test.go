@@ -235,7 +235,7 @@ func newReplica(t *testing.T, url string, snap *snapshot, present []uint32, cfg 
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := pageactor.InitLog(fsx.OS, r.path, roaring.BitmapOf(present...)); err != nil {
+	if err := pageactor.Create(fsx.OS, layout.For(r.path), roaring.BitmapOf(present...)); err != nil {
 		t.Fatal(err)
 	}
 	cfg.Path, cfg.Revision, cfg.DBSize = r.path, snap.rev, snap.dbSize

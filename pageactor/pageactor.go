@@ -50,6 +50,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -114,6 +115,7 @@ type Pages struct {
 	logMu   sync.Mutex
 	log     fsx.File
 	logSize int64
+	claim   string // the log's absolute path while this Pages is its writer (claimLog); under logMu
 
 	zeroMu sync.RWMutex
 	zero   *roaring.Bitmap // pages the writer may read as zeros (a pull's T1)
@@ -178,13 +180,19 @@ func Open(cfg Config) (*Pages, error) {
 		return nil, fmt.Errorf("segment size %d is not a multiple of %d", cfg.SegmentSize, PageSize)
 	}
 	p := &Pages{cfg: cfg, segment: uint32(cfg.SegmentSize / PageSize), present: make([]atomic.Uint64, cfg.DBSize/64+1)}
+	abs, err := claimLog(layout.For(cfg.Path).Present)
+	if err != nil {
+		return nil, err
+	}
+	p.claim = abs
 	f, err := shimvfs.OpenFile(cfg.Path)
 	if err != nil {
+		p.Close()
 		return nil, err
 	}
 	p.file = f
 	if err := p.loadLog(); err != nil {
-		f.Close()
+		p.Close()
 		return nil, err
 	}
 	a := &pageActor{p: p, inflight: map[uint32][]*fetchPage{}}
@@ -212,6 +220,10 @@ func (p *Pages) Close() error {
 	if p.file != nil {
 		errs = append(errs, p.file.Close())
 		p.file = nil
+	}
+	if p.claim != "" {
+		releaseLog(p.claim)
+		p.claim = ""
 	}
 	return errors.Join(errs...)
 }
@@ -380,12 +392,54 @@ const recordSize = 12
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
-// InitLog writes the presence log of a new partial replica (bootstrap).
+// ErrLogInUse reports a presence log that a Pages of this process has
+// open, which Create would replace or a second Open would append to: the
+// log has one writer, the Pages that opened it (its appends go to the file
+// it opened, at the size it knows).
+var ErrLogInUse = errors.New("the presence log is open")
+
+// openLogs are the presence logs this process's Pages have open, by
+// absolute path.
+var openLogs = struct {
+	sync.Mutex
+	m map[string]bool
+}{m: map[string]bool{}}
+
+// claimLog makes path's log this caller's until releaseLog.
+func claimLog(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	openLogs.Lock()
+	defer openLogs.Unlock()
+	if openLogs.m[abs] {
+		return "", fmt.Errorf("%s: %w", path, ErrLogInUse)
+	}
+	openLogs.m[abs] = true
+	return abs, nil
+}
+
+func releaseLog(abs string) {
+	openLogs.Lock()
+	defer openLogs.Unlock()
+	delete(openLogs.m, abs)
+}
+
+// Create writes the presence log of a new partial replica, present being
+// the pages its bootstrap wrote into the file (which must be durable
+// already): the one way the log comes to be, besides Open's empty one.
+// It fails with ErrLogInUse while a Pages has the log open.
 // For syncdb's own packages; no compatibility promise.
-func InitLog(fs fsx.FS, dbPath string, pages *roaring.Bitmap) error {
+func Create(fs fsx.FS, files layout.Files, present *roaring.Bitmap) error {
+	abs, err := claimLog(files.Present)
+	if err != nil {
+		return err
+	}
+	defer releaseLog(abs)
 	var buf []byte
-	appendRuns(&buf, pages.ToArray())
-	return fsx.WriteFileAtomic(fs, layout.For(dbPath).Present, buf)
+	appendRuns(&buf, present.ToArray())
+	return fsx.WriteFileAtomic(fs, files.Present, buf)
 }
 
 func appendRuns(buf *[]byte, pages []uint32) {
@@ -402,14 +456,24 @@ func appendRuns(buf *[]byte, pages []uint32) {
 	}
 }
 
-// LoadPresence reads the presence log of a closed partial replica (for
-// checks and tools).
+// LoadPresence reads the presence log of a partial replica (for checks
+// and tools; ReadStats reads one another process may have open). It only
+// reads: a torn tail is left for the log's writer to cut, and a missing
+// log is no pages.
 func LoadPresence(fs fsx.FS, dbPath string, dbSize uint32) (*roaring.Bitmap, error) {
 	p := &Pages{cfg: Config{FS: fs, Path: dbPath, DBSize: dbSize}, present: make([]atomic.Uint64, dbSize/64+1)}
-	if err := p.loadLog(); err != nil {
+	f, err := fs.OpenFile(layout.For(dbPath).Present, os.O_RDONLY, 0)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return roaring.New(), nil
+	case err != nil:
 		return nil, err
 	}
-	p.log.Close()
+	_, err = p.readLog(f)
+	f.Close()
+	if err != nil {
+		return nil, err
+	}
 	bm := roaring.New()
 	for pg := uint32(1); pg <= dbSize; pg++ {
 		if p.has(pg) {
@@ -419,15 +483,37 @@ func LoadPresence(fs fsx.FS, dbPath string, dbSize uint32) (*roaring.Bitmap, err
 	return bm, nil
 }
 
+// loadLog opens the presence log for Pages' appends (creating it empty if
+// there is none) and loads it; it cuts a torn tail.
 func (p *Pages) loadLog() error {
 	f, err := p.cfg.FS.OpenFile(layout.For(p.cfg.Path).Present, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return err
 	}
-	data, err := io.ReadAll(io.NewSectionReader(f, 0, 1<<40))
+	valid, err := p.readLog(f)
 	if err != nil {
 		f.Close()
 		return err
+	}
+	if st, err := f.Stat(); err != nil || st.Size() > valid {
+		if err == nil {
+			err = f.Truncate(valid)
+		}
+		if err != nil {
+			f.Close()
+			return err
+		}
+	}
+	p.log, p.logSize = f, valid
+	return nil
+}
+
+// readLog sets the pages f's records name and returns the length of its
+// whole records.
+func (p *Pages) readLog(f fsx.File) (int64, error) {
+	data, err := io.ReadAll(io.NewSectionReader(f, 0, 1<<40))
+	if err != nil {
+		return 0, err
 	}
 	valid := 0
 	for ; valid+recordSize <= len(data); valid += recordSize {
@@ -440,14 +526,7 @@ func (p *Pages) loadLog() error {
 			p.set(pg)
 		}
 	}
-	if valid < len(data) {
-		if err := f.Truncate(int64(valid)); err != nil {
-			f.Close()
-			return err
-		}
-	}
-	p.log, p.logSize = f, int64(valid)
-	return nil
+	return int64(valid), nil
 }
 
 // record appends pages to the presence log and syncs it. The pages' data

@@ -385,7 +385,9 @@ func (s *syncActor) bootstrapPartial(ctx context.Context, p *messages.PartialBoo
 	if err := errors.Join(f.Sync(), f.Close()); err != nil {
 		return err
 	}
-	if err := pageactor.InitLog(s.cfg.FS, s.cfg.Path, present); err != nil {
+	// The log is pageactor's file: Create writes it (and refuses while a
+	// Pages has it open).
+	if err := pageactor.Create(s.cfg.FS, s.files, present); err != nil {
 		return err
 	}
 	failpoint.Hit("bootstrap.downloaded", s.cfg.Path)
