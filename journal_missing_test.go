@@ -163,7 +163,7 @@ func TestPullJournalMissingNormalReplica(t *testing.T) {
 // A SyncNormal replica's first open after its bootstrap (or of a new
 // local database) creates the local tables; a power loss after that open
 // must not leave a database without them and -info no longer Fresh, which
-// is what a pull's T1 leaves (missingJournal would refuse it).
+// is what a pull's T1 leaves (planMissingJournal would refuse it).
 func TestPullJournalMissingSyncNormalBootstrap(t *testing.T) {
 	for _, local := range []bool{false, true} {
 		t.Run(map[bool]string{false: "bootstrap", true: "local"}[local], func(t *testing.T) { syncNormalFirstOpenLost(t, local) })

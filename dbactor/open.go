@@ -576,7 +576,7 @@ func (a *dbActor) dropBootstrapped(ctx context.Context) error {
 	// The local tables are created in the same durable transaction, even
 	// under SyncNormal: once -info no longer says Fresh, a database
 	// without _syncdb_local is one a pull's T1 made the server's
-	// (missingJournal), never a first open whose creation a power loss
+	// (planMissingJournal), never a first open whose creation a power loss
 	// took back.
 	err := a.durable(ctx, func() error {
 		if _, err := a.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {

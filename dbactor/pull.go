@@ -441,198 +441,138 @@ func (a *dbActor) abandonPull(ctx context.Context) error {
 	return nil
 }
 
-// pendingPull reads the pull an interrupted ApplyPull left to finish: the
-// one the replay journal records, unless -info's Pulled says it was
-// finished (or, from older versions, the one -info records). nil if none.
-//
-// The journal stays after a pull (the next one rewrites it in place), so
-// Pulled is what tells a finished pull's journal. This runs before
-// reconcileBase (open.go: a database between T1 and T2 is the server's), so
-// when a power loss took -info's deferred write, Pulled is older and a
-// finished pull's journal is taken as pending: recoverPull then finds its
-// T1 and T2 in the WAL, skips the replay and records the same base T2 did
-// (a checkpoint writes -info, Pulled included, before it empties the WAL).
-//
-// A journal that is not whole (errTornJournal) is no pending pull if its
-// pull never reached T1: a crash interrupted its rewrite, and T1 runs only
-// once the journal is fsynced (whatever the file held before was a
-// finished pull's: a pull rewrites it only once nothing is pending). But
-// one found so after T1 committed (damage) held the only copy of the local
-// changes: that is ErrCorruptJournal, the journal left alone (see
-// damagedJournal); so is no journal at all after a T1 (missingJournal). A
-// newer release's journal is no pending pull once its pull is finished
-// (newerJournal).
+// pendingPull reads the pull an interrupted ApplyPull left to finish, nil
+// if none: planPending decides (recoverplan.go), learn reads what it asks
+// for.
 func (a *dbActor) pendingPull(ctx context.Context) (*messages.PendingPull, error) {
-	if p := a.meta.SyncDB.Pull; p != nil {
-		return p, nil
-	}
-	path := a.files.Replay
-	hdr, err := readJournalHeader(a.cfg.FS, path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, a.missingJournal(ctx, path)
-	}
-	if errors.Is(err, errTornJournal) {
-		return nil, a.damagedJournal(ctx, path, false, err)
-	}
-	if errors.Is(err, errNewerJournal) {
-		return nil, a.newerJournal(ctx, hdr, err)
-	}
+	f := a.recoveryFacts()
+	s, err := decide(f, planPending, a.learner(ctx))
 	if err != nil {
 		return nil, err
 	}
-	if p, done := hdr.Pull, a.meta.SyncDB.Pulled; p == nil || done != nil && *done == p.Before {
-		return nil, nil // a rebuild's journal, or one a finished pull left behind
+	switch s.Action {
+	case actPending:
+		return s.Pull, nil
+	case actRefuse:
+		return nil, a.refusal(s.Refusal, f)
 	}
-	// Its header is whole; the rest must be too (readJournal checks).
-	if _, _, _, err := readJournal(a.cfg.FS, path); errors.Is(err, errTornJournal) {
-		t1, t2, perr := a.pullProgress(hdr.Pull.Before)
-		if perr != nil || t2 {
-			// T2 holds the changes: recoverPull needs only the header.
-			return hdr.Pull, perr
-		}
-		return nil, a.damagedJournal(ctx, path, t1 != nil, err)
-	} else if err != nil {
-		return nil, err
-	}
-	return hdr.Pull, nil
+	return nil, nil
 }
 
-// damagedJournal decides what a journal that is not whole (torn, an error
-// wrapping errTornJournal) means: nil (no pending pull) if the pull it was
-// written for cannot have reached T1, else ErrCorruptJournal. ranT1: the
-// header is whole and the WAL holds that pull's T1 (as recoverPull reads
-// it). Otherwise the database tells: the replica's own always has
-// _syncdb_local (every open creates it, before any pull can run), the
-// server's pages that a T1 wrote have none
-// (unless a remote writer planted one: not told apart here), which also
-// covers a WAL that no longer holds the pull's generation (a detached
-// replica's, checkpointed by another program). A fresh bootstrap's
-// database, the server's too, has had no pull.
-func (a *dbActor) damagedJournal(ctx context.Context, path string, ranT1 bool, torn error) error {
-	if ranT1 {
-		return corruptJournal(path, torn)
+// recoveryFacts is what recovery knows without reading the files.
+func (a *dbActor) recoveryFacts() *recoveryFacts {
+	m := &a.meta
+	f := &recoveryFacts{
+		InfoPull:      m.SyncDB.Pull,
+		Pulled:        m.SyncDB.Pulled,
+		BaseWAL:       m.SyncDB.Base.WAL,
+		Fresh:         m.SyncDB.Fresh,
+		Created:       a.created,
+		Writer:        a.conn != nil,
+		Detached:      a.detached != nil,
+		Checkpointing: m.SyncDB.Checkpointing,
+		Stamped:       m.SyncDB.DBFile != nil,
 	}
-	if a.meta.SyncDB.Fresh {
-		return nil
+	if r := m.SyncedRevision; r != nil {
+		f.SyncedFrom = r.Revision
 	}
-	if a.conn == nil {
-		return fmt.Errorf("journal %s is not whole, and the database cannot be read to tell whether its pull began: %w", path, ErrNoWriter)
-	}
-	ok, err := tableExists(ctx, a.conn, "_syncdb_local")
-	if err != nil || ok {
-		return err
-	}
-	return corruptJournal(path, torn)
+	c := m.SavedConfiguration
+	f.Server = m.SyncedRevision != nil || c != nil && c.RemoteURL != nil && *c.RemoteURL != ""
+	return f
 }
 
-// newerJournal decides what a journal of a newer format (errNewerJournal,
-// hdr as far as it decodes) means: nil if its pull is finished or it
-// records none, else an error that says to open the replica with the newer
-// release. A finished pull's journal stays in place (the next pull
-// rewrites it), so refusing every newer journal would keep this release
-// from ever opening a replica a newer one pulled into: whether the pull is
-// finished is told from what this release reads, -info's Pulled or T2's
-// record in the database (the one a newer release's T2 writes as this
-// one's does; a server's pages cannot name the pull, see recordsPull),
-// and reconcileBase takes that record if a power loss took -info's. A
-// pending one is left to the release that wrote it: only it can read the
-// changes, and even one whose T1 never committed is not abandoned here
-// (its semantics are that release's).
-func (a *dbActor) newerJournal(ctx context.Context, hdr journalHeader, newer error) error {
-	p := hdr.Pull
-	if p == nil && !errors.Is(newer, errUndecodedHeader) {
-		return nil // a rebuild's journal: no pull
-	}
-	if p != nil {
-		if done := a.meta.SyncDB.Pulled; done != nil && *done == p.Before {
-			return nil
-		}
-		if a.conn != nil {
-			done, err := a.recordsPull(ctx, p.Before)
+// learner reads from the files the fact a recovery step asks for.
+func (a *dbActor) learner(ctx context.Context) func(*recoveryFacts, recoveryStep) error {
+	return func(f *recoveryFacts, s recoveryStep) error {
+		switch s.Need {
+		case needJournal:
+			hdr, err := readJournalHeader(a.cfg.FS, a.files.Replay)
+			f.JournalPull = hdr.Pull
+			switch {
+			case errors.Is(err, os.ErrNotExist):
+				f.Journal = journalMissing
+			case errors.Is(err, errTornJournal):
+				f.Journal, f.tornErr = journalTorn, err
+			case errors.Is(err, errUndecodedHeader):
+				f.Journal, f.newerErr = journalUndecoded, err
+			case errors.Is(err, errNewerJournal):
+				f.Journal, f.newerErr = journalNewer, err
+			case err != nil:
+				return err
+			default:
+				f.Journal = journalWhole
+			}
+		case needBody:
+			_, _, _, err := readJournal(a.cfg.FS, a.files.Replay)
+			if errors.Is(err, errTornJournal) {
+				f.BodyTorn, f.tornErr = true, err
+			} else if err != nil {
+				return err
+			}
+		case needProgress:
+			t1, t2, err := a.pullProgress(s.Before)
 			if err != nil {
 				return err
 			}
-			if done {
-				return nil
+			f.T1, f.T2 = t1, t2
+		case needLocalTables:
+			ok, err := tableExists(ctx, a.conn, "_syncdb_local")
+			if err != nil {
+				return err
 			}
+			f.LocalTables = ok
+		case needRecordsPull:
+			done, err := a.recordsPull(ctx, s.Before)
+			if err != nil {
+				return err
+			}
+			f.RecordsPull = done
+		case needBaseInWAL:
+			if err := a.openWAL(); err != nil {
+				return err
+			}
+			if _, err := walIndex(a.walFile, a.meta.SyncDB.Base); errors.Is(err, ErrExternalModification) {
+				f.BaseLost, f.baseErr = true, err
+			} else if err != nil {
+				return err
+			}
+		case needWALEnd:
+			end, err := a.walState(a.meta.SyncDB.Base.WAL)
+			if err != nil {
+				return err
+			}
+			f.WALEnd = end
+		default:
+			return fmt.Errorf("dbactor: recovery asked for an unknown fact %v", s.Need)
 		}
-	}
-	return fmt.Errorf("%w: %w: the replica was opened by a newer release of syncdb with a pull in progress, which this release cannot finish. Nothing was changed. "+
-		"Open the replica with that release (or a later one) to finish the pull; this release opens it again afterwards", ErrNewerJournal, newer)
-}
-
-// missingJournal decides what no journal at all means: nil (no pull
-// pending) unless the database shows that a pull's T1 committed, and the
-// only copy of the unpushed changes went with the file (deleted by hand,
-// or a backup restored without it): then ErrCorruptJournal. The WAL
-// cannot tell without the journal's Before; the database does as in
-// damagedJournal: the replica's own always has _syncdb_local (created
-// durably before -info drops Fresh, dropBootstrapped), the server's pages
-// a T1 wrote have none. Every other state has the table: before any
-// pull (Fresh, or the first open created it), an abandoned pull (T1 never
-// ran), after T2 (it creates the table again), a rebuilt replica (opened
-// fresh, then its import journal removed), a database this open creates
-// (a local one, whose -info says Fresh too until then: Open).
-//
-// A database without the table is not always a T1's, though: its WAL may
-// have lost the frames that created it (a backup restored without its
-// -wal; an earlier release's first open killed before they committed, or
-// under SyncNormal a power loss after it, which that release recreated).
-// A WAL that lost the base's frames is an outside modification, the
-// verdict loadBase would give: the replica opens read only, as any other
-// (Config.Recover). And with the database file as syncdb left it (its
-// stamp checked at open: nobody checkpointed into it since), a T1 would
-// be a commit in the WAL after the base's W, where the pull's Before is;
-// none there: no pull ran T1, and the open creates the tables. Without a
-// stamp (a partial replica; a local database never checkpointed) another
-// program's checkpoint could have moved a T1 into the file: refused.
-func (a *dbActor) missingJournal(ctx context.Context, path string) error {
-	if a.meta.SyncDB.Fresh || a.created {
 		return nil
 	}
-	if a.conn == nil {
+}
+
+// refusal is the error of a recovery that refuses to go on: what is
+// wrong and what the user can do.
+func (a *dbActor) refusal(r refusal, f *recoveryFacts) error {
+	path := a.files.Replay
+	switch r {
+	case refuseNoWriter:
+		return ErrNoWriter
+	case refuseTornNoWriter:
+		return fmt.Errorf("journal %s is not whole, and the database cannot be read to tell whether its pull began: %w", path, ErrNoWriter)
+	case refuseMissingNoWriter:
 		return fmt.Errorf("journal %s is missing, and the database cannot be read to tell whether a pull began: %w", path, ErrNoWriter)
-	}
-	ok, err := tableExists(ctx, a.conn, "_syncdb_local")
-	if err != nil || ok {
-		return err
-	}
-	if a.detached != nil {
-		// A rebuild (Config.Recover) reads the local state from the
-		// journal or the database: here from neither.
+	case refuseTorn:
+		return corruptJournal(path, f.tornErr)
+	case refuseNewer:
+		return fmt.Errorf("%w: %w: the replica was opened by a newer release of syncdb with a pull in progress, which this release cannot finish. Nothing was changed. "+
+			"Open the replica with that release (or a later one) to finish the pull; this release opens it again afterwards", ErrNewerJournal, f.newerErr)
+	case refuseMissingDetached:
 		return fmt.Errorf("%w: %s is missing, and the database has no local tables (a pull's T1 replaced its content, or its WAL "+
 			"was lost: %w), so the local changes not yet pushed are in neither and cannot be carried over. Nothing was changed. Put back "+
 			"the journal, or the replica's -wal, from the backup they came from and open the replica again; or, to give those changes up, "+
 			"move all of the replica's files aside and open it again to download it from the server", ErrCorruptJournal, path, a.detached)
-	}
-	// Checkpointing: an interrupted checkpoint may have restarted the WAL
-	// the base points into, and the stamp was not checked; neither test
-	// holds until recoverCheckpoint ran.
-	if !a.meta.SyncDB.Checkpointing {
-		b := a.meta.SyncDB.Base
-		if err := a.openWAL(); err != nil {
-			return err
-		}
-		if _, err := walIndex(a.walFile, b); err != nil {
-			if errors.Is(err, ErrExternalModification) {
-				return fmt.Errorf("%w (and the pull journal %s is missing)", err, path)
-			}
-			return err
-		}
-		if a.meta.SyncDB.DBFile != nil {
-			// The valid log's end: in W's generation, or in a later one
-			// SQLite restarted over a copied W, every commit of which
-			// follows the base.
-			end, err := a.walState(b.WAL)
-			if err != nil {
-				return err
-			}
-			if end.Frame == 0 || end.Salt1 == b.WAL.Salt1 && end.Salt2 == b.WAL.Salt2 && end.Frame <= b.WAL.Frame {
-				return nil
-			}
-		}
-	}
-	if c := a.meta.SavedConfiguration; a.meta.SyncedRevision == nil && (c == nil || c.RemoteURL == nil || *c.RemoteURL == "") {
+	case refuseMissingBaseLost:
+		return fmt.Errorf("%w (and the pull journal %s is missing)", f.baseErr, path)
+	case refuseMissingNoServer:
 		// No server on record: the advice to download it makes no sense.
 		return fmt.Errorf("%w: %s is missing and the database has no local tables, but no server is on record: most likely its WAL "+
 			"lost the frames that created them (a backup restored without its -wal, or an earlier release's first open killed or "+
@@ -640,12 +580,14 @@ func (a *dbActor) missingJournal(ctx context.Context, path string) error {
 			"replica's files, its -wal included, from a backup and open it again, or move them aside to start a new database "+
 			"(this one never synced); if it did pull from a server, put %s back instead",
 			ErrCorruptJournal, path, path)
+	case refuseMissing:
+		return fmt.Errorf("%w: %s is missing (deleted, or a backup restored without it), and the database shows that an interrupted pull "+
+			"had already replaced its content with the server's: that file held the only copy of the local changes not yet pushed. "+
+			"Nothing was changed. Put %s back from a backup of the replica's files and open it again; or, to give those changes up, "+
+			"move all of the replica's files aside and open it again to download it from the server",
+			ErrCorruptJournal, path, path)
 	}
-	return fmt.Errorf("%w: %s is missing (deleted, or a backup restored without it), and the database shows that an interrupted pull "+
-		"had already replaced its content with the server's: that file held the only copy of the local changes not yet pushed. "+
-		"Nothing was changed. Put %s back from a backup of the replica's files and open it again; or, to give those changes up, "+
-		"move all of the replica's files aside and open it again to download it from the server",
-		ErrCorruptJournal, path, path)
+	return fmt.Errorf("dbactor: unknown recovery refusal %d", r)
 }
 
 // corruptJournal is the error of a journal that is not whole after its
@@ -709,68 +651,43 @@ func (a *dbActor) pullProgress(before walfile.Position) (t1 *walfile.Position, t
 // errScanDone stops a walfile scan that has read what it needed.
 var errScanDone = errors.New("scan done")
 
-// recoverPull finishes the pending pull (a.pull): abandons it if T1 did
-// not commit, else runs T2 if needed and makes the new base current.
+// recoverPull finishes the pending pull (a.pull) as planRecover decides
+// (recoverplan.go): abandons it if T1 did not commit, else runs T2 if
+// needed and makes the new base current.
 func (a *dbActor) recoverPull(ctx context.Context) error {
-	p := a.pull
-	if p == nil {
-		a.pending = false
-		return nil
-	}
-	if a.conn == nil { // writeBase could not reopen it
-		return ErrNoWriter
-	}
-	t1, t2, err := a.pullProgress(p.Before)
+	p, f := a.pull, a.recoveryFacts()
+	s, err := decide(f, func(f *recoveryFacts) recoveryStep { return planRecover(f, p) }, a.learner(ctx))
 	if err != nil {
 		return err
 	}
-	if t1 == nil {
+	switch s.Action {
+	case actNone:
+		a.pending = false
+		return nil
+	case actRefuse:
+		return a.refusal(s.Refusal, f)
+	case actAbandon:
 		return a.abandonPull(ctx)
 	}
-	// The new base. Its revert store is empty: T1 wrote the base image of
-	// every page it holds (loadBase cuts the file to the recorded length),
-	// and page 1's true header is recorded with the base. A pull of an
-	// older version saved page 1 in -revert.next instead.
-	page1 := p.Page1
-	if p.NextRevertLen > 0 {
-		page1 = nil
-	}
-	rec := syncedBase{
-		Revision: p.Revision,
-		Base:     messages.Base{DBSize: p.DBSize, WAL: *t1, RevertLen: p.NextRevertLen, Page1: page1},
-		Pulled:   p.Before,
-		PullTime: a.now().Unix(),
-	}
-	// An older version's -revert.next (page 1's base image) becomes the
-	// revert store before T2 can record the new base: once that record
-	// is durable, an open takes the pull for finished and would never
-	// rename. Nothing reads the old -revert once T1 committed. It is
+	rec := s.Record
+	rec.PullTime = a.now().Unix()
+	// Nothing reads the old -revert once T1 committed. -revert.next is
 	// renamed only if still there: the older version (at its
 	// pull.renamed) or an interrupted recovery may have done it.
-	if p.NextRevertLen > 0 {
+	if s.TakeRevertNext {
 		if err := a.takeRevertNext(); err != nil {
 			return err
 		}
 	}
-	ranT2 := false
-	if !t2 {
-		from := p.From
-		if r := a.meta.SyncedRevision; from == "" && r != nil {
-			from = r.Revision
-		}
-		if err := a.replay(ctx, p.Revision, from, &rec); err != nil {
+	if s.Replay {
+		if err := a.replay(ctx, p.Revision, s.From, &rec); err != nil {
 			return fmt.Errorf("replay local changes: %w", err)
 		}
-		ranT2 = true
 		failpoint.Hit("pull.t2", a.cfg.Path)
 	}
-	// Step 4: -info learns the new base. T2 recorded it in the database
-	// (durably: the pull runs synchronous=FULL), so -info is not written
-	// now (deferred): the next write of -info (a checkpoint, a clean
-	// close, an open) carries it, and an open after a crash takes it from
-	// the database if -info is older (reconcileBase). A T2 of an older
-	// version recorded nothing: then -info is written here.
-	if err := a.updateMetaMaybeDeferred(ctx, rec.apply, ranT2); err != nil {
+	// Step 4: -info learns the new base (deferred after T2: see
+	// planRecover).
+	if err := a.updateMetaMaybeDeferred(ctx, rec.apply, s.Deferred); err != nil {
 		return err
 	}
 	a.pull, a.pending = nil, false
