@@ -831,13 +831,20 @@ func tableExists(ctx context.Context, q interface {
 // come back from the journal, new ones are added, all in this transaction.
 //
 // A pull's T2 also records the new base (rec; nil for a rebuild's import).
+// planReplay (replayplan.go) decides which changes replay and what T2
+// records; this runs it, and the conflict rules as each change applies.
 func (a *dbActor) replay(ctx context.Context, revision, base string, rec *syncedBase) error {
 	hdr, entries, carried, err := readJournal(a.cfg.FS, a.files.Replay)
 	if err != nil {
 		return err
 	}
-	floor, cloned, err := a.replayFloor(ctx, hdr, entries)
+	marks, err := a.serverMarks(ctx)
 	if err != nil {
+		return err
+	}
+	plan, err := planReplay(hdr, entries, marks, a.ignored, revision, rec)
+	if err != nil {
+		a.cap.nextID = 0 // as a failed T2 leaves it
 		return err
 	}
 	if _, err := a.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
@@ -858,23 +865,14 @@ func (a *dbActor) replay(ctx context.Context, revision, base string, rec *synced
 			}
 		}
 		a.cap.nextID = 1
+		// Which conflicts a change meets is decided as it applies
+		// (replayer.apply: precondition on the row as the changes before
+		// it left it), so that part is no plan made ahead.
 		rp := a.newReplayer(revision, base)
-		var replayed []change.Change
-		for _, e := range entries {
-			c, err := change.Decode(e.Record)
-			if err != nil {
-				return fmt.Errorf("journal change %d: %w", e.ID, err)
-			}
-			// Changes at or below the floor are in the pulled pages, except
-			// those of local-only tables, which the server never gets.
-			if e.ID <= floor && !a.ignored[c.Table] {
-				continue
-			}
-			c.ID, c.Txn = e.ID, e.Txn
+		for _, c := range plan.Changes {
 			rp.reserve(c)
-			replayed = append(replayed, c)
 		}
-		for _, c := range replayed {
+		for _, c := range plan.Changes {
 			if err := rp.apply(ctx, c); err != nil {
 				return err
 			}
@@ -890,29 +888,8 @@ func (a *dbActor) replay(ctx context.Context, revision, base string, rec *synced
 				return err
 			}
 		}
-		if _, err := a.conn.ExecContext(ctx, `INSERT OR REPLACE INTO _syncdb_local(key, value) VALUES
-			('pull_gen', ?), ('applied_revision', ?)`, hdr.PullGen+1, revision); err != nil {
-			return err
-		}
-		if rec != nil {
-			js, err := json.Marshal(rec)
-			if err != nil {
-				return err
-			}
-			if _, err := a.conn.ExecContext(ctx, "INSERT OR REPLACE INTO _syncdb_local(key, value) VALUES('synced_base', ?)", string(js)); err != nil {
-				return err
-			}
-		}
-		if hdr.PushTime > 0 {
-			if _, err := a.conn.ExecContext(ctx, "INSERT OR REPLACE INTO _syncdb_local(key, value) VALUES('push_time', ?)", hdr.PushTime); err != nil {
-				return err
-			}
-		}
-		if cloned == "" {
-			cloned = hdr.Cloned
-		}
-		if cloned != "" {
-			if _, err := a.conn.ExecContext(ctx, "INSERT OR REPLACE INTO _syncdb_local(key, value) VALUES('cloned', ?)", cloned); err != nil {
+		for _, r := range plan.Local {
+			if _, err := a.conn.ExecContext(ctx, "INSERT OR REPLACE INTO _syncdb_local(key, value) VALUES(?, ?)", r.Key, r.Value); err != nil {
 				return err
 			}
 		}
@@ -999,32 +976,17 @@ func (a *dbActor) replayOne(ctx context.Context, c change.Change) error {
 	return nil
 }
 
-// replayFloor decides which journaled changes the server already has,
-// from this client's rows of turso_sync_last_change_id in the pulled pages:
-// its mark, if the push chain there is this replica's own. If it is not
-// (the server holds changes under this id that this replica did not make:
-// it is a copy of another one), the floor is the last change this replica
-// knows it pushed, so that it keeps every later one, and why is set.
-func (a *dbActor) replayFloor(ctx context.Context, hdr journalHeader, entries []journalEntry) (floor int64, why string, err error) {
+// serverMarks reads this client's rows of turso_sync_last_change_id in
+// the pulled pages (nil if the table or the mark is not there).
+func (a *dbActor) serverMarks(ctx context.Context) (*serverMarks, error) {
 	if ok, err := tableExists(ctx, a.conn, "turso_sync_last_change_id"); err != nil || !ok {
-		return 0, "", err
+		return nil, err
 	}
-	id := a.meta.ClientUniqueID
-	mark, chain, err := readMarks(ctx, a.conn, id)
-	if err != nil || mark == nil {
-		return 0, "", err
+	m, chain, err := readMarks(ctx, a.conn, a.meta.ClientUniqueID)
+	if err != nil || m == nil {
+		return nil, err
 	}
-	known := max(hdr.Chain.ID, hdr.Pushed) // trimmed, or recorded: confirmed by a push
-	if why = clonedWhy(hdr.PullGen, hdr.Chain, entries, max(known, hdr.Sent), *mark, chain); why != "" {
-		return known, why, nil
-	}
-	if mark.Gen != hdr.PullGen {
-		return 0, "", nil
-	}
-	if mutation.replayPushed {
-		return known, "", nil
-	}
-	return mark.ID, "", nil
+	return &serverMarks{Mark: *m, Chain: chain}, nil
 }
 
 // mark is one row of turso_sync_last_change_id.
