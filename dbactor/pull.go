@@ -22,7 +22,9 @@ import (
 	"github.com/syncdb/syncdb/messages"
 )
 
-// applyPull applies the pull in the changes file; see the package doc.
+// applyPull applies the pull in the changes file: the four steps of the
+// package doc, after the peel (peelPull) that plans them. Nothing physical
+// changed: only the synced revision moves.
 func (a *dbActor) applyPull(ctx context.Context, revision string, dbSize uint32, changesPath string) (bool, error) {
 	if err := a.checkForeignWrites(); err != nil {
 		return false, err
@@ -33,73 +35,27 @@ func (a *dbActor) applyPull(ctx context.Context, revision string, dbSize uint32,
 	}
 	defer changes.close()
 	base := a.base.base
-	// Nothing physical changed: the local layer stays valid on the new base.
 	if changes.len() == 0 && dbSize == base.DBSize {
-		err := a.updateMeta(ctx, func(m *messages.Meta) error {
+		// The local layer stays valid on the new base.
+		return false, a.updateMeta(ctx, func(m *messages.Meta) error {
 			m.SyncedRevision = &messages.Revision{Type: "v1", Revision: revision}
 			t := a.now().Unix()
 			m.LastPullUnixTime = &t
 			return nil
 		})
-		return false, err
 	}
-
-	// The local layer: pages written after W, and pages the local database
-	// lost by shrinking below the base.
-	before, err := a.anchorWAL(ctx)
+	before, plan, err := a.peelPull(ctx, base, changes, dbSize)
 	if err != nil {
 		return false, err
-	}
-	dirty, err := a.dirtyPages(ctx)
-	if err != nil {
-		return false, err
-	}
-	for _, pg := range a.base.revert.sortedPages() {
-		dirty[pg] = true
-	}
-	var curSize uint32
-	if err := a.conn.QueryRowContext(ctx, "PRAGMA page_count").Scan(&curSize); err != nil {
-		return false, err
-	}
-	plan, err := planPull(base.DBSize, dirty, changes.sortedPages(), curSize, dbSize)
-	if err != nil {
-		return false, err
-	}
-
-	// Step 1: the journal of local changes, which records the pending
-	// pull: once it is in place, a crash is recovered from it
-	// (recoverPull). It also holds the true header of the new base's page
-	// 1 if T1 writes that page (with a bumped cookie): the rest of the page
-	// is what T1 writes, so the base needs no copy of it in the revert
-	// store (messages.Base.Page1).
-	var page1 []byte // the true page 1 of the new base, if T1 writes page 1
-	switch plan.Page1 {
-	case fromServer:
-		if page1, err = changes.read(nil, 1); err != nil {
-			return false, err
-		}
-	case fromBase:
-		if page1, err = a.base.page(nil, 1); err != nil {
-			return false, err
-		}
 	}
 	pending := &messages.PendingPull{Revision: revision, DBSize: dbSize, Before: before, Page1: base.Page1}
-	if page1 != nil {
-		pending.Page1 = page1Header(page1)
-	}
 	if r := a.meta.SyncedRevision; r != nil {
 		pending.From = r.Revision
 	}
-	if _, err := a.saveJournal(ctx, a.files.Replay, revision, pending); err != nil {
-		// It may be in place all the same (a failed directory sync): the
-		// next request finds no T1 and removes it before anything writes.
-		a.pull, a.pending = pending, true
-		return false, fmt.Errorf("save local changes: %w", err)
+	page1, err := a.journalPull(ctx, pending, plan, changes) // step 1
+	if err != nil {
+		return false, err
 	}
-	failpoint.Hit("pull.journal", a.cfg.Path)
-	a.pull, a.pending = pending, true
-	failpoint.Hit("pull.pending", a.cfg.Path)
-
 	// Step 2: T1. Readers wait at the gate until T2 committed, so that
 	// nobody sees the server's state without the local changes on top.
 	if a.cfg.Gate != nil {
@@ -108,9 +64,10 @@ func (a *dbActor) applyPull(ctx context.Context, revision string, dbSize uint32,
 	}
 	werr := a.writeBase(ctx, plan, changes, page1)
 	failpoint.Hit("pull.t1", a.cfg.Path)
-	// Whatever writeBase reported, the WAL says whether T1 committed (a
-	// failed COMMIT may still have committed): recoverPull abandons the
-	// pull if it did not, and finishes it (T2, new base) if it did.
+	// Steps 3 and 4. Whatever writeBase reported, the WAL says whether T1
+	// committed (a failed COMMIT may still have committed): recoverPull
+	// abandons the pull if it did not, and finishes it (T2, new base) if
+	// it did.
 	if err := a.recoverPull(ctx); err != nil {
 		return true, errors.Join(werr, err)
 	}
@@ -118,6 +75,62 @@ func (a *dbActor) applyPull(ctx context.Context, revision string, dbSize uint32,
 		return false, abandonedPull(werr)
 	}
 	return true, nil
+}
+
+// peelPull finds the local layer a pull peels off (pages written after W,
+// pages the local database lost by shrinking below the base, the revert
+// store's) and the WAL end before T1 (before), and plans T1 (planPull)
+// with the pages the server sent.
+func (a *dbActor) peelPull(ctx context.Context, base messages.Base, changes *pageStore, dbSize uint32) (before walfile.Position, plan pullPlan, err error) {
+	if before, err = a.anchorWAL(ctx); err != nil {
+		return before, plan, err
+	}
+	dirty, err := a.dirtyPages(ctx)
+	if err != nil {
+		return before, plan, err
+	}
+	for _, pg := range a.base.revert.sortedPages() {
+		dirty[pg] = true
+	}
+	var curSize uint32
+	if err := a.conn.QueryRowContext(ctx, "PRAGMA page_count").Scan(&curSize); err != nil {
+		return before, plan, err
+	}
+	plan, err = planPull(base.DBSize, dirty, changes.sortedPages(), curSize, dbSize)
+	return before, plan, err
+}
+
+// journalPull is step 1: the journal of local changes, which records the
+// pending pull: once it is in place, a crash is recovered from it
+// (recoverPull). It also holds the true header of the new base's page 1
+// if T1 writes that page (with a bumped cookie; set in pending.Page1
+// here): the rest of the page is what T1 writes, so the base needs no
+// copy of it in the revert store (messages.Base.Page1). It returns that
+// true page 1 for T1 to write (nil if T1 does not write page 1).
+func (a *dbActor) journalPull(ctx context.Context, pending *messages.PendingPull, plan pullPlan, changes *pageStore) (page1 []byte, err error) {
+	switch plan.Page1 {
+	case fromServer:
+		if page1, err = changes.read(nil, 1); err != nil {
+			return nil, err
+		}
+	case fromBase:
+		if page1, err = a.base.page(nil, 1); err != nil {
+			return nil, err
+		}
+	}
+	if page1 != nil {
+		pending.Page1 = page1Header(page1)
+	}
+	if _, err := a.saveJournal(ctx, a.files.Replay, pending.Revision, pending); err != nil {
+		// It may be in place all the same (a failed directory sync): the
+		// next request finds no T1 and removes it before anything writes.
+		a.pull, a.pending = pending, true
+		return nil, fmt.Errorf("save local changes: %w", err)
+	}
+	failpoint.Hit("pull.journal", a.cfg.Path)
+	a.pull, a.pending = pending, true
+	failpoint.Hit("pull.pending", a.cfg.Path)
+	return page1, nil
 }
 
 // errT1NotInWAL: T1's write reported success, but recovery found no T1 in
