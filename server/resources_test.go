@@ -31,7 +31,7 @@ func bigDatabase(t *testing.T, ts *testServer, mb int) {
 	t.Helper()
 	ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)",
 		fmt.Sprintf(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < %d)
-		INSERT INTO t(id, v) SELECT i, randomblob(3500) FROM n`, mb*1024*1024/4000))
+		INSERT INTO t(id, v) SELECT i, fast_randomblob(3500) FROM n`, mb*1024*1024/4000))
 }
 
 // stalledPost sends a request over a connection with a tiny receive buffer

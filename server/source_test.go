@@ -67,7 +67,7 @@ func TestBootstrapReadsFileAndWAL(t *testing.T) {
 func fillPages(t *testing.T, ts *testServer, from, to int) {
 	t.Helper()
 	ts.exec(t, "", fmt.Sprintf(`WITH RECURSIVE n(i) AS (SELECT %d UNION ALL SELECT i+1 FROM n WHERE i < %d)
-		INSERT INTO t(id, v) SELECT i, randomblob(3500) FROM n`, from, to))
+		INSERT INTO t(id, v) SELECT i, fast_randomblob(3500) FROM n`, from, to))
 }
 
 // Commits made while a bootstrap streams do not reach it, nor does a
