@@ -594,8 +594,8 @@ func (g *errGroup) Wait() error {
 }
 
 // profiledServe is `syncdb serve` (cmd/syncdb/serve.go's settings: the
-// server package, an HTTP server on the address, SIGTERM drains) in a bench
-// worker, so that -profile can take the server's CPU profile.
+// server package served by server.Serve on the address, SIGTERM drains) in
+// a bench worker, so that -profile can take the server's CPU profile.
 func profiledServe(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:0", "")
@@ -616,24 +616,10 @@ func profiledServe(args []string) error {
 		srv.Close()
 		return err
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 30 * time.Second}
 	fmt.Printf("syncdb server listening on http://%s\n", ln.Addr())
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
-	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
-	select {
-	case err = <-served:
-	case <-sig:
-		srv.BeginShutdown()
-		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err = hs.Shutdown(sctx)
-		cancel()
-	}
-	if errors.Is(err, http.ErrServerClosed) {
-		err = nil
-	}
-	return errors.Join(err, srv.Close())
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	return srv.Serve(ctx, ln)
 }
 
 type listFlag []string

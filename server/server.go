@@ -152,6 +152,7 @@ type Server struct {
 	dbs      map[string]*database
 	opening  map[string]chan struct{}
 	shutdown bool
+	served   bool // Serve was called (it serves once)
 
 	// inUse counts the requests holding a database (acquire) and the
 	// databases being opened: Close closes the databases once it is zero.

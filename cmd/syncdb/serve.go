@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -161,9 +160,6 @@ func serve(args []string) error {
 		}
 		return err
 	}
-	// Request bodies and responses have their own deadlines (--io-timeout,
-	// renewed as data moves); a whole-request timeout would cut long polls.
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: *ioTimeout, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	fmt.Printf("syncdb server listening on %s\n", url)
 	if cluster != nil {
 		fmt.Printf("  store: PostgreSQL, node %s\n", cluster.Node())
@@ -173,21 +169,9 @@ func serve(args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
-	select {
-	case err = <-served:
-	case <-ctx.Done():
-		log.Info("shutting down: draining requests")
-		srv.BeginShutdown()
-		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err = hs.Shutdown(sctx)
-		cancel()
-	}
-	if errors.Is(err, http.ErrServerClosed) {
-		err = nil
-	}
-	err = errors.Join(err, srv.Close())
+	// Serve drains the requests in flight on SIGINT or SIGTERM and closes
+	// srv, the HTTP server's timeouts included (see server.Serve).
+	err = srv.Serve(ctx, ln)
 	if cluster != nil {
 		err = errors.Join(err, cluster.Close()) // after the databases: releases their leases
 	}
