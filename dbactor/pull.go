@@ -455,21 +455,31 @@ func (a *dbActor) abandonPull(ctx context.Context) error {
 }
 
 // pendingPull reads the pull an interrupted ApplyPull left to finish, nil
-// if none: planPending decides (recoverplan.go), learn reads what it asks
-// for.
+// if none: planPending decides (recoverplan.go), learner reads what it
+// asks for, pendingOf executes.
 func (a *dbActor) pendingPull(ctx context.Context) (*messages.PendingPull, error) {
 	f := a.recoveryFacts()
 	s, err := decide(f, planPending, a.learner(ctx))
 	if err != nil {
 		return nil, err
 	}
+	return a.pendingOf(s, f)
+}
+
+// pendingOf is the pending pull of planPending's decision s. Any action
+// planPending does not decide is an error, not "nothing pending": that
+// would let the next pull rewrite a journal that may hold the only copy
+// of the unpushed changes.
+func (a *dbActor) pendingOf(s recoveryStep, f *recoveryFacts) (*messages.PendingPull, error) {
 	switch s.Action {
+	case actNone:
+		return nil, nil
 	case actPending:
 		return s.Pull, nil
 	case actRefuse:
 		return nil, a.refusal(s.Refusal, f)
 	}
-	return nil, nil
+	return nil, fmt.Errorf("dbactor: pendingPull: unexpected recovery action %v", s.Action)
 }
 
 // recoveryFacts is what recovery knows without reading the files.
@@ -673,6 +683,13 @@ func (a *dbActor) recoverPull(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	return a.execRecover(ctx, s, f)
+}
+
+// execRecover does what planRecover decided (s). Any action planRecover
+// does not decide is an error before anything is written: taken for a
+// finish, it would record s's zero Record as the new base.
+func (a *dbActor) execRecover(ctx context.Context, s recoveryStep, f *recoveryFacts) error {
 	switch s.Action {
 	case actNone:
 		a.pending = false
@@ -681,7 +698,16 @@ func (a *dbActor) recoverPull(ctx context.Context) error {
 		return a.refusal(s.Refusal, f)
 	case actAbandon:
 		return a.abandonPull(ctx)
+	case actFinish:
+		return a.finishPull(ctx, s)
 	}
+	return fmt.Errorf("dbactor: recoverPull: unexpected recovery action %v", s.Action)
+}
+
+// finishPull records the new base of the pull s finishes (a.pull), after
+// T2 if s.Replay.
+func (a *dbActor) finishPull(ctx context.Context, s recoveryStep) error {
+	p := a.pull
 	rec := s.Record
 	rec.PullTime = a.now().Unix()
 	// Nothing reads the old -revert once T1 committed. -revert.next is

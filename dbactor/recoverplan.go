@@ -13,9 +13,10 @@ import (
 // (abandon it, or record its new base after running T2 if it is not in
 // the WAL). Both are pure: they read recoveryFacts, and when a decision
 // needs a fact not read yet they return a step that asks for it (Need);
-// the executor (pull.go: learn) reads it from the files and asks again
-// (decide). So each fact is read only where the old code read it, in the
-// same order, and a failure to read one fails recovery as before.
+// the executor (pull.go: learner) reads it from the files and asks again
+// (decide), then does what was decided (pendingOf, execRecover). So each
+// fact is read only where the old code read it, in the same order, and a
+// failure to read one fails recovery as before.
 // TestRecoverPlan runs testdata/recover/*.txt through the same loop with
 // the facts given by each scenario.
 
@@ -107,8 +108,26 @@ const (
 	actFinish                        // T1 committed: record Record's base, after T2 if Replay
 )
 
+func (a recoveryAction) String() string {
+	switch a {
+	case actAsk:
+		return "ask"
+	case actNone:
+		return "none"
+	case actPending:
+		return "pending"
+	case actRefuse:
+		return "refuse"
+	case actAbandon:
+		return "abandon"
+	case actFinish:
+		return "finish"
+	}
+	return fmt.Sprintf("action(%d)", int(a))
+}
+
 // refusal is why recovery refuses to go on (the error the executor makes
-// of it: recoveryStep.err).
+// of it: dbActor.refusal, pull.go).
 type refusal int
 
 const (

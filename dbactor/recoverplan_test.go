@@ -1,6 +1,7 @@
 package dbactor
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -168,7 +169,7 @@ func runRecoverCase(t *testing.T, c *datadriven.TestData) string {
 	return strings.TrimSuffix(out.String(), "\n")
 }
 
-// learnGiven fills in the fact n from the case's words v, as learn reads
+// learnGiven fills in the fact n from the case's words v, as learner reads
 // it from the files.
 func learnGiven(t *testing.T, c *datadriven.TestData, f *recoveryFacts, n need, v []string) {
 	bad := func() { t.Fatalf("%s: %v: %q", c.Pos, n, strings.Join(v, " ")) }
@@ -335,4 +336,36 @@ func showStep(s recoveryStep, f *recoveryFacts) string {
 		return b.String()
 	}
 	return fmt.Sprintf("unknown action %d", s.Action)
+}
+
+// The executors do only what their plan decides: any other action is an
+// error, not "nothing pending" (pendingOf: the next pull would rewrite a
+// journal that may hold the only copy of the unpushed changes) nor a
+// finish (execRecover: it would record a zero base). Neither gets as far
+// as the files: the actor here has none.
+func TestRecoverExecutorsRefuseUnexpectedActions(t *testing.T) {
+	p := &messages.PendingPull{Revision: "r2"}
+	a := &dbActor{files: layout.For("/r/db"), pull: p, pending: true}
+	f := &recoveryFacts{}
+	if got, err := a.pendingOf(recoveryStep{Action: actNone}, f); got != nil || err != nil {
+		t.Errorf("pendingOf(none) = %v, %v; want nil, nil", got, err)
+	}
+	if got, err := a.pendingOf(recoveryStep{Action: actPending, Pull: p}, f); got != p || err != nil {
+		t.Errorf("pendingOf(pending) = %v, %v; want the pull, nil", got, err)
+	}
+	for _, act := range []recoveryAction{actAsk, actAbandon, actFinish, actFinish + 1} {
+		s := recoveryStep{Action: act, Pull: p}
+		if got, err := a.pendingOf(s, f); got != nil || err == nil {
+			t.Errorf("pendingOf(%v) = %v, %v; want nil and an error", act, got, err)
+		}
+	}
+	for _, act := range []recoveryAction{actAsk, actPending, actFinish + 1} {
+		s := recoveryStep{Action: act, Pull: p}
+		if err := a.execRecover(context.Background(), s, f); err == nil {
+			t.Errorf("execRecover(%v) = nil; want an error", act)
+		}
+		if a.pull != p || !a.pending {
+			t.Fatalf("execRecover(%v) forgot the pending pull", act)
+		}
+	}
 }
