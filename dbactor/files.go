@@ -86,7 +86,10 @@ func openPageStore(fs fsx.FS, path string, validLen int64, first bool) (*pageSto
 		f.Close()
 		return nil, fmt.Errorf("%s has %d bytes, want at least %d in whole records", path, st.Size(), validLen)
 	}
-	r := bufio.NewReaderSize(io.NewSectionReader(f, 0, validLen), 1<<20)
+	// A read buffer of up to 1 MiB, no larger than the file: a pull's
+	// download is often a few pages, and a buffer per open was most of the
+	// Go load clients' allocated bytes (bench/RESULTS.md §6).
+	r := bufio.NewReaderSize(io.NewSectionReader(f, 0, validLen), int(min(validLen, 1<<20)))
 	rec := make([]byte, pageRecordSize)
 	for off := int64(0); off < validLen; off += pageRecordSize {
 		if _, err := io.ReadFull(r, rec); err != nil {
