@@ -76,7 +76,7 @@ func fold(st chainState, entries []journalEntry, upTo int64) (chainState, bool) 
 func (a *dbActor) storedChain(ctx context.Context) (chainState, error) {
 	var st chainState
 	var v []byte
-	err := a.conn.QueryRowContext(ctx, "SELECT value FROM _syncdb_local WHERE key = 'push_chain'").Scan(&v)
+	err := a.own().QueryRowContext(ctx, "SELECT value FROM _syncdb_local WHERE key = 'push_chain'").Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		return st, nil
 	}
@@ -91,7 +91,7 @@ func (a *dbActor) storeChain(ctx context.Context, st chainState) error {
 	if err != nil {
 		return err
 	}
-	_, err = a.conn.ExecContext(ctx, "INSERT OR REPLACE INTO _syncdb_local(key, value) VALUES('push_chain', ?)", v)
+	_, err = a.own().ExecContext(ctx, "INSERT OR REPLACE INTO _syncdb_local(key, value) VALUES('push_chain', ?)", v)
 	return err
 }
 
@@ -114,7 +114,7 @@ func (a *dbActor) chainAt(ctx context.Context, n int64) (chainState, bool, error
 
 // changeLogRange reads the change log in (after, upTo].
 func (a *dbActor) changeLogRange(ctx context.Context, after, upTo int64) ([]journalEntry, error) {
-	rows, err := a.conn.QueryContext(ctx, "SELECT change_id, txn, record FROM _syncdb_changes WHERE change_id > ? AND change_id <= ? ORDER BY change_id", after, upTo)
+	rows, err := a.own().QueryContext(ctx, "SELECT change_id, txn, record FROM _syncdb_changes WHERE change_id > ? AND change_id <= ? ORDER BY change_id", after, upTo)
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +142,7 @@ var ErrClientCloned = errors.New("this replica is a copy of another one that use
 // was not).
 func (a *dbActor) clonedReason(ctx context.Context) (string, error) {
 	var why string
-	err := a.conn.QueryRowContext(ctx, "SELECT value FROM _syncdb_local WHERE key = 'cloned'").Scan(&why)
+	err := a.own().QueryRowContext(ctx, "SELECT value FROM _syncdb_local WHERE key = 'cloned'").Scan(&why)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", nil
 	}
@@ -161,7 +161,7 @@ func (a *dbActor) markCloned(ctx context.Context, why string) error {
 	if err := a.checkForeignWrites(); err != nil {
 		return err
 	}
-	_, err := a.conn.ExecContext(ctx, "INSERT OR REPLACE INTO _syncdb_local(key, value) VALUES('cloned', ?)", why)
+	_, err := a.own().ExecContext(ctx, "INSERT OR REPLACE INTO _syncdb_local(key, value) VALUES('cloned', ?)", why)
 	a.noteWAL()
 	return err
 }

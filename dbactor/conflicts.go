@@ -714,14 +714,14 @@ func rowMap(cols []string, img []any) map[string]any {
 // unresolved, only those that wait. A database without the table (before
 // the first write since this version) has none.
 func (a *dbActor) readConflicts(ctx context.Context, unresolved bool) ([]*conflictRecord, error) {
-	if ok, err := tableExists(ctx, a.conn, "_syncdb_conflicts"); err != nil || !ok {
+	if ok, err := tableExists(ctx, a.own(), "_syncdb_conflicts"); err != nil || !ok {
 		return nil, err
 	}
 	q := "SELECT id, time, revision, base, kind, table_name, remote, changes, error, new_key, resolved, coalesce(resolved_time, 0) FROM _syncdb_conflicts"
 	if unresolved {
 		q += " WHERE resolved = ''"
 	}
-	rows, err := a.conn.QueryContext(ctx, q+" ORDER BY id")
+	rows, err := a.own().QueryContext(ctx, q+" ORDER BY id")
 	if err != nil {
 		return nil, err
 	}
@@ -761,7 +761,7 @@ func (a *dbActor) writeConflict(ctx context.Context, rec *conflictRecord) error 
 	if rec.ResolvedTime != 0 {
 		resolvedTime = rec.ResolvedTime
 	}
-	res, err := a.conn.ExecContext(ctx, `INSERT OR REPLACE INTO _syncdb_conflicts(id, time, revision, base, kind, table_name, remote, changes, error, new_key, resolved, resolved_time)
+	res, err := a.own().ExecContext(ctx, `INSERT OR REPLACE INTO _syncdb_conflicts(id, time, revision, base, kind, table_name, remote, changes, error, new_key, resolved, resolved_time)
 		VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, id, rec.Time, rec.Revision, rec.Base, rec.Kind, rec.Table, rec.Remote, joinFramed(rec.Changes),
 		rec.Error, newKey, rec.Resolved, resolvedTime)
 	if err != nil {

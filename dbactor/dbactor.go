@@ -225,6 +225,7 @@ type dbActor struct {
 	base    *baseReader
 	cap     capture
 	stmts   *sqlitex.StmtCache // the user's DML, prepared on conn
+	ostmts  *sqlitex.StmtCache // syncdb's own statements, prepared on conn (own.go)
 	pages   messages.LazyPages // nil for a full replica
 	// download: the sink of PATH-changes this actor handed out (Download)
 	// and has not removed yet.
@@ -550,6 +551,10 @@ func (a *dbActor) closeFiles() {
 	if a.stmts != nil {
 		a.stmts.Close()
 		a.stmts = nil
+	}
+	if a.ostmts != nil {
+		a.ostmts.Close()
+		a.ostmts = nil
 	}
 	if a.conn != nil {
 		a.dropWALHook()

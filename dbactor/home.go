@@ -91,7 +91,7 @@ func (a *dbActor) fork(ctx context.Context, why string, inherit bool) (string, e
 		if err != nil {
 			return "", err
 		}
-		pushed, err := lastPushed(ctx, a.conn, &a.meta)
+		pushed, err := lastPushed(ctx, a.own(), &a.meta)
 		if err != nil {
 			return "", err
 		}

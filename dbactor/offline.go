@@ -136,7 +136,7 @@ func (a *dbActor) saveJournal(ctx context.Context, path, revision string, pull *
 	if err != nil {
 		return 0, err
 	}
-	pushed, err := lastPushed(ctx, a.conn, &a.meta)
+	pushed, err := lastPushed(ctx, a.own(), &a.meta)
 	if err != nil {
 		return 0, err
 	}

@@ -177,6 +177,7 @@ func (a *dbActor) openWriter(ctx context.Context, fresh bool) error {
 	}
 	a.conn = conn
 	a.stmts = sqlitex.NewStmtCache(conn)
+	a.ostmts = sqlitex.NewStmtCache(conn)
 	a.cap.tables = nil
 	return nil
 }
@@ -268,14 +269,16 @@ func (a *dbActor) durable(ctx context.Context, fn func() error) error {
 // old decoded header (cell count, free space) in the cache: the cache is
 // emptied (sqlitex.Conn.ResetCache, what SQLite does when another
 // connection wrote), and the next statement reads every page again, page
-// 1 too, whose bumped schema cookie has the schema reloaded. The
-// statements and table descriptions prepared on the old schema go, as with
-// a new connection. Replacing the connection did the same at a much
-// higher price: it is the last connection to the database, so the new one
-// rebuilt the WAL index from the whole WAL (up to AutoCheckpointFrames
-// frames read and checksummed) and reparsed the schema, on every pull
-// (bench/RESULTS.md §6). It is still what happens when the cache cannot
-// be emptied (a transaction left open by a failed COMMIT and ROLLBACK).
+// 1 too, whose bumped schema cookie has the schema reloaded (and every
+// prepared statement prepared again when it next runs). The user's
+// statements and the table descriptions of the old schema go, as with a
+// new connection; syncdb's own stay (ownConn). Replacing the connection
+// did the same at a much higher price: it is the last connection to the
+// database, so the new one rebuilt the WAL index from the whole WAL (up
+// to AutoCheckpointFrames frames read and checksummed) and reparsed the
+// schema, on every pull (bench/RESULTS.md §6). It is still what happens
+// when the cache cannot be emptied (a transaction left open by a failed
+// COMMIT and ROLLBACK).
 // TestPullRawWritesStaleCache fails without either.
 func (a *dbActor) refreshWriter(ctx context.Context) error {
 	if a.conn == nil {
@@ -305,6 +308,10 @@ func (a *dbActor) reopenWriter(ctx context.Context) error {
 	if a.stmts != nil {
 		a.stmts.Close()
 		a.stmts = nil
+	}
+	if a.ostmts != nil {
+		a.ostmts.Close()
+		a.ostmts = nil
 	}
 	if a.conn != nil {
 		a.dropWALHook()

@@ -93,7 +93,7 @@ func (a *dbActor) peelPull(ctx context.Context, base messages.Base, changes *pag
 		dirty[pg] = true
 	}
 	var curSize uint32
-	if err := a.conn.QueryRowContext(ctx, "PRAGMA page_count").Scan(&curSize); err != nil {
+	if err := a.own().QueryRowContext(ctx, "PRAGMA page_count").Scan(&curSize); err != nil {
 		return before, plan, err
 	}
 	plan, err = planPull(base.DBSize, dirty, changes.sortedPages(), curSize, dbSize)
@@ -239,7 +239,7 @@ func (a *dbActor) dirtyPages(ctx context.Context) (map[uint32]bool, error) {
 		}
 	}
 	var size uint32
-	if err := a.conn.QueryRowContext(ctx, "PRAGMA page_count").Scan(&size); err != nil {
+	if err := a.own().QueryRowContext(ctx, "PRAGMA page_count").Scan(&size); err != nil {
 		return nil, err
 	}
 	for pg := size + 1; pg <= a.base.base.DBSize; pg++ {
@@ -340,7 +340,7 @@ func planPull(baseSize uint32, dirty map[uint32]bool, changed []uint32, curSize,
 // the new base's true page 1 (plan.Page1's).
 func (a *dbActor) writeBase(ctx context.Context, plan pullPlan, changes *pageStore, page1 []byte) error {
 	var cookie uint32
-	if err := a.conn.QueryRowContext(ctx, "PRAGMA schema_version").Scan(&cookie); err != nil {
+	if err := a.own().QueryRowContext(ctx, "PRAGMA schema_version").Scan(&cookie); err != nil {
 		return err
 	}
 	if a.pages != nil {
@@ -539,7 +539,7 @@ func (a *dbActor) learner(ctx context.Context) func(*recoveryFacts, recoveryStep
 			}
 			f.T1, f.T2 = t1, t2
 		case needLocalTables:
-			ok, err := tableExists(ctx, a.conn, "_syncdb_local")
+			ok, err := tableExists(ctx, a.own(), "_syncdb_local")
 			if err != nil {
 				return err
 			}
@@ -801,11 +801,11 @@ func (a *dbActor) reconcileBase(ctx context.Context) error {
 // syncedBaseRecord reads the database's record of the last finished pull
 // (_syncdb_local 'synced_base'), "" if none.
 func (a *dbActor) syncedBaseRecord(ctx context.Context) (string, error) {
-	if ok, err := tableExists(ctx, a.conn, "_syncdb_local"); err != nil || !ok {
+	if ok, err := tableExists(ctx, a.own(), "_syncdb_local"); err != nil || !ok {
 		return "", err
 	}
 	var js string
-	err := a.conn.QueryRowContext(ctx, "SELECT value FROM _syncdb_local WHERE key = 'synced_base'").Scan(&js)
+	err := a.own().QueryRowContext(ctx, "SELECT value FROM _syncdb_local WHERE key = 'synced_base'").Scan(&js)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", nil
 	}
@@ -928,7 +928,7 @@ func (a *dbActor) replay(ctx context.Context, revision, base string, rec *synced
 			}
 		}
 		for _, r := range plan.Local {
-			if _, err := a.conn.ExecContext(ctx, "INSERT OR REPLACE INTO _syncdb_local(key, value) VALUES(?, ?)", r.Key, r.Value); err != nil {
+			if _, err := a.own().ExecContext(ctx, "INSERT OR REPLACE INTO _syncdb_local(key, value) VALUES(?, ?)", r.Key, r.Value); err != nil {
 				return err
 			}
 		}
@@ -1018,7 +1018,7 @@ func (a *dbActor) replayOne(ctx context.Context, c change.Change) error {
 // serverMarks reads this client's rows of turso_sync_last_change_id in
 // the pulled pages (nil if the table or the mark is not there).
 func (a *dbActor) serverMarks(ctx context.Context) (*serverMarks, error) {
-	if ok, err := tableExists(ctx, a.conn, "turso_sync_last_change_id"); err != nil || !ok {
+	if ok, err := tableExists(ctx, a.own(), "turso_sync_last_change_id"); err != nil || !ok {
 		return nil, err
 	}
 	m, chain, err := readMarks(ctx, a.conn, a.meta.ClientUniqueID)
@@ -1093,7 +1093,7 @@ func lastID(log []journalEntry) int64 {
 // that rebased).
 func (a *dbActor) localPullGen(ctx context.Context) (int64, error) {
 	var gen int64
-	err := a.conn.QueryRowContext(ctx, "SELECT value FROM _syncdb_local WHERE key = 'pull_gen'").Scan(&gen)
+	err := a.own().QueryRowContext(ctx, "SELECT value FROM _syncdb_local WHERE key = 'pull_gen'").Scan(&gen)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return 0, err
 	}
@@ -1115,13 +1115,13 @@ func (a *dbActor) pendingChanges(ctx context.Context, after int64, limit int, pe
 		return p, err
 	}
 	if unpushed {
-		pushed, err := lastPushed(ctx, a.conn, &a.meta)
+		pushed, err := lastPushed(ctx, a.own(), &a.meta)
 		if err != nil {
 			return p, err
 		}
 		after, p.Recorded = pushed.After, pushed.Recorded
 	}
-	rows, err := a.conn.QueryContext(ctx, "SELECT change_id, txn, record FROM _syncdb_changes WHERE change_id > ? ORDER BY change_id", after)
+	rows, err := a.own().QueryContext(ctx, "SELECT change_id, txn, record FROM _syncdb_changes WHERE change_id > ? ORDER BY change_id", after)
 	if err != nil {
 		return p, err
 	}

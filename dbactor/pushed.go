@@ -119,7 +119,7 @@ func (a *dbActor) recordPush(ctx context.Context, gen, upTo, now int64) error {
 		return err
 	}
 	err = func() error {
-		if _, err := a.conn.ExecContext(ctx, "INSERT OR REPLACE INTO _syncdb_local(key, value) VALUES('pushed', ?), ('push_time', ?)", string(rec), now); err != nil {
+		if _, err := a.own().ExecContext(ctx, "INSERT OR REPLACE INTO _syncdb_local(key, value) VALUES('pushed', ?), ('push_time', ?)", string(rec), now); err != nil {
 			return err
 		}
 		if upTo <= 0 {
@@ -139,10 +139,10 @@ func (a *dbActor) recordPush(ctx context.Context, gen, upTo, now int64) error {
 			q += " AND table_name IS NOT ?"
 			args = append(args, t)
 		}
-		if _, err := a.conn.ExecContext(ctx, q, args...); err != nil {
+		if _, err := a.own().ExecContext(ctx, q, args...); err != nil {
 			return err
 		}
-		_, err = a.conn.ExecContext(ctx, `INSERT INTO _syncdb_local(key, value) VALUES('trimmed', ?)
+		_, err = a.own().ExecContext(ctx, `INSERT INTO _syncdb_local(key, value) VALUES('trimmed', ?)
 			ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)`, upTo)
 		return err
 	}()
@@ -179,7 +179,7 @@ func (a *dbActor) recordSent(ctx context.Context, gen, upTo int64) error {
 		return err
 	}
 	write := func() error {
-		_, err := a.conn.ExecContext(ctx, "INSERT OR REPLACE INTO _syncdb_local(key, value) VALUES('sent', ?)", string(rec))
+		_, err := a.own().ExecContext(ctx, "INSERT OR REPLACE INTO _syncdb_local(key, value) VALUES('sent', ?)", string(rec))
 		return err
 	}
 	if mutation.unsyncedPush {
@@ -201,7 +201,7 @@ func (a *dbActor) recordSent(ctx context.Context, gen, upTo int64) error {
 // gen under this client id (0: none).
 func (a *dbActor) sentRecord(ctx context.Context, gen int64) (int64, error) {
 	var v string
-	err := a.conn.QueryRowContext(ctx, "SELECT value FROM _syncdb_local WHERE key = 'sent'").Scan(&v)
+	err := a.own().QueryRowContext(ctx, "SELECT value FROM _syncdb_local WHERE key = 'sent'").Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}
@@ -230,7 +230,7 @@ func (a *dbActor) sentUpTo(ctx context.Context, stored chainState) (int64, error
 	if err != nil {
 		return 0, err
 	}
-	pushed, err := lastPushed(ctx, a.conn, m)
+	pushed, err := lastPushed(ctx, a.own(), m)
 	if err != nil {
 		return 0, err
 	}

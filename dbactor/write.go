@@ -267,7 +267,7 @@ func (a *dbActor) syncLocal(ctx context.Context) error {
 		return err
 	}
 	err := a.durable(ctx, func() error {
-		_, err := a.conn.ExecContext(ctx, "INSERT OR REPLACE INTO _syncdb_local(key, value) VALUES('synced', ?)", a.now().UnixNano())
+		_, err := a.own().ExecContext(ctx, "INSERT OR REPLACE INTO _syncdb_local(key, value) VALUES('synced', ?)", a.now().UnixNano())
 		return err
 	})
 	a.noteWAL()
