@@ -60,6 +60,22 @@ const writerTag = "writer"
 // position, returning the index of frames 1..b.WAL.Frame: none if a
 // checkpoint copied them (b.Copied).
 func walIndex(wal *os.File, b messages.Base) (*walfile.Index, error) {
+	return walIndexAfter(wal, b, nil)
+}
+
+// walIndexAfter is walIndex, extending the index of prev (the base reader
+// being replaced; nil for none) instead of scanning from the start when
+// prev's base is an earlier position of the same WAL generation in the
+// same file: every pull's new base is such a position, and the scan from
+// the start grew with the WAL (up to AutoCheckpointFrames frames read and
+// checksummed per pull; a tenth of the Go load clients' CPU,
+// bench/RESULTS.md §6). The frames up to prev's position were checked
+// when prev was loaded, and SQLite appends after a commit, never before
+// it, in a generation; the scan from there checks that prev's commit
+// frame still carries its recorded checksum (NewScanner) and every frame
+// after it, as the scan from the start would. prev's index is taken over
+// (prev must not be used again).
+func walIndexAfter(wal *os.File, b messages.Base, prev *baseReader) (*walfile.Index, error) {
 	idx := walfile.BuildIndex(nil)
 	upTo := b.WAL
 	if upTo.Frame == 0 || b.Copied {
@@ -72,12 +88,23 @@ func walIndex(wal *os.File, b messages.Base) (*walfile.Index, error) {
 	if err != nil {
 		return nil, err
 	}
-	sc, err := walfile.NewScanner(wal, st.Size(), walfile.Position{})
+	var from walfile.Position
+	if p := prev; p != nil && p.index != nil && p.wal == wal && !p.base.Copied {
+		if w := p.base.WAL; w.Frame > 0 && w.Frame <= upTo.Frame && w.Salt1 == upTo.Salt1 && w.Salt2 == upTo.Salt2 && p.index.Last() == w.Frame {
+			idx, from = p.index, w
+		}
+	}
+	sc, err := walfile.NewScanner(wal, st.Size(), from)
 	if err != nil {
 		return nil, externalModification("the WAL cannot be read: %w", err)
 	}
 	if h := sc.Header(); h.Salt1 != upTo.Salt1 || h.Salt2 != upTo.Salt2 {
 		return nil, externalModification("the WAL was restarted by another program")
+	}
+	if from == upTo {
+		// prev's own position (a reload: an open's recovery, a checkpoint
+		// that copied nothing): NewScanner checked its commit frame.
+		return idx, nil
 	}
 	// The valid log must reach upTo: a bad frame before it (SQLite's
 	// recovery sees nothing after one) lost frames of the base.

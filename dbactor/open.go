@@ -614,15 +614,16 @@ func (a *dbActor) dropBootstrapped(ctx context.Context) error {
 
 // loadBase (re)builds the base reader from the metadata.
 func (a *dbActor) loadBase() error {
-	if a.base != nil && a.base.revert != nil {
-		a.base.revert.close()
+	prev := a.base
+	if prev != nil && prev.revert != nil {
+		prev.revert.close()
 	}
 	a.base = nil
 	if err := a.openWAL(); err != nil {
 		return err
 	}
 	b := a.meta.SyncDB.Base
-	idx, err := walIndex(a.walFile, b)
+	idx, err := walIndexAfter(a.walFile, b, prev)
 	if err != nil {
 		return err
 	}
