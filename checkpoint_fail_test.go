@@ -5,13 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/syncdb/syncdb"
 	"github.com/syncdb/syncdb/dbactor"
 	"github.com/syncdb/syncdb/internal/failpoint"
 )
@@ -113,19 +111,12 @@ func TestCheckpointCopyFailsThenCrash(t *testing.T) {
 			}
 			failCopyAfter(t, a, 3)
 			mustExec(t, a.db, "INSERT INTO u VALUES(1, 'after')")
-			fired := a.crashAt("write.committed")
-			if _, err := a.db.Exec(ctx, "INSERT INTO u VALUES(2, 'killed')"); err == nil || !fired() {
-				t.Fatalf("no crash: %v", err)
-			}
+			a.crashedWrite("write.committed", "INSERT INTO u VALUES(2, 'killed')")
 			a.restart(power)
 			if got := rows(t, a.db, "SELECT count(*) FROM t"); got != "100" {
 				t.Fatalf("t has %s rows, want 100", got)
 			}
-			b := open(t, syncdb.Config{Path: filepath.Join(t.TempDir(), "b.db"), URL: url})
-			mustExec(t, b, "INSERT INTO t VALUES(1000, 'remote')")
-			if err := b.Push(ctx); err != nil {
-				t.Fatal(err)
-			}
+			b := pushedReplica(t, url, t.TempDir(), "b.db", "INSERT INTO t VALUES(1000, 'remote')")
 			if _, err := a.db.Pull(ctx); err != nil {
 				t.Fatal(err)
 			}

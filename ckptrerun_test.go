@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/syncdb/syncdb"
-	"github.com/syncdb/syncdb/internal/failpoint"
 )
 
 // An open after a crash inside a checkpoint (Checkpointing recorded) runs
@@ -33,49 +32,9 @@ func TestCheckpointRecoveryRerunCrash(t *testing.T) {
 					}
 					mustExec(t, a.db, "INSERT INTO t VALUES(2, 'local')")
 					mustExec(t, a.db, "UPDATE t SET v = 'changed' WHERE id = 1")
-					fired := a.crashAt(first)
-					if err := a.db.Checkpoint(ctx); err == nil || !fired() {
-						t.Fatalf("no crash at %s: %v", first, err)
-					}
-					a.db.Close() // dead: closing writes nothing
-					a.db = nil
-					if power {
-						if err := a.fs.PowerLoss(); err != nil {
-							t.Fatal(err)
-						}
-						if err := a.rec.PowerLoss(); err != nil {
-							t.Fatal(err)
-						}
-					} else {
-						a.rec.Resume()
-					}
-					a.fs.Thaw()
-					fired = a.crashAt(second)
-					db, err := syncdb.Open(a.ctx, a.cfg)
-					if err == nil || !fired() {
-						if db != nil {
-							db.Close()
-						}
-						t.Fatalf("no crash at %s in the open's checkpoint recovery: %v", second, err)
-					}
-					if db != nil {
-						db.Close()
-					}
-					lose := func() {
-						failpoint.Set(nil)
-						if power {
-							if err := a.fs.PowerLoss(); err != nil {
-								t.Fatal(err)
-							}
-							if err := a.rec.PowerLoss(); err != nil {
-								t.Fatal(err)
-							}
-						} else {
-							a.rec.Resume()
-						}
-						a.fs.Thaw()
-					}
-					lose()
+					a.crashedCheckpoint(first)
+					a.down(power)
+					a.crashedOpen(second, power) // in the open's checkpoint recovery
 					a.open()
 					if got := rows(t, a.db, "SELECT id, v FROM t ORDER BY id"); got != "1|changed\n2|local" {
 						t.Fatalf("after the second crash: %q", got)

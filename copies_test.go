@@ -53,17 +53,12 @@ func copyReplica(t *testing.T, from, to string) {
 // row (1, v) not pushed yet, and closes it.
 func closedReplica(t *testing.T, url, dir, v string) string {
 	t.Helper()
-	path := filepath.Join(dir, "a.db")
-	a := open(t, syncdb.Config{Path: path, URL: url})
-	mustExec(t, a, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
-	if err := a.Push(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	a := pushedReplica(t, url, dir, "a.db", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
 	mustExec(t, a, "INSERT INTO t VALUES(1, ?)", v)
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
-	return path
+	return filepath.Join(dir, "a.db")
 }
 
 // Case 2: a copied replica (cp -a) takes a new client id by itself and
@@ -77,12 +72,7 @@ func TestCopiedReplicaTakesANewClientID(t *testing.T) {
 			url := newServer(t)
 			dir := t.TempDir()
 			orig := filepath.Join(dir, "a.db")
-			a := open(t, syncdb.Config{Path: orig, URL: url})
-			mustExec(t, a, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
-			mustExec(t, a, "INSERT INTO t VALUES(1, 'pushed before the copy')")
-			if err := a.Push(ctx); err != nil {
-				t.Fatal(err)
-			}
+			a := pushedReplica(t, url, dir, "a.db", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", "INSERT INTO t VALUES(1, 'pushed before the copy')")
 			mustExec(t, a, "INSERT INTO t VALUES(2, 'made before the copy, not pushed')")
 			if err := a.Close(); err != nil {
 				t.Fatal(err)
@@ -157,17 +147,11 @@ func TestUndetectableCopyIsRefusedAndRecovered(t *testing.T) {
 		t.Run(map[bool]string{false: "push", true: "pull"}[pullFirst], func(t *testing.T) {
 			ctx := context.Background()
 			url := newServer(t)
-			path := filepath.Join(t.TempDir(), "a.db")
-			a := open(t, syncdb.Config{Path: path, URL: url})
-			mustExec(t, a, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
-			if err := a.Push(ctx); err != nil {
-				t.Fatal(err)
-			}
+			dir := t.TempDir()
+			path := filepath.Join(dir, "a.db")
+			a := pushedReplica(t, url, dir, "a.db", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
 			a.Close()
-			snapshot := map[string][]byte{}
-			for _, f := range replicaFiles(t, path) {
-				snapshot[f], _ = os.ReadFile(f)
-			}
+			snapshot := snapshotFiles(t, path)
 			// The machine runs on: a change is pushed.
 			a = open(t, syncdb.Config{Path: path})
 			mustExec(t, a, "INSERT INTO t VALUES(1, 'before the rollback')")
@@ -175,20 +159,7 @@ func TestUndetectableCopyIsRefusedAndRecovered(t *testing.T) {
 				t.Fatal(err)
 			}
 			a.Close()
-			// The snapshot is restored in place: same files, same inodes.
-			for _, f := range replicaFiles(t, path) {
-				if _, ok := snapshot[f]; !ok && !strings.HasSuffix(f, "-lock") {
-					os.Remove(f)
-				}
-			}
-			for f, data := range snapshot {
-				fd, err := os.OpenFile(f, os.O_WRONLY|os.O_TRUNC, 0)
-				if err != nil {
-					t.Fatal(err)
-				}
-				fd.Write(data)
-				fd.Close()
-			}
+			restoreFiles(t, path, snapshot) // in place: same files, same inodes
 			a = open(t, syncdb.Config{Path: path})
 			mustExec(t, a, "INSERT INTO t VALUES(2, 'after the rollback')") // the same change id as row 1's
 			var err error

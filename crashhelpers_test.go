@@ -52,13 +52,41 @@ func (r *lossyReplica) unpushedRow(checkpoint bool) {
 	}
 }
 
-// powerCut kills the replica where it stands (its files take no more
-// writes) and restarts it after a power loss.
-func (r *lossyReplica) powerCut() {
-	r.t.Helper()
+// kill kills the replica where it stands: its files take no more writes.
+func (r *lossyReplica) kill() {
 	r.fs.Freeze()
 	r.rec.Crash()
+}
+
+// powerCut kills the replica where it stands and restarts it after a
+// power loss.
+func (r *lossyReplica) powerCut() {
+	r.t.Helper()
+	r.kill()
 	r.restart(true)
+}
+
+// down closes the crashed replica (dead: closing writes nothing) and lets
+// its files take writes again, after a power loss if power: what the next
+// open finds.
+func (r *lossyReplica) down(power bool) {
+	r.t.Helper()
+	failpoint.Set(nil)
+	if r.db != nil {
+		r.db.Close()
+		r.db = nil
+	}
+	if power {
+		if err := r.fs.PowerLoss(); err != nil {
+			r.t.Fatal(err)
+		}
+		if err := r.rec.PowerLoss(); err != nil {
+			r.t.Fatal(err)
+		}
+	} else {
+		r.rec.Resume()
+	}
+	r.fs.Thaw()
 }
 
 // recoverOpen closes the replica and opens it once with Config.Recover.
@@ -71,9 +99,9 @@ func (r *lossyReplica) recoverOpen() {
 }
 
 // crashedOpen runs an Open of the closed replica that must crash at
-// failpoint point, then lets the files take writes again (no power loss)
-// for the next open.
-func (r *lossyReplica) crashedOpen(point string) {
+// failpoint point, then lets the files take writes again (after a power
+// loss if power) for the next open.
+func (r *lossyReplica) crashedOpen(point string, power bool) {
 	r.t.Helper()
 	fired := r.crashAt(point)
 	if db, err := syncdb.Open(r.ctx, r.cfg); err == nil || !fired() {
@@ -82,9 +110,7 @@ func (r *lossyReplica) crashedOpen(point string) {
 		}
 		r.t.Fatalf("no crash at %s in the open: %v", point, err)
 	}
-	failpoint.Set(nil)
-	r.rec.Resume()
-	r.fs.Thaw()
+	r.down(power)
 }
 
 // snapshot closes the replica, reads its files, as a disk snapshot would
@@ -92,12 +118,37 @@ func (r *lossyReplica) crashedOpen(point string) {
 func (r *lossyReplica) snapshot() map[string][]byte {
 	r.t.Helper()
 	r.db.Close()
-	snap := map[string][]byte{}
-	for _, f := range replicaFiles(r.t, r.cfg.Path) {
-		snap[f], _ = os.ReadFile(f)
-	}
+	snap := snapshotFiles(r.t, r.cfg.Path)
 	r.open()
 	return snap
+}
+
+// snapshotFiles reads the files of the closed replica at path, as a disk
+// snapshot would keep them.
+func snapshotFiles(t *testing.T, path string) map[string][]byte {
+	t.Helper()
+	snap := map[string][]byte{}
+	for _, f := range replicaFiles(t, path) {
+		snap[f], _ = os.ReadFile(f)
+	}
+	return snap
+}
+
+// restoreFiles restores the snapshot of the closed replica at path in
+// place: same files, same inodes; files made since are removed, but for
+// the lock.
+func restoreFiles(t *testing.T, path string, snap map[string][]byte) {
+	t.Helper()
+	for _, f := range replicaFiles(t, path) {
+		if _, ok := snap[f]; !ok && !strings.HasSuffix(f, "-lock") {
+			os.Remove(f)
+		}
+	}
+	for f, data := range snap {
+		if err := os.WriteFile(f, data, 0o644); err != nil { // same inode
+			t.Fatal(err)
+		}
+	}
 }
 
 // rollBack closes the replica, restores the snapshot in place (same
@@ -109,16 +160,7 @@ func (r *lossyReplica) rollBack(snap map[string][]byte) {
 	if err := r.rec.PowerLoss(); err != nil { // forget the recorded files: the snapshot replaces them
 		r.t.Fatal(err)
 	}
-	for _, f := range replicaFiles(r.t, r.cfg.Path) {
-		if _, ok := snap[f]; !ok && !strings.HasSuffix(f, "-lock") {
-			os.Remove(f)
-		}
-	}
-	for f, data := range snap {
-		if err := os.WriteFile(f, data, 0o644); err != nil { // same inode
-			r.t.Fatal(err)
-		}
-	}
+	restoreFiles(r.t, r.cfg.Path, snap)
 	r.open()
 }
 
@@ -214,6 +256,16 @@ func (r *lossyReplica) crashedPull(point string) {
 	r.t.Helper()
 	fired := r.crashAt(point)
 	if _, err := r.db.Pull(context.Background()); err == nil || !fired() {
+		r.t.Fatalf("no crash at %s: %v", point, err)
+	}
+}
+
+// crashedCheckpoint runs a checkpoint that must crash at failpoint point
+// (crashAt).
+func (r *lossyReplica) crashedCheckpoint(point string) {
+	r.t.Helper()
+	fired := r.crashAt(point)
+	if err := r.db.Checkpoint(context.Background()); err == nil || !fired() {
 		r.t.Fatalf("no crash at %s: %v", point, err)
 	}
 }

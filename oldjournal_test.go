@@ -208,7 +208,7 @@ func TestOlderPullT2KilledThenUpgrade(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	a.crashedOpen("pull.t2") // in the recovery
+	a.crashedOpen("pull.t2", false) // in the recovery
 
 	a.open()
 	if got := rows(t, a.db, "SELECT id, v FROM u ORDER BY id"); got != "2|remote" {

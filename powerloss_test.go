@@ -110,20 +110,7 @@ func (r *lossyReplica) createTU() {
 // fsynced is gone), and opens it again.
 func (r *lossyReplica) restart(power bool) {
 	r.t.Helper()
-	failpoint.Set(nil)
-	r.db.Close() // dead: closing writes nothing
-	r.db = nil
-	if power {
-		if err := r.fs.PowerLoss(); err != nil {
-			r.t.Fatal(err)
-		}
-		if err := r.rec.PowerLoss(); err != nil {
-			r.t.Fatal(err)
-		}
-	} else {
-		r.rec.Resume()
-	}
-	r.fs.Thaw()
+	r.down(power)
 	r.open()
 }
 
@@ -436,7 +423,7 @@ func TestCheckpointRecoveryCrashAfterCleanClose(t *testing.T) {
 	if writes.Load() < 3 {
 		t.Fatalf("%d -info writes at close: the checkpoint's end and the clean close were not both tried", writes.Load())
 	}
-	a.crashedOpen("checkpoint.copied") // in the open's checkpoint recovery
+	a.crashedOpen("checkpoint.copied", false) // in the open's checkpoint recovery
 	a.open()
 	mustExec(t, a.db, "INSERT INTO t VALUES(2, 'two')")
 	if got := rows(t, a.db, "SELECT id, v FROM t ORDER BY id"); got != "1|one\n2|two" {

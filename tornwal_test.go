@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/syncdb/syncdb"
-	"github.com/syncdb/syncdb/internal/failpoint"
 )
 
 // A checkpoint truncates the WAL; the next commit writes a new header,
@@ -35,34 +34,22 @@ func TestTornWALHeader(t *testing.T) {
 			a.createTU()
 			mustExec(t, a.db, "INSERT INTO t VALUES(1, 'one')")
 			if tc.point != "" {
-				fired := a.crashAt(tc.point)
-				if err := a.db.Checkpoint(ctx); err == nil || !fired() {
-					t.Fatalf("no crash at %s: %v", tc.point, err)
-				}
+				a.crashedCheckpoint(tc.point)
 			} else {
 				if err := a.db.Checkpoint(ctx); err != nil {
 					t.Fatal(err)
 				}
-				a.fs.Freeze()
-				a.rec.Crash()
+				a.kill()
 			}
-			failpoint.Set(nil)
-			a.db.Close()
-			a.db = nil
-			if st, err := os.Stat(a.cfg.Path + "-wal"); err != nil || st.Size() != 0 {
-				t.Fatalf("the WAL after the checkpoint: %v %v, want empty", st, err)
-			}
-			if err := os.WriteFile(a.cfg.Path+"-wal", make([]byte, tc.size), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			a.rec.Resume()
-			a.fs.Thaw()
-			db, err := syncdb.Open(a.ctx, a.cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			a.db = db
-			_, err = a.db.Exec(ctx, "INSERT INTO t VALUES(2, 'two')")
+			a.restartKilled(func() { // the torn header, on a real disk
+				if st, err := os.Stat(a.cfg.Path + "-wal"); err != nil || st.Size() != 0 {
+					t.Fatalf("the WAL after the checkpoint: %v %v, want empty", st, err)
+				}
+				if err := os.WriteFile(a.cfg.Path+"-wal", make([]byte, tc.size), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			})
+			_, err := a.db.Exec(ctx, "INSERT INTO t VALUES(2, 'two')")
 			if tc.refusing {
 				if !errors.Is(err, syncdb.ErrExternalModification) {
 					t.Fatalf("a write after an invalid WAL header with frames: %v, want ErrExternalModification", err)

@@ -10,7 +10,6 @@ import (
 
 	"github.com/syncdb/syncdb"
 	"github.com/syncdb/syncdb/dbactor"
-	"github.com/syncdb/syncdb/internal/testhooks"
 	"github.com/syncdb/syncdb/internal/walfile"
 )
 
@@ -157,27 +156,14 @@ func TestPullWALBadFrame(t *testing.T) {
 			url := newServer(t)
 			dir := t.TempDir()
 			path := closedReplica(t, url, dir, "local") // row 1, not pushed
-			b := open(t, syncdb.Config{Path: filepath.Join(dir, "b.db"), URL: url})
-			mustExec(t, b, "INSERT INTO t VALUES(2, 'remote')")
-			if err := b.Push(ctx); err != nil {
-				t.Fatal(err)
-			}
-			fired := stopAt(t, tc.point, path)
-			a, err := syncdb.Open(testhooks.With(ctx, testhooks.Hooks{OnPanic: func(error) {}}), syncdb.Config{Path: path})
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, err = a.Pull(ctx)
-			a.Close()
-			if err == nil || !fired() {
-				t.Fatalf("no stop at %s: %v", tc.point, err)
-			}
+			b := pushedReplica(t, url, dir, "b.db", "INSERT INTO t VALUES(2, 'remote')")
+			stoppedPull(t, path, tc.point)
 			txns := replicaWALTxns(t, path)
 			if len(txns) < 2 {
 				t.Fatalf("%d transactions in the WAL, want the anchor and T1 (and T2)", len(txns))
 			}
 			breakReplicaFrame(t, path, txns[len(txns)-tc.which][0].Index)
-			a, err = syncdb.Open(ctx, syncdb.Config{Path: path, URL: url})
+			a, err := syncdb.Open(ctx, syncdb.Config{Path: path, URL: url})
 			if err != nil {
 				t.Fatalf("open after a bad frame %s: %v", tc.name, err)
 			}
