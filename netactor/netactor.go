@@ -246,6 +246,10 @@ type netActor struct {
 
 	sent, received atomic.Int64
 
+	// zstdRequests: the server's last pipeline answer said it takes zstd
+	// request bodies (see pipeline.go).
+	zstdRequests atomic.Bool
+
 	zstdOnce sync.Once
 	zstdDec  *zstd.Decoder
 	zstdErr  error

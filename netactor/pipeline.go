@@ -8,38 +8,97 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/syncdb/syncdb/messages"
 	"github.com/syncdb/syncdb/wire/hrana"
 )
 
-// pipeline serves one Pipeline: POST /v2/pipeline with the JSON body. Only a
+// pipeline serves one Pipeline: POST /v2/pipeline with the JSON body,
+// zstd-compressed for a server that takes it (see requestEncoder). Only a
 // Retryable message is retried (see the package documentation).
 func (a *netActor) pipeline(ctx context.Context, m *messages.Pipeline) (*hrana.PipelineRespBody, error) {
 	body, err := json.Marshal(m.Body)
 	if err != nil {
 		return nil, fmt.Errorf("encode pipeline request: %w", err)
 	}
+	var zbody []byte // body compressed, once it is needed
 	var out *hrana.PipelineRespBody
 	err = a.retry(ctx, EndpointPipeline, m.Retryable, m.RetryUntil, func() error {
 		var err error
-		out, err = a.pipelineOnce(ctx, body)
+		send, coding := body, ""
+		if a.zstdRequests.Load() && len(body) >= minCompressedRequest {
+			if zbody == nil {
+				zbody = requestEncoder.EncodeAll(body, nil)
+			}
+			send, coding = zbody, "zstd"
+		}
+		out, err = a.pipelineOnce(ctx, send, coding)
+		if errors.Is(err, errCodingRefused) {
+			// The server ran none of it (415): it no longer takes
+			// compressed requests. Sending it plain is the same request.
+			a.zstdRequests.Store(false)
+			out, err = a.pipelineOnce(ctx, body, "")
+		}
 		return err
 	})
 	return out, err
 }
 
-func (a *netActor) pipelineOnce(ctx context.Context, body []byte) (*hrana.PipelineRespBody, error) {
-	resp, err := a.post(ctx, EndpointPipeline, contentTypeJSON, body, nil)
+// Compressed requests. The server says it takes zstd request bodies with
+// a header on its Hrana answers (server.RequestEncodingHeader; sqld never
+// sends it), so the first request to a server goes plain (a push's
+// high-water read) and the following ones, the push batch, compressed: a
+// batch repeats its SQL texts and conditions for every change, and shrinks
+// about a hundredfold. Small requests stay plain: nothing to gain.
+const (
+	requestEncodingHeader = "X-Syncdb-Request-Encoding" // server.RequestEncodingHeader
+	minCompressedRequest  = 1 << 10
+)
+
+// requestEncoder compresses request bodies (EncodeAll may be called
+// concurrently). Its 1 MiB window is what the server's decoder allows
+// (4 MiB at most): not a single-segment frame, whose window would be the
+// whole body.
+var requestEncoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest),
+	zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(1<<20), zstd.WithSingleSegment(false))
+
+// errCodingRefused: the server answered a compressed request with 415.
+var errCodingRefused = errors.New("the server refused the request's content encoding")
+
+// takesZstd reports whether a response's RequestEncodingHeader lists zstd.
+func takesZstd(h http.Header) bool {
+	for _, v := range h.Values(requestEncodingHeader) {
+		for _, coding := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(coding), "zstd") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (a *netActor) pipelineOnce(ctx context.Context, body []byte, coding string) (*hrana.PipelineRespBody, error) {
+	var header http.Header
+	if coding != "" {
+		header = http.Header{"Content-Encoding": {coding}}
+	}
+	resp, err := a.post(ctx, EndpointPipeline, contentTypeJSON, body, header)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Close()
+	if resp.StatusCode == http.StatusUnsupportedMediaType && coding != "" {
+		return nil, errCodingRefused
+	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, a.statusError(resp, EndpointPipeline)
 	}
+	// What the server says now holds for the next requests.
+	a.zstdRequests.Store(takesZstd(resp.Header))
 	limit := a.cfg.MaxPipelineResponse
 	b, err := io.ReadAll(io.LimitReader(resp.body, limit+1))
 	if err != nil {

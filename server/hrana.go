@@ -112,8 +112,13 @@ func hranaError(w http.ResponseWriter, status int, e *hrana.Error) {
 
 // handleHrana serves the pipeline and cursor endpoints.
 func (s *Server) handleHrana(w http.ResponseWriter, r *http.Request, d *database, ep hranaEndpoint) {
+	// Tells our client it may compress its next requests (sqld never says so).
+	w.Header().Set(RequestEncodingHeader, "zstd")
 	body, ok := s.readBody(w, r, s.cfg.MaxPipelineRequestBytes)
 	if !ok {
+		return
+	}
+	if body, ok = s.decodeBody(w, r, body, s.cfg.MaxPipelineRequestBytes); !ok {
 		return
 	}
 	if ep.cursor {
