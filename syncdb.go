@@ -260,7 +260,9 @@ type Stats struct {
 	CDCOperations, MainWALSize, RevertWALSize int64
 	LastPullUnixTime, LastPushUnixTime        int64
 	Revision                                  string
-	NetworkSentBytes, NetworkReceivedBytes    int64
+	// NetworkSentBytes and NetworkReceivedBytes count request and response
+	// bodies as they crossed the network (compressed, when they were).
+	NetworkSentBytes, NetworkReceivedBytes int64
 	// PagesPresent and PagesTotal: for a partial replica, the pages of the
 	// bootstrap revision that are local, and all of them. Both are 0 for a
 	// full replica.

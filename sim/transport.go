@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/syncdb/syncdb/dbactor"
@@ -108,7 +109,10 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			Header: http.Header{}, Request: req}, nil
 	case faultReplayOld:
 		if replay != nil {
-			t.serve(h, req, replay)
+			// The pushes are kept decoded (see serve): replayed plain.
+			plain := req.Clone(req.Context())
+			plain.Header.Del("Content-Encoding")
+			t.serve(h, plain, replay)
 		}
 	}
 	rec := t.serve(h, req, body)
@@ -142,10 +146,21 @@ func (t *transport) serve(h http.Handler, req *http.Request, body []byte) (rec *
 		h.ServeHTTP(rec, r)
 	}()
 	if strings.HasSuffix(req.URL.Path, "/v2/pipeline") && rec.Code == 200 {
+		if req.Header.Get("Content-Encoding") == "zstd" {
+			// The client compresses pushes to our server: the model reads
+			// them decoded (the server decoded them to run them).
+			var err error
+			if body, err = pushDecoder.DecodeAll(body, nil); err != nil {
+				t.w.fail("decode a compressed pipeline request the server ran: %v", err)
+				return rec
+			}
+		}
 		t.observePush(h, req, body, rec.Body.Bytes())
 	}
 	return rec
 }
+
+var pushDecoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
 
 // latestRevision asks the server (past the faults) for its latest
 // revision's sequence number.
