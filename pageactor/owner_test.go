@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -34,6 +35,24 @@ func TestPresenceLogOneWriter(t *testing.T) {
 	cfg.Sys = sys
 	if p, err := pageactor.Open(cfg); !errors.Is(err, pageactor.ErrLogInUse) {
 		t.Errorf("a second Open of a log a Pages has open: %v, want ErrLogInUse", err)
+		if err == nil {
+			p.Close()
+		}
+	}
+	// The claim names the file, not the spelling of its path: through a
+	// symlinked directory it is the same log (keyed as shimvfs keys files,
+	// symlinks resolved).
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(filepath.Dir(r.path), link); err != nil {
+		t.Fatal(err)
+	}
+	viaLink := layout.For(filepath.Join(link, filepath.Base(r.path)))
+	if err := pageactor.Create(fsx.OS, viaLink, roaring.BitmapOf(1, 2)); !errors.Is(err, pageactor.ErrLogInUse) {
+		t.Errorf("Create through a symlinked directory of a log a Pages has open: %v, want ErrLogInUse", err)
+	}
+	cfg.Path = viaLink.DB
+	if p, err := pageactor.Open(cfg); !errors.Is(err, pageactor.ErrLogInUse) {
+		t.Errorf("a second Open through a symlinked directory: %v, want ErrLogInUse", err)
 		if err == nil {
 			p.Close()
 		}
@@ -76,5 +95,15 @@ func TestPresenceLogOneWriter(t *testing.T) {
 	r.open(t, ts.url)
 	if !r.pages.Present(2) || r.pages.Present(5) {
 		t.Errorf("after Create([1 2]) and Open: page 2 present %v, page 5 present %v", r.pages.Present(2), r.pages.Present(5))
+	}
+
+	// A failed Open gives its claim back.
+	cfg.Path = filepath.Join(t.TempDir(), "none.db")
+	if p, err := pageactor.Open(cfg); err == nil {
+		p.Close()
+		t.Fatal("Open of a missing database succeeded")
+	}
+	if err := pageactor.Create(fsx.OS, layout.For(cfg.Path), roaring.BitmapOf(1)); err != nil {
+		t.Errorf("Create after a failed Open: %v", err)
 	}
 }

@@ -173,7 +173,7 @@ func (cfg Config) withDefaults() Config {
 
 // Open loads the presence log and starts the actor. Close it after every
 // connection on the database is closed.
-func Open(cfg Config) (*Pages, error) {
+func Open(cfg Config) (_ *Pages, err error) {
 	cfg = cfg.withDefaults()
 	cfg.Net = cfg.Net.From(actors.LevelPages)
 	if cfg.SegmentSize%PageSize != 0 {
@@ -185,20 +185,20 @@ func Open(cfg Config) (*Pages, error) {
 		return nil, err
 	}
 	p.claim = abs
-	f, err := shimvfs.OpenFile(cfg.Path)
-	if err != nil {
-		p.Close()
+	defer func() {
+		if err != nil {
+			p.Close() // the files opened so far, and the claim
+		}
+	}()
+	if p.file, err = shimvfs.OpenFile(cfg.Path); err != nil {
 		return nil, err
 	}
-	p.file = f
-	if err := p.loadLog(); err != nil {
-		p.Close()
+	if err = p.loadLog(); err != nil {
 		return nil, err
 	}
 	a := &pageActor{p: p, inflight: map[uint32][]*fetchPage{}}
 	ref, err := cfg.Sys.Spawn("pages", actors.LevelPages, a.receive, nil)
 	if err != nil {
-		p.Close()
 		return nil, err
 	}
 	// Pages' methods run on their callers' goroutines: dbactor's (its
@@ -399,7 +399,8 @@ var crcTable = crc32.MakeTable(crc32.Castagnoli)
 var ErrLogInUse = errors.New("the presence log is open")
 
 // openLogs are the presence logs this process's Pages have open, by
-// absolute path.
+// absolute path with symlinks resolved (shimvfs.CleanAbs): two spellings
+// of one file, through a symlinked directory, are one claim.
 var openLogs = struct {
 	sync.Mutex
 	m map[string]bool
@@ -409,6 +410,9 @@ var openLogs = struct {
 func claimLog(path string) (string, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
+		return "", err
+	}
+	if abs, err = shimvfs.CleanAbs(abs); err != nil {
 		return "", err
 	}
 	openLogs.Lock()

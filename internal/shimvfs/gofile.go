@@ -28,7 +28,7 @@ type File struct {
 func OpenFile(path string) (*File, error) {
 	var r *Recorder
 	key := path
-	if p, err := cleanAbs(path); err == nil {
+	if p, err := CleanAbs(path); err == nil {
 		key = p
 		r = recorderFor(key)
 	}

@@ -74,7 +74,7 @@ func Attach(path string, p Pages) (detach func(), err error) {
 	if p == nil {
 		return nil, errors.New("shimvfs: nil Pages")
 	}
-	if path, err = cleanAbs(path); err != nil {
+	if path, err = CleanAbs(path); err != nil {
 		return nil, err
 	}
 	a := &attachment{p}

@@ -104,7 +104,7 @@ var (
 // SQLite opens through the shim from now on. Files already open are not
 // recorded. The directories of two active Recorders may not overlap.
 func Record(dir string) (*Recorder, error) {
-	dir, err := cleanAbs(dir)
+	dir, err := CleanAbs(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -226,7 +226,7 @@ func (r *Recorder) Stats() Stats {
 // a count went up is durable: the simulator tells with it which commits of a
 // synchronous=NORMAL replica a power loss takes back.
 func (r *Recorder) SyncsOf(path string) int64 {
-	if p, err := cleanAbs(path); err == nil {
+	if p, err := CleanAbs(path); err == nil {
 		path = p
 	}
 	r.smu.Lock()

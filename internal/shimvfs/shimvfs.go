@@ -509,10 +509,12 @@ func fileSize(tls *libc.TLS, pFile uintptr) (int64, int32) {
 	return *cptr[int64](p), rc
 }
 
-// cleanAbs checks that path is absolute and returns it cleaned, with
+// CleanAbs checks that path is absolute and returns it cleaned, with
 // symlinks resolved as far as they exist (SQLite's unix VFS resolves them
-// when it computes the full pathname of a file).
-func cleanAbs(path string) (string, error) {
+// when it computes the full pathname of a file): the one name of a file
+// that the shim keys its attachments and records by, and pageactor its
+// claim of the presence log.
+func CleanAbs(path string) (string, error) {
 	if !filepath.IsAbs(path) {
 		return "", fmt.Errorf("shimvfs: path %q is not absolute", path)
 	}
