@@ -35,6 +35,12 @@ func (noReaders) Open()  {}
 // openLocal opens (creating if new) the local replica at path.
 func openLocal(t *testing.T, path string) *local {
 	t.Helper()
+	return openLocalFS(t, path, nil)
+}
+
+// openLocalFS is openLocal with the actor's files (not SQLite's) on fs.
+func openLocalFS(t *testing.T, path string, fs fsx.FS) *local {
+	t.Helper()
 	ctx := t.Context()
 	l := &local{path: path, sys: actors.NewSystem(actors.Options{Name: filepath.Base(path), OnPanic: func(p *actors.PanicError) { t.Errorf("actor panic: %v", p) }})}
 	t.Cleanup(l.sys.Stop)
@@ -50,7 +56,7 @@ func openLocal(t *testing.T, path string) *local {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if l.db, l.writer, err = dbactor.Spawn(dbactor.Config{Path: path, ClientID: "c1", Sys: l.sys, Meta: meta, Gate: noReaders{}}); err != nil {
+	if l.db, l.writer, err = dbactor.Spawn(dbactor.Config{Path: path, ClientID: "c1", Sys: l.sys, Meta: meta, Gate: noReaders{}, FS: fs}); err != nil {
 		t.Fatal(err)
 	}
 	if err := l.db.Open(ctx, &messages.OpenDB{}); err != nil {

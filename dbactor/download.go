@@ -36,18 +36,6 @@ type download struct {
 
 var _ messages.PageSink = (*download)(nil)
 
-// Reset discards what was written (a retried request starts over).
-func (d *download) Reset() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed {
-		return ErrDownloadClosed
-	}
-	d.s.index = map[uint32]int64{}
-	d.s.size = 0
-	return d.s.f.Truncate(0)
-}
-
 // Add records one page; a later image of a page replaces the earlier.
 func (d *download) Add(pgno uint32, page []byte) error {
 	d.mu.Lock()
@@ -78,12 +66,10 @@ func (d *download) close() error {
 }
 
 // startDownload answers Download: a download still open (an attempt whose
-// caller stopped waiting) is dropped, and PATH-changes starts empty.
+// caller stopped waiting) is dropped, file and all (its space goes back
+// even if the new one cannot be created), and PATH-changes starts empty.
 func (a *dbActor) startDownload() (messages.PageSink, error) {
-	if a.download != nil {
-		a.download.close()
-		a.download = nil
-	}
+	a.dropDownload()
 	path := a.files.Changes
 	f, err := a.cfg.FS.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {

@@ -122,9 +122,8 @@ func (r *syncedReplica) pull(t *testing.T) messages.PullResult {
 		t.Fatal(err)
 	}
 	info, err := r.net.PullUpdates(ctx, &messages.PullUpdates{
-		Req:      &syncpb.PullUpdatesReqProtoBody{ClientRevision: r.syncedRevision(t)},
-		OnHeader: func(*syncpb.PullUpdatesRespProtoBody) error { return w.Reset() },
-		OnPage:   func(pgno uint32, data []byte) error { return w.Add(pgno, data) },
+		Req:    &syncpb.PullUpdatesReqProtoBody{ClientRevision: r.syncedRevision(t)},
+		OnPage: func(pgno uint32, data []byte) error { return w.Add(pgno, data) },
 	})
 	if err != nil {
 		r.db.DropDownload(ctx, w)

@@ -220,8 +220,11 @@ type Download struct {
 // any goroutine (a netactor callback, PullUpdates.OnPage), one at a time,
 // while the database actor goes on with other messages: the sink shares
 // none of the actor's state.
+//
+// A sink takes one response: each attempt of a pull (syncactor's retry)
+// asks for a Download of its own, and netactor retries a request only
+// before its header, that is before any page; so there is no reset.
 type PageSink interface {
-	Reset() error // a retried request starts over
 	Add(pgno uint32, page []byte) error
 	Pages() int // distinct pages so far
 }

@@ -68,7 +68,11 @@ func (s *syncActor) pullOnce(ctx context.Context, p *messages.Pull) (messages.Pu
 	applied := false
 	defer func() {
 		if !applied {
-			s.cfg.DB.DropDownload(context.WithoutCancel(ctx), w)
+			// Not the pull's error: the file is the database actor's, removed
+			// at its next Download, open or stop if not now.
+			if err := s.cfg.DB.DropDownload(context.WithoutCancel(ctx), w); err != nil {
+				s.cfg.Logger.Debug("dropping the pull's download", "err", err)
+			}
 		}
 	}()
 	reqCtx, answered, release := wakeable(ctx, p.Wake)
@@ -79,7 +83,7 @@ func (s *syncActor) pullOnce(ctx context.Context, p *messages.Pull) (messages.Pu
 			if !answered() {
 				return messages.ErrWoken
 			}
-			return w.Reset()
+			return nil
 		},
 		OnPage: func(pgno uint32, data []byte) error {
 			s.progress("pull", int64(w.Pages())+1, 0)
