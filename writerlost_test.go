@@ -2,10 +2,12 @@ package syncdb_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync/atomic"
 	"testing"
 
+	"github.com/syncdb/syncdb/dbactor"
 	"github.com/syncdb/syncdb/internal/failpoint"
 	"github.com/syncdb/syncdb/internal/testhooks"
 )
@@ -19,8 +21,22 @@ import (
 // replaced only if that fails), so T2 meets the failing disk: the pull
 // fails, and so does every write after it while the disk fails (the pull
 // must be finished first), without a panic. Once the disk works again,
-// the next request finishes the pull.
+// the next request finishes the pull. Case "reopen": the connection is
+// replaced after all (Skip "pull.reset-cache", as when the writer has TEMP
+// objects or the reset is refused), and the new one cannot open: the pull,
+// and every request after it while the disk fails, is refused with
+// ErrNoWriter.
 func TestPullWriterReopenFails(t *testing.T) {
+	for _, reopen := range []bool{false, true} {
+		name := "kept"
+		if reopen {
+			name = "reopen"
+		}
+		t.Run(name, func(t *testing.T) { testPullWriterReopenFails(t, reopen) })
+	}
+}
+
+func testPullWriterReopenFails(t *testing.T, reopen bool) {
 	ctx := context.Background()
 	url := newServer(t)
 	a := newLossyReplica(t, url)
@@ -36,6 +52,10 @@ func TestPullWriterReopenFails(t *testing.T) {
 
 	// Once the journal is saved, the first sync of the WAL is T1's commit:
 	// right after it, every write and open fails (the process lives on).
+	if reopen {
+		failpoint.SetSwitch(func(name, owner string) bool { return name == "pull.reset-cache" && owner == a.cfg.Path })
+		defer failpoint.SetSwitch(nil)
+	}
 	var armed, hit atomic.Bool
 	failpoint.Set(func(name, owner string) {
 		if name == "pull.pending" && strings.HasPrefix(owner, a.cfg.Path) {
@@ -56,14 +76,32 @@ func TestPullWriterReopenFails(t *testing.T) {
 	if p := panicked.Load(); p != nil {
 		t.Fatalf("the actor panicked: %v", p)
 	}
-	if err == nil {
-		t.Fatal("the pull succeeded on a failing disk")
-	}
-	if _, err := a.db.Exec(ctx, "INSERT INTO t VALUES(3, 'later')"); err == nil {
-		t.Fatal("a write succeeded on a failing disk, before the pull was finished")
-	}
-	if _, err := a.db.Pull(ctx); err == nil {
-		t.Fatal("a pull succeeded on a failing disk")
+	if reopen {
+		if !errors.Is(err, dbactor.ErrNoWriter) {
+			t.Fatalf("pull: %v, want ErrNoWriter", err)
+		}
+		if _, err := a.db.Exec(ctx, "INSERT INTO t VALUES(3, 'later')"); !errors.Is(err, dbactor.ErrNoWriter) {
+			t.Fatalf("write with the writer gone: %v, want ErrNoWriter", err)
+		}
+		if _, err := a.db.Pull(ctx); !errors.Is(err, dbactor.ErrNoWriter) {
+			t.Fatalf("pull with the writer gone: %v, want ErrNoWriter", err)
+		}
+		if _, err := a.db.Stats(ctx); !errors.Is(err, dbactor.ErrNoWriter) {
+			t.Fatalf("stats with the writer gone: %v, want ErrNoWriter", err)
+		}
+	} else {
+		if err == nil {
+			t.Fatal("the pull succeeded on a failing disk")
+		}
+		if errors.Is(err, dbactor.ErrNoWriter) {
+			t.Fatalf("pull: %v, want T2's failure on the kept writer", err)
+		}
+		if _, err := a.db.Exec(ctx, "INSERT INTO t VALUES(3, 'later')"); err == nil {
+			t.Fatal("a write succeeded on a failing disk, before the pull was finished")
+		}
+		if _, err := a.db.Pull(ctx); err == nil {
+			t.Fatal("a pull succeeded on a failing disk")
+		}
 	}
 
 	a.rec.Resume() // the disk works again

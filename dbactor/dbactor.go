@@ -251,6 +251,7 @@ type dbActor struct {
 	pending    bool                  // a pull's T1 committed but the pull is not finished
 	pull       *messages.PendingPull // the pull pending is about (its journal's record)
 	user       bool                  // a user statement is being prepared or run (see authorize)
+	pragmaSet  bool                  // a user statement set a pragma on this writer connection (see refreshWriter)
 	restamp    *messages.FileStamp   // the database file's stamp to record: same content, new time
 	detached   error                 // the files were modified outside syncdb: read only (see detach)
 	created    bool                  // until recover ends: the database file did not exist at open, no pull ran on it

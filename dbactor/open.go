@@ -179,6 +179,7 @@ func (a *dbActor) openWriter(ctx context.Context, fresh bool) error {
 	a.stmts = sqlitex.NewStmtCache(conn)
 	a.ostmts = sqlitex.NewStmtCache(conn)
 	a.cap.tables = nil
+	a.pragmaSet = false
 	return nil
 }
 
@@ -276,15 +277,28 @@ func (a *dbActor) durable(ctx context.Context, fn func() error) error {
 // did the same at a much higher price: it is the last connection to the
 // database, so the new one rebuilt the WAL index from the whole WAL (up
 // to AutoCheckpointFrames frames read and checksummed) and reparsed the
-// schema, on every pull (bench/RESULTS.md §6). It is still what happens
-// when the cache cannot be emptied (a transaction left open by a failed
-// COMMIT and ROLLBACK).
+// schema, on every pull (bench/RESULTS.md §6).
 // TestPullRawWritesStaleCache fails without either.
+//
+// The connection is still replaced when the cache cannot be emptied (a
+// transaction or a statement left open: sqlitex.Conn.ResetCache) and when
+// it has state a new connection would not (connState): a pull has always
+// ended the writer's TEMP objects and the pragmas a user's statement set,
+// and T2 must replay the local changes without them (a TEMP trigger would
+// write its rows again: TestPullEndsTempState). The reopen uses ctx, as
+// writeBase's did before the cache reset: a cancelled pull leaves no
+// writer (ErrNoWriter) and the next request opens one.
 func (a *dbActor) refreshWriter(ctx context.Context) error {
-	if a.conn == nil {
+	if a.conn == nil || failpoint.Skip("pull.reset-cache", a.cfg.Path) {
 		return a.reopenWriter(ctx)
 	}
-	if err := sqlitex.Raw(context.WithoutCancel(ctx), a.conn, func(c *sqlitex.Conn) error { return c.ResetCache() }); err != nil {
+	err := sqlitex.Raw(context.WithoutCancel(ctx), a.conn, func(c *sqlitex.Conn) error {
+		if err := a.connState(c); err != nil {
+			return err
+		}
+		return c.ResetCache()
+	})
+	if err != nil {
 		return a.reopenWriter(ctx)
 	}
 	if a.cap.insert != nil {
@@ -296,6 +310,30 @@ func (a *dbActor) refreshWriter(ctx context.Context) error {
 	}
 	a.stmts = sqlitex.NewStmtCache(a.conn)
 	a.cap.tables = nil
+	return nil
+}
+
+// errConnState: the writer connection has state of its own that a pull
+// ends (see refreshWriter).
+var errConnState = errors.New("the writer connection has TEMP objects or pragmas a statement set")
+
+// connState reports errConnState if the writer connection differs from a
+// new one in what a user's statements can change on it: an object in its
+// TEMP schema (read from sqlite_temp_schema: one small statement, no page
+// of main), or a pragma a user statement set (pragmaSet, noted by the
+// authorizer, since not every pragma can be read back: case_sensitive_like
+// cannot).
+func (a *dbActor) connState(c *sqlitex.Conn) error {
+	if a.pragmaSet {
+		return errConnState
+	}
+	temp, err := c.Query("SELECT 1 FROM temp.sqlite_schema LIMIT 1")
+	if err != nil {
+		return err
+	}
+	if len(temp) > 0 {
+		return errConnState
+	}
 	return nil
 }
 

@@ -24,10 +24,26 @@ func mentionsProtected(sql string) bool {
 	return strings.Contains(l, "_syncdb_") || strings.Contains(l, "turso_sync_last_change_id") || strings.Contains(l, "sqlite_dbpage")
 }
 
+// readsOnly reports the pragmas that take an argument only to say what to
+// read: they change nothing on the connection. Any other pragma with an
+// argument (or a value) may set something a new connection would not have
+// (see refreshWriter).
+func readsOnly(pragma string) bool {
+	switch strings.ToLower(pragma) {
+	case "table_info", "table_xinfo", "table_list", "index_info", "index_xinfo", "index_list",
+		"foreign_key_list", "foreign_key_check", "integrity_check", "quick_check":
+		return true
+	}
+	return false
+}
+
 // authorize is the writer connection's SQLite authorizer: while a user
 // statement is prepared (a.user), or inside any trigger or view, it denies
 // changes to protected tables. syncdb's own statements pass.
 func (a *dbActor) authorize(action sqlite.AuthorizerActionCode, arg1, arg2, _, triggerOrView string) sqlite.AuthorizerReturnCode {
+	if action == sqlite.AuthPragma && a.user && arg2 != "" && !readsOnly(arg1) {
+		a.pragmaSet = true // the next pull replaces the connection
+	}
 	var names []string
 	switch action {
 	case sqlite.AuthInsert, sqlite.AuthUpdate, sqlite.AuthDelete, sqlite.AuthDropTable, sqlite.AuthCreateTable,
