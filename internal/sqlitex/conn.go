@@ -153,28 +153,62 @@ func (c *Conn) handle() uintptr {
 	return c.db
 }
 
-// errInTransaction: ResetCache was called inside a transaction, where
-// SQLite would silently keep the cache.
+// errInTransaction: ResetCache was called while the main database has a
+// transaction, where SQLite would silently keep the cache.
 var errInTransaction = errors.New("sqlitex: ResetCache inside a transaction")
+
+// errCacheKept: SQLite did not empty the cache (its data version did not
+// move) although no transaction was seen.
+var errCacheKept = errors.New("sqlitex: ResetCache: SQLite kept the page cache")
 
 // ResetCache empties the connection's page cache of the main database
 // (SQLITE_FCNTL_RESET_CACHE), as SQLite does itself when another
 // connection changed the database: pages written behind the b-tree layer
-// (sqlite_dbpage) are read again, their decoded headers with them. It must
-// run outside a transaction (SQLite ignores it inside one).
+// (sqlite_dbpage) are read again, their decoded headers with them. SQLite
+// ignores the request, and still reports success, while the b-tree has
+// any transaction, a read one too: a statement stepped and not reset holds
+// one with autocommit on. So ResetCache refuses unless sqlite3_txn_state
+// says none, and checks that the pager's data version (bumped by every
+// cache reset, SQLITE_FCNTL_DATA_VERSION) moved; an error means the cache
+// may be stale, and the caller replaces the connection.
 func (c *Conn) ResetCache() error {
-	if !c.Autocommit() {
-		return errInTransaction
-	}
 	main, err := libc.CString("main")
 	if err != nil {
 		return err
 	}
 	defer libc.Xfree(c.tls, main)
+	if !c.Autocommit() || sqlite3.Xsqlite3_txn_state(c.tls, c.handle(), main) != sqlite3.SQLITE_TXN_NONE {
+		return errInTransaction
+	}
+	before, err := c.dataVersion(main)
+	if err != nil {
+		return err
+	}
 	if rc := sqlite3.Xsqlite3_file_control(c.tls, c.handle(), main, sqlite3.SQLITE_FCNTL_RESET_CACHE, 0); rc != sqlite3.SQLITE_OK {
 		return c.errorFor(rc)
 	}
+	after, err := c.dataVersion(main)
+	if err != nil {
+		return err
+	}
+	if after == before {
+		return errCacheKept
+	}
 	return nil
+}
+
+// dataVersion is the pager's data version of schema (a C string),
+// SQLITE_FCNTL_DATA_VERSION: it changes whenever the page cache is reset.
+func (c *Conn) dataVersion(schema uintptr) (uint32, error) {
+	p := libc.Xmalloc(c.tls, 4)
+	if p == 0 {
+		return 0, errors.New("sqlitex: out of memory")
+	}
+	defer libc.Xfree(c.tls, p)
+	if rc := sqlite3.Xsqlite3_file_control(c.tls, c.handle(), schema, sqlite3.SQLITE_FCNTL_DATA_VERSION, p); rc != sqlite3.SQLITE_OK {
+		return 0, c.errorFor(rc)
+	}
+	return *(*uint32)(unsafe.Pointer(p)), nil
 }
 
 // SetNoCheckpointOnClose sets SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE: when on,

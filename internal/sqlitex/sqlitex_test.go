@@ -1129,9 +1129,11 @@ func TestErrorIs(t *testing.T) {
 }
 
 // TestResetCacheInTransaction: inside a transaction SQLite keeps the page
-// cache whatever SQLITE_FCNTL_RESET_CACHE asks, so ResetCache refuses
-// there (the caller replaces the connection instead); outside one it
-// succeeds and the connection reads the database as before.
+// cache whatever SQLITE_FCNTL_RESET_CACHE asks, and says nothing, so
+// ResetCache refuses there (the caller replaces the connection instead):
+// a transaction begun, and a statement stepped and not reset, whose read
+// transaction leaves autocommit on; outside one it succeeds and the
+// connection reads the database as before.
 func TestResetCacheInTransaction(t *testing.T) {
 	db, _ := openDB(t, "")
 	run(t, db, func(c *Conn) error {
@@ -1141,6 +1143,20 @@ func TestResetCacheInTransaction(t *testing.T) {
 			t.Errorf("ResetCache in a transaction: %v, want errInTransaction", err)
 		}
 		mustExec(t, c, `COMMIT`)
+		open, _, err := c.Prepare(`SELECT x FROM t`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if row, err := open.Step(); !row || err != nil {
+			t.Fatal(row, err)
+		}
+		if !c.Autocommit() {
+			t.Fatal("a stepped SELECT turned autocommit off")
+		}
+		if err := c.ResetCache(); !errors.Is(err, errInTransaction) && !errors.Is(err, errCacheKept) {
+			t.Errorf("ResetCache with a statement stepped, not reset: %v, want errInTransaction or errCacheKept", err)
+		}
+		open.Close()
 		if err := c.ResetCache(); err != nil {
 			t.Fatalf("ResetCache: %v", err)
 		}
