@@ -177,60 +177,45 @@ func (s *syncActor) retry(ctx context.Context, op func() error) error {
 }
 
 // bootstrap downloads the database into <db>-bootstrap, records the
-// metadata, then moves the file into place. A crash before the metadata
-// leaves no metadata (the next Open starts over); a crash after it leaves
-// the file to be moved (FinishBootstrap, at the next Open).
+// metadata, then moves the file into place (finishFull's steps). A crash
+// before the metadata leaves no metadata (the next Open starts over); a
+// crash after it leaves the file to be moved (FinishBootstrap, at the next
+// Open). The decisions are fullDownload's; this is their I/O.
 func (s *syncActor) bootstrap(ctx context.Context) error {
-	tmp := s.files.Bootstrap
 	var f fsx.File
-	var hdr *syncpb.PullUpdatesRespProtoBody
-	var database string // the server's name for the database, if it gives one
-	var hash uint64     // the file's content hash, if hashed
+	d := fullDownload{chunk: chunkPages(s.cfg.BootstrapChunk)}
+	var hash uint64 // the file's content hash, if hashed
 	var hashed bool
 	err := s.retry(ctx, func() error {
 		if f != nil {
 			f.Close()
 		}
 		var err error
-		f, err = s.cfg.FS.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+		f, err = s.cfg.FS.OpenFile(s.files.Bootstrap, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 		if err != nil {
 			return err
 		}
-		hdr = nil
+		d.restart()
 		hashed = false
-		got := int64(0)
 		w := newRunWriter(f)
 		defer w.close()
-		chunk := uint32(0)
-		if s.cfg.BootstrapChunk > 0 {
-			chunk = uint32(max(1, s.cfg.BootstrapChunk/wire.PageSize))
-		}
-		for start := uint32(0); ; start += chunk {
-			req := &syncpb.PullUpdatesReqProtoBody{}
-			if chunk > 0 {
-				sel, err := wire.EncodeSelector(wire.SelectorRange(start, start+chunk))
-				if err != nil {
-					return err
-				}
-				req.ServerPagesSelector = sel
-			}
-			if hdr != nil {
-				req.ServerRevision = hdr.ServerRevision
+		for {
+			req, err := d.request()
+			if err != nil {
+				return err
 			}
 			info, err := s.cfg.Net.PullUpdates(ctx, &messages.PullUpdates{
 				Req: req, RetryUntil: s.until,
 				OnHeader: func(h *syncpb.PullUpdatesRespProtoBody) error {
-					if hdr == nil {
-						hdr = h
-					}
+					d.header(h)
 					return nil
 				},
 				OnPage: func(pgno uint32, data []byte) error {
-					if uint64(pgno) > hdr.DbSize {
-						return fmt.Errorf("server sent page %d of a %d-page database", pgno, hdr.DbSize)
+					got, total, err := d.page(pgno)
+					if err != nil {
+						return err
 					}
-					got++
-					s.progress("bootstrap", got, int64(hdr.DbSize))
+					s.progress("bootstrap", got, total)
 					return w.add(pgno, data)
 				},
 			})
@@ -240,11 +225,8 @@ func (s *syncActor) bootstrap(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			if info.Database != "" {
-				database = info.Database
-			}
-			if chunk == 0 || uint64(start+chunk) >= hdr.DbSize {
-				hash, hashed = w.contentHash(hdr.DbSize)
+			if d.answered(info.Database) {
+				hash, hashed = w.contentHash(d.hdr.DbSize)
 				return nil
 			}
 		}
@@ -255,62 +237,84 @@ func (s *syncActor) bootstrap(ctx context.Context) error {
 		}
 		return fmt.Errorf("bootstrap: %w", err)
 	}
-	size := hdr.DbSize
-	if err := f.Truncate(int64(size) * wire.PageSize); err != nil {
-		f.Close()
+	facts := bootFacts{revision: d.hdr.ServerRevision, size: d.hdr.DbSize, database: d.database}
+	return s.finishBoot(ctx, f, finishFull(d.hdr.DbSize, hashed), facts, hash, nil)
+}
+
+// finishBoot carries out a downloaded bootstrap's steps (finishFull's or
+// finishPartial's) on its file f, still open: a step that fails ends it,
+// closing f if it is still open. hash is the run writer's (a full
+// bootstrap's stamp), present the pages a partial one holds.
+func (s *syncActor) finishBoot(ctx context.Context, f fsx.File, steps []bootStep, b bootFacts, hash uint64, present *roaring.Bitmap) error {
+	open := true
+	fail := func(err error) error {
+		if open {
+			f.Close()
+		}
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	failpoint.Hit("bootstrap.downloaded", s.cfg.Path)
-	var stamp *messages.FileStamp
-	if size > 0 {
+	for _, st := range steps {
 		var err error
-		if hashed {
-			stamp, err = dbactor.StampWithHash(tmp, hash)
-		} else {
-			stamp, err = dbactor.StampOf(tmp) // read the file back
+		switch st.op {
+		case opTruncate:
+			err = f.Truncate(st.size)
+		case opSync:
+			err = f.Sync()
+		case opClose:
+			open = false
+			err = f.Close()
+		case opSyncClose:
+			open = false
+			err = errors.Join(f.Sync(), f.Close())
+		case opRefuse:
+			err = st.err
+		case opPresence:
+			// The log is pageactor's file: Create writes it (and refuses
+			// while a Pages has it open).
+			err = pageactor.Create(s.cfg.FS, s.files, present)
+		case opFailpoint:
+			failpoint.Hit(st.name, s.cfg.Path)
+		case opStamp:
+			if st.hashed {
+				b.stamp, err = dbactor.StampWithHash(s.files.Bootstrap, hash)
+			} else {
+				b.stamp, err = dbactor.StampOf(s.files.Bootstrap) // read the file back
+			}
+		case opMeta:
+			b.clientID, b.saved, b.now = s.cfg.ClientID, s.cfg.SavedConfig, s.cfg.Clock.Now().Unix()
+			err = s.updateMeta(ctx, func(m *messages.Meta) error {
+				bootMeta(m, b)
+				return nil
+			})
+		case opMove:
+			err = FinishBootstrap(s.cfg.FS, s.cfg.Path)
+		default:
+			err = fmt.Errorf("bootstrap: unknown step %v", st)
 		}
 		if err != nil {
-			return err
+			return fail(err)
 		}
 	}
-	now := s.cfg.Clock.Now().Unix()
-	if err := s.updateMeta(ctx, func(m *messages.Meta) error {
-		m.ClientUniqueID = s.cfg.ClientID
-		m.SyncedRevision = &messages.Revision{Type: "v1", Revision: hdr.ServerRevision}
-		m.LastPullUnixTime = &now
-		sc := s.cfg.SavedConfig
-		m.SavedConfiguration = &sc
-		m.SyncDB.Base = messages.Base{DBSize: uint32(size)}
-		m.SyncDB.DBFile = stamp
-		m.SyncDB.Database = database
-		m.SyncDB.Fresh = true
-		return nil
-	}); err != nil {
-		return err
-	}
-	failpoint.Hit("bootstrap.meta", s.cfg.Path)
-	return FinishBootstrap(s.cfg.FS, s.cfg.Path)
+	return nil
 }
 
 // FinishBootstrap moves a downloaded database into place if the metadata
-// was written but the move was not (a crash in between).
+// was written but the move was not (a crash in between): planMove's
+// decision.
 // For syncdb's own packages; no compatibility promise.
 func FinishBootstrap(fs fsx.FS, path string) error {
-	tmp := layout.For(path).Bootstrap
-	if _, err := fs.Stat(tmp); err != nil {
-		return nil
+	files := layout.For(path)
+	_, err := fs.Stat(files.Bootstrap)
+	download := err == nil
+	db := false
+	if download {
+		_, err := fs.Stat(path)
+		db = err == nil
 	}
-	if _, err := fs.Stat(path); err == nil {
-		return fmt.Errorf("both %s and %s exist", path, tmp)
+	if move, err := planMove(files, download, db); !move {
+		return err
 	}
-	if err := fs.Rename(tmp, path); err != nil {
+	if err := fs.Rename(files.Bootstrap, path); err != nil {
 		return err
 	}
 	return fs.SyncDir(filepath.Dir(path))
@@ -324,52 +328,41 @@ func (s *syncActor) progress(phase string, pages, total int64) {
 
 // bootstrapPartial downloads part of the database into a full-size file
 // with holes, records which pages it holds (pageactor's presence log),
-// then the metadata, then moves the file into place.
+// then the metadata, then moves the file into place (finishPartial's
+// steps). The decisions are partialRequest's and partialDownload's.
 func (s *syncActor) bootstrapPartial(ctx context.Context, p *messages.PartialBootstrap) error {
-	tmp := s.files.Bootstrap
-	req := &syncpb.PullUpdatesReqProtoBody{}
-	switch {
-	case p.Query != "":
-		req.ServerQuerySelector = p.Query
-	default:
-		n := uint32(max(1, p.PrefixBytes/wire.PageSize))
-		sel, err := wire.EncodeSelector(wire.SelectorRange(0, n))
-		if err != nil {
-			return err
-		}
-		req.ServerPagesSelector = sel
+	req, err := partialRequest(p)
+	if err != nil {
+		return err
 	}
 	var f fsx.File
-	var hdr *syncpb.PullUpdatesRespProtoBody
-	var database string
-	present := roaring.New()
-	err := s.retry(ctx, func() error {
+	var d partialDownload
+	d.restart()
+	err = s.retry(ctx, func() error {
 		if f != nil {
 			f.Close()
 		}
 		var err error
-		if f, err = s.cfg.FS.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644); err != nil {
+		if f, err = s.cfg.FS.OpenFile(s.files.Bootstrap, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644); err != nil {
 			return err
 		}
-		hdr, present = nil, roaring.New()
-		var info messages.PullInfo
-		defer func() { database = info.Database }()
-		info, err = s.cfg.Net.PullUpdates(ctx, &messages.PullUpdates{
+		d.restart()
+		info, err := s.cfg.Net.PullUpdates(ctx, &messages.PullUpdates{
 			Req: req, RetryUntil: s.until,
 			OnHeader: func(h *syncpb.PullUpdatesRespProtoBody) error {
-				hdr = h
-				return f.Truncate(int64(h.DbSize) * wire.PageSize)
+				return f.Truncate(d.header(h))
 			},
 			OnPage: func(pgno uint32, data []byte) error {
-				if uint64(pgno) > hdr.DbSize {
-					return fmt.Errorf("server sent page %d of a %d-page database", pgno, hdr.DbSize)
+				got, err := d.page(pgno)
+				if err != nil {
+					return err
 				}
-				present.Add(pgno)
-				s.progress("bootstrap", int64(present.GetCardinality()), 0)
-				_, err := f.WriteAt(data, int64(pgno-1)*wire.PageSize)
+				s.progress("bootstrap", got, 0)
+				_, err = f.WriteAt(data, int64(pgno-1)*wire.PageSize)
 				return err
 			},
 		})
+		d.answered(info.Database)
 		return err
 	})
 	if err != nil {
@@ -378,41 +371,8 @@ func (s *syncActor) bootstrapPartial(ctx context.Context, p *messages.PartialBoo
 		}
 		return fmt.Errorf("partial bootstrap: %w", err)
 	}
-	if hdr.DbSize > 0 && !present.Contains(1) {
-		f.Close()
-		return errors.New("partial bootstrap: the server did not send page 1")
-	}
-	if err := errors.Join(f.Sync(), f.Close()); err != nil {
-		return err
-	}
-	// The log is pageactor's file: Create writes it (and refuses while a
-	// Pages has it open).
-	if err := pageactor.Create(s.cfg.FS, s.files, present); err != nil {
-		return err
-	}
-	failpoint.Hit("bootstrap.downloaded", s.cfg.Path)
-	now := s.cfg.Clock.Now().Unix()
-	rev := &messages.Revision{Type: "v1", Revision: hdr.ServerRevision}
-	if err := s.updateMeta(ctx, func(m *messages.Meta) error {
-		m.ClientUniqueID = s.cfg.ClientID
-		m.SyncedRevision = rev
-		m.PartialBootstrapServerRevision = &messages.Revision{Type: "v1", Revision: hdr.ServerRevision}
-		m.LastPullUnixTime = &now
-		sc := s.cfg.SavedConfig
-		sc.PartialSyncPrefetch = &p.Prefetch
-		seg := p.SegmentSize
-		sc.PartialSyncSegmentSize = &seg
-		m.SavedConfiguration = &sc
-		m.SyncDB.Base = messages.Base{DBSize: uint32(hdr.DbSize)}
-		m.SyncDB.Partial = &messages.PartialState{DBSize: uint32(hdr.DbSize), SegmentSize: p.SegmentSize, Prefetch: p.Prefetch}
-		m.SyncDB.Database = database
-		m.SyncDB.Fresh = true
-		return nil
-	}); err != nil {
-		return err
-	}
-	failpoint.Hit("bootstrap.meta", s.cfg.Path)
-	return FinishBootstrap(s.cfg.FS, s.cfg.Path)
+	facts := bootFacts{revision: d.hdr.ServerRevision, size: d.hdr.DbSize, database: d.database, partial: p}
+	return s.finishBoot(ctx, f, finishPartial(d.hdr.DbSize, d.present.Contains(1)), facts, 0, d.present)
 }
 
 // runWriter writes pages that arrive in page order as runs of up to 1 MiB,
