@@ -7,6 +7,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# -race turns on checkptr (a check of every unsafe.Pointer conversion and
+# step) in every package; in modernc.org's transpiled C (SQLite, libc) that
+# was a quarter to a third of the race pass's CPU, checking their code,
+# not ours. It stays on for this module's packages, the race detector
+# everywhere. In GOFLAGS for every build of the run: the tests' own builds
+# (interop's race-built server) get it, and the non-race builds, where it
+# changes nothing, share one compiled copy of modernc.org/... with them.
+export GOFLAGS="${GOFLAGS:+$GOFLAGS }-gcflags=modernc.org/...=-d=checkptr=0"
+
 # Some steps print nothing for minutes (staticcheck, go test prints a
 # package's result only when it ends): say every 30 s that it is going.
 ( while sleep 30; do echo "   ... still running ($(date +%T))"; done ) &
@@ -80,16 +89,9 @@ simb=$!
 mod=$(go list -m)
 first=("$mod/server" "$mod" "$mod/interop" "$mod/sim")
 mapfile -t rest < <(go list ./... | grep -vxF "$(printf '%s\n' "${first[@]}")")
-# -race turns on checkptr (a check of every unsafe.Pointer conversion and
-# step) in every package; in modernc.org's transpiled C (SQLite, libc) that
-# was a quarter to a third of the race pass's CPU, checking their code,
-# not ours. It stays on for this module's packages, the race detector
-# everywhere.
-# GOFLAGS, not a flag: the interop tests' race-built server gets it too.
-nocheckptr="-gcflags=modernc.org/...=-d=checkptr=0"
-echo "== go test -race ./... (the longest packages first; checkptr off in modernc.org/...)"
+echo "== go test -race ./... (the longest packages first; checkptr off in modernc.org/..., see above)"
 status=0
-GOFLAGS="${GOFLAGS:+$GOFLAGS }$nocheckptr" go test -race -timeout 45m "$@" "${first[@]}" "${rest[@]}" || status=1
+go test -race -timeout 45m "$@" "${first[@]}" "${rest[@]}" || status=1
 go test -tags invariants ./actors/ ./syncactor/ ./pageactor/ || status=1 # the call order checked: an Ask up the order panics (actors.Level, ARCHITECTURE §2)
 
 echo "== simulator (started before the race pass): its results"
