@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,11 +13,13 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/syncdb/syncdb/internal/pgtest"
 	"github.com/syncdb/syncdb/server/pgstore"
 
 	"github.com/syncdb/syncdb/internal/testutil"
+	"github.com/syncdb/syncdb/wire/hrana"
 	"github.com/syncdb/syncdb/wire/syncpb"
 )
 
@@ -467,4 +470,133 @@ func healthz(base string) int {
 		return 0
 	}
 	return resp.StatusCode
+}
+
+// forwardedOK counts a node's requests forwarded to the writer that the
+// writer answered (whatever its status).
+func (n *testNode) forwardedOK(t *testing.T) float64 {
+	t.Helper()
+	mfs, err := n.gather.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "syncdb_forwarded_requests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "outcome" && l.GetValue() == "ok" {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// A zstd-compressed pipeline request sent to a node that does not write
+// the database is forwarded as it came (body and Content-Encoding) and
+// decoded by the writer: the batch commits, its answer comes back with
+// the header that lets the client go on compressing. Hostile compressed
+// bodies get the writer's 4xx, passed back, and commit nothing.
+func TestClusterZstdRequestForwarded(t *testing.T) {
+	const limit = 64 << 10 // both nodes: the forwarder's cap and the writer's
+	tc := newTestCluster(t, 2, func(_ *pgstore.Config, c *Config) { c.MaxPipelineRequestBytes = limit })
+	a, b := tc.nodes[0], tc.nodes[1]
+	a.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)") // a creates it: a writes it
+
+	// The high-water read of a push goes plain; its answer, forwarded
+	// back, must say that the writer takes compressed requests.
+	small, _ := json.Marshal(hrana.PipelineReqBody{Requests: []hrana.StreamRequest{batch(step("SELECT count(*) FROM t", nil))}})
+	if status, body, takes := postCoded(t, b.url+"/v2/pipeline", "", small); status != 200 || takes != "zstd" {
+		t.Fatalf("plain request through b: %d %s, %s = %q", status, trunc([]byte(body)), RequestEncodingHeader, takes)
+	}
+
+	const rows = 200
+	var steps []hrana.BatchStep
+	want := 0
+	for i := range rows {
+		v := fmt.Sprintf("row %d %s", i, strings.Repeat("v", i%50))
+		want += len(v)
+		steps = append(steps, step("INSERT INTO t(id, v) VALUES (?, ?)", nil, hrana.Value{V: int64(i + 1)}, hrana.Text(v)))
+	}
+	steps = append(steps, step("SELECT count(*), sum(length(v)) FROM t", nil))
+	plain, _ := json.Marshal(hrana.PipelineReqBody{Requests: []hrana.StreamRequest{batch(steps...)}})
+	// What netactor sends: SpeedFastest, a 1 MiB window, not single segment.
+	packed := zstdOf(t, plain, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithWindowSize(1<<20), zstd.WithSingleSegment(false))
+	if len(plain) < 1<<10 || len(packed)*4 > len(plain) {
+		t.Fatalf("the batch is %d bytes plain, %d compressed: not one the client would compress", len(plain), len(packed))
+	}
+	before := b.forwardedOK(t)
+	status, body, takes := postCoded(t, b.url+"/v2/pipeline", "zstd", packed)
+	if status != 200 {
+		t.Fatalf("compressed batch through b: %d %s", status, trunc([]byte(body)))
+	}
+	if takes != "zstd" {
+		t.Errorf("the forwarded answer's %s = %q, want zstd", RequestEncodingHeader, takes)
+	}
+	if got := b.forwardedOK(t) - before; got != 1 {
+		t.Fatalf("b forwarded %v requests, want 1 (did b write it itself?)", got)
+	}
+	resp, err := hrana.DecodePipelineResp([]byte(body))
+	if err != nil {
+		t.Fatalf("decode the answer: %v", err)
+	}
+	res := resp.Results[0]
+	if res.Type != hrana.ResultOK {
+		t.Fatalf("batch: %v", res.Error)
+	}
+	br := res.Response.BatchResult
+	for i, e := range br.StepErrors {
+		if e != nil {
+			t.Fatalf("step %d: %v", i, e)
+		}
+	}
+	wantRows := fmt.Sprintf("%d|%d\n", rows, want)
+	if got := fmtRows(br.StepResults[rows].Rows); got != wantRows {
+		t.Fatalf("the batch's own count: %s, want %s", got, wantRows)
+	}
+	for name, n := range map[string]*testNode{"a": a, "b": b} {
+		if got := fmtRows(n.query(t, "", "SELECT count(*), sum(length(v)) FROM t")); got != wantRows {
+			t.Fatalf("rows read on %s: %s, want %s", name, got, wantRows)
+		}
+	}
+
+	// Hostile bodies, each an insert if it ran: 16 MiB of spaces in a few
+	// KiB (decoded past the limit), plain JSON said to be zstd, a cut
+	// frame, another coding.
+	bomb := zstdStream(t, []byte(`{"requests":[{"type":"execute","stmt":{"sql":"INSERT INTO t(v) VALUES ('`),
+		bytes.Repeat([]byte(" "), 1<<20), 16, []byte(`')"}}]}`))
+	ins, _ := json.Marshal(hrana.PipelineReqBody{Requests: []hrana.StreamRequest{batch(step("INSERT INTO t(v) VALUES ('bad')", nil))}})
+	cases := []struct {
+		name, coding string
+		body         []byte
+		status       int
+		msg          string
+	}{
+		{"bomb", "zstd", bomb, 413, "once decoded"},
+		{"not zstd", "zstd", ins, 400, "malformed zstd"},
+		{"truncated", "zstd", packed[:len(packed)/2], 400, "malformed zstd"},
+		{"gzip", "gzip", ins, 415, "zstd or none"},
+	}
+	if len(bomb) > limit {
+		t.Fatalf("the bomb is %d bytes compressed, more than the limit", len(bomb))
+	}
+	for _, c := range cases {
+		before := b.forwardedOK(t)
+		status, body, _ := postCoded(t, b.url+"/v2/pipeline", c.coding, c.body)
+		if status != c.status || !strings.Contains(body, c.msg) {
+			t.Errorf("%s through b: %d %q, want %d containing %q", c.name, status, trunc([]byte(body)), c.status, c.msg)
+		}
+		if got := b.forwardedOK(t) - before; got != 1 {
+			t.Errorf("%s: b forwarded %v requests, want 1 (the writer's answer)", c.name, got)
+		}
+	}
+	if got := fmtRows(a.query(t, "", "SELECT count(*), sum(length(v)) FROM t")); got != wantRows {
+		t.Fatalf("rows after the hostile requests: %s, want %s", got, wantRows)
+	}
+	for name, n := range map[string]*testNode{"a": a, "b": b} {
+		waitFor(t, func() bool { return n.mem.used.Load() == 0 }, "%s: in-flight bytes %d after the requests", name, n.mem.used.Load())
+	}
 }
