@@ -41,7 +41,7 @@ func newReplicaFiles(path string) []string {
 // removeStaleBootstrap removes the PATH-bootstrap of a replica without
 // metadata: a download that never got as far as PATH-info, which no Open
 // resumes (a bootstrap truncates it), even one an earlier process left. With
-// PATH-info, the next Open moves it into place (syncactor.FinishBootstrap).
+// PATH-info, the next Open moves it into place (dbactor's MoveBootstrap).
 // Call it with the lock held and no actor running: the facade is then the
 // file's only user.
 func removeStaleBootstrap(path string) {

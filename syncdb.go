@@ -542,7 +542,7 @@ func (d *DB) spawnActors(clientID string) error {
 func (d *DB) prepareFiles(ctx context.Context, m *messages.Meta, clientID string) (oldURL, newURL string, err error) {
 	cfg, h, url := d.cfg, d.hooks, d.url
 	if m != nil {
-		if err := syncactor.FinishBootstrap(h.FS, cfg.Path); err != nil {
+		if err := d.db.MoveBootstrap(ctx); err != nil { // a crash after the bootstrap's metadata
 			return "", "", err
 		}
 		if url != "" && (m.SavedConfiguration == nil || m.SavedConfiguration.RemoteURL == nil || *m.SavedConfiguration.RemoteURL != url) {

@@ -297,6 +297,8 @@ func (a *dbActor) receive(msg any) {
 		m.Respond(struct{}{}, a.recordPush(m.Context(), m.PullGen, m.UpTo, m.Time))
 	case *messages.Download:
 		m.Respond(a.startDownload())
+	case *messages.MoveBootstrap:
+		m.Respond(struct{}{}, moveBootstrap(a.cfg.FS, a.files))
 	case *messages.DropDownload:
 		a.dropIfCurrent(m.Download)
 		m.Respond(struct{}{}, nil)

@@ -47,6 +47,15 @@ func (h Handle) Download(ctx context.Context) (messages.PageSink, error) {
 	return actors.Ask(ctx, h.ref, &messages.Download{})
 }
 
+// MoveBootstrap moves a downloaded bootstrap into place
+// (messages.MoveBootstrap). It runs to the end once sent: ctx's end
+// does not stop it, as a rename that happens anyway must not be
+// reported as failed.
+func (h Handle) MoveBootstrap(ctx context.Context) error {
+	_, err := actors.Ask(context.WithoutCancel(ctx), h.ref, &messages.MoveBootstrap{})
+	return err
+}
+
 // DropDownload removes a download that will not be applied
 // (messages.DropDownload).
 func (h Handle) DropDownload(ctx context.Context, sink messages.PageSink) error {

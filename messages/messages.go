@@ -216,6 +216,15 @@ type Download struct {
 	actors.Request[PageSink]
 }
 
+// MoveBootstrap moves a downloaded bootstrap (PATH-bootstrap) into place
+// as PATH, and makes the rename durable, if there is one: at the end of a
+// bootstrap, once its metadata is written, and at each Open (a crash in
+// between). PATH is the database actor's file, so it is the one that
+// renames it; it needs no open database.
+type MoveBootstrap struct {
+	actors.Request[struct{}]
+}
+
 // PageSink takes a streamed download page by page. Its methods may run on
 // any goroutine (a netactor callback, PullUpdates.OnPage), one at a time,
 // while the database actor goes on with other messages: the sink shares

@@ -6,7 +6,6 @@ import (
 
 	"github.com/RoaringBitmap/roaring/v2"
 
-	"github.com/syncdb/syncdb/internal/layout"
 	"github.com/syncdb/syncdb/messages"
 	"github.com/syncdb/syncdb/wire"
 	"github.com/syncdb/syncdb/wire/syncpb"
@@ -167,7 +166,7 @@ const (
 	opFailpoint               // failpoint.Hit(name)
 	opStamp                   // the file's stamp: from the run writer's hash, or read back
 	opMeta                    // write the metadata (bootMeta)
-	opMove                    // FinishBootstrap: the rename into PATH, the directory's fsync
+	opMove                    // dbactor's MoveBootstrap: the rename into PATH, the directory's fsync
 )
 
 // bootStep is one step; a step that fails ends the bootstrap with its
@@ -215,7 +214,7 @@ func (st bootStep) String() string {
 // file a power loss can still change; the stamp (none for an empty
 // database); the metadata; then the move. A crash before the metadata
 // leaves none (the next Open starts over), one after it the move
-// (FinishBootstrap at Open).
+// (dbactor's MoveBootstrap at Open).
 func finishFull(size uint64, hashed bool) []bootStep {
 	steps := []bootStep{
 		{op: opTruncate, size: int64(size) * wire.PageSize},
@@ -287,17 +286,4 @@ func bootMeta(m *messages.Meta, b bootFacts) {
 	m.SavedConfiguration = &sc
 	m.SyncDB.Database = b.database
 	m.SyncDB.Fresh = true
-}
-
-// planMove decides FinishBootstrap's move from whether PATH-bootstrap
-// and PATH exist: nothing without a download, a refusal when both exist
-// (neither is known to be the replica's), else the rename.
-func planMove(f layout.Files, download, db bool) (move bool, err error) {
-	switch {
-	case !download:
-		return false, nil
-	case db:
-		return false, fmt.Errorf("both %s and %s exist", f.DB, f.Bootstrap)
-	}
-	return true, nil
 }

@@ -10,7 +10,6 @@ import (
 
 	"github.com/cockroachdb/datadriven"
 
-	"github.com/syncdb/syncdb/internal/layout"
 	"github.com/syncdb/syncdb/messages"
 	"github.com/syncdb/syncdb/wire"
 	"github.com/syncdb/syncdb/wire/syncpb"
@@ -27,7 +26,6 @@ import (
 //
 //	full [chunk=BYTES] [hashed=false]
 //	partial (prefix=BYTES|query=Q) [segment=N] [prefetch]
-//	move download=BOOL db=BOOL
 //
 // hashed is the run writer's verdict (every page once, in order:
 // TestRunWriterContentHash), default true. The input of full and partial,
@@ -45,15 +43,6 @@ func TestBootstrapPlan(t *testing.T) {
 				return fullCase(t, c)
 			case "partial":
 				return partialCase(t, c)
-			case "move":
-				move, err := planMove(layout.For("app.db"), arg(c, "download", "") == "true", arg(c, "db", "") == "true")
-				switch {
-				case err != nil:
-					return "refuse: " + err.Error()
-				case move:
-					return "rename app.db-bootstrap to app.db, fsync the directory"
-				}
-				return "nothing to move"
 			}
 			t.Fatalf("%s: unknown command %q", c.Pos, c.Cmd)
 			return ""

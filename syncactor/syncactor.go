@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -179,8 +178,8 @@ func (s *syncActor) retry(ctx context.Context, op func() error) error {
 // bootstrap downloads the database into <db>-bootstrap, records the
 // metadata, then moves the file into place (finishFull's steps). A crash
 // before the metadata leaves no metadata (the next Open starts over); a
-// crash after it leaves the file to be moved (FinishBootstrap, at the next
-// Open). The decisions are fullDownload's; this is their I/O.
+// crash after it leaves the file to be moved (dbactor's MoveBootstrap, at
+// the next Open). The decisions are fullDownload's; this is their I/O.
 func (s *syncActor) bootstrap(ctx context.Context) error {
 	var f fsx.File
 	d := fullDownload{chunk: chunkPages(s.cfg.BootstrapChunk)}
@@ -287,7 +286,7 @@ func (s *syncActor) finishBoot(ctx context.Context, f fsx.File, steps []bootStep
 				return nil
 			})
 		case opMove:
-			err = FinishBootstrap(s.cfg.FS, s.cfg.Path)
+			err = s.cfg.DB.MoveBootstrap(ctx)
 		default:
 			err = fmt.Errorf("bootstrap: unknown step %v", st)
 		}
@@ -296,28 +295,6 @@ func (s *syncActor) finishBoot(ctx context.Context, f fsx.File, steps []bootStep
 		}
 	}
 	return nil
-}
-
-// FinishBootstrap moves a downloaded database into place if the metadata
-// was written but the move was not (a crash in between): planMove's
-// decision.
-// For syncdb's own packages; no compatibility promise.
-func FinishBootstrap(fs fsx.FS, path string) error {
-	files := layout.For(path)
-	_, err := fs.Stat(files.Bootstrap)
-	download := err == nil
-	db := false
-	if download {
-		_, err := fs.Stat(path)
-		db = err == nil
-	}
-	if move, err := planMove(files, download, db); !move {
-		return err
-	}
-	if err := fs.Rename(files.Bootstrap, path); err != nil {
-		return err
-	}
-	return fs.SyncDir(filepath.Dir(path))
 }
 
 func (s *syncActor) progress(phase string, pages, total int64) {
