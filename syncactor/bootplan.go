@@ -23,6 +23,11 @@ import (
 // which every replica must hold (SQLite reads it first).
 var errNoPage1 = errors.New("partial bootstrap: the server did not send page 1")
 
+// errBadStep is the executor's refusal of a step a plan should not hold:
+// the zero bootStep (opInvalid), an opRefuse without its error, an
+// unknown op. The bootstrap ends there, the file closed, nothing moved.
+var errBadStep = errors.New("bootstrap: invalid step")
+
 // chunkPages is how many pages a full bootstrap asks for per request, from
 // Config.BootstrapChunk (bytes): 0, one request for the whole database,
 // when it is not positive; at least one page otherwise.
@@ -157,16 +162,20 @@ func (d *partialDownload) answered(database string) { d.database = database }
 type bootOp int
 
 const (
-	opTruncate  bootOp = iota // cut the file to size bytes
-	opSync                    // fsync the file
-	opClose                   // close the file
-	opSyncClose               // fsync and close the file, both tried
-	opRefuse                  // fail with err (the file closed first)
-	opPresence                // write the presence log (pageactor.Create)
-	opFailpoint               // failpoint.Hit(name)
-	opStamp                   // the file's stamp: from the run writer's hash, or read back
-	opMeta                    // write the metadata (bootMeta)
-	opMove                    // dbactor's MoveBootstrap: the rename into PATH, the directory's fsync
+	// opInvalid is the zero value, so that a bootStep{} left in a plan by
+	// mistake is refused (errBadStep) instead of truncating the file to 0
+	// bytes, which the full bootstrap would then stamp and move in.
+	opInvalid   bootOp = iota
+	opTruncate         // cut the file to size bytes
+	opSync             // fsync the file
+	opClose            // close the file
+	opSyncClose        // fsync and close the file, both tried
+	opRefuse           // fail with err (the file closed first)
+	opPresence         // write the presence log (pageactor.Create)
+	opFailpoint        // failpoint.Hit(name)
+	opStamp            // the file's stamp: from the run writer's hash, or read back
+	opMeta             // write the metadata (bootMeta)
+	opMove             // dbactor's MoveBootstrap: the rename into PATH, the directory's fsync
 )
 
 // bootStep is one step; a step that fails ends the bootstrap with its
@@ -190,7 +199,7 @@ func (st bootStep) String() string {
 	case opSyncClose:
 		return "fsync and close"
 	case opRefuse:
-		return "close, refuse: " + st.err.Error()
+		return fmt.Sprintf("close, refuse: %v", st.err) // err nil: an invalid step
 	case opPresence:
 		return "write the presence log"
 	case opFailpoint:

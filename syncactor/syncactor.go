@@ -265,8 +265,14 @@ func (s *syncActor) finishBoot(ctx context.Context, f fsx.File, steps []bootStep
 		case opSyncClose:
 			open = false
 			err = errors.Join(f.Sync(), f.Close())
+		case opInvalid:
+			err = fmt.Errorf("%w: %v", errBadStep, st)
 		case opRefuse:
+			// A refusal without its reason must still stop the bootstrap.
 			err = st.err
+			if err == nil {
+				err = fmt.Errorf("%w: %v", errBadStep, st)
+			}
 		case opPresence:
 			// The log is pageactor's file: Create writes it (and refuses
 			// while a Pages has it open).
@@ -288,7 +294,7 @@ func (s *syncActor) finishBoot(ctx context.Context, f fsx.File, steps []bootStep
 		case opMove:
 			err = s.cfg.DB.MoveBootstrap(ctx)
 		default:
-			err = fmt.Errorf("bootstrap: unknown step %v", st)
+			err = fmt.Errorf("%w: unknown step %v", errBadStep, st)
 		}
 		if err != nil {
 			return fail(err)
