@@ -19,6 +19,14 @@ import (
 // corrupt the database); local reads go on. Config.Recover (syncdb
 // recover PATH) rebuilds the replica from the server, keeping the changes
 // made through syncdb that the server does not have.
+//
+// Detection has a window (docs/ARCHITECTURE.md §5): a pull's reload of
+// the base checks only the WAL frames after the previous base's commit
+// frame (walIndexAfter), and writes check only the WAL's end. A change to
+// an earlier frame of the same generation that leaves that commit frame's
+// header alone (bit rot, a tool editing a page in the WAL) is reported
+// only by the next scan from the WAL's start: the next open, or a
+// recovery; until then pulls may copy base images from those frames.
 var ErrExternalModification = errors.New("the database files were modified outside syncdb")
 
 func externalModification(format string, args ...any) error {
