@@ -42,7 +42,7 @@ func TestRunWriterContentHash(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		w := newRunWriter(f)
+		w := newRunWriter(t.Context(), f)
 		for _, pg := range c.order {
 			if err := w.add(pg, page()); err != nil {
 				t.Fatal(err)

@@ -65,7 +65,9 @@ type Config struct {
 	// retries).
 	MaxRetryTime time.Duration
 	// Progress, if set, is told how a download advances: phase "bootstrap"
-	// or "pull", pages received so far, and the total (0 if unknown).
+	// or "pull", pages received so far, and the total (0 if unknown). No
+	// bootstrap call begins once the workflow's context ended; the one
+	// running then may end after the workflow's Ask returned.
 	Progress func(phase string, pages, total int64)
 	Clock    actors.Clock
 	Logger   *slog.Logger
@@ -196,8 +198,8 @@ func (s *syncActor) bootstrap(ctx context.Context) error {
 		}
 		d.restart()
 		hashed = false
-		w := newRunWriter(f)
-		defer w.close()
+		w := newRunWriter(ctx, f)
+		defer w.close() // ends the attempt: a late callback touches nothing
 		for {
 			req, err := d.request()
 			if err != nil {
@@ -206,16 +208,20 @@ func (s *syncActor) bootstrap(ctx context.Context) error {
 			info, err := s.cfg.Net.PullUpdates(ctx, &messages.PullUpdates{
 				Req: req, RetryUntil: s.until,
 				OnHeader: func(h *syncpb.PullUpdatesRespProtoBody) error {
-					d.header(h)
-					return nil
+					return w.gate.run(func() error {
+						d.header(h)
+						return nil
+					})
 				},
 				OnPage: func(pgno uint32, data []byte) error {
-					got, total, err := d.page(pgno)
-					if err != nil {
-						return err
-					}
-					s.progress("bootstrap", got, total)
-					return w.add(pgno, data)
+					return w.gate.run(func() error {
+						got, total, err := d.page(pgno)
+						if err != nil {
+							return err
+						}
+						s.progress("bootstrap", got, total)
+						return w.addLocked(pgno, data)
+					})
 				},
 			})
 			if err == nil {
@@ -325,26 +331,34 @@ func (s *syncActor) bootstrapPartial(ctx context.Context, p *messages.PartialBoo
 		if f != nil {
 			f.Close()
 		}
-		var err error
-		if f, err = s.cfg.FS.OpenFile(s.files.Bootstrap, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644); err != nil {
+		// The callbacks use this attempt's file, af, not f, which the next
+		// attempt replaces; the gate ends them with the attempt.
+		af, err := s.cfg.FS.OpenFile(s.files.Bootstrap, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err != nil {
 			return err
 		}
+		f = af
+		gate := attemptGate{ctx: ctx}
+		defer gate.end(nil)
 		d.restart()
 		info, err := s.cfg.Net.PullUpdates(ctx, &messages.PullUpdates{
 			Req: req, RetryUntil: s.until,
 			OnHeader: func(h *syncpb.PullUpdatesRespProtoBody) error {
-				return f.Truncate(d.header(h))
+				return gate.run(func() error { return af.Truncate(d.header(h)) })
 			},
 			OnPage: func(pgno uint32, data []byte) error {
-				got, err := d.page(pgno)
-				if err != nil {
+				return gate.run(func() error {
+					got, err := d.page(pgno)
+					if err != nil {
+						return err
+					}
+					s.progress("bootstrap", got, 0)
+					_, err = af.WriteAt(data, int64(pgno-1)*wire.PageSize)
 					return err
-				}
-				s.progress("bootstrap", got, 0)
-				_, err = f.WriteAt(data, int64(pgno-1)*wire.PageSize)
-				return err
+				})
 			},
 		})
+		gate.end(nil)
 		d.answered(info.Database)
 		return err
 	})
@@ -358,15 +372,59 @@ func (s *syncActor) bootstrapPartial(ctx context.Context, p *messages.PartialBoo
 	return s.finishBoot(ctx, f, finishPartial(d.hdr.DbSize, d.present.Contains(1)), facts, 0, d.present)
 }
 
+// errAttemptOver is returned to a download callback that comes after its
+// attempt ended (see attemptGate), or its context did.
+var errAttemptOver = errors.New("the bootstrap attempt is over")
+
+// attemptGate ends one bootstrap attempt's download callbacks. They run on
+// a netactor goroutine while the attempt waits in its PullUpdates Ask; but
+// an Ask whose context ends returns at once, and netactor may still hand
+// out a page it read ahead. Each callback runs under the gate, and once
+// ctx ended or end ran every later one gets errAttemptOver and touches
+// nothing (the file, the download's state, the user's Progress). end
+// waits for a callback in flight, so none runs after the attempt returned;
+// the check of ctx stops the callbacks as soon as the caller's Ask (which
+// returns when ctx ends, before the attempt does) may have returned.
+type attemptGate struct {
+	ctx  context.Context // nil: no check
+	mu   sync.Mutex
+	over bool
+}
+
+func (g *attemptGate) run(fn func() error) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.over {
+		return errAttemptOver
+	}
+	if g.ctx != nil && g.ctx.Err() != nil {
+		return fmt.Errorf("%w: %w", errAttemptOver, g.ctx.Err())
+	}
+	return fn()
+}
+
+// end closes the gate, the first time running fn under it.
+func (g *attemptGate) end(fn func()) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.over && fn != nil {
+		fn()
+	}
+	g.over = true
+}
+
 // runWriter writes pages that arrive in page order as runs of up to 1 MiB,
 // one write per run. A run is written by a goroutine of its own while the
 // next one fills, so that reading the network and writing the disk overlap.
 // Two buffers take turns: the one being filled and at most one being
-// written. Call close when done with it.
+// written. Call close when done with it: add and flush after it return
+// errAttemptOver (a late page of a cancelled attempt is dropped, and never
+// sent on the closed channel of runs).
 //
 // The writer goroutine also hashes each run it wrote (dbactor.RunHash), so
 // that the bootstrap's file stamp needs no second read of the whole file.
 type runWriter struct {
+	gate  attemptGate // add, flush and close; the callbacks of its attempt
 	f     fsx.File
 	buf   []byte
 	first uint32 // page number of buf's first page
@@ -388,8 +446,8 @@ type pageRun struct {
 
 const runBytes = 1 << 20
 
-func newRunWriter(f fsx.File) *runWriter {
-	w := &runWriter{f: f, next: 1, free: make(chan []byte, 1), runs: make(chan pageRun, 1), done: make(chan struct{})}
+func newRunWriter(ctx context.Context, f fsx.File) *runWriter {
+	w := &runWriter{gate: attemptGate{ctx: ctx}, f: f, next: 1, free: make(chan []byte, 1), runs: make(chan pageRun, 1), done: make(chan struct{})}
 	w.buf = make([]byte, 0, runBytes)
 	w.free <- make([]byte, 0, runBytes)
 	go w.write()
@@ -419,6 +477,11 @@ func (w *runWriter) failed() error {
 }
 
 func (w *runWriter) add(pgno uint32, data []byte) error {
+	return w.gate.run(func() error { return w.addLocked(pgno, data) })
+}
+
+// addLocked is add for a caller that holds the gate (w.gate.run).
+func (w *runWriter) addLocked(pgno uint32, data []byte) error {
 	if len(w.buf) > 0 && (pgno != w.first+uint32(len(w.buf)/wire.PageSize) || len(w.buf)+len(data) > runBytes) {
 		if err := w.send(); err != nil {
 			return err
@@ -458,17 +521,20 @@ func (w *runWriter) send() error {
 
 // flush returns once every page added so far is written.
 func (w *runWriter) flush() error {
-	if len(w.buf) > 0 {
-		w.send()
-	}
-	b := <-w.free // the other buffer is back: no write in flight
-	w.free <- b
-	return w.failed()
+	return w.gate.run(func() error {
+		if len(w.buf) > 0 {
+			w.send()
+		}
+		b := <-w.free // the other buffer is back: no write in flight
+		w.free <- b
+		return w.failed()
+	})
 }
 
-// close waits for the writer goroutine to end. The file stays open.
+// close ends the writer's attempt (a callback in flight finishes first),
+// then waits for the writer goroutine to end. The file stays open.
 func (w *runWriter) close() {
-	close(w.runs)
+	w.gate.end(func() { close(w.runs) })
 	<-w.done
 }
 
