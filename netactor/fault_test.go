@@ -670,3 +670,41 @@ func TestPullKeep(t *testing.T) {
 		t.Fatalf("without Keep: %v, kept %d, unasked %d", err, len(info.Kept), info.Unasked)
 	}
 }
+
+// A pull cancelled from its OnPage hands out no page after that one: the
+// page loop checks ctx, so the pages already read ahead (the frame
+// reader's buffer) are not delivered once the caller's Ask returned.
+func TestPullCancelledStopsPages(t *testing.T) {
+	const pages, cancelAt = 600, 200
+	hs := faultServer(t, func(w http.ResponseWriter, r *http.Request) {
+		writeStream(w, "rev", pages)
+	})
+	pid := spawn(t, Config{URL: hs.URL, Clock: newFakeClock()})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var returned atomic.Bool
+	var after atomic.Int32 // OnPage calls that began after the Ask returned
+	_, err := pid.PullUpdates(ctx, &messages.PullUpdates{
+		OnPage: func(pgno uint32, data []byte) error {
+			if returned.Load() {
+				after.Add(1)
+			}
+			if pgno == cancelAt {
+				cancel()
+				// The page in flight outlives the Ask, as a slow sink's would.
+				for deadline := time.Now().Add(5 * time.Second); !returned.Load() && time.Now().Before(deadline); {
+					time.Sleep(time.Millisecond)
+				}
+			}
+			return nil
+		},
+	})
+	returned.Store(true)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("pull: %v, want context.Canceled", err)
+	}
+	time.Sleep(100 * time.Millisecond) // room for late pages, were there any
+	if n := after.Load(); n > 0 {
+		t.Fatalf("%d OnPage calls after the cancelled Ask returned", n)
+	}
+}

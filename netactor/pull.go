@@ -112,6 +112,11 @@ func (a *netActor) pullOnce(ctx context.Context, m *messages.PullUpdates, body [
 	}
 	info.Header = hdr
 	info.Database = resp.Header.Get(databaseHeader)
+	// The caller's Ask returns when ctx ends: a callback after that is
+	// late (the callers refuse one, but need not see it at all).
+	if err := ctx.Err(); err != nil {
+		return info, backoff.Permanent(err)
+	}
 	if m.OnHeader != nil {
 		if err := m.OnHeader(hdr); err != nil {
 			return info, backoff.Permanent(err)
@@ -121,6 +126,12 @@ func (a *netActor) pullOnce(ctx context.Context, m *messages.PullUpdates, body [
 	// From here on every error is returned to the caller.
 	var page []byte
 	for {
+		// Pages read ahead (the frame reader's buffer, zstdchunks' decoded
+		// chunks) would otherwise still go out after a cancel: only the
+		// callback in flight may outlive the caller's Ask.
+		if err := ctx.Err(); err != nil {
+			return info, backoff.Permanent(err)
+		}
 		id, data, err := fr.NextPage()
 		if err == io.EOF {
 			break
