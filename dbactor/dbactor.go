@@ -252,6 +252,7 @@ type dbActor struct {
 	pull       *messages.PendingPull // the pull pending is about (its journal's record)
 	user       bool                  // a user statement is being prepared or run (see authorize)
 	pragmaSet  bool                  // a user statement set a pragma on this writer connection (see refreshWriter)
+	staleCache bool                  // the writer's page cache predates a T1 and is not yet emptied (see refreshWriter)
 	restamp    *messages.FileStamp   // the database file's stamp to record: same content, new time
 	detached   error                 // the files were modified outside syncdb: read only (see detach)
 	created    bool                  // until recover ends: the database file did not exist at open, no pull ran on it
@@ -440,6 +441,9 @@ func (a *dbActor) ready(ctx context.Context) error {
 // not reopen it left none.
 func (a *dbActor) haveWriter(ctx context.Context) error {
 	if a.conn != nil {
+		if a.staleCache {
+			return a.refreshWriter(ctx)
+		}
 		return nil
 	}
 	if err := a.reopenWriter(ctx); err != nil {

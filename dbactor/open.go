@@ -180,6 +180,7 @@ func (a *dbActor) openWriter(ctx context.Context, fresh bool) error {
 	a.ostmts = sqlitex.NewStmtCache(conn)
 	a.cap.tables = nil
 	a.pragmaSet = false
+	a.staleCache = false
 	return nil
 }
 
@@ -288,19 +289,39 @@ func (a *dbActor) durable(ctx context.Context, fn func() error) error {
 // write its rows again: TestPullEndsTempState). The reopen uses ctx, as
 // writeBase's did before the cache reset: a cancelled pull leaves no
 // writer (ErrNoWriter) and the next request opens one.
+//
+// Neither is done while a statement on the writer is stepped and not
+// reset (someone's rows left open: a syncdb bug, since syncdb owns every
+// statement on the writer): the cache cannot be emptied, and closing the
+// connection would wait for those rows forever (database/sql). The pull
+// fails instead (errWriterBusy), the cache is marked stale (staleCache),
+// and haveWriter refreshes it before the next request uses the writer,
+// which also finishes the pending pull, as after a failed T2.
 func (a *dbActor) refreshWriter(ctx context.Context) error {
-	if a.conn == nil || failpoint.Skip("pull.reset-cache", a.cfg.Path) {
+	if a.conn == nil {
 		return a.reopenWriter(ctx)
 	}
+	a.staleCache = true
+	var busy bool
 	err := sqlitex.Raw(context.WithoutCancel(ctx), a.conn, func(c *sqlitex.Conn) error {
+		if busy = c.BusyStatement(); busy {
+			return errWriterBusy
+		}
+		if failpoint.Skip("pull.reset-cache", a.cfg.Path) {
+			return errResetSkipped
+		}
 		if err := a.connState(c); err != nil {
 			return err
 		}
 		return c.ResetCache()
 	})
+	if busy {
+		return fmt.Errorf("dbactor: refresh the writer after T1: %w", errWriterBusy)
+	}
 	if err != nil {
 		return a.reopenWriter(ctx)
 	}
+	a.staleCache = false
 	if a.cap.insert != nil {
 		a.cap.insert.Close()
 		a.cap.insert = nil
@@ -312,6 +333,13 @@ func (a *dbActor) refreshWriter(ctx context.Context) error {
 	a.cap.tables = nil
 	return nil
 }
+
+// errWriterBusy: a statement on the writer connection is still stepping
+// (see refreshWriter).
+var errWriterBusy = errors.New("a statement on the writer connection is still open (stepped, not reset)")
+
+// errResetSkipped: failpoint pull.reset-cache (the connection is replaced).
+var errResetSkipped = errors.New("pull.reset-cache skipped")
 
 // errConnState: the writer connection has state of its own that a pull
 // ends (see refreshWriter).

@@ -197,6 +197,21 @@ func (c *Conn) ResetCache() error {
 	return nil
 }
 
+// BusyStatement reports whether a statement of the connection has been
+// stepped and neither run to completion nor reset (sqlite3_stmt_busy over
+// sqlite3_next_stmt): someone's rows still open. database/sql's close of
+// the connection waits for those rows to be closed, so a caller that owns
+// every statement on the connection checks this before replacing it.
+func (c *Conn) BusyStatement() bool {
+	db := c.handle()
+	for s := sqlite3.Xsqlite3_next_stmt(c.tls, db, 0); s != 0; s = sqlite3.Xsqlite3_next_stmt(c.tls, db, s) {
+		if sqlite3.Xsqlite3_stmt_busy(c.tls, s) != 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // dataVersion is the pager's data version of schema (a C string),
 // SQLITE_FCNTL_DATA_VERSION: it changes whenever the page cache is reset.
 func (c *Conn) dataVersion(schema uintptr) (uint32, error) {

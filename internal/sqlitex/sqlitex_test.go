@@ -1166,3 +1166,42 @@ func TestResetCacheInTransaction(t *testing.T) {
 		return nil
 	})
 }
+
+// TestBusyStatement: a statement stepped and not reset is busy; one run to
+// completion, reset or closed is not.
+func TestBusyStatement(t *testing.T) {
+	db, _ := openDB(t, "")
+	run(t, db, func(c *Conn) error {
+		mustExec(t, c, `CREATE TABLE t(x); INSERT INTO t VALUES(1), (2)`)
+		if c.BusyStatement() {
+			t.Fatal("busy with no statement stepped")
+		}
+		s, _, err := c.Prepare(`SELECT x FROM t`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.BusyStatement() {
+			t.Fatal("busy with a statement prepared, not stepped")
+		}
+		if row, err := s.Step(); !row || err != nil {
+			t.Fatal(row, err)
+		}
+		if !c.BusyStatement() {
+			t.Fatal("not busy with a statement stepped once")
+		}
+		for {
+			row, err := s.Step()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !row {
+				break
+			}
+		}
+		if c.BusyStatement() {
+			t.Fatal("busy with a statement run to completion")
+		}
+		s.Close()
+		return nil
+	})
+}
