@@ -25,8 +25,9 @@ import (
 // frame (walIndexAfter), and writes check only the WAL's end. A change to
 // an earlier frame of the same generation that leaves that commit frame's
 // header alone (bit rot, a tool editing a page in the WAL) is reported
-// only by the next scan from the WAL's start: the next open, or a
-// recovery; until then pulls may copy base images from those frames.
+// only by the next scan from the WAL's start: the next checkpoint
+// (checkBaseFrames, before it copies them), open or recovery; until then
+// pulls may copy base images from those frames.
 var ErrExternalModification = errors.New("the database files were modified outside syncdb")
 
 func externalModification(format string, args ...any) error {

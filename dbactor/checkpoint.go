@@ -37,7 +37,36 @@ func (a *dbActor) checkpoint(ctx context.Context, restart bool) error {
 	if err := a.checkForeignWrites(); err != nil {
 		return err
 	}
+	if err := a.checkBaseFrames(); err != nil {
+		return err
+	}
 	return a.copyWAL(ctx, true, restart)
+}
+
+// checkBaseFrames scans the base's WAL frames from the start (walIndex)
+// before a checkpoint copies them and saves base images from them: a
+// pull's reload checks only the frames after the previous base
+// (walIndexAfter), so a change to an earlier frame (bit rot, a tool
+// editing a page in the WAL) is seen here at the latest, before it
+// reaches the database file. The checkpoint reads every frame anyway.
+func (a *dbActor) checkBaseFrames() error {
+	b := a.meta.SyncDB.Base
+	if b.WAL.Frame == 0 || b.Copied {
+		return nil
+	}
+	if err := a.openWAL(); err != nil {
+		return err
+	}
+	if a.walFile == nil {
+		return nil // checkForeignWrites judged the WAL's end
+	}
+	if _, err := walIndex(a.walFile, b); errors.Is(err, ErrExternalModification) {
+		a.detach(context.Background(), err)
+		return a.detached
+	} else if err != nil {
+		return err
+	}
+	return nil
 }
 
 // copyWAL runs the checkpoint's steps. carry says whether the database

@@ -146,7 +146,8 @@ func TestWALIndexAfter(t *testing.T) {
 // commit frame, checked when that base was loaded. A change to one of
 // them afterwards that leaves the commit frame's header alone (bit rot, a
 // tool editing a page in the WAL) is not seen by a pull's reload; the scan
-// from the start (an open, a recovery) still reports it. This test pins
+// from the start (a checkpoint's checkBaseFrames, an open, a recovery)
+// still reports it. This test pins
 // that narrower window (docs/ARCHITECTURE.md §5): if walIndexAfter starts
 // catching it, update the docs and this test.
 func TestWALIndexAfterTrustsEarlierFrames(t *testing.T) {
