@@ -514,9 +514,10 @@ func (a *dbActor) now() time.Time { return a.cfg.Clock.Now() }
 // writer is the last connection; it does not checkpoint on close. A clean
 // close records the WAL end, so that the next open can tell foreign writes.
 func (a *dbActor) close() {
-	// Without a writer connection (a pull could not reopen it) there is
-	// no clean close to record: the next open recovers as after a crash.
-	if a.opened && !a.pending && a.detached == nil && a.conn != nil {
+	// Without a writer connection (a pull could not reopen it), or with
+	// one whose page cache is stale (refreshWriter), there is no clean
+	// close to record: the next open recovers as after a crash.
+	if a.opened && !a.pending && a.detached == nil && a.conn != nil && !a.staleCache {
 		if a.cfg.SyncNormal {
 			// The recorded end must be on disk: one durable commit flushes
 			// every frame before it.
@@ -565,7 +566,13 @@ func (a *dbActor) closeFiles() {
 	}
 	if a.conn != nil {
 		a.dropWALHook()
-		a.conn.Close()
+		if a.writerBusy() {
+			// database/sql's close would wait for those rows forever (see
+			// refreshWriter): the connection is left to the process.
+			a.cfg.Logger.Warn("closing the database: a statement on the writer connection is still open; the connection is not closed")
+		} else {
+			a.conn.Close()
+		}
 		a.conn = nil
 	}
 	if a.writer != nil {

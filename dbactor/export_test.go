@@ -17,3 +17,6 @@ func SetPreUpdateFault(f func(table string, before, after []any) error) (restore
 // RowLookups returns how many queries statementFailed has run to read the
 // rows failed statements touched.
 func RowLookups() int64 { return rowLookups.Load() }
+
+// ErrWriterBusy is errWriterBusy (see refreshWriter).
+var ErrWriterBusy = errWriterBusy

@@ -334,6 +334,17 @@ func (a *dbActor) refreshWriter(ctx context.Context) error {
 	return nil
 }
 
+// writerBusy reports whether a statement on the writer connection is
+// stepped and not reset (sqlitex.Conn.BusyStatement).
+func (a *dbActor) writerBusy() bool {
+	var busy bool
+	sqlitex.Raw(context.Background(), a.conn, func(c *sqlitex.Conn) error {
+		busy = c.BusyStatement()
+		return nil
+	})
+	return busy
+}
+
 // errWriterBusy: a statement on the writer connection is still stepping
 // (see refreshWriter).
 var errWriterBusy = errors.New("a statement on the writer connection is still open (stepped, not reset)")

@@ -64,6 +64,14 @@ func (a *dbActor) applyPull(ctx context.Context, revision string, dbSize uint32,
 	}
 	werr := a.writeBase(ctx, plan, changes, page1)
 	failpoint.Hit("pull.t1", a.cfg.Path)
+	if errors.Is(werr, errWriterBusy) {
+		// The writer's page cache predates T1 and could not be emptied
+		// (refreshWriter): T2 must not run on it (its reads would see the
+		// old pages). The pull stays pending, T1 (if it committed) in the
+		// WAL; the next request refreshes the cache first (haveWriter)
+		// and then finishes it.
+		return true, werr
+	}
 	// Steps 3 and 4. Whatever writeBase reported, the WAL says whether T1
 	// committed (a failed COMMIT may still have committed): recoverPull
 	// abandons the pull if it did not, and finishes it (T2, new base) if
@@ -491,7 +499,7 @@ func (a *dbActor) recoveryFacts() *recoveryFacts {
 		BaseWAL:       m.SyncDB.Base.WAL,
 		Fresh:         m.SyncDB.Fresh,
 		Created:       a.created,
-		Writer:        a.conn != nil,
+		Writer:        a.conn != nil && !a.staleCache, // a stale cache cannot replay T2 (refreshWriter)
 		Detached:      a.detached != nil,
 		Checkpointing: m.SyncDB.Checkpointing,
 		Stamped:       m.SyncDB.DBFile != nil,
