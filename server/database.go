@@ -49,8 +49,12 @@ type database struct {
 	log  *slog.Logger
 
 	sqldb   *sql.DB
-	readers *sql.DB // read-only connections for pulls of the latest revision
-	hist    history.Backend
+	readers *sql.DB // read-only connections for pulls of the latest revision and read-only requests
+	// bootSlots and readSlots split readers' connections (see readerConns)
+	// between bootstraps and read-only requests.
+	bootSlots chan struct{}
+	readSlots chan struct{}
+	hist      history.Backend
 
 	liveReaders atomic.Int64 // pulls streaming from readers: checkpoints wait for them
 	behind      atomic.Bool  // the WAL has commits the history could not record (see session)
@@ -129,12 +133,14 @@ func openDatabase(ctx context.Context, name, dir string, opts dbOptions, log *sl
 		return nil, fmt.Errorf("create database directory: %w", err)
 	}
 	d := &database{
-		name:    name,
-		dir:     dir,
-		opts:    opts,
-		log:     log.With("db", name),
-		stopped: make(chan struct{}),
-		writer:  make(chan struct{}, 1),
+		name:      name,
+		dir:       dir,
+		opts:      opts,
+		log:       log.With("db", name),
+		stopped:   make(chan struct{}),
+		writer:    make(chan struct{}, 1),
+		bootSlots: make(chan struct{}, bootstrapReaders),
+		readSlots: make(chan struct{}, readerConns-bootstrapReaders),
 	}
 	d.snapshots = newSnapshotCache(dir, opts.snapshotMinBytes)
 	d.warm.path, d.warm.onCopy = filepath.Join(dir, mainFile), opts.onCopy
@@ -234,9 +240,55 @@ func (d *database) openLocal(ctx context.Context) error {
 	if d.readers, err = sql.Open("sqlite", rdsn.String()); err != nil {
 		return err
 	}
-	d.readers.SetMaxOpenConns(16)
+	d.readers.SetMaxOpenConns(readerConns)
 	d.readers.SetMaxIdleConns(4)
 	return nil
+}
+
+// The readers pool has readerConns connections. A bootstrap holds its
+// one for as long as its client takes to read the response (up to
+// IOTimeout per write: forever, for a client that stalls with a long
+// IOTimeout), so bootstraps may hold at most bootstrapReaders of them and
+// wait for one beyond that; the others are for read-only requests, which
+// take one only if one is free and otherwise run on the writer (onReader).
+// No one ever waits inside database/sql's pool, where a read-only request
+// would queue behind stalled bootstraps: a push's high-water read waited
+// out its StatementTimeout with 100 stalled pulls (bench §7).
+const (
+	readerConns      = 16
+	bootstrapReaders = 12
+)
+
+// errNoReader: every reader connection for read-only requests is in use.
+var errNoReader = errors.New("no free reader connection")
+
+// readerConn takes a reader connection: for a bootstrap (boot) waiting for
+// a slot, for a read-only request only if a slot is free (errNoReader
+// otherwise). done gives the slot back after the connection is closed.
+func (d *database) readerConn(ctx context.Context, readers *sql.DB, boot bool) (conn *sql.Conn, done func(), err error) {
+	slots := d.readSlots
+	if boot {
+		slots = d.bootSlots
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case <-d.stopped:
+			return nil, nil, errClosed
+		}
+	} else {
+		select {
+		case slots <- struct{}{}:
+		default:
+			return nil, nil, errNoReader
+		}
+	}
+	done = func() { <-slots }
+	if conn, err = readers.Conn(ctx); err != nil {
+		done()
+		return nil, nil, err
+	}
+	return conn, done, nil
 }
 
 // conn takes a connection to the database file for good. SQLite must

@@ -482,10 +482,14 @@ func (s *Server) onReader(ctx context.Context, st *hranaStream, reads []string, 
 		// runs on the writer, which settles it first.
 		return false
 	}
-	conn, err := st.d.readers.Conn(ctx)
+	// Never waits for a reader connection: bootstraps may hold theirs
+	// for as long as their clients stall, and the writer serves the read
+	// then, as it would inside a transaction (see readerConn).
+	conn, slot, err := st.d.readerConn(ctx, st.d.readers, false)
 	if err != nil {
 		return false
 	}
+	defer slot()
 	defer conn.Close()
 	ran := false
 	err = sqlitex.Raw(ctx, conn, func(c *sqlitex.Conn) error {

@@ -87,6 +87,45 @@ func TestSecurityStalledPullsDoNotBlockWrites(t *testing.T) {
 	}
 }
 
+// Attack: stalled bootstraps held every reader connection, and a read-only
+// request waited for one in the pool behind them: a push's high-water read
+// (the protocol-level push: a read, then a write transaction) waited out
+// its StatementTimeout (bench §7, with 100 stalled pulls). Stalled pulls of
+// both kinds, more bootstraps than there are reader connections, held open
+// while pushes run: each push finishes within a bound.
+func TestSecurityStalledPullsDoNotBlockPushes(t *testing.T) {
+	ts := newTestServer(t, Config{IOTimeout: 10 * time.Minute, StatementTimeout: 15 * time.Second})
+	bigDatabase(t, ts, 12)
+	ts.exec(t, "", "CREATE TABLE hw(client TEXT PRIMARY KEY, n INTEGER)")
+	base := ts.pull(t, "", &syncpb.PullUpdatesReqProtoBody{}).hdr.ServerRevision
+	// Incremental pulls of a few MiB, which stall too.
+	ts.exec(t, "", "UPDATE t SET v = fast_randomblob(3500) WHERE id % 7 = 0")
+	const stalled = 2 * readerConns // of each kind
+	for range stalled {
+		stalledPost(t, ts.url, "/pull-updates", nil)
+		stalledPost(t, ts.url, "/pull-updates", pullBody(t, &syncpb.PullUpdatesReqProtoBody{ClientRevision: base}))
+	}
+	testutil.Eventually(t, 60*time.Second, "stalled pulls streaming", func() bool {
+		return ts.metricValue(t, "syncdb_pull_streams") >= bootstrapReaders
+	})
+	time.Sleep(500 * time.Millisecond) // their socket buffers fill
+	for i := range 20 {
+		start := time.Now()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			ts.query(t, "", "SELECT n FROM hw WHERE client = 'c'")
+			ts.exec(t, "", "BEGIN IMMEDIATE", "INSERT INTO t(v) VALUES('pushed while pulls stall')",
+				fmt.Sprintf("INSERT INTO hw VALUES('c', %d) ON CONFLICT(client) DO UPDATE SET n = excluded.n", i), "COMMIT")
+		}()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("push %d waited %v for stalled pulls (%v streaming)", i, time.Since(start), ts.metricValue(t, "syncdb_pull_streams"))
+		}
+	}
+}
+
 // revision returns the revision string of seq on the default database.
 func (ts *testServer) revision(t *testing.T, seq int64) string {
 	t.Helper()

@@ -73,6 +73,7 @@ type liveSource struct {
 	d    *database
 	ctx  context.Context
 	conn *sql.Conn
+	slot func() // gives conn's bootstrap slot back (readerConn)
 	tx   *sql.Tx
 	seq  int64        // the revision
 	hv   history.View // set once the source handed over to the history
@@ -97,13 +98,14 @@ func (d *database) live(ctx context.Context) (*liveSource, history.Revision, err
 	if readers == nil {
 		return nil, history.Revision{}, errNoLocal
 	}
-	conn, err := readers.Conn(ctx)
+	conn, slot, err := d.readerConn(ctx, readers, true)
 	if err != nil {
 		return nil, history.Revision{}, err
 	}
 	tx, err := conn.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		conn.Close()
+		slot()
 		return nil, history.Revision{}, err
 	}
 	d.mu.Lock()
@@ -113,6 +115,7 @@ func (d *database) live(ctx context.Context) (*liveSource, history.Revision, err
 		d.mu.Unlock()
 		tx.Rollback()
 		conn.Close()
+		slot()
 		return nil, history.Revision{}, errNoLocal
 	}
 	// Record a commit whose recording failed, if any (see catchUp), so
@@ -136,7 +139,7 @@ func (d *database) live(ctx context.Context) (*liveSource, history.Revision, err
 	// for a reader it did not see.
 	d.liveReaders.Add(1)
 	d.mu.Unlock()
-	l := &liveSource{d: d, ctx: ctx, conn: conn, tx: tx, seq: rev.Seq, upTo: pos.Frame}
+	l := &liveSource{d: d, ctx: ctx, conn: conn, slot: slot, tx: tx, seq: rev.Seq, upTo: pos.Frame}
 	if err == nil {
 		err = l.openFiles(pos)
 	}
@@ -160,6 +163,7 @@ func (l *liveSource) release() error {
 	l.closeFiles()
 	err := l.tx.Rollback()
 	l.conn.Close()
+	l.slot()
 	l.tx = nil
 	l.d.liveReaders.Add(-1)
 	return err
