@@ -249,8 +249,13 @@ func (d *database) openLocal(ctx context.Context) error {
 // one for as long as its client takes to read the response (up to
 // IOTimeout per write: forever, for a client that stalls with a long
 // IOTimeout), so bootstraps may hold at most bootstrapReaders of them and
-// wait for one beyond that; the others are for read-only requests, which
-// take one only if one is free and otherwise run on the writer (onReader).
+// wait for one beyond that; the others are for read-only requests. A
+// cursor holds its one for as long as its client takes to fetch its
+// entries, so it waits for one (bounded by the statement timeout: see
+// onReader) and never runs on the writer, which it would hold for as long
+// as its client stalls, failing every write meanwhile. Other read-only
+// requests, which give their connection back before their response is
+// written, take one only if one is free and otherwise run on the writer.
 // No one ever waits inside database/sql's pool, where a read-only request
 // would queue behind stalled bootstraps: a push's high-water read waited
 // out its StatementTimeout with 100 stalled pulls (bench §7).
@@ -259,28 +264,40 @@ const (
 	bootstrapReaders = 12
 )
 
+// readerUse says what a reader connection is taken for (readerConn).
+type readerUse int
+
+const (
+	useBootstrap readerUse = iota // waits for one of bootSlots
+	useCursor                     // waits for one of readSlots
+	useRequest                    // one of readSlots only if one is free
+)
+
 // errNoReader: every reader connection for read-only requests is in use.
 var errNoReader = errors.New("no free reader connection")
 
-// readerConn takes a reader connection: for a bootstrap (boot) waiting for
-// a slot, for a read-only request only if a slot is free (errNoReader
-// otherwise). done gives the slot back after the connection is closed.
-func (d *database) readerConn(ctx context.Context, readers *sql.DB, boot bool) (conn *sql.Conn, done func(), err error) {
+// readerConn takes a reader connection for use: bootstraps and cursors
+// wait for a slot (until ctx is done), other read-only requests take one
+// only if one is free (errNoReader otherwise). done gives the slot back
+// after the connection is closed.
+func (d *database) readerConn(ctx context.Context, readers *sql.DB, use readerUse) (conn *sql.Conn, done func(), err error) {
 	slots := d.readSlots
-	if boot {
+	if use == useBootstrap {
 		slots = d.bootSlots
+	}
+	if use == useRequest {
+		select {
+		case slots <- struct{}{}:
+		default:
+			return nil, nil, errNoReader
+		}
+	} else {
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
 			return nil, nil, ctx.Err()
 		case <-d.stopped:
 			return nil, nil, errClosed
-		}
-	} else {
-		select {
-		case slots <- struct{}{}:
-		default:
-			return nil, nil, errNoReader
 		}
 	}
 	done = func() { <-slots }

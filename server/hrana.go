@@ -283,7 +283,7 @@ func (s *Server) handleCursor(w http.ResponseWriter, r *http.Request, d *databas
 	rc := http.NewResponseController(w)
 	sent := 0
 	reads := readSQL(h.State(), []hrana.StreamRequest{{Type: hrana.ReqBatch, Batch: &req.Batch}})
-	_, _, err = s.runOnStream(ctx, h, reads, func(ex *executor) {
+	_, _, err = s.runOnStream(ctx, h, reads, true, func(ex *executor) {
 		ex.budget, ex.mem = 1<<62, nil // a cursor streams: no response bound
 		if ex.c == nil {
 			put(&hrana.CursorEntry{Type: hrana.EntryError, Error: asHrana(ex.noConn)})
@@ -361,15 +361,16 @@ func (s *Server) onStream(ctx context.Context, d *database, baton *string, reqs 
 	if err != nil {
 		return nil, run{}, err
 	}
-	return s.runOnStream(ctx, h, readSQL(h.State(), reqs), fn)
+	return s.runOnStream(ctx, h, readSQL(h.State(), reqs), false, fn)
 }
 
-// runOnStream runs fn on the stream (see execOn). Then the stream is
-// released (with the baton NextBaton chose, if it was called), keeping the
-// writer if it is inside a transaction, or forgotten if it was closed.
-func (s *Server) runOnStream(ctx context.Context, h *stream.Handle[*hranaStream], reads []string, fn func(*executor)) (*string, run, error) {
+// runOnStream runs fn on the stream (see execOn; cursor for a cursor's
+// batch). Then the stream is released (with the baton NextBaton chose, if
+// it was called), keeping the writer if it is inside a transaction, or
+// forgotten if it was closed.
+func (s *Server) runOnStream(ctx context.Context, h *stream.Handle[*hranaStream], reads []string, cursor bool, fn func(*executor)) (*string, run, error) {
 	st := h.State()
-	r, err := s.execOn(ctx, st, reads, fn)
+	r, err := s.execOn(ctx, st, reads, cursor, fn)
 	if st.closed || err != nil {
 		st.end(ctx)
 		h.Close()
@@ -400,11 +401,15 @@ var errTxnLost = fmt.Errorf("%w: its transaction was lost (the database was relo
 // A request that only reads (reads lists its SQL; nil if it may not run
 // elsewhere) on a stream outside a transaction runs on a reader connection,
 // in a read-only sandbox: it sees the last commit, as it would on the
-// writer (which is reset between such requests), but it never waits for a
-// transaction another stream keeps open, and never holds up pulls (which
-// wait for statements running on the writer) however long its cursor
-// takes to read.
-func (s *Server) execOn(ctx context.Context, st *hranaStream, reads []string, fn func(*executor)) (run, error) {
+// writer (which is reset between such requests), and it never waits for a
+// transaction another stream keeps open. A cursor (cursor: fn streams its
+// entries to the client while it runs) waits for a reader connection if
+// none is free (see onReader), and never holds up pulls (which wait for
+// statements running on the writer) or writes however long its client
+// takes to read. Another read-only request runs on the writer if no
+// reader connection is free: it gives the connection back before its
+// response is written.
+func (s *Server) execOn(ctx context.Context, st *hranaStream, reads []string, cursor bool, fn func(*executor)) (run, error) {
 	d := st.d
 	if st.timedOut {
 		// Once: the client learns that its transaction is gone, and its
@@ -418,8 +423,14 @@ func (s *Server) execOn(ctx context.Context, st *hranaStream, reads []string, fn
 		var reserved int64
 		// With foreign_keys on, the stream runs everything on the writer,
 		// which has its setting.
-		if reads != nil && !st.foreignKeys && s.onReader(ctx, st, reads, fn, &reserved) {
-			return run{reserved: reserved}, nil
+		if reads != nil && !st.foreignKeys {
+			ran, err := s.onReader(ctx, st, reads, cursor, fn, &reserved)
+			if err != nil {
+				return run{}, err
+			}
+			if ran {
+				return run{reserved: reserved}, nil
+			}
 		}
 		if noConn = s.takeWriter(ctx, d); noConn == nil {
 			st.holds, took = true, true
@@ -476,18 +487,33 @@ func (s *Server) executor(ctx context.Context, st *hranaStream) *executor {
 // onReader runs fn on a reader connection if every statement of reads
 // compiles there in a read-only sandbox (which refuses writes and
 // transaction control) and is read-only. It reports whether it ran fn.
-func (s *Server) onReader(ctx context.Context, st *hranaStream, reads []string, fn func(*executor), reserved *int64) bool {
+//
+// A request other than a cursor never waits for a reader connection:
+// bootstraps and cursors may hold theirs for as long as their clients
+// stall, and the writer serves the read then, as it would inside a
+// transaction (see readerConn). A cursor (cursor) waits for one, at most
+// StatementTimeout, and fails with errCursorReader if none came free: on
+// the writer it would hold every write up for as long as its client does
+// not fetch.
+func (s *Server) onReader(ctx context.Context, st *hranaStream, reads []string, cursor bool, fn func(*executor), reserved *int64) (bool, error) {
 	if st.d.opts.shared || st.d.readers == nil {
 		// A cluster node's file is a cache of the shared store: everything
 		// runs on the writer, which settles it first.
-		return false
+		return false, nil
 	}
-	// Never waits for a reader connection: bootstraps may hold theirs
-	// for as long as their clients stall, and the writer serves the read
-	// then, as it would inside a transaction (see readerConn).
-	conn, slot, err := st.d.readerConn(ctx, st.d.readers, false)
+	use, wctx := useRequest, ctx
+	if cursor {
+		var cancel context.CancelFunc
+		use = useCursor
+		wctx, cancel = context.WithTimeout(ctx, s.cfg.StatementTimeout)
+		defer cancel()
+	}
+	conn, slot, err := st.d.readerConn(wctx, st.d.readers, use)
 	if err != nil {
-		return false
+		if cursor {
+			return false, fmt.Errorf("%w: %w", errCursorReader, err)
+		}
+		return false, nil
 	}
 	defer slot()
 	defer conn.Close()
@@ -522,8 +548,12 @@ func (s *Server) onReader(ctx context.Context, st *hranaStream, reads []string, 
 	if err != nil {
 		st.d.log.Warn("read on a reader connection", "err", err)
 	}
-	return ran
+	return ran, nil
 }
+
+// errCursorReader: a read-only cursor found no reader connection free
+// within StatementTimeout (other cursors and pulls held them all).
+var errCursorReader = errors.New("no reader connection came free for the read-only cursor (other cursors and pulls hold them)")
 
 // readSQL lists the SQL of requests that may run on a reader connection:
 // execute, batch and describe requests whose text is given or stored, and

@@ -126,6 +126,65 @@ func TestSecurityStalledPullsDoNotBlockPushes(t *testing.T) {
 	}
 }
 
+// Attack: read-only cursors whose clients never fetch hold their reader
+// connections (a WebSocket cursor waits for fetch_cursor, with no
+// timeout). Once they held every reader connection for read-only
+// requests, the next read-only cursor ran on the writer and held it for as
+// long as its client stalled: every write failed with SQLITE_BUSY after
+// StreamBusyTimeout. A cursor waits for a reader connection instead, and
+// pushes (a read-only request, then a write transaction) still commit.
+func TestSecurityStalledCursorsDoNotBlockPushes(t *testing.T) {
+	ts := newTestServer(t, Config{StatementTimeout: 15 * time.Second})
+	bigDatabase(t, ts, 4) // about 1000 rows: more than a cursor buffers
+	ts.exec(t, "", "CREATE TABLE hw(client TEXT PRIMARY KEY, n INTEGER)")
+	d, err := ts.database(t.Context(), "default", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := dialWS(t, ts.url, "hrana3")
+	w.write(map[string]any{"type": "hello"})
+	if m := w.read(); m["type"] != "hello_ok" {
+		t.Fatalf("hello: %v", m)
+	}
+	// More cursors than there are reader connections, none fetched.
+	const cursors = readerConns + 1
+	for i := 1; i <= cursors; i++ {
+		if m := w.req(map[string]any{"type": "open_stream", "stream_id": i}); m["type"] != "response_ok" {
+			t.Fatalf("open_stream %d: %v", i, m)
+		}
+		if m := w.req(map[string]any{"type": "open_cursor", "stream_id": i, "cursor_id": i, "batch": map[string]any{"steps": []any{
+			map[string]any{"stmt": stmt("SELECT id, v FROM t")},
+		}}}); m["type"] != "response_ok" {
+			t.Fatalf("open_cursor %d: %v", i, m)
+		}
+	}
+	testutil.Eventually(t, 30*time.Second, "the cursors hold every reader connection they may have", func() bool {
+		return len(d.readSlots) == cap(d.readSlots)
+	})
+	time.Sleep(300 * time.Millisecond) // the others wait for one (or, before the fix, for the writer)
+	for i := range 5 {
+		start := time.Now()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			ts.query(t, "", "SELECT n FROM hw WHERE client = 'c'")
+			ts.exec(t, "", "BEGIN IMMEDIATE", "INSERT INTO t(v) VALUES('pushed while cursors stall')",
+				fmt.Sprintf("INSERT INTO hw VALUES('c', %d) ON CONFLICT(client) DO UPDATE SET n = excluded.n", i), "COMMIT")
+		}()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("push %d waited %v for stalled cursors", i, time.Since(start))
+		}
+	}
+	// The cursors end with their connection: every slot comes back.
+	w.c.CloseNow()
+	testutil.Eventually(t, 30*time.Second, "the cursors' reader connections given back", func() bool {
+		return len(d.readSlots) == 0 && len(d.bootSlots) == 0
+	})
+	ts.query(t, "", "SELECT n FROM hw WHERE client = 'c'")
+}
+
 // revision returns the revision string of seq on the default database.
 func (ts *testServer) revision(t *testing.T, seq int64) string {
 	t.Helper()

@@ -255,7 +255,7 @@ func (c *wsConn) request(id int32, rq *hrana.WsRequest) string {
 		}
 		c.onStream(id, rq.StreamID, func(st *hranaStream) {
 			var res hrana.StreamResult
-			did, err := c.s.execOn(c.ctx, st, readSQL(st, []hrana.StreamRequest{sr}), func(ex *executor) { res = ex.run(sr) })
+			did, err := c.s.execOn(c.ctx, st, readSQL(st, []hrana.StreamRequest{sr}), false, func(ex *executor) { res = ex.run(sr) })
 			defer c.s.mem.release(did.reserved)
 			if err != nil {
 				st.end(c.ctx)
@@ -304,7 +304,7 @@ func (c *wsConn) request(id int32, rq *hrana.WsRequest) string {
 		if !c.onStream(id, rq.StreamID, func(st *hranaStream) {
 			ok()
 			defer close(cur.entries)
-			_, err := c.s.execOn(cctx, st, readSQL(st, []hrana.StreamRequest{{Type: hrana.ReqBatch, Batch: batch}}), func(ex *executor) {
+			_, err := c.s.execOn(cctx, st, readSQL(st, []hrana.StreamRequest{{Type: hrana.ReqBatch, Batch: batch}}), true, func(ex *executor) {
 				ex.budget, ex.mem = 1<<62, nil // a cursor streams: no response bound
 				if ex.c == nil {
 					cur.err = asHrana(ex.noConn)
