@@ -50,11 +50,12 @@ type database struct {
 
 	sqldb   *sql.DB
 	readers *sql.DB // read-only connections for pulls of the latest revision and read-only requests
-	// bootSlots and readSlots split readers' connections (see readerConns)
-	// between bootstraps and read-only requests.
-	bootSlots chan struct{}
-	readSlots chan struct{}
-	hist      history.Backend
+	// readSlots has one slot per connection of readers (see readerConns);
+	// bootSlots and cursorSlots cap what bootstraps and cursors hold.
+	readSlots   chan struct{}
+	bootSlots   chan struct{}
+	cursorSlots chan struct{}
+	hist        history.Backend
 
 	liveReaders atomic.Int64 // pulls streaming from readers: checkpoints wait for them
 	behind      atomic.Bool  // the WAL has commits the history could not record (see session)
@@ -133,14 +134,15 @@ func openDatabase(ctx context.Context, name, dir string, opts dbOptions, log *sl
 		return nil, fmt.Errorf("create database directory: %w", err)
 	}
 	d := &database{
-		name:      name,
-		dir:       dir,
-		opts:      opts,
-		log:       log.With("db", name),
-		stopped:   make(chan struct{}),
-		writer:    make(chan struct{}, 1),
-		bootSlots: make(chan struct{}, bootstrapReaders),
-		readSlots: make(chan struct{}, readerConns-bootstrapReaders),
+		name:        name,
+		dir:         dir,
+		opts:        opts,
+		log:         log.With("db", name),
+		stopped:     make(chan struct{}),
+		writer:      make(chan struct{}, 1),
+		readSlots:   make(chan struct{}, readerConns),
+		bootSlots:   make(chan struct{}, bootstrapReaders),
+		cursorSlots: make(chan struct{}, cursorReaders),
 	}
 	d.snapshots = newSnapshotCache(dir, opts.snapshotMinBytes)
 	d.warm.path, d.warm.onCopy = filepath.Join(dir, mainFile), opts.onCopy
@@ -245,62 +247,80 @@ func (d *database) openLocal(ctx context.Context) error {
 	return nil
 }
 
-// The readers pool has readerConns connections. A bootstrap holds its
-// one for as long as its client takes to read the response (up to
-// IOTimeout per write: forever, for a client that stalls with a long
-// IOTimeout), so bootstraps may hold at most bootstrapReaders of them and
-// wait for one beyond that; the others are for read-only requests. A
-// cursor holds its one for as long as its client takes to fetch its
-// entries, so it waits for one (bounded by the statement timeout: see
-// onReader) and never runs on the writer, which it would hold for as long
-// as its client stalls, failing every write meanwhile. Other read-only
-// requests, which give their connection back before their response is
-// written, take one only if one is free and otherwise run on the writer.
-// No one ever waits inside database/sql's pool, where a read-only request
-// would queue behind stalled bootstraps: a push's high-water read waited
-// out its StatementTimeout with 100 stalled pulls (bench §7).
+// The readers pool has readerConns connections, one per slot of
+// readSlots; no one ever waits inside database/sql's pool, where a
+// read-only request would queue behind stalled bootstraps (a push's
+// high-water read waited out its StatementTimeout with 100 stalled pulls:
+// bench §7).
+//
+// A bootstrap holds its connection for as long as its client takes to read
+// the response (up to IOTimeout per write: forever, for a client that
+// stalls with a long IOTimeout), and a cursor for as long as its client
+// takes to fetch its entries. Each waits for a slot, but first takes one of
+// its own cap (bootstrapReaders, cursorReaders), so that bootstraps leave
+// read-only requests at least readerConns-bootstrapReaders connections and
+// cursors leave bootstraps at least readerConns-cursorReaders; when one
+// kind is idle the other may use the rest. A cursor never runs on the
+// writer, which it would hold for as long as its client stalls, failing
+// every write meanwhile (its wait is bounded by the statement timeout: see
+// onReader). Other read-only requests, which give their connection back
+// before their response is written, take a slot only if one is free and
+// otherwise run on the writer.
 const (
 	readerConns      = 16
 	bootstrapReaders = 12
+	cursorReaders    = 12
 )
 
 // readerUse says what a reader connection is taken for (readerConn).
 type readerUse int
 
 const (
-	useBootstrap readerUse = iota // waits for one of bootSlots
-	useCursor                     // waits for one of readSlots
+	useBootstrap readerUse = iota // waits for one of bootSlots, then of readSlots
+	useCursor                     // waits for one of cursorSlots, then of readSlots
 	useRequest                    // one of readSlots only if one is free
 )
 
-// errNoReader: every reader connection for read-only requests is in use.
+// errNoReader: every reader connection is in use.
 var errNoReader = errors.New("no free reader connection")
 
 // readerConn takes a reader connection for use: bootstraps and cursors
-// wait for a slot (until ctx is done), other read-only requests take one
-// only if one is free (errNoReader otherwise). done gives the slot back
-// after the connection is closed.
+// wait for their slots (until ctx is done), other read-only requests take
+// one only if one is free (errNoReader otherwise). done gives the slots
+// back after the connection is closed.
 func (d *database) readerConn(ctx context.Context, readers *sql.DB, use readerUse) (conn *sql.Conn, done func(), err error) {
-	slots := d.readSlots
-	if use == useBootstrap {
-		slots = d.bootSlots
-	}
-	if use == useRequest {
+	take := func(slots chan struct{}) error {
 		select {
 		case slots <- struct{}{}:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-d.stopped:
+			return errClosed
+		}
+	}
+	switch use {
+	case useRequest:
+		select {
+		case d.readSlots <- struct{}{}:
 		default:
 			return nil, nil, errNoReader
 		}
-	} else {
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			return nil, nil, ctx.Err()
-		case <-d.stopped:
-			return nil, nil, errClosed
+		done = func() { <-d.readSlots }
+	default:
+		capped := d.bootSlots
+		if use == useCursor {
+			capped = d.cursorSlots
 		}
+		if err := take(capped); err != nil {
+			return nil, nil, err
+		}
+		if err := take(d.readSlots); err != nil {
+			<-capped
+			return nil, nil, err
+		}
+		done = func() { <-d.readSlots; <-capped }
 	}
-	done = func() { <-slots }
 	if conn, err = readers.Conn(ctx); err != nil {
 		done()
 		return nil, nil, err

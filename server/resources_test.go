@@ -94,7 +94,7 @@ func TestSecurityStalledPullsDoNotBlockWrites(t *testing.T) {
 // both kinds, more bootstraps than there are reader connections, held open
 // while pushes run: each push finishes within a bound.
 func TestSecurityStalledPullsDoNotBlockPushes(t *testing.T) {
-	ts := newTestServer(t, Config{IOTimeout: 10 * time.Minute, StatementTimeout: 15 * time.Second})
+	ts := newTestServer(t, Config{IOTimeout: 10 * time.Minute, StatementTimeout: 15 * time.Second, CheckpointFrames: 1 << 30, SnapshotCacheMinBytes: -1})
 	bigDatabase(t, ts, 12)
 	ts.exec(t, "", "CREATE TABLE hw(client TEXT PRIMARY KEY, n INTEGER)")
 	base := ts.pull(t, "", &syncpb.PullUpdatesReqProtoBody{}).hdr.ServerRevision
@@ -105,9 +105,17 @@ func TestSecurityStalledPullsDoNotBlockPushes(t *testing.T) {
 		stalledPost(t, ts.url, "/pull-updates", nil)
 		stalledPost(t, ts.url, "/pull-updates", pullBody(t, &syncpb.PullUpdatesReqProtoBody{ClientRevision: base}))
 	}
-	testutil.Eventually(t, 60*time.Second, "stalled pulls streaming", func() bool {
-		return ts.metricValue(t, "syncdb_pull_streams") >= bootstrapReaders
-	})
+	d, err := ts.database(t.Context(), "default", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// (syncdb_pull_streams counts the incremental pulls too.)
+	for deadline := time.Now().Add(60 * time.Second); len(d.bootSlots) != bootstrapReaders || len(d.readSlots) != bootstrapReaders; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("stalled bootstraps hold %d reader connections (%d held in all, %v pulls streaming), want %d",
+				len(d.bootSlots), len(d.readSlots), ts.metricValue(t, "syncdb_pull_streams"), bootstrapReaders)
+		}
+	}
 	time.Sleep(500 * time.Millisecond) // their socket buffers fill
 	for i := range 20 {
 		start := time.Now()
@@ -123,6 +131,17 @@ func TestSecurityStalledPullsDoNotBlockPushes(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatalf("push %d waited %v for stalled pulls (%v streaming)", i, time.Since(start), ts.metricValue(t, "syncdb_pull_streams"))
 		}
+	}
+	// The bootstraps leave read-only requests reader connections: one
+	// reads while a transaction keeps the writer.
+	w := dialWS(t, ts.url, "hrana3")
+	w.write(map[string]any{"type": "hello"})
+	if m := w.read(); m["type"] != "hello_ok" {
+		t.Fatalf("hello: %v", m)
+	}
+	readsBesideTxn(t, ts, w, 1)
+	if len(d.bootSlots) != bootstrapReaders {
+		t.Fatalf("%d bootstraps hold reader connections, want %d", len(d.bootSlots), bootstrapReaders)
 	}
 }
 
@@ -159,7 +178,7 @@ func TestSecurityStalledCursorsDoNotBlockPushes(t *testing.T) {
 		}
 	}
 	testutil.Eventually(t, 30*time.Second, "the cursors hold every reader connection they may have", func() bool {
-		return len(d.readSlots) == cap(d.readSlots)
+		return len(d.cursorSlots) == cursorReaders && len(d.readSlots) == cursorReaders
 	})
 	time.Sleep(300 * time.Millisecond) // the others wait for one (or, before the fix, for the writer)
 	for i := range 5 {
@@ -177,12 +196,47 @@ func TestSecurityStalledCursorsDoNotBlockPushes(t *testing.T) {
 			t.Fatalf("push %d waited %v for stalled cursors", i, time.Since(start))
 		}
 	}
+	// With no bootstraps, read-only requests have the connections the
+	// cursors leave: one reads while a transaction keeps the writer.
+	readsBesideTxn(t, ts, w, 100)
 	// The cursors end with their connection: every slot comes back.
 	w.c.CloseNow()
 	testutil.Eventually(t, 30*time.Second, "the cursors' reader connections given back", func() bool {
-		return len(d.readSlots) == 0 && len(d.bootSlots) == 0
+		return len(d.readSlots) == 0 && len(d.cursorSlots) == 0 && len(d.bootSlots) == 0
 	})
 	ts.query(t, "", "SELECT n FROM hw WHERE client = 'c'")
+}
+
+// readsBesideTxn opens a transaction on WebSocket stream id of w (which
+// keeps the writer), then a read-only request over HTTP must be answered
+// within 5 s from a reader connection (on the writer it would wait for the
+// transaction), without the transaction's row; the transaction is rolled
+// back.
+func readsBesideTxn(t *testing.T, ts *testServer, w *wsClient, id int) {
+	t.Helper()
+	for _, r := range []map[string]any{
+		{"type": "open_stream", "stream_id": id},
+		{"type": "execute", "stream_id": id, "stmt": stmt("BEGIN IMMEDIATE")},
+		{"type": "execute", "stream_id": id, "stmt": stmt("INSERT INTO hw VALUES('txn', 1)")},
+	} {
+		if m := w.req(r); m["type"] != "response_ok" {
+			t.Fatalf("%v: %v", r, m)
+		}
+	}
+	start := time.Now()
+	done := make(chan int, 1)
+	go func() { done <- len(ts.query(t, "", "SELECT n FROM hw WHERE client = 'txn'")) }()
+	select {
+	case n := <-done:
+		if n != 0 {
+			t.Fatalf("a read saw the open transaction's row")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("a read-only request waited %v for an open transaction: it found no reader connection", time.Since(start))
+	}
+	if m := w.req(map[string]any{"type": "execute", "stream_id": id, "stmt": stmt("ROLLBACK")}); m["type"] != "response_ok" {
+		t.Fatalf("ROLLBACK: %v", m)
+	}
 }
 
 // revision returns the revision string of seq on the default database.
