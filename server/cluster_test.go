@@ -536,6 +536,7 @@ func TestClusterZstdRequestForwarded(t *testing.T) {
 	if takes != "zstd" {
 		t.Errorf("the forwarded answer's %s = %q, want zstd", RequestEncodingHeader, takes)
 	}
+	waitFor(t, func() bool { return b.forwardedOK(t)-before >= 1 }, "b forwarded %v requests, want 1 (did b write it itself?)", b.forwardedOK(t)-before)
 	if got := b.forwardedOK(t) - before; got != 1 {
 		t.Fatalf("b forwarded %v requests, want 1 (did b write it itself?)", got)
 	}
@@ -589,6 +590,9 @@ func TestClusterZstdRequestForwarded(t *testing.T) {
 		if status != c.status || !strings.Contains(body, c.msg) {
 			t.Errorf("%s through b: %d %q, want %d containing %q", c.name, status, trunc([]byte(body)), c.status, c.msg)
 		}
+		// The forwarder counts a request once its answer has gone out,
+		// which can be after the client has read it.
+		waitFor(t, func() bool { return b.forwardedOK(t)-before >= 1 }, "%s: b forwarded %v requests, want 1 (the writer's answer)", c.name, b.forwardedOK(t)-before)
 		if got := b.forwardedOK(t) - before; got != 1 {
 			t.Errorf("%s: b forwarded %v requests, want 1 (the writer's answer)", c.name, got)
 		}
