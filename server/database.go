@@ -51,10 +51,12 @@ type database struct {
 	sqldb   *sql.DB
 	readers *sql.DB // read-only connections for pulls of the latest revision and read-only requests
 	// readSlots has one slot per connection of readers (see readerConns);
-	// bootSlots and cursorSlots cap what bootstraps and cursors hold.
+	// bootSlots and cursorSlots cap what bootstraps and cursors hold, and
+	// heldSlots what both hold together.
 	readSlots   chan struct{}
 	bootSlots   chan struct{}
 	cursorSlots chan struct{}
+	heldSlots   chan struct{}
 	hist        history.Backend
 
 	liveReaders atomic.Int64 // pulls streaming from readers: checkpoints wait for them
@@ -143,6 +145,7 @@ func openDatabase(ctx context.Context, name, dir string, opts dbOptions, log *sl
 		readSlots:   make(chan struct{}, readerConns),
 		bootSlots:   make(chan struct{}, bootstrapReaders),
 		cursorSlots: make(chan struct{}, cursorReaders),
+		heldSlots:   make(chan struct{}, heldReaders),
 	}
 	d.snapshots = newSnapshotCache(dir, opts.snapshotMinBytes)
 	d.warm.path, d.warm.onCopy = filepath.Join(dir, mainFile), opts.onCopy
@@ -257,10 +260,12 @@ func (d *database) openLocal(ctx context.Context) error {
 // the response (up to IOTimeout per write: forever, for a client that
 // stalls with a long IOTimeout), and a cursor for as long as its client
 // takes to fetch its entries. Each waits for a slot, but first takes one of
-// its own cap (bootstrapReaders, cursorReaders), so that bootstraps leave
-// read-only requests at least readerConns-bootstrapReaders connections and
-// cursors leave bootstraps at least readerConns-cursorReaders; when one
-// kind is idle the other may use the rest. A cursor never runs on the
+// its own cap (bootstrapReaders, cursorReaders), then one of the cap of
+// both together (heldReaders), so that bootstraps and cursors, stalled
+// together, leave read-only requests at least readerConns-heldReaders
+// connections, and cursors leave bootstraps at least
+// heldReaders-cursorReaders; when one kind is idle the other may use the
+// rest. A cursor never runs on the
 // writer, which it would hold for as long as its client stalls, failing
 // every write meanwhile (its wait is bounded by the statement timeout: see
 // onReader). Other read-only requests, which give their connection back
@@ -269,15 +274,16 @@ func (d *database) openLocal(ctx context.Context) error {
 const (
 	readerConns      = 16
 	bootstrapReaders = 12
-	cursorReaders    = 12
+	cursorReaders    = 8
+	heldReaders      = 12
 )
 
 // readerUse says what a reader connection is taken for (readerConn).
 type readerUse int
 
 const (
-	useBootstrap readerUse = iota // waits for one of bootSlots, then of readSlots
-	useCursor                     // waits for one of cursorSlots, then of readSlots
+	useBootstrap readerUse = iota // waits for one of bootSlots, heldSlots, then readSlots
+	useCursor                     // waits for one of cursorSlots, heldSlots, then readSlots
 	useRequest                    // one of readSlots only if one is free
 )
 
@@ -315,11 +321,16 @@ func (d *database) readerConn(ctx context.Context, readers *sql.DB, use readerUs
 		if err := take(capped); err != nil {
 			return nil, nil, err
 		}
-		if err := take(d.readSlots); err != nil {
+		if err := take(d.heldSlots); err != nil {
 			<-capped
 			return nil, nil, err
 		}
-		done = func() { <-d.readSlots; <-capped }
+		if err := take(d.readSlots); err != nil {
+			<-d.heldSlots
+			<-capped
+			return nil, nil, err
+		}
+		done = func() { <-d.readSlots; <-d.heldSlots; <-capped }
 	}
 	if conn, err = readers.Conn(ctx); err != nil {
 		done()

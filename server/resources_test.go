@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -441,5 +442,63 @@ func TestSecurityRequestsPerDatabase(t *testing.T) {
 	// Other databases are not affected.
 	if status, _ := ts.pullAs(t, "other", "", &syncpb.PullUpdatesReqProtoBody{}); status != http.StatusOK {
 		t.Fatalf("another database: %d", status)
+	}
+}
+
+// Bootstraps and cursors stalled together hold at most heldReaders reader
+// connections: read-only requests always find one of the others, and
+// cursors leave bootstraps some. Taken through readerConn itself, as the
+// stalled streams take them.
+func TestReaderSlotsHeldTogether(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY)")
+	d, err := ts.database(t.Context(), "default", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dones []func()
+	defer func() {
+		for _, done := range dones {
+			done()
+		}
+	}()
+	hold := func(use readerUse, n int) {
+		for i := range n {
+			conn, done, err := d.readerConn(t.Context(), d.readers, use)
+			if err != nil {
+				t.Fatalf("reader %d of %d for %v: %v", i+1, n, use, err)
+			}
+			conn.Close()
+			dones = append(dones, done)
+		}
+	}
+	hold(useBootstrap, readerConns-heldReaders)
+	hold(useCursor, cursorReaders)
+	// Every slot both kinds may hold is held: one more of either waits.
+	for _, use := range []readerUse{useCursor, useBootstrap} {
+		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+		_, _, err := d.readerConn(ctx, d.readers, use)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("a reader for %v beyond the cap of both: %v, want it to wait", use, err)
+		}
+	}
+	if len(d.bootSlots) != readerConns-heldReaders || len(d.cursorSlots) != cursorReaders || len(d.heldSlots) != heldReaders {
+		t.Fatalf("a wait that timed out kept a slot: boot %d cursor %d held %d", len(d.bootSlots), len(d.cursorSlots), len(d.heldSlots))
+	}
+	for i := range readerConns - heldReaders {
+		conn, done, err := d.readerConn(t.Context(), d.readers, useRequest)
+		if err != nil {
+			t.Fatalf("read-only request %d beside stalled bootstraps and cursors: %v", i+1, err)
+		}
+		conn.Close()
+		dones = append(dones, done)
+	}
+	for _, done := range dones {
+		done()
+	}
+	dones = nil
+	if len(d.readSlots)+len(d.bootSlots)+len(d.cursorSlots)+len(d.heldSlots) != 0 {
+		t.Fatalf("slots not given back: read %d boot %d cursor %d held %d", len(d.readSlots), len(d.bootSlots), len(d.cursorSlots), len(d.heldSlots))
 	}
 }
