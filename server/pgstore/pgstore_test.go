@@ -360,6 +360,13 @@ func TestConcurrentTakeoversTakeOneEpoch(t *testing.T) {
 		if waiting == 2 {
 			break
 		}
+		select {
+		case r := <-res:
+			// A take-over that returned without waiting for the row
+			// (CI once saw only 1 of 2 waiting after 30 s under load).
+			t.Fatalf("a take-over returned while the row was locked (%d waiting): lease %v, err %v", waiting, r.l, r.err)
+		default:
+		}
 		if time.Now().After(deadline) {
 			t.Fatalf("%d take-overs wait for the row", waiting)
 		}
