@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"syscall"
 
 	sqlite3 "modernc.org/sqlite/lib"
 )
@@ -50,7 +51,8 @@ func OpenFile(path string) (*File, error) {
 	return &File{f: f, rec: r.open(key, st.Size(), false)}, nil
 }
 
-// WriteAt writes p at off, saving the durable bytes it overwrites.
+// WriteAt writes p at off, saving the durable bytes it overwrites. Under a
+// Recorder's SetFull or SetFault it fails without writing.
 func (f *File) WriteAt(p []byte, off int64) (int, error) {
 	rec := f.rec
 	if rec == nil || rec.r.stopped.Load() {
@@ -60,6 +62,12 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 	defer rec.mu.Unlock()
 	if rec.r.crashed.Load() {
 		return 0, ErrCrashed
+	}
+	if full := rec.r.full.Load(); full != nil && (*full)(rec.path) {
+		return 0, &os.PathError{Op: "write", Path: rec.path, Err: syscall.ENOSPC}
+	}
+	if err := rec.r.injected("write", rec.path); err != nil {
+		return 0, err
 	}
 	if rc := rec.saveWith(off, off+int64(len(p)), f.readZeros); rc != sqlite3.SQLITE_OK {
 		return 0, errors.New("shimvfs: save the bytes a write overwrites")
@@ -77,7 +85,8 @@ func (f *File) readZeros(off, n int64) ([]byte, int32) {
 	return buf, sqlite3.SQLITE_OK
 }
 
-// Sync fsyncs the file; under a Recorder it counts as an xSync.
+// Sync fsyncs the file; under a Recorder it counts as an xSync, and a
+// SetFault error fails it without making anything durable.
 func (f *File) Sync() error {
 	rec := f.rec
 	if rec == nil || rec.r.stopped.Load() {
@@ -87,6 +96,9 @@ func (f *File) Sync() error {
 	defer rec.mu.Unlock()
 	if rec.r.crashed.Load() {
 		return ErrCrashed
+	}
+	if err := rec.r.injected("sync", rec.path); err != nil {
+		return err // nothing made durable: the writes stay at risk of a PowerLoss
 	}
 	if err := f.f.Sync(); err != nil {
 		return err

@@ -5,7 +5,13 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/syncdb/syncdb/internal/testutil"
 )
 
 func page(b byte) []byte { return bytes.Repeat([]byte{b}, 4096) }
@@ -117,5 +123,97 @@ func TestGoFileSharesSQLitesRecord(t *testing.T) {
 	}
 	if got := r.SyncsOf(path); got < 2 {
 		t.Errorf("SyncsOf(%s) = %d after SQLite's commit and a File's Sync, want at least 2", path, got)
+	}
+}
+
+// TestGoFileFaults: under SetFault a File's WriteAt fails with the injected
+// error and writes nothing, and its Sync fails and makes nothing durable
+// (a power loss takes the write back); under SetFull WriteAt fails with
+// ENOSPC and writes nothing.
+func TestGoFileFaults(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "db")
+	orig := append(page('a'), page('a')...)
+	if err := os.WriteFile(path, orig, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := record(t, dir)
+	f := goFile(t, path)
+	defer f.Close()
+
+	errEIO := errors.New("injected EIO")
+	var op string
+	r.SetFault(func(o, p string) error {
+		if o == op {
+			return errEIO
+		}
+		return nil
+	})
+	op = "write"
+	if _, err := f.WriteAt(page('b'), 4096); !errors.Is(err, errEIO) {
+		t.Fatalf("WriteAt under SetFault: %v, want the injected error", err)
+	}
+	wantContent(t, path, orig)
+
+	op = "sync"
+	if _, err := f.WriteAt(page('c'), 4096); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); !errors.Is(err, errEIO) {
+		t.Fatalf("Sync under SetFault: %v, want the injected error", err)
+	}
+	if got := r.SyncsOf(path); got != 0 {
+		t.Fatalf("SyncsOf = %d after a failed Sync, want 0", got)
+	}
+	r.SetFault(nil)
+
+	r.SetFull(func(p string) bool { return p == r.dir+"/db" })
+	_, err := f.WriteAt(page('d'), 0)
+	r.SetFull(nil)
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("WriteAt under SetFull: %v, want ENOSPC", err)
+	}
+	f.Close()
+	if err := r.PowerLoss(); err != nil {
+		t.Fatal(err)
+	}
+	wantContent(t, path, orig) // the write of 'c' was never synced
+}
+
+// TestRecorderFaultSQLite: SetFault fails SQLite's writes and syncs of a
+// recorded file too: a commit fails with SQLITE_IOERR_WRITE, or
+// SQLITE_IOERR_FSYNC, and a power loss keeps the rows of the commits
+// before.
+func TestRecorderFaultSQLite(t *testing.T) {
+	for _, op := range []string{"write", "sync"} {
+		t.Run(op, func(t *testing.T) {
+			dir := t.TempDir()
+			r := record(t, dir)
+			path := filepath.Join(dir, "db")
+			db := conn(t, path, "_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=wal_autocheckpoint(0)")
+			testutil.MustExec(t, db, `CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)`)
+			insertRows(t, db, 1, 10)
+			r.SetFault(func(o, p string) error {
+				if o == op && p == r.dir+"/db-wal" {
+					return errors.New("injected EIO")
+				}
+				return nil
+			})
+			_, err := db.Exec(`INSERT INTO t VALUES(11, 'x')`)
+			r.SetFault(nil)
+			want := map[string]int{"write": sqlite3.SQLITE_IOERR_WRITE, "sync": sqlite3.SQLITE_IOERR_FSYNC}[op]
+			var se *sqlite.Error
+			if !errors.As(err, &se) || se.Code() != want {
+				t.Fatalf("commit under SetFault(%s): %v, want code %d", op, err, want)
+			}
+			r.Crash()
+			db.Close()
+			if err := r.PowerLoss(); err != nil {
+				t.Fatal(err)
+			}
+			if n, max := ids(t, path); n != 10 || max != 10 {
+				t.Fatalf("after the power loss: %d rows, max id %d; want 10, 10", n, max)
+			}
+		})
 	}
 }

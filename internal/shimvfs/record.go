@@ -54,8 +54,9 @@ type Recorder struct {
 	dir string
 
 	crashed, stopped atomic.Bool
-	full             atomic.Pointer[func(path string) bool] // see SetFull
-	afterSync        atomic.Pointer[func(path string)]      // see SetAfterSync
+	full             atomic.Pointer[func(path string) bool]      // see SetFull
+	fault            atomic.Pointer[func(op, path string) error] // see SetFault
+	afterSync        atomic.Pointer[func(path string)]           // see SetAfterSync
 
 	mu    sync.Mutex // guards files and recFile.opens
 	files map[string]*recFile
@@ -276,6 +277,9 @@ func (f *recFile) write(tls *libc.TLS, pFile, buf uintptr, n int32, off int64) i
 	if full := f.r.full.Load(); full != nil && (*full)(f.path) {
 		return sqlite3.SQLITE_FULL
 	}
+	if f.r.injected("write", f.path) != nil {
+		return sqlite3.SQLITE_IOERR_WRITE
+	}
 	if rc := f.save(tls, pFile, off, off+int64(n)); rc != sqlite3.SQLITE_OK {
 		return rc
 	}
@@ -309,6 +313,9 @@ func (f *recFile) sync(tls *libc.TLS, pFile uintptr, flags int32) int32 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.r.crashed.Load() {
+		return sqlite3.SQLITE_IOERR_FSYNC
+	}
+	if f.r.injected("sync", f.path) != nil {
 		return sqlite3.SQLITE_IOERR_FSYNC
 	}
 	rc := goFunc[xFileIntFn](methods(pFile).FxSync)(tls, inner(pFile), flags)
@@ -407,7 +414,8 @@ func (r *Recorder) SetAfterSync(after func(path string)) {
 }
 
 // SetFull simulates a full disk: from now on every write to a recorded file
-// whose path full reports true fails with SQLITE_FULL and changes nothing.
+// whose path full reports true fails and changes nothing: SQLite's with
+// SQLITE_FULL, a File's WriteAt with ENOSPC (as os.File's would).
 // SetFull(nil) ends it.
 func (r *Recorder) SetFull(full func(path string) bool) {
 	if full == nil {
@@ -415,4 +423,30 @@ func (r *Recorder) SetFull(full func(path string) bool) {
 		return
 	}
 	r.full.Store(&full)
+}
+
+// SetFault injects I/O errors the process survives, as fsx.CrashFS.SetFault
+// does for the files syncdb writes through fsx: fault is asked before every
+// write and sync of a recorded file (op "write" or "sync", path the file's
+// recorded path), from SQLite or through a File, and a non-nil error fails
+// that call and changes nothing: the write is not made, the sync makes
+// nothing durable (a later PowerLoss takes back what it would have kept).
+// SQLite sees SQLITE_IOERR_WRITE or SQLITE_IOERR_FSYNC, a File's caller the
+// error itself. It is for the writes Recorder sees and fsx does not: a
+// partial replica's page writes into the database file (pageactor's own
+// File). SetFault(nil) ends it.
+func (r *Recorder) SetFault(fault func(op, path string) error) {
+	if fault == nil {
+		r.fault.Store(nil)
+		return
+	}
+	r.fault.Store(&fault)
+}
+
+// injected asks the SetFault function, if any, about op on path.
+func (r *Recorder) injected(op, path string) error {
+	if fault := r.fault.Load(); fault != nil {
+		return (*fault)(op, path)
+	}
+	return nil
 }
