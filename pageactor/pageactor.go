@@ -349,9 +349,20 @@ func (p *Pages) ZeroFill(pages *roaring.Bitmap) {
 	p.zeroMu.Unlock()
 }
 
+// ErrWillWrite wraps WillWrite's failure to record pages SQLite is about
+// to write: the shim then fails SQLite's write (SQLITE_IOERR_WRITE).
+var ErrWillWrite = errors.New("record pages SQLite is about to write")
+
 // WillWrite implements shimvfs.WillWriter: SQLite is about to write these
 // pages, so no fetch may write them any more.
-func (p *Pages) WillWrite(first, last uint32) {
+//
+// Pages it finds missing are not expected (checkpoints mark their pages
+// first, see MarkPresent), but from now on they are SQLite's: they are
+// recorded before SQLite writes them. If the record fails, their bits are
+// cleared and the error fails SQLite's write, which then never happens:
+// a page SQLite wrote but the log lacks would, after a reopen, be fetched
+// over with the bootstrap image.
+func (p *Pages) WillWrite(first, last uint32) error {
 	p.writeMu.Lock()
 	defer p.writeMu.Unlock()
 	var added []uint32
@@ -360,13 +371,15 @@ func (p *Pages) WillWrite(first, last uint32) {
 			added = append(added, pg)
 		}
 	}
-	if len(added) > 0 {
-		// Not expected (checkpoints mark their pages first, see MarkPresent),
-		// but the page is SQLite's from now on: record it.
-		if err := p.record(added); err != nil {
-			p.cfg.Logger.Error("record present pages", "err", err)
+	if err := p.record(added); err != nil {
+		for _, pg := range added {
+			p.clear(pg)
 		}
+		err = fmt.Errorf("%w %d-%d: %w", ErrWillWrite, first, last, err)
+		p.cfg.Logger.Error("SQLite's write of pages missing from a partial replica fails: they cannot be recorded present", "err", err)
+		return err
 	}
+	return nil
 }
 
 // Wrote implements shimvfs.Pages.

@@ -132,12 +132,13 @@ type testPages struct {
 	seg      uint32
 	zeroTag  string // Fetch returns ErrZeroFill for this tag
 	fail     atomic.Bool
+	failWill atomic.Bool   // WillWrite fails (and marks nothing)
 	panicOn  atomic.Uint32 // Missing panics for this page
 
 	mu      sync.Mutex // serialises writes of fetched pages with WillWrite
 	missing []atomic.Bool
 
-	fetches, fetched, wrote, wroteMissing atomic.Int64
+	fetches, fetched, wrote, wroteMissing, willFailed atomic.Int64
 }
 
 func newTestPages(tb testing.TB, dst string, seg uint32, sparse bool) *testPages {
@@ -204,14 +205,19 @@ func (p *testPages) copyPage(q uint32) error {
 	return nil
 }
 
-func (p *testPages) WillWrite(first, last uint32) {
+func (p *testPages) WillWrite(first, last uint32) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.failWill.Load() {
+		p.willFailed.Add(1)
+		return errors.New("cannot record the pages present")
+	}
 	for q := first; q <= last && int(q) <= len(p.missing); q++ {
 		if p.missing[q-1].Swap(false) {
 			p.wroteMissing.Add(1)
 		}
 	}
+	return nil
 }
 
 func (p *testPages) Wrote(first, last uint32) { p.wrote.Add(int64(last - first + 1)) }

@@ -50,8 +50,13 @@ type Pages interface {
 // the write then fails, their content does not matter: SQLite still has the
 // data (in the WAL, or in its cache and the rollback journal) and writes the
 // pages again before it relies on the file's copy.
+//
+// An error from WillWrite (it could not record the pages as present) fails
+// the write with SQLITE_IOERR_WRITE before anything is written: the pages
+// are the Pages' again, still missing, so that nothing SQLite wrote lies in
+// a page the Pages would fetch over.
 type WillWriter interface {
-	WillWrite(first, last uint32)
+	WillWrite(first, last uint32) error
 }
 
 // ErrZeroFill, returned by Pages.Fetch, makes the read return zeros without

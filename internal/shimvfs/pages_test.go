@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -311,5 +312,46 @@ func TestLazyReadOnly(t *testing.T) {
 	}
 	if p.fetches.Load() == 0 {
 		t.Error("nothing fetched")
+	}
+}
+
+// A WillWrite that fails (its Pages cannot record the pages present) fails
+// SQLite's write of the main file before anything is written: the
+// checkpoint fails with SQLITE_IOERR_WRITE, the file is as it was, Wrote
+// is not called; the next checkpoint, WillWrite working again, copies all.
+func TestWillWriteFailure(t *testing.T) {
+	p, path, _ := sparseDB(t, 32)
+	db := openDB(t, path, true, "_pragma=journal_mode(WAL)&_pragma=wal_autocheckpoint(0)")
+	db.SetMaxOpenConns(1)
+	testutil.MustExec(t, db, `UPDATE t SET v = v + 1 WHERE id % 100 = 3`)
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.failWill.Store(true)
+	_, err = db.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`)
+	p.failWill.Store(false)
+	var se *sqlite.Error
+	if !errors.As(err, &se) || se.Code() != sqlite3.SQLITE_IOERR_WRITE {
+		t.Fatalf("checkpoint with WillWrite failing: %v, want SQLITE_IOERR_WRITE", err)
+	}
+	if p.willFailed.Load() == 0 {
+		t.Fatal("WillWrite was not called")
+	}
+	if after, err := os.ReadFile(path); err != nil || !bytes.Equal(after, before) {
+		t.Fatalf("the main file changed after a write whose WillWrite failed (%v)", err)
+	}
+	if n := p.wrote.Load(); n != 0 {
+		t.Fatalf("Wrote reported %d pages of a write whose WillWrite failed", n)
+	}
+	testutil.MustExec(t, db, `PRAGMA wal_checkpoint(TRUNCATE)`)
+	if p.wrote.Load() == 0 {
+		t.Fatal("the second checkpoint wrote nothing")
+	}
+	if got := queryString(t, db, `SELECT count(*) FROM t WHERE id % 100 = 3 AND v <> id * 31 % 1000 + 1`); got != "0" {
+		t.Fatalf("%s rows lost the update", got)
+	}
+	if got := queryString(t, db, `PRAGMA integrity_check`); got != "ok" {
+		t.Errorf("integrity_check: %s", got)
 	}
 }

@@ -400,8 +400,8 @@ func ioWrite(tls *libc.TLS, pFile, buf uintptr, n int32, off int64) (rc int32) {
 	var first, last uint32
 	if f.pages != nil {
 		first, last = f.pageRange(off, n)
-		if f.will != nil {
-			f.will.WillWrite(first, last)
+		if f.will != nil && f.will.WillWrite(first, last) != nil {
+			return sqlite3.SQLITE_IOERR_WRITE // nothing written: see WillWriter
 		}
 	}
 	if f.rec != nil {
