@@ -55,6 +55,7 @@ type fetchReq struct {
 // are recorded and, while hold is set, held until it is closed.
 type testServer struct {
 	url     string
+	srv     *server.Server
 	mu      sync.Mutex
 	reqs    []fetchReq
 	hold    chan struct{} // nil: answer at once
@@ -63,11 +64,18 @@ type testServer struct {
 
 func newServer(t *testing.T) *testServer {
 	t.Helper()
-	s, err := server.New(server.Config{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+	return newServerWith(t, server.Config{})
+}
+
+// newServerWith is newServer with cfg (DataDir and Logger filled in).
+func newServerWith(t *testing.T, cfg server.Config) *testServer {
+	t.Helper()
+	cfg.DataDir, cfg.Logger = t.TempDir(), slog.New(slog.DiscardHandler)
+	s, err := server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := &testServer{arrived: make(chan struct{}, 100)}
+	ts := &testServer{srv: s, arrived: make(chan struct{}, 100)}
 	h := s.Handler()
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasSuffix(r.URL.Path, "/pull-updates") {
@@ -463,7 +471,9 @@ func TestFetchNeverOverwritesPresent(t *testing.T) {
 	}
 	defer f.Close()
 	local := map[uint32][]byte{6: bytes.Repeat([]byte{6}, pageSize), 7: bytes.Repeat([]byte{7}, pageSize)}
-	r.pages.WillWrite(6, 6)                                  // SQLite writing page 6 itself
+	if err := r.pages.WillWrite(6, 6); err != nil { // SQLite writing page 6 itself
+		t.Fatal(err)
+	}
 	if err := r.pages.MarkPresent([]uint32{7}); err != nil { // a checkpoint about to copy page 7
 		t.Fatal(err)
 	}
