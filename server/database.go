@@ -265,18 +265,27 @@ func (d *database) openLocal(ctx context.Context) error {
 // together, leave read-only requests at least readerConns-heldReaders
 // connections, and cursors leave bootstraps at least
 // heldReaders-cursorReaders; when one kind is idle the other may use the
-// rest. A cursor never runs on the
-// writer, which it would hold for as long as its client stalls, failing
-// every write meanwhile (its wait is bounded by the statement timeout: see
-// onReader). Other read-only requests, which give their connection back
-// before their response is written, take a slot only if one is free and
-// otherwise run on the writer.
+// rest. The wait is bounded (readerConn's wait; errReadersBusy after it):
+// a bootstrap then reads the page history instead (bootstrapReaderWait,
+// see planSnapshot), a cursor fails with SQLITE_BUSY (StreamBusyTimeout,
+// see onReader). A cursor never runs on the writer, which it would hold
+// for as long as its client stalls, failing every write meanwhile. Other
+// read-only requests, which give their connection back before their
+// response is written, take a slot only if one is free and otherwise run
+// on the writer.
 const (
 	readerConns      = 16
 	bootstrapReaders = 12
 	cursorReaders    = 8
 	heldReaders      = 12
 )
+
+// bootstrapReaderWait bounds a bootstrap's wait for a reader slot: the
+// history has every recorded revision's pages, so a bootstrap that finds
+// the slots held (by stalled clients, or by more bootstraps at once than
+// there are slots) is served from it, a little slower, instead of queueing
+// behind clients that may never read.
+const bootstrapReaderWait = time.Second
 
 // readerUse says what a reader connection is taken for (readerConn).
 type readerUse int
@@ -287,18 +296,35 @@ const (
 	useRequest                    // one of readSlots only if one is free
 )
 
-// errNoReader: every reader connection is in use.
-var errNoReader = errors.New("no free reader connection")
+// errReadersBusy: no reader slot came free in time (other bootstraps and
+// cursors held them); a read-only request that does not wait gets it at
+// once. Only this error means "busy": a client's cancel is its context's
+// error, a database that closes meanwhile errClosed.
+var errReadersBusy = errors.New("no reader connection came free (other pulls and cursors hold them)")
 
 // readerConn takes a reader connection for use: bootstraps and cursors
-// wait for their slots (until ctx is done), other read-only requests take
-// one only if one is free (errNoReader otherwise). done gives the slots
-// back after the connection is closed.
-func (d *database) readerConn(ctx context.Context, readers *sql.DB, use readerUse) (conn *sql.Conn, done func(), err error) {
+// wait for their slots, at most wait (then errReadersBusy), until ctx is
+// done (ctx's error) or the database closes (errClosed); other read-only
+// requests take one only if one is free (errReadersBusy otherwise). done
+// gives the slots back after the connection is closed.
+func (d *database) readerConn(ctx context.Context, readers *sql.DB, use readerUse, wait time.Duration) (conn *sql.Conn, done func(), err error) {
+	var expired <-chan time.Time
+	if use != useRequest {
+		timer := time.NewTimer(wait)
+		defer timer.Stop()
+		expired = timer.C
+	}
 	take := func(slots chan struct{}) error {
 		select {
 		case slots <- struct{}{}:
 			return nil
+		default:
+		}
+		select {
+		case slots <- struct{}{}:
+			return nil
+		case <-expired:
+			return fmt.Errorf("%w (waited %v)", errReadersBusy, wait)
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-d.stopped:
@@ -310,7 +336,7 @@ func (d *database) readerConn(ctx context.Context, readers *sql.DB, use readerUs
 		select {
 		case d.readSlots <- struct{}{}:
 		default:
-			return nil, nil, errNoReader
+			return nil, nil, errReadersBusy
 		}
 		done = func() { <-d.readSlots }
 	default:
@@ -334,6 +360,11 @@ func (d *database) readerConn(ctx context.Context, readers *sql.DB, use readerUs
 	}
 	if conn, err = readers.Conn(ctx); err != nil {
 		done()
+		select {
+		case <-d.stopped:
+			return nil, nil, fmt.Errorf("%w: %w", errClosed, err)
+		default:
+		}
 		return nil, nil, err
 	}
 	return conn, done, nil

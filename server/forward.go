@@ -55,8 +55,9 @@ func newForwarder(s *Server, reg prometheus.Registerer) *forwarder {
 	tr.DialContext = (&net.Dialer{Timeout: 2 * time.Second}).DialContext
 	// A holder that accepted the request but does not answer (paused, or
 	// cut off) must not hold the client forever; a working one answers
-	// within the statement timeout plus the time to record.
-	tr.ResponseHeaderTimeout = s.cfg.StatementTimeout + 30*time.Second
+	// within its wait for the writer, the statement timeout (which starts
+	// once it has the writer) and the time to record.
+	tr.ResponseHeaderTimeout = s.cfg.StreamBusyTimeout + s.cfg.StatementTimeout + 30*time.Second
 	f.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(pr.In.Context().Value(targetKey{}).(*url.URL))

@@ -144,8 +144,8 @@ func (s *Server) handleHrana(w http.ResponseWriter, r *http.Request, d *database
 			}
 		}
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.StatementTimeout)
-	defer cancel()
+	// runOnStream bounds the statements by StatementTimeout.
+	ctx := r.Context()
 	resp := &hrana.PipelineRespBody{Results: make([]hrana.StreamResult, 0, len(req.Requests))}
 	var did run
 	resp.Baton, did, err = s.onStream(ctx, d, req.Baton, req.Requests, func(ex *executor) {
@@ -226,8 +226,7 @@ func (s *Server) handleCursor(w http.ResponseWriter, r *http.Request, d *databas
 		httpError(w, http.StatusBadRequest, "malformed cursor request: %v", err)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.StatementTimeout)
-	defer cancel()
+	ctx := r.Context() // runOnStream bounds the batch by StatementTimeout
 	h, err := s.openStream(d, req.Baton)
 	if err != nil {
 		streamError(w, err)
@@ -365,12 +364,12 @@ func (s *Server) onStream(ctx context.Context, d *database, baton *string, reqs 
 }
 
 // runOnStream runs fn on the stream (see execOn; cursor for a cursor's
-// batch). Then the stream is released (with the baton NextBaton chose, if
-// it was called), keeping the writer if it is inside a transaction, or
-// forgotten if it was closed.
+// batch), its statements bounded by StatementTimeout. Then the stream is
+// released (with the baton NextBaton chose, if it was called), keeping the
+// writer if it is inside a transaction, or forgotten if it was closed.
 func (s *Server) runOnStream(ctx context.Context, h *stream.Handle[*hranaStream], reads []string, cursor bool, fn func(*executor)) (*string, run, error) {
 	st := h.State()
-	r, err := s.execOn(ctx, st, reads, cursor, fn)
+	r, err := s.execOn(ctx, st, reads, runOpts{cursor: cursor, limit: s.cfg.StatementTimeout}, fn)
 	if st.closed || err != nil {
 		st.end(ctx)
 		h.Close()
@@ -387,6 +386,25 @@ func (s *Server) runOnStream(ctx context.Context, h *stream.Handle[*hranaStream]
 	return &baton, r, nil
 }
 
+// runOpts say how execOn runs a request.
+type runOpts struct {
+	cursor bool // fn streams its entries to the client while it runs
+	// limit bounds the request's statements (StatementTimeout over HTTP;
+	// 0: no bound, WebSocket). It starts once the request has its
+	// connection: the wait for one has its own bound (StreamBusyTimeout,
+	// for the writer and for a cursor's reader), so that a request that
+	// waited is not left with less time to run, nor a wait counted twice.
+	limit time.Duration
+}
+
+// running bounds ctx by o.limit, if any.
+func (o runOpts) running(ctx context.Context) (context.Context, context.CancelFunc) {
+	if o.limit <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, o.limit)
+}
+
 // errTxnLost reports that a stream's transaction is gone: the connection
 // it kept was rebuilt between two of its requests (see execOn). The client
 // gets STREAM_EXPIRED, as for a stream that expired inside a transaction.
@@ -396,20 +414,23 @@ var errTxnLost = fmt.Errorf("%w: its transaction was lost (the database was relo
 // earlier request, or the writer taken now (waiting at most
 // StreamBusyTimeout; if it cannot be had, fn runs with no connection and
 // its statements fail with SQLITE_BUSY). The stream keeps the writer
-// afterwards only if it is inside a transaction.
+// afterwards only if it is inside a transaction. fn's statements are
+// bounded by o.limit from when it has its connection.
 //
 // A request that only reads (reads lists its SQL; nil if it may not run
 // elsewhere) on a stream outside a transaction runs on a reader connection,
 // in a read-only sandbox: it sees the last commit, as it would on the
 // writer (which is reset between such requests), and it never waits for a
-// transaction another stream keeps open. A cursor (cursor: fn streams its
+// transaction another stream keeps open. A cursor (o.cursor: fn streams its
 // entries to the client while it runs) waits for a reader connection if
-// none is free (see onReader), and never holds up pulls (which wait for
+// none is free, at most StreamBusyTimeout, and otherwise runs with no
+// connection, its batch failing with SQLITE_BUSY as for a writer that
+// cannot be had (see onReader): it never holds up pulls (which wait for
 // statements running on the writer) or writes however long its client
 // takes to read. Another read-only request runs on the writer if no
 // reader connection is free: it gives the connection back before its
 // response is written.
-func (s *Server) execOn(ctx context.Context, st *hranaStream, reads []string, cursor bool, fn func(*executor)) (run, error) {
+func (s *Server) execOn(ctx context.Context, st *hranaStream, reads []string, o runOpts, fn func(*executor)) (run, error) {
 	d := st.d
 	if st.timedOut {
 		// Once: the client learns that its transaction is gone, and its
@@ -424,18 +445,26 @@ func (s *Server) execOn(ctx context.Context, st *hranaStream, reads []string, cu
 		// With foreign_keys on, the stream runs everything on the writer,
 		// which has its setting.
 		if reads != nil && !st.foreignKeys {
-			ran, err := s.onReader(ctx, st, reads, cursor, fn, &reserved)
-			if err != nil {
+			ran, err := s.onReader(ctx, st, reads, o, fn, &reserved)
+			switch {
+			case errors.Is(err, errCursorReader):
+				// The statement's error, not the stream's: the stream
+				// goes on (sqld reports a busy statement so).
+				noConn = err
+			case err != nil:
 				return run{}, err
-			}
-			if ran {
+			case ran:
 				return run{reserved: reserved}, nil
 			}
 		}
-		if noConn = s.takeWriter(ctx, d); noConn == nil {
-			st.holds, took = true, true
+		if noConn == nil {
+			if noConn = s.takeWriter(ctx, d); noConn == nil {
+				st.holds, took = true, true
+			}
 		}
 	}
+	ctx, cancel := o.running(ctx)
+	defer cancel()
 	ex := s.executor(ctx, st)
 	ex.noConn = noConn
 	if !st.holds {
@@ -491,32 +520,35 @@ func (s *Server) executor(ctx context.Context, st *hranaStream) *executor {
 // A request other than a cursor never waits for a reader connection:
 // bootstraps and cursors may hold theirs for as long as their clients
 // stall, and the writer serves the read then, as it would inside a
-// transaction (see readerConn). A cursor (cursor) waits for one, at most
-// StatementTimeout, and fails with errCursorReader if none came free: on
+// transaction (see readerConn). A cursor (o.cursor) waits for one, at most
+// StreamBusyTimeout, and fails with errCursorReader if none came free: on
 // the writer it would hold every write up for as long as its client does
-// not fetch.
-func (s *Server) onReader(ctx context.Context, st *hranaStream, reads []string, cursor bool, fn func(*executor), reserved *int64) (bool, error) {
+// not fetch. A cursor whose client went away (ctx) or whose database
+// closes while it waits fails with that error instead, which is not busy.
+func (s *Server) onReader(ctx context.Context, st *hranaStream, reads []string, o runOpts, fn func(*executor), reserved *int64) (bool, error) {
 	if st.d.opts.shared || st.d.readers == nil {
 		// A cluster node's file is a cache of the shared store: everything
 		// runs on the writer, which settles it first.
 		return false, nil
 	}
-	use, wctx := useRequest, ctx
-	if cursor {
-		var cancel context.CancelFunc
+	use := useRequest
+	if o.cursor {
 		use = useCursor
-		wctx, cancel = context.WithTimeout(ctx, s.cfg.StatementTimeout)
-		defer cancel()
 	}
-	conn, slot, err := st.d.readerConn(wctx, st.d.readers, use)
-	if err != nil {
-		if cursor {
-			return false, fmt.Errorf("%w: %w", errCursorReader, err)
-		}
+	conn, slot, err := st.d.readerConn(ctx, st.d.readers, use, s.cfg.StreamBusyTimeout)
+	switch {
+	case err == nil:
+	case !o.cursor:
 		return false, nil
+	case errors.Is(err, errReadersBusy):
+		return false, fmt.Errorf("%w: %w", errCursorReader, err)
+	default:
+		return false, err
 	}
 	defer slot()
 	defer conn.Close()
+	ctx, cancel := o.running(ctx)
+	defer cancel()
 	ran := false
 	err = sqlitex.Raw(ctx, conn, func(c *sqlitex.Conn) error {
 		sb, err := newSandbox(c, true, st.d.opts.maxValueBytes)
@@ -552,8 +584,9 @@ func (s *Server) onReader(ctx context.Context, st *hranaStream, reads []string, 
 }
 
 // errCursorReader: a read-only cursor found no reader connection free
-// within StatementTimeout (other cursors and pulls held them all).
-var errCursorReader = errors.New("no reader connection came free for the read-only cursor (other cursors and pulls hold them)")
+// within StreamBusyTimeout (other cursors and pulls held them all). Its
+// batch fails with SQLITE_BUSY; the stream goes on.
+var errCursorReader = errors.New("the read-only cursor found no reader connection free")
 
 // readSQL lists the SQL of requests that may run on a reader connection:
 // execute, batch and describe requests whose text is given or stored, and
@@ -627,7 +660,7 @@ func (s *Server) takeWriter(ctx context.Context, d *database) error {
 		case <-tick.C:
 			if h := d.idleHolder(); h != nil && time.Since(h.since) >= s.cfg.StreamTxnTimeout {
 				if h.expire() {
-					d.log.Info("rolled back an idle stream's transaction: another stream needs the writer", "idle", time.Since(h.since).Round(time.Millisecond))
+					d.log.Info("ended an idle stream's hold on the writer (its transaction, or its stalled cursor): another stream needs the writer", "idle", time.Since(h.since).Round(time.Millisecond))
 				}
 			}
 		case <-deadline.C:

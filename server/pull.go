@@ -415,14 +415,17 @@ func (s *Server) planSnapshot(ctx context.Context, d *database, plan *pullPlan, 
 			plan.cache = d.snapshots.create(rev.Seq, int64(rev.DBSize)*history.PageSize, kind)
 			return nil
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || errors.Is(err, errClosed) {
 			return unavailable(err)
 		}
-		// The history has every revision's pages too, only slower.
+		// The history has every revision's pages too, only slower: it
+		// serves the bootstrap when no reader came free within
+		// bootstrapReaderWait (errReadersBusy) too, so that bootstraps
+		// never queue behind clients that stall.
 		switch {
 		case errors.Is(err, errNoLocal): // the snapshot cache takes a copy of this one too
 			cacheHistory = true
-		case !errors.Is(err, errCheckpointDue):
+		case !errors.Is(err, errCheckpointDue) && !errors.Is(err, errReadersBusy):
 			d.log.Warn("bootstrap from the history: cannot read the database", "err", err)
 		}
 	}

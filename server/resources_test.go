@@ -464,7 +464,7 @@ func TestReaderSlotsHeldTogether(t *testing.T) {
 	}()
 	hold := func(use readerUse, n int) {
 		for i := range n {
-			conn, done, err := d.readerConn(t.Context(), d.readers, use)
+			conn, done, err := d.readerConn(t.Context(), d.readers, use, time.Minute)
 			if err != nil {
 				t.Fatalf("reader %d of %d for %v: %v", i+1, n, use, err)
 			}
@@ -477,7 +477,7 @@ func TestReaderSlotsHeldTogether(t *testing.T) {
 	// Every slot both kinds may hold is held: one more of either waits.
 	for _, use := range []readerUse{useCursor, useBootstrap} {
 		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
-		_, _, err := d.readerConn(ctx, d.readers, use)
+		_, _, err := d.readerConn(ctx, d.readers, use, time.Minute)
 		cancel()
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("a reader for %v beyond the cap of both: %v, want it to wait", use, err)
@@ -487,7 +487,7 @@ func TestReaderSlotsHeldTogether(t *testing.T) {
 		t.Fatalf("a wait that timed out kept a slot: boot %d cursor %d held %d", len(d.bootSlots), len(d.cursorSlots), len(d.heldSlots))
 	}
 	for i := range readerConns - heldReaders {
-		conn, done, err := d.readerConn(t.Context(), d.readers, useRequest)
+		conn, done, err := d.readerConn(t.Context(), d.readers, useRequest, 0)
 		if err != nil {
 			t.Fatalf("read-only request %d beside stalled bootstraps and cursors: %v", i+1, err)
 		}

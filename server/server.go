@@ -76,14 +76,17 @@ type Config struct {
 	// held in memory at once, over all requests; beyond it requests get
 	// 503 (bodies) or a statement error (responses). Default 1 GiB.
 	MaxInflightBytes int64
-	StatementTimeout time.Duration // per pipeline request and query selector; default 60 s
+	// StatementTimeout bounds an HTTP pipeline or cursor request's
+	// statements, from when they have their connection (the wait for one
+	// is bounded by StreamBusyTimeout), and a query selector. Default 60 s.
+	StatementTimeout time.Duration
 	HistoryRetention time.Duration // 0 = keep every revision; default set by the command line
 	CheckpointFrames int           // checkpoint a database when its WAL has this many frames; default 1000
 
 	// Hrana streams (see hrana.go).
 	StreamIdleTimeout time.Duration // an idle stream expires after this; default 10 s (sqld's)
-	StreamBusyTimeout time.Duration // how long a request waits for a writer another stream keeps; default 10 s
-	StreamTxnTimeout  time.Duration // an idle stream's transaction may be rolled back after this if another stream waits; default 5 s
+	StreamBusyTimeout time.Duration // how long a request waits for a writer another stream keeps, or a cursor for a reader connection; default 10 s
+	StreamTxnTimeout  time.Duration // an idle stream's transaction (or a WebSocket cursor waiting for fetches on the writer) may be ended after this if another stream waits; default 5 s
 	MaxStreams        int           // streams open at once, all databases; default 10000
 	// SnapshotCacheMinBytes: the second bootstrap (whole raw snapshot) of
 	// one revision of a database at least this big is kept as a file, and

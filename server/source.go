@@ -98,7 +98,7 @@ func (d *database) live(ctx context.Context) (*liveSource, history.Revision, err
 	if readers == nil {
 		return nil, history.Revision{}, errNoLocal
 	}
-	conn, slot, err := d.readerConn(ctx, readers, useBootstrap)
+	conn, slot, err := d.readerConn(ctx, readers, useBootstrap, bootstrapReaderWait)
 	if err != nil {
 		return nil, history.Revision{}, err
 	}

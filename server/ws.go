@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -67,6 +68,7 @@ type wsCursor struct {
 	cancel  context.CancelFunc
 	fetches chan func() // fetch_cursor requests, answered in order
 	err     *hrana.Error
+	waited  time.Time // when the batch first waited for fetches on the writer (emitCursor)
 }
 
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, name string) {
@@ -255,7 +257,7 @@ func (c *wsConn) request(id int32, rq *hrana.WsRequest) string {
 		}
 		c.onStream(id, rq.StreamID, func(st *hranaStream) {
 			var res hrana.StreamResult
-			did, err := c.s.execOn(c.ctx, st, readSQL(st, []hrana.StreamRequest{sr}), false, func(ex *executor) { res = ex.run(sr) })
+			did, err := c.s.execOn(c.ctx, st, readSQL(st, []hrana.StreamRequest{sr}), runOpts{}, func(ex *executor) { res = ex.run(sr) })
 			defer c.s.mem.release(did.reserved)
 			if err != nil {
 				st.end(c.ctx)
@@ -304,19 +306,14 @@ func (c *wsConn) request(id int32, rq *hrana.WsRequest) string {
 		if !c.onStream(id, rq.StreamID, func(st *hranaStream) {
 			ok()
 			defer close(cur.entries)
-			_, err := c.s.execOn(cctx, st, readSQL(st, []hrana.StreamRequest{{Type: hrana.ReqBatch, Batch: batch}}), true, func(ex *executor) {
+			_, err := c.s.execOn(cctx, st, readSQL(st, []hrana.StreamRequest{{Type: hrana.ReqBatch, Batch: batch}}), runOpts{cursor: true}, func(ex *executor) {
 				ex.budget, ex.mem = 1<<62, nil // a cursor streams: no response bound
 				if ex.c == nil {
 					cur.err = asHrana(ex.noConn)
 					return
 				}
 				if err := ex.cursor(batch, func(e *hrana.CursorEntry) error {
-					select {
-					case cur.entries <- *e:
-						return nil
-					case <-cctx.Done():
-						return cctx.Err()
-					}
+					return c.s.emitCursor(cctx, st, cur, e)
 				}); err != nil && cctx.Err() == nil {
 					cur.err = asHrana(err)
 				}
@@ -442,6 +439,56 @@ func (c *wsConn) fetch(id int32, cur *wsCursor, max uint32) {
 	}
 	c.reply(id, resp, nil)
 }
+
+// emitCursor hands entry e of the cursor's batch, which runs on st, to the
+// cursor's fetches, waiting while its buffer is full.
+//
+// A cursor that runs on the writer (st.holds: it does not qualify for a
+// reader, say with foreign_keys on) holds every write up while it waits
+// for its client to fetch: while it waits it is the database's idle
+// holder, as a stream idle inside a transaction is, so that once
+// StreamTxnTimeout has passed since it first waited and another stream
+// waits for the writer (takeWriter) the cursor ends with errCursorStalled
+// and its writer is let go (or kept by the stream's transaction, which
+// then expires as an idle one does). The time counts from the first wait,
+// not the latest, so that a client that fetches a few entries now and
+// then cannot keep the writer for ever. A cursor on a reader waits for as
+// long as its client takes: it holds one of the slots cursors may have
+// (see readerConn).
+func (s *Server) emitCursor(ctx context.Context, st *hranaStream, cur *wsCursor, e *hrana.CursorEntry) error {
+	select {
+	case cur.entries <- *e:
+		return nil
+	default:
+	}
+	var stalled chan struct{}
+	if st.holds {
+		stalled = make(chan struct{})
+		var once sync.Once
+		if cur.waited.IsZero() {
+			cur.waited = time.Now()
+		}
+		st.d.setHolder(&idleHolder{st: st, since: cur.waited, expire: func() bool {
+			fired := false
+			once.Do(func() { close(stalled); fired = true })
+			return fired
+		}})
+		defer st.d.clearHolder(st)
+	}
+	select {
+	case cur.entries <- *e:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-stalled:
+		return fmt.Errorf("%w (%v)", errCursorStalled, s.cfg.StreamTxnTimeout)
+	}
+}
+
+// errCursorStalled ends a cursor that kept the writer while its client
+// fetched nothing for longer than StreamTxnTimeout and another stream
+// waited for the writer.
+var errCursorStalled = errors.New("the cursor was ended: it kept the writer while its client fetched nothing, and another stream waited for the writer")
 
 // end stops the cursor's batch and its fetches (queued fetches are still
 // answered, with what is left).
