@@ -81,13 +81,19 @@ func benchStalled(e *benchEnv, r *report) error {
 			conns = append(conns, c)
 		}
 		// The server streams to as many as it has read connections for
-		// (the others wait for one); their socket buffers then fill.
+		// (12 bootstraps on the database's readers, the others on the
+		// history's 16, which the rest wait for); their socket buffers
+		// then fill. Wait until the count stops growing (a bootstrap
+		// waits 1 s for a reader before it moves to the history).
+		last, since := -1.0, time.Now()
 		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-			if n, _ := metricValue(srv.URL, "syncdb_pull_streams"); n >= 32 {
+			n, _ := metricValue(srv.URL, "syncdb_pull_streams")
+			if n != last {
+				last, since = n, time.Now()
+			} else if n > 0 && time.Since(since) >= 2*time.Second {
 				break
 			}
 		}
-		time.Sleep(time.Second)
 		n, _ := metricValue(srv.URL, "syncdb_pull_streams")
 		err := measure("stalled/with")
 		for _, c := range conns {
