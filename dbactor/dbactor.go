@@ -230,6 +230,9 @@ type dbActor struct {
 	// download: the sink of PATH-changes this actor handed out (Download)
 	// and has not removed yet.
 	download *download
+	// boot: the sink of PATH-bootstrap this actor handed out
+	// (BeginBootstrap) and has not closed yet.
+	boot *bootSink
 
 	opened    bool
 	forceFull bool // inside durable(): a reopened writer stays synchronous=FULL
@@ -298,6 +301,10 @@ func (a *dbActor) receive(msg any) {
 		m.Respond(struct{}{}, a.recordPush(m.Context(), m.PullGen, m.UpTo, m.Time))
 	case *messages.Download:
 		m.Respond(a.startDownload())
+	case *messages.BeginBootstrap:
+		m.Respond(a.beginBootstrap(m.Partial))
+	case *messages.FinishDownload:
+		m.Respond(a.finishDownload(m.Sink, m.Steps))
 	case *messages.MoveBootstrap:
 		m.Respond(struct{}{}, moveBootstrap(a.cfg.FS, a.files))
 	case *messages.DropDownload:
@@ -548,6 +555,8 @@ func (a *dbActor) close() {
 	// A pull's download the stop interrupted (its requester stopped
 	// first) is of no use any more.
 	a.dropDownload()
+	// So is a bootstrap's (the file stays, for the facade to remove).
+	a.dropBootstrap()
 	a.closeFiles()
 }
 

@@ -20,3 +20,9 @@ func RowLookups() int64 { return rowLookups.Load() }
 
 // ErrWriterBusy is errWriterBusy (see refreshWriter).
 var ErrWriterBusy = errWriterBusy
+
+// ErrNotBootstrap is errNotBootstrap (FinishDownload of a sink not open).
+var ErrNotBootstrap = errNotBootstrap
+
+// ErrBadDownloadStep is errBadDownloadStep.
+var ErrBadDownloadStep = errBadDownloadStep

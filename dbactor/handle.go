@@ -56,6 +56,21 @@ func (h Handle) MoveBootstrap(ctx context.Context) error {
 	return err
 }
 
+// BeginBootstrap creates a bootstrap's download and returns its sink
+// (messages.BeginBootstrap). Like MoveBootstrap it runs to the end once
+// sent, so that no attempt's file is created after its caller returned.
+func (h Handle) BeginBootstrap(ctx context.Context, partial bool) (messages.BootstrapSink, error) {
+	return actors.Ask(context.WithoutCancel(ctx), h.ref, &messages.BeginBootstrap{Partial: partial})
+}
+
+// FinishDownload ends a bootstrap's download with its file steps and
+// returns the stamp (messages.FinishDownload). It runs to the end once
+// sent, as the steps it replaced (direct calls) did: a cancelled bootstrap
+// still closes its file.
+func (h Handle) FinishDownload(ctx context.Context, sink messages.BootstrapSink, steps []messages.DownloadStep) (*messages.FileStamp, error) {
+	return actors.Ask(context.WithoutCancel(ctx), h.ref, &messages.FinishDownload{Sink: sink, Steps: steps})
+}
+
 // DropDownload removes a download that will not be applied
 // (messages.DropDownload).
 func (h Handle) DropDownload(ctx context.Context, sink messages.PageSink) error {

@@ -225,6 +225,82 @@ type MoveBootstrap struct {
 	actors.Request[struct{}]
 }
 
+// BeginBootstrap creates a bootstrap's download (PATH-bootstrap), empty
+// (O_TRUNC), and hands out the sink the response is streamed into. The
+// database actor owns the file, as it owns PATH (it is spawned, not yet
+// opened, while a bootstrap runs); the syncing side only decides. Each
+// attempt of a bootstrap begins again: the sink of an earlier one still
+// open is closed first (its file too) and refuses writes from then on.
+// FinishDownload ends a sink, and so does the actor's stop.
+type BeginBootstrap struct {
+	actors.Request[BootstrapSink]
+	// Partial: pages are written at their offsets into a file Cut to the
+	// header's size. Otherwise (a full bootstrap) they come in page order
+	// and are written as runs of up to 1 MiB by a goroutine of the sink's
+	// own, overlapping the network's reads with the disk's writes, and
+	// hashed as they are written (the stamp needs no read back).
+	Partial bool
+}
+
+// BootstrapSink takes a bootstrap's download. Its methods may run on any
+// goroutine (a netactor callback: PullUpdates.OnHeader, OnPage), one at a
+// time, while the database actor goes on: no message per page. Once the
+// actor closed it (FinishDownload, the next BeginBootstrap, its stop),
+// every method but Hashed fails with dbactor.ErrBootstrapClosed and
+// touches nothing.
+type BootstrapSink interface {
+	// Cut cuts the file to size bytes, the pages added before it written
+	// first (a partial bootstrap's header: holes where no page comes).
+	Cut(size int64) error
+	// Add writes page pgno (a full sink: once its run is full, or at Flush).
+	Add(pgno uint32, page []byte) error
+	// Flush returns once every page added is written, with the first
+	// write error.
+	Flush() error
+	// Hashed reports whether the pages written are exactly pages 1 to
+	// pages, each once and in order (a full sink), so that the hash of
+	// the runs is the file's: FinishDownload's DownloadStamp may then
+	// take it (Hashed) instead of reading the file back.
+	Hashed(pages uint64) bool
+}
+
+// DownloadOp is one step of FinishDownload on the download's file.
+type DownloadOp int
+
+const (
+	// DownloadInvalid is the zero value: refused, so that a step left
+	// zero by mistake does not cut the file to 0 bytes.
+	DownloadInvalid   DownloadOp = iota
+	DownloadTruncate             // cut the file to Size bytes
+	DownloadSync                 // fsync the file
+	DownloadClose                // close the file
+	DownloadSyncClose            // fsync and close the file, both tried
+	DownloadRefuse               // fail with Err (nil: refused as invalid)
+	DownloadStamp                // the file's stamp: the runs' hash if Hashed (and they are the file's pages), else the file read back
+)
+
+// DownloadStep is one step of FinishDownload.
+type DownloadStep struct {
+	Op     DownloadOp
+	Size   int64 // DownloadTruncate
+	Hashed bool  // DownloadStamp: BootstrapSink.Hashed said so
+	Err    error // DownloadRefuse
+}
+
+// FinishDownload ends a bootstrap's download (a sink of BeginBootstrap
+// still open): the sink refuses writes from then on (the run being
+// written is written; pages added since the last Flush are dropped), then
+// Steps run on its file in order; the first
+// that fails ends them with its error. The file is closed in the end in
+// any case, so an empty Steps only closes it (a bootstrap that failed).
+// It answers DownloadStamp's stamp (nil without one). The steps after the
+// metadata (the rename) are MoveBootstrap's.
+type FinishDownload struct {
+	actors.Request[*FileStamp]
+	Sink  BootstrapSink
+	Steps []DownloadStep
+}
+
 // PageSink takes a streamed download page by page. Its methods may run on
 // any goroutine (a netactor callback, PullUpdates.OnPage), one at a time,
 // while the database actor goes on with other messages: the sink shares

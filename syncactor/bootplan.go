@@ -16,7 +16,8 @@ import (
 // the steps that make it a replica (in order: every file write, fsync,
 // failpoint, metadata write and rename) and the metadata written. The
 // executors, bootstrap and bootstrapPartial in syncactor.go, do the I/O
-// between them: the file, the run writer, the network, metaactor.
+// between them: the network, metaactor, and the file through its owner,
+// dbactor (BeginBootstrap's sink, FinishDownload, MoveBootstrap).
 // TestBootstrapPlan runs testdata/bootstrap/*.txt through them.
 
 // errNoPage1 refuses a partial bootstrap whose server did not send page 1,
@@ -179,7 +180,10 @@ const (
 )
 
 // bootStep is one step; a step that fails ends the bootstrap with its
-// error, closing the file if it is still open.
+// error, closing the file if it is still open. The steps on the file
+// (opTruncate to opRefuse, and opStamp) are dbactor's, the owner of the
+// file (messages.FinishDownload: downloadSteps in syncactor.go); the
+// others run in syncactor.
 type bootStep struct {
 	op     bootOp
 	size   int64  // opTruncate
@@ -223,18 +227,22 @@ func (st bootStep) String() string {
 // file a power loss can still change; the stamp (none for an empty
 // database); the metadata; then the move. A crash before the metadata
 // leaves none (the next Open starts over), one after it the move
-// (dbactor's MoveBootstrap at Open).
+// (dbactor's MoveBootstrap at Open). The file steps come first, up to the
+// stamp (dbactor's FinishDownload runs them); so bootstrap.downloaded
+// comes after the stamp, which only reads the file (its size and time,
+// and the file back when the runs did not hash it): the files on disk at
+// that crash point are the same as before the stamp.
 func finishFull(size uint64, hashed bool) []bootStep {
 	steps := []bootStep{
 		{op: opTruncate, size: int64(size) * wire.PageSize},
 		{op: opSync},
 		{op: opClose},
-		{op: opFailpoint, name: "bootstrap.downloaded"},
 	}
 	if size > 0 {
 		steps = append(steps, bootStep{op: opStamp, hashed: hashed})
 	}
 	return append(steps,
+		bootStep{op: opFailpoint, name: "bootstrap.downloaded"},
 		bootStep{op: opMeta},
 		bootStep{op: opFailpoint, name: "bootstrap.meta"},
 		bootStep{op: opMove})

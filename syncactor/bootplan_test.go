@@ -255,13 +255,19 @@ func partialCase(t *testing.T, c *datadriven.TestData) string {
 	return out.String() + "not complete\n"
 }
 
-// showFinish prints the steps and, if they write it, the metadata (as
-// bootMeta writes it over an empty one: every field it sets).
+// showFinish prints the steps, marking those on the file that dbactor
+// runs (FinishDownload: downloadSteps), and, if they write it, the
+// metadata (as bootMeta writes it over an empty one: every field it sets).
 func showFinish(steps []bootStep, b bootFacts) string {
 	var out strings.Builder
 	meta := false
+	file, _ := downloadSteps(steps) // the first ones, run by dbactor
 	for i, st := range steps {
-		fmt.Fprintf(&out, "finish %d: %s\n", i+1, st)
+		by := ""
+		if i < len(file) {
+			by = " (dbactor)"
+		}
+		fmt.Fprintf(&out, "finish %d%s: %s\n", i+1, by, st)
 		if st.op == opStamp {
 			// A stand-in for the file's stamp (dbactor's, of the real file).
 			b.stamp = &messages.FileStamp{Size: int64(b.size) * wire.PageSize, MtimeNS: 1, Hash: 7}

@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"time"
 
@@ -181,25 +180,26 @@ func (s *syncActor) retry(ctx context.Context, op func() error) error {
 // metadata, then moves the file into place (finishFull's steps). A crash
 // before the metadata leaves no metadata (the next Open starts over); a
 // crash after it leaves the file to be moved (dbactor's MoveBootstrap, at
-// the next Open). The decisions are fullDownload's; this is their I/O.
+// the next Open). The decisions are fullDownload's; the file is dbactor's
+// (BeginBootstrap, FinishDownload, MoveBootstrap): this is the rest of
+// their I/O, the network and metaactor.
 func (s *syncActor) bootstrap(ctx context.Context) error {
-	var f fsx.File
+	var sink messages.BootstrapSink
 	d := fullDownload{chunk: chunkPages(s.cfg.BootstrapChunk)}
-	var hash uint64 // the file's content hash, if hashed
-	var hashed bool
+	var hashed bool // the sink's runs hash the file (BootstrapSink.Hashed)
 	err := s.retry(ctx, func() error {
-		if f != nil {
-			f.Close()
-		}
-		var err error
-		f, err = s.cfg.FS.OpenFile(s.files.Bootstrap, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+		// Each attempt begins again, the file created anew; dbactor
+		// closes the previous attempt's sink, which refuses its late
+		// pages. The callbacks use this attempt's sink, as.
+		as, err := s.cfg.DB.BeginBootstrap(ctx, false)
+		sink = as
 		if err != nil {
 			return err
 		}
 		d.restart()
 		hashed = false
-		w := newRunWriter(ctx, f)
-		defer w.close() // ends the attempt: a late callback touches nothing
+		gate := attemptGate{ctx: ctx}
+		defer gate.end() // ends the attempt: a late callback touches nothing
 		for {
 			req, err := d.request()
 			if err != nil {
@@ -208,89 +208,117 @@ func (s *syncActor) bootstrap(ctx context.Context) error {
 			info, err := s.cfg.Net.PullUpdates(ctx, &messages.PullUpdates{
 				Req: req, RetryUntil: s.until,
 				OnHeader: func(h *syncpb.PullUpdatesRespProtoBody) error {
-					return w.gate.run(func() error {
+					return gate.run(func() error {
 						d.header(h)
 						return nil
 					})
 				},
+				// On netactor's goroutine, straight into the sink's run
+				// writer: no message per page.
 				OnPage: func(pgno uint32, data []byte) error {
-					return w.gate.run(func() error {
+					return gate.run(func() error {
 						got, total, err := d.page(pgno)
 						if err != nil {
 							return err
 						}
 						s.progress("bootstrap", got, total)
-						return w.addLocked(pgno, data)
+						return as.Add(pgno, data)
 					})
 				},
 			})
 			if err == nil {
-				err = w.flush()
+				err = gate.run(as.Flush)
 			}
 			if err != nil {
 				return err
 			}
 			if d.answered(info.Database) {
-				hash, hashed = w.contentHash(d.hdr.DbSize)
+				hashed = as.Hashed(d.hdr.DbSize)
 				return nil
 			}
 		}
 	})
 	if err != nil {
-		if f != nil {
-			f.Close()
-		}
+		s.dropBoot(ctx, sink)
 		return fmt.Errorf("bootstrap: %w", err)
 	}
 	facts := bootFacts{revision: d.hdr.ServerRevision, size: d.hdr.DbSize, database: d.database}
-	return s.finishBoot(ctx, f, finishFull(d.hdr.DbSize, hashed), facts, hash, nil)
+	return s.finishBoot(ctx, sink, finishFull(d.hdr.DbSize, hashed), facts, nil)
+}
+
+// dropBoot closes a failed bootstrap's download, if it has one (dbactor's
+// FinishDownload without steps); the file stays, for the facade to remove.
+func (s *syncActor) dropBoot(ctx context.Context, sink messages.BootstrapSink) {
+	if sink == nil {
+		return
+	}
+	if _, err := s.cfg.DB.FinishDownload(ctx, sink, nil); err != nil {
+		s.cfg.Logger.Debug("closing a failed bootstrap's download", "err", err)
+	}
+}
+
+// downloadSteps splits a plan (finishFull's or finishPartial's) into the
+// steps on the downloaded file, which dbactor runs (FinishDownload), and
+// the rest, which come after them and run here. The file steps are the
+// plan's first ones, up to the first other step. A step a plan should not
+// hold (the zero one, an opRefuse without its error, an unknown op)
+// becomes a refusal with errBadStep: dbactor closes the file and runs
+// nothing after it.
+func downloadSteps(steps []bootStep) (file []messages.DownloadStep, rest []bootStep) {
+	for i, st := range steps {
+		var ds messages.DownloadStep
+		switch st.op {
+		case opTruncate:
+			ds = messages.DownloadStep{Op: messages.DownloadTruncate, Size: st.size}
+		case opSync:
+			ds = messages.DownloadStep{Op: messages.DownloadSync}
+		case opClose:
+			ds = messages.DownloadStep{Op: messages.DownloadClose}
+		case opSyncClose:
+			ds = messages.DownloadStep{Op: messages.DownloadSyncClose}
+		case opStamp:
+			ds = messages.DownloadStep{Op: messages.DownloadStamp, Hashed: st.hashed}
+		case opRefuse:
+			// A refusal without its reason must still stop the bootstrap.
+			if st.err != nil {
+				ds = messages.DownloadStep{Op: messages.DownloadRefuse, Err: st.err}
+				break
+			}
+			fallthrough
+		case opInvalid:
+			return append(file, messages.DownloadStep{Op: messages.DownloadRefuse, Err: fmt.Errorf("%w: %v", errBadStep, st)}), nil
+		case opPresence, opFailpoint, opMeta, opMove:
+			return file, steps[i:]
+		default:
+			return append(file, messages.DownloadStep{Op: messages.DownloadRefuse, Err: fmt.Errorf("%w: unknown step %v", errBadStep, st)}), nil
+		}
+		file = append(file, ds)
+	}
+	return file, nil
 }
 
 // finishBoot carries out a downloaded bootstrap's steps (finishFull's or
-// finishPartial's) on its file f, still open: a step that fails ends it,
-// closing f if it is still open. hash is the run writer's (a full
-// bootstrap's stamp), present the pages a partial one holds.
-func (s *syncActor) finishBoot(ctx context.Context, f fsx.File, steps []bootStep, b bootFacts, hash uint64, present *roaring.Bitmap) error {
-	open := true
-	fail := func(err error) error {
-		if open {
-			f.Close()
-		}
+// finishPartial's): the file steps by dbactor, which ends the download
+// (sink) and closes its file whatever happens, then the rest; a step that
+// fails ends it. present is the pages a partial bootstrap holds.
+func (s *syncActor) finishBoot(ctx context.Context, sink messages.BootstrapSink, steps []bootStep, b bootFacts, present *roaring.Bitmap) error {
+	file, rest := downloadSteps(steps)
+	stamp, err := s.cfg.DB.FinishDownload(ctx, sink, file)
+	if err != nil {
 		return err
 	}
-	for _, st := range steps {
+	if stamp != nil {
+		b.stamp = stamp
+	}
+	for _, st := range rest {
 		var err error
 		switch st.op {
-		case opTruncate:
-			err = f.Truncate(st.size)
-		case opSync:
-			err = f.Sync()
-		case opClose:
-			open = false
-			err = f.Close()
-		case opSyncClose:
-			open = false
-			err = errors.Join(f.Sync(), f.Close())
-		case opInvalid:
-			err = fmt.Errorf("%w: %v", errBadStep, st)
-		case opRefuse:
-			// A refusal without its reason must still stop the bootstrap.
-			err = st.err
-			if err == nil {
-				err = fmt.Errorf("%w: %v", errBadStep, st)
-			}
 		case opPresence:
 			// The log is pageactor's file: Create writes it (and refuses
 			// while a Pages has it open).
 			err = pageactor.Create(s.cfg.FS, s.files, present)
 		case opFailpoint:
 			failpoint.Hit(st.name, s.cfg.Path)
-		case opStamp:
-			if st.hashed {
-				b.stamp, err = dbactor.StampWithHash(s.files.Bootstrap, hash)
-			} else {
-				b.stamp, err = dbactor.StampOf(s.files.Bootstrap) // read the file back
-			}
 		case opMeta:
 			b.clientID, b.saved, b.now = s.cfg.ClientID, s.cfg.SavedConfig, s.cfg.Clock.Now().Unix()
 			err = s.updateMeta(ctx, func(m *messages.Meta) error {
@@ -300,10 +328,11 @@ func (s *syncActor) finishBoot(ctx context.Context, f fsx.File, steps []bootStep
 		case opMove:
 			err = s.cfg.DB.MoveBootstrap(ctx)
 		default:
-			err = fmt.Errorf("%w: unknown step %v", errBadStep, st)
+			// A file step after the others: the download is finished.
+			err = fmt.Errorf("%w: %v after the download was finished", errBadStep, st)
 		}
 		if err != nil {
-			return fail(err)
+			return err
 		}
 	}
 	return nil
@@ -316,35 +345,34 @@ func (s *syncActor) progress(phase string, pages, total int64) {
 }
 
 // bootstrapPartial downloads part of the database into a full-size file
-// with holes, records which pages it holds (pageactor's presence log),
-// then the metadata, then moves the file into place (finishPartial's
-// steps). The decisions are partialRequest's and partialDownload's.
+// with holes (dbactor's, as for a full bootstrap), records which pages it
+// holds (pageactor's presence log), then the metadata, then moves the
+// file into place (finishPartial's steps). The decisions are
+// partialRequest's and partialDownload's.
 func (s *syncActor) bootstrapPartial(ctx context.Context, p *messages.PartialBootstrap) error {
 	req, err := partialRequest(p)
 	if err != nil {
 		return err
 	}
-	var f fsx.File
+	var sink messages.BootstrapSink
 	var d partialDownload
 	d.restart()
 	err = s.retry(ctx, func() error {
-		if f != nil {
-			f.Close()
-		}
-		// The callbacks use this attempt's file, af, not f, which the next
-		// attempt replaces; the gate ends them with the attempt.
-		af, err := s.cfg.FS.OpenFile(s.files.Bootstrap, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+		// The callbacks use this attempt's sink, as, not sink, which the
+		// next attempt replaces; the gate ends them with the attempt,
+		// and dbactor's next BeginBootstrap closes as.
+		as, err := s.cfg.DB.BeginBootstrap(ctx, true)
+		sink = as
 		if err != nil {
 			return err
 		}
-		f = af
 		gate := attemptGate{ctx: ctx}
-		defer gate.end(nil)
+		defer gate.end()
 		d.restart()
 		info, err := s.cfg.Net.PullUpdates(ctx, &messages.PullUpdates{
 			Req: req, RetryUntil: s.until,
 			OnHeader: func(h *syncpb.PullUpdatesRespProtoBody) error {
-				return gate.run(func() error { return af.Truncate(d.header(h)) })
+				return gate.run(func() error { return as.Cut(d.header(h)) })
 			},
 			OnPage: func(pgno uint32, data []byte) error {
 				return gate.run(func() error {
@@ -353,23 +381,20 @@ func (s *syncActor) bootstrapPartial(ctx context.Context, p *messages.PartialBoo
 						return err
 					}
 					s.progress("bootstrap", got, 0)
-					_, err = af.WriteAt(data, int64(pgno-1)*wire.PageSize)
-					return err
+					return as.Add(pgno, data)
 				})
 			},
 		})
-		gate.end(nil)
+		gate.end()
 		d.answered(info.Database)
 		return err
 	})
 	if err != nil {
-		if f != nil {
-			f.Close()
-		}
+		s.dropBoot(ctx, sink)
 		return fmt.Errorf("partial bootstrap: %w", err)
 	}
 	facts := bootFacts{revision: d.hdr.ServerRevision, size: d.hdr.DbSize, database: d.database, partial: p}
-	return s.finishBoot(ctx, f, finishPartial(d.hdr.DbSize, d.present.Contains(1)), facts, 0, d.present)
+	return s.finishBoot(ctx, sink, finishPartial(d.hdr.DbSize, d.present.Contains(1)), facts, d.present)
 }
 
 // errAttemptOver is returned to a download callback that comes after its
@@ -381,10 +406,12 @@ var errAttemptOver = errors.New("the bootstrap attempt is over")
 // an Ask whose context ends returns at once, and netactor may still hand
 // out a page it read ahead. Each callback runs under the gate, and once
 // ctx ended or end ran every later one gets errAttemptOver and touches
-// nothing (the file, the download's state, the user's Progress). end
+// nothing (the download's state, the user's Progress, the sink). end
 // waits for a callback in flight, so none runs after the attempt returned;
 // the check of ctx stops the callbacks as soon as the caller's Ask (which
-// returns when ctx ends, before the attempt does) may have returned.
+// returns when ctx ends, before the attempt does) may have returned. It is
+// this side's half: the sink's is dbactor's, which refuses writes once it
+// closed the sink (ErrBootstrapClosed), whoever calls.
 type attemptGate struct {
 	ctx  context.Context // nil: no check
 	mu   sync.Mutex
@@ -403,139 +430,11 @@ func (g *attemptGate) run(fn func() error) error {
 	return fn()
 }
 
-// end closes the gate, the first time running fn under it.
-func (g *attemptGate) end(fn func()) {
+// end closes the gate, once a callback in flight returned.
+func (g *attemptGate) end() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if !g.over && fn != nil {
-		fn()
-	}
 	g.over = true
-}
-
-// runWriter writes pages that arrive in page order as runs of up to 1 MiB,
-// one write per run. A run is written by a goroutine of its own while the
-// next one fills, so that reading the network and writing the disk overlap.
-// Two buffers take turns: the one being filled and at most one being
-// written. Call close when done with it: add and flush after it return
-// errAttemptOver (a late page of a cancelled attempt is dropped, and never
-// sent on the closed channel of runs).
-//
-// The writer goroutine also hashes each run it wrote (dbactor.RunHash), so
-// that the bootstrap's file stamp needs no second read of the whole file.
-type runWriter struct {
-	gate  attemptGate // add, flush and close; the callbacks of its attempt
-	f     fsx.File
-	buf   []byte
-	first uint32 // page number of buf's first page
-	next  uint32 // the page that follows those added, from page 1 on; 0 once one came out of that order
-	free  chan []byte
-	runs  chan pageRun
-	done  chan struct{}
-
-	hash uint64 // of the runs written; the writer goroutine's until flush returns
-
-	mu  sync.Mutex
-	err error // the first write error
-}
-
-type pageRun struct {
-	first uint32
-	data  []byte
-}
-
-const runBytes = 1 << 20
-
-func newRunWriter(ctx context.Context, f fsx.File) *runWriter {
-	w := &runWriter{gate: attemptGate{ctx: ctx}, f: f, next: 1, free: make(chan []byte, 1), runs: make(chan pageRun, 1), done: make(chan struct{})}
-	w.buf = make([]byte, 0, runBytes)
-	w.free <- make([]byte, 0, runBytes)
-	go w.write()
-	return w
-}
-
-func (w *runWriter) write() {
-	defer close(w.done)
-	for r := range w.runs {
-		if w.failed() == nil {
-			if _, err := w.f.WriteAt(r.data, int64(r.first-1)*wire.PageSize); err != nil {
-				w.mu.Lock()
-				w.err = err
-				w.mu.Unlock()
-			} else {
-				w.hash ^= dbactor.RunHash(r.first, r.data)
-			}
-		}
-		w.free <- r.data[:0]
-	}
-}
-
-func (w *runWriter) failed() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.err
-}
-
-func (w *runWriter) add(pgno uint32, data []byte) error {
-	return w.gate.run(func() error { return w.addLocked(pgno, data) })
-}
-
-// addLocked is add for a caller that holds the gate (w.gate.run).
-func (w *runWriter) addLocked(pgno uint32, data []byte) error {
-	if len(w.buf) > 0 && (pgno != w.first+uint32(len(w.buf)/wire.PageSize) || len(w.buf)+len(data) > runBytes) {
-		if err := w.send(); err != nil {
-			return err
-		}
-	}
-	if len(w.buf) == 0 {
-		w.first = pgno
-	}
-	if pgno == w.next {
-		w.next++
-	} else {
-		w.next = 0
-	}
-	w.buf = append(w.buf, data...)
-	return nil
-}
-
-// contentHash returns, after a successful flush, the content hash of a
-// file of pages pages, if what was added is exactly its pages 1 to pages,
-// each once and in order; otherwise ok is false (a page sent twice would
-// cancel its own share, one never sent is not zero in the hash) and the
-// caller hashes the file.
-func (w *runWriter) contentHash(pages uint64) (hash uint64, ok bool) {
-	if w.next == 0 || uint64(w.next-1) != pages {
-		return 0, false
-	}
-	return w.hash, true
-}
-
-// send hands the filled buffer to the writer and takes the other one back
-// (waiting for its write to finish).
-func (w *runWriter) send() error {
-	w.runs <- pageRun{first: w.first, data: w.buf}
-	w.buf = <-w.free
-	return w.failed()
-}
-
-// flush returns once every page added so far is written.
-func (w *runWriter) flush() error {
-	return w.gate.run(func() error {
-		if len(w.buf) > 0 {
-			w.send()
-		}
-		b := <-w.free // the other buffer is back: no write in flight
-		w.free <- b
-		return w.failed()
-	})
-}
-
-// close ends the writer's attempt (a callback in flight finishes first),
-// then waits for the writer goroutine to end. The file stays open.
-func (w *runWriter) close() {
-	w.gate.end(func() { close(w.runs) })
-	<-w.done
 }
 
 // revisionKept asks the server whether it can still pull the replica from

@@ -1,4 +1,4 @@
-package syncactor
+package dbactor
 
 import (
 	"math/rand/v2"
@@ -6,18 +6,16 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/syncdb/syncdb/dbactor"
 	"github.com/syncdb/syncdb/internal/fsx"
-	"github.com/syncdb/syncdb/wire"
 )
 
-// The run writer's content hash is the file's (dbactor.ContentHash) when
-// the pages came each once, in order, from page 1 to the last; otherwise
-// it declines, and the bootstrap hashes the file it wrote.
+// The run writer's content hash is the file's (ContentHash) when the
+// pages came each once, in order, from page 1 to the last; otherwise it
+// declines, and the bootstrap's stamp hashes the file it wrote.
 func TestRunWriterContentHash(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	page := func() []byte {
-		p := make([]byte, wire.PageSize)
+		p := make([]byte, PageSize)
 		for i := range p {
 			p[i] = byte(rng.Uint32())
 		}
@@ -42,7 +40,7 @@ func TestRunWriterContentHash(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		w := newRunWriter(t.Context(), f)
+		w := newRunWriter(f)
 		for _, pg := range c.order {
 			if err := w.add(pg, page()); err != nil {
 				t.Fatal(err)
@@ -52,23 +50,23 @@ func TestRunWriterContentHash(t *testing.T) {
 			t.Fatal(err)
 		}
 		w.close()
-		if err := f.Truncate(int64(c.size) * wire.PageSize); err != nil {
+		if err := f.Truncate(int64(c.size) * PageSize); err != nil {
 			t.Fatal(err)
 		}
 		f.Close()
-		hash, ok := w.contentHash(uint64(c.size))
+		ok := w.hashes(uint64(c.size))
 		if ok != c.ok {
-			t.Fatalf("%s: contentHash ok %v, want %v", c.name, ok, c.ok)
+			t.Fatalf("%s: hashes %v, want %v", c.name, ok, c.ok)
 		}
 		if !ok {
 			continue
 		}
-		want, err := dbactor.ContentHash(path)
+		want, err := ContentHash(path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if hash != want {
-			t.Fatalf("%s: the writer's hash %x, the file's %x", c.name, hash, want)
+		if w.hash != want {
+			t.Fatalf("%s: the writer's hash %x, the file's %x", c.name, w.hash, want)
 		}
 	}
 }
