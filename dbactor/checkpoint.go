@@ -120,8 +120,12 @@ func (a *dbActor) copyWAL(ctx context.Context, carry, restart bool) error {
 	a.base.base.RevertLen = newLen
 	failpoint.Hit("checkpoint.meta", a.cfg.Path)
 	// The checkpoint will write every page of the WAL into the file: a
-	// partial replica records them present first, so that no fetch writes
-	// over them and a crash cannot leave them looking missing.
+	// partial replica records them in its presence log first, in one
+	// append, so that a crash cannot leave a copied page looking missing.
+	// Each becomes present only as SQLite writes it (WillWrite, which also
+	// shuts fetches out): a reader that holds the copy back reads the
+	// pages it left from the file, and must fetch them, not read holes.
+	// A failed record changes nothing; the next checkpoint records them.
 	if a.pages != nil {
 		var all []uint32
 		for pg := range a.walPages() {

@@ -451,9 +451,10 @@ func TestConcurrentFetchesShareOneRequest(t *testing.T) {
 }
 
 // A fetch never writes over a page that became present while it was in
-// flight: a page SQLite is about to write (WillWrite, from the VFS) or a
-// checkpoint marked (MarkPresent) keeps what was written there; the
-// fetch fills the segment's other holes.
+// flight: a page SQLite is about to write (WillWrite, from the VFS: its
+// own write, or a checkpoint's copy of a page the checkpoint recorded with
+// MarkPresent first) keeps what was written there; the fetch fills the
+// segment's other holes.
 func TestFetchNeverOverwritesPresent(t *testing.T) {
 	ts := newServer(t)
 	snap := newDatabase(t, ts, 400)
@@ -475,6 +476,9 @@ func TestFetchNeverOverwritesPresent(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := r.pages.MarkPresent([]uint32{7}); err != nil { // a checkpoint about to copy page 7
+		t.Fatal(err)
+	}
+	if err := r.pages.WillWrite(7, 7); err != nil { // and copying it
 		t.Fatal(err)
 	}
 	for pg, b := range local {

@@ -186,15 +186,72 @@ func TestFetchPowerLossBeforeSync(t *testing.T) {
 	checkFetchedAgain(t, ts, r, 6, []uint32{1}, seg)
 }
 
-// WillWrite of pages still missing (SQLite is about to write them without
-// a checkpoint's MarkPresent) records them before SQLite writes. When the
-// presence log's append fails, WillWrite returns ErrWillWrite with the
-// cause, which fails SQLite's write (shimvfs: TestWillWriteFailure), and
-// leaves the pages missing and out of the log: a page SQLite wrote that
-// the log lacks would be fetched over with the bootstrap image after a
-// reopen. The next read fetches them. A present page needs no record, so
-// WillWrite of one does not fail.
+// WillWrite of pages still missing that no MarkPresent recorded (SQLite is
+// about to write them) records them before SQLite writes. When the
+// presence log's append fails, in its write or in its sync, WillWrite
+// returns ErrWillWrite with the cause, which fails SQLite's write
+// (shimvfs: TestWillWriteFailure), and leaves the pages missing and out of
+// the log, for good: the failed append's entry is cut off the log, so that
+// the next append's fsync does not make it durable and a reopen does not
+// take the pages for present with their holes (a cut that fails:
+// TestRecordCutFails). The next read fetches the pages.
 func TestWillWriteRecordFails(t *testing.T) {
+	ts := newServer(t)
+	snap := newDatabase(t, ts, 400)
+	errEIO := errors.New("injected EIO")
+	for _, failing := range []string{"write", "sync"} {
+		t.Run(failing, func(t *testing.T) {
+			fs := fsx.NewCrashFS()
+			r := newReplica(t, ts.url, snap, []uint32{1}, pageactor.Config{SegmentSize: 4 * pageSize, FS: fs})
+			log, err := filepath.Abs(layout.For(r.path).Present)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fs.SetFault(func(op, path string) error {
+				if filepath.Clean(path) == log && op == failing {
+					return errEIO
+				}
+				return nil
+			})
+			err = r.pages.WillWrite(6, 7)
+			if !errors.Is(err, pageactor.ErrWillWrite) || !errors.Is(err, errEIO) {
+				t.Fatalf("WillWrite(6, 7) with the presence log failing: %v, want ErrWillWrite and the injected EIO", err)
+			}
+			for _, pg := range []uint32{6, 7} {
+				if !r.pages.Missing(pg) {
+					t.Errorf("page %d is present, but WillWrite failed to record it", pg)
+				}
+			}
+			if got := r.logged(t); !slices.Equal(got, []uint32{1}) {
+				t.Errorf("the presence log records %v after the failed append, want [1]", got)
+			}
+			fs.SetFault(nil)
+			// A later record must not carry the failed one's entry along.
+			if err := r.pages.WillWrite(9, 9); err != nil {
+				t.Fatalf("WillWrite(9, 9) after the fault: %v", err)
+			}
+			if got := r.logged(t); !slices.Equal(got, []uint32{1, 9}) {
+				t.Errorf("after a later record the presence log records %v, want [1 9]", got)
+			}
+			r.close()
+			r.open(t, ts.url)
+			for _, pg := range []uint32{6, 7} {
+				if !r.pages.Missing(pg) {
+					t.Errorf("after a reopen page %d is present, but WillWrite failed to record it (the file holds a hole there)", pg)
+				}
+			}
+			ts.requests()
+			checkFetchedAgain(t, ts, r, 6, []uint32{1, 9}, []uint32{5, 6, 7, 8})
+		})
+	}
+}
+
+// A failed append whose entry cannot be cut either (its sync fails, then
+// the truncate) leaves the entry in the log: every record is then refused,
+// and the first one after the fault first cuts it. Had a record appended
+// after it, the entry, longer than the next one, would outlive the overwrite
+// and the next open would take its pages for present.
+func TestRecordCutFails(t *testing.T) {
 	ts := newServer(t)
 	snap := newDatabase(t, ts, 400)
 	fs := fsx.NewCrashFS()
@@ -204,29 +261,95 @@ func TestWillWriteRecordFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	errEIO := errors.New("injected EIO")
+	var writes atomic.Int32
 	fs.SetFault(func(op, path string) error {
-		if filepath.Clean(path) == log && (op == "write" || op == "sync") {
+		if filepath.Clean(path) != log {
+			return nil
+		}
+		// The append's write goes through; its sync fails, and so does
+		// every write after it (Truncate is a write to CrashFS).
+		if op == "sync" || op == "write" && writes.Add(1) > 1 {
 			return errEIO
 		}
 		return nil
 	})
-	err = r.pages.WillWrite(6, 7)
-	if !errors.Is(err, pageactor.ErrWillWrite) || !errors.Is(err, errEIO) {
-		t.Fatalf("WillWrite(6, 7) with the presence log failing: %v, want ErrWillWrite and the injected EIO", err)
+	if err := r.pages.MarkPresent([]uint32{6, 8}); !errors.Is(err, errEIO) { // two records, 24 bytes
+		t.Fatalf("MarkPresent([6 8]) with the log's sync failing: %v, want the injected EIO", err)
 	}
-	if err := r.pages.WillWrite(1, 1); err != nil {
-		t.Fatalf("WillWrite(1, 1) of a present page with the presence log failing: %v", err)
+	if got := r.logged(t); !slices.Equal(got, []uint32{1, 6, 8}) {
+		t.Fatalf("the presence log records %v with its failed append not cut, want [1 6 8]: the test proves nothing", got)
+	}
+	if err := r.pages.MarkPresent([]uint32{10}); !errors.Is(err, errEIO) {
+		t.Fatalf("MarkPresent([10]) while the failed append cannot be cut: %v, want the injected EIO", err)
 	}
 	fs.SetFault(nil)
-	for _, pg := range []uint32{6, 7} {
+	if err := r.pages.MarkPresent([]uint32{10}); err != nil {
+		t.Fatalf("MarkPresent([10]) after the fault: %v", err)
+	}
+	if got := r.logged(t); !slices.Equal(got, []uint32{1, 10}) {
+		t.Errorf("after a later record the presence log records %v, want [1 10]", got)
+	}
+	r.close()
+	r.open(t, ts.url)
+	for _, pg := range []uint32{6, 8} {
 		if !r.pages.Missing(pg) {
-			t.Errorf("page %d is present, but WillWrite failed to record it", pg)
+			t.Errorf("after a reopen page %d is present, but its record failed (the file holds a hole there)", pg)
 		}
 	}
-	if got := r.logged(t); !slices.Equal(got, []uint32{1}) {
-		t.Errorf("the presence log records %v, want [1]", got)
+}
+
+// A checkpoint's MarkPresent records the pages it is about to copy without
+// making them present (the file holds their holes until SQLite writes them:
+// a reader whose snapshot lacks their frames fetches them). If the
+// record fails, nothing changes, and the next MarkPresent records them:
+// had the failed one set their bits, the next would find them present and
+// record nothing, and SQLite's copy would leave pages the log lacks, which
+// a reopen fetches over (the facade's TestPartialCheckpointMarkPresentFails).
+// SQLite's copy of a recorded page (WillWrite) needs no record of its own.
+func TestMarkPresentRecordFails(t *testing.T) {
+	ts := newServer(t)
+	snap := newDatabase(t, ts, 400)
+	fs := fsx.NewCrashFS()
+	r := newReplica(t, ts.url, snap, []uint32{1}, pageactor.Config{SegmentSize: 4 * pageSize, FS: fs})
+	log, err := filepath.Abs(layout.For(r.path).Present)
+	if err != nil {
+		t.Fatal(err)
 	}
-	checkFetchedAgain(t, ts, r, 6, []uint32{1}, []uint32{5, 6, 7, 8})
+	errEIO := errors.New("injected EIO")
+	failLog := func(op, path string) error {
+		if filepath.Clean(path) == log {
+			return errEIO
+		}
+		return nil
+	}
+	fs.SetFault(failLog)
+	if err := r.pages.MarkPresent([]uint32{6, 7, 10}); !errors.Is(err, errEIO) {
+		t.Fatalf("MarkPresent with the presence log failing: %v, want the injected EIO", err)
+	}
+	fs.SetFault(nil)
+	if err := r.pages.MarkPresent([]uint32{6, 7, 10}); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.logged(t); !slices.Equal(got, []uint32{1, 6, 7, 10}) {
+		t.Fatalf("after a failed and a good MarkPresent the presence log records %v, want [1 6 7 10]", got)
+	}
+	for _, pg := range []uint32{6, 7, 10} {
+		if !r.pages.Missing(pg) {
+			t.Errorf("page %d is present after MarkPresent, before SQLite wrote it", pg)
+		}
+	}
+	// SQLite copies 10 (with the log failing: no record is needed); a
+	// reader of an older snapshot reads 6 from the file and fetches it.
+	fs.SetFault(failLog)
+	if err := r.pages.WillWrite(10, 10); err != nil {
+		t.Fatalf("WillWrite of a page MarkPresent recorded, with the presence log failing: %v", err)
+	}
+	fs.SetFault(nil)
+	if r.pages.Missing(10) {
+		t.Error("page 10 is missing after WillWrite")
+	}
+	ts.requests()
+	checkFetchedAgain(t, ts, r, 6, []uint32{1, 10}, []uint32{5, 6, 7, 8})
 }
 
 // A prefetch asks for at most 64 pages (maxPrefetch), in one request, even

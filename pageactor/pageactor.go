@@ -11,16 +11,23 @@
 // WAL, where pulled pages land) must see it as it was at the bootstrap.
 //
 // The rule that keeps partial replicas correct: a fetch never overwrites a
-// page that is present. SQLite may write a missing page itself (a checkpoint
-// copying a reused free page); WillWrite marks such pages present, under
-// the same lock that fetches write under.
+// page that is present. SQLite writes missing pages itself (a checkpoint
+// copying a pulled page, or a reused free page); WillWrite, which the shim
+// calls before each of SQLite's writes, marks them present, under the same
+// lock that fetches write under. A page is present once the file holds its
+// content, and not before: a reader whose snapshot lacks a page's WAL
+// frames reads the page from the file, and a hole there must be fetched.
 //
 // Presence is kept in <db>-present, an append-only log of page ranges, each
 // appended only after the pages it names were fsynced into the database
-// file. A crash leaves at worst pages written but not recorded, which are
-// fetched again. A fetch holds writeMu until its record is durable, so that
+// file, or (a checkpoint's MarkPresent) while the pages' frames are still in
+// the WAL, before SQLite copies them. A crash leaves at worst pages written
+// but not recorded, which are fetched again, or pages recorded but not yet
+// copied, which every later snapshot reads from the WAL until a checkpoint
+// copies them. A fetch holds writeMu until its record is durable, so that
 // a checkpoint's MarkPresent of one of its pages, which finds the page
 // present and records nothing, returns only once the page is in the log.
+// A record is in the log if and only if record returned nil (see record).
 //
 // # Not confined to an actor
 //
@@ -112,10 +119,17 @@ type Pages struct {
 
 	writeMu sync.Mutex    // fetch writes and WillWrite exclude each other
 	file    *shimvfs.File // our own descriptor of the database file (recorded with SQLite's under a shimvfs.Recorder); open until Close
+	// logged are the pages MarkPresent recorded that the file does not hold
+	// yet: SQLite is to copy them (WillWrite then makes them present
+	// without a record), a fetch may fill them before. Under writeMu.
+	logged  *roaring.Bitmap
 	logMu   sync.Mutex
 	log     fsx.File
 	logSize int64
-	claim   string // the log's absolute path while this Pages is its writer (claimLog); under logMu
+	// logCut says that the log beyond logSize may hold the entry of a
+	// failed append, to cut before the next append (record). Under logMu.
+	logCut bool
+	claim  string // the log's absolute path while this Pages is its writer (claimLog); under logMu
 
 	zeroMu sync.RWMutex
 	zero   *roaring.Bitmap // pages the writer may read as zeros (a pull's T1)
@@ -140,9 +154,10 @@ func (p *Pages) revision() string {
 // Repin makes later fetches ask for pages as of rev. The caller
 // guarantees that every page still missing from the file is the same at
 // rev as at the revision fetches asked for so far: right after a
-// checkpoint emptied the WAL, having marked every page it held present,
-// the synced revision of that moment qualifies (a missing page has not
-// changed since the bootstrap, or a pull would have put it in the WAL).
+// checkpoint emptied the WAL, having copied every page it held into the
+// file (WillWrite made each present), the synced revision of that moment
+// qualifies (a missing page has not changed since the bootstrap, or a
+// pull would have put it in the WAL).
 // This is what lets a replica outlive its bootstrap revision.
 func (p *Pages) Repin(rev string) { p.pin.Store(&rev) }
 
@@ -179,7 +194,7 @@ func Open(cfg Config) (_ *Pages, err error) {
 	if cfg.SegmentSize%PageSize != 0 {
 		return nil, fmt.Errorf("segment size %d is not a multiple of %d", cfg.SegmentSize, PageSize)
 	}
-	p := &Pages{cfg: cfg, segment: uint32(cfg.SegmentSize / PageSize), present: make([]atomic.Uint64, cfg.DBSize/64+1)}
+	p := &Pages{cfg: cfg, segment: uint32(cfg.SegmentSize / PageSize), present: make([]atomic.Uint64, cfg.DBSize/64+1), logged: roaring.New()}
 	abs, err := claimLog(layout.For(cfg.Path).Present)
 	if err != nil {
 		return nil, err
@@ -214,7 +229,7 @@ func (p *Pages) Close() error {
 	defer p.logMu.Unlock()
 	var errs []error
 	if p.log != nil {
-		errs = append(errs, p.log.Close())
+		errs = append(errs, p.cutLog(), p.log.Close())
 		p.log = nil
 	}
 	if p.file != nil {
@@ -356,22 +371,25 @@ var ErrWillWrite = errors.New("record pages SQLite is about to write")
 // WillWrite implements shimvfs.WillWriter: SQLite is about to write these
 // pages, so no fetch may write them any more.
 //
-// Pages it finds missing are not expected (checkpoints mark their pages
-// first, see MarkPresent), but from now on they are SQLite's: they are
-// recorded before SQLite writes them. If the record fails, their bits are
-// cleared and the error fails SQLite's write, which then never happens:
-// a page SQLite wrote but the log lacks would, after a reopen, be fetched
-// over with the bootstrap image.
+// Pages it finds missing become present: from now on they are SQLite's.
+// A checkpoint's pages were recorded by its MarkPresent; any other is
+// recorded here, before SQLite writes it. If that record fails, the bits
+// are cleared and the error fails SQLite's write, which then never
+// happens: a page SQLite wrote but the log lacks would, after a reopen, be
+// fetched over with the bootstrap image.
 func (p *Pages) WillWrite(first, last uint32) error {
 	p.writeMu.Lock()
 	defer p.writeMu.Unlock()
-	var added []uint32
+	var added, unlogged []uint32
 	for pg := first; pg <= last && pg <= p.cfg.DBSize; pg++ {
 		if p.set(pg) {
 			added = append(added, pg)
+			if !p.logged.Contains(pg) {
+				unlogged = append(unlogged, pg)
+			}
 		}
 	}
-	if err := p.record(added); err != nil {
+	if err := p.record(unlogged); err != nil {
 		for _, pg := range added {
 			p.clear(pg)
 		}
@@ -379,24 +397,48 @@ func (p *Pages) WillWrite(first, last uint32) error {
 		p.cfg.Logger.Error("SQLite's write of pages missing from a partial replica fails: they cannot be recorded present", "err", err)
 		return err
 	}
+	for _, pg := range added {
+		p.logged.Remove(pg)
+	}
 	return nil
 }
 
 // Wrote implements shimvfs.Pages.
 func (p *Pages) Wrote(first, last uint32) {}
 
-// MarkPresent records pages SQLite is about to write into the file (a
-// checkpoint), durably, before it writes them.
+// MarkPresent records in the presence log, durably and in one append,
+// the missing pages among those SQLite is about to copy into the file (a
+// checkpoint: the pages of the WAL), so that a crash during the copy
+// cannot leave a copied page looking missing, and so that WillWrite need
+// not record them one write at a time.
+//
+// It does not make them present: the file holds their holes until SQLite
+// writes them, and WillWrite makes each present then. A checkpoint held
+// back by a reader copies only the frames that reader's snapshot has; a
+// page whose frames it left behind stays missing, and that reader, which
+// reads it from the file, fetches it (the image it had before those
+// frames) instead of reading the hole as data. A page still missing when
+// the log names it is present after a reopen, which is safe: its frames
+// are in the WAL until a checkpoint copies them, and every snapshot from
+// then on has them.
+//
+// If the record fails nothing changes (the checkpoint fails, and the next
+// one records the pages); had it set their bits, the next MarkPresent
+// would record nothing and the copy would leave pages the log lacks.
 func (p *Pages) MarkPresent(pages []uint32) error {
 	p.writeMu.Lock()
 	defer p.writeMu.Unlock()
-	var added []uint32
+	var add []uint32
 	for _, pg := range pages {
-		if p.set(pg) {
-			added = append(added, pg)
+		if !p.has(pg) && !p.logged.Contains(pg) {
+			add = append(add, pg)
 		}
 	}
-	return p.record(added)
+	if err := p.record(add); err != nil {
+		return err
+	}
+	p.logged.AddMany(add)
+	return nil
 }
 
 // --- the presence log: records of [u32 first][u32 count][u32 crc32c], big-endian.
@@ -546,8 +588,24 @@ func (p *Pages) readLog(f fsx.File) (int64, error) {
 	return int64(valid), nil
 }
 
+// errLogTail reports a failed append's entry that could not be cut off the
+// presence log: no record is made until it is (record).
+var errLogTail = errors.New("cut the presence log's failed append")
+
 // record appends pages to the presence log and syncs it. The pages' data
-// must be durable already.
+// must be durable already (or, MarkPresent, in the WAL).
+//
+// The pages are in the log if and only if record returns nil. An append
+// whose write or sync failed may still have left its entry in the file,
+// whole, and even durable (a failed fsync says nothing of what reached the
+// disk), while its caller treats the pages as unrecorded (their bits
+// cleared, SQLite's write refused): the next append's fsync would make the
+// stale entry durable, and the next open would take pages for present
+// whose content the file does not hold. So the entry is cut (truncated
+// to the old size, synced) before record returns, or, if that fails too,
+// before the next append, and every record is refused until the cut
+// succeeds. No earlier entry is at risk from a failed fsync: each append
+// was synced before its record returned.
 func (p *Pages) record(pages []uint32) error {
 	if len(pages) == 0 {
 		return nil
@@ -559,11 +617,42 @@ func (p *Pages) record(pages []uint32) error {
 	if p.log == nil {
 		return errors.New("presence log closed")
 	}
-	if _, err := p.log.WriteAt(buf, p.logSize); err != nil {
+	if err := p.cutLog(); err != nil {
+		return err
+	}
+	if err := p.appendLog(buf); err != nil {
+		p.logCut = true
+		if cerr := p.cutLog(); cerr != nil {
+			p.cfg.Logger.Error("the presence log's failed append cannot be cut: records are refused until it is", "err", cerr)
+		}
 		return err
 	}
 	p.logSize += int64(len(buf))
+	return nil
+}
+
+// appendLog writes buf at the log's end and syncs it. Under logMu.
+func (p *Pages) appendLog(buf []byte) error {
+	if _, err := p.log.WriteAt(buf, p.logSize); err != nil {
+		return err
+	}
 	return p.log.Sync()
+}
+
+// cutLog truncates the log back to logSize, durably, if a failed append
+// may have left bytes beyond it. Under logMu.
+func (p *Pages) cutLog() error {
+	if !p.logCut {
+		return nil
+	}
+	if err := p.log.Truncate(p.logSize); err != nil {
+		return fmt.Errorf("%w: %w", errLogTail, err)
+	}
+	if err := p.log.Sync(); err != nil {
+		return fmt.Errorf("%w: %w", errLogTail, err)
+	}
+	p.logCut = false
+	return nil
 }
 
 // --- the actor
@@ -757,7 +846,20 @@ func (p *Pages) writeLocked(pages map[uint32][]byte, added *[]uint32) (written [
 	if err := p.file.Sync(); err != nil {
 		return written, err
 	}
-	return written, p.record(written)
+	// A page MarkPresent recorded is in the log already.
+	var unlogged []uint32
+	for _, pg := range written {
+		if !p.logged.Contains(pg) {
+			unlogged = append(unlogged, pg)
+		}
+	}
+	if err := p.record(unlogged); err != nil {
+		return written, err
+	}
+	for _, pg := range written {
+		p.logged.Remove(pg)
+	}
+	return written, nil
 }
 
 // maxPrefetch bounds one prefetch: the children of the interior pages a
