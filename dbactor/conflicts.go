@@ -883,9 +883,9 @@ func (a *dbActor) unresolvedConflicts(ctx context.Context) (int64, error) {
 // nil where the key goes. A key from a query or an expression is the
 // user's, whatever its number: it cannot be told from a chosen one. The
 // arguments are read now: what the caller does with them after the
-// statement does not change its rows.
-func assignedKey(stmt string, args []any) func(key string, pos int) bool {
-	ins := sqlitex.ReadInsert(stmt)
+// statement does not change its rows. ins is the statement's text as
+// sqlitex.ReadInsert reads it (readInsert keeps it by text).
+func assignedKey(ins sqlitex.Insert, args []any) func(key string, pos int) bool {
 	if !ins.Read || ins.Select && ins.Columns == nil {
 		return nil
 	}
@@ -925,6 +925,26 @@ func assignedKey(stmt string, args []any) func(key string, pos int) bool {
 	}
 }
 
+// maxInserts bounds readInsert's map: past it, the map starts again.
+const maxInserts = 256
+
+// readInsert is sqlitex.ReadInsert(stmt), read once per text: a statement
+// run again (a loop of INSERTs with new arguments) is not tokenized again
+// (issue 15: tokenizing it was a tenth of a one-row INSERT's CPU in a
+// Tx). The result depends on the text only; assignedKey reads the
+// arguments each time, and never changes what the map holds.
+func (a *dbActor) readInsert(stmt string) sqlitex.Insert {
+	if ins, ok := a.inserts[stmt]; ok {
+		return ins
+	}
+	ins := sqlitex.ReadInsert(stmt)
+	if a.inserts == nil || len(a.inserts) >= maxInserts {
+		a.inserts = make(map[string]sqlitex.Insert)
+	}
+	a.inserts[stmt] = ins
+	return ins
+}
+
 // paramNil reports whether the parameter written param, numbered n,
 // provably binds as NULL: every argument modernc (v1.61) may bind to it
 // is nil as database/sql hands it to the driver (through driver.Valuer
@@ -937,8 +957,12 @@ func paramNil(args []any, param string, n int) bool {
 	if param == "?" && n >= 1 && n <= len(args) {
 		binds = append(binds, args[n-1])
 	}
-	if k, err := strconv.Atoi(param[1:]); err == nil && k >= 1 && k <= len(args) {
-		binds = append(binds, args[k-1])
+	// Only a number can be one (Atoi's error allocates: this runs for
+	// every parameter of every INSERT).
+	if s := param[1:]; s != "" && (s[0] >= '0' && s[0] <= '9' || s[0] == '+' || s[0] == '-') {
+		if k, err := strconv.Atoi(s); err == nil && k >= 1 && k <= len(args) {
+			binds = append(binds, args[k-1])
+		}
 	}
 	for _, v := range args {
 		if na, ok := v.(sql.NamedArg); ok && len(param) > 1 && strings.EqualFold(na.Name, param[1:]) {

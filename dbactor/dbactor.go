@@ -224,9 +224,10 @@ type dbActor struct {
 	meta    messages.Meta
 	base    *baseReader
 	cap     capture
-	stmts   *sqlitex.StmtCache // the user's DML, prepared on conn
-	ostmts  *sqlitex.StmtCache // syncdb's own statements, prepared on conn (own.go)
-	pages   messages.LazyPages // nil for a full replica
+	stmts   *sqlitex.StmtCache        // the user's DML, prepared on conn
+	ostmts  *sqlitex.StmtCache        // syncdb's own statements, prepared on conn (own.go)
+	inserts map[string]sqlitex.Insert // user statements as sqlitex.ReadInsert reads them (readInsert)
+	pages   messages.LazyPages        // nil for a full replica
 	// download: the sink of PATH-changes this actor handed out (Download)
 	// and has not removed yet.
 	download *download

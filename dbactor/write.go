@@ -134,7 +134,7 @@ func (w *writeConn) Query(ctx context.Context, query string, args ...any) (*sql.
 	// INSERT ... RETURNING makes its changes in the first step, inside
 	// QueryContext.
 	w.a.cap.startStmt(query)
-	w.a.cap.assigned = assignedKey(query, args)
+	w.a.cap.assigned = assignedKey(w.a.readInsert(query), args)
 	err := w.a.asUser(func() (err error) {
 		rows, err = w.a.conn.QueryContext(ctx, query, args...)
 		return err
@@ -379,7 +379,7 @@ func (a *dbActor) execOne(ctx context.Context, stmt string, args []any, user boo
 	var err error
 	if user {
 		a.cap.startStmt(stmt)
-		a.cap.assigned = assignedKey(stmt, args)
+		a.cap.assigned = assignedKey(a.readInsert(stmt), args)
 		defer func() { a.cap.assigned = nil }()
 		err = a.asUser(run)
 		if afterUserStatement != nil {

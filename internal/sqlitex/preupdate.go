@@ -28,7 +28,7 @@ type notStored struct{}
 // for a VIRTUAL generated column.
 func PreUpdate(d *sqlite.SQLitePreUpdateData, newRow bool) ([]any, error) {
 	v := reflect.ValueOf(d).Elem()
-	ftls, fcsr := v.FieldByName("tls"), v.FieldByName("pCsr")
+	ftls, fcsr := fieldByName(v, "tls"), fieldByName(v, "pCsr")
 	if !ftls.IsValid() || ftls.Type() != tlsType || !fcsr.IsValid() || fcsr.Kind() != reflect.Uintptr {
 		return nil, errors.New("sqlitex: SQLitePreUpdateData has no fields tls *libc.TLS and pCsr uintptr: " +
 			"modernc.org/sqlite internals changed, update sqlitex")
