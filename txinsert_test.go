@@ -15,15 +15,22 @@ import (
 )
 
 // BenchmarkTxInserts measures the bench's "local inserts before the push"
-// (bench/RESULTS.md §3) in one process: b.N rows inserted in one DB.Tx,
-// one Tx.Exec each, against the same rows through plain modernc
-// database/sql in one transaction (WAL, synchronous=FULL: the facade's
-// settings). The reported ns/op is per row of the facade;
+// (bench/RESULTS.md §3) in one process: b.N rows inserted by DB.Tx, one
+// Tx.Exec each, all in one transaction (one-tx) or 10 a transaction
+// (10-per-tx, the bench's 1,000 transactions of 10,000 rows), against the
+// same rows through plain modernc database/sql (WAL, synchronous=FULL: the
+// facade's settings). The reported ns/op is per row of the facade;
 // plain-ns/row and ratio compare. SYNCDB_TXINSERT_PROF=<file> writes a
-// CPU profile of the facade's inserts.
+// CPU profile of the facade's inserts (SYNCDB_TXINSERT_PROF_SIDE=plain:
+// of plain's).
 //
 //	go test -run '^$' -bench TxInserts -benchtime 10000x .
 func BenchmarkTxInserts(b *testing.B) {
+	b.Run("one-tx", func(b *testing.B) { benchTxInserts(b, b.N) })
+	b.Run("10-per-tx", func(b *testing.B) { benchTxInserts(b, 10) })
+}
+
+func benchTxInserts(b *testing.B, per int) {
 	ctx := context.Background()
 	dir := b.TempDir()
 	const schema = "CREATE TABLE p(id INTEGER PRIMARY KEY, who TEXT, v TEXT)"
@@ -44,8 +51,7 @@ func BenchmarkTxInserts(b *testing.B) {
 	if _, err := fdb.Exec(ctx, schema); err != nil {
 		b.Fatal(err)
 	}
-	plain := func(from, n int) time.Duration {
-		t := time.Now()
+	plainTx := func(from, n int) {
 		tx, err := pdb.Begin()
 		if err != nil {
 			b.Fatal(err)
@@ -59,10 +65,8 @@ func BenchmarkTxInserts(b *testing.B) {
 		if err := tx.Commit(); err != nil {
 			b.Fatal(err)
 		}
-		return time.Since(t)
 	}
-	facade := func(from, n int) time.Duration {
-		t := time.Now()
+	facadeTx := func(from, n int) {
 		if err := fdb.Tx(ctx, func(tx *syncdb.Tx) error {
 			for i := from; i < from+n; i++ {
 				id, who, v := row(i)
@@ -74,29 +78,42 @@ func BenchmarkTxInserts(b *testing.B) {
 		}); err != nil {
 			b.Fatal(err)
 		}
-		return time.Since(t)
 	}
+	// per rows a transaction
+	loop := func(tx func(from, n int)) func(from, n int) time.Duration {
+		return func(from, n int) time.Duration {
+			t := time.Now()
+			for ; n > 0; n, from = n-per, from+per {
+				tx(from, min(n, per))
+			}
+			return time.Since(t)
+		}
+	}
+	plain, facade := loop(plainTx), loop(facadeTx)
 	// Warm up both (statement caches, the first pages).
 	plain(1, 100)
 	facade(1, 100)
-	pt := plain(1000, b.N)
-	var stop func()
-	if p := os.Getenv("SYNCDB_TXINSERT_PROF"); p != "" {
+	// The profile, if asked for, covers one side's rows alone.
+	prof := func(side string, run func() time.Duration) time.Duration {
+		p := os.Getenv("SYNCDB_TXINSERT_PROF")
+		if p == "" || (os.Getenv("SYNCDB_TXINSERT_PROF_SIDE") == "plain") != (side == "plain") {
+			return run()
+		}
 		f, err := os.Create(p)
 		if err != nil {
 			b.Fatal(err)
 		}
+		defer f.Close()
 		if err := pprof.StartCPUProfile(f); err != nil {
 			b.Fatal(err)
 		}
-		stop = func() { pprof.StopCPUProfile(); f.Close() }
+		defer pprof.StopCPUProfile()
+		return run()
 	}
+	pt := prof("plain", func() time.Duration { return plain(1000, b.N) })
 	b.ResetTimer()
-	ft := facade(1000, b.N)
+	ft := prof("facade", func() time.Duration { return facade(1000, b.N) })
 	b.StopTimer()
-	if stop != nil {
-		stop()
-	}
 	b.ReportMetric(float64(pt.Nanoseconds())/float64(b.N), "plain-ns/row")
 	b.ReportMetric(float64(ft)/float64(pt), "ratio")
 }
