@@ -92,10 +92,16 @@ func TestCheckpointCopyFailsPartWay(t *testing.T) {
 }
 
 // TestCheckpointCopyFailsThenCrash: the copy fails part-way (some local
-// pages already in the database file), the process writes on (pages the
-// failed checkpoint saved no base image of), then dies, with or without a
-// power loss. The recovery must save the later pages' base images, not the
-// partly copied file's: every local write reaches the other replica.
+// pages already in the database file); the next operation finishes the
+// checkpoint (recoverCheckpoint) and the process dies right after renaming
+// its last -info, before the directory sync; the next process writes on,
+// over pages the failed copy had already written (t's rows, new content)
+// and pages it had not (u), and is killed; a power loss takes the rename
+// back. The open then finds the checkpoint unfinished and a WAL of later
+// commits whose pages have no base image: the recovery must save them
+// (from the base, not the database file's local pages) before copying,
+// so that every local write reaches the other replica. Without the power
+// loss the rename stands and nothing is recovered (the control case).
 func TestCheckpointCopyFailsThenCrash(t *testing.T) {
 	for _, power := range []bool{false, true} {
 		t.Run(fmt.Sprintf("power=%v", power), func(t *testing.T) {
@@ -110,11 +116,17 @@ func TestCheckpointCopyFailsThenCrash(t *testing.T) {
 				mustExec(t, a.db, "INSERT INTO t VALUES(?, ?)", i, strings.Repeat("x", 100))
 			}
 			failCopyAfter(t, a, 3)
+			fired := a.crashAtRenameAfter("checkpoint.copied")
+			if _, err := a.db.Exec(ctx, "UPDATE t SET v = 'never'"); err == nil || !fired() {
+				t.Fatalf("the finishing checkpoint did not crash after its last rename: %v", err)
+			}
+			a.restart(false)
+			mustExec(t, a.db, "UPDATE t SET v = 'y' || id")
 			mustExec(t, a.db, "INSERT INTO u VALUES(1, 'after')")
 			a.crashedWrite("write.committed", "INSERT INTO u VALUES(2, 'killed')")
 			a.restart(power)
-			if got := rows(t, a.db, "SELECT count(*) FROM t"); got != "100" {
-				t.Fatalf("t has %s rows, want 100", got)
+			if got := rows(t, a.db, "SELECT count(*) FROM t WHERE v = 'y' || id"); got != "100" {
+				t.Fatalf("t has %s updated rows, want 100", got)
 			}
 			b := pushedReplica(t, url, t.TempDir(), "b.db", "INSERT INTO t VALUES(1000, 'remote')")
 			if _, err := a.db.Pull(ctx); err != nil {
@@ -123,13 +135,34 @@ func TestCheckpointCopyFailsThenCrash(t *testing.T) {
 			if err := a.db.Push(ctx); err != nil {
 				t.Fatal(err)
 			}
+			a.allPushed("after the push")
 			if _, err := b.Pull(ctx); err != nil {
 				t.Fatal(err)
 			}
-			gotT, gotU := rows(t, b, "SELECT count(*) FROM t"), rows(t, b, "SELECT id, v FROM u ORDER BY id")
-			if gotT != "101" || gotU != "1|after\n2|killed" {
-				t.Fatalf("the other replica has t: %s rows, u: %q; want 101 and both u rows", gotT, gotU)
+			gotT := rows(t, b, "SELECT count(*) FROM t WHERE v = 'y' || id")
+			gotU := rows(t, b, "SELECT id, v FROM u ORDER BY id")
+			if gotT != "100" || gotU != "1|after\n2|killed" {
+				t.Fatalf("the other replica has %s updated t rows, u: %q; want 100 and both u rows", gotT, gotU)
 			}
 		})
 	}
+}
+
+// crashAtRenameAfter is crashAt at the first rename (fsx.renamed) after
+// failpoint point: the -info that records what point's step did.
+func (r *lossyReplica) crashAtRenameAfter(point string) (fired func() bool) {
+	var seen, done atomic.Bool
+	failpoint.Set(func(name, owner string) {
+		if !strings.HasPrefix(owner, r.cfg.Path) {
+			return
+		}
+		if name == point {
+			seen.Store(true)
+		} else if name == "fsx.renamed" && seen.Load() && done.CompareAndSwap(false, true) {
+			r.fs.Freeze()
+			r.rec.Crash()
+			panic(failpoint.Crash{Name: name, Owner: owner})
+		}
+	})
+	return done.Load
 }
