@@ -708,8 +708,10 @@ func (d *DB) readStmt(ctx context.Context, query string) (*sql.Stmt, func()) {
 // Tx is a local write transaction, valid only inside the function given to
 // DB.Tx. Its methods run on the writer, inside the transaction; the rows
 // of its queries are read in full before they are returned (use DB.Query,
-// on the read pool, for large reads). Calling the DB's own methods from
-// inside the function fails with ErrInTx.
+// on the read pool, for large reads), so rows the function leaves
+// unclosed hold nothing on the writer: a later pull does not find it busy
+// (and database/sql closes them when the transaction ends). Calling the
+// DB's own methods from inside the function fails with ErrInTx.
 type Tx struct{ tx *sql.Tx }
 
 // Exec runs one statement (or, without arguments, several) in the
