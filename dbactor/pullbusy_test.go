@@ -168,3 +168,100 @@ func TestCloseBusyWriter(t *testing.T) {
 		t.Fatal("the stop with rows open on the writer did not return in 10 s")
 	}
 }
+
+// TestCloseBusyWriterReopens: after a close that left the writer
+// connection unclosed (rows open on it, TestCloseBusyWriter), the next
+// open of the same database, in the same process, opens with nothing lost
+// and nothing refused: every committed row (the transaction that left the
+// rows open included), the unpushed changes, a write after the open, and
+// a push of them all. Cases: the rows still open at the reopen, or closed
+// first; and a pull that failed busy before the close (T1 in the WAL, the
+// cache stale: the close records no clean close, so the open recovers as
+// after a crash and finishes the pull).
+func TestCloseBusyWriterReopens(t *testing.T) {
+	for _, c := range []struct {
+		name             string
+		closeFirst, pull bool
+	}{{"rows-still-open", false, false}, {"rows-closed", true, false}, {"busy-pull", false, true}} {
+		t.Run(c.name, func(t *testing.T) {
+			url := newLoopbackServer(t)
+			dir := t.TempDir()
+			path := filepath.Join(dir, "b.db")
+			b := openSynced(t, url, path, "b")
+			b.exec(t, "CREATE TABLE t(id INTEGER PRIMARY KEY)")
+			b.exec(t, "INSERT INTO t VALUES (1), (2)")
+			b.push(t)
+			want := []string{"1", "2", "3", "4"}
+			if c.pull {
+				a := openSynced(t, url, filepath.Join(dir, "a.db"), "a")
+				a.exec(t, "INSERT INTO t VALUES (10)")
+				a.push(t)
+				want = append(want, "10")
+			}
+			b.exec(t, "INSERT INTO t VALUES (3)")
+			var rows *sql.Rows
+			if err := b.db.Tx(t.Context(), func(c messages.WriteConn) error {
+				if _, err := c.Exec(context.Background(), "INSERT INTO t VALUES (4)"); err != nil {
+					return err
+				}
+				var err error
+				if rows, err = c.Query(context.Background(), "SELECT id FROM t"); err != nil {
+					return err
+				}
+				if !rows.Next() {
+					return errors.New("no row")
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			defer rows.Close()
+			if c.pull {
+				info, w := download(t, b)
+				_, err := b.db.ApplyPull(t.Context(), &messages.ApplyPull{
+					Revision: info.Header.ServerRevision, DBSize: uint32(info.Header.DbSize), Download: w, Tables: true,
+				})
+				if !errors.Is(err, dbactor.ErrWriterBusy) {
+					t.Fatalf("ApplyPull with rows open on the writer: %v, want errWriterBusy", err)
+				}
+			}
+			b.sys.Stop()
+			if c.closeFirst {
+				if err := rows.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			info, err := os.ReadFile(path + "-info")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if clean := strings.Contains(string(info), `"clean_close"`); clean == c.pull {
+				t.Errorf("clean close recorded: %v, want %v", clean, !c.pull)
+			}
+
+			b = openSynced(t, url, path, "b")
+			if got := b.rows(t, "SELECT id FROM t ORDER BY id"); !slices.Equal(got, want) {
+				t.Fatalf("after the reopen t has %q, want %q", got, want)
+			}
+			if p := b.unpushed(t); len(p.Changes) != 2 {
+				t.Errorf("unpushed after the reopen: %s, want the inserts of 3 and 4", describe(p.Changes))
+			}
+			b.exec(t, "INSERT INTO t VALUES (5)")
+			want = append(want, "5")
+			slices.Sort(want)
+			b.push(t)
+			if p := b.unpushed(t); len(p.Changes) != 0 {
+				t.Errorf("unpushed after the push: %s, want none", describe(p.Changes))
+			}
+			if got := b.rows(t, "PRAGMA integrity_check"); !slices.Equal(got, []string{"ok"}) {
+				t.Errorf("integrity_check: %q", got)
+			}
+			n := openSynced(t, url, filepath.Join(dir, "n.db"), "n")
+			got := n.rows(t, "SELECT id FROM t ORDER BY id")
+			slices.Sort(got)
+			if !slices.Equal(got, want) {
+				t.Errorf("a new replica has %q, want %q", got, want)
+			}
+		})
+	}
+}
