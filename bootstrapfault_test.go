@@ -15,9 +15,11 @@ import (
 
 var errInjected = errors.New("injected file-system fault")
 
-// bootFaultFS fails one operation (op: "create", "truncate", "sync",
-// "close", "rename") on PATH-bootstrap, every time; a failed close still
-// closes the file, as a close that reports a deferred write error does.
+// bootFaultFS fails one operation (op: "create", "write", "truncate",
+// "sync", "close", "rename") on PATH-bootstrap, every time; a failed close
+// still closes the file, as a close that reports a deferred write error
+// does, and a failed write writes the first half of its bytes, as a write
+// cut short by a full disk does.
 type bootFaultFS struct {
 	fsx.FS
 	op string
@@ -58,6 +60,14 @@ type faultFile struct {
 	name string
 }
 
+func (f faultFile) WriteAt(p []byte, off int64) (int, error) {
+	if err := f.fs.fail("write", f.name); err != nil {
+		n, _ := f.File.WriteAt(p[:len(p)/2], off)
+		return n, err
+	}
+	return f.File.WriteAt(p, off)
+}
+
 func (f faultFile) Truncate(size int64) error {
 	if err := f.fs.fail("truncate", f.name); err != nil {
 		return err
@@ -77,33 +87,55 @@ func (f faultFile) Close() error {
 }
 
 // A file-system error at each of the bootstrap's file operations on
-// PATH-bootstrap fails Open with that error and leaves no PATH-info, no
-// PATH and no PATH-bootstrap, even the rename's, after the metadata (a new
-// replica that failed to open leaves nothing behind); the next Open,
-// without the fault, starts over and has the server's rows.
+// PATH-bootstrap fails Open with that error and leaves no file of the
+// replica (no PATH-info, PATH, PATH-bootstrap, even the rename's, after the
+// metadata: a new replica that failed to open leaves nothing behind); the
+// next Open, without the fault, starts over and has the server's rows. A
+// write fault comes back through dbactor's sink: from its run writer's
+// goroutine (a full bootstrap) or from the write at the page's offset (a
+// partial one).
 func TestBootstrapFileFaults(t *testing.T) {
 	url := newServer(t)
 	serverExec(t, url, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
 	serverExec(t, url, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 200) INSERT INTO t SELECT i, hex(zeroblob(100)) FROM n")
-	for _, op := range []string{"create", "truncate", "sync", "close", "rename"} {
-		t.Run(op, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "a.db")
+	type fault struct {
+		op      string
+		partial bool
+	}
+	var faults []fault
+	for _, op := range []string{"create", "write", "truncate", "sync", "close", "rename"} {
+		faults = append(faults, fault{op: op})
+	}
+	faults = append(faults, fault{op: "write", partial: true})
+	for _, c := range faults {
+		name := c.op
+		if c.partial {
+			name = "partial-" + c.op
+		}
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "a.db")
 			cfg := syncdb.Config{Path: path, URL: url}
-			ctx := testhooks.With(context.Background(), testhooks.Hooks{FS: bootFaultFS{FS: fsx.OS, op: op}, OnPanic: func(err error) { t.Errorf("actor panic: %v", err) }})
+			if c.partial {
+				cfg.Partial = &syncdb.PartialSync{PrefixBytes: 4 * 4096}
+			}
+			ctx := testhooks.With(context.Background(), testhooks.Hooks{FS: bootFaultFS{FS: fsx.OS, op: c.op}, OnPanic: func(err error) { t.Errorf("actor panic: %v", err) }})
 			db, err := syncdb.Open(ctx, cfg)
 			if err == nil {
 				db.Close()
-				t.Fatalf("Open with a failing %s of PATH-bootstrap succeeded", op)
+				t.Fatalf("Open with a failing %s of PATH-bootstrap succeeded", name)
 			}
 			if !errors.Is(err, errInjected) {
 				t.Errorf("Open: %v, want the injected fault", err)
 			}
 			// Even after the metadata (a failed rename): a new replica
 			// that failed to open leaves nothing behind (newReplicaFiles).
-			for _, name := range []string{path + "-info", path, path + "-bootstrap"} {
-				if _, err := os.Stat(name); err == nil {
-					t.Errorf("after a failed %s: %s left", op, filepath.Base(name))
-				}
+			left, err := os.ReadDir(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range left {
+				t.Errorf("after a failed %s: %s left", name, e.Name())
 			}
 			b := open(t, cfg)
 			integrity(t, b)
