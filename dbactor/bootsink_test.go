@@ -288,3 +288,75 @@ func TestBootstrapSinkRace(t *testing.T) {
 		}
 	}
 }
+
+// writeFaultFS fails every write to PATH-bootstrap with errWriteFault.
+type writeFaultFS struct{ fsx.FS }
+
+var errWriteFault = errors.New("injected write fault")
+
+func (fs writeFaultFS) OpenFile(name string, flag int, perm os.FileMode) (fsx.File, error) {
+	f, err := fs.FS.OpenFile(name, flag, perm)
+	if err != nil || !strings.HasSuffix(name, "-bootstrap") {
+		return f, err
+	}
+	return writeFaultFile{f}, nil
+}
+
+type writeFaultFile struct{ fsx.File }
+
+func (writeFaultFile) WriteAt([]byte, int64) (int, error) { return 0, errWriteFault }
+
+// A stamp asked for with Hashed (the runs' hash, no read back) is still
+// the file's when the runs do not hold its pages: pages added but never
+// flushed (finishing ends the run writer, which drops them), or a run
+// whose write failed. The file is then what the stamp must describe (a
+// zero page, after the cut), and it is read back. Finishing does not
+// fail: the stamp only describes the file, and whether its content is the
+// server's is the syncing side's to know (it flushes, and checks the
+// errors, before it finishes), while a stamp that does not match the file
+// makes a later touch or copy of it look like another program's write
+// (checkStamp: ErrExternalModification).
+func TestBootstrapStampUnwritten(t *testing.T) {
+	ctx := t.Context()
+	pg := bytes.Repeat([]byte{1}, dbactor.PageSize)
+	steps := []messages.DownloadStep{
+		{Op: messages.DownloadTruncate, Size: dbactor.PageSize},
+		{Op: messages.DownloadClose}, {Op: messages.DownloadStamp, Hashed: true},
+	}
+	for _, c := range []struct {
+		name  string
+		fs    fsx.FS
+		flush error // Flush's error; the no-flush case does not call it
+	}{
+		{name: "not flushed"},
+		{name: "write failed", fs: writeFaultFS{fsx.OS}, flush: errWriteFault},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "a.db")
+			db, _ := spawnUnopened(t, path, c.fs)
+			sink, err := db.BeginBootstrap(ctx, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := sink.Add(1, pg); err != nil {
+				t.Fatal(err)
+			}
+			if c.flush != nil {
+				if err := sink.Flush(); !errors.Is(err, c.flush) {
+					t.Fatalf("Flush: %v, want %v", err, c.flush)
+				}
+			}
+			stamp, err := db.FinishDownload(ctx, sink, steps)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := dbactor.ContentHash(layout.For(path).Bootstrap)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if stamp == nil || stamp.Size != dbactor.PageSize || stamp.Hash != want {
+				t.Fatalf("stamp %+v, want 4096 bytes, hash %x (the file's: a zero page)", stamp, want)
+			}
+		})
+	}
+}
