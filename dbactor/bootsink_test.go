@@ -360,3 +360,27 @@ func TestBootstrapStampUnwritten(t *testing.T) {
 		})
 	}
 }
+
+// A bootstrap's download replaces the database: an opened actor refuses
+// to begin one (which would truncate PATH-bootstrap under the replica
+// that opened, or start a second life of it) and leaves the file alone.
+func TestBeginBootstrapOpened(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a.db")
+	l := openLocal(t, path)
+	boot := layout.For(path).Bootstrap
+	if err := os.WriteFile(boot, []byte("left by someone"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, partial := range []bool{false, true} {
+		sink, err := l.db.BeginBootstrap(t.Context(), partial)
+		if !errors.Is(err, dbactor.ErrBootstrapOpened) || sink != nil {
+			t.Errorf("BeginBootstrap(partial %v) on an opened actor: %v, %v; want ErrBootstrapOpened", partial, sink, err)
+		}
+	}
+	if b, err := os.ReadFile(boot); err != nil || string(b) != "left by someone" {
+		t.Errorf("PATH-bootstrap after the refusals: %q, %v; want it untouched", b, err)
+	}
+	if err := l.exec(t, "CREATE TABLE t(id INTEGER PRIMARY KEY)"); err != nil {
+		t.Errorf("the replica after the refusals: %v", err)
+	}
+}

@@ -57,6 +57,12 @@ func planMove(f layout.Files, download, db bool) (move bool, err error) {
 // a late write of an abandoned attempt changes nothing.
 var ErrBootstrapClosed = errors.New("the bootstrap's download is closed")
 
+// ErrBootstrapOpened refuses BeginBootstrap on an opened database: a
+// bootstrap downloads a replica that does not exist yet, before its first
+// open; on an opened one it would truncate PATH-bootstrap (a download
+// that may be the replica's, moved at the next open) under it.
+var ErrBootstrapOpened = errors.New("a bootstrap's download on an opened database")
+
 // errNotBootstrap: FinishDownload was given a sink that is not the
 // download this actor has open (finished already, or replaced).
 var errNotBootstrap = errors.New("not the bootstrap download this database has open")
@@ -139,7 +145,11 @@ func (s *bootSink) end() {
 
 // beginBootstrap answers BeginBootstrap: the download still open (an
 // earlier attempt's) is closed, then PATH-bootstrap is created empty.
+// An opened database refuses (ErrBootstrapOpened).
 func (a *dbActor) beginBootstrap(partial bool) (messages.BootstrapSink, error) {
+	if a.opened {
+		return nil, ErrBootstrapOpened
+	}
 	a.dropBootstrap()
 	f, err := a.cfg.FS.OpenFile(a.files.Bootstrap, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {

@@ -59,6 +59,7 @@ func (h Handle) MoveBootstrap(ctx context.Context) error {
 // BeginBootstrap creates a bootstrap's download and returns its sink
 // (messages.BeginBootstrap). Like MoveBootstrap it runs to the end once
 // sent, so that no attempt's file is created after its caller returned.
+// An opened database refuses it: ErrBootstrapOpened.
 func (h Handle) BeginBootstrap(ctx context.Context, partial bool) (messages.BootstrapSink, error) {
 	return actors.Ask(context.WithoutCancel(ctx), h.ref, &messages.BeginBootstrap{Partial: partial})
 }

@@ -228,9 +228,10 @@ type MoveBootstrap struct {
 // BeginBootstrap creates a bootstrap's download (PATH-bootstrap), empty
 // (O_TRUNC), and hands out the sink the response is streamed into. The
 // database actor owns the file, as it owns PATH (it is spawned, not yet
-// opened, while a bootstrap runs); the syncing side only decides. Each
-// attempt of a bootstrap begins again: the sink of an earlier one still
-// open is closed first (its file too) and refuses writes from then on.
+// opened, while a bootstrap runs, and an opened one refuses); the syncing
+// side only decides. Each attempt of a bootstrap begins again: the sink
+// of an earlier one still open is closed first (its file too) and refuses
+// writes from then on.
 // FinishDownload ends a sink, and so does the actor's stop.
 type BeginBootstrap struct {
 	actors.Request[BootstrapSink]
