@@ -266,15 +266,9 @@ func (a *dbActor) syncLocal(ctx context.Context) error {
 	if err := a.checkForeignWrites(); err != nil {
 		return err
 	}
-	err := a.durable(ctx, func() error {
-		_, err := a.own().ExecContext(ctx, "INSERT OR REPLACE INTO _syncdb_local(key, value) VALUES('synced', ?)", a.now().UnixNano())
-		return err
-	})
-	a.noteWAL()
-	if err != nil {
+	if err := a.durableMark(ctx); err != nil {
 		return fmt.Errorf("make the local commits durable before a push: %w", err)
 	}
-	a.unsynced = false
 	return nil
 }
 
@@ -302,10 +296,12 @@ func (a *dbActor) rollback() {
 	a.noteWAL()
 }
 
-// afterWrite notes the WAL's new end and checkpoints when it holds more
-// than AutoCheckpointFrames frames not yet copied.
+// afterWrite notes the WAL's new end, records its generation in -info if
+// this is its first local commit (recordLocalWAL), and checkpoints when
+// it holds more than AutoCheckpointFrames frames not yet copied.
 func (a *dbActor) afterWrite(ctx context.Context) error {
 	a.noteWAL()
+	a.recordLocalWAL(ctx)
 	if n := a.cfg.AutoCheckpointFrames; n > 0 && a.walUncopied() > n {
 		if err := a.checkpoint(context.WithoutCancel(ctx), true); err != nil {
 			// The write committed; a failed checkpoint is retried later.
