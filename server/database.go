@@ -57,7 +57,10 @@ type database struct {
 	bootSlots   chan struct{}
 	cursorSlots chan struct{}
 	heldSlots   chan struct{}
-	hist        history.Backend
+	// histBootSlots caps the bootstraps the page history serves
+	// (historyBootstraps).
+	histBootSlots chan struct{}
+	hist          history.Backend
 
 	liveReaders atomic.Int64 // pulls streaming from readers: checkpoints wait for them
 	behind      atomic.Bool  // the WAL has commits the history could not record (see session)
@@ -146,6 +149,8 @@ func openDatabase(ctx context.Context, name, dir string, opts dbOptions, log *sl
 		bootSlots:   make(chan struct{}, bootstrapReaders),
 		cursorSlots: make(chan struct{}, cursorReaders),
 		heldSlots:   make(chan struct{}, heldReaders),
+
+		histBootSlots: make(chan struct{}, historyBootstraps),
 	}
 	d.snapshots = newSnapshotCache(dir, opts.snapshotMinBytes)
 	d.warm.path, d.warm.onCopy = filepath.Join(dir, mainFile), opts.onCopy
@@ -286,6 +291,40 @@ const (
 // there are slots) is served from it, a little slower, instead of queueing
 // behind clients that may never read.
 const bootstrapReaderWait = time.Second
+
+// historyBootstraps caps the bootstraps the page history serves at once:
+// each holds one of the history's read connections (16 for the SQLite
+// store) for as long as its response takes, forever for a client that
+// stalls with a long IOTimeout. Without a cap, stalled bootstraps beyond
+// the readers' took every history connection, and every incremental pull
+// (and the revision check of every pull) waited for one until IOTimeout.
+// The rest of the history's connections are left to incremental pulls.
+// A bootstrap waits historyBootstrapWait for a slot, then is answered 503
+// with Retry-After (errHistoryBusy); clients retry a 5xx.
+const (
+	historyBootstraps    = 8
+	historyBootstrapWait = time.Second
+)
+
+// errHistoryBusy: no history slot for a bootstrap came free in time.
+var errHistoryBusy = errors.New("every bootstrap slot is held (by other bootstraps); retry")
+
+// historyBootstrap takes one of histBootSlots, waiting at most
+// historyBootstrapWait; done gives it back.
+func (d *database) historyBootstrap(ctx context.Context) (done func(), err error) {
+	timer := time.NewTimer(historyBootstrapWait)
+	defer timer.Stop()
+	select {
+	case d.histBootSlots <- struct{}{}:
+		return func() { <-d.histBootSlots }, nil
+	case <-timer.C:
+		return nil, fmt.Errorf("%w (waited %v)", errHistoryBusy, historyBootstrapWait)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-d.stopped:
+		return nil, errClosed
+	}
+}
 
 // readerUse says what a reader connection is taken for (readerConn).
 type readerUse int

@@ -76,7 +76,11 @@ func (s *Server) handlePull(w http.ResponseWriter, r *http.Request, d *database)
 		if plan != nil {
 			plan.release()
 		}
-		httpError(w, pullStatus(err), "%v", err)
+		status := pullStatus(err)
+		if status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "1")
+		}
+		httpError(w, status, "%v", err)
 		return
 	}
 	if plan.cached != nil {
@@ -198,10 +202,23 @@ func (s *Server) planPull(ctx context.Context, d *database, req *syncpb.PullUpda
 	// connection.
 	var hrd history.View
 	if plan.src == nil {
+		var done func()
+		if revs.from < 0 && r.sel == nil {
+			// A bootstrap from the history (of the latest revision or
+			// a named one, every page or a query's) takes a slot of
+			// its own (historyBootstraps), leaving history connections
+			// to incremental pulls.
+			if done, err = d.historyBootstrap(ctx); err != nil {
+				return plan, unavailable(err)
+			}
+		}
 		if hrd, err = d.hist.Reader(ctx); err != nil {
+			if done != nil {
+				done()
+			}
 			return plan, unavailable(err)
 		}
-		plan.src = &historySource{rd: hrd, seq: plan.target.Seq}
+		plan.src = &historySource{rd: hrd, seq: plan.target.Seq, done: done}
 	}
 	if r.query != "" {
 		if q.query, err = d.queryPages(ctx, hrd, plan.target, r.query, s.cfg.StatementTimeout); err != nil {

@@ -298,3 +298,55 @@ func TestSecurityStalledBootstrapsLeaveBootstraps(t *testing.T) {
 		t.Fatalf("bootstrapped rows: %d %v, server has %s", n, err, count(t, ts, "", "t"))
 	}
 }
+
+// Attack: bootstraps that never read their response, more than the
+// readers' bootstrap slots, went on to the page history and held every
+// one of its read connections; every incremental pull (and the revision
+// check of every pull) then waited for one until IOTimeout. Bootstraps
+// from the history have slots of their own (historyBootstraps); beyond
+// them a bootstrap is told 503 with Retry-After, and incremental pulls
+// find a history connection.
+func TestSecurityStalledBootstrapsLeaveIncrementalPulls(t *testing.T) {
+	ts := newTestServer(t, Config{IOTimeout: 10 * time.Minute, CheckpointFrames: 1 << 30, SnapshotCacheMinBytes: -1})
+	bigDatabase(t, ts, 12)
+	base := ts.pull(t, "", &syncpb.PullUpdatesReqProtoBody{ServerRevision: ts.revision(t, 1)}).hdr.ServerRevision
+	ts.exec(t, "", "INSERT INTO t(v) VALUES('after base')")
+	d, err := ts.database(t.Context(), "default", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const stalled = bootstrapReaders + 16 // 16: the SQLite history's read connections
+	for range stalled {
+		stalledPost(t, ts.url, "/pull-updates", nil)
+	}
+	testutil.Eventually(t, 60*time.Second, "stalled bootstraps stream from the readers and the history", func() bool {
+		return ts.metricValue(t, "syncdb_pull_streams") >= bootstrapReaders+historyBootstraps
+	})
+	time.Sleep(3 * historyBootstrapWait) // the others wait for a slot, then for a history connection
+	start := time.Now()
+	got := make(chan int, 1)
+	go func() {
+		_, status, _ := ts.tryPull(t, "", &syncpb.PullUpdatesReqProtoBody{ClientRevision: base})
+		got <- status
+	}()
+	select {
+	case status := <-got:
+		if status != http.StatusOK {
+			t.Fatalf("incremental pull beside stalled bootstraps: %d", status)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("an incremental pull waited %v behind %d stalled bootstraps (%v streaming)", time.Since(start), stalled, ts.metricValue(t, "syncdb_pull_streams"))
+	}
+	if n := len(d.histBootSlots); n != historyBootstraps {
+		t.Fatalf("%d bootstraps hold history slots, want %d", n, historyBootstraps)
+	}
+	// One more bootstrap is told to come back.
+	resp, err := http.Post(ts.dbURL("")+"/pull-updates", "application/protobuf", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("bootstrap beyond the slots: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+}

@@ -27,15 +27,22 @@ type pageSource interface {
 
 // historySource reads pages from the page history: any retained revision.
 type historySource struct {
-	rd  history.View
-	seq int64
+	rd   history.View
+	seq  int64
+	done func() // gives back a bootstrap's history slot (historyBootstrap), or nil
 }
 
 func (h *historySource) pages(ctx context.Context, set *roaring.Bitmap, raw bool, fn func(uint32, []byte, bool) error) error {
 	return scanPages(ctx, h.rd, h.seq, set, raw, fn)
 }
 
-func (h *historySource) close() error { return h.rd.Close() }
+func (h *historySource) close() error {
+	err := h.rd.Close()
+	if h.done != nil {
+		h.done()
+	}
+	return err
+}
 
 // scanPages reads set from a history view in batches, decoding the stored
 // zstd frames if raw.
