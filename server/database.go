@@ -95,7 +95,13 @@ type database struct {
 	writer  chan struct{} // holds a token while someone owns the writer connection (writer.go)
 	hmu     sync.Mutex
 	holder  *idleHolder // the stream that keeps the writer between requests, if any
-	stopOne sync.Once
+	// walHeld (under hmu) is closed, and replaced, when checkpoints have
+	// been held back by readers for walHoldLimit: cursors on readers that
+	// wait for their client then end (emitCursor). ckptHeldSince (under
+	// mu) is when the first of those checkpoints came back busy.
+	walHeld       chan struct{}
+	ckptHeldSince time.Time
+	stopOne       sync.Once
 
 	bg sync.WaitGroup
 }
@@ -114,6 +120,7 @@ type dbOptions struct {
 	after            func(time.Duration) <-chan time.Time // long-poll timer; nil = the wall clock
 	now              func() time.Time                     // the history's clock; nil = the wall clock
 	interval         time.Duration
+	walHoldLimit     time.Duration     // how long readers may hold checkpoints back before stalled cursors end (IOTimeout)
 	coord            coord.Coordinator // writer lease and wake-ups
 	shared           bool              // the history is shared by several nodes; the local file is a cache
 	// openHistory opens the page history of database name, whose local
@@ -151,6 +158,7 @@ func openDatabase(ctx context.Context, name, dir string, opts dbOptions, log *sl
 		heldSlots:   make(chan struct{}, heldReaders),
 
 		histBootSlots: make(chan struct{}, historyBootstraps),
+		walHeld:       make(chan struct{}),
 	}
 	d.snapshots = newSnapshotCache(dir, opts.snapshotMinBytes)
 	d.warm.path, d.warm.onCopy = filepath.Join(dir, mainFile), opts.onCopy
@@ -735,10 +743,11 @@ func (d *database) checkpoint(ctx context.Context) error {
 		return err
 	}
 	defer d.ckptDue.Store(false)
-	var busy, logFrames, done int
-	if err := d.admin.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &done); err != nil {
+	busy, logFrames, done, err := d.truncateWAL(ctx)
+	if err != nil {
 		return err
 	}
+	d.noteCheckpoint(busy != 0)
 	switch {
 	case busy == 0:
 		// The next write restarts the WAL with new salts, which the scanner
@@ -753,6 +762,54 @@ func (d *database) checkpoint(ctx context.Context) error {
 		d.backfilled = d.walPos
 	}
 	return nil
+}
+
+// truncateWAL runs wal_checkpoint(TRUNCATE) without waiting for readers:
+// the caller holds the writer and mu, and the readers it would wait for
+// include cursors whose clients may never fetch (liveReaders counts only
+// bootstraps). With the admin connection's busy_timeout (10 s) each
+// attempt held every write and pull that long, and the next tick tried
+// again. With none, SQLite backfills what the readers allow and reports
+// busy; a later tick finishes the checkpoint once they are gone.
+func (d *database) truncateWAL(ctx context.Context) (busy, logFrames, done int, err error) {
+	if _, err = d.admin.ExecContext(ctx, "PRAGMA busy_timeout = 0"); err != nil {
+		return 0, 0, 0, err
+	}
+	err = d.admin.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &done)
+	if _, rerr := d.admin.ExecContext(context.Background(), "PRAGMA busy_timeout = 10000"); rerr != nil {
+		err = errors.Join(err, rerr)
+	}
+	return busy, logFrames, done, err
+}
+
+// noteCheckpoint bounds how long readers keep the WAL from restarting.
+// Pulls hand over to the history and requests end within
+// StatementTimeout, but a WebSocket cursor on a reader keeps its read
+// transaction for as long as its client takes to fetch; if checkpoints
+// have come back busy for walHoldLimit, the cursors that are waiting for
+// their client then are ended (walHeld), as a stalled pull is dropped
+// after IOTimeout. Called under mu.
+func (d *database) noteCheckpoint(busy bool) {
+	switch {
+	case !busy:
+		d.ckptHeldSince = time.Time{}
+	case d.ckptHeldSince.IsZero():
+		d.ckptHeldSince = time.Now()
+	case d.opts.walHoldLimit > 0 && time.Since(d.ckptHeldSince) >= d.opts.walHoldLimit:
+		d.log.Warn("readers held checkpoints back: ending the cursors that wait for their clients", "since", d.ckptHeldSince)
+		d.ckptHeldSince = time.Now()
+		d.hmu.Lock()
+		close(d.walHeld)
+		d.walHeld = make(chan struct{})
+		d.hmu.Unlock()
+	}
+}
+
+// walHeldChan is closed when stalled reader cursors are to end.
+func (d *database) walHeldChan() <-chan struct{} {
+	d.hmu.Lock()
+	defer d.hmu.Unlock()
+	return d.walHeld
 }
 
 // dropStaleSnapshot deletes the cached bootstrap response once a newer

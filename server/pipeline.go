@@ -124,7 +124,7 @@ func asHrana(err error) *hrana.Error {
 		return &hrana.Error{Message: err.Error(), Code: "STREAM_EXPIRED"}
 	case errors.Is(err, errTxnTimeout):
 		return &hrana.Error{Message: err.Error(), Code: "TRANSACTION_TIMEOUT"}
-	case errors.Is(err, errCursorStalled):
+	case errors.Is(err, errCursorStalled) || errors.Is(err, errCursorHoldsWAL):
 		return &hrana.Error{Message: "SQLite error: interrupted (" + err.Error() + ")", Code: "SQLITE_INTERRUPT"}
 	case errors.Is(err, errWriterBusy) || errors.Is(err, errCursorReader):
 		return &hrana.Error{Message: "SQLite error: " + err.Error(), Code: "SQLITE_BUSY"}

@@ -183,7 +183,17 @@ func TestSecurityStalledCursorsDoNotBlockPushes(t *testing.T) {
 	})
 	time.Sleep(300 * time.Millisecond) // the others wait for one (or, before the fix, for the writer)
 	for i := range 5 {
+		// A checkpoint before each push (the WAL has frames since the
+		// cursors' snapshot): it must not wait for the cursors' read
+		// transactions while it holds the writer.
 		start := time.Now()
+		if err := d.checkpoint(t.Context()); err != nil {
+			t.Fatalf("checkpoint %d: %v", i, err)
+		}
+		if took := time.Since(start); took > 3*time.Second {
+			t.Fatalf("checkpoint %d held the writer %v waiting for stalled cursors", i, took)
+		}
+		start = time.Now()
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
@@ -501,4 +511,38 @@ func TestReaderSlotsHeldTogether(t *testing.T) {
 	if len(d.readSlots)+len(d.bootSlots)+len(d.cursorSlots)+len(d.heldSlots) != 0 {
 		t.Fatalf("slots not given back: read %d boot %d cursor %d held %d", len(d.readSlots), len(d.bootSlots), len(d.cursorSlots), len(d.heldSlots))
 	}
+}
+
+// Attack: a WebSocket cursor on a reader whose client never fetches keeps
+// its read transaction, and with it the WAL, for ever: every checkpoint
+// comes back busy and the WAL grows with every write. Once checkpoints
+// have been held back for IOTimeout, the waiting cursor is ended and the
+// next checkpoint empties the WAL.
+func TestSecurityStalledCursorDoesNotHoldWAL(t *testing.T) {
+	ts := newTestServer(t, Config{IOTimeout: 2 * time.Second, CheckpointFrames: 10, MaintenanceInterval: 100 * time.Millisecond})
+	bigDatabase(t, ts, 4) // more rows than a cursor buffers
+	d, err := ts.database(t.Context(), "default", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := dialWS(t, ts.url, "hrana3")
+	w.write(map[string]any{"type": "hello"})
+	if m := w.read(); m["type"] != "hello_ok" {
+		t.Fatalf("hello: %v", m)
+	}
+	if m := w.req(map[string]any{"type": "open_stream", "stream_id": 1}); m["type"] != "response_ok" {
+		t.Fatalf("open_stream: %v", m)
+	}
+	if m := w.req(map[string]any{"type": "open_cursor", "stream_id": 1, "cursor_id": 1, "batch": map[string]any{"steps": []any{
+		map[string]any{"stmt": stmt("SELECT id, v FROM t")},
+	}}}); m["type"] != "response_ok" {
+		t.Fatalf("open_cursor: %v", m)
+	}
+	testutil.Eventually(t, 30*time.Second, "the cursor holds a reader", func() bool { return len(d.cursorSlots) == 1 })
+	before := ts.metricValue(t, "syncdb_checkpoints_total")
+	ts.exec(t, "", "UPDATE t SET v = fast_randomblob(3500) WHERE id % 50 = 0") // frames after the cursor's snapshot
+	testutil.Eventually(t, 30*time.Second, "a checkpoint empties the WAL despite the stalled cursor", func() bool {
+		return ts.metricValue(t, "syncdb_checkpoints_total") > before
+	})
+	testutil.Eventually(t, 30*time.Second, "the ended cursor gives its reader back", func() bool { return len(d.cursorSlots) == 0 })
 }

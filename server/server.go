@@ -289,6 +289,7 @@ func (s *Server) dbOptions() dbOptions {
 		after:            s.cfg.After,
 		now:              s.cfg.Now,
 		interval:         s.cfg.MaintenanceInterval,
+		walHoldLimit:     s.cfg.IOTimeout,
 		retention:        s.cfg.HistoryRetention,
 		checkpointFrames: s.cfg.CheckpointFrames,
 		stmtTimeout:      s.cfg.StatementTimeout,

@@ -454,7 +454,9 @@ func (c *wsConn) fetch(id int32, cur *wsCursor, max uint32) {
 // not the latest, so that a client that fetches a few entries now and
 // then cannot keep the writer for ever. A cursor on a reader waits for as
 // long as its client takes: it holds one of the slots cursors may have
-// (see readerConn).
+// (see readerConn), and its read transaction keeps the WAL from
+// restarting; if checkpoints have been held back for IOTimeout, the
+// cursors waiting then end with errCursorHoldsWAL (noteCheckpoint).
 func (s *Server) emitCursor(ctx context.Context, st *hranaStream, cur *wsCursor, e *hrana.CursorEntry) error {
 	select {
 	case cur.entries <- *e:
@@ -462,6 +464,10 @@ func (s *Server) emitCursor(ctx context.Context, st *hranaStream, cur *wsCursor,
 	default:
 	}
 	var stalled chan struct{}
+	var walHeld <-chan struct{}
+	if !st.holds {
+		walHeld = st.d.walHeldChan()
+	}
 	if st.holds {
 		stalled = make(chan struct{})
 		var once sync.Once
@@ -482,8 +488,14 @@ func (s *Server) emitCursor(ctx context.Context, st *hranaStream, cur *wsCursor,
 		return ctx.Err()
 	case <-stalled:
 		return fmt.Errorf("%w (%v)", errCursorStalled, s.cfg.StreamTxnTimeout)
+	case <-walHeld:
+		return fmt.Errorf("%w (%v)", errCursorHoldsWAL, s.cfg.IOTimeout)
 	}
 }
+
+// errCursorHoldsWAL ends a cursor on a reader whose client fetched nothing
+// while checkpoints were held back by readers.
+var errCursorHoldsWAL = errors.New("the cursor was ended: its client fetched nothing while its read transaction held checkpoints back")
 
 // errCursorStalled ends a cursor that kept the writer while its client
 // fetched nothing for longer than StreamTxnTimeout and another stream
