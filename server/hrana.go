@@ -490,6 +490,7 @@ func (s *Server) execOn(ctx context.Context, st *hranaStream, reads []string, o 
 		}
 		ex.c, ex.sb = c, sb
 		fn(ex)
+		ex.closeStmts()
 		st.foreignKeys = foreignKeysOn(c)
 		return nil
 	})
@@ -574,6 +575,7 @@ func (s *Server) onReader(ctx context.Context, st *hranaStream, reads []string, 
 		ex := s.executor(ctx, st)
 		ex.c, ex.sb = c, sb
 		fn(ex)
+		ex.closeStmts()
 		*reserved = ex.reserved
 		return nil
 	})

@@ -70,6 +70,8 @@ type executor struct {
 	mem         *memBudget // the server's in-flight budget (nil: a cursor streams)
 	reserved    int64      // taken from mem
 	diskFull    bool       // a statement failed with SQLITE_FULL
+
+	stmts stmtCache // the request's statements kept prepared (stmtcache.go)
 }
 
 // errorCode is the Hrana code for errors that are not SQLite's own.
@@ -350,11 +352,11 @@ func (ex *executor) runStmt(s *hrana.Stmt, begin func([]hrana.Col) error, row fu
 	if readonlyTx {
 		sql = "BEGIN DEFERRED"
 	}
-	st, herr := ex.prepare(sql)
+	st, done, herr := ex.stmt(sql)
 	if herr != nil {
 		return end, herr
 	}
-	defer st.Close()
+	defer done()
 	if herr := bindArgs(st, s); herr != nil {
 		return end, herr
 	}
@@ -443,6 +445,7 @@ func (ex *executor) afterStmt() {
 // sequence runs every statement of sql, stopping at the first error.
 func (ex *executor) sequence(sql string) *hrana.Error {
 	defer ex.afterStmt()
+	defer ex.stmts.purge() // it may have changed the schema
 	ex.compiling(sql)
 	if err := ex.c.WithContext(ex.ctx, func() error { return ex.c.Exec(sql) }); err != nil {
 		return ex.asHrana(err)
@@ -514,6 +517,7 @@ func (ex *executor) selfContained(b *hrana.Batch) func() {
 	return func() {
 		if commits && !ex.c.Autocommit() {
 			ex.c.Exec("ROLLBACK")
+			ex.stmts.purge() // the rollback may have undone a schema change
 			ex.afterStmt()
 		}
 	}

@@ -1,0 +1,190 @@
+package server
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/syncdb/syncdb/internal/sqlitex"
+	"github.com/syncdb/syncdb/wire/hrana"
+)
+
+// cacheSteps runs stmts as one batch (each step unconditional, so all run
+// in one request, on one executor and its statement cache) and returns
+// each step's column names, or its error.
+func cacheSteps(t *testing.T, ts *testServer, db string, stmts ...hrana.BatchStep) []string {
+	t.Helper()
+	resp := ts.pipeline(t, db, "", batch(stmts...))
+	if resp.Results[0].Type != hrana.ResultOK {
+		t.Fatalf("batch: %+v", resp.Results[0].Error)
+	}
+	br := resp.Results[0].Response.BatchResult
+	out := make([]string, len(stmts))
+	for i := range stmts {
+		if e := br.StepErrors[i]; e != nil {
+			out[i] = "error: " + e.Message
+			continue
+		}
+		var cols []string
+		for _, c := range br.StepResults[i].Cols {
+			cols = append(cols, *c.Name)
+		}
+		out[i] = strings.Join(cols, ",") + " " + fmtRows(br.StepResults[i].Rows)
+	}
+	return out
+}
+
+// A statement run again after the schema changed in the same request
+// sees the new schema: its columns (read before it is stepped, so
+// SQLite's own recompiling would come too late for them), a dropped
+// table, a table made again, a schema change a ROLLBACK undid.
+func TestStmtCacheSchemaChanges(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	ts.exec(t, "", "CREATE TABLE t(a)", "INSERT INTO t VALUES(1)")
+	sel := "SELECT * FROM t"
+	got := cacheSteps(t, ts, "",
+		step(sel, nil),
+		step("ALTER TABLE t ADD COLUMN b DEFAULT 2", nil),
+		step(sel, nil),
+		step("DROP TABLE t", nil),
+		step(sel, nil),
+		step("CREATE TABLE t(x, y, z)", nil),
+		step("INSERT INTO t VALUES(7, 8, 9)", nil),
+		step(sel, nil),
+		step("BEGIN", nil),
+		step("ALTER TABLE t ADD COLUMN w", nil),
+		step(sel, nil),
+		step("ROLLBACK", nil),
+		step(sel, nil),
+	)
+	want := map[int]string{
+		0:  "a 1\n",
+		2:  "a,b 1|2\n",
+		4:  "error: SQLite error: no such table: t",
+		7:  "x,y,z 7|8|9\n",
+		10: "x,y,z,w 7|8|9|<nil>\n",
+		12: "x,y,z 7|8|9\n",
+	}
+	for i, w := range want {
+		if got[i] != w {
+			t.Errorf("step %d (%s): got %q, want %q", i, sel, got[i], w)
+		}
+	}
+	// A sequence (any statements) empties the cache too.
+	resp := ts.pipeline(t, "", "",
+		execReq(sel),
+		hrana.StreamRequest{Type: hrana.ReqSequence, SQL: str("ALTER TABLE t ADD COLUMN v DEFAULT 3")},
+		execReq(sel))
+	if r := resp.Results[2]; r.Type != hrana.ResultOK || len(r.Response.StmtResult.Cols) != 4 {
+		t.Errorf("after a sequence's ALTER TABLE: %+v", r.Response)
+	}
+}
+
+// A cached statement run with fewer arguments than the last time sees
+// NULL for the others, as a statement compiled anew does.
+func TestStmtCacheBindingsCleared(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	ts.exec(t, "", "CREATE TABLE t(a, b)")
+	ins := "INSERT INTO t VALUES(?, ?)"
+	cacheSteps(t, ts, "",
+		step(ins, nil, hrana.Value{V: int64(1)}, hrana.Value{V: "one"}),
+		step(ins, nil, hrana.Value{V: int64(2)}))
+	if got := fmtRows(ts.query(t, "", "SELECT a, b FROM t ORDER BY a")); got != "1|one\n2|<nil>\n" {
+		t.Fatalf("rows: %q, want the second row's b NULL", got)
+	}
+}
+
+// A statement compiled outside a READONLY transaction is not reused inside
+// one: the sandbox refuses writes there when it compiles them.
+func TestStmtCacheReadonlyTransaction(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	ts.exec(t, "", "CREATE TABLE t(a)")
+	ins := "INSERT INTO t VALUES(1)"
+	got := cacheSteps(t, ts, "",
+		step(ins, nil),
+		step("BEGIN TRANSACTION READONLY", nil),
+		step(ins, nil),
+		step("COMMIT", nil),
+		step(ins, nil))
+	if !strings.Contains(got[2], "readonly") {
+		t.Errorf("insert in the READONLY transaction: %q, want it refused", got[2])
+	}
+	if c := count(t, ts, "", "t"); c != "2\n" {
+		t.Errorf("rows: %q, want 2", c)
+	}
+}
+
+// The same SQL text in requests to two databases runs on each one's
+// schema: nothing is kept between requests.
+func TestStmtCacheTwoDatabases(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	ts.exec(t, "a", "CREATE TABLE t(a)", "INSERT INTO t VALUES(1)")
+	ts.exec(t, "b", "CREATE TABLE t(x, y)", "INSERT INTO t VALUES(2, 3)")
+	sel := "SELECT * FROM t"
+	for range 2 {
+		if got := cacheSteps(t, ts, "a", step(sel, nil), step(sel, nil)); got[1] != "a 1\n" {
+			t.Errorf("a: %q", got)
+		}
+		if got := cacheSteps(t, ts, "b", step(sel, nil), step(sel, nil)); got[1] != "x,y 2|3\n" {
+			t.Errorf("b: %q", got)
+		}
+	}
+}
+
+// The cache holds at most stmtCacheSize statements, finalizing the least
+// recently used; texts longer than stmtCacheMaxSQL are not kept.
+func TestStmtCacheBound(t *testing.T) {
+	db, err := sql.Open("sqlite", filepath.Join(t.TempDir(), "x.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	conn, err := db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	err = sqlitex.Raw(context.Background(), conn, func(c *sqlitex.Conn) error {
+		ex := &executor{c: c, ctx: context.Background()}
+		var first *sqlitex.Stmt
+		for i := range stmtCacheSize + 10 {
+			st, done, herr := ex.stmt(fmt.Sprintf("SELECT %d AS v", i))
+			if herr != nil {
+				return herr
+			}
+			if i == 0 {
+				first = st
+			}
+			done()
+		}
+		if n := ex.stmts.lru.Len(); n != stmtCacheSize {
+			t.Errorf("%d statements cached, want %d", n, stmtCacheSize)
+		}
+		if first.ColumnCount() != 0 {
+			t.Errorf("the least recently used statement was not finalized")
+		}
+		if _, ok := ex.stmts.get("SELECT 0 AS v"); ok {
+			t.Errorf("the least recently used statement is still cached")
+		}
+		long := "SELECT 1 AS v" + strings.Repeat(" ", stmtCacheMaxSQL)
+		_, done, herr := ex.stmt(long)
+		if herr != nil {
+			return herr
+		}
+		done()
+		if _, ok := ex.stmts.get(long); ok {
+			t.Errorf("a text of %d bytes was cached", len(long))
+		}
+		ex.closeStmts()
+		if n := ex.stmts.lru.Len(); n != 0 {
+			t.Errorf("%d statements left after closeStmts", n)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
