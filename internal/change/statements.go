@@ -257,7 +257,9 @@ func Guard(c Change) (st Stmt, ok bool, err error) {
 		args = whereKey(&b, &c, before, args)
 		b.WriteString(")")
 	}
-	b.WriteString(" THEN '0' ELSE 'syncdb: conflict' END)")
+	// The alias names the result column: otherwise the server answers
+	// each guard step with the whole expression as its column's name.
+	b.WriteString(" THEN '0' ELSE 'syncdb: conflict' END) AS guard")
 	return Stmt{SQL: b.String(), Args: args}, true, nil
 }
 
