@@ -1,6 +1,7 @@
 package hrana
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -86,6 +87,15 @@ func (c *BatchCond) appendJSON(b []byte, depth int) ([]byte, error) {
 }
 
 func (c *BatchCond) UnmarshalJSON(b []byte) error {
+	if q, rest, ok := quickCond(b, 1); ok && len(rest) == 0 {
+		*c = q
+		return nil
+	}
+	return c.decode(b)
+}
+
+// decode is UnmarshalJSON through encoding/json, for any shape.
+func (c *BatchCond) decode(b []byte) error {
 	var w condWire
 	if err := json.Unmarshal(b, &w); err != nil {
 		return err
@@ -125,4 +135,81 @@ func (c *BatchCond) fromWire(w *condWire, depth int) error {
 		return fmt.Errorf("%w: unknown condition type %q", ErrInvalid, w.Type)
 	}
 	return nil
+}
+
+// quickCond decodes a condition at the start of b in the shape appendJSON
+// writes (keys in its order, no white space), without encoding/json: a
+// push batch has a condition per step. It returns the rest of b after
+// it; ok is false for anything else, including nesting deeper than
+// MaxCondDepth, which UnmarshalJSON then decodes (or refuses) as before.
+// Where ok is true the result is the one decode gives (TestQuickCondAgrees).
+func quickCond(b []byte, depth int) (c BatchCond, rest []byte, ok bool) {
+	if depth > MaxCondDepth {
+		return c, nil, false
+	}
+	if b, ok = bytes.CutPrefix(b, []byte(`{"type":"`)); !ok {
+		return c, nil, false
+	}
+	cut := func(p string) bool {
+		b, ok = bytes.CutPrefix(b, []byte(p))
+		return ok
+	}
+	switch {
+	case cut(`ok","step":`):
+		c.Type = CondOK
+	case cut(`error","step":`):
+		c.Type = CondError
+	case cut(`is_autocommit"}`):
+		return BatchCond{Type: CondIsAutocommit}, b, true
+	case cut(`not","cond":`):
+		inner, rest, ok := quickCond(b, depth+1)
+		if !ok || len(rest) == 0 || rest[0] != '}' {
+			return c, nil, false
+		}
+		return BatchCond{Type: CondNot, Cond: &inner}, rest[1:], true
+	case cut(`and","conds":[`):
+		return quickConds(CondAnd, b, depth)
+	case cut(`or","conds":[`):
+		return quickConds(CondOr, b, depth)
+	default:
+		return c, nil, false
+	}
+	// ok or error: the step, a JSON integer without leading zeros.
+	n := 0
+	for n < len(b) && b[n] >= '0' && b[n] <= '9' {
+		n++
+	}
+	if n == 0 || n > 1 && b[0] == '0' || n >= len(b) || b[n] != '}' {
+		return c, nil, false
+	}
+	step, err := strconv.ParseUint(string(b[:n]), 10, 32)
+	if err != nil {
+		return c, nil, false
+	}
+	c.Step = uint32(step)
+	return c, b[n+1:], true
+}
+
+// quickConds decodes the conditions of an and or an or, b starting after
+// its '['.
+func quickConds(typ string, b []byte, depth int) (BatchCond, []byte, bool) {
+	c := BatchCond{Type: typ, Conds: []BatchCond{}}
+	if rest, ok := bytes.CutPrefix(b, []byte("]}")); ok {
+		return c, rest, true
+	}
+	for {
+		inner, rest, ok := quickCond(b, depth+1)
+		if !ok || len(rest) == 0 {
+			return c, nil, false
+		}
+		c.Conds = append(c.Conds, inner)
+		switch {
+		case rest[0] == ',':
+			b = rest[1:]
+		case bytes.HasPrefix(rest, []byte("]}")):
+			return c, rest[2:], true
+		default:
+			return c, nil, false
+		}
+	}
 }

@@ -64,13 +64,31 @@ func (p PipelineReqBody) MarshalJSON() ([]byte, error) {
 	return json.Marshal(plain(p))
 }
 
+// pipelineReqWire is a request body as encoding/json reads it in one
+// pass: decoding the requests as StreamRequest would have it hand each
+// request's bytes to StreamRequest.UnmarshalJSON, which scans them twice
+// more (a push batch is megabytes).
+type pipelineReqWire struct {
+	Baton    *string             `json:"baton"`
+	Requests []streamRequestWire `json:"requests"`
+}
+
 // DecodePipelineReq decodes a request body; every error wraps ErrInvalid.
 func DecodePipelineReq(b []byte) (*PipelineReqBody, error) {
-	var p PipelineReqBody
-	if err := json.Unmarshal(b, &p); err != nil {
+	var w pipelineReqWire
+	if err := json.Unmarshal(b, &w); err != nil {
 		return nil, invalid(err)
 	}
-	return &p, nil
+	p := &PipelineReqBody{Baton: w.Baton}
+	if w.Requests != nil {
+		p.Requests = make([]StreamRequest, len(w.Requests))
+	}
+	for i := range w.Requests {
+		if err := p.Requests[i].fromWire(&w.Requests[i]); err != nil {
+			return nil, invalid(err)
+		}
+	}
+	return p, nil
 }
 
 // StreamRequest is one request of a pipeline. Type selects which other
@@ -144,6 +162,11 @@ func (r *StreamRequest) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &w); err != nil {
 		return err
 	}
+	return r.fromWire(&w)
+}
+
+// fromWire sets r from its decoded shape and checks it.
+func (r *StreamRequest) fromWire(w *streamRequestWire) error {
 	*r = StreamRequest{Type: w.Type}
 	switch w.Type {
 	case ReqExecute:

@@ -337,3 +337,51 @@ func TestResponseErrors(t *testing.T) {
 		}
 	}
 }
+
+var quickCondSeeds = []string{
+	`{"type":"ok","step":0}`, `{"type":"error","step":4294967295}`, `{"type":"ok","step":4294967296}`,
+	`{"type":"ok","step":01}`, `{"type":"ok","step":-1}`, `{"type":"ok","step":1.0}`, `{"type":"ok"}`,
+	`{"type":"is_autocommit"}`, `{"type":"not","cond":{"type":"is_autocommit"}}`, `{"type":"not","cond":null}`,
+	`{"type":"and","conds":[{"type":"not","cond":{"type":"is_autocommit"}},{"type":"ok","step":2}]}`,
+	`{"type":"or","conds":[{"type":"ok","step":1},{"type":"error","step":1}]}`, `{"type":"and","conds":[]}`,
+	`{"type":"and","conds":[{"type":"ok","step":1},]}`, `{"type":"and","conds":[{"type":"ok","step":1}`,
+	`{"type":"and","conds":[{"type":"ok","step":1}]`, `{"type":"ok","step":1,"step":2}`, `{"type":"ok", "step":1}`,
+	`{"type":"bogus"}`, `{"type":"ok","step":1}x`, nestedNot(MaxCondDepth), nestedNot(MaxCondDepth + 1),
+	nestedAnd(MaxCondDepth), nestedAnd(MaxCondDepth + 1),
+}
+
+// quickCond agrees with decoding through encoding/json wherever it
+// decodes a whole input.
+func TestQuickCondAgrees(t *testing.T) {
+	for _, s := range quickCondSeeds {
+		checkQuickCond(t, []byte(s))
+	}
+	// What clients send takes the quick path.
+	for _, s := range []string{quickCondSeeds[0], quickCondSeeds[1], quickCondSeeds[10], quickCondSeeds[11], quickCondSeeds[12],
+		nestedNot(MaxCondDepth), nestedAnd(MaxCondDepth)} {
+		if _, rest, ok := quickCond([]byte(s), 1); !ok || len(rest) != 0 {
+			t.Errorf("%.80s: not decoded by quickCond", s)
+		}
+	}
+}
+
+func FuzzQuickCond(f *testing.F) {
+	for _, s := range quickCondSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(checkQuickCond)
+}
+
+func checkQuickCond(t *testing.T, b []byte) {
+	quick, rest, ok := quickCond(b, 1)
+	if !ok || len(rest) != 0 {
+		return
+	}
+	var slow BatchCond
+	if err := slow.decode(b); err != nil {
+		t.Fatalf("%q: quick decodes %+v, encoding/json refuses: %v", b, quick, err)
+	}
+	if !reflect.DeepEqual(quick, slow) {
+		t.Fatalf("%q: quick decodes %+v, encoding/json %+v", b, quick, slow)
+	}
+}

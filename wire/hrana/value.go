@@ -8,6 +8,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Value is one SQL value. V is exactly one of nil (NULL), int64, float64,
@@ -75,6 +76,15 @@ type valueWire struct {
 // decimal string or as a JSON number with an exact integer value; blobs
 // with or without base64 padding.
 func (v *Value) UnmarshalJSON(b []byte) error {
+	if x, ok := quickValue(b); ok {
+		v.V = x
+		return nil
+	}
+	return v.decode(b)
+}
+
+// decode is UnmarshalJSON through encoding/json, for any shape.
+func (v *Value) decode(b []byte) error {
 	var w valueWire
 	if err := json.Unmarshal(b, &w); err != nil {
 		return fmt.Errorf("%w: %v", ErrBadValue, err)
@@ -195,3 +205,103 @@ func exactInteger(s string) (int64, bool) {
 // arithmetic far from overflow; larger ones never denote an int64 in a
 // message of sane size.
 const maxExponent = 1 << 20
+
+// quickValue decodes the values clients send, in the shape MarshalJSON
+// writes them (keys in its order, no white space, text without escapes),
+// without encoding/json: a push batch holds tens of thousands of values,
+// and a json.Unmarshal per value was a quarter of decoding it. ok is false
+// for anything else, which UnmarshalJSON then decodes as before; where ok
+// is true the result is the one UnmarshalJSON would give
+// (TestQuickValueAgrees).
+func quickValue(b []byte) (v any, ok bool) {
+	rest, ok := bytes.CutPrefix(b, []byte(`{"type":"`))
+	if !ok {
+		return nil, false
+	}
+	switch {
+	case string(rest) == `null"}`:
+		return nil, true
+	case bytes.HasPrefix(rest, []byte(`integer","value":"`)):
+		s, ok := quickString(rest[len(`integer","value":"`):])
+		if !ok || len(s) == 0 || !(s[0] == '-' || s[0] >= '0' && s[0] <= '9') {
+			return nil, false
+		}
+		i, err := strconv.ParseInt(string(s), 10, 64)
+		return i, err == nil
+	case bytes.HasPrefix(rest, []byte(`text","value":"`)):
+		s, ok := quickString(rest[len(`text","value":"`):])
+		if !ok || !utf8.Valid(s) {
+			return nil, false
+		}
+		return string(s), true
+	case bytes.HasPrefix(rest, []byte(`blob","base64":"`)):
+		s, ok := quickString(rest[len(`blob","base64":"`):])
+		if !ok {
+			return nil, false
+		}
+		s = bytes.TrimRight(s, "=")
+		p := make([]byte, base64.RawStdEncoding.DecodedLen(len(s)))
+		n, err := base64.RawStdEncoding.Decode(p, s)
+		return p[:n], err == nil
+	case bytes.HasPrefix(rest, []byte(`float","value":`)):
+		num, ok := bytes.CutSuffix(rest[len(`float","value":`):], []byte("}"))
+		if !ok || !jsonNumber(num) {
+			return nil, false
+		}
+		f, err := strconv.ParseFloat(string(num), 64)
+		return f, err == nil
+	}
+	return nil, false
+}
+
+// quickString returns the contents of a JSON string that b starts inside
+// of and that ends b with `"}`, if it has no escapes or control bytes.
+func quickString(b []byte) ([]byte, bool) {
+	s, ok := bytes.CutSuffix(b, []byte(`"}`))
+	if !ok {
+		return nil, false
+	}
+	for _, c := range s {
+		if c == '"' || c == '\\' || c < 0x20 {
+			return nil, false
+		}
+	}
+	return s, true
+}
+
+// jsonNumber reports whether b is a number as JSON writes it:
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func jsonNumber(b []byte) bool {
+	digits := func() bool {
+		n := 0
+		for len(b) > 0 && b[0] >= '0' && b[0] <= '9' {
+			b, n = b[1:], n+1
+		}
+		return n > 0
+	}
+	if len(b) > 0 && b[0] == '-' {
+		b = b[1:]
+	}
+	switch {
+	case len(b) > 0 && b[0] == '0':
+		b = b[1:]
+	case !digits():
+		return false
+	}
+	if len(b) > 0 && b[0] == '.' {
+		b = b[1:]
+		if !digits() {
+			return false
+		}
+	}
+	if len(b) > 0 && (b[0] == 'e' || b[0] == 'E') {
+		b = b[1:]
+		if len(b) > 0 && (b[0] == '+' || b[0] == '-') {
+			b = b[1:]
+		}
+		if !digits() {
+			return false
+		}
+	}
+	return len(b) == 0
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"reflect"
 	"strings"
@@ -164,5 +165,53 @@ func TestLargeBlob(t *testing.T) {
 	}
 	if err := json.Unmarshal(b, &v); err != nil || v.V != text {
 		t.Fatalf("large text round trip: %v", err)
+	}
+}
+
+var quickValueSeeds = []string{
+	`{"type":"null"}`, `{"type":"integer","value":"42"}`, `{"type":"integer","value":"-9223372036854775808"}`,
+	`{"type":"integer","value":"9223372036854775808"}`, `{"type":"integer","value":"+5"}`, `{"type":"integer","value":"-"}`,
+	`{"type":"integer","value":""}`, `{"type":"integer","value":"0x10"}`, `{"type":"integer","value":7}`,
+	`{"type":"text","value":"héllo"}`, `{"type":"text","value":""}`, `{"type":"text","value":"a\"b"}`,
+	`{"type":"text","value":"a\\u00e9"}`, "{\"type\":\"text\",\"value\":\"\xff\xfe\"}", "{\"type\":\"text\",\"value\":\"a\nb\"}",
+	`{"type":"text","value":"x","value":"y"}`, `{"type":"text","value":5}`, `{"type": "text","value":"x"}`,
+	`{"type":"blob","base64":"AQID"}`, `{"type":"blob","base64":"AQI="}`, `{"type":"blob","base64":""}`,
+	`{"type":"blob","base64":"A"}`, `{"type":"blob","base64":"AQ=="}`, `{"type":"blob","base64":"!!!!"}`,
+	`{"type":"float","value":1.5}`, `{"type":"float","value":-0}`, `{"type":"float","value":1e400}`,
+	`{"type":"float","value":01}`, `{"type":"float","value":1.}`, `{"type":"float","value":.5}`, `{"type":"float","value":"1"}`,
+	`{"type":"float","value":2E-3}`, `{"type":"float","value":-1e+2}`, `{"type":"bogus"}`, `{"type":"null","value":1}`,
+	`{"type":"integer","value":"1"`, `{"type":"integer","value":"1"}x`,
+}
+
+// quickValue agrees with decoding through encoding/json wherever it
+// decodes: same value, same Go type, and no input it takes that the other
+// refuses.
+func TestQuickValueAgrees(t *testing.T) {
+	for _, s := range quickValueSeeds {
+		checkQuickValue(t, []byte(s))
+	}
+}
+
+func FuzzQuickValue(f *testing.F) {
+	for _, s := range quickValueSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(checkQuickValue)
+}
+
+func checkQuickValue(t *testing.T, b []byte) {
+	quick, ok := quickValue(b)
+	if !ok {
+		return
+	}
+	var slow Value
+	if err := slow.decode(b); err != nil {
+		t.Fatalf("%q: quick decodes %#v, encoding/json refuses: %v", b, quick, err)
+	}
+	if fmt.Sprintf("%T %#v", quick, quick) != fmt.Sprintf("%T %#v", slow.V, slow.V) {
+		t.Fatalf("%q: quick decodes %T %#v, encoding/json %T %#v", b, quick, quick, slow.V, slow.V)
+	}
+	if f, isF := quick.(float64); isF && math.Signbit(f) != math.Signbit(slow.V.(float64)) {
+		t.Fatalf("%q: sign of zero differs", b)
 	}
 }
