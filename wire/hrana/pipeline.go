@@ -260,11 +260,7 @@ type PipelineRespBody struct {
 	Results []StreamResult `json:"results"`
 }
 
-func (p PipelineRespBody) MarshalJSON() ([]byte, error) {
-	type plain PipelineRespBody
-	p.Results = nonNil(p.Results)
-	return json.Marshal(plain(p))
-}
+func (p PipelineRespBody) MarshalJSON() ([]byte, error) { return p.appendJSON(nil) }
 
 // DecodePipelineResp decodes a response body; every error wraps ErrInvalid.
 func DecodePipelineResp(b []byte) (*PipelineRespBody, error) {
@@ -289,12 +285,7 @@ type streamResultWire struct {
 	Error    *Error          `json:"error,omitempty"`
 }
 
-func (r StreamResult) MarshalJSON() ([]byte, error) {
-	if err := r.check(); err != nil {
-		return nil, err
-	}
-	return json.Marshal(streamResultWire(r))
-}
+func (r StreamResult) MarshalJSON() ([]byte, error) { return r.appendJSON(nil) }
 
 func (r *StreamResult) UnmarshalJSON(b []byte) error {
 	var w streamResultWire
@@ -335,36 +326,7 @@ type StreamResponse struct {
 	IsAutocommit   bool
 }
 
-func (r StreamResponse) MarshalJSON() ([]byte, error) {
-	var result any
-	var present bool
-	switch r.Type {
-	case ReqExecute:
-		result, present = r.StmtResult, r.StmtResult != nil
-	case ReqBatch:
-		result, present = r.BatchResult, r.BatchResult != nil
-	case ReqDescribe:
-		result, present = r.DescribeResult, r.DescribeResult != nil
-	case ReqSequence, ReqClose, ReqStoreSQL, ReqCloseSQL:
-		return json.Marshal(struct {
-			Type string `json:"type"`
-		}{r.Type})
-	case ReqGetAutocommit:
-		return json.Marshal(struct {
-			Type         string `json:"type"`
-			IsAutocommit bool   `json:"is_autocommit"`
-		}{r.Type, r.IsAutocommit})
-	default:
-		return nil, fmt.Errorf("%w: unknown response type %q", ErrInvalid, r.Type)
-	}
-	if !present {
-		return nil, fmt.Errorf("%w: %s response without result", ErrInvalid, r.Type)
-	}
-	return json.Marshal(struct {
-		Type   string `json:"type"`
-		Result any    `json:"result"`
-	}{r.Type, result})
-}
+func (r StreamResponse) MarshalJSON() ([]byte, error) { return r.appendJSON(nil) }
 
 func (r *StreamResponse) UnmarshalJSON(b []byte) error {
 	var w struct {
@@ -415,20 +377,7 @@ type StmtResult struct {
 	QueryDurationMS  float64   `json:"query_duration_ms"`
 }
 
-func (r StmtResult) MarshalJSON() ([]byte, error) {
-	type plain StmtResult
-	r.Cols, r.Rows = nonNil(r.Cols), nonNil(r.Rows)
-	for i, row := range r.Rows {
-		if row == nil { // copy before fixing: r.Rows shares the caller's array
-			r.Rows = append([][]Value(nil), r.Rows...)
-			for j := i; j < len(r.Rows); j++ {
-				r.Rows[j] = nonNil(r.Rows[j])
-			}
-			break
-		}
-	}
-	return json.Marshal(plain(r))
-}
+func (r StmtResult) MarshalJSON() ([]byte, error) { return r.appendJSON(nil) }
 
 // Col describes a result column.
 type Col struct {
@@ -445,11 +394,7 @@ type BatchResult struct {
 	ReplicationIndex *uint64       `json:"replication_index,string"`
 }
 
-func (r BatchResult) MarshalJSON() ([]byte, error) {
-	type plain BatchResult
-	r.StepResults, r.StepErrors = nonNil(r.StepResults), nonNil(r.StepErrors)
-	return json.Marshal(plain(r))
-}
+func (r BatchResult) MarshalJSON() ([]byte, error) { return r.appendJSON(nil) }
 
 // DescribeResult describes a statement without running it.
 type DescribeResult struct {
