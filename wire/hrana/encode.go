@@ -237,3 +237,135 @@ func appendFloat(b []byte, f float64) ([]byte, error) {
 	}
 	return append(b, '}'), nil
 }
+
+// The request encoders, for the client's side: a push batch is a step per
+// statement (10k-row push: 12 MB of JSON).
+
+func (p *PipelineReqBody) appendJSON(b []byte) ([]byte, error) {
+	b = append(b, `{"baton":`...)
+	b = appendStringPtr(b, p.Baton)
+	b = append(b, `,"requests":[`...)
+	var err error
+	for i := range p.Requests {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if b, err = p.Requests[i].appendJSON(b); err != nil {
+			return nil, err
+		}
+	}
+	return append(b, "]}"...), nil
+}
+
+func (r *StreamRequest) appendJSON(b []byte) ([]byte, error) {
+	var err error
+	switch r.Type {
+	case ReqExecute:
+		if r.Stmt == nil {
+			break
+		}
+		b = append(b, `{"type":"execute","stmt":`...)
+		if b, err = r.Stmt.appendJSON(b); err != nil {
+			return nil, err
+		}
+		return append(b, '}'), nil
+	case ReqBatch:
+		if r.Batch == nil {
+			break
+		}
+		b = append(b, `{"type":"batch","batch":`...)
+		if b, err = r.Batch.appendJSON(b); err != nil {
+			return nil, err
+		}
+		return append(b, '}'), nil
+	}
+	// The other requests are small; so are the refusals.
+	o, err := r.marshalOther()
+	if err != nil {
+		return nil, err
+	}
+	return append(b, o...), nil
+}
+
+func (bt *Batch) appendJSON(b []byte) ([]byte, error) {
+	b = append(b, `{"steps":[`...)
+	var err error
+	for i := range bt.Steps {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		st := &bt.Steps[i]
+		b = append(b, `{"condition":`...)
+		if st.Condition == nil {
+			b = append(b, "null"...)
+		} else if b, err = st.Condition.appendJSON(b, 1); err != nil {
+			return nil, err
+		}
+		b = append(b, `,"stmt":`...)
+		if b, err = st.Stmt.appendJSON(b); err != nil {
+			return nil, err
+		}
+		b = append(b, '}')
+	}
+	b = append(b, `],"replication_index":`...)
+	b = appendUintPtr(b, bt.ReplicationIndex)
+	return append(b, '}'), nil
+}
+
+func (s *Stmt) appendJSON(b []byte) ([]byte, error) {
+	b = append(b, `{"sql":`...)
+	b = appendStringPtr(b, s.SQL)
+	b = append(b, `,"sql_id":`...)
+	if s.SQLID == nil {
+		b = append(b, "null"...)
+	} else {
+		b = strconv.AppendInt(b, int64(*s.SQLID), 10)
+	}
+	b = append(b, `,"args":[`...)
+	var err error
+	for i := range s.Args {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if b, err = s.Args[i].appendJSON(b); err != nil {
+			return nil, err
+		}
+	}
+	b = append(b, `],"named_args":[`...)
+	for i := range s.NamedArgs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"name":`...)
+		b = appendString(b, s.NamedArgs[i].Name)
+		b = append(b, `,"value":`...)
+		if b, err = s.NamedArgs[i].Value.appendJSON(b); err != nil {
+			return nil, err
+		}
+		b = append(b, '}')
+	}
+	b = append(b, `],"want_rows":`...)
+	if s.WantRows == nil {
+		b = append(b, "null"...)
+	} else {
+		b = strconv.AppendBool(b, *s.WantRows)
+	}
+	b = append(b, `,"replication_index":`...)
+	b = appendUintPtr(b, s.ReplicationIndex)
+	return append(b, '}'), nil
+}
+
+// appendJSON appends what MarshalJSON returns, text without a
+// json.Marshal of its own where it needs no escaping.
+func (v Value) appendJSON(b []byte) ([]byte, error) {
+	if s, ok := v.V.(string); ok {
+		b = append(b, `{"type":"text","value":`...)
+		b = appendString(b, s)
+		return append(b, '}'), nil
+	}
+	j, err := v.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	return append(b, j...), nil
+}

@@ -166,3 +166,118 @@ func TestEncodeAsBefore(t *testing.T) {
 		}
 	}
 }
+
+// Mirrors of the request types, encoded as before.
+type (
+	refReqBody struct {
+		Baton    *string `json:"baton"`
+		Requests []any   `json:"requests"`
+	}
+	refStmtJSON struct {
+		SQL              *string    `json:"sql"`
+		SQLID            *int32     `json:"sql_id"`
+		Args             []Value    `json:"args"`
+		NamedArgs        []NamedArg `json:"named_args"`
+		WantRows         *bool      `json:"want_rows"`
+		ReplicationIndex *uint64    `json:"replication_index,string"`
+	}
+	refStep struct {
+		Condition *BatchCond  `json:"condition"`
+		Stmt      refStmtJSON `json:"stmt"`
+	}
+	refBatch struct {
+		Steps            []refStep `json:"steps"`
+		ReplicationIndex *uint64   `json:"replication_index,string"`
+	}
+)
+
+func refStmtOf(s *Stmt) *refStmtJSON {
+	r := refStmtJSON(*s)
+	r.Args, r.NamedArgs = nonNil(r.Args), nonNil(r.NamedArgs)
+	return &r
+}
+
+func refReqOf(t *testing.T, p *PipelineReqBody) refReqBody {
+	out := refReqBody{Baton: p.Baton, Requests: []any{}}
+	for _, r := range p.Requests {
+		switch r.Type {
+		case ReqExecute:
+			out.Requests = append(out.Requests, struct {
+				Type string       `json:"type"`
+				Stmt *refStmtJSON `json:"stmt"`
+			}{r.Type, refStmtOf(r.Stmt)})
+		case ReqBatch:
+			b := &refBatch{Steps: []refStep{}, ReplicationIndex: r.Batch.ReplicationIndex}
+			for _, st := range r.Batch.Steps {
+				b.Steps = append(b.Steps, refStep{Condition: st.Condition, Stmt: *refStmtOf(&st.Stmt)})
+			}
+			out.Requests = append(out.Requests, struct {
+				Type  string    `json:"type"`
+				Batch *refBatch `json:"batch"`
+			}{r.Type, b})
+		default:
+			o, err := r.marshalOther()
+			if err != nil {
+				t.Fatal(err)
+			}
+			out.Requests = append(out.Requests, json.RawMessage(o))
+		}
+	}
+	return out
+}
+
+func TestEncodeRequestAsBefore(t *testing.T) {
+	var (
+		weird = "a<b>&c\"d\\e\u2028f\x01g\xffh é 🌍"
+		sql   = "SELECT json(CASE WHEN ? THEN '0' ELSE 'x' END) AS guard"
+		id    = int32(-7)
+		yes   = true
+		no    = false
+		repl  = uint64(12)
+	)
+	vals := []Value{{V: nil}, {V: int64(math.MinInt64)}, {V: -0.5}, {V: 1e-7}, {V: weird}, {V: "plain"}, {V: ""}, {V: []byte{9, 8}}, {V: []byte{}}}
+	stmts := []Stmt{
+		{},
+		{SQL: &sql, Args: vals, WantRows: &no},
+		{SQLID: &id, NamedArgs: []NamedArg{{Name: ":a", Value: Value{V: weird}}, {Name: weird, Value: Value{V: int64(1)}}}, WantRows: &yes, ReplicationIndex: &repl},
+	}
+	cond := &BatchCond{Type: CondAnd, Conds: []BatchCond{{Type: CondNot, Cond: &BatchCond{Type: CondIsAutocommit}}, {Type: CondOK, Step: 3}}}
+	bodies := []*PipelineReqBody{
+		{},
+		{Baton: &weird, Requests: []StreamRequest{
+			{Type: ReqBatch, Batch: &Batch{Steps: []BatchStep{{Stmt: stmts[0]}, {Condition: cond, Stmt: stmts[1]}, {Condition: cond, Stmt: stmts[2]}}, ReplicationIndex: &repl}},
+			{Type: ReqBatch, Batch: &Batch{}},
+			{Type: ReqExecute, Stmt: &stmts[1]},
+			{Type: ReqExecute, Stmt: &stmts[2]},
+			{Type: ReqSequence, SQL: &sql},
+			{Type: ReqDescribe, SQLID: &id},
+			{Type: ReqStoreSQL, SQLID: &id, SQL: &weird},
+			{Type: ReqCloseSQL, SQLID: &id},
+			{Type: ReqClose},
+			{Type: ReqGetAutocommit},
+		}},
+	}
+	for i, p := range bodies {
+		got, err := json.Marshal(p)
+		if err != nil {
+			t.Fatalf("body %d: %v", i, err)
+		}
+		want, err := json.Marshal(refReqOf(t, p))
+		if err != nil {
+			t.Fatalf("body %d, reference: %v", i, err)
+		}
+		if string(got) != string(want) {
+			t.Errorf("body %d:\n got %s\nwant %s", i, got, want)
+		}
+	}
+	for _, bad := range []StreamRequest{
+		{Type: ReqExecute}, {Type: ReqBatch}, {Type: "bogus"}, {Type: ReqStoreSQL, SQLID: &id},
+		{Type: ReqExecute, Stmt: &Stmt{Args: []Value{{V: math.NaN()}}}},
+		{Type: ReqExecute, Stmt: &Stmt{Args: []Value{{V: 5}}}},
+		{Type: ReqBatch, Batch: &Batch{Steps: []BatchStep{{Condition: &BatchCond{Type: "bogus"}}}}},
+	} {
+		if b, err := json.Marshal(PipelineReqBody{Requests: []StreamRequest{bad}}); err == nil {
+			t.Errorf("%+v encoded: %s", bad, b)
+		}
+	}
+}

@@ -58,11 +58,7 @@ type PipelineReqBody struct {
 	Requests []StreamRequest `json:"requests"`
 }
 
-func (p PipelineReqBody) MarshalJSON() ([]byte, error) {
-	type plain PipelineReqBody
-	p.Requests = nonNil(p.Requests)
-	return json.Marshal(plain(p))
-}
+func (p PipelineReqBody) MarshalJSON() ([]byte, error) { return p.appendJSON(nil) }
 
 // pipelineReqWire is a request body as encoding/json reads it in one
 // pass: decoding the requests as StreamRequest would have it hand each
@@ -116,7 +112,11 @@ type streamRequestWire struct {
 	SQLID *int32  `json:"sql_id"`
 }
 
-func (r StreamRequest) MarshalJSON() ([]byte, error) {
+func (r StreamRequest) MarshalJSON() ([]byte, error) { return r.appendJSON(nil) }
+
+// marshalOther encodes the requests appendJSON does not itself, and
+// refuses the malformed ones.
+func (r *StreamRequest) marshalOther() ([]byte, error) {
 	if err := r.check(); err != nil {
 		return nil, err
 	}
@@ -223,11 +223,7 @@ type Stmt struct {
 	ReplicationIndex *uint64    `json:"replication_index,string"`
 }
 
-func (s Stmt) MarshalJSON() ([]byte, error) {
-	type plain Stmt
-	s.Args, s.NamedArgs = nonNil(s.Args), nonNil(s.NamedArgs)
-	return json.Marshal(plain(s))
-}
+func (s Stmt) MarshalJSON() ([]byte, error) { return s.appendJSON(nil) }
 
 // NamedArg binds a value to a named parameter (":name", "@name", "$name").
 type NamedArg struct {
@@ -241,11 +237,7 @@ type Batch struct {
 	ReplicationIndex *uint64     `json:"replication_index,string"`
 }
 
-func (b Batch) MarshalJSON() ([]byte, error) {
-	type plain Batch
-	b.Steps = nonNil(b.Steps)
-	return json.Marshal(plain(b))
-}
+func (b Batch) MarshalJSON() ([]byte, error) { return b.appendJSON(nil) }
 
 // BatchStep is one statement of a batch; a nil Condition always holds.
 type BatchStep struct {
