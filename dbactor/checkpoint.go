@@ -40,7 +40,24 @@ func (a *dbActor) checkpoint(ctx context.Context, restart bool) error {
 	if err := a.checkBaseFrames(); err != nil {
 		return err
 	}
+	if err := a.syncBeforeMark(ctx); err != nil {
+		return err
+	}
 	return a.copyWAL(ctx, true, restart)
+}
+
+// syncBeforeMark makes a SyncNormal partial replica's local commits
+// durable before copyWAL's MarkPresent records their pages: SQLite fsyncs
+// the WAL only inside wal_checkpoint, after the record, so a power loss
+// between them would take the frames of a page never fetched (a reused
+// free-list leaf) and leave the log naming its hole as present. It comes
+// first, before the base images are saved, because its own commit adds a
+// frame whose page they must cover too.
+func (a *dbActor) syncBeforeMark(ctx context.Context) error {
+	if a.pages == nil || !a.unsynced {
+		return nil
+	}
+	return a.durableMark(ctx)
 }
 
 // checkBaseFrames scans the base's WAL frames from the start (walIndex)
@@ -134,6 +151,7 @@ func (a *dbActor) copyWAL(ctx context.Context, carry, restart bool) error {
 		if err := a.pages.MarkPresent(all); err != nil {
 			return fmt.Errorf("mark pages present: %w", err)
 		}
+		failpoint.Hit("checkpoint.marked", a.cfg.Path)
 	}
 
 	// The pages the copy may write, or drop by truncating the file, leave

@@ -23,11 +23,18 @@
 // file, or (a checkpoint's MarkPresent) while the pages' frames are still in
 // the WAL, before SQLite copies them. A crash leaves at worst pages written
 // but not recorded, which are fetched again, or pages recorded but not yet
-// copied, which every later snapshot reads from the WAL until a checkpoint
-// copies them. A fetch holds writeMu until its record is durable, so that
+// copied, whose frames are in the WAL until a checkpoint copies them: they
+// are durable there because the checkpoint made the WAL durable before its
+// MarkPresent (dbactor: syncBeforeMark; under SyncNormal SQLite syncs the
+// WAL only inside the copy). A fetch holds writeMu until its record is durable, so that
 // a checkpoint's MarkPresent of one of its pages, which finds the page
 // present and records nothing, returns only once the page is in the log.
-// A record is in the log if and only if record returned nil (see record).
+// A record is in the log if and only if record returned nil (see record),
+// with one residual risk an append-only log cannot close: an append whose
+// fsync failed, then a crash before the cut, may leave its entry CRC-valid
+// and durable. That is harmless for MarkPresent (the pages' frames were
+// made durable first) and for a fetch (it wrote the pages before), but a
+// WillWrite refused after such a failure leaves a hole its entry names.
 //
 // # Not confined to an actor
 //
@@ -418,9 +425,10 @@ func (p *Pages) Wrote(first, last uint32) {}
 // page whose frames it left behind stays missing, and that reader, which
 // reads it from the file, fetches it (the image it had before those
 // frames) instead of reading the hole as data. A page still missing when
-// the log names it is present after a reopen, which is safe: its frames
-// are in the WAL until a checkpoint copies them, and every snapshot from
-// then on has them.
+// the log names it is present after a reopen, which is safe only because
+// the caller made the WAL durable first (dbactor: syncBeforeMark): its
+// frames are then in the WAL until a checkpoint copies them. Without that
+// a power loss could take the frames and leave the log naming a hole.
 //
 // If the record fails nothing changes (the checkpoint fails, and the next
 // one records the pages); had it set their bits, the next MarkPresent
