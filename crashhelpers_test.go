@@ -360,23 +360,3 @@ func dieAt(path, point string) {
 		}
 	})
 }
-
-// restartKeepingWAL is restart(true), but the disk kept the WAL as the
-// dead process left it, frames not yet synced included: T1 has no fsync
-// of its own (T2's commit syncs both), and a real disk may still have
-// written its frames back before the power went, which CrashFS and the
-// Recorder take back. What T1 needs durable before it (the journal) must
-// then be.
-func (r *lossyReplica) restartKeepingWAL() {
-	r.t.Helper()
-	wal := r.cfg.Path + "-wal"
-	kept, err := os.ReadFile(wal)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	r.restartAfter(func() {
-		if err := os.WriteFile(wal, kept, 0o644); err != nil {
-			r.t.Fatal(err)
-		}
-	})
-}

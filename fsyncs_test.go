@@ -101,8 +101,8 @@ func (c syncCounts) String() string {
 var syncCeilings = map[string]struct{ fsyncs, infoRewrites int64 }{
 	"insert": {1, 0},
 	"push":   {1, 0},
-	"pull":   {2, 0},
-	"cycle":  {4, 0},
+	"pull":   {3, 0},
+	"cycle":  {5, 0},
 }
 
 // The fsyncs and -info rewrites of a push, a pull that brings another

@@ -60,8 +60,7 @@ func ids(t *testing.T, db *syncdb.DB, tab string) string {
 // intact and must not be taken for a pending pull). The replica opens
 // with nothing lost and without the interrupted pull, its base the
 // server's revision; the pull is redone and killed after its T1 with a
-// power loss that keeps T1's frames, not yet synced (restartKeepingWAL: so
-// the journal file it rewrote must be durable, also one
+// power loss (so the journal file it rewrote must be durable, also one
 // whose creation a killed first write never synced), and after a sync
 // every replica has every row once.
 func TestPullJournalTornRewrite(t *testing.T) {
@@ -155,7 +154,7 @@ func TestPullJournalTornRewrite(t *testing.T) {
 			// directory, and with it the entry of a journal file whose
 			// creation a killed process never synced.
 			a.crashedPull("pull.t1")
-			a.restartKeepingWAL()
+			a.restart(true)
 			if gotT, gotU := ids(t, a.db, "t"), ids(t, a.db, "u"); gotT != wantT || gotU != finalU {
 				t.Fatalf("after the pull again, killed after T1 with a power loss: t %q, u %q; want %q, %q", gotT, gotU, wantT, finalU)
 			}

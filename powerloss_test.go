@@ -199,8 +199,7 @@ func TestPushCrashPowerLoss(t *testing.T) {
 // copy with an fsync of its own, renamed over -revert after T2 with another
 // directory sync). Killed at each of its steps, with or without a power
 // loss, the replica comes back either without the pull (before T1
-// committed, or a power loss at pull.t1: T1 has no fsync of its own, T2's
-// commit syncs both) or with it, the local row on top, and nothing lost; and its
+// committed) or with it, the local row on top, and nothing lost; and its
 // synced base is the server's revision byte for byte, page 1 included (the
 // other replica's CREATE TABLE makes the server send page 1). Then it
 // writes a row and dies again with a power loss: a journal that came back
@@ -222,9 +221,7 @@ func TestPullCrashPowerLoss(t *testing.T) {
 				a.crashedPull(point)
 				a.restart(power)
 				remote := "2|remote"
-				// T1 had not run, or it had but is not durable before T2's
-				// commit syncs it (writeBase): the pull is undone.
-				if i < 3 || point == "pull.t1" && power {
+				if i < 3 { // T1 had not run: the pull is undone
 					remote = ""
 				}
 				checkTU(t, a.db, "after the restart", "1|local", remote)
@@ -304,11 +301,7 @@ func TestPullDeferredInfoPowerLoss(t *testing.T) {
 				if _, err := a.db.Pull(ctx); err == nil || !fired() {
 					t.Fatalf("no crash at %s: %v", point, err)
 				}
-				// T1 committed and durable (T2's commit syncs it): the
-				// second pull is kept. At pull.t1 the power loss takes T1
-				// back, and the pull is abandoned onto the first pull's
-				// base, which only the database's record names.
-				if point != "pull.journal" && point != "pull.t1" {
+				if point != "pull.journal" { // T1 committed: the second pull is kept
 					wantU = "2|remote\n4|remote2"
 				}
 			}

@@ -81,7 +81,7 @@ func TestCheckpointReaderBlocksTruncate(t *testing.T) {
 	rs.Close()
 	r.localRows(9, 10)
 	r.crashedPull("pull.t1")
-	r.restartKeepingWAL() // T1 not synced yet: a disk that kept it
+	r.restart(true)
 	checkTU(t, r.db, "after the pull's restart", tRows(10), "2|remote")
 	r.localRows(11, 40)
 	r.checkBase(url)
@@ -115,11 +115,7 @@ func TestCopiedWALReopened(t *testing.T) {
 					r.localRows(i+1, i+extra)
 					i += extra
 					r.crashedPull(point)
-					if point == "pull.t1" && power {
-						r.restartKeepingWAL() // T1 not synced yet: a disk that kept it
-					} else {
-						r.restart(power)
-					}
+					r.restart(power)
 					checkTU(t, r.db, "after the pull's restart", tRows(i), "2|remote")
 					r.localRows(i+1, i+30) // more checkpoints
 					i += 30

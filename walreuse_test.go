@@ -183,13 +183,7 @@ func TestPullAfterAutoCheckpointCrash(t *testing.T) {
 					r.localRows(i, i)
 				}
 				r.crashedPull(point)
-				if point == "pull.t1" && power {
-					// T1 is not synced yet: a disk that kept it (the
-					// Recorder alone would take it back, and the pull).
-					r.restartKeepingWAL()
-				} else {
-					r.restart(power)
-				}
+				r.restart(power)
 				checkTU(t, r.db, "after the restart", tRows(i), "2|remote")
 				r.checkBase(url)
 				r.finishSync(url, tRows(i), "2|remote")

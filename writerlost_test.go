@@ -50,28 +50,26 @@ func testPullWriterReopenFails(t *testing.T, reopen bool) {
 	a.unpushedRow(false)
 	pushedReplica(t, url, t.TempDir(), "b.db", "INSERT INTO u VALUES(2, 'remote')")
 
-	// Once the journal is saved, the writer's cache reset (its failpoint
-	// pull.reset-cache) comes right after T1's commit (not synced: T2's
-	// commit syncs both): from there every write and open fails (the
-	// process lives on).
+	// Once the journal is saved, the first sync of the WAL is T1's commit:
+	// right after it, every write and open fails (the process lives on).
+	if reopen {
+		failpoint.SetSwitch(func(name, owner string) bool { return name == "pull.reset-cache" && owner == a.cfg.Path })
+		defer failpoint.SetSwitch(nil)
+	}
 	var armed, hit atomic.Bool
-	failpoint.SetSwitch(func(name, owner string) bool {
-		if name != "pull.reset-cache" || owner != a.cfg.Path {
-			return false
-		}
-		if armed.Load() && hit.CompareAndSwap(false, true) {
-			a.rec.Crash()
-		}
-		return reopen
-	})
-	defer failpoint.SetSwitch(nil)
 	failpoint.Set(func(name, owner string) {
 		if name == "pull.pending" && strings.HasPrefix(owner, a.cfg.Path) {
 			armed.Store(true)
 		}
 	})
+	a.rec.SetAfterSync(func(path string) {
+		if path == a.cfg.Path+"-wal" && armed.Load() && hit.CompareAndSwap(false, true) {
+			a.rec.Crash()
+		}
+	})
 	_, err := a.db.Pull(ctx)
 	failpoint.Set(nil)
+	a.rec.SetAfterSync(nil)
 	if !hit.Load() {
 		t.Fatal("T1 did not commit")
 	}

@@ -355,29 +355,11 @@ func (a *dbActor) writeBase(ctx context.Context, plan pullPlan, changes *pageSto
 		a.pages.ZeroFill(roaring.BitmapOf(plan.Zero...))
 		defer a.pages.ZeroFill(nil)
 	}
-	err := sqlitex.Raw(ctx, a.conn, func(c *sqlitex.Conn) (err error) {
-		// T1 commits without an fsync of its own: T2, the next commit on
-		// this connection (replay sets synchronous=FULL for it), syncs the
-		// WAL and T1's frames with it. A power loss before that may take
-		// T1 back, but never after the journal (fsynced before T1 wrote a
-		// frame) and never T2 without T1 (WAL frames are valid only as a
-		// checksummed prefix): recovery then finds no T1 after Before and
-		// abandons the pull, the state of a crash before T1. Nothing
-		// durable between T1 and T2 relies on T1 (the revert store is cut
-		// and -info written only after T2). TestPullCrashPowerLoss
-		// (pull.t1, power=true) loses T1 here.
-		if err := c.Exec("PRAGMA synchronous = OFF"); err != nil {
-			return err
-		}
-		defer func() {
-			if serr := c.Exec("PRAGMA synchronous = FULL"); serr != nil {
-				err = errors.Join(err, serr)
-			}
-		}()
+	err := sqlitex.Raw(ctx, a.conn, func(c *sqlitex.Conn) error {
 		if err := c.Exec("BEGIN IMMEDIATE"); err != nil {
 			return err
 		}
-		err = func() error {
+		err := func() error {
 			st, _, err := c.Prepare("INSERT INTO sqlite_dbpage(pgno, data) VALUES(?, ?)")
 			if err != nil {
 				return err
@@ -910,11 +892,6 @@ func (a *dbActor) replay(ctx context.Context, revision, base string, rec *synced
 	plan, err := planReplay(hdr, entries, marks, a.ignored, revision, rec)
 	if err != nil {
 		a.cap.nextID = 0 // as a failed T2 leaves it
-		return err
-	}
-	// T2 is durable, and makes T1 durable with it (writeBase commits T1
-	// unsynced): set here whatever T1 left, not only by durable().
-	if _, err := a.conn.ExecContext(ctx, "PRAGMA synchronous = FULL"); err != nil {
 		return err
 	}
 	if _, err := a.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
