@@ -29,11 +29,11 @@ func TestPartialSyncNormalCheckpointPowerLoss(t *testing.T) {
 	serverExec(t, url, `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 300)
 		INSERT INTO t SELECT i, printf('%d-%s', i, hex(randomblob(1500))) FROM n`)
 	serverExec(t, url, `DELETE FROM t WHERE id > 10`) // free-list leaves with old content
-	r := killedReplica(t, url, func(c *syncdb.Config) {
+	r := newLossyReplicaWith(t, url, func(c *syncdb.Config) {
 		c.SyncNormal = true
 		c.Partial = &syncdb.PartialSync{PrefixBytes: 4 * 4096, SegmentSize: 4096}
 	})
-	mustExec(t, r.db, `INSERT INTO t VALUES(999, 'first')`) // the WAL generation's first commit is synced (localwal)
+	mustExec(t, r.db, `INSERT INTO t VALUES(999, 'first')`) // a first local commit
 	mustExec(t, r.db, `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 50)
 		INSERT INTO t SELECT 1000 + i, hex(randomblob(1500)) FROM n`) // reuses leaves, unsynced
 	fired := r.crashAt("checkpoint.marked")

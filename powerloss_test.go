@@ -33,6 +33,13 @@ type lossyReplica struct {
 
 func newLossyReplica(t *testing.T, url string) *lossyReplica {
 	t.Helper()
+	return newLossyReplicaWith(t, url, nil)
+}
+
+// newLossyReplicaWith is newLossyReplica with cfg changing its config
+// before its first open (its bootstrap).
+func newLossyReplicaWith(t *testing.T, url string, cfg func(*syncdb.Config)) *lossyReplica {
+	t.Helper()
 	vfs, err := shimvfs.Register()
 	if err != nil {
 		t.Fatal(err)
@@ -44,6 +51,9 @@ func newLossyReplica(t *testing.T, url string) *lossyReplica {
 	}
 	t.Cleanup(rec.Stop)
 	r := &lossyReplica{t: t, cfg: syncdb.Config{Path: filepath.Join(dir, "a.db"), URL: url}, rec: rec, fs: fsx.NewCrashFS()}
+	if cfg != nil {
+		cfg(&r.cfg)
+	}
 	r.ctx = testhooks.With(context.Background(), testhooks.Hooks{VFS: vfs, FS: r.fs, OnPanic: func(error) {}})
 	r.open()
 	t.Cleanup(func() {

@@ -272,6 +272,21 @@ func (a *dbActor) syncLocal(ctx context.Context) error {
 	return nil
 }
 
+// durableMark makes every local commit durable: under SyncNormal one
+// durable commit's fsync covers every frame before it.
+func (a *dbActor) durableMark(ctx context.Context) error {
+	err := a.durable(ctx, func() error {
+		_, err := a.own().ExecContext(ctx, "INSERT OR REPLACE INTO _syncdb_local(key, value) VALUES('synced', ?)", a.now().UnixNano())
+		return err
+	})
+	a.noteWAL()
+	if err != nil {
+		return err
+	}
+	a.unsynced = false
+	return nil
+}
+
 // txGone reports whether SQLite ended the transaction inTx began.
 func (a *dbActor) txGone() bool {
 	gone := false
@@ -296,12 +311,10 @@ func (a *dbActor) rollback() {
 	a.noteWAL()
 }
 
-// afterWrite notes the WAL's new end, records its generation in -info if
-// this is its first local commit (recordLocalWAL), and checkpoints when
-// it holds more than AutoCheckpointFrames frames not yet copied.
+// afterWrite notes the WAL's new end and checkpoints when it holds more
+// than AutoCheckpointFrames frames not yet copied.
 func (a *dbActor) afterWrite(ctx context.Context) error {
 	a.noteWAL()
-	a.recordLocalWAL(ctx)
 	if n := a.cfg.AutoCheckpointFrames; n > 0 && a.walUncopied() > n {
 		if err := a.checkpoint(context.WithoutCancel(ctx), true); err != nil {
 			// The write committed; a failed checkpoint is retried later.
