@@ -1,8 +1,12 @@
 // Package metaactor is the actor that owns a synced database's metadata
 // file, <db>-info: it loads and validates the file once when it starts,
 // serves copies of the current metadata, and applies updates by writing
-// the whole file anew. Nothing else in syncdb reads or writes that file
-// while the actor runs; Load exists for tools and tests.
+// the whole file anew. Nothing else in syncdb writes that file while the
+// actor runs (a rebuild renames a new one into place with no actor
+// running). Load reads it without an actor and writes nothing: for
+// syncdb.ReadStats and the CLI, sometimes while an actor runs (another
+// process's, or the CLI's own after a repair), and for tests. Every write
+// is a rename (below), so Load sees an old or a new file, whole.
 //
 // # Messages
 //
