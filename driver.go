@@ -394,7 +394,15 @@ func (t *writeTx) serve(ctx context.Context, closing <-chan struct{}) error {
 
 // do runs fn inside the transaction, on the caller's goroutine, with the
 // writer the serving loop lent (see writeTx).
-func (t *writeTx) do(ctx context.Context, fn func(ctx context.Context, w messages.WriteConn) error) error {
+//
+// If fn does not return, because it panicked (run recovers it) or because
+// it ended the goroutine with runtime.Goexit (t.FailNow in a test, called
+// from an argument's Value method, say; only deferred calls run then), the
+// transaction is over: do gives mu back, wakes the serving loop and waits
+// for the transaction to end, rolled back. Without that, a Goexit left mu
+// held and the serving loop, holding the actor's turn, waiting for it:
+// every later write waited forever.
+func (t *writeTx) do(ctx context.Context, fn func(ctx context.Context, w messages.WriteConn) error) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -404,23 +412,30 @@ func (t *writeTx) do(ctx context.Context, fn func(ctx context.Context, w message
 		<-t.done
 		return t.ended()
 	}
-	err, panicked := t.run(ctx, fn)
-	if panicked {
+	returned := false
+	defer func() {
+		if returned {
+			t.mu.Unlock()
+			return
+		}
 		t.over = true // the transaction rolls back; nothing more runs in it
-	}
-	t.mu.Unlock()
-	if panicked {
+		t.mu.Unlock()
 		select { // wake the serving loop, unless it is ending already
 		case t.ops <- txOp{}:
 		case <-t.done:
 		}
 		<-t.done
-		return t.ended()
-	}
+		err = t.ended()
+	}()
+	err, panicked := t.run(ctx, fn)
+	returned = !panicked
 	return err
 }
 
-// run calls fn, turning a panic into panicked (t.panicked holds it).
+// run calls fn, turning a panic into panicked (t.panicked holds it; the
+// serving loop panics with it in the actor's turn). After a Goexit in fn,
+// run does not return at all: panicked stays unset, and the transaction
+// rolls back without one.
 func (t *writeTx) run(ctx context.Context, fn func(ctx context.Context, w messages.WriteConn) error) (err error, panicked bool) {
 	defer func() {
 		if v := recover(); v != nil {

@@ -2,10 +2,14 @@ package syncdb
 
 import (
 	"context"
+	"database/sql"
+	"database/sql/driver"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/syncdb/syncdb/messages"
 )
@@ -113,3 +117,88 @@ func TestLentWriterRacesTheEnd(t *testing.T) {
 		})
 	}
 }
+
+// A transaction whose goroutine ends inside it, by runtime.Goexit
+// (t.FailNow in a test) or by a panic, in the DB.Tx function or inside a
+// statement on the lent writer (writeTx.do), rolls back and gives the
+// writer back: the next write does not wait for it, and none of its rows
+// stay. Each write here is bounded, so that a wedged writer fails the test
+// instead of hanging it.
+func TestLentWriterGoexit(t *testing.T) {
+	ctx := context.Background()
+	end := map[string]func(){
+		"goexit": runtime.Goexit,
+		"panic":  func() { panic("planted") },
+	}
+	for _, where := range []string{"fn", "statement", "sql.Tx statement"} {
+		for how, stop := range end {
+			t.Run(where+"/"+how, func(t *testing.T) {
+				d, err := Open(ctx, Config{Path: filepath.Join(t.TempDir(), "a.db")})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := d.Exec(ctx, "CREATE TABLE t(id INTEGER PRIMARY KEY)"); err != nil {
+					t.Fatal(err)
+				}
+				body := func(exec func(string, ...any) (sql.Result, error)) {
+					if _, err := exec("INSERT INTO t VALUES(1)"); err != nil {
+						t.Error(err)
+					}
+					if where == "fn" {
+						stop()
+					}
+					// A statement whose argument's Value method
+					// (database/sql calls it on the lent writer) ends
+					// the goroutine.
+					_, err := exec("INSERT INTO t VALUES(?)", stopValuer(stop))
+					// Only a panic gets here: do recovers it, and the
+					// transaction is over.
+					if err == nil || !strings.Contains(err.Error(), "panic in transaction function: planted") {
+						t.Errorf("a statement that panicked: %v, want the panic", err)
+					}
+				}
+				exited := make(chan struct{})
+				go func() {
+					defer close(exited)
+					defer func() { recover() }() // the panic variant's panic goes on out of DB.Tx
+					if where == "sql.Tx statement" {
+						// Left open: the user's goroutine is gone.
+						tx, err := d.SQL().BeginTx(ctx, nil)
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						body(func(q string, args ...any) (sql.Result, error) { return tx.ExecContext(ctx, q, args...) })
+						return
+					}
+					d.Tx(ctx, func(tx *Tx) error {
+						body(func(q string, args ...any) (sql.Result, error) { return tx.Exec(ctx, q, args...) })
+						return nil
+					})
+				}()
+				select {
+				case <-exited:
+				case <-time.After(5 * time.Second):
+					t.Fatal("the transaction's goroutine did not end")
+				}
+				wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+				defer cancel()
+				if _, err := d.Exec(wctx, "INSERT INTO t VALUES(3)"); err != nil {
+					t.Fatalf("a write after the transaction's goroutine ended (%s in the %s): %v", how, where, err)
+				}
+				var ids string
+				if err := d.QueryRow(ctx, "SELECT group_concat(id) FROM t").Scan(&ids); err != nil || ids != "3" {
+					t.Fatalf("rows: %q (%v), want only the later write's", ids, err)
+				}
+				if err := d.Close(); err != nil {
+					t.Fatal(err)
+				}
+			})
+		}
+	}
+}
+
+// stopValuer is an argument whose Value calls it.
+type stopValuer func()
+
+func (v stopValuer) Value() (driver.Value, error) { v(); return int64(2), nil }

@@ -747,15 +747,22 @@ func (d *DB) Tx(ctx context.Context, fn func(tx *Tx) error) error {
 	g := goid.Get()
 	d.inTx.Store(g, struct{}{})
 	d.inTxN.Add(1)
+	// returned: fn returned. If it did not, it panicked (the panic goes
+	// on) or ended the goroutine with runtime.Goexit (t.FailNow in a
+	// test): the deferred call runs in both cases, and rolls back, giving
+	// the writer back; a recover would miss the Goexit, and the
+	// transaction would hold the writer for good.
+	returned := false
 	defer func() {
 		d.inTx.Delete(g)
 		d.inTxN.Add(-1)
-		if v := recover(); v != nil {
+		if !returned {
 			tx.Rollback()
-			panic(v)
 		}
 	}()
-	if err := fn(&Tx{tx}); err != nil {
+	err = fn(&Tx{tx})
+	returned = true
+	if err != nil {
 		tx.Rollback()
 		return err
 	}
