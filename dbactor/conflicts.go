@@ -926,17 +926,31 @@ func assignedKey(ins sqlitex.Insert, args []any) func(key string, pos int) bool 
 }
 
 // maxInserts bounds readInsert's map: past it, the map starts again.
-const maxInserts = 256
+// maxInsertText bounds the texts it keeps: a longer statement (a
+// multi-megabyte INSERT of many rows) is read each time, as it would be
+// anyway before it runs once more, and is not kept by the map after it
+// has run.
+const (
+	maxInserts    = 256
+	maxInsertText = 4 << 10
+)
 
 // readInsert is sqlitex.ReadInsert(stmt), read once per text: a statement
 // run again (a loop of INSERTs with new arguments) is not tokenized again
 // (issue 15: tokenizing it was a tenth of a one-row INSERT's CPU in a
 // Tx). The result depends on the text only; assignedKey reads the
-// arguments each time, and never changes what the map holds.
+// arguments each time, and never changes what the map holds. The map
+// keeps a copy of the text, and the Insert read from that copy (its
+// strings are parts of the text): stmt may be one statement of a long
+// script, and the map must not keep the whole script.
 func (a *dbActor) readInsert(stmt string) sqlitex.Insert {
 	if ins, ok := a.inserts[stmt]; ok {
 		return ins
 	}
+	if len(stmt) > maxInsertText {
+		return sqlitex.ReadInsert(stmt)
+	}
+	stmt = strings.Clone(stmt)
 	ins := sqlitex.ReadInsert(stmt)
 	if a.inserts == nil || len(a.inserts) >= maxInserts {
 		a.inserts = make(map[string]sqlitex.Insert)
