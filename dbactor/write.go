@@ -351,10 +351,17 @@ func (a *dbActor) execStatements(ctx context.Context, query string, args []any, 
 // asUser runs fn, which prepares and runs a user's statement, under the
 // authorizer's user rules, and turns its refusal into an error that says
 // what was refused.
+//
+// a.user is reset by a deferred call: fn may panic (an argument's Value
+// method, a driver panic) and the panic be recovered further up (the Tx
+// function's recovery, the lent writer's do), or end the goroutine
+// (runtime.Goexit), after which the writer runs syncdb's own statements:
+// under the user's rules, the authorizer would refuse their changes to
+// syncdb's own tables.
 func (a *dbActor) asUser(fn func() error) error {
 	a.user, a.denied = true, ""
+	defer func() { a.user = false }()
 	err := fn()
-	a.user = false
 	if err != nil && a.denied != "" {
 		return refusedProtected(a.denied)
 	}
