@@ -143,6 +143,15 @@ func (a *dbActor) copyWAL(ctx context.Context, carry, restart bool) error {
 	// shuts fetches out): a reader that holds the copy back reads the
 	// pages it left from the file, and must fetch them, not read holes.
 	// A failed record changes nothing; the next checkpoint records them.
+	// The WAL's frames must be durable before the record (a power loss
+	// after it must not take frames of pages never fetched):
+	// checkpoint's syncBeforeMark sees to it. recoverCheckpoint (at open,
+	// or for unfinished) comes here without it and needs none:
+	// Checkpointing is recorded only after syncBeforeMark, nothing commits
+	// while it is set (open and checkForeignWrites recover before any
+	// write; the open's recoverPull commits under durable, FULL), and
+	// after a power loss the WAL holds only what reached the disk.
+	// TestPartialSyncNormalRecoveredCheckpointPowerLoss.
 	if a.pages != nil {
 		var all []uint32
 		for pg := range a.walPages() {
