@@ -124,7 +124,7 @@ func (d *DB) rebuild(ctx context.Context) error {
 	}
 	defer unlock()
 	backup := files.BeforeRecover(time.Now())
-	if err := swapReplica(cfg.Path, fresh.Path, backup); err != nil {
+	if err := swapReplica(d.hooks.FS, cfg.Path, fresh.Path, backup); err != nil {
 		return err
 	}
 	cfg.Logger.Warn("the replica was rebuilt from the server", "path", cfg.Path, "local changes replayed", n, "old files", backup)
@@ -140,10 +140,10 @@ type swapMarker struct {
 
 // swapReplica moves the replica at path into backup and the one at fresh
 // into its place, crash-safely (finishSwap completes it).
-func swapReplica(path, fresh, backup string) error {
+func swapReplica(fs fsx.FS, path, fresh, backup string) error {
 	m := swapMarker{Fresh: fresh, Backup: backup}
 	for _, f := range replicaPaths(fresh) {
-		if _, err := os.Stat(f); err == nil {
+		if _, err := fs.Stat(f); err == nil {
 			m.Files = append(m.Files, strings.TrimPrefix(f, fresh))
 		}
 	}
@@ -151,17 +151,28 @@ func swapReplica(path, fresh, backup string) error {
 	if err != nil {
 		return err
 	}
-	if err := fsx.WriteFileAtomic(fsx.OS, layout.For(path).Recovering, b); err != nil {
+	if err := fsx.WriteFileAtomic(fs, layout.For(path).Recovering, b); err != nil {
 		return err
 	}
-	return finishSwap(path)
+	return finishSwap(fs, path)
 }
 
 // finishSwap completes a replacement that a marker records (none: nothing
 // to do). The old -info goes first and the new one last, so that no
 // moment leaves a replica of mixed files; every step can be made again.
-func finishSwap(path string) error {
-	b, err := os.ReadFile(layout.For(path).Recovering)
+// The marker goes only once every move is durable: the backup directory
+// (where the old files went), PATH's (where the new ones came), the fresh
+// replica's (which they left: a source that came back after a power loss
+// would have the next finishSwap move the new file over the old one's
+// backup). Its removal is made durable too: a marker that came back would
+// move the files the new replica created since into the backup.
+//
+// The backup directory's own creation is fsynced (its parent) but no test
+// shows it: fsx.FS has no Mkdir, so fsx.CrashFS cannot undo one.
+// TestFinishSwapPowerLoss shows the renames' durability.
+func finishSwap(fs fsx.FS, path string) error {
+	marker := layout.For(path).Recovering
+	b, err := fsx.ReadFile(fs, marker)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -170,14 +181,24 @@ func finishSwap(path string) error {
 	}
 	var m swapMarker
 	if err := json.Unmarshal(b, &m); err != nil {
-		return fmt.Errorf("%s: %w", layout.For(path).Recovering, err)
+		return fmt.Errorf("%s: %w", marker, err)
 	}
 	if err := os.MkdirAll(m.Backup, 0o755); err != nil {
 		return err
 	}
+	if err := fs.SyncDir(filepath.Dir(m.Backup)); err != nil {
+		return err
+	}
+	moveIfThere := func(from, to string) error {
+		err := fs.Rename(from, to)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
 	out := func(f string) error { return moveIfThere(f, filepath.Join(m.Backup, filepath.Base(f))) }
 	files, fresh := layout.For(path), layout.For(m.Fresh)
-	_, freshInfo := os.Stat(fresh.Info)
+	_, freshInfo := fs.Stat(fresh.Info)
 	if freshInfo == nil {
 		if err := out(files.Info); err != nil {
 			return err
@@ -191,25 +212,34 @@ func finishSwap(path string) error {
 			}
 			continue
 		}
-		if _, err := os.Stat(m.Fresh + suffix); err != nil {
+		if _, err := fs.Stat(m.Fresh + suffix); err != nil {
 			continue // moved in already
 		}
 		if err := out(f); err != nil {
 			return err
 		}
-		if err := os.Rename(m.Fresh+suffix, f); err != nil {
+		if err := fs.Rename(m.Fresh+suffix, f); err != nil {
 			return err
 		}
 	}
 	if freshInfo == nil {
-		if err := os.Rename(fresh.Info, files.Info); err != nil {
+		if err := fs.Rename(fresh.Info, files.Info); err != nil {
 			return err
 		}
 	}
-	if err := fsx.OS.SyncDir(filepath.Dir(path)); err != nil {
+	if err := fs.SyncDir(m.Backup); err != nil {
 		return err
 	}
-	return os.Remove(layout.For(path).Recovering)
+	if err := fs.SyncDir(filepath.Dir(path)); err != nil {
+		return err
+	}
+	if err := fs.SyncDir(filepath.Dir(m.Fresh)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := fs.Remove(marker); err != nil {
+		return err
+	}
+	return fs.SyncDir(filepath.Dir(marker))
 }
 
 // replicaPaths are the files of a replica other than -info (with its
@@ -223,12 +253,4 @@ func replicaPaths(path string) []string {
 		}
 	}
 	return out
-}
-
-func moveIfThere(from, to string) error {
-	err := os.Rename(from, to)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	return err
 }

@@ -1,11 +1,14 @@
 package syncdb
 
 import (
-	"github.com/syncdb/syncdb/internal/layout"
-
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/syncdb/syncdb/internal/fsx"
+	"github.com/syncdb/syncdb/internal/layout"
 )
 
 // A replacement interrupted at any rename finishes at the next Open
@@ -32,7 +35,7 @@ func TestFinishSwapAfterACrash(t *testing.T) {
 			os.Rename(s[0], s[1])
 		}
 		for i := 0; i < 2; i++ {
-			if err := finishSwap(path); err != nil {
+			if err := finishSwap(fsx.OS, path); err != nil {
 				t.Fatalf("crash after %d renames: %v", crashAfter, err)
 			}
 		}
@@ -47,5 +50,71 @@ func TestFinishSwapAfterACrash(t *testing.T) {
 		if _, err := os.Stat(layout.For(path).Recovering); err == nil {
 			t.Errorf("crash after %d: the marker is left", crashAfter)
 		}
+	}
+}
+
+// A replacement survives a power loss: once finishSwap returns, the old
+// files stay in the backup directory, the new ones at PATH and the marker
+// gone (each directory it renamed into, and the marker's removal, are
+// fsynced); a power loss after any number of its renames leaves what the
+// next finishSwap completes. fsx.CrashFS records a rename under its
+// destination's directory only and has no Mkdir, so no test here shows
+// the fsyncs of the fresh replica's directory (the renames' sources) and
+// of the backup directory's parent (its creation).
+func TestFinishSwapPowerLoss(t *testing.T) {
+	const renames = 8 // out -info, PATH; in PATH; out, in -wal; out, in -revert; in -info
+	errCrash := errors.New("crash")
+	for crashAt := 0; crashAt <= renames; crashAt++ {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "a.db")
+		fresh := filepath.Join(dir, "a.db.recover", "a.db")
+		backup := filepath.Join(dir, "a.db.before-recover-x")
+		os.Mkdir(filepath.Dir(fresh), 0o755)
+		suffixes := []string{"", "-wal", "-info", "-revert"}
+		for _, s := range suffixes {
+			os.WriteFile(path+s, []byte("old"+s), 0o644)
+			os.WriteFile(fresh+s, []byte("new"+s), 0o644)
+		}
+		if err := os.WriteFile(layout.For(path).Recovering, []byte(`{"fresh":"`+fresh+`","backup":"`+backup+`","files":["","-wal","-revert"]}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c := fsx.NewCrashFS()
+		n := 0
+		c.SetFault(func(op, from string) error {
+			if _, err := os.Stat(from); op != "rename" || err != nil {
+				return nil
+			}
+			if n++; n > crashAt {
+				return errCrash
+			}
+			return nil
+		})
+		err := finishSwap(c, path)
+		if crashAt < renames && !errors.Is(err, errCrash) || crashAt == renames && err != nil {
+			t.Fatalf("crash at rename %d: finishSwap: %v", crashAt, err)
+		}
+		if err := c.PowerLoss(); err != nil {
+			t.Fatal(err)
+		}
+		check := func(when string) {
+			for _, s := range suffixes {
+				if b, _ := os.ReadFile(path + s); string(b) != "new"+s {
+					t.Errorf("%s: %s holds %q", when, filepath.Base(path+s), b)
+				}
+				if b, _ := os.ReadFile(filepath.Join(backup, "a.db"+s)); string(b) != "old"+s {
+					t.Errorf("%s: the backup of %s holds %q", when, "a.db"+s, b)
+				}
+			}
+			if _, err := os.Stat(layout.For(path).Recovering); err == nil {
+				t.Errorf("%s: the marker is left", when)
+			}
+		}
+		if crashAt == renames {
+			check("a power loss after finishSwap")
+		}
+		if err := finishSwap(fsx.OS, path); err != nil {
+			t.Fatalf("crash at rename %d: the next finishSwap: %v", crashAt, err)
+		}
+		check(fmt.Sprintf("a power loss at rename %d, then finishSwap", crashAt))
 	}
 }

@@ -397,7 +397,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		return nil, fmt.Errorf("open %s: lock: %w", shown, err)
 	}
 	d.unlock = unlock
-	if err := finishSwap(cfg.Path); err != nil { // a recovery a crash interrupted
+	if err := finishSwap(d.hooks.FS, cfg.Path); err != nil { // a recovery a crash interrupted
 		unlock()
 		return nil, fmt.Errorf("open %s: finish the recovery: %w", shown, err)
 	}
