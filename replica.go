@@ -22,8 +22,18 @@ var ErrClientCloned = dbactor.ErrClientCloned
 
 // newReplicaFiles returns the files of a replica at path that do not exist
 // yet, if there is no replica there (no -info): a failed Open of a new
-// replica removes them, so that it leaves nothing behind. For an existing
-// replica it returns nil: its files are never removed.
+// replica removes them, so that it leaves nothing behind but PATH-lock. For
+// an existing replica it returns nil: its files are never removed. Call it
+// with the lock held (before, another Open may make and close a replica
+// there) and after finishSwap (a rebuilt replica it moves into place is
+// not new), and remove the files before releasing the lock.
+//
+// PATH-lock is never among them (it exists once the lock is taken; the
+// check keeps it out regardless): the flock is on the file's inode, so an
+// unlinked lock file would let the next Open lock a new inode while an
+// Open that took the old one still runs, two owners of one replica. A
+// -lock left behind (holding the pid of its last holder) is harmless:
+// flock.Lock truncates and reuses it.
 func newReplicaFiles(path string) []string {
 	files := layout.For(path)
 	if _, err := os.Stat(files.Info); !errors.Is(err, os.ErrNotExist) {
@@ -31,6 +41,9 @@ func newReplicaFiles(path string) []string {
 	}
 	var absent []string
 	for _, name := range append([]string{path}, files.Companions()...) {
+		if name == files.Lock {
+			continue
+		}
 		if _, err := os.Lstat(name); errors.Is(err, os.ErrNotExist) {
 			absent = append(absent, name)
 		}

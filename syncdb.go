@@ -380,9 +380,11 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		return nil, fmt.Errorf("open %s: %w", shown, err)
 	}
 	cfg.Path = abs
-	created := newReplicaFiles(cfg.Path)
 	d := &DB{cfg: cfg, hooks: testhooks.From(ctx), closing: make(chan struct{}), wake: make(chan struct{}, 1), subs: map[*subscriber]struct{}{}}
-	unlock, owner, err := flock.Lock(layout.For(cfg.Path).Lock)
+	if d.hooks.BeforeLock != nil {
+		d.hooks.BeforeLock()
+	}
+	release, owner, err := flock.Lock(layout.For(cfg.Path).Lock)
 	if errors.Is(err, flock.ErrLocked) {
 		who := "another process"
 		if owner == os.Getpid() {
@@ -393,14 +395,26 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		return nil, fmt.Errorf("%w by %s: %s", ErrInUse, who, shown)
 	}
 	if err != nil {
-		removeAll(created)
+		// Nothing to remove: a -lock that flock.Lock may have created
+		// stays, as after any failed Open (newReplicaFiles).
 		return nil, fmt.Errorf("open %s: lock: %w", shown, err)
 	}
-	d.unlock = unlock
+	d.unlock = func() error {
+		err := release()
+		if d.hooks.AfterUnlock != nil {
+			d.hooks.AfterUnlock()
+		}
+		return err
+	}
 	if err := finishSwap(d.hooks.FS, cfg.Path); err != nil { // a recovery a crash interrupted
-		unlock()
+		d.unlock()
 		return nil, fmt.Errorf("open %s: finish the recovery: %w", shown, err)
 	}
+	// Only now can Open tell which files are its own: with the lock (a
+	// replica another Open made and closed before this one took it is not
+	// new) and after finishSwap (which may have just moved a rebuilt
+	// replica's PATH and -info into place). Those files are never removed.
+	created := newReplicaFiles(cfg.Path)
 	d.sys = actors.NewSystem(actors.Options{Name: cfg.Path, Logger: cfg.Logger, OnPanic: func(p *actors.PanicError) {
 		d.mu.Lock()
 		d.panics = append(d.panics, p)
@@ -415,9 +429,13 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		}
 		d.sys.Stop()
 		d.closePages()
+		// A new replica that failed to open leaves nothing behind but its
+		// -lock (newReplicaFiles), and the files go while the lock
+		// is held: once it is released, another Open may be creating them
+		// again.
 		removeStaleBootstrap(cfg.Path)
+		removeAll(created)
 		d.unlock()
-		removeAll(created) // a new replica that failed to open leaves nothing behind
 		return nil, fmt.Errorf("open %s: %w", shown, err)
 	}
 	if cfg.Recover {

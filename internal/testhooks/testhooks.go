@@ -40,6 +40,10 @@ type Hooks struct {
 	// timeout (0 = dbactor's 10 s), for tests whose checkpoint is held
 	// back by a reader on purpose and would otherwise wait it all out.
 	WriterBusyTimeout time.Duration
+	// BeforeLock is called by Open just before it takes PATH-lock, and
+	// AfterUnlock just after the facade releases it (a failed Open, Close),
+	// for tests of what another Open can do around those moments.
+	BeforeLock, AfterUnlock func()
 }
 
 type key struct{}
