@@ -150,8 +150,8 @@ func (sb *sandbox) deny(format string, args ...any) sqlitex.AuthResult {
 
 // authorize is the policy, action by action.
 func (sb *sandbox) authorize(a sqlitex.Action) sqlitex.AuthResult {
-	if a.DB != "" && a.DB != "main" && a.DB != "temp" {
-		return sb.deny("using database %q", a.DB)
+	if db := actionDB(a); db != "" && db != "main" && db != "temp" {
+		return sb.deny("using database %q", db)
 	}
 	switch a.Code {
 	case sqlite3.SQLITE_SELECT:
@@ -201,6 +201,17 @@ func (sb *sandbox) authorize(a sqlitex.Action) sqlitex.AuthResult {
 		}
 	}
 	return sqlitex.AuthOK
+}
+
+// actionDB is the database an action is about. SQLite passes it as the
+// authorizer's 5th argument (a.DB) for every action but ALTER TABLE, whose
+// database is its 3rd (Arg1), and whose 5th is the column of a DROP COLUMN
+// (sqlite3AlterDropColumn), NULL otherwise.
+func actionDB(a sqlitex.Action) string {
+	if a.Code == sqlite3.SQLITE_ALTER_TABLE {
+		return a.Arg1
+	}
+	return a.DB
 }
 
 // actionNames names the actions reservedTarget checks, for the refusal.

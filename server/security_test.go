@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -575,4 +576,58 @@ func TestHistoryFullAtOpen(t *testing.T) {
 		t.Fatalf("pull after the history has room: revision %s, want %s (both commits)", got, want)
 	}
 	ts.healthy(t, "", 3)
+}
+
+// ALTER TABLE ... DROP COLUMN and RENAME COLUMN run for a write token;
+// they were refused with `using database "y"`: SQLite gives the authorizer
+// an ALTER TABLE's database as its 3rd argument and a dropped column as
+// its 5th, the one every other action has its database in. A read token
+// (its query selector), a READONLY transaction and other databases are
+// still refused.
+func TestSandboxAlterColumns(t *testing.T) {
+	ts := newTestServer(t, Config{AuthTokens: []string{"rw"}, ReadTokens: []string{"ro"}})
+	ts.token = "rw"
+	ts.exec(t, "", "CREATE TABLE t(x, y, z, q)", "INSERT INTO t VALUES(1, 2, 3, 4)")
+	// One batch, on the writer (a reader's schema is another matter).
+	got := cacheSteps(t, ts, "",
+		step("CREATE TEMP TABLE tt(a, b)", nil),
+		step("ALTER TABLE t DROP COLUMN y", nil),
+		step("ALTER TABLE t RENAME COLUMN z TO w", nil),
+		step("ALTER TABLE main.t DROP COLUMN q", nil),
+		step(`ALTER TABLE "t" RENAME w TO v`, nil),
+		step("ALTER TABLE temp.tt DROP COLUMN b", nil),
+		step("SELECT * FROM t", nil),
+		step("SELECT * FROM tt", nil),
+	)
+	if want := []string{" ", " ", " ", " ", " ", " ", "x,v 1|3\n", "a "}; !slices.Equal(got, want) {
+		t.Errorf("dropping and renaming columns: %q, want %q", got, want)
+	}
+	// Refused: reserved names, other databases, a READONLY transaction.
+	ts.exec(t, "", "CREATE TABLE r(a, b)")
+	errs := ts.stepErrors(t, "", "rw",
+		"ALTER TABLE r RENAME COLUMN b TO _syncdb_b",
+		"ALTER TABLE x.r DROP COLUMN b",
+		"BEGIN TRANSACTION READONLY",
+		"ALTER TABLE r DROP COLUMN b",
+		"ALTER TABLE r RENAME COLUMN b TO c",
+		"COMMIT",
+	)
+	for i, e := range errs {
+		if (e == "") != (i == 2 || i == 5) {
+			t.Errorf("step %d: %q", i, e)
+		}
+	}
+	if got := cacheSteps(t, ts, "", step("INSERT INTO r VALUES(1, 2)", nil), step("SELECT * FROM r", nil)); got[1] != "a,b 1|2\n" {
+		t.Errorf("r after the refusals: %q, want its columns a,b", got[0])
+	}
+	// A read token cannot push at all, and its query selector is read-only.
+	for _, q := range []string{"ALTER TABLE r DROP COLUMN b", "ALTER TABLE r RENAME COLUMN b TO c"} {
+		if status, body := ts.pullAs(t, "", "ro", &syncpb.PullUpdatesReqProtoBody{ServerQuerySelector: q}); status != http.StatusBadRequest {
+			t.Errorf("selector %q (token ro): %d %s, want 400", q, status, body)
+		}
+		push, _ := json.Marshal(hrana.PipelineReqBody{Requests: []hrana.StreamRequest{batch(step(q, nil))}})
+		if status, body := post(t, ts.url+"/v2/pipeline", "application/json", "ro", push); status != http.StatusForbidden {
+			t.Errorf("push %q (token ro): %d %s, want 403", q, status, body)
+		}
+	}
 }
