@@ -25,8 +25,12 @@ import (
 //     stepped, but the column names and count the executor reads before
 //     stepping would be the old ones. So the cache is emptied after every
 //     statement that may change the schema: anything but the statements
-//     cacheable lists (DDL, PRAGMA, ROLLBACK, sequences, ...). Within a
-//     request only this connection writes the database.
+//     cacheable lists (DDL, PRAGMA, ROLLBACK, sequences, ...), and after
+//     every statement during which the transaction open when it began
+//     ended: a failing statement can roll it back, and its schema changes
+//     with it (INSERT OR ROLLBACK, a trigger's RAISE(ROLLBACK), SQLITE_FULL,
+//     a COMMIT that fails so). Within a request only this connection writes
+//     the database.
 //   - It is bounded: stmtCacheSize statements of at most stmtCacheMaxSQL
 //     bytes of text each; longer ones are compiled each time, as before.
 const (
@@ -85,10 +89,11 @@ func cacheable(k string) bool {
 // finalizes it, and empties the cache after a statement that may have
 // changed the schema.
 func (ex *executor) stmt(sql string) (st *sqlitex.Stmt, done func(), herr *hrana.Error) {
+	inTx := !ex.c.Autocommit()
 	if ex.caching() {
 		if st, ok := ex.stmts.get(sql); ok {
 			ex.compiling(sql)
-			return st, func() { ex.keep(sql, st) }, nil
+			return st, func() { ex.keep(sql, st, inTx) }, nil
 		}
 	}
 	st, herr = ex.prepare(sql)
@@ -104,9 +109,24 @@ func (ex *executor) stmt(sql string) (st *sqlitex.Stmt, done func(), herr *hrana
 	if !ex.caching() || len(sql) > stmtCacheMaxSQL {
 		// Compiled inside a READONLY transaction, the sandbox's stricter
 		// rules: not for later use outside it.
-		return st, func() { st.Close() }, nil
+		return st, func() {
+			st.Close()
+			ex.txEnded(inTx)
+		}, nil
 	}
-	return st, func() { ex.keep(sql, st) }, nil
+	return st, func() { ex.keep(sql, st, inTx) }, nil
+}
+
+// txEnded empties the cache if the transaction open when a statement
+// began (inTx) is not open any more: it may have been rolled back, schema
+// changes and all. A COMMIT empties it too, which costs a transaction's
+// end no more than compiling its next statements again.
+func (ex *executor) txEnded(inTx bool) bool {
+	if inTx && ex.c.Autocommit() {
+		ex.stmts.purge()
+		return true
+	}
+	return false
 }
 
 // caching reports whether statements may be taken from and kept in the
@@ -114,8 +134,13 @@ func (ex *executor) stmt(sql string) (st *sqlitex.Stmt, done func(), herr *hrana
 func (ex *executor) caching() bool { return ex.sb == nil || !ex.sb.readOnlyTx }
 
 // keep resets st and keeps it as sql's statement, or finalizes it if it
-// cannot be reset or a READONLY transaction began (st may have begun it).
-func (ex *executor) keep(sql string, st *sqlitex.Stmt) {
+// cannot be reset, a READONLY transaction began (st may have begun it) or
+// the transaction open when it began (inTx) ended (txEnded).
+func (ex *executor) keep(sql string, st *sqlitex.Stmt, inTx bool) {
+	if ex.txEnded(inTx) {
+		st.Close() // if it was cached, the purge finalized it already
+		return
+	}
 	if !ex.caching() || st.Reset() != nil || st.ClearBindings() != nil {
 		if cached, ok := ex.stmts.get(sql); ok && cached == st {
 			ex.stmts.lru.Remove(sql)

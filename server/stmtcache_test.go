@@ -188,3 +188,44 @@ func TestStmtCacheBound(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A statement kept prepared inside a transaction that a failing statement
+// rolled back (INSERT OR ROLLBACK, a trigger's RAISE(ROLLBACK)) is not
+// reused: the rollback undid the transaction's schema changes, and the
+// statement's columns, read before it is stepped, would be the undone
+// ones.
+func TestStmtCacheRollbackUndidSchema(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	ts.exec(t, "", "CREATE TABLE t(a)", "INSERT INTO t VALUES(1)", "CREATE TABLE k(x UNIQUE)", "INSERT INTO k VALUES(1)",
+		"CREATE TABLE g(x)", "CREATE TRIGGER g_no BEFORE INSERT ON g BEGIN SELECT RAISE(ROLLBACK, 'no'); END")
+	sel, ret := "SELECT * FROM t", "INSERT INTO t(a) VALUES(5) RETURNING *"
+	got := cacheSteps(t, ts, "",
+		step("BEGIN", nil),
+		step("ALTER TABLE t ADD COLUMN b DEFAULT 2", nil),
+		step(sel, nil),
+		step("INSERT OR ROLLBACK INTO k VALUES(1)", nil),
+		step(sel, nil),
+		step("BEGIN", nil),
+		step("ALTER TABLE t ADD COLUMN c DEFAULT 3", nil),
+		step(sel, nil),
+		step(ret, nil),
+		step("INSERT INTO g VALUES(1)", nil),
+		step(sel, nil),
+		step(ret, nil),
+	)
+	want := map[int]string{
+		2:  "a,b 1|2\n",
+		3:  "error: SQLite error: UNIQUE constraint failed: k.x",
+		4:  "a 1\n",
+		7:  "a,c 1|3\n",
+		8:  "a,c 5|3\n",
+		9:  "error: SQLite error: no",
+		10: "a 1\n",
+		11: "a 5\n",
+	}
+	for i, w := range want {
+		if got[i] != w {
+			t.Errorf("step %d: got %q, want %q", i, got[i], w)
+		}
+	}
+}
