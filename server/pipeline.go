@@ -361,16 +361,20 @@ func (ex *executor) runStmt(s *hrana.Stmt, begin func([]hrana.Col) error, row fu
 		return end, herr
 	}
 	wantRows := s.WantRows == nil || *s.WantRows
-	cols := make([]hrana.Col, st.ColumnCount())
-	for i := range cols {
-		name, decl := st.ColumnName(i), st.ColumnDecltype(i)
-		cols[i].Name = &name
-		if decl != "" {
-			cols[i].Decltype = &decl
+	var cols []hrana.Col
+	// A statement's columns are those of the schema it was compiled with
+	// (a reader's last read one, or the one of the step that kept it
+	// prepared, see stmtcache.go); the first step compiles it again if
+	// the schema changed since. A read's columns are read after it, then:
+	// stepping a read before begin has no effect begin could have
+	// prevented. A write reads them before (begin may refuse it), from
+	// the writer's own schema.
+	late := st.Readonly() && st.ColumnCount() > 0
+	if !late {
+		cols = columns(st)
+		if err := begin(cols); err != nil {
+			return end, asHrana(err)
 		}
-	}
-	if err := begin(cols); err != nil {
-		return end, asHrana(err)
 	}
 	guard := wantRows && !st.Readonly() && len(cols) > 0
 	if guard {
@@ -379,10 +383,17 @@ func (ex *executor) runStmt(s *hrana.Stmt, begin func([]hrana.Col) error, row fu
 		}
 	}
 	total, rowid := ex.c.TotalChanges(), ex.c.LastInsertRowid()
-	var bad, sent error
+	var bad, sent, begun error
 	err := ex.c.WithContext(ex.ctx, func() error {
 		for {
 			more, err := st.Step()
+			if late {
+				late = false
+				cols = columns(st)
+				if begun = begin(cols); begun != nil {
+					return begun
+				}
+			}
 			if err != nil || !more {
 				return err
 			}
@@ -413,6 +424,8 @@ func (ex *executor) runStmt(s *hrana.Stmt, begin func([]hrana.Col) error, row fu
 		}
 	}
 	switch {
+	case begun != nil:
+		return end, asHrana(begun)
 	case bad != nil:
 		return end, failure("RESPONSE_VALUE", "%v; the statement was not run", bad)
 	case sent != nil:
@@ -432,6 +445,24 @@ func (ex *executor) runStmt(s *hrana.Stmt, begin func([]hrana.Col) error, row fu
 		end.rowid = &id
 	}
 	return end, nil
+}
+
+// readSchema is a statement whose step checks that the connection's copy of
+// the schema is current (SQLite's OP_Transaction), reading it again if not.
+// PRAGMA schema_version does not.
+const readSchema = "SELECT 1 FROM sqlite_schema LIMIT 0"
+
+// columns describes st's result columns.
+func columns(st *sqlitex.Stmt) []hrana.Col {
+	cols := make([]hrana.Col, st.ColumnCount())
+	for i := range cols {
+		name, decl := st.ColumnName(i), st.ColumnDecltype(i)
+		cols[i].Name = &name
+		if decl != "" {
+			cols[i].Decltype = &decl
+		}
+	}
+	return cols
 }
 
 // afterStmt lifts the read-only guard once a READONLY transaction ended.
@@ -628,6 +659,14 @@ func (ex *executor) cursor(b *hrana.Batch, emit func(*hrana.CursorEntry) error) 
 }
 
 func (ex *executor) describe(sql string) (*hrana.DescribeResult, *hrana.Error) {
+	if ex.sb != nil && ex.sb.readOnly {
+		// A reader compiles with the schema it last read, and a statement
+		// described is not stepped (which would compile it again): a read
+		// of the schema table makes SQLite read the current schema first.
+		if err := ex.c.WithContext(ex.ctx, func() error { return ex.c.Exec(readSchema) }); err != nil {
+			return nil, ex.asHrana(err)
+		}
+	}
 	st, herr := ex.prepare(sql)
 	if herr != nil {
 		return nil, herr

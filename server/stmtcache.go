@@ -23,7 +23,8 @@ import (
 //     so a statement compiled outside it is never run inside it.
 //   - SQLite recompiles a statement whose schema changed when it is
 //     stepped, but the column names and count the executor reads before
-//     stepping would be the old ones. So the cache is emptied after every
+//     stepping a write would be the old ones (a read's come after its
+//     first step, see runStmt). So the cache is emptied after every
 //     statement that may change the schema: anything but the statements
 //     cacheable lists (DDL, PRAGMA, ROLLBACK, sequences, ...), and after
 //     every statement during which the transaction open when it began

@@ -229,3 +229,112 @@ func TestStmtCacheRollbackUndidSchema(t *testing.T) {
 		}
 	}
 }
+
+// A reader connection compiles a statement with the schema it last read,
+// and SQLite checks that schema only when the statement is stepped: a
+// read after another connection's schema change (a push's ALTER TABLE)
+// must still report the table's columns as they are now, compiled afresh
+// or kept from the request's earlier steps.
+func TestReaderSchemaChanges(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	ts.exec(t, "", "CREATE TABLE s(a)", "INSERT INTO s VALUES(1)")
+	sel := "SELECT * FROM s"
+	cols, row := "a", "1"
+	for i := range 3 {
+		// Reads only: a reader runs them (and reads the schema).
+		for range 3 {
+			if got := cacheSteps(t, ts, "", step(sel, nil), step(sel, nil)); got[0] != cols+" "+row+"\n" || got[1] != got[0] {
+				t.Fatalf("round %d, before the ALTER: %q, want %s %s", i, got, cols, row)
+			}
+		}
+		ts.exec(t, "", fmt.Sprintf("ALTER TABLE s ADD COLUMN c%d DEFAULT %d", i, i))
+		cols, row = cols+fmt.Sprintf(",c%d", i), row+fmt.Sprintf("|%d", i)
+		for range 3 {
+			if got := cacheSteps(t, ts, "", step(sel, nil), step(sel, nil)); got[0] != cols+" "+row+"\n" || got[1] != got[0] {
+				t.Errorf("round %d, after the ALTER: %q, want %s %s", i, got, cols, row)
+			}
+		}
+		// A describe (not stepped) after the next ALTER.
+		ts.exec(t, "", fmt.Sprintf("ALTER TABLE s ADD COLUMN d%d", i))
+		cols, row = cols+fmt.Sprintf(",d%d", i), row+"|<nil>"
+		for range 3 {
+			r := ts.pipeline(t, "", "", hrana.StreamRequest{Type: hrana.ReqDescribe, SQL: str(sel)}).Results[0]
+			if r.Type != hrana.ResultOK {
+				t.Fatalf("describe: %+v", r.Error)
+			}
+			var names []string
+			for _, c := range r.Response.DescribeResult.Cols {
+				names = append(names, c.Name)
+			}
+			if got := strings.Join(names, ","); got != cols {
+				t.Errorf("round %d, describe after the ALTER: %s, want %s", i, got, cols)
+			}
+		}
+	}
+
+	// Between two steps of one cursor on a reader, kept prepared from the
+	// first: the cursor waits for its client in the middle of the second
+	// step while a push adds a column.
+	bigDatabase(t, ts, 4) // more rows than a cursor buffers
+	d, err := ts.database(t.Context(), "default", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := dialWS(t, ts.url, "hrana3")
+	w.c.SetReadLimit(64 << 20)
+	w.write(map[string]any{"type": "hello"})
+	if m := w.read(); m["type"] != "hello_ok" {
+		t.Fatalf("hello: %v", m)
+	}
+	if m := w.req(map[string]any{"type": "open_stream", "stream_id": 1}); m["type"] != "response_ok" {
+		t.Fatalf("open_stream: %v", m)
+	}
+	if m := w.req(map[string]any{"type": "open_cursor", "stream_id": 1, "cursor_id": 1, "batch": map[string]any{"steps": []any{
+		map[string]any{"stmt": stmt(sel)}, map[string]any{"stmt": stmt("SELECT id, v FROM t")}, map[string]any{"stmt": stmt(sel)},
+	}}}); m["type"] != "response_ok" {
+		t.Fatalf("open_cursor: %v", m)
+	}
+	var entries []map[string]any
+	done := false
+	fetch := func() {
+		m := w.req(map[string]any{"type": "fetch_cursor", "cursor_id": 1, "max_count": 2})
+		resp, _ := m["response"].(map[string]any)
+		if m["type"] != "response_ok" || resp == nil {
+			t.Fatalf("fetch_cursor: %v", m)
+		}
+		done, _ = resp["done"].(bool)
+		es, _ := resp["entries"].([]any)
+		for _, e := range es {
+			entries = append(entries, e.(map[string]any))
+		}
+	}
+	// Step 0, and the second step's first row: the cursor is inside it.
+	for len(entries) < 5 && !done {
+		fetch()
+	}
+	if len(entries) < 5 || entries[3]["type"] != "step_begin" || entries[3]["step"] != float64(1) || entries[4]["type"] != "row" {
+		t.Fatalf("the cursor's first entries: %v", entries)
+	}
+	if len(d.cursorSlots) != 1 {
+		t.Fatalf("the cursor is not on a reader (%d cursor slots held)", len(d.cursorSlots))
+	}
+	ts.exec(t, "", "ALTER TABLE s ADD COLUMN late DEFAULT 'x'")
+	for !done {
+		fetch()
+	}
+	var names []string
+	values := -1
+	for i, e := range entries {
+		if e["type"] == "step_begin" && e["step"] == float64(2) {
+			for _, c := range e["cols"].([]any) {
+				names = append(names, c.(map[string]any)["name"].(string))
+			}
+			if i+1 < len(entries) && entries[i+1]["type"] == "row" {
+				values = len(entries[i+1]["row"].([]any))
+			}
+		}
+	}
+	if got, want := strings.Join(names, ","), cols+",late"; got != want || values != len(names) {
+		t.Errorf("step 2 after the ALTER between steps: columns %s and %d values in its row, want %s and a value for each", got, values, want)
+	}
+}
