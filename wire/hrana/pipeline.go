@@ -20,9 +20,12 @@
 package hrana
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"strings"
 )
 
 // ErrInvalid is wrapped by errors for messages that are malformed or
@@ -60,20 +63,42 @@ type PipelineReqBody struct {
 
 func (p PipelineReqBody) MarshalJSON() ([]byte, error) { return p.appendJSON(nil) }
 
-// pipelineReqWire is a request body as encoding/json reads it in one
-// pass: decoding the requests as StreamRequest would have it hand each
+// DecodePipelineReq decodes a request body; every error wraps ErrInvalid.
+// It takes what encoding/json takes as a PipelineReqBody and decodes it to
+// the same value (FuzzDecodePipelineReqAgrees), in one pass over the body
+// where it can: decoded as PipelineReqBody, encoding/json would hand each
 // request's bytes to StreamRequest.UnmarshalJSON, which scans them twice
 // more (a push batch is megabytes).
+//
+// One pass decodes the body as pipelineReqWire, which is what encoding/json
+// gives unless a key comes twice: it would decode the second "requests"
+// array into the elements of the first, keeping whatever only the first
+// set (its statements' arguments, say), where StreamRequest.UnmarshalJSON
+// starts each request afresh. A body whose keys may repeat (repeatsKeys),
+// and one the pass refuses, is decoded again by decodeByKey, which is
+// exact but copies the body (json.Decoder) and costs about a tenth more.
+func DecodePipelineReq(b []byte) (*PipelineReqBody, error) {
+	if p, err := decodeOnePass(b); err == nil && !repeatsKeys(b) {
+		return p, nil
+	}
+	p, err := decodeByKey(b)
+	if err != nil {
+		return nil, invalid(err)
+	}
+	return p, nil
+}
+
+// pipelineReqWire is a request body in the shape encoding/json decodes in
+// one pass.
 type pipelineReqWire struct {
 	Baton    *string             `json:"baton"`
 	Requests []streamRequestWire `json:"requests"`
 }
 
-// DecodePipelineReq decodes a request body; every error wraps ErrInvalid.
-func DecodePipelineReq(b []byte) (*PipelineReqBody, error) {
+func decodeOnePass(b []byte) (*PipelineReqBody, error) {
 	var w pipelineReqWire
 	if err := json.Unmarshal(b, &w); err != nil {
-		return nil, invalid(err)
+		return nil, err
 	}
 	p := &PipelineReqBody{Baton: w.Baton}
 	if w.Requests != nil {
@@ -81,10 +106,168 @@ func DecodePipelineReq(b []byte) (*PipelineReqBody, error) {
 	}
 	for i := range w.Requests {
 		if err := p.Requests[i].fromWire(&w.Requests[i]); err != nil {
-			return nil, invalid(err)
+			return nil, err
 		}
 	}
 	return p, nil
+}
+
+// repeatsKeys reports whether the object b, valid JSON, may have a key of
+// PipelineReqBody twice: two keys that fold to the same field name
+// (encoding/json matches keys case-insensitively, bytes.EqualFold), or a
+// key with an escape, which may spell one. It skips the values without
+// decoding them.
+func repeatsKeys(b []byte) bool {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return false // null: no keys (anything else failed to decode)
+	}
+	baton, requests := 0, 0
+	for i++; ; {
+		i = skipSpace(b, i)
+		if i < len(b) && b[i] == ',' {
+			i = skipSpace(b, i+1)
+		}
+		if i >= len(b) || b[i] != '"' {
+			return i >= len(b) || b[i] != '}'
+		}
+		end := stringEnd(b, i)
+		if end > len(b) {
+			return true
+		}
+		key := b[i+1 : end-1]
+		switch {
+		case bytes.IndexByte(key, '\\') >= 0:
+			return true
+		case bytes.EqualFold(key, []byte("baton")):
+			baton++
+		case bytes.EqualFold(key, []byte("requests")):
+			requests++
+		}
+		if baton > 1 || requests > 1 {
+			return true
+		}
+		if i = skipSpace(b, end); i >= len(b) || b[i] != ':' {
+			return true
+		}
+		if i = skipValue(b, skipSpace(b, i+1)); i > len(b) {
+			return true
+		}
+	}
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// stringEnd returns the index after the JSON string starting at b[i],
+// len(b)+1 if it does not end.
+func stringEnd(b []byte, i int) int {
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '"':
+			return j + 1
+		case '\\':
+			j++ // the escaped byte (of \uXXXX, the rest are hex digits)
+		}
+	}
+	return len(b) + 1
+}
+
+// skipValue returns the index after the JSON value starting at b[i],
+// len(b)+1 if it does not end.
+func skipValue(b []byte, i int) int {
+	if i >= len(b) {
+		return len(b) + 1
+	}
+	switch b[i] {
+	case '"':
+		return stringEnd(b, i)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				j = stringEnd(b, j) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return j + 1
+				}
+			}
+		}
+		return len(b) + 1
+	}
+	for i < len(b) && !(b[i] == ',' || b[i] == '}' || b[i] == ']' || b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
+		i++ // a number, true, false or null
+	}
+	return i
+}
+
+// decodeByKey decodes the body's keys one by one, each value into a
+// variable of its own, as encoding/json would (the last of a key counts,
+// and every "requests" array must hold valid requests). Keys match the
+// fields as encoding/json matches them: exactly, else case-folded; any
+// other key is skipped.
+func decodeByKey(b []byte) (*PipelineReqBody, error) {
+	p := &PipelineReqBody{}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, err
+	}
+	switch tok {
+	case nil: // null: encoding/json leaves the body as it is
+	case json.Delim('{'):
+		for dec.More() {
+			if tok, err = dec.Token(); err != nil {
+				return nil, err
+			}
+			key, _ := tok.(string)
+			switch {
+			case key == "baton" || strings.EqualFold(key, "baton"):
+				var baton *string
+				err = dec.Decode(&baton)
+				p.Baton = baton
+			case key == "requests" || strings.EqualFold(key, "requests"):
+				p.Requests, err = decodeRequests(dec)
+			default:
+				var skip json.RawMessage
+				err = dec.Decode(&skip)
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		if _, err = dec.Token(); err != nil { // the closing brace
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("a request body is an object, not %v", tok)
+	}
+	if _, err = dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("data after the request body")
+	}
+	return p, nil
+}
+
+// decodeRequests decodes the requests array that dec is at.
+func decodeRequests(dec *json.Decoder) ([]StreamRequest, error) {
+	var w []streamRequestWire
+	if err := dec.Decode(&w); err != nil || w == nil {
+		return nil, err
+	}
+	reqs := make([]StreamRequest, len(w))
+	for i := range w {
+		if err := reqs[i].fromWire(&w[i]); err != nil {
+			return nil, err
+		}
+	}
+	return reqs, nil
 }
 
 // StreamRequest is one request of a pipeline. Type selects which other

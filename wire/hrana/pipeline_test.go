@@ -3,6 +3,7 @@ package hrana
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"reflect"
 	"strings"
@@ -384,4 +385,89 @@ func checkQuickCond(t *testing.T, b []byte) {
 	if !reflect.DeepEqual(quick, slow) {
 		t.Fatalf("%q: quick decodes %+v, encoding/json %+v", b, quick, slow)
 	}
+}
+
+// Request bodies with keys given twice, in another case or escaped: the
+// last one counts, as encoding/json has it, and nothing of an earlier
+// value stays behind in it.
+var dupKeySeeds = []string{
+	`{"requests":[{"type":"execute","stmt":{"sql":"DELETE FROM t WHERE a = ?","args":[{"type":"integer","value":"1"}]}}],` +
+		`"requests":[{"type":"execute","stmt":{"sql":"DELETE FROM t"}}]}`,
+	`{"requests":[{"type":"store_sql","sql_id":1,"sql":"SELECT 1"}],"requests":[{"sql_id":2}]}`,
+	`{"requests":[{"type":"batch","batch":{"steps":[{"condition":{"type":"ok","step":0},"stmt":{"sql":"a"}}]}}],` +
+		`"requests":[{"type":"batch","batch":{"steps":[{"stmt":{"sql":"b"}}]}}]}`,
+	`{"requests":[{"type":"execute","stmt":{"sql":"a","want_rows":false}},{"type":"close"}],"REQUESTS":[{"type":"execute","stmt":{"sql":"b"}}]}`,
+	`{"Requests":[{"type":"sequence","sql":"x"}],"requeſtſ":[{"type":"sequence","sql_id":3}]}`,
+	`{"\u0072equests":[{"type":"describe","sql":"x"}],"requests":[{"type":"describe","sql_id":4}]}`,
+	`{"requests":[{"type":"execute","stmt":{"sql":"x"}}],"requests":null}`,
+	`{"requests":[{"type":"execute","stmt":{"sql":"x"}}],"requests":[]}`,
+	`{"baton":"a","requests":[],"baton":null}`, `{"baton":"a","Baton":"b","requests":[]}`,
+	`{"requests":[{"type":"execute","stmt":{"sql":"a","args":[{"type":"integer","value":"1"}]},"stmt":{"sql":"b"}}]}`,
+	`{"requests":[{"type":"close","type":"execute","stmt":{"sql":"a"}}]}`,
+	`{"requests":[],"other":{"requests":[{"type":"bogus"}]},"x":[1,{"a":null}]}`,
+	` {"requests":[]} `, `{"requests":[]} x`, `{"requests":[]}{}`, `null`, `[]`, `"x"`, `{"requests":[]`, `{"requests":[],}`,
+	`{"requests":{}}`, `{"baton":5,"requests":[]}`, `{}`, ``,
+}
+
+func TestDecodePipelineReqDuplicateKeys(t *testing.T) {
+	for _, s := range dupKeySeeds {
+		checkDecodeAgrees(t, []byte(s))
+	}
+	// What clients send takes the one pass; a repeated key does not.
+	push, err := json.Marshal(pushBatch())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{string(push), capturedHighWaterReq, ` { "baton" : "x" , "requests" : [ ] , "x" : { "requests" : 1 } } `, `null`} {
+		if repeatsKeys([]byte(s)) {
+			t.Errorf("%.80s: repeatsKeys", s)
+		}
+	}
+	for _, s := range dupKeySeeds[:10] {
+		if !repeatsKeys([]byte(s)) {
+			t.Errorf("%s: not repeatsKeys", s)
+		}
+	}
+}
+
+func FuzzDecodePipelineReqAgrees(f *testing.F) {
+	for _, s := range append(dupKeySeeds, reqSeeds...) {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(checkDecodeAgrees)
+}
+
+// checkDecodeAgrees compares DecodePipelineReq with encoding/json
+// decoding the body as PipelineReqBody (StreamRequest.UnmarshalJSON
+// decoding each request into a value of its own): both refuse b, or both
+// decode it to the same requests.
+func checkDecodeAgrees(t *testing.T, b []byte) {
+	t.Helper()
+	var want PipelineReqBody
+	werr := json.Unmarshal(b, &want)
+	got, err := DecodePipelineReq(b)
+	agree(t, "DecodePipelineReq", b, got, err, &want, werr)
+	got, err = decodeByKey(b) // the exact path alone
+	agree(t, "decodeByKey", b, got, err, &want, werr)
+}
+
+func agree(t *testing.T, name string, b []byte, got *PipelineReqBody, err error, want *PipelineReqBody, werr error) {
+	t.Helper()
+	switch {
+	case err != nil && werr != nil:
+	case err != nil:
+		t.Fatalf("%s: %s refuses it (%v), encoding/json gives %s", b, name, err, dump(want))
+	case werr != nil:
+		t.Fatalf("%s: %s gives %s, encoding/json refuses it (%v)", b, name, dump(got), werr)
+	case !reflect.DeepEqual(got, want):
+		t.Fatalf("%s: %s gives %s, encoding/json %s", b, name, dump(got), dump(want))
+	}
+}
+
+func dump(p *PipelineReqBody) string {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return fmt.Sprintf("%+v (%v)", *p, err)
+	}
+	return string(b)
 }
