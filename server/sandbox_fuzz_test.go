@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/syncdb/syncdb/internal/sqlitex"
 	"github.com/syncdb/syncdb/wire/hrana"
 	"github.com/syncdb/syncdb/wire/syncpb"
 )
@@ -21,6 +22,7 @@ var (
 	sandboxSeed  = flag.Uint64("sandbox-seed", 0, "TestSecuritySandboxFuzz: run only this seed")
 	sandboxSeeds = flag.Int("sandbox-seeds", 4, "TestSecuritySandboxFuzz: seeds to run")
 	sandboxStmts = flag.Int("sandbox-stmts", 200, "TestSecuritySandboxFuzz: statements per seed")
+	sandboxV     = flag.Bool("sandbox-v", false, "TestSecuritySandboxFuzz: log every request and its outcome")
 )
 
 // grammar generates statements from dangerous constructs, mixed with
@@ -113,14 +115,152 @@ func (g *grammar) stmt() (sql string, write bool) {
 	return fmt.Sprintf("INSERT INTO %s(v) VALUES('w%d')", g.pick("t", "t", "u", "w"), g.r.IntN(1<<30)), true
 }
 
+// txnShapes open and end a transaction, picked apart: a COMMIT may end a
+// SAVEPOINT's transaction, and a RELEASE meet a BEGIN's (and fail).
+var txnShapes = [][2]string{{"BEGIN", "COMMIT"}, {"BEGIN IMMEDIATE", "END"}, {"SAVEPOINT s", "RELEASE s"}, {"BEGIN", "COMMIT"}}
+
+// ackModel counts the fuzz's inserts that the server acknowledged as
+// durable, by Hrana's semantics: a statement's result inside a transaction
+// is not a commit. An insert counts once its transaction committed: at
+// once in autocommit mode, or with a later COMMIT (END) that succeeded, or
+// the RELEASE of the savepoint that began the transaction. Each of the
+// fuzz's requests is a stream of its own whose baton it never uses again
+// (but for checkAutocommit): a transaction still open at the end of a
+// request is never committed (it is rolled back when the stream expires),
+// and its inserts never count.
+type ackModel struct {
+	acked   int64   // inserts committed
+	inTxn   bool    // a transaction is open
+	bySave  bool    // it began with SAVEPOINT: the RELEASE of that one commits it
+	saves   []int64 // pending at each open savepoint, innermost last (all are named s)
+	pending int64   // inserts of the open transaction
+	wrong   string  // the server did what the model cannot have
+}
+
+// ran applies a statement that succeeded; write says it is one of the
+// fuzz's counted inserts.
+func (m *ackModel) ran(sql string, write bool) {
+	switch sql {
+	case "BEGIN", "BEGIN IMMEDIATE", "BEGIN EXCLUSIVE":
+		m.inTxn, m.bySave, m.saves, m.pending = true, false, nil, 0
+	case "COMMIT", "END":
+		m.acked += m.pending
+		m.end()
+	case "ROLLBACK":
+		m.end()
+	case "SAVEPOINT s":
+		if !m.inTxn {
+			m.inTxn, m.bySave, m.saves, m.pending = true, true, nil, 0
+		}
+		m.saves = append(m.saves, m.pending)
+	case "RELEASE s": // releases the innermost s (and none is inside it)
+		if len(m.saves) == 0 {
+			m.wrong = "RELEASE s succeeded with no savepoint open"
+			return
+		}
+		m.saves = m.saves[:len(m.saves)-1]
+		if len(m.saves) == 0 && m.bySave {
+			m.acked += m.pending
+			m.end()
+		}
+	case "ROLLBACK TO s": // undoes the writes since the innermost s, which stays
+		if len(m.saves) == 0 {
+			m.wrong = "ROLLBACK TO s succeeded with no savepoint open"
+			return
+		}
+		m.pending = m.saves[len(m.saves)-1]
+	default:
+		if !write {
+			return
+		}
+		if m.inTxn {
+			m.pending++
+		} else {
+			m.acked++
+		}
+	}
+}
+
+// end drops the open transaction, if any, with its inserts.
+func (m *ackModel) end() { m.inTxn, m.bySave, m.saves, m.pending = false, false, nil, 0 }
+
+// committedOf returns how many of the inserts among stmts (writes says
+// which) the database holds: each has a value of its own.
+func committedOf(t *testing.T, ts *testServer, stmts []string, writes []bool) int64 {
+	t.Helper()
+	var counts []string
+	for i, q := range stmts {
+		if writes[i] {
+			// INSERT INTO <table>(v) VALUES('w<n>')
+			table, value, _ := strings.Cut(strings.TrimPrefix(q, "INSERT INTO "), "(v) VALUES(")
+			counts = append(counts, fmt.Sprintf("(SELECT count(*) FROM %s WHERE v = %s)", table, strings.TrimSuffix(value, ")")))
+		}
+	}
+	if len(counts) == 0 {
+		return 0
+	}
+	return mustInt(t, ts.query(t, "", "SELECT "+strings.Join(counts, " + "))[0][0])
+}
+
+// checkAutocommit asks the server, on stream s (the request's, kept open
+// by its baton), whether a transaction is open, and fails if the model
+// disagrees: the model's counting rests on it.
+func (m *ackModel) checkAutocommit(t *testing.T, s *hstream) {
+	t.Helper()
+	if m.wrong != "" {
+		t.Fatalf("the model disagrees with the server: %s", m.wrong)
+	}
+	path := s.path
+	s.path = "/v3/pipeline"
+	defer func() { s.path = path }()
+	_, res, out := s.send(hrana.StreamRequest{Type: hrana.ReqGetAutocommit})
+	if res == nil || res[0].Type != hrana.ResultOK {
+		t.Fatalf("get_autocommit: %s", out)
+	}
+	if got := res[0].Response.IsAutocommit; got == m.inTxn {
+		t.Fatalf("the server says autocommit=%v, the model says a transaction is open=%v", got, m.inTxn)
+	}
+}
+
+func sandboxLog(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if *sandboxV {
+		t.Logf(format, args...)
+	}
+}
+
+// stepErrors runs stmts as one unconditional batch on s and returns each
+// step's error message ("" for success).
+func (s *hstream) stepErrors(stmts ...string) []string {
+	s.t.Helper()
+	steps := make([]hrana.BatchStep, len(stmts))
+	for i := range stmts {
+		steps[i] = step(stmts[i], nil)
+	}
+	_, res, out := s.send(batch(steps...))
+	if res == nil || res[0].Type != hrana.ResultOK {
+		s.t.Fatalf("batch failed: %s", out)
+	}
+	errs := make([]string, len(stmts))
+	for i, e := range res[0].Response.BatchResult.StepErrors {
+		if e != nil {
+			errs[i] = e.Message
+			if errs[i] == "" {
+				errs[i] = "(error without a message)"
+			}
+		}
+	}
+	return errs
+}
+
 func quoteLit(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // Fuzzing the sandbox: random requests of dangerous constructs, as
 // batches, sequences and query selectors. Afterwards no file outside the
 // data directory exists, the data directory holds only the server's
-// files, every acknowledged insert is in a pull, and the history and the
-// database pass their integrity checks, also after a checkpoint and a
-// restart.
+// files, a pull holds the inserts whose commit the server acknowledged
+// (ackModel) and no others, and the history and the database pass their
+// integrity checks, also after a checkpoint and a restart.
 func TestSecuritySandboxFuzz(t *testing.T) {
 	seeds := []uint64{}
 	if *sandboxSeed != 0 {
@@ -154,32 +294,44 @@ func fuzzSandbox(t *testing.T, seed uint64) {
 	ts.exec(t, "other", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", "INSERT INTO t(v) VALUES('other')")
 	base := ts.pull(t, "", &syncpb.PullUpdatesReqProtoBody{})
 	g := &grammar{r: rand.New(rand.NewPCG(seed, 9)), outside: outside, dataDir: dir}
-	acked := int64(0)
+	m := &ackModel{}
+	// Its own source, so that a seed's statements are those it had before.
+	wrap := rand.New(rand.NewPCG(seed, 10))
 	for n := 0; n < *sandboxStmts; {
 		switch g.r.IntN(5) {
 		case 0: // a query selector
 			q, _ := g.stmt()
 			n++
-			ts.pullAs(t, "", "", &syncpb.PullUpdatesReqProtoBody{ServerQuerySelector: q})
+			st, _ := ts.pullAs(t, "", "", &syncpb.PullUpdatesReqProtoBody{ServerQuerySelector: q})
+			sandboxLog(t, "selector %q: %d", q, st)
 		case 1: // a sequence: several statements in one text
 			var parts []string
+			var writes []bool
 			for range 1 + g.r.IntN(4) {
-				q, _ := g.stmt()
-				parts = append(parts, q)
+				q, w := g.stmt()
+				parts, writes = append(parts, q), append(writes, w)
 				n++
 			}
-			resp := ts.pipeline(t, "", "", hrana.StreamRequest{Type: hrana.ReqSequence, SQL: str(strings.Join(parts, "; "))})
-			if r := resp.Results[0]; r.Type == hrana.ResultOK {
+			s := ts.stream(t, "", "/v2/pipeline")
+			_, res, out := s.send(hrana.StreamRequest{Type: hrana.ReqSequence, SQL: str(strings.Join(parts, "; "))})
+			if res == nil {
+				t.Fatalf("sequence: %s", out)
+			}
+			sandboxLog(t, "sequence %q: %s %v", parts, res[0].Type, res[0].Error)
+			if res[0].Type == hrana.ResultOK {
 				// A sequence runs to its end only if every statement did.
-				for _, p := range parts {
-					if strings.HasPrefix(p, "INSERT INTO ") && strings.Contains(p, "(v) VALUES('w") {
-						acked++
-					}
+				for i, p := range parts {
+					m.ran(p, writes[i])
 				}
+				m.checkAutocommit(t, s)
+				m.end()
 			} else {
-				// It ran up to the failing statement: count the inserts
-				// that the database now holds instead (below).
-				acked = -1
+				// It ran up to the failing statement, which the response
+				// does not name: the inserts of it that the database now
+				// holds count (committed ones only: a transaction it left
+				// open is rolled back when the stream expires, later).
+				m.end()
+				m.acked += committedOf(t, ts, parts, writes)
 			}
 		default: // a batch of unconditional steps
 			var stmts []string
@@ -189,18 +341,37 @@ func fuzzSandbox(t *testing.T, seed uint64) {
 				stmts, writes = append(stmts, q), append(writes, w)
 				n++
 			}
-			errs := ts.stepErrors(t, "", "", stmts...)
+			if wrap.IntN(3) == 0 {
+				// A transaction of the batch's own, so that commits of
+				// several inserts (and their loss) are common.
+				open, end := txnShapes[wrap.IntN(len(txnShapes))][0], txnShapes[wrap.IntN(len(txnShapes))][1]
+				stmts, writes = append(append([]string{open}, stmts...), end), append(append([]bool{false}, writes...), false)
+			}
+			s := ts.stream(t, "", "/v2/pipeline")
+			errs := s.stepErrors(stmts...)
+			commits := false
 			for i, e := range errs {
-				if e == "" && writes[i] && acked >= 0 {
-					acked++
+				sandboxLog(t, "batch step %d %q: %q", i, stmts[i], e)
+				if e == "" {
+					m.ran(stmts[i], writes[i])
+				}
+				if k := sqlitex.FirstKeyword(stmts[i]); k == "COMMIT" || k == "END" {
+					commits = true
 				}
 			}
+			if commits {
+				// A batch that begins in autocommit mode (each of the
+				// fuzz's requests is a stream of its own) and holds its
+				// own COMMIT is all or nothing: left open, its transaction
+				// is rolled back at its end (executor.selfContained).
+				m.end()
+			}
+			m.checkAutocommit(t, s)
+			m.end()
 		}
-		if acked < 0 {
-			// Resynchronise from the server (a partially run sequence).
-			acked = mustInt(t, ts.query(t, "", countInserts)[0][0])
-		}
+		sandboxLog(t, "acknowledged %d", m.acked)
 	}
+	acked := m.acked
 	// A trigger the fuzz created may make every insert fail: that is the
 	// client's own schema, which it may break; drop it for the last one.
 	ts.exec(t, "", "DROP TRIGGER IF EXISTS spy", "INSERT INTO t(v) VALUES('w-final')")
