@@ -525,7 +525,7 @@ func (d *DB) spawnActors(clientID string) error {
 	if d.net, err = netactor.Spawn(d.sys, netactor.Config{
 		URL: url, AuthToken: token, EncryptionKey: cfg.RemoteEncryptionKey, EncryptionCipher: cfg.RemoteEncryptionCipher,
 		HTTPClient: cfg.HTTPClient, Clock: h.Clock, ZstdPages: cfg.ZstdPages, Logger: cfg.Logger,
-		Retry: netactor.RetryPolicy{MaxElapsedTime: cfg.MaxRetryTime, Disabled: cfg.MaxRetryTime < 0},
+		Retry: netactor.RetryPolicy{MaxElapsedTime: cfg.MaxRetryTime, Disabled: cfg.MaxRetryTime < 0, NoJitter: h.NoJitter},
 	}); err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -50,6 +51,11 @@ type transport struct {
 	faultPct int          // chance of a fault per request, in percent
 	pushes   [][]byte     // bodies of past pushes, for faultReplayOld
 	marks    map[string]mark
+	// requests counts the requests and trace hashes their sequence
+	// (endpoint and fault of each): a replay must make the same ones, even
+	// where no fault shows in the log (see TestReplayIsDeterministic).
+	requests int
+	trace    hash.Hash64
 }
 
 // calm runs fn without network faults (the simulation's own checks).
@@ -64,6 +70,14 @@ func (t *transport) calm(fn func()) {
 		t.mu.Unlock()
 	}()
 	fn()
+}
+
+// requestTrace is the number of requests so far and the hash of their
+// sequence.
+func (t *transport) requestTrace() (int, string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.requests, fmt.Sprintf("%016x", t.trace.Sum64())
 }
 
 func (t *transport) setHandler(h http.Handler) {
@@ -92,9 +106,11 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		replay = t.pushes[t.w.rng.IntN(len(t.pushes))]
 	}
 	cut := t.w.rng.Float64()
+	endpoint := req.URL.Path[strings.LastIndexByte(req.URL.Path, '/')+1:]
+	t.requests++
+	fmt.Fprintf(t.trace, "%s %d\n", endpoint, f)
 	t.mu.Unlock()
 
-	endpoint := req.URL.Path[strings.LastIndexByte(req.URL.Path, '/')+1:]
 	if f != faultNone {
 		t.w.logf("net %s %s", faultNames[f], endpoint)
 	}

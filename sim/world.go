@@ -47,6 +47,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -208,7 +209,7 @@ func newWorld(t testing.TB, cfg config) *world {
 	w.krng = rand.New(rand.NewPCG(cfg.seed, 0x9f7))
 	w.bgCond = sync.NewCond(&w.mu)
 	w.ids = &seededIDs{rng: rand.New(rand.NewPCG(cfg.seed, 0x1d5))}
-	w.tr = &transport{w: w}
+	w.tr = &transport{w: w, trace: fnv.New64a()}
 	w.model.trace = func(tok string, n int, sql string) {
 		if n > 1 {
 			w.logf("model: %s written by a committed push for the %d. time: %s", tok, n, sql)
@@ -398,7 +399,8 @@ func (w *world) open(c *client) error {
 	c.cache = nil
 	c.cacheMu.Unlock()
 	hooks := testhooks.Hooks{
-		Clock: w.clock, IDs: w.ids.next, FS: c.fs, VFS: w.vfs, Background: w.background(c),
+		// NoJitter: a retry waits the same virtual time in every replay.
+		Clock: w.clock, NoJitter: true, IDs: w.ids.next, FS: c.fs, VFS: w.vfs, Background: w.background(c),
 		OnMeta: func(m *messages.Meta) {
 			c.cacheMu.Lock()
 			c.cache = m

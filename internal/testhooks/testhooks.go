@@ -44,6 +44,12 @@ type Hooks struct {
 	// AfterUnlock just after the facade releases it (a failed Open, Close),
 	// for tests of what another Open can do around those moments.
 	BeforeLock, AfterUnlock func()
+	// NoJitter makes the network actor's retries wait exactly the computed
+	// intervals. Its jitter comes from the global math/rand, which no seed
+	// controls: with it, the virtual time a retry loop reaches, and so how
+	// many attempts fit in MaxRetryTime, differ between replays of a
+	// simulator seed (netactor.RetryPolicy.NoJitter).
+	NoJitter bool
 }
 
 type key struct{}
