@@ -1,6 +1,7 @@
 package syncdb_test
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -233,6 +234,35 @@ func backupWithoutWAL(t *testing.T, path string) string {
 	return to
 }
 
+// withoutLocalWAL rewrites the closed replica's -info without the record
+// of a WAL generation's local commits (syncdb.local_wal), as a release
+// before it left it: the state whose lost WAL the open's missing-journal
+// and base checks judge alone.
+func withoutLocalWAL(t *testing.T, path string) {
+	t.Helper()
+	data, err := os.ReadFile(path + "-info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber() // the stamp's hash is a uint64
+	if err := dec.Decode(&m); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := m["syncdb"].(map[string]any)
+	if _, ok := s["local_wal"]; !ok {
+		t.Fatal("the test's premise: -info records no local WAL generation")
+	}
+	delete(s, "local_wal")
+	if data, err = json.Marshal(m); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path+"-info", data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // infoOf reads the replica's -info as syncdb wrote it.
 func infoOf(t *testing.T, path string) messages.Meta {
 	t.Helper()
@@ -251,9 +281,20 @@ func infoOf(t *testing.T, path string) messages.Meta {
 // and before any checkpoint: the database file has no _syncdb_local (the
 // local tables and the pull live in the lost WAL), which is what a T1
 // leaves, but the WAL lost the base's frames, an outside modification:
-// the replica opens read only, with Config.Recover to rebuild it, as any
-// outside modification does, not refused as an interrupted pull.
+// the replica opens read only, as any outside modification does, not
+// refused as an interrupted pull. With -info as an earlier release left
+// it (no record of the WAL's local commits), the missing-journal and base
+// checks judge: the error names the missing journal, and Config.Recover
+// is refused with ErrCorruptJournal; with this release's record, the
+// open refuses before them, naming the WAL's lost local commits, and so
+// does Config.Recover. Both open once the -wal is put back.
 func TestPullJournalMissingBackupWithoutWAL(t *testing.T) {
+	for _, earlier := range []bool{true, false} {
+		t.Run(map[bool]string{true: "earlier release", false: "recorded"}[earlier], func(t *testing.T) { backupWithoutWALAfterPull(t, earlier) })
+	}
+}
+
+func backupWithoutWALAfterPull(t *testing.T, earlier bool) {
 	ctx := context.Background()
 	url := newServer(t)
 	dir := t.TempDir()
@@ -284,6 +325,9 @@ func TestPullJournalMissingBackupWithoutWAL(t *testing.T) {
 	}
 	a.Close()
 	b.Close()
+	if earlier {
+		withoutLocalWAL(t, restored)
+	}
 	if n := plainCount(t, restored, "SELECT count(*) FROM sqlite_schema WHERE name = '_syncdb_local'"); n != 0 {
 		t.Fatalf("the test's premise: the database file has _syncdb_local (%d)", n)
 	}
@@ -293,14 +337,20 @@ func TestPullJournalMissingBackupWithoutWAL(t *testing.T) {
 	}
 	_, err = r.Exec(ctx, "INSERT INTO t VALUES(5, 'x')")
 	r.Close()
-	if !errors.Is(err, syncdb.ErrExternalModification) || !strings.Contains(err.Error(), "journal") {
-		t.Fatalf("a write to the backup without its WAL: %v, want ErrExternalModification naming the missing journal", err)
+	named := "journal"
+	if !earlier {
+		named = "WAL lost local commits"
+	}
+	if !errors.Is(err, syncdb.ErrExternalModification) || !strings.Contains(err.Error(), named) {
+		t.Fatalf("a write to the backup without its WAL: %v, want ErrExternalModification naming %q", err, named)
 	}
 	t.Logf("detached: %v", err)
 	// The local changes were in the lost WAL: a rebuild has none to
 	// carry over, and says where they were.
-	if _, err := syncdb.Open(ctx, syncdb.Config{Path: restored, URL: url, Recover: true}); !errors.Is(err, syncdb.ErrCorruptJournal) || !strings.Contains(err.Error(), "-wal") {
-		t.Fatalf("Config.Recover of the backup without its WAL: %v, want ErrCorruptJournal saying what to put back", err)
+	_, err = syncdb.Open(ctx, syncdb.Config{Path: restored, URL: url, Recover: true})
+	if want := syncdb.ErrCorruptJournal; earlier && (!errors.Is(err, want) || !strings.Contains(err.Error(), "-wal")) ||
+		!earlier && (!errors.Is(err, syncdb.ErrExternalModification) || !strings.Contains(err.Error(), "-wal")) {
+		t.Fatalf("Config.Recover of the backup without its WAL: %v, want it refused saying what to put back", err)
 	}
 	os.Remove(restored + "-shm")
 	if err := os.WriteFile(restored+"-wal", wal, 0o644); err != nil {
@@ -358,18 +408,37 @@ func TestPullJournalMissingEarlierReleaseFirstOpen(t *testing.T) {
 // synced) is refused, as its files cannot show that no other program
 // checkpointed into them (they have no stamp before a checkpoint); the
 // advice is not to download it from a server it never had.
+// With this release's record of the WAL's local commits (the CREATE
+// TABLE), the open refuses before that, read only, with the same advice.
 func TestPullJournalMissingLocalAdvice(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "local.db")
-	a := open(t, syncdb.Config{Path: path})
-	mustExec(t, a, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
-	if m := infoOf(t, path); m.SyncDB.Fresh || m.SyncDB.DBFile != nil {
-		t.Fatalf("the test's premise: -info fresh %v, stamp %v", m.SyncDB.Fresh, m.SyncDB.DBFile)
+	for _, earlier := range []bool{true, false} {
+		t.Run(map[bool]string{true: "earlier release", false: "recorded"}[earlier], func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "local.db")
+			a := open(t, syncdb.Config{Path: path})
+			mustExec(t, a, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+			if m := infoOf(t, path); m.SyncDB.Fresh || m.SyncDB.DBFile != nil {
+				t.Fatalf("the test's premise: -info fresh %v, stamp %v", m.SyncDB.Fresh, m.SyncDB.DBFile)
+			}
+			restored := backupWithoutWAL(t, path)
+			a.Close()
+			if earlier {
+				withoutLocalWAL(t, restored)
+			}
+			ctx := context.Background()
+			r, err := syncdb.Open(ctx, syncdb.Config{Path: restored})
+			want := syncdb.ErrCorruptJournal
+			if !earlier {
+				want = syncdb.ErrExternalModification
+				if err != nil {
+					t.Fatalf("open of the local database without its WAL: %v, want it opened read only", err)
+				}
+				_, err = r.Exec(ctx, "CREATE TABLE u(id INTEGER PRIMARY KEY)")
+				r.Close()
+			}
+			if !errors.Is(err, want) || !strings.Contains(err.Error(), "never synced") || strings.Contains(err.Error(), "download") {
+				t.Fatalf("the local database without its WAL: %v, want %v with a local database's advice", err, want)
+			}
+			t.Logf("refused: %v", err)
+		})
 	}
-	restored := backupWithoutWAL(t, path)
-	a.Close()
-	_, err := syncdb.Open(context.Background(), syncdb.Config{Path: restored})
-	if !errors.Is(err, syncdb.ErrCorruptJournal) || !strings.Contains(err.Error(), "never synced") || strings.Contains(err.Error(), "download") {
-		t.Fatalf("open of the local database without its WAL: %v, want ErrCorruptJournal with a local database's advice", err)
-	}
-	t.Logf("refused: %v", err)
 }

@@ -43,9 +43,20 @@ func (a *dbActor) detach(ctx context.Context, err error) {
 	if a.conn != nil && a.conn.QueryRowContext(ctx, "SELECT count(*) FROM _syncdb_changes").Scan(&count) == nil {
 		n = fmt.Sprintf("its %d", count)
 	}
-	a.detached = fmt.Errorf("%w. Local reads still work; writes, pulls and pushes are refused. "+
-		"Run: syncdb recover %s (or open it with Config.Recover): it rebuilds the replica from the server, keeping %s unpushed changes",
-		err, a.cfg.Path, n)
+	if errors.Is(err, errWALLost) {
+		// A rebuild would keep only what the database file holds.
+		giveUp := "move all of the replica's files aside and open it again to download it from the server"
+		if c := a.meta.SavedConfiguration; a.meta.SyncedRevision == nil && (c == nil || c.RemoteURL == nil || *c.RemoteURL == "") {
+			giveUp = "move its files aside and start a new database (this one never synced)"
+		}
+		a.detached = fmt.Errorf("%w. Local reads still work, without those commits; writes, pulls and pushes are refused. "+
+			"Put the -wal back (from the backup or the copy the database file came from) and open the replica again; or, to give "+
+			"those commits up, %s", err, giveUp)
+	} else {
+		a.detached = fmt.Errorf("%w. Local reads still work; writes, pulls and pushes are refused. "+
+			"Run: syncdb recover %s (or open it with Config.Recover): it rebuilds the replica from the server, keeping %s unpushed changes",
+			err, a.cfg.Path, n)
+	}
 	a.cfg.Logger.Error("the replica was modified outside syncdb", "err", err)
 }
 

@@ -280,6 +280,9 @@ func (a *dbActor) finishCheckpoint(ctx context.Context, plan *hashPlan, all bool
 	if err := a.updateMeta(ctx, func(m *messages.Meta) error {
 		if emptied {
 			m.SyncDB.Base.WAL, m.SyncDB.Base.Copied = end, !end.IsZero()
+			// The generation's commits are in the database file now:
+			// the next local commit records its own (recordLocalWAL).
+			m.SyncDB.LocalWAL = nil
 		}
 		if repin != "" {
 			m.SyncDB.Partial.FetchRevision = repin

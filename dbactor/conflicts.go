@@ -1020,4 +1020,8 @@ var mutation struct {
 	// unsyncedPush: a SyncNormal push sends local commits that may not be
 	// on disk (the bug 7745b98 fixed).
 	unsyncedPush bool
+	// unsyncedLocalWAL: under SyncNormal, the record of a WAL
+	// generation's first local commit is written before that commit is
+	// on disk (recordLocalWAL).
+	unsyncedLocalWAL bool
 }

@@ -2,6 +2,7 @@ package dbactor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 
@@ -78,6 +79,11 @@ func ConflictChanges(blob []byte) ([]change.Change, error) {
 
 // saveLocal answers SaveLocal: the local state as a rebuild's journal.
 func (a *dbActor) saveLocal(ctx context.Context, path string) (int, error) {
+	if a.detached != nil && errors.Is(a.detached, errWALLost) {
+		// The database file lacks the WAL's commits: a rebuild from it
+		// would drop them for good.
+		return 0, fmt.Errorf("%w. A rebuild would carry over only the changes in the database file and give those up: nothing was changed", a.detached)
+	}
 	hdr, entries, conflicts, ok, err := a.pendingJournal(ctx)
 	if err != nil {
 		return 0, err
@@ -181,5 +187,6 @@ func (a *dbActor) importLocal(ctx context.Context, path string) error {
 	}
 	a.cap.nextID = 0
 	a.noteWAL()
+	a.recordLocalWAL(ctx)
 	return nil
 }

@@ -137,6 +137,14 @@ func (a *dbActor) openFiles(ctx context.Context) error {
 	if err := a.openWAL(); err != nil {
 		return err
 	}
+	// Before recovery writes anything: a WAL that lost the local commits
+	// -info records must not be recovered as it is (an interrupted pull
+	// would be abandoned, its journal removed).
+	if modified == nil {
+		if err := a.checkLocalWAL(a.meta.SyncDB.DBFile != nil); err != nil {
+			return err
+		}
+	}
 	return modified
 }
 

@@ -364,7 +364,10 @@ func planNewerJournal(f *recoveryFacts) recoveryStep {
 // (Config.Recover). And with the database file as syncdb left it (its
 // stamp checked at open: nobody checkpointed into it since), a T1 would
 // be a commit in the WAL after the base's W, where the pull's Before is;
-// none there: no pull ran T1, and the open creates the tables. Without a
+// none there: no pull ran T1, and the open creates the tables. (A WAL
+// that lost local commits -info records never gets here: openFiles
+// refuses it first, checkLocalWAL; this judges -info without the record,
+// an earlier release's, and a WAL that held none.) Without a
 // stamp (a partial replica; a local database never checkpointed) another
 // program's checkpoint could have moved a T1 into the file: refused.
 func planMissingJournal(f *recoveryFacts) recoveryStep {

@@ -311,10 +311,12 @@ func (a *dbActor) rollback() {
 	a.noteWAL()
 }
 
-// afterWrite notes the WAL's new end and checkpoints when it holds more
-// than AutoCheckpointFrames frames not yet copied.
+// afterWrite notes the WAL's new end, records its generation in -info if
+// this is its first local commit (recordLocalWAL), and checkpoints when
+// it holds more than AutoCheckpointFrames frames not yet copied.
 func (a *dbActor) afterWrite(ctx context.Context) error {
 	a.noteWAL()
+	a.recordLocalWAL(ctx)
 	if n := a.cfg.AutoCheckpointFrames; n > 0 && a.walUncopied() > n {
 		if err := a.checkpoint(context.WithoutCancel(ctx), true); err != nil {
 			// The write committed; a failed checkpoint is retried later.

@@ -63,6 +63,14 @@ type SyncDBState struct {
 	// CleanClose is the WAL end recorded by a clean Close; any other
 	// content at the next Open was written by another program.
 	CleanClose *walfile.Position `json:"clean_close,omitempty"`
+	// LocalWAL is the WAL position after the first local commit of the
+	// WAL's current generation (dbactor: recordLocalWAL), written once per
+	// generation, once that commit is durable, before the write returns;
+	// the checkpoint that copies the generation into the database file
+	// clears it. An open that finds the WAL without that commit (missing,
+	// another generation, the frame gone) refuses: the local commits the
+	// WAL held are not in the database file (dbactor: checkLocalWAL).
+	LocalWAL *walfile.Position `json:"local_wal,omitempty"`
 	// Partial is the partial replica's presence bookkeeping (pageactor).
 	Partial *PartialState `json:"partial,omitempty"`
 	// Home is where the replica lives: its database file and machine. A

@@ -409,6 +409,9 @@ func validate(m *messages.Meta) error {
 	if c := m.SyncDB.CleanClose; c != nil {
 		cs = append(cs, counter{"syncdb.clean_close.Frame", int64(c.Frame)})
 	}
+	if l := m.SyncDB.LocalWAL; l != nil {
+		cs = append(cs, counter{"syncdb.local_wal.Frame", int64(l.Frame)})
+	}
 	if p := m.SyncDB.Partial; p != nil {
 		cs = append(cs, counter{"syncdb.partial.segment_size", int64(p.SegmentSize)})
 	}

@@ -25,6 +25,7 @@ mutations=(
   "mutation_copied_unanchored: a pull that starts on a WAL an automatic checkpoint copied whole (RESTART, not yet restarted) is not anchored: T1 restarts the WAL, and recovery, looking for T1 in the older generation, abandons a committed pull (dbactor/mutation_copied_unanchored.go)"
   "mutation_syncnormal_unsynced_anchor: a SyncNormal pull anchors on a WAL whose last local commits are not on disk: a power loss before T1 takes the anchor back, and recovery detaches the replica (dbactor/mutation_syncnormal_unsynced_anchor.go)"
   "mutation_syncnormal_unsynced_push: a SyncNormal push sends local commits that are not on disk: a power loss takes back changes the server has (dbactor/mutation_syncnormal_unsynced_push.go)"
+  "mutation_syncnormal_unsynced_localwal: a SyncNormal replica records its WAL generation's first local commit in -info before that commit is on disk: a power loss keeps the record and takes the commit back, and the open refuses a healthy replica (dbactor/mutation_syncnormal_unsynced_localwal.go)"
 )
 
 want=("$@")
