@@ -339,3 +339,70 @@ func TestLocalWALCost(t *testing.T) {
 		})
 	}
 }
+
+// A local commit that writes no frame (an UPDATE matching no row, an
+// INSERT OR IGNORE of a present key, a DB.Tx that only reads) right after
+// an automatic checkpoint copied the whole WAL holds nothing the WAL
+// could lose: it must record nothing. It recorded the copied generation's
+// end; the next commit, the pull's, restarted the WAL (new salts) without
+// recording, and after a kill the open called the WAL "of another
+// generation": read only, Recover refused. Here the replica is killed
+// after the pull and must open, write and sync with every row.
+func TestLocalWALNoFrameCommit(t *testing.T) {
+	ctx := context.Background()
+	noops := []struct {
+		name string
+		run  func(*testing.T, *syncdb.DB)
+	}{
+		{"update matching no row", func(t *testing.T, db *syncdb.DB) { mustExec(t, db, "UPDATE t SET v = 'none' WHERE id = -1") }},
+		{"insert or ignore", func(t *testing.T, db *syncdb.DB) { mustExec(t, db, "INSERT OR IGNORE INTO t VALUES(2, 'again')") }},
+		{"read-only tx", func(t *testing.T, db *syncdb.DB) {
+			if err := db.Tx(ctx, func(tx *syncdb.Tx) error {
+				var n int
+				return tx.QueryRow(ctx, "SELECT count(*) FROM t").Scan(&n)
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	}
+	for _, c := range noops {
+		t.Run(c.name, func(t *testing.T) {
+			url := newServer(t)
+			b := pushedReplica(t, url, t.TempDir(), "b.db", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", "INSERT INTO t VALUES(2, 'remote')")
+			r := newLossyReplicaWith(t, url, func(c *syncdb.Config) { c.AutoCheckpointFrames = 4 })
+			for i := 10; ; i++ {
+				mustExec(t, r.db, fmt.Sprintf("INSERT INTO t VALUES(%d, 'local')", i))
+				if m := infoOf(t, r.cfg.Path); m.SyncDB.Base.Copied && m.SyncDB.LocalWAL == nil {
+					break
+				}
+				if i > 100 {
+					t.Fatal("no automatic checkpoint")
+				}
+			}
+			want := rows(t, r.db, "SELECT id, v FROM t ORDER BY id")
+			c.run(t, r.db)
+			if m := infoOf(t, r.cfg.Path); m.SyncDB.LocalWAL != nil {
+				t.Errorf("a commit that wrote no frame recorded the local WAL %+v (the base W %+v, copied %v)", *m.SyncDB.LocalWAL, m.SyncDB.Base.WAL, m.SyncDB.Base.Copied)
+			}
+			mustExec(t, b, "INSERT INTO t VALUES(3, 'remote')")
+			if err := b.Push(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.db.Pull(ctx); err != nil {
+				t.Fatal(err)
+			}
+			r.kill()
+			r.down(false)
+			r.open()
+			if _, err := r.db.Exec(ctx, "INSERT INTO t VALUES(4, 'after')"); err != nil {
+				t.Fatalf("a write after the kill: %v", err)
+			}
+			if got, want := rows(t, r.db, "SELECT id, v FROM t ORDER BY id"), "2|remote\n3|remote\n4|after"+want[len("2|remote"):]; got != want {
+				t.Fatalf("t %q, want %q", got, want)
+			}
+			if err := r.db.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

@@ -51,11 +51,18 @@ import (
 var errWALLost = errors.New("the WAL lost local commits that are not in the database file")
 
 // recordLocalWAL records the WAL's generation in -info after a local
-// commit (a.walPos, noted after it), unless -info names it already. A
-// failure is logged, not returned: the write committed, and the next one
-// of the generation records it.
-func (a *dbActor) recordLocalWAL(ctx context.Context) {
-	if !a.needsLocalWAL(a.walPos) {
+// commit (a.walPos, noted after it; before, the WAL's end before it),
+// unless -info names it already or the commit wrote no frame. A
+// commit that wrote none (an UPDATE matching no row, an INSERT OR IGNORE
+// of a present key, a DB.Tx that only read) left nothing in the WAL to
+// lose, and its position may be the end of a generation a checkpoint
+// copied whole, which the next commit, syncdb's own maybe (a pull's
+// anchor, a push record), restarts without a record: the open would then call the WAL "of
+// another generation" and refuse a healthy replica. A failure is logged,
+// not returned: the write committed, and the next one of the generation
+// records it.
+func (a *dbActor) recordLocalWAL(ctx context.Context, before walfile.Position) {
+	if a.walPos == before || !a.needsLocalWAL(a.walPos) {
 		return
 	}
 	ctx = context.WithoutCancel(ctx) // the write committed: its caller giving up must not leave it unrecorded
@@ -83,13 +90,25 @@ func (a *dbActor) recordLocalWAL(ctx context.Context) {
 }
 
 // needsLocalWAL reports whether p, a position after a commit, is in a
-// WAL generation -info does not name as holding local commits.
+// WAL generation -info does not name as holding local commits, and past
+// what the database file holds (a generation a checkpoint copied up to
+// the base's W, Copied: those commits are in the file).
 func (a *dbActor) needsLocalWAL(p walfile.Position) bool {
-	if p.Frame <= 0 {
+	if p.Frame <= 0 || copiedUpTo(a.meta.SyncDB.Base, p) {
 		return false
 	}
 	r := a.meta.SyncDB.LocalWAL
 	return r == nil || r.Salt1 != p.Salt1 || r.Salt2 != p.Salt2
+}
+
+// copiedUpTo reports whether a checkpoint copied the WAL's generation
+// of p into the database file up to p at least: the base's W is of p's
+// generation, at or after it, Copied. A record there names commits the
+// file holds (one a commit that wrote no frame made, before
+// recordLocalWAL looked for frames): it is satisfied whatever the WAL
+// holds, which SQLite restarts at its next commit.
+func copiedUpTo(b messages.Base, p walfile.Position) bool {
+	return b.Copied && b.WAL.Salt1 == p.Salt1 && b.WAL.Salt2 == p.Salt2 && p.Frame <= b.WAL.Frame
 }
 
 // checkLocalWAL refuses (ErrExternalModification: the replica opens read
@@ -115,7 +134,7 @@ func (a *dbActor) needsLocalWAL(p walfile.Position) bool {
 // errWALLost's advice.
 func (a *dbActor) checkLocalWAL(stamped bool) error {
 	r := a.meta.SyncDB.LocalWAL
-	if r == nil || a.meta.SyncDB.Checkpointing {
+	if r == nil || a.meta.SyncDB.Checkpointing || copiedUpTo(a.meta.SyncDB.Base, *r) {
 		return nil
 	}
 	c := a.meta.SavedConfiguration

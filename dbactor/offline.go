@@ -178,6 +178,7 @@ func (a *dbActor) importLocal(ctx context.Context, path string) error {
 	if err := a.checkForeignWrites(); err != nil {
 		return err
 	}
+	before := a.walPos
 	rev := ""
 	if r := a.meta.SyncedRevision; r != nil {
 		rev = r.Revision
@@ -187,6 +188,6 @@ func (a *dbActor) importLocal(ctx context.Context, path string) error {
 	}
 	a.cap.nextID = 0
 	a.noteWAL()
-	a.recordLocalWAL(ctx)
+	a.recordLocalWAL(ctx, before)
 	return nil
 }

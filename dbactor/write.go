@@ -315,8 +315,9 @@ func (a *dbActor) rollback() {
 // this is its first local commit (recordLocalWAL), and checkpoints when
 // it holds more than AutoCheckpointFrames frames not yet copied.
 func (a *dbActor) afterWrite(ctx context.Context) error {
+	before := a.walPos // inTx checked it is the WAL's end
 	a.noteWAL()
-	a.recordLocalWAL(ctx)
+	a.recordLocalWAL(ctx, before)
 	if n := a.cfg.AutoCheckpointFrames; n > 0 && a.walUncopied() > n {
 		if err := a.checkpoint(context.WithoutCancel(ctx), true); err != nil {
 			// The write committed; a failed checkpoint is retried later.
