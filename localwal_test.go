@@ -406,3 +406,73 @@ func TestLocalWALNoFrameCommit(t *testing.T) {
 		})
 	}
 }
+
+// A -wal swapped for one of an older generation (a backup of the -wal
+// taken before a checkpoint, restored with the later -info and database
+// file) that holds as many frames as the record or more: its valid log
+// reaches the recorded frame, but it is not the generation that holds
+// the recorded commit, whose commits the database file lacks. Refused
+// (read only, Recover refused); the right -wal put back opens with every
+// row.
+func TestLocalWALOtherGeneration(t *testing.T) {
+	ctx := context.Background()
+	url := newServer(t)
+	pushedReplica(t, url, t.TempDir(), "b.db", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", "INSERT INTO t VALUES(2, 'remote')").Close()
+	r := newLossyReplica(t, url)
+	// The older generation starts as the recorded one does (a checkpoint,
+	// then a row): its first commit ends at the recorded frame too.
+	if err := r.db.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := 10; i < 20; i++ {
+		mustExec(t, r.db, fmt.Sprintf("INSERT INTO t VALUES(%d, 'older')", i))
+	}
+	older, err := os.ReadFile(r.cfg.Path + "-wal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.db.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, r.db, "INSERT INTO t VALUES(1, 'local')")
+	r.kill()
+	r.down(false)
+	m := infoOf(t, r.cfg.Path)
+	l := m.SyncDB.LocalWAL
+	if l == nil || m.SyncDB.CleanClose != nil || m.SyncDB.Base.WAL.Frame != 0 {
+		t.Fatalf("the test's premise: local WAL %v, clean close %v, W %+v", l, m.SyncDB.CleanClose, m.SyncDB.Base.WAL)
+	}
+	if n := (len(older) - 32) / (24 + 4096); n < l.Frame {
+		t.Fatalf("the test's premise: the older -wal has %d frames, the record is at frame %d", n, l.Frame)
+	}
+	wal := moveWAL(t, r.cfg.Path)
+	if err := os.WriteFile(r.cfg.Path+"-wal", older, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r.open()
+	_, err = r.db.Exec(ctx, "INSERT INTO t VALUES(5, 'x')")
+	r.db.Close()
+	if !errors.Is(err, syncdb.ErrExternalModification) || !strings.Contains(err.Error(), "of another generation") || !strings.Contains(err.Error(), "Put the -wal back") {
+		t.Fatalf("a write to the replica with an older generation's -wal: %v, want ErrExternalModification saying the WAL is of another generation", err)
+	}
+	rcfg := r.cfg
+	rcfg.Recover = true
+	if db, err := syncdb.Open(r.ctx, rcfg); !errors.Is(err, syncdb.ErrExternalModification) && !errors.Is(err, syncdb.ErrCorruptJournal) || !strings.Contains(err.Error(), "-wal") {
+		if db != nil {
+			db.Close()
+		}
+		t.Fatalf("Config.Recover with an older generation's -wal: %v, want it refused", err)
+	}
+	os.Remove(r.cfg.Path + "-shm")
+	if err := os.WriteFile(r.cfg.Path+"-wal", wal, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r.open()
+	if got, want := rows(t, r.db, "SELECT count(*) FROM t"), "12"; got != want {
+		t.Fatalf("the right -wal put back: %s rows, want %s", got, want)
+	}
+	mustExec(t, r.db, "INSERT INTO t VALUES(5, 'x')")
+	if err := r.db.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

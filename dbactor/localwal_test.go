@@ -16,7 +16,9 @@ import (
 
 // checkLocalWAL judges the WAL the open finds against the record of its
 // generation's first local commit: the WAL of that generation, reaching
-// the record with its checksums, passes; a record a checkpoint's copy covers (the base's W of its
+// the record with its checksums, passes; a WAL of another generation is
+// refused even when it holds as many frames or more (swapped for an older
+// one); a record a checkpoint's copy covers (the base's W of its
 // generation, Copied, at or after it: the commits are in the database
 // file) passes whatever the WAL holds.
 func TestCheckLocalWAL(t *testing.T) {
@@ -87,6 +89,9 @@ func TestCheckLocalWAL(t *testing.T) {
 	}{
 		{"the record's generation", curWAL, first, messages.Base{}, ""},
 		{"the record's generation, at its end", curWAL, cur, messages.Base{}, ""},
+		{"an older generation with more frames", olderWAL, first, messages.Base{}, "of another generation"},
+		{"an older generation, the record at its end", olderWAL, cur, messages.Base{}, "of another generation"},
+		{"the WAL cut before the record", curWAL[:walfile.HeaderSize+first.Frame*(walfile.FrameHeaderSize+PageSize)], cur, messages.Base{}, "no longer holds that commit"},
 		{"no WAL", nil, first, messages.Base{}, "is missing"},
 		{"the copied base covers the record, a later generation", curWAL, older, messages.Base{WAL: older, Copied: true}, ""},
 		{"the copied base covers the record, no WAL", nil, older, messages.Base{WAL: older, Copied: true}, ""},
