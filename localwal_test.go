@@ -1,7 +1,9 @@
 package syncdb_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -404,6 +406,95 @@ func TestLocalWALNoFrameCommit(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// A record the copied base covers, as a49b44d's build could leave it
+// (local_wal = the base's W, Copied: a commit that wrote no frame right
+// after an automatic checkpoint), with a pull's deferred -info update
+// taken by a kill: the pull's anchor restarted the WAL. The open accepts
+// the record (the base, still that copy, covers it) and reconcileBase
+// moves the base to the pull's, in the new generation; the record must
+// go with the old base (it was satisfied), or the next open, after a
+// kill before any local write, calls the WAL "of another generation"
+// and opens read only.
+func TestLocalWALCoveredRecordBaseMoves(t *testing.T) {
+	ctx := context.Background()
+	url := newServer(t)
+	b := pushedReplica(t, url, t.TempDir(), "b.db", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", "INSERT INTO t VALUES(2, 'remote')")
+	r := newLossyReplicaWith(t, url, func(c *syncdb.Config) { c.AutoCheckpointFrames = 4 })
+	for i := 10; ; i++ {
+		mustExec(t, r.db, fmt.Sprintf("INSERT INTO t VALUES(%d, 'local')", i))
+		if m := infoOf(t, r.cfg.Path); m.SyncDB.Base.Copied && m.SyncDB.LocalWAL == nil {
+			break
+		}
+		if i > 100 {
+			t.Fatal("no automatic checkpoint")
+		}
+	}
+	want := rows(t, r.db, "SELECT id, v FROM t ORDER BY id")
+	mustExec(t, b, "INSERT INTO t VALUES(3, 'remote')")
+	if err := b.Push(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.db.Pull(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.kill()
+	r.down(false)
+	m := infoOf(t, r.cfg.Path)
+	old := m.SyncDB.Base.WAL
+	if !m.SyncDB.Base.Copied || m.SyncDB.LocalWAL != nil {
+		t.Fatalf("the test's premise: the kill took the pull's -info update (base W %+v, copied %v, local WAL %v)", old, m.SyncDB.Base.Copied, m.SyncDB.LocalWAL)
+	}
+	localWALAtBase(t, r.cfg.Path)
+	r.open()
+	m = infoOf(t, r.cfg.Path)
+	if m.SyncDB.Base.WAL.Salt1 == old.Salt1 && m.SyncDB.Base.WAL.Salt2 == old.Salt2 {
+		t.Fatalf("the test's premise: the open moved the base to the pull's, in a new generation (base W %+v, before %+v)", m.SyncDB.Base.WAL, old)
+	}
+	if l := m.SyncDB.LocalWAL; l != nil {
+		t.Errorf("the base moved to %+v (copied %v), -info still records the local WAL %+v of the old one", m.SyncDB.Base.WAL, m.SyncDB.Base.Copied, *l)
+	}
+	r.kill()
+	r.down(false)
+	r.open()
+	if _, err := r.db.Exec(ctx, "INSERT INTO t VALUES(4, 'after')"); err != nil {
+		t.Fatalf("a write after the second kill: %v", err)
+	}
+	if got, want := rows(t, r.db, "SELECT id, v FROM t ORDER BY id"), "2|remote\n3|remote\n4|after"+want[len("2|remote"):]; got != want {
+		t.Fatalf("t %q, want %q", got, want)
+	}
+	if err := r.db.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// localWALAtBase rewrites the closed replica's -info with the record at
+// the base's W (syncdb.local_wal = syncdb.base.wal).
+func localWALAtBase(t *testing.T, path string) {
+	t.Helper()
+	data, err := os.ReadFile(path + "-info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber() // the stamp's hash is a uint64
+	if err := dec.Decode(&m); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := m["syncdb"].(map[string]any)
+	base, _ := s["base"].(map[string]any)
+	if base == nil || base["wal"] == nil {
+		t.Fatalf("the test's premise: -info's base has a W: %s", data)
+	}
+	s["local_wal"] = base["wal"]
+	if data, err = json.Marshal(m); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path+"-info", data, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -777,6 +777,14 @@ type syncedBase struct {
 
 func (r *syncedBase) apply(m *messages.Meta) error {
 	m.SyncedRevision = &messages.Revision{Type: "v1", Revision: r.Revision}
+	if l := m.SyncDB.LocalWAL; l != nil && copiedUpTo(m.SyncDB.Base, *l) {
+		// A record the copied base covers is satisfied (its commits are
+		// in the database file), and only that base says so: the new
+		// one, of another generation maybe, would leave it naming a WAL
+		// the open then calls lost (reconcileBase after a kill took the
+		// pull's -info update, with a record a49b44d's build left).
+		m.SyncDB.LocalWAL = nil
+	}
 	m.SyncDB.Base = r.Base
 	m.SyncDB.Pull = nil
 	before := r.Pulled
