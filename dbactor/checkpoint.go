@@ -325,8 +325,13 @@ func (a *dbActor) recoverCheckpoint(ctx context.Context) error {
 		// SQLite restarts the WAL only once all of it is in the database
 		// file: the copy finished, the base is the file and the revert
 		// store, and every frame of this WAL is a later local commit.
+		// The old generation, the record of its local commits with it, is
+		// all in the file: a record left would name a WAL of another
+		// generation if the copy below leaves frames (finishCheckpoint
+		// then keeps it), and the open would refuse a healthy replica.
 		if err := a.updateMeta(ctx, func(m *messages.Meta) error {
 			m.SyncDB.Base.WAL, m.SyncDB.Base.Copied = walfile.Position{}, false
+			m.SyncDB.LocalWAL = nil
 			return nil
 		}); err != nil {
 			return err
