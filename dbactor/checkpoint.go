@@ -147,10 +147,14 @@ func (a *dbActor) copyWAL(ctx context.Context, carry, restart bool) error {
 	// after it must not take frames of pages never fetched):
 	// checkpoint's syncBeforeMark sees to it. recoverCheckpoint (at open,
 	// or for unfinished) comes here without it and needs none:
-	// Checkpointing is recorded only after syncBeforeMark, nothing commits
-	// while it is set (open and checkForeignWrites recover before any
-	// write; the open's recoverPull commits under durable, FULL), and
-	// after a power loss the WAL holds only what reached the disk.
+	// Checkpointing is recorded only after syncBeforeMark, and what
+	// commits while it is set is durable: open and checkForeignWrites
+	// recover before any write; the open's recoverPull commits under
+	// durable, FULL; close's 'closed' commit (SyncNormal, with unfinished
+	// set by a failed finish) runs under durable too, and the next open
+	// finds Checkpointing on disk, skips checkLocalWAL and takes the WAL
+	// that commit restarted for later commits (recoverCheckpoint). After
+	// a power loss the WAL holds only what reached the disk.
 	// TestPartialSyncNormalRecoveredCheckpointPowerLoss.
 	if a.pages != nil {
 		var all []uint32
