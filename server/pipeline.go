@@ -302,7 +302,9 @@ func (ex *executor) value(st *sqlitex.Stmt, i int) (hrana.Value, error) {
 
 // returningSavepoint lets a write that returns rows be undone when one of
 // its values cannot be answered: the statement then fails and changes
-// nothing, even in autocommit mode.
+// nothing, even in autocommit mode. In autocommit mode its RELEASE is the
+// commit, which can fail (a deferred foreign key): the write is rolled back
+// then and fails with the RELEASE's error.
 const returningSavepoint = "_syncdb_returning"
 
 func (ex *executor) execute(s *hrana.Stmt) (*hrana.StmtResult, *hrana.Error) {
@@ -377,6 +379,7 @@ func (ex *executor) runStmt(s *hrana.Stmt, begin func([]hrana.Col) error, row fu
 		}
 	}
 	guard := wantRows && !st.Readonly() && len(cols) > 0
+	outside := ex.c.Autocommit()
 	if guard {
 		if err := ex.c.Exec("SAVEPOINT " + returningSavepoint); err != nil {
 			return end, ex.asHrana(err)
@@ -419,7 +422,20 @@ func (ex *executor) runStmt(s *hrana.Stmt, begin func([]hrana.Col) error, row fu
 		if bad != nil || sent != nil {
 			end = "ROLLBACK TO " + returningSavepoint + "; " + end
 		}
-		if gerr := ex.c.Exec(end); gerr != nil && err == nil {
+		gerr := ex.c.Exec(end)
+		if outside && !ex.c.Autocommit() {
+			// The savepoint began the transaction, and its RELEASE is
+			// the commit: it fails, leaving the transaction open, when
+			// the write broke a deferred foreign key. Undo the write
+			// rather than leave the stream in a transaction the client
+			// does not know of (its next autocommit writes would be
+			// rolled back with it).
+			ex.c.Exec("ROLLBACK")
+			if gerr == nil {
+				gerr = errors.New("the statement's transaction did not end; it was rolled back")
+			}
+		}
+		if gerr != nil && err == nil {
 			err = gerr
 		}
 	}
