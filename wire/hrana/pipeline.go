@@ -24,8 +24,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
 )
 
 // ErrInvalid is wrapped by errors for messages that are malformed or
@@ -74,14 +74,17 @@ func (p PipelineReqBody) MarshalJSON() ([]byte, error) { return p.appendJSON(nil
 // gives unless a key comes twice: it would decode the second "requests"
 // array into the elements of the first, keeping whatever only the first
 // set (its statements' arguments, say), where StreamRequest.UnmarshalJSON
-// starts each request afresh. A body whose keys may repeat (repeatsKeys),
-// and one the pass refuses, is decoded again by decodeByKey, which is
-// exact but copies the body (json.Decoder) and costs about a tenth more.
+// starts each request afresh. So repeatsKeys first walks the top-level
+// object (no decoding); a body whose keys may repeat is decoded by
+// decodeByKey instead, which walks it again and decodes only the values of
+// "baton" and "requests". Every body is decoded once: without a repeated
+// key, what the one pass refuses encoding/json refuses too.
 func DecodePipelineReq(b []byte) (*PipelineReqBody, error) {
-	if p, err := decodeOnePass(b); err == nil && !repeatsKeys(b) {
-		return p, nil
+	decode := decodeOnePass
+	if repeatsKeys(b) {
+		decode = decodeByKey
 	}
-	p, err := decodeByKey(b)
+	p, err := decode(b)
 	if err != nil {
 		return nil, invalid(err)
 	}
@@ -112,11 +115,12 @@ func decodeOnePass(b []byte) (*PipelineReqBody, error) {
 	return p, nil
 }
 
-// repeatsKeys reports whether the object b, valid JSON, may have a key of
+// repeatsKeys reports whether the object b may have a key of
 // PipelineReqBody twice: two keys that fold to the same field name
 // (encoding/json matches keys case-insensitively, bytes.EqualFold), or a
 // key with an escape, which may spell one. It skips the values without
-// decoding them.
+// decoding them. On a body that is not valid JSON its answer does not
+// matter (both decoders refuse it), as long as it returns.
 func repeatsKeys(b []byte) bool {
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
@@ -208,57 +212,122 @@ func skipValue(b []byte, i int) int {
 	return i
 }
 
-// decodeByKey decodes the body's keys one by one, each value into a
-// variable of its own, as encoding/json would (the last of a key counts,
-// and every "requests" array must hold valid requests). Keys match the
-// fields as encoding/json matches them: exactly, else case-folded; any
-// other key is skipped.
+// decodeByKey decodes the body's keys one by one, as encoding/json would
+// (the last of a key counts, and every "requests" array must hold valid
+// requests). Keys match the fields as encoding/json matches them: exactly,
+// else case-folded; any other key's value is skipped, not decoded. After
+// json.Valid, it walks the body with the scanner repeatsKeys uses
+// (stringEnd, skipValue), unescapes a key only if it has an escape, and
+// hands only the values of "baton" and "requests" to encoding/json.
 func decodeByKey(b []byte) (*PipelineReqBody, error) {
-	p := &PipelineReqBody{}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, err
-	}
-	switch tok {
-	case nil: // null: encoding/json leaves the body as it is
-	case json.Delim('{'):
-		for dec.More() {
-			if tok, err = dec.Token(); err != nil {
-				return nil, err
-			}
-			key, _ := tok.(string)
-			switch {
-			case key == "baton" || strings.EqualFold(key, "baton"):
-				var baton *string
-				err = dec.Decode(&baton)
-				p.Baton = baton
-			case key == "requests" || strings.EqualFold(key, "requests"):
-				p.Requests, err = decodeRequests(dec)
-			default:
-				var skip json.RawMessage
-				err = dec.Decode(&skip)
-			}
-			if err != nil {
-				return nil, err
-			}
+	if !json.Valid(b) {
+		var v struct{}
+		if err := json.Unmarshal(b, &v); err != nil {
+			return nil, err // the syntax error, found before any decoding
 		}
-		if _, err = dec.Token(); err != nil { // the closing brace
+		return nil, errors.New("malformed JSON")
+	}
+	// b is one JSON value, with nothing but spaces around it: the walk
+	// below need not check its syntax.
+	p := &PipelineReqBody{}
+	i := skipSpace(b, 0)
+	switch b[i] {
+	case 'n': // null: encoding/json leaves the body as it is
+		return p, nil
+	case '{':
+	default:
+		return nil, fmt.Errorf("a request body is an object, not %.20s", b[i:])
+	}
+	var buf [maxFieldKey]byte
+	for i = skipSpace(b, i+1); b[i] != '}'; {
+		end := stringEnd(b, i)
+		key := b[i+1 : end-1]
+		if bytes.IndexByte(key, '\\') >= 0 {
+			key = unescapeKey(buf[:0], key)
+		}
+		i = skipSpace(b, end)      // at the colon
+		start := skipSpace(b, i+1) // the value
+		i = skipValue(b, start)    // after it
+		var err error
+		switch {
+		case bytes.EqualFold(key, []byte("baton")):
+			var baton *string
+			err = json.Unmarshal(b[start:i], &baton)
+			p.Baton = baton
+		case bytes.EqualFold(key, []byte("requests")):
+			p.Requests, err = decodeRequests(b[start:i])
+		}
+		if err != nil {
 			return nil, err
 		}
-	default:
-		return nil, fmt.Errorf("a request body is an object, not %v", tok)
-	}
-	if _, err = dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("data after the request body")
+		if i = skipSpace(b, i); b[i] == ',' {
+			i = skipSpace(b, i+1)
+		}
 	}
 	return p, nil
 }
 
-// decodeRequests decodes the requests array that dec is at.
-func decodeRequests(dec *json.Decoder) ([]StreamRequest, error) {
+// maxFieldKey bounds the length of a key, escapes and all, that may spell
+// "baton" or "requests": 8 characters, each at most a 6-byte \uXXXX (the
+// characters that fold to theirs are in the BMP).
+const maxFieldKey = 6 * len("requests")
+
+// unescapeKey appends to dst the JSON string body key (between the
+// quotes, valid JSON) unescaped, as far as matching it with "baton" or
+// "requests" goes: a key longer than maxFieldKey gives "" and a UTF-16
+// surrogate gives U+FFFD (a pair stands for a rune outside the BMP, which
+// matches neither; encoding/json gives U+FFFD for a lone one).
+func unescapeKey(dst, key []byte) []byte {
+	if len(key) > maxFieldKey {
+		return dst
+	}
+	for j := 0; j < len(key); j++ {
+		c := key[j]
+		if c != '\\' {
+			dst = append(dst, c)
+			continue
+		}
+		j++
+		switch key[j] {
+		case 'b':
+			dst = append(dst, '\b')
+		case 'f':
+			dst = append(dst, '\f')
+		case 'n':
+			dst = append(dst, '\n')
+		case 'r':
+			dst = append(dst, '\r')
+		case 't':
+			dst = append(dst, '\t')
+		case 'u':
+			var r rune
+			for _, h := range key[j+1 : j+5] {
+				r <<= 4
+				switch {
+				case h <= '9':
+					r |= rune(h - '0')
+				case h >= 'a':
+					r |= rune(h - 'a' + 10)
+				default:
+					r |= rune(h - 'A' + 10)
+				}
+			}
+			j += 4
+			if utf16.IsSurrogate(r) {
+				r = utf8.RuneError
+			}
+			dst = utf8.AppendRune(dst, r)
+		default: // " \ /
+			dst = append(dst, key[j])
+		}
+	}
+	return dst
+}
+
+// decodeRequests decodes a requests array, b.
+func decodeRequests(b []byte) ([]StreamRequest, error) {
 	var w []streamRequestWire
-	if err := dec.Decode(&w); err != nil || w == nil {
+	if err := json.Unmarshal(b, &w); err != nil || w == nil {
 		return nil, err
 	}
 	reqs := make([]StreamRequest, len(w))
