@@ -228,6 +228,7 @@ func (ex *executor) resolve(sql *string, id *int32) (string, *hrana.Error) {
 // not something to ignore.
 func (ex *executor) prepare(sql string) (*sqlitex.Stmt, *hrana.Error) {
 	ex.compiling(sql)
+	compiles.Add(1)
 	st, tail, err := ex.c.Prepare(sql)
 	if err != nil {
 		return nil, ex.asHrana(err)
@@ -358,7 +359,8 @@ func (ex *executor) runStmt(s *hrana.Stmt, begin func([]hrana.Col) error, row fu
 	if herr != nil {
 		return end, herr
 	}
-	defer done()
+	ran := false // without an error
+	defer func() { done(ran) }()
 	if herr := bindArgs(st, s); herr != nil {
 		return end, herr
 	}
@@ -460,6 +462,7 @@ func (ex *executor) runStmt(s *hrana.Stmt, begin func([]hrana.Col) error, row fu
 	if id := ex.c.LastInsertRowid(); id != rowid || (end.affected > 0 && insertRE.MatchString(sql)) {
 		end.rowid = &id
 	}
+	ran = true
 	return end, nil
 }
 

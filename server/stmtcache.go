@@ -1,6 +1,8 @@
 package server
 
 import (
+	"sync/atomic"
+
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 
 	"github.com/syncdb/syncdb/internal/sqlitex"
@@ -28,16 +30,23 @@ import (
 //     statement that may change the schema: anything but the statements
 //     cacheable lists (DDL, PRAGMA, ROLLBACK, sequences, ...), and after
 //     every statement during which the transaction open when it began
-//     ended: a failing statement can roll it back, and its schema changes
-//     with it (INSERT OR ROLLBACK, a trigger's RAISE(ROLLBACK), SQLITE_FULL,
-//     a COMMIT that fails so). Within a request only this connection writes
-//     the database.
+//     ended, unless it is a COMMIT, END or RELEASE that succeeded: a
+//     failing statement can roll the transaction back, and its schema
+//     changes with it (INSERT OR ROLLBACK, a trigger's RAISE(ROLLBACK),
+//     SQLITE_FULL, a COMMIT that fails so), where a commit keeps the
+//     schema the cached statements were compiled with (any DDL before it
+//     emptied the cache). Within a request only this connection writes the
+//     database.
 //   - It is bounded: stmtCacheSize statements of at most stmtCacheMaxSQL
 //     bytes of text each; longer ones are compiled each time, as before.
 const (
 	stmtCacheSize   = 64
 	stmtCacheMaxSQL = 4096
 )
+
+// compiles counts the statements executors compiled (prepare), for tests
+// of the cache.
+var compiles atomic.Int64
 
 // stmtCache maps SQL text to a prepared statement of the executor's
 // connection. The zero value (nil lru) is empty.
@@ -84,17 +93,17 @@ func cacheable(k string) bool {
 }
 
 // stmt returns sql compiled, from the cache if it is there, and done, to
-// call once the statement has run: it keeps the statement for the next
-// run of the same text (reset, its bindings cleared: a statement run with
-// fewer arguments must see NULL for the rest, as a new one would) or
-// finalizes it, and empties the cache after a statement that may have
-// changed the schema.
-func (ex *executor) stmt(sql string) (st *sqlitex.Stmt, done func(), herr *hrana.Error) {
+// call once the statement has run, with ok true if it ran without an
+// error: it keeps the statement for the next run of the same text (reset,
+// its bindings cleared: a statement run with fewer arguments must see NULL
+// for the rest, as a new one would) or finalizes it, and empties the cache
+// after a statement that may have changed the schema.
+func (ex *executor) stmt(sql string) (st *sqlitex.Stmt, done func(ok bool), herr *hrana.Error) {
 	inTx := !ex.c.Autocommit()
 	if ex.caching() {
 		if st, ok := ex.stmts.get(sql); ok {
 			ex.compiling(sql)
-			return st, func() { ex.keep(sql, st, inTx) }, nil
+			return st, func(ok bool) { ex.keep(sql, st, inTx, ok) }, nil
 		}
 	}
 	st, herr = ex.prepare(sql)
@@ -102,7 +111,7 @@ func (ex *executor) stmt(sql string) (st *sqlitex.Stmt, done func(), herr *hrana
 		return nil, nil, herr
 	}
 	if !cacheable(sqlitex.FirstKeyword(sql)) {
-		return st, func() {
+		return st, func(bool) {
 			st.Close()
 			ex.stmts.purge()
 		}, nil
@@ -110,24 +119,30 @@ func (ex *executor) stmt(sql string) (st *sqlitex.Stmt, done func(), herr *hrana
 	if !ex.caching() || len(sql) > stmtCacheMaxSQL {
 		// Compiled inside a READONLY transaction, the sandbox's stricter
 		// rules: not for later use outside it.
-		return st, func() {
+		return st, func(ok bool) {
 			st.Close()
-			ex.txEnded(inTx)
+			ex.txEnded(sql, inTx, ok)
 		}, nil
 	}
-	return st, func() { ex.keep(sql, st, inTx) }, nil
+	return st, func(ok bool) { ex.keep(sql, st, inTx, ok) }, nil
 }
 
-// txEnded empties the cache if the transaction open when a statement
-// began (inTx) is not open any more: it may have been rolled back, schema
-// changes and all. A COMMIT empties it too, which costs a transaction's
-// end no more than compiling its next statements again.
-func (ex *executor) txEnded(inTx bool) bool {
-	if inTx && ex.c.Autocommit() {
-		ex.stmts.purge()
-		return true
+// txEnded empties the cache if the transaction open when sql began (inTx)
+// is not open any more, unless sql committed it (ok: it ran without an
+// error): any other end may be a rollback, which undoes the transaction's
+// schema changes. It reports whether it emptied the cache.
+func (ex *executor) txEnded(sql string, inTx, ok bool) bool {
+	if !inTx || !ex.c.Autocommit() {
+		return false
 	}
-	return false
+	if ok {
+		switch sqlitex.FirstKeyword(sql) {
+		case "COMMIT", "END", "RELEASE":
+			return false
+		}
+	}
+	ex.stmts.purge()
+	return true
 }
 
 // caching reports whether statements may be taken from and kept in the
@@ -136,9 +151,10 @@ func (ex *executor) caching() bool { return ex.sb == nil || !ex.sb.readOnlyTx }
 
 // keep resets st and keeps it as sql's statement, or finalizes it if it
 // cannot be reset, a READONLY transaction began (st may have begun it) or
-// the transaction open when it began (inTx) ended (txEnded).
-func (ex *executor) keep(sql string, st *sqlitex.Stmt, inTx bool) {
-	if ex.txEnded(inTx) {
+// the transaction open when it began (inTx) ended other than by st
+// committing it (txEnded; ok: st ran without an error).
+func (ex *executor) keep(sql string, st *sqlitex.Stmt, inTx, ok bool) {
+	if ex.txEnded(sql, inTx, ok) {
 		st.Close() // if it was cached, the purge finalized it already
 		return
 	}

@@ -158,7 +158,7 @@ func TestStmtCacheBound(t *testing.T) {
 			if i == 0 {
 				first = st
 			}
-			done()
+			done(true)
 		}
 		if n := ex.stmts.lru.Len(); n != stmtCacheSize {
 			t.Errorf("%d statements cached, want %d", n, stmtCacheSize)
@@ -174,7 +174,7 @@ func TestStmtCacheBound(t *testing.T) {
 		if herr != nil {
 			return herr
 		}
-		done()
+		done(true)
 		if _, ok := ex.stmts.get(long); ok {
 			t.Errorf("a text of %d bytes was cached", len(long))
 		}
@@ -227,6 +227,132 @@ func TestStmtCacheRollbackUndidSchema(t *testing.T) {
 		if got[i] != w {
 			t.Errorf("step %d: got %q, want %q", i, got[i], w)
 		}
+	}
+}
+
+// A transaction that commits keeps the request's statements prepared: the
+// schema they were compiled with is the one the commit keeps (only a
+// rollback undoes DDL, and DDL empties the cache anyway). Ten push-like
+// transactions in one pipeline compile their four texts once, not once
+// per transaction; fifty SAVEPOINT/INSERT/RELEASE in one batch their
+// three.
+func TestStmtCacheKeptAcrossCommits(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY, v)")
+	var reqs []hrana.StreamRequest
+	for tx := range 10 {
+		steps := []hrana.BatchStep{step("BEGIN IMMEDIATE", nil)}
+		for i := range 100 {
+			id := hrana.Value{V: int64(tx*100 + i)}
+			steps = append(steps,
+				step("SELECT 1 FROM t WHERE id = ?", notAutocommit, id),
+				step("INSERT INTO t VALUES(?, ?)", notAutocommit, id, text("x")))
+		}
+		reqs = append(reqs, batch(append(steps, step("COMMIT", notAutocommit))...))
+	}
+	before := compiles.Load()
+	resp := ts.pipeline(t, "", "", reqs...)
+	n := compiles.Load() - before
+	for i, r := range resp.Results {
+		if r.Type != hrana.ResultOK {
+			t.Fatalf("transaction %d: %+v", i, r.Error)
+		}
+		for j, e := range r.Response.BatchResult.StepErrors {
+			if e != nil {
+				t.Fatalf("transaction %d, step %d: %s", i, j, e.Message)
+			}
+		}
+	}
+	if c := count(t, ts, "", "t"); c != "1000\n" {
+		t.Fatalf("rows after the transactions: %q, want 1000", c)
+	}
+	if n != 4 {
+		t.Errorf("10 transactions of 100 changes, one pipeline: %d statements compiled, want 4", n)
+	}
+
+	var steps []hrana.BatchStep
+	for i := range 50 {
+		steps = append(steps, step("SAVEPOINT s", nil), step("INSERT INTO t(v) VALUES(?)", nil, hrana.Value{V: int64(i)}), step("RELEASE s", nil))
+	}
+	before = compiles.Load()
+	got := cacheSteps(t, ts, "", steps...)
+	n = compiles.Load() - before
+	for i, g := range got {
+		if strings.HasPrefix(g, "error") {
+			t.Fatalf("step %d: %s", i, g)
+		}
+	}
+	if c := count(t, ts, "", "t"); c != "1050\n" {
+		t.Fatalf("rows after the savepoints: %q, want 1050", c)
+	}
+	if n != 3 {
+		t.Errorf("50 SAVEPOINT/INSERT/RELEASE, one batch: %d statements compiled, want 3", n)
+	}
+}
+
+// txEnded's rule, on an executor of its own: a transaction that a COMMIT,
+// END or RELEASE ended without an error keeps the cache; one that ended
+// otherwise (a COMMIT that failed, any other statement) empties it.
+func TestStmtCacheTxEnded(t *testing.T) {
+	db, err := sql.Open("sqlite", filepath.Join(t.TempDir(), "x.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	conn, err := db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	err = sqlitex.Raw(context.Background(), conn, func(c *sqlitex.Conn) error {
+		ex := &executor{c: c, ctx: context.Background()}
+		defer ex.closeStmts()
+		// run runs sql after begin, ends the transaction with end if
+		// sql does not, and calls done(ok).
+		run := func(begin, sql, end string, ok bool) {
+			if err := c.Exec(begin); err != nil {
+				t.Fatal(err)
+			}
+			st, done, herr := ex.stmt(sql)
+			if herr != nil {
+				t.Fatal(herr)
+			}
+			if _, err := st.Step(); err != nil {
+				t.Fatal(err)
+			}
+			if end != "" {
+				if err := c.Exec(end); err != nil {
+					t.Fatal(err)
+				}
+			}
+			done(ok)
+		}
+		for _, c := range []struct {
+			begin, sql, end string
+			ok, kept        bool
+		}{
+			{"BEGIN", "COMMIT", "", true, true},
+			{"BEGIN", "END TRANSACTION", "", true, true},
+			{"SAVEPOINT s", "RELEASE s", "", true, true},
+			{"BEGIN", "COMMIT", "", false, false}, // as if it failed and rolled back
+			{"SAVEPOINT s", "RELEASE s", "", false, false},
+			{"BEGIN", "SELECT 2", "ROLLBACK", true, false},
+			{"BEGIN", "SELECT 2", "COMMIT", true, false},
+		} {
+			_, done, herr := ex.stmt("SELECT 1")
+			if herr != nil {
+				return herr
+			}
+			done(true)
+			run(c.begin, c.sql, c.end, c.ok)
+			if _, kept := ex.stmts.get("SELECT 1"); kept != c.kept {
+				t.Errorf("%s; %s; %s, ok %v: the cache kept its statements: %v, want %v", c.begin, c.sql, c.end, c.ok, kept, c.kept)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
