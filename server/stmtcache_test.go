@@ -1,10 +1,15 @@
 package server
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -462,5 +467,90 @@ func TestReaderSchemaChanges(t *testing.T) {
 	}
 	if got, want := strings.Join(names, ","), cols+",late"; got != want || values != len(names) {
 		t.Errorf("step 2 after the ALTER between steps: columns %s and %d values in its row, want %s and a value for each", got, values, want)
+	}
+}
+
+// cursorEntries runs steps as an HTTP cursor and returns its entries,
+// each as "step_begin STEP COLS", "row", "step_end", "step_error STEP
+// MESSAGE" or "TYPE STEP".
+func cursorEntries(t *testing.T, ts *testServer, steps ...hrana.BatchStep) []string {
+	t.Helper()
+	body, err := json.Marshal(hrana.CursorReqBody{Batch: hrana.Batch{Steps: steps}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, out := post(t, ts.url+"/v3/cursor", "application/json", "", body)
+	if status != http.StatusOK {
+		t.Fatalf("cursor: %d %s", status, out)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Scan() // the header
+	var entries []string
+	for sc.Scan() {
+		var e hrana.CursorEntry
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			t.Fatalf("entry %q: %v", sc.Bytes(), err)
+		}
+		switch e.Type {
+		case hrana.EntryStepBegin:
+			var cols []string
+			for _, c := range e.Cols {
+				cols = append(cols, *c.Name)
+			}
+			entries = append(entries, fmt.Sprintf("%s %d %s", e.Type, e.Step, strings.Join(cols, ",")))
+		case hrana.EntryRow, hrana.EntryStepEnd: // step_end has no step
+			entries = append(entries, e.Type)
+		case hrana.EntryStepError:
+			entries = append(entries, fmt.Sprintf("%s %d %s", e.Type, e.Step, e.Error.Message))
+		default:
+			entries = append(entries, fmt.Sprintf("%s %d", e.Type, e.Step))
+		}
+	}
+	return entries
+}
+
+// A read's columns are read after its first step (runStmt): a read
+// without rows reports them all the same, and a read that fails in its
+// first step has them too; a cursor sends its step_begin, then the
+// step_error. On a reader (no transaction) and on the writer (inside one).
+func TestCursorReadColumnsAfterFirstStep(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	ts.exec(t, "", "CREATE TABLE t(a, b)", "INSERT INTO t VALUES(1, 2)")
+	empty, fails, one := "SELECT a, b FROM t WHERE a > 5", "SELECT abs(-9223372036854775807 - 1) AS x FROM t", "SELECT b FROM t"
+	overflow := "SQLite error: integer overflow"
+
+	// execute, batch
+	resp := ts.pipeline(t, "", "", execReq(empty), execReq(fails))
+	if r := resp.Results[0]; r.Type != hrana.ResultOK {
+		t.Errorf("execute %s: %+v", empty, r.Error)
+	} else if res := r.Response.StmtResult; len(res.Cols) != 2 || *res.Cols[0].Name != "a" || *res.Cols[1].Name != "b" || len(res.Rows) != 0 {
+		t.Errorf("execute %s: %d columns, %d rows, want a,b and none", empty, len(res.Cols), len(res.Rows))
+	}
+	if r := resp.Results[1]; r.Type != hrana.ResultError || r.Error.Message != overflow {
+		t.Errorf("execute %s: %+v, want %q", fails, r, overflow)
+	}
+	for _, tx := range []bool{false, true} {
+		steps := []hrana.BatchStep{step(empty, nil), step(fails, nil), step(one, nil)}
+		if tx {
+			steps = append([]hrana.BatchStep{step("BEGIN", nil)}, append(steps, step("COMMIT", nil))...)
+		}
+		got := cacheSteps(t, ts, "", steps...)
+		if tx {
+			got = got[1 : len(got)-1]
+		}
+		if want := []string{"a,b ", "error: " + overflow, "b 2\n"}; !reflect.DeepEqual(got, want) {
+			t.Errorf("batch, in a transaction %v: %q, want %q", tx, got, want)
+		}
+
+		// cursor
+		entries := cursorEntries(t, ts, steps...)
+		want := []string{"step_begin 0 a,b", "step_end", "step_begin 1 x", "step_error 1 " + overflow, "step_begin 2 b", "row", "step_end"}
+		if tx {
+			want = []string{"step_begin 0 ", "step_end", "step_begin 1 a,b", "step_end", "step_begin 2 x", "step_error 2 " + overflow,
+				"step_begin 3 b", "row", "step_end", "step_begin 4 ", "step_end"}
+		}
+		if !reflect.DeepEqual(entries, want) {
+			t.Errorf("cursor, in a transaction %v:\n got %q\nwant %q", tx, entries, want)
+		}
 	}
 }
