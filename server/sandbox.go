@@ -206,7 +206,21 @@ func (sb *sandbox) authorize(a sqlitex.Action) sqlitex.AuthResult {
 // actionDB is the database an action is about. SQLite passes it as the
 // authorizer's 5th argument (a.DB) for every action but ALTER TABLE, whose
 // database is its 3rd (Arg1), and whose 5th is the column of a DROP COLUMN
-// (sqlite3AlterDropColumn), NULL otherwise.
+// (sqlite3AlterDropColumn) or of an ALTER COLUMN ... SET NOT NULL / DROP
+// NOT NULL, NULL otherwise.
+//
+// A decision, then: every form of ALTER TABLE this SQLite has (3.54.1,
+// modernc v1.61.1) is allowed on main and temp, under the same rules as
+// any other schema change (a write token, no READONLY transaction, no
+// reserved name): ADD/DROP/RENAME COLUMN, RENAME TO, ALTER COLUMN SET/DROP
+// NOT NULL (which were refused, as `using database "COLUMN"`, until
+// actionDB), ADD/DROP CONSTRAINT. Besides their ALTER_TABLE action they
+// ask only for SQLITE_FUNCTION (sqlite_fail, sqlite_add_constraint,
+// sqlite_drop_constraint, sqlite_find_constraint), SELECT, and READ of the
+// table's column and of sqlite_master/sqlite_temp_master (probed): SET NOT
+// NULL reads the table's rows and fails if one holds a NULL there. The
+// schema change reaches replicas as any other does (WAL frames of
+// sqlite_schema).
 func actionDB(a sqlitex.Action) string {
 	if a.Code == sqlite3.SQLITE_ALTER_TABLE {
 		return a.Arg1

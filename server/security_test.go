@@ -602,6 +602,22 @@ func TestSandboxAlterColumns(t *testing.T) {
 	if want := []string{" ", " ", " ", " ", " ", " ", "x,v 1|3\n", "a "}; !slices.Equal(got, want) {
 		t.Errorf("dropping and renaming columns: %q, want %q", got, want)
 	}
+	// ALTER COLUMN ... SET/DROP NOT NULL: its column is the authorizer's
+	// 5th argument as well (actionDB), allowed as the other forms are.
+	nn := ts.stepErrors(t, "", "rw",
+		"ALTER TABLE t ALTER COLUMN v SET NOT NULL",
+		"INSERT INTO t VALUES(2, NULL)",
+		"ALTER TABLE main.t ALTER v DROP NOT NULL",
+		"INSERT INTO t VALUES(3, NULL)",
+		"CREATE TEMP TABLE tn(a)",
+		"ALTER TABLE temp.tn ALTER COLUMN a SET NOT NULL",
+		"INSERT INTO tn VALUES(NULL)",
+		"ALTER TABLE t ALTER COLUMN v SET NOT NULL", // a NULL is there now
+	)
+	if want := []string{"", "SQLite error: NOT NULL constraint failed: t.v", "", "", "", "",
+		"SQLite error: NOT NULL constraint failed: tn.a", "SQLite error: constraint failed"}; !slices.Equal(nn, want) {
+		t.Errorf("ALTER COLUMN SET/DROP NOT NULL: %q, want %q", nn, want)
+	}
 	// Refused: reserved names, other databases, a READONLY transaction.
 	ts.exec(t, "", "CREATE TABLE r(a, b)")
 	errs := ts.stepErrors(t, "", "rw",
@@ -610,10 +626,12 @@ func TestSandboxAlterColumns(t *testing.T) {
 		"BEGIN TRANSACTION READONLY",
 		"ALTER TABLE r DROP COLUMN b",
 		"ALTER TABLE r RENAME COLUMN b TO c",
+		"ALTER TABLE r ALTER COLUMN b SET NOT NULL",
 		"COMMIT",
+		"ALTER TABLE x.r ALTER COLUMN b SET NOT NULL",
 	)
 	for i, e := range errs {
-		if (e == "") != (i == 2 || i == 5) {
+		if (e == "") != (i == 2 || i == 6) {
 			t.Errorf("step %d: %q", i, e)
 		}
 	}
@@ -621,7 +639,8 @@ func TestSandboxAlterColumns(t *testing.T) {
 		t.Errorf("r after the refusals: %q, want its columns a,b", got[0])
 	}
 	// A read token cannot push at all, and its query selector is read-only.
-	for _, q := range []string{"ALTER TABLE r DROP COLUMN b", "ALTER TABLE r RENAME COLUMN b TO c"} {
+	for _, q := range []string{"ALTER TABLE r DROP COLUMN b", "ALTER TABLE r RENAME COLUMN b TO c",
+		"ALTER TABLE r ALTER COLUMN b SET NOT NULL", "ALTER TABLE r ALTER COLUMN a DROP NOT NULL"} {
 		if status, body := ts.pullAs(t, "", "ro", &syncpb.PullUpdatesReqProtoBody{ServerQuerySelector: q}); status != http.StatusBadRequest {
 			t.Errorf("selector %q (token ro): %d %s, want 400", q, status, body)
 		}

@@ -78,7 +78,10 @@ func (p PipelineReqBody) MarshalJSON() ([]byte, error) { return p.appendJSON(nil
 // object (no decoding); a body whose keys may repeat is decoded by
 // decodeByKey instead, which walks it again and decodes only the values of
 // "baton" and "requests". Every body is decoded once: without a repeated
-// key, what the one pass refuses encoding/json refuses too.
+// key, what the one pass refuses encoding/json refuses too. Only the top
+// level is so: a key given twice inside a request or statement is merged,
+// on both paths as by encoding/json (a second "stmt" is decoded into the
+// first, keeping what only the first set).
 func DecodePipelineReq(b []byte) (*PipelineReqBody, error) {
 	decode := decodeOnePass
 	if repeatsKeys(b) {

@@ -387,9 +387,11 @@ func checkQuickCond(t *testing.T, b []byte) {
 	}
 }
 
-// Request bodies with keys given twice, in another case or escaped: the
-// last one counts, as encoding/json has it, and nothing of an earlier
-// value stays behind in it.
+// Request bodies with keys given twice, in another case or escaped: of a
+// top-level key the last one counts, as encoding/json has it, and nothing
+// of an earlier value stays behind in it; a key repeated inside a request
+// is merged, by encoding/json and by DecodePipelineReq alike (the seeds
+// with "stmt" and "type" twice).
 var dupKeySeeds = []string{
 	`{"requests":[{"type":"execute","stmt":{"sql":"DELETE FROM t WHERE a = ?","args":[{"type":"integer","value":"1"}]}}],` +
 		`"requests":[{"type":"execute","stmt":{"sql":"DELETE FROM t"}}]}`,
