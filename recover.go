@@ -91,13 +91,13 @@ func (d *DB) rebuild(ctx context.Context) error {
 		d.Close()
 		return err
 	}
-	defer os.RemoveAll(work)
 	journal := files.RecoverLocal()
 	n, err := closed(d.db.SaveLocal(ctx, journal))
 	if cerr := d.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
+		os.RemoveAll(work)
 		return fmt.Errorf("save the local changes: %w", err)
 	}
 
@@ -109,6 +109,7 @@ func (d *DB) rebuild(ctx context.Context) error {
 	}
 	nd, err := Open(testhooks.With(ctx, d.hooks), fresh)
 	if err != nil {
+		os.RemoveAll(work)
 		return fmt.Errorf("download a fresh replica: %w", err)
 	}
 	err = closedErr(nd.db.ImportLocal(ctx, journal))
@@ -116,17 +117,36 @@ func (d *DB) rebuild(ctx context.Context) error {
 		err = cerr
 	}
 	if err != nil {
+		os.RemoveAll(work)
 		return fmt.Errorf("replay the %d local changes on the fresh replica: %w", n, err)
 	}
 	unlock, _, err := flock.Lock(files.Lock)
 	if err != nil {
+		os.RemoveAll(work)
 		return fmt.Errorf("lock %s again: %w", cfg.Path, err)
 	}
-	defer unlock()
+	defer func() {
+		unlock()
+		if d.hooks.AfterUnlock != nil {
+			d.hooks.AfterUnlock()
+		}
+	}()
 	backup := files.BeforeRecover(time.Now())
 	if err := swapReplica(d.hooks.FS, cfg.Path, fresh.Path, backup); err != nil {
-		return err
+		// Once the marker exists, the fresh replica in work is what it
+		// points to, and the next Open's finishSwap completes the
+		// replacement: removing work would leave that Open no new files
+		// (neither PATH nor -info: a new bootstrap, the local changes in
+		// the backup only).
+		if _, serr := os.Stat(files.Recovering); serr == nil {
+			return fmt.Errorf("replace the replica by the rebuilt one: %w; the next Open finishes the replacement (the rebuilt replica is in %s)", err, work)
+		}
+		os.RemoveAll(work)
+		return fmt.Errorf("replace the replica by the rebuilt one: %w", err)
 	}
+	// Under the lock: once it is released, another Open{Recover} may be
+	// rebuilding in work again.
+	os.RemoveAll(work)
 	cfg.Logger.Warn("the replica was rebuilt from the server", "path", cfg.Path, "local changes replayed", n, "old files", backup)
 	return nil
 }

@@ -41,8 +41,9 @@ type Hooks struct {
 	// back by a reader on purpose and would otherwise wait it all out.
 	WriterBusyTimeout time.Duration
 	// BeforeLock is called by Open just before it takes PATH-lock, and
-	// AfterUnlock just after the facade releases it (a failed Open, Close),
-	// for tests of what another Open can do around those moments.
+	// AfterUnlock just after the facade releases it (a failed Open, Close,
+	// the end of a rebuild's swap), for tests of what another Open can do
+	// around those moments.
 	BeforeLock, AfterUnlock func()
 	// NoJitter makes the network actor's retries wait exactly the computed
 	// intervals. Its jitter comes from the global math/rand, which no seed
