@@ -118,3 +118,71 @@ func TestFinishSwapPowerLoss(t *testing.T) {
 		check(fmt.Sprintf("a power loss at rename %d, then finishSwap", crashAt))
 	}
 }
+
+// syncDirStop is a CrashFS whose SyncDirs after the first at fail (the
+// process dies there), so that a power loss follows each prefix of them.
+type syncDirStop struct {
+	*fsx.CrashFS
+	n, at int
+}
+
+var errSyncDirStop = errors.New("stopped before this SyncDir")
+
+func (s *syncDirStop) SyncDir(dir string) error {
+	if s.n++; s.n > s.at {
+		return errSyncDirStop
+	}
+	return s.CrashFS.SyncDir(dir)
+}
+
+// The order of finishSwap's directory fsyncs: a power loss after any
+// prefix of them leaves what the next finishSwap completes. The backup
+// directory goes before PATH's: with PATH's first, a loss in between
+// keeps the new files' moves to PATH but undoes the old ones' moves into
+// the backup, which bring the old files back at PATH, over the new ones;
+// the rerun finds no fresh file left to move: the rebuilt replica is lost.
+// TestFinishSwapPowerLoss cuts at renames only, so it does not see this.
+func TestFinishSwapPowerLossAfterEachSyncDir(t *testing.T) {
+	const syncDirs = 5 // the backup's parent, the backup, PATH's, the fresh replica's, the marker's
+	for at := 0; at <= syncDirs; at++ {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "a.db")
+		fresh := filepath.Join(dir, "a.db.recover", "a.db")
+		backup := filepath.Join(dir, "a.db.before-recover-x")
+		os.Mkdir(filepath.Dir(fresh), 0o755)
+		suffixes := []string{"", "-wal", "-info", "-revert"}
+		for _, s := range suffixes {
+			os.WriteFile(path+s, []byte("old"+s), 0o644)
+			os.WriteFile(fresh+s, []byte("new"+s), 0o644)
+		}
+		if err := os.WriteFile(layout.For(path).Recovering, []byte(`{"fresh":"`+fresh+`","backup":"`+backup+`","files":["","-wal","-revert"]}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c := &syncDirStop{CrashFS: fsx.NewCrashFS(), at: at}
+		err := finishSwap(c, path)
+		if at < syncDirs && !errors.Is(err, errSyncDirStop) || at == syncDirs && err != nil {
+			t.Fatalf("power loss after %d SyncDirs: finishSwap: %v", at, err)
+		}
+		if c.n != min(at+1, syncDirs) {
+			t.Fatalf("power loss after %d SyncDirs: finishSwap made %d", at, c.n)
+		}
+		if err := c.PowerLoss(); err != nil {
+			t.Fatal(err)
+		}
+		if err := finishSwap(fsx.OS, path); err != nil {
+			t.Fatalf("power loss after %d SyncDirs: the next finishSwap: %v", at, err)
+		}
+		when := fmt.Sprintf("power loss after %d SyncDirs, then finishSwap", at)
+		for _, s := range suffixes {
+			if b, _ := os.ReadFile(path + s); string(b) != "new"+s {
+				t.Errorf("%s: %s holds %q", when, filepath.Base(path+s), b)
+			}
+			if b, _ := os.ReadFile(filepath.Join(backup, "a.db"+s)); string(b) != "old"+s {
+				t.Errorf("%s: the backup of %s holds %q", when, "a.db"+s, b)
+			}
+		}
+		if _, err := os.Stat(layout.For(path).Recovering); err == nil {
+			t.Errorf("%s: the marker is left", when)
+		}
+	}
+}
