@@ -181,11 +181,20 @@ func swapReplica(fs fsx.FS, path, fresh, backup string) error {
 // to do). The old -info goes first and the new one last, so that no
 // moment leaves a replica of mixed files; every step can be made again.
 // The marker goes only once every move is durable: the backup directory
-// (where the old files went), PATH's (where the new ones came), the fresh
-// replica's (which they left: a source that came back after a power loss
-// would have the next finishSwap move the new file over the old one's
-// backup). Its removal is made durable too: a marker that came back would
-// move the files the new replica created since into the backup.
+// (where the old files went) before PATH's (where the new ones came: the
+// other order lets a power loss in between bring the old files back over
+// the new ones, TestFinishSwapPowerLossAfterEachSyncDir), then the fresh
+// replica's (which they left). Its removal is made durable too: a marker
+// that came back would move the files the new replica created since into
+// the backup.
+//
+// No order of fsyncs keeps a rename's source from coming back: a power
+// loss after PATH's fsync and before the fresh directory's can leave a
+// new file both at PATH and at its source, one file under two names. The
+// next finishSwap would move that PATH file over the old one's backup, so
+// it checks (os.SameFile) and then drops the source instead
+// (TestFinishSwapSourceCameBack; fsx.CrashFS cannot model that loss: it
+// records a rename in its destination's directory only).
 //
 // The backup directory's own creation is fsynced (its parent) but no test
 // shows it: fsx.FS has no Mkdir, so fsx.CrashFS cannot undo one.
@@ -217,8 +226,28 @@ func finishSwap(fs fsx.FS, path string) error {
 		return err
 	}
 	out := func(f string) error { return moveIfThere(f, filepath.Join(m.Backup, filepath.Base(f))) }
+	// movedIn tells whether the fresh file from is already at to, its
+	// source having come back after a power loss (see above); it then
+	// drops the source.
+	movedIn := func(from, to string) (bool, error) {
+		a, err := fs.Stat(from)
+		if err != nil {
+			return false, nil
+		}
+		if b, err := fs.Stat(to); err != nil || !os.SameFile(a, b) {
+			return false, nil
+		}
+		return true, fs.Remove(from)
+	}
 	files, fresh := layout.For(path), layout.For(m.Fresh)
+	infoIn, err := movedIn(fresh.Info, files.Info)
+	if err != nil {
+		return err
+	}
 	_, freshInfo := fs.Stat(fresh.Info)
+	if infoIn {
+		freshInfo = os.ErrNotExist // moved in already
+	}
 	if freshInfo == nil {
 		if err := out(files.Info); err != nil {
 			return err
@@ -230,6 +259,11 @@ func finishSwap(fs fsx.FS, path string) error {
 			if err := out(f); err != nil { // the old replica's only
 				return err
 			}
+			continue
+		}
+		if in, err := movedIn(m.Fresh+suffix, f); err != nil {
+			return err
+		} else if in {
 			continue
 		}
 		if _, err := fs.Stat(m.Fresh + suffix); err != nil {

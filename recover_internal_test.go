@@ -186,3 +186,51 @@ func TestFinishSwapPowerLossAfterEachSyncDir(t *testing.T) {
 		}
 	}
 }
+
+// A power loss after finishSwap's fsync of PATH's directory and before the
+// fresh directory's may undo the removal of the renames' sources only: each
+// new file is then both at PATH and at its source, one file under two
+// names (made here with os.Link: fsx.CrashFS records a rename in its
+// destination's directory only). The next finishSwap drops the sources
+// rather than moving the new files over the old ones' backups.
+func TestFinishSwapSourceCameBack(t *testing.T) {
+	for _, allBack := range []bool{true, false} {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "a.db")
+		fresh := filepath.Join(dir, "a.db.recover", "a.db")
+		backup := filepath.Join(dir, "a.db.before-recover-x")
+		os.Mkdir(filepath.Dir(fresh), 0o755)
+		os.Mkdir(backup, 0o755)
+		suffixes := []string{"", "-wal", "-info", "-revert"}
+		for _, s := range suffixes {
+			os.WriteFile(filepath.Join(backup, "a.db"+s), []byte("old"+s), 0o644)
+			os.WriteFile(path+s, []byte("new"+s), 0o644)
+			if allBack || s == "" {
+				if err := os.Link(path+s, fresh+s); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if err := os.WriteFile(layout.For(path).Recovering, []byte(`{"fresh":"`+fresh+`","backup":"`+backup+`","files":["","-wal","-revert"]}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := finishSwap(fsx.OS, path); err != nil {
+			t.Fatal(err)
+		}
+		when := map[bool]string{true: "every source back", false: "the database's source back"}[allBack]
+		for _, s := range suffixes {
+			if b, _ := os.ReadFile(path + s); string(b) != "new"+s {
+				t.Errorf("%s: %s holds %q", when, filepath.Base(path+s), b)
+			}
+			if b, _ := os.ReadFile(filepath.Join(backup, "a.db"+s)); string(b) != "old"+s {
+				t.Errorf("%s: the backup of %s holds %q", when, "a.db"+s, b)
+			}
+			if _, err := os.Lstat(fresh + s); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("%s: the source of %s: %v, want it gone", when, "a.db"+s, err)
+			}
+		}
+		if _, err := os.Stat(layout.For(path).Recovering); err == nil {
+			t.Errorf("%s: the marker is left", when)
+		}
+	}
+}
