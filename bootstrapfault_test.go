@@ -102,16 +102,20 @@ func TestBootstrapFileFaults(t *testing.T) {
 	type fault struct {
 		op      string
 		partial bool
+		stale   bool // a PATH-bootstrap an earlier process left is there
 	}
 	var faults []fault
 	for _, op := range []string{"create", "write", "truncate", "sync", "close", "rename"} {
 		faults = append(faults, fault{op: op})
 	}
-	faults = append(faults, fault{op: "write", partial: true})
+	faults = append(faults, fault{op: "write", partial: true}, fault{op: "rename", stale: true})
 	for _, c := range faults {
 		name := c.op
 		if c.partial {
 			name = "partial-" + c.op
+		}
+		if c.stale {
+			name = "stale-" + c.op
 		}
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -119,6 +123,13 @@ func TestBootstrapFileFaults(t *testing.T) {
 			cfg := syncdb.Config{Path: path, URL: url}
 			if c.partial {
 				cfg.Partial = &syncdb.PartialSync{PrefixBytes: 4 * 4096}
+			}
+			if c.stale {
+				// Not a new file of this Open's (newReplicaFiles): the
+				// failed Open removes it once its -info is gone.
+				if err := os.WriteFile(path+"-bootstrap", []byte("an earlier download"), 0o644); err != nil {
+					t.Fatal(err)
+				}
 			}
 			ctx := testhooks.With(context.Background(), testhooks.Hooks{FS: bootFaultFS{FS: fsx.OS, op: c.op}, OnPanic: func(err error) { t.Errorf("actor panic: %v", err) }})
 			db, err := syncdb.Open(ctx, cfg)

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/syncdb/syncdb/dbactor"
+	"github.com/syncdb/syncdb/internal/fsx"
 	"github.com/syncdb/syncdb/internal/layout"
 	"github.com/syncdb/syncdb/messages"
 	"github.com/syncdb/syncdb/netactor"
@@ -51,22 +53,55 @@ func newReplicaFiles(path string) []string {
 	return absent
 }
 
+// removeNewReplica removes the files a failed Open of a new replica
+// created (created, from newReplicaFiles) and a stale PATH-bootstrap. Call
+// it with the lock held and no actor running.
+//
+// A process killed in the middle must not leave -info without PATH, which
+// every later Open takes for an existing replica and fails on ("stat PATH:
+// no such file or directory") until the user removes -info; nor PATH's
+// companions without PATH (a -wal left beside a later bootstrap's PATH is
+// not that database's). So -info (and its temporary file) goes first,
+// made durable before the rest, then the companions, then PATH, then the
+// stale bootstrap (removeStaleBootstrap: once -info is gone), and the
+// directory is fsynced. A kill thus leaves either nothing but -lock (and a
+// stale -bootstrap, which the next bootstrap truncates) or PATH without
+// -info, which the next Open refuses naming both ("PATH exists but has no
+// PATH-info"): the user removes the leftovers.
+func removeNewReplica(fs fsx.FS, path string, created []string) {
+	files := layout.For(path)
+	info := func(n string) bool { return n == files.Info || n == files.InfoTmp }
+	removed := false
+	for _, n := range created {
+		if info(n) && fs.Remove(n) == nil {
+			removed = true
+		}
+	}
+	if removed {
+		fs.SyncDir(filepath.Dir(path))
+	}
+	for _, n := range created {
+		if !info(n) && n != path {
+			fs.Remove(n)
+		}
+	}
+	if slices.Contains(created, path) {
+		fs.Remove(path)
+	}
+	removeStaleBootstrap(fs, path)
+	fs.SyncDir(filepath.Dir(path))
+}
+
 // removeStaleBootstrap removes the PATH-bootstrap of a replica without
 // metadata: a download that never got as far as PATH-info, which no Open
 // resumes (a bootstrap truncates it), even one an earlier process left. With
 // PATH-info, the next Open moves it into place (dbactor's MoveBootstrap).
 // Call it with the lock held and no actor running: the facade is then the
 // file's only user.
-func removeStaleBootstrap(path string) {
+func removeStaleBootstrap(fs fsx.FS, path string) {
 	files := layout.For(path)
-	if _, err := os.Stat(files.Info); errors.Is(err, os.ErrNotExist) {
-		os.Remove(files.Bootstrap)
-	}
-}
-
-func removeAll(names []string) {
-	for _, n := range names {
-		os.Remove(n)
+	if _, err := fs.Stat(files.Info); errors.Is(err, os.ErrNotExist) {
+		fs.Remove(files.Bootstrap)
 	}
 }
 

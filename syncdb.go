@@ -433,8 +433,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		// -lock (newReplicaFiles), and the files go while the lock
 		// is held: once it is released, another Open may be creating them
 		// again.
-		removeStaleBootstrap(cfg.Path)
-		removeAll(created)
+		removeNewReplica(d.hooks.FS, cfg.Path, created)
 		d.unlock()
 		return nil, fmt.Errorf("open %s: %w", shown, err)
 	}
