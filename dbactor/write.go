@@ -134,12 +134,16 @@ func (w *writeConn) Query(ctx context.Context, query string, args ...any) (*sql.
 	// INSERT ... RETURNING makes its changes in the first step, inside
 	// QueryContext.
 	w.a.cap.startStmt(query)
-	w.a.cap.assigned = assignedKey(w.a.readInsert(query), args)
-	err := w.a.asUser(func() (err error) {
-		rows, err = w.a.conn.QueryContext(ctx, query, args...)
-		return err
-	})
-	w.a.cap.assigned = nil
+	err := func() error {
+		w.a.cap.assigned = assignedKey(w.a.readInsert(query), args)
+		// Deferred, as in execOne: the statement may panic (recovered
+		// above, by the Tx function's recovery or the lent writer's do).
+		defer func() { w.a.cap.assigned = nil }()
+		return w.a.asUser(func() (err error) {
+			rows, err = w.a.conn.QueryContext(ctx, query, args...)
+			return err
+		})
+	}()
 	if err != nil {
 		// What the hook saw of it is recorded only if SQLite kept it.
 		if w.a.txGone() {
