@@ -106,8 +106,15 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 		return nil, err
 	}
 	c.wtx = t
+	if p, ok := ctx.Value(lentKey{}).(**writeTx); ok {
+		*p = t // DB.Tx's
+	}
 	return driverTx{c}, nil
 }
+
+// lentKey is the context key by which DB.Tx learns the writeTx under its
+// *sql.Tx (a **writeTx BeginTx sets).
+type lentKey struct{}
 
 // driverTx ends the conn's open transaction.
 type driverTx struct{ c *conn }
@@ -157,18 +164,34 @@ func args(named []driver.NamedValue) []any {
 
 // ExecContext runs a statement in the open transaction, or else as a write
 // transaction of its own (DB.Exec).
+//
+// The arguments' Value methods are called here (CheckNamedValue passes
+// them on), on the caller's goroutine, before they reach the database/sql
+// under this driver (resolveArgs): in the write transaction inside do, so
+// that a panic or Goexit in one ends the transaction as one in the
+// statement would. The database/sql above this driver (the user's, for
+// DB.SQL) holds its own locks meanwhile; what a panic or Goexit does to
+// them is the standard library's (see DB.SQL).
 func (c *conn) ExecContext(ctx context.Context, query string, named []driver.NamedValue) (driver.Result, error) {
 	a := args(named)
 	switch {
 	case c.wtx != nil:
 		var res sql.Result
 		err := c.wtx.do(ctx, func(ctx context.Context, w messages.WriteConn) (err error) {
+			a, err := resolveArgs(a)
+			if err != nil {
+				return err
+			}
 			res, err = w.Exec(ctx, query, a...)
 			return err
 		})
 		return res, err
 	case c.rtx != nil:
 		if err := dbactor.CheckRead(query); err != nil {
+			return nil, err
+		}
+		a, err := resolveArgs(a)
+		if err != nil {
 			return nil, err
 		}
 		c.d.gate.mu.RLock()
@@ -180,7 +203,8 @@ func (c *conn) ExecContext(ctx context.Context, query string, named []driver.Nam
 
 // QueryContext runs a query in the open transaction, or on the read pool.
 // A statement that writes (INSERT ... RETURNING, for instance) runs on the
-// writer in a write transaction of its own, like DB.Exec.
+// writer in a write transaction of its own, like DB.Exec. The arguments'
+// Value methods are called as in ExecContext.
 func (c *conn) QueryContext(ctx context.Context, query string, named []driver.NamedValue) (driver.Rows, error) {
 	a := args(named)
 	switch {
@@ -188,6 +212,10 @@ func (c *conn) QueryContext(ctx context.Context, query string, named []driver.Na
 		return c.wtx.query(ctx, query, a)
 	case c.rtx != nil:
 		if err := dbactor.CheckRead(query); err != nil {
+			return nil, err
+		}
+		a, err := resolveArgs(a)
+		if err != nil {
 			return nil, err
 		}
 		c.d.gate.mu.RLock()
@@ -445,11 +473,24 @@ func (t *writeTx) run(ctx context.Context, fn func(ctx context.Context, w messag
 	return fn(ctx, t.w), false
 }
 
+// fail ends the transaction because of a panic on the caller's goroutine
+// outside do (an argument's Value, called by Tx's methods before
+// database/sql): as if the statement had panicked inside do, the
+// transaction rolls back, and its statements, this one first, report the
+// panic.
+func (t *writeTx) fail(v any) error {
+	return t.do(context.Background(), func(context.Context, messages.WriteConn) error { panic(v) })
+}
+
 // query runs a query in the transaction and reads all its rows: they come
 // from the writer, which must be free for the next statement.
 func (t *writeTx) query(ctx context.Context, query string, a []any) (driver.Rows, error) {
 	var rows *bufferedRows
 	err := t.do(ctx, func(ctx context.Context, w messages.WriteConn) error {
+		a, err := resolveArgs(a) // inside do: see conn.ExecContext
+		if err != nil {
+			return err
+		}
 		rs, err := w.Query(ctx, query, a...)
 		if err != nil {
 			return err

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"modernc.org/sqlite"
+
 	"github.com/syncdb/syncdb/messages"
 )
 
@@ -195,6 +197,178 @@ func TestLentWriterGoexit(t *testing.T) {
 				}
 			})
 		}
+	}
+	for how, stop := range end {
+		for _, c := range argCases {
+			t.Run(c.name+"/"+how, func(t *testing.T) { testGoexitInArgument(t, c, how, stop) })
+		}
+	}
+}
+
+// The statements of TestLentWriterGoexit's second part, each with an
+// argument whose Value (or, for "SQL function", a Go SQL function the
+// statement calls) ends the goroutine. database/sql (Go 1.26) calls Value
+// holding locks it releases without a deferred call, so each of these
+// once left one held: Tx.QueryRow's transaction never ended (its
+// rollback waited for it); a statement kept prepared (UPDATE, an
+// INSERT ... RETURNING) left the writer's connection unclosable, and
+// Close hung; DB.Exec's Value ran on the actor's goroutine (a panic failed
+// the actor; a Goexit made the Exec never return); a read left its pooled
+// connection taken. The SQL function's panic left its statement stepping:
+// no later transaction could commit, and Close hung.
+var argCases = []struct {
+	name string
+	inTx bool // run in a DB.Tx
+	run  func(ctx context.Context, d *DB, tx *Tx, v stopValuer) error
+}{
+	{"Tx.QueryRow", true, func(ctx context.Context, _ *DB, tx *Tx, v stopValuer) error {
+		var n int
+		return tx.QueryRow(ctx, "SELECT ?", v).Scan(&n)
+	}},
+	{"Tx.Query", true, func(ctx context.Context, _ *DB, tx *Tx, v stopValuer) error {
+		rows, err := tx.Query(ctx, "SELECT ?", v)
+		if err == nil {
+			rows.Close()
+		}
+		return err
+	}},
+	{"Tx.Exec cached UPDATE", true, func(ctx context.Context, _ *DB, tx *Tx, v stopValuer) error {
+		_, err := tx.Exec(ctx, "UPDATE t SET id = 7 WHERE id = ?", v)
+		return err
+	}},
+	{"Tx.QueryRow INSERT RETURNING", true, func(ctx context.Context, _ *DB, tx *Tx, v stopValuer) error {
+		var n int
+		return tx.QueryRow(ctx, "INSERT INTO t VALUES(?) RETURNING id", v).Scan(&n)
+	}},
+	{"SQL function", true, func(ctx context.Context, _ *DB, tx *Tx, v stopValuer) error {
+		stopMu.Lock()
+		stopFn = v
+		stopMu.Unlock()
+		defer func() {
+			stopMu.Lock()
+			stopFn = nil
+			stopMu.Unlock()
+		}()
+		_, err := tx.Exec(ctx, "INSERT INTO t VALUES(5 + syncdb_test_stop())")
+		return err
+	}},
+	{"DB.Exec", false, func(ctx context.Context, d *DB, _ *Tx, v stopValuer) error {
+		_, err := d.Exec(ctx, "UPDATE t SET id = 7 WHERE id = ?", v)
+		return err
+	}},
+	{"DB.QueryRow", false, func(ctx context.Context, d *DB, _ *Tx, v stopValuer) error {
+		var n int
+		return d.QueryRow(ctx, "SELECT ?", v).Scan(&n)
+	}},
+	{"DB.Query", false, func(ctx context.Context, d *DB, _ *Tx, v stopValuer) error {
+		rows, err := d.Query(ctx, "SELECT id FROM t WHERE id = ?", v)
+		if err == nil {
+			rows.Close()
+		}
+		return err
+	}},
+}
+
+var (
+	stopMu sync.Mutex
+	stopFn func() // what syncdb_test_stop() calls
+)
+
+func init() {
+	sqlite.MustRegisterScalarFunction("syncdb_test_stop", 0, func(*sqlite.FunctionContext, []driver.Value) (driver.Value, error) {
+		stopMu.Lock()
+		f := stopFn
+		stopMu.Unlock()
+		if f != nil {
+			f()
+		}
+		return int64(0), nil
+	})
+}
+
+func testGoexitInArgument(t *testing.T, c struct {
+	name string
+	inTx bool
+	run  func(ctx context.Context, d *DB, tx *Tx, v stopValuer) error
+}, how string, stop func()) {
+	ctx := context.Background()
+	// One read connection: a read that kept its connection makes the
+	// next read wait.
+	d, err := Open(ctx, Config{Path: filepath.Join(t.TempDir(), "a.db"), ReadConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	defer func() {
+		if !closed {
+			go d.Close() // a hung Close must not hang the test too
+		}
+	}()
+	if _, err := d.Exec(ctx, "CREATE TABLE t(id INTEGER PRIMARY KEY)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Exec(ctx, "INSERT INTO t VALUES(2)"); err != nil {
+		t.Fatal(err)
+	}
+	var stmtErr error
+	var panicked any
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		defer func() { panicked = recover() }()
+		if !c.inTx {
+			stmtErr = c.run(ctx, d, nil, stopValuer(stop))
+			return
+		}
+		stmtErr = d.Tx(ctx, func(tx *Tx) error {
+			if _, err := tx.Exec(ctx, "INSERT INTO t VALUES(1)"); err != nil {
+				t.Error(err)
+			}
+			err := c.run(ctx, d, tx, stopValuer(stop))
+			if how == "panic" && (err == nil || !strings.Contains(err.Error(), "panic in transaction function: planted")) {
+				t.Errorf("the statement: %v, want the panic as an error", err)
+			}
+			return nil
+		})
+	}()
+	select {
+	case <-exited:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the goroutine did not end")
+	}
+	switch {
+	case how == "goexit":
+	case c.inTx:
+		// The transaction is over: DB.Tx's commit fails, with the panic.
+		if stmtErr == nil || !strings.Contains(stmtErr.Error(), "planted") {
+			t.Errorf("DB.Tx: %v, want the panic as an error", stmtErr)
+		}
+	default:
+		// Outside a Tx, the panic is the caller's, as with database/sql.
+		if panicked != "planted" {
+			t.Errorf("the statement: %v, recovered %v; want the panic on the caller's goroutine", stmtErr, panicked)
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if _, err := d.Exec(wctx, "INSERT INTO t VALUES(3)"); err != nil {
+		t.Fatalf("a write after the %s in %s: %v", how, c.name, err)
+	}
+	var ids string
+	if err := d.QueryRow(wctx, "SELECT group_concat(id) FROM (SELECT id FROM t ORDER BY id)").Scan(&ids); err != nil || ids != "2,3" {
+		t.Fatalf("rows: %q (%v), want 2,3: the transaction's rolled back", ids, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- d.Close() }()
+	select {
+	case err := <-done:
+		closed = true
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		closed = true // Close is running, hung
+		t.Fatalf("Close did not return after the %s in %s", how, c.name)
 	}
 }
 

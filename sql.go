@@ -32,6 +32,18 @@ func init() { sql.Register(DriverName, sqlDriver{}) }
 // Like any single-writer database, a write outside an open write
 // transaction waits until that transaction ends: do not write through the
 // *sql.DB itself while holding a *sql.Tx on the same goroutine.
+//
+// An argument's driver.Valuer is called by syncdb's driver, on the
+// caller's goroutine, before the statement reaches the writer or the read
+// pool, so a panic or runtime.Goexit in Value leaves them working (in a
+// write transaction, it ends the transaction, rolled back). The *sql.DB
+// itself is the standard library's: database/sql (Go 1.26) holds locks of
+// its own while it calls the driver and releases some of them without a
+// deferred call, so after such a panic or Goexit in a query (QueryContext,
+// QueryRowContext) or a prepared statement of the *sql.DB, the *sql.Tx or
+// *sql.Conn it ran on may wait forever in Rollback or Close, as with any
+// driver. DB.Exec, DB.Query, DB.QueryRow and the *Tx of DB.Tx call Value
+// before any database/sql code, and have no such limit.
 func (d *DB) SQL() *sql.DB {
 	d.sqlOnce.Do(func() { d.sqldb = sql.OpenDB(dbConnector{d}) })
 	return d.sqldb

@@ -666,6 +666,13 @@ func (d *DB) Exec(ctx context.Context, query string, args ...any) (sql.Result, e
 	if err := d.check(); err != nil {
 		return nil, err
 	}
+	// An argument's Value runs here, on the caller's goroutine (see
+	// resolveArgs): a panic in it is the caller's, as with database/sql,
+	// and never reaches the actor.
+	args, err := resolveArgs(args)
+	if err != nil {
+		return nil, err
+	}
 	res, err := d.writer.Exec(ctx, query, args)
 	return res, closedErr(err)
 }
@@ -677,6 +684,10 @@ func (d *DB) Query(ctx context.Context, query string, args ...any) (*sql.Rows, e
 		return nil, err
 	}
 	if err := dbactor.CheckRead(query); err != nil {
+		return nil, err
+	}
+	args, err := resolveArgs(args) // Value runs here, with nothing held
+	if err != nil {
 		return nil, err
 	}
 	d.gate.mu.RLock()
@@ -695,6 +706,10 @@ func (d *DB) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
 		return rowError(ctx, err)
 	}
 	if err := dbactor.CheckRead(query); err != nil {
+		return rowError(ctx, err)
+	}
+	args, err := resolveArgs(args) // Value runs here, with nothing held
+	if err != nil {
 		return rowError(ctx, err)
 	}
 	d.gate.mu.RLock()
@@ -729,11 +744,49 @@ func (d *DB) readStmt(ctx context.Context, query string) (*sql.Stmt, func()) {
 // unclosed hold nothing on the writer: a later pull does not find it busy
 // (and database/sql closes them when the transaction ends). Calling the
 // DB's own methods from inside the function fails with ErrInTx.
-type Tx struct{ tx *sql.Tx }
+//
+// An argument's driver.Valuer is called by the method itself, on the
+// function's goroutine, before the statement goes to database/sql (see
+// resolveArgs). If Value panics, the transaction is over, rolled back:
+// the method returns the panic as an error ("panic in transaction
+// function: ..."), as for a panic inside the statement, and so does every
+// later statement of it. If it ends the goroutine (runtime.Goexit), DB.Tx
+// rolls back.
+type Tx struct {
+	tx *sql.Tx
+	w  *writeTx // the transaction under tx (driver.go)
+}
+
+// args converts args on the caller's goroutine (resolveArgs). A panic in
+// a Value method ends the transaction, as a panic in the statement would
+// (writeTx.do); a Goexit goes on, and DB.Tx rolls back.
+func (t *Tx) args(args []any) (out []any, err error) {
+	converted := false
+	defer func() {
+		if converted {
+			return
+		}
+		v := recover() // nil in a Goexit, which goes on
+		if v == nil {
+			return
+		}
+		if t.w == nil {
+			panic(v)
+		}
+		out, err = nil, t.w.fail(v)
+	}()
+	out, err = resolveArgs(args)
+	converted = true
+	return out, err
+}
 
 // Exec runs one statement (or, without arguments, several) in the
 // transaction, capturing its changes.
 func (t *Tx) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	args, err := t.args(args)
+	if err != nil {
+		return nil, err
+	}
 	return t.tx.ExecContext(ctx, query, args...)
 }
 
@@ -742,11 +795,19 @@ func (t *Tx) Exec(ctx context.Context, query string, args ...any) (sql.Result, e
 // name or by position in that statement, as SQLite's driver binds a
 // script); the rows are the last statement's.
 func (t *Tx) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	args, err := t.args(args)
+	if err != nil {
+		return nil, err
+	}
 	return t.tx.QueryContext(ctx, query, args...)
 }
 
 // QueryRow is Query for at most one row.
 func (t *Tx) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	args, err := t.args(args)
+	if err != nil {
+		return rowError(ctx, err)
+	}
 	return t.tx.QueryRowContext(ctx, query, args...)
 }
 
@@ -757,7 +818,8 @@ func (d *DB) Tx(ctx context.Context, fn func(tx *Tx) error) error {
 	if err := d.check(); err != nil {
 		return err
 	}
-	tx, err := d.SQL().BeginTx(ctx, nil)
+	var w *writeTx // conn.BeginTx tells which
+	tx, err := d.SQL().BeginTx(context.WithValue(ctx, lentKey{}, &w), nil)
 	if err != nil {
 		return err
 	}
@@ -777,7 +839,7 @@ func (d *DB) Tx(ctx context.Context, fn func(tx *Tx) error) error {
 			tx.Rollback()
 		}
 	}()
-	err = fn(&Tx{tx})
+	err = fn(&Tx{tx, w})
 	returned = true
 	if err != nil {
 		tx.Rollback()

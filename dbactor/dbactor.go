@@ -257,10 +257,14 @@ type dbActor struct {
 	user       bool                  // a user statement is being prepared or run (see authorize)
 	pragmaSet  bool                  // a user statement set a pragma on this writer connection (see refreshWriter)
 	staleCache bool                  // the writer's page cache predates a T1 and is not yet emptied (see refreshWriter)
-	restamp    *messages.FileStamp   // the database file's stamp to record: same content, new time
-	detached   error                 // the files were modified outside syncdb: read only (see detach)
-	created    bool                  // until recover ends: the database file did not exist at open, no pull ran on it
-	denied     string                // the protected table the authorizer last refused
+	// connLocked: a user statement on the writer ended by a panic or a
+	// Goexit (see asUser), which may have left database/sql's lock on
+	// a.conn held: closing it would wait forever (see dropConn).
+	connLocked bool
+	restamp    *messages.FileStamp // the database file's stamp to record: same content, new time
+	detached   error               // the files were modified outside syncdb: read only (see detach)
+	created    bool                // until recover ends: the database file did not exist at open, no pull ran on it
+	denied     string              // the protected table the authorizer last refused
 	// journalSynced: this process made the journal's directory entry
 	// durable (writeJournal) and has not removed the file since.
 	journalSynced bool
@@ -573,6 +577,9 @@ func (a *dbActor) closeFiles() {
 	if a.ostmts != nil {
 		a.ostmts.Close()
 		a.ostmts = nil
+	}
+	if a.conn != nil && a.connLocked {
+		a.dropConn()
 	}
 	if a.conn != nil {
 		a.dropWALHook()

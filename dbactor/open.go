@@ -398,6 +398,9 @@ func (a *dbActor) reopenWriter(ctx context.Context) error {
 		a.ostmts.Close()
 		a.ostmts = nil
 	}
+	if a.conn != nil && a.connLocked {
+		a.dropConn()
+	}
 	if a.conn != nil {
 		a.dropWALHook()
 		// Returning ErrBadConn makes database/sql close it for good.
@@ -406,6 +409,32 @@ func (a *dbActor) reopenWriter(ctx context.Context) error {
 		a.conn = nil
 	}
 	return a.openWriter(ctx, false)
+}
+
+// dropConn closes a writer connection on which database/sql may hold a
+// lock it will never release (connLocked): a panic or Goexit in a user's
+// statement unwound through database/sql frames that release the
+// connection without a deferred call (Go 1.26: Stmt.ExecContext and
+// queryDC), leaving the sql.Conn's closemu read-locked. Its Close, or a
+// Raw returning ErrBadConn, would wait for that lock forever. So the
+// SQLite connection underneath is closed directly (Raw itself only
+// read-locks), and the sql.Conn is abandoned, never released, with its
+// *sql.DB (closed: that waits for no connection in use), since the
+// writer's *sql.DB opens one connection at most and a new writer needs
+// another.
+func (a *dbActor) dropConn() {
+	a.dropWALHook()
+	sqlitex.Raw(context.Background(), a.conn, func(c *sqlitex.Conn) error {
+		if cl, ok := c.Driver().(io.Closer); ok {
+			cl.Close()
+		}
+		return nil
+	})
+	a.conn, a.connLocked = nil, false
+	if a.writer != nil {
+		a.writer.Close()
+		a.writer = nil
+	}
 }
 
 func (a *dbActor) openWAL() error {

@@ -365,10 +365,35 @@ func (a *dbActor) execStatements(ctx context.Context, query string, args []any, 
 // (runtime.Goexit), after which the writer runs syncdb's own statements:
 // under the user's rules, the authorizer would refuse their changes to
 // syncdb's own tables.
+//
+// If fn does not return (a panic or a Goexit), it ended inside database/sql
+// and modernc, which both left things behind: modernc resets a kept
+// statement after its step without a deferred call, and database/sql
+// (Go 1.26) releases the connection without one after Stmt.ExecContext
+// and a query. The arguments' Value methods are called before (the
+// facade's resolveArgs), but a Go SQL function of the user's, called by
+// SQLite while the statement steps, can still panic there. The statement
+// left stepping is reset here, or no later transaction could commit
+// ("SQL statements in progress") and the writer's close would wait for
+// it; and the connection is marked connLocked, so that it is closed
+// without database/sql's close, which would wait for the lock left held
+// (dropConn). The connection stays in use meanwhile: the lock left held
+// is a read lock, which nothing but close waits for.
 func (a *dbActor) asUser(fn func() error) error {
 	a.user, a.denied = true, ""
-	defer func() { a.user = false }()
+	returned := false
+	defer func() {
+		a.user = false
+		if !returned && a.conn != nil {
+			a.connLocked = true
+			sqlitex.Raw(context.Background(), a.conn, func(c *sqlitex.Conn) error {
+				c.ResetBusy()
+				return nil
+			})
+		}
+	}()
 	err := fn()
+	returned = true
 	if err != nil && a.denied != "" {
 		return refusedProtected(a.denied)
 	}

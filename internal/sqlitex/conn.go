@@ -240,6 +240,23 @@ func (c *Conn) BusyStatement() bool {
 	return false
 }
 
+// ResetBusy resets every statement of the connection that has been
+// stepped and neither run to completion nor reset (sqlite3_reset over
+// sqlite3_next_stmt). It is for a connection whose statement was left
+// stepping by a panic that unwound through the driver (a Go SQL function
+// that panicked, say: modernc resets a kept statement after its step
+// without a deferred call): while it steps, SQLite refuses to commit
+// ("SQL statements in progress"). Whoever holds such a statement finds it
+// reset, as after an error.
+func (c *Conn) ResetBusy() {
+	db := c.handle()
+	for s := sqlite3.Xsqlite3_next_stmt(c.tls, db, 0); s != 0; s = sqlite3.Xsqlite3_next_stmt(c.tls, db, s) {
+		if sqlite3.Xsqlite3_stmt_busy(c.tls, s) != 0 {
+			sqlite3.Xsqlite3_reset(c.tls, s)
+		}
+	}
+}
+
 // dataVersion is the pager's data version of schema (a C string),
 // SQLITE_FCNTL_DATA_VERSION: it changes whenever the page cache is reset.
 func (c *Conn) dataVersion(schema uintptr) (uint32, error) {
