@@ -389,20 +389,70 @@ func (s *Server) runOnStream(ctx context.Context, h *stream.Handle[*hranaStream]
 // runOpts say how execOn runs a request.
 type runOpts struct {
 	cursor bool // fn streams its entries to the client while it runs
-	// limit bounds the request's statements (StatementTimeout over HTTP;
-	// 0: no bound, WebSocket). It starts once the request has its
+	// limit bounds the request's statements (StatementTimeout, over HTTP
+	// and WebSocket; 0: no bound). It starts once the request has its
 	// connection: the wait for one has its own bound (StreamBusyTimeout,
 	// for the writer and for a cursor's reader), so that a request that
 	// waited is not left with less time to run, nor a wait counted twice.
 	limit time.Duration
+	// clock, if set, counts limit instead of a plain timeout: a WebSocket
+	// cursor stops it while it waits for its client's fetches (which have
+	// bounds of their own, see emitCursor), so that only the time its
+	// statements run counts.
+	clock *runClock
 }
 
 // running bounds ctx by o.limit, if any.
 func (o runOpts) running(ctx context.Context) (context.Context, context.CancelFunc) {
-	if o.limit <= 0 {
+	switch {
+	case o.limit <= 0:
 		return context.WithCancel(ctx)
+	case o.clock != nil:
+		return o.clock.start(ctx, o.limit)
 	}
 	return context.WithTimeout(ctx, o.limit)
+}
+
+// runClock is a timeout that can be stopped and resumed: the context start
+// returns ends once it has run for its limit in all. The goroutine that
+// runs the statements alone calls its methods.
+type runClock struct {
+	timer   *time.Timer
+	left    time.Duration
+	resumed time.Time
+	paused  bool
+}
+
+func (c *runClock) start(ctx context.Context, limit time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	c.left, c.resumed, c.paused = limit, time.Now(), false
+	c.timer = time.AfterFunc(limit, func() { cancel(context.DeadlineExceeded) })
+	return ctx, func() { c.timer.Stop(); cancel(context.Canceled) }
+}
+
+// pause stops the clock (if it has not run out).
+func (c *runClock) pause() {
+	if c.timer == nil || c.paused {
+		return
+	}
+	c.paused = true
+	if c.timer.Stop() {
+		c.left -= time.Since(c.resumed)
+	} else {
+		c.left = 0 // it ran out
+	}
+}
+
+// resume lets the clock run on.
+func (c *runClock) resume() {
+	if c.timer == nil || !c.paused {
+		return
+	}
+	c.paused = false
+	c.resumed = time.Now()
+	if c.left > 0 {
+		c.timer.Reset(c.left)
+	}
 }
 
 // errTxnLost reports that a stream's transaction is gone: the connection

@@ -77,8 +77,10 @@ type Config struct {
 	// 503 (bodies) or a statement error (responses). Default 1 GiB.
 	MaxInflightBytes int64
 	// StatementTimeout bounds an HTTP pipeline or cursor request's
-	// statements, from when they have their connection (the wait for one
-	// is bounded by StreamBusyTimeout), and a query selector. Default 60 s.
+	// statements, and a WebSocket request's (a cursor's while it runs, not
+	// while it waits for fetches), from when they have their connection
+	// (the wait for one is bounded by StreamBusyTimeout), and a query
+	// selector. Default 60 s.
 	StatementTimeout time.Duration
 	HistoryRetention time.Duration // 0 = keep every revision; default set by the command line
 	CheckpointFrames int           // checkpoint a database when its WAL has this many frames; default 1000

@@ -69,6 +69,9 @@ type wsCursor struct {
 	fetches chan func() // fetch_cursor requests, answered in order
 	err     *hrana.Error
 	waited  time.Time // when the batch first waited for fetches on the writer (emitCursor)
+	// clock bounds the batch by StatementTimeout, stopped while the
+	// batch waits for fetches (emitCursor).
+	clock *runClock
 }
 
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, name string) {
@@ -257,7 +260,7 @@ func (c *wsConn) request(id int32, rq *hrana.WsRequest) string {
 		}
 		c.onStream(id, rq.StreamID, func(st *hranaStream) {
 			var res hrana.StreamResult
-			did, err := c.s.execOn(c.ctx, st, readSQL(st, []hrana.StreamRequest{sr}), runOpts{}, func(ex *executor) { res = ex.run(sr) })
+			did, err := c.s.execOn(c.ctx, st, readSQL(st, []hrana.StreamRequest{sr}), runOpts{limit: c.s.cfg.StatementTimeout}, func(ex *executor) { res = ex.run(sr) })
 			defer c.s.mem.release(did.reserved)
 			if err != nil {
 				st.end(c.ctx)
@@ -291,7 +294,7 @@ func (c *wsConn) request(id int32, rq *hrana.WsRequest) string {
 			return "cursor already exists"
 		}
 		cctx, cancel := context.WithCancel(c.ctx)
-		cur := &wsCursor{entries: make(chan hrana.CursorEntry, wsCursorCapacity), cancel: cancel, fetches: make(chan func(), 64)}
+		cur := &wsCursor{entries: make(chan hrana.CursorEntry, wsCursorCapacity), cancel: cancel, fetches: make(chan func(), 64), clock: &runClock{}}
 		c.mu.Lock()
 		c.cursors[rq.CursorID] = cur
 		c.mu.Unlock()
@@ -306,7 +309,8 @@ func (c *wsConn) request(id int32, rq *hrana.WsRequest) string {
 		if !c.onStream(id, rq.StreamID, func(st *hranaStream) {
 			ok()
 			defer close(cur.entries)
-			_, err := c.s.execOn(cctx, st, readSQL(st, []hrana.StreamRequest{{Type: hrana.ReqBatch, Batch: batch}}), runOpts{cursor: true}, func(ex *executor) {
+			o := runOpts{cursor: true, limit: c.s.cfg.StatementTimeout, clock: cur.clock}
+			_, err := c.s.execOn(cctx, st, readSQL(st, []hrana.StreamRequest{{Type: hrana.ReqBatch, Batch: batch}}), o, func(ex *executor) {
 				ex.budget, ex.mem = 1<<62, nil // a cursor streams: no response bound
 				if ex.c == nil {
 					cur.err = asHrana(ex.noConn)
@@ -463,6 +467,10 @@ func (s *Server) emitCursor(ctx context.Context, st *hranaStream, cur *wsCursor,
 		return nil
 	default:
 	}
+	// Waiting for the client is not running: the batch's StatementTimeout
+	// stops meanwhile.
+	cur.clock.pause()
+	defer cur.clock.resume()
 	var stalled chan struct{}
 	var walHeld <-chan struct{}
 	if !st.holds {
