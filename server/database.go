@@ -95,6 +95,10 @@ type database struct {
 	writer  chan struct{} // holds a token while someone owns the writer connection (writer.go)
 	hmu     sync.Mutex
 	holder  *idleHolder // the stream that keeps the writer between requests, if any
+	// owner (under hmu) is the stream that has the writer, busy or idle,
+	// since ownedSince (nil: none, or a request that is no stream's).
+	owner      *hranaStream
+	ownedSince time.Time
 	// walHeld (under hmu) is closed, and replaced, when checkpoints have
 	// been held back by readers for walHoldLimit: cursors on readers that
 	// wait for their client then end (emitCursor). ckptHeldSince (under

@@ -1,9 +1,16 @@
 package server
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/syncdb/syncdb/wire/hrana"
 )
 
 // runaway is a read that never ends on its own.
@@ -117,5 +124,106 @@ func TestSecurityWebSocketStatementTimeout(t *testing.T) {
 	}
 	if rows != n {
 		t.Fatalf("the slowly fetched cursor gave %d rows, want %d", rows, n)
+	}
+}
+
+// Attack: a client keeps a transaction open and sends a statement every
+// StreamTxnTimeout/2, so that its stream is never idle for long enough to
+// be expired: every other writer (pushes too) waited StreamBusyTimeout and
+// failed with SQLITE_BUSY, for as long as the client went on. Once it has
+// kept the writer for 2×StreamTxnTimeout and another stream waits, its
+// transaction is rolled back; its next request says so.
+func TestSecurityBusyTransactionYields(t *testing.T) {
+	const txnTimeout = 300 * time.Millisecond
+	for _, transport := range []string{"ws", "http"} {
+		t.Run(transport, func(t *testing.T) {
+			ts := newTestServer(t, Config{StreamTxnTimeout: txnTimeout, StreamBusyTimeout: 20 * time.Second})
+			ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY)")
+			// exec runs sql on the holding stream and returns the error
+			// code ("" if it succeeded).
+			var exec func(sql string) string
+			if transport == "ws" {
+				w := helloWS(t, ts)
+				w.req(map[string]any{"type": "open_stream", "stream_id": 1})
+				exec = func(sql string) string {
+					m := w.req(map[string]any{"type": "execute", "stream_id": 1, "stmt": stmt(sql)})
+					if m["type"] != "response_ok" && errCode(m) == "" {
+						t.Fatalf("%s: %v", sql, m)
+					}
+					return errCode(m)
+				}
+			} else {
+				s := ts.stream(t, "", "/v3/pipeline")
+				exec = func(sql string) string {
+					status, res, out := s.send(execReq(sql))
+					if status != http.StatusOK {
+						var e hrana.Error
+						json.Unmarshal(out, &e)
+						if e.Code == "" {
+							t.Fatalf("%s: %d %s", sql, status, out)
+						}
+						s.baton = nil // the stream is gone
+						return e.Code
+					}
+					if res[0].Type != hrana.ResultOK {
+						return res[0].Error.Code
+					}
+					return ""
+				}
+			}
+			if c := exec("BEGIN IMMEDIATE"); c != "" {
+				t.Fatalf("BEGIN: %s", c)
+			}
+			// Another writer, as a push would be.
+			type outcome struct {
+				status int
+				body   string
+				took   time.Duration
+			}
+			pushed := make(chan outcome, 1)
+			start := time.Now()
+			go func() {
+				body, _ := json.Marshal(hrana.PipelineReqBody{Requests: []hrana.StreamRequest{execReq("INSERT INTO t VALUES(1000)")}})
+				resp, err := http.Post(ts.url+"/v3/pipeline", "application/json", bytes.NewReader(body))
+				if err != nil {
+					pushed <- outcome{body: err.Error()}
+					return
+				}
+				out, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				pushed <- outcome{resp.StatusCode, string(out), time.Since(start)}
+			}()
+			var code string
+			var push *outcome
+			for i := 1; code == "" && time.Since(start) < 15*time.Second; i++ {
+				time.Sleep(txnTimeout / 2)
+				code = exec(fmt.Sprintf("INSERT INTO t VALUES(%d)", i))
+				select {
+				case o := <-pushed:
+					push = &o
+				default:
+				}
+			}
+			if push == nil {
+				o := <-pushed
+				push = &o
+			}
+			if push.status != http.StatusOK || strings.Contains(push.body, `"type":"error"`) {
+				t.Fatalf("the other writer: %d %s", push.status, push.body)
+			}
+			if push.took > 2*txnTimeout+3*time.Second {
+				t.Fatalf("the other writer waited %v for a busy transaction (2×StreamTxnTimeout = %v)", push.took, 2*txnTimeout)
+			}
+			want := map[string]string{"ws": "TRANSACTION_TIMEOUT", "http": "STREAM_EXPIRED"}[transport]
+			if code != want {
+				t.Fatalf("the busy transaction's later statement: %q, want %s", code, want)
+			}
+			if got := fmtRows(ts.query(t, "", "SELECT count(*) FROM t WHERE id < 1000")); got != "0\n" {
+				t.Fatalf("%s rows of the rolled-back transaction are there", got)
+			}
+			if got := count(t, ts, "", "t"); got != "1\n" {
+				t.Fatalf("rows: %s, want the other writer's alone", got)
+			}
+		})
 	}
 }

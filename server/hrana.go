@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/syncdb/syncdb/internal/sqlitex"
@@ -34,7 +35,15 @@ type hranaStream struct {
 	holds    bool // it keeps d's writer: it is inside a transaction
 	readOnly bool // inside BEGIN TRANSACTION READONLY (PRAGMA query_only is on)
 	closed   bool // a close request ended it
-	timedOut bool // its transaction was rolled back while it was idle (WebSocket; see wsConn.keepIdle)
+	// timedOut (nil: not) is the error of its next request (once): its
+	// transaction was rolled back between requests (WebSocket, idle: see
+	// wsConn.keepIdle; or it kept the writer too long: see yield).
+	timedOut error
+	// yield is set by a stream that waits for the writer while this one
+	// has kept it for longer than 2×StreamTxnTimeout (takeWriter): its
+	// transaction is then rolled back at once if it is idle, else when
+	// its request ends (execOn). Set by other goroutines.
+	yield atomic.Bool
 	// foreignKeys is the stream's PRAGMA foreign_keys, which lasts as long
 	// as the stream (as on sqld, where a stream is a connection): the
 	// writer connection is reset for every holder, so it is set again
@@ -53,6 +62,7 @@ func (st *hranaStream) end(ctx context.Context) {
 
 // release puts the connection back and lets the writer go.
 func (st *hranaStream) release(ctx context.Context) {
+	st.d.clearOwner(st)
 	st.d.endSession(ctx)
 	st.readOnly = false
 	st.holds = false
@@ -92,6 +102,8 @@ var hranaVersions = map[string]bool{"/v2": true, "/v3": true, "/v3-protobuf": tr
 // the Content-Type say which).
 func streamError(w http.ResponseWriter, err error) {
 	switch {
+	case errors.Is(err, errTxnHeld):
+		hranaError(w, http.StatusInternalServerError, &hrana.Error{Message: err.Error(), Code: "STREAM_EXPIRED"})
 	case errors.Is(err, stream.ErrStreamExpired):
 		hranaError(w, http.StatusInternalServerError, &hrana.Error{Message: "The stream has expired due to inactivity", Code: "STREAM_EXPIRED"})
 	case errors.Is(err, stream.ErrBatonInvalid), errors.Is(err, stream.ErrBatonReused):
@@ -204,7 +216,7 @@ func (s *Server) handleHrana(w http.ResponseWriter, r *http.Request, d *database
 
 // isStreamErr tells errors about the stream itself (its baton) apart.
 func isStreamErr(err error) bool {
-	return errors.Is(err, stream.ErrStreamExpired) || errors.Is(err, stream.ErrBatonInvalid) ||
+	return errors.Is(err, stream.ErrStreamExpired) || errors.Is(err, errTxnHeld) || errors.Is(err, stream.ErrBatonInvalid) ||
 		errors.Is(err, stream.ErrBatonReused) || errors.Is(err, stream.ErrTooMany) || errors.Is(err, stream.ErrClosed)
 }
 
@@ -482,11 +494,16 @@ var errTxnLost = fmt.Errorf("%w: its transaction was lost (the database was relo
 // response is written.
 func (s *Server) execOn(ctx context.Context, st *hranaStream, reads []string, o runOpts, fn func(*executor)) (run, error) {
 	d := st.d
-	if st.timedOut {
+	if err := st.timedOut; err != nil {
 		// Once: the client learns that its transaction is gone, and its
 		// next statements run in autocommit as it then expects.
-		st.timedOut = false
-		return run{}, errTxnTimeout
+		st.timedOut = nil
+		return run{}, err
+	}
+	if st.holds && st.yield.Load() {
+		// It kept the writer too long and another stream waits.
+		st.end(ctx)
+		return run{}, errTxnHeld
 	}
 	var noConn error
 	took := false // the writer, for this request
@@ -510,6 +527,8 @@ func (s *Server) execOn(ctx context.Context, st *hranaStream, reads []string, o 
 		if noConn == nil {
 			if noConn = s.takeWriter(ctx, d); noConn == nil {
 				st.holds, took = true, true
+				st.yield.Store(false)
+				d.setOwner(st)
 			}
 		}
 	}
@@ -547,8 +566,15 @@ func (s *Server) execOn(ctx context.Context, st *hranaStream, reads []string, o 
 	if lost {
 		return run{}, errors.Join(errTxnLost, err)
 	}
-	if auto && err == nil {
+	switch {
+	case auto && err == nil:
 		st.release(ctx)
+	case err == nil && st.holds && st.yield.Load():
+		// It kept the writer too long and another stream waits: its
+		// transaction ends now, and its next request says so (as an
+		// idle stream's that expired).
+		st.end(ctx)
+		st.timedOut = errTxnHeld
 	}
 	return run{commits: commits, diskFull: ex.diskFull, reserved: ex.reserved}, err
 }
@@ -696,7 +722,10 @@ type run struct {
 // StreamBusyTimeout. A stream that keeps the writer while idle for longer
 // than StreamTxnTimeout is expired (its transaction rolled back) when
 // another request needs the writer: an abandoned transaction blocks other
-// writers for that long at most.
+// writers for that long at most. So is a stream that has kept the writer
+// for longer than 2×StreamTxnTimeout, however busy (a client that sends a
+// statement now and then inside its transaction would otherwise keep it
+// for ever): at once if it is idle, else when its request ends.
 func (s *Server) takeWriter(ctx context.Context, d *database) error {
 	if d.tryWriter() {
 		return nil
@@ -710,9 +739,10 @@ func (s *Server) takeWriter(ctx context.Context, d *database) error {
 		case d.writer <- struct{}{}:
 			return nil
 		case <-tick.C:
-			if h := d.idleHolder(); h != nil && time.Since(h.since) >= s.cfg.StreamTxnTimeout {
+			long := d.longOwner(2 * s.cfg.StreamTxnTimeout)
+			if h := d.idleHolder(); h != nil && (time.Since(h.since) >= s.cfg.StreamTxnTimeout || h.st == long) {
 				if h.expire() {
-					d.log.Info("ended an idle stream's hold on the writer (its transaction, or its stalled cursor): another stream needs the writer", "idle", time.Since(h.since).Round(time.Millisecond))
+					d.log.Info("ended an idle stream's hold on the writer (its transaction, or its stalled cursor): another stream needs the writer", "idle", time.Since(h.since).Round(time.Millisecond), "kept too long", h.st == long)
 				}
 			}
 		case <-deadline.C:

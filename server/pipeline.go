@@ -124,7 +124,7 @@ func asHrana(err error) *hrana.Error {
 		return &hrana.Error{Message: "SQLite error: " + se.Msg, Code: code}
 	case errors.Is(err, errTxnLost):
 		return &hrana.Error{Message: err.Error(), Code: "STREAM_EXPIRED"}
-	case errors.Is(err, errTxnTimeout):
+	case errors.Is(err, errTxnTimeout) || errors.Is(err, errTxnHeld):
 		return &hrana.Error{Message: err.Error(), Code: "TRANSACTION_TIMEOUT"}
 	case errors.Is(err, errCursorStalled) || errors.Is(err, errCursorHoldsWAL):
 		return &hrana.Error{Message: "SQLite error: interrupted (" + err.Error() + ")", Code: "SQLITE_INTERRUPT"}

@@ -88,7 +88,7 @@ type Config struct {
 	// Hrana streams (see hrana.go).
 	StreamIdleTimeout time.Duration // an idle stream expires after this; default 10 s (sqld's)
 	StreamBusyTimeout time.Duration // how long a request waits for a writer another stream keeps, or a cursor for a reader connection; default 10 s
-	StreamTxnTimeout  time.Duration // an idle stream's transaction (or a WebSocket cursor waiting for fetches on the writer) may be ended after this if another stream waits; default 5 s
+	StreamTxnTimeout  time.Duration // an idle stream's transaction (or a WebSocket cursor waiting for fetches on the writer) may be ended after this if another stream waits, a busy one's after twice this; default 5 s
 	MaxStreams        int           // streams open at once, all databases; default 10000
 	// SnapshotCacheMinBytes: the second bootstrap (whole raw snapshot) of
 	// one revision of a database at least this big is kept as a file, and

@@ -31,6 +31,13 @@ var errWriterBusy = errors.New("database is locked: another stream holds an open
 // while another stream waited for it.
 var errTxnTimeout = errors.New("the transaction was rolled back: it was idle for longer than the transaction timeout while another stream waited for the writer")
 
+// errTxnHeld reports that a stream's transaction was rolled back because
+// it had kept the writer for longer than twice the transaction timeout
+// while another stream waited for it. Over HTTP the stream ends
+// (STREAM_EXPIRED, as for an idle one), over WebSocket its next request
+// fails with TRANSACTION_TIMEOUT.
+var errTxnHeld = errors.New("the transaction was rolled back: it kept the writer for longer than twice the transaction timeout while another stream waited for the writer")
+
 // tryWriter takes the writer if it is free.
 func (d *database) tryWriter() bool {
 	select {
@@ -203,6 +210,34 @@ func (d *database) clearHolder(st *hranaStream) {
 		d.holder = nil
 	}
 	d.hmu.Unlock()
+}
+
+// setOwner records st as the stream that has the writer, from now.
+func (d *database) setOwner(st *hranaStream) {
+	d.hmu.Lock()
+	d.owner, d.ownedSince = st, time.Now()
+	d.hmu.Unlock()
+}
+
+// clearOwner forgets st as the stream that has the writer, if it is.
+func (d *database) clearOwner(st *hranaStream) {
+	d.hmu.Lock()
+	if d.owner == st {
+		d.owner = nil
+	}
+	d.hmu.Unlock()
+}
+
+// longOwner returns the stream that has had the writer for longer than
+// limit, if one has, and tells it to yield it (hranaStream.yield).
+func (d *database) longOwner(limit time.Duration) *hranaStream {
+	d.hmu.Lock()
+	defer d.hmu.Unlock()
+	if d.owner == nil || time.Since(d.ownedSince) < limit {
+		return nil
+	}
+	d.owner.yield.Store(true)
+	return d.owner
 }
 
 // idleHolder returns the idle holder, or nil.

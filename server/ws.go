@@ -398,7 +398,10 @@ func (c *wsConn) keepIdle(streamID int32, ws *wsStream) {
 		select {
 		case ws.queue <- func() {
 			if st.d.idleHolder() == h {
-				st.timedOut = true
+				st.timedOut = errTxnTimeout
+				if st.yield.Load() {
+					st.timedOut = errTxnHeld
+				}
 				st.end(context.Background())
 			}
 		}:
