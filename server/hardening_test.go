@@ -66,6 +66,13 @@ func TestSecurityWebSocketStatementTimeout(t *testing.T) {
 		if errCode(m) != "SQLITE_INTERRUPT" {
 			t.Fatalf("in a transaction %v: the runaway statement: %v, want SQLITE_INTERRUPT", inTx, m)
 		}
+		if inTx {
+			// The interrupt rolled the transaction back: the next
+			// request says so (see TestSecurityInterruptedCursorRollsBack).
+			if m := exec("SELECT 1"); errCode(m) != "TRANSACTION_TIMEOUT" {
+				t.Fatalf("the request after an interrupt in a transaction: %v, want TRANSACTION_TIMEOUT", m)
+			}
+		}
 		if m := exec("SELECT 1"); m["type"] != "response_ok" {
 			t.Fatalf("in a transaction %v: the stream after the timeout: %v", inTx, m)
 		}
@@ -225,5 +232,112 @@ func TestSecurityBusyTransactionYields(t *testing.T) {
 				t.Fatalf("rows: %s, want the other writer's alone", got)
 			}
 		})
+	}
+}
+
+// cursorBatch runs a /v3/cursor request with a batch of unconditional
+// steps on baton's stream; it returns the header's baton and the entries.
+func cursorBatch(t *testing.T, ts *testServer, baton *string, sqls ...string) (*string, []hrana.CursorEntry) {
+	t.Helper()
+	var steps []hrana.BatchStep
+	for _, q := range sqls {
+		steps = append(steps, hrana.BatchStep{Stmt: hrana.Stmt{SQL: &q}})
+	}
+	body, _ := json.Marshal(hrana.CursorReqBody{Baton: baton, Batch: hrana.Batch{Steps: steps}})
+	status, out := post(t, ts.url+"/v3/cursor", "application/json", "", body)
+	if status != http.StatusOK {
+		t.Fatalf("cursor: %d %s", status, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	var head hrana.CursorRespBody
+	if err := json.Unmarshal([]byte(lines[0]), &head); err != nil || head.Baton == nil {
+		t.Fatalf("cursor header %q: %v", lines[0], err)
+	}
+	var entries []hrana.CursorEntry
+	for _, l := range lines[1:] {
+		var e hrana.CursorEntry
+		if err := json.Unmarshal([]byte(l), &e); err != nil {
+			t.Fatalf("entry %q: %v", l, err)
+		}
+		entries = append(entries, e)
+	}
+	return head.Baton, entries
+}
+
+// Attack (atomicity): a cursor interrupted by StatementTimeout inside an
+// explicit transaction left the transaction open with the steps before
+// the interrupted one in it, and the stream went on: the client's later
+// COMMIT on the same stream committed half of its batch. The interrupted
+// step's error now says that the transaction was rolled back, and the
+// stream's next request fails rather than run in autocommit.
+func TestSecurityInterruptedCursorRollsBack(t *testing.T) {
+	ts := newTestServer(t, Config{StatementTimeout: 300 * time.Millisecond})
+	ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY)")
+	s := ts.stream(t, "", "/v3/pipeline")
+	s.do("BEGIN")
+	baton, entries := cursorBatch(t, ts, s.baton, "INSERT INTO t VALUES(1)", runaway, "INSERT INTO t VALUES(2)")
+	s.baton = baton
+	var interrupted *hrana.Error
+	for _, e := range entries {
+		if e.Type == hrana.EntryStepError && e.Step == 1 {
+			interrupted = e.Error
+		}
+	}
+	if interrupted == nil || interrupted.Code != "SQLITE_INTERRUPT" || !strings.Contains(interrupted.Message, "rolled back") {
+		t.Fatalf("the interrupted step's error: %+v, want SQLITE_INTERRUPT saying the transaction was rolled back (entries %+v)", interrupted, entries)
+	}
+	// The client goes on as if its transaction were open.
+	status, res, out := s.send(execReq("INSERT INTO t VALUES(3)"), execReq("COMMIT"))
+	if status == http.StatusOK && res[0].Type == hrana.ResultOK {
+		t.Errorf("the stream's next request ran after its transaction was interrupted: %s", out)
+	}
+	if got := count(t, ts, "", "t"); got != "0\n" {
+		t.Fatalf("%s rows committed of an interrupted transaction", got)
+	}
+}
+
+// A write with RETURNING that is interrupted after its write (its cursor
+// closed while it waits for fetches, its client gone) changes nothing, in
+// autocommit mode and inside a transaction (which is then rolled back as
+// a whole): the client was told it failed.
+func TestSecurityInterruptedReturningWritesNothing(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY)")
+	w := helloWS(t, ts)
+	exec := func(sql string) map[string]any {
+		return w.req(map[string]any{"type": "execute", "stream_id": 1, "stmt": stmt(sql)})
+	}
+	w.req(map[string]any{"type": "open_stream", "stream_id": 1})
+	const n = 4 * wsCursorCapacity
+	insert := fmt.Sprintf("INSERT INTO t SELECT x FROM (WITH RECURSIVE c(x) AS (SELECT 10 UNION ALL SELECT x+1 FROM c LIMIT %d) SELECT x FROM c) RETURNING id", n)
+	for i, inTx := range []bool{false, true} {
+		if inTx {
+			for _, q := range []string{"BEGIN", "INSERT INTO t VALUES(1)"} {
+				if m := exec(q); m["type"] != "response_ok" {
+					t.Fatalf("%s: %v", q, m)
+				}
+			}
+		}
+		id := i + 1
+		if m := w.req(map[string]any{"type": "open_cursor", "stream_id": 1, "cursor_id": id, "batch": map[string]any{"steps": []any{map[string]any{"stmt": stmt(insert)}}}}); m["type"] != "response_ok" {
+			t.Fatalf("open_cursor: %v", m)
+		}
+		// The write is done once a row comes; the batch then waits for
+		// fetches (it returns more rows than the cursor buffers).
+		if m := w.req(map[string]any{"type": "fetch_cursor", "cursor_id": id, "max_count": 2}); m["type"] != "response_ok" {
+			t.Fatalf("fetch_cursor: %v", m)
+		}
+		w.req(map[string]any{"type": "close_cursor", "cursor_id": id})
+		if inTx {
+			// The stream's next request learns that its transaction is gone.
+			if m := exec("COMMIT"); m["type"] == "response_ok" {
+				t.Fatalf("COMMIT after an interrupted write in the transaction succeeded")
+			}
+		}
+		// Another writer waits until the stream let the writer go.
+		ts.exec(t, "", fmt.Sprintf("INSERT INTO t VALUES(%d)", 100000+i))
+		if got := fmtRows(ts.query(t, "", "SELECT count(*) FROM t WHERE id < 100000")); got != "0\n" {
+			t.Fatalf("in a transaction %v: %s rows of an interrupted write (or of its transaction) stand", inTx, got)
+		}
 	}
 }

@@ -102,7 +102,7 @@ var hranaVersions = map[string]bool{"/v2": true, "/v3": true, "/v3-protobuf": tr
 // the Content-Type say which).
 func streamError(w http.ResponseWriter, err error) {
 	switch {
-	case errors.Is(err, errTxnHeld):
+	case errors.Is(err, errTxnHeld), errors.Is(err, errTxnInterrupted):
 		hranaError(w, http.StatusInternalServerError, &hrana.Error{Message: err.Error(), Code: "STREAM_EXPIRED"})
 	case errors.Is(err, stream.ErrStreamExpired):
 		hranaError(w, http.StatusInternalServerError, &hrana.Error{Message: "The stream has expired due to inactivity", Code: "STREAM_EXPIRED"})
@@ -216,7 +216,7 @@ func (s *Server) handleHrana(w http.ResponseWriter, r *http.Request, d *database
 
 // isStreamErr tells errors about the stream itself (its baton) apart.
 func isStreamErr(err error) bool {
-	return errors.Is(err, stream.ErrStreamExpired) || errors.Is(err, errTxnHeld) || errors.Is(err, stream.ErrBatonInvalid) ||
+	return errors.Is(err, stream.ErrStreamExpired) || errors.Is(err, errTxnHeld) || errors.Is(err, errTxnInterrupted) || errors.Is(err, stream.ErrBatonInvalid) ||
 		errors.Is(err, stream.ErrBatonReused) || errors.Is(err, stream.ErrTooMany) || errors.Is(err, stream.ErrClosed)
 }
 

@@ -124,7 +124,7 @@ func asHrana(err error) *hrana.Error {
 		return &hrana.Error{Message: "SQLite error: " + se.Msg, Code: code}
 	case errors.Is(err, errTxnLost):
 		return &hrana.Error{Message: err.Error(), Code: "STREAM_EXPIRED"}
-	case errors.Is(err, errTxnTimeout) || errors.Is(err, errTxnHeld):
+	case errors.Is(err, errTxnTimeout) || errors.Is(err, errTxnHeld) || errors.Is(err, errTxnInterrupted):
 		return &hrana.Error{Message: err.Error(), Code: "TRANSACTION_TIMEOUT"}
 	case errors.Is(err, errCursorStalled) || errors.Is(err, errCursorHoldsWAL):
 		return &hrana.Error{Message: "SQLite error: interrupted (" + err.Error() + ")", Code: "SQLITE_INTERRUPT"}
@@ -380,6 +380,7 @@ func (ex *executor) runStmt(s *hrana.Stmt, begin func([]hrana.Col) error, row fu
 			return end, asHrana(err)
 		}
 	}
+	inTx := !ex.c.Autocommit()
 	guard := wantRows && !st.Readonly() && len(cols) > 0
 	outside := ex.c.Autocommit()
 	if guard {
@@ -421,7 +422,10 @@ func (ex *executor) runStmt(s *hrana.Stmt, begin func([]hrana.Col) error, row fu
 	if guard {
 		st.Reset()
 		end := "RELEASE " + returningSavepoint
-		if bad != nil || sent != nil {
+		failed := bad != nil || sent != nil || err != nil
+		if failed {
+			// A statement that fails (an interrupt included, which may
+			// come after its write and before its last row) did nothing.
 			end = "ROLLBACK TO " + returningSavepoint + "; " + end
 		}
 		gerr := ex.c.Exec(end)
@@ -447,9 +451,11 @@ func (ex *executor) runStmt(s *hrana.Stmt, begin func([]hrana.Col) error, row fu
 	case bad != nil:
 		return end, failure("RESPONSE_VALUE", "%v; the statement was not run", bad)
 	case sent != nil:
-		return end, asHrana(sent)
+		st.Reset()
+		return end, ex.interrupted(sent, asHrana(sent), inTx)
 	case err != nil:
-		return end, ex.asHrana(err)
+		st.Reset()
+		return end, ex.interrupted(err, ex.asHrana(err), inTx)
 	}
 	if readonlyTx {
 		// The sandbox refuses writes until the transaction ends.
@@ -492,13 +498,47 @@ func (ex *executor) afterStmt() {
 	}
 }
 
+// interrupted returns herr, the error of a statement that failed with err.
+// A statement interrupted (StatementTimeout, a cancel, a client gone)
+// inside a transaction (inTx: one was open before it) rolls the
+// transaction back, as SQLite does for an interrupted write but not for a
+// read, so that what the transaction did before it (the first steps of a
+// batch) can never be committed without the rest: herr says so, and the
+// stream's next request fails (once, with errTxnInterrupted) rather than
+// run in autocommit while the client believes its transaction open.
+func (ex *executor) interrupted(err error, herr *hrana.Error, inTx bool) *hrana.Error {
+	if !inTx || !ex.st.holds || !isInterrupt(err) {
+		return herr
+	}
+	if !ex.c.Autocommit() {
+		// If this fails, the transaction still cannot commit: the next
+		// request fails and ends the stream's session.
+		ex.c.Exec("ROLLBACK")
+		ex.stmts.purge() // the rollback may have undone a schema change
+	}
+	ex.afterStmt()
+	ex.st.timedOut = errTxnInterrupted
+	out := *herr
+	out.Message += "; the transaction was rolled back"
+	return &out
+}
+
+// isInterrupt tells whether a statement's error is an interruption.
+func isInterrupt(err error) bool {
+	var se *sqlitex.Error
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, errCursorStalled) || errors.Is(err, errCursorHoldsWAL) ||
+		(errors.As(err, &se) && se.Code&0xff == sqlite3.SQLITE_INTERRUPT)
+}
+
 // sequence runs every statement of sql, stopping at the first error.
 func (ex *executor) sequence(sql string) *hrana.Error {
 	defer ex.afterStmt()
 	defer ex.stmts.purge() // it may have changed the schema
 	ex.compiling(sql)
+	inTx := !ex.c.Autocommit()
 	if err := ex.c.WithContext(ex.ctx, func() error { return ex.c.Exec(sql) }); err != nil {
-		return ex.asHrana(err)
+		return ex.interrupted(err, ex.asHrana(err), inTx)
 	}
 	return nil
 }

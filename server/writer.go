@@ -38,6 +38,11 @@ var errTxnTimeout = errors.New("the transaction was rolled back: it was idle for
 // fails with TRANSACTION_TIMEOUT.
 var errTxnHeld = errors.New("the transaction was rolled back: it kept the writer for longer than twice the transaction timeout while another stream waited for the writer")
 
+// errTxnInterrupted is the error of the request after one whose statement
+// was interrupted inside a transaction, which rolled the transaction back
+// (executor.interrupted); as errTxnHeld, it ends an HTTP stream.
+var errTxnInterrupted = errors.New("the transaction was rolled back: a statement in it was interrupted (the statement timeout, or a cancel)")
+
 // tryWriter takes the writer if it is free.
 func (d *database) tryWriter() bool {
 	select {
