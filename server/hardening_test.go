@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -339,5 +340,57 @@ func TestSecurityInterruptedReturningWritesNothing(t *testing.T) {
 		if got := fmtRows(ts.query(t, "", "SELECT count(*) FROM t WHERE id < 100000")); got != "0\n" {
 			t.Fatalf("in a transaction %v: %s rows of an interrupted write (or of its transaction) stand", inTx, got)
 		}
+	}
+}
+
+// Reader connections that cannot be set up: a read-only request falls
+// back to the writer (it would run there anyway with every reader busy)
+// and the failure is logged, a cursor fails with it (logged too); a
+// read-only token can write through neither path, nor over a WebSocket.
+func TestSecurityReaderFailure(t *testing.T) {
+	var log lockedBuffer
+	ts := newTestServer(t, Config{AuthTokens: []string{"w"}, ReadTokens: []string{"r"}, Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	ts.token = "w"
+	ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY)")
+	d, err := ts.database(t.Context(), "default", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.readers.Close() // every reader connection's setup fails from now on
+	if got := count(t, ts, "", "t"); got != "0\n" {
+		t.Fatalf("count: %q", got)
+	}
+	if !strings.Contains(log.String(), "reader connection") {
+		t.Errorf("a read fell back to the writer without a word in the log:\n%s", log.String())
+	}
+	sql := "SELECT count(*) FROM t"
+	body, _ := json.Marshal(hrana.CursorReqBody{Batch: hrana.Batch{Steps: []hrana.BatchStep{{Stmt: hrana.Stmt{SQL: &sql}}}}})
+	before := strings.Count(log.String(), "\n")
+	if status, out := post(t, ts.url+"/v3/cursor", "application/json", "w", body); status != http.StatusOK || !strings.Contains(string(out), `"type":"error"`) {
+		t.Fatalf("a cursor without reader connections: %d %s", status, out)
+	}
+	if strings.Count(log.String(), "\n") == before {
+		t.Errorf("a cursor failed for want of a reader connection without a word in the log:\n%s", log.String())
+	}
+
+	// The read-only token.
+	insert := "INSERT INTO t VALUES(1)"
+	for _, path := range []string{"/v2/pipeline", "/v3/pipeline"} {
+		body, _ := json.Marshal(hrana.PipelineReqBody{Requests: []hrana.StreamRequest{execReq(insert), execReq(sql)}})
+		if status, out := post(t, ts.url+path, "application/json", "r", body); status != http.StatusForbidden {
+			t.Errorf("%s with a read-only token: %d %s", path, status, out)
+		}
+	}
+	body, _ = json.Marshal(hrana.CursorReqBody{Batch: hrana.Batch{Steps: []hrana.BatchStep{{Stmt: hrana.Stmt{SQL: &insert}}, {Stmt: hrana.Stmt{SQL: &sql}}}}})
+	if status, out := post(t, ts.url+"/v3/cursor", "application/json", "r", body); status != http.StatusForbidden {
+		t.Errorf("/v3/cursor with a read-only token: %d %s", status, out)
+	}
+	w := dialWS(t, ts.url, "hrana3")
+	w.write(map[string]any{"type": "hello", "jwt": "r"})
+	if m := w.read(); m["type"] != "hello_error" {
+		t.Errorf("WebSocket hello with a read-only token: %v", m)
+	}
+	if got := count(t, ts, "", "t"); got != "0\n" {
+		t.Fatalf("the read-only token wrote: count %q", got)
 	}
 }

@@ -185,6 +185,7 @@ func (s *Server) handleHrana(w http.ResponseWriter, r *http.Request, d *database
 		streamError(w, err)
 		return
 	case did.commits == 0 && did.diskFull:
+		s.log.Warn("pipeline: the disk is full, nothing was written (507)", "db", d.name)
 		httpError(w, http.StatusInsufficientStorage, "the server's disk is full: nothing was written")
 		return
 	case err != nil:
@@ -612,14 +613,33 @@ func (s *Server) onReader(ctx context.Context, st *hranaStream, reads []string, 
 	if o.cursor {
 		use = useCursor
 	}
+	// A reader that cannot be had or set up is no reason to refuse the
+	// request: it runs on the writer (where a read runs inside a
+	// transaction, or when every reader is busy), which is no more than
+	// its token allows, since every Hrana request needs a token that may
+	// write the database (allowed, tokenProblem; a read-only token
+	// cannot reach here). A cursor does not wait for the writer instead
+	// of a busy reader (it would hold every write up while its client
+	// reads): it fails with the reason. A failure other than busy is
+	// logged, so that broken readers do not go unseen behind the
+	// fallback.
 	conn, slot, err := st.d.readerConn(ctx, st.d.readers, use, s.cfg.StreamBusyTimeout)
 	switch {
 	case err == nil:
-	case !o.cursor:
+	case errors.Is(err, errReadersBusy) && !o.cursor:
 		return false, nil
 	case errors.Is(err, errReadersBusy):
 		return false, fmt.Errorf("%w: %w", errCursorReader, err)
+	case ctx.Err() != nil || errors.Is(err, errClosed):
+		if !o.cursor {
+			return false, nil
+		}
+		return false, err
+	case !o.cursor:
+		st.d.log.Warn("no reader connection for a read: it runs on the writer", "err", err)
+		return false, nil
 	default:
+		st.d.log.Warn("no reader connection for a cursor", "err", err)
 		return false, err
 	}
 	defer slot()
@@ -655,7 +675,9 @@ func (s *Server) onReader(ctx context.Context, st *hranaStream, reads []string, 
 		*reserved = ex.reserved
 		return nil
 	})
-	if err != nil {
+	if err != nil && !ran && ctx.Err() == nil {
+		st.d.log.Warn("cannot set up a reader connection for a read: it runs on the writer", "err", err, "cursor", o.cursor)
+	} else if err != nil && ran {
 		st.d.log.Warn("read on a reader connection", "err", err)
 	}
 	return ran, nil

@@ -493,7 +493,8 @@ func TestSecurityDiskFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rec.Stop()
-	ts := newTestServer(t, Config{DataDir: dir, VFS: name})
+	var log lockedBuffer
+	ts := newTestServer(t, Config{DataDir: dir, VFS: name, Logger: slog.New(slog.NewTextHandler(&log, nil))})
 	ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", "INSERT INTO t(v) VALUES('before')")
 	before := ts.pull(t, "", &syncpb.PullUpdatesReqProtoBody{}).hdr.ServerRevision
 
@@ -504,6 +505,9 @@ func TestSecurityDiskFull(t *testing.T) {
 	status, out := post(t, ts.url+"/v2/pipeline", "application/json", "", body)
 	if status != http.StatusInsufficientStorage || !strings.Contains(string(out), "nothing was written") {
 		t.Fatalf("disk full: %d %s", status, out)
+	}
+	if !strings.Contains(log.String(), "disk is full") {
+		t.Errorf("a 507 without a word in the log:\n%s", log.String())
 	}
 	rec.SetFull(nil)
 
