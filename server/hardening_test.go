@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -105,16 +106,20 @@ func TestSecurityWebSocketStatementTimeout(t *testing.T) {
 	if m := exec("SELECT 1"); m["type"] != "response_ok" {
 		t.Fatalf("the stream after the cursor's timeout: %v", m)
 	}
-	// A cursor whose client takes its time to fetch is not interrupted:
-	// only the time its statements run counts.
-	const n = 3 * wsCursorCapacity
-	if m := w.req(map[string]any{"type": "open_cursor", "stream_id": 1, "cursor_id": 2, "batch": map[string]any{"steps": []any{map[string]any{"stmt": stmt(fmt.Sprintf("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT %d) SELECT x FROM c", n))}}}}); m["type"] != "response_ok" {
+}
+
+// fetchCursor opens a cursor on sel over w's stream 1 and fetches it to
+// its end, sleeping pause before each fetch; it returns the rows and fails
+// on an error entry.
+func fetchCursor(t *testing.T, w *wsClient, id int, sel string, pause time.Duration) int {
+	t.Helper()
+	if m := w.req(map[string]any{"type": "open_cursor", "stream_id": 1, "cursor_id": id, "batch": map[string]any{"steps": []any{map[string]any{"stmt": stmt(sel)}}}}); m["type"] != "response_ok" {
 		t.Fatalf("open_cursor: %v", m)
 	}
 	rows := 0
 	for done := false; !done; {
-		time.Sleep(limit)
-		m := w.req(map[string]any{"type": "fetch_cursor", "cursor_id": 2, "max_count": wsCursorCapacity})
+		time.Sleep(pause)
+		m := w.req(map[string]any{"type": "fetch_cursor", "cursor_id": id, "max_count": wsCursorCapacity})
 		resp, _ := m["response"].(map[string]any)
 		if m["type"] != "response_ok" || resp == nil {
 			t.Fatalf("fetch_cursor: %v", m)
@@ -126,12 +131,47 @@ func TestSecurityWebSocketStatementTimeout(t *testing.T) {
 			case "row":
 				rows++
 			case "error", "step_error":
-				t.Fatalf("a cursor fetched slowly: %v", e)
+				t.Fatalf("a cursor fetched with %v between fetches: %v", pause, e)
 			}
 		}
 	}
-	if rows != n {
+	w.req(map[string]any{"type": "close_cursor", "cursor_id": id})
+	return rows
+}
+
+// A WebSocket cursor whose client takes its time to fetch is not
+// interrupted by StatementTimeout: only the time its statements run
+// counts. The limit is derived from how long the cursor takes here when
+// fetched at once (under -race on a busy machine its statements alone
+// run for hundreds of milliseconds), and the client sleeps half of it
+// before each of its 4 fetches: the waits add up to twice the limit.
+func TestSecurityWebSocketCursorSlowFetch(t *testing.T) {
+	const n = 3 * wsCursorCapacity
+	sel := fmt.Sprintf("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT %d) SELECT x FROM c", n)
+	var took time.Duration
+	{
+		ts := newTestServer(t, Config{}) // StatementTimeout: a minute
+		w := helloWS(t, ts)
+		w.req(map[string]any{"type": "open_stream", "stream_id": 1})
+		for i := range 3 {
+			start := time.Now()
+			if rows := fetchCursor(t, w, i+1, sel, 0); rows != n {
+				t.Fatalf("the cursor gave %d rows, want %d", rows, n)
+			}
+			took = max(took, time.Since(start))
+		}
+	}
+	limit := max(time.Second, 5*took)
+	t.Logf("the cursor fetched at once takes %v: StatementTimeout %v", took, limit)
+	ts := newTestServer(t, Config{StatementTimeout: limit})
+	w := helloWS(t, ts)
+	w.req(map[string]any{"type": "open_stream", "stream_id": 1})
+	start := time.Now()
+	if rows := fetchCursor(t, w, 1, sel, limit/2); rows != n {
 		t.Fatalf("the slowly fetched cursor gave %d rows, want %d", rows, n)
+	}
+	if el := time.Since(start); el <= limit {
+		t.Fatalf("the slow fetches took %v, not more than the limit %v: the test proves nothing", el, limit)
 	}
 }
 
@@ -392,5 +432,25 @@ func TestSecurityReaderFailure(t *testing.T) {
 	}
 	if got := count(t, ts, "", "t"); got != "0\n" {
 		t.Fatalf("the read-only token wrote: count %q", got)
+	}
+}
+
+// A runClock paused after it had run its whole limit, but before its timer
+// fired (Stop returned true, nothing left), must still end the context once
+// resumed: it stayed unbounded (the timer was not reset for left ≤ 0).
+func TestRunClockResumeAtLimit(t *testing.T) {
+	c := &runClock{}
+	ctx, cancel := c.start(context.Background(), time.Hour)
+	defer cancel()
+	c.resumed = time.Now().Add(-2 * time.Hour) // it has run for longer than its limit
+	c.pause()
+	c.resume()
+	select {
+	case <-ctx.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("a clock resumed with nothing left did not end its context")
+	}
+	if context.Cause(ctx) != context.DeadlineExceeded {
+		t.Fatalf("cause %v, want DeadlineExceeded", context.Cause(ctx))
 	}
 }

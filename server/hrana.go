@@ -463,9 +463,10 @@ func (c *runClock) resume() {
 	}
 	c.paused = false
 	c.resumed = time.Now()
-	if c.left > 0 {
-		c.timer.Reset(c.left)
-	}
+	// Even if nothing is left: a clock stopped just as it ran out (Stop
+	// returned true, left ≤ 0) must still fire, or the batch would run
+	// on unbounded. One that fired already cancels again, which is a no-op.
+	c.timer.Reset(max(c.left, 0))
 }
 
 // errTxnLost reports that a stream's transaction is gone: the connection
