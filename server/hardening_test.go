@@ -454,3 +454,41 @@ func TestRunClockResumeAtLimit(t *testing.T) {
 		t.Fatalf("cause %v, want DeadlineExceeded", context.Cause(ctx))
 	}
 }
+
+// A client that closes a read cursor early inside its transaction (it had
+// the rows it wanted) keeps its transaction, as with sqld: the cancel is
+// the client's, and the read wrote nothing. It was rolled back as an
+// interrupt.
+func TestSecurityEarlyCursorCloseKeepsTx(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY)")
+	w := helloWS(t, ts)
+	exec := func(sql string) map[string]any {
+		return w.req(map[string]any{"type": "execute", "stream_id": 1, "stmt": stmt(sql)})
+	}
+	w.req(map[string]any{"type": "open_stream", "stream_id": 1})
+	for _, q := range []string{"BEGIN", "INSERT INTO t VALUES(1)"} {
+		if m := exec(q); m["type"] != "response_ok" {
+			t.Fatalf("%s: %v", q, m)
+		}
+	}
+	sel := fmt.Sprintf("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT %d) SELECT x FROM c", 4*wsCursorCapacity)
+	if m := w.req(map[string]any{"type": "open_cursor", "stream_id": 1, "cursor_id": 1, "batch": map[string]any{"steps": []any{map[string]any{"stmt": stmt(sel)}}}}); m["type"] != "response_ok" {
+		t.Fatal(m)
+	}
+	if m := w.req(map[string]any{"type": "fetch_cursor", "cursor_id": 1, "max_count": 2}); m["type"] != "response_ok" {
+		t.Fatal(m)
+	}
+	if m := w.req(map[string]any{"type": "close_cursor", "cursor_id": 1}); m["type"] != "response_ok" {
+		t.Fatal(m)
+	}
+	if m := exec("INSERT INTO t VALUES(2)"); m["type"] != "response_ok" {
+		t.Fatalf("INSERT after closing a read cursor early: %v", m)
+	}
+	if m := exec("COMMIT"); m["type"] != "response_ok" {
+		t.Fatalf("COMMIT after closing a read cursor early: %v", m)
+	}
+	if got := count(t, ts, "", "t"); got != "2\n" {
+		t.Fatalf("rows %q, want 2: the transaction was lost", got)
+	}
+}

@@ -452,10 +452,10 @@ func (ex *executor) runStmt(s *hrana.Stmt, begin func([]hrana.Col) error, row fu
 		return end, failure("RESPONSE_VALUE", "%v; the statement was not run", bad)
 	case sent != nil:
 		st.Reset()
-		return end, ex.interrupted(sent, asHrana(sent), inTx)
+		return end, ex.interrupted(sent, asHrana(sent), inTx, !st.Readonly())
 	case err != nil:
 		st.Reset()
-		return end, ex.interrupted(err, ex.asHrana(err), inTx)
+		return end, ex.interrupted(err, ex.asHrana(err), inTx, !st.Readonly())
 	}
 	if readonlyTx {
 		// The sandbox refuses writes until the transaction ends.
@@ -499,15 +499,22 @@ func (ex *executor) afterStmt() {
 }
 
 // interrupted returns herr, the error of a statement that failed with err.
-// A statement interrupted (StatementTimeout, a cancel, a client gone)
-// inside a transaction (inTx: one was open before it) rolls the
-// transaction back, as SQLite does for an interrupted write but not for a
-// read, so that what the transaction did before it (the first steps of a
-// batch) can never be committed without the rest: herr says so, and the
-// stream's next request fails (once, with errTxnInterrupted) rather than
-// run in autocommit while the client believes its transaction open.
-func (ex *executor) interrupted(err error, herr *hrana.Error, inTx bool) *hrana.Error {
+// A statement interrupted inside a transaction (inTx: one was open before
+// it) rolls the transaction back if the server imposed the interrupt
+// (StatementTimeout, a stalled cursor, a cursor holding the WAL) or if the
+// statement may have written (wrote: SQLite rolls back an interrupted
+// write's statement, and may roll back the transaction, but not an
+// interrupted read), so that what the transaction did before it (the first
+// steps of a batch) can never be committed without the rest: herr says
+// so, and the stream's next requests fail (errTxnInterrupted) rather than
+// run in autocommit while the client believes its transaction open. A read
+// the client itself stopped (close_cursor, a cancel) leaves the
+// transaction as it was, as sqld does.
+func (ex *executor) interrupted(err error, herr *hrana.Error, inTx, wrote bool) *hrana.Error {
 	if !inTx || !ex.st.holds || !isInterrupt(err) {
+		return herr
+	}
+	if !wrote && !ex.serverInterrupt(err) {
 		return herr
 	}
 	if !ex.c.Autocommit() {
@@ -521,6 +528,16 @@ func (ex *executor) interrupted(err error, herr *hrana.Error, inTx bool) *hrana.
 	out := *herr
 	out.Message += "; the transaction was rolled back"
 	return &out
+}
+
+// serverInterrupt tells whether the server imposed the interrupt err: the
+// statement's time ran out (its context's cause is DeadlineExceeded, for
+// context.WithTimeout and runClock alike) or a cursor was ended for
+// stalling the writer or holding the WAL, not a cancel by the client
+// (close_cursor, its connection gone).
+func (ex *executor) serverInterrupt(err error) bool {
+	return errors.Is(err, errCursorStalled) || errors.Is(err, errCursorHoldsWAL) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(context.Cause(ex.ctx), context.DeadlineExceeded)
 }
 
 // isInterrupt tells whether a statement's error is an interruption.
@@ -538,7 +555,8 @@ func (ex *executor) sequence(sql string) *hrana.Error {
 	ex.compiling(sql)
 	inTx := !ex.c.Autocommit()
 	if err := ex.c.WithContext(ex.ctx, func() error { return ex.c.Exec(sql) }); err != nil {
-		return ex.interrupted(err, ex.asHrana(err), inTx)
+		// Its statements are not told apart: taken as writing.
+		return ex.interrupted(err, ex.asHrana(err), inTx, true)
 	}
 	return nil
 }
