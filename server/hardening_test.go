@@ -74,6 +74,10 @@ func TestSecurityWebSocketStatementTimeout(t *testing.T) {
 			if m := exec("SELECT 1"); errCode(m) != "TRANSACTION_TIMEOUT" {
 				t.Fatalf("the request after an interrupt in a transaction: %v, want TRANSACTION_TIMEOUT", m)
 			}
+			// Until the client ends it (see TestSecurityWSAbortedTransaction).
+			if m := exec("ROLLBACK"); m["type"] != "response_ok" {
+				t.Fatalf("ROLLBACK after an interrupt in a transaction: %v", m)
+			}
 		}
 		if m := exec("SELECT 1"); m["type"] != "response_ok" {
 			t.Fatalf("in a transaction %v: the stream after the timeout: %v", inTx, m)

@@ -35,9 +35,10 @@ type hranaStream struct {
 	holds    bool // it keeps d's writer: it is inside a transaction
 	readOnly bool // inside BEGIN TRANSACTION READONLY (PRAGMA query_only is on)
 	closed   bool // a close request ended it
-	// timedOut (nil: not) is the error of its next request (once): its
-	// transaction was rolled back between requests (WebSocket, idle: see
-	// wsConn.keepIdle; or it kept the writer too long: see yield).
+	// timedOut (nil: not) is the error of its requests until the client
+	// ends the transaction (see wsConn.abortedTxn): the server rolled its
+	// transaction back (WebSocket, idle: see wsConn.keepIdle; it kept the
+	// writer too long: see yield; a statement interrupted in it).
 	timedOut error
 	// yield is set by a stream that waits for the writer while this one
 	// has kept it for longer than 2×StreamTxnTimeout (takeWriter): its
@@ -497,14 +498,16 @@ var errTxnLost = fmt.Errorf("%w: its transaction was lost (the database was relo
 func (s *Server) execOn(ctx context.Context, st *hranaStream, reads []string, o runOpts, fn func(*executor)) (run, error) {
 	d := st.d
 	if err := st.timedOut; err != nil {
-		// Once: the client learns that its transaction is gone, and its
-		// next statements run in autocommit as it then expects.
-		st.timedOut = nil
+		// Its transaction is gone: every request fails until the client
+		// ends it (WebSocket: see wsConn.abortedTxn, which answers a
+		// stream in this state before it gets here; HTTP: the error ends
+		// the stream).
 		return run{}, err
 	}
 	if st.holds && st.yield.Load() {
 		// It kept the writer too long and another stream waits.
 		st.end(ctx)
+		st.timedOut = errTxnHeld
 		return run{}, errTxnHeld
 	}
 	var noConn error

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -259,6 +260,10 @@ func (c *wsConn) request(id int32, rq *hrana.WsRequest) string {
 			return rq.Type + " request without its statement"
 		}
 		c.onStream(id, rq.StreamID, func(st *hranaStream) {
+			if st.timedOut != nil {
+				c.abortedTxn(id, st, sr)
+				return
+			}
 			var res hrana.StreamResult
 			did, err := c.s.execOn(c.ctx, st, readSQL(st, []hrana.StreamRequest{sr}), runOpts{limit: c.s.cfg.StatementTimeout}, func(ex *executor) { res = ex.run(sr) })
 			defer c.s.mem.release(did.reserved)
@@ -595,4 +600,51 @@ func (s *wsSet) closeAll() {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+}
+
+// rollbackRE and commitRE match the statements that end a transaction.
+var (
+	rollbackRE = regexp.MustCompile(`(?is)^\s*ROLLBACK(\s+TRANSACTION)?\s*;?\s*$`)
+	commitRE   = regexp.MustCompile(`(?is)^\s*(COMMIT|END)(\s+TRANSACTION)?\s*;?\s*$`)
+)
+
+// abortedTxn answers a request on a stream whose transaction the server
+// rolled back (st.timedOut: an interrupt, a yield, an idle expiry), as
+// PostgreSQL answers inside an aborted transaction: the client may have
+// sent its next requests before it learnt of it (they are pipelined), and
+// none of them may run in autocommit, or half of its transaction would be
+// committed. Every request fails with st.timedOut until the client ends
+// the transaction: ROLLBACK is answered OK, COMMIT (END) with the error,
+// and both clear it (as does closing the stream). get_autocommit answers
+// true and leaves it.
+func (c *wsConn) abortedTxn(id int32, st *hranaStream, sr hrana.StreamRequest) {
+	err := st.timedOut
+	sql := ""
+	switch {
+	case sr.Type == hrana.ReqGetAutocommit:
+		c.reply(id, &hrana.WsResponse{Type: sr.Type, IsAutocommit: true}, nil)
+		return
+	case sr.Type == hrana.ReqExecute && sr.Stmt != nil && sr.Stmt.SQL != nil:
+		sql = *sr.Stmt.SQL
+	case sr.Type == hrana.ReqExecute && sr.Stmt != nil && sr.Stmt.SQLID != nil:
+		sql, _ = st.sqls.get(*sr.Stmt.SQLID)
+	case sr.Type == hrana.ReqSequence && sr.SQL != nil:
+		sql = *sr.SQL
+	case sr.Type == hrana.ReqSequence && sr.SQLID != nil:
+		sql, _ = st.sqls.get(*sr.SQLID)
+	}
+	switch {
+	case rollbackRE.MatchString(sql):
+		st.timedOut = nil
+		resp := &hrana.WsResponse{Type: sr.Type}
+		if sr.Type == hrana.ReqExecute {
+			resp.Result = &hrana.StmtResult{Cols: []hrana.Col{}, Rows: [][]hrana.Value{}}
+		}
+		c.reply(id, resp, nil)
+		return
+	case commitRE.MatchString(sql):
+		st.timedOut = nil
+	}
+	st.end(c.ctx)
+	c.reply(id, nil, asHrana(err))
 }

@@ -236,6 +236,11 @@ func TestWebSocketIdleTransactionYields(t *testing.T) {
 	if e, _ := m["error"].(map[string]any); m["type"] != "response_error" || e["code"] != "TRANSACTION_TIMEOUT" {
 		t.Fatalf("the next request of the rolled-back stream: %v, want TRANSACTION_TIMEOUT", m)
 	}
+	// Its requests fail until the client ends the transaction (see
+	// TestSecurityWSAbortedTransaction).
+	if m := exec("ROLLBACK"); m["type"] != "response_ok" {
+		t.Fatalf("ROLLBACK after the timeout: %v", m)
+	}
 	if m := exec("INSERT INTO t VALUES(4)"); m["type"] != "response_ok" {
 		t.Fatalf("after the timeout: %v", m)
 	}
