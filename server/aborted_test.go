@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -183,5 +184,31 @@ func TestSecurityWSAbortedTransaction(t *testing.T) {
 				t.Fatalf("rows %q, want only 4", got)
 			}
 		})
+	}
+}
+
+// A busy transaction told to yield to a waiting writer is left alone once
+// that waiter gave up (SQLITE_BUSY at StreamBusyTimeout): the yield flag
+// stayed set, and the holder was rolled back when its request ended, for
+// nobody.
+func TestSecurityYieldAfterWaiterLeft(t *testing.T) {
+	ts := newTestServer(t, Config{StreamTxnTimeout: 100 * time.Millisecond, StreamBusyTimeout: 300 * time.Millisecond})
+	ts.exec(t, "", "CREATE TABLE t(id INTEGER PRIMARY KEY)")
+	n := calibrate(t, ts, time.Second)
+	s := ts.stream(t, "", "/v3/pipeline")
+	s.do("BEGIN IMMEDIATE", "INSERT INTO t VALUES(1)")
+	time.Sleep(250 * time.Millisecond) // it has had the writer for more than 2×StreamTxnTimeout
+	other := asyncPost(ts.url+"/v2/pipeline", pushBody("INSERT INTO t VALUES(1000)"))
+	s.do(slowSQL(n)) // busy while the other waits and gives up
+	o := <-other
+	if !strings.Contains(o.body, "SQLITE_BUSY") {
+		t.Fatalf("the other writer: %d %s, want SQLITE_BUSY (the test proves nothing)", o.status, o.body)
+	}
+	st, res, out := s.send(execReq("COMMIT"))
+	if st != 200 || len(res) != 1 || res[0].Type != hrana.ResultOK {
+		t.Fatalf("the holder's COMMIT after the waiter left: %d %s", st, out)
+	}
+	if got := count(t, ts, "", "t"); got != "1\n" {
+		t.Fatalf("rows %q, want 1", got)
 	}
 }

@@ -99,6 +99,10 @@ type database struct {
 	// since ownedSince (nil: none, or a request that is no stream's).
 	owner      *hranaStream
 	ownedSince time.Time
+	// waiters counts the requests waiting for the writer in takeWriter's
+	// slow path: an owner told to yield does so only while one still
+	// waits (hranaStream.yielding).
+	waiters atomic.Int32
 	// walHeld (under hmu) is closed, and replaced, when checkpoints have
 	// been held back by readers for walHoldLimit: cursors on readers that
 	// wait for their client then end (emitCursor). ckptHeldSince (under

@@ -504,7 +504,7 @@ func (s *Server) execOn(ctx context.Context, st *hranaStream, reads []string, o 
 		// the stream).
 		return run{}, err
 	}
-	if st.holds && st.yield.Load() {
+	if st.holds && st.yielding() {
 		// It kept the writer too long and another stream waits.
 		st.end(ctx)
 		st.timedOut = errTxnHeld
@@ -574,7 +574,7 @@ func (s *Server) execOn(ctx context.Context, st *hranaStream, reads []string, o 
 	switch {
 	case auto && err == nil:
 		st.release(ctx)
-	case err == nil && st.holds && st.yield.Load():
+	case err == nil && st.holds && st.yielding():
 		// It kept the writer too long and another stream waits: its
 		// transaction ends now, and its next request says so (as an
 		// idle stream's that expired).
@@ -756,6 +756,8 @@ func (s *Server) takeWriter(ctx context.Context, d *database) error {
 	if d.tryWriter() {
 		return nil
 	}
+	d.waiters.Add(1)
+	defer d.waiters.Add(-1)
 	deadline := time.NewTimer(s.cfg.StreamBusyTimeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(20 * time.Millisecond)
@@ -779,6 +781,14 @@ func (s *Server) takeWriter(ctx context.Context, d *database) error {
 			return errClosed
 		}
 	}
+}
+
+// yielding tells whether st must give the writer up: it was told to
+// (yield, by a waiter in takeWriter) and a request still waits for the
+// writer. A waiter that gave up (SQLITE_BUSY at StreamBusyTimeout) or got
+// the writer leaves the holder's transaction alone.
+func (st *hranaStream) yielding() bool {
+	return st.yield.Load() && st.d.waiters.Load() > 0
 }
 
 // expireStream is the registry's Expire callback.
