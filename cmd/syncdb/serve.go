@@ -60,7 +60,7 @@ func serve(args []string) error {
 	stmtTimeout := fs.Duration("statement-timeout", time.Minute, "limit on one pipeline request's statements and on a query selector")
 	streamIdle := fs.Duration("stream-idle-timeout", 10*time.Second, "a Hrana stream (and its open transaction) expires after this long without a request")
 	streamBusy := fs.Duration("stream-busy-timeout", 10*time.Second, "how long a Hrana request waits for the writer while another stream's transaction is open (a cursor: for a reader connection)")
-	streamTxn := fs.Duration("stream-txn-timeout", 5*time.Second, "an idle stream's open transaction is rolled back after this long if another stream waits for the writer")
+	streamTxn := fs.Duration("stream-txn-timeout", 5*time.Second, "an idle stream's open transaction is rolled back after this long if another stream waits for the writer; a busy one (sending requests) after twice this long, while another stream waits")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	store := fs.String("store", os.Getenv("SYNCDB_STORE"), "`postgres://...`: keep the databases in PostgreSQL, shared with other nodes (default $SYNCDB_STORE; empty: the data directory alone)")
 	advertise := fs.String("advertise", "", "with --store: this node's `URL` for other nodes (default http://ADDR)")
