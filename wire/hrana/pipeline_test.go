@@ -521,16 +521,22 @@ func TestDecodePipelineReqCost(t *testing.T) {
 	allocs := func(f func([]byte) (*PipelineReqBody, error), b []byte) float64 {
 		return testing.AllocsPerRun(10, func() { _, _ = f(b) })
 	}
+	// slack: allocations a run may count outside the decoder
+	// (testing.AllocsPerRun reads the process's malloc count, so other
+	// goroutines' show, most under go test -race: a CI run saw 12 against
+	// 11). What the checks catch is in the thousands: 10,023 for 20,000
+	// skipped keys, 2,048 against 1,025 for a body decoded twice.
+	const slack = 100
 	for _, escaped := range []bool{false, true} {
 		few, many := allocs(decodeByKey, junkKeysBody(2, escaped)), allocs(decodeByKey, junkKeysBody(20000, escaped))
-		if many > few {
+		if many > few+slack {
 			t.Errorf("decodeByKey, escaped %v: %v allocations for 20000 keys it skips, %v for 2", escaped, many, few)
 		}
-		if many := allocs(DecodePipelineReq, junkKeysBody(20000, escaped)); many > few {
+		if many := allocs(DecodePipelineReq, junkKeysBody(20000, escaped)); many > few+slack {
 			t.Errorf("DecodePipelineReq, escaped %v: %v allocations for 20000 keys it skips, decodeByKey %v for 2", escaped, many, few)
 		}
 	}
-	const errAllocs = 3 // invalid's wrapping
+	const errAllocs = slack // invalid's wrapping (3), and the slack above
 	for _, c := range []struct {
 		name   string
 		b      []byte
